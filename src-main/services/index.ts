@@ -1,0 +1,101 @@
+/**
+ * The services the contract calls, and `dispatch`: the one place a call is validated, routed, and its
+ * answer (or error) put into an envelope. The Electron gatekeeper and the WebSocket bridge both call it.
+ */
+import { z } from 'zod';
+import { channels, type ChannelName, type Envelope, type Response, type ApiErrorShape } from '../contract';
+import { UserError } from '../util/progress';
+import { JobHost } from './jobs/host';
+import type { SpawnJobProcess } from './jobs/protocol';
+import { ProjectsService } from './projects';
+import { SecretsService, type SecretBox } from './secrets';
+import { SettingsService, type KeyValueStore } from './settings';
+
+export interface Services {
+  runtime: 'electron' | 'bridge';
+  version: string;
+  settings: SettingsService;
+  secrets: SecretsService;
+  projects: ProjectsService;
+  jobs: JobHost;
+}
+
+export function createServices(opts: {
+  runtime: 'electron' | 'bridge';
+  version: string;
+  store: KeyValueStore;
+  secretBox: SecretBox | null;
+  spawnJob: SpawnJobProcess;
+}): Services {
+  const settings = new SettingsService(opts.store);
+  return {
+    runtime: opts.runtime,
+    version: opts.version,
+    settings,
+    secrets: new SecretsService(settings, opts.secretBox),
+    projects: new ProjectsService(settings),
+    jobs: new JobHost(opts.spawnJob),
+  };
+}
+
+type Handlers = {
+  [C in ChannelName]: (req: z.output<(typeof channels)[C]['request']>, s: Services) => Promise<Response<C>> | Response<C>;
+};
+
+const handlers: Handlers = {
+  'app.info': (_req, s) => ({ version: s.version, platform: process.platform, runtime: s.runtime }),
+  'projects.create': (req, s) => s.projects.create(req.parentDir, req.name),
+  'projects.open': (req, s) => s.projects.open(req.path),
+  'projects.recent': (_req, s) => s.projects.recent(),
+  'projects.setModel': (req, s) => s.projects.setModel(req.path, req.modelPath),
+  'settings.get': (_req, s) => ({ theme: s.settings.get().theme }),
+  'settings.set': (req, s) => ({ theme: s.settings.update(req).theme }),
+  'secrets.setHubToken': (req, s) => { s.secrets.setHubToken(req.token); return { stored: true }; },
+  'secrets.hasHubToken': (_req, s) => ({ present: s.secrets.hasHubToken(), available: s.secrets.available() }),
+  'secrets.clearHubToken': (_req, s) => ({ cleared: s.secrets.clearHubToken() }),
+  'jobs.start': (req, s) => ({ jobId: s.jobs.start(req) }),
+  'jobs.list': (_req, s) => s.jobs.list(),
+  'jobs.get': (req, s) => s.jobs.get(req.jobId),
+  'jobs.cancel': (req, s) => s.jobs.cancel(req.jobId),
+  'jobs.pause': (req, s) => s.jobs.pause(req.jobId),
+  'jobs.resume': (req, s) => s.jobs.resume(req.jobId),
+};
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`)
+    .join('; ');
+}
+
+export function toApiError(err: unknown): ApiErrorShape {
+  if (err instanceof UserError) return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+  return { code: 'internal', message: `Something went wrong inside Lathe: ${(err as Error)?.message ?? String(err)}`, hint: 'Try again; if it repeats, report it with the log.' };
+}
+
+/** Validate and route one call. Never throws: every outcome is an envelope. */
+export async function dispatch(services: Services, channel: unknown, payload: unknown): Promise<Envelope<unknown>> {
+  if (typeof channel !== 'string' || !Object.hasOwn(channels, channel)) {
+    return { ok: false, error: { code: 'ipc.unknownChannel', message: `Unknown channel ${JSON.stringify(channel)}.` } };
+  }
+  const name = channel as ChannelName;
+  const spec = channels[name];
+  const parsed = spec.request.safeParse(payload ?? {});
+  if (!parsed.success) {
+    return {
+      ok: false,
+      error: {
+        code: 'ipc.badPayload',
+        message: `Rejected a malformed call to "${name}": ${describeIssues(parsed.error)}.`,
+        hint: 'This is a bug in the caller: the payload does not match the contract in src-main/contract.',
+      },
+    };
+  }
+  try {
+    const handler = handlers[name] as (req: unknown, s: Services) => unknown;
+    const value = await handler(parsed.data, services);
+    return { ok: true, value: spec.response.parse(value) };
+  } catch (err) {
+    return { ok: false, error: toApiError(err) };
+  }
+}

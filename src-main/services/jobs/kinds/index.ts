@@ -1,0 +1,10 @@
+/** The job kinds, keyed like the contract's JobRequest union. Runs inside the job process only. */
+import type { JobKind, JobRequest } from '../../../contract';
+import type { JobHandler } from '../context';
+import { selftest } from './selftest';
+
+type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }>['params']> };
+
+export const jobKinds: HandlerTable = {
+  selftest,
+};
