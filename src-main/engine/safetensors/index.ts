@@ -1,0 +1,4 @@
+export * from './dtype';
+export * from './reader';
+export * from './writer';
+export * from './sharded';
