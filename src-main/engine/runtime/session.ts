@@ -7,6 +7,7 @@
 import * as ort from 'onnxruntime-node';
 import { encodeModel } from '../onnx/encode';
 import type { OnnxGraph, OnnxModel } from '../onnx/spec';
+import { ensureXdgRuntimeDir } from './env';
 import { fromOrt, toOrt, type HostTensor } from './tensor';
 
 export type EpName = 'cpu' | 'webgpu' | 'cuda';
@@ -49,11 +50,19 @@ export class EngineSession {
         '(the folder its locations are relative to).');
     }
     const ep = opts.ep ?? 'cpu';
+    if (ep === 'webgpu') ensureXdgRuntimeDir();
     try {
       const s = await ort.InferenceSession.create(bytes, sessionOptions(ep, opts));
       return new EngineSession(s, ep, nodeCount);
     } catch (e) {
-      throw new Error(`Could not create an onnxruntime session on the ${ep} EP: ${errorText(e)}`, { cause: e });
+      let msg = `Could not create an onnxruntime session on the ${ep} EP: ${errorText(e)}`;
+      if (opts.disableCpuFallback && /fallback to CPU EP has been explicitly disabled/.test(errorText(e)) && !(model instanceof Uint8Array)) {
+        // Name the culprits: ORT's error does not say which nodes would have gone to the CPU.
+        const { reportPlacement, describeFallback } = await import('./placement');
+        const report = await reportPlacement(model, { ...opts, ep }).catch(() => undefined);
+        if (report) msg += ` ${describeFallback(report)}`;
+      }
+      throw new Error(msg, { cause: e });
     }
   }
 
