@@ -35,6 +35,8 @@ function summary(dir: string, m: ManifestV1): ProjectSummary {
 
 /** Folder names that work on Windows, macOS and Linux. */
 function safeFolderName(name: string): string {
+  // Control characters are invalid in Windows file names, so they are matched on purpose.
+  // eslint-disable-next-line no-control-regex
   const cleaned = name.replace(/[<>:"/\\|?*\u0000-\u001f]/g, '-').replace(/[. ]+$/, '').trim();
   if (!cleaned) {
     throw new UserError('projects.badName', `"${name}" cannot be used as a folder name.`, 'Use letters, digits, spaces or dashes.');

@@ -1,0 +1,39 @@
+import { defineConfig } from 'electron-vite';
+import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { resolve } from 'node:path';
+
+export default defineConfig({
+  main: {
+    build: {
+      outDir: 'out/main',
+      rollupOptions: {
+        input: {
+          index: resolve('src-main/app/main.ts'),
+          'job-process': resolve('src-main/services/jobs/job-process.ts'),
+        },
+        // Native and large runtime packages stay in node_modules.
+        external: ['electron', 'onnxruntime-node', 'tokenizers', 'electron-store'],
+      },
+    },
+  },
+  preload: {
+    build: {
+      outDir: 'out/preload',
+      // Sandboxed preloads must be one CommonJS file: bundle everything but electron.
+      externalizeDeps: false,
+      rollupOptions: {
+        input: { preload: resolve('src-main/app/preload.ts') },
+        external: ['electron'],
+        output: { format: 'cjs', entryFileNames: '[name].cjs' },
+      },
+    },
+  },
+  renderer: {
+    root: 'src-renderer',
+    plugins: [svelte()],
+    build: {
+      outDir: 'out/renderer',
+      rollupOptions: { input: resolve('src-renderer/index.html') },
+    },
+  },
+});
