@@ -125,12 +125,13 @@ export type EventName = keyof typeof events;
 export const eventNames = Object.keys(events) as EventName[];
 export type EventPayload<E extends EventName> = z.output<(typeof events)[E]>;
 
-/** The raw transport both preload and the bridge client provide. */
-export interface RawApi {
-  invoke(channel: ChannelName, payload: unknown): Promise<Envelope<unknown>>;
-  /** Returns an unsubscribe function. */
+/**
+ * The raw transport both preload and the bridge client provide: one named function per channel, each
+ * answering an envelope, plus an allow-listed event subscription (returns an unsubscribe function).
+ */
+export type RawApi = { [C in ChannelName]: (payload: unknown) => Promise<Envelope<unknown>> } & {
   on(event: EventName, listener: (payload: unknown) => void): () => void;
-}
+};
 
 /** The typed API the renderer uses: one function per channel, derived from the contract. */
 export type Api = { [C in ChannelName]: (payload: Request<C>) => Promise<Response<C>> } & {
