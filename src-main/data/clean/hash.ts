@@ -1,0 +1,89 @@
+/**
+ * Small fast hashes over UTF-16 code units (no allocation), and a set of 64-bit keys in typed arrays
+ * (a JS Set of strings would cost ~100 bytes per document; this costs 16 at 50% load).
+ */
+
+/** 32-bit FNV-1a variant over s[start, end). */
+export function hash32(s: string, start = 0, end = s.length, seed = 0x811c9dc5): number {
+  let h = seed | 0;
+  for (let i = start; i < end; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  // Final avalanche (murmur3 fmix) so low bits are usable as a table index.
+  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Two independent 32-bit hashes = a 64-bit key; collision odds ~ n^2 / 2^65. */
+export function hash64(s: string): [number, number] {
+  let a = 0x811c9dc5 | 0;
+  let b = 0x9747b28c | 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  }
+  return [fmix(a) >>> 0, fmix(b ^ s.length) >>> 0];
+}
+
+export function fmix(h: number): number {
+  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h;
+}
+
+/** Open-addressing set of 64-bit keys (given as two uint32); grows at 50% load. Key (0,0) is remapped. */
+export class HashSet64 {
+  private hi: Uint32Array;
+  private lo: Uint32Array;
+  private mask: number;
+  size = 0;
+  constructor(capacity = 1 << 16) {
+    let n = 16;
+    while (n < capacity * 2) n <<= 1;
+    this.hi = new Uint32Array(n);
+    this.lo = new Uint32Array(n);
+    this.mask = n - 1;
+  }
+  /** Adds the key; returns false when it was already present. */
+  add(h1: number, h2: number): boolean {
+    if (h1 === 0 && h2 === 0) h2 = 1;
+    let i = (h1 ^ Math.imul(h2, 0x9e3779b1)) & this.mask;
+    for (;;) {
+      const a = this.hi[i]!;
+      const b = this.lo[i]!;
+      if (a === 0 && b === 0) break;
+      if (a === h1 >>> 0 && b === h2 >>> 0) return false;
+      i = (i + 1) & this.mask;
+    }
+    this.hi[i] = h1;
+    this.lo[i] = h2;
+    if (++this.size * 2 > this.hi.length) this.grow();
+    return true;
+  }
+  private grow(): void {
+    const oh = this.hi, ol = this.lo;
+    this.hi = new Uint32Array(oh.length * 2);
+    this.lo = new Uint32Array(oh.length * 2);
+    this.mask = this.hi.length - 1;
+    this.size = 0;
+    for (let i = 0; i < oh.length; i++) if (oh[i] !== 0 || ol[i] !== 0) this.add(oh[i]!, ol[i]!);
+  }
+  get bytes(): number { return this.hi.byteLength * 2; }
+}
+
+/** Deterministic PRNG (mulberry32) for seeds, permutations and sampling. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

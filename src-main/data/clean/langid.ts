@@ -1,0 +1,132 @@
+/**
+ * A small language identifier: Unicode script first (Cyrillic, Greek, Arabic, Hebrew, CJK, Hangul,
+ * Devanagari, Thai decide alone), then character-trigram naive Bayes among seven Latin-script languages,
+ * with profiles built at load time from the short seed texts below (written for Lathe; no downloads).
+ * Good enough to flag off-language documents in a corpus, not to tell close dialects apart.
+ */
+
+const SEED: Record<string, string> = {
+  en: `the quick answer is that it depends on what you want to do with the wood and how much time you have.
+    this is one of the things that we have to think about when we are working in the shop, and there are many
+    ways to do it. they said that it would be better to wait until the end of the week, but i think we should
+    start now because the weather will change. which of these would you like to read first? there was nothing
+    in the house that could not be fixed with a little patience and some good tools. it has been a long time
+    since we last talked about this, so let me explain how it works and why it matters for all of us.`,
+  de: `die schnelle antwort ist, dass es davon abhängt, was man mit dem holz machen will und wie viel zeit man hat.
+    das ist eine der sachen, über die wir nachdenken müssen, wenn wir in der werkstatt arbeiten, und es gibt viele
+    wege, es zu tun. sie sagten, dass es besser wäre, bis zum ende der woche zu warten, aber ich denke, wir sollten
+    jetzt anfangen, weil sich das wetter ändern wird. welche von diesen möchten sie zuerst lesen? es gab nichts im
+    haus, was nicht mit ein wenig geduld und gutem werkzeug repariert werden konnte. es ist schon lange her, dass
+    wir zuletzt darüber gesprochen haben, also lass mich erklären, wie es funktioniert und warum es für uns wichtig ist.`,
+  fr: `la réponse rapide est que cela dépend de ce que vous voulez faire avec le bois et du temps que vous avez.
+    c'est une des choses auxquelles nous devons penser quand nous travaillons dans l'atelier, et il y a beaucoup de
+    façons de le faire. ils ont dit qu'il vaudrait mieux attendre la fin de la semaine, mais je pense que nous
+    devrions commencer maintenant parce que le temps va changer. lesquels voulez-vous lire en premier? il n'y avait
+    rien dans la maison qui ne pouvait pas être réparé avec un peu de patience et de bons outils. cela fait longtemps
+    que nous n'en avons pas parlé, alors laissez-moi expliquer comment cela fonctionne et pourquoi c'est important pour nous.`,
+  es: `la respuesta rápida es que depende de lo que quieras hacer con la madera y de cuánto tiempo tengas. esta es
+    una de las cosas en las que tenemos que pensar cuando trabajamos en el taller, y hay muchas maneras de hacerlo.
+    dijeron que sería mejor esperar hasta el final de la semana, pero creo que deberíamos empezar ahora porque el
+    tiempo va a cambiar. ¿cuál de estos quieres leer primero? no había nada en la casa que no se pudiera arreglar
+    con un poco de paciencia y buenas herramientas. hace mucho tiempo que no hablamos de esto, así que déjame
+    explicar cómo funciona y por qué es importante para todos nosotros.`,
+  it: `la risposta veloce è che dipende da cosa vuoi fare con il legno e da quanto tempo hai. questa è una delle
+    cose a cui dobbiamo pensare quando lavoriamo nella bottega, e ci sono molti modi per farlo. hanno detto che
+    sarebbe meglio aspettare fino alla fine della settimana, ma penso che dovremmo cominciare adesso perché il tempo
+    cambierà. quale di questi vuoi leggere per primo? non c'era niente nella casa che non si potesse aggiustare con
+    un po' di pazienza e degli attrezzi buoni. è passato molto tempo dall'ultima volta che ne abbiamo parlato, quindi
+    lascia che ti spieghi come funziona e perché è importante per tutti noi.`,
+  pt: `a resposta rápida é que depende do que você quer fazer com a madeira e de quanto tempo você tem. esta é uma
+    das coisas em que temos de pensar quando trabalhamos na oficina, e há muitas maneiras de fazer isso. eles disseram
+    que seria melhor esperar até o fim da semana, mas eu acho que devíamos começar agora porque o tempo vai mudar.
+    qual destes você quer ler primeiro? não havia nada na casa que não pudesse ser consertado com um pouco de
+    paciência e boas ferramentas. faz muito tempo que não falamos sobre isso, então deixe-me explicar como funciona
+    e por que isso é importante para todos nós.`,
+  nl: `het snelle antwoord is dat het afhangt van wat je met het hout wilt doen en hoeveel tijd je hebt. dit is een
+    van de dingen waar we over moeten nadenken als we in de werkplaats werken, en er zijn veel manieren om het te
+    doen. ze zeiden dat het beter zou zijn om tot het einde van de week te wachten, maar ik denk dat we nu moeten
+    beginnen omdat het weer gaat veranderen. welke van deze wil je eerst lezen? er was niets in het huis dat niet
+    met een beetje geduld en goed gereedschap gerepareerd kon worden. het is lang geleden dat we hier voor het laatst
+    over spraken, dus laat me uitleggen hoe het werkt en waarom het voor ons allemaal belangrijk is.`,
+};
+
+/** Common function words per language (also used by the quality filter's stop-word check). */
+export const STOP_WORDS: Record<string, string[]> = {
+  en: 'the of and to in is that it for was on with as be at by this have from or are not but they you he she we his her which will would there their what been one all were when can an if has'.split(' '),
+  de: 'der die das und ist nicht ich sie es zu den mit sich des auf für ein eine dem von wir auch wie aber oder wenn wird sind war haben noch nur nach bei'.split(' '),
+  fr: 'le la les et est des une un du que qui dans pour pas sur au avec il elle nous vous sont mais ou par plus ce cette ne se en'.split(' '),
+  es: 'el la los las y es de que en un una por con no para se del al como pero más sus le ya o este sí porque esta entre cuando muy sin sobre'.split(' '),
+  it: 'il lo la gli le e è di che un una per con non del della si sono ma come anche più nel alla questo quando perché'.split(' '),
+  pt: 'o a os as e é de que em um uma para com não do da se no na por mais mas como ao dos das foi quando muito também'.split(' '),
+  nl: 'de het een en van is dat in op te niet zijn voor met ook maar als bij er om dan wat nog hij zij wij door naar'.split(' '),
+};
+export const ALL_STOP_WORDS: ReadonlySet<string> = new Set(Object.values(STOP_WORDS).flat());
+
+interface Profile { lang: string; logp: Map<string, number>; unseen: number }
+
+function trigrams(text: string, limit: number): Map<string, number> {
+  const s = ' ' + text.toLowerCase().slice(0, limit).replace(/[^\p{L}']+/gu, ' ') + ' ';
+  const m = new Map<string, number>();
+  for (let i = 0; i + 3 <= s.length; i++) {
+    const t = s.slice(i, i + 3);
+    if (t[1] === ' ') continue; // "x y" spans two words: noise
+    m.set(t, (m.get(t) ?? 0) + 1);
+  }
+  return m;
+}
+
+let PROFILES: Profile[] | null = null;
+function profiles(): Profile[] {
+  if (PROFILES) return PROFILES;
+  PROFILES = Object.entries(SEED).map(([lang, text]) => {
+    // Stop words are added three times: they are the most frequent and most telling trigrams.
+    const counts = trigrams(`${text} ${STOP_WORDS[lang]!.join(' ')} ${STOP_WORDS[lang]!.join(' ')} ${STOP_WORDS[lang]!.join(' ')}`, 1e9);
+    let total = 0;
+    for (const v of counts.values()) total += v;
+    const alpha = 0.5; // add-half smoothing
+    const vocab = 20000;
+    const logp = new Map<string, number>();
+    for (const [t, v] of counts) logp.set(t, Math.log((v + alpha) / (total + alpha * vocab)));
+    return { lang, logp, unseen: Math.log(alpha / (total + alpha * vocab)) };
+  });
+  return PROFILES;
+}
+
+const SCRIPTS: [RegExp, string][] = [
+  [/\p{Script=Cyrillic}/u, 'ru'], [/\p{Script=Greek}/u, 'el'], [/\p{Script=Arabic}/u, 'ar'], [/\p{Script=Hebrew}/u, 'he'],
+  [/[\p{Script=Hiragana}\p{Script=Katakana}]/u, 'ja'], [/\p{Script=Hangul}/u, 'ko'], [/\p{Script=Han}/u, 'zh'],
+  [/\p{Script=Devanagari}/u, 'hi'], [/\p{Script=Thai}/u, 'th'],
+];
+
+/**
+ * Identifies the language of (the first 2000 characters of) `text`. `confidence` is the softmax
+ * probability margin of the best language over the runner-up (0..1), per trigram.
+ */
+export function identifyLanguage(text: string): { lang: string; confidence: number } {
+  const sample = text.slice(0, 2000);
+  let latin = 0;
+  const other = new Map<string, number>();
+  for (const ch of sample) {
+    const c = ch.codePointAt(0)!;
+    if (c < 0x250) { if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c >= 0xc0) latin++; continue; }
+    for (const [re, lang] of SCRIPTS) if (re.test(ch)) { other.set(lang, (other.get(lang) ?? 0) + 1); break; }
+  }
+  let bestScript = '', bestN = 0;
+  for (const [l, n] of other) if (n > bestN) { bestN = n; bestScript = l; }
+  // Japanese text mixes Han with kana: any kana decides Japanese.
+  if (bestScript === 'zh' && (other.get('ja') ?? 0) > bestN * 0.05) bestScript = 'ja';
+  if (bestN > latin) return { lang: bestScript, confidence: Math.min(1, bestN / (bestN + latin)) };
+  const tg = trigrams(sample, 2000);
+  let n = 0;
+  for (const v of tg.values()) n += v;
+  if (n < 10) return { lang: 'unknown', confidence: 0 };
+  const scores = profiles().map((p) => {
+    let s = 0;
+    for (const [t, v] of tg) s += v * (p.logp.get(t) ?? p.unseen);
+    return { lang: p.lang, s: s / n };
+  }).sort((a, b) => b.s - a.s);
+  // Per-trigram log-likelihood gap -> probability that the best beats the runner-up.
+  const gap = scores[0]!.s - scores[1]!.s;
+  const confidence = 1 - Math.exp(-gap * 4);
+  return { lang: scores[0]!.lang, confidence };
+}

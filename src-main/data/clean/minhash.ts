@@ -1,0 +1,177 @@
+import { fmix, hash32, rng } from './hash';
+
+/**
+ * Near-duplicate detection: MinHash signatures over word n-gram shingles, banded LSH to find
+ * candidates, then the signature agreement (an estimate of Jaccard similarity) checked against the
+ * threshold. Streaming: each document is compared with the documents kept before it.
+ *
+ * Memory per kept document: numPerm × 4 bytes (signature) + bands × 12 bytes (LSH entries).
+ */
+export class NearDedup {
+  private readonly a: Int32Array;
+  private readonly b: Int32Array;
+  private readonly rows: number;
+  private sigs: Uint32Array;
+  private count = 0;
+  // LSH: open-addressing table from (band, bucket) key -> head entry; entries chain kept docs.
+  private keys: Uint32Array;
+  private heads: Int32Array;
+  private tableUsed = 0;
+  private entryDoc: Int32Array;
+  private entryNext: Int32Array;
+  private entries = 0;
+  private readonly sig: Uint32Array;
+  private readonly bandKeys: Uint32Array;
+
+  constructor(
+    readonly numPerm: number,
+    readonly bands: number,
+    readonly threshold: number,
+    readonly shingleWords: number,
+    seed = 1,
+  ) {
+    this.rows = numPerm / bands;
+    const r = rng(seed);
+    this.a = new Int32Array(numPerm);
+    this.b = new Int32Array(numPerm);
+    for (let i = 0; i < numPerm; i++) {
+      this.a[i] = (Math.floor(r() * 0x7fffffff) * 2 + 1) | 0; // odd multiplier
+      this.b[i] = Math.floor(r() * 0xffffffff) | 0;
+    }
+    this.sigs = new Uint32Array(numPerm * 1024);
+    this.keys = new Uint32Array(1 << 16);
+    this.heads = new Int32Array(1 << 16);
+    this.entryDoc = new Int32Array(1 << 14);
+    this.entryNext = new Int32Array(1 << 14);
+    this.sig = new Uint32Array(numPerm);
+    this.bandKeys = new Uint32Array(bands);
+  }
+
+  /** Signature of `text` into this.sig; returns false if the text has no words. */
+  private signature(text: string): boolean {
+    const P = this.numPerm, a = this.a, b = this.b, sig = this.sig;
+    sig.fill(0xffffffff);
+    const k = this.shingleWords;
+    const ring = new Uint32Array(k);
+    let nWords = 0;
+    let any = false;
+    const apply = (sh: number): void => {
+      any = true;
+      for (let p = 0; p < P; p++) {
+        const v = fmix((Math.imul(sh, a[p]!) + b[p]!) | 0) >>> 0;
+        if (v < sig[p]!) sig[p] = v;
+      }
+    };
+    // Words: maximal runs of letters/digits (ASCII fast path; other chars > 127 count as word chars).
+    const s = text;
+    let i = 0;
+    const n = s.length;
+    while (i < n) {
+      let c = s.charCodeAt(i);
+      while (i < n && !isWordChar(c)) c = s.charCodeAt(++i);
+      if (i >= n) break;
+      let h = 0x811c9dc5 | 0;
+      while (i < n && isWordChar(c)) {
+        if (c >= 65 && c <= 90) c += 32; // case-insensitive
+        h = Math.imul(h ^ c, 0x01000193);
+        c = s.charCodeAt(++i);
+      }
+      ring[nWords % k] = h >>> 0;
+      nWords++;
+      if (nWords >= k) {
+        let sh = 0x9747b28c;
+        for (let j = 0; j < k; j++) sh = Math.imul(sh ^ ring[(nWords + j) % k]!, 0x5bd1e995) ^ (sh >>> 13);
+        apply(sh | 0);
+      }
+    }
+    // Shorter than one shingle: the whole text is the shingle.
+    if (nWords > 0 && nWords < k) apply(hash32(text.toLowerCase()) | 0);
+    return any;
+  }
+
+  /**
+   * Returns the estimated Jaccard similarity to the most similar kept document if it is at or above
+   * the threshold (the caller drops the document), else -1 and the document is remembered as kept.
+   */
+  check(text: string): number {
+    if (!this.signature(text)) return -1;
+    const sig = this.sig, R = this.rows, P = this.numPerm;
+    let best = -1;
+    for (let band = 0; band < this.bands; band++) {
+      let h = Math.imul(band + 1, 0x9e3779b1);
+      for (let r = 0; r < R; r++) h = Math.imul(h ^ sig[band * R + r]!, 0x01000193) ^ (h >>> 15);
+      const key = (fmix(h) >>> 0) || 1;
+      this.bandKeys[band] = key;
+      for (let e = this.lookup(key); e >= 0; e = this.entryNext[e]!) {
+        const doc = this.entryDoc[e]!;
+        let same = 0;
+        const off = doc * P;
+        for (let p = 0; p < P; p++) if (this.sigs[off + p] === sig[p]) same++;
+        const j = same / P;
+        if (j >= this.threshold && j > best) best = j;
+      }
+      if (best >= this.threshold) return best;
+    }
+    this.keep();
+    return -1;
+  }
+
+  private lookup(key: number): number {
+    const mask = this.keys.length - 1;
+    for (let i = key & mask; ; i = (i + 1) & mask) {
+      const k = this.keys[i]!;
+      if (k === 0) return -1;
+      if (k === key) return this.heads[i]!;
+    }
+  }
+
+  private keep(): void {
+    const doc = this.count++;
+    const P = this.numPerm;
+    if ((doc + 1) * P > this.sigs.length) {
+      const bigger = new Uint32Array(this.sigs.length * 2);
+      bigger.set(this.sigs);
+      this.sigs = bigger;
+    }
+    this.sigs.set(this.sig, doc * P);
+    for (let band = 0; band < this.bands; band++) this.insert(this.bandKeys[band]!, doc);
+  }
+
+  private insert(key: number, doc: number): void {
+    if ((this.tableUsed + 1) * 2 > this.keys.length) this.growTable();
+    if (this.entries >= this.entryDoc.length) {
+      const d = new Int32Array(this.entryDoc.length * 2); d.set(this.entryDoc); this.entryDoc = d;
+      const n = new Int32Array(this.entryNext.length * 2); n.set(this.entryNext); this.entryNext = n;
+    }
+    const e = this.entries++;
+    this.entryDoc[e] = doc;
+    const mask = this.keys.length - 1;
+    for (let i = key & mask; ; i = (i + 1) & mask) {
+      const k = this.keys[i]!;
+      if (k === key) { this.entryNext[e] = this.heads[i]!; this.heads[i] = e; return; }
+      if (k === 0) { this.keys[i] = key; this.heads[i] = e; this.entryNext[e] = -1; this.tableUsed++; return; }
+    }
+  }
+
+  private growTable(): void {
+    const ok = this.keys, oh = this.heads;
+    this.keys = new Uint32Array(ok.length * 2);
+    this.heads = new Int32Array(ok.length * 2);
+    const mask = this.keys.length - 1;
+    for (let j = 0; j < ok.length; j++) {
+      const key = ok[j]!;
+      if (key === 0) continue;
+      let i = key & mask;
+      while (this.keys[i] !== 0) i = (i + 1) & mask;
+      this.keys[i] = key;
+      this.heads[i] = oh[j]!;
+    }
+  }
+
+  get keptDocs(): number { return this.count; }
+  get bytes(): number { return this.sigs.byteLength + this.keys.byteLength * 2 + this.entryDoc.byteLength * 2; }
+}
+
+function isWordChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c > 127;
+}
