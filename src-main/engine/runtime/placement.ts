@@ -26,8 +26,13 @@ export interface FallbackNode extends PlacedNode {
 
 export interface PlacementReport {
   ep: EpName;
-  /** ORT's provider name (e.g. 'WebGpuExecutionProvider') -> nodes placed there (after ORT's own rewrites). */
+  /**
+   * ORT's provider name (e.g. 'WebGpuExecutionProvider') -> nodes placed there (after ORT's own
+   * rewrites). When ORT reports "All nodes placed on [X]" it lists none: then this holds the model's nodes.
+   */
   byProvider: Record<string, PlacedNode[]>;
+  /** Provider -> number of nodes ORT placed there (includes nodes ORT added, e.g. Memcpy). */
+  counts: Record<string, number>;
   /** Nodes of the model that run on the CPU EP although another EP was asked for. */
   fallback: FallbackNode[];
   /** Memcpy nodes ORT inserted between devices (each costs a copy per run). */
@@ -89,19 +94,24 @@ function runChild(args: string[]): Promise<string> {
   });
 }
 
-const EP_PROVIDER: Record<EpName, string> = { cpu: 'CPUExecutionProvider', webgpu: 'WebGpuExecutionProvider', cuda: 'CUDAExecutionProvider' };
-
 export function parsePlacementLog(log: string, ep: EpName, model: OnnxModel): PlacementReport {
   // eslint-disable-next-line no-control-regex
   const lines = log.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
   const noKernel = new Map<string, string>(); // node name -> op
   const byProvider: Record<string, PlacedNode[]> = {};
+  const counts: Record<string, number> = {};
   let current: string | undefined;
   for (const line of lines) {
     const nk = /kernel not found in registries for Op type: (\S+) node name: (.*)$/.exec(line);
     if (nk) noKernel.set(nk[2]!.trim(), nk[1]!);
-    const head = /Node\(s\) placed on \[(\w+)\]/.exec(line);
-    if (head) { current = head[1]!; byProvider[current] ??= []; continue; }
+    const all = /All nodes placed on \[(\w+)\]\. Number of nodes: (\d+)/.exec(line);
+    if (all) {
+      counts[all[1]!] = Number(all[2]);
+      byProvider[all[1]!] = model.graph.nodes.map((n) => ({ op: n.op, name: n.name ?? '' }));
+      continue;
+    }
+    const head = /Node\(s\) placed on \[(\w+)\]\. Number of nodes: (\d+)/.exec(line);
+    if (head) { current = head[1]!; byProvider[current] ??= []; counts[current] = Number(head[2]); continue; }
     if (current) {
       const node = /VerifyEachNodeIsAssignedToAnEp\]\s{2,}(\S+) \((.*)\)\s*$/.exec(line);
       if (node) byProvider[current]!.push({ op: node[1]!, name: node[2]! });
@@ -121,7 +131,7 @@ export function parsePlacementLog(log: string, ep: EpName, model: OnnxModel): Pl
     }
   }
   const copies = Object.values(byProvider).flat().filter((n) => n.op.startsWith('Memcpy')).length;
-  return { ep, byProvider, fallback, copies, allOnEp: fallback.length === 0 };
+  return { ep, byProvider, counts, fallback, copies, allOnEp: fallback.length === 0 };
 }
 
 export function describeFallback(r: PlacementReport): string {

@@ -1,0 +1,146 @@
+/**
+ * WebGPU EP tests. On machines without a GPU they run on Mesa lavapipe (Vulkan in software; CI installs
+ * mesa-vulkan-drivers 25 from bookworm-backports). No adapter is a FAILURE with instructions, not a skip.
+ * Shapes are tiny: lavapipe is slow and the first shader compile of each kernel is expensive.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawTensor, toFloat16 } from '../../../src-main/engine/onnx/pack';
+import type { OnnxDataType, OnnxModel } from '../../../src-main/engine/onnx/spec';
+import { probeEp, selectEp } from '../../../src-main/engine/runtime/ep';
+import { reportPlacement } from '../../../src-main/engine/runtime/placement';
+import { Program } from '../../../src-main/engine/runtime/program';
+import { EngineSession, runModel } from '../../../src-main/engine/runtime/session';
+import { hostTensor, toNumbers, type HostTensor } from '../../../src-main/engine/runtime/tensor';
+import { EngineWorker } from '../../../src-main/engine/runtime/worker';
+import { maxAbsDiff, rand, sgdModel, sgdReference, sgdState } from './runtime-helpers';
+
+beforeAll(async () => {
+  const a = await probeEp('webgpu');
+  if (!a.ok) {
+    throw new Error(`No WebGPU adapter: ${a.reason}. These tests need one. Without a GPU on Debian bookworm install ` +
+      'Mesa 25 lavapipe: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1 ' +
+      '(check /usr/share/vulkan/icd.d/lvp_icd*.json), and set XDG_RUNTIME_DIR to a writable folder.');
+  }
+});
+
+/** A small mixed graph covering the ops a training step leans on. */
+function mixedModel(type: OnnxDataType): OnnxModel {
+  const t = type;
+  return {
+    opsets: [{ domain: '', version: 21 }],
+    graph: {
+      name: `mixed_${type}`,
+      inputs: [{ name: 'a', type: t, shape: [4, 6] }, { name: 'b', type: t, shape: [6, 5] }],
+      outputs: [{ name: 'out', type: t, shape: [4, 5] }, { name: 'sum', type: t, shape: [4] }],
+      initializers: [rawTensor('bias', t, [5], [0.1, -0.2, 0.3, 0, 0.5]), rawTensor('axes', 'int64', [1], [-1])],
+      nodes: [
+        { op: 'MatMul', inputs: ['a', 'b'], outputs: ['mm'] },
+        { op: 'Gemm', inputs: ['a', 'b', 'bias'], outputs: ['gm'], attributes: { alpha: { type: 'float', value: 0.5 } } },
+        { op: 'Add', inputs: ['mm', 'gm'], outputs: ['s'] },
+        { op: 'Tanh', inputs: ['s'], outputs: ['th'] },
+        { op: 'Softmax', inputs: ['th'], outputs: ['sm'], attributes: { axis: { type: 'int', value: -1 } } },
+        { op: 'Mul', inputs: ['sm', 'th'], outputs: ['out'] },
+        { op: 'ReduceSum', inputs: ['out', 'axes'], outputs: ['sum'], attributes: { keepdims: { type: 'int', value: 0 } } },
+      ],
+    },
+  };
+}
+
+function mixedFeeds(type: OnnxDataType): Record<string, HostTensor> {
+  const a = rand(11, 24), b = rand(12, 30);
+  if (type === 'float16') return { a: hostTensor('float16', [4, 6], toFloat16(a)), b: hostTensor('float16', [6, 5], toFloat16(b)) };
+  return { a: hostTensor(type, [4, 6], a), b: hostTensor(type, [6, 5], b) };
+}
+
+describe('WebGPU EP (lavapipe in CI)', () => {
+  it('is chosen automatically when no CUDA add-on is installed, with the reason', async () => {
+    const c = await selectEp({ env: {} });
+    // CUDA first when it works; on CI and dev boxes without NVIDIA, WebGPU.
+    if (c.ep !== 'cuda') {
+      expect(c.ep).toBe('webgpu');
+      expect(c.reason).toMatch(/^Using WebGPU: a WebGPU adapter was found/);
+    }
+  });
+
+  it('runs the SGD step graph fully on WebGPU with CPU fallback disabled', async () => {
+    const model = sgdModel(8, 3);
+    const r = await reportPlacement(model, { ep: 'webgpu' });
+    expect(r.fallback).toEqual([]);
+    expect(r.counts).toEqual({ WebGpuExecutionProvider: 9 });
+    expect(r.allOnEp).toBe(true);
+    const s = await EngineSession.create(model, { ep: 'webgpu', disableCpuFallback: true });
+    await s.dispose();
+  });
+
+  it('names the nodes that would fall back and why', async () => {
+    const model: OnnxModel = {
+      opsets: [{ domain: '', version: 21 }],
+      graph: {
+        name: 'fallback', initializers: [],
+        inputs: [{ name: 'x', type: 'float32', shape: [3] }], outputs: [{ name: 'z', type: 'float32', shape: [3] }],
+        nodes: [{ op: 'Add', name: 'double', inputs: ['x', 'x'], outputs: ['y'] }, { op: 'Sign', name: 'signum', inputs: ['y'], outputs: ['z'] }],
+      },
+    };
+    await expect(EngineSession.create(model, { ep: 'webgpu', disableCpuFallback: true }))
+      .rejects.toThrow(/1 node\(s\) would run on the CPU instead of webgpu: Sign "signum" \(the WebGPU EP has no kernel for Sign/);
+  });
+
+  for (const [type, tol] of [['float32', 1e-5], ['float16', 2e-2]] as const) {
+    it(`${type}: a mixed graph matches the CPU EP (max abs diff < ${tol})`, async () => {
+      const model = mixedModel(type);
+      const cpu = await runModel(model, mixedFeeds(type), { ep: 'cpu' });
+      const gpu = await runModel(model, mixedFeeds(type), { ep: 'webgpu', disableCpuFallback: true });
+      for (const k of ['out', 'sum']) {
+        expect(gpu[k]!.type).toBe(type);
+        const d = maxAbsDiff(toNumbers(gpu[k]!), toNumbers(cpu[k]!));
+        expect(d, `${type} ${k}: max |webgpu - cpu| = ${d}`).toBeLessThan(tol);
+      }
+    });
+  }
+});
+
+describe('Program on WebGPU: state stays on the GPU', () => {
+  const N = 8, D = 3, steps = 25;
+  const X = rand(1, N * D), y = rand(3, N);
+  const feeds = { X: hostTensor('float32', [N, D], X), y: hostTensor('float32', [N], y), lr: hostTensor('float32', [1], [0.1]) };
+  const init = { w: hostTensor('float32', [D], [0.3, -0.2, 0.1]), step: hostTensor('float32', [1], [0]) };
+  let p: Program;
+  afterAll(() => p?.dispose());
+
+  it('steps with gpu-buffer state, reads back through the copy-out session, matches float64', async () => {
+    p = await Program.create({ model: sgdModel(N, D), state: sgdState, fetch: ['loss'] }, { ep: 'webgpu', disableCpuFallback: true });
+    expect(p.info.gpuResident).toBe(true);
+    await p.init(init);
+    const losses: number[] = [];
+    for (let i = 0; i < steps; i++) losses.push(toNumbers((await p.step(feeds)).loss!)[0]!);
+    const ref = sgdReference(X, y, [0.3, -0.2, 0.1], 0.1, steps, N, D);
+    expect(maxAbsDiff(losses, ref.losses)).toBeLessThan(1e-5);
+    const st = await p.read();
+    expect(maxAbsDiff(toNumbers(st.w!), ref.w)).toBeLessThan(1e-5);
+    expect(toNumbers(st.step!)).toEqual([steps]);
+    // Re-initialising replaces (and frees) the GPU state.
+    await p.init(init);
+    expect(toNumbers((await p.read(['step'])).step!)).toEqual([0]);
+  });
+});
+
+describe('EngineWorker on WebGPU', () => {
+  const engine = EngineWorker.start();
+  afterAll(() => engine.terminate());
+
+  it('keeps a GPU-resident program on the engine thread and matches the CPU EP', async () => {
+    const N = 8, D = 3;
+    const X = rand(5, N * D), y = rand(6, N);
+    const feeds = { X: hostTensor('float32', [N, D], X), y: hostTensor('float32', [N], y), lr: hostTensor('float32', [1], [0.05]) };
+    const init = { w: hostTensor('float32', [D], [0, 0, 0]), step: hostTensor('float32', [1], [0]) };
+    const curves: number[][] = [];
+    for (const ep of ['cpu', 'webgpu'] as const) {
+      const p = await engine.createProgram({ model: sgdModel(N, D), state: sgdState, fetch: ['loss'] }, { ep, disableCpuFallback: ep === 'webgpu' });
+      expect(p.info.gpuResident).toBe(ep === 'webgpu');
+      await p.init(init);
+      curves.push((await p.steps(Array(10).fill(feeds))).map((r) => toNumbers(r.loss!)[0]!));
+      await p.dispose();
+    }
+    expect(maxAbsDiff(curves[0]!, curves[1]!)).toBeLessThan(1e-5);
+  });
+});
