@@ -49,6 +49,7 @@ export class Program {
   private upload?: EngineSession;
   private copyOut?: EngineSession;
   private disposed = false;
+  private initialized = false;
   steps = 0;
 
   private constructor(
@@ -94,7 +95,7 @@ export class Program {
     const missing = this.spec.state.filter((s) => !(s.name in values)).map((s) => s.name);
     if (missing.length) throw new Error(`Program.init: no value for state slot(s) ${missing.join(', ')}.`);
     const next = new Map<string, ort.Tensor>();
-    if (this.info.gpuResident) {
+    if (this.info.gpuResident && this.spec.state.length > 0) {
       this.upload ??= await EngineSession.create(identityModel('upload', this.slotInfos()), { ...this.opts, gpuOutputs: true, optLevel: 'disabled' });
       const feeds: Record<string, ort.Tensor> = {};
       this.spec.state.forEach((s, i) => { feeds[`in${i}`] = toOrt(values[s.name]!); });
@@ -104,12 +105,13 @@ export class Program {
       for (const s of this.spec.state) next.set(s.name, toOrt(values[s.name]!));
     }
     this.replaceState(next);
+    this.initialized = true;
   }
 
   /** One step: feeds per-step inputs, advances the state, returns the fetched outputs. */
   async step(feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
     this.check();
-    if (this.state.size === 0) throw new Error('Program.step: call init() with the starting state first.');
+    if (!this.initialized) throw new Error('Program.step: call init() with the starting state first.');
     const extra = Object.keys(feeds).filter((k) => !this.info.feeds.includes(k));
     if (extra.length) throw new Error(`Program.step: ${extra.join(', ')} are not per-step inputs (those are: ${this.info.feeds.join(', ') || 'none'}).`);
     const ortFeeds: Record<string, ort.Tensor> = {};
@@ -128,10 +130,11 @@ export class Program {
   /** Current state values on the host (all slots, or the named ones). */
   async read(names?: string[]): Promise<Record<string, HostTensor>> {
     this.check();
-    if (this.state.size === 0) throw new Error('Program.read: the state is not initialised yet.');
+    if (!this.initialized) throw new Error('Program.read: the state is not initialised yet.');
     const want = names ?? this.info.state;
     for (const n of want) if (!this.state.has(n)) throw new Error(`Program.read: no state slot "${n}" (slots: ${this.info.state.join(', ')}).`);
     const res: Record<string, HostTensor> = {};
+    if (want.length === 0) return res;
     if (!this.info.gpuResident) {
       for (const n of want) res[n] = copyHost(fromOrt(this.state.get(n)!));
       return res;

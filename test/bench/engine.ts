@@ -1,0 +1,107 @@
+/**
+ * Engine bench: step time, node count and peak RSS per execution provider for fixed synthetic
+ * workloads. Rows go to `report`; bin/bench.mjs prints them.
+ *   matmul-chain: x [B=32, K=128] through 16 × (MatMul [K, K] + Tanh), then ReduceMean (33 nodes,
+ *                 ~17 MFLOP): dominated by per-node dispatch cost, which is what hurts on GPUs.
+ * WebGPU rows are only produced when an adapter is found; on machines without a GPU that is Mesa
+ * lavapipe (software Vulkan), so its times measure lavapipe, not a GPU.
+ */
+import { existsSync } from 'node:fs';
+import { rawTensor } from '../../src-main/engine/onnx/pack';
+import type { OnnxModel } from '../../src-main/engine/onnx/spec';
+import { probeEp } from '../../src-main/engine/runtime/ep';
+import { Program, type ProgramSpec } from '../../src-main/engine/runtime/program';
+import type { EpName } from '../../src-main/engine/runtime/session';
+import { hostTensor, type HostTensor } from '../../src-main/engine/runtime/tensor';
+
+export interface Workload {
+  name: string;
+  spec: ProgramSpec;
+  init: Record<string, HostTensor>;
+  feeds: Record<string, HostTensor>;
+}
+
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+}
+
+export function matmulChain(B = 32, K = 128, depth = 16): Workload {
+  const r = lcg(7);
+  const nodes: OnnxModel['graph']['nodes'] = [];
+  const initializers = [];
+  let h = 'x';
+  for (let i = 0; i < depth; i++) {
+    initializers.push(rawTensor(`W${i}`, 'float32', [K, K], Array.from({ length: K * K }, () => r() / Math.sqrt(K))));
+    nodes.push({ op: 'MatMul', inputs: [h, `W${i}`], outputs: [`m${i}`] }, { op: 'Tanh', inputs: [`m${i}`], outputs: [`h${i}`] });
+    h = `h${i}`;
+  }
+  nodes.push({ op: 'ReduceMean', inputs: [h], outputs: ['loss'], attributes: { keepdims: { type: 'int', value: 0 } } });
+  const model: OnnxModel = {
+    opsets: [{ domain: '', version: 21 }],
+    graph: { name: 'matmul_chain', nodes, initializers, inputs: [{ name: 'x', type: 'float32', shape: [B, K] }], outputs: [{ name: 'loss', type: 'float32', shape: [] }] },
+  };
+  return {
+    name: `matmul-chain (B=${B}, K=${K}, depth=${depth})`,
+    spec: { model, state: [], fetch: ['loss'] },
+    init: {},
+    feeds: { x: hostTensor('float32', [B, K], Array.from({ length: B * K }, r)) },
+  };
+}
+
+export interface BenchOptions {
+  eps?: EpName[];
+  /** Timed steps per EP (after warm-up). */
+  steps?: Partial<Record<EpName, number>>;
+}
+
+export async function bench(report: (row: Record<string, unknown>) => void, opts: BenchOptions = {}): Promise<void> {
+  const workloads = [matmulChain()];
+  const eps: EpName[] = [];
+  for (const ep of opts.eps ?? (['cpu', 'webgpu', 'cuda'] as EpName[])) {
+    const a = await probeEp(ep);
+    if (a.ok) eps.push(ep);
+    else report({ bench: 'engine', ep, skipped: a.reason });
+  }
+  for (const w of workloads) {
+    for (const ep of eps) {
+      const steps = opts.steps?.[ep] ?? (ep === 'webgpu' && !existsSync('/dev/dri') ? 10 : 30);
+      const rssBefore = process.memoryUsage().rss;
+      const p = await Program.create(w.spec, { ep, disableCpuFallback: ep !== 'cpu' });
+      try {
+        await p.init(w.init);
+        let t = performance.now();
+        await p.step(w.feeds); // first step: kernel/shader compilation
+        const firstMs = performance.now() - t;
+        for (let i = 0; i < 2; i++) await p.step(w.feeds);
+        const times: number[] = [];
+        for (let i = 0; i < steps; i++) {
+          t = performance.now();
+          await p.step(w.feeds);
+          times.push(performance.now() - t);
+        }
+        times.sort((a, b) => a - b);
+        report({
+          bench: 'engine',
+          workload: w.name,
+          ep: ep === 'webgpu' && !existsSync('/dev/dri') ? 'webgpu-lavapipe' : ep,
+          nodes: p.info.nodeCount,
+          gpu_resident_state: p.info.gpuResident,
+          steps,
+          step_ms_median: round(times[Math.floor(times.length / 2)]!),
+          step_ms_min: round(times[0]!),
+          first_step_ms: round(firstMs),
+          rss_growth_mb: round((process.memoryUsage().rss - rssBefore) / 2 ** 20),
+          // maxRSS is for the whole process so far (all EPs run before this row included).
+          peak_rss_mb: round(process.resourceUsage().maxRSS / 1024),
+        });
+      } finally {
+        await p.dispose();
+      }
+    }
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}

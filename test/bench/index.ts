@@ -1,0 +1,2 @@
+/** Bench modules run by `npm run bench` (bin/bench.mjs). Each exports `bench(report)`. */
+export const benches = [{ name: 'engine', load: () => import('./engine') }];
