@@ -471,7 +471,7 @@ def({
   grad: (c) => {
     const x = c.x[0]!;
     const gy = c.gy[0];
-    return [gy ? reshapeTo(c.g, gy, x) : null, null];
+    return c.x.map((_, i) => (i === 0 && gy ? reshapeTo(c.g, gy, x) : null));
   },
 });
 
@@ -665,7 +665,7 @@ def({
     const s = expandShapeInput(c, n.inputs[0]!, n.attrs.shape as readonly Dim[], n.inputs[1] ?? null);
     c.emit('Expand', [c.in(0), s], [c.out(0)]);
   },
-  grad: (c) => [c.gy[0] ?? null, null], // the driver sums over the broadcast axes
+  grad: (c) => c.x.map((_, i) => (i === 0 ? c.gy[0] ?? null : null)), // the driver sums over broadcast axes
 });
 
 def({
@@ -772,8 +772,8 @@ def({
   },
 });
 
-/** Type of the saved statistics of the norm ops: float32 for half inputs (stash_type=1). */
-const statType = (t: DType): DType => (t === 'float16' ? 'float32' : t);
+/** The norm ops save their statistics in float32 (stash_type 1; the CPU EP has no other). */
+const statType = (_t: DType): DType => 'float32';
 
 function normInfer(x: readonly (Value | null)[], a: Attrs, nIn: number, nStats: number): TypeInfo[] {
   const v = need(x, nIn);
@@ -788,8 +788,22 @@ function normInfer(x: readonly (Value | null)[], a: Attrs, nIn: number, nStats: 
   return [{ dtype: v[0]!.dtype, shape: [...v[0]!.shape] }, ...new Array<TypeInfo>(nStats).fill(stat)];
 }
 
-/** Saved statistic in the input's type (a Cast only for half inputs). */
-const statAs = (c: GradCtx, s: Value): Value => c.g.cast(s, c.x[0]!.dtype);
+/**
+ * The saved statistics [..., 1] in the input's type: as saved for float32, cast for float16, and
+ * recomputed for float64 (gradient checks), where a float32 round trip would hide errors.
+ */
+function normStats(c: GradCtx, centered: boolean): { mu: Value | null; r: Value } {
+  const x = c.x[0]!;
+  const eps = num(c.node.attrs, 'epsilon');
+  const { g } = c;
+  if (x.dtype !== 'float64') {
+    const r = g.cast(c.y[centered ? 2 : 1]!, x.dtype);
+    return { mu: centered ? g.cast(c.y[1]!, x.dtype) : null, r };
+  }
+  const mu = centered ? g.reduceMean(x, [-1], true) : null;
+  const xc = mu ? g.sub(x, mu) : x;
+  return { mu, r: g.reciprocal(g.sqrt(g.add(g.reduceMean(g.mul(xc, xc), [-1], true), eps))) };
+}
 
 def({
   name: 'SimplifiedLayerNormalization', // RMSNorm: y = x · r · scale, r = 1/sqrt(mean(x²) + eps); outputs y, r
@@ -803,7 +817,7 @@ def({
     const [x, s] = c.x as Value[];
     const gy = c.gy[0];
     if (!gy) return [null, null];
-    const r = statAs(c, c.y[1]!); // [..., 1]
+    const { r } = normStats(c, false); // [..., 1]
     const xh = g.mul(x!, r); // x̂
     const ds = c.needs(1) ? g.mul(gy, xh) : null; // summed over rows by the driver
     let dx: Value | null = null;
@@ -829,8 +843,8 @@ def({
     const [x, s] = c.x as Value[];
     const gy = c.gy[0];
     if (!gy) return [null, null, null];
-    const mu = statAs(c, c.y[1]!), r = statAs(c, c.y[2]!);
-    const xh = g.mul(g.sub(x!, mu), r);
+    const { mu, r } = normStats(c, true);
+    const xh = g.mul(g.sub(x!, mu!), r);
     const ds = c.needs(1) ? g.mul(gy, xh) : null;
     const db = c.x[2] && c.needs(2) ? gy : null;
     let dx: Value | null = null;
