@@ -1,0 +1,197 @@
+/**
+ * One normalized description of a decoder-only LLM, whatever its Hugging Face config.json looked like.
+ * Each architecture family (llama.ts, mistral.ts, qwen2.ts, qwen3.ts, smollm3.ts, gpt2.ts) turns its own
+ * HF field names into this; everything downstream (weights layout, graph building, export) reads only this.
+ *
+ * Dimension letters used in shape comments: V = vocab, C = hidden size, L = layers, H = heads,
+ * K = kv heads, D = head dim, F = MLP (intermediate) size, P = learned positions.
+ */
+import { UserError } from '../../util/progress';
+
+export type Family = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'gpt2';
+
+export type RopeScaling =
+  /** Llama 3.1+: low frequencies divided by `factor`, high ones kept, a smooth ramp between. */
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
+  /** Positions divided by `factor` (same as dividing every inverse frequency). */
+  | { type: 'linear'; factor: number };
+
+export interface ModelConfig {
+  family: Family;
+  /** HF class name from `architectures[0]`, e.g. "LlamaForCausalLM". */
+  architecture: string;
+  /** HF `model_type`, e.g. "llama". */
+  modelType: string;
+  vocabSize: number; // V: rows of the embedding (and lm_head)
+  hiddenSize: number; // C
+  numLayers: number; // L
+  numHeads: number; // H
+  numKvHeads: number; // K (GQA when K < H; H % K == 0)
+  headDim: number; // D (usually C / H; Qwen3 and newer Llama/Mistral configs may set it)
+  intermediateSize: number; // F
+  maxPositions: number;
+  norm: 'rms' | 'layer';
+  normEps: number;
+  activation: 'silu' | 'gelu_new' | 'gelu' | 'gelu_pytorch_tanh' | 'relu';
+  /** SwiGLU-style MLP: down(act(gate(x)) * up(x)); otherwise down(act(up(x))) (GPT-2 c_fc/c_proj). */
+  gatedMlp: boolean;
+  positions: 'rope' | 'learned';
+  rope: { theta: number; scaling: RopeScaling | null } | null;
+  /** Per layer: whether RoPE is applied (false for SmolLM3's NoPE layers). All false without RoPE. */
+  ropeLayers: boolean[];
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  /** Qwen3: RMSNorm over D on q and k (per head) before RoPE. */
+  qkNorm: boolean;
+  /** lm_head shares the embedding matrix. */
+  tieWordEmbeddings: boolean;
+  /** Mistral v0.1 / Qwen2 with use_sliding_window: attention limited to this many previous tokens. */
+  slidingWindow: number | null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  padTokenId: number | null;
+  /** `torch_dtype` / `dtype` as written in config.json ("bfloat16", ...), or null. */
+  torchDtype: string | null;
+}
+
+/** Reads config.json fields with types checked, so a bad field is named in the error. */
+export class ConfigReader {
+  constructor(readonly raw: Record<string, unknown>, readonly what = 'config.json') {}
+
+  has(key: string): boolean {
+    return this.raw[key] !== undefined && this.raw[key] !== null;
+  }
+
+  int(key: string, fallback?: number, min = 1): number {
+    const v = this.raw[key];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw this.missing(key, 'an integer');
+    }
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw this.invalid(key, `an integer ≥ ${min}`, v);
+    return v;
+  }
+
+  num(key: string, fallback?: number): number {
+    const v = this.raw[key];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw this.missing(key, 'a number');
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.invalid(key, 'a number', v);
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.raw[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') throw this.invalid(key, 'true or false', v);
+    return v;
+  }
+
+  str(key: string, fallback: string): string {
+    const v = this.raw[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'string') throw this.invalid(key, 'a string', v);
+    return v;
+  }
+
+  optInt(key: string): number | null {
+    return this.has(key) ? this.int(key, undefined, 0) : null;
+  }
+
+  /** `eos_token_id` may be one id or a list (Llama 3). */
+  intList(key: string): number[] {
+    const v = this.raw[key];
+    if (v === undefined || v === null) return [];
+    if (typeof v === 'number' && Number.isSafeInteger(v)) return [v];
+    if (Array.isArray(v) && v.every((x) => Number.isSafeInteger(x))) return v as number[];
+    throw this.invalid(key, 'an integer or a list of integers', v);
+  }
+
+  missing(key: string, what: string): UserError {
+    return new UserError('model-config-invalid', `${this.what} has no "${key}" (${what} is needed).`, 'The model folder looks incomplete or edited. Download config.json again.');
+  }
+
+  invalid(key: string, what: string, got: unknown): UserError {
+    return new UserError('model-config-invalid', `${this.what} field "${key}" must be ${what}, got ${JSON.stringify(got)}.`, 'The model folder looks incomplete or edited. Download config.json again.');
+  }
+}
+
+/** Checks shared by every family: head counts that divide, a sane head dim. */
+export function checkAttentionShape(cfg: ModelConfig, r: ConfigReader): void {
+  if (cfg.numHeads % cfg.numKvHeads !== 0) {
+    throw r.invalid('num_key_value_heads', `a divisor of num_attention_heads (${cfg.numHeads})`, cfg.numKvHeads);
+  }
+  if (cfg.positions === 'rope' && cfg.headDim % 2 !== 0) throw r.invalid('head_dim', 'even (RoPE rotates pairs)', cfg.headDim);
+  if (cfg.ropeLayers.length !== cfg.numLayers) throw new Error(`ropeLayers has ${cfg.ropeLayers.length} entries for ${cfg.numLayers} layers.`);
+}
+
+/** The rope_scaling object of a config.json, normalized; null when absent. Unknown types are refused. */
+export function parseRopeScaling(r: ConfigReader): RopeScaling | null {
+  const v = r.raw.rope_scaling;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw r.invalid('rope_scaling', 'an object or null', v);
+  const s = new ConfigReader(v as Record<string, unknown>, 'config.json rope_scaling');
+  const type = s.str('rope_type', s.str('type', 'default'));
+  switch (type) {
+    case 'default':
+      return null;
+    case 'llama3':
+      return {
+        type: 'llama3',
+        factor: s.num('factor'),
+        lowFreqFactor: s.num('low_freq_factor'),
+        highFreqFactor: s.num('high_freq_factor'),
+        originalMaxPositions: s.int('original_max_position_embeddings'),
+      };
+    case 'linear':
+      return { type: 'linear', factor: s.num('factor') };
+    default:
+      throw new UserError(
+        'model-unsupported',
+        `This model uses RoPE scaling "${type}", which Lathe does not support yet (supported: llama3, linear, none).`,
+        'Pick a model without that rope_scaling, or remove rope_scaling from config.json if you only train on short texts.',
+      );
+  }
+}
+
+/**
+ * RoPE inverse frequencies, D/2 of them, exactly as HF computes them (in float64 here; HF computes
+ * base^(arange(0, D, 2)/D) in float32 — the differences are ~1e-7 relative).
+ */
+export function ropeInvFreq(cfg: ModelConfig): Float64Array {
+  if (!cfg.rope) throw new Error(`${cfg.architecture} has no RoPE.`);
+  const D = cfg.headDim;
+  const inv = new Float64Array(D / 2);
+  for (let i = 0; i < D / 2; i++) inv[i] = 1 / cfg.rope.theta ** ((2 * i) / D);
+  const sc = cfg.rope.scaling;
+  if (sc?.type === 'linear') {
+    for (let i = 0; i < inv.length; i++) inv[i]! /= sc.factor;
+  } else if (sc?.type === 'llama3') {
+    const lowWavelen = sc.originalMaxPositions / sc.lowFreqFactor;
+    const highWavelen = sc.originalMaxPositions / sc.highFreqFactor;
+    for (let i = 0; i < inv.length; i++) {
+      const f = inv[i]!;
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen < highWavelen) continue; // high frequency: unchanged
+      if (wavelen > lowWavelen) { inv[i] = f / sc.factor; continue; } // low frequency: scaled
+      const smooth = (sc.originalMaxPositions / wavelen - sc.lowFreqFactor) / (sc.highFreqFactor - sc.lowFreqFactor);
+      inv[i] = (1 - smooth) * (f / sc.factor) + smooth * f;
+    }
+  }
+  return inv;
+}
+
+/** Trainable parameter count implied by a config (tied lm_head counted once). */
+export function parameterCount(cfg: ModelConfig): number {
+  const { vocabSize: V, hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D, intermediateSize: F } = cfg;
+  const attn = C * H * D + 2 * C * K * D + H * D * C
+    + (cfg.qkvBias ? H * D + 2 * K * D : 0) + (cfg.oBias ? C : 0) + (cfg.qkNorm ? 2 * D : 0);
+  const mlp = (cfg.gatedMlp ? 3 * C * F : 2 * C * F) + (cfg.mlpBias ? (cfg.gatedMlp ? 2 * F + C : F + C) : 0);
+  const normSize = cfg.norm === 'layer' ? 2 * C : C;
+  const layer = attn + mlp + 2 * normSize;
+  return V * C + (cfg.positions === 'learned' ? cfg.maxPositions * C : 0) + cfg.numLayers * layer + normSize
+    + (cfg.tieWordEmbeddings ? 0 : V * C);
+}

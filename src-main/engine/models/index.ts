@@ -1,0 +1,7 @@
+export * from './config';
+export * from './layout';
+export * from './registry';
+export * from './validate';
+export * from './tokenizer-files';
+export * from './tiny';
+export { buildTinyTokenizer, CHATML_TEMPLATE, SPECIAL_TOKENS } from './tiny-tokenizer';
