@@ -124,6 +124,54 @@ describe('Program on WebGPU: state stays on the GPU', () => {
   });
 });
 
+describe('Program on WebGPU: float16 state and freeing old state', () => {
+  it('float16 SGD on WebGPU follows the float16 CPU curve (|Δloss| < 2e-2 relative)', async () => {
+    const N = 8, D = 3;
+    const X = rand(21, N * D), y = rand(22, N);
+    const h = (dims: number[], v: number[]) => hostTensor('float16', dims, toFloat16(v));
+    const feeds = { X: h([N, D], X), y: h([N], y), lr: h([1], [0.1]) };
+    const curves: number[][] = [];
+    for (const ep of ['cpu', 'webgpu'] as const) {
+      const p = await Program.create({ model: sgdModel(N, D, 'float16'), state: sgdState, fetch: ['loss'] }, { ep, disableCpuFallback: ep === 'webgpu' });
+      await p.init({ w: h([D], [0, 0, 0]), step: h([1], [0]) });
+      const c: number[] = [];
+      for (let i = 0; i < 10; i++) c.push(toNumbers((await p.step(feeds)).loss!)[0]!);
+      expect(toNumbers((await p.read(['step'])).step!)).toEqual([10]);
+      curves.push(c);
+      await p.dispose();
+    }
+    const rel = Math.max(...curves[0]!.map((l, i) => Math.abs(l - curves[1]![i]!) / Math.max(1e-3, Math.abs(l))));
+    expect(rel, `cpu ${curves[0]}\nwebgpu ${curves[1]}`).toBeLessThan(2e-2);
+    expect(curves[1]![9]!).toBeLessThan(curves[1]![0]!);
+  });
+
+  it('disposes each step\'s old GPU state (200 steps of a 4 MB state do not grow memory)', async () => {
+    const n = 1 << 20; // 1M float32 = 4 MB; leaking it every step would add 800 MB
+    const model: OnnxModel = {
+      opsets: [{ domain: '', version: 21 }],
+      graph: {
+        name: 'count', inputs: [{ name: 's', type: 'float32', shape: [n] }],
+        outputs: [{ name: 's_next', type: 'float32', shape: [n] }, { name: 'first', type: 'float32', shape: [1] }],
+        initializers: [rawTensor('k', 'float32', [], [1]), rawTensor('start', 'int64', [1], [0]), rawTensor('end', 'int64', [1], [1])],
+        nodes: [
+          { op: 'Add', inputs: ['s', 'k'], outputs: ['s_next'] },
+          { op: 'Slice', inputs: ['s_next', 'start', 'end'], outputs: ['first'] },
+        ],
+      },
+    };
+    const p = await Program.create({ model, state: [{ name: 's', input: 's', output: 's_next' }], fetch: ['first'] }, { ep: 'webgpu', disableCpuFallback: true });
+    await p.init({ s: hostTensor('float32', [n], new Float32Array(n).fill(1)) });
+    for (let i = 0; i < 20; i++) await p.step({});
+    const rss0 = process.memoryUsage().rss;
+    let first = 0;
+    for (let i = 0; i < 200; i++) first = toNumbers((await p.step({})).first!)[0]!;
+    const growMb = (process.memoryUsage().rss - rss0) / 2 ** 20;
+    expect(first).toBe(221);
+    expect(growMb, `RSS grew ${growMb.toFixed(0)} MB over 200 steps`).toBeLessThan(200);
+    await p.dispose();
+  });
+});
+
 describe('EngineWorker on WebGPU', () => {
   const engine = EngineWorker.start();
   afterAll(() => engine.terminate());
