@@ -407,7 +407,7 @@ def({
     const { g } = c;
     const [a, b] = c.x as Value[];
     const gy = c.gy[0];
-    if (!gy) return [null, null, null];
+    if (!gy) return c.x.map(() => null);
     const tA = !!num(c.node.attrs, 'transA'), tB = !!num(c.node.attrs, 'transB');
     const alpha = num(c.node.attrs, 'alpha'), beta = num(c.node.attrs, 'beta');
     // Y = A' B':  dA' = gY B'ᵀ,  dB' = A'ᵀ gY; then transpose back through the flags.
@@ -417,7 +417,8 @@ def({
     const db = !c.needs(1) ? null : tB
       ? g.gemm(gy, a!, null, { transA: true, transB: tA, alpha }) // dB = gYᵀ A'
       : g.gemm(a!, gy, null, { transA: !tA, alpha }); // dB = A'ᵀ gY
-    const dc = c.x[2] && c.needs(2) ? (beta === 1 ? gy : g.mul(gy, beta)) : null;
+    if (c.x.length < 3) return [da, db];
+    const dc = c.needs(2) ? (beta === 1 ? gy : g.mul(gy, beta)) : null;
     return [da, db, dc];
   },
 });
@@ -842,11 +843,11 @@ def({
     const { g } = c;
     const [x, s] = c.x as Value[];
     const gy = c.gy[0];
-    if (!gy) return [null, null, null];
+    if (!gy) return c.x.map(() => null);
     const { mu, r } = normStats(c, true);
     const xh = g.mul(g.sub(x!, mu!), r);
     const ds = c.needs(1) ? g.mul(gy, xh) : null;
-    const db = c.x[2] && c.needs(2) ? gy : null;
+    const db = c.needs(2) ? gy : null;
     let dx: Value | null = null;
     if (c.needs(0)) {
       // dx = r (gx̂ − mean(gx̂) − x̂ · mean(gx̂ ⊙ x̂))
@@ -855,6 +856,6 @@ def({
       const m2 = g.reduceMean(g.mul(gxh, xh), [-1], true);
       dx = g.mul(g.sub(g.sub(gxh, m1), g.mul(xh, m2)), r);
     }
-    return [dx, ds, db];
+    return c.x.length < 3 ? [dx, ds] : [dx, ds, db];
   },
 });
