@@ -256,9 +256,15 @@ export async function trainDomainCandidates(
   const addPairs = (w: number, sign: 1 | -1, touched: Set<number>, only?: number): void => {
     const s = words[w]!;
     const f = freq[w]! * sign;
+    let tookRepeat = false;
     for (let i = 0; i + 1 < s.length; i++) {
+      // In a run x x x the pair (x, x) merges once (left to right, no overlap), not twice:
+      // count what a merge would really remove, so ranking by count is ranking by saving.
+      const repeat = s[i] === s[i + 1];
+      if (repeat && tookRepeat && s[i - 1] === s[i]) { tookRepeat = false; continue; }
+      tookRepeat = repeat;
       if (only !== undefined && s[i] !== only && s[i + 1] !== only) continue;
-      if (!mergeable(s[i]!, s[i + 1]!)) continue;
+      if (!mergeable(s[i]!, s[i + 1]!)) { tookRepeat = false; continue; }
       const k = pairKey(s[i]!, s[i + 1]!);
       pairCount.set(k, (pairCount.get(k) ?? 0) + f);
       if (sign > 0) {

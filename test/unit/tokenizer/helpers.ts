@@ -1,9 +1,10 @@
 /** Shared fixture access for the tokenizer tests. */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 
-export const ORACLE = join(__dirname, '..', '..', 'oracle', 'tokenizer');
+export const ORACLE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'oracle', 'tokenizer');
 export const FIXTURES = ['llama3', 'gpt2', 'llama2', 'mistral'] as const;
 export type FixtureName = (typeof FIXTURES)[number];
 
