@@ -1,0 +1,254 @@
+/**
+ * The decoder-only forward pass as an IR graph, for every supported family, with LoRA branches.
+ *
+ * Dimension letters: B batch, T sequence, N = B·T tokens, C hidden, V vocab, H heads, K kv heads,
+ * G = H/K queries per kv head, D head dim, F MLP size, r LoRA rank.
+ *
+ * Formulations chosen for few nodes and WebGPU-friendly ops (see shared notes / engine-spike):
+ * - linear layers as 2-D Gemm on [N, C] (transB for HF's [out, in] weights, none for GPT-2 Conv1D);
+ * - GQA without repeat_kv: q reshaped to [B, K, G·T, D] so each kv head serves its G query heads in one
+ *   batched MatMul, with a constant additive causal mask [G·T, T];
+ * - rotate-half RoPE as x·cos + (x·R)·sin with R a constant ±1 permutation matrix [D, D].
+ */
+import path from 'node:path';
+import type { GraphBuilder, Value, ConstData } from '../graph/graph';
+import type { ModelConfig } from '../models/config';
+import { ropeInvFreq } from '../models/config';
+import type { LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
+import type { ModelWeights } from '../safetensors';
+import { bf16ToF32Array } from '../safetensors';
+import type { LoraLayout, LinearRole } from './lora';
+
+export interface ForwardOptions {
+  batch: number; // B
+  seqLen: number; // T
+}
+
+/** Where frozen base weights come from: a model folder's safetensors, referenced in place. */
+export interface WeightSource {
+  weights: ModelWeights;
+  /** Folder external-data locations are relative to (the model folder). */
+  dir: string;
+  /** Read a BF16 tensor (converted to f32 in memory, since neither ORT's Node binding nor WebGPU takes bf16). */
+  readBf16?: (name: string) => Promise<Float32Array>;
+}
+
+export interface ForwardResult {
+  /** [N, V] f32 logits. */
+  logits: Value;
+  /** Nodes in the forward pass. */
+  nodes: number;
+}
+
+const NEG_INF = -1e9; // additive mask value: exp() underflows to exactly 0 in f32
+
+/** Weights already placed in a graph, so a tied embedding / lm_head is one initializer used twice. */
+const placed = new WeakMap<GraphBuilder, Map<string, Value>>();
+
+/** A frozen weight as an f32 value: referenced in the safetensors file (f32 as is, f16 through a Cast). */
+export async function baseWeight(g: GraphBuilder, src: WeightSource, name: string): Promise<Value> {
+  let cache = placed.get(g);
+  if (!cache) placed.set(g, (cache = new Map()));
+  const hit = cache.get(name);
+  if (hit) return hit;
+  const v = await placeWeight(g, src, name);
+  cache.set(name, v);
+  return v;
+}
+
+async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Promise<Value> {
+  const e = src.weights.entry(name);
+  if (e.dtype === 'F32' || e.dtype === 'F16') {
+    const data: ConstData = { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength };
+    const w = g.weight(name, e.dtype === 'F32' ? 'float32' : 'float16', e.shape, data);
+    return g.cast(w, 'float32');
+  }
+  if (e.dtype === 'BF16') {
+    const f32 = src.readBf16 ? await src.readBf16(name) : bf16ToF32Array(new Uint16Array((await src.weights.readRaw(name)).slice().buffer));
+    return g.weight(name, 'float32', e.shape, { kind: 'raw', bytes: new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength) });
+  }
+  throw new Error(`Weight ${name} has dtype ${e.dtype}; Lathe reads F32, F16 and BF16 weights.`);
+}
+
+interface Ctx {
+  g: GraphBuilder;
+  cfg: ModelConfig;
+  src: WeightSource;
+  lora: LoraLayout | null;
+  /** LoRA tensors by "layer:role": A [r, in], B [out, r]. */
+  loraTensors: Map<string, { a: Value; b: Value }>;
+  N: number;
+}
+
+async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, role: LinearRole): Promise<Value> {
+  const { g } = c;
+  const W = await baseWeight(g, c.src, w.weight);
+  const bias = w.bias ? await baseWeight(g, c.src, w.bias) : null;
+  // y [N, out] = x [N, in] · Wᵀ (nn.Linear [out, in]) or x · W (Conv1D [in, out]) (+ b)
+  const y = g.gemm(x, W, bias, { transB: !w.inOut });
+  const l = c.loraTensors.get(`${layer}:${role}`);
+  if (!l || !c.lora) return y;
+  // y + scale · (x Aᵀ) Bᵀ : [N, in]·[in, r] -> [N, r], then one Gemm adds [N, r]·[r, out] onto y
+  const xa = g.gemm(x, l.a, null, { transB: true });
+  return g.gemm(xa, l.b, y, { transB: true, alpha: c.lora.scale });
+}
+
+async function norm(c: Ctx, x: Value, n: NormWeights): Promise<Value> {
+  const scale = await baseWeight(c.g, c.src, n.weight);
+  if (c.cfg.norm === 'rms') return c.g.rmsNorm(x, scale, c.cfg.normEps);
+  const bias = n.bias ? await baseWeight(c.g, c.src, n.bias) : null;
+  return c.g.layerNorm(x, scale, bias, c.cfg.normEps);
+}
+
+function activation(c: Ctx, x: Value): Value {
+  switch (c.cfg.activation) {
+    case 'silu': return c.g.silu(x);
+    case 'gelu': return c.g.gelu(x, 'none');
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh': return c.g.gelu(x, 'tanh');
+    case 'relu': return c.g.relu(x);
+  }
+}
+
+/** cos/sin tables [T, D] (HF: emb = cat(freqs, freqs)) and the rotate-half matrix R [D, D]. */
+function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number): { cos: Value; sin: Value; rot: Value } {
+  const D = cfg.headDim;
+  const inv = ropeInvFreq(cfg);
+  const cos = new Float32Array(T * D), sin = new Float32Array(T * D);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < D / 2; i++) {
+      // HF computes t·inv_freq in f32; do the same so angles match at large t.
+      const a = Math.fround(Math.fround(t) * Math.fround(inv[i]!));
+      cos[t * D + i] = cos[t * D + i + D / 2] = Math.cos(a);
+      sin[t * D + i] = sin[t * D + i + D / 2] = Math.sin(a);
+    }
+  }
+  // rotate_half(x) = cat(-x2, x1) = x · R: out[j] = -x[j + D/2], out[j + D/2] = x[j]
+  const R = new Float32Array(D * D);
+  for (let j = 0; j < D / 2; j++) {
+    R[(j + D / 2) * D + j] = -1;
+    R[j * D + j + D / 2] = 1;
+  }
+  return { cos: g.constant(cos, 'float32', [T, D]), sin: g.constant(sin, 'float32', [T, D]), rot: g.constant(R, 'float32', [D, D]) };
+}
+
+function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot: Value }): Value {
+  // x [..., T, D]: x·cos + rotate_half(x)·sin
+  return g.add(g.mul(x, t.cos), g.mul(g.matmul(x, t.rot), t.sin));
+}
+
+/** Additive causal (and sliding-window) mask [G·T, T] for the grouped layout. */
+function causalMask(g: GraphBuilder, G: number, T: number, window: number | null): Value {
+  const m = new Float32Array(G * T * T);
+  for (let gi = 0; gi < G; gi++) {
+    for (let t = 0; t < T; t++) {
+      for (let s = 0; s < T; s++) {
+        const allowed = s <= t && (window === null || t - s < window);
+        m[(gi * T + t) * T + s] = allowed ? 0 : NEG_INF;
+      }
+    }
+  }
+  return g.constant(m, 'float32', [G * T, T]);
+}
+
+/**
+ * Build the forward pass. `ids` is int64 [B, T]; `loraParams` (optional) is the flat f32 trainable vector
+ * laid out by `lora`.
+ */
+export async function buildForward(
+  g: GraphBuilder,
+  cfg: ModelConfig,
+  layout: WeightsLayout,
+  src: WeightSource,
+  ids: Value,
+  opts: ForwardOptions,
+  lora: LoraLayout | null = null,
+  loraParams: Value | null = null,
+): Promise<ForwardResult> {
+  const start = g.nodes.length;
+  const { batch: B, seqLen: T } = opts;
+  const N = B * T;
+  const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
+  const G = H / K;
+  const loraTensors = new Map<string, { a: Value; b: Value }>();
+  if (lora && loraParams) {
+    // one Split node cuts the flat vector into every A and B, then Reshapes give them their shapes
+    const sizes: number[] = [];
+    for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
+    const parts = g.split(loraParams, sizes, 0);
+    lora.modules.forEach((m, i) => {
+      loraTensors.set(`${m.layer}:${m.role}`, {
+        a: g.reshape(parts[2 * i]!, [lora.rank, m.inFeatures]),
+        b: g.reshape(parts[2 * i + 1]!, [m.outFeatures, lora.rank]),
+      });
+    });
+  }
+  const c: Ctx = { g, cfg, src, lora, loraTensors, N };
+
+  // embeddings: x [N, C]
+  const wte = await baseWeight(g, src, layout.embed);
+  let x = g.reshape(g.gather(wte, g.reshape(ids, [N])), [N, C]);
+  if (layout.positions) {
+    const wpe = await baseWeight(g, src, layout.positions);
+    const pos = g.slice(wpe, [0], [T], [0]); // [T, C]
+    x = g.reshape(g.add(g.reshape(x, [B, T, C]), pos), [N, C]);
+  }
+
+  const ropeT = cfg.rope ? ropeTables(g, cfg, T) : null;
+  const mask = causalMask(g, G, T, cfg.slidingWindow);
+  const scale = 1 / Math.sqrt(D);
+
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const L = layout.layers[i]!;
+    // ---- attention ----
+    const h = await norm(c, x, L.attnNorm);
+    let q: Value, k: Value, v: Value;
+    if (L.qkv) {
+      const qkv = await linear(c, h, L.qkv, i, 'qkv'); // [N, 3C]
+      [q, k, v] = g.split(qkv, [H * D, K * D, K * D], 1) as [Value, Value, Value];
+    } else {
+      q = await linear(c, h, L.q!, i, 'q'); // [N, H·D]
+      k = await linear(c, h, L.k!, i, 'k'); // [N, K·D]
+      v = await linear(c, h, L.v!, i, 'v'); // [N, K·D]
+    }
+    let q4 = g.reshape(q, [B, T, H, D]);
+    let k4 = g.reshape(k, [B, T, K, D]);
+    if (L.qNorm && L.kNorm) {
+      // Qwen3: RMSNorm over D per head, before RoPE
+      q4 = await norm(c, q4, L.qNorm);
+      k4 = await norm(c, k4, L.kNorm);
+    }
+    // q [B, T, K, G, D] -> [B, K, G, T, D]; k [B, T, K, D] -> [B, K, T, D]
+    let qg = g.transpose(g.reshape(q4, [B, T, K, G, D]), [0, 2, 3, 1, 4]);
+    let kt = g.transpose(k4, [0, 2, 1, 3]);
+    if (ropeT && cfg.ropeLayers[i]) {
+      qg = rope(g, qg, ropeT);
+      kt = rope(g, kt, ropeT);
+    }
+    const qf = g.reshape(qg, [B, K, G * T, D]);
+    // scores [B, K, G·T, T] = q · kᵀ / √D + mask
+    const scores = g.add(g.mul(g.matmul(qf, g.transpose(kt, [0, 1, 3, 2])), scale), mask);
+    const p = g.softmax(scores, -1);
+    const vt = g.transpose(g.reshape(v, [B, T, K, D]), [0, 2, 1, 3]); // [B, K, T, D]
+    const att = g.matmul(p, vt); // [B, K, G·T, D]
+    // back to [N, H·D] with head h = k·G + g (HF's repeat_kv order)
+    const merged = g.reshape(g.transpose(g.reshape(att, [B, K, G, T, D]), [0, 3, 1, 2, 4]), [N, H * D]);
+    x = g.add(x, await linear(c, merged, L.o, i, 'o'));
+
+    // ---- MLP ----
+    const h2 = await norm(c, x, L.mlpNorm);
+    let mlp: Value;
+    if (cfg.gatedMlp && L.gate) {
+      const gate = activation(c, await linear(c, h2, L.gate, i, 'gate'));
+      mlp = await linear(c, g.mul(gate, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
+    } else {
+      mlp = await linear(c, activation(c, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
+    }
+    x = g.add(x, mlp);
+  }
+
+  x = await norm(c, x, layout.finalNorm);
+  const head = await baseWeight(g, src, layout.lmHead ?? layout.embed); // [V, C]
+  const logits = g.gemm(x, head, null, { transB: true }); // [N, V]
+  return { logits, nodes: g.nodes.length - start };
+}

@@ -1,0 +1,115 @@
+/**
+ * LoRA configuration and the trainable-parameter layout.
+ *
+ * A LoRA on a linear layer y = x Wᵀ (+ b) adds scale · (x Aᵀ) Bᵀ with A [r, in], B [out, r]; scale is
+ * alpha / r, or alpha / √r with rsLoRA. Standard init (PEFT's): A ~ U(-1/√in, 1/√in) (kaiming-uniform with
+ * a = √5), B = 0, so training starts exactly at the base model.
+ *
+ * All trainable tensors live in ONE flat f32 vector (one graph input, one optimizer state per moment);
+ * `LoraLayout` says where each tensor sits. Names follow PEFT's adapter keys so export is a rename-free copy.
+ */
+import type { ModelConfig } from '../models/config';
+import type { LinearWeights, WeightsLayout } from '../models/layout';
+import { Rng } from '../models/rng';
+import { UserError } from '../../util/progress';
+
+/** Roles of linear layers inside a decoder block. GPT-2's fused c_attn is 'qkv'. */
+export type LinearRole = 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down';
+export const ALL_ROLES: readonly LinearRole[] = ['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'];
+
+export const TARGET_PRESETS = {
+  /** q, k, v, o (and GPT-2's c_attn / attention c_proj). */
+  attention: ['q', 'k', 'v', 'qkv', 'o'],
+  /** gate, up, down (GPT-2: c_fc, mlp c_proj). */
+  mlp: ['gate', 'up', 'down'],
+  /** Every linear layer of every block (QLoRA paper's recommendation). */
+  'all-linear': ALL_ROLES,
+} as const satisfies Record<string, readonly LinearRole[]>;
+export type TargetPreset = keyof typeof TARGET_PRESETS;
+
+export interface LoraConfig {
+  /** Rank r of the update. */
+  rank: number;
+  /** Scaling numerator: scale = alpha / r (or alpha / √r with rsLoRA). */
+  alpha: number;
+  /** Dropout on the LoRA branch's input (0 = off). */
+  dropout: number;
+  /** Rank-stabilized scaling (alpha / √r). */
+  rslora: boolean;
+  /** Preset name or explicit roles. */
+  targets: TargetPreset | LinearRole[];
+  /** Seed for A's init. */
+  seed: number;
+}
+
+export const DEFAULT_LORA: LoraConfig = { rank: 8, alpha: 16, dropout: 0, rslora: false, targets: 'all-linear', seed: 1234 };
+
+export function loraScale(c: Pick<LoraConfig, 'alpha' | 'rank' | 'rslora'>): number {
+  return c.rslora ? c.alpha / Math.sqrt(c.rank) : c.alpha / c.rank;
+}
+
+export function targetRoles(c: Pick<LoraConfig, 'targets'>): Set<LinearRole> {
+  const roles = typeof c.targets === 'string' ? TARGET_PRESETS[c.targets] : c.targets;
+  if (!roles) throw new UserError('lora.targets', `Unknown LoRA target preset "${String(c.targets)}".`, `Use one of: ${Object.keys(TARGET_PRESETS).join(', ')}.`);
+  return new Set(roles);
+}
+
+export interface LoraModule {
+  layer: number;
+  role: LinearRole;
+  /** HF module path, e.g. "model.layers.0.self_attn.q_proj" (PEFT key prefix). */
+  module: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** Offsets (in floats) of A [r, in] and B [out, r] in the flat vector. */
+  aOffset: number;
+  bOffset: number;
+}
+
+export interface LoraLayout {
+  modules: LoraModule[];
+  rank: number;
+  scale: number;
+  /** Total trainable floats. */
+  size: number;
+}
+
+/** The linear layers of one block by role (null where the architecture has none). */
+export function layerLinears(layout: WeightsLayout, i: number): [LinearRole, LinearWeights][] {
+  const l = layout.layers[i]!;
+  const out: [LinearRole, LinearWeights][] = [];
+  const add = (role: LinearRole, w: LinearWeights | null) => { if (w) out.push([role, w]); };
+  add('q', l.q); add('k', l.k); add('v', l.v); add('qkv', l.qkv); add('o', l.o);
+  add('gate', l.gate); add('up', l.up); add('down', l.down);
+  return out;
+}
+
+export function buildLoraLayout(cfg: ModelConfig, layout: WeightsLayout, c: LoraConfig): LoraLayout {
+  if (!Number.isInteger(c.rank) || c.rank < 1) throw new UserError('lora.rank', `LoRA rank must be a whole number ≥ 1 (got ${c.rank}).`);
+  const roles = targetRoles(c);
+  const modules: LoraModule[] = [];
+  let offset = 0;
+  for (let i = 0; i < cfg.numLayers; i++) {
+    for (const [role, w] of layerLinears(layout, i)) {
+      if (!roles.has(role)) continue;
+      const shape = layout.shapes.get(w.weight)!;
+      const [outF, inF] = w.inOut ? [shape[1]!, shape[0]!] : [shape[0]!, shape[1]!];
+      const aOffset = offset; offset += c.rank * inF;
+      const bOffset = offset; offset += outF * c.rank;
+      modules.push({ layer: i, role, module: w.weight.replace(/\.weight$/, ''), inFeatures: inF, outFeatures: outF, aOffset, bOffset });
+    }
+  }
+  if (modules.length === 0) throw new UserError('lora.noTargets', 'The chosen LoRA targets match no layer of this model.', 'Choose "all-linear" or another preset.');
+  return { modules, rank: c.rank, scale: loraScale(c), size: offset };
+}
+
+/** Standard init: A uniform in ±1/√in, B zero. Deterministic by seed. */
+export function initLoraParams(l: LoraLayout, seed: number): Float32Array {
+  const p = new Float32Array(l.size);
+  const rng = new Rng(seed);
+  for (const m of l.modules) {
+    const bound = 1 / Math.sqrt(m.inFeatures);
+    for (let i = 0; i < l.rank * m.inFeatures; i++) p[m.aOffset + i] = (rng.next() * 2 - 1) * bound;
+  }
+  return p;
+}

@@ -1,0 +1,114 @@
+/**
+ * The whole training step for a causal LM with LoRA as ONE graph (one GPU submission per micro-batch):
+ *
+ *   forward -> masked cross-entropy sum -> backward (LoRA params only) -> accumulate gradient
+ *   -> on the last micro-batch of an optimizer step: scale by 1/tokens, clip by global norm, AdamW
+ *
+ * State (persists between runs, GPU-resident on WebGPU): params, m, v (AdamW moments), gacc (gradient
+ * accumulator), all flat f32 [P]. Per-run feeds: ids, targets, mask, and scalars. The loss is the mean over
+ * unmasked tokens of the whole optimizer step (all micro-batches), as Σ losses · (1/count).
+ *
+ * Non-finite guard: if the accumulated gradient's norm is NaN/inf, the update is skipped (params and
+ * moments unchanged) and the accumulator cleared, so a bad batch is reported instead of trained through.
+ */
+import { GraphBuilder, type Value } from '../graph/graph';
+import { gradients } from '../autodiff/grad';
+import { lowerGraph } from '../lower/lower';
+import type { OnnxModel } from '../onnx/spec';
+import type { ModelConfig } from '../models/config';
+import type { WeightsLayout } from '../models/layout';
+import { adamw, softmaxCrossEntropy, type AdamWConfig } from '../nn/layers';
+import { buildForward, type WeightSource } from './forward';
+import type { LoraLayout } from './lora';
+
+export interface OptimConfig extends Required<AdamWConfig> {
+  /** Global gradient-norm clip (0 = off). */
+  maxGradNorm: number;
+}
+
+export interface TrainGraph {
+  model: OnnxModel;
+  nodes: { forward: number; backward: number; total: number };
+  byOp: Record<string, number>;
+  /** Names of the state slots (input -> output). */
+  state: { name: string; input: string; output: string }[];
+  fetch: string[];
+}
+
+export const TRAIN_FEEDS = ['ids', 'targets', 'mask', 'apply', 'invCount', 'adam'] as const;
+
+export async function buildTrainGraph(
+  cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout,
+  shape: { batch: number; seqLen: number }, optim: OptimConfig,
+): Promise<TrainGraph> {
+  const g = new GraphBuilder();
+  const { batch: B, seqLen: T } = shape;
+  const N = B * T, P = lora.size;
+  const ids = g.input('ids', 'int64', [B, T]);
+  const targets = g.input('targets', 'int64', [N, 1]);
+  const mask = g.input('mask', 'float32', [N, 1]);
+  /** true on the last micro-batch of an optimizer step */
+  const apply = g.input('apply', 'bool', []);
+  /** 1 / (unmasked tokens in the whole optimizer step) */
+  const invCount = g.input('invCount', 'float32', []);
+  /** adamwScalars(): [alpha, epsHat, decay] for this step */
+  const adam = g.input('adam', 'float32', [3]);
+  const params = g.input('params', 'float32', [P]);
+  const m = g.input('m', 'float32', [P]);
+  const v = g.input('v', 'float32', [P]);
+  const gacc = g.input('gacc', 'float32', [P]);
+
+  const fwd = await buildForward(g, cfg, layout, src, ids, shape, lora, params);
+  const lossSum = softmaxCrossEntropy(g, fwd.logits, targets, mask); // Σ mask · nll (scalar)
+  const forwardNodes = g.nodes.length;
+  const { grads } = gradients(g, [[lossSum, null]], [params]);
+  const grad = grads[0] ?? g.zerosLike(params);
+  const backwardNodes = g.nodes.length - forwardNodes;
+
+  // accumulate; at the optimizer step: mean over tokens, clip, AdamW
+  const gsum = g.add(gacc, grad);
+  const gmean = g.mul(gsum, invCount);
+  const norm = g.sqrt(g.reduceSumSquare(gmean, [0], false)); // ‖g‖₂ (scalar)
+  let gclip: Value = gmean;
+  if (optim.maxGradNorm > 0) {
+    // PyTorch clip_grad_norm_: g · min(1, max / (‖g‖ + 1e-6))
+    gclip = g.mul(gmean, g.min(g.div(optim.maxGradNorm, g.add(norm, 1e-6)), 1));
+  }
+  const upd = adamw(g, params, gclip, m, v, adam, optim);
+  const finite = g.equal(g.sub(norm, norm), 0); // false for NaN and ±inf
+  const keepOr = (next: Value, prev: Value) => g.where(apply, g.where(finite, next, prev), prev);
+  g.output('loss_sum', lossSum);
+  g.output('grad_norm', norm);
+  g.output('params_out', keepOr(upd.p, params));
+  g.output('m_out', keepOr(upd.m, m));
+  g.output('v_out', keepOr(upd.v, v));
+  g.output('gacc_out', g.where(apply, g.zerosLike(gsum), gsum));
+
+  const lowered = lowerGraph(g, { name: 'lathe_train_step' });
+  return {
+    model: lowered.model,
+    nodes: { forward: fwd.nodes, backward: backwardNodes, total: lowered.nodeCount },
+    byOp: lowered.byOp,
+    state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
+    fetch: ['loss_sum', 'grad_norm'],
+  };
+}
+
+/** Forward-only graph for evaluation and `lathe logits`: outputs logits [N, V] and the masked loss sum. */
+export async function buildEvalGraph(
+  cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null,
+  shape: { batch: number; seqLen: number },
+): Promise<{ model: OnnxModel; nodes: number }> {
+  const g = new GraphBuilder();
+  const { batch: B, seqLen: T } = shape;
+  const N = B * T;
+  const ids = g.input('ids', 'int64', [B, T]);
+  const targets = g.input('targets', 'int64', [N, 1]);
+  const mask = g.input('mask', 'float32', [N, 1]);
+  const params = lora ? g.input('params', 'float32', [lora.size]) : null;
+  const fwd = await buildForward(g, cfg, layout, src, ids, shape, lora, params);
+  g.output('logits', fwd.logits);
+  g.output('loss_sum', softmaxCrossEntropy(g, fwd.logits, targets, mask));
+  const lowered = lowerGraph(g, { name: 'lathe_eval' });
+  return { model: lowered.model, nodes: lowered.nodeCount };
+}
