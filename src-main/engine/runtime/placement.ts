@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { encodeModel } from '../onnx/encode';
 import type { OnnxModel } from '../onnx/spec';
 import { ensureXdgRuntimeDir } from './env';
+import { patchForEp } from './patches';
 import { sessionOptions, type EngineSessionOptions, type EpName } from './session';
 
 export interface PlacedNode {
@@ -64,7 +65,7 @@ ort.InferenceSession.create(process.argv[2], opts)
 
 export async function reportPlacement(model: OnnxModel, opts: EngineSessionOptions & { ep: EpName }): Promise<PlacementReport> {
   ensureXdgRuntimeDir();
-  const named = nameNodes(model);
+  const named = nameNodes(patchForEp(model, opts.ep).model);
   const dir = mkdtempSync(join(tmpdir(), 'lathe-placement-'));
   try {
     const file = join(dir, 'model.onnx');

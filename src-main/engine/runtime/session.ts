@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { encodeModel } from '../onnx/encode';
 import type { OnnxGraph, OnnxModel } from '../onnx/spec';
 import { ensureXdgRuntimeDir } from './env';
+import { patchForEp } from './patches';
 import { fromOrt, toOrt, type HostTensor } from './tensor';
 
 export type EpName = 'cpu' | 'webgpu' | 'cuda';
@@ -36,30 +37,35 @@ export class EngineSession {
   private constructor(
     readonly ort: ort.InferenceSession,
     readonly ep: EpName,
+    /** Nodes in the graph handed to ORT (after EP patches; before ORT's own optimizations). -1 for raw bytes. */
     readonly nodeCount: number,
+    /** EP workarounds applied to the graph, one line each. */
+    readonly patches: string[],
   ) {}
 
   get inputNames(): readonly string[] { return this.ort.inputNames; }
   get outputNames(): readonly string[] { return this.ort.outputNames; }
 
   static async create(model: OnnxModel | Uint8Array, opts: EngineSessionOptions = {}): Promise<EngineSession> {
-    const bytes = model instanceof Uint8Array ? model : encodeModel(model);
-    const nodeCount = model instanceof Uint8Array ? -1 : countNodes(model.graph);
-    if (!(model instanceof Uint8Array) && hasExternalData(model.graph) && !opts.externalDataDir) {
+    const ep = opts.ep ?? 'cpu';
+    // EP-specific rewrites around kernels that run but compute wrongly (see patches.ts).
+    const patched = model instanceof Uint8Array ? undefined : patchForEp(model, ep);
+    const bytes = patched ? encodeModel(patched.model) : (model as Uint8Array);
+    const nodeCount = patched ? countNodes(patched.model.graph) : -1;
+    if (patched && hasExternalData(patched.model.graph) && !opts.externalDataDir) {
       throw new Error('EngineSession.create: the model references external data; pass externalDataDir ' +
         '(the folder its locations are relative to).');
     }
-    const ep = opts.ep ?? 'cpu';
     if (ep === 'webgpu') ensureXdgRuntimeDir();
     try {
       const s = await ort.InferenceSession.create(bytes, sessionOptions(ep, opts));
-      return new EngineSession(s, ep, nodeCount);
+      return new EngineSession(s, ep, nodeCount, patched?.applied ?? []);
     } catch (e) {
       let msg = `Could not create an onnxruntime session on the ${ep} EP: ${errorText(e)}`;
       if (opts.disableCpuFallback && /fallback to CPU EP has been explicitly disabled/.test(errorText(e)) && !(model instanceof Uint8Array)) {
         // Name the culprits: ORT's error does not say which nodes would have gone to the CPU.
         const { reportPlacement, describeFallback } = await import('./placement');
-        const report = await reportPlacement(model, { ...opts, ep }).catch(() => undefined);
+        const report = await reportPlacement(patched!.model, { ...opts, ep }).catch(() => undefined);
         if (report) msg += ` ${describeFallback(report)}`;
       }
       throw new Error(msg, { cause: e });

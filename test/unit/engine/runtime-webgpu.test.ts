@@ -192,3 +192,38 @@ describe('EngineWorker on WebGPU', () => {
     expect(maxAbsDiff(curves[0]!, curves[1]!)).toBeLessThan(1e-5);
   });
 });
+
+describe('WebGPU patches', () => {
+  const sln = (outputs: string[]): OnnxModel => ({
+    opsets: [{ domain: '', version: 21 }],
+    graph: {
+      name: 'sln', initializers: [rawTensor('s', 'float32', [4], [1, 0.5, 2, 1])],
+      inputs: [{ name: 'x', type: 'float32', shape: [2, 4] }],
+      outputs: outputs.map((name) => ({ name, type: 'float32', shape: name === 'y' ? [2, 4] : [2, 1] })),
+      nodes: [{ op: 'SimplifiedLayerNormalization', name: 'rms', inputs: ['x', 's'], outputs, attributes: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: 1e-6 } } }],
+    },
+  });
+  const feeds = { x: hostTensor('float32', [2, 4], [1, 2, 3, 4, -1, 0.5, 2, 0]) };
+
+  it('SimplifiedLayerNormalization inv_std_var matches the CPU EP (recomputed on WebGPU)', async () => {
+    const cpu = await runModel(sln(['y', 'inv']), feeds, { ep: 'cpu' });
+    const s = await EngineSession.create(sln(['y', 'inv']), { ep: 'webgpu', disableCpuFallback: true });
+    expect(s.patches).toHaveLength(1);
+    expect(s.nodeCount).toBe(6);
+    const gpu = await s.run(feeds);
+    await s.dispose();
+    expect(toNumbers(cpu.inv!)[0]).toBeCloseTo(1 / Math.sqrt(7.5), 6);
+    expect(maxAbsDiff(toNumbers(gpu.inv!), toNumbers(cpu.inv!))).toBeLessThan(1e-6);
+    expect(maxAbsDiff(toNumbers(gpu.y!), toNumbers(cpu.y!))).toBeLessThan(1e-6);
+    // With only Y requested nothing is rewritten.
+    const plain = await EngineSession.create(sln(['y']), { ep: 'webgpu', disableCpuFallback: true });
+    expect(plain.patches).toEqual([]);
+    await plain.dispose();
+  });
+
+  it('canary: the unpatched WebGPU kernel still returns mean(x) as inv_std_var (drop the patch when this fails)', async () => {
+    const { encodeModel } = await import('../../../src-main/engine/onnx/encode');
+    const gpu = await runModel(encodeModel(sln(['y', 'inv'])), feeds, { ep: 'webgpu' });
+    expect(toNumbers(gpu.inv!)).toEqual([2.5, 0.375]);
+  });
+});

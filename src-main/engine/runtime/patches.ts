@@ -1,0 +1,100 @@
+/**
+ * EP-specific graph rewrites for kernels that are placed on an EP but compute something wrong there.
+ * Applied by EngineSession.create just before encoding, so graph producers stay EP-agnostic.
+ *
+ * WebGPU, onnxruntime 1.30: SimplifiedLayerNormalization's optional 2nd output (inv_std_var,
+ * 1/sqrt(mean(x²)+eps)) comes back holding mean(x) instead — the kernel is the LayerNormalization one,
+ * whose 2nd output is the mean. Y is right. Measured: x = [1,2,3,4] gives 2.5 on WebGPU, 0.365 on CPU.
+ * An RMSNorm backward that reuses that output trains wrongly on WebGPU. Rewrite: keep Y from the fused
+ * node and recompute inv_std_var from x (Mul, ReduceMean, Add eps, Sqrt, Reciprocal: 5 nodes).
+ */
+import type { OnnxDataType, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor } from '../onnx/spec';
+import { rawTensor } from '../onnx/pack';
+import type { EpName } from './session';
+
+export interface PatchResult {
+  model: OnnxModel;
+  /** One line per rewrite, for logs. */
+  applied: string[];
+}
+
+export function patchForEp(model: OnnxModel, ep: EpName): PatchResult {
+  if (ep !== 'webgpu') return { model, applied: [] };
+  return patchSimplifiedLayerNormInvStd(model);
+}
+
+function patchSimplifiedLayerNormInvStd(model: OnnxModel): PatchResult {
+  const g = model.graph;
+  const targets = g.nodes.filter((n) => n.op === 'SimplifiedLayerNormalization' && (n.domain ?? '') === '' && (n.outputs[1] ?? '') !== '');
+  if (targets.length === 0) return { model, applied: [] };
+  const typeOf = valueTypes(g);
+  const applied: string[] = [];
+  const extraInits: OnnxTensor[] = [];
+  const nodes: OnnxNode[] = [];
+  let k = 0;
+  for (const n of g.nodes) {
+    if (!targets.includes(n)) { nodes.push(n); continue; }
+    const x = n.inputs[0]!;
+    const inv = n.outputs[1]!;
+    const axisAttr = n.attributes?.axis;
+    const axis = axisAttr?.type === 'int' ? axisAttr.value : -1;
+    const type = typeOf(x);
+    if (axis >= 0 || !type || !['float32', 'float16', 'float64'].includes(type)) {
+      // Cannot rewrite without the rank / element type; leave it (the report says so).
+      nodes.push(n);
+      applied.push(`NOT patched ${n.name ?? 'SimplifiedLayerNormalization'}: needs a negative axis and a known float input type`);
+      continue;
+    }
+    const epsAttr = n.attributes?.epsilon;
+    const eps = epsAttr?.type === 'float' ? epsAttr.value : 1e-5;
+    const p = `__webgpu_sln_inv${k++}`;
+    const axes = Array.from({ length: -axis }, (_, i) => axis + i); // axis..-1
+    extraInits.push(rawTensor(`${p}_axes`, 'int64', [axes.length], axes), rawTensor(`${p}_eps`, type, [], [eps]));
+    nodes.push(
+      { ...n, outputs: [n.outputs[0]!] },
+      // inv_std_var = 1 / sqrt(mean(x², axes ≥ axis) + eps), keepdims like the fused op
+      { op: 'Mul', name: `${p}_sq`, inputs: [x, x], outputs: [`${p}_x2`] },
+      { op: 'ReduceMean', name: `${p}_mean`, inputs: [`${p}_x2`, `${p}_axes`], outputs: [`${p}_ms`], attributes: { keepdims: { type: 'int', value: 1 } } },
+      { op: 'Add', name: `${p}_addeps`, inputs: [`${p}_ms`, `${p}_eps`], outputs: [`${p}_mse`] },
+      { op: 'Sqrt', name: `${p}_sqrt`, inputs: [`${p}_mse`], outputs: [`${p}_rms`] },
+      { op: 'Reciprocal', name: `${p}_recip`, inputs: [`${p}_rms`], outputs: [inv] },
+    );
+    applied.push(`SimplifiedLayerNormalization ${n.name ?? ''}: inv_std_var recomputed (WebGPU kernel returns the mean there)`);
+  }
+  return { model: { ...model, graph: { ...g, nodes, initializers: [...g.initializers, ...extraInits] } }, applied };
+}
+
+/** Ops whose output type is not their first input's. */
+const FIXED_OUTPUT: Record<string, OnnxDataType> = {
+  Shape: 'int64', Size: 'int64', ArgMax: 'int64', ArgMin: 'int64', NonZero: 'int64',
+  Equal: 'bool', Less: 'bool', Greater: 'bool', LessOrEqual: 'bool', GreaterOrEqual: 'bool', Not: 'bool',
+  And: 'bool', Or: 'bool', Xor: 'bool', IsNaN: 'bool', IsInf: 'bool',
+};
+const CAST_TO: Record<number, OnnxDataType> = { 1: 'float32', 10: 'float16', 11: 'float64', 6: 'int32', 7: 'int64', 9: 'bool' };
+
+/** Element type of a value, by walking back through producers (enough for float activations). */
+function valueTypes(g: OnnxGraph): (name: string) => OnnxDataType | undefined {
+  const known = new Map<string, OnnxDataType>();
+  for (const v of g.inputs) known.set(v.name, v.type);
+  for (const t of g.initializers) known.set(t.name, t.type);
+  const producer = new Map<string, OnnxNode>();
+  for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
+  const resolve = (name: string, depth: number): OnnxDataType | undefined => {
+    const k = known.get(name);
+    if (k || depth > 10_000) return k;
+    const n = producer.get(name);
+    if (!n) return undefined;
+    let t: OnnxDataType | undefined;
+    if (n.op === 'Cast') {
+      const to = n.attributes?.to;
+      t = to?.type === 'int' ? CAST_TO[to.value] : undefined;
+    } else if (n.op === 'CastLike') t = resolve(n.inputs[1]!, depth + 1);
+    else if (n.op === 'Constant') {
+      const v = n.attributes?.value;
+      t = v?.type === 'tensor' ? v.value.type : n.attributes?.value_floats ? 'float32' : n.attributes?.value_ints ? 'int64' : undefined;
+    } else t = FIXED_OUTPUT[n.op] ?? (n.op === 'Where' ? resolve(n.inputs[1]!, depth + 1) : resolve(n.inputs[0]!, depth + 1));
+    if (t) known.set(name, t);
+    return t;
+  };
+  return (name) => resolve(name, 0);
+}
