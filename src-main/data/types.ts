@@ -30,7 +30,8 @@ export interface TokenizerAdapter {
 }
 
 /** Renders one conversation into ids and a loss mask (1 = assistant token to learn). The chat-template module satisfies this. */
-export type ChatRenderer = (messages: ChatMessage[]) => { ids: number[]; mask: Uint8Array };
+export type ChatRenderer = (messages: ChatMessage[]) => RenderedChat | Promise<RenderedChat>;
+export interface RenderedChat { ids: ArrayLike<number>; mask: ArrayLike<number> }
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';

@@ -34,29 +34,28 @@ export function sniff(sample: Uint8Array): Sniff {
 
 /**
  * True when the sample is UTF-8 apart from a few broken sequences (a mostly-UTF-8 file with damage is
- * repaired, not re-interpreted as Latin-1). More than 1 invalid sequence per 1000 multi-byte bytes
- * means another encoding.
+ * repaired, not re-interpreted as Latin-1). Text in a legacy encoding almost never forms valid
+ * multi-byte sequences by chance, so "valid sequences at least twice the invalid ones" means UTF-8.
  */
 function isMostlyUtf8(s: Uint8Array): boolean {
   let invalid = 0;
-  let high = 0;
+  let valid = 0;
   let i = 0;
   // The final 3 bytes may be a sequence cut by the sample boundary: not counted as invalid.
   const end = s.length;
   while (i < end) {
     const b = s[i]!;
     if (b < 0x80) { i++; continue; }
-    high++;
     const need = b >= 0xf0 && b <= 0xf4 ? 3 : b >= 0xe0 ? 2 : b >= 0xc2 && b < 0xe0 ? 1 : -1;
     if (need < 0 || b > 0xf4) { invalid++; i++; continue; }
     if (i + need >= end) break;
     let ok = true;
     for (let k = 1; k <= need; k++) if ((s[i + k]! & 0xc0) !== 0x80) ok = false;
     if (!ok) { invalid++; i++; continue; }
-    high += need;
+    valid++;
     i += need + 1;
   }
-  return invalid === 0 || invalid * 1000 <= high;
+  return invalid === 0 || valid >= 2 * invalid;
 }
 
 /** Streaming decoder with repair counting. */

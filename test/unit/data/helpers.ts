@@ -1,0 +1,60 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tk from 'tokenizers';
+
+export function tmp(prefix = 'lathe-data-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * A real byte-level tokenizer.json (HF `tokenizers`): one token per UTF-8 byte (ids 0..255) plus
+ * <|endoftext|> = 256, <|im_start|> = 257, <|im_end|> = 258. Small and deterministic.
+ */
+export function makeTokenizerDir(dir: string): string {
+  const vocab: Record<string, number> = {};
+  tk.byteLevelAlphabet().forEach((c, i) => (vocab[c] = i));
+  const t = new tk.Tokenizer(tk.BPE.init(vocab, []));
+  t.setPreTokenizer(tk.byteLevelPreTokenizer(false));
+  t.addSpecialTokens(['<|endoftext|>', '<|im_start|>', '<|im_end|>']);
+  t.save(join(dir, 'tokenizer.json'));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>' }));
+  return dir;
+}
+
+/** Byte-level ids of a string as this tokenizer assigns them (byte value = id after the alphabet remap). */
+export function utf8Len(s: string): number {
+  return Buffer.byteLength(s, 'utf8');
+}
+
+/** A minimal valid one-page PDF showing `text` (Helvetica), with a correct xref table. */
+export function makePdf(text: string): Buffer {
+  const esc = text.replace(/[\\()]/g, (c) => '\\' + c);
+  const stream = `BT /F1 12 Tf 72 720 Td (${esc}) Tj ET`;
+  const objs = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    `<< /Length ${stream.length} >>\nstream\n${stream}\nendstream`,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  let out = '%PDF-1.4\n';
+  const offsets: number[] = [];
+  objs.forEach((o, i) => { offsets.push(out.length); out += `${i + 1} 0 obj\n${o}\nendobj\n`; });
+  const xref = out.length;
+  out += `xref\n0 ${objs.length + 1}\n0000000000 65535 f \n`;
+  for (const off of offsets) out += `${String(off).padStart(10, '0')} 00000 n \n`;
+  out += `trailer\n<< /Size ${objs.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}
+
+/** A minimal .docx (WordprocessingML in a zip) with one paragraph per entry. */
+export async function makeDocx(paragraphs: string[]): Promise<Buffer> {
+  const JSZip = (await import('jszip')).default;
+  const zip = new JSZip();
+  zip.file('[Content_Types].xml', '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>');
+  zip.file('_rels/.rels', '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>');
+  const body = paragraphs.map((p) => `<w:p><w:r><w:t xml:space="preserve">${p.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</w:t></w:r></w:p>`).join('');
+  zip.file('word/document.xml', `<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>${body}</w:body></w:document>`);
+  return zip.generateAsync({ type: 'nodebuffer' });
+}

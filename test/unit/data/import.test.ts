@@ -1,0 +1,152 @@
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import iconv from 'iconv-lite';
+import { describe, expect, it } from 'vitest';
+import { defaultImportOptions, htmlToText, importPaths, newImportStats, type ImportOptions } from '../../../src-main/data/import';
+import { sniff } from '../../../src-main/data/import/decode';
+import type { Doc } from '../../../src-main/data/types';
+import { makeDocx, makePdf, tmp } from './helpers';
+
+async function collect(paths: string[], o: Partial<ImportOptions> = {}) {
+  const stats = newImportStats();
+  const docs: Doc[] = [];
+  for await (const d of importPaths(paths, { ...defaultImportOptions, ...o }, stats)) docs.push(d);
+  return { docs, stats };
+}
+
+describe('import formats', () => {
+  it('reads .txt and .md as documents, recursively and sorted', async () => {
+    const dir = tmp();
+    mkdirSync(join(dir, 'sub'));
+    writeFileSync(join(dir, 'b.txt'), 'Second file.\n');
+    writeFileSync(join(dir, 'sub', 'a.md'), '# Title\n\nBody text.');
+    writeFileSync(join(dir, 'notes.xyz'), 'ignored');
+    const { docs, stats } = await collect([dir]);
+    expect(docs.map((d) => d.text)).toEqual(['Second file.\n', '# Title\n\nBody text.']);
+    expect(stats.filesRead).toBe(2);
+    expect(stats.filesSkipped).toEqual([{ path: join(dir, 'notes.xyz'), reason: 'unsupported file type ".xyz"' }]);
+  });
+
+  it('reads JSONL with a chosen field, skipping malformed lines with line numbers', async () => {
+    const dir = tmp();
+    const f = join(dir, 'a.jsonl');
+    writeFileSync(f, ['{"body": "one", "id": 1}', '{"body": broken', '', '{"other": "x"}', '{"body": "four"}'].join('\n'));
+    const { docs, stats } = await collect([f], { textField: 'body' });
+    expect(docs).toEqual([{ text: 'one', source: `${f}:1` }, { text: 'four', source: `${f}:5` }]);
+    expect(stats.badLineCount).toBe(2);
+    expect(stats.badLines[0]).toMatchObject({ path: f, line: 2 });
+    expect(stats.badLines[0]!.error).toMatch(/not valid JSON/);
+    expect(stats.badLines[1]).toMatchObject({ line: 4 });
+    expect(stats.badLines[1]!.error).toMatch(/no text in field "body" \(fields: other\)/);
+  });
+
+  it('reads nested JSON fields and JSON arrays', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'a.json'), JSON.stringify([{ doc: { text: 'alpha' } }, { doc: { text: 'beta' } }]));
+    const { docs } = await collect([join(dir, 'a.json')], { textField: 'doc.text' });
+    expect(docs.map((d) => d.text)).toEqual(['alpha', 'beta']);
+  });
+
+  it('reads CSV with quoted fields (commas, doubled quotes, newlines) and TSV', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'a.csv'), 'id,text\r\n1,"Hello, ""world""\nsecond line"\r\n2,plain\n');
+    writeFileSync(join(dir, 'b.tsv'), 'title\tbody\nT\tthe body text\n');
+    const { docs } = await collect([join(dir, 'a.csv')]);
+    expect(docs.map((d) => d.text)).toEqual(['Hello, "world"\nsecond line', 'plain']);
+    expect(docs[1]!.source).toBe(`${join(dir, 'a.csv')}:4`);
+    const tsv = await collect([join(dir, 'b.tsv')], { column: 'body' });
+    expect(tsv.docs.map((d) => d.text)).toEqual(['the body text']);
+    const bad = await collect([join(dir, 'b.tsv')], { column: 'nope' });
+    expect(bad.stats.filesSkipped[0]!.reason).toMatch(/no column "nope" \(columns: title, body\)/);
+  });
+
+  it('extracts the main text of HTML without navigation, scripts or footers', () => {
+    const html = '<html><head><title>x</title><style>p{}</style></head><body><nav>Home | About</nav><main><h1>Bowl gouges</h1><p>Keep the bevel <b>rubbing</b>.</p><script>var a=1</script></main><footer>© 2024</footer></body></html>';
+    expect(htmlToText(html)).toBe('Bowl gouges\n\nKeep the bevel rubbing.');
+    const noMain = '<body><div role="navigation">Menu</div><p>Only this.</p><aside>ads</aside></body>';
+    expect(htmlToText(noMain)).toBe('Only this.');
+  });
+
+  it('reads PDF and DOCX', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'a.pdf'), makePdf('Sharpen the skew chisel at 25 degrees.'));
+    writeFileSync(join(dir, 'b.docx'), await makeDocx(['First paragraph.', 'Second paragraph.']));
+    const { docs, stats } = await collect([dir]);
+    expect(stats.filesSkipped).toEqual([]);
+    expect(docs[0]!.text).toContain('Sharpen the skew chisel at 25 degrees.');
+    expect(docs[1]!.text).toMatch(/First paragraph\.\s+Second paragraph\./);
+  });
+
+  it('detects legacy encodings and UTF-16 with BOM', async () => {
+    const dir = tmp();
+    const text = 'Café crème, déjà vu, naïve façade — über Straße. '.repeat(20);
+    writeFileSync(join(dir, 'latin.txt'), iconv.encode(text.replaceAll('—', '-'), 'latin1'));
+    writeFileSync(join(dir, 'u16.txt'), Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('Grüße aus Köln', 'utf16le')]));
+    const { docs, stats } = await collect([dir]);
+    expect(docs[0]!.text).toBe(text.replaceAll('—', '-'));
+    expect(docs[1]!.text).toBe('Grüße aus Köln');
+    expect(stats.repairedChars).toBe(0);
+    expect(Object.keys(stats.encodings).sort()).toEqual(['iso-8859-1', 'utf-16le'].sort());
+  });
+});
+
+describe('bad input', () => {
+  it('skips binary files', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'a.txt'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 1, 2, 3]));
+    const { docs, stats } = await collect([dir]);
+    expect(docs).toEqual([]);
+    expect(stats.filesSkipped[0]!.reason).toMatch(/binary/);
+    expect(sniff(Buffer.from('plain text\n')).binary).toBe(false);
+  });
+
+  it('repairs invalid UTF-8 and counts the repairs (not genuine U+FFFD)', async () => {
+    const dir = tmp();
+    const good = Buffer.from('Good text with ümlauts and a real \ufffd replacement char. '.repeat(10));
+    writeFileSync(join(dir, 'a.txt'), Buffer.concat([good, Buffer.from([0xc3, 0x28, 0xff]), Buffer.from(' end')]));
+    const { docs, stats } = await collect([dir]);
+    expect(docs[0]!.text.endsWith('\ufffd(\ufffd end')).toBe(true);
+    expect(stats.repairedChars).toBe(2);
+    expect(stats.encodings).toEqual({ 'utf-8': 1 });
+  });
+
+  it('streams a huge single line without holding it whole, and skips over-long JSONL lines', async () => {
+    const dir = tmp();
+    const word = 'turning ';
+    writeFileSync(join(dir, 'big.txt'), word.repeat(400_000)); // 3.2 MB, no newline
+    const { docs } = await collect([join(dir, 'big.txt')], { maxDocChars: 100_000 });
+    expect(docs.length).toBe(32);
+    expect(Math.max(...docs.map((d) => d.text.length))).toBeLessThanOrEqual(100_000);
+    expect(docs.map((d) => d.text).join('')).toBe(word.repeat(400_000));
+    writeFileSync(join(dir, 'big.jsonl'), `{"text":"${'x'.repeat(50_000)}"}\n{"text":"ok"}\n`);
+    const j = await collect([join(dir, 'big.jsonl')], { maxLineChars: 10_000 });
+    expect(j.docs.map((d) => d.text)).toEqual(['ok']);
+    expect(j.stats.badLines[0]).toMatchObject({ line: 1, error: 'line longer than 10000 characters, skipped' });
+  });
+
+  it('reports unreadable files, broken links and symlink loops instead of failing', async () => {
+    const dir = tmp();
+    mkdirSync(join(dir, 'a'));
+    writeFileSync(join(dir, 'a', 'ok.txt'), 'fine');
+    symlinkSync(join(dir), join(dir, 'a', 'loop')); // a/loop -> dir (contains a)
+    symlinkSync(join(dir, 'self'), join(dir, 'self')); // ELOOP
+    symlinkSync(join(dir, 'missing.txt'), join(dir, 'dangling.txt'));
+    const { docs, stats } = await collect([dir, '/proc/self/mem', join(dir, 'nope.txt')]);
+    expect(docs.map((d) => d.text)).toEqual(['fine']);
+    const reasons = Object.fromEntries(stats.filesSkipped.map((s) => [s.path, s.reason]));
+    expect(reasons[join(dir, 'a', 'loop')]).toMatch(/symbolic link loop/);
+    expect(reasons[join(dir, 'self')]).toBe('symbolic link loop');
+    expect(reasons[join(dir, 'dangling.txt')]).toBe('broken symbolic link');
+    expect(reasons['/proc/self/mem']).toMatch(/read error|binary/);
+    expect(reasons[join(dir, 'nope.txt')]).toBe('does not exist');
+  });
+
+  it('never modifies the originals', async () => {
+    const dir = tmp();
+    const bytes = Buffer.concat([Buffer.from('Text  with   spaces\r\n'), Buffer.from([0xff])]);
+    writeFileSync(join(dir, 'a.txt'), bytes);
+    await collect([dir]);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(join(dir, 'a.txt')).equals(bytes)).toBe(true);
+  });
+});
