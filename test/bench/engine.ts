@@ -3,10 +3,14 @@
  * workloads. Rows go to `report`; bin/bench.mjs prints them.
  *   matmul-chain: x [B=32, K=128] through 16 × (MatMul [K, K] + Tanh), then ReduceMean (33 nodes,
  *                 ~17 MFLOP): dominated by per-node dispatch cost, which is what hurts on GPUs.
+ *   mlp-train:    src-main/engine/nn's MLP training step (forward + cross-entropy + backward + AdamW in
+ *                 one graph), B=64, D=64, H=256, K=16; params and Adam moments are Program state
+ *                 (GPU-resident on WebGPU).
  * WebGPU rows are only produced when an adapter is found; on machines without a GPU that is Mesa
  * lavapipe (software Vulkan), so its times measure lavapipe, not a GPU.
  */
 import { existsSync } from 'node:fs';
+import { adamwScalars, buildMlpTrainStep, initMlpParams, mlpSyntheticBatch, type MlpConfig } from '../../src-main/engine/nn';
 import { rawTensor } from '../../src-main/engine/onnx/pack';
 import type { OnnxModel } from '../../src-main/engine/onnx/spec';
 import { probeEp } from '../../src-main/engine/runtime/ep';
@@ -49,6 +53,35 @@ export function matmulChain(B = 32, K = 128, depth = 16): Workload {
   };
 }
 
+export function mlpTrain(): Workload {
+  const cfg: MlpConfig = { batch: 64, inDim: 64, hidden: 256, classes: 16, targetType: 'int32', adamw: { lr: 1e-3 } };
+  const step = buildMlpTrainStep(cfg);
+  const P = step.paramCount;
+  const b = mlpSyntheticBatch(cfg, 1);
+  return {
+    name: `mlp-train (B=64, D=64, H=256, K=16, ${P} params, AdamW)`,
+    spec: {
+      model: step.model,
+      state: [
+        { name: 'params', input: 'params', output: 'params_out' },
+        { name: 'm', input: 'm', output: 'm_out' },
+        { name: 'v', input: 'v', output: 'v_out' },
+      ],
+      fetch: ['loss'],
+    },
+    init: {
+      params: hostTensor('float32', [P], initMlpParams(step.layout, 1)),
+      m: hostTensor('float32', [P], new Float32Array(P)),
+      v: hostTensor('float32', [P], new Float32Array(P)),
+    },
+    feeds: {
+      opt: hostTensor('float32', [3], adamwScalars(cfg.adamw!, 1)),
+      x: hostTensor('float32', [cfg.batch, cfg.inDim], b.x),
+      targets: hostTensor('int32', [cfg.batch], b.targets),
+    },
+  };
+}
+
 export interface BenchOptions {
   eps?: EpName[];
   /** Timed steps per EP (after warm-up). */
@@ -56,7 +89,7 @@ export interface BenchOptions {
 }
 
 export async function bench(report: (row: Record<string, unknown>) => void, opts: BenchOptions = {}): Promise<void> {
-  const workloads = [matmulChain()];
+  const workloads = [matmulChain(), mlpTrain()];
   const eps: EpName[] = [];
   for (const ep of opts.eps ?? (['cpu', 'webgpu', 'cuda'] as EpName[])) {
     const a = await probeEp(ep);
