@@ -790,24 +790,26 @@ function normInfer(x: readonly (Value | null)[], a: Attrs, nIn: number, nStats: 
 }
 
 /**
- * The saved statistics [..., 1] in the input's type: as saved for float32, cast for float16, and
- * recomputed for float64 (gradient checks), where a float32 round trip would hide errors.
+ * The norm statistics [..., 1] in the input's type for the gradient rules.
+ * LayerNormalization: its saved Mean/InvStdDev outputs (float32; cast for float16), except for
+ * float64 (gradient checks) where a float32 round trip would hide errors: recomputed there.
+ * SimplifiedLayerNormalization: always recomputed (4 nodes) because the WebGPU EP (ORT 1.30) writes
+ * the row mean, not 1/rms, into its optional second output; the CPU EP is right.
  */
 function normStats(c: GradCtx, centered: boolean): { mu: Value | null; r: Value } {
   const x = c.x[0]!;
   const eps = num(c.node.attrs, 'epsilon');
   const { g } = c;
-  if (x.dtype !== 'float64') {
-    const r = g.cast(c.y[centered ? 2 : 1]!, x.dtype);
-    return { mu: centered ? g.cast(c.y[1]!, x.dtype) : null, r };
+  if (centered && x.dtype !== 'float64') {
+    return { mu: g.cast(c.y[1]!, x.dtype), r: g.cast(c.y[2]!, x.dtype) };
   }
   const mu = centered ? g.reduceMean(x, [-1], true) : null;
   const xc = mu ? g.sub(x, mu) : x;
-  return { mu, r: g.reciprocal(g.sqrt(g.add(g.reduceMean(g.mul(xc, xc), [-1], true), eps))) };
+  return { mu, r: g.pow(g.add(g.reduceMean(g.mul(xc, xc), [-1], true), eps), -0.5) };
 }
 
 def({
-  name: 'SimplifiedLayerNormalization', // RMSNorm: y = x · r · scale, r = 1/sqrt(mean(x²) + eps); outputs y, r
+  name: 'SimplifiedLayerNormalization', // RMSNorm: y = x · r · scale, r = 1/sqrt(mean(x²) + eps); outputs y, (r)
   optionalOutputs: true,
   infer: (x, a) => normInfer(x, a, 2, 1),
   lower: (c) => c.emit('SimplifiedLayerNormalization', [c.in(0), c.in(1)], [c.out(0), c.out(1)], {

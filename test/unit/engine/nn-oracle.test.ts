@@ -91,7 +91,7 @@ describe('MLP training step vs PyTorch (silu, RMSNorm, cross-entropy, AdamW)', (
 describe('attention + GPT-2 MLP block with LoRA vs PyTorch (float64)', () => {
   it('output, loss and the gradient of every input', async () => {
     const fx = readFixture('block.bin');
-    const { B, T, C, heads, r, scale, eps, F } = fx.meta as Record<string, number>;
+    const { B, T, C, heads, scale, eps, F } = fx.meta as Record<string, number>;
     const Dh = C! / heads!;
     const N = B! * T!;
     const g = new GraphBuilder();
