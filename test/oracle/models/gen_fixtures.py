@@ -62,8 +62,22 @@ def write_fixture(path, header, tensors):
     os.replace(tmp, path)
 
 
+def check_loader(models_dir):
+    """Our TS writer's f16/bf16 rounding must equal torch's, and sharded folders must load whole."""
+    _, w32 = R.load_model(os.path.join(models_dir, "llama"))
+    _, wbf = R.load_model(os.path.join(models_dir, "llama-bf16-sharded"))
+    _, w16 = R.load_model(os.path.join(models_dir, "llama-f16"))
+    assert os.path.exists(os.path.join(models_dir, "llama-bf16-sharded", "model.safetensors.index.json"))
+    assert sorted(w32) == sorted(wbf) == sorted(w16), "tensor names differ between dtypes"
+    for n, t in w32.items():
+        assert torch.equal(wbf[n], t.to(torch.bfloat16).float()), f"bf16 rounding differs from torch for {n}"
+        assert torch.equal(w16[n], t.half().float()), f"f16 rounding differs from torch for {n}"
+    print(f"loader check: {len(w32)} tensors; bf16 (sharded) and f16 files equal torch's rounding of the f32 model")
+
+
 def main(models_dir, out_dir):
     os.makedirs(out_dir, exist_ok=True)
+    check_loader(models_dir)
     torch.manual_seed(0)
     for ai, arch in enumerate(ARCHS):
         folder = os.path.join(models_dir, arch)
