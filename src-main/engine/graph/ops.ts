@@ -63,6 +63,9 @@ function def(d: OpDef): void {
   REGISTRY.set(d.name, d);
 }
 
+/** Registers an op from outside this file (model-specific fused ops, tests). Same contract as below. */
+export const defineOp = def;
+
 export function getOp(name: string): OpDef {
   const d = REGISTRY.get(name);
   if (!d) throw new Error(`Unknown IR op '${name}'. Registered: ${[...REGISTRY.keys()].join(', ')}.`);
