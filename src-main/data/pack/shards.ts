@@ -26,6 +26,7 @@ export class ShardWriter {
   private rows = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private offset = HEADER_BYTES;
   readonly tmp: string;
   constructor(readonly path: string, readonly kind: ShardKind, readonly blockSize: number, readonly tokenBytes: 2 | 4) {
     this.tmp = `${path}.tmp`;
@@ -53,7 +54,8 @@ export class ShardWriter {
   private flush(): void {
     if (!this.pendingBytes) return;
     const data = Buffer.concat(this.pending, this.pendingBytes);
-    writeSync(this.fd, data);
+    writeSync(this.fd, data, 0, data.length, this.offset);
+    this.offset += data.length;
     this.pending = [];
     this.pendingBytes = 0;
   }
