@@ -130,7 +130,8 @@ export function checkAttentionShape(cfg: ModelConfig, r: ConfigReader): void {
 
 /** The rope_scaling object of a config.json, normalized; null when absent. Unknown types are refused. */
 export function parseRopeScaling(r: ConfigReader): RopeScaling | null {
-  const v = r.raw.rope_scaling;
+  // transformers >= 4.57 may write everything RoPE under "rope_parameters" (rope_type, rope_theta, ...).
+  const v = r.raw.rope_scaling ?? r.raw.rope_parameters;
   if (v === undefined || v === null) return null;
   if (typeof v !== 'object' || Array.isArray(v)) throw r.invalid('rope_scaling', 'an object or null', v);
   const s = new ConfigReader(v as Record<string, unknown>, 'config.json rope_scaling');
@@ -182,6 +183,20 @@ export function ropeInvFreq(cfg: ModelConfig): Float64Array {
     }
   }
   return inv;
+}
+
+/** rope_theta, from the top level or from "rope_parameters". */
+export function ropeTheta(r: ConfigReader, fallback: number): number {
+  const rp = r.raw.rope_parameters;
+  if (!r.has('rope_theta') && rp && typeof rp === 'object' && !Array.isArray(rp)) {
+    return new ConfigReader(rp as Record<string, unknown>, 'config.json rope_parameters').num('rope_theta', fallback);
+  }
+  return r.num('rope_theta', fallback);
+}
+
+/** `torch_dtype` (or `dtype`, its newer name) as written. */
+export function storedDtype(raw: Record<string, unknown>): string | null {
+  return typeof raw.torch_dtype === 'string' ? raw.torch_dtype : typeof raw.dtype === 'string' ? raw.dtype : null;
 }
 
 /** Trainable parameter count implied by a config (tied lm_head counted once). */

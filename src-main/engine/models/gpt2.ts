@@ -4,7 +4,7 @@
  * transpose of nn.Linear. Checkpoints name tensors "transformer.h.0..." (save_pretrained today) or
  * "h.0..." (the original OpenAI conversion); both load. "attn.bias"/"attn.masked_bias" are mask buffers.
  */
-import { ConfigReader, checkAttentionShape, type ModelConfig } from './config';
+import { ConfigReader, checkAttentionShape, storedDtype, type ModelConfig } from './config';
 import { archName } from './llama';
 import type { LinearWeights, WeightsLayout } from './layout';
 
@@ -52,7 +52,7 @@ export const gpt2 = {
       bosTokenId: r.optInt('bos_token_id'),
       eosTokenIds: r.intList('eos_token_id'),
       padTokenId: r.optInt('pad_token_id'),
-      torchDtype: typeof raw.torch_dtype === 'string' ? raw.torch_dtype : null,
+      torchDtype: storedDtype(raw),
     };
     checkAttentionShape(cfg, r);
     return cfg;

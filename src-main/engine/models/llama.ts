@@ -3,7 +3,7 @@
  * HF: RMSNorm (x * rsqrt(mean(x²) + eps)) * w, computed in f32; rotate-half RoPE; SwiGLU MLP;
  * optional attention_bias (q, k, v and o) and mlp_bias; optional explicit head_dim.
  */
-import { ConfigReader, checkAttentionShape, parseRopeScaling, type Family, type ModelConfig } from './config';
+import { ConfigReader, checkAttentionShape, parseRopeScaling, ropeTheta, storedDtype, type Family, type ModelConfig } from './config';
 
 /** Fields every Llama-like config shares; families override what differs. */
 export function parseLlamaLike(raw: Record<string, unknown>, family: Family, defaults: { theta: number; eps: number }): ModelConfig {
@@ -31,7 +31,7 @@ export function parseLlamaLike(raw: Record<string, unknown>, family: Family, def
     activation: 'silu',
     gatedMlp: true,
     positions: 'rope',
-    rope: { theta: r.num('rope_theta', defaults.theta), scaling: parseRopeScaling(r) },
+    rope: { theta: ropeTheta(r, defaults.theta), scaling: parseRopeScaling(r) },
     ropeLayers: new Array<boolean>(layers).fill(true),
     qkvBias: attentionBias,
     oBias: attentionBias,
@@ -42,7 +42,7 @@ export function parseLlamaLike(raw: Record<string, unknown>, family: Family, def
     bosTokenId: r.optInt('bos_token_id'),
     eosTokenIds: r.intList('eos_token_id'),
     padTokenId: r.optInt('pad_token_id'),
-    torchDtype: typeof raw.torch_dtype === 'string' ? raw.torch_dtype : typeof raw.dtype === 'string' ? raw.dtype : null,
+    torchDtype: storedDtype(raw),
   };
   if (!r.has('head_dim') && hidden % heads !== 0) throw r.invalid('hidden_size', `a multiple of num_attention_heads (${heads})`, hidden);
   checkAttentionShape(cfg, r);

@@ -44,6 +44,12 @@ describe('config.json parsing', () => {
       rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } });
     expect(l3.rope?.scaling).toEqual({ type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 });
     expect(l3.eosTokenIds).toEqual([1, 2]);
+    // Newer transformers write RoPE settings under rope_parameters, and dtype instead of torch_dtype.
+    const v5 = parseModelConfig({ ...base, architectures: ['LlamaForCausalLM'], dtype: 'bfloat16',
+      rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } });
+    expect(v5.rope).toEqual({ theta: 500000, scaling: { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 } });
+    expect(v5.torchDtype).toBe('bfloat16');
+    expect(parseModelConfig({ ...base, architectures: ['Qwen3ForCausalLM'], rope_parameters: { rope_type: 'default', rope_theta: 1e6 } }).rope).toEqual({ theta: 1e6, scaling: null });
   });
 
   it('computes llama3-scaled inverse frequencies as HF does', () => {
@@ -201,6 +207,22 @@ describe('validation reports problems before any work starts', () => {
     expect(err.message).toContain('FalconForCausalLM');
     err = await caught(inspectModelFolder(path.join(dir, 'nowhere')));
     expect(err.code).toBe('model-folder-missing');
+  });
+
+  it('a tied model carrying an lm_head copy loads quietly; unknown tensors are a warning', async () => {
+    const out = await fresh('extra', 'smollm2');
+    const mw = await ModelWeights.open(out);
+    const tensors = [];
+    for (const n of mw.names()) tensors.push({ name: n, dtype: 'F32' as const, shape: mw.entry(n).shape, data: await mw.readF32(n) });
+    await mw.close();
+    const embed = tensors.find((t) => t.name === 'model.embed_tokens.weight')!;
+    tensors.push({ ...embed, name: 'lm_head.weight' });
+    tensors.push({ name: 'model.layers.0.self_attn.rotary_emb.inv_freq', dtype: 'F32' as const, shape: [8], data: new Float32Array(8) });
+    tensors.push({ name: 'model.layers.0.self_attn.q_proj.bias', dtype: 'F32' as const, shape: [64], data: new Float32Array(64) });
+    const { writeSafetensors } = await import('../../../../src-main/engine/safetensors');
+    await writeSafetensors(path.join(out, 'model.safetensors'), tensors);
+    const ins = await validateModelFolder(out);
+    expect(ins.warnings).toEqual(['1 tensor in the files will not be used: model.layers.0.self_attn.q_proj.bias.']);
   });
 
   it('GPT-2 checkpoints without the "transformer." prefix and with mask buffers load', async () => {
