@@ -137,13 +137,14 @@ def main():
             templates.append((meta["name"], "builtin:" + meta["name"], f.read(), meta.get("bosToken") or "<s>", meta["eosToken"]))
     for name in sorted(os.listdir(os.path.join(HERE, "extra"))):
         with open(os.path.join(HERE, "extra", name), encoding="utf-8") as f:
-            templates.append((name[:-6], "extra:" + name, f.read(), "<s>", "<|im_end|>"))
+            eos = "</s>" if name.startswith("mistral") else "<|im_end|>"
+            templates.append((name[:-6], "extra:" + name, f.read(), "<s>", eos))
 
     cases = []
     for name, source_ref, source, bos, eos in templates:
         for conv in data["conversations"]:
             variants = [{"add_generation_prompt": False}, {"add_generation_prompt": True}]
-            if name in ("smollm3", "qwen3"):
+            if name in ("smollm3", "qwen3", "qwen3_gen"):
                 variants.append({"add_generation_prompt": True, "enable_thinking": False})
             for extra in variants:
                 variables = {"messages": conv["messages"], "bos_token": bos, "eos_token": eos, **extra}
