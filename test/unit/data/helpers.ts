@@ -58,3 +58,9 @@ export async function makeDocx(paragraphs: string[]): Promise<Buffer> {
   zip.file('word/document.xml', `<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>${body}</w:body></w:document>`);
   return zip.generateAsync({ type: 'nodebuffer' });
 }
+
+/** id of each ASCII byte under the byte-level tokenizer above (its alphabet is not in byte order). */
+export async function asciiIds(tok: { encodeBatch(t: string[]): Promise<ArrayLike<number>[]> }): Promise<number[]> {
+  const ids = (await tok.encodeBatch([String.fromCharCode(...Array.from({ length: 128 }, (_, i) => i))]))[0]!;
+  return Array.from(ids);
+}
