@@ -1,0 +1,93 @@
+/**
+ * One training config object: every field has a comment and a default; unknown keys are rejected; the
+ * resolved config is stored in every checkpoint (nanoGPT style).
+ */
+import { z } from 'zod';
+import { UserError } from '../../util/progress';
+
+const Targets = z.union([z.enum(['attention', 'mlp', 'all-linear']), z.array(z.enum(['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'])).min(1)]);
+
+export const TrainConfigSchema = z.object({
+  /** Hugging Face model folder (config.json, safetensors, tokenizer files). */
+  model: z.string().min(1),
+  /** Prepared dataset folder (`lathe prepare`): manifest.json + shards; splits train, val-domain, val-general. */
+  dataset: z.string().min(1),
+  /** Run folder: config.json, metrics.jsonl, checkpoints/. */
+  out: z.string().min(1),
+  lora: z.object({
+    /** Rank r: 8-16 is the usual range; higher learns more and costs more memory. */
+    rank: z.number().int().min(1).max(1024).default(8),
+    /** alpha: scale = alpha/r; 2·r is a common choice. */
+    alpha: z.number().positive().default(16),
+    /** Dropout on the LoRA input (0 = off; not implemented above 0 yet). */
+    dropout: z.number().min(0).max(0).default(0),
+    /** rsLoRA scaling alpha/√r (steadier at high ranks). */
+    rslora: z.boolean().default(false),
+    /** Which linear layers get adapters. */
+    targets: Targets.default('all-linear'),
+  }).strict().default({ rank: 8, alpha: 16, dropout: 0, rslora: false, targets: 'all-linear' }),
+  optim: z.object({
+    /** Peak learning rate. 2e-4 is the usual LoRA value. */
+    lr: z.number().positive().max(1).default(2e-4),
+    beta1: z.number().min(0).max(0.9999).default(0.9),
+    beta2: z.number().min(0).max(0.99999).default(0.999),
+    eps: z.number().positive().default(1e-8),
+    /** Decoupled weight decay on LoRA weights. */
+    weightDecay: z.number().min(0).default(0),
+    /** Global gradient-norm clip; 0 turns it off. */
+    maxGradNorm: z.number().min(0).default(1),
+  }).strict().default({ lr: 2e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 }),
+  schedule: z.object({
+    kind: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
+    /** Steps of linear warmup from 0. */
+    warmupSteps: z.number().int().min(0).default(10),
+    /** Final LR as a fraction of the peak. */
+    minLrRatio: z.number().min(0).max(1).default(0.1),
+  }).strict().default({ kind: 'cosine', warmupSteps: 10, minLrRatio: 0.1 }),
+  /** Blocks per micro-batch. */
+  batchSize: z.number().int().min(1).max(4096).default(4),
+  /** Micro-batches per optimizer step (effective batch = batchSize × gradAccum). */
+  gradAccum: z.number().int().min(1).max(1024).default(1),
+  /** Optimizer steps to run (if set, overrides epochs). */
+  maxSteps: z.number().int().min(1).optional(),
+  /** Passes over the training split (used when maxSteps is not set). */
+  epochs: z.number().positive().max(100).default(1),
+  /** Validate every N optimizer steps (0 = only at the end). */
+  evalEvery: z.number().int().min(0).default(50),
+  /** At most this many validation blocks per held-out set. */
+  evalBlocks: z.number().int().min(1).default(64),
+  /** Save a checkpoint every N optimizer steps (and at the end, and on stop). */
+  checkpointEvery: z.number().int().min(1).default(100),
+  /** Checkpoints kept besides the best by validation loss. */
+  keepLast: z.number().int().min(1).default(3),
+  /** Seeds LoRA init and the data order. */
+  seed: z.number().int().min(0).default(1234),
+  /** Compute device: auto picks CUDA -> WebGPU -> CPU. */
+  ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+  /** Stop after this many consecutive steps with a non-finite loss. */
+  maxBadSteps: z.number().int().min(1).default(3),
+}).strict();
+
+export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
+export type TrainConfig = z.output<typeof TrainConfigSchema>;
+
+export function resolveTrainConfig(input: unknown): TrainConfig {
+  const r = TrainConfigSchema.safeParse(input);
+  if (!r.success) {
+    const issues = r.error.issues.slice(0, 4).map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`).join('; ');
+    throw new UserError('train.config', `The training settings are not valid: ${issues}.`, 'Fix the named settings (unknown keys are not allowed) and start again.');
+  }
+  return r.data;
+}
+
+/** Presets with their arithmetic shown to the user. */
+export const PRESETS = {
+  quick: { label: 'Quick', lora: { rank: 8, alpha: 16, targets: 'attention' as const }, optim: { lr: 3e-4 }, batchSize: 4, gradAccum: 1, epochs: 1 },
+  balanced: { label: 'Balanced', lora: { rank: 16, alpha: 32, targets: 'all-linear' as const }, optim: { lr: 2e-4 }, batchSize: 4, gradAccum: 4, epochs: 2 },
+  thorough: { label: 'Thorough', lora: { rank: 64, alpha: 128, targets: 'all-linear' as const }, optim: { lr: 1e-4 }, batchSize: 4, gradAccum: 8, epochs: 3 },
+};
+
+export function presetArithmetic(p: { batchSize: number; gradAccum: number }, blockSize: number): string {
+  const tokens = p.batchSize * p.gradAccum * blockSize;
+  return `${p.batchSize} blocks × ${p.gradAccum} accumulation × ${blockSize} tokens = ${tokens.toLocaleString('en-US')} tokens per step`;
+}

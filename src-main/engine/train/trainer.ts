@@ -1,0 +1,333 @@
+/**
+ * The training loop: LoRA fine-tuning of a causal LM on a prepared dataset (packed blocks), with
+ * gradient accumulation, LR schedule, validation on held-out domain and general text, checkpoints,
+ * pause/stop, resume that continues exactly as an uninterrupted run, and non-finite loss handling.
+ *
+ * The model file knows nothing of the loop; the loop knows the model only through the step graph.
+ */
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { openModel } from '../models';
+import type { ModelConfig } from '../models/config';
+import { openDataset, type DatasetManifest, type SplitReader } from '../../data/pack/dataset';
+import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../runtime';
+import { adamwScalars } from '../nn/layers';
+import { buildLoraLayout, initLoraParams, type LoraLayout } from '../../engine/llm/lora';
+import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
+import type { WeightSource } from '../../engine/llm/forward';
+import { learningRateAt } from './schedule';
+import { MetricsLog } from './metrics';
+import { CheckpointManager, type Checkpoint } from './checkpoints';
+import { resolveTrainConfig, type TrainConfig } from './config';
+import { CancelledError, UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
+import { writeFileAtomicSync } from '../../util/atomic';
+import { Rng } from '../models/rng';
+
+export interface TrainHooks extends WorkOptions {
+  /** Live metrics (one object per optimizer step / evaluation). */
+  onMetric?: (m: Record<string, number>) => void;
+  /** Pause point: resolves when the job may continue; throws CancelledError on stop. */
+  checkpoint?: () => Promise<void>;
+}
+
+export interface TrainSummary {
+  runDir: string;
+  ep: EpName;
+  epReason: string;
+  steps: number;
+  resumedFrom: number | null;
+  trainableParams: number;
+  finalLoss: number | null;
+  val: Record<string, { loss: number; ppl: number }>;
+  valBefore: Record<string, { loss: number; ppl: number }>;
+  tokensPerSecond: number;
+  nodes: { forward: number; backward: number; total: number };
+  stopped: boolean;
+  bestCheckpoint: string | null;
+}
+
+/** A software Vulkan driver (lavapipe) makes the WebGPU EP far slower than the CPU EP: skip it in auto mode. */
+function hasGpuDevice(): boolean {
+  if (process.platform !== 'linux') return true;
+  try {
+    return existsSync('/dev/nvidia0') || readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
+  } catch {
+    return false;
+  }
+}
+
+export async function chooseEp(pref: TrainConfig['ep']): Promise<{ ep: EpName; reason: string }> {
+  if (pref !== 'auto') return selectEp({ prefer: pref });
+  if (!process.env['LATHE_EP'] && !hasGpuDevice()) {
+    return { ep: 'cpu', reason: 'Using CPU: no GPU device was found on this machine (a software Vulkan driver would be slower than the CPU).' };
+  }
+  return selectEp();
+}
+
+/** Deterministic permutation of 0..n-1 for an epoch. */
+function epochOrder(n: number, seed: number, epoch: number): Uint32Array {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  const rng = new Rng((seed * 1_000_003 + epoch * 7919) >>> 0);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    const t = order[i]!; order[i] = order[j]!; order[j] = t;
+  }
+  return order;
+}
+
+interface Batch { ids: BigInt64Array; targets: BigInt64Array; mask: Float32Array; count: number }
+
+/**
+ * Rows -> model inputs: ids = row, targets = row shifted by one; the last position of each row (no next
+ * token) and, in the final row of a split, the EOS padding past `validTokens` are masked.
+ */
+function makeBatch(rows: Uint32Array[], T: number, vocab: number, validTokens: (number | undefined)[] = []): Batch {
+  const B = rows.length, N = B * T;
+  const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N);
+  let count = 0;
+  for (let b = 0; b < B; b++) {
+    const row = rows[b]!;
+    const valid = validTokens[b] ?? T;
+    for (let t = 0; t < T; t++) {
+      const id = row[t]!;
+      if (id >= vocab) throw new UserError('train.tokenRange', `The dataset has token id ${id}, but the model has only ${vocab} embeddings.`, 'Prepare the dataset with this model\'s tokenizer (or extend the model\'s embeddings first).');
+      ids[b * T + t] = BigInt(id);
+      if (t + 1 < valid) {
+        targets[b * T + t] = BigInt(row[t + 1]!);
+        mask[b * T + t] = 1;
+        count++;
+      }
+    }
+  }
+  return { ids, targets, mask, count };
+}
+
+function feedsOf(batch: Batch, B: number, T: number): Record<string, HostTensor> {
+  const N = B * T;
+  return {
+    ids: hostTensor('int64', [B, T], batch.ids),
+    targets: hostTensor('int64', [N, 1], batch.targets),
+    mask: hostTensor('float32', [N, 1], batch.mask),
+  };
+}
+
+const scalarOf = (t: HostTensor | undefined): number => Number((t?.data as Float32Array | undefined)?.[0] ?? NaN);
+
+/** Validation loss (mean over predicted tokens) and perplexity on up to `maxBlocks` blocks of a split. */
+async function evaluate(session: EngineSession, split: SplitReader, manifest: DatasetManifest, params: HostTensor | null,
+  B: number, T: number, vocab: number, maxBlocks: number): Promise<{ loss: number; ppl: number }> {
+  const n = Math.min(split.rows, maxBlocks);
+  let sum = 0, count = 0;
+  const lastValid = manifest.splits[split.split]?.lastRowTokens;
+  for (let start = 0; start < n; start += B) {
+    const rows: Uint32Array[] = [], valid: (number | undefined)[] = [];
+    for (let b = 0; b < B; b++) {
+      const i = start + b;
+      if (i < n) { rows.push(split.row(i)); valid.push(i === split.rows - 1 && lastValid ? lastValid : undefined); }
+      else { rows.push(new Uint32Array(T)); valid.push(0); } // padding row: fully masked
+    }
+    const batch = makeBatch(rows, T, vocab, valid);
+    const out = await session.run({ ...feedsOf(batch, B, T), ...(params ? { params } : {}) }, ['loss_sum']);
+    sum += scalarOf(out['loss_sum']);
+    count += batch.count;
+  }
+  const loss = count > 0 ? sum / count : NaN;
+  return { loss, ppl: Math.exp(loss) };
+}
+
+export async function train(input: unknown, hooks: TrainHooks = {}): Promise<TrainSummary> {
+  const cfg = resolveTrainConfig(input);
+  const report = (stage: string, fraction?: number, message?: string) => hooks.onProgress?.({ stage, fraction, message });
+  const log = (m: string) => hooks.onLog?.('info', m);
+
+  report('Opening the model');
+  const { config: model, layout, weights } = await openModel(cfg.model);
+  const src: WeightSource = { weights, dir: weights.dir };
+  const programs: { dispose(): Promise<void> }[] = [];
+  try {
+    report('Opening the dataset');
+    const ds = openDataset(cfg.dataset);
+    const manifest = ds.manifest;
+    if (manifest.kind !== 'pretrain') {
+      throw new UserError('train.sftNotYet', 'This dataset is an SFT (chat) dataset; chat fine-tuning is not wired into the trainer yet.', 'Prepare a continued-pretraining dataset (mode pretrain) for now.');
+    }
+    if (manifest.tokenizer.vocabSize > model.vocabSize) {
+      throw new UserError('train.vocab', `The dataset was tokenized with ${manifest.tokenizer.vocabSize} tokens but the model has ${model.vocabSize} embeddings.`, 'Prepare the dataset with this model\'s tokenizer.');
+    }
+    const trainSplit = ds.split('train');
+    const valSplits = Object.keys(manifest.splits).filter((s) => s.startsWith('val')).map((s) => ds.split(s));
+    const T = manifest.blockSize, B = cfg.batchSize, A = cfg.gradAccum;
+    if (trainSplit.rows < B) throw new UserError('train.tooLittleData', `The training split has ${trainSplit.rows} blocks, fewer than one batch (${B}).`, 'Lower the batch size or add more text.');
+    const stepsPerEpoch = Math.max(1, Math.floor(trainSplit.rows / (B * A)));
+    const totalSteps = cfg.maxSteps ?? Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
+
+    const lora: LoraLayout = buildLoraLayout(model, layout, { ...cfg.lora, seed: cfg.seed });
+    const P = lora.size;
+    const ep = await chooseEp(cfg.ep);
+    log(ep.reason);
+
+    report('Building the training graph');
+    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T }, cfg.optim);
+    log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
+    const prog = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: ep.ep, externalDataDir: src.dir });
+    programs.push(prog);
+    const evalGraph = await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T });
+    const evalSession = await EngineSession.create(evalGraph.model, { ep: ep.ep, externalDataDir: src.dir });
+    programs.push(evalSession);
+
+    mkdirSync(cfg.out, { recursive: true });
+    writeFileAtomicSync(path.join(cfg.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+    const metrics = new MetricsLog(path.join(cfg.out, 'metrics.jsonl'));
+    const ckpts = new CheckpointManager(path.join(cfg.out, 'checkpoints'), cfg.keepLast);
+
+    // ---- start or resume ----
+    let step = 0, adamSteps = 0, cursor = 0;
+    let resumedFrom: number | null = null;
+    const latest: Checkpoint | null = await ckpts.latest();
+    if (latest) {
+      checkResumable(latest, cfg, model, P);
+      step = latest.state.step;
+      adamSteps = Number(latest.state.extra?.['adamSteps'] ?? step);
+      cursor = latest.state.dataPosition['cursor'] ?? 0;
+      resumedFrom = step;
+      await prog.init({
+        params: hostTensor('float32', [P], latest.tensors.get('params')!),
+        m: hostTensor('float32', [P], latest.tensors.get('m')!),
+        v: hostTensor('float32', [P], latest.tensors.get('v')!),
+        gacc: hostTensor('float32', [P], new Float32Array(P)),
+      });
+      metrics.append({ kind: 'event', step, event: 'resumed' });
+      log(`Resumed from the checkpoint at step ${step}.`);
+    } else {
+      const zeros = () => hostTensor('float32', [P], new Float32Array(P));
+      await prog.init({ params: hostTensor('float32', [P], initLoraParams(lora, cfg.seed)), m: zeros(), v: zeros(), gacc: zeros() });
+    }
+
+    const readParams = async () => (await prog.read(['params']))['params']!;
+    const runEval = async (): Promise<Record<string, { loss: number; ppl: number }>> => {
+      const params = await readParams();
+      const out: Record<string, { loss: number; ppl: number }> = {};
+      for (const s of valSplits) out[s.split] = await evaluate(evalSession, s, manifest, params, B, T, model.vocabSize, cfg.evalBlocks);
+      return out;
+    };
+    const saveCheckpoint = async (valLoss: number | null) => {
+      const st = await prog.read(['params', 'm', 'v']);
+      const tensors = new Map<string, Float32Array>([['params', st['params']!.data as Float32Array], ['m', st['m']!.data as Float32Array], ['v', st['v']!.data as Float32Array]]);
+      const dir = await ckpts.save({ step, rng: { seed: cfg.seed }, dataPosition: { cursor }, valLoss, config: cfg, extra: { adamSteps, loraSize: P } }, tensors);
+      metrics.append({ kind: 'event', step, event: 'checkpoint', dir: path.basename(dir) });
+    };
+
+    const valBefore = resumedFrom === null && valSplits.length ? await runEval() : {};
+    if (resumedFrom === null) {
+      for (const [k, v] of Object.entries(valBefore)) metrics.append({ kind: 'val', step: 0, split: k, loss: v.loss, ppl: v.ppl });
+    }
+
+    // ---- loop ----
+    const rowsPerEpoch = trainSplit.rows;
+    let orderEpoch = -1;
+    let order: Uint32Array = new Uint32Array(0);
+    const nextRow = (): Uint32Array => {
+      const epoch = Math.floor(cursor / rowsPerEpoch);
+      if (epoch !== orderEpoch) { order = epochOrder(rowsPerEpoch, cfg.seed, epoch); orderEpoch = epoch; }
+      const r = trainSplit.row(order[cursor % rowsPerEpoch]!);
+      cursor++;
+      return r;
+    };
+    let lastLoss: number | null = null;
+    let bad = 0;
+    let lastVal: Record<string, { loss: number; ppl: number }> = {};
+    let stopped = false;
+    const t0 = Date.now();
+    let tokensSeen = 0;
+    const apply1 = hostTensor('bool', [], new Uint8Array([1]));
+    const apply0 = hostTensor('bool', [], new Uint8Array([0]));
+    try {
+      while (step < totalSteps) {
+        await hooks.checkpoint?.();
+        throwIfCancelled(hooks.signal);
+        const stepStart = Date.now();
+        const micro: Batch[] = [];
+        for (let a = 0; a < A; a++) micro.push(makeBatch(Array.from({ length: B }, nextRow), T, model.vocabSize));
+        const count = micro.reduce((s, b) => s + b.count, 0);
+        const lr = learningRateAt(step, { ...cfg.schedule, lr: cfg.optim.lr, totalSteps });
+        const adam = hostTensor('float32', [3], adamwScalars({ ...cfg.optim, lr }, adamSteps + 1, lr));
+        const invCount = hostTensor('float32', [], new Float32Array([1 / Math.max(1, count)]));
+        let lossSum = 0, gradNorm = NaN;
+        for (let a = 0; a < A; a++) {
+          const out = await prog.step({ ...feedsOf(micro[a]!, B, T), apply: a === A - 1 ? apply1 : apply0, invCount, adam });
+          lossSum += scalarOf(out['loss_sum']);
+          if (a === A - 1) gradNorm = scalarOf(out['grad_norm']);
+        }
+        step++;
+        const loss = lossSum / Math.max(1, count);
+        const seconds = (Date.now() - stepStart) / 1000;
+        tokensSeen += B * T * A;
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          bad++;
+          metrics.append({ kind: 'event', step, event: 'nonfinite', loss: String(loss), gradNorm: String(gradNorm) });
+          hooks.onLog?.('warn', `Step ${step}: the loss was not a finite number; the update was skipped (weights unchanged).`);
+          if (bad >= cfg.maxBadSteps) {
+            throw new UserError('train.diverged', `Training produced non-finite losses ${bad} steps in a row, so it was stopped. Your last checkpoint is kept.`, 'Lower the learning rate (e.g. halve it) or the gradient clip, then resume.');
+          }
+          continue;
+        }
+        bad = 0;
+        adamSteps++;
+        lastLoss = loss;
+        const elapsed = (Date.now() - t0) / 1000;
+        const m: Record<string, number> = {
+          step, loss, ppl: Math.exp(loss), lr, gradNorm, tokensPerSecond: (B * T * A) / Math.max(seconds, 1e-9),
+          memoryMB: process.memoryUsage().rss / 2 ** 20, etaSeconds: (elapsed / (step - (resumedFrom ?? 0))) * (totalSteps - step),
+        };
+        metrics.append({ kind: 'train', ...m });
+        hooks.onMetric?.(m);
+        report('Training', step / totalSteps, `Step ${step} of ${totalSteps} — loss ${loss.toFixed(4)}`);
+        const evalNow = cfg.evalEvery > 0 && step % cfg.evalEvery === 0;
+        if (evalNow && valSplits.length) {
+          lastVal = await runEval();
+          for (const [k, v] of Object.entries(lastVal)) {
+            metrics.append({ kind: 'val', step, split: k, loss: v.loss, ppl: v.ppl });
+            hooks.onMetric?.({ step, [`val_${k}_loss`]: v.loss, [`val_${k}_ppl`]: v.ppl });
+          }
+        }
+        if (step % cfg.checkpointEvery === 0 && step < totalSteps) await saveCheckpoint(primaryVal(lastVal, evalNow));
+      }
+    } catch (err) {
+      if (!(err instanceof CancelledError)) throw err;
+      stopped = true;
+    }
+    // final (or stop) evaluation and checkpoint
+    if (valSplits.length && !stopped) {
+      lastVal = await runEval();
+      for (const [k, v] of Object.entries(lastVal)) metrics.append({ kind: 'val', step, split: k, loss: v.loss, ppl: v.ppl });
+    }
+    if (step > (resumedFrom ?? 0) || !latest) await saveCheckpoint(stopped ? null : primaryVal(lastVal, true));
+    const best = await ckpts.best();
+    const summary: TrainSummary = {
+      runDir: cfg.out, ep: ep.ep, epReason: ep.reason, steps: step, resumedFrom, trainableParams: P, finalLoss: lastLoss,
+      val: lastVal, valBefore, tokensPerSecond: tokensSeen / Math.max((Date.now() - t0) / 1000, 1e-9),
+      nodes: tg.nodes, stopped, bestCheckpoint: best?.dir ?? null,
+    };
+    writeFileSync(path.join(cfg.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    return summary;
+  } finally {
+    for (const p of programs) await p.dispose();
+    await weights.close();
+  }
+}
+
+function primaryVal(val: Record<string, { loss: number }>, fresh: boolean): number | null {
+  if (!fresh) return null;
+  return val['val-domain']?.loss ?? Object.values(val)[0]?.loss ?? null;
+}
+
+function checkResumable(c: Checkpoint, cfg: TrainConfig, model: ModelConfig, P: number): void {
+  const saved = c.state.config as Partial<TrainConfig> | undefined;
+  const size = Number(c.state.extra?.['loraSize'] ?? -1);
+  const same = saved && saved.model === cfg.model && saved.dataset === cfg.dataset && JSON.stringify(saved.lora) === JSON.stringify(cfg.lora)
+    && saved.batchSize === cfg.batchSize && saved.gradAccum === cfg.gradAccum && saved.seed === cfg.seed && size === P;
+  if (!same) {
+    throw new UserError('train.resumeMismatch', `The run folder ${cfg.out} holds checkpoints of a different setup (model, dataset, LoRA, batch or seed differ) for ${model.architecture}.`, 'Choose a new run folder, or use the same settings to resume.');
+  }
+}
