@@ -7,7 +7,7 @@ import { LatheTokenizer } from '../../../src-main/tokenizer/tokenizer';
 import { trainDomainCandidates, type TrainResult } from '../../../src-main/tokenizer/train';
 import { UserError } from '../../../src-main/util/progress';
 import { varietyStrings } from '../../oracle/tokenizer/texts';
-import { corpus, FIXTURES, fixtureDir, jsTokenizer, readJson } from './helpers';
+import { corpus, FIXTURES, fixtureDir, jsTokenizer, ORACLE, readJson } from './helpers';
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 const DOMAIN_WORDS = ['tailstock', 'headstock', 'spindle', 'gouge', 'faceplate', 'toolrest', 'micrometer', 'chuck',
@@ -185,5 +185,18 @@ describe('extension edge cases', () => {
     const ac = new AbortController();
     ac.abort();
     await expect(trainDomainCandidates(base, corpus('domain-train'), { signal: ac.signal })).rejects.toThrow(/Cancelled/);
+  });
+});
+
+describe('the bundled tiny-default model tokenizer', () => {
+  it('extends and stays identical across both implementations', async () => {
+    const base = LatheTokenizer.fromDir(join(ORACLE, '..', '..', '..', 'resources', 'models', 'tiny-default'));
+    const train = await trainDomainCandidates(base, corpus('domain-train'), { maxCandidates: 200 });
+    const ext = extendTokenizer(base, train, { topN: 200 });
+    expect(ext.manifest.newTokens[0]!.id).toBe(base.vocabSize);
+    const js = jsTokenizer(ext.tokenizerJson, ext.tokenizerConfig);
+    const texts = varietyStrings(17, 200, DOMAIN_WORDS);
+    const rust = await ext.tokenizer.encodeBatch(texts);
+    expect(texts.filter((t, i) => JSON.stringify(js.encode(t).ids) !== JSON.stringify(rust[i]!.ids))).toEqual([]);
   });
 });

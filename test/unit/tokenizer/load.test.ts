@@ -157,3 +157,16 @@ describe('bad input', () => {
     expect(err(() => new LatheTokenizer(base.json, { bos_token: '<nope>' })).code).toBe('tokenizer-special-missing');
   });
 });
+
+describe('data pipeline adapter', () => {
+  it('encodes without specials and carries the content hash', async () => {
+    const { asDataTokenizer } = await import('../../../src-main/tokenizer/adapter');
+    const tok = LatheTokenizer.fromDir(fixtureDir('llama2'));
+    const a = asDataTokenizer(tok);
+    expect(a.hash).toBe(tok.contentHash);
+    expect([a.eosId, a.vocabSize]).toEqual([2, tok.vocabSize]);
+    const [ids] = await a.encodeBatch(['the spindle']);
+    expect(Array.from(ids!)).toEqual((await tok.encode('the spindle', { addSpecialTokens: false })).ids);
+    expect(Array.from(ids!)).not.toContain(1);
+  });
+});
