@@ -303,6 +303,11 @@ function foldScalars(g: GraphBuilder, op: string, inputs: readonly (Value | null
     if (a.scalar === 1 && a.rank <= b.rank && a.dtype === b.dtype) return b;
   }
   const fold = (x: number): Value => g.scalar(a.dtype === 'float32' ? Math.fround(x) : x, a.dtype);
+  // Neg of a broadcast scalar constant (gradient seeds of means): broadcast the negated scalar instead
+  const src = a.node?.op === 'Expand' ? a.node.inputs[0] : null;
+  if (op === 'Neg' && src?.scalar !== undefined && src.rank === 0) {
+    return g.expand(fold(-src.scalar), a.shape, a.node!.inputs[1] ?? null);
+  }
   const sa = a.scalar;
   if (sa === undefined || a.rank !== 0) return null;
   if (op === 'Neg' && inputs.length === 1) return fold(-sa);

@@ -421,7 +421,7 @@ def({
       ? g.gemm(gy, a!, null, { transA: true, transB: tA, alpha }) // dB = gYᵀ A'
       : g.gemm(a!, gy, null, { transA: !tA, alpha }); // dB = A'ᵀ gY
     if (c.x.length < 3) return [da, db];
-    const dc = c.needs(2) ? (beta === 1 ? gy : g.mul(gy, beta)) : null;
+    const dc = c.needs(2) ? (beta === 1 ? gy : g.mul(gy, Math.fround(beta))) : null; // ONNX float attribute
     return [da, db, dc];
   },
 });
