@@ -38,6 +38,7 @@ export async function loadTokenizerDir(dir: string): Promise<TokenizerAdapter> {
     eosId,
     vocabSize: tok.getVocabSize(true),
     hash: createHash('sha256').update(bytes).digest('hex'),
+    tokenToId: (t: string) => tok.tokenToId(t) ?? null,
     async encodeBatch(texts: string[]) {
       const encs = await tok.encodeBatch(texts, { addSpecialTokens: false });
       return encs.map((e) => e.getIds());

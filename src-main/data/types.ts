@@ -27,6 +27,8 @@ export interface TokenizerAdapter {
   vocabSize: number;
   /** Identifies the exact tokenizer (sha256 of tokenizer.json); stored in every manifest. */
   hash: string;
+  /** Id of a special token by its text, or null (used by the ChatML fallback renderer). */
+  tokenToId?(token: string): number | null;
 }
 
 /** Renders one conversation into ids and a loss mask (1 = assistant token to learn). The chat-template module satisfies this. */

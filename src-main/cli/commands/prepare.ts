@@ -1,0 +1,102 @@
+/** `lathe prepare`: a thin wrapper over prepareCorpus (src-main/data/prepare.ts). */
+import { readFileSync } from 'node:fs';
+import type { CliCommand, CliContext } from '../types';
+import { flagList, flagNumber, flagString } from '../args';
+import { prepareCorpus, type PrepareConfig, type PrepareReport } from '../../data/prepare';
+import { loadTokenizerDir } from '../../data/tokenize';
+import { chatmlRendererFor } from '../../data/sft/chatml';
+import { UserError } from '../../util/progress';
+
+function fmt(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+function summary(r: PrepareReport, out: (s: string) => void): void {
+  for (const [name, c] of Object.entries(r.corpora)) {
+    if (!c) continue;
+    out(`${name}: ${fmt(c.import.filesRead)} files, ${fmt(c.docsIn)} documents in, ${fmt(c.docsOut)} kept (${fmt(c.trainDocs)} train, ${fmt(c.valDocs)} validation); ${fmt(c.charsIn)} -> ${fmt(c.charsOut)} characters`);
+    for (const f of c.filters) {
+      if (!f.enabled) continue;
+      const what = [f.removed ? `removed ${fmt(f.removed)}` : '', f.modified ? `changed ${fmt(f.modified)}` : ''].filter(Boolean).join(', ') || 'nothing';
+      const reasons = Object.entries(f.reasons).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+      out(`  ${f.name.padEnd(12)} ${what}${reasons ? ` (${reasons})` : ''}`);
+    }
+    if (c.import.filesSkipped.length) out(`  skipped files: ${c.import.filesSkipped.length} (see report.json)`);
+    if (c.import.badLineCount) out(`  bad lines: ${fmt(c.import.badLineCount)}, first ${c.import.badLines[0]!.path}:${c.import.badLines[0]!.line} ${c.import.badLines[0]!.error}`);
+    if (c.import.repairedChars) out(`  repaired invalid UTF-8 characters: ${fmt(c.import.repairedChars)}`);
+  }
+  if (r.mix) out(`mix: ${(r.mix.achievedRatio * 100).toFixed(1)}% domain (asked ${(r.mix.ratio * 100).toFixed(0)}%), domain ×${r.mix.domainRepeat.toFixed(2)}, general ×${r.mix.generalRepeat.toFixed(2)}`);
+  for (const [k, v] of Object.entries(r.splits)) out(`${k}: ${fmt(v.tokens)} tokens in ${fmt(v.rows)} rows of ${r.blockSize}`);
+  for (const w of r.warnings) out(`warning: ${w}`);
+  out(`done in ${r.seconds.toFixed(1)} s -> ${r.out}`);
+}
+
+export const commands: CliCommand[] = [
+  {
+    path: ['prepare'],
+    summary: 'Import, clean, mix and pack a corpus for training (or an SFT dataset)',
+    usage: [
+      'lathe prepare INPUT... --out DIR [--tokenizer MODEL_DIR] [--general PATH]... [--ratio 0.7] [--block-size 1024]',
+      '              [--sft] [--truncate] [--text-field NAME] [--column NAME] [--val-fraction 0.02] [--seed 1]',
+      '              [--max-repeat 4] [--total-chars N] [--config CLEAN.json] [--json]',
+      'INPUT: files or folders (.txt .md .jsonl .json .csv .tsv .parquet .html .pdf .docx).',
+      'Without --tokenizer only cleaning runs (report.json). --config: cleaning settings (see docs/data-pipeline.md).',
+    ].join('\n'),
+    run: async (ctx: CliContext) => {
+      // --sft and --truncate take no value; the shared parser may have taken the next input path as one.
+      for (const b of ['sft', 'truncate']) {
+        const v = ctx.flags[b];
+        if (typeof v === 'string' || Array.isArray(v)) { ctx.args.push(...(Array.isArray(v) ? v : [v])); ctx.flags[b] = true; }
+      }
+      const out = flagString(ctx.flags, 'out');
+      if (!out) throw new UserError('cli.missing', 'Missing --out DIR.', 'Name the folder for the prepared dataset.');
+      if (!ctx.args.length) throw new UserError('cli.missing', 'No input files or folders.', 'Example: lathe prepare notes/ --out data/ --tokenizer models/tiny');
+      const sft = ctx.flags.sft === true;
+      const tokDir = flagString(ctx.flags, 'tokenizer');
+      const configFile = flagString(ctx.flags, 'config');
+      let clean: unknown;
+      if (configFile) {
+        try { clean = JSON.parse(readFileSync(configFile, 'utf8')); } catch (e) {
+          throw new UserError('cli.config', `Could not read cleaning settings from ${configFile}: ${(e as Error).message}`, 'Give a JSON file like {"quality": {"minChars": 50}}.');
+        }
+      }
+      const column = flagString(ctx.flags, 'column');
+      const cfg: PrepareConfig = {
+        inputs: ctx.args,
+        general: flagList(ctx.flags, 'general'),
+        out,
+        mode: sft ? 'sft' : 'pretrain',
+        ...(tokDir ? { tokenizer: await loadTokenizerDir(tokDir) } : {}),
+        ...(flagNumber(ctx.flags, 'block-size') !== undefined ? { blockSize: flagNumber(ctx.flags, 'block-size')! } : {}),
+        ...(flagNumber(ctx.flags, 'ratio') !== undefined ? { ratio: flagNumber(ctx.flags, 'ratio')! } : {}),
+        ...(flagNumber(ctx.flags, 'seed') !== undefined ? { seed: flagNumber(ctx.flags, 'seed')! } : {}),
+        ...(flagNumber(ctx.flags, 'val-fraction') !== undefined ? { valFraction: flagNumber(ctx.flags, 'val-fraction')! } : {}),
+        ...(flagNumber(ctx.flags, 'max-repeat') !== undefined ? { maxRepeat: flagNumber(ctx.flags, 'max-repeat')! } : {}),
+        ...(flagNumber(ctx.flags, 'total-chars') !== undefined ? { totalChars: flagNumber(ctx.flags, 'total-chars')! } : {}),
+        ...(clean !== undefined ? { clean: clean as PrepareConfig['clean'] } : {}),
+        import: {
+          ...(flagString(ctx.flags, 'text-field') ? { textField: flagString(ctx.flags, 'text-field')! } : {}),
+          ...(column !== undefined ? { column: /^\d+$/.test(column) ? Number(column) : column } : {}),
+        },
+        ...(ctx.flags.truncate === true ? { truncation: 'truncate' as const } : {}),
+      };
+      if (sft) {
+        if (!cfg.tokenizer) throw new UserError('cli.missing', 'SFT preparation needs --tokenizer MODEL_DIR.');
+        // TODO(wiring): use the model's chat template from src-main/templates instead of ChatML.
+        cfg.renderer = chatmlRendererFor(cfg.tokenizer);
+      }
+      let last = '';
+      const report = await prepareCorpus(cfg, {
+        signal: ctx.signal,
+        onProgress: (p) => {
+          const line = `${p.fraction === undefined ? '' : `${Math.round(p.fraction * 100)}% `}${p.stage ?? ''}${p.message ? ` — ${p.message}` : ''}`;
+          if (line !== last) ctx.err(line);
+          last = line;
+        },
+        onLog: (level, m) => ctx.err(`[${level}] ${m}`),
+      });
+      if (!ctx.json) summary(report, ctx.out);
+      return report;
+    },
+  },
+];
