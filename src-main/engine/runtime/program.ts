@@ -42,6 +42,8 @@ export interface ProgramInfo {
   fetch: string[];
   /** True when the state lives on the GPU between steps. */
   gpuResident: boolean;
+  /** EP workarounds applied to the step graph (see patches.ts). */
+  patches: string[];
 }
 
 export class Program {
@@ -82,7 +84,7 @@ export class Program {
     const session = await EngineSession.create(spec.model, { ...opts, gpuOutputs: gpuResident ? stateOutputs : undefined });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: ProgramInfo = {
-      ep, nodeCount: session.nodeCount, gpuResident,
+      ep, nodeCount: session.nodeCount, gpuResident, patches: session.patches,
       feeds: g.inputs.map((v) => v.name).filter((n) => !stateInputs.has(n)),
       state: spec.state.map((s) => s.name), fetch: [...spec.fetch],
     };

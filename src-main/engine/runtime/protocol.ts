@@ -46,3 +46,9 @@ export interface SerializedError {
 export type EngineResponse =
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: SerializedError };
+
+/** Unsolicited message from the engine thread (no id): a log line for the caller's WorkOptions.onLog. */
+export interface EngineLog {
+  log: 'info' | 'warn' | 'error';
+  message: string;
+}

@@ -9,7 +9,7 @@ import { selectEp } from './ep';
 import { ensureXdgRuntimeDir } from './env';
 import { reportPlacement } from './placement';
 import { Program } from './program';
-import type { EngineMethods, EngineRequest, EngineResponse, MethodName } from './protocol';
+import type { EngineLog, EngineMethods, EngineRequest, EngineResponse, MethodName } from './protocol';
 import { runModel } from './session';
 
 const port = parentPort;
@@ -35,6 +35,8 @@ const handlers: Handlers = {
     const p = await Program.create(spec, opts);
     const handle = nextHandle++;
     programs.set(handle, p);
+    log('info', `Program ${spec.model.graph.name} on ${p.info.ep}: ${p.info.nodeCount} nodes, state ${p.info.gpuResident ? 'on the GPU' : 'in host memory'}.`);
+    for (const line of p.info.patches) log('info', `Graph patched for ${p.info.ep}: ${line}`);
     return { handle, info: p.info };
   },
   programInit: (h, values) => program(h).init(values),
@@ -58,6 +60,11 @@ const handlers: Handlers = {
     }
   },
 };
+
+function log(level: EngineLog['log'], message: string): void {
+  const msg: EngineLog = { log: level, message };
+  port!.postMessage(msg);
+}
 
 let queue: Promise<void> = Promise.resolve();
 

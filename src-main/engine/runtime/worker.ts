@@ -8,12 +8,12 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { UserError } from '../../util/progress';
+import { UserError, type WorkOptions } from '../../util/progress';
 import type { OnnxModel } from '../onnx/spec';
 import type { EpChoice, SelectEpOptions } from './ep';
 import type { PlacementReport } from './placement';
 import type { ProgramInfo, ProgramSpec } from './program';
-import type { EngineMethods, EngineRequest, EngineResponse, Feeds, MethodName, SerializedError } from './protocol';
+import type { EngineLog, EngineMethods, EngineRequest, EngineResponse, Feeds, MethodName, SerializedError } from './protocol';
 import type { EngineSessionOptions, EpName } from './session';
 
 export interface EngineWorkerOptions {
@@ -21,6 +21,8 @@ export interface EngineWorkerOptions {
   entry?: URL;
   /** Environment for the engine thread (LATHE_EP, XDG_RUNTIME_DIR...); defaults to process.env. */
   env?: Record<string, string | undefined>;
+  /** Log lines from the engine thread (what ran where, graph patches), as WorkOptions.onLog. */
+  onLog?: WorkOptions['onLog'];
 }
 
 export class EngineWorker {
@@ -28,8 +30,12 @@ export class EngineWorker {
   private nextId = 1;
   private dead: Error | undefined;
 
-  private constructor(private readonly worker: Worker) {
-    worker.on('message', (res: EngineResponse) => {
+  private constructor(private readonly worker: Worker, onLog: WorkOptions['onLog']) {
+    worker.on('message', (res: EngineResponse | EngineLog) => {
+      if ('log' in res) {
+        onLog?.(res.log, res.message);
+        return;
+      }
       const p = this.pending.get(res.id);
       if (!p) return;
       this.pending.delete(res.id);
@@ -56,7 +62,7 @@ export class EngineWorker {
     } else {
       worker = new Worker(new URL('./worker-main.js', here), { env });
     }
-    return new EngineWorker(worker);
+    return new EngineWorker(worker, opts.onLog);
   }
 
   call<M extends MethodName>(method: M, ...args: EngineMethods[M][0]): Promise<EngineMethods[M][1]> {

@@ -173,7 +173,8 @@ describe('Program on WebGPU: float16 state and freeing old state', () => {
 });
 
 describe('EngineWorker on WebGPU', () => {
-  const engine = EngineWorker.start();
+  const logs: string[] = [];
+  const engine = EngineWorker.start({ onLog: (level, m) => logs.push(`${level}: ${m}`) });
   afterAll(() => engine.terminate());
 
   it('keeps a GPU-resident program on the engine thread and matches the CPU EP', async () => {
@@ -190,6 +191,10 @@ describe('EngineWorker on WebGPU', () => {
       await p.dispose();
     }
     expect(maxAbsDiff(curves[0]!, curves[1]!)).toBeLessThan(1e-5);
+    expect(logs).toEqual([
+      'info: Program sgd on cpu: 9 nodes, state in host memory.',
+      'info: Program sgd on webgpu: 9 nodes, state on the GPU.',
+    ]);
   });
 });
 
