@@ -61,7 +61,7 @@ async function train(ep: EpName): Promise<{ losses: number[]; params: number[]; 
 describe('MLP training: CPU vs WebGPU (state on the GPU)', () => {
   it(`trains ${STEPS} steps with the same loss curve on both EPs`, async () => {
     const gpu = await probeEp('webgpu');
-    if (!gpu.ok) throw new Error(`No WebGPU adapter (${gpu.reason}); install Mesa 25 lavapipe (mesa-vulkan-drivers from bookworm-backports).`);
+    if (!gpu.ok) throw new Error(`WebGPU is not available: ${gpu.reason}. Install Mesa 25 lavapipe (mesa-vulkan-drivers from bookworm-backports).`);
     const cpu = await train('cpu');
     const web = await train('webgpu');
     const lossDiff = maxAbsDiff(cpu.losses, web.losses);

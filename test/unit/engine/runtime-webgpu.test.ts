@@ -17,7 +17,7 @@ import { maxAbsDiff, rand, sgdModel, sgdReference, sgdState } from './runtime-he
 beforeAll(async () => {
   const a = await probeEp('webgpu');
   if (!a.ok) {
-    throw new Error(`No WebGPU adapter: ${a.reason}. These tests need one. Without a GPU on Debian bookworm install ` +
+    throw new Error(`WebGPU is not available: ${a.reason}. These tests need it. Without a GPU on Debian bookworm install ` +
       'Mesa 25 lavapipe: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1 ' +
       '(check /usr/share/vulkan/icd.d/lvp_icd*.json), and set XDG_RUNTIME_DIR to a writable folder.');
   }
