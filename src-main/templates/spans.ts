@@ -53,6 +53,13 @@ function lcp(a: string, b: string, bStart = 0): number {
   return i;
 }
 
+/** Length of the common suffix of a and b[0:bEnd]. */
+function commonSuffix(a: string, b: string, bEnd: number): number {
+  let i = 0;
+  while (i < a.length && i < bEnd && a.charCodeAt(a.length - 1 - i) === b.charCodeAt(bEnd - 1 - i)) i++;
+  return i;
+}
+
 /** Length of `tail` up to and including the last end marker fully inside it; 0 when none. */
 function snapToMarker(tail: string, markers: string[]): number {
   let best = 0;
@@ -208,6 +215,21 @@ function sentinelSpans(
         if (i !== -1) {
           head = added.slice(0, i);
           tail = added.slice(i + s.length);
+        }
+      } else {
+        // The prompt render differs earlier on (Mistral moves the system prompt into the last user turn),
+        // but its end still lines up with the text before the reply: the head is what lies between.
+        const i = withTurn.indexOf(s);
+        if (i !== -1) {
+          tail = withTurn.slice(i + s.length);
+          const before = withTurn.slice(0, i);
+          const need = Math.min(8, prompt.length);
+          for (let h = 0; h <= Math.min(64, before.length); h++) {
+            if (commonSuffix(prompt, before, before.length - h) >= need) {
+              head = before.slice(before.length - h);
+              break;
+            }
+          }
         }
       }
     } catch {
