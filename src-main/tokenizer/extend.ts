@@ -172,7 +172,11 @@ export function extendTokenizer(base: LatheTokenizer, train: TrainResult, opts: 
 
 export const EXTENSION_MANIFEST = 'lathe-tokenizer-extension.json';
 
-/** Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json and the manifest, each atomically. */
+/**
+ * Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json and the manifest (plus vocab.json and
+ * merges.txt for byte-level models), each atomically. A SentencePiece tokenizer.model cannot carry the new
+ * tokens: whoever assembles the model folder must not copy the base's tokenizer.model next to these files.
+ */
 export function writeExtendedTokenizer(dir: string, r: ExtendResult): string[] {
   mkdirSync(dir, { recursive: true });
   const files: Array<[string, unknown]> = [
@@ -181,11 +185,19 @@ export function writeExtendedTokenizer(dir: string, r: ExtendResult): string[] {
     ['special_tokens_map.json', r.specialTokensMap],
     [EXTENSION_MANIFEST, r.manifest],
   ];
+  const texts: Array<[string, string]> = files.map(([name, value]) =>
+    [name, JSON.stringify(value, null, name === 'tokenizer.json' ? undefined : 2) + '\n']);
+  if (r.tokenizer.kind === 'byte-level') {
+    // GPT-2-style models also ship vocab.json + merges.txt (slow tokenizers, some converters read them);
+    // stale copies from the base would silently drop the new tokens, so write extended ones.
+    const merges = r.tokenizerJson.model.merges.map((m) => (Array.isArray(m) ? `${m[0]} ${m[1]}` : m));
+    texts.push(['vocab.json', JSON.stringify(r.tokenizerJson.model.vocab) + '\n'], ['merges.txt', `#version: 0.2\n${merges.join('\n')}\n`]);
+  }
   const written: string[] = [];
-  for (const [name, value] of files) {
+  for (const [name, text] of texts) {
     const path = join(dir, name);
     const tmp = `${path}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(value, null, name === 'tokenizer.json' ? undefined : 2) + '\n');
+    writeFileSync(tmp, text);
     renameSync(tmp, path);
     written.push(path);
   }

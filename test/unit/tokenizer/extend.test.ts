@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -101,6 +101,13 @@ for (const name of FIXTURES) {
       const s = 'Set the toolrest near the tailstock spindle, Ø 50 mm ±0.01 😀';
       expect(js.encode(s).ids).toEqual((await back.encode(s)).ids);
       expect([back.bosId, back.eosId, back.addBos]).toEqual([base.bosId, base.eosId, base.addBos]);
+      if (base.kind === 'byte-level') {
+        const mergesTxt = readFileSync(join(dir, 'merges.txt'), 'utf8').trimEnd().split('\n');
+        expect(mergesTxt.length).toBe(1 + ext.tokenizerJson.model.merges.length);
+        expect((readJson(join(dir, 'vocab.json')) as Record<string, number>)[ext.manifest.newTokens[0]!.token]).toBe(base.vocabSize);
+      } else {
+        expect(existsSync(join(dir, 'merges.txt'))).toBe(false);
+      }
     });
   });
 }
