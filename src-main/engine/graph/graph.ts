@@ -65,6 +65,7 @@ export class GraphBuilder {
   readonly outputs: { name: string; value: Value }[] = [];
   private nextId = 0;
   private scalarCache = new Map<string, Value>();
+  private cse = new Map<string, Value[]>();
 
   // ---------- sources and sinks ----------
 
@@ -125,6 +126,11 @@ export class GraphBuilder {
     const def = getOp(op);
     const folded = foldScalars(this, op, inputs);
     if (folded) return [folded];
+    // Common subexpressions: the same op on the same inputs with the same attributes is built once
+    // (rules often re-derive a transpose or a reshape the forward already has).
+    const key = `${op}(${inputs.map((v) => (v ? v.id : '-')).join(',')})${JSON.stringify(attrs)}`;
+    const seen = this.cse.get(key);
+    if (seen) return seen;
     let infos;
     try {
       infos = def.infer(inputs, attrs);
@@ -135,6 +141,7 @@ export class GraphBuilder {
     const node = new Node(this.nextId++, op, inputs, attrs);
     node.outputs = infos.map((t, i) => new Value(this.nextId++, t.dtype, t.shape, node, i, null));
     this.nodes.push(node);
+    this.cse.set(key, node.outputs);
     return node.outputs;
   }
 
@@ -199,7 +206,16 @@ export class GraphBuilder {
   /** Target dims: numbers, symbols (kept from the input at the same position) or one -1. */
   reshape(x: Value, shape: Shape): Value { return this.one('Reshape', [x], { shape: [...shape] }); }
   transpose(x: Value, perm?: number[]): Value {
-    return this.one('Transpose', [x], { perm: perm ?? x.shape.map((_, i) => x.rank - 1 - i) });
+    let p = perm ?? x.shape.map((_, i) => x.rank - 1 - i);
+    let src = x;
+    // Transpose of a Transpose is one Transpose (or none): backward rules transpose forward transposes
+    if (x.node?.op === 'Transpose') {
+      const inner = x.node.attrs.perm as readonly number[];
+      p = p.map((i) => inner[i]!);
+      src = x.node.inputs[0]!;
+    }
+    if (p.length === src.rank && p.every((v, i) => v === i)) return src;
+    return this.one('Transpose', [src], { perm: p });
   }
   concat(xs: Value[], axis: number): Value {
     if (xs.length === 1) return xs[0]!;

@@ -118,7 +118,7 @@ const CASES: Case[] = [
     build: (g, [x, s, b]) => g.layerNorm(x!, s!, b!, 1e-5),
   },
   {
-    op: 'SimplifiedLayerNormalization', label: 'saved statistics', dtype: 'float32', inputs: [f([2, 3, 4]), f([4])],
+    op: 'SimplifiedLayerNormalization', label: 'float32', dtype: 'float32', inputs: [f([2, 3, 4]), f([4])],
     build: (g, [x, s]) => g.rmsNorm(x!, s!, 1e-5),
   },
   {
