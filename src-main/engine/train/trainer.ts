@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openModel } from '../models';
 import type { ModelConfig } from '../models/config';
-import { openDataset, type DatasetManifest, type SplitReader } from '../../data/pack/dataset';
-import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../runtime';
+import { openDataset } from '../../data/pack/dataset';
+import { Program, EngineSession, hostTensor, selectEp, type EpName } from '../runtime';
 import { adamwScalars } from '../nn/layers';
 import { buildLoraLayout, initLoraParams, type LoraLayout } from '../../engine/llm/lora';
 import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
@@ -22,6 +22,7 @@ import { resolveTrainConfig, type TrainConfig } from './config';
 import { CancelledError, UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import { writeFileAtomicSync } from '../../util/atomic';
 import { Rng } from '../models/rng';
+import { evaluateSplit, feedsOf, makeBatch, scalarOf, type Batch } from './batch';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -74,66 +75,6 @@ function epochOrder(n: number, seed: number, epoch: number): Uint32Array {
     const t = order[i]!; order[i] = order[j]!; order[j] = t;
   }
   return order;
-}
-
-interface Batch { ids: BigInt64Array; targets: BigInt64Array; mask: Float32Array; count: number }
-
-/**
- * Rows -> model inputs: ids = row, targets = row shifted by one; the last position of each row (no next
- * token) and, in the final row of a split, the EOS padding past `validTokens` are masked.
- */
-function makeBatch(rows: Uint32Array[], T: number, vocab: number, validTokens: (number | undefined)[] = []): Batch {
-  const B = rows.length, N = B * T;
-  const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N);
-  let count = 0;
-  for (let b = 0; b < B; b++) {
-    const row = rows[b]!;
-    const valid = validTokens[b] ?? T;
-    for (let t = 0; t < T; t++) {
-      const id = row[t]!;
-      if (id >= vocab) throw new UserError('train.tokenRange', `The dataset has token id ${id}, but the model has only ${vocab} embeddings.`, 'Prepare the dataset with this model\'s tokenizer (or extend the model\'s embeddings first).');
-      ids[b * T + t] = BigInt(id);
-      if (t + 1 < valid) {
-        targets[b * T + t] = BigInt(row[t + 1]!);
-        mask[b * T + t] = 1;
-        count++;
-      }
-    }
-  }
-  return { ids, targets, mask, count };
-}
-
-function feedsOf(batch: Batch, B: number, T: number): Record<string, HostTensor> {
-  const N = B * T;
-  return {
-    ids: hostTensor('int64', [B, T], batch.ids),
-    targets: hostTensor('int64', [N, 1], batch.targets),
-    mask: hostTensor('float32', [N, 1], batch.mask),
-  };
-}
-
-const scalarOf = (t: HostTensor | undefined): number => Number((t?.data as Float32Array | undefined)?.[0] ?? NaN);
-
-/** Validation loss (mean over predicted tokens) and perplexity on up to `maxBlocks` blocks of a split. */
-async function evaluate(session: EngineSession, split: SplitReader, manifest: DatasetManifest, params: HostTensor | null,
-  B: number, T: number, vocab: number, maxBlocks: number): Promise<{ loss: number; ppl: number }> {
-  const n = Math.min(split.rows, maxBlocks);
-  let sum = 0, count = 0;
-  const lastValid = manifest.splits[split.split]?.lastRowTokens;
-  for (let start = 0; start < n; start += B) {
-    const rows: Uint32Array[] = [], valid: (number | undefined)[] = [];
-    for (let b = 0; b < B; b++) {
-      const i = start + b;
-      if (i < n) { rows.push(split.row(i)); valid.push(i === split.rows - 1 && lastValid ? lastValid : undefined); }
-      else { rows.push(new Uint32Array(T)); valid.push(0); } // padding row: fully masked
-    }
-    const batch = makeBatch(rows, T, vocab, valid);
-    const out = await session.run({ ...feedsOf(batch, B, T), ...(params ? { params } : {}) }, ['loss_sum']);
-    sum += scalarOf(out['loss_sum']);
-    count += batch.count;
-  }
-  const loss = count > 0 ? sum / count : NaN;
-  return { loss, ppl: Math.exp(loss) };
 }
 
 export async function train(input: unknown, hooks: TrainHooks = {}): Promise<TrainSummary> {
@@ -208,7 +149,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
     const runEval = async (): Promise<Record<string, { loss: number; ppl: number }>> => {
       const params = await readParams();
       const out: Record<string, { loss: number; ppl: number }> = {};
-      for (const s of valSplits) out[s.split] = await evaluate(evalSession, s, manifest, params, B, T, model.vocabSize, cfg.evalBlocks);
+      for (const s of valSplits) out[s.split] = await evaluateSplit(evalSession, s, manifest, params, B, T, model.vocabSize, cfg.evalBlocks);
       return out;
     };
     const saveCheckpoint = async (valLoss: number | null) => {

@@ -1,0 +1,92 @@
+/**
+ * Forward-only uses of a model (+ an optional LoRA checkpoint): logits for given token ids, and
+ * perplexity on a prepared dataset's held-out splits. Used by `lathe logits`, `lathe eval` and export checks.
+ */
+import { openModel } from '../models';
+import { openDataset } from '../../data/pack/dataset';
+import { EngineSession, hostTensor, type EpName, type HostTensor } from '../runtime';
+import { buildLoraLayout, type LoraLayout } from '../llm/lora';
+import { buildEvalGraph } from '../llm/train-graph';
+import { CheckpointManager, type Checkpoint } from './checkpoints';
+import { evaluateSplit } from './batch';
+import { resolveTrainConfig } from './config';
+import { UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
+import type { ModelConfig } from '../models/config';
+import type { WeightsLayout } from '../models/layout';
+
+/** A checkpoint folder, or a run folder (its latest checkpoint). */
+export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
+  const m = new CheckpointManager(`${dir}/checkpoints`);
+  const fromRun = m.list().length ? await m.latest() : null;
+  return fromRun ?? new CheckpointManager(dir).load(dir);
+}
+
+export function adapterLayout(ck: Checkpoint, cfg: ModelConfig, layout: WeightsLayout): { lora: LoraLayout; params: HostTensor } {
+  const tc = resolveTrainConfig(ck.state.config);
+  const lora = buildLoraLayout(cfg, layout, { ...tc.lora, seed: tc.seed });
+  const p = ck.tensors.get('params');
+  if (!p || p.length !== lora.size) {
+    throw new UserError('adapter.mismatch', `The checkpoint in ${ck.dir} does not fit this model (${p?.length ?? 0} adapter values, expected ${lora.size}).`, 'Use the model the adapter was trained on.');
+  }
+  return { lora, params: hostTensor('float32', [lora.size], p) };
+}
+
+export interface LogitsResult { vocabSize: number; tokens: number; logits: number[][] }
+
+export async function computeLogits(modelDir: string, ids: number[], opts: { checkpoint?: string; ep?: EpName } = {}): Promise<LogitsResult> {
+  const { config, layout, weights } = await openModel(modelDir);
+  try {
+    const bad = ids.find((i) => !Number.isInteger(i) || i < 0 || i >= config.vocabSize);
+    if (bad !== undefined) throw new UserError('logits.badId', `Token id ${bad} is outside the model's vocabulary (0..${config.vocabSize - 1}).`);
+    if (ids.length === 0) throw new UserError('logits.empty', 'Give at least one token id.');
+    const ad = opts.checkpoint ? adapterLayout(await loadCheckpoint(opts.checkpoint), config, layout) : null;
+    const T = ids.length;
+    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, ad?.lora ?? null, { batch: 1, seqLen: T });
+    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: weights.dir });
+    try {
+      const out = await s.run({
+        ids: hostTensor('int64', [1, T], BigInt64Array.from(ids, BigInt)),
+        targets: hostTensor('int64', [T, 1], new BigInt64Array(T)),
+        mask: hostTensor('float32', [T, 1], new Float32Array(T)),
+        ...(ad ? { params: ad.params } : {}),
+      }, ['logits']);
+      const flat = out['logits']!.data as Float32Array;
+      const V = config.vocabSize;
+      return { vocabSize: V, tokens: T, logits: Array.from({ length: T }, (_, t) => Array.from(flat.subarray(t * V, (t + 1) * V))) };
+    } finally {
+      await s.dispose();
+    }
+  } finally {
+    await weights.close();
+  }
+}
+
+export interface EvalResult { splits: Record<string, { loss: number; ppl: number; tokens: number }> }
+
+export async function evaluatePerplexity(modelDir: string, datasetDir: string,
+  opts: WorkOptions & { checkpoint?: string; ep?: EpName; batch?: number; maxBlocks?: number } = {}): Promise<EvalResult> {
+  const { config, layout, weights } = await openModel(modelDir);
+  const ds = openDataset(datasetDir);
+  try {
+    const ad = opts.checkpoint ? adapterLayout(await loadCheckpoint(opts.checkpoint), config, layout) : null;
+    const T = ds.manifest.blockSize, B = opts.batch ?? 4;
+    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, ad?.lora ?? null, { batch: B, seqLen: T });
+    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: weights.dir });
+    const result: EvalResult = { splits: {} };
+    try {
+      const names = Object.keys(ds.manifest.splits).filter((n) => n.startsWith('val'));
+      if (names.length === 0) throw new UserError('eval.noVal', `The dataset in ${datasetDir} has no held-out split.`, 'Prepare it again with a validation fraction above 0.');
+      for (const name of names) {
+        const split = ds.split(name);
+        result.splits[name] = await evaluateSplit(s, split, ds.manifest, ad?.params ?? null, B, T, config.vocabSize, opts.maxBlocks ?? Infinity,
+          (f) => { throwIfCancelled(opts.signal); opts.onProgress?.({ stage: `Evaluating ${name}`, fraction: f }); });
+        split.close();
+      }
+      return result;
+    } finally {
+      await s.dispose();
+    }
+  } finally {
+    await weights.close();
+  }
+}
