@@ -28,6 +28,20 @@ import reference as R  # noqa: E402
 MAGIC = b"LATHEFIX"
 VERSION = 1
 ARCHS = ["llama", "llama3", "tinyllama", "smollm2", "mistral", "qwen2", "qwen3", "smollm3", "gpt2"]
+# (fixture name, folder from make_models.ts, how make_models.ts created it)
+MODELS = [(a, a, {"arch": a, "seed": 0, "dtype": "f32"}) for a in ARCHS] + [
+    ("llama-bf16-sharded", "llama-bf16-sharded", {"arch": "llama", "seed": 0, "dtype": "bf16", "max_shard_bytes": 100000}),
+    ("llama-f16", "llama-f16", {"arch": "llama", "seed": 0, "dtype": "f16"}),
+]
+
+
+def weights_sha256(folder):
+    """sha256 over the weight files' bytes, in sorted file-name order."""
+    h = hashlib.sha256()
+    for fn in sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")):
+        with open(os.path.join(folder, fn), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
 B, T = 2, 8
 RANK, ALPHA = 4, 8.0
 RSLORA = {"qwen2", "gpt2"}  # these use alpha / sqrt(r); the rest alpha / r
@@ -79,12 +93,11 @@ def main(models_dir, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     check_loader(models_dir)
     torch.manual_seed(0)
-    for ai, arch in enumerate(ARCHS):
-        folder = os.path.join(models_dir, arch)
+    for ai, (arch, sub, made) in enumerate(MODELS):
+        folder = os.path.join(models_dir, sub)
         raw, W = R.load_model(folder)
         cfg = R.Cfg(raw)
-        with open(os.path.join(folder, "model.safetensors"), "rb") as f:
-            sha = hashlib.sha256(f.read()).hexdigest()
+        sha = weights_sha256(folder)
         g = torch.Generator().manual_seed(1000 + ai)
         vt = tokenizer_size(folder)
         block = torch.randint(0, vt, (B, T + 1), generator=g)
@@ -148,7 +161,7 @@ def main(models_dir, out_dir):
         tensors += [("adamw_losses", np.array(losses, dtype=np.float32)),
                     ("adamw_grad_norms", np.array(norms, dtype=np.float32))]
         header = {
-            "arch": arch, "architecture": raw["architectures"][0], "model_sha256": sha, "model_seed": 0,
+            "arch": arch, "architecture": raw["architectures"][0], "model_sha256": sha, "model_seed": 0, "model": made,
             "batch": B, "time": T, "vocab": cfg.V, "torch": torch.__version__,
             "lora": {"rank": RANK, "alpha": ALPHA, "rslora": rs, "scale": scale, "dropout": 0.0,
                      "targets": [{"module": n, "in": fi, "out": fo} for n, fi, fo in targets]},

@@ -3,7 +3,8 @@
  *   "LATHEFIX" | u32 version | u32 N | N bytes JSON header | data (tensors at header offsets).
  * The graph-building tests compare against these tensor by tensor.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 
 export const FIXTURE_DIR = path.resolve(__dirname, '../../../oracle/models/fixtures');
@@ -15,6 +16,8 @@ export interface FixtureHeader {
   /** sha256 of the tiny model's model.safetensors the fixture was computed from (seed `model_seed`, f32). */
   model_sha256: string;
   model_seed: number;
+  /** How the model was made: createTinyModel(arch, dir, { seed, dtype, maxShardBytes: max_shard_bytes }). */
+  model: { arch: string; seed: number; dtype: 'f32' | 'f16' | 'bf16'; max_shard_bytes?: number };
   batch: number; // B
   time: number; // T
   vocab: number; // V
@@ -94,8 +97,20 @@ export function readModelFixture(file: string): ModelFixture {
   };
 }
 
-export function fixturePath(arch: string): string {
-  return path.join(FIXTURE_DIR, `${arch}.fixture`);
+export function fixturePath(name: string): string {
+  return path.join(FIXTURE_DIR, `${name}.fixture`);
+}
+
+/** Every committed fixture: one per tiny architecture, plus bf16 (sharded) and f16 llama variants. */
+export function fixtureNames(): string[] {
+  return readdirSync(FIXTURE_DIR).filter((f) => f.endsWith('.fixture')).map((f) => f.slice(0, -'.fixture'.length)).sort();
+}
+
+/** sha256 over a model folder's .safetensors files in sorted name order (as gen_fixtures.py hashes them). */
+export function weightsSha256(dir: string): string {
+  const h = createHash('sha256');
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort()) h.update(readFileSync(path.join(dir, f)));
+  return h.digest('hex');
 }
 
 /** ‖a − b‖ / ‖b‖ (the parity measure: ≤ 1e-4 for fp32 on the CPU EP). */

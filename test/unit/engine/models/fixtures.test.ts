@@ -1,25 +1,28 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createTinyModel, openModel, TINY_ARCHS } from '../../../../src-main/engine/models';
-import { fixturePath, readModelFixture, relativeError, maxAbsDiff } from './fixture';
+import { fixtureNames, fixturePath, readModelFixture, relativeError, maxAbsDiff, weightsSha256 } from './fixture';
 import { referenceForward, maskedCrossEntropy } from './cpu-reference';
 
 let dir: string;
 beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'lathe-fixtures-')); });
 afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
 
-describe.each(TINY_ARCHS.map((a) => [a]))('PyTorch fixture for %s', (arch) => {
+it('there is a fixture for every tiny architecture', () => {
+  expect(fixtureNames()).toEqual(expect.arrayContaining([...TINY_ARCHS]));
+});
+
+describe.each(fixtureNames().map((a) => [a]))('PyTorch fixture for %s', (arch) => {
   it('was computed from the model our generator writes, and agrees with our config/layout reading', async () => {
     const fx = readModelFixture(fixturePath(arch));
     const h = fx.header;
     expect(h.arch).toBe(arch);
     const out = path.join(dir, arch);
-    await createTinyModel(arch, out, { seed: h.model_seed, dtype: 'f32' });
+    await createTinyModel(h.model.arch, out, { seed: h.model.seed, dtype: h.model.dtype, maxShardBytes: h.model.max_shard_bytes });
     // The reference read exactly these bytes (so reference.py loads our safetensors + config.json).
-    expect(createHash('sha256').update(readFileSync(path.join(out, 'model.safetensors'))).digest('hex')).toBe(h.model_sha256);
+    expect(weightsSha256(out)).toBe(h.model_sha256);
 
     const { config, layout, weights } = await openModel(out);
     try {

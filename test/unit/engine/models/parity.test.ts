@@ -6,13 +6,13 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createTinyModel, openModel, TINY_ARCHS } from '../../../../src-main/engine/models';
+import { createTinyModel, openModel } from '../../../../src-main/engine/models';
 import { buildEvalGraph, buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
 import { buildLoraLayout, type LoraLayout } from '../../../../src-main/engine/llm/lora';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { EngineSession } from '../../../../src-main/engine/runtime/session';
 import { hostTensor, toNumbers } from '../../../../src-main/engine/runtime/tensor';
-import { fixturePath, readModelFixture, relativeError, type ModelFixture } from './fixture';
+import { fixtureNames, fixturePath, readModelFixture, relativeError, weightsSha256, type ModelFixture } from './fixture';
 
 let dir: string;
 beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'lathe-parity-')); });
@@ -28,12 +28,13 @@ function pack(fx: ModelFixture, lora: LoraLayout, prefix: 'lora' | 'grad' | 'fin
   return p;
 }
 
-describe.each(TINY_ARCHS.map((a) => [a]))('engine vs PyTorch: %s', (arch) => {
+describe.each(fixtureNames().map((a) => [a]))('engine vs PyTorch: %s', (arch) => {
   it('logits, loss, LoRA gradients and 10 AdamW steps match (fp32, CPU EP)', async () => {
     const fx = readModelFixture(fixturePath(arch));
     const h = fx.header;
     const out = path.join(dir, arch);
-    await createTinyModel(arch, out, { seed: h.model_seed, dtype: 'f32' });
+    await createTinyModel(h.model.arch, out, { seed: h.model.seed, dtype: h.model.dtype, maxShardBytes: h.model.max_shard_bytes });
+    expect(weightsSha256(out)).toBe(h.model_sha256);
     const { config, layout, weights } = await openModel(out);
     const sessions: EngineSession[] = [];
     try {
