@@ -66,7 +66,7 @@ async function learnMerges(base: TokenizerJson, corpus: string[], count: number)
   return json;
 }
 
-async function buildByteLevel(kind: 'llama3' | 'gpt2', corpus: string[]): Promise<[TokenizerJson, TokenizerConfigJson]> {
+export async function buildByteLevel(kind: 'llama3' | 'gpt2', corpus: string[]): Promise<[TokenizerJson, TokenizerConfigJson]> {
   const pre = kind === 'llama3'
     ? { type: 'Sequence', pretokenizers: [
         { type: 'Split', pattern: { Regex: LLAMA3_SPLIT }, behavior: 'Isolated', invert: false },
@@ -103,7 +103,7 @@ async function buildByteLevel(kind: 'llama3' | 'gpt2', corpus: string[]): Promis
     added_tokens_decoder: { [String(n)]: { content: '<|endoftext|>', lstrip: false, normalized: true, rstrip: false, single_word: false, special: true } } } as TokenizerConfigJson];
 }
 
-async function buildSpm(kind: 'llama2' | 'mistral', corpus: string[]): Promise<[TokenizerJson, TokenizerConfigJson]> {
+export async function buildSpm(kind: 'llama2' | 'mistral', corpus: string[]): Promise<[TokenizerJson, TokenizerConfigJson]> {
   // Llama 2 layout: <unk> <s> </s> at 0..2, <0x00>..<0xFF> at 3..258, then "▁" and characters, then merges.
   const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
   for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
@@ -143,10 +143,19 @@ async function buildSpm(kind: 'llama2' | 'mistral', corpus: string[]): Promise<[
 
 export const FIXTURES = ['llama3', 'gpt2', 'llama2', 'mistral'] as const;
 
+/** The corpus the fixture merges are learned on. */
+export function generalTrainCorpus(): string[] {
+  return paragraphs(GENERAL_SENTENCES, 600, 1);
+}
+
+export async function buildFixture(name: (typeof FIXTURES)[number]): Promise<[TokenizerJson, TokenizerConfigJson]> {
+  return name === 'llama3' || name === 'gpt2' ? buildByteLevel(name, generalTrainCorpus()) : buildSpm(name, generalTrainCorpus());
+}
+
 async function main(): Promise<void> {
   const corpusDir = join(HERE, 'corpus');
   mkdirSync(corpusDir, { recursive: true });
-  const generalTrain = paragraphs(GENERAL_SENTENCES, 600, 1);
+  const generalTrain = generalTrainCorpus();
   const corpora: Record<string, string[]> = {
     'general-train': generalTrain,
     'general-heldout': paragraphs(GENERAL_SENTENCES, 60, 2),
@@ -158,7 +167,7 @@ async function main(): Promise<void> {
   const domainWords = ['tailstock', 'headstock', 'spindle', 'gouge', 'faceplate', 'toolrest', 'micrometer', 'µm', 'Ø 50 mm', '29.5°', '±0.01'];
   const variety = varietyStrings(7, 300, domainWords);
   for (const name of FIXTURES) {
-    const [json, config] = name === 'llama3' || name === 'gpt2' ? await buildByteLevel(name, generalTrain) : await buildSpm(name, generalTrain);
+    const [json, config] = await buildFixture(name);
     const dir = join(HERE, name);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json, null, 1) + '\n');

@@ -100,21 +100,17 @@ describe('special tokens and tokenizer_config.json', () => {
   });
 
   it('reports offsets in UTF-16 units of the input, across emoji and accents', async () => {
-    for (const name of FIXTURES) {
-      const tok = LatheTokenizer.fromDir(fixtureDir(name));
-      const text = 'a😀b café 👩‍👩‍👧 z';
-      const e = await tok.encode(text, { addSpecialTokens: false });
-      // Every token covers a slice of the text; together they cover all non-space characters in order.
-      let last = 0;
-      for (const [s, t] of e.offsets) {
-        expect(s).toBeGreaterThanOrEqual(0);
-        expect(t).toBeLessThanOrEqual(text.length);
-        expect(s).toBeGreaterThanOrEqual(last - 2); // several byte tokens of one char share its span
-        last = s;
-      }
-      expect(Math.max(...e.offsets.map((o) => o[1]))).toBe(text.length);
-      const zAt = e.tokens.findIndex((t) => t.endsWith('z'));
-      expect(text.slice(e.offsets[zAt]![0], e.offsets[zAt]![1]).trim()).toBe('z');
+    // "😀" is one code point but two UTF-16 units: it spans [1, 3), so "b" is [3, 4).
+    const text = 'a😀b é';
+    const emoji = Array(4).fill([1, 3]);
+    const gpt2 = await LatheTokenizer.fromDir(fixtureDir('gpt2')).encode(text, { addSpecialTokens: false });
+    expect(gpt2.tokens).toEqual(['a', 'ð', 'Ł', 'ĺ', 'Ģ', 'b', 'Ġ', 'Ã', '©']);
+    expect(gpt2.offsets).toEqual([[0, 1], ...emoji, [3, 4], [4, 5], [5, 6], [5, 6]]);
+    const llama2 = await LatheTokenizer.fromDir(fixtureDir('llama2')).encode(text, { addSpecialTokens: false });
+    expect(llama2.tokens).toEqual(['▁a', '<0xF0>', '<0x9F>', '<0x98>', '<0x80>', 'b', '▁', 'é']);
+    expect(llama2.offsets).toEqual([[0, 1], ...emoji, [3, 4], [4, 5], [5, 6]]);
+    for (const [t, [s0, s1]] of llama2.tokens.map((t, i) => [t, llama2.offsets[i]!] as const)) {
+      if (!t.startsWith('<0x')) expect(text.slice(s0, s1)).toBe(t.replace('▁', t === '▁' ? ' ' : ''));
     }
   });
 });
@@ -168,5 +164,16 @@ describe('data pipeline adapter', () => {
     const [ids] = await a.encodeBatch(['the spindle']);
     expect(Array.from(ids!)).toEqual((await tok.encode('the spindle', { addSpecialTokens: false })).ids);
     expect(Array.from(ids!)).not.toContain(1);
+  });
+});
+
+describe('fixture generator', () => {
+  it('reproduces the committed fixture tokenizers (trainer from scratch + hand-built JSON)', async () => {
+    const { buildFixture } = await import('../../oracle/tokenizer/generate');
+    for (const name of FIXTURES) {
+      const [json, config] = await buildFixture(name);
+      expect(JSON.parse(JSON.stringify(json))).toEqual(readJson(join(fixtureDir(name), 'tokenizer.json')));
+      expect(JSON.parse(JSON.stringify(config))).toEqual(readJson(join(fixtureDir(name), 'tokenizer_config.json')));
+    }
   });
 });
