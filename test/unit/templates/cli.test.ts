@@ -52,7 +52,7 @@ describe('lathe template', () => {
   it('lint with a tokenizer', async () => {
     const { result, out } = await run(['template', 'lint', '--builtin', 'chatml', '--tokenizer', join(TOKENIZERS, 'llama3')]);
     expect((result as { errors: number }).errors).toBe(1);
-    expect(out.join('\n')).toMatch(/ERROR \[special-not-in-vocab\].*\n  Fix:/);
+    expect(out.join('\n')).toMatch(/ERROR \[special-not-in-vocab\].*\n {2}Fix:/);
   });
 
   it('explains a missing template source', async () => {
