@@ -1,8 +1,14 @@
 /**
- * EP-specific graph rewrites for kernels that are placed on an EP but compute something wrong there.
- * Applied by EngineSession.create just before encoding, so graph producers stay EP-agnostic.
+ * EP-specific graph rewrites for kernels that are placed on an EP but fail or compute something wrong
+ * there. Applied by EngineSession.create just before encoding, so graph producers stay EP-agnostic.
  *
- * WebGPU, onnxruntime 1.30: SimplifiedLayerNormalization's optional 2nd output (inv_std_var,
+ * 1. WebGPU: a shader may bind only so many storage buffers (maxStorageBuffersPerShaderStage: 16 on
+ *    lavapipe, 8 guaranteed by the WebGPU spec). ORT places a Split with 16+ outputs (or a Concat with
+ *    16+ inputs) on the GPU and then fails at run time ("Too many storage buffers in shader. Current:
+ *    17, Max is 16") — e.g. unpacking a flat LoRA parameter vector. Rewrite them as trees of Splits /
+ *    Concats with at most `maxStorageBuffers` buffers each (default 8, safe on every adapter).
+ *
+ * 2. WebGPU, onnxruntime 1.30: SimplifiedLayerNormalization's optional 2nd output (inv_std_var,
  * 1/sqrt(mean(x²)+eps)) comes back holding mean(x) instead — the kernel is the LayerNormalization one,
  * whose 2nd output is the mean. Y is right. Measured: x = [1,2,3,4] gives 2.5 on WebGPU, 0.365 on CPU.
  * An RMSNorm backward that reuses that output trains wrongly on WebGPU. Rewrite: keep Y from the fused
@@ -18,9 +24,101 @@ export interface PatchResult {
   applied: string[];
 }
 
-export function patchForEp(model: OnnxModel, ep: EpName): PatchResult {
+export interface PatchOptions {
+  /** WebGPU storage buffers one shader may bind (inputs + outputs); 8 unless told. */
+  maxStorageBuffers?: number;
+}
+
+export function patchForEp(model: OnnxModel, ep: EpName, opts: PatchOptions = {}): PatchResult {
   if (ep !== 'webgpu') return { model, applied: [] };
-  return patchSimplifiedLayerNormInvStd(model);
+  const a = patchWideSplitConcat(model, Math.max(3, opts.maxStorageBuffers ?? 8));
+  const b = patchSimplifiedLayerNormInvStd(a.model);
+  return { model: b.model, applied: [...a.applied, ...b.applied] };
+}
+
+/** Consecutive groups for one tree level: as few as possible, at most `fan`, each ≤ fan when that suffices. */
+function groups<T>(items: T[], fan: number): T[][] {
+  const count = Math.min(fan, Math.ceil(items.length / fan));
+  const size = Math.ceil(items.length / count);
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function int64Values(t: OnnxTensor): number[] | undefined {
+  if (t.type !== 'int64' || t.data.kind !== 'raw') return undefined;
+  const b = t.data.bytes;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return Array.from({ length: b.byteLength / 8 }, (_, i) => Number(dv.getBigInt64(i * 8, true)));
+}
+
+function patchWideSplitConcat(model: OnnxModel, maxBuffers: number): PatchResult {
+  const g = model.graph;
+  const fan = maxBuffers - 1; // one buffer is the Split's input / the Concat's output
+  const wide = (n: OnnxNode) => (n.domain ?? '') === '' &&
+    ((n.op === 'Split' && n.outputs.length > fan) || (n.op === 'Concat' && n.inputs.length > fan));
+  if (!g.nodes.some(wide)) return { model, applied: [] };
+  const inits = new Map(g.initializers.map((t) => [t.name, t]));
+  const extraInits: OnnxTensor[] = [];
+  const nodes: OnnxNode[] = [];
+  const applied: string[] = [];
+  let k = 0;
+  for (const n of g.nodes) {
+    if (!wide(n)) { nodes.push(n); continue; }
+    const p = `__webgpu_tree${k++}`;
+    let fresh = 0;
+    const tmp = () => `${p}_t${fresh++}`;
+    const axis = n.attributes?.axis;
+    const axisAttr = { axis: axis ?? { type: 'int' as const, value: 0 } };
+    const before = nodes.length;
+    if (n.op === 'Concat') {
+      // Concat(a, b, c, ...) = Concat(Concat(a..), Concat(..), ...)
+      const build = (ins: string[], out: string): void => {
+        if (ins.length <= fan) {
+          nodes.push({ op: 'Concat', name: `${p}_c${nodes.length}`, inputs: ins, outputs: [out], attributes: axisAttr });
+          return;
+        }
+        const parts = groups(ins, fan).map((gr) => {
+          if (gr.length === 1) return gr[0]!;
+          const t = tmp();
+          build(gr, t);
+          return t;
+        });
+        build(parts, out);
+      };
+      build(n.inputs, n.outputs[0]!);
+    } else {
+      const splitT = n.inputs[1] ? inits.get(n.inputs[1]) : undefined;
+      const sizes = splitT ? int64Values(splitT) : undefined;
+      if (!sizes || sizes.length !== n.outputs.length) {
+        nodes.push(n);
+        applied.push(`NOT patched Split ${n.name ?? ''} with ${n.outputs.length} outputs: its sizes are not an int64 initializer; it may fail on adapters binding fewer buffers`);
+        continue;
+      }
+      // Split(x) -> [a, b, c, ...] = Split(x) -> [ab.., cd.., ...], then Split each group
+      const build = (input: string, sz: number[], outs: string[]): void => {
+        const name = `${p}_s${nodes.length}`;
+        const splitName = `${name}_sizes`;
+        if (outs.length <= fan) {
+          extraInits.push(rawTensor(splitName, 'int64', [sz.length], sz));
+          nodes.push({ op: 'Split', name, inputs: [input, splitName], outputs: outs, attributes: axisAttr });
+          return;
+        }
+        const idx = groups(outs.map((_, i) => i), fan);
+        const mids = idx.map((gr) => (gr.length === 1 ? outs[gr[0]!]! : tmp()));
+        const sums = idx.map((gr) => gr.reduce((a, i) => a + sz[i]!, 0));
+        extraInits.push(rawTensor(splitName, 'int64', [sums.length], sums));
+        nodes.push({ op: 'Split', name, inputs: [input, splitName], outputs: mids, attributes: axisAttr });
+        idx.forEach((gr, j) => {
+          if (gr.length > 1) build(mids[j]!, gr.map((i) => sz[i]!), gr.map((i) => outs[i]!));
+        });
+      };
+      build(n.inputs[0]!, sizes, n.outputs);
+    }
+    applied.push(`${n.op} ${n.name ?? ''} with ${n.op === 'Split' ? n.outputs.length + ' outputs' : n.inputs.length + ' inputs'}: ` +
+      `rewritten as ${nodes.length - before} nodes of at most ${maxBuffers} GPU buffers each`);
+  }
+  return { model: { ...model, graph: { ...g, nodes, initializers: [...g.initializers, ...extraInits] } }, applied };
 }
 
 function patchSimplifiedLayerNormInvStd(model: OnnxModel): PatchResult {

@@ -65,7 +65,7 @@ ort.InferenceSession.create(process.argv[2], opts)
 
 export async function reportPlacement(model: OnnxModel, opts: EngineSessionOptions & { ep: EpName }): Promise<PlacementReport> {
   ensureXdgRuntimeDir();
-  const named = nameNodes(patchForEp(model, opts.ep).model);
+  const named = nameNodes(patchForEp(model, opts.ep, { maxStorageBuffers: opts.maxStorageBuffers }).model);
   const dir = mkdtempSync(join(tmpdir(), 'lathe-placement-'));
   try {
     const file = join(dir, 'model.onnx');

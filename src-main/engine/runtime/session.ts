@@ -27,6 +27,8 @@ export interface EngineSessionOptions {
   externalDataDir?: string;
   /** WebGPU only: keep these outputs (or all, with `true`) on the GPU as 'gpu-buffer' tensors. */
   gpuOutputs?: boolean | string[];
+  /** WebGPU: storage buffers one shader may bind; wider Split/Concat nodes are rewritten (8 unless told). */
+  maxStorageBuffers?: number;
   /** ORT log severity (0 verbose .. 4 fatal); 3 (errors) unless told. Verbose prints node placement. */
   logSeverity?: 0 | 1 | 2 | 3 | 4;
 }
@@ -49,7 +51,7 @@ export class EngineSession {
   static async create(model: OnnxModel | Uint8Array, opts: EngineSessionOptions = {}): Promise<EngineSession> {
     const ep = opts.ep ?? 'cpu';
     // EP-specific rewrites around kernels that run but compute wrongly (see patches.ts).
-    const patched = model instanceof Uint8Array ? undefined : patchForEp(model, ep);
+    const patched = model instanceof Uint8Array ? undefined : patchForEp(model, ep, { maxStorageBuffers: opts.maxStorageBuffers });
     const bytes = patched ? encodeModel(patched.model) : (model as Uint8Array);
     const nodeCount = patched ? countNodes(patched.model.graph) : -1;
     if (patched && hasExternalData(patched.model.graph) && !opts.externalDataDir) {

@@ -232,3 +232,47 @@ describe('WebGPU patches', () => {
     expect(toNumbers(gpu.inv!)).toEqual([2.5, 0.375]);
   });
 });
+
+describe('WebGPU patches: wide Split / Concat', () => {
+  const W = 20; // pieces: more than a shader may bind (16 on lavapipe)
+  const sizes = Array.from({ length: W }, (_, i) => (i % 3) + 1);
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const model: OnnxModel = {
+    opsets: [{ domain: '', version: 21 }],
+    graph: {
+      name: 'wide', initializers: [rawTensor('sizes', 'int64', [W], sizes), rawTensor('two', 'float32', [], [2])],
+      inputs: [{ name: 'x', type: 'float32', shape: [total] }],
+      outputs: [{ name: 'y', type: 'float32', shape: [total] }, { name: 'p7', type: 'float32', shape: [sizes[7]!] }],
+      nodes: [
+        { op: 'Split', name: 'unpack', inputs: ['x', 'sizes'], outputs: sizes.map((_, i) => `p${i}`), attributes: { axis: { type: 'int', value: 0 } } },
+        ...sizes.map((_, i) => ({ op: 'Mul', inputs: [`p${i}`, 'two'], outputs: [`q${i}`] })),
+        // reversed order, so a wrong tree would show
+        { op: 'Concat', name: 'pack', inputs: sizes.map((_, i) => `q${W - 1 - i}`), outputs: ['y'], attributes: { axis: { type: 'int', value: 0 } } },
+      ],
+    },
+  };
+  const x = hostTensor('float32', [total], Array.from({ length: total }, (_, i) => i));
+
+  it('rewrites them into trees that fit the adapter and match the CPU EP', async () => {
+    const cpu = await runModel(model, { x }, { ep: 'cpu' });
+    const s = await EngineSession.create(model, { ep: 'webgpu', disableCpuFallback: true });
+    expect(s.patches).toEqual([
+      'Split unpack with 20 outputs: rewritten as 4 nodes of at most 8 GPU buffers each',
+      'Concat pack with 20 inputs: rewritten as 4 nodes of at most 8 GPU buffers each',
+    ]);
+    const gpu = await s.run({ x });
+    await s.dispose();
+    expect(toNumbers(gpu.y!)).toEqual(toNumbers(cpu.y!));
+    expect(toNumbers(gpu.p7!)).toEqual(toNumbers(cpu.p7!));
+    // A larger limit gives flatter trees.
+    const s16 = await EngineSession.create(model, { ep: 'webgpu', maxStorageBuffers: 16 });
+    expect(s16.patches[0]).toMatch(/rewritten as 3 nodes of at most 16/);
+    expect(toNumbers((await s16.run({ x })).y!)).toEqual(toNumbers(cpu.y!));
+    await s16.dispose();
+  });
+
+  it('canary: unpatched, the WebGPU EP accepts the wide Split and then fails at run time', async () => {
+    const { encodeModel } = await import('../../../src-main/engine/onnx/encode');
+    await expect(runModel(encodeModel(model), { x }, { ep: 'webgpu' })).rejects.toThrow(/Too many storage buffers/);
+  });
+});
