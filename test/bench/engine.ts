@@ -6,10 +6,17 @@
  *   mlp-train:    src-main/engine/nn's MLP training step (forward + cross-entropy + backward + AdamW in
  *                 one graph), B=64, D=64, H=256, K=16; params and Adam moments are Program state
  *                 (GPU-resident on WebGPU).
+ *   lora-train:   src-main/engine/llm's LoRA training step on the tiny llama test model (B=2, T=32,
+ *                 rank 8 on all linear layers), params/moments/accumulator GPU-resident on WebGPU.
  * WebGPU rows are only produced when an adapter is found; on machines without a GPU that is Mesa
  * lavapipe (software Vulkan), so its times measure lavapipe, not a GPU.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../src-main/engine/llm/train-graph';
+import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { adamwScalars, buildMlpTrainStep, initMlpParams, mlpSyntheticBatch, type MlpConfig } from '../../src-main/engine/nn';
 import { rawTensor } from '../../src-main/engine/onnx/pack';
 import type { OnnxModel } from '../../src-main/engine/onnx/spec';
@@ -23,6 +30,9 @@ export interface Workload {
   spec: ProgramSpec;
   init: Record<string, HostTensor>;
   feeds: Record<string, HostTensor>;
+  /** Folder external-data weights are relative to. */
+  externalDataDir?: string;
+  close?: () => Promise<void>;
 }
 
 function lcg(seed: number): () => number {
@@ -82,6 +92,32 @@ export function mlpTrain(): Workload {
   };
 }
 
+export async function loraTrain(): Promise<Workload> {
+  const dir = join(mkdtempSync(join(tmpdir(), 'lathe-bench-')), 'llama');
+  await createTinyModel('llama', dir, { seed: 1 });
+  const { config, layout, weights } = await openModel(dir);
+  const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+  const lora = buildLoraLayout(config, layout, { rank: 8, alpha: 16, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
+  const B = 2, T = 32, N = B * T, P = lora.size;
+  const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T }, optim);
+  const ids = new BigInt64Array(N), targets = new BigInt64Array(N);
+  for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
+  for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
+  const z = () => hostTensor('float32', [P], new Float32Array(P));
+  return {
+    name: `lora-train (tiny llama, B=${B}, T=${T}, rank 8, ${P} LoRA values)`,
+    spec: { model: tg.model, state: tg.state, fetch: tg.fetch },
+    init: { params: hostTensor('float32', [P], initLoraParams(lora, 3)), m: z(), v: z(), gacc: z() },
+    feeds: {
+      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets),
+      mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)), apply: hostTensor('bool', [], new Uint8Array([1])),
+      invCount: hostTensor('float32', [], [1 / N]), adam: hostTensor('float32', [3], adamwScalars(optim, 1)),
+    },
+    externalDataDir: dir,
+    close: () => weights.close(),
+  };
+}
+
 export interface BenchOptions {
   eps?: EpName[];
   /** Timed steps per EP (after warm-up). */
@@ -89,7 +125,7 @@ export interface BenchOptions {
 }
 
 export async function bench(report: (row: Record<string, unknown>) => void, opts: BenchOptions = {}): Promise<void> {
-  const workloads = [matmulChain(), mlpTrain()];
+  const workloads = [matmulChain(), mlpTrain(), await loraTrain()];
   const eps: EpName[] = [];
   for (const ep of opts.eps ?? (['cpu', 'webgpu', 'cuda'] as EpName[])) {
     const a = await probeEp(ep);
@@ -100,7 +136,7 @@ export async function bench(report: (row: Record<string, unknown>) => void, opts
     for (const ep of eps) {
       const steps = opts.steps?.[ep] ?? (ep === 'webgpu' && !existsSync('/dev/dri') ? 10 : 30);
       const rssBefore = process.memoryUsage().rss;
-      const p = await Program.create(w.spec, { ep, disableCpuFallback: ep !== 'cpu' });
+      const p = await Program.create(w.spec, { ep, disableCpuFallback: ep !== 'cpu', externalDataDir: w.externalDataDir });
       try {
         await p.init(w.init);
         let t = performance.now();
@@ -132,6 +168,7 @@ export async function bench(report: (row: Record<string, unknown>) => void, opts
         await p.dispose();
       }
     }
+    await w.close?.();
   }
 }
 
