@@ -1,6 +1,6 @@
 /**
- * Writes the tokenizer fixtures: small corpora from texts.ts, four small BPE tokenizers shaped like real ones
- * (Llama 3 and GPT-2 byte-level; Llama 2 and Mistral SentencePiece-style with byte fallback), and for each the
+ * Writes the tokenizer fixtures: small corpora from texts.ts, six small BPE tokenizers shaped like real ones
+ * (Llama 3, GPT-2, Qwen2 and SmolLM byte-level; Llama 2 and Mistral SentencePiece-style with byte fallback), and for each the
  * encodings Hugging Face's Rust tokenizers gives for a set of varied strings (`expected.json`).
  *
  * The merges are learned on the general corpus by Lathe's own BPE trainer starting from a vocab of only the
@@ -141,7 +141,50 @@ export async function buildSpm(kind: 'llama2' | 'mistral', corpus: string[]): Pr
     model_max_length: 1000000000000000019884624838656, sp_model_kwargs: {}, tokenizer_class: 'LlamaTokenizer' } as TokenizerConfigJson];
 }
 
-export const FIXTURES = ['llama3', 'gpt2', 'llama2', 'mistral'] as const;
+export const QWEN2_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/**
+ * Qwen2: NFC normalizer, its own split regex (single digits), chat specials after the vocab, no bos.
+ * SmolLM2: digits split one by one, then GPT-2 ByteLevel; its specials come first, inside the model vocab.
+ */
+export async function buildChatByteLevel(kind: 'qwen2' | 'smollm', corpus: string[]): Promise<[TokenizerJson, TokenizerConfigJson]> {
+  const specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
+  const bytes = byteAlphabetVocab();
+  const vocab: Record<string, number> = {};
+  if (kind === 'smollm') specials.forEach((t, i) => (vocab[t] = i));
+  const shift = kind === 'smollm' ? specials.length : 0;
+  for (const [c, id] of Object.entries(bytes)) vocab[c] = id + shift;
+  const base: TokenizerJson = kind === 'qwen2'
+    ? { version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: { type: 'NFC' },
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [
+        { type: 'Split', pattern: { Regex: QWEN2_SPLIT }, behavior: 'Isolated', invert: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false }] },
+      post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+      decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+      model: bpeModel(vocab) }
+    : { version: '1.0', truncation: null, padding: null, added_tokens: specials.map((t, i) => added(i, t)), normalizer: null,
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [
+        { type: 'Digits', individual_digits: true },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }] },
+      post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: bpeModel(vocab) };
+  const json = await learnMerges(base, corpus, 500);
+  const n = Math.max(...Object.values(json.model.vocab)) + 1;
+  if (kind === 'qwen2') json.added_tokens = specials.map((t, i) => added(n + i, t));
+  const dec: Record<string, unknown> = {};
+  for (const t of json.added_tokens) dec[String(t.id)] = { content: t.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+  return [json, kind === 'qwen2'
+    ? { add_prefix_space: false, added_tokens_decoder: dec, additional_special_tokens: ['<|im_start|>', '<|im_end|>'], bos_token: null,
+      clean_up_tokenization_spaces: false, eos_token: '<|im_end|>', errors: 'replace', model_max_length: 32768, pad_token: '<|endoftext|>',
+      split_special_tokens: false, tokenizer_class: 'Qwen2Tokenizer', unk_token: null } as TokenizerConfigJson
+    : { add_prefix_space: false, added_tokens_decoder: dec, additional_special_tokens: ['<|im_start|>', '<|im_end|>'], bos_token: '<|im_start|>',
+      clean_up_tokenization_spaces: false, eos_token: '<|im_end|>', model_max_length: 8192, pad_token: '<|im_end|>',
+      tokenizer_class: 'GPT2Tokenizer', unk_token: '<|endoftext|>', vocab_size: 49152 } as TokenizerConfigJson];
+}
+
+export const FIXTURES = ['llama3', 'gpt2', 'llama2', 'mistral', 'qwen2', 'smollm'] as const;
 
 /** The corpus the fixture merges are learned on. */
 export function generalTrainCorpus(): string[] {
@@ -149,7 +192,10 @@ export function generalTrainCorpus(): string[] {
 }
 
 export async function buildFixture(name: (typeof FIXTURES)[number]): Promise<[TokenizerJson, TokenizerConfigJson]> {
-  return name === 'llama3' || name === 'gpt2' ? buildByteLevel(name, generalTrainCorpus()) : buildSpm(name, generalTrainCorpus());
+  const corpus = generalTrainCorpus();
+  if (name === 'llama3' || name === 'gpt2') return buildByteLevel(name, corpus);
+  if (name === 'qwen2' || name === 'smollm') return buildChatByteLevel(name, corpus);
+  return buildSpm(name, corpus);
 }
 
 async function main(): Promise<void> {

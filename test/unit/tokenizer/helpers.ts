@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 
 export const ORACLE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'oracle', 'tokenizer');
-export const FIXTURES = ['llama3', 'gpt2', 'llama2', 'mistral'] as const;
+export const FIXTURES = ['llama3', 'gpt2', 'llama2', 'mistral', 'qwen2', 'smollm'] as const;
 export type FixtureName = (typeof FIXTURES)[number];
 
 export function fixtureDir(name: FixtureName): string {
