@@ -53,7 +53,11 @@ export function isByteToken(token: string): boolean {
 
 function loadRust(json: TokenizerJson, source: string): RustTokenizer {
   try {
-    return tokenizers.Tokenizer.fromString(JSON.stringify(json));
+    const t = tokenizers.Tokenizer.fromString(JSON.stringify(json));
+    // Some files carry truncation/padding settings (e.g. max_length 512): Lathe counts and packs whole texts.
+    t.disableTruncation();
+    t.disablePadding();
+    return t;
   } catch (e) {
     throw new UserError('tokenizer-load-failed', `Hugging Face tokenizers could not load ${source}: ${(e as Error).message}`,
       'The file may be damaged or use a component this version of tokenizers does not know; try a fresh download.');

@@ -115,6 +115,19 @@ describe('special tokens and tokenizer_config.json', () => {
   });
 });
 
+describe('settings in tokenizer.json that would change counts', () => {
+  it('ignores truncation and padding stored in the file', async () => {
+    const base = LatheTokenizer.fromDir(fixtureDir('gpt2'));
+    const json = { ...structuredClone(base.json), truncation: { direction: 'Right', max_length: 4, strategy: 'LongestFirst', stride: 0 },
+      padding: { strategy: { Fixed: 64 }, direction: 'Right', pad_to_multiple_of: null, pad_id: 0, pad_type_id: 0, pad_token: '<|endoftext|>' } };
+    const tok = new LatheTokenizer(json, base.config);
+    const text = 'The morning train was late again, so we walked to the bakery.';
+    expect((await tok.encode(text)).ids).toEqual((await base.encode(text)).ids);
+    expect((await tok.encode(text)).ids.length).toBeGreaterThan(4);
+    expect((await tok.encode(text)).ids.length).toBeLessThan(64);
+  });
+});
+
 describe('bad input', () => {
   const err = (f: () => unknown): UserError => {
     try { f(); } catch (e) { return e as UserError; }
