@@ -4,6 +4,7 @@
  * renderer all derive from this module; nothing else names a channel.
  */
 import { z } from 'zod';
+import { TrainConfigSchema } from '../engine/train/config';
 
 // ---- shared shapes -------------------------------------------------------------------------------
 
@@ -43,6 +44,8 @@ export const JobRequest = z.discriminatedUnion('kind', [
       failAtStep: z.number().int().min(1).optional(),
     }).strict(),
   }).strict(),
+  /** LoRA training of a model on a prepared dataset; resumes from the run folder's last checkpoint. */
+  z.object({ kind: z.literal('train'), params: TrainConfigSchema }).strict(),
 ]);
 export type JobRequest = z.infer<typeof JobRequest>;
 export type JobKind = JobRequest['kind'];

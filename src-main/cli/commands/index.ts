@@ -1,8 +1,15 @@
-/** Every module of `lathe` subcommands. Subsystems add their module here. */
+/** Every module of `lathe` subcommands. Modules load lazily so `lathe help` stays quick. */
 import type { CliCommand } from '../types';
-import { commands as core } from './core';
+
+const modules: (() => Promise<{ commands: CliCommand[] }>)[] = [
+  () => import('./core'),
+  () => import('./model'),
+  () => import('./train'),
+  () => import('./prepare'),
+  () => import('./tokenizer'),
+  () => import('./template'),
+];
 
 export async function loadCommands(): Promise<CliCommand[]> {
-  const modules: CliCommand[][] = [core];
-  return modules.flat();
+  return (await Promise.all(modules.map((m) => m()))).flatMap((m) => m.commands);
 }

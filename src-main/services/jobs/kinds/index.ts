@@ -2,9 +2,11 @@
 import type { JobKind, JobRequest } from '../../../contract';
 import type { JobHandler } from '../context';
 import { selftest } from './selftest';
+import { trainJob } from './train';
 
 type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }>['params']> };
 
 export const jobKinds: HandlerTable = {
   selftest,
+  train: trainJob,
 };

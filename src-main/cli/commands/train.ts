@@ -1,0 +1,139 @@
+/** `lathe train`, `lathe eval`, `lathe logits`, `lathe demo`: thin wrappers over the engine's training services. */
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CliCommand, CliContext } from '../types';
+import { flagNumber, flagString } from '../args';
+import { runJobFromCli } from './core';
+import { computeLogits, evaluatePerplexity } from '../../engine/train/infer';
+import type { TrainConfigInput } from '../../engine/train/config';
+import type { TrainSummary } from '../../engine/train/trainer';
+import type { EpName } from '../../engine/runtime';
+import { prepareCorpus } from '../../data/prepare';
+import { UserError } from '../../util/progress';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+function required(ctx: CliContext, name: string): string {
+  const v = flagString(ctx.flags, name);
+  if (!v) throw new UserError('cli.missing', `Missing --${name}.`, 'Run `lathe help <command>` for the options.');
+  return v;
+}
+
+function epFlag(ctx: CliContext): EpName | undefined {
+  const v = flagString(ctx.flags, 'ep');
+  if (v === undefined) return undefined;
+  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu or cuda (got "${v}").`);
+  return v;
+}
+
+/** Flags -> TrainConfig input (a --config JSON file is the base; flags override). */
+export function trainConfigFromFlags(ctx: CliContext): TrainConfigInput {
+  const file = flagString(ctx.flags, 'config');
+  const base = file ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+  const num = (n: string) => flagNumber(ctx.flags, n);
+  const set = <T>(obj: Record<string, unknown>, key: string, v: T | undefined) => { if (v !== undefined) obj[key] = v; };
+  const cfg: Record<string, unknown> = { ...base };
+  set(cfg, 'model', flagString(ctx.flags, 'model'));
+  set(cfg, 'dataset', flagString(ctx.flags, 'data'));
+  set(cfg, 'out', flagString(ctx.flags, 'out'));
+  set(cfg, 'maxSteps', num('steps'));
+  set(cfg, 'epochs', num('epochs'));
+  set(cfg, 'batchSize', num('batch'));
+  set(cfg, 'gradAccum', num('accum'));
+  set(cfg, 'evalEvery', num('eval-every'));
+  set(cfg, 'checkpointEvery', num('checkpoint-every'));
+  set(cfg, 'seed', num('seed'));
+  set(cfg, 'ep', flagString(ctx.flags, 'ep'));
+  const lora: Record<string, unknown> = { ...(base['lora'] as object | undefined) };
+  set(lora, 'rank', num('rank')); set(lora, 'alpha', num('alpha')); set(lora, 'targets', flagString(ctx.flags, 'targets'));
+  if (ctx.flags['rslora'] === true) lora['rslora'] = true;
+  if (Object.keys(lora).length) cfg['lora'] = lora;
+  const optim: Record<string, unknown> = { ...(base['optim'] as object | undefined) };
+  set(optim, 'lr', num('lr')); set(optim, 'maxGradNorm', num('clip')); set(optim, 'weightDecay', num('weight-decay'));
+  if (Object.keys(optim).length) cfg['optim'] = optim;
+  const schedule: Record<string, unknown> = { ...(base['schedule'] as object | undefined) };
+  set(schedule, 'kind', flagString(ctx.flags, 'schedule')); set(schedule, 'warmupSteps', num('warmup'));
+  if (Object.keys(schedule).length) cfg['schedule'] = schedule;
+  return cfg as TrainConfigInput;
+}
+
+function printSummary(ctx: CliContext, s: TrainSummary): void {
+  if (ctx.json) return;
+  ctx.out(`${s.stopped ? 'Stopped' : 'Finished'} after ${s.steps} steps on ${s.ep} (${Math.round(s.tokensPerSecond).toLocaleString('en-US')} tokens/s). Run folder: ${s.runDir}`);
+  for (const [k, after] of Object.entries(s.val)) {
+    const before = s.valBefore[k];
+    ctx.out(`  ${k.padEnd(12)} perplexity ${before ? `${before.ppl.toFixed(2)} -> ` : ''}${after.ppl.toFixed(2)}`);
+  }
+}
+
+export const commands: CliCommand[] = [
+  {
+    path: ['train'],
+    summary: 'Fine-tune a model with LoRA on a prepared dataset (resumes a run folder)',
+    usage: [
+      'lathe train --model DIR --data DATASET_DIR --out RUN_DIR [options] [--json]',
+      '  --config FILE        JSON training config (flags override it)',
+      '  --steps N | --epochs N, --batch N, --accum N, --lr X, --warmup N, --schedule cosine|linear|constant',
+      '  --rank N --alpha X --targets attention|mlp|all-linear [--rslora], --clip X, --weight-decay X',
+      '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda',
+      'Prepare DATASET_DIR first with `lathe prepare`. Ctrl+C stops after the current step and saves a checkpoint.',
+    ].join('\n'),
+    run: async (ctx) => {
+      const s = (await runJobFromCli({ kind: 'train', params: trainConfigFromFlags(ctx) as never }, ctx)) as TrainSummary;
+      printSummary(ctx, s);
+      return s;
+    },
+  },
+  {
+    path: ['eval'],
+    summary: 'Perplexity on a prepared dataset\'s held-out splits (optionally with a LoRA checkpoint)',
+    usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep cpu|webgpu|cuda] [--json]',
+    run: async (ctx) => {
+      const r = await evaluatePerplexity(required(ctx, 'model'), required(ctx, 'data'), {
+        checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx), maxBlocks: flagNumber(ctx.flags, 'max-blocks'), signal: ctx.signal,
+      });
+      if (!ctx.json) for (const [k, v] of Object.entries(r.splits)) ctx.out(`${k.padEnd(12)} loss ${v.loss.toFixed(4)}  perplexity ${v.ppl.toFixed(3)}  (${v.tokens} tokens)`);
+      return r;
+    },
+  },
+  {
+    path: ['logits'],
+    summary: 'Print a model\'s logits for token ids as JSON (with or without an adapter)',
+    usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda]',
+    run: async (ctx) => {
+      const ids = required(ctx, 'ids').split(',').map((s) => Number(s.trim()));
+      const r = await computeLogits(required(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) });
+      ctx.out(JSON.stringify(r));
+      return undefined;
+    },
+  },
+  {
+    path: ['demo'],
+    summary: 'Fine-tune the bundled tiny model on the bundled sample corpus and show held-out perplexity falling',
+    usage: 'lathe demo [--out DIR] [--steps N] [--ep auto|cpu|webgpu|cuda] [--json]',
+    run: async (ctx) => {
+      const out = path.resolve(flagString(ctx.flags, 'out') ?? path.join(os.tmpdir(), `lathe-demo-${Date.now()}`));
+      const model = path.join(root, 'resources/models/tiny-default');
+      const domain = path.join(root, 'resources/corpus/sample');
+      const general = path.join(root, 'resources/corpus/general');
+      if (!existsSync(domain)) throw new UserError('demo.noCorpus', `The bundled sample corpus is missing (${domain}).`, 'Reinstall Lathe or pass your own data to `lathe prepare` and `lathe train`.');
+      ctx.err(`Preparing the sample corpus into ${out}/dataset ...`);
+      const rep = await prepareCorpus({
+        inputs: [domain], ...(existsSync(general) ? { general: [general] } : {}), out: path.join(out, 'dataset'),
+        tokenizerDir: model, blockSize: 64, seed: 1, valFraction: 0.1,
+      }, { signal: ctx.signal, onProgress: (p) => p.stage && ctx.err(`  ${p.stage}${p.fraction !== undefined ? ` ${Math.round(p.fraction * 100)}%` : ''}`) });
+      ctx.err(`Dataset: ${Object.entries(rep.tokens).map(([k, v]) => `${k} ${v} tokens`).join(', ')}`);
+      const params: TrainConfigInput = {
+        model, dataset: path.join(out, 'dataset'), out: path.join(out, 'run'),
+        maxSteps: flagNumber(ctx.flags, 'steps') ?? 120, batchSize: 8, evalEvery: 20, checkpointEvery: 40,
+        optim: { lr: 3e-3 }, schedule: { warmupSteps: 10 }, lora: { rank: 8, alpha: 16, targets: 'all-linear' },
+        ep: (flagString(ctx.flags, 'ep') as TrainConfigInput['ep']) ?? 'auto',
+      };
+      const s = (await runJobFromCli({ kind: 'train', params: params as never }, ctx)) as TrainSummary;
+      printSummary(ctx, s);
+      return s;
+    },
+  },
+];
