@@ -54,13 +54,14 @@ async function statsFor(tok: LatheTokenizer, texts: string[], opts: WorkOptions,
     opts.onProgress?.({ stage: label, fraction: i / Math.max(1, texts.length) });
     const batch = texts.slice(i, i + BATCH);
     const encs = await tok.encodeBatch(batch, { addSpecialTokens: false });
+    const decoded = await tok.decodeBatch(encs.map((e) => e.ids));
     for (let k = 0; k < batch.length; k++) {
       const t = batch[k]!;
       words += t.split(/\s+/u).filter((w) => w.length > 0).length;
       bytes += enc.encode(t).length;
       tokens += encs[k]!.ids.length;
       onIds?.(encs[k]!.ids, i + k);
-      roundTripOk.push((await tok.decode(encs[k]!.ids)) === t);
+      roundTripOk.push(decoded[k] === t);
     }
   }
   return {

@@ -251,6 +251,10 @@ export class LatheTokenizer {
     return this.rust.decode(ids, opts.skipSpecialTokens ?? false);
   }
 
+  async decodeBatch(ids: number[][], opts: { skipSpecialTokens?: boolean } = {}): Promise<string[]> {
+    return this.rust.decodeBatch(ids, opts.skipSpecialTokens ?? false);
+  }
+
   /**
    * Splits text around added tokens (special or not), as Hugging Face does before normalizing: returns the
    * plain-text pieces only. Used so that domain training never merges across or into special tokens.
