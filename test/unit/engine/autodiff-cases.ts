@@ -1,0 +1,156 @@
+/**
+ * The gradient-check case table, one or more cases per op with a gradient rule. Shared by the
+ * finite-difference check (CPU EP, float64) and the WebGPU-vs-CPU check (float32/float16).
+ */
+import { GraphBuilder, type Value } from '../../../src-main/engine/graph/graph';
+import { type DType, numel } from '../../../src-main/engine/graph/types';
+
+export type Kind = 'any' | 'pos' | 'away';
+export interface In { shape: number[]; kind?: Kind; ints?: number[]; dtype?: DType }
+export interface Case {
+  op: string;
+  label?: string;
+  dtype?: 'float64' | 'float32';
+  inputs: In[];
+  build: (g: GraphBuilder, x: Value[]) => Value | Value[];
+  /** Why this case cannot run on the WebGPU EP (e.g. float64 inside). */
+  notOnGpu?: string;
+  /** Why finite differences cannot check this case (it exists for the GPU comparison). */
+  gpuOnly?: string;
+  /** float32 tolerance of the WebGPU comparison when the graph itself rounds to float16. */
+  gpuTol32?: number;
+}
+
+const f = (shape: number[], kind: Kind = 'any'): In => ({ shape, kind });
+const idx = (shape: number[], ints: number[], dtype: DType = 'int64'): In => ({ shape, ints, dtype });
+const mask = (shape: number[], ints: number[]): In => ({ shape, ints, dtype: 'bool' });
+
+export const CASES: Case[] = [
+  { op: 'Add', inputs: [f([2, 3]), f([3])], build: (g, [a, b]) => g.add(a!, b!) },
+  { op: 'Add', label: 'both broadcast', inputs: [f([2, 1]), f([1, 3])], build: (g, [a, b]) => g.add(a!, b!) },
+  { op: 'Sub', inputs: [f([2, 3]), f([2, 1])], build: (g, [a, b]) => g.sub(a!, b!) },
+  { op: 'Mul', inputs: [f([2, 3]), f([3])], build: (g, [a, b]) => g.mul(a!, b!) },
+  { op: 'Div', inputs: [f([2, 3]), f([1, 3], 'pos')], build: (g, [a, b]) => g.div(a!, b!) },
+  { op: 'Max', inputs: [f([2, 3]), f([3])], build: (g, [a, b]) => g.max(a!, b!) },
+  { op: 'Min', inputs: [f([2, 3]), f([2, 3])], build: (g, [a, b]) => g.min(a!, b!) },
+  { op: 'Neg', inputs: [f([2, 3])], build: (g, [a]) => g.neg(a!) },
+  { op: 'Identity', inputs: [f([2, 3])], build: (g, [a]) => g.identity(a!) },
+  { op: 'Exp', inputs: [f([2, 3])], build: (g, [a]) => g.exp(a!) },
+  { op: 'Log', inputs: [f([2, 3], 'pos')], build: (g, [a]) => g.log(a!) },
+  { op: 'Sqrt', inputs: [f([2, 3], 'pos')], build: (g, [a]) => g.sqrt(a!) },
+  { op: 'Reciprocal', inputs: [f([2, 3], 'away')], build: (g, [a]) => g.reciprocal(a!) },
+  { op: 'Tanh', inputs: [f([2, 3])], build: (g, [a]) => g.tanh(a!) },
+  { op: 'Sigmoid', inputs: [f([2, 3])], build: (g, [a]) => g.sigmoid(a!) },
+  { op: 'Erf', dtype: 'float32', inputs: [f([2, 3])], build: (g, [a]) => g.erf(a!) },
+  { op: 'Relu', inputs: [f([2, 3], 'away')], build: (g, [a]) => g.relu(a!) },
+  { op: 'Abs', inputs: [f([2, 3], 'away')], build: (g, [a]) => g.abs(a!) },
+  { op: 'Pow', label: 'x^2.5', inputs: [f([2, 3], 'pos')], build: (g, [a]) => g.pow(a!, 2.5) },
+  { op: 'Pow', label: 'x^2', inputs: [f([2, 3])], build: (g, [a]) => g.pow(a!, 2) },
+  { op: 'Pow', label: 'x^-1', inputs: [f([2, 3], 'pos')], build: (g, [a]) => g.pow(a!, -1) },
+  { op: 'Gelu', label: 'erf', dtype: 'float32', inputs: [f([2, 3])], build: (g, [a]) => g.gelu(a!, 'none') },
+  { op: 'Gelu', label: 'tanh', inputs: [f([2, 3])], build: (g, [a]) => g.gelu(a!, 'tanh') },
+  {
+    op: 'Cast', dtype: 'float32', inputs: [f([2, 3])], notOnGpu: 'float64 inside',
+    build: (g, [a]) => g.cast(g.exp(g.cast(a!, 'float64')), 'float32'),
+  },
+  {
+    op: 'Cast', label: 'float16 round trip', dtype: 'float32', inputs: [f([2, 3])], gpuOnly: 'float16 rounding swamps differences', gpuTol32: 1e-3,
+    build: (g, [a]) => g.cast(g.exp(g.cast(a!, 'float16')), 'float32'),
+  },
+  {
+    op: 'Where', inputs: [mask([2, 3], [1, 0, 0, 1, 1, 0]), f([2, 3]), f([3])],
+    build: (g, [c, a, b]) => g.where(c!, a!, b!),
+  },
+  { op: 'MatMul', label: '2-D', inputs: [f([3, 4]), f([4, 2])], build: (g, [a, b]) => g.matmul(a!, b!) },
+  { op: 'MatMul', label: '3-D x 2-D', inputs: [f([2, 3, 4]), f([4, 5])], build: (g, [a, b]) => g.matmul(a!, b!) },
+  {
+    op: 'MatMul', label: 'batch broadcast', inputs: [f([2, 2, 3, 4]), f([2, 1, 4, 3])],
+    build: (g, [a, b]) => g.matmul(a!, b!),
+  },
+  ...[false, true].flatMap((tA) => [false, true].map((tB): Case => ({
+    op: 'Gemm', label: `transA=${tA} transB=${tB}`,
+    inputs: [f(tA ? [4, 3] : [3, 4]), f(tB ? [2, 4] : [4, 2]), f([2])],
+    build: (g, [a, b, c]) => g.gemm(a!, b!, c!, { transA: tA, transB: tB, alpha: 0.7, beta: 1.3 }),
+  }))),
+  { op: 'Gemm', label: 'no C', inputs: [f([3, 4]), f([2, 4])], build: (g, [a, b]) => g.gemm(a!, b!, null, { transB: true }) },
+  {
+    op: 'LayerNormalization', label: 'no bias', inputs: [f([3, 4]), f([4])],
+    build: (g, [x, s]) => g.layerNorm(x!, s!, null, 1e-5),
+  },
+  { op: 'Reshape', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reshape(a!, [6, -1]) },
+  { op: 'Transpose', inputs: [f([2, 3, 4])], build: (g, [a]) => g.transpose(a!, [2, 0, 1]) },
+  { op: 'Concat', inputs: [f([2, 1]), f([2, 3]), f([2, 2])], build: (g, x) => g.concat(x, 1) },
+  {
+    op: 'Split', label: 'one piece unused', inputs: [f([2, 6])],
+    build: (g, [a]) => {
+      const [p, , r] = g.split(a!, [1, 2, 3], 1);
+      return [p!, r!];
+    },
+  },
+  { op: 'Slice', inputs: [f([4, 5])], build: (g, [a]) => g.slice(a!, [1, -3], [3, 100], [0, 1]) },
+  { op: 'Pad', inputs: [f([2, 3])], build: (g, [a]) => g.apply('Pad', [a!], { pads: [1, 0, 0, 2] })[0]! },
+  { op: 'Squeeze', inputs: [f([2, 1, 3])], build: (g, [a]) => g.squeeze(a!, [1]) },
+  { op: 'Unsqueeze', inputs: [f([2, 3])], build: (g, [a]) => g.unsqueeze(a!, [0, 2]) },
+  { op: 'Expand', inputs: [f([3, 1])], build: (g, [a]) => g.expand(a!, [2, 3, 4]) },
+  { op: 'Trilu', inputs: [f([3, 4])], build: (g, [a]) => g.trilu(a!, true, 1) },
+  {
+    op: 'Gather', label: 'embedding, repeated ids', inputs: [f([5, 3]), idx([2, 3], [0, 4, 2, 4, 4, 1], 'int32')],
+    build: (g, [d, i]) => g.gather(d!, i!, 0),
+  },
+  {
+    op: 'GatherElements', inputs: [f([3, 4]), idx([3, 2], [0, 3, 1, 1, 2, 0])],
+    build: (g, [d, i]) => g.gatherElements(d!, i!, 1),
+  },
+  {
+    op: 'ScatterElements', inputs: [f([3, 4]), idx([3, 2], [0, 3, 1, 1, 2, 0]), f([3, 2])],
+    build: (g, [d, i, u]) => g.scatterAdd(d!, i!, u!, 1),
+  },
+  { op: 'ReduceSum', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceSum(a!, [1], false) },
+  { op: 'ReduceMean', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceMean(a!, [0, 2], true) },
+  { op: 'ReduceMax', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceMax(a!, [-1], false) },
+  { op: 'ReduceLogSumExp', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceLogSumExp(a!, [2], true) },
+  { op: 'ReduceSumSquare', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceSumSquare(a!, [0], false) },
+  { op: 'Softmax', label: 'last axis', inputs: [f([2, 3, 4])], build: (g, [a]) => g.softmax(a!, -1) },
+  { op: 'Softmax', label: 'middle axis', inputs: [f([2, 3, 4])], build: (g, [a]) => g.softmax(a!, 1) },
+  {
+    op: 'SimplifiedLayerNormalization', inputs: [f([2, 3, 4]), f([4])],
+    build: (g, [x, s]) => g.rmsNorm(x!, s!, 1e-5),
+  },
+  {
+    op: 'LayerNormalization', inputs: [f([2, 3, 4]), f([4]), f([4])],
+    build: (g, [x, s, b]) => g.layerNorm(x!, s!, b!, 1e-5),
+  },
+  {
+    op: 'SimplifiedLayerNormalization', label: 'float32', dtype: 'float32', inputs: [f([2, 3, 4]), f([4])],
+    build: (g, [x, s]) => g.rmsNorm(x!, s!, 1e-5),
+  },
+  {
+    op: 'LayerNormalization', label: 'saved statistics', dtype: 'float32', inputs: [f([2, 3, 4]), f([4]), f([4])],
+    build: (g, [x, s, b]) => g.layerNorm(x!, s!, b!, 1e-5),
+  },
+  // composites: fan-out accumulation and scatter folded into a dense sum
+  {
+    op: 'composite', label: 'gather reused + dense path', inputs: [f([4, 3]), idx([3], [1, 3, 1], 'int32')],
+    build: (g, [d, i]) => g.add(g.mul(g.gather(d!, i!, 0), g.reduceSum(d!, [0], true)), g.sum3(d!)),
+  },
+];
+
+// a tiny extra builder helper for the composite above (keeps the case table one line each)
+declare module '../../../src-main/engine/graph/graph' {
+  interface GraphBuilder { sum3(x: Value): Value }
+}
+GraphBuilder.prototype.sum3 = function (this: GraphBuilder, x: Value): Value {
+  return this.reduceSum(this.slice(x, [0], [3], [0]), [0], true);
+};
+
+export function gen(r: () => number, inp: In): number[] {
+  if (inp.ints) return inp.ints;
+  const n = numel(inp.shape)!;
+  return Array.from({ length: n }, () => {
+    const u = r() * 2 - 1;
+    if (inp.kind === 'pos') return 0.5 + 1.5 * r();
+    if (inp.kind === 'away') return Math.sign(u || 1) * (0.2 + 0.8 * Math.abs(u));
+    return u;
+  });
+}
+
