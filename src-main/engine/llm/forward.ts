@@ -152,27 +152,6 @@ function causalMask(g: GraphBuilder, G: number, T: number, window: number | null
 }
 
 /**
- * WebGPU kernels bind every input and output as a storage buffer, at most 16 per shader (measured on
- * lavapipe/Dawn: a 17-output Split fails at run time). Split a long vector in two levels, at most
- * MAX_FANOUT pieces per node; the backward's Concats inherit the same tree.
- */
-const MAX_FANOUT = 14;
-export function splitMany(g: GraphBuilder, x: Value, sizes: number[]): Value[] {
-  if (sizes.length <= MAX_FANOUT) return sizes.length === 1 ? [x] : g.split(x, sizes, 0);
-  const groups: number[][] = [];
-  const per = Math.ceil(sizes.length / Math.ceil(sizes.length / MAX_FANOUT));
-  for (let i = 0; i < sizes.length; i += per) groups.push(sizes.slice(i, i + per));
-  if (groups.length > MAX_FANOUT) {
-    // more than 14² pieces: recurse on groups of groups
-    const flatGroups = groups.map((gr) => gr.reduce((a, b) => a + b, 0));
-    const outer = splitMany(g, x, flatGroups);
-    return groups.flatMap((gr, i) => splitMany(g, outer[i]!, gr));
-  }
-  const outer = g.split(x, groups.map((gr) => gr.reduce((a, b) => a + b, 0)), 0);
-  return groups.flatMap((gr, i) => (gr.length === 1 ? [outer[i]!] : g.split(outer[i]!, gr, 0)));
-}
-
-/**
  * Build the forward pass. `ids` is int64 [B, T]; `loraParams` (optional) is the flat f32 trainable vector
  * laid out by `lora`.
  */
@@ -196,7 +175,8 @@ export async function buildForward(
     // one Split node cuts the flat vector into every A and B, then Reshapes give them their shapes
     const sizes: number[] = [];
     for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
-    const parts = splitMany(g, loraParams, sizes);
+    // (on WebGPU the runtime rewrites this wide Split into a tree: runtime/patches.ts)
+    const parts = g.split(loraParams, sizes, 0);
     lora.modules.forEach((m, i) => {
       loraTensors.set(`${m.layer}:${m.role}`, {
         a: g.reshape(parts[2 * i]!, [lora.rank, m.inFeatures]),
