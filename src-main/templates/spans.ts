@@ -53,13 +53,6 @@ function lcp(a: string, b: string, bStart = 0): number {
   return i;
 }
 
-/** Length of the common suffix of a and b[0:bEnd]. */
-function commonSuffix(a: string, b: string, bEnd: number): number {
-  let i = 0;
-  while (i < a.length && i < bEnd && a.charCodeAt(a.length - 1 - i) === b.charCodeAt(bEnd - 1 - i)) i++;
-  return i;
-}
-
 /** Length of `tail` up to and including the last end marker fully inside it; 0 when none. */
 function snapToMarker(tail: string, markers: string[]): number {
   let best = 0;
@@ -138,8 +131,83 @@ export function assistantSpans(tpl: CompiledTemplate, opts: RenderOptions, spanO
   return { text: F, spans, method: 'sentinel', unresolved: viaSentinel.unresolved, warnings };
 }
 
-// Private-use characters: a marker no real reply contains (checked).
+// Private-use characters: a marker no real message contains (checked).
 const sentinel = (k: number): string => `\uE000${k}\uE001`;
+
+/** Which non-assistant roles get markers; later variants keep more real text (SmolLM3 reads "/think" from the system prompt). */
+const SENTINEL_ROLES: Array<(role: string) => boolean> = [
+  (r) => r !== 'assistant',
+  (r) => r === 'user' || r === 'tool' || r === 'ipython',
+  (r) => r === 'user',
+];
+
+interface Marked {
+  messages: ChatMessage[];
+  /** Render with markers, the marker positions in it, and the real render's offset for each piece between markers. */
+  Fm: string;
+  anchors: Map<number, number>; // message index -> marker start in Fm
+  toReal: (pos: number) => number;
+}
+
+/**
+ * The messages around the replies (user, system, tool) become unique markers, replies stay real so the
+ * template takes the same branches. The marker render is the real render with each marker standing for
+ * a known message: aligning the two maps any position in template text or reply text across.
+ */
+function markNeighbours(tpl: CompiledTemplate, opts: RenderOptions, F: string): Marked | null {
+  for (const chosen of SENTINEL_ROLES) {
+    const replaced = new Map<number, string>();
+    const messages = opts.messages.map((m, i) => {
+      const c = m.content;
+      if (!chosen(m.role) || typeof c !== 'string' || c.length === 0 || c.includes('\uE000') || c.includes('\uE001')) return m;
+      replaced.set(i, c);
+      return { ...m, content: sentinel(i) };
+    });
+    let Fm: string;
+    try {
+      Fm = render(tpl, opts, messages, false);
+    } catch {
+      continue;
+    }
+    const order: Array<{ k: number; at: number }> = [];
+    for (const k of replaced.keys()) {
+      const s = sentinel(k);
+      const at = Fm.indexOf(s);
+      if (at === -1 || Fm.indexOf(s, at + 1) !== -1) continue; // dropped or printed twice: not an anchor
+      order.push({ k, at });
+    }
+    order.sort((a, b) => a.at - b.at);
+    const pieces: string[] = [];
+    const pieceStarts: number[] = [];
+    let last = 0;
+    for (const { k, at } of order) {
+      pieces.push(Fm.slice(last, at));
+      pieceStarts.push(last);
+      last = at + sentinel(k).length;
+    }
+    pieces.push(Fm.slice(last));
+    pieceStarts.push(last);
+    const bounds = align(F, pieces, order.map(({ k }) => replaced.get(k)!));
+    if (!bounds) continue;
+    // Real offset where each piece starts: 0, then the end of each aligned message.
+    const realStarts = [0, ...bounds.map(([, end]) => end)];
+    const anchors = new Map(order.map(({ k, at }) => [k, at] as const));
+    const toReal = (pos: number): number => {
+      let i = pieceStarts.length - 1;
+      while (i > 0 && pieceStarts[i]! > pos) i--;
+      return realStarts[i]! + (pos - pieceStarts[i]!);
+    };
+    return { messages, Fm, anchors, toReal };
+  }
+  return null;
+}
+
+/** Position just after message j's marker in text (0 when j < 0: anchored at the start), -1 if absent. */
+function afterSentinel(text: string, j: number): number {
+  if (j < 0) return 0;
+  const i = text.indexOf(sentinel(j));
+  return i === -1 ? -1 : i + sentinel(j).length;
+}
 
 function sentinelSpans(
   tpl: CompiledTemplate,
@@ -148,113 +216,88 @@ function sentinelSpans(
   turns: number[],
   markers: string[],
 ): { spans: TurnSpan[]; unresolved: number[]; warnings: string[] } {
-  const messages = opts.messages;
-  const warnings: string[] = [];
-  const unresolved: number[] = [];
-  const replaced = new Map<number, string>();
-  const marked = messages.map((m, i) => {
-    const c = m.content;
-    if (m.role !== 'assistant' || typeof c !== 'string' || c.length === 0) return m;
-    if (c.includes('\uE000') || c.includes('\uE001')) return m;
-    replaced.set(i, c);
-    return { ...m, content: sentinel(i) };
-  });
-  let Fm: string;
-  try {
-    Fm = render(tpl, opts, marked, false);
-  } catch (e) {
-    return { spans: [], unresolved: turns, warnings: [`Rendering with reply markers failed (${(e as Error).message}); those replies are not trained.`] };
-  }
-
-  // Pieces of literal text between replies, in render order.
-  const order: Array<{ k: number; at: number }> = [];
-  for (const k of replaced.keys()) {
-    const s = sentinel(k);
-    const at = Fm.indexOf(s);
-    if (at === -1) continue; // the template dropped this reply
-    if (Fm.indexOf(s, at + 1) !== -1) continue; // printed twice: cannot tell which is the turn
-    order.push({ k, at });
-  }
-  order.sort((a, b) => a.at - b.at);
-  const pieces: string[] = [];
-  let last = 0;
-  for (const { k, at } of order) {
-    pieces.push(Fm.slice(last, at));
-    last = at + sentinel(k).length;
-  }
-  pieces.push(Fm.slice(last));
-  const contents = order.map(({ k }) => replaced.get(k)!);
-  const bounds = align(F, pieces, contents);
-  if (!bounds) {
+  const marked = markNeighbours(tpl, opts, F);
+  if (!marked) {
     return {
       spans: [],
       unresolved: turns,
-      warnings: ['The template renders replies in a way Lathe cannot line up (it changes text around replies depending on their content); those replies are not trained. A template with {% generation %} markers fixes this.'],
+      warnings: ['The template renders this conversation in a way Lathe cannot line up; its replies are not trained. A template with {% generation %} markers fixes this.'],
     };
   }
-  const where = new Map<number, { x: number; y: number; at: number }>();
-  order.forEach(({ k, at }, i) => where.set(k, { x: bounds[i]![0], y: bounds[i]![1], at }));
-
+  const { Fm, anchors, toReal } = marked;
   const spans: TurnSpan[] = [];
+  const unresolved: number[] = [];
+  const anchorPositions = [...anchors.values()].sort((a, b) => a - b);
+  // Pass 1: where each turn starts (right after the previous marker message and the generation prompt).
+  const starts = new Map<number, { start: number; p: string; pAnchorJ: number }>();
+  // Every reply's start bounds the one before it, so all are found, not only the turns asked for.
+  const allReplies = opts.messages.map((m, i) => (m.role === 'assistant' ? i : -1)).filter((i) => i >= 0);
+  for (const k of allReplies) {
+    let j = k - 1;
+    while (j >= 0 && !anchors.has(j)) j--;
+    let prompt: string;
+    try {
+      prompt = render(tpl, opts, marked.messages.slice(0, k), true);
+    } catch {
+      continue;
+    }
+    const fAnchor = afterSentinel(Fm, j);
+    const pAnchor = afterSentinel(prompt, j);
+    if (fAnchor < 0 || pAnchor < 0) continue;
+    // The prompt's text after the anchor (the previous turn's end + the generation prompt) must follow it here too.
+    const p = prompt.slice(pAnchor);
+    if (!Fm.startsWith(p, fAnchor)) continue;
+    starts.set(k, { start: fAnchor + p.length, p, pAnchorJ: j });
+  }
+  const startPositions = [...starts.values()].map((x) => x.start).sort((a, b) => a - b);
+  // Pass 2: where each ends.
   for (const k of turns) {
-    const w = where.get(k);
-    if (!w) {
+    const st = starts.get(k);
+    if (!st) {
       unresolved.push(k);
       continue;
     }
-    // What this turn looks like when generated: head (before the reply) and tail (after it).
-    let head = '';
-    let tail = '';
+    const { start, p } = st;
+    let end = -1;
+    // Exact: the prefix render with this turn shows what the turn adds after the prompt.
     try {
-      const prompt = render(tpl, opts, marked.slice(0, k), true);
-      const withTurn = render(tpl, opts, marked.slice(0, k + 1), false);
-      const s = sentinel(k);
-      if (withTurn.startsWith(prompt)) {
-        const added = withTurn.slice(prompt.length);
-        const i = added.indexOf(s);
-        if (i !== -1) {
-          head = added.slice(0, i);
-          tail = added.slice(i + s.length);
-        }
-      } else {
-        // The prompt render differs earlier on (Mistral moves the system prompt into the last user turn),
-        // but its end still lines up with the text before the reply: the head is what lies between.
-        const i = withTurn.indexOf(s);
-        if (i !== -1) {
-          tail = withTurn.slice(i + s.length);
-          const before = withTurn.slice(0, i);
-          const need = Math.min(8, prompt.length);
-          for (let h = 0; h <= Math.min(64, before.length); h++) {
-            if (commonSuffix(prompt, before, before.length - h) >= need) {
-              head = before.slice(before.length - h);
-              break;
-            }
-          }
-        }
+      const withTurn = render(tpl, opts, marked.messages.slice(0, k + 1), false);
+      const qAnchor = afterSentinel(withTurn, st.pAnchorJ);
+      const q = qAnchor < 0 ? '' : withTurn.slice(qAnchor);
+      if (q.startsWith(p)) {
+        const added = q.slice(p.length);
+        const wanted = snapToMarker(added, markers);
+        if (wanted > 0 && lcp(added, Fm, start) >= wanted) end = start + wanted;
       }
     } catch {
-      // Prefix renders can be refused (e.g. roles must alternate); the reply itself is still known.
+      // Some templates refuse a conversation that ends with a reply; the bounded search below still works.
     }
-    const sLen = sentinel(k).length;
-    const headOk = head.length > 0 && Fm.slice(w.at - head.length, w.at) === head;
-    const common = lcp(tail, Fm, w.at + sLen);
-    let tailLen = snapToMarker(tail.slice(0, common), markers);
-    if (tailLen === 0) {
-      // No prefix render to learn the tail from: take an end marker right after the reply.
-      const after = Fm.slice(w.at + sLen, w.at + sLen + 200);
-      const ws = after.length - after.trimStart().length;
-      const m = markers.filter((x) => x && after.startsWith(x, ws)).sort((a, b) => b.length - a.length)[0];
-      if (m) tailLen = ws + m.length;
+    // Otherwise: the turn runs to the next marker message or the next turn, whichever comes first, and
+    // ends after the last end-of-turn token there (turn headers hold none).
+    if (end < 0) {
+      const bound = Math.min(
+        anchorPositions.find((a) => a >= start) ?? Fm.length,
+        startPositions.find((a) => a > start) ?? Fm.length,
+      );
+      const cut = snapToMarker(Fm.slice(start, bound), markers);
+      if (cut > 0) end = start + cut;
     }
-    spans.push({ message: k, start: headOk ? w.x - head.length : w.x, end: w.y + tailLen });
+    if (end < 0) {
+      unresolved.push(k);
+      continue;
+    }
+    spans.push({ message: k, start: toReal(start), end: toReal(end) });
   }
+  const warnings = unresolved.length
+    ? [`Assistant message(s) ${unresolved.join(', ')} could not be placed in the render and are not trained. A template with {% generation %} markers fixes this.`]
+    : [];
   return { spans, unresolved, warnings };
 }
 
 /**
- * Finds the replies in F given the literal pieces around them: F = p0 r1 p1 r2 ... pn. Where a piece
- * also occurs inside a reply, the choice that keeps each reply a substring of what the user wrote
- * (templates trim or cut replies, never invent text) is tried first. Returns [start, end) per reply.
+ * Finds the marked messages in F given the literal pieces around them: F = p0 m1 p1 m2 ... pn. Where a
+ * piece also occurs inside a message, the choice that keeps each message a substring of what was
+ * written (templates trim or cut text, never invent it) is tried first. Returns [start, end) per message.
  */
 function align(F: string, pieces: string[], contents: string[]): Array<[number, number]> | null {
   if (!F.startsWith(pieces[0]!)) return null;

@@ -74,9 +74,13 @@ describe('template linter', () => {
   });
 
   it('warns about replies it cannot place instead of training them wrongly', async () => {
+    // No end-of-turn token anywhere and a suffix only printed at the very end: nothing to anchor the reply's end on.
+    const t = inline("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if not add_generation_prompt %}END{% endif %}");
+    const issues = await lintTemplate(t, undefined, conversation('system_multi'));
+    expect(issues.filter((i) => i.code === 'unlocated-turn').map((i) => i.message_index)).toEqual([2]);
+    // The Qwen 3 style template (thinking removed from old replies) is placed fine.
     const qwen3 = inline(readFileSync(join(ORACLE, 'extra', 'qwen3.jinja'), 'utf8'));
-    const issues = await lintTemplate(qwen3, undefined, conversation('thinking'));
-    expect(issues.find((i) => i.code === 'unlocated-turn')?.message_index).toBe(2);
+    expect((await lintTemplate(qwen3, undefined, conversation('thinking'))).map((i) => i.code)).not.toContain('unlocated-turn');
   });
 
   it('reports syntax errors', async () => {
