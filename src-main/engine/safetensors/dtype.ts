@@ -51,7 +51,10 @@ export function bf16BitsToF32(h: number): number {
 /** f32 -> IEEE half bits, round to nearest, ties to even, subnormals kept, overflow to ±inf. */
 export function f32ToF16Bits(x: number): number {
   scratch.setFloat32(0, x, true);
-  const bits = scratch.getUint32(0, true);
+  return f32BitsToF16Bits(scratch.getUint32(0, true));
+}
+
+function f32BitsToF16Bits(bits: number): number {
   const sign = (bits >>> 16) & 0x8000;
   const exp = (bits >>> 23) & 0xff;
   let mant = bits & 0x7fffff;
@@ -105,14 +108,16 @@ export function f16ToF32Array(src: Uint16Array, out = new Float32Array(src.lengt
 }
 
 export function bf16ToF32Array(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
-  // bf16 is the top half of an f32: widen through a u32 view, no per-element DataView.
-  const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  // bf16 is the top half of an f32: widen through an int32 view (`<< 16` yields an int32, so no
+  // uint conversion per element), no per-element DataView.
+  const u = new Int32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < src.length; i++) u[i] = src[i]! << 16;
   return out;
 }
 
 export function f32ToF16Array(src: Float32Array, out = new Uint16Array(src.length)): Uint16Array {
-  for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]!);
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f32BitsToF16Bits(u[i]!);
   return out;
 }
 

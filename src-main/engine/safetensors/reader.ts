@@ -164,6 +164,23 @@ export class SafetensorsReader {
   /** Float tensors (F32/F16/BF16/F64) as f32. */
   async readF32(name: string): Promise<Float32Array> {
     const e = this.entry(name);
+    if (e.dtype === 'BF16' || e.dtype === 'F16') {
+      // Widen in place: read the 16-bit values into the upper half of the f32 result and convert
+      // front to back (write i touches bytes [4i, 4i+4), never past the unread input at 2n + 2i + 2),
+      // so a big embedding needs one buffer, not two.
+      if (!this.handle) throw new Error(`${this.file} is closed.`);
+      const n = e.byteLength / 2;
+      const out = new Float32Array(n);
+      const half = new Uint16Array(out.buffer, 2 * n, n);
+      await readFully(this.handle, new Uint8Array(out.buffer, 2 * n, 2 * n), e.fileOffset);
+      if (e.dtype === 'BF16') {
+        const o = new Int32Array(out.buffer);
+        for (let i = 0; i < n; i++) o[i] = half[i]! << 16;
+      } else {
+        f16ToF32Array(half, out);
+      }
+      return out;
+    }
     const raw = await this.readRaw(name);
     return toF32(raw, e);
   }

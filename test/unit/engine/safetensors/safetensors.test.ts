@@ -112,6 +112,9 @@ describe('safetensors reader and writer', () => {
       { name: 'w16', dtype: 'F16', shape: [6, 5], data: x },
       { name: 'wbf', dtype: 'BF16', shape: [30], data: x },
       { name: 'empty', dtype: 'F32', shape: [0, 4], data: new Float32Array(0) },
+      { name: 'odd16', dtype: 'F16', shape: [7], data: x.subarray(0, 7) },
+      { name: 'oddbf', dtype: 'BF16', shape: [1, 7], data: x.subarray(3, 10) },
+      { name: 'emptybf', dtype: 'BF16', shape: [0], data: new Float32Array(0) },
     ], { note: 'hello' });
     const r = await SafetensorsReader.open(f);
     try {
@@ -122,6 +125,9 @@ describe('safetensors reader and writer', () => {
       expect(await r.readF32('wbf')).toEqual(bf16ToF32Array(f32ToBf16Array(x)));
       expect(await r.readF16('wbf')).toEqual(f32ToF16Array(bf16ToF32Array(f32ToBf16Array(x))));
       expect((await r.readF32('empty')).length).toBe(0);
+      expect((await r.readF32('emptybf')).length).toBe(0);
+      expect(await r.readF32('odd16')).toEqual(f16ToF32Array(f32ToF16Array(x.slice(0, 7))));
+      expect(await r.readF32('oddbf')).toEqual(bf16ToF32Array(f32ToBf16Array(x.slice(3, 10))));
       const e = r.entry('w16');
       expect(e.shape).toEqual([6, 5]);
       const bytes = readFileSync(f).subarray(e.fileOffset, e.fileOffset + e.byteLength);
