@@ -292,3 +292,22 @@ def masked_ce(logits, labels, mask):
     ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
     m = mask.reshape(-1)
     return (ce * m).sum() / m.sum()
+
+
+def main(argv):
+    """python3 reference.py logits MODEL_DIR 1,2,3 [4,5,6 ...]  -> JSON {"logits": [B][T][V], "shape": [...]}
+    (each argument after the folder is one row of token ids; rows must have equal length)."""
+    if len(argv) < 3 or argv[0] != "logits":
+        raise SystemExit("usage: reference.py logits MODEL_DIR IDS [IDS ...]   (IDS like 1,2,3)")
+    raw, W = load_model(argv[1])
+    cfg = Cfg(raw)
+    ids = torch.tensor([[int(x) for x in row.split(",")] for row in argv[2:]], dtype=torch.int64)
+    with torch.no_grad():
+        logits = forward(cfg, W, ids)
+    print(json.dumps({"architecture": (raw.get("architectures") or [cfg.family])[0], "shape": list(logits.shape),
+                      "logits": logits.tolist()}))
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:])
