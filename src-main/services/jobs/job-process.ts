@@ -89,4 +89,8 @@ onMessage((m) => {
   }
 });
 
+// If the host dies (app crash, CLI killed), stop at once: an orphan must not keep training and writing
+// checkpoints behind a later resume's back. Work is safe up to the last checkpoint.
+if (!parentPort) process.on('disconnect', () => process.exit(70));
+
 send({ type: 'ready' });
