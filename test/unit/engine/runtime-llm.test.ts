@@ -19,7 +19,9 @@ const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, m
 const STEPS = 10;
 
 describe('LoRA training step: CPU vs WebGPU (GPU-resident state)', () => {
-  for (const arch of ['llama', 'gpt2']) {
+  // One architecture in CI: with a cold Mesa shader cache each costs ~25 s of shader compiles on
+  // lavapipe. gpt2 and qwen3 were checked the same way by hand (rel loss diff 1.0-1.3e-7).
+  for (const arch of ['llama']) {
     it(`${arch}: same losses, gradient norms and parameters on both EPs`, async () => {
       const gpu = await probeEp('webgpu');
       if (!gpu.ok) throw new Error(`WebGPU is not available: ${gpu.reason}. Install Mesa 25 lavapipe (mesa-vulkan-drivers from bookworm-backports).`);
