@@ -12,7 +12,12 @@ import { strftime } from './strftime';
 export interface ChatMessage {
   role: string;
   content?: string | null | Array<Record<string, unknown>>;
-  [key: string]: unknown;
+  /** OpenAI-style tool calls: [{ id, type: 'function', function: { name, arguments } }]. */
+  tool_calls?: unknown[];
+  tool_call_id?: string;
+  name?: string;
+  reasoning_content?: string;
+  // Other fields are passed to the template as they are (no index signature, so narrower message types fit).
 }
 
 export interface RenderOptions {

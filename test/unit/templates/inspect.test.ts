@@ -5,6 +5,7 @@ import { diffSequences, diffText } from '../../../src-main/templates/diff';
 import { diffTemplates, inspectConversation } from '../../../src-main/templates/inspect';
 import { loadBuiltin, loadTemplateFromFolder } from '../../../src-main/templates/load';
 import { codePointToUtf16, loadTemplateTokenizer } from '../../../src-main/templates/tokenizer';
+import type { ChatRenderer } from '../../../src-main/data/types';
 import { conversation, NOW, TOKENIZERS } from './fixtures';
 
 const chatmlDir = join(TOKENIZERS, 'chatml');
@@ -127,11 +128,12 @@ describe('applyTemplate for SFT', () => {
 
   it('provides the data pipeline renderer (messages) => { ids, mask }', async () => {
     const tok = loadTemplateTokenizer(chatmlDir);
-    const render = createChatRenderer(loadBuiltin('chatml'), tok);
+    // Typed as the data pipeline's interface: this line fails the typecheck if the two drift apart.
+    const render: ChatRenderer = createChatRenderer(loadBuiltin('chatml'), tok);
     const out = await render([{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }]);
     expect(out.ids.length).toBe(out.mask.length);
     expect(out.mask).toBeInstanceOf(Uint8Array);
-    const trained = out.ids.filter((_, i) => out.mask[i]);
+    const trained = Array.from(out.ids).filter((_, i) => out.mask[i]);
     expect(trained[trained.length - 1]).toBe(tok.tokenToId('<|im_end|>'));
   });
 });
