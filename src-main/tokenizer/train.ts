@@ -24,6 +24,12 @@ export interface TrainOptions extends WorkOptions {
   maxCandidates?: number;
   /** Stop when the best candidate saves fewer tokens than this on the corpus. Default 2. */
   minSaving?: number;
+  /**
+   * Never merge digits with anything. 'auto' (default): when no base token of two or more characters holds a
+   * digit, the base was trained to keep digits apart (Llama 2's SentencePiece split_digits, Qwen's regex),
+   * and new tokens must not change how it reads numbers.
+   */
+  isolateDigits?: boolean | 'auto';
 }
 
 export interface Candidate {
@@ -73,6 +79,8 @@ export interface TrainResult {
   corpus: CorpusStats;
   candidates: Candidate[];
   skipped: SkippedCandidate[];
+  /** Whether merges touching digits were ruled out (see TrainOptions.isolateDigits). */
+  digitsIsolated: boolean;
 }
 
 /** Word -> count over a corpus, using the base's added-token splitting, normalizer and pre-tokenizer. */
@@ -246,8 +254,19 @@ export async function trainDomainCandidates(
 
   const ms = base.metaspace;
   const banned = new Set<number>(); // pairs whose merge would collide with an existing token
+  const DIGIT = /\p{Nd}/u;
+  const digitsIsolated = opts.isolateDigits === 'auto' || opts.isolateDigits === undefined
+    ? !Object.keys(base.modelVocab).some((t) => [...t].length > 1 && DIGIT.test(t) && !isByteToken(t)) && base.json.model.merges.length > 0
+    : opts.isolateDigits;
+  const hasDigit = new Map<number, boolean>();
+  const digitIn = (id: number): boolean => {
+    let d = hasDigit.get(id);
+    if (d === undefined) hasDigit.set(id, (d = DIGIT.test(str(id))));
+    return d;
+  };
   const mergeable = (a: number, b: number): boolean =>
-    !frozen.has(a) && !frozen.has(b) && !(ms !== undefined && str(b).startsWith(ms)) && !banned.has(pairKey(a, b));
+    !frozen.has(a) && !frozen.has(b) && !(ms !== undefined && str(b).startsWith(ms)) && !banned.has(pairKey(a, b))
+    && !(digitsIsolated && (digitIn(a) || digitIn(b)));
 
   const pairCount = new Map<number, number>();
   const pairWords = new Map<number, Set<number>>();
@@ -371,6 +390,7 @@ export async function trainDomainCandidates(
     corpus: { texts: counted.texts, words: counted.words, uniqueWords: uniq.length, baseTokens, specialTokensSeen: counted.specialTokensSeen },
     candidates,
     skipped,
+    digitsIsolated,
   };
 }
 

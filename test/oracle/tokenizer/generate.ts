@@ -54,7 +54,7 @@ function byteAlphabetVocab(): Record<string, number> {
 
 async function learnMerges(base: TokenizerJson, corpus: string[], count: number): Promise<TokenizerJson> {
   const tok = new LatheTokenizer(base, {});
-  const res = await trainDomainCandidates(tok, corpus, { maxCandidates: count, minSaving: 2 });
+  const res = await trainDomainCandidates(tok, corpus, { maxCandidates: count, minSaving: 2, isolateDigits: false });
   const json = structuredClone(base);
   let next = Math.max(...Object.values(json.model.vocab)) + 1;
   for (const c of res.candidates) {

@@ -149,6 +149,23 @@ describe('extension edge cases', () => {
     expect(sum(await base.countTokens(texts)) - sum(await ext.tokenizer.countTokens(texts))).toBe(ext.manifest.predictedSaving);
   });
 
+  it('keeps digits apart when the base does (Llama 2 / Qwen style), unless told otherwise', async () => {
+    const b0 = LatheTokenizer.fromDir(fixtureDir('llama2'));
+    const json = structuredClone(b0.json);
+    // Digits as single-character tokens and no token holding a digit with anything else: split_digits.
+    for (let d = 0; d < 10; d++) json.model.vocab[String(d)] = b0.vocabSize + d;
+    const base = new LatheTokenizer(json, b0.config);
+    const auto = await trainDomainCandidates(base, corpus('domain-train'), { maxCandidates: 400 });
+    expect(auto.digitsIsolated).toBe(true);
+    expect(auto.candidates.filter((c) => /\d/.test(c.token))).toEqual([]);
+    const free = await trainDomainCandidates(base, corpus('domain-train'), { maxCandidates: 400, isolateDigits: false });
+    expect(free.digitsIsolated).toBe(false);
+    expect(free.candidates.some((c) => /\d/.test(c.token))).toBe(true);
+    // A base that already has multi-digit tokens (Llama 3 style) is left to merge digits.
+    const l3 = await trainDomainCandidates(LatheTokenizer.fromDir(fixtureDir('llama3')), corpus('domain-train'), { maxCandidates: 50 });
+    expect(l3.digitsIsolated).toBe(Object.keys(LatheTokenizer.fromDir(fixtureDir('llama3')).modelVocab).every((t) => !/\d/.test(t) || [...t].length === 1));
+  });
+
   it('never merges into or across special tokens found in the corpus', async () => {
     const base = LatheTokenizer.fromDir(fixtureDir('llama3'));
     const texts = corpus('domain-train').map((t) => `<|start_header_id|>user<|end_header_id|>${t}<|eot_id|>`);
