@@ -137,3 +137,23 @@ describe('applyTemplate for SFT', () => {
     expect(trained[trained.length - 1]).toBe(tok.tokenToId('<|im_end|>'));
   });
 });
+
+describe('src-main/tokenizer through fromLatheTokenizer', () => {
+  it('gives the same ids, masks, offsets and special ids as the direct adapter', async () => {
+    const { LatheTokenizer } = await import('../../../src-main/tokenizer/tokenizer');
+    const { fromLatheTokenizer } = await import('../../../src-main/templates/tokenizer');
+    const msgs = [{ role: 'system', content: 'Réponds 🙂' }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello 👍' }];
+    for (const fam of ['chatml', 'llama3', 'llama2', 'gemma', 'phi3']) {
+      const dir = join(TOKENIZERS, fam);
+      const a = fromLatheTokenizer(LatheTokenizer.fromDir(dir));
+      const b = loadTemplateTokenizer(dir);
+      const tpl = loadTemplateFromFolder(dir);
+      const ra = await applyTemplate(msgs, tpl, a, { now: NOW });
+      const rb = await applyTemplate(msgs, tpl, b, { now: NOW });
+      expect(ra.ids, fam).toEqual(rb.ids);
+      expect(Array.from(ra.mask), fam).toEqual(Array.from(rb.mask));
+      expect((await a.encode('Hi 🙂', true)).offsets, fam).toEqual((await b.encode('Hi 🙂', true)).offsets);
+      expect([a.bosId, a.eosId], fam).toEqual([b.bosId, b.eosId]);
+    }
+  });
+});
