@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { TrainConfigSchema } from '../engine/train/config';
+import { wizardChannels, wizardJobs } from './wizards';
 
 // ---- shared shapes -------------------------------------------------------------------------------
 
@@ -46,6 +47,8 @@ export const JobRequest = z.discriminatedUnion('kind', [
   }).strict(),
   /** LoRA training of a model on a prepared dataset; resumes from the run folder's last checkpoint. */
   z.object({ kind: z.literal('train'), params: TrainConfigSchema }).strict(),
+  /** Corpus preparation and tokenizer extension (src-main/contract/wizards.ts). */
+  ...wizardJobs,
 ]);
 export type JobRequest = z.infer<typeof JobRequest>;
 export type JobKind = JobRequest['kind'];
@@ -108,6 +111,7 @@ export const channels = {
   'jobs.cancel': channel(z.object({ jobId: z.string().min(1).max(64) }).strict(), JobInfo),
   'jobs.pause': channel(z.object({ jobId: z.string().min(1).max(64) }).strict(), JobInfo),
   'jobs.resume': channel(z.object({ jobId: z.string().min(1).max(64) }).strict(), JobInfo),
+  ...wizardChannels,
 } as const;
 
 export type Channels = typeof channels;

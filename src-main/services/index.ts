@@ -10,6 +10,10 @@ import type { SpawnJobProcess } from './jobs/protocol';
 import { ProjectsService } from './projects';
 import { SecretsService, type SecretBox } from './secrets';
 import { SettingsService, type KeyValueStore } from './settings';
+import { bundledResources } from './resources';
+import { inspectModel, planLora } from './models';
+import { listDatasets, listRuns, readRun } from './runs';
+import { builtinTemplates, loadTemplate, previewTemplate } from './templates';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -59,6 +63,16 @@ const handlers: Handlers = {
   'jobs.cancel': (req, s) => s.jobs.cancel(req.jobId),
   'jobs.pause': (req, s) => s.jobs.pause(req.jobId),
   'jobs.resume': (req, s) => s.jobs.resume(req.jobId),
+  // The wizards (contract/wizards.ts).
+  'app.resources': () => bundledResources(),
+  'models.inspect': (req) => inspectModel(req.path),
+  'lora.plan': (req) => planLora(req),
+  'datasets.list': (req) => listDatasets(req.project),
+  'runs.list': (req) => listRuns(req.project),
+  'runs.read': (req) => readRun(req.runDir),
+  'templates.builtins': () => builtinTemplates(),
+  'templates.load': (req) => loadTemplate(req),
+  'templates.preview': (req) => previewTemplate(req),
 };
 
 function describeIssues(error: z.ZodError): string {

@@ -3,10 +3,15 @@ import type { JobKind, JobRequest } from '../../../contract';
 import type { JobHandler } from '../context';
 import { selftest } from './selftest';
 import { trainJob } from './train';
+import { prepareJob } from './prepare';
+import { tokenizerExtendJob, tokenizerTrainJob } from './tokenizer';
 
 type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }>['params']> };
 
 export const jobKinds: HandlerTable = {
   selftest,
   train: trainJob,
+  prepare: prepareJob,
+  'tokenizer-train': tokenizerTrainJob,
+  'tokenizer-extend': tokenizerExtendJob,
 };

@@ -1,0 +1,184 @@
+/**
+ * Contract entries for the wizards (model check, data preparation, tokenizer extension, LoRA planning,
+ * training runs, chat-template preview). Kept apart from index.ts so that file stays the short list of
+ * shell channels; index.ts spreads these in. Big service reports are typed with `z.custom` over type-only
+ * imports: the renderer gets their TypeScript types without bundling any Node code.
+ */
+import { z } from 'zod';
+import { CleanConfigSchema } from '../data/config';
+import type { PrepareReport } from '../data/prepare';
+import type { TrainResult, TokenizerComparison, ExtensionManifest } from '../tokenizer';
+import type { LintIssue, InspectToken } from '../templates';
+
+const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'path contains a NUL byte');
+const paths = z.array(path).max(1000);
+
+function channel<Req extends z.ZodType, Res extends z.ZodType>(request: Req, response: Res) {
+  return { request, response };
+}
+
+// ---- job parameters -------------------------------------------------------------------------------
+
+/** Import, clean, mix, tokenize and pack a corpus (data/prepare.ts prepareCorpus, pretraining mode). */
+export const PrepareParams = z.object({
+  inputs: paths.min(1),
+  general: paths.default([]),
+  out: path,
+  tokenizerDir: path,
+  blockSize: z.number().int().min(8).max(1 << 20).default(1024),
+  ratio: z.number().gt(0).max(1).default(0.7),
+  valFraction: z.number().min(0).max(0.5).default(0.02),
+  seed: z.number().int().min(0).default(1),
+  clean: CleanConfigSchema.partial().default({}),
+}).strict();
+
+/** Learn candidate tokens for the domain corpus (tokenizer/service.ts trainDomainTokenizer). */
+export const TokenizerTrainParams = z.object({
+  baseDir: path,
+  corpus: paths.min(1),
+  maxCandidates: z.number().int().min(1).max(20_000).default(500),
+  /** Where the candidates are written (read again by the extend job). */
+  outFile: path,
+}).strict();
+
+/** Add the top N candidates to the tokenizer and measure tokens per word before/after. */
+export const TokenizerExtendParams = z.object({
+  baseDir: path,
+  candidatesFile: path,
+  topN: z.number().int().min(1).max(20_000),
+  outDir: path,
+  domain: paths.min(1),
+  general: paths.default([]),
+  maxChars: z.number().int().min(1000).max(50_000_000).default(2_000_000),
+}).strict();
+
+/** The job kinds these wizards add; index.ts puts them in the JobRequest union. */
+export const wizardJobs = [
+  z.object({ kind: z.literal('prepare'), params: PrepareParams }).strict(),
+  z.object({ kind: z.literal('tokenizer-train'), params: TokenizerTrainParams }).strict(),
+  z.object({ kind: z.literal('tokenizer-extend'), params: TokenizerExtendParams }).strict(),
+] as const;
+
+/** What each wizard job answers in JobInfo.result. */
+export interface TokenizerTrainResult {
+  file: string;
+  corpus: TrainResult['corpus'];
+  baseVocabSize: number;
+  /** The best candidates (at most 500 of them, for the table). */
+  candidates: TrainResult['candidates'];
+  totalCandidates: number;
+}
+export interface TokenizerExtendResult {
+  outDir: string;
+  manifest: Omit<ExtensionManifest, 'newTokens'> & { added: number; intermediates: number };
+  comparison: TokenizerComparison;
+}
+export interface JobResults {
+  prepare: PrepareReport;
+  'tokenizer-train': TokenizerTrainResult;
+  'tokenizer-extend': TokenizerExtendResult;
+}
+export type { PrepareReport };
+
+// ---- channel shapes -------------------------------------------------------------------------------
+
+export const ModelSummary = z.object({
+  dir: z.string(),
+  architecture: z.string(),
+  family: z.string(),
+  parameters: z.number(),
+  layers: z.number(),
+  hiddenSize: z.number(),
+  vocabSize: z.number(),
+  maxPositions: z.number(),
+  dtype: z.string().nullable(),
+  weightBytes: z.number(),
+  tokenizer: z.object({ found: z.boolean(), modelType: z.string().nullable(), vocabSize: z.number().nullable(), error: z.string().nullable() }),
+  chatTemplate: z.object({ found: z.boolean(), source: z.string().nullable() }),
+  problems: z.array(z.object({ code: z.string(), message: z.string(), hint: z.string() })),
+  warnings: z.array(z.string()),
+});
+export type ModelSummary = z.infer<typeof ModelSummary>;
+
+const Targets = z.union([z.enum(['attention', 'mlp', 'all-linear']), z.array(z.enum(['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'])).min(1)]);
+
+export const LoraPlanRequest = z.object({
+  model: path,
+  dataset: path.nullable(),
+  rank: z.number(),
+  targets: Targets,
+  batchSize: z.number(),
+  gradAccum: z.number(),
+  epochs: z.number(),
+  maxSteps: z.number().nullable(),
+}).strict();
+
+export const LoraPlan = z.object({
+  trainableParams: z.number(),
+  modelParams: z.number(),
+  /** trainable / model, percent. */
+  trainablePct: z.number(),
+  modules: z.number(),
+  blockSize: z.number().nullable(),
+  trainBlocks: z.number().nullable(),
+  stepsPerEpoch: z.number().nullable(),
+  totalSteps: z.number().nullable(),
+  tokensPerStep: z.number().nullable(),
+  arithmetic: z.string().nullable(),
+  /** Rough memory for weights (f32 as the engine computes) + LoRA + Adam state, MiB. */
+  memoryMB: z.number(),
+  presets: z.array(z.object({
+    id: z.string(), label: z.string(), rank: z.number(), alpha: z.number(), targets: z.string(), lr: z.number(),
+    batchSize: z.number(), gradAccum: z.number(), epochs: z.number(), arithmetic: z.string().nullable(), trainableParams: z.number(),
+  })),
+});
+export type LoraPlan = z.infer<typeof LoraPlan>;
+
+export const DatasetSummary = z.object({
+  dir: z.string(), name: z.string(), blockSize: z.number(), vocabSize: z.number(), createdAt: z.string(),
+  splits: z.record(z.string(), z.object({ rows: z.number(), tokens: z.number(), docs: z.number() })),
+});
+export type DatasetSummary = z.infer<typeof DatasetSummary>;
+
+export const MetricRecord = z.record(z.string(), z.union([z.number(), z.string()]));
+export const RunSummary = z.object({
+  dir: z.string(), name: z.string(), startedAt: z.string().nullable(), lastStep: z.number(), totalSteps: z.number().nullable(),
+  status: z.enum(['finished', 'stopped', 'incomplete', 'empty']), checkpoints: z.array(z.object({ dir: z.string(), step: z.number() })),
+  model: z.string().nullable(), dataset: z.string().nullable(),
+});
+export type RunSummary = z.infer<typeof RunSummary>;
+export const RunDetail = RunSummary.extend({ records: z.array(MetricRecord), config: z.record(z.string(), z.unknown()).nullable() });
+export type RunDetail = z.infer<typeof RunDetail>;
+
+export const ChatTurn = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(100_000) }).strict();
+export const TemplateSource = z.object({ source: z.string(), origin: z.string(), specialTokens: z.record(z.string(), z.string()) });
+export type TemplateSource = z.infer<typeof TemplateSource>;
+
+export const TemplatePreview = z.object({
+  text: z.string().nullable(),
+  tokens: z.array(z.custom<InspectToken>(() => true)),
+  counts: z.object({ tokens: z.number(), trained: z.number() }).nullable(),
+  maskMethod: z.string().nullable(),
+  warnings: z.array(z.string()),
+  lint: z.array(z.custom<LintIssue>(() => true)),
+  error: z.string().nullable(),
+});
+export type TemplatePreview = z.infer<typeof TemplatePreview>;
+
+export const wizardChannels = {
+  /** Where the bundled model and sample corpora are (so a first run needs no downloads). */
+  'app.resources': channel(z.object({}).strict(), z.object({ tinyModel: z.string(), domainCorpus: z.string(), generalCorpus: z.string() })),
+  'models.inspect': channel(z.object({ path }).strict(), ModelSummary),
+  'lora.plan': channel(LoraPlanRequest, LoraPlan),
+  'datasets.list': channel(z.object({ project: path }).strict(), z.array(DatasetSummary)),
+  'runs.list': channel(z.object({ project: path }).strict(), z.array(RunSummary)),
+  'runs.read': channel(z.object({ runDir: path }).strict(), RunDetail),
+  'templates.builtins': channel(z.object({}).strict(), z.array(z.object({ name: z.string(), description: z.string() }))),
+  'templates.load': channel(z.object({ builtin: z.string().max(64).optional(), modelDir: path.optional() }).strict(), TemplateSource),
+  'templates.preview': channel(z.object({
+    source: z.string().max(200_000),
+    specialTokens: z.record(z.string(), z.string()),
+    modelDir: path.nullable(),
+    messages: z.array(ChatTurn).min(1).max(50),
+  }).strict(), TemplatePreview),
+} as const;

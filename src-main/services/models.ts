@@ -1,0 +1,76 @@
+/** Model-folder checks and LoRA planning for the Start page and the LoRA wizard. */
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import type { z } from 'zod';
+import type { LoraPlan, LoraPlanRequest, ModelSummary } from '../contract/wizards';
+import { inspectModelFolder, readModelConfig, weightsLayout, parameterCount } from '../engine/models';
+import { buildLoraLayout } from '../engine/llm/lora';
+import { PRESETS, presetArithmetic } from '../engine/train/config';
+import type { DatasetManifest } from '../data/pack/dataset';
+import { UserError } from '../util/progress';
+
+export async function inspectModel(dir: string): Promise<ModelSummary> {
+  if (!path.isAbsolute(dir)) {
+    throw new UserError('models.relativePath', `"${dir}" is not a full path.`, 'Paste the full path of the model folder, e.g. /home/me/models/SmolLM2-135M.');
+  }
+  const ins = await inspectModelFolder(dir);
+  const c = ins.config;
+  return {
+    dir: ins.dir,
+    architecture: c.architecture,
+    family: c.family,
+    parameters: ins.parameters,
+    layers: c.numLayers,
+    hiddenSize: c.hiddenSize,
+    vocabSize: c.vocabSize,
+    maxPositions: c.maxPositions,
+    dtype: ins.dtype ?? c.torchDtype,
+    weightBytes: ins.weightBytes,
+    tokenizer: { found: ins.tokenizer.file !== null, modelType: ins.tokenizer.modelType, vocabSize: ins.tokenizer.vocabSize, error: ins.tokenizer.error },
+    chatTemplate: { found: ins.tokenizer.hasChatTemplate, source: ins.tokenizer.chatTemplateSource },
+    problems: ins.problems,
+    warnings: ins.warnings,
+  };
+}
+
+function readDatasetManifest(dir: string): DatasetManifest | null {
+  const file = path.join(dir, 'manifest.json');
+  if (!existsSync(file)) return null;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as DatasetManifest;
+  } catch {
+    return null;
+  }
+}
+
+/** Trainable parameters from the model config (no weights read), steps and tokens from the dataset manifest. */
+export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<LoraPlan> {
+  const cfg = await readModelConfig(req.model);
+  const layout = weightsLayout(cfg);
+  const count = (rank: number, targets: typeof req.targets): number =>
+    buildLoraLayout(cfg, layout, { rank, alpha: rank * 2, dropout: 0, rslora: false, targets, seed: 1 }).size;
+  const rank = Number.isInteger(req.rank) && req.rank >= 1 ? req.rank : 1;
+  const trainable = count(rank, req.targets);
+  const modelParams = parameterCount(cfg);
+  const manifest = req.dataset ? readDatasetManifest(req.dataset) : null;
+  const blockSize = manifest?.blockSize ?? null;
+  const trainBlocks = manifest?.splits['train']?.rows ?? null;
+  const B = Math.max(1, Math.floor(req.batchSize) || 1), A = Math.max(1, Math.floor(req.gradAccum) || 1);
+  const stepsPerEpoch = trainBlocks !== null ? Math.max(1, Math.floor(trainBlocks / (B * A))) : null;
+  const totalSteps = req.maxSteps ?? (stepsPerEpoch !== null ? Math.max(1, Math.round(req.epochs * stepsPerEpoch)) : null);
+  // The engine holds base weights as f32; LoRA weights, their gradients and two Adam moments are 4 more copies.
+  const memoryMB = (modelParams * 4 + trainable * 4 * 4) / 2 ** 20;
+  const presets = Object.entries(PRESETS).map(([id, p]) => ({
+    id, label: p.label, rank: p.lora.rank, alpha: p.lora.alpha, targets: p.lora.targets, lr: p.optim.lr,
+    batchSize: p.batchSize, gradAccum: p.gradAccum, epochs: p.epochs,
+    arithmetic: blockSize !== null ? presetArithmetic(p, blockSize) : null,
+    trainableParams: count(p.lora.rank, p.lora.targets),
+  }));
+  return {
+    trainableParams: trainable, modelParams, trainablePct: (100 * trainable) / modelParams, modules: buildLoraLayout(cfg, layout, { rank, alpha: 2 * rank, dropout: 0, rslora: false, targets: req.targets, seed: 1 }).modules.length,
+    blockSize, trainBlocks, stepsPerEpoch, totalSteps,
+    tokensPerStep: blockSize !== null ? B * A * blockSize : null,
+    arithmetic: blockSize !== null ? presetArithmetic({ batchSize: B, gradAccum: A }, blockSize) : null,
+    memoryMB, presets,
+  };
+}
