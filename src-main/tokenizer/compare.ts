@@ -33,6 +33,11 @@ export interface TokenizerComparison {
   general: SetComparison;
   /** The new tokens used most on the domain texts (for a bar chart). */
   topNewTokens: Array<{ id: number; token: string; count: number }>;
+  /**
+   * How many distinct new tokens the domain texts use at all. The rest are building blocks of longer new
+   * tokens, or words that are missing from the held-out text.
+   */
+  newTokensUsed: number;
 }
 
 export interface CompareInput {
@@ -95,5 +100,5 @@ export async function compareTokenizers(base: LatheTokenizer, extended: LatheTok
     .sort((x, y) => y[1] - x[1] || x[0] - y[0])
     .slice(0, input.topK ?? 20)
     .map(([id, count]) => ({ id, token: extended.idToToken(id) ?? '', count }));
-  return { vocabBefore: base.vocabSize, vocabAfter: extended.vocabSize, domain, general, topNewTokens };
+  return { vocabBefore: base.vocabSize, vocabAfter: extended.vocabSize, domain, general, topNewTokens, newTokensUsed: usage.size };
 }

@@ -31,5 +31,9 @@ describe('compareTokenizers', () => {
     expect(c.topNewTokens.length).toBe(20);
     expect(c.topNewTokens[0]!.count).toBeGreaterThanOrEqual(c.topNewTokens[1]!.count);
     expect(c.topNewTokens.every((t) => t.id >= base.vocabSize)).toBe(true);
+    const used = new Set((await ext.tokenizer.encodeBatch(domainTexts, { addSpecialTokens: false })).flatMap((e) => e.ids.filter((id) => id >= base.vocabSize)));
+    expect(c.newTokensUsed).toBe(used.size);
+    expect(c.newTokensUsed).toBeGreaterThan(20);
+    expect(c.newTokensUsed).toBeLessThanOrEqual(100);
   });
 });
