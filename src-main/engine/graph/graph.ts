@@ -11,7 +11,7 @@
  */
 import { BYTES, type DType, type Dim, type Shape, isFloat, numel, shapeStr } from './types';
 import { getOp, type Attrs } from './ops';
-import { float32ToFloat16Bits } from '../onnx/pack';
+import { float16BitsToFloat32, float32ToFloat16Bits } from '../onnx/pack';
 
 /** Where a constant's bytes live: in memory, or in a file (e.g. a safetensors shard) referenced by offset. */
 export type ConstData =
@@ -124,7 +124,7 @@ export class GraphBuilder {
   /** Applies a registered op: infers output types/shapes now, so shape errors surface at build time. */
   apply(op: string, inputs: readonly (Value | null)[], attrs: Attrs = {}): Value[] {
     const def = getOp(op);
-    const folded = foldScalars(this, op, inputs);
+    const folded = foldScalars(this, op, inputs, attrs);
     if (folded) return [folded];
     // Common subexpressions: the same op on the same inputs with the same attributes is built once
     // (rules often re-derive a transpose or a reshape the forward already has).
@@ -274,6 +274,15 @@ export class GraphBuilder {
     return this.apply('LayerNormalization', bias ? [x, scale, bias] : [x, scale], { axis: -1, epsilon })[0]!;
   }
 
+  /**
+   * RoPE with the fused com.microsoft RotaryEmbedding (1 node forward, 1 backward):
+   * x [B, heads, S, head_dim], positions int64 [B, S], cos/sin [max_pos, head_dim/2].
+   * interleaved=false is HF's rotate_half convention.
+   */
+  rotary(x: Value, positions: Value, cos: Value, sin: Value, interleaved = false): Value {
+    return this.one('RotaryEmbedding', [x, positions, cos, sin], { interleaved: interleaved ? 1 : 0 });
+  }
+
   /** Node count by op, e.g. for reports. */
   countByOp(from = 0): Record<string, number> {
     const out: Record<string, number> = {};
@@ -311,7 +320,7 @@ function u8(a: ArrayBufferView): Uint8Array {
  * Folds arithmetic on one-element constants at build time (gradient seeds make many: d(mean)/dx = 1/N),
  * and drops multiplication by a scalar 1. Keeps node counts honest.
  */
-function foldScalars(g: GraphBuilder, op: string, inputs: readonly (Value | null)[]): Value | null {
+function foldScalars(g: GraphBuilder, op: string, inputs: readonly (Value | null)[], attrs: Attrs): Value | null {
   const [a, b] = inputs;
   if (!a || !isFloat(a.dtype)) return null;
   if (op === 'Mul' && b) {
@@ -323,6 +332,15 @@ function foldScalars(g: GraphBuilder, op: string, inputs: readonly (Value | null
   const src = a.node?.op === 'Expand' ? a.node.inputs[0] : null;
   if (op === 'Neg' && src?.scalar !== undefined && src.rank === 0) {
     return g.expand(fold(-src.scalar), a.shape, a.node!.inputs[1] ?? null);
+  }
+  if ((op === 'Neg' || op === 'Transpose') && inputs.length === 1) {
+    const vals = constValues(a);
+    if (vals) {
+      const shape = a.shape as number[];
+      if (op === 'Neg') return g.constant(vals.map((x) => -x), a.dtype, shape);
+      const perm = attrs.perm as readonly number[];
+      return g.constant(permute(vals, shape, perm), a.dtype, perm.map((p) => shape[p]!));
+    }
   }
   const sa = a.scalar;
   if (sa === undefined || a.rank !== 0) return null;
@@ -336,4 +354,38 @@ function foldScalars(g: GraphBuilder, op: string, inputs: readonly (Value | null
     case 'Div': return fold(sa / sb);
     default: return null;
   }
+}
+
+/** Values of a small in-memory float constant (for build-time folding), else null. */
+function constValues(v: Value): number[] | null {
+  const d = v.constData;
+  if (!d || d.kind !== 'raw' || !isFloat(v.dtype) || d.bytes.byteLength > 1 << 20) return null;
+  const b = d.bytes;
+  const copy = b.slice(); // aligned copy
+  switch (v.dtype) {
+    case 'float32': return Array.from(new Float32Array(copy.buffer));
+    case 'float64': return Array.from(new Float64Array(copy.buffer));
+    case 'float16': return Array.from(new Uint16Array(copy.buffer), float16BitsToFloat32);
+    default: return null;
+  }
+}
+
+/** Row-major transpose of `vals` with `shape` by `perm`. */
+function permute(vals: number[], shape: number[], perm: readonly number[]): number[] {
+  const r = shape.length;
+  const outShape = perm.map((p) => shape[p]!);
+  const inStride = new Array<number>(r).fill(1);
+  for (let i = r - 2; i >= 0; i--) inStride[i] = inStride[i + 1]! * shape[i + 1]!;
+  const out = new Array<number>(vals.length);
+  const idx = new Array<number>(r).fill(0);
+  for (let o = 0; o < vals.length; o++) {
+    let src = 0;
+    for (let k = 0; k < r; k++) src += idx[k]! * inStride[perm[k]!]!;
+    out[o] = vals[src]!;
+    for (let k = r - 1; k >= 0; k--) {
+      if (++idx[k]! < outShape[k]!) break;
+      idx[k] = 0;
+    }
+  }
+  return out;
 }

@@ -864,3 +864,33 @@ def({
     return c.x.length < 3 ? [dx, ds] : [dx, ds, db];
   },
 });
+
+def({
+  name: 'RotaryEmbedding', // com.microsoft, rotate-half (interleaved 0) or pairs (1): x [B, N, S, H], pos [B, S] int64, cos/sin [P, H/2]
+  infer: (x) => {
+    const [v, pos, cos, sin] = need(x, 4);
+    floatIn(v!);
+    sameType([v!, cos!, sin!]);
+    if (v!.rank !== 4) throw new Error(`x must be [B, heads, S, head_dim], got ${shapeStr(v!.shape)}`);
+    if (pos!.dtype !== 'int64' || pos!.rank !== 2) throw new Error(`position ids must be int64 [B, S], got ${pos}`);
+    const half = v!.shape[3];
+    if (typeof half === 'number' && (cos!.shape[1] !== half / 2 || sin!.shape[1] !== half / 2)) {
+      throw new Error(`cos/sin must be [positions, ${half / 2}], got ${shapeStr(cos!.shape)} and ${shapeStr(sin!.shape)}`);
+    }
+    return [{ dtype: v!.dtype, shape: [...v!.shape] }];
+  },
+  lower: (c) => {
+    const heads = c.node.inputs[0]!.shape[1];
+    c.emit('RotaryEmbedding', [c.in(0), c.in(1), c.in(2), c.in(3)], [c.out(0)], {
+      interleaved: A.i(num(c.node.attrs, 'interleaved')),
+      ...(typeof heads === 'number' ? { num_heads: A.i(heads) } : {}),
+    }, 'com.microsoft');
+  },
+  grad: (c) => {
+    const gy = c.gy[0];
+    if (!gy || !c.needs(0)) return [null, null, null, null];
+    // a rotation's transpose is the rotation by −θ: same op with −sin (folded when sin is a constant)
+    const [, pos, cos, sin] = c.x as Value[];
+    return [c.g.apply('RotaryEmbedding', [gy, pos!, cos!, c.g.neg(sin!)], c.node.attrs)[0]!, null, null, null];
+  },
+});

@@ -85,3 +85,19 @@ export function adamw(g: GraphBuilder, p: Value, grad: Value, m: Value, v: Value
   const p2 = g.sub(g.mul(p, decay!), upd);
   return { p: p2, m: m2, v: v2 };
 }
+
+/**
+ * cos/sin tables for g.rotary (com.microsoft RotaryEmbedding): [maxPos, D/2] constants with
+ * angle(p, j) = p · invFreq[j] (HF: inv_freq = 1 / theta^(2j/D), after any rope scaling).
+ */
+export function ropeCache(g: GraphBuilder, maxPos: number, invFreq: readonly number[], dtype: DType): { cos: Value; sin: Value } {
+  const half = invFreq.length;
+  const cos = new Array<number>(maxPos * half), sin = new Array<number>(maxPos * half);
+  for (let p = 0; p < maxPos; p++) {
+    for (let j = 0; j < half; j++) {
+      cos[p * half + j] = Math.cos(p * invFreq[j]!);
+      sin[p * half + j] = Math.sin(p * invFreq[j]!);
+    }
+  }
+  return { cos: g.constant(cos, dtype, [maxPos, half]), sin: g.constant(sin, dtype, [maxPos, half]) };
+}

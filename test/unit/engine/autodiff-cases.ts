@@ -128,6 +128,23 @@ export const CASES: Case[] = [
     op: 'LayerNormalization', label: 'saved statistics', dtype: 'float32', inputs: [f([2, 3, 4]), f([4]), f([4])],
     build: (g, [x, s, b]) => g.layerNorm(x!, s!, b!, 1e-5),
   },
+  {
+    op: 'RotaryEmbedding', dtype: 'float32', inputs: [f([2, 2, 3, 4]), idx([2, 3], [0, 1, 2, 3, 4, 5])],
+    build: (g, [x, pos]) => {
+      // cos/sin tables [6, 2] for 6 positions, theta 10000
+      const cos: number[] = [], sin: number[] = [];
+      for (let p = 0; p < 6; p++) for (let j = 0; j < 2; j++) {
+        const th = p * 10000 ** (-j / 2);
+        cos.push(Math.cos(th));
+        sin.push(Math.sin(th));
+      }
+      return g.rotary(x!, pos!, g.constant(cos, x!.dtype, [6, 2]), g.constant(sin, x!.dtype, [6, 2]));
+    },
+  },
+  {
+    op: 'composite', label: 'transpose of a constant (folded at build time)', inputs: [f([2, 3])],
+    build: (g, [a]) => g.mul(a!, g.transpose(g.constant([1, 2, 3, 4, 5, 6], a!.dtype, [3, 2]))),
+  },
   // composites: fan-out accumulation and scatter folded into a dense sum
   {
     op: 'composite', label: 'gather reused + dense path', inputs: [f([4, 3]), idx([3], [1, 3, 1], 'int32')],

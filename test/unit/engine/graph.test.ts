@@ -47,7 +47,22 @@ describe('shape and dtype inference at build time', () => {
     const c = g.mul(g.add(g.scalar(2, 'float32'), 3), 0.5);
     expect(c.scalar).toBe(2.5);
     expect(g.mul(x, 1)).toBe(x);
+    // Transpose and Neg of small constants fold (RoPE's −sin, a constant matrix's transpose)
+    const t = g.transpose(g.neg(g.constant([1, 2, 3, 4, 5, 6], 'float32', [2, 3])));
+    expect(t.shape).toEqual([3, 2]);
+    const data = t.constData;
+    if (data?.kind !== 'raw') throw new Error('expected a folded raw constant');
+    expect(Array.from(new Float32Array(data.bytes.slice().buffer))).toEqual([-1, -4, -2, -5, -3, -6]);
     expect(g.nodes.length).toBe(0);
+  });
+
+  it('shares common subexpressions and composes transposes', () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [2, 3, 4]);
+    expect(g.exp(x)).toBe(g.exp(x));
+    const t = g.transpose(x, [1, 2, 0]);
+    expect(g.transpose(t, [2, 0, 1])).toBe(x); // composes to the identity
+    expect(g.nodes.length).toBe(2);
   });
 });
 
