@@ -107,6 +107,11 @@ function rewriteAst(node: Node): void {
     node.callee = { type: 'Identifier', value: '__lathe_strip' };
     node.args = [target, { type: 'StringLiteral', value: mode }, ...node.args];
   }
+  // `{% for c in text %}` walks characters in Python; the engine only loops over lists and dicts.
+  if (node.type === 'For' && node.iterable) {
+    if (node.iterable.type === 'SelectExpression') node.iterable.lhs = { type: '__LatheIter', operand: node.iterable.lhs };
+    else node.iterable = { type: '__LatheIter', operand: node.iterable };
+  }
   // `x|string` and `x|trim` call str(x) first in jinja2 (lists and dicts print as Python repr);
   // the engine rejects them on non-strings. Handled by our evaluate() below.
   if (
@@ -204,12 +209,13 @@ function pyTypeName(v: Node): string {
   return names[v?.type as string] ?? String(v?.type);
 }
 
-/** A value of the engine's own StringValue class (not exported), so the engine sees the type it expects. */
-function makeString(text: string): Node {
+/** A value of the engine's own runtime classes (not exported), so the engine sees the types it expects. */
+function makeValue(value: unknown): Node {
   const probe = new Environment();
-  probe.set('s', text);
-  return probe.lookupVariable('s');
+  probe.set('v', value);
+  return probe.lookupVariable('v');
 }
+const makeString = (text: string): Node => makeValue(text);
 
 // Statements whose value is not printed (the engine returns NullValue for them).
 const SILENT = new Set(['Set', 'Comment', 'Macro', 'Break', 'Continue']);
@@ -225,6 +231,10 @@ function patchInterpreter(interp: Interpreter): void {
   // An already-evaluated operand handed back to the engine (see the '+' check below).
   self.evaluate = (statement: Node, environment: Node) => {
     if (statement?.type === '__LatheValue') return statement.value;
+    if (statement?.type === '__LatheIter') {
+      const value = self.evaluate(statement.operand, environment);
+      return value?.type === 'StringValue' ? makeValue(Array.from(value.value as string)) : value;
+    }
     if (statement?.type === '__LatheStr') {
       const text = pyStr(self.evaluate(statement.operand, environment));
       return makeString(statement.mode === 'trim' ? text.trim() : text);
