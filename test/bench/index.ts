@@ -1,2 +1,5 @@
 /** Bench modules run by `npm run bench` (bin/bench.mjs). Each exports `bench(report)`. */
-export const benches = [{ name: 'engine', load: () => import('./engine') }];
+export const benches = [
+  { name: 'engine', load: () => import('./engine') },
+  { name: 'data', load: () => import('./data') },
+];

@@ -62,34 +62,48 @@ export const STOP_WORDS: Record<string, string[]> = {
 };
 export const ALL_STOP_WORDS: ReadonlySet<string> = new Set(Object.values(STOP_WORDS).flat());
 
-interface Profile { lang: string; logp: Map<string, number>; unseen: number }
+/**
+ * Trigram keys are small integers (three 10-bit character codes; V8 hashes these fastest) and each key maps to the
+ * log-probabilities of all languages at once: one Map lookup per trigram for the whole model.
+ */
+interface Model { langs: string[]; logp: Map<number, Float64Array>; unseen: Float64Array }
 
-function trigrams(text: string, limit: number): Map<string, number> {
-  const s = ' ' + text.toLowerCase().slice(0, limit).replace(/[^\p{L}']+/gu, ' ') + ' ';
-  const m = new Map<string, number>();
-  for (let i = 0; i + 3 <= s.length; i++) {
-    const t = s.slice(i, i + 3);
-    if (t[1] === ' ') continue; // "x y" spans two words: noise
-    m.set(t, (m.get(t) ?? 0) + 1);
-  }
-  return m;
+/** Letters lower-cased, everything else a space; apostrophes kept (l'atelier, don't). */
+function cleanChars(text: string, limit: number): string {
+  return ' ' + text.slice(0, limit).toLowerCase().replace(/[^\p{L}']+/gu, ' ') + ' ';
 }
 
-let PROFILES: Profile[] | null = null;
-function profiles(): Profile[] {
-  if (PROFILES) return PROFILES;
-  PROFILES = Object.entries(SEED).map(([lang, text]) => {
+function forEachTrigram(s: string, f: (key: number) => void): void {
+  for (let i = 0; i + 3 <= s.length; i++) {
+    const b = s.charCodeAt(i + 1);
+    if (b === 32) continue; // "x y" spans two words: noise
+    f(((s.charCodeAt(i) & 0x3ff) << 20) | ((b & 0x3ff) << 10) | (s.charCodeAt(i + 2) & 0x3ff));
+  }
+}
+
+let MODEL: Model | null = null;
+function model(): Model {
+  if (MODEL) return MODEL;
+  const langs = Object.keys(SEED);
+  const counts = langs.map((lang) => {
     // Stop words are added three times: they are the most frequent and most telling trigrams.
-    const counts = trigrams(`${text} ${STOP_WORDS[lang]!.join(' ')} ${STOP_WORDS[lang]!.join(' ')} ${STOP_WORDS[lang]!.join(' ')}`, 1e9);
-    let total = 0;
-    for (const v of counts.values()) total += v;
-    const alpha = 0.5; // add-half smoothing
-    const vocab = 20000;
-    const logp = new Map<string, number>();
-    for (const [t, v] of counts) logp.set(t, Math.log((v + alpha) / (total + alpha * vocab)));
-    return { lang, logp, unseen: Math.log(alpha / (total + alpha * vocab)) };
+    const stop = STOP_WORDS[lang]!.join(' ');
+    const m = new Map<number, number>();
+    forEachTrigram(cleanChars(`${SEED[lang]} ${stop} ${stop} ${stop}`, 1e9), (k) => m.set(k, (m.get(k) ?? 0) + 1));
+    return m;
   });
-  return PROFILES;
+  const alpha = 0.5; // add-half smoothing
+  const vocab = 20000;
+  const unseen = new Float64Array(langs.length);
+  const totals = counts.map((m) => { let t = 0; for (const v of m.values()) t += v; return t; });
+  totals.forEach((t, i) => (unseen[i] = Math.log(alpha / (t + alpha * vocab))));
+  const logp = new Map<number, Float64Array>();
+  counts.forEach((m) => {
+    for (const k of m.keys()) if (!logp.has(k)) logp.set(k, Float64Array.from(unseen));
+  });
+  for (const [k, arr] of logp) counts.forEach((m, li) => { const v = m.get(k); if (v) arr[li] = Math.log((v + alpha) / (totals[li]! + alpha * vocab)); });
+  MODEL = { langs, logp, unseen };
+  return MODEL;
 }
 
 const SCRIPTS: [RegExp, string][] = [
@@ -99,16 +113,17 @@ const SCRIPTS: [RegExp, string][] = [
 ];
 
 /**
- * Identifies the language of (the first 2000 characters of) `text`. `confidence` is the softmax
+ * Identifies the language of `text` (script from the first 2000 characters, trigrams from the first 600). `confidence` is the softmax
  * probability margin of the best language over the runner-up (0..1), per trigram.
  */
 export function identifyLanguage(text: string): { lang: string; confidence: number } {
   const sample = text.slice(0, 2000);
   let latin = 0;
   const other = new Map<string, number>();
-  for (const ch of sample) {
-    const c = ch.codePointAt(0)!;
+  for (let i = 0; i < sample.length; i++) {
+    const c = sample.charCodeAt(i);
     if (c < 0x250) { if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c >= 0xc0) latin++; continue; }
+    const ch = sample[i]!;
     for (const [re, lang] of SCRIPTS) if (re.test(ch)) { other.set(lang, (other.get(lang) ?? 0) + 1); break; }
   }
   let bestScript = '', bestN = 0;
@@ -116,15 +131,18 @@ export function identifyLanguage(text: string): { lang: string; confidence: numb
   // Japanese text mixes Han with kana: any kana decides Japanese.
   if (bestScript === 'zh' && (other.get('ja') ?? 0) > bestN * 0.05) bestScript = 'ja';
   if (bestN > latin) return { lang: bestScript, confidence: Math.min(1, bestN / (bestN + latin)) };
-  const tg = trigrams(sample, 2000);
+  const m = model();
+  const L = m.langs.length;
+  const score = new Float64Array(L);
   let n = 0;
-  for (const v of tg.values()) n += v;
+  // 600 characters are plenty for these languages and keep identification cheap.
+  forEachTrigram(cleanChars(sample, 600), (k) => {
+    n++;
+    const arr = m.logp.get(k) ?? m.unseen;
+    for (let i = 0; i < L; i++) score[i] += arr[i]!;
+  });
   if (n < 10) return { lang: 'unknown', confidence: 0 };
-  const scores = profiles().map((p) => {
-    let s = 0;
-    for (const [t, v] of tg) s += v * (p.logp.get(t) ?? p.unseen);
-    return { lang: p.lang, s: s / n };
-  }).sort((a, b) => b.s - a.s);
+  const scores = m.langs.map((lang, i) => ({ lang, s: score[i]! / n })).sort((a, b) => b.s - a.s);
   // Per-trigram log-likelihood gap -> probability that the best beats the runner-up.
   const gap = scores[0]!.s - scores[1]!.s;
   const confidence = 1 - Math.exp(-gap * 4);

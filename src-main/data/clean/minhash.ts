@@ -5,11 +5,18 @@ import { fmix, hash32, rng } from './hash';
  * candidates, then the signature agreement (an estimate of Jaccard similarity) checked against the
  * threshold. Streaming: each document is compared with the documents kept before it.
  *
+ * Signatures use one-permutation hashing (Li, Owen & Zhang 2012): each shingle hash goes to one of
+ * numPerm bins by its high bits and only the bin minimum is kept, so a shingle costs O(1) instead
+ * of O(numPerm). Empty bins (short documents) borrow from the next non-empty bin to the right,
+ * mixed with the distance ("rotation" densification, Shrivastava & Li 2014), identically for every
+ * document, so equal bins still estimate Jaccard similarity.
+ *
  * Memory per kept document: numPerm × 4 bytes (signature) + bands × 12 bytes (LSH entries).
  */
 export class NearDedup {
-  private readonly a: Int32Array;
-  private readonly b: Int32Array;
+  private readonly seedA: number;
+  private readonly ring: Int32Array;
+  private readonly dense: Uint32Array;
   private readonly rows: number;
   private sigs: Uint32Array;
   private count = 0;
@@ -31,13 +38,9 @@ export class NearDedup {
     seed = 1,
   ) {
     this.rows = numPerm / bands;
-    const r = rng(seed);
-    this.a = new Int32Array(numPerm);
-    this.b = new Int32Array(numPerm);
-    for (let i = 0; i < numPerm; i++) {
-      this.a[i] = (Math.floor(r() * 0x7fffffff) * 2 + 1) | 0; // odd multiplier
-      this.b[i] = Math.floor(r() * 0xffffffff) | 0;
-    }
+    this.seedA = Math.floor(rng(seed)() * 0xffffffff) | 0;
+    this.ring = new Int32Array(shingleWords);
+    this.dense = new Uint32Array(numPerm);
     this.sigs = new Uint32Array(numPerm * 1024);
     this.keys = new Uint32Array(1 << 16);
     this.heads = new Int32Array(1 << 16);
@@ -49,20 +52,13 @@ export class NearDedup {
 
   /** Signature of `text` into this.sig; returns false if the text has no words. */
   private signature(text: string): boolean {
-    const P = this.numPerm, a = this.a, b = this.b, sig = this.sig;
+    const P = this.numPerm, sig = this.sig;
     sig.fill(0xffffffff);
     const k = this.shingleWords;
-    const ring = new Uint32Array(k);
+    const ring = this.ring;
     let nWords = 0;
+    let pos = 0;
     let any = false;
-    const apply = (sh: number): void => {
-      any = true;
-      for (let p = 0; p < P; p++) {
-        const v = fmix((Math.imul(sh, a[p]!) + b[p]!) | 0) >>> 0;
-        if (v < sig[p]!) sig[p] = v;
-      }
-    };
-    // Words: maximal runs of letters/digits (ASCII fast path; other chars > 127 count as word chars).
     const s = text;
     let i = 0;
     const n = s.length;
@@ -76,17 +72,38 @@ export class NearDedup {
         h = Math.imul(h ^ c, 0x01000193);
         c = s.charCodeAt(++i);
       }
-      ring[nWords % k] = h >>> 0;
+      ring[pos] = h;
+      if (++pos === k) pos = 0;
       nWords++;
       if (nWords >= k) {
-        let sh = 0x9747b28c;
-        for (let j = 0; j < k; j++) sh = Math.imul(sh ^ ring[(nWords + j) % k]!, 0x5bd1e995) ^ (sh >>> 13);
-        apply(sh | 0);
+        // Oldest to newest: ring[pos], ring[pos+1], ... (wrapping).
+        let sh = this.seedA;
+        for (let j = 0, idx = pos; j < k; j++) {
+          sh = Math.imul(sh ^ ring[idx]!, 0x5bd1e995) ^ (sh >>> 13);
+          if (++idx === k) idx = 0;
+        }
+        const v = fmix(sh) >>> 0;
+        const bin = Math.floor((v / 4294967296) * P);
+        if (v < sig[bin]!) sig[bin] = v;
+        any = true;
       }
     }
     // Shorter than one shingle: the whole text is the shingle.
-    if (nWords > 0 && nWords < k) apply(hash32(text.toLowerCase()) | 0);
-    return any;
+    if (nWords > 0 && nWords < k) {
+      const v = hash32(text.toLowerCase(), 0, text.length, this.seedA) >>> 0;
+      sig[Math.floor((v / 4294967296) * P)] = v;
+      any = true;
+    }
+    if (!any) return false;
+    // Densify: an empty bin takes the next non-empty bin's value mixed with the distance.
+    for (let b = 0; b < P; b++) {
+      if (sig[b] !== 0xffffffff) continue;
+      let d = 1;
+      while (sig[(b + d) % P] === 0xffffffff && d < P) d++;
+      this.dense[b] = fmix((sig[(b + d) % P]! ^ Math.imul(d, 0x9e3779b1)) | 0) >>> 0;
+    }
+    for (let b = 0; b < P; b++) if (sig[b] === 0xffffffff) sig[b] = this.dense[b]!;
+    return true;
   }
 
   /**

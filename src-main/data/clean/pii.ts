@@ -13,22 +13,51 @@ export const PLACEHOLDER: Record<PiiType, string> = {
 };
 
 // Order matters: earlier alternatives win at the same position.
-const PATTERN = new RegExp(
-  [
-    // Known secret formats: PEM private keys, OpenAI/Stripe/GitHub/Slack/AWS/Google/HF/GitLab tokens, JWTs.
-    String.raw`(?<secret>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}))`,
-    String.raw`(?<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)`,
-    String.raw`(?<iban>\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b)`,
-    String.raw`(?<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]))`,
-    String.raw`(?<ipv4>\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b)`,
-    String.raw`(?<ssn>\b\d{3}-\d{2}-\d{4}\b)`,
-    String.raw`(?<card>\b\d(?:[ -]?\d){12,18}\b)`,
-    String.raw`(?<phone>(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}\b)`,
-    // Unknown secrets: long tokens mixing letters and digits, checked for entropy below.
-    String.raw`(?<token>\b[A-Za-z0-9_\-+/=]{32,}\b)`,
-  ].join('|'),
-  'g',
-);
+const PARTS = {
+  // Known secret formats: PEM private keys, OpenAI/Stripe/GitHub/Slack/AWS/Google/HF/GitLab tokens, JWTs.
+  secret: String.raw`(?<secret>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}))`,
+  email: String.raw`(?<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)`,
+  iban: String.raw`(?<iban>\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b)`,
+  ipv6: String.raw`(?<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]))`,
+  ipv4: String.raw`(?<ipv4>\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b)`,
+  ssn: String.raw`(?<ssn>\b\d{3}-\d{2}-\d{4}\b)`,
+  card: String.raw`(?<card>\b\d(?:[ -]?\d){12,18}\b)`,
+  phone: String.raw`(?<phone>(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}\b)`,
+  // Unknown secrets: long tokens mixing letters and digits, checked for entropy below.
+  token: String.raw`(?<token>\b[A-Za-z0-9_\-+/=]{32,}\b)`,
+};
+
+/**
+ * The combined pattern holds only the alternatives a document can match (cheap checks decide),
+ * because each alternative costs a little at every position: email needs "@", IPv6 needs "x:y:",
+ * secrets need a long token run or a PEM header. Variants are cached by which are present.
+ */
+const VARIANTS = new Map<number, RegExp>();
+function patternFor(text: string): RegExp {
+  const at = text.indexOf('@') >= 0 ? 1 : 0;
+  const v6 = text.indexOf('::') >= 0 || /[0-9A-Fa-f]:[0-9A-Fa-f]{1,4}:/.test(text) ? 2 : 0;
+  const long = longestTokenRun(text) >= 20 || text.indexOf('-----BEGIN') >= 0 ? 4 : 0;
+  const key = at | v6 | long;
+  let re = VARIANTS.get(key);
+  if (!re) {
+    const parts = [long ? PARTS.secret : '', at ? PARTS.email : '', PARTS.iban, v6 ? PARTS.ipv6 : '', PARTS.ipv4, PARTS.ssn, PARTS.card, PARTS.phone, long ? PARTS.token : ''];
+    re = new RegExp(parts.filter(Boolean).join('|'), 'g');
+    VARIANTS.set(key, re);
+  }
+  return re;
+}
+
+/** Longest run of characters that can form a key or token ([A-Za-z0-9_-+/=]). */
+function longestTokenRun(s: string): number {
+  let best = 0, run = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 45 && c <= 57 && c !== 46) || c === 95 || c === 43 || c === 61) {
+      if (++run > best) best = run;
+    } else run = 0;
+  }
+  return best;
+}
 
 export function luhnValid(digits: string): boolean {
   let sum = 0;
@@ -97,8 +126,9 @@ export function newPiiCounts(): PiiCounts { return { email: 0, phone: 0, ip: 0, 
 
 /** Replaces PII in `text`; increments `counts` per type. Returns the original string when nothing matched. */
 export function scrubPii(text: string, cfg: CleanConfig['pii'], counts: PiiCounts): string {
-  PATTERN.lastIndex = 0;
-  return text.replace(PATTERN, (m: string, ...rest: unknown[]) => {
+  const pattern = patternFor(text);
+  pattern.lastIndex = 0;
+  return text.replace(pattern, (m: string, ...rest: unknown[]) => {
     const g = rest[rest.length - 1] as Record<string, string | undefined>;
     const hit = (t: PiiType): string => { counts[t]++; return PLACEHOLDER[t]; };
     if (g.secret !== undefined) return cfg.secret ? hit('secret') : m;

@@ -1,9 +1,43 @@
 import type { CleanConfig } from '../config';
 import { ALL_STOP_WORDS } from './langid';
-import { hash32 } from './hash';
 
-/** Reused scratch table for per-document n-gram counting (no Map allocation per document). */
+/** Reused scratch tables (no allocation per document). */
 let table = new Uint32Array(1 << 12);
+let wordHashes = new Int32Array(1 << 12);
+
+/** Same hash as wordHash() over a lower-cased word: FNV-1a of the UTF-16 units. */
+function wordHash(w: string): number {
+  let h = 0x811c9dc5 | 0;
+  for (let i = 0; i < w.length; i++) h = Math.imul(h ^ w.charCodeAt(i), 0x01000193);
+  return h;
+}
+const STOP_HASHES: ReadonlySet<number> = new Set([...ALL_STOP_WORDS].map(wordHash));
+
+function isWordChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 39 || (c >= 0xc0 && (c < 0x2000 || c > 0x206f) && (c < 0x3000 || c > 0x303f));
+}
+
+/** Fills wordHashes with one hash per word (ASCII lower-cased; other letters via toLowerCase); returns the count. */
+function scanWords(s: string): number {
+  let n = 0;
+  let i = 0;
+  const len = s.length;
+  while (i < len) {
+    let c = s.charCodeAt(i);
+    while (i < len && !isWordChar(c)) c = s.charCodeAt(++i);
+    if (i >= len) break;
+    let h = 0x811c9dc5 | 0;
+    while (i < len && isWordChar(c)) {
+      if (c >= 65 && c <= 90) c += 32;
+      else if (c >= 0xc0 && c < 0x250) c = s[i]!.toLowerCase().charCodeAt(0);
+      h = Math.imul(h ^ c, 0x01000193);
+      c = s.charCodeAt(++i);
+    }
+    if (n >= wordHashes.length) { const w = new Int32Array(wordHashes.length * 2); w.set(wordHashes); wordHashes = w; }
+    wordHashes[n++] = h;
+  }
+  return n;
+}
 
 /**
  * Returns why a document fails the quality heuristics, or null when it passes. Each check is a
@@ -25,41 +59,48 @@ export function qualityProblem(text: string, cfg: CleanConfig['quality']): strin
   if (symbols / nonSpace > cfg.maxSymbolRatio) return `too many symbols (${pct(symbols / nonSpace)} > ${pct(cfg.maxSymbolRatio)})`;
   if (digits / nonSpace > cfg.maxDigitRatio) return `too many digits (${pct(digits / nonSpace)} > ${pct(cfg.maxDigitRatio)})`;
 
-  // Words: lower-cased runs of letters/digits/apostrophes.
-  const words = text.toLowerCase().match(/[\p{L}\p{N}']+/gu) ?? [];
-  if (words.length < cfg.minWords) return `too few words (${words.length} < ${cfg.minWords})`;
+  // Words: runs of letters/digits/apostrophes, hashed lower-case in one pass (no strings made).
+  const n0 = scanWords(text);
+  if (n0 < cfg.minWords) return `too few words (${n0} < ${cfg.minWords})`;
   if (cfg.minStopWords > 0 && !/[\u0400-\u04ff\u0590-\u08ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]/.test(text.slice(0, 500))) {
     let stop = 0;
-    for (const w of words) if (ALL_STOP_WORDS.has(w) && ++stop >= cfg.minStopWords) break;
+    for (let i = 0; i < n0 && stop < cfg.minStopWords; i++) if (STOP_HASHES.has(wordHashes[i]!)) stop++;
     if (stop < cfg.minStopWords) return `almost no ordinary function words (${stop} < ${cfg.minStopWords}): not running text`;
   }
 
-  // Repeated lines: characters in lines that occur more than once (blank lines ignored).
-  if (text.indexOf('\n') >= 0) {
-    const lines = text.split('\n');
-    if (lines.length >= 4) {
-      const seen = new Set<string>();
-      let dupChars = 0, total = 0;
-      for (const l of lines) {
-        const t = l.trim();
-        if (!t) continue;
-        total += t.length;
-        if (seen.has(t)) dupChars += t.length; else seen.add(t);
-      }
-      if (total > 0 && dupChars / total > cfg.maxDuplicateLineFraction) return `repeated lines (${pct(dupChars / total)} of the text > ${pct(cfg.maxDuplicateLineFraction)})`;
-    }
-  }
+  const dup = duplicateLineFraction(text);
+  if (dup > cfg.maxDuplicateLineFraction) return `repeated lines (${pct(dup)} of the text > ${pct(cfg.maxDuplicateLineFraction)})`;
+  const rep = repeatedTrigramFraction(n0);
+  if (rep > cfg.maxRepeatedNgramFraction) return `repetitive (${pct(rep)} of word 3-grams repeat > ${pct(cfg.maxRepeatedNgramFraction)})`;
+  return null;
+}
 
-  // Repeated word 3-grams: fraction of 3-grams already seen earlier in the document.
-  const n = words.length - 2;
+/** Characters in non-blank lines that occur more than once in the document, as a fraction. */
+function duplicateLineFraction(text: string): number {
+  if (text.indexOf('\n') < 0) return 0;
+  const lines = text.split('\n');
+  if (lines.length < 4) return 0;
+  const seen = new Set<string>();
+  let dupChars = 0, total = 0;
+  for (const l of lines) {
+    const t = l.trim();
+    if (!t) continue;
+    total += t.length;
+    if (seen.has(t)) dupChars += t.length; else seen.add(t);
+  }
+  return total > 0 ? dupChars / total : 0;
+}
+
+/** Fraction of word 3-grams (over wordHashes[0..nWords)) already seen earlier in the document. */
+function repeatedTrigramFraction(nWords: number): number {
+  const n = nWords - 2;
   if (n >= 10) {
     let size = table.length;
     while (size < n * 2) size <<= 1;
     if (size !== table.length) table = new Uint32Array(size);
     else table.fill(0);
     const mask = size - 1;
-    const wh = new Uint32Array(words.length);
-    for (let i = 0; i < words.length; i++) wh[i] = hash32(words[i]!);
+    const wh = wordHashes;
     let repeats = 0;
     for (let i = 0; i < n; i++) {
       let h = (Math.imul(wh[i]!, 0x9e3779b1) ^ Math.imul(wh[i + 1]!, 0x85ebca6b) ^ wh[i + 2]!) >>> 0;
@@ -72,9 +113,9 @@ export function qualityProblem(text: string, cfg: CleanConfig['quality']): strin
         j = (j + 1) & mask;
       }
     }
-    if (repeats / n > cfg.maxRepeatedNgramFraction) return `repetitive (${pct(repeats / n)} of word 3-grams repeat > ${pct(cfg.maxRepeatedNgramFraction)})`;
+    return repeats / n;
   }
-  return null;
+  return 0;
 }
 
 function pct(x: number): string {

@@ -1,0 +1,158 @@
+/**
+ * Data pipeline bench: generates a corpus (LATHE_BENCH_DATA_MB, default 1024 MB of JSONL built from
+ * the bundled sample sentences, with planted duplicates, near-duplicates and PII), then measures:
+ *   1. import + normalize + boilerplate + quality + language + exact dedup + PII  (two passes, as prepareCorpus runs them)
+ *   2. near-dedup (MinHash + LSH) on the cleaned documents
+ *   3. tokenize + pack, next to the bare `tokenizers` encodeBatch speed on the same text
+ * and the peak RSS. Targets: >= 50 MB/s, >= 10 MB/s, tokenizer speed, < 1 GB.
+ * LATHE_BENCH_TOKENIZER=DIR uses a real tokenizer.json; otherwise a BPE is trained on 8 MB of the corpus.
+ */
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveCleanConfig } from '../../src-main/data/config';
+import { Cleaner } from '../../src-main/data/clean/pipeline';
+import { NearDedup } from '../../src-main/data/clean/minhash';
+import { rng } from '../../src-main/data/clean/hash';
+import { defaultImportOptions, importPaths, newImportStats } from '../../src-main/data/import';
+import { BlockPacker } from '../../src-main/data/pack/dataset';
+import { SpoolWriter, readSpool } from '../../src-main/data/spool';
+import { loadTokenizerDir } from '../../src-main/data/tokenize';
+
+const MB = 1024 * 1024;
+
+function sentences(): string[] {
+  const root = join(import.meta.dirname, '../../resources/corpus');
+  const out = new Set<string>();
+  const walk = (d: string): void => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.(md|txt)$/.test(f)) for (const s of readFileSync(p, 'utf8').split(/(?<=[.!?])\s+/)) if (s.length > 40 && !s.includes('#')) out.add(s.trim());
+    }
+  };
+  walk(root);
+  return [...out];
+}
+
+export async function generate(dir: string, mb: number): Promise<number> {
+  const r = rng(42);
+  const pool = sentences();
+  const words = [...new Set(pool.join(' ').toLowerCase().match(/[a-z]+/g)!)];
+  const pii = ['Contact j.smith@example.com for details.', 'Call +1 (555) 010-4477 after six.', 'Card 4539 1488 0343 6467 was charged.', 'The host 10.20.30.40 is the shop server.'];
+  const target = mb * MB;
+  let written = 0, file = 0;
+  const recent: string[] = [];
+  while (written < target) {
+    const ws = createWriteStream(join(dir, `part-${String(file++).padStart(3, '0')}.jsonl`));
+    let fileBytes = 0;
+    while (fileBytes < 64 * MB && written < target) {
+      let text: string;
+      const u = r();
+      if (u < 0.04 && recent.length) text = recent[Math.floor(r() * recent.length)]!; // exact duplicate
+      else if (u < 0.07 && recent.length) text = recent[Math.floor(r() * recent.length)]!.replace(/ the /, ' a ') + ' Edited.'; // near-duplicate
+      else {
+        const n = 12 + Math.floor(r() * 30);
+        const parts: string[] = [];
+        for (let i = 0; i < n; i++) {
+          // Swap a word in most sentences so documents are distinct even though sentences repeat.
+          let s = pool[Math.floor(r() * pool.length)]!;
+          s = s.replace(/\b[a-z]{4,}\b/, words[Math.floor(r() * words.length)]!);
+          parts.push(s);
+          if (i % 5 === 4) parts.push('\n\n');
+        }
+        if (r() < 0.05) parts.push(pii[Math.floor(r() * pii.length)]!);
+        text = parts.join(' ');
+        if (recent.length < 1000) recent.push(text); else recent[Math.floor(r() * 1000)] = text;
+      }
+      const line = JSON.stringify({ text }) + '\n';
+      if (!ws.write(line)) await new Promise<void>((res) => ws.once('drain', () => res()));
+      fileBytes += Buffer.byteLength(line);
+      written += Buffer.byteLength(line);
+    }
+    await new Promise<void>((res) => ws.end(() => res()));
+  }
+  return written;
+}
+
+export async function bench(report: (row: Record<string, unknown>) => void): Promise<void> {
+  const mb = Number(process.env.LATHE_BENCH_DATA_MB ?? 1024);
+  const root = mkdtempSync(join(tmpdir(), 'lathe-bench-data-'));
+  let peak = 0;
+  const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 50);
+  try {
+    const corpus = join(root, 'corpus');
+    (await import('node:fs')).mkdirSync(corpus);
+    let t = performance.now();
+    const bytes = await generate(corpus, mb);
+    report({ stage: 'generate corpus', MB: +(bytes / MB).toFixed(1), seconds: +((performance.now() - t) / 1000).toFixed(1) });
+    const inMB = bytes / MB;
+
+    // 1. import + clean (no near-dedup), two passes through a spool like prepareCorpus.
+    const cfg = resolveCleanConfig({ nearDedup: { enabled: false } });
+    const cleaner = new Cleaner(cfg);
+    const stats = newImportStats();
+    t = performance.now();
+    peak = 0;
+    const a = new SpoolWriter(join(root, 'a.spool'));
+    for await (const d of importPaths([corpus], defaultImportOptions, stats)) { const x = cleaner.first(d); if (x) await a.write(x); }
+    await a.close();
+    const b = new SpoolWriter(join(root, 'b.spool'));
+    for await (const d of readSpool(a.path)) { const x = cleaner.second(d); if (x) await b.write(x); }
+    await b.close();
+    let s = (performance.now() - t) / 1000;
+    report({
+      stage: 'import+clean+exact-dedup+PII', MB: +inMB.toFixed(1), seconds: +s.toFixed(1), 'MB/s': +(inMB / s).toFixed(1), target: '>= 50',
+      docsIn: stats.docs, docsOut: b.docs, exactDups: cleaner.exactDedup.removed, qualityRemoved: cleaner.quality.removed, piiDocs: cleaner.pii.modified, peakRSS_MB: Math.round(peak / MB),
+    });
+
+    // 2. near-dedup on the cleaned documents.
+    const cleanMB = (statSync(b.path).size) / MB;
+    const nd = new NearDedup(cfg.nearDedup.numPerm, cfg.nearDedup.bands, cfg.nearDedup.threshold, cfg.nearDedup.shingleWords);
+    t = performance.now();
+    let near = 0;
+    for await (const d of readSpool(b.path)) if (nd.check(d.text) >= 0) near++;
+    s = (performance.now() - t) / 1000;
+    report({ stage: 'near-dedup (MinHash 128 perm, 32 bands)', MB: +cleanMB.toFixed(1), seconds: +s.toFixed(1), 'MB/s': +(cleanMB / s).toFixed(1), target: '>= 10', nearDups: near, structureMB: Math.round(nd.bytes / MB), peakRSS_MB: Math.round(peak / MB) });
+
+    // 3. tokenizer: given, or a BPE trained on the first 8 MB.
+    let tokDir = process.env.LATHE_BENCH_TOKENIZER;
+    if (!tokDir) {
+      tokDir = join(root, 'tok');
+      (await import('node:fs')).mkdirSync(tokDir);
+      const sample: string[] = [];
+      let n = 0;
+      for await (const d of readSpool(b.path)) { sample.push(d.text); n += d.text.length; if (n > 8 * MB) break; }
+      writeFileSync(join(root, 'train.txt'), sample.join('\n'));
+      const tk = (await import('tokenizers')).default;
+      const tok = new tk.Tokenizer(tk.BPE.empty());
+      tok.setPreTokenizer(tk.byteLevelPreTokenizer(false));
+      tok.train([join(root, 'train.txt')]);
+      tok.addSpecialTokens(['<|endoftext|>']);
+      tok.save(join(tokDir, 'tokenizer.json'));
+    }
+    const tok = await loadTokenizerDir(tokDir);
+    const batches = async function* (): AsyncGenerator<string[]> {
+      let batch: string[] = [], chars = 0;
+      for await (const d of readSpool(b.path)) { batch.push(d.text); chars += d.text.length; if (chars >= MB) { yield batch; batch = []; chars = 0; } }
+      if (batch.length) yield batch;
+    };
+    t = performance.now();
+    let tokens = 0;
+    for await (const batch of batches()) for (const ids of await tok.encodeBatch(batch)) tokens += ids.length;
+    const sTok = (performance.now() - t) / 1000;
+    report({ stage: 'tokenizers encodeBatch alone (reference)', MB: +cleanMB.toFixed(1), seconds: +sTok.toFixed(1), 'MB/s': +(cleanMB / sTok).toFixed(1), tokens, vocab: tok.vocabSize });
+    const outDir = join(root, 'packed');
+    (await import('node:fs')).mkdirSync(outDir);
+    t = performance.now();
+    const packer = new BlockPacker(outDir, 'train', 1024, tok.vocabSize <= 65536 ? 2 : 4, tok.eosId);
+    for await (const batch of batches()) for (const ids of await tok.encodeBatch(batch)) packer.addDoc(ids);
+    const info = packer.finish();
+    s = (performance.now() - t) / 1000;
+    report({ stage: 'tokenize+pack (block 1024)', MB: +cleanMB.toFixed(1), seconds: +s.toFixed(1), 'MB/s': +(cleanMB / s).toFixed(1), target: `~${(cleanMB / sTok).toFixed(1)} (tokenizer)`, tokens: info.tokens, rows: info.rows, peakRSS_MB: Math.round(peak / MB) });
+    report({ stage: 'peak RSS, whole bench', MB: +inMB.toFixed(1), peakRSS_MB: Math.round(Math.max(peak, process.memoryUsage().rss) / MB), target: '< 1024' });
+  } finally {
+    clearInterval(timer);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
