@@ -22,6 +22,11 @@ import type { LoraLayout, LinearRole } from './lora';
 export interface ForwardOptions {
   batch: number; // B
   seqLen: number; // T
+  /**
+   * Several samples packed per row (SFT): `segments` f32 [B, T] (sample number per token, 0 = padding)
+   * keeps attention inside each sample, `positions` int64 [B, T] restarts RoPE positions per sample.
+   */
+  packing?: { segments: Value; positions: Value };
 }
 
 /** Where frozen base weights come from: a model folder's safetensors, referenced in place. */
@@ -132,9 +137,21 @@ function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number): { cos: Value;
   return { cos: g.constant(cos, 'float32', [T, D]), sin: g.constant(sin, 'float32', [T, D]), rot: g.constant(R, 'float32', [D, D]) };
 }
 
-function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot: Value }): Value {
-  // x [..., T, D]: x·cos + rotate_half(x)·sin
-  return g.add(g.mul(x, t.cos), g.mul(g.matmul(x, t.rot), t.sin));
+function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot: Value }, cos = t.cos, sin = t.sin): Value {
+  // x [..., T, D]: x·cos + rotate_half(x)·sin (cos/sin broadcast: [T, D], or per row [B, 1, (1,) T, D])
+  return g.add(g.mul(x, cos), g.mul(g.matmul(x, t.rot), sin));
+}
+
+/**
+ * Per-row attention bias for packed samples [B, 1, G·T, T]: causal and within the same segment.
+ * Built in the graph from the segment ids (a few nodes) instead of uploading B·G·T² floats.
+ */
+function packedMask(g: GraphBuilder, segments: Value, B: number, G: number, T: number, window: number | null): Value {
+  const same = g.equal(g.reshape(segments, [B, T, 1]), g.reshape(segments, [B, 1, T])); // [B, T, T] bool
+  const causal = causalMask(g, 1, T, window); // [T, T] additive
+  const bias = g.where(same, causal, NEG_INF); // [B, T, T]
+  const grouped = g.expand(g.reshape(bias, [B, 1, 1, T, T]), [B, 1, G, T, T]);
+  return g.reshape(grouped, [B, 1, G * T, T]);
 }
 
 /** Additive causal (and sliding-window) mask [G·T, T] for the grouped layout. */
@@ -192,12 +209,23 @@ export async function buildForward(
   let x = g.reshape(g.gather(wte, ids), [N, C]);
   if (layout.positions) {
     const wpe = await baseWeight(g, src, layout.positions);
-    const pos = g.slice(wpe, [0], [T], [0]); // [T, C]
+    // [T, C] for plain rows; [B, T, C] gathered by per-sample positions for packed rows
+    const pos = opts.packing ? g.gather(wpe, opts.packing.positions) : g.slice(wpe, [0], [T], [0]);
     x = g.reshape(g.add(g.reshape(x, [B, T, C]), pos), [N, C]);
   }
 
   const ropeT = cfg.rope ? ropeTables(g, cfg, T) : null;
-  const mask = causalMask(g, G, T, cfg.slidingWindow);
+  const pk = opts.packing;
+  const mask = pk ? packedMask(g, pk.segments, B, G, T, cfg.slidingWindow) : causalMask(g, G, T, cfg.slidingWindow);
+  // per-row RoPE tables when positions restart inside a row: [B, T, D] gathered from the [T, D] tables
+  let ropeRows: { qCos: Value; qSin: Value; kCos: Value; kSin: Value } | null = null;
+  if (pk && ropeT) {
+    const cosR = g.gather(ropeT.cos, pk.positions), sinR = g.gather(ropeT.sin, pk.positions); // [B, T, D]
+    ropeRows = {
+      qCos: g.reshape(cosR, [B, 1, 1, T, D]), qSin: g.reshape(sinR, [B, 1, 1, T, D]),
+      kCos: g.reshape(cosR, [B, 1, T, D]), kSin: g.reshape(sinR, [B, 1, T, D]),
+    };
+  }
   const scale = 1 / Math.sqrt(D);
 
   for (let i = 0; i < cfg.numLayers; i++) {
@@ -224,8 +252,8 @@ export async function buildForward(
     let qg = g.transpose(g.reshape(q4, [B, T, K, G, D]), [0, 2, 3, 1, 4]);
     let kt = g.transpose(k4, [0, 2, 1, 3]);
     if (ropeT && cfg.ropeLayers[i]) {
-      qg = rope(g, qg, ropeT);
-      kt = rope(g, kt, ropeT);
+      qg = ropeRows ? rope(g, qg, ropeT, ropeRows.qCos, ropeRows.qSin) : rope(g, qg, ropeT);
+      kt = ropeRows ? rope(g, kt, ropeT, ropeRows.kCos, ropeRows.kSin) : rope(g, kt, ropeT);
     }
     const qf = g.reshape(qg, [B, K, G * T, D]);
     // scores [B, K, G·T, T] = q · kᵀ / √D + mask

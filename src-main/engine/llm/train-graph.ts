@@ -35,16 +35,26 @@ export interface TrainGraph {
   fetch: string[];
 }
 
-export const TRAIN_FEEDS = ['ids', 'targets', 'mask', 'apply', 'invCount', 'adam'] as const;
+/** Rows of B×T tokens; `packed` adds per-token segment ids and positions inputs (several SFT samples per row). */
+export interface GraphShape { batch: number; seqLen: number; packed?: boolean }
+
+function packingInputs(g: GraphBuilder, shape: GraphShape) {
+  if (!shape.packed) return undefined;
+  return {
+    segments: g.input('segments', 'float32', [shape.batch, shape.seqLen]),
+    positions: g.input('positions', 'int64', [shape.batch, shape.seqLen]),
+  };
+}
 
 export async function buildTrainGraph(
   cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout,
-  shape: { batch: number; seqLen: number }, optim: OptimConfig,
+  shape: GraphShape, optim: OptimConfig,
 ): Promise<TrainGraph> {
   const g = new GraphBuilder();
   const { batch: B, seqLen: T } = shape;
   const N = B * T, P = lora.size;
   const ids = g.input('ids', 'int64', [B, T]);
+  const packing = packingInputs(g, shape);
   const targets = g.input('targets', 'int64', [N, 1]);
   const mask = g.input('mask', 'float32', [N, 1]);
   /** true on the last micro-batch of an optimizer step */
@@ -58,7 +68,7 @@ export async function buildTrainGraph(
   const v = g.input('v', 'float32', [P]);
   const gacc = g.input('gacc', 'float32', [P]);
 
-  const fwd = await buildForward(g, cfg, layout, src, ids, shape, lora, params);
+  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing }, lora, params);
   const lossSum = softmaxCrossEntropy(g, fwd.logits, targets, mask); // Σ mask · nll (scalar)
   const forwardNodes = g.nodes.length;
   const { grads } = gradients(g, [[lossSum, null]], [params]);
@@ -97,16 +107,17 @@ export async function buildTrainGraph(
 /** Forward-only graph for evaluation and `lathe logits`: outputs logits [N, V] and the masked loss sum. */
 export async function buildEvalGraph(
   cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null,
-  shape: { batch: number; seqLen: number },
+  shape: GraphShape,
 ): Promise<{ model: OnnxModel; nodes: number }> {
   const g = new GraphBuilder();
   const { batch: B, seqLen: T } = shape;
   const N = B * T;
   const ids = g.input('ids', 'int64', [B, T]);
+  const packing = packingInputs(g, shape);
   const targets = g.input('targets', 'int64', [N, 1]);
   const mask = g.input('mask', 'float32', [N, 1]);
   const params = lora ? g.input('params', 'float32', [lora.size]) : null;
-  const fwd = await buildForward(g, cfg, layout, src, ids, shape, lora, params);
+  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing }, lora, params);
   g.output('logits', fwd.logits);
   g.output('loss_sum', softmaxCrossEntropy(g, fwd.logits, targets, mask));
   const lowered = lowerGraph(g, { name: 'lathe_eval' });

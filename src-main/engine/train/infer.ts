@@ -70,7 +70,7 @@ export async function evaluatePerplexity(modelDir: string, datasetDir: string,
   try {
     const ad = opts.checkpoint ? adapterLayout(await loadCheckpoint(opts.checkpoint), config, layout) : null;
     const T = ds.manifest.blockSize, B = opts.batch ?? 4;
-    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, ad?.lora ?? null, { batch: B, seqLen: T });
+    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, ad?.lora ?? null, { batch: B, seqLen: T, packed: ds.manifest.kind === 'sft' });
     const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: weights.dir });
     const result: EvalResult = { splits: {} };
     try {

@@ -22,7 +22,7 @@ import { resolveTrainConfig, type TrainConfig } from './config';
 import { CancelledError, UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import { writeFileAtomicSync } from '../../util/atomic';
 import { Rng } from '../models/rng';
-import { evaluateSplit, feedsOf, makeBatch, scalarOf, type Batch } from './batch';
+import { evaluateSplit, feedsOf, readBatch, scalarOf, type Batch } from './batch';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -90,9 +90,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
     report('Opening the dataset');
     const ds = openDataset(cfg.dataset);
     const manifest = ds.manifest;
-    if (manifest.kind !== 'pretrain') {
-      throw new UserError('train.sftNotYet', 'This dataset is an SFT (chat) dataset; chat fine-tuning is not wired into the trainer yet.', 'Prepare a continued-pretraining dataset (mode pretrain) for now.');
-    }
+    const packed = manifest.kind === 'sft'; // several chat samples per row: per-sample attention and positions
     if (manifest.tokenizer.vocabSize > model.vocabSize) {
       throw new UserError('train.vocab', `The dataset was tokenized with ${manifest.tokenizer.vocabSize} tokens but the model has ${model.vocabSize} embeddings.`, 'Prepare the dataset with this model\'s tokenizer.');
     }
@@ -109,11 +107,11 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
     log(ep.reason);
 
     report('Building the training graph');
-    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T }, cfg.optim);
+    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed }, cfg.optim);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
     const prog = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: ep.ep, externalDataDir: src.dir });
     programs.push(prog);
-    const evalGraph = await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T });
+    const evalGraph = await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T, packed });
     const evalSession = await EngineSession.create(evalGraph.model, { ep: ep.ep, externalDataDir: src.dir });
     programs.push(evalSession);
 
@@ -168,10 +166,10 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
     const rowsPerEpoch = trainSplit.rows;
     let orderEpoch = -1;
     let order: Uint32Array = new Uint32Array(0);
-    const nextRow = (): Uint32Array => {
+    const nextRow = (): number => {
       const epoch = Math.floor(cursor / rowsPerEpoch);
       if (epoch !== orderEpoch) { order = epochOrder(rowsPerEpoch, cfg.seed, epoch); orderEpoch = epoch; }
-      const r = trainSplit.row(order[cursor % rowsPerEpoch]!);
+      const r = order[cursor % rowsPerEpoch]!;
       cursor++;
       return r;
     };
@@ -189,7 +187,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
         throwIfCancelled(hooks.signal);
         const stepStart = Date.now();
         const micro: Batch[] = [];
-        for (let a = 0; a < A; a++) micro.push(makeBatch(Array.from({ length: B }, nextRow), T, model.vocabSize));
+        for (let a = 0; a < A; a++) micro.push(readBatch(trainSplit, manifest, Array.from({ length: B }, nextRow), model.vocabSize));
         const count = micro.reduce((s, b) => s + b.count, 0);
         const lr = learningRateAt(step, { ...cfg.schedule, lr: cfg.optim.lr, totalSteps });
         const adam = hostTensor('float32', [3], adamwScalars({ ...cfg.optim, lr }, adamSteps + 1, lr));
