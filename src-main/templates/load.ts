@@ -142,7 +142,7 @@ export function loadTemplateFile(path: string, specialTokens: Record<string, str
   const text = readFileSync(path, 'utf8');
   if (path.endsWith('.json')) {
     // A tokenizer_config.json given directly.
-    const config = JSON.parse(text) as Record<string, unknown>;
+    const config = readJson(path);
     return { source: selectTemplate(config.chat_template, {}, path).source, origin: basename(path), specialTokens: specialTokensFromConfig(config) };
   }
   return { source: text, origin: basename(path), specialTokens };

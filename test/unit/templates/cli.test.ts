@@ -55,6 +55,13 @@ describe('lathe template', () => {
     expect(out.join('\n')).toMatch(/ERROR \[special-not-in-vocab\].*\n {2}Fix:/);
   });
 
+  it('render --template FILE takes special tokens from --tokenizer', async () => {
+    const tpl = join(dir, 'mine.jinja');
+    writeFileSync(tpl, "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}");
+    const { result } = await run(['template', 'render', convPath, '--template', tpl, '--tokenizer', join(TOKENIZERS, 'llama2'), '--json']);
+    expect((result as { text: string }).text).toBe('<s>Hi</s>Hello</s>');
+  });
+
   it('explains a missing template source', async () => {
     await expect(run(['template', 'render', convPath])).rejects.toThrow(/exactly one of --model DIR, --template FILE or --builtin NAME/);
   });
