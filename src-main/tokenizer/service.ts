@@ -95,7 +95,7 @@ export async function extendTokenizerDir(input: ExtendServiceInput, opts: WorkOp
   const files = writeExtendedTokenizer(input.outDir, r);
   opts.onProgress?.({ stage: 'Extending the tokenizer', fraction: 1 });
   const intermediates = r.manifest.newTokens.filter((t) => t.intermediate).length;
-  opts.onLog?.('info', `Added ${r.manifest.newTokens.length} tokens (${intermediates} of them needed only to build others): `
+  opts.onLog?.('info', `Added ${r.manifest.newTokens.length} tokens${input.select ? ` (${intermediates} of them only because picked ones are built from them)` : ''}: `
     + `vocab ${r.manifest.baseVocabSize} -> ${r.manifest.newVocabSize}.`);
   return { outDir: input.outDir, files, manifest: r.manifest };
 }
