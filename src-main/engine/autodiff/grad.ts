@@ -96,6 +96,7 @@ export function gradients(g: GraphBuilder, seeds: [Value, Value | null][], wrt: 
     });
   }
   const grads = wrt.map((v) => total(v));
+  g.prune(forwardNodes, grads); // rule intermediates that fusion made redundant
   return { grads, forwardNodes, backwardNodes: g.nodes.length - forwardNodes };
 }
 
@@ -108,13 +109,27 @@ export function grad(g: GraphBuilder, loss: Value, wrt: Value[]): GradResult {
 function materialize(g: GraphBuilder, v: Value, list: Contribution[] | undefined): Value | null {
   if (!list || list.length === 0) return null;
   if (list.length === 1 && !('kind' in list[0]!)) return list[0] as Value;
-  let dense: Value | null = null;
-  for (const c of list) if (!('kind' in c)) dense = dense ? g.add(dense, c) : c;
-  for (const c of list) {
-    if ('kind' in c) dense = g.scatterAdd(dense ?? g.zerosLike(v), c.indices, c.updates, c.axis);
+  // A Gemm contribution without C that nothing else uses takes the running sum as its C:
+  // Gemm(a, b, C=sum) instead of Gemm + Add (fan-out of h into q/k/v and LoRA A saves an Add each).
+  const fusable = (c: Value): boolean =>
+    c.node?.op === 'Gemm' && c.node.inputs.length === 2 && c.uses === 0 && sameShape(c.shape, v.shape);
+  const dense = list.filter((c): c is Value => !('kind' in c));
+  let sum: Value | null = null;
+  for (const c of dense.filter((d) => !fusable(d))) sum = sum ? g.add(sum, c) : c;
+  for (const c of dense.filter(fusable)) {
+    if (!sum) {
+      sum = c;
+      continue;
+    }
+    const n = c.node!;
+    sum = g.apply('Gemm', [n.inputs[0]!, n.inputs[1]!, sum], { ...n.attrs, beta: 1 })[0]!; // the old Gemm is pruned
   }
-  list.splice(0, list.length, dense!); // memoise
-  return dense;
+  let acc: Value | null = sum;
+  for (const c of list) {
+    if ('kind' in c) acc = g.scatterAdd(acc ?? g.zerosLike(v), c.indices, c.updates, c.axis);
+  }
+  list.splice(0, list.length, acc!); // memoise
+  return acc;
 }
 
 /** Sums a gradient in a broadcast shape back to the input's shape. */

@@ -22,6 +22,8 @@ export class Value {
   /** Set for constants. `scalar` keeps the number of one-element constants for folding. */
   constData?: ConstData;
   scalar?: number;
+  /** Nodes consuming this value (kept by the builder; lets the driver fuse and prune safely). */
+  uses = 0;
   constructor(
     readonly id: number,
     readonly dtype: DType,
@@ -45,6 +47,8 @@ export class Value {
 
 export class Node {
   outputs: Value[] = [];
+  /** Key under which the builder shares this node (common subexpressions). */
+  cseKey = '';
   constructor(
     readonly id: number,
     readonly op: string,
@@ -140,9 +144,30 @@ export class GraphBuilder {
     }
     const node = new Node(this.nextId++, op, inputs, attrs);
     node.outputs = infos.map((t, i) => new Value(this.nextId++, t.dtype, t.shape, node, i, null));
+    node.cseKey = key;
+    for (const v of inputs) if (v) v.uses++;
     this.nodes.push(node);
     this.cse.set(key, node.outputs);
     return node.outputs;
+  }
+
+  /**
+   * Removes nodes created at index >= `from` whose outputs nothing uses, except `keep`
+   * (the autodiff driver calls this for intermediates its fusions made redundant).
+   */
+  prune(from: number, keep: readonly (Value | null)[]): number {
+    const kept = new Set(keep.filter((v): v is Value => !!v).map((v) => v.id));
+    for (const o of this.outputs) kept.add(o.value.id);
+    let removed = 0;
+    for (let i = this.nodes.length - 1; i >= from; i--) {
+      const n = this.nodes[i]!;
+      if (n.outputs.some((o) => o.uses > 0 || kept.has(o.id))) continue;
+      for (const v of n.inputs) if (v) v.uses--;
+      this.cse.delete(n.cseKey);
+      this.nodes.splice(i, 1);
+      removed++;
+    }
+    return removed;
   }
 
   private one(op: string, inputs: readonly (Value | null)[], attrs: Attrs = {}): Value {
