@@ -178,6 +178,8 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
     return report;
   } finally {
     rmSync(work, { recursive: true, force: true });
+    // A failed or cancelled run leaves no half-written shard behind (finished ones stay, but without a manifest).
+    for (const f of readdirSync(config.out)) if (f.endsWith('.tmp')) rmSync(join(config.out, f), { force: true });
   }
 }
 
