@@ -115,8 +115,14 @@ export async function inspectConversation(
     maskMethod: spanResult.method,
     unresolvedTurns: spanResult.unresolved,
     warnings: spanResult.warnings,
-    generationPrompt: generationPrompt(compiled, opts),
+    generationPrompt: { marker: '', prompt: '' },
   };
+  try {
+    result.generationPrompt = generationPrompt(compiled, opts);
+  } catch (e) {
+    // e.g. a template that refuses a conversation ending on a user turn; the render itself worked.
+    result.warnings.push(`The generation prompt could not be rendered: ${(e as Error).message}`);
+  }
   if (!tokenizer) return result;
   const enc = await tokenizer.encode(result.text, options.addSpecialTokens ?? false);
   const mask = maskFromSpans(enc.offsets, result.spans);
