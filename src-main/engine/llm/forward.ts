@@ -75,7 +75,8 @@ async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Pr
   throw new Error(`Weight ${name} has dtype ${e.dtype}; Lathe reads F32, F16 and BF16 weights.`);
 }
 
-interface Ctx {
+/** Exported with linear/norm/activation/ropeTables/rope for the KV-cache graphs in engine/generate. */
+export interface Ctx {
   g: GraphBuilder;
   cfg: ModelConfig;
   src: WeightSource;
@@ -85,7 +86,7 @@ interface Ctx {
   N: number;
 }
 
-async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, role: LinearRole): Promise<Value> {
+export async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, role: LinearRole): Promise<Value> {
   const { g } = c;
   const W = await baseWeight(g, c.src, w.weight);
   const bias = w.bias ? await baseWeight(g, c.src, w.bias) : null;
@@ -98,14 +99,14 @@ async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, role: L
   return g.gemm(xa, l.b, y, { transB: true, alpha: c.lora.scale });
 }
 
-async function norm(c: Ctx, x: Value, n: NormWeights): Promise<Value> {
+export async function norm(c: Ctx, x: Value, n: NormWeights): Promise<Value> {
   const scale = await baseWeight(c.g, c.src, n.weight);
   if (c.cfg.norm === 'rms') return c.g.rmsNorm(x, scale, c.cfg.normEps);
   const bias = n.bias ? await baseWeight(c.g, c.src, n.bias) : null;
   return c.g.layerNorm(x, scale, bias, c.cfg.normEps);
 }
 
-function activation(c: Ctx, x: Value): Value {
+export function activation(c: Ctx, x: Value): Value {
   switch (c.cfg.activation) {
     case 'silu': return c.g.silu(x);
     case 'gelu': return c.g.gelu(x, 'none');
@@ -116,7 +117,7 @@ function activation(c: Ctx, x: Value): Value {
 }
 
 /** cos/sin tables [T, D] (HF: emb = cat(freqs, freqs)) and the rotate-half matrix R [D, D]. */
-function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number): { cos: Value; sin: Value; rot: Value } {
+export function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number): { cos: Value; sin: Value; rot: Value } {
   const D = cfg.headDim;
   const inv = ropeInvFreq(cfg);
   const cos = new Float32Array(T * D), sin = new Float32Array(T * D);
@@ -137,7 +138,7 @@ function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number): { cos: Value;
   return { cos: g.constant(cos, 'float32', [T, D]), sin: g.constant(sin, 'float32', [T, D]), rot: g.constant(R, 'float32', [D, D]) };
 }
 
-function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot: Value }, cos = t.cos, sin = t.sin): Value {
+export function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot: Value }, cos = t.cos, sin = t.sin): Value {
   // x [..., T, D]: x·cos + rotate_half(x)·sin (cos/sin broadcast: [T, D], or per row [B, 1, (1,) T, D])
   return g.add(g.mul(x, cos), g.mul(g.matmul(x, t.rot), sin));
 }
