@@ -1,0 +1,60 @@
+/** Export parameters: one zod schema shared by the job kind, the CLI and the service. Unknown keys are rejected. */
+import { z } from 'zod';
+import type { FloatDtypeName } from '../engine/safetensors/dtype';
+import type { Verification } from './verify';
+
+export const ExportParamsSchema = z.object({
+  /** merged: a full Hugging Face model with the adapter folded in; peft: the adapter alone in PEFT's format. */
+  format: z.enum(['merged', 'peft']),
+  /** The base model folder the adapter was trained on. */
+  model: z.string().min(1),
+  /** A training run folder (its latest checkpoint) or one checkpoints/step-NNNNNN folder. */
+  adapter: z.string().min(1),
+  /** Destination folder (created; must be empty unless overwrite). */
+  out: z.string().min(1),
+  /** Weight dtype. Default: merged -> the base model's torch_dtype (f32 if unknown); peft -> f32. */
+  dtype: z.enum(['bf16', 'f16', 'f32']).optional(),
+  /** Start a new shard above this many MB (decimal, as Hugging Face: 5000 = 5 GB, the default). */
+  shardSizeMB: z.number().positive().max(1e6).optional(),
+  /** Replace a non-empty destination. */
+  overwrite: z.boolean().default(false),
+  /** Reload the written files and compare logits with the trained model (on by default). */
+  verify: z.boolean().default(true),
+  /** Take tokenizer files from here instead of the model folder (an extended tokenizer). */
+  tokenizerDir: z.string().min(1).optional(),
+  /** base_model_name_or_path for adapter_config.json / the model card (default: the model folder's path). */
+  baseModelName: z.string().min(1).optional(),
+}).strict();
+
+export type ExportParams = z.input<typeof ExportParamsSchema>;
+export type ResolvedExportParams = z.output<typeof ExportParamsSchema>;
+
+/**
+ * Grown embedding (and untied lm_head) matrices for added tokens, [V', C] row-major f32, V' ≥ the base
+ * vocabulary; the first V rows must be the base rows (as tokenizer/embeddings.ts resizeEmbeddings makes
+ * them). Library-only: the job and CLI do not take them yet (the trainer does not train new rows).
+ */
+export interface ResizedEmbeddings {
+  vocabSize: number;
+  embed: Float32Array;
+  /** Required for models with an untied lm_head; must be absent for tied ones. */
+  lmHead?: Float32Array;
+}
+
+export interface ExportResult {
+  format: 'merged' | 'peft';
+  out: string;
+  dtype: FloatDtypeName;
+  /** Files written (relative to out). */
+  files: string[];
+  /** Bytes of tensor data written. */
+  tensorBytes: number;
+  tensors: number;
+  /** LoRA modules merged (merged) or saved (peft). */
+  loraModules: number;
+  vocabSize: number;
+  checkpoint: string;
+  step: number;
+  verification: Verification | null;
+  seconds: number;
+}

@@ -1,0 +1,92 @@
+/**
+ * Verification after export: the written files are loaded back through the engine and their logits on a
+ * fixed prompt are compared with the in-training model (base weights + the checkpoint's adapter).
+ * A mismatch beyond the dtype's tolerance is an error (the export is then not published).
+ */
+import { openModel } from '../engine/models';
+import { EngineSession, hostTensor, type EpName } from '../engine/runtime';
+import type { LoraLayout } from '../engine/llm/lora';
+import { buildEvalGraph } from '../engine/llm/train-graph';
+import type { FloatDtypeName } from '../engine/safetensors/dtype';
+import { UserError } from '../util/progress';
+
+/**
+ * Tolerances on the relative error max|Δ| / max|ref| over the compared logits. Measured on the tiny
+ * models (docs/export.md): f32 ~1e-7 (summation order only), f16 ~1e-3, bf16 ~1e-2 (8-bit mantissa);
+ * the bounds leave headroom for real models, and catch any wrong merge (wrong transpose or scale
+ * gives errors of order 1).
+ */
+export const VERIFY_TOLERANCE: Record<FloatDtypeName, number> = { f32: 1e-4, f16: 2e-2, bf16: 8e-2 };
+
+export interface Verification {
+  /** Prompt token ids used. */
+  ids: number[];
+  /** Logit columns compared (the base vocabulary when the export has added tokens). */
+  comparedVocab: number;
+  maxAbsDiff: number;
+  /** Largest |logit| of the reference, the scale of the relative error. */
+  maxAbsRef: number;
+  relError: number;
+  tolerance: number;
+  passed: boolean;
+}
+
+/** A fixed, model-independent prompt: bos (if any) and 15 ids spread over the vocabulary. */
+export function defaultPromptIds(vocab: number, bos: number | null): number[] {
+  const ids: number[] = bos !== null && bos < vocab ? [bos] : [];
+  for (let t = 0; ids.length < 16; t++) ids.push((7 + 131 * t) % vocab);
+  return ids;
+}
+
+/** Logits [T, V] (flat) of a model folder with an optional adapter given as layout + params. */
+export async function engineLogits(modelDir: string, ids: number[], adapter: { lora: LoraLayout; params: Float32Array } | null,
+  ep: EpName = 'cpu'): Promise<{ vocab: number; logits: Float32Array }> {
+  const { config, layout, weights } = await openModel(modelDir);
+  try {
+    const T = ids.length;
+    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, adapter?.lora ?? null, { batch: 1, seqLen: T });
+    const s = await EngineSession.create(g.model, { ep, externalDataDir: weights.dir });
+    try {
+      const out = await s.run({
+        ids: hostTensor('int64', [1, T], BigInt64Array.from(ids, BigInt)),
+        targets: hostTensor('int64', [T, 1], new BigInt64Array(T)),
+        mask: hostTensor('float32', [T, 1], new Float32Array(T)),
+        ...(adapter ? { params: hostTensor('float32', [adapter.lora.size], adapter.params) } : {}),
+      }, ['logits']);
+      return { vocab: config.vocabSize, logits: Float32Array.from(out['logits']!.data as Float32Array) };
+    } finally {
+      await s.dispose();
+    }
+  } finally {
+    await weights.close();
+  }
+}
+
+/** Compares the first `cols` columns of two [T, V] logit matrices. */
+export function compareLogits(ref: { vocab: number; logits: Float32Array }, got: { vocab: number; logits: Float32Array },
+  ids: number[], dtype: FloatDtypeName): Verification {
+  const T = ids.length;
+  const cols = Math.min(ref.vocab, got.vocab);
+  let maxAbsDiff = 0, maxAbsRef = 0;
+  let finite = true;
+  for (let t = 0; t < T; t++) {
+    for (let v = 0; v < cols; v++) {
+      const r = ref.logits[t * ref.vocab + v]!, g = got.logits[t * got.vocab + v]!;
+      if (!Number.isFinite(g)) finite = false;
+      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(r - g));
+      maxAbsRef = Math.max(maxAbsRef, Math.abs(r));
+    }
+  }
+  const relError = finite ? maxAbsDiff / Math.max(maxAbsRef, 1e-12) : Infinity;
+  const tolerance = VERIFY_TOLERANCE[dtype];
+  return { ids, comparedVocab: cols, maxAbsDiff: finite ? maxAbsDiff : Infinity, maxAbsRef, relError, tolerance, passed: relError <= tolerance };
+}
+
+export function failedVerification(v: Verification, what: string): UserError {
+  return new UserError(
+    'export.verify-failed',
+    `The exported ${what} does not reproduce the trained model: logits differ by up to ${v.maxAbsDiff.toPrecision(3)} ` +
+      `(relative ${v.relError.toPrecision(3)}, allowed ${v.tolerance}). Nothing was written to the destination.`,
+    'This is a bug in Lathe or a damaged base model. Try exporting in f32; if that fails too, report it with the model name.',
+  );
+}
