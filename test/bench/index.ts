@@ -2,4 +2,5 @@
 export const benches = [
   { name: 'engine', load: () => import('./engine') },
   { name: 'data', load: () => import('./data') },
+  { name: 'train', load: () => import('./train') },
 ];
