@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { TrainConfigSchema } from '../engine/train/config';
+import { ExportParamsSchema } from '../export/options';
 import { wizardChannels, wizardJobs } from './wizards';
 
 // ---- shared shapes -------------------------------------------------------------------------------
@@ -47,6 +48,8 @@ export const JobRequest = z.discriminatedUnion('kind', [
   }).strict(),
   /** LoRA training of a model on a prepared dataset; resumes from the run folder's last checkpoint. */
   z.object({ kind: z.literal('train'), params: TrainConfigSchema }).strict(),
+  /** A trained run -> merged Hugging Face model or PEFT adapter, verified after writing (src-main/export). */
+  z.object({ kind: z.literal('export'), params: ExportParamsSchema }).strict(),
   /** Corpus preparation and tokenizer extension (src-main/contract/wizards.ts). */
   ...wizardJobs,
 ]);

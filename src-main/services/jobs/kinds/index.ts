@@ -3,6 +3,7 @@ import type { JobKind, JobRequest } from '../../../contract';
 import type { JobHandler } from '../context';
 import { selftest } from './selftest';
 import { trainJob } from './train';
+import { exportJob } from './export';
 import { prepareJob } from './prepare';
 import { tokenizerExtendJob, tokenizerTrainJob } from './tokenizer';
 
@@ -11,6 +12,7 @@ type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }
 export const jobKinds: HandlerTable = {
   selftest,
   train: trainJob,
+  export: exportJob,
   prepare: prepareJob,
   'tokenizer-train': tokenizerTrainJob,
   'tokenizer-extend': tokenizerExtendJob,
