@@ -5,6 +5,7 @@ const modules: (() => Promise<{ commands: CliCommand[] }>)[] = [
   () => import('./core'),
   () => import('./model'),
   () => import('./train'),
+  () => import('./export'),
   () => import('./prepare'),
   () => import('./tokenizer'),
   () => import('./template'),
