@@ -128,7 +128,33 @@ def gen_block():
     write_fixture('block.bin', {'B': B, 'T': T, 'C': C, 'heads': Hn, 'r': r, 'scale': scale, 'eps': eps, 'F': F}, tensors)
 
 
+# ---------------------------------------------------------------- RoPE (HF rotate_half convention)
+def gen_rope():
+    # x [B, Hn, S, D]; positions [B, S] (not 0..S-1, to check the cache lookup); theta 10000
+    B, Hn, S, D, theta, max_pos = 2, 3, 5, 8, 10000.0, 16
+    g = torch.Generator().manual_seed(13)
+    x = (torch.rand(B, Hn, S, D, generator=g) - 0.5) * 2
+    x.requires_grad_(True)
+    pos = torch.tensor([[0, 1, 2, 3, 4], [7, 8, 9, 10, 11]])
+    cot = torch.rand(B, Hn, S, D, generator=g) - 0.5
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.float64) / D))  # [D/2]
+    freqs = pos[..., None].double() * inv_freq  # [B, S, D/2]
+    emb = torch.cat([freqs, freqs], dim=-1)  # [B, S, D]
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [B, 1, S, D]
+
+    def rotate_half(z):
+        z1, z2 = z[..., : D // 2], z[..., D // 2:]
+        return torch.cat([-z2, z1], dim=-1)
+
+    y = x * cos + rotate_half(x) * sin
+    (y * cot).sum().backward()
+    write_fixture('rope.bin', {'B': B, 'heads': Hn, 'S': S, 'D': D, 'theta': theta, 'maxPos': max_pos},
+                  [('x', t(x)), ('positions', pos.numpy()), ('cot', t(cot)), ('inv_freq', t(inv_freq)),
+                   ('y', t(y)), ('grad_x', t(x.grad))])
+
+
 if __name__ == '__main__':
     gen_mlp()
     gen_block()
+    gen_rope()
     print('wrote', sorted(f for f in os.listdir(HERE) if f.endswith('.bin')))

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder, type Value } from '../../../src-main/engine/graph/graph';
 import { gradients } from '../../../src-main/engine/autodiff/grad';
-import { adamwScalars, buildMlpTrainStep, causalMask, linear, loraLinear } from '../../../src-main/engine/nn';
+import { adamwScalars, buildMlpTrainStep, causalMask, linear, loraLinear, ropeCache } from '../../../src-main/engine/nn';
 import { compile, type Feed } from './autodiff-run';
 
 interface Fixture { meta: Record<string, number | string>; t: Record<string, { shape: number[]; data: number[] }> }
@@ -129,6 +129,33 @@ describe('attention + GPT-2 MLP block with LoRA vs PyTorch (float64)', () => {
     compare('out', got.out!, fx.t.out!.data, 1e-7);
     compare('loss', got.loss!, fx.t.loss!.data, 1e-7);
     for (const n of wrt) compare(`grad_${n}`, got[`grad_${n}`]!, fx.t[`grad_${n}`]!.data, 1e-7);
+    await s.release();
+  });
+});
+
+describe('RoPE (fused RotaryEmbedding + ropeCache) vs PyTorch rotate_half (float32)', () => {
+  it('output and input gradient at non-contiguous positions', async () => {
+    const fx = readFixture('rope.bin');
+    const { B, heads, S, D, maxPos } = fx.meta as Record<string, number>;
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [B!, heads!, S!, D!]);
+    const pos = g.input('positions', 'int64', [B!, S!]);
+    const cot = g.input('cot', 'float32', [B!, heads!, S!, D!]);
+    const { cos, sin } = ropeCache(g, maxPos!, fx.t.inv_freq!.data, 'float32');
+    const y = g.rotary(x, pos, cos, sin);
+    const res = gradients(g, [[y, cot]], [x]);
+    expect(res.backwardNodes).toBe(1); // −sin is folded into a constant
+    g.output('y', y);
+    g.output('grad_x', res.grads[0]!);
+    const s = await compile(g);
+    const feeds: Record<string, Feed> = {
+      x: { dtype: 'float32', shape: fx.t.x!.shape, data: fx.t.x!.data },
+      positions: { dtype: 'int64', shape: fx.t.positions!.shape, data: fx.t.positions!.data },
+      cot: { dtype: 'float32', shape: fx.t.cot!.shape, data: fx.t.cot!.data },
+    };
+    const got = await s.run(feeds);
+    compare('y', got.y!, fx.t.y!.data, 1e-6);
+    compare('grad_x', got.grad_x!, fx.t.grad_x!.data, 1e-6);
     await s.release();
   });
 });
