@@ -113,38 +113,51 @@ const SCRIPTS: [RegExp, string][] = [
 ];
 
 /**
- * Identifies the language of `text` (script from the first 2000 characters, trigrams from the first 600). `confidence` is the softmax
+ * Identifies the language of the first 600 characters of `text`. `confidence` is the softmax
  * probability margin of the best language over the runner-up (0..1), per trigram.
  */
 export function identifyLanguage(text: string): { lang: string; confidence: number } {
-  const sample = text.slice(0, 2000);
-  let latin = 0;
-  const other = new Map<string, number>();
-  for (let i = 0; i < sample.length; i++) {
-    const c = sample.charCodeAt(i);
-    if (c < 0x250) { if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c >= 0xc0) latin++; continue; }
-    const ch = sample[i]!;
-    for (const [re, lang] of SCRIPTS) if (re.test(ch)) { other.set(lang, (other.get(lang) ?? 0) + 1); break; }
-  }
-  let bestScript = '', bestN = 0;
-  for (const [l, n] of other) if (n > bestN) { bestN = n; bestScript = l; }
-  // Japanese text mixes Han with kana: any kana decides Japanese.
-  if (bestScript === 'zh' && (other.get('ja') ?? 0) > bestN * 0.05) bestScript = 'ja';
-  if (bestN > latin) return { lang: bestScript, confidence: Math.min(1, bestN / (bestN + latin)) };
   const m = model();
   const L = m.langs.length;
   const score = new Float64Array(L);
-  let n = 0;
-  // 600 characters are plenty for these languages and keep identification cheap.
-  forEachTrigram(cleanChars(sample, 600), (k) => {
-    n++;
-    const arr = m.logp.get(k) ?? m.unseen;
-    for (let i = 0; i < L; i++) score[i] += arr[i]!;
-  });
+  const end = Math.min(text.length, 600); // plenty for these languages, and cheap
+  let latin = 0, n = 0;
+  let other: Map<string, number> | null = null;
+  // One pass: letters lower-cased, everything else one space; trigrams rolled from the last 3 chars.
+  let p2 = 32, p1 = 32;
+  for (let i = 0; i <= end; i++) {
+    let c = i === end ? 32 : text.charCodeAt(i);
+    if ((c >= 97 && c <= 122) || c === 39) latin += c === 39 ? 0 : 1;
+    else if (c >= 65 && c <= 90) { c += 32; latin++; }
+    else if (c >= 0xc0 && c < 0x250 && c !== 0xd7 && c !== 0xf7) { c = text[i]!.toLowerCase().charCodeAt(0); latin++; }
+    else if (c >= 0x250) {
+      const ch = text[i]!;
+      for (const [re, lang] of SCRIPTS) if (re.test(ch)) { other ??= new Map(); other.set(lang, (other.get(lang) ?? 0) + 1); break; }
+      c = 32;
+    } else c = 32;
+    if (c === 32 && p1 === 32) continue; // collapse runs of non-letters
+    if (p1 !== 32) { // "x y" trigrams span two words: skipped, as when building the profiles
+      const key = ((p2 & 0x3ff) << 20) | ((p1 & 0x3ff) << 10) | (c & 0x3ff);
+      const arr = m.logp.get(key) ?? m.unseen;
+      for (let k = 0; k < L; k++) score[k] += arr[k]!;
+      n++;
+    }
+    p2 = p1;
+    p1 = c;
+  }
+  if (other) {
+    let bestScript = '', bestN = 0;
+    for (const [l, c] of other) if (c > bestN) { bestN = c; bestScript = l; }
+    // Japanese text mixes Han with kana: any kana decides Japanese.
+    if (bestScript === 'zh' && (other.get('ja') ?? 0) > bestN * 0.05) bestScript = 'ja';
+    if (bestN > latin) return { lang: bestScript, confidence: Math.min(1, bestN / (bestN + latin)) };
+  }
   if (n < 10) return { lang: 'unknown', confidence: 0 };
-  const scores = m.langs.map((lang, i) => ({ lang, s: score[i]! / n })).sort((a, b) => b.s - a.s);
+  let b1 = 0;
+  for (let k = 1; k < L; k++) if (score[k]! > score[b1]!) b1 = k;
+  let b2 = b1 === 0 ? 1 : 0;
+  for (let k = 0; k < L; k++) if (k !== b1 && score[k]! > score[b2]!) b2 = k;
   // Per-trigram log-likelihood gap -> probability that the best beats the runner-up.
-  const gap = scores[0]!.s - scores[1]!.s;
-  const confidence = 1 - Math.exp(-gap * 4);
-  return { lang: scores[0]!.lang, confidence };
+  const gap = (score[b1]! - score[b2]!) / n;
+  return { lang: m.langs[b1]!, confidence: 1 - Math.exp(-gap * 4) };
 }

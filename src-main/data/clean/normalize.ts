@@ -12,6 +12,9 @@ export function normalizeText(s: string): string {
   if (/[^\x00-\x7f]/.test(s)) s = s.normalize('NFC').replace(SPACES, ' ');
   if (s.indexOf('\r') >= 0) s = s.replace(/\r\n?/g, '\n');
   s = s.replace(CONTROL, '');
-  s = s.replace(/(?<=\S)[ \t]{2,}/g, ' ').replace(/[ \t]+\n/g, '\n').replace(/\n{3,}/g, '\n\n');
+  // Each rewrite only when its trigger is present: most documents need none of them.
+  if (s.indexOf('  ') >= 0 || s.indexOf('\t') >= 0) s = s.replace(/(?<=\S)[ \t]{2,}/g, ' ');
+  if (s.indexOf(' \n') >= 0 || s.indexOf('\t\n') >= 0) s = s.replace(/[ \t]+\n/g, '\n');
+  if (s.indexOf('\n\n\n') >= 0) s = s.replace(/\n{3,}/g, '\n\n');
   return s.trim();
 }

@@ -17,25 +17,42 @@ function isWordChar(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 39 || (c >= 0xc0 && (c < 0x2000 || c > 0x206f) && (c < 0x3000 || c > 0x303f));
 }
 
-/** Fills wordHashes with one hash per word (ASCII lower-cased; other letters via toLowerCase); returns the count. */
+const counts = { digits: 0, symbols: 0, letters: 0 };
+
+/** Symbols are non-space characters other than letters, digits and . , ; : ! ? ' " ( ) - (ordinary prose punctuation). */
+function isSymbol(c: number): boolean {
+  return c !== 32 && c !== 10 && c !== 9 && c !== 13 && c !== 46 && c !== 44 && c !== 59 && c !== 58 && c !== 33 && c !== 63 && c !== 39 && c !== 34 && c !== 40 && c !== 41 && c !== 45;
+}
+
+/**
+ * Fills wordHashes with one hash per word (ASCII lower-cased; other letters via toLowerCase) and
+ * `counts` with digits, letters and symbols; returns the number of words.
+ */
 function scanWords(s: string): number {
-  let n = 0;
+  let n = 0, digits = 0, symbols = 0, letters = 0;
   let i = 0;
   const len = s.length;
   while (i < len) {
     let c = s.charCodeAt(i);
-    while (i < len && !isWordChar(c)) c = s.charCodeAt(++i);
+    while (i < len && !isWordChar(c)) {
+      if (isSymbol(c) && c < 0xc0) symbols++;
+      else if (c >= 0xc0) letters++; // general punctuation / CJK punctuation: count as text
+      c = s.charCodeAt(++i);
+    }
     if (i >= len) break;
     let h = 0x811c9dc5 | 0;
     while (i < len && isWordChar(c)) {
-      if (c >= 65 && c <= 90) c += 32;
-      else if (c >= 0xc0 && c < 0x250) c = s[i]!.toLowerCase().charCodeAt(0);
+      if (c >= 65 && c <= 90) { c += 32; letters++; }
+      else if (c >= 48 && c <= 57) digits++;
+      else if (c >= 0xc0 && c < 0x250) { c = s[i]!.toLowerCase().charCodeAt(0); letters++; }
+      else if (c !== 39) letters++;
       h = Math.imul(h ^ c, 0x01000193);
       c = s.charCodeAt(++i);
     }
     if (n >= wordHashes.length) { const w = new Int32Array(wordHashes.length * 2); w.set(wordHashes); wordHashes = w; }
     wordHashes[n++] = h;
   }
+  counts.digits = digits; counts.symbols = symbols; counts.letters = letters;
   return n;
 }
 
@@ -46,21 +63,12 @@ function scanWords(s: string): number {
 export function qualityProblem(text: string, cfg: CleanConfig['quality']): string | null {
   const len = text.length;
   if (len < cfg.minChars) return `too short (${len} characters < ${cfg.minChars})`;
-  let digits = 0, symbols = 0, letters = 0;
-  for (let i = 0; i < len; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 48 && c <= 57) digits++;
-    else if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c > 0xbf) letters++;
-    else if (c === 32 || c === 10 || c === 9) continue;
-    // . , ; : ! ? ' " ( ) - are ordinary prose punctuation
-    else if (c !== 46 && c !== 44 && c !== 59 && c !== 58 && c !== 33 && c !== 63 && c !== 39 && c !== 34 && c !== 40 && c !== 41 && c !== 45) symbols++;
-  }
+  // One pass: word hashes into wordHashes, character classes into `counts`.
+  const n0 = scanWords(text);
+  const { digits, symbols, letters } = counts;
   const nonSpace = Math.max(1, digits + symbols + letters);
   if (symbols / nonSpace > cfg.maxSymbolRatio) return `too many symbols (${pct(symbols / nonSpace)} > ${pct(cfg.maxSymbolRatio)})`;
   if (digits / nonSpace > cfg.maxDigitRatio) return `too many digits (${pct(digits / nonSpace)} > ${pct(cfg.maxDigitRatio)})`;
-
-  // Words: runs of letters/digits/apostrophes, hashed lower-case in one pass (no strings made).
-  const n0 = scanWords(text);
   if (n0 < cfg.minWords) return `too few words (${n0} < ${cfg.minWords})`;
   if (cfg.minStopWords > 0 && !/[\u0400-\u04ff\u0590-\u08ff\u0900-\u0dff\u0e00-\u0eff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]/.test(text.slice(0, 500))) {
     let stop = 0;

@@ -64,3 +64,62 @@ export async function asciiIds(tok: { encodeBatch(t: string[]): Promise<ArrayLik
   const ids = (await tok.encodeBatch([String.fromCharCode(...Array.from({ length: 128 }, (_, i) => i))]))[0]!;
   return Array.from(ids);
 }
+
+/**
+ * A minimal Parquet file (no library writes Parquet here): one REQUIRED UTF-8 BYTE_ARRAY column per
+ * name, PLAIN encoding, uncompressed, one data page per column per row group. Thrift compact protocol
+ * by hand, following the parquet-format spec.
+ */
+export function makeParquet(columns: Record<string, string[]>, rowsPerGroup: number): Buffer {
+  type F = [id: number, type: number, value: unknown];
+  const out: number[] = [];
+  const varint = (buf: number[], v: bigint): void => { while (v >= 0x80n) { buf.push(Number(v & 0x7fn) | 0x80); v >>= 7n; } buf.push(Number(v)); };
+  const zig = (v: number): bigint => { const b = BigInt(v); return b >= 0n ? b * 2n : -b * 2n - 1n; };
+  const struct = (buf: number[], fields: F[]): void => {
+    let last = 0;
+    for (const [id, type, value] of fields) {
+      buf.push(((id - last) << 4) | type);
+      last = id;
+      write(buf, type, value);
+    }
+    buf.push(0);
+  };
+  const write = (buf: number[], type: number, value: unknown): void => {
+    if (type === 5 || type === 6) varint(buf, zig(value as number));
+    else if (type === 8) { const b = Buffer.from(value as string); varint(buf, BigInt(b.length)); buf.push(...b); }
+    else if (type === 12) struct(buf, value as F[]);
+    else if (type === 9) {
+      const [elemType, items] = value as [number, unknown[]];
+      buf.push((items.length << 4) | elemType);
+      for (const it of items) write(buf, elemType, it);
+    }
+  };
+  out.push(...Buffer.from('PAR1'));
+  const names = Object.keys(columns);
+  const nRows = columns[names[0]!]!.length;
+  const groups: F[][] = [];
+  for (let start = 0; start < nRows; start += rowsPerGroup) {
+    const end = Math.min(nRows, start + rowsPerGroup);
+    const chunks: F[][] = [];
+    let groupBytes = 0;
+    for (const name of names) {
+      const data: number[] = [];
+      for (const v of columns[name]!.slice(start, end)) { const b = Buffer.from(v); const len = Buffer.alloc(4); len.writeUInt32LE(b.length); data.push(...len, ...b); }
+      const header: number[] = [];
+      struct(header, [[1, 5, 0], [2, 5, data.length], [3, 5, data.length], [5, 12, [[1, 5, end - start], [2, 5, 0], [3, 5, 3], [4, 5, 3]]]]);
+      const offset = out.length;
+      out.push(...header, ...data);
+      const size = header.length + data.length;
+      groupBytes += size;
+      chunks.push([[2, 6, offset], [3, 12, [[1, 5, 6], [2, 9, [5, [0]]], [3, 9, [8, [name]]], [4, 5, 0], [5, 6, end - start], [6, 6, size], [7, 6, size], [9, 6, offset]]]]);
+    }
+    groups.push([[1, 9, [12, chunks]], [2, 6, groupBytes], [3, 6, end - start]]);
+  }
+  const schema: F[][] = [[[4, 8, 'schema'], [5, 5, names.length]], ...names.map((n): F[] => [[1, 5, 6], [3, 5, 0], [4, 8, n], [6, 5, 0]])];
+  const footer: number[] = [];
+  struct(footer, [[1, 5, 1], [2, 9, [12, schema]], [3, 6, nRows], [4, 9, [12, groups]]]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(footer.length);
+  out.push(...footer, ...len, ...Buffer.from('PAR1'));
+  return Buffer.from(out);
+}

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultImportOptions, htmlToText, importPaths, newImportStats, type ImportOptions } from '../../../src-main/data/import';
 import { sniff } from '../../../src-main/data/import/decode';
 import type { Doc } from '../../../src-main/data/types';
-import { makeDocx, makePdf, tmp } from './helpers';
+import { makeDocx, makeParquet, makePdf, tmp } from './helpers';
 
 async function collect(paths: string[], o: Partial<ImportOptions> = {}) {
   const stats = newImportStats();
@@ -75,6 +75,21 @@ describe('import formats', () => {
     expect(stats.filesSkipped).toEqual([]);
     expect(docs[0]!.text).toContain('Sharpen the skew chisel at 25 degrees.');
     expect(docs[1]!.text).toMatch(/First paragraph\.\s+Second paragraph\./);
+  });
+
+  it('reads Parquet row group by row group, choosing the text column', async () => {
+    const dir = tmp();
+    const f = join(dir, 'a.parquet');
+    writeFileSync(f, makeParquet({ id: ['1', '2', '3', '4', '5'], content: ['one', 'two', '', 'four', 'five é'] }, 2));
+    const { docs, stats } = await collect([f]);
+    expect(docs).toEqual([
+      { text: 'one', source: `${f}#0` }, { text: 'two', source: `${f}#1` }, { text: 'four', source: `${f}#3` }, { text: 'five é', source: `${f}#4` },
+    ]);
+    expect(stats.filesRead).toBe(1);
+    expect((await collect([f], { column: 'id' })).docs.map((d) => d.text)).toEqual(['1', '2', '3', '4', '5']);
+    expect((await collect([f], { column: 'body' })).stats.filesSkipped[0]!.reason).toBe('no text column "body"; columns: id, content');
+    writeFileSync(join(dir, 'bad.parquet'), 'PAR1 not really');
+    expect((await collect([join(dir, 'bad.parquet')])).stats.filesSkipped[0]!.reason).toMatch(/^not a readable Parquet file/);
   });
 
   it('detects legacy encodings and UTF-16 with BOM', async () => {
