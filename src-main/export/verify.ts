@@ -12,11 +12,11 @@ import { UserError } from '../util/progress';
 
 /**
  * Tolerances on the relative error max|Δ| / max|ref| over the compared logits. Measured on the tiny
- * models (docs/export.md): f32 ~1e-7 (summation order only), f16 ~1e-3, bf16 ~1e-2 (8-bit mantissa);
- * the bounds leave headroom for real models, and catch any wrong merge (wrong transpose or scale
- * gives errors of order 1).
+ * models (docs/export.md): f32 ≤ 6e-7 (summation order only), f16 ≤ 8e-4, bf16 ≤ 7e-3 (8-bit mantissa);
+ * the bounds leave headroom for deeper real models and still catch a wrong or missing merge (leaving
+ * the adapter out changes the tiny models' logits by ~0.15 relative; a wrong transpose or scale by more).
  */
-export const VERIFY_TOLERANCE: Record<FloatDtypeName, number> = { f32: 1e-4, f16: 2e-2, bf16: 8e-2 };
+export const VERIFY_TOLERANCE: Record<FloatDtypeName, number> = { f32: 1e-4, f16: 1e-2, bf16: 5e-2 };
 
 export interface Verification {
   /** Prompt token ids used. */
