@@ -1,0 +1,373 @@
+/**
+ * Text generation with a KV cache: a prefill session (prompt in chunks of Tc tokens) and a decode session
+ * (one token), both built from graph.ts, sharing fixed-capacity caches that stay on the device between
+ * steps (WebGPU: 'gpu-buffer' outputs fed straight back; CPU/CUDA: ORT CPU tensors). Sampling, stop ids,
+ * stop strings, streaming and cancellation happen on the host (sampling.ts).
+ *
+ *   const gen = await Generator.open(modelDir, { ep: 'cpu' });
+ *   for await (const ev of gen.stream(await gen.encode('Hello'), { maxTokens: 20, greedy: true })) process.stdout.write(ev.text);
+ *   await gen.dispose();
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { openModel } from '../models';
+import type { ModelConfig } from '../models/config';
+import type { WeightsLayout } from '../models/layout';
+import type { ModelWeights } from '../safetensors';
+import type { LoraLayout } from '../llm/lora';
+import { EngineSession, identityModel, type EpName } from '../runtime';
+import { LatheTokenizer } from '../../tokenizer';
+import { UserError } from '../../util/progress';
+import { buildStepGraph, ropeRows, type StepGraph } from './graph';
+import { DEFAULT_SAMPLING, Sampler, type SamplingOptions } from './sampling';
+
+const NEG_INF = -1e9; // as forward.ts: exp() underflows to exactly 0 in f32
+
+export interface GeneratorOptions {
+  ep?: EpName;
+  /** Cache capacity S in positions (prompt + new tokens); default min(maxPositions, 512). */
+  capacity?: number;
+  /** Prefill chunk Tc; default 32 (capped by the capacity). */
+  chunk?: number;
+  /** CPU intra-op threads. */
+  threads?: number;
+  /** An unmerged LoRA adapter: its layout and flat params (replace later with setAdapter). */
+  lora?: { layout: LoraLayout; params: Float32Array } | null;
+}
+
+export interface GenerateOptions extends Partial<SamplingOptions> {
+  /** New tokens at most (default 128). */
+  maxTokens?: number;
+  /** Stop when the text contains one of these (the stop string is not part of the result). */
+  stopStrings?: string[];
+  /** Token ids that end the output besides the model's EOS ids (e.g. the template's end-of-turn). */
+  stopIds?: number[];
+  /** Do not stop on the model's EOS ids (benchmarks). */
+  ignoreEos?: boolean;
+  signal?: AbortSignal;
+  /** Called for each token as it is produced (same events as stream()). */
+  onToken?: (ev: TokenEvent) => void;
+}
+
+export interface TokenEvent {
+  /** 0-based index of the new token. */
+  index: number;
+  id: number;
+  /** Text that became final with this token (may be '' while a multi-byte character or a stop string is pending). */
+  text: string;
+}
+
+export type FinishReason = 'eos' | 'stop' | 'length' | 'capacity' | 'cancelled';
+
+export interface GenerateResult {
+  text: string;
+  /** Generated ids (the stop id included when it ended the output). */
+  ids: number[];
+  finish: FinishReason;
+  promptTokens: number;
+  timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+}
+
+interface Shared {
+  config: ModelConfig;
+  layout: WeightsLayout;
+  weights: ModelWeights;
+}
+
+export class Generator {
+  /** Tokens now in the cache. */
+  length = 0;
+  private caches = new Map<string, ort.Tensor>();
+  private params: ort.Tensor | null = null;
+  private disposed = false;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly tokenizer: LatheTokenizer | null,
+    readonly ep: EpName,
+    readonly capacity: number,
+    private readonly prefillGraph: StepGraph,
+    private readonly prefillSession: EngineSession,
+    private readonly decodeGraph: StepGraph,
+    private readonly decodeSession: EngineSession,
+    private readonly lora: LoraLayout | null,
+    private readonly upload: EngineSession | null,
+    private readonly owned: ModelWeights | null,
+    /** Sampling defaults from generation_config.json over transformers' defaults. */
+    readonly defaults: SamplingOptions,
+  ) {}
+
+  /** Opens a model folder (weights referenced in place) and builds both sessions. */
+  static async open(modelDir: string, opts: GeneratorOptions = {}): Promise<Generator> {
+    const { config, layout, weights } = await openModel(modelDir);
+    try {
+      return await Generator.create({ config, layout, weights }, modelDir, opts, true);
+    } catch (e) {
+      await weights.close();
+      throw e;
+    }
+  }
+
+  /** From an already opened model (the trainer's); the caller keeps ownership of the weights unless `own`. */
+  static async create(m: Shared, modelDir: string, opts: GeneratorOptions = {}, own = false): Promise<Generator> {
+    const { config, layout, weights } = m;
+    const ep = opts.ep ?? 'cpu';
+    const capacity = Math.min(opts.capacity ?? 512, config.maxPositions);
+    if (!Number.isInteger(capacity) || capacity < 2) {
+      throw new UserError('generate.capacity', `The context for generation must hold at least 2 tokens (got ${capacity}).`, 'Ask for more context, or use a model with more positions.');
+    }
+    const chunk = Math.max(1, Math.min(opts.chunk ?? 32, capacity));
+    const lora = opts.lora?.layout ?? null;
+    if (opts.lora && opts.lora.params.length !== opts.lora.layout.size) {
+      throw new UserError('generate.adapter', `The adapter has ${opts.lora.params.length} values but its layout needs ${opts.lora.layout.size}.`, 'Use the adapter trained for this model.');
+    }
+    const src = { weights, dir: weights.dir };
+    const prefillGraph = await buildStepGraph(config, layout, src, lora, { chunk, capacity });
+    const decodeGraph = await buildStepGraph(config, layout, src, lora, { chunk: 1, capacity });
+    const sessionOpts = (g: StepGraph) => ({
+      ep, threads: opts.threads, externalDataDir: weights.dir,
+      gpuOutputs: ep === 'webgpu' ? g.cache.map((c) => c.output) : undefined,
+    });
+    const prefillSession = await EngineSession.create(prefillGraph.model, sessionOpts(prefillGraph));
+    const decodeSession = await EngineSession.create(decodeGraph.model, sessionOpts(decodeGraph));
+    const upload = ep === 'webgpu' && lora
+      ? await EngineSession.create(identityModel('upload_params', [{ name: 'params', type: 'float32', shape: [lora.size] }]), { ep, gpuOutputs: true, optLevel: 'disabled' })
+      : null;
+    const tokenizer = existsSync(path.join(modelDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(modelDir) : null;
+    const gen = new Generator(config, tokenizer, ep, capacity, prefillGraph, prefillSession, decodeGraph, decodeSession, lora, upload,
+      own ? weights : null, readGenerationDefaults(modelDir));
+    if (opts.lora) await gen.setAdapter(opts.lora.params);
+    return gen;
+  }
+
+  /** Replaces the adapter's values (e.g. the trainer's current params). */
+  async setAdapter(params: Float32Array): Promise<void> {
+    if (!this.lora) throw new Error('Generator.setAdapter: this generator was built without a LoRA layout.');
+    if (params.length !== this.lora.size) throw new Error(`Generator.setAdapter: ${params.length} values for a layout of ${this.lora.size}.`);
+    const host = new ort.Tensor('float32', Float32Array.from(params), [params.length]);
+    const old = this.params;
+    if (this.upload) {
+      const out = await this.upload.runOrt({ in0: host });
+      this.params = out['out0']!;
+    } else {
+      this.params = host;
+    }
+    if (old && old.location === 'gpu-buffer') old.dispose();
+  }
+
+  /** Tokenizes text as plain text (with BOS when the tokenizer adds one). */
+  async encode(text: string, addSpecialTokens = true): Promise<number[]> {
+    if (!this.tokenizer) throw new UserError('generate.noTokenizer', 'This model folder has no tokenizer.json, so text cannot be turned into tokens.', 'Copy the tokenizer files into the model folder.');
+    return (await this.tokenizer.encode(text, { addSpecialTokens })).ids;
+  }
+
+  /** Runs the prompt from position 0 (the cache restarts) and returns the last position's logits [V]. */
+  async prefill(ids: number[]): Promise<Float32Array> {
+    if (ids.length === 0) throw new UserError('generate.emptyPrompt', 'The prompt is empty.', 'Type a prompt (or start from the BOS token).');
+    if (ids.length >= this.capacity) {
+      throw new UserError('generate.tooLong', `The prompt has ${ids.length} tokens; this generator holds ${this.capacity} positions in all.`, 'Shorten the prompt or raise the context length.');
+    }
+    const bad = ids.find((i) => !Number.isInteger(i) || i < 0 || i >= this.config.vocabSize);
+    if (bad !== undefined) throw new UserError('generate.badId', `Token id ${bad} is outside the model's vocabulary (0..${this.config.vocabSize - 1}).`);
+    this.length = 0;
+    const Tc = this.prefillGraph.shape.chunk;
+    let logits: Float32Array = new Float32Array(0);
+    for (let s = 0; s < ids.length; s += Tc) {
+      const piece = ids.slice(s, s + Tc);
+      // a lone last token goes through the decode graph (cheaper than a padded chunk)
+      logits = piece.length === 1 && Tc > 1 ? await this.step(this.decodeGraph, this.decodeSession, piece) : await this.step(this.prefillGraph, this.prefillSession, piece);
+    }
+    return logits;
+  }
+
+  /** Appends one token and returns the logits [V] for the next position. */
+  async decode(id: number): Promise<Float32Array> {
+    if (this.length >= this.capacity) throw new Error(`Generator.decode: the cache is full (${this.capacity} positions).`);
+    return this.step(this.decodeGraph, this.decodeSession, [id]);
+  }
+
+  /** Streams new tokens for a prompt; the return value is the whole result. */
+  async *stream(promptIds: number[], opts: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
+    const sampling: SamplingOptions = { ...this.defaults };
+    for (const k of Object.keys(DEFAULT_SAMPLING) as (keyof SamplingOptions)[]) {
+      if (opts[k] !== undefined) (sampling as unknown as Record<string, unknown>)[k] = opts[k];
+    }
+    // asking for a temperature, top-k or top-p means sampling, unless greedy is said explicitly
+    if (opts.greedy === undefined && (opts.temperature !== undefined || opts.topK !== undefined || opts.topP !== undefined)) sampling.greedy = false;
+    const maxTokens = opts.maxTokens ?? 128;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new UserError('generate.maxTokens', `Max tokens must be a whole number ≥ 1 (got ${maxTokens}).`);
+    const sampler = new Sampler(sampling, promptIds);
+    const stopIds = new Set<number>(opts.stopIds ?? []);
+    if (!opts.ignoreEos) {
+      for (const id of this.config.eosTokenIds) stopIds.add(id);
+      if (this.tokenizer?.eosId !== undefined) stopIds.add(this.tokenizer.eosId);
+    }
+    const stops = (opts.stopStrings ?? []).filter((s) => s.length > 0);
+    const out: number[] = [];
+    let text = '', emitted = 0;
+    let finish: FinishReason = 'length';
+    const t0 = performance.now();
+    let logits = await this.prefill(promptIds);
+    const t1 = performance.now();
+    for (let i = 0; i < maxTokens; i++) {
+      if (opts.signal?.aborted) { finish = 'cancelled'; break; }
+      const id = sampler.next(logits);
+      out.push(id);
+      if (stopIds.has(id)) {
+        finish = 'eos';
+        break;
+      }
+      text = this.tokenizer ? await this.tokenizer.decode(out, { skipSpecialTokens: true }) : '';
+      const hit = firstStop(text, stops);
+      if (hit >= 0) {
+        text = text.slice(0, hit);
+        finish = 'stop';
+        break;
+      }
+      // hold back an unfinished character and a tail that could still become a stop string
+      const safe = Math.min(text.endsWith('\uFFFD') ? text.lastIndexOf('\uFFFD') : text.length, text.length - pendingStop(text, stops));
+      const ev: TokenEvent = { index: i, id, text: safe > emitted ? text.slice(emitted, safe) : '' };
+      emitted = Math.max(emitted, safe);
+      opts.onToken?.(ev);
+      yield ev;
+      if (i === maxTokens - 1) break;
+      if (this.length >= this.capacity) { finish = 'capacity'; break; }
+      logits = await this.decode(id);
+    }
+    if (finish === 'eos' && this.tokenizer) text = await this.tokenizer.decode(out.slice(0, -1), { skipSpecialTokens: true });
+    if (emitted < text.length) {
+      const ev: TokenEvent = { index: out.length - 1, id: out[out.length - 1] ?? -1, text: text.slice(emitted) };
+      opts.onToken?.(ev);
+      yield ev;
+    }
+    const t2 = performance.now();
+    const decodeSteps = Math.max(0, out.length - 1);
+    return {
+      text, ids: out, finish, promptTokens: promptIds.length,
+      timings: {
+        prefillMs: t1 - t0, decodeMs: t2 - t1,
+        prefillTokensPerSecond: promptIds.length / Math.max((t1 - t0) / 1000, 1e-9),
+        decodeTokensPerSecond: decodeSteps / Math.max((t2 - t1) / 1000, 1e-9),
+      },
+    };
+  }
+
+  /** stream() collected: the whole result (tokens still go to opts.onToken as they come). */
+  async generate(promptIds: number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
+    const it = this.stream(promptIds, opts);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.caches.values()) if (t.location === 'gpu-buffer') t.dispose();
+    this.caches.clear();
+    if (this.params?.location === 'gpu-buffer') this.params.dispose();
+    await this.prefillSession.dispose();
+    await this.decodeSession.dispose();
+    await this.upload?.dispose();
+    await this.owned?.close();
+  }
+
+  /** One run of a step graph over `ids` at positions [length, length + n); returns the last token's logits. */
+  private async step(graph: StepGraph, session: EngineSession, ids: number[]): Promise<Float32Array> {
+    if (this.disposed) throw new Error('Generator: used after dispose().');
+    const cfg = this.config;
+    const { chunk: Tc, capacity: S } = graph.shape;
+    const n = ids.length, start = this.length;
+    if (start + n > S) throw new Error(`Generator: ${start + n} positions do not fit the cache of ${S}.`);
+    const G = cfg.numHeads / cfg.numKvHeads;
+    const window = cfg.slidingWindow;
+    const idArr = new BigInt64Array(Tc);
+    ids.forEach((id, j) => { idArr[j] = BigInt(id); });
+    const write = new Float32Array(S * Tc);
+    const keep = new Float32Array(S).fill(1);
+    for (let j = 0; j < n; j++) { write[(start + j) * Tc + j] = 1; keep[start + j] = 0; }
+    // mask rows in the grouped order [G, Tc]: row (g, j) sees absolute positions s <= start + j
+    const mask = new Float32Array(G * Tc * S).fill(NEG_INF);
+    for (let gi = 0; gi < G; gi++) {
+      for (let j = 0; j < Tc; j++) {
+        const row = (gi * Tc + j) * S;
+        const p = start + Math.min(j, n - 1); // padded rows: like the last real one (their output is unused)
+        for (let s = 0; s <= p; s++) if (window === null || p - s < window) mask[row + s] = 0;
+      }
+    }
+    const feeds: Record<string, ort.Tensor> = {
+      ids: new ort.Tensor('int64', idArr, [1, Tc]),
+      write: new ort.Tensor('float32', write, [S, Tc]),
+      keep: new ort.Tensor('float32', keep, [S, 1]),
+      mask: new ort.Tensor('float32', mask, [G * Tc, S]),
+    };
+    const positions = Array.from({ length: Tc }, (_, j) => start + Math.min(j, n - 1));
+    if (graph.feeds.includes('cos')) {
+      const { cos, sin } = ropeRows(cfg, positions);
+      feeds['cos'] = new ort.Tensor('float32', cos, [Tc, cfg.headDim]);
+      feeds['sin'] = new ort.Tensor('float32', sin, [Tc, cfg.headDim]);
+    }
+    if (graph.feeds.includes('pos')) feeds['pos'] = new ort.Tensor('int64', BigInt64Array.from(positions, BigInt), [Tc]);
+    if (graph.feeds.includes('pick')) {
+      const pick = new Float32Array(Tc);
+      pick[n - 1] = 1;
+      feeds['pick'] = new ort.Tensor('float32', pick, [1, Tc]);
+    }
+    if (this.lora) feeds['params'] = this.params!;
+    for (const c of graph.cache) feeds[c.input] = this.caches.get(c.input) ?? this.zeros(S);
+    const out = await session.runOrt(feeds, ['logits', ...graph.cache.map((c) => c.output)]);
+    const next = new Map<string, ort.Tensor>();
+    for (const c of graph.cache) next.set(c.input, out[c.output]!);
+    for (const [k, t] of this.caches) if (t.location === 'gpu-buffer' && next.get(k) !== t) t.dispose();
+    this.caches = next;
+    this.length = start + n;
+    return Float32Array.from(out['logits']!.data as Float32Array);
+  }
+
+  private zeros(S: number): ort.Tensor {
+    const { numKvHeads: K, headDim: D } = this.config;
+    return new ort.Tensor('float32', new Float32Array(K * S * D), [1, K, S, D]);
+  }
+}
+
+/** Index of the earliest stop string in text, or -1. */
+function firstStop(text: string, stops: string[]): number {
+  let best = -1;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (best < 0 || i < best)) best = i;
+  }
+  return best;
+}
+
+/** Length of the longest tail of text that is a proper prefix of a stop string. */
+function pendingStop(text: string, stops: string[]): number {
+  let best = 0;
+  for (const s of stops) {
+    for (let k = Math.min(s.length - 1, text.length); k > best; k--) {
+      if (text.endsWith(s.slice(0, k))) { best = k; break; }
+    }
+  }
+  return best;
+}
+
+/** generation_config.json's sampling fields over transformers' defaults. */
+export function readGenerationDefaults(modelDir: string): SamplingOptions {
+  const d: SamplingOptions = { ...DEFAULT_SAMPLING };
+  const file = path.join(modelDir, 'generation_config.json');
+  if (!existsSync(file)) return d;
+  try {
+    const g = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const num = (k: string) => (typeof g[k] === 'number' ? (g[k] as number) : undefined);
+    if (g['do_sample'] === true) d.greedy = false;
+    d.temperature = num('temperature') ?? d.temperature;
+    d.topK = num('top_k') ?? d.topK;
+    d.topP = num('top_p') ?? d.topP;
+    d.repetitionPenalty = num('repetition_penalty') ?? d.repetitionPenalty;
+  } catch {
+    // a damaged generation_config.json only loses its defaults
+  }
+  return d;
+}

@@ -1,0 +1,176 @@
+/**
+ * The KV-cache step graph: Tc new tokens at positions [p, p + Tc) in, logits of one chosen row and the
+ * updated caches out. Prefill runs it with Tc = chunk (a prompt in pieces), decode with Tc = 1.
+ *
+ * Dimension letters as in llm/forward.ts: C hidden, V vocab, H heads, K kv heads, G = H/K, D head dim,
+ * plus Tc tokens in this step and S the cache capacity (fixed, so the graph and its state keep one shape).
+ *
+ * Choices made for the EPs:
+ * - Fixed-capacity caches k{i}/v{i} [1, K, S, D] are graph inputs and outputs with the same shape, so the
+ *   runtime can keep them on the GPU (WebGPU 'gpu-buffer' outputs fed back as inputs).
+ * - Everything positional is host-computed float input, no int64 arithmetic in the graph (WebGPU runs int64
+ *   math on the CPU): `write` [S, Tc] one-hot places the new keys (cache·keep + write·k_new, one MatMul),
+ *   `mask` [G·Tc, S] additive (causal over absolute positions, sliding window), cos/sin [Tc, D] for RoPE,
+ *   `pick` [1, Tc] one-hot selects the row whose logits come out (the lm_head runs on one row only).
+ * - GPT-2's learned positions are a Gather of wpe by int64 `pos` [Tc] (indices only, no arithmetic).
+ * - LoRA stays unmerged: the flat f32 `params` vector is an input, so generations mid-training use the
+ *   current adapter without merging; without a LoRA layout the graph is the plain (merged/exported) model.
+ */
+import { GraphBuilder, type Value } from '../graph/graph';
+import { lowerGraph } from '../lower/lower';
+import type { OnnxModel } from '../onnx/spec';
+import type { ModelConfig } from '../models/config';
+import { ropeInvFreq } from '../models/config';
+import type { WeightsLayout } from '../models/layout';
+import { activation, baseWeight, linear, norm, rope, ropeTables, type Ctx, type WeightSource } from '../llm/forward';
+import type { LoraLayout } from '../llm/lora';
+
+export interface StepGraphShape {
+  /** Tc: tokens per step (1 for decode). */
+  chunk: number;
+  /** S: cache capacity in positions. */
+  capacity: number;
+}
+
+export interface StepGraph {
+  model: OnnxModel;
+  shape: StepGraphShape;
+  /** Cache slots: graph input name -> output name, [1, K, S, D] f32 each. */
+  cache: { input: string; output: string }[];
+  /** Per-step inputs the host feeds (besides caches and params). */
+  feeds: string[];
+  nodes: number;
+}
+
+export async function buildStepGraph(
+  cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null, shape: StepGraphShape,
+): Promise<StepGraph> {
+  const g = new GraphBuilder();
+  const { chunk: Tc, capacity: S } = shape;
+  const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
+  const G = H / K;
+
+  const ids = g.input('ids', 'int64', [1, Tc]);
+  const feeds = ['ids'];
+  let cos: Value | null = null, sin: Value | null = null, pos: Value | null = null;
+  if (cfg.rope) {
+    cos = g.input('cos', 'float32', [Tc, D]);
+    sin = g.input('sin', 'float32', [Tc, D]);
+    feeds.push('cos', 'sin');
+  }
+  if (layout.positions) {
+    pos = g.input('pos', 'int64', [Tc]);
+    feeds.push('pos');
+  }
+  const write = g.input('write', 'float32', [S, Tc]);
+  const keep = g.input('keep', 'float32', [S, 1]);
+  const mask = g.input('mask', 'float32', [G * Tc, S]);
+  feeds.push('write', 'keep', 'mask');
+  // decode has one row already; prefill picks the prompt's last real row
+  const pick = Tc > 1 ? g.input('pick', 'float32', [1, Tc]) : null;
+  if (pick) feeds.push('pick');
+  const params = lora ? g.input('params', 'float32', [lora.size]) : null;
+
+  const loraTensors = new Map<string, { a: Value; b: Value }>();
+  if (lora && params) {
+    // the same cut as buildForward: A [r, in], B [out, r] per module, in layout order
+    const sizes: number[] = [];
+    for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
+    const parts = g.split(params, sizes, 0);
+    lora.modules.forEach((m, i) => {
+      loraTensors.set(`${m.layer}:${m.role}`, {
+        a: g.reshape(parts[2 * i]!, [lora.rank, m.inFeatures]),
+        b: g.reshape(parts[2 * i + 1]!, [m.outFeatures, lora.rank]),
+      });
+    });
+  }
+  const c: Ctx = { g, cfg, src, lora, loraTensors, N: Tc };
+
+  // x [Tc, C]
+  const wte = await baseWeight(g, src, layout.embed);
+  let x = g.reshape(g.gather(wte, ids), [Tc, C]);
+  if (layout.positions && pos) x = g.add(x, g.gather(await baseWeight(g, src, layout.positions), pos));
+  const rot = cfg.rope ? ropeTables(g, cfg, 1).rot : null; // only the rotate-half matrix R [D, D]
+  const scale = 1 / Math.sqrt(D);
+  const cache: { input: string; output: string }[] = [];
+
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const L = layout.layers[i]!;
+    const h = await norm(c, x, L.attnNorm);
+    let q: Value, k: Value, v: Value;
+    if (L.qkv) {
+      const qkv = await linear(c, h, L.qkv, i, 'qkv'); // [Tc, 3C]
+      [q, k, v] = g.split(qkv, [H * D, K * D, K * D], 1) as [Value, Value, Value];
+    } else {
+      q = await linear(c, h, L.q!, i, 'q'); // [Tc, H·D]
+      k = await linear(c, h, L.k!, i, 'k'); // [Tc, K·D]
+      v = await linear(c, h, L.v!, i, 'v'); // [Tc, K·D]
+    }
+    let q4 = g.reshape(q, [1, Tc, H, D]);
+    let k4 = g.reshape(k, [1, Tc, K, D]);
+    if (L.qNorm && L.kNorm) {
+      q4 = await norm(c, q4, L.qNorm);
+      k4 = await norm(c, k4, L.kNorm);
+    }
+    // q [1, Tc, K, G, D] -> [1, K, G, Tc, D]; k, v [1, Tc, K, D] -> [1, K, Tc, D]
+    let qg = g.transpose(g.reshape(q4, [1, Tc, K, G, D]), [0, 2, 3, 1, 4]);
+    let kt = g.transpose(k4, [0, 2, 1, 3]);
+    const vt = g.transpose(g.reshape(v, [1, Tc, K, D]), [0, 2, 1, 3]);
+    if (rot && cos && sin && cfg.ropeLayers[i]) {
+      const t = { cos, sin, rot };
+      qg = rope(g, qg, t); // cos/sin [Tc, D] broadcast over heads
+      kt = rope(g, kt, t);
+    }
+    // caches [1, K, S, D]: old rows kept, new rows placed: cache·keep + write [S, Tc] · new [1, K, Tc, D]
+    const kIn = g.input(`k${i}`, 'float32', [1, K, S, D]);
+    const vIn = g.input(`v${i}`, 'float32', [1, K, S, D]);
+    const kc = g.add(g.mul(kIn, keep), g.matmul(write, kt));
+    const vc = g.add(g.mul(vIn, keep), g.matmul(write, vt));
+    g.output(`k${i}_out`, kc);
+    g.output(`v${i}_out`, vc);
+    cache.push({ input: `k${i}`, output: `k${i}_out` }, { input: `v${i}`, output: `v${i}_out` });
+    // scores [1, K, G·Tc, S] = q · kᵀ / √D + mask
+    const qf = g.reshape(qg, [1, K, G * Tc, D]);
+    const scores = g.add(g.mul(g.matmul(qf, g.transpose(kc, [0, 1, 3, 2])), scale), mask);
+    const att = g.matmul(g.softmax(scores, -1), vc); // [1, K, G·Tc, D]
+    const merged = g.reshape(g.transpose(g.reshape(att, [1, K, G, Tc, D]), [0, 3, 1, 2, 4]), [Tc, H * D]);
+    x = g.add(x, await linear(c, merged, L.o, i, 'o'));
+
+    const h2 = await norm(c, x, L.mlpNorm);
+    let mlp: Value;
+    if (cfg.gatedMlp && L.gate) {
+      const gate = activation(c, await linear(c, h2, L.gate, i, 'gate'));
+      mlp = await linear(c, g.mul(gate, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
+    } else {
+      mlp = await linear(c, activation(c, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
+    }
+    x = g.add(x, mlp);
+  }
+
+  // one row [1, C] -> norm -> logits [1, V]
+  const row = pick ? g.gemm(pick, x) : x;
+  const xn = await norm(c, row, layout.finalNorm);
+  const head = await baseWeight(g, src, layout.lmHead ?? layout.embed);
+  g.output('logits', g.gemm(xn, head, null, { transB: true }));
+  const lowered = lowerGraph(g, { name: Tc === 1 ? 'lathe_decode' : 'lathe_prefill' });
+  return { model: lowered.model, shape, cache, feeds, nodes: lowered.nodeCount };
+}
+
+/**
+ * cos/sin rows [n, D] for absolute positions, computed like forward.ts's tables (HF: t·inv_freq in f32,
+ * emb = cat(freqs, freqs)).
+ */
+export function ropeRows(cfg: ModelConfig, positions: ArrayLike<number>, rows = positions.length): { cos: Float32Array; sin: Float32Array } {
+  const D = cfg.headDim;
+  const inv = ropeInvFreq(cfg);
+  const cos = new Float32Array(rows * D), sin = new Float32Array(rows * D);
+  for (let r = 0; r < positions.length; r++) {
+    const t = positions[r]!;
+    for (let i = 0; i < D / 2; i++) {
+      const a = Math.fround(Math.fround(t) * Math.fround(inv[i]!));
+      cos[r * D + i] = cos[r * D + i + D / 2] = Math.cos(a);
+      sin[r * D + i] = sin[r * D + i + D / 2] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}

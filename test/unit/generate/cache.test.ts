@@ -1,0 +1,77 @@
+/**
+ * Cached decode == full forward: logits of the KV-cache graphs (prefill in chunks, then one token at a
+ * time) against buildEvalGraph's full-sequence forward at every position, with and without an unmerged
+ * LoRA adapter (all B non-zero). Tolerance: max |Δ| ≤ 1e-4 · max(1, max |logit|) (f32, different
+ * summation orders; measured ~1e-6).
+ */
+import { describe, expect, it } from 'vitest';
+import { openModel } from '../../../src-main/engine/models';
+import { buildEvalGraph } from '../../../src-main/engine/llm/train-graph';
+import { buildLoraLayout, DEFAULT_LORA, type LoraLayout } from '../../../src-main/engine/llm/lora';
+import { EngineSession, hostTensor } from '../../../src-main/engine/runtime';
+import { Generator } from '../../../src-main/engine/generate';
+import { Rng } from '../../../src-main/engine/models/rng';
+import { tinyModel } from '../../helpers/tiny';
+
+async function fullLogits(dir: string, ids: number[], lora: LoraLayout | null, params: Float32Array | null): Promise<Float32Array[]> {
+  const { config, layout, weights } = await openModel(dir);
+  try {
+    const T = ids.length;
+    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, lora, { batch: 1, seqLen: T });
+    const s = await EngineSession.create(g.model, { ep: 'cpu', externalDataDir: weights.dir });
+    const out = await s.run({
+      ids: hostTensor('int64', [1, T], BigInt64Array.from(ids, BigInt)),
+      targets: hostTensor('int64', [T, 1], new BigInt64Array(T)),
+      mask: hostTensor('float32', [T, 1], new Float32Array(T)),
+      ...(lora && params ? { params: hostTensor('float32', [lora.size], params) } : {}),
+    }, ['logits']);
+    await s.dispose();
+    const flat = out['logits']!.data as Float32Array, V = config.vocabSize;
+    return ids.map((_, t) => flat.slice(t * V, (t + 1) * V));
+  } finally {
+    await weights.close();
+  }
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): { diff: number; scale: number } {
+  let diff = 0, scale = 1;
+  for (let i = 0; i < a.length; i++) { diff = Math.max(diff, Math.abs(a[i]! - b[i]!)); scale = Math.max(scale, Math.abs(b[i]!)); }
+  return { diff, scale };
+}
+
+const ARCHS = ['llama', 'llama3', 'qwen2', 'qwen3', 'smollm3', 'gpt2', 'mistral', 'tinyllama'];
+
+describe('KV-cache step graphs match the full forward', () => {
+  for (const arch of ARCHS) {
+    it(`${arch}: prefill in chunks of 4, then 5 decode steps, base and LoRA`, async () => {
+      const dir = await tinyModel(arch, 3);
+      const ids = [5, 17, 42, 9, 100, 33, 7, 61, 250, 12, 90, 3];
+      const P = 7;
+      for (const withLora of [false, true]) {
+        let lora: LoraLayout | null = null, params: Float32Array | null = null;
+        if (withLora) {
+          const { config, layout, weights } = await openModel(dir);
+          await weights.close();
+          lora = buildLoraLayout(config, layout, { ...DEFAULT_LORA, rank: 4, alpha: 8 });
+          const rng = new Rng(11);
+          params = rng.normalArray(lora.size, 0.05);
+        }
+        const full = await fullLogits(dir, ids, lora, params);
+        const gen = await Generator.open(dir, { chunk: 4, capacity: 16, lora: lora && params ? { layout: lora, params } : null });
+        try {
+          const got: Float32Array[] = [await gen.prefill(ids.slice(0, P))];
+          for (let t = P; t < ids.length; t++) got.push(await gen.decode(ids[t]!));
+          let worst = 0;
+          got.forEach((l, i) => {
+            const { diff, scale } = maxDiff(l, full[P - 1 + i]!);
+            worst = Math.max(worst, diff / scale);
+          });
+          console.log(`${arch} lora=${withLora}: worst relative logit diff ${worst.toExponential(2)}`);
+          expect(worst).toBeLessThan(1e-4);
+        } finally {
+          await gen.dispose();
+        }
+      }
+    });
+  }
+});
