@@ -88,6 +88,13 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     report({ stage: 'generate corpus', MB: +(bytes / MB).toFixed(1), seconds: +((performance.now() - t) / 1000).toFixed(1) });
     const inMB = bytes / MB;
 
+    // 0. Reference on this machine: read + decode + JSON.parse only (the ceiling for stage 1).
+    t = performance.now();
+    let refDocs = 0;
+    for await (const d of importPaths([corpus], defaultImportOptions, newImportStats())) refDocs += d.text.length > 0 ? 1 : 0;
+    const sRef = (performance.now() - t) / 1000;
+    report({ stage: 'reference: import only (read+decode+JSON.parse)', MB: +inMB.toFixed(1), seconds: +sRef.toFixed(1), 'MB/s': +(inMB / sRef).toFixed(1), docsIn: refDocs });
+
     // 1. import + clean (no near-dedup), two passes through a spool like prepareCorpus.
     const cfg = resolveCleanConfig({ nearDedup: { enabled: false } });
     const cleaner = new Cleaner(cfg);

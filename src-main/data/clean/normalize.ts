@@ -3,6 +3,7 @@
  * Tabs become spaces except at line start (keeps code indentation).
  */
 // C0/C1 controls except \t \n, plus zero-width and bidi marks that only confuse tokenizers.
+// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b\u200e\u200f\u202a-\u202e\u2060\ufeff]/g;
 const SPACES = /[\u00a0\u2000-\u200a\u202f\u205f\u3000]/g;
 
