@@ -6,9 +6,7 @@
  */
 import { z } from 'zod';
 import { CleanConfigSchema } from '../data/config';
-import type { PrepareReport } from '../data/prepare';
-import type { TrainResult, TokenizerComparison, ExtensionManifest } from '../tokenizer';
-import type { LintIssue, InspectToken } from '../templates';
+import type { CandidateView, InspectTokenView, LintIssueView, PrepareReportView, TokenizerComparisonView } from './reports';
 
 const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'path contains a NUL byte');
 const paths = z.array(path).max(1000);
@@ -62,23 +60,23 @@ export const wizardJobs = [
 /** What each wizard job answers in JobInfo.result. */
 export interface TokenizerTrainResult {
   file: string;
-  corpus: TrainResult['corpus'];
+  corpus: { texts: number; words: number; uniqueWords: number; baseTokens: number };
   baseVocabSize: number;
   /** The best candidates (at most 500 of them, for the table). */
-  candidates: TrainResult['candidates'];
+  candidates: CandidateView[];
   totalCandidates: number;
 }
 export interface TokenizerExtendResult {
   outDir: string;
-  manifest: Omit<ExtensionManifest, 'newTokens'> & { added: number; intermediates: number };
-  comparison: TokenizerComparison;
+  manifest: { baseVocabSize: number; newVocabSize: number; predictedSaving: number; added: number; intermediates: number };
+  comparison: TokenizerComparisonView;
 }
+export type PrepareReport = PrepareReportView;
 export interface JobResults {
   prepare: PrepareReport;
   'tokenizer-train': TokenizerTrainResult;
   'tokenizer-extend': TokenizerExtendResult;
 }
-export type { PrepareReport };
 
 // ---- channel shapes -------------------------------------------------------------------------------
 
@@ -156,11 +154,11 @@ export type TemplateSource = z.infer<typeof TemplateSource>;
 
 export const TemplatePreview = z.object({
   text: z.string().nullable(),
-  tokens: z.array(z.custom<InspectToken>(() => true)),
+  tokens: z.array(z.custom<InspectTokenView>(() => true)),
   counts: z.object({ tokens: z.number(), trained: z.number() }).nullable(),
   maskMethod: z.string().nullable(),
   warnings: z.array(z.string()),
-  lint: z.array(z.custom<LintIssue>(() => true)),
+  lint: z.array(z.custom<LintIssueView>(() => true)),
   error: z.string().nullable(),
 });
 export type TemplatePreview = z.infer<typeof TemplatePreview>;

@@ -50,7 +50,8 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
   const count = (rank: number, targets: typeof req.targets): number =>
     buildLoraLayout(cfg, layout, { rank, alpha: rank * 2, dropout: 0, rslora: false, targets, seed: 1 }).size;
   const rank = Number.isInteger(req.rank) && req.rank >= 1 ? req.rank : 1;
-  const trainable = count(rank, req.targets);
+  const main = buildLoraLayout(cfg, layout, { rank, alpha: 2 * rank, dropout: 0, rslora: false, targets: req.targets, seed: 1 });
+  const trainable = main.size;
   const modelParams = parameterCount(cfg);
   const manifest = req.dataset ? readDatasetManifest(req.dataset) : null;
   const blockSize = manifest?.blockSize ?? null;
@@ -67,7 +68,7 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
     trainableParams: count(p.lora.rank, p.lora.targets),
   }));
   return {
-    trainableParams: trainable, modelParams, trainablePct: (100 * trainable) / modelParams, modules: buildLoraLayout(cfg, layout, { rank, alpha: 2 * rank, dropout: 0, rslora: false, targets: req.targets, seed: 1 }).modules.length,
+    trainableParams: trainable, modelParams, trainablePct: (100 * trainable) / modelParams, modules: main.modules.length,
     blockSize, trainBlocks, stepsPerEpoch, totalSteps,
     tokensPerStep: blockSize !== null ? B * A * blockSize : null,
     arithmetic: blockSize !== null ? presetArithmetic({ batchSize: B, gradAccum: A }, blockSize) : null,

@@ -1,13 +1,15 @@
 /** Corpus preparation as a job: import, clean (with per-step counts and examples), mix, tokenize, pack. */
 import type { JobHandler } from '../context';
 import type { JobRequest } from '../../../contract';
-import { prepareCorpus, type PrepareReport } from '../../../data/prepare';
+import type { PrepareReport } from '../../../contract/wizards';
+import { prepareCorpus } from '../../../data/prepare';
 
 type Params = Extract<JobRequest, { kind: 'prepare' }>['params'];
 
 export const prepareJob: JobHandler<Params> = async (params, ctx): Promise<PrepareReport> => {
   await ctx.checkpoint();
-  return prepareCorpus(
+  // Typed as the renderer's view: this line fails to compile if the report and the view drift apart.
+  const report: PrepareReport = await prepareCorpus(
     {
       inputs: params.inputs,
       general: params.general,
@@ -21,4 +23,5 @@ export const prepareJob: JobHandler<Params> = async (params, ctx): Promise<Prepa
     },
     { onProgress: ctx.onProgress, onLog: ctx.onLog, signal: ctx.signal },
   );
+  return report;
 };

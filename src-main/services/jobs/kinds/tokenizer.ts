@@ -1,4 +1,6 @@
 /** Tokenizer extension as two jobs: learn candidate tokens, then add the top N and measure before/after. */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import type { JobHandler } from '../context';
 import type { JobRequest } from '../../../contract';
 import type { TokenizerExtendResult, TokenizerTrainResult } from '../../../contract/wizards';
@@ -13,6 +15,7 @@ const SHOWN = 500;
 export const tokenizerTrainJob: JobHandler<TrainParams> = async (params, ctx): Promise<TokenizerTrainResult> => {
   await ctx.checkpoint();
   const work = { onProgress: ctx.onProgress, onLog: ctx.onLog, signal: ctx.signal };
+  mkdirSync(path.dirname(params.outFile), { recursive: true });
   const r = await trainDomainTokenizer({ baseDir: params.baseDir, corpus: params.corpus, maxCandidates: params.maxCandidates, outFile: params.outFile }, work);
   return { file: params.outFile, corpus: r.corpus, baseVocabSize: r.baseVocabSize, candidates: r.candidates.slice(0, SHOWN), totalCandidates: r.candidates.length };
 };
@@ -25,10 +28,10 @@ export const tokenizerExtendJob: JobHandler<ExtendParams> = async (params, ctx):
   ctx.onProgress({ stage: 'Measuring tokens per word', fraction: undefined });
   const comparison = await compareTokenizerDirs(
     { baseDir: params.baseDir, extendedDir: params.outDir, domain: params.domain, general: params.general, maxChars: params.maxChars }, work);
-  const { newTokens, ...rest } = ext.manifest;
+  const m = ext.manifest;
   return {
     outDir: ext.outDir,
-    manifest: { ...rest, added: newTokens.length, intermediates: newTokens.filter((t) => t.intermediate).length },
+    manifest: { baseVocabSize: m.baseVocabSize, newVocabSize: m.newVocabSize, predictedSaving: m.predictedSaving, added: m.newTokens.length, intermediates: m.newTokens.filter((t) => t.intermediate).length },
     comparison,
   };
 };

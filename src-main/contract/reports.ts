@@ -1,0 +1,46 @@
+/**
+ * The shapes of service reports as the renderer reads them: plain interfaces with only the fields the
+ * wizards show. They mirror types in Node-only modules (data/prepare, tokenizer, templates), which the
+ * renderer must not import even for types; the services check assignability to these at compile time
+ * (see services/jobs/kinds/prepare.ts, tokenizer.ts and services/templates.ts).
+ */
+
+export interface ExampleView { source: string; reason: string; excerpt: string }
+
+export interface FilterStatsView {
+  name: string; label: string; enabled: boolean; docsIn: number; docsOut: number; removed: number; modified: number;
+  charsIn: number; charsOut: number; reasons: Record<string, number>; examples: ExampleView[];
+}
+
+export interface CorpusReportView {
+  import: { filesRead: number; filesSkipped: { path: string; reason: string }[]; docs: number; chars: number; repairedChars: number };
+  filters: FilterStatsView[];
+  languages: Record<string, number>;
+  docsIn: number; docsOut: number; charsIn: number; charsOut: number; trainDocs: number; valDocs: number;
+  samples: ExampleView[];
+}
+
+export interface PrepareReportView {
+  mode: 'pretrain' | 'sft';
+  out: string;
+  corpora: { domain: CorpusReportView; general?: CorpusReportView };
+  mix?: { ratio: number; achievedRatio: number; domainRepeat: number; generalRepeat: number; warnings: string[] };
+  tokenizer?: { hash: string; vocabSize: number; eosId: number };
+  blockSize?: number;
+  splits: Record<string, { rows: number; tokens: number; docs: number }>;
+  tokens: Record<string, number>;
+  warnings: string[];
+  seconds: number;
+}
+
+export interface CandidateView { rank: number; token: string; text: string; kind: 'merge' | 'char'; saving: number; cumulativeSaving: number }
+
+export interface TextStatsView { texts: number; words: number; bytes: number; tokens: number; tokensPerWord: number; bytesPerToken: number }
+export interface SetComparisonView { before: TextStatsView; after: TextStatsView; tokenChangePct: number; roundTripRegressions: number }
+export interface TokenizerComparisonView {
+  vocabBefore: number; vocabAfter: number; domain: SetComparisonView; general: SetComparisonView;
+  topNewTokens: Array<{ id: number; token: string; count: number }>;
+}
+
+export interface InspectTokenView { id: number; token: string; special: boolean; start: number; end: number; train: 0 | 1; message: number }
+export interface LintIssueView { code: string; severity: 'error' | 'warning' | 'info'; message: string; fix: string }

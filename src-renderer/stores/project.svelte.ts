@@ -1,0 +1,55 @@
+/** What the wizards share: the open project, its model, the corpus paths and the dataset/run in use. */
+import type { ProjectSummary } from '../../src-main/contract';
+import type { ModelSummary } from '../../src-main/contract/wizards';
+import { api } from '../lib/api';
+
+export type Page = 'start' | 'data' | 'tokenizer' | 'lora' | 'train' | 'template' | 'activity';
+
+class ProjectStore {
+  page: Page = $state('start');
+  project: ProjectSummary | null = $state(null);
+  model: ModelSummary | null = $state(null);
+  resources: { tinyModel: string; domainCorpus: string; generalCorpus: string } | null = $state(null);
+  /** Corpus paths as typed in the corpus wizard; the tokenizer wizard reuses them. */
+  domainPaths = $state('');
+  generalPaths = $state('');
+  dataset: string | null = $state(null);
+  /** The run the dashboard shows, and the job training it (when live). */
+  runDir: string | null = $state(null);
+  runJobs: Record<string, string> = $state({});
+
+  constructor() {
+    void api['app.resources']({}).then((r) => (this.resources = r)).catch(() => undefined);
+  }
+
+  async openProject(p: ProjectSummary): Promise<void> {
+    this.project = p;
+    this.model = null;
+    this.dataset = null;
+    this.runDir = null;
+    if (p.modelPath) {
+      try {
+        this.model = await api['models.inspect']({ path: p.modelPath });
+      } catch {
+        this.model = null;
+      }
+    }
+  }
+
+  /** Paths typed one per line (blank lines ignored). */
+  static lines(text: string): string[] {
+    return text.split('\n').map((l) => l.trim()).filter(Boolean);
+  }
+
+  /** A folder inside the project. */
+  sub(...parts: string[]): string {
+    const root = this.project?.path ?? '';
+    const sep = root.includes('\\') && !root.includes('/') ? '\\' : '/';
+    return [root.replace(/[\\/]+$/, ''), ...parts].join(sep);
+  }
+}
+
+export const store = new ProjectStore();
+export const lines = ProjectStore.lines;
+
+export { stamp, fmtInt, fmtNum, fmtDuration } from '../lib/format';

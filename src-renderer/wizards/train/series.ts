@@ -1,0 +1,46 @@
+/** Turns a run's history (metrics.jsonl records) and live job metrics into chart series. */
+import type { Series } from '../../components/Chart.svelte';
+
+export interface TrainPoint { step: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; memoryMB: number; etaSeconds: number; ppl: number }
+export interface ValPoint { step: number; split: string; loss: number; ppl: number }
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+
+/** History records ({kind:'train'|'val'|'event', ...}) and live metric events ({step, loss...} or {step, val_<split>_loss...}). */
+export function collect(records: Record<string, number | string>[], live: Record<string, number>[]): { train: TrainPoint[]; val: ValPoint[] } {
+  const train = new Map<number, TrainPoint>();
+  const val = new Map<string, ValPoint>();
+  for (const r of records) {
+    if (r['kind'] === 'train') train.set(num(r['step']), r as unknown as TrainPoint);
+    else if (r['kind'] === 'val') val.set(`${r['split']}@${r['step']}`, { step: num(r['step']), split: String(r['split']), loss: num(r['loss']), ppl: num(r['ppl']) });
+  }
+  for (const m of live) {
+    if (typeof m['loss'] === 'number') { train.set(m['step']!, m as unknown as TrainPoint); continue; }
+    const splits = new Set<string>();
+    for (const k of Object.keys(m)) { const x = /^val_(.+)_(loss|ppl)$/.exec(k); if (x) splits.add(x[1]!); }
+    for (const s of splits) val.set(`${s}@${m['step']}`, { step: m['step']!, split: s, loss: m[`val_${s}_loss`]!, ppl: m[`val_${s}_ppl`]! });
+  }
+  return { train: [...train.values()].sort((a, b) => a.step - b.step), val: [...val.values()].sort((a, b) => a.step - b.step) };
+}
+
+/** Exponential moving average with bias correction (as TensorBoard's smoothing). */
+export function smooth(points: { x: number; y: number }[], weight = 0.9): { x: number; y: number }[] {
+  let acc = 0, n = 0;
+  return points.map((p) => {
+    acc = acc * weight + (1 - weight) * p.y;
+    n++;
+    return { x: p.x, y: acc / (1 - weight ** n) };
+  });
+}
+
+export function line(train: TrainPoint[], key: keyof TrainPoint): { x: number; y: number }[] {
+  return train.filter((p) => Number.isFinite(p[key])).map((p) => ({ x: p.step, y: p[key] }));
+}
+
+export function valSeries(val: ValPoint[], key: 'loss' | 'ppl'): Series[] {
+  const splits = [...new Set(val.map((v) => v.split))].sort();
+  return splits.map((s) => ({
+    label: `${s.replace(/^val-/, '')} held-out ${key === 'loss' ? 'loss' : 'perplexity'}`,
+    points: val.filter((v) => v.split === s).map((v) => ({ x: v.step, y: v[key] })),
+  }));
+}
