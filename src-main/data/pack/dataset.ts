@@ -146,16 +146,15 @@ export class SplitReader {
     if (!(i >= 0 && i < this.rows)) throw new RangeError(`row ${i} out of range 0..${this.rows - 1}`);
     let s = this.starts.length - 1;
     while (this.starts[s]! > i) s--;
-    const buf = Buffer.allocUnsafe(this.rb);
+    const buf = Buffer.allocUnsafeSlow(this.rb);
     readSync(this.fds[s]!, buf, 0, this.rb, HEADER_BYTES + (i - this.starts[s]!) * this.rb);
     return buf;
   }
   private tokens(buf: Buffer): Uint32Array {
     const T = this.manifest.blockSize;
-    const out = new Uint32Array(T);
-    if (this.manifest.tokenBytes === 2) for (let k = 0; k < T; k++) out[k] = buf.readUInt16LE(k * 2);
-    else for (let k = 0; k < T; k++) out[k] = buf.readUInt32LE(k * 4);
-    return out;
+    // buf comes from allocUnsafeSlow (own aligned ArrayBuffer), so typed views are valid.
+    if (this.manifest.tokenBytes === 2) return Uint32Array.from(new Uint16Array(buf.buffer, buf.byteOffset, T));
+    return new Uint32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + T * 4));
   }
   /** Pretraining row i: blockSize token ids. */
   row(i: number): Uint32Array { return this.tokens(this.raw(i)); }

@@ -1,4 +1,5 @@
 import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync, readFileSync, existsSync } from 'node:fs';
+import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../util/progress';
 
@@ -12,6 +13,7 @@ import { UserError } from '../../util/progress';
  * Rows start at fixed offsets, so row i is one pread at 64 + i × rowBytes.
  */
 export const MAGIC = 'LATHETOK';
+if (endianness() !== 'LE') throw new Error('Lathe token shards are written with typed arrays and need a little-endian CPU.');
 export const SHARD_VERSION = 1;
 export const HEADER_BYTES = 64;
 export type ShardKind = 'pretrain' | 'sft';
@@ -38,13 +40,17 @@ export class ShardWriter {
   write(tokens: ArrayLike<number>, mask?: Uint8Array, segments?: Uint16Array): void {
     const T = this.blockSize;
     if (tokens.length !== T) throw new Error(`row has ${tokens.length} tokens, expected ${T}`);
-    const buf = Buffer.allocUnsafe(rowBytes(this.kind, T, this.tokenBytes));
-    if (this.tokenBytes === 2) for (let i = 0; i < T; i++) buf.writeUInt16LE(tokens[i]!, i * 2);
-    else for (let i = 0; i < T; i++) buf.writeUInt32LE(tokens[i]!, i * 4);
+    // A fresh ArrayBuffer is aligned, so typed-array views can fill it (little-endian hosts only, checked above).
+    const ab = new ArrayBuffer(rowBytes(this.kind, T, this.tokenBytes));
+    const buf = Buffer.from(ab);
+    if (this.tokenBytes === 2) new Uint16Array(ab, 0, T).set(tokens);
+    else new Uint32Array(ab, 0, T).set(tokens);
     if (this.kind === 'sft') {
       const off = T * this.tokenBytes;
       buf.set(mask!, off);
-      for (let i = 0; i < T; i++) buf.writeUInt16LE(segments![i]!, off + T + i * 2);
+      // Segment ids start at off + T: 2-byte aligned only when T is even.
+      if ((off + T) % 2 === 0) new Uint16Array(ab, off + T, T).set(segments!);
+      else for (let i = 0; i < T; i++) buf.writeUInt16LE(segments![i]!, off + T + i * 2);
     }
     this.pending.push(buf);
     this.pendingBytes += buf.length;

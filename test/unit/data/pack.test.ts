@@ -78,6 +78,18 @@ describe('SFT packing', () => {
     r.close();
   });
 
+  it('round-trips rows of an odd block size (unaligned segment ids)', () => {
+    const dir = tmp();
+    const p = new SftPacker(dir, 'train', 5, 4, 7, 'drop', true);
+    p.add([70000, 2], [0, 1]);
+    p.add([3, 4, 5], [1, 1, 0]);
+    writeManifest(dir, manifest('sft', 5, 4, { train: p.finish() }));
+    const row = openDataset(dir).split('train').sftRow(0);
+    expect([...row.ids]).toEqual([70000, 2, 3, 4, 5]);
+    expect([...row.mask]).toEqual([0, 1, 1, 1, 0]);
+    expect([...row.segments]).toEqual([1, 1, 2, 2, 2]);
+  });
+
   it('truncates instead of dropping when asked, and can leave samples unpacked', () => {
     const dir = tmp();
     const p = new SftPacker(dir, 'train', 4, 2, 0, 'truncate', false);
