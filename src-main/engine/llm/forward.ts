@@ -18,6 +18,7 @@ import type { LinearWeights, NormWeights, WeightsLayout } from '../models/layout
 import type { ModelWeights } from '../safetensors';
 import { bf16ToF32Array } from '../safetensors';
 import type { LoraLayout, LinearRole } from './lora';
+import { nf4Linear } from '../quant/linear';
 
 export interface ForwardOptions {
   batch: number; // B
@@ -36,6 +37,8 @@ export interface WeightSource {
   dir: string;
   /** Read a BF16 tensor (converted to f32 in memory, since neither ORT's Node binding nor WebGPU takes bf16). */
   readBf16?: (name: string) => Promise<Float32Array>;
+  /** 'nf4' (QLoRA): linear-layer weights quantized on load, dequantized in the graph (quant/linear.ts). */
+  quantize?: 'none' | 'nf4';
 }
 
 export interface ForwardResult {
@@ -88,10 +91,11 @@ export interface Ctx {
 
 export async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, role: LinearRole): Promise<Value> {
   const { g } = c;
-  const W = await baseWeight(g, c.src, w.weight);
   const bias = w.bias ? await baseWeight(g, c.src, w.bias) : null;
   // y [N, out] = x [N, in] · Wᵀ (nn.Linear [out, in]) or x · W (Conv1D [in, out]) (+ b)
-  const y = g.gemm(x, W, bias, { transB: !w.inOut });
+  const y = c.src.quantize === 'nf4'
+    ? await nf4Linear(g, c.src, x, w.weight, bias, !!w.inOut)
+    : g.gemm(x, await baseWeight(g, c.src, w.weight), bias, { transB: !w.inOut });
   const l = c.loraTensors.get(`${layer}:${role}`);
   if (!l || !c.lora) return y;
   // y + scale · (x Aᵀ) Bᵀ : [N, in]·[in, r] -> [N, r], then one Gemm adds [N, r]·[r, out] onto y

@@ -9,7 +9,8 @@
  *   acode_b = nearest value of the signed 8-bit dynamic map to a_b / scale2_c     (8 bits)
  *
  * Dequantized: w_i ≈ NF4[code_i] · (DYN[acode_b] · scale2_c + offset).
- * Storage per n parameters: n/2 + n/64 + 4·n/16384 + 4 bytes ≈ 4.127 bits per parameter.
+ * Storage per n parameters: n/2 + n/64 + 4·⌈n/16384⌉ + 4 bytes ≈ 4.127 bits per parameter (no padding
+ * of the absmax codes, so small tensors stay near 4.13 too).
  * The oracle test/oracle/quant/gen_fixture.py implements the same definition in PyTorch.
  */
 
@@ -67,11 +68,11 @@ export interface Nf4Tensor {
   n: number;
   /** Blocks of 64 (nb = ceil(n/64)); codes hold nb·64 nibbles, padding codes are 7 (zero). */
   nb: number;
-  /** Second-level blocks (nb2 = ceil(nb/256)); absCodes hold nb2·256 bytes. */
+  /** Second-level blocks (nb2 = ceil(nb/256)); the last may be short. */
   nb2: number;
   /** uint4 codes, two per byte, element 2i in the low nibble (ONNX uint4 layout) [nb·32 bytes]. */
   codes: Uint8Array;
-  /** uint8 dynamic-map codes of absmax − offset [nb2·256]. */
+  /** uint8 dynamic-map codes of absmax − offset [nb]. */
   absCodes: Uint8Array;
   /** f32 scale per second-level block [nb2]. */
   scale2: Float32Array;
@@ -130,17 +131,14 @@ export function quantizeNf4(w: Float32Array, shape: number[] = [w.length]): Nf4T
   for (let b = 0; b < nb; b++) sum += absmax[b]!;
   const offset = f(sum / nb);
   const map = dynamicMap();
-  const absCodes = new Uint8Array(nb2 * ABSMAX_BLOCK);
+  const absCodes = new Uint8Array(nb);
   const scale2 = new Float32Array(nb2);
-  const zero = nearestDyn(map, 0);
   for (let c = 0; c < nb2; c++) {
     const s = c * ABSMAX_BLOCK, e = Math.min(nb, s + ABSMAX_BLOCK);
     let m = 0;
     for (let b = s; b < e; b++) m = Math.max(m, Math.abs(f(absmax[b]! - offset)));
     scale2[c] = m;
-    for (let b = s; b < s + ABSMAX_BLOCK; b++) {
-      absCodes[b] = b < e && m > 0 ? nearestDyn(map, f(f(absmax[b]! - offset) / m)) : zero;
-    }
+    for (let b = s; b < e; b++) absCodes[b] = m > 0 ? nearestDyn(map, f(f(absmax[b]! - offset) / m)) : nearestDyn(map, 0);
   }
   return { shape: [...shape], n, nb, nb2, codes, absCodes, scale2, offset };
 }

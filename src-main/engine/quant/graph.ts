@@ -1,0 +1,170 @@
+/**
+ * NF4 weights inside IR graphs: a linear layer whose frozen weight is stored as NF4 codes and
+ * dequantized in the graph right before its Gemm, in the forward AND again in the backward (the
+ * gradient rule re-emits the dequantization), so no f32 copy of a base weight outlives one Gemm —
+ * the f32 weight is a transient, the device keeps only ~4.13 bits per parameter.
+ *
+ * Two ops, registered with defineOp (ops.ts is untouched):
+ *   Nf4Const  (source, nondiff): packed codes as an ONNX Constant node (uint4 or uint8). The IR has no
+ *             4/8-bit dtypes, so its IR value is typed 'int32' as a placeholder; only Nf4Gemm reads it.
+ *             ORT turns Constant nodes into initializers at load.
+ *   Nf4Gemm   y = x · W' (+ bias), W' = W or Wᵀ (transB), W dequantized in the lowering:
+ *
+ *     codes uint4 [nb·64] -DequantizeLinear(scale 1)-> f32 0..15 -Cast int32-> Gather(NF4 table [16])
+ *     acodes uint8 [nb] -DequantizeLinear-> -Cast-> Gather(dynamic map [256]) · scale2 [nb2, 1] + offset
+ *     W = reshape(values, [nb, 64]) · absmax [nb, 1] -> [rows, cols]
+ *
+ * Every op in that chain runs on the WebGPU EP (measured with reportPlacement + disableCpuFallback:
+ * DequantizeLinear-21 uint4/uint8, Cast f32->int32, Gather int32). BitShift/BitwiseAnd would not.
+ * Dimension letters: N tokens, rows × cols the stored weight ([out, in] for nn.Linear, [in, out] for
+ * GPT-2 Conv1D), n = rows·cols, nb = ⌈n/64⌉ blocks, nb2 = ⌈nb/256⌉ second-level blocks.
+ */
+import { defineOp, getOp, type LowerCtx } from '../graph/ops';
+import type { GraphBuilder, Node, Value } from '../graph/graph';
+import type { OnnxDataType, OnnxModel } from '../onnx/spec';
+import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES, dynamicMap, type Nf4Tensor } from './nf4';
+
+interface ConstPayload { type: OnnxDataType; dims: number[]; bytes: Uint8Array; name: string }
+/** Bytes behind each Nf4Const node (lives as long as the graph's nodes). */
+const payloads = new WeakMap<Node, ConstPayload>();
+
+const INT32 = 6; // ONNX TensorProto.INT32
+
+function registerOnce(): void {
+  try {
+    getOp('Nf4Gemm');
+    return;
+  } catch { /* not yet registered */ }
+  defineOp({
+    name: 'Nf4Const',
+    nondiff: true,
+    infer: (_x, a) => [{ dtype: 'int32', shape: [a.count as number] }],
+    lower: (c) => {
+      const p = payloads.get(c.node);
+      if (!p) throw new Error(`Nf4Const ${String(c.node.attrs.key)} has no data: build it with nf4Const().`);
+      c.emit('Constant', [], [c.out(0)], { value: { type: 'tensor', value: { name: p.name, type: p.type, dims: p.dims, data: { kind: 'raw', bytes: p.bytes } } } });
+    },
+  });
+  defineOp({
+    name: 'Nf4Gemm',
+    infer: (x, a) => {
+      const v = x[0];
+      if (!v || v.rank !== 2 || v.dtype !== 'float32') throw new Error(`Nf4Gemm needs a 2-D float32 input, got ${v ? v.toString() : 'none'}`);
+      const rows = a.rows as number, cols = a.cols as number;
+      const [k, out] = a.transB ? [cols, rows] : [rows, cols];
+      if (v.shape[1] !== k) throw new Error(`Nf4Gemm: input has ${v.shape[1]} features, the weight [${rows}, ${cols}] takes ${k}`);
+      return [{ dtype: 'float32', shape: [v.shape[0]!, out] }];
+    },
+    lower: lowerNf4Gemm,
+    grad: (c) => {
+      const gy = c.gy[0];
+      const none = c.x.map(() => null);
+      if (!gy || !c.needs(0)) return none;
+      // y = x·W' (+b)  =>  dx = gy · W'ᵀ: the same op with transB flipped, dequantizing W again
+      const a = c.node.attrs;
+      const [, ...q] = c.x as Value[];
+      const dx = c.g.apply('Nf4Gemm', [gy, ...q.slice(0, 6)], { ...a, transB: a.transB ? 0 : 1 })[0]!;
+      return [dx, ...none.slice(1)];
+    },
+  });
+}
+
+function lowerNf4Gemm(c: LowerCtx): void {
+  const a = c.node.attrs;
+  const rows = a.rows as number, cols = a.cols as number, nb = a.nb as number, nb2 = a.nb2 as number;
+  const n = rows * cols;
+  const one = c.scalar(1, 'float32');
+  const t = (h: string) => c.tmp(h);
+  const emit1 = (op: string, inputs: string[], hint: string, attrs?: Parameters<LowerCtx['emit']>[3]): string => {
+    const o = t(hint);
+    c.emit(op, inputs, [o], attrs);
+    return o;
+  };
+  // codes -> NF4 values [nb·64]
+  const cf = emit1('DequantizeLinear', [c.in(1), one], 'nf4_cf');
+  const ci = emit1('Cast', [cf], 'nf4_ci', { to: { type: 'int', value: INT32 } });
+  const vals = emit1('Gather', [c.in(5), ci], 'nf4_v');
+  // absmax [nb, 1] = dyn[acode] · scale2 + offset
+  const af = emit1('DequantizeLinear', [c.in(2), one], 'nf4_af');
+  const ai = emit1('Cast', [af], 'nf4_ai', { to: { type: 'int', value: INT32 } });
+  let av = emit1('Gather', [c.in(6), ai], 'nf4_av'); // [nb]
+  // [nb2, L] rows of one scale2 each: L = 256, or nb when there is one short block
+  const L = nb2 === 1 ? nb : ABSMAX_BLOCK;
+  // zeros made at run time (Expand of a scalar) so padding costs no storage
+  if (nb2 * L !== nb) av = emit1('Concat', [av, emit1('Expand', [c.scalar(0, 'float32'), c.ints([nb2 * L - nb])], 'nf4_pad')], 'nf4_avp', { axis: { type: 'int', value: 0 } });
+  const a2 = emit1('Reshape', [av, c.ints([nb2, L])], 'nf4_a2');
+  const a3 = emit1('Add', [emit1('Mul', [a2, c.in(3)], 'nf4_a3'), c.in(4)], 'nf4_a4');
+  let abs = emit1('Reshape', [a3, c.ints([nb2 * L])], 'nf4_a5');
+  if (nb2 * L !== nb) abs = emit1('Slice', [abs, c.ints([0]), c.ints([nb])], 'nf4_a6');
+  abs = emit1('Reshape', [abs, c.ints([nb, 1])], 'nf4_abs');
+  // W [rows, cols]
+  const w1 = emit1('Mul', [emit1('Reshape', [vals, c.ints([nb, NF4_BLOCK])], 'nf4_w1'), abs], 'nf4_w2');
+  let w = emit1('Reshape', [w1, c.ints([nb * NF4_BLOCK])], 'nf4_w3');
+  if (nb * NF4_BLOCK !== n) w = emit1('Slice', [w, c.ints([0]), c.ints([n])], 'nf4_w4');
+  w = emit1('Reshape', [w, c.ints([rows, cols])], 'nf4_w');
+  const bias = c.node.inputs.length > 7 && c.node.inputs[7] ? c.in(7) : null;
+  c.emit('Gemm', bias ? [c.in(0), w, bias] : [c.in(0), w], [c.out(0)], { transB: { type: 'int', value: a.transB ? 1 : 0 } });
+}
+
+/** A packed constant (uint4 codes or uint8 absmax codes) carried by an Nf4Const node. */
+function nf4Const(g: GraphBuilder, name: string, type: 'uint4' | 'uint8', count: number, bytes: Uint8Array): Value {
+  registerOnce();
+  const v = g.apply('Nf4Const', [], { key: name, count })[0]!;
+  payloads.set(v.node!, { type, dims: [count], bytes, name });
+  return v;
+}
+
+/** The values a quantized weight occupies in a graph. */
+export interface Nf4Weight {
+  name: string;
+  rows: number;
+  cols: number;
+  q: Nf4Tensor;
+  codes: Value;
+  absCodes: Value;
+  scale2: Value;
+  offset: Value;
+}
+
+const tables = new WeakMap<GraphBuilder, { nf4: Value; dyn: Value }>();
+
+/** Places a quantized [rows, cols] weight in `g` (initializers named `<name>.nf4_*`). */
+export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor): Nf4Weight {
+  if (q.shape.length !== 2) throw new Error(`NF4 weight ${name} must be 2-D, got [${q.shape.join(', ')}].`);
+  const [rows, cols] = q.shape as [number, number];
+  return {
+    name, rows, cols, q,
+    codes: nf4Const(g, `${name}.nf4_codes`, 'uint4', q.nb * NF4_BLOCK, q.codes),
+    absCodes: nf4Const(g, `${name}.nf4_absmax`, 'uint8', q.nb, q.absCodes),
+    scale2: g.weight(`${name}.nf4_scale2`, 'float32', [q.nb2, 1], { kind: 'raw', bytes: new Uint8Array(q.scale2.buffer, q.scale2.byteOffset, q.scale2.byteLength) }),
+    offset: g.weight(`${name}.nf4_offset`, 'float32', [], { kind: 'raw', bytes: new Uint8Array(Float32Array.of(q.offset).buffer) }),
+  };
+}
+
+/** y [N, out] = x [N, in] · W' + bias, W' = Wᵀ when `transB` (nn.Linear [out, in]) else W (Conv1D [in, out]). */
+export function nf4Gemm(g: GraphBuilder, x: Value, w: Nf4Weight, bias: Value | null, transB: boolean): Value {
+  registerOnce();
+  let t = tables.get(g);
+  if (!t) tables.set(g, (t = { nf4: g.constant(NF4_VALUES, 'float32', [16]), dyn: g.constant(dynamicMap(), 'float32', [256]) }));
+  const inputs = [x, w.codes, w.absCodes, w.scale2, w.offset, t.nf4, t.dyn];
+  if (bias) inputs.push(bias);
+  return g.apply('Nf4Gemm', inputs, { rows: w.rows, cols: w.cols, nb: w.q.nb, nb2: w.q.nb2, transB: transB ? 1 : 0 })[0]!;
+}
+
+/**
+ * Bytes of NF4 base-weight storage in a lowered model (Constant codes + scale2/offset initializers),
+ * and how many parameters they stand for: bits per parameter = 8 · bytes / params.
+ */
+export function nf4Storage(model: OnnxModel): { bytes: number; params: number } {
+  let bytes = 0, params = 0;
+  for (const n of model.graph.nodes) {
+    const v = n.attributes?.value;
+    if (n.op !== 'Constant' || v?.type !== 'tensor') continue;
+    if (v.value.name.endsWith('.nf4_codes')) params += v.value.dims[0]!;
+    if (v.value.name.endsWith('.nf4_codes') || v.value.name.endsWith('.nf4_absmax')) bytes += v.value.data.kind === 'raw' ? v.value.data.bytes.byteLength : v.value.data.length;
+  }
+  for (const i of model.graph.initializers) {
+    if (i.name.endsWith('.nf4_scale2') || i.name.endsWith('.nf4_offset')) bytes += i.data.kind === 'raw' ? i.data.bytes.byteLength : i.data.length;
+  }
+  return { bytes, params };
+}
