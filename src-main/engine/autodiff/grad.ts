@@ -71,7 +71,7 @@ export function gradients(g: GraphBuilder, seeds: [Value, Value | null][], wrt: 
     const gy = n.outputs.map((o) => total(o));
     if (gy.every((v) => !v)) continue;
     const def = getOp(n.op);
-    if (!def.grad) throw new Error(`No gradient rule for op ${n.op} (${n}); add one in graph/ops.ts or stop the gradient before it.`);
+    if (!def.grad) throw new Error(`No gradient rule for op ${n.op} (${n}); add one in graph/ops/ (the family file) or stop the gradient before it.`);
     const ctx: GradCtx = {
       g, node: n, x: n.inputs, y: n.outputs, gy,
       needs: (i) => {

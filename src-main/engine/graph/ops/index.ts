@@ -1,0 +1,10 @@
+/** The op registry with every op family registered (import this, not the family files). */
+import './elementwise';
+import './linalg';
+import './shape';
+import './indexing';
+import './reduce';
+import './nn';
+
+export * from './registry';
+export { reshapeTo } from './shape';
