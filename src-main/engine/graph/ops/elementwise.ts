@@ -43,7 +43,6 @@ function defCompare(name: string, arity = 2): void {
   });
 }
 
-
 defBinary('Add', (_c, _a, _b, gy) => [gy, gy]);
 defBinary('Sub', (c, _a, _b, gy) => [gy, c.needs(1) ? c.g.neg(gy) : null]);
 defBinary('Mul', (c, a, b, gy) => [c.needs(0) ? c.g.mul(gy, b) : null, c.needs(1) ? c.g.mul(gy, a) : null]);
@@ -138,7 +137,6 @@ def({
     return [c.gy[0] && isFloat(x.dtype) && isFloat(c.y[0]!.dtype) ? c.g.cast(c.gy[0], x.dtype) : null];
   },
 });
-
 
 def({
   name: 'Where', // cond ? a : b

@@ -3,7 +3,6 @@ import type { Value } from '../graph';
 import { def, num, A, need, sameType, plain } from './registry';
 import { isInt, normAxis } from '../types';
 
-
 def({
   name: 'Gather', // data[..., indices, ...] along axis (embedding lookup with axis 0)
   infer: (x, a) => {

@@ -9,7 +9,6 @@ const swapLast = (v: Value): number[] => {
   return p;
 };
 
-
 def({
   name: 'MatMul', // [..., M, K] @ [..., K, N] -> [..., M, N], batch dims broadcast
   infer: (x) => {

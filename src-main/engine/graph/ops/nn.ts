@@ -3,7 +3,6 @@ import type { Value } from '../graph';
 import { def, num, A, need, floatIn, sameType, plain, type Attrs, type TypeInfo, type GradCtx } from './registry';
 import { type DType, normAxis, shapeStr } from '../types';
 
-
 def({
   name: 'Softmax',
   infer: (x) => {

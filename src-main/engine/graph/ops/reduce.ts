@@ -50,7 +50,6 @@ function reducedCount(x: Value, a: Attrs): number {
   return n;
 }
 
-
 defReduce('ReduceSum', (c, x, _yk, gyk) => c.g.expand(gyk, x.shape, x));
 defReduce('ReduceMean', (c, x, _yk, gyk) => c.g.expand(c.g.mul(gyk, 1 / reducedCount(x, c.node.attrs)), x.shape, x));
 defReduce('ReduceMax', (c, x, yk, gyk) => c.g.where(c.g.equal(x, yk()), gyk, 0)); // ties: each max gets gy

@@ -78,7 +78,6 @@ export function registeredOps(): readonly OpDef[] {
   return [...REGISTRY.values()];
 }
 
-
 export const num = (a: Attrs, k: string): number => a[k] as number;
 export const ints = (a: Attrs, k: string): number[] => [...(a[k] as readonly number[])];
 export const A = {

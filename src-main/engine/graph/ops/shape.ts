@@ -24,7 +24,6 @@ function expandShapeInput(c: LowerCtx, x: Value, target: readonly Dim[], like: V
   return s;
 }
 
-
 def({
   name: 'Reshape', // attrs.shape: numbers, symbols, or one -1; optional input 1 = 'like' for run-time sizes
   infer: (x, a) => {
