@@ -9,7 +9,8 @@ import { defineOp, getOp } from '../../../src-main/engine/graph/ops';
 import { grad, gradients } from '../../../src-main/engine/autodiff/grad';
 import { lowerGraph } from '../../../src-main/engine/lower/lower';
 import { encodeModel } from '../../../src-main/engine/onnx/encode';
-import { compile } from './autodiff-run';
+import { softmaxCrossEntropy } from '../../../src-main/engine/nn';
+import { compile, rng } from './autodiff-run';
 
 describe('shape and dtype inference at build time', () => {
   it('broadcasts, matmuls and reshapes with symbolic dims', () => {
@@ -115,6 +116,48 @@ describe('lowering', () => {
         }
       }
     }
+  });
+
+  it('a symbolic [B, T] LM-style graph (embedding, matmul, weighted xent) matches its fixed-shape twin', async () => {
+    const V = 7, C = 4;
+    const build = (B: number | string, T: number | string): GraphBuilder => {
+      const g = new GraphBuilder();
+      const ids = g.input('ids', 'int32', [B, T]);
+      const targets = g.input('targets', 'int32', [B, T]);
+      const weights = g.input('weights', 'float32', [B, T]);
+      const emb = g.input('emb', 'float32', [V, C]);
+      const w = g.input('w', 'float32', [C, V]);
+      const h = g.tanh(g.gather(emb, ids, 0)); // [B, T, C]
+      const logits = g.reshape(g.matmul(h, w), [-1, V]); // [B·T, V]
+      const loss = softmaxCrossEntropy(g, logits, g.reshape(targets, [-1]), g.reshape(weights, [-1, 1]));
+      const { grads } = grad(g, loss, [emb, w]);
+      g.output('loss', loss);
+      g.output('d_emb', grads[0]!);
+      g.output('d_w', grads[1]!);
+      return g;
+    };
+    const sym = await compile(build('B', 'T'));
+    for (const [B, T] of [[2, 3], [1, 5]] as const) {
+      const fixed = await compile(build(B, T));
+      const r = rng(B * 10 + T);
+      const n = B * T;
+      const feeds = {
+        ids: { dtype: 'int32' as const, shape: [B, T], data: Array.from({ length: n }, () => Math.floor(r() * V)) },
+        targets: { dtype: 'int32' as const, shape: [B, T], data: Array.from({ length: n }, () => Math.floor(r() * V)) },
+        weights: { dtype: 'float32' as const, shape: [B, T], data: Array.from({ length: n }, () => 1 / n) },
+        emb: { dtype: 'float32' as const, shape: [V, C], data: Array.from({ length: V * C }, () => r() - 0.5) },
+        w: { dtype: 'float32' as const, shape: [C, V], data: Array.from({ length: C * V }, () => r() - 0.5) },
+      };
+      const a = await sym.run(feeds);
+      const b = await fixed.run(feeds);
+      for (const k of ['loss', 'd_emb', 'd_w']) {
+        expect(a[k]!.length).toBe(b[k]!.length);
+        a[k]!.forEach((v, i) => expect(v).toBeCloseTo(b[k]![i]!, 6));
+      }
+      expect(Math.max(...Array.from(a.d_emb!, Math.abs))).toBeGreaterThan(0);
+      await fixed.release();
+    }
+    await sym.release();
   });
 
   it('references weights in an external file by offset, without copying them', async () => {
