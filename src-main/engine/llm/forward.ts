@@ -17,7 +17,7 @@ import { ropeInvFreq } from '../models/config';
 import type { LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
 import { bf16ToF32Array } from '../safetensors';
-import type { LoraLayout, LinearRole } from './lora';
+import type { LoraLayout, LinearRole, NewRowsLayout } from './lora';
 import { nf4Linear } from '../quant/linear';
 
 export interface ForwardOptions {
@@ -28,6 +28,11 @@ export interface ForwardOptions {
    * keeps attention inside each sample, `positions` int64 [B, T] restarts RoPE positions per sample.
    */
   packing?: { segments: Value; positions: Value };
+  /**
+   * With trainable new-token rows (lora.newRows): `newIdx` int64 [B, T] (row index into the new rows) and
+   * `isNew` f32 [B, T, 1] (1 where the token is a new one); `ids` then hold base-clamped ids (TokenRows.input).
+   */
+  newTokens?: { newIdx: Value; isNew: Value };
 }
 
 /** Where frozen base weights come from: a model folder's safetensors, referenced in place. */
@@ -193,11 +198,14 @@ export async function buildForward(
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
   const G = H / K;
   const loraTensors = new Map<string, { a: Value; b: Value }>();
+  let newRows: { embed: Value; head: Value; layout: NewRowsLayout } | null = null;
   if (lora && loraParams) {
     // one Split node cuts the flat vector into every A and B, then Reshapes give them their shapes
     const sizes: number[] = [];
     for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
     // (on WebGPU the runtime rewrites this wide Split into a tree: runtime/patches.ts)
+    const nr = lora.newRows;
+    if (nr) sizes.push(nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : []));
     const parts = g.split(loraParams, sizes, 0);
     lora.modules.forEach((m, i) => {
       loraTensors.set(`${m.layer}:${m.role}`, {
@@ -205,13 +213,24 @@ export async function buildForward(
         b: g.reshape(parts[2 * i + 1]!, [m.outFeatures, lora.rank]),
       });
     });
+    if (nr) {
+      const k = 2 * lora.modules.length, r = nr.ids.length;
+      const embedRows = g.reshape(parts[k]!, [r, nr.hidden]); // [r, C]
+      newRows = { embed: embedRows, head: nr.headOffset !== null ? g.reshape(parts[k + 1]!, [r, nr.hidden]) : embedRows, layout: nr };
+    }
   }
+  if (lora?.newRows && !opts.newTokens) throw new Error('buildForward: the layout has new-token rows but no newTokens inputs were given.');
   const c: Ctx = { g, cfg, src, lora, loraTensors, N };
 
   // embeddings: x [N, C]
   const wte = await baseWeight(g, src, layout.embed);
   // gather with the [B, T] ids as they are: a Reshape of int64 data has no WebGPU kernel
   let x = g.reshape(g.gather(wte, ids), [N, C]);
+  if (newRows && opts.newTokens) {
+    // new tokens take their row from the trainable [r, C] rows: x + isNew · (rows[newIdx] − x)
+    const xn = g.reshape(g.gather(newRows.embed, opts.newTokens.newIdx), [N, C]);
+    x = g.add(x, g.mul(g.reshape(opts.newTokens.isNew, [N, 1]), g.sub(xn, x)));
+  }
   if (layout.positions) {
     const wpe = await baseWeight(g, src, layout.positions);
     // [T, C] for plain rows; [B, T, C] gathered by per-sample positions for packed rows
@@ -284,6 +303,17 @@ export async function buildForward(
 
   x = await norm(c, x, layout.finalNorm);
   const head = await baseWeight(g, src, layout.lmHead ?? layout.embed); // [V, C]
-  const logits = g.gemm(x, head, null, { transB: true }); // [N, V]
+  let logits = g.gemm(x, head, null, { transB: true }); // [N, V]
+  if (newRows) {
+    // V + r columns: the trainable rows' logits appended; base columns of re-used rows (id < V) masked out
+    logits = g.concat([logits, g.gemm(x, newRows.head, null, { transB: true })], 1); // [N, V + r]
+    const V = newRows.layout.baseRows;
+    const reused = newRows.layout.ids.filter((id) => id < V);
+    if (reused.length) {
+      const colMask = new Float32Array(V + newRows.layout.ids.length);
+      for (const id of reused) colMask[id] = NEG_INF;
+      logits = g.add(logits, g.constant(colMask, 'float32', [V + newRows.layout.ids.length]));
+    }
+  }
   return { logits, nodes: g.nodes.length - start };
 }

@@ -72,6 +72,8 @@ export interface LoraLayout {
   scale: number;
   /** Total trainable floats. */
   size: number;
+  /** Trainable embedding / lm_head rows for new tokens (after the LoRA tensors in the flat vector). */
+  newRows?: NewRowsLayout | null;
 }
 
 /** The linear layers of one block by role (null where the architecture has none). */
@@ -112,4 +114,59 @@ export function initLoraParams(l: LoraLayout, seed: number): Float32Array {
     for (let i = 0; i < l.rank * m.inFeatures; i++) p[m.aOffset + i] = (rng.next() * 2 - 1) * bound;
   }
   return p;
+}
+
+// ---- trainable rows for new tokens (tokenizer extension) ---------------------------------------------
+
+/**
+ * Token ids whose embedding (and lm_head) rows are trained along with the LoRA weights: the tokens a
+ * domain tokenizer added. Ids below the model's row count V reuse existing (untrained padding) rows; ids
+ * at or past V are beyond the base matrix. In the graph the r trainable rows sit in the flat params vector
+ * and the logits grow to V + r columns (base columns of re-used rows are masked out), so no [V, C] matrix
+ * is ever copied or differentiated.
+ */
+export interface NewRowsLayout {
+  /** Ascending token ids. */
+  ids: number[];
+  /** Base embedding rows (V). */
+  baseRows: number;
+  hidden: number;
+  /** Offsets (floats) of the [r, C] embedding rows and, for untied models, the [r, C] lm_head rows. */
+  embedOffset: number;
+  headOffset: number | null;
+}
+
+export function addNewRows(l: LoraLayout, cfg: ModelConfig, ids: number[]): LoraLayout {
+  if (ids.length === 0) return l;
+  const sorted = [...new Set(ids)].sort((a, b) => a - b);
+  if (sorted[0]! < 0) throw new UserError('newRows.id', `New token id ${sorted[0]} is negative.`);
+  const C = cfg.hiddenSize, r = sorted.length;
+  const embedOffset = l.size;
+  const headOffset = cfg.tieWordEmbeddings ? null : embedOffset + r * C;
+  const size = embedOffset + r * C * (cfg.tieWordEmbeddings ? 1 : 2);
+  return { ...l, size, newRows: { ids: sorted, baseRows: cfg.vocabSize, hidden: C, embedOffset, headOffset } };
+}
+
+/** Maps token ids to graph inputs/targets when some rows are trainable (identity without new rows). */
+export class TokenRows {
+  readonly index = new Map<number, number>();
+  /** Number of logit columns: V, or V + r with new rows. */
+  readonly classes: number;
+  constructor(readonly baseRows: number, readonly newRows: NewRowsLayout | null | undefined) {
+    newRows?.ids.forEach((id, j) => this.index.set(id, j));
+    this.classes = baseRows + (newRows?.ids.length ?? 0);
+  }
+  get active(): boolean { return this.index.size > 0; }
+  /** Whether the model (with its new rows) has an embedding for `id`. */
+  has(id: number): boolean { return (id >= 0 && id < this.baseRows) || this.index.has(id); }
+  /** Input id for the base Gather (clamped into the base matrix), index into the new rows, and the new flag. */
+  input(id: number): [number, number, number] {
+    const j = this.index.get(id);
+    return j === undefined ? [id, 0, 0] : [id < this.baseRows ? id : 0, j, 1];
+  }
+  /** Logit column of `id`: its base column, or V + j for a trainable row. */
+  target(id: number): number {
+    const j = this.index.get(id);
+    return j === undefined ? id : this.baseRows + j;
+  }
 }

@@ -38,6 +38,15 @@ export interface TrainGraph {
 /** Rows of B×T tokens; `packed` adds per-token segment ids and positions inputs (several SFT samples per row). */
 export interface GraphShape { batch: number; seqLen: number; packed?: boolean }
 
+/** Inputs for trainable new-token rows (see TokenRows for how the host fills them). */
+function newTokenInputs(g: GraphBuilder, shape: GraphShape, lora: LoraLayout | null) {
+  if (!lora?.newRows) return undefined;
+  return {
+    newIdx: g.input('new_idx', 'int64', [shape.batch, shape.seqLen]),
+    isNew: g.input('is_new', 'float32', [shape.batch, shape.seqLen, 1]),
+  };
+}
+
 function packingInputs(g: GraphBuilder, shape: GraphShape) {
   if (!shape.packed) return undefined;
   return {
@@ -55,6 +64,7 @@ export async function buildTrainGraph(
   const N = B * T, P = lora.size;
   const ids = g.input('ids', 'int64', [B, T]);
   const packing = packingInputs(g, shape);
+  const newTokens = newTokenInputs(g, shape, lora);
   const targets = g.input('targets', 'int64', [N, 1]);
   const mask = g.input('mask', 'float32', [N, 1]);
   /** true on the last micro-batch of an optimizer step */
@@ -68,7 +78,7 @@ export async function buildTrainGraph(
   const v = g.input('v', 'float32', [P]);
   const gacc = g.input('gacc', 'float32', [P]);
 
-  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing }, lora, params);
+  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens }, lora, params);
   const lossSum = softmaxCrossEntropy(g, fwd.logits, targets, mask); // Σ mask · nll (scalar)
   const forwardNodes = g.nodes.length;
   const { grads } = gradients(g, [[lossSum, null]], [params]);
@@ -114,10 +124,11 @@ export async function buildEvalGraph(
   const N = B * T;
   const ids = g.input('ids', 'int64', [B, T]);
   const packing = packingInputs(g, shape);
+  const newTokens = newTokenInputs(g, shape, lora);
   const targets = g.input('targets', 'int64', [N, 1]);
   const mask = g.input('mask', 'float32', [N, 1]);
   const params = lora ? g.input('params', 'float32', [lora.size]) : null;
-  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing }, lora, params);
+  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens }, lora, params);
   g.output('logits', fwd.logits);
   g.output('loss_sum', softmaxCrossEntropy(g, fwd.logits, targets, mask));
   const lowered = lowerGraph(g, { name: 'lathe_eval' });

@@ -64,6 +64,10 @@ export const TrainConfigSchema = z.object({
   seed: z.number().int().min(0).default(1234),
   /** Compute device: auto picks CUDA -> WebGPU -> CPU. */
   ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+  /** Extended tokenizer folder (`lathe tokenizer extend`): its new tokens' embedding rows are trained too. */
+  tokenizer: z.string().min(1).optional(),
+  /** How new tokens' rows start: the mean of the sub-tokens each replaces, or the mean of all rows. */
+  newTokenInit: z.enum(['mean-of-subtokens', 'global-mean']).default('mean-of-subtokens'),
   /** Stop after this many consecutive steps with a non-finite loss. */
   maxBadSteps: z.number().int().min(1).default(3),
 }).strict();

@@ -5,10 +5,11 @@
 import { openModel } from '../models';
 import { openDataset } from '../../data/pack/dataset';
 import { EngineSession, hostTensor, type EpName, type HostTensor } from '../runtime';
-import { buildLoraLayout, type LoraLayout } from '../llm/lora';
+import { TokenRows, type LoraLayout } from '../llm/lora';
+import { trainableLayout } from './trainable';
 import { buildEvalGraph } from '../llm/train-graph';
 import { CheckpointManager, type Checkpoint } from './checkpoints';
-import { evaluateSplit } from './batch';
+import { evaluateSplit, feedsOf, makeBatch } from './batch';
 import { resolveTrainConfig } from './config';
 import { UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import type { ModelConfig } from '../models/config';
@@ -21,14 +22,14 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   return fromRun ?? new CheckpointManager(dir).load(dir);
 }
 
-export function adapterLayout(ck: Checkpoint, cfg: ModelConfig, layout: WeightsLayout): { lora: LoraLayout; params: HostTensor } {
+export function adapterLayout(ck: Checkpoint, cfg: ModelConfig, layout: WeightsLayout): { lora: LoraLayout; rows: TokenRows; params: HostTensor } {
   const tc = resolveTrainConfig(ck.state.config);
-  const lora = buildLoraLayout(cfg, layout, { ...tc.lora, seed: tc.seed });
+  const { lora, rows } = trainableLayout(cfg, layout, tc);
   const p = ck.tensors.get('params');
   if (!p || p.length !== lora.size) {
     throw new UserError('adapter.mismatch', `The checkpoint in ${ck.dir} does not fit this model (${p?.length ?? 0} adapter values, expected ${lora.size}).`, 'Use the model the adapter was trained on.');
   }
-  return { lora, params: hostTensor('float32', [lora.size], p) };
+  return { lora, rows, params: hostTensor('float32', [lora.size], p) };
 }
 
 export interface LogitsResult { vocabSize: number; tokens: number; logits: number[][] }
@@ -36,23 +37,28 @@ export interface LogitsResult { vocabSize: number; tokens: number; logits: numbe
 export async function computeLogits(modelDir: string, ids: number[], opts: { checkpoint?: string; ep?: EpName } = {}): Promise<LogitsResult> {
   const { config, layout, weights } = await openModel(modelDir);
   try {
-    const bad = ids.find((i) => !Number.isInteger(i) || i < 0 || i >= config.vocabSize);
-    if (bad !== undefined) throw new UserError('logits.badId', `Token id ${bad} is outside the model's vocabulary (0..${config.vocabSize - 1}).`);
     if (ids.length === 0) throw new UserError('logits.empty', 'Give at least one token id.');
     const ad = opts.checkpoint ? adapterLayout(await loadCheckpoint(opts.checkpoint), config, layout) : null;
+    const rows = ad?.rows ?? new TokenRows(config.vocabSize, null);
+    const bad = ids.find((i) => !Number.isInteger(i) || !rows.has(i));
+    if (bad !== undefined) throw new UserError('logits.badId', `Token id ${bad} is outside the model's vocabulary (0..${config.vocabSize - 1}${rows.active ? ' and its new tokens' : ''}).`);
     const T = ids.length;
     const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, ad?.lora ?? null, { batch: 1, seqLen: T });
     const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: weights.dir });
     try {
-      const out = await s.run({
-        ids: hostTensor('int64', [1, T], BigInt64Array.from(ids, BigInt)),
-        targets: hostTensor('int64', [T, 1], new BigInt64Array(T)),
-        mask: hostTensor('float32', [T, 1], new Float32Array(T)),
-        ...(ad ? { params: ad.params } : {}),
-      }, ['logits']);
+      const batch = makeBatch([Uint32Array.from(ids)], T, rows, [0]); // no targets: logits only
+      const out = await s.run({ ...feedsOf(batch, 1, T), ...(ad ? { params: ad.params } : {}) }, ['logits']);
       const flat = out['logits']!.data as Float32Array;
-      const V = config.vocabSize;
-      return { vocabSize: V, tokens: T, logits: Array.from({ length: T }, (_, t) => Array.from(flat.subarray(t * V, (t + 1) * V))) };
+      // back to token-id columns: base columns, then each new token's column at its own id
+      const K = rows.classes;
+      const V = Math.max(config.vocabSize, ...(ad?.lora.newRows?.ids.map((id) => id + 1) ?? []));
+      const logits = Array.from({ length: T }, (_, t) => {
+        const row = new Array<number>(V).fill(Number.NEGATIVE_INFINITY);
+        for (let v = 0; v < config.vocabSize; v++) row[v] = flat[t * K + v]!;
+        for (const [id, j] of rows.index) row[id] = flat[t * K + config.vocabSize + j]!;
+        return row;
+      });
+      return { vocabSize: V, tokens: T, logits };
     } finally {
       await s.dispose();
     }
@@ -78,7 +84,7 @@ export async function evaluatePerplexity(modelDir: string, datasetDir: string,
       if (names.length === 0) throw new UserError('eval.noVal', `The dataset in ${datasetDir} has no held-out split.`, 'Prepare it again with a validation fraction above 0.');
       for (const name of names) {
         const split = ds.split(name);
-        result.splits[name] = await evaluateSplit(s, split, ds.manifest, ad?.params ?? null, B, T, config.vocabSize, opts.maxBlocks ?? Infinity,
+        result.splits[name] = await evaluateSplit(s, split, ds.manifest, ad?.params ?? null, B, T, ad?.rows ?? new TokenRows(config.vocabSize, null), opts.maxBlocks ?? Infinity,
           (f) => { throwIfCancelled(opts.signal); opts.onProgress?.({ stage: `Evaluating ${name}`, fraction: f }); });
         split.close();
       }

@@ -12,7 +12,6 @@ import type { ModelConfig } from '../models/config';
 import { openDataset } from '../../data/pack/dataset';
 import { Program, EngineSession, hostTensor, selectEp, type EpName } from '../runtime';
 import { adamwScalars } from '../nn/layers';
-import { buildLoraLayout, initLoraParams, type LoraLayout } from '../../engine/llm/lora';
 import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
 import type { WeightSource } from '../../engine/llm/forward';
 import { learningRateAt } from './schedule';
@@ -23,6 +22,7 @@ import { CancelledError, UserError, throwIfCancelled, type WorkOptions } from '.
 import { writeFileAtomicSync } from '../../util/atomic';
 import { Rng } from '../models/rng';
 import { evaluateSplit, feedsOf, readBatch, scalarOf, type Batch } from './batch';
+import { initTrainable, trainableLayout } from './trainable';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -91,8 +91,12 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
     const ds = openDataset(cfg.dataset);
     const manifest = ds.manifest;
     const packed = manifest.kind === 'sft'; // several chat samples per row: per-sample attention and positions
-    if (manifest.tokenizer.vocabSize > model.vocabSize) {
-      throw new UserError('train.vocab', `The dataset was tokenized with ${manifest.tokenizer.vocabSize} tokens but the model has ${model.vocabSize} embeddings.`, 'Prepare the dataset with this model\'s tokenizer.');
+    const trainable = trainableLayout(model, layout, cfg);
+    const { lora, rows } = trainable;
+    const rowsAvailable = Math.max(model.vocabSize, ...(lora.newRows?.ids.map((id) => id + 1) ?? []));
+    if (manifest.tokenizer.vocabSize > rowsAvailable) {
+      throw new UserError('train.vocab', `The dataset was tokenized with ${manifest.tokenizer.vocabSize} tokens but the model has ${rowsAvailable} embeddings.`,
+        cfg.tokenizer ? 'Prepare the dataset with the extended tokenizer you train with.' : 'Prepare the dataset with this model\'s tokenizer, or pass the extended tokenizer (tokenizer setting) it was made with.');
     }
     const trainSplit = ds.split('train');
     const valSplits = Object.keys(manifest.splits).filter((s) => s.startsWith('val')).map((s) => ds.split(s));
@@ -101,7 +105,6 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
     const stepsPerEpoch = Math.max(1, Math.floor(trainSplit.rows / (B * A)));
     const totalSteps = cfg.maxSteps ?? Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
 
-    const lora: LoraLayout = buildLoraLayout(model, layout, { ...cfg.lora, seed: cfg.seed });
     const P = lora.size;
     const ep = await chooseEp(cfg.ep);
     log(ep.reason);
@@ -140,14 +143,14 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
       log(`Resumed from the checkpoint at step ${step}.`);
     } else {
       const zeros = () => hostTensor('float32', [P], new Float32Array(P));
-      await prog.init({ params: hostTensor('float32', [P], initLoraParams(lora, cfg.seed)), m: zeros(), v: zeros(), gacc: zeros() });
+      await prog.init({ params: hostTensor('float32', [P], await initTrainable(trainable, model, layout, weights, cfg)), m: zeros(), v: zeros(), gacc: zeros() });
     }
 
     const readParams = async () => (await prog.read(['params']))['params']!;
     const runEval = async (): Promise<Record<string, { loss: number; ppl: number }>> => {
       const params = await readParams();
       const out: Record<string, { loss: number; ppl: number }> = {};
-      for (const s of valSplits) out[s.split] = await evaluateSplit(evalSession, s, manifest, params, B, T, model.vocabSize, cfg.evalBlocks);
+      for (const s of valSplits) out[s.split] = await evaluateSplit(evalSession, s, manifest, params, B, T, rows, cfg.evalBlocks);
       return out;
     };
     const saveCheckpoint = async (valLoss: number | null) => {
@@ -187,7 +190,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
         throwIfCancelled(hooks.signal);
         const stepStart = Date.now();
         const micro: Batch[] = [];
-        for (let a = 0; a < A; a++) micro.push(readBatch(trainSplit, manifest, Array.from({ length: B }, nextRow), model.vocabSize));
+        for (let a = 0; a < A; a++) micro.push(readBatch(trainSplit, manifest, Array.from({ length: B }, nextRow), rows));
         const count = micro.reduce((s, b) => s + b.count, 0);
         const lr = learningRateAt(step, { ...cfg.schedule, lr: cfg.optim.lr, totalSteps });
         const adam = hostTensor('float32', [3], adamwScalars({ ...cfg.optim, lr }, adamSteps + 1, lr));
@@ -265,6 +268,7 @@ function checkResumable(c: Checkpoint, cfg: TrainConfig, model: ModelConfig, P: 
   const saved = c.state.config as Partial<TrainConfig> | undefined;
   const size = Number(c.state.extra?.['loraSize'] ?? -1);
   const same = saved && saved.model === cfg.model && saved.dataset === cfg.dataset && JSON.stringify(saved.lora) === JSON.stringify(cfg.lora)
+    && saved.tokenizer === cfg.tokenizer
     && saved.batchSize === cfg.batchSize && saved.gradAccum === cfg.gradAccum && saved.seed === cfg.seed && size === P;
   if (!same) {
     throw new UserError('train.resumeMismatch', `The run folder ${cfg.out} holds checkpoints of a different setup (model, dataset, LoRA, batch or seed differ) for ${model.architecture}.`, 'Choose a new run folder, or use the same settings to resume.');

@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openModel } from '../../../../src-main/engine/models';
 import { buildEvalGraph } from '../../../../src-main/engine/llm/train-graph';
+import { TokenRows } from '../../../../src-main/engine/llm/lora';
 import { EngineSession } from '../../../../src-main/engine/runtime';
 import { feedsOf, makeSftBatch } from '../../../../src-main/engine/train/batch';
 import { train } from '../../../../src-main/engine/train/trainer';
@@ -34,7 +35,7 @@ describe('packed SFT rows', () => {
       const a = { ids: [5, 17, 33, 41, 12, 9], mask: [0, 0, 1, 1, 1, 1] };
       const b = { ids: [7, 70, 21, 3, 88, 19, 44], mask: [0, 0, 0, 1, 1, 1, 1] };
       const loss = async (samples: typeof a[]) => {
-        const batch = makeSftBatch([row(samples, T)], T, config.vocabSize);
+        const batch = makeSftBatch([row(samples, T)], T, new TokenRows(config.vocabSize, null));
         const out = await s.run(feedsOf(batch, 1, T), ['loss_sum']);
         return { sum: Number(out['loss_sum']!.data[0]), count: batch.count };
       };
