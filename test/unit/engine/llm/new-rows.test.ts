@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { copyFileSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { openModel } from '../../../../src-main/engine/models';
-import { ModelWeights, writeSafetensors } from '../../../../src-main/engine/safetensors';
+import { writeSafetensors } from '../../../../src-main/engine/safetensors';
 import { addNewRows, buildLoraLayout, TokenRows } from '../../../../src-main/engine/llm/lora';
 import { buildEvalGraph } from '../../../../src-main/engine/llm/train-graph';
 import { EngineSession, hostTensor } from '../../../../src-main/engine/runtime';
