@@ -109,6 +109,7 @@ export const CASES: Case[] = [
   { op: 'ReduceMean', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceMean(a!, [0, 2], true) },
   { op: 'ReduceMax', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceMax(a!, [-1], false) },
   { op: 'ReduceLogSumExp', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceLogSumExp(a!, [2], true) },
+  { op: 'ReduceLogSumExp', label: 'two axes', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceLogSumExp(a!, [0, 2], false) },
   { op: 'ReduceSumSquare', inputs: [f([2, 3, 4])], build: (g, [a]) => g.reduceSumSquare(a!, [0], false) },
   { op: 'Softmax', label: 'last axis', inputs: [f([2, 3, 4])], build: (g, [a]) => g.softmax(a!, -1) },
   { op: 'Softmax', label: 'middle axis', inputs: [f([2, 3, 4])], build: (g, [a]) => g.softmax(a!, 1) },
