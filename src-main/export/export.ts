@@ -56,10 +56,16 @@ export async function exportModel(input: ExportParams, opts: ExportOptions = {})
   try {
     const adapter = await loadTrainedAdapter(p.adapter, config, layout);
     const dtype: FloatDtypeName = p.dtype ?? (p.format === 'merged' ? defaultDtype(config) : 'f32');
-    const resized = opts.resized ? checkResized(opts.resized, config) : null;
+    const trainedRows = newRowsOf(adapter);
+    if (opts.resized && trainedRows) {
+      throw new UserError('export.resize', 'This run trained rows for new tokens itself, so no resized matrices may be passed in.', 'Export without the resized matrices.');
+    }
+    const resized = opts.resized ? checkResized(opts.resized, config)
+      : trainedRows ? await resizedFromTrainedRows(trainedRows, adapter.params, config, layout, weights) : null;
     const vocabSize = resized?.vocabSize ?? config.vocabSize;
-    const tokenizerDir = p.tokenizerDir ? path.resolve(p.tokenizerDir) : modelDir;
-    if (p.tokenizerDir && !existsSync(path.join(tokenizerDir, 'tokenizer.json'))) {
+    // Tokenizer: explicit folder, else the run's extended tokenizer, else the model's own.
+    const tokenizerDir = path.resolve(p.tokenizerDir ?? trainedTokenizerDir(adapter) ?? modelDir);
+    if (!existsSync(path.join(tokenizerDir, 'tokenizer.json'))) {
       throw new UserError('export.tokenizer-missing', `${tokenizerDir} has no tokenizer.json.`, 'Choose the folder of the (extended) tokenizer to ship with the export.');
     }
     const baseModel = p.baseModelName ?? modelDir;
@@ -75,24 +81,30 @@ export async function exportModel(input: ExportParams, opts: ExportOptions = {})
       written = await writePeft(staging, config, layout, adapter, floatDtypeFromName(dtype), resized, baseModel);
     }
     // Tokenizer files: always for merged models; for adapters only when tokens were added (the base's no longer fit).
-    if (p.format === 'merged' || resized || p.tokenizerDir) written.files.push(...await staging.copyFrom(tokenizerDir, TOKENIZER_FILES));
+    if (p.format === 'merged' || resized || tokenizerDir !== modelDir) written.files.push(...await staging.copyFrom(tokenizerDir, TOKENIZER_FILES));
     throwIfCancelled(opts.signal);
 
     let verification: Verification | null = null;
     if (p.verify) {
       report('Checking the export', 0, 'Reloading the written files and comparing logits with the trained model');
-      const ids = opts.verifyIds ?? defaultPromptIds(config.vocabSize, config.bosTokenId);
-      const ref = await engineLogits(modelDir, ids, { lora: adapter.lora, params: adapter.params });
+      const newIds = new Set(trainedRows?.ids ?? []);
+      const ids = opts.verifyIds ?? defaultPromptIds(config.vocabSize, config.bosTokenId, newIds);
+      // A merged model must also reproduce a trained new token's embedding: put one in the prompt.
+      if (!opts.verifyIds && p.format === 'merged' && trainedRows) ids.push(trainedRows.ids[0]!);
+      // The reference is the engine's own inference on the checkpoint (handles trained new rows too).
+      const ref = flatLogits(await computeLogits(modelDir, ids, { checkpoint: adapter.checkpointDir }));
       throwIfCancelled(opts.signal);
       report('Checking the export', 0.5);
       let got: { vocab: number; logits: Float32Array };
+      let skip = new Set<number>();
       if (p.format === 'merged') {
-        const l = await computeLogits(staging.dir, ids);
-        got = { vocab: l.vocabSize, logits: Float32Array.from(l.logits.flat()) };
+        got = flatLogits(await computeLogits(staging.dir, ids));
       } else {
+        // Base + the LoRA read back from the files; new-token columns come from the saved matrices, checked below.
         got = await engineLogits(modelDir, ids, peftToLora(await readPeftAdapter(staging.dir), config, layout));
+        skip = newIds;
       }
-      verification = compareLogits(ref, got, ids, dtype);
+      verification = compareLogits(ref, got, ids, dtype, skip);
       if (!verification.passed) throw failedVerification(verification, p.format === 'merged' ? 'model' : 'adapter');
       if (resized) await checkResizedRows(staging, p.format, config, layout, resized, dtype);
       opts.onLog?.('info', `Export check: max |Δlogit| ${verification.maxAbsDiff.toExponential(2)}, relative ${verification.relError.toExponential(2)} (allowed ${verification.tolerance}).`);
@@ -117,6 +129,42 @@ export async function exportModel(input: ExportParams, opts: ExportOptions = {})
     await weights.close();
     if (staging) await staging.discard();
   }
+}
+
+/** Trained new-token rows (LoraLayout.newRows, when the trainer trains an extended tokenizer's rows). */
+interface TrainedRows { ids: number[]; hidden: number; embedOffset: number; headOffset: number | null }
+
+function newRowsOf(adapter: TrainedAdapter): TrainedRows | null {
+  const nr = (adapter.lora as { newRows?: TrainedRows | null }).newRows;
+  return nr && nr.ids.length > 0 ? nr : null;
+}
+
+function trainedTokenizerDir(adapter: TrainedAdapter): string | undefined {
+  const t = (adapter.train as { tokenizer?: unknown }).tokenizer;
+  return typeof t === 'string' && t.length > 0 ? t : undefined;
+}
+
+function flatLogits(l: { vocabSize: number; logits: number[][] }): { vocab: number; logits: Float32Array } {
+  return { vocab: l.vocabSize, logits: Float32Array.from(l.logits.flat()) };
+}
+
+/**
+ * Base embedding (and untied lm_head) grown to V' = max(V, largest new id + 1) with the trained rows put at
+ * their ids (ids below V re-use padding rows). One [V', C] matrix per tensor, as the trainer's init does.
+ */
+async function resizedFromTrainedRows(nr: TrainedRows, params: Float32Array, cfg: ModelConfig, layout: WeightsLayout,
+  weights: ModelWeights): Promise<ResizedEmbeddings> {
+  const C = cfg.hiddenSize, V = cfg.vocabSize;
+  const V2 = Math.max(V, ...nr.ids.map((id) => id + 1));
+  const grow = async (tensor: string, offset: number): Promise<Float32Array> => {
+    const m = new Float32Array(V2 * C);
+    m.set(await weights.readF32(tensor));
+    nr.ids.forEach((id, j) => m.set(params.subarray(offset + j * C, offset + (j + 1) * C), id * C));
+    return m;
+  };
+  const embed = await grow(layout.embed, nr.embedOffset);
+  const lmHead = layout.lmHead ? await grow(layout.lmHead, nr.headOffset ?? nr.embedOffset) : undefined;
+  return { vocabSize: V2, embed, lmHead };
 }
 
 function checkResized(r: ResizedEmbeddings, cfg: ModelConfig): ResizedEmbeddings {

@@ -31,10 +31,13 @@ export interface Verification {
   passed: boolean;
 }
 
-/** A fixed, model-independent prompt: bos (if any) and 15 ids spread over the vocabulary. */
-export function defaultPromptIds(vocab: number, bos: number | null): number[] {
-  const ids: number[] = bos !== null && bos < vocab ? [bos] : [];
-  for (let t = 0; ids.length < 16; t++) ids.push((7 + 131 * t) % vocab);
+/** A fixed, model-independent prompt: bos (if any) and ids spread over the vocabulary, 16 in all, avoiding `exclude`. */
+export function defaultPromptIds(vocab: number, bos: number | null, exclude: ReadonlySet<number> = new Set()): number[] {
+  const ids: number[] = bos !== null && bos < vocab && !exclude.has(bos) ? [bos] : [];
+  for (let t = 0; ids.length < 16 && t < 16 * vocab; t++) {
+    const id = (7 + 131 * t) % vocab;
+    if (!exclude.has(id)) ids.push(id);
+  }
   return ids;
 }
 
@@ -62,9 +65,12 @@ export async function engineLogits(modelDir: string, ids: number[], adapter: { l
   }
 }
 
-/** Compares the first `cols` columns of two [T, V] logit matrices. */
+/**
+ * Compares the columns both [T, V] logit matrices have, except `skip` and columns where the reference is
+ * -inf (ids between the base vocabulary and a new token that no token uses).
+ */
 export function compareLogits(ref: { vocab: number; logits: Float32Array }, got: { vocab: number; logits: Float32Array },
-  ids: number[], dtype: FloatDtypeName): Verification {
+  ids: number[], dtype: FloatDtypeName, skip: ReadonlySet<number> = new Set()): Verification {
   const T = ids.length;
   const cols = Math.min(ref.vocab, got.vocab);
   let maxAbsDiff = 0, maxAbsRef = 0;
@@ -72,6 +78,7 @@ export function compareLogits(ref: { vocab: number; logits: Float32Array }, got:
   for (let t = 0; t < T; t++) {
     for (let v = 0; v < cols; v++) {
       const r = ref.logits[t * ref.vocab + v]!, g = got.logits[t * got.vocab + v]!;
+      if (skip.has(v) || r === Number.NEGATIVE_INFINITY) continue;
       if (!Number.isFinite(g)) finite = false;
       maxAbsDiff = Math.max(maxAbsDiff, Math.abs(r - g));
       maxAbsRef = Math.max(maxAbsRef, Math.abs(r));
