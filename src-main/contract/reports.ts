@@ -44,3 +44,9 @@ export interface TokenizerComparisonView {
 
 export interface InspectTokenView { id: number; token: string; special: boolean; start: number; end: number; train: 0 | 1; message: number }
 export interface LintIssueView { code: string; severity: 'error' | 'warning' | 'info'; message: string; fix: string }
+
+export interface ExportResultView {
+  format: 'merged' | 'peft'; out: string; dtype: string; files: string[]; tensorBytes: number; tensors: number; loraModules: number;
+  vocabSize: number; checkpoint: string; step: number; seconds: number;
+  verification: { comparedVocab: number; maxAbsDiff: number; maxAbsRef: number; relError: number; tolerance: number; passed: boolean } | null;
+}

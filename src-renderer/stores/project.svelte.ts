@@ -3,7 +3,7 @@ import type { ProjectSummary } from '../../src-main/contract';
 import type { ModelSummary } from '../../src-main/contract/wizards';
 import { api } from '../lib/api';
 
-export type Page = 'start' | 'data' | 'tokenizer' | 'lora' | 'train' | 'template' | 'activity';
+export type Page = 'start' | 'data' | 'tokenizer' | 'lora' | 'train' | 'template' | 'export' | 'activity';
 
 class ProjectStore {
   page: Page = $state('start');

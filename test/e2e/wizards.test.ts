@@ -1,0 +1,202 @@
+/**
+ * End to end through every wizard: the real renderer in Chromium, the real services behind the bridge,
+ * on the bundled tiny model and sample corpus: project + model -> corpus import -> tokenizer extension ->
+ * LoRA configuration -> a few training steps on the CPU -> dashboard and reopened history -> export (verified)
+ * -> chat template.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, copyFileSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { startBridge, type Bridge } from '../../src-main/bridge/server';
+import { launchChromium } from '../helpers/browser';
+import { tempDir, testServices } from '../helpers/services';
+
+const RENDERER = path.resolve('out/renderer');
+const SHOTS = path.resolve('test-results/screenshots');
+
+let bridge: Bridge;
+let browser: Browser;
+let page: Page;
+let projectDir = '';
+const pageErrors: string[] = [];
+
+async function shot(name: string): Promise<void> {
+  mkdirSync(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  if (process.env['LATHE_UPDATE_DOCS'] === '1') {
+    mkdirSync('docs/screenshots', { recursive: true });
+    copyFileSync(file, path.join('docs/screenshots', `${name}.png`));
+  }
+}
+
+async function nav(label: string): Promise<void> {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: label, exact: true }).click();
+}
+
+beforeAll(async () => {
+  if (!existsSync(path.join(RENDERER, 'index.html'))) {
+    throw new Error('The renderer is not built: run `npm run build` first (the test command does).');
+  }
+  bridge = await startBridge({ services: testServices(), staticDir: RENDERER });
+  browser = await launchChromium();
+  page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  await page.goto(bridge.pageUrl);
+  await page.getByText('New project').waitFor();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await bridge?.close();
+});
+
+describe('wizards end to end on the bundled tiny model', () => {
+  it('creates a project and checks the bundled model folder', async () => {
+    const parent = tempDir('lathe-e2e-wiz-');
+    await page.getByLabel('Location (folder)').fill(parent);
+    await page.getByLabel('Name').fill('Bowls');
+    await page.getByRole('button', { name: 'Create project' }).click();
+    await page.getByTestId('project-open').waitFor();
+    projectDir = path.join(parent, 'Bowls');
+
+    // A folder that is not a model is refused in plain words, with what to do.
+    await page.getByLabel('Model folder').fill(parent);
+    await page.getByRole('button', { name: 'Check model' }).click();
+    await expect.poll(() => page.getByRole('alert').first().textContent()).toContain('config.json');
+    expect(await page.getByRole('alert').first().textContent()).toContain('What to do');
+
+    await page.getByRole('button', { name: 'Use the bundled tiny model' }).click();
+    const check = page.getByTestId('model-check');
+    await check.waitFor();
+    const text = await check.textContent();
+    expect(text).toContain('LlamaForCausalLM');
+    expect(text).toContain('128,320'); // parameters from config.json
+    expect(text).toMatch(/Tokenizer\s*found/);
+    expect(text).toMatch(/Chat template\s*found/);
+    await page.getByRole('button', { name: 'Use this model' }).click();
+    await expect.poll(() => page.getByTestId('project-model').textContent()).toContain('tiny-default');
+    const manifest = JSON.parse(readFileSync(path.join(projectDir, 'lathe-project.json'), 'utf8')) as { modelPath: string };
+    expect(manifest.modelPath).toContain('tiny-default');
+    await shot('wizard-start');
+  });
+
+  it('imports and cleans the sample corpus with counts and examples per step', async () => {
+    await nav('Data');
+    await page.getByRole('button', { name: 'Use the sample corpus' }).click();
+    await page.getByLabel('Dataset name').fill('sample');
+    await page.getByLabel('Tokens per block').fill('64');
+    await page.getByRole('button', { name: 'Prepare dataset' }).click();
+    const report = page.getByTestId('prepare-report');
+    await report.waitFor({ timeout: 60_000 });
+    // The sample corpus has planted duplicates: the dedup steps report removals, with examples.
+    const removed = await report.getByTestId('filter-table').first().locator('tr[data-step="exactDedup"] [data-testid="removed"]').textContent();
+    expect(Number(removed)).toBeGreaterThan(0);
+    expect(await report.getByText(/examples?/).count()).toBeGreaterThan(0);
+    const trainTokens = Number((await report.getByTestId('tokens-train').textContent())!.replace(/,/g, ''));
+    expect(trainTokens).toBeGreaterThan(10_000);
+    expect(existsSync(path.join(projectDir, 'datasets', 'sample', 'manifest.json'))).toBe(true);
+    await report.locator('details').first().evaluate((d) => ((d as HTMLDetailsElement).open = true));
+    await shot('wizard-corpus');
+  });
+
+  it('learns candidate tokens, applies the top ones and charts tokens per word before and after', async () => {
+    await nav('Tokenizer');
+    await page.getByLabel('Candidates to look for').fill('100');
+    await page.getByRole('button', { name: 'Find candidate tokens' }).click();
+    await page.getByTestId('candidates').waitFor({ timeout: 60_000 });
+    await page.getByLabel('How many tokens to add').fill('40');
+    await page.getByRole('button', { name: 'Apply: add 40 tokens' }).click();
+    const cmp = page.getByTestId('tokenizer-compare');
+    await cmp.waitFor({ timeout: 60_000 });
+    // Fewer tokens on domain text after adding domain tokens.
+    expect(Number((await cmp.getByTestId('domain-change').textContent())!.replace('%', ''))).toBeLessThan(0);
+    expect(existsSync(path.join(projectDir, 'tokenizer', 'extended-40', 'tokenizer.json'))).toBe(true);
+    await shot('wizard-tokenizer');
+  });
+
+  it('configures LoRA with presets, live parameter count and plain-words validation, then trains a few steps', async () => {
+    await nav('Configure');
+    const plan = page.getByTestId('lora-plan');
+    await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('7,168'); // Quick: rank 8 on attention
+    await page.getByRole('radio', { name: /Balanced/ }).click();
+    await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('32,768'); // rank 16, all linear layers
+    expect(await page.getByText(/4 blocks × 4 accumulation × 64 tokens = 1,024 tokens per step/).count()).toBeGreaterThan(0);
+
+    await page.getByLabel('Rank', { exact: true }).fill('0');
+    await expect.poll(() => page.getByText('Rank must be a whole number from 1 to 1024').count()).toBe(1);
+    expect(await page.getByRole('button', { name: 'Start training' }).isDisabled()).toBe(true);
+    await page.getByLabel('Rank', { exact: true }).fill('4');
+    await page.getByLabel('Layers to adapt').selectOption('attention');
+    await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('3,584');
+
+    await page.getByLabel('Length').selectOption({ label: 'by steps' });
+    await page.getByLabel('Steps', { exact: true }).fill('8');
+    await page.getByLabel('Batch size (blocks)').fill('2');
+    await page.getByLabel('Gradient accumulation').fill('1');
+    await page.getByLabel('Warmup steps').fill('2');
+    await page.getByLabel('Validate every (steps)').fill('4');
+    await page.getByLabel('Checkpoint every (steps)').fill('4');
+    await page.getByLabel('Device').selectOption('cpu');
+    await shot('wizard-lora');
+    await page.getByRole('button', { name: 'Start training' }).click();
+
+    // The dashboard follows the live job; the banner announces the end.
+    await page.getByTestId('charts').waitFor();
+    await page.getByTestId('banner').waitFor({ timeout: 120_000 });
+    expect(await page.getByTestId('banner').textContent()).toContain('Training finished');
+    await expect.poll(() => page.getByTestId('stat-step').textContent(), { timeout: 10_000 }).toBe('8');
+    await page.getByTestId('checkpoints').waitFor();
+    const runs = readdirSync(path.join(projectDir, 'runs'));
+    expect(runs).toHaveLength(1);
+    expect(existsSync(path.join(projectDir, 'runs', runs[0]!, 'metrics.jsonl'))).toBe(true);
+    await shot('wizard-training');
+  });
+
+  it('reopens the finished run from its metrics after a reload', async () => {
+    await page.reload();
+    await page.getByText('New project').waitFor();
+    await page.getByRole('button', { name: 'Bowls' }).click();
+    await page.getByTestId('project-open').waitFor();
+    await nav('Training');
+    await expect.poll(() => page.getByTestId('stat-step').textContent(), { timeout: 10_000 }).toBe('8');
+    expect(await page.getByLabel('Run').textContent()).toContain('finished');
+    expect(await page.getByTestId('checkpoints').locator('li').count()).toBeGreaterThan(0);
+  });
+
+  it('exports the run as a merged model and shows that verification passed', async () => {
+    await nav('Export');
+    await page.getByLabel('Number format').selectOption('f32');
+    await page.getByRole('button', { name: 'Export model' }).click();
+    const res = page.getByTestId('export-result');
+    await res.waitFor({ timeout: 120_000 });
+    expect(await res.getByTestId('verification').textContent()).toContain('Verified');
+    const runs = readdirSync(path.join(projectDir, 'runs'));
+    const outDir = path.join(projectDir, 'exports', `${runs[0]}-merged`);
+    expect(existsSync(path.join(outDir, 'config.json'))).toBe(true);
+    expect(readdirSync(outDir).some((f) => f.endsWith('.safetensors'))).toBe(true);
+    await shot('wizard-export');
+  });
+
+  it('previews the chat template as text and tokens with the training mask, switches built-ins, shows lint', async () => {
+    await nav('Chat template');
+    const out = page.getByTestId('template-output');
+    await out.waitFor();
+    await expect.poll(() => out.getByTestId('rendered').textContent()).toContain('<|im_start|>assistant');
+    expect(await out.locator('.tok.train').count()).toBeGreaterThan(5);
+    expect(await out.locator('.tok.special').count()).toBeGreaterThan(3);
+    await shot('wizard-template');
+
+    await page.getByLabel('Template', { exact: true }).selectOption('llama3');
+    await expect.poll(() => out.getByTestId('rendered').textContent()).toContain('<|start_header_id|>');
+    // The tiny model's tokenizer does not know Llama 3's special tokens: the linter says so.
+    await expect.poll(() => page.getByTestId('lint').textContent()).toMatch(/error|warning/);
+
+    // Editing the source re-renders; a broken template is reported, not thrown.
+    await page.getByLabel('Template source').fill('{% for m in messages %}{{ m.content }}');
+    await expect.poll(() => page.getByRole('alert').first().textContent()).toContain('does not render');
+    expect(pageErrors).toEqual([]);
+  });
+});
