@@ -88,6 +88,16 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     report({ stage: 'generate corpus', MB: +(bytes / MB).toFixed(1), seconds: +((performance.now() - t) / 1000).toFixed(1) });
     const inMB = bytes / MB;
 
+    // Calibration: a trivial JS loop (hash over chars) runs at ~1 ns/char on an idle modern core;
+    // a higher figure means the machine is shared or slow, and every JS stage below scales with it.
+    {
+      const str = 'abcdefghij'.repeat(250);
+      const tc = performance.now();
+      let h = 0;
+      for (let r = 0; r < 20000; r++) for (let i = 0; i < str.length; i++) h = Math.imul(h ^ str.charCodeAt(i), 16777619);
+      report({ stage: 'calibration: trivial JS loop', 'ns/char': +(((performance.now() - tc) * 1e6) / (20000 * str.length)).toFixed(2), note: h === 0.5 ? '' : '~1 on an idle core' });
+    }
+
     // 0. Reference on this machine: read + decode + JSON.parse only (the ceiling for stage 1).
     t = performance.now();
     let refDocs = 0;
