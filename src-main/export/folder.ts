@@ -31,6 +31,7 @@ export class StagingFolder {
       }
     }
     const dir = path.join(path.dirname(abs), `.${path.basename(abs)}.export-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+    await removeStale(abs);
     try {
       await fsp.mkdir(path.dirname(abs), { recursive: true });
       await fsp.mkdir(dir);
@@ -91,5 +92,27 @@ export class StagingFolder {
 
   async discard(): Promise<void> {
     await fsp.rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Staging folders of earlier exports to the same destination whose process is gone (a crash or kill). */
+async function removeStale(target: string): Promise<void> {
+  const parent = path.dirname(target);
+  if (!existsSync(parent)) return;
+  const prefix = `.${path.basename(target)}.export-`;
+  for (const name of readdirSync(parent)) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    await fsp.rm(path.join(parent, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
   }
 }

@@ -68,6 +68,30 @@ describe('PEFT adapter export', () => {
     expect(targetModuleNames(config, layout, mlpOnly)).toEqual(['c_fc', 'mlp.c_proj']);
   });
 
+  it('GPT-2 saved without the "transformer." prefix: merged keeps the base names, PEFT uses the model\'s module paths', async () => {
+    const model = await tinyModel('gpt2');
+    const file = path.join(model, 'model.safetensors');
+    const r = await SafetensorsReader.open(file);
+    const tensors = [];
+    for (const [name, e] of r.tensors) tensors.push({ name: name.replace(/^transformer\./, ''), dtype: e.dtype, shape: e.shape, data: await r.readRaw(name) });
+    await r.close();
+    await writeSafetensors(file, tensors);
+    const run = path.join(tempDir(), 'run');
+    mkdirSync(run);
+    await handRun(model, run);
+    const out = tempDir();
+    const merged = await exportModel({ format: 'merged', model, adapter: run, out: path.join(out, 'merged') });
+    expect(merged.verification!.relError).toBeLessThan(1e-5);
+    const m = await SafetensorsReader.open(path.join(out, 'merged', 'model.safetensors'));
+    expect(m.tensors.has('h.0.attn.c_attn.weight')).toBe(true);
+    await m.close();
+    const peft = await exportModel({ format: 'peft', model, adapter: run, out: path.join(out, 'peft') });
+    expect(peft.verification!.maxAbsDiff).toBe(0);
+    const p = await SafetensorsReader.open(path.join(out, 'peft', 'adapter_model.safetensors'));
+    expect(p.tensors.has('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight')).toBe(true);
+    await p.close();
+  });
+
   it('reads adapters with adapter-named keys and skipped layers (zeros), and refuses what it cannot load', async () => {
     const model = await tinyModel('llama');
     const { config, layout, weights } = await openModel(model);

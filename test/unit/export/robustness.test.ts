@@ -84,6 +84,16 @@ describe('export robustness', () => {
     expect(readdirSync(parent)).toEqual([]);
   });
 
+  it('removes staging folders left by a crashed export to the same destination (dead pid), not live ones', async () => {
+    const { model, run, parent, out } = await setup();
+    const dead = path.join(parent, '.exported.export-999999999-abcd.tmp');
+    const live = path.join(parent, `.exported.export-${process.ppid}-beef.tmp`);
+    mkdirSync(dead); writeFileSync(path.join(dead, 'model.safetensors'), 'partial');
+    mkdirSync(live);
+    await exportModel({ format: 'peft', model, adapter: run, out, verify: false });
+    expect(readdirSync(parent).sort()).toEqual([path.basename(live), 'exported'].sort());
+  });
+
   it('names what is wrong with the inputs', async () => {
     const { model, run, out } = await setup();
     await expect(exportModel({ format: 'merged', model, adapter: path.join(run, 'nope'), out })).rejects.toMatchObject({ code: 'export.adapter-missing' });
