@@ -15,7 +15,7 @@ import { openModel } from '../models';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
-import type { LoraLayout } from '../llm/lora';
+import { TokenRows, type LoraLayout } from '../llm/lora';
 import { EngineSession, identityModel, type EpName } from '../runtime';
 import { LatheTokenizer } from '../../tokenizer';
 import { UserError } from '../../util/progress';
@@ -34,6 +34,8 @@ export interface GeneratorOptions {
   threads?: number;
   /** An unmerged LoRA adapter: its layout and flat params (replace later with setAdapter). */
   lora?: { layout: LoraLayout; params: Float32Array } | null;
+  /** Tokenizer folder when it differs from the model's (an extended tokenizer with new tokens). */
+  tokenizerDir?: string;
 }
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
@@ -79,6 +81,10 @@ export class Generator {
   /** Tokens now in the cache. */
   length = 0;
   private caches = new Map<string, ort.Tensor>();
+  /** Token ids <-> logit columns (new-token rows of an extended tokenizer come after the base V). */
+  readonly rows: TokenRows;
+  /** Length of the logits returned by prefill/decode: indexed by token id. */
+  readonly vocab: number;
   private params: ort.Tensor | null = null;
   private disposed = false;
 
@@ -96,7 +102,10 @@ export class Generator {
     private readonly owned: ModelWeights | null,
     /** Sampling defaults from generation_config.json over transformers' defaults. */
     readonly defaults: SamplingOptions,
-  ) {}
+  ) {
+    this.rows = new TokenRows(config.vocabSize, lora?.newRows);
+    this.vocab = Math.max(config.vocabSize, ...(lora?.newRows?.ids.map((id) => id + 1) ?? []));
+  }
 
   /** Opens a model folder (weights referenced in place) and builds both sessions. */
   static async open(modelDir: string, opts: GeneratorOptions = {}): Promise<Generator> {
@@ -134,7 +143,8 @@ export class Generator {
     const upload = ep === 'webgpu' && lora
       ? await EngineSession.create(identityModel('upload_params', [{ name: 'params', type: 'float32', shape: [lora.size] }]), { ep, gpuOutputs: true, optLevel: 'disabled' })
       : null;
-    const tokenizer = existsSync(path.join(modelDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(modelDir) : null;
+    const tokDir = opts.tokenizerDir ?? modelDir;
+    const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
     const gen = new Generator(config, tokenizer, ep, capacity, prefillGraph, prefillSession, decodeGraph, decodeSession, lora, upload,
       own ? weights : null, readGenerationDefaults(modelDir));
     if (opts.lora) await gen.setAdapter(opts.lora.params);
@@ -168,8 +178,8 @@ export class Generator {
     if (ids.length >= this.capacity) {
       throw new UserError('generate.tooLong', `The prompt has ${ids.length} tokens; this generator holds ${this.capacity} positions in all.`, 'Shorten the prompt or raise the context length.');
     }
-    const bad = ids.find((i) => !Number.isInteger(i) || i < 0 || i >= this.config.vocabSize);
-    if (bad !== undefined) throw new UserError('generate.badId', `Token id ${bad} is outside the model's vocabulary (0..${this.config.vocabSize - 1}).`);
+    const bad = ids.find((i) => !Number.isInteger(i) || !this.rows.has(i));
+    if (bad !== undefined) throw new UserError('generate.badId', `Token id ${bad} is outside the model's vocabulary (0..${this.config.vocabSize - 1}${this.rows.active ? ' and its new tokens' : ''}).`, 'Use the tokenizer the model (or adapter) was trained with.');
     this.length = 0;
     const Tc = this.prefillGraph.shape.chunk;
     let logits: Float32Array = new Float32Array(0);
@@ -284,7 +294,11 @@ export class Generator {
     const G = cfg.numHeads / cfg.numKvHeads;
     const window = cfg.slidingWindow;
     const idArr = new BigInt64Array(Tc);
-    ids.forEach((id, j) => { idArr[j] = BigInt(id); });
+    const newIdx = new BigInt64Array(Tc), isNew = new Float32Array(Tc);
+    ids.forEach((id, j) => {
+      const [base, row, flag] = this.rows.input(id);
+      idArr[j] = BigInt(base); newIdx[j] = BigInt(row); isNew[j] = flag;
+    });
     const write = new Float32Array(S * Tc);
     const keep = new Float32Array(S).fill(1);
     for (let j = 0; j < n; j++) { write[(start + j) * Tc + j] = 1; keep[start + j] = 0; }
@@ -316,6 +330,10 @@ export class Generator {
       feeds['pick'] = new ort.Tensor('float32', pick, [1, Tc]);
     }
     if (this.lora) feeds['params'] = this.params!;
+    if (graph.feeds.includes('newIdx')) {
+      feeds['newIdx'] = new ort.Tensor('int64', newIdx, [1, Tc]);
+      feeds['isNew'] = new ort.Tensor('float32', isNew, [Tc, 1]);
+    }
     for (const c of graph.cache) feeds[c.input] = this.caches.get(c.input) ?? this.zeros(S);
     const out = await session.runOrt(feeds, ['logits', ...graph.cache.map((c) => c.output)]);
     const next = new Map<string, ort.Tensor>();
@@ -323,7 +341,14 @@ export class Generator {
     for (const [k, t] of this.caches) if (t.location === 'gpu-buffer' && next.get(k) !== t) t.dispose();
     this.caches = next;
     this.length = start + n;
-    return Float32Array.from(out['logits']!.data as Float32Array);
+    const cols = out['logits']!.data as Float32Array;
+    if (!this.rows.active) return Float32Array.from(cols);
+    // columns -> token ids: base columns, then each new token's column at its id (gaps: -inf)
+    const V = cfg.vocabSize;
+    const byId = new Float32Array(this.vocab).fill(Number.NEGATIVE_INFINITY);
+    byId.set(cols.subarray(0, V));
+    for (const [id, j] of this.rows.index) byId[id] = cols[V + j]!;
+    return byId;
   }
 
   private zeros(S: number): ort.Tensor {

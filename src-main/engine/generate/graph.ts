@@ -70,12 +70,19 @@ export async function buildStepGraph(
   const pick = Tc > 1 ? g.input('pick', 'float32', [1, Tc]) : null;
   if (pick) feeds.push('pick');
   const params = lora ? g.input('params', 'float32', [lora.size]) : null;
+  // trainable rows for new tokens (extended tokenizer): ids hold base-clamped ids, newIdx/isNew pick the rows
+  const nr = lora?.newRows ?? null;
+  const newIdx = nr ? g.input('newIdx', 'int64', [1, Tc]) : null;
+  const isNew = nr ? g.input('isNew', 'float32', [Tc, 1]) : null;
+  if (nr) feeds.push('newIdx', 'isNew');
 
   const loraTensors = new Map<string, { a: Value; b: Value }>();
+  let newEmbed: Value | null = null, newHead: Value | null = null;
   if (lora && params) {
     // the same cut as buildForward: A [r, in], B [out, r] per module, in layout order
     const sizes: number[] = [];
     for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
+    if (nr) sizes.push(nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : []));
     const parts = g.split(params, sizes, 0);
     lora.modules.forEach((m, i) => {
       loraTensors.set(`${m.layer}:${m.role}`, {
@@ -83,12 +90,21 @@ export async function buildStepGraph(
         b: g.reshape(parts[2 * i + 1]!, [m.outFeatures, lora.rank]),
       });
     });
+    if (nr) {
+      const k = 2 * lora.modules.length, r = nr.ids.length;
+      newEmbed = g.reshape(parts[k]!, [r, nr.hidden]); // [r, C]
+      newHead = nr.headOffset !== null ? g.reshape(parts[k + 1]!, [r, nr.hidden]) : newEmbed;
+    }
   }
   const c: Ctx = { g, cfg, src, lora, loraTensors, N: Tc };
 
   // x [Tc, C]
   const wte = await baseWeight(g, src, layout.embed);
   let x = g.reshape(g.gather(wte, ids), [Tc, C]);
+  if (newEmbed && newIdx && isNew) {
+    // x + isNew · (rows[newIdx] − x), as buildForward
+    x = g.add(x, g.mul(isNew, g.sub(g.reshape(g.gather(newEmbed, newIdx), [Tc, C]), x)));
+  }
   if (layout.positions && pos) x = g.add(x, g.gather(await baseWeight(g, src, layout.positions), pos));
   const rot = cfg.rope ? ropeTables(g, cfg, 1).rot : null; // only the rotate-half matrix R [D, D]
   const scale = 1 / Math.sqrt(D);
@@ -151,7 +167,18 @@ export async function buildStepGraph(
   const row = pick ? g.gemm(pick, x) : x;
   const xn = await norm(c, row, layout.finalNorm);
   const head = await baseWeight(g, src, layout.lmHead ?? layout.embed);
-  g.output('logits', g.gemm(xn, head, null, { transB: true }));
+  let logits = g.gemm(xn, head, null, { transB: true }); // [1, V]
+  if (nr && newHead) {
+    // [1, V + r]: the new rows' columns appended; base columns of re-used ids (< V) masked out
+    logits = g.concat([logits, g.gemm(xn, newHead, null, { transB: true })], 1);
+    const V = nr.baseRows, reused = nr.ids.filter((id) => id < V);
+    if (reused.length) {
+      const colMask = new Float32Array(V + nr.ids.length);
+      for (const id of reused) colMask[id] = -1e9;
+      logits = g.add(logits, g.constant(colMask, 'float32', [V + nr.ids.length]));
+    }
+  }
+  g.output('logits', logits);
   const lowered = lowerGraph(g, { name: Tc === 1 ? 'lathe_decode' : 'lathe_prefill' });
   return { model: lowered.model, shape, cache, feeds, nodes: lowered.nodeCount };
 }

@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../../src-main/engine/models';
 import { buildEvalGraph } from '../../../src-main/engine/llm/train-graph';
-import { buildLoraLayout, DEFAULT_LORA, type LoraLayout } from '../../../src-main/engine/llm/lora';
+import { addNewRows, buildLoraLayout, DEFAULT_LORA, TokenRows, type LoraLayout } from '../../../src-main/engine/llm/lora';
+import { feedsOf, makeBatch } from '../../../src-main/engine/train/batch';
 import { EngineSession, hostTensor } from '../../../src-main/engine/runtime';
 import { Generator } from '../../../src-main/engine/generate';
 import { Rng } from '../../../src-main/engine/models/rng';
@@ -71,6 +72,41 @@ describe('KV-cache step graphs match the full forward', () => {
         } finally {
           await gen.dispose();
         }
+      }
+    });
+  }
+});
+
+describe('KV-cache step graphs with trainable new-token rows (extended tokenizer)', () => {
+  for (const arch of ['llama', 'gpt2']) {
+    it(`${arch}: new ids in the prompt and the logits match the full forward`, async () => {
+      const dir = await tinyModel(arch, 4);
+      const { config, layout, weights } = await openModel(dir);
+      const V = config.vocabSize;
+      const lora = addNewRows(buildLoraLayout(config, layout, { ...DEFAULT_LORA, rank: 2, alpha: 4 }), config, [V, V + 1, 7]);
+      const rows = new TokenRows(V, lora.newRows);
+      const params = new Rng(5).normalArray(lora.size, 0.05);
+      const ids = [3, V, 40, V + 1, 7, 12, V, 9];
+      const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, lora, { batch: 1, seqLen: ids.length });
+      const s = await EngineSession.create(g.model, { ep: 'cpu', externalDataDir: weights.dir });
+      const out = await s.run({ ...feedsOf(makeBatch([Uint32Array.from(ids)], ids.length, rows, [0]), 1, ids.length), params: hostTensor('float32', [lora.size], params) }, ['logits']);
+      await s.dispose(); await weights.close();
+      const K = rows.classes, flat = out['logits']!.data as Float32Array;
+      const gen = await Generator.open(dir, { chunk: 3, capacity: 16, lora: { layout: lora, params } });
+      try {
+        expect(gen.vocab).toBe(V + 2);
+        const got = [await gen.prefill(ids.slice(0, 5))];
+        for (let t = 5; t < ids.length; t++) got.push(await gen.decode(ids[t]!));
+        let worst = 0;
+        got.forEach((l, i) => {
+          const t = 4 + i;
+          for (let v = 0; v < V; v++) if (v !== 7) worst = Math.max(worst, Math.abs(l[v]! - flat[t * K + v]!));
+          for (const [id, j] of rows.index) worst = Math.max(worst, Math.abs(l[id]! - flat[t * K + V + j]!));
+        });
+        console.log(`${arch} new rows: worst logit diff ${worst.toExponential(2)}`);
+        expect(worst).toBeLessThan(1e-4);
+      } finally {
+        await gen.dispose();
       }
     });
   }
