@@ -77,6 +77,26 @@ describe('app shell in Chromium through the bridge', () => {
     await expect.poll(() => card.getAttribute('data-state'), { timeout: 20_000 }).toBe('cancelled');
   });
 
+  it('reports a crashed job process in the UI and keeps the window working', async () => {
+    await page.getByRole('button', { name: 'Activity' }).click();
+    // start a job whose process aborts (like a native GPU driver crash), through the real bridge
+    await page.evaluate(async (token) => {
+      const ws = new WebSocket(`ws://${location.host}/api?token=${token}`);
+      await new Promise((r) => ws.addEventListener('open', r, { once: true }));
+      ws.send(JSON.stringify({ id: 1, channel: 'jobs.start', payload: { kind: 'selftest', params: { steps: 5, intervalMs: 10, crashAtStep: 2 } } }));
+      await new Promise((r) => ws.addEventListener('message', r, { once: true }));
+      ws.close();
+    }, bridge.token);
+    const failed = page.locator('[data-testid="job-card"][data-state="failed"]').first();
+    await failed.waitFor({ timeout: 30_000 });
+    expect(await failed.getByRole('alert').textContent()).toMatch(/stopped unexpectedly.*What to do/s);
+    await shot('shell-crash');
+    // the window still works: another job runs to the end
+    await page.getByLabel('Self-test steps').fill('3');
+    await page.getByRole('button', { name: 'Run self-test' }).click();
+    await page.locator('[data-testid="job-card"][data-state="done"]').first().waitFor({ timeout: 30_000 });
+  });
+
   it('the bridge rejects a malformed payload with a clear error and refuses tokenless connections', async () => {
     const answer = await page.evaluate(async (token) => {
       const ws = new WebSocket(`ws://${location.host}/api?token=${token}`);
