@@ -66,6 +66,8 @@ export const CleanConfigSchema = z.strictObject({
     bands: z.number().int().min(1).default(32),
     /** Words per shingle; 5 is the usual choice for web text. */
     shingleWords: z.number().int().min(1).max(16).default(5),
+    /** Memory for signatures + LSH index (~0.9 KB per kept document with the defaults, so ~580k documents). When full, later documents are still checked against the indexed ones but not added, and the report says so. Keeps a 10 GB corpus within bounded memory. */
+    maxMemoryMB: z.number().int().min(16).default(512),
   }).prefault({}),
   /** Examples of removed/changed text kept per filter for the preview. */
   examplesPerFilter: z.number().int().min(0).max(100).default(5),

@@ -36,6 +36,7 @@ export class NearDedup {
     readonly threshold: number,
     readonly shingleWords: number,
     seed = 1,
+    readonly maxBytes = Infinity,
   ) {
     this.rows = numPerm / bands;
     this.seedA = Math.floor(rng(seed)() * 0xffffffff) | 0;
@@ -142,7 +143,11 @@ export class NearDedup {
     }
   }
 
+  /** True once the index reached maxBytes: documents are still checked, no longer added. */
+  full = false;
+
   private keep(): void {
+    if (this.full || this.bytes >= this.maxBytes) { this.full = true; return; }
     const doc = this.count++;
     const P = this.numPerm;
     if ((doc + 1) * P > this.sigs.length) {

@@ -93,7 +93,7 @@ export class Cleaner {
     this.nearDedup = newStats('nearDedup', 'Near-duplicates (MinHash)', cfg.nearDedup.enabled);
     this.lines = new LineCounter(cfg.boilerplate.minLineChars);
     const n = cfg.nearDedup;
-    this.near = n.enabled ? new NearDedup(n.numPerm, n.bands, n.threshold, n.shingleWords, seed) : null;
+    this.near = n.enabled ? new NearDedup(n.numPerm, n.bands, n.threshold, n.shingleWords, seed, n.maxMemoryMB * 1024 * 1024) : null;
     this.keep = cfg.language.keep.length ? new Set(cfg.language.keep) : null;
   }
 
@@ -196,7 +196,9 @@ export class Cleaner {
     s = this.nearDedup;
     this.enter(s, doc);
     if (this.near) {
+      const wasFull = this.near.full;
       const j = this.near.check(doc.text);
+      if (!wasFull && this.near.full) s.reasons['index full (later documents checked, not indexed)'] = this.near.keptDocs;
       if (j >= 0) return this.drop(s, doc, `near-duplicate of an earlier document (estimated Jaccard ${j.toFixed(2)})`, 'near-duplicate');
     }
     return this.pass(s, doc);

@@ -151,3 +151,18 @@ describe('Cleaner', () => {
     expect(e.hint).toMatch(/Loosen the "language" settings/);
   });
 });
+
+describe('near-dedup memory cap', () => {
+  it('stops indexing at maxMemoryMB but keeps checking against what is indexed', () => {
+    const r = rng(11);
+    const c = new Cleaner(resolveCleanConfig({ nearDedup: { maxMemoryMB: 16 }, quality: { enabled: false }, boilerplate: { enabled: false } }));
+    const first = words(200, r);
+    const run = (t: string) => c.second(c.first({ text: t, source: 's' })!);
+    expect(run(first)).not.toBeNull();
+    // ~0.9 KB per document plus growing tables: 16 MB fills after some thousands of documents.
+    let n = 0;
+    while (!c.filters[6]!.reasons['index full (later documents checked, not indexed)'] && n < 40000) { run(words(60, r) + ` ${n}`); n++; }
+    expect(n).toBeLessThan(40000);
+    expect(run(first + ' extra')).toBeNull(); // still found: it was indexed before the cap
+  });
+});
