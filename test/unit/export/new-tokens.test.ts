@@ -1,0 +1,73 @@
+/**
+ * A run trained with an extended tokenizer (new tokens' embedding/lm_head rows trained in the flat vector):
+ * the merged export grows embed/lm_head to the new vocabulary with the trained rows and ships the extended
+ * tokenizer; its check covers every column, a new token included in the prompt.
+ */
+import { describe, expect, it } from 'vitest';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { exportModel, loadTrainedAdapter } from '../../../src-main/export';
+import { openModel } from '../../../src-main/engine/models';
+import { Rng } from '../../../src-main/engine/models/rng';
+import { ModelWeights } from '../../../src-main/engine/safetensors/sharded';
+import { SafetensorsReader } from '../../../src-main/engine/safetensors/reader';
+import { trainDomainTokenizer, extendTokenizerDir } from '../../../src-main/tokenizer/service';
+import { readExtensionManifest } from '../../../src-main/tokenizer/extend';
+import { prepareCorpus } from '../../../src-main/data/prepare';
+import { train } from '../../../src-main/engine/train/trainer';
+import { tinyModel } from '../../helpers/tiny';
+import { tempDir } from '../../helpers/services';
+
+describe('export of a run with trained new-token rows', () => {
+  it('merged: embed and lm_head grown with the trained rows, extended tokenizer shipped, all columns checked; PEFT: full matrices', async () => {
+    const model = await tinyModel('llama');
+    const base = tempDir();
+    const corpus = path.join(base, 'corpus');
+    mkdirSync(corpus);
+    const rng = new Rng(4);
+    const words = ['spindle', 'tailstock', 'headstock', 'faceplate', 'chuck', 'gouge', 'skew', 'the', 'a', 'turn'];
+    for (let d = 0; d < 12; d++) writeFileSync(path.join(corpus, `d${d}.txt`), Array.from({ length: 150 }, () => words[Math.floor(rng.next() * words.length)]).join(' ') + '.\n');
+    const cands = await trainDomainTokenizer({ baseDir: model, corpus: [corpus], maxCandidates: 30 });
+    const tok = path.join(base, 'tok');
+    await extendTokenizerDir({ baseDir: model, candidates: cands, topN: 4, outDir: tok });
+    const newIds = readExtensionManifest(tok).newTokens.map((t) => t.id);
+    const dataset = path.join(base, 'ds');
+    await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
+    const run = path.join(base, 'run');
+    await train({ model, dataset, out: run, tokenizer: tok, maxSteps: 3, batchSize: 2, optim: { lr: 1e-2 }, evalEvery: 0, ep: 'cpu', lora: { targets: 'attention' } });
+
+    const { config, layout, weights } = await openModel(model);
+    await weights.close();
+    const V = config.vocabSize, C = config.hiddenSize, V2 = Math.max(V, ...newIds.map((i) => i + 1));
+    const out = path.join(base, 'merged');
+    const r = await exportModel({ format: 'merged', model, adapter: run, out, dtype: 'f32' });
+    expect(r.vocabSize).toBe(V2);
+    expect(r.verification!.passed).toBe(true);
+    expect(r.verification!.comparedVocab).toBe(V2);
+    expect(r.verification!.ids).toContain(newIds[0]);
+    expect(r.verification!.relError).toBeLessThan(1e-5);
+    expect(JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')).vocab_size).toBe(V2);
+    expect(readFileSync(path.join(out, 'tokenizer.json'), 'utf8')).toBe(readFileSync(path.join(tok, 'tokenizer.json'), 'utf8'));
+
+    // The written rows are the trained ones (f32: exactly).
+    const ad = await loadTrainedAdapter(run, config, layout);
+    const nr = ad.lora.newRows!;
+    const w = await ModelWeights.open(out);
+    const embed = await w.readF32(layout.embed), head = await w.readF32(layout.lmHead!);
+    nr.ids.forEach((id, j) => {
+      expect(Array.from(embed.subarray(id * C, (id + 1) * C))).toEqual(Array.from(ad.params.subarray(nr.embedOffset + j * C, nr.embedOffset + (j + 1) * C)));
+      expect(Array.from(head.subarray(id * C, (id + 1) * C))).toEqual(Array.from(ad.params.subarray(nr.headOffset! + j * C, nr.headOffset! + (j + 1) * C)));
+    });
+    await w.close();
+
+    const peftOut = path.join(base, 'peft');
+    const p = await exportModel({ format: 'peft', model, adapter: run, out: peftOut });
+    expect(p.verification!.passed).toBe(true);
+    expect(p.verification!.ids.some((id) => newIds.includes(id))).toBe(false);
+    const st = await SafetensorsReader.open(path.join(peftOut, 'adapter_model.safetensors'));
+    expect(st.entry('base_model.model.model.embed_tokens.weight').shape).toEqual([V2, C]);
+    expect(st.entry('base_model.model.lm_head.weight').shape).toEqual([V2, C]);
+    await st.close();
+    expect(readFileSync(path.join(peftOut, 'tokenizer.json'), 'utf8')).toBe(readFileSync(path.join(tok, 'tokenizer.json'), 'utf8'));
+  });
+});
