@@ -3,4 +3,4 @@ export { buildStepGraph, ropeRows, type StepGraph, type StepGraphShape } from '.
 export { Sampler, argmax, checkSampling, DEFAULT_SAMPLING, type SamplingOptions } from './sampling';
 export { Generator, readGenerationDefaults, type GeneratorOptions, type GenerateOptions, type GenerateResult, type TokenEvent, type FinishReason } from './generator';
 export { chat, compareChat, chatFormat, renderChatPrompt, type ChatOptions, type ChatReply, type ChatFormat } from './chat';
-export { SampleRunner, sampleGenerations, type SampleOptions, type SampleGeneration, type SampleGenerationsResult } from './samples';
+export { SampleRunner, TrainingSamples, readRunSamples, sampleGenerations, type StepSamples, type SampleOptions, type SampleGeneration, type SampleGenerationsResult } from './samples';

@@ -5,6 +5,8 @@
  * A SampleRunner builds its sessions once and is reused with new params (setAdapter uploads P floats);
  * `sampleGenerations` is the one-shot form.
  */
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { ChatMessage } from '../../templates';
 import { openModel } from '../models';
 import type { ModelConfig } from '../models/config';
@@ -26,6 +28,8 @@ export interface SampleOptions {
   seed?: number;
   /** Render each prompt as a user message through the chat template (SFT runs); plain continuation otherwise. */
   chat?: boolean;
+  /** Tokenizer folder when it differs from the model's (extended tokenizer). */
+  tokenizerDir?: string;
   signal?: AbortSignal;
 }
 
@@ -60,7 +64,7 @@ export class SampleRunner {
     try {
       const gen = await Generator.create(m, modelDir, {
         ep: opts.ep, capacity: Math.min(m.config.maxPositions, 1024),
-        lora: lora ? { layout: lora, params: new Float32Array(lora.size) } : null,
+        lora: lora ? { layout: lora, params: new Float32Array(lora.size) } : null, tokenizerDir: opts.tokenizerDir,
       });
       const fmt = opts.chat && gen.tokenizer ? chatFormat(modelDir, gen.tokenizer) : null;
       return new SampleRunner(gen, fmt, opts, model ? null : m.weights, performance.now() - t0);
@@ -116,4 +120,52 @@ export async function sampleGenerations(modelDir: string, params: Float32Array |
   } finally {
     await runner.dispose();
   }
+}
+
+export interface StepSamples extends SampleGenerationsResult {
+  step: number;
+}
+
+/**
+ * The trainer's sample generations: every `sampleEvery` steps the run's prompts are answered with the
+ * current adapter values and appended to RUN/samples.jsonl ({step, prompt, text, finish, tokens, ms}), so
+ * the user sees the model change step by step.
+ */
+export class TrainingSamples {
+  private constructor(private readonly runner: SampleRunner, private readonly prompts: string[], private readonly file: string) {}
+
+  static async create(cfg: { model: string; out: string; samplePrompts: string[]; sampleMaxTokens: number }, lora: LoraLayout,
+    model: { config: ModelConfig; layout: WeightsLayout; weights: ModelWeights }, opts: { chat: boolean; ep: EpName; tokenizerDir?: string }): Promise<TrainingSamples> {
+    const runner = await SampleRunner.create(cfg.model, lora, { ep: opts.ep, maxTokens: cfg.sampleMaxTokens, chat: opts.chat, tokenizerDir: opts.tokenizerDir }, model);
+    return new TrainingSamples(runner, cfg.samplePrompts, path.join(cfg.out, 'samples.jsonl'));
+  }
+
+  async at(step: number, params: Float32Array): Promise<StepSamples> {
+    const r = await this.runner.run(params, this.prompts);
+    mkdirSync(path.dirname(this.file), { recursive: true });
+    appendFileSync(this.file, r.samples.map((s) => JSON.stringify({ step, ...s })).join('\n') + '\n');
+    return { step, ...r };
+  }
+
+  async dispose(): Promise<void> {
+    await this.runner.dispose();
+  }
+}
+
+/** Samples recorded by a run (samples.jsonl), grouped by step; a torn last line is skipped. */
+export function readRunSamples(runDir: string): { step: number; samples: SampleGeneration[] }[] {
+  const file = path.join(runDir, 'samples.jsonl');
+  if (!existsSync(file)) return [];
+  const byStep = new Map<number, SampleGeneration[]>();
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const { step, ...s } = JSON.parse(line) as SampleGeneration & { step: number };
+      if (!byStep.has(step)) byStep.set(step, []);
+      byStep.get(step)!.push(s);
+    } catch {
+      // torn line from a crash mid-write
+    }
+  }
+  return [...byStep].sort((a, b) => a[0] - b[0]).map(([step, samples]) => ({ step, samples }));
 }

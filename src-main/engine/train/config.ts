@@ -68,6 +68,12 @@ export const TrainConfigSchema = z.object({
   tokenizer: z.string().min(1).optional(),
   /** How new tokens' rows start: the mean of the sub-tokens each replaces, or the mean of all rows. */
   newTokenInit: z.enum(['mean-of-subtokens', 'global-mean']).default('mean-of-subtokens'),
+  /** Prompts answered with the current adapter during training (RUN/samples.jsonl); SFT runs use the chat template. */
+  samplePrompts: z.array(z.string().min(1)).max(32).default([]),
+  /** Generate for samplePrompts at the start and every N optimizer steps (0 = never). */
+  sampleEvery: z.number().int().min(0).default(0),
+  /** New tokens per sample generation (greedy). */
+  sampleMaxTokens: z.number().int().min(1).max(1024).default(48),
   /** Stop after this many consecutive steps with a non-finite loss. */
   maxBadSteps: z.number().int().min(1).default(3),
 }).strict();

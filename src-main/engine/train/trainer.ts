@@ -23,12 +23,15 @@ import { writeFileAtomicSync } from '../../util/atomic';
 import { Rng } from '../models/rng';
 import { evaluateSplit, feedsOf, readBatch, scalarOf, type Batch } from './batch';
 import { initTrainable, trainableLayout } from './trainable';
+import { TrainingSamples, type StepSamples } from '../generate/samples';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
   onMetric?: (m: Record<string, number>) => void;
   /** Pause point: resolves when the job may continue; throws CancelledError on stop. */
   checkpoint?: () => Promise<void>;
+  /** Sample generations for cfg.samplePrompts (at the start and every cfg.sampleEvery steps). */
+  onSamples?: (s: StepSamples) => void;
 }
 
 export interface TrainSummary {
@@ -160,6 +163,17 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
       metrics.append({ kind: 'event', step, event: 'checkpoint', dir: path.basename(dir) });
     };
 
+    // generations for the user's sample prompts with the current adapter (engine/generate; cost in the log)
+    const sampler = cfg.sampleEvery > 0 && cfg.samplePrompts.length
+      ? await TrainingSamples.create(cfg, lora, { config: model, layout, weights }, { chat: packed, ep: ep.ep, tokenizerDir: cfg.tokenizer }) : null;
+    if (sampler) programs.push(sampler);
+    const runSamples = async () => {
+      const r = await sampler!.at(step, (await readParams()).data as Float32Array);
+      log(`Samples at step ${step}: ${r.samples.length} prompts in ${Math.round(r.ms)} ms${r.buildMs ? ` (+${Math.round(r.buildMs)} ms to build the generation sessions)` : ''}.`);
+      hooks.onSamples?.(r);
+    };
+    if (sampler && resumedFrom === null) await runSamples();
+
     const valBefore = resumedFrom === null && valSplits.length ? await runEval() : {};
     if (resumedFrom === null) {
       for (const [k, v] of Object.entries(valBefore)) metrics.append({ kind: 'val', step: 0, split: k, loss: v.loss, ppl: v.ppl });
@@ -233,6 +247,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
             hooks.onMetric?.({ step, [`val_${k}_loss`]: v.loss, [`val_${k}_ppl`]: v.ppl });
           }
         }
+        if (sampler && step % cfg.sampleEvery === 0) await runSamples();
         if (step % cfg.checkpointEvery === 0 && step < totalSteps) await saveCheckpoint(primaryVal(lastVal, evalNow));
       }
     } catch (err) {
