@@ -32,7 +32,8 @@ export type ResolvedExportParams = z.output<typeof ExportParamsSchema>;
 /**
  * Grown embedding (and untied lm_head) matrices for added tokens, [V', C] row-major f32, V' ≥ the base
  * vocabulary; the first V rows must be the base rows (as tokenizer/embeddings.ts resizeEmbeddings makes
- * them). Library-only: the job and CLI do not take them yet (the trainer does not train new rows).
+ * them). Library-only, for rows made outside training; a run that trained new-token rows
+ * (TrainConfig.tokenizer) is exported with its trained rows automatically.
  */
 export interface ResizedEmbeddings {
   vocabSize: number;
