@@ -1,0 +1,171 @@
+/**
+ * Memory needed by one LoRA/QLoRA training run, before it starts: a pure function of the model config,
+ * the training settings and the execution provider. Used by the configuration wizard (warn before a
+ * run that will not fit, and say what to change) and after an out-of-memory error (memory/oom.ts).
+ *
+ * What the engine holds (src-main/engine/llm, runtime/program.ts), in bytes:
+ *   weights     base weights as the device holds them: f32 (F16/BF16 files are widened: the graph computes
+ *               in f32), or NF4 for the linear layers (4.127 bits/parameter: codes + double-quantized
+ *               absmax) with norms, embeddings and lm_head still f32;
+ *   adapters    LoRA A/B as one flat f32 vector (+ its next-step copy, since each step writes a new buffer);
+ *   optimizer   AdamW m and v + the gradient accumulator, each f32 [P], in and out of a step; with paged
+ *               optimizer states m and v live in host memory and only pass through the device;
+ *   activations forward values kept for the backward pass (counted per layer from the graph forward.ts
+ *               builds), the logits and cross-entropy tensors, and one layer's backward temporaries;
+ *               "with recomputation" (not implemented in the engine: an estimate of what checkpointing each
+ *               layer's input would need) keeps one [N, C] tensor per layer plus one layer's full set;
+ *   workspace   the runtime itself: for the CPU EP the whole process (Node, onnxruntime, the graph) and the
+ *               pre-packed copies MLAS makes of constant Gemm weights; for GPU EPs the EP's own buffers;
+ *               and the NF4 dequantization transients (one f32 weight at a time).
+ * The constants marked "measured" were fitted on this project's CPU-EP runs (test/bench/memory.ts checks
+ * the total against peak RSS on other configurations).
+ *
+ * Dimension letters: B batch, T sequence, N = B·T, C hidden, F MLP size, H/K heads/kv heads, D head dim,
+ * V vocab, L layers, r LoRA rank, P LoRA parameters.
+ */
+import type { ModelConfig } from '../models/config';
+
+export type MemoryEp = 'cpu' | 'webgpu' | 'cuda';
+
+/** The training settings the estimate depends on (a subset of TrainConfig plus the block length). */
+export interface MemoryPlan {
+  batchSize: number;
+  /** Tokens per block (the dataset's block size). */
+  seqLen: number;
+  lora: { rank: number; targets: 'attention' | 'mlp' | 'all-linear' | readonly string[] };
+  /** 'nf4' = QLoRA. */
+  quantization?: 'none' | 'nf4';
+  /** AdamW moments kept in host memory (optim/paged.ts). */
+  pagedOptimizer?: boolean;
+  /** Activation recomputation (estimate only; the engine does not recompute yet). */
+  recompute?: boolean;
+}
+
+export interface MemoryBreakdown {
+  weights: number;
+  adapters: number;
+  optimizer: number;
+  activations: number;
+  workspace: number;
+}
+
+export interface MemoryEstimate {
+  ep: MemoryEp;
+  /** Bytes on the compute device (for the CPU EP: process memory). */
+  device: MemoryBreakdown;
+  deviceTotal: number;
+  /** Host memory beyond the device (GPU EPs: paged optimizer states, weights read while loading). */
+  host: number;
+  /** The same run's activations with and without recomputation, for comparison. */
+  activationsWithRecompute: number;
+  activationsWithoutRecompute: number;
+  /** Parameters: base linear (quantizable), other base, LoRA. */
+  params: { linear: number; other: number; lora: number };
+  plan: Required<MemoryPlan>;
+}
+
+const F32 = 4;
+/** NF4 bytes per parameter: 4 bits + 8-bit absmax per 64 + f32 scale per 64·256 (quant/nf4.ts). */
+export const NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256);
+/** Runtime floor of a CPU-EP training process: Node + onnxruntime + the graph (measured, Linux x64). */
+const CPU_RUNTIME_BYTES = 200 * 2 ** 20;
+/** A GPU EP's own allocations beyond the tensors (shader/pipeline caches, staging): measured on lavapipe. */
+const GPU_RUNTIME_BYTES = 64 * 2 ** 20;
+
+type Role = 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down';
+const PRESETS: Record<string, Role[]> = {
+  attention: ['q', 'k', 'v', 'qkv', 'o'],
+  mlp: ['gate', 'up', 'down'],
+  'all-linear': ['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'],
+};
+
+/** The linear layers of one decoder layer as [role, in, out]. */
+function linears(m: ModelConfig): [Role, number, number][] {
+  const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D, intermediateSize: F } = m;
+  const attn: [Role, number, number][] = m.family === 'gpt2'
+    ? [['qkv', C, H * D + 2 * K * D], ['o', H * D, C]]
+    : [['q', C, H * D], ['k', C, K * D], ['v', C, K * D], ['o', H * D, C]];
+  const mlp: [Role, number, number][] = m.gatedMlp ? [['gate', C, F], ['up', C, F], ['down', F, C]] : [['up', C, F], ['down', F, C]];
+  return [...attn, ...mlp];
+}
+
+/** Parameters: linear layers (what NF4 quantizes), the rest (embeddings, head, norms, biases), LoRA. */
+export function countParams(m: ModelConfig, plan: Pick<MemoryPlan, 'lora'>): MemoryEstimate['params'] {
+  const roles = new Set<string>(typeof plan.lora.targets === 'string' ? PRESETS[plan.lora.targets] ?? [] : plan.lora.targets);
+  let linear = 0, lora = 0;
+  for (const [role, i, o] of linears(m)) {
+    linear += i * o;
+    if (roles.has(role)) lora += plan.lora.rank * (i + o);
+  }
+  const C = m.hiddenSize;
+  const embed = m.vocabSize * C * (m.tieWordEmbeddings ? 1 : 2) + (m.positions === 'learned' ? m.maxPositions * C : 0);
+  const norms = (2 * m.numLayers + 1) * C * (m.norm === 'layer' ? 2 : 1) + (m.qkNorm ? 2 * m.headDim * m.numLayers : 0);
+  return { linear: linear * m.numLayers, other: embed + norms, lora: lora * m.numLayers };
+}
+
+/**
+ * f32 values per token that one layer keeps for the backward pass, counted from forward.ts's graph:
+ * 8·C (norms, residuals, o and down outputs), 9·H·D (q with its LoRA sum, transposes, RoPE terms,
+ * attention output), 10·K·D (k, v likewise), 7·F (gate/up with LoRA sums, activation, product), and
+ * 4·H·T attention scores (scores, scaled, masked, softmax).
+ */
+function layerFloatsPerToken(m: ModelConfig, T: number): number {
+  const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D, intermediateSize: F } = m;
+  const mlp = m.gatedMlp ? 7 * F : 5 * F;
+  const rope = m.rope ? 0 : -4 * (H * D + K * D); // no RoPE terms for GPT-2
+  return 8 * C + 9 * H * D + 10 * K * D + mlp + 4 * H * T + rope + (m.qkNorm ? 2 * (H * D + K * D) : 0);
+}
+
+function activationBytes(m: ModelConfig, B: number, T: number, recompute: boolean): number {
+  const N = B * T;
+  const perLayer = layerFloatsPerToken(m, T) * N * F32;
+  // logits [N, V], log-softmax terms and their gradient
+  const head = 4 * N * m.vocabSize * F32;
+  // one layer's backward temporaries are alive on top of what is kept
+  const backward = perLayer;
+  const kept = recompute ? m.numLayers * N * m.hiddenSize * F32 + perLayer : m.numLayers * perLayer;
+  return kept + head + backward;
+}
+
+/** Memory for a run. Pure: same inputs, same numbers. */
+export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryEp): MemoryEstimate {
+  const full: Required<MemoryPlan> = {
+    quantization: 'none', pagedOptimizer: false, recompute: false, ...plan,
+  };
+  const params = countParams(model, full);
+  const nf4 = full.quantization === 'nf4';
+  const weights = (nf4 ? params.linear * NF4_BYTES_PER_PARAM : params.linear * F32) + params.other * F32;
+  const P = params.lora;
+  // params in + out of a step, the gradient, the accumulator in + out
+  const adapters = 2 * P * F32;
+  const moments = 4 * P * F32; // m, v in and out
+  const accum = 3 * P * F32; // gradient + accumulator in and out
+  const paged = full.pagedOptimizer;
+  const optimizer = accum + (paged ? 2 * P * F32 : moments); // paged: m, v pass through once per step
+  const withR = activationBytes(model, full.batchSize, full.seqLen, true);
+  const withoutR = activationBytes(model, full.batchSize, full.seqLen, false);
+  const activations = full.recompute ? withR : withoutR;
+  // NF4: the largest dequantized f32 weight exists briefly (twice: forward and backward can overlap)
+  const maxLinear = Math.max(...linears(model).map(([, i, o]) => i * o));
+  const dequant = nf4 ? 2 * maxLinear * F32 : 0;
+  // CPU EP: MLAS keeps a pre-packed copy of every constant Gemm weight (measured: f32 linear weights
+  // cost twice their size after session creation); NF4 weights are not constants of a Gemm, lm_head is.
+  const headBytes = model.vocabSize * model.hiddenSize * F32;
+  const prepacked = ep === 'cpu' ? (nf4 ? 0 : params.linear * F32) + headBytes : 0;
+  const workspace = (ep === 'cpu' ? CPU_RUNTIME_BYTES : GPU_RUNTIME_BYTES) + dequant + prepacked;
+  const device: MemoryBreakdown = { weights, adapters, optimizer, activations, workspace };
+  const deviceTotal = weights + adapters + optimizer + activations + workspace;
+  // host side of a GPU run: paged moments, and the largest base tensor read while loading / quantizing
+  const host = ep === 'cpu' ? 0 : (paged ? 2 * P * F32 : 0) + CPU_RUNTIME_BYTES + model.vocabSize * model.hiddenSize * F32;
+  return {
+    ep, device, deviceTotal, host, activationsWithRecompute: withR, activationsWithoutRecompute: withoutR, params, plan: full,
+  };
+}
+
+/** "1.2 GB" style: binary units, one decimal. */
+export function formatBytes(b: number): string {
+  const u = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
+  return i === 0 ? `${Math.round(b)} bytes` : `${b.toFixed(1)} ${u[i]}`;
+}
