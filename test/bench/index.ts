@@ -3,4 +3,5 @@ export const benches = [
   { name: 'engine', load: () => import('./engine') },
   { name: 'data', load: () => import('./data') },
   { name: 'train', load: () => import('./train') },
+  { name: 'memory', load: () => import('./memory') },
 ];
