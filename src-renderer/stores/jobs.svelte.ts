@@ -4,11 +4,15 @@ import { api } from '../lib/api';
 
 export interface JobView extends JobInfo {
   logs: { level: string; message: string }[];
-  metrics: Record<string, number>[];
+  /** Metric events so far (reactive count; the values live outside the reactive state, see metricsOf). */
+  metricCount: number;
 }
 
 class JobsStore {
   byId: Record<string, JobView> = $state({});
+  // A fast trainer sends hundreds of metric events a second: keeping them out of reactive state means a
+  // new metric costs one counter update, and views read the values when they choose to (throttled).
+  private metrics = new Map<string, Record<string, number>[]>();
 
   constructor() {
     api.on('job', (e: JobEvent) => this.apply(e));
@@ -18,17 +22,27 @@ class JobsStore {
     return Object.values(this.byId).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
+  /** Every metric event of a job, oldest first (not reactive: pair it with `metricCount` or a timer). */
+  metricsOf(jobId: string): Record<string, number>[] {
+    return this.metrics.get(jobId) ?? [];
+  }
+
   private apply(e: JobEvent): void {
     if (e.type === 'state') {
       const prev = this.byId[e.job.id];
-      this.byId[e.job.id] = { ...e.job, logs: prev?.logs ?? [], metrics: prev?.metrics ?? [] };
+      this.byId[e.job.id] = { ...e.job, logs: prev?.logs ?? [], metricCount: prev?.metricCount ?? 0 };
       return;
     }
     const job = this.byId[e.jobId];
     if (!job) return;
     if (e.type === 'progress') job.progress = { fraction: e.fraction, stage: e.stage, message: e.message };
     else if (e.type === 'log') job.logs.push({ level: e.level, message: e.message });
-    else if (e.type === 'metric') job.metrics.push(e.metric);
+    else if (e.type === 'metric') {
+      const list = this.metrics.get(e.jobId) ?? [];
+      list.push(e.metric);
+      this.metrics.set(e.jobId, list);
+      job.metricCount = list.length;
+    }
   }
 }
 

@@ -180,6 +180,61 @@ describe('wizards end to end on the bundled tiny model', () => {
     await shot('wizard-export');
   });
 
+  it('pauses, resumes and stops a run (stop keeps a checkpoint), then resumes the stopped run from it', async () => {
+    await nav('Configure');
+    await page.getByLabel('Layers to adapt').selectOption('attention');
+    await page.getByLabel('Length').selectOption({ label: 'by steps' });
+    await page.getByLabel('Steps', { exact: true }).fill('100000');
+    await page.getByLabel('Batch size (blocks)').fill('2');
+    await page.getByLabel('Gradient accumulation').fill('1');
+    await page.getByLabel('Validate every (steps)').fill('0');
+    await page.getByLabel('Checkpoint every (steps)').fill('100000');
+    await page.getByLabel('Device').selectOption('cpu');
+    await page.getByRole('button', { name: 'Start training' }).click();
+
+    const state = page.getByTestId('train-state');
+    const step = async () => Number((await page.getByTestId('stat-step').textContent())!.replace(/,/g, '')) || 0;
+    await expect.poll(() => state.textContent(), { timeout: 60_000 }).toBe('running');
+    await expect.poll(step, { timeout: 60_000 }).toBeGreaterThan(3);
+    // No UI freeze while steps stream in: a zero-delay timer on the page fires promptly.
+    let worstDelay = 0;
+    for (let i = 0; i < 10; i++) {
+      const d = await page.evaluate(() => new Promise<number>((r) => { const t = performance.now(); setTimeout(() => r(performance.now() - t), 0); }));
+      worstDelay = Math.max(worstDelay, d);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(`e2e: worst timer delay on the page during training: ${worstDelay.toFixed(0)} ms`);
+    expect(worstDelay).toBeLessThan(500);
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => state.textContent()).toBe('paused');
+    const pausedAt = await step();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await step()).toBeLessThanOrEqual(pausedAt + 1); // at most the step in flight lands
+    await page.getByRole('button', { name: 'Resume', exact: true }).click();
+    await expect.poll(() => state.textContent()).toBe('running');
+    await expect.poll(step).toBeGreaterThan(pausedAt + 1);
+
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await expect.poll(() => page.getByTestId('banner').last().textContent(), { timeout: 30_000 }).toContain('stopped');
+    const resume = page.getByRole('button', { name: /Resume from step \d+/ });
+    await resume.waitFor({ timeout: 10_000 });
+    const stoppedAt = Number((await resume.textContent())!.replace(/\D+/g, ''));
+    expect(stoppedAt).toBeGreaterThan(pausedAt);
+    expect(await page.getByTestId('checkpoints').textContent()).toContain(`step ${stoppedAt}`);
+    await shot('wizard-training-stopped');
+    await page.getByRole('button', { name: 'Switch light or dark theme' }).click();
+    await expect.poll(() => page.evaluate(() => document.documentElement.dataset['theme'])).toBe('dark');
+    await shot('wizard-training-dark');
+    await page.getByRole('button', { name: 'Switch light or dark theme' }).click();
+
+    // Resuming continues from the checkpoint (not from step 0), then we stop again.
+    await resume.click();
+    await expect.poll(() => state.textContent(), { timeout: 60_000 }).toBe('running');
+    await expect.poll(step, { timeout: 60_000 }).toBeGreaterThan(stoppedAt);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await expect.poll(() => page.getByRole('button', { name: /Resume from step \d+/ }).count(), { timeout: 30_000 }).toBe(1);
+  });
+
   it('previews the chat template as text and tokens with the training mask, switches built-ins, shows lint', async () => {
     await nav('Chat template');
     const out = page.getByTestId('template-output');

@@ -33,6 +33,18 @@ export function smooth(points: { x: number; y: number }[], weight = 0.9): { x: n
   });
 }
 
+/** At most this many points per series: enough for a chart a few hundred pixels wide. */
+export const MAX_POINTS = 800;
+
+/** Every k-th point (always the last), so long runs draw as fast as short ones. */
+export function thin<T>(points: T[], max = MAX_POINTS): T[] {
+  if (points.length <= max) return points;
+  const k = Math.ceil(points.length / max);
+  const out = points.filter((_, i) => i % k === 0);
+  if (out.at(-1) !== points.at(-1)) out.push(points.at(-1)!);
+  return out;
+}
+
 export function line(train: TrainPoint[], key: keyof TrainPoint): { x: number; y: number }[] {
   return train.filter((p) => Number.isFinite(p[key])).map((p) => ({ x: p.step, y: p[key] }));
 }
