@@ -1,7 +1,6 @@
 /** Export parameters: one zod schema shared by the job kind, the CLI and the service. Unknown keys are rejected. */
 import { z } from 'zod';
 import type { FloatDtypeName } from '../engine/safetensors/dtype';
-import type { Verification } from './verify';
 
 export const ExportParamsSchema = z.object({
   /** merged: a full Hugging Face model with the adapter folded in; peft: the adapter alone in PEFT's format. */
@@ -58,4 +57,18 @@ export interface ExportResult {
   step: number;
   verification: Verification | null;
   seconds: number;
+}
+
+/** The check after every export (defined here, beside the params, so the contract stays free of Node-only code). */
+export interface Verification {
+  /** Prompt token ids used. */
+  ids: number[];
+  /** Logit columns compared (the base vocabulary when the export has added tokens). */
+  comparedVocab: number;
+  maxAbsDiff: number;
+  /** Largest |logit| of the reference, the scale of the relative error. */
+  maxAbsRef: number;
+  relError: number;
+  tolerance: number;
+  passed: boolean;
 }

@@ -18,18 +18,8 @@ import { UserError } from '../util/progress';
  */
 export const VERIFY_TOLERANCE: Record<FloatDtypeName, number> = { f32: 1e-4, f16: 1e-2, bf16: 5e-2 };
 
-export interface Verification {
-  /** Prompt token ids used. */
-  ids: number[];
-  /** Logit columns compared (the base vocabulary when the export has added tokens). */
-  comparedVocab: number;
-  maxAbsDiff: number;
-  /** Largest |logit| of the reference, the scale of the relative error. */
-  maxAbsRef: number;
-  relError: number;
-  tolerance: number;
-  passed: boolean;
-}
+import type { Verification } from './options';
+export type { Verification };
 
 /** A fixed, model-independent prompt: bos (if any) and ids spread over the vocabulary, 16 in all, avoiding `exclude`. */
 export function defaultPromptIds(vocab: number, bos: number | null, exclude: ReadonlySet<number> = new Set()): number[] {
