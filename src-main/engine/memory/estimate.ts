@@ -62,6 +62,8 @@ export interface MemoryEstimate {
   /** Parameters: base linear (quantizable), other base, LoRA. */
   params: { linear: number; other: number; lora: number };
   plan: Required<MemoryPlan>;
+  /** The model it was made for (suggestFit re-estimates with changed settings). */
+  model: ModelConfig;
 }
 
 const F32 = 4;
@@ -158,7 +160,7 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   // host side of a GPU run: paged moments, and the largest base tensor read while loading / quantizing
   const host = ep === 'cpu' ? 0 : (paged ? 2 * P * F32 : 0) + CPU_RUNTIME_BYTES + model.vocabSize * model.hiddenSize * F32;
   return {
-    ep, device, deviceTotal, host, activationsWithRecompute: withR, activationsWithoutRecompute: withoutR, params, plan: full,
+    ep, device, deviceTotal, host, activationsWithRecompute: withR, activationsWithoutRecompute: withoutR, params, plan: full, model,
   };
 }
 

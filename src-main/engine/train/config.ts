@@ -62,6 +62,11 @@ export const TrainConfigSchema = z.object({
   keepLast: z.number().int().min(1).default(3),
   /** Seeds LoRA init and the data order. */
   seed: z.number().int().min(0).default(1234),
+  /**
+   * Base-weight storage: 'nf4' is QLoRA (linear layers as 4-bit NormalFloat with double-quantized
+   * scales, ~4.13 bits/parameter, dequantized in the graph; quant/). 'none' keeps them f32.
+   */
+  quantization: z.enum(['none', 'nf4']).default('none'),
   /** Compute device: auto picks CUDA -> WebGPU -> CPU. */
   ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
   /** Extended tokenizer folder (`lathe tokenizer extend`): its new tokens' embedding rows are trained too. */

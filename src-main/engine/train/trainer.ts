@@ -24,6 +24,7 @@ import { Rng } from '../models/rng';
 import { evaluateSplit, feedsOf, readBatch, scalarOf, type Batch } from './batch';
 import { initTrainable, trainableLayout } from './trainable';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
+import { isOutOfMemory, trainOomContext, withOomGuidance } from '../memory/oom';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -81,13 +82,19 @@ function epochOrder(n: number, seed: number, epoch: number): Uint32Array {
 }
 
 export async function train(input: unknown, hooks: TrainHooks = {}): Promise<TrainSummary> {
+  // allocation failures become a plain-words UserError with a configuration that fits (memory/oom.ts)
+  let usedEp: EpName = 'cpu';
+  return withOomGuidance(() => runTraining(input, hooks, (e) => (usedEp = e)), async () => trainOomContext(resolveTrainConfig(input), usedEp));
+}
+
+async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName) => void): Promise<TrainSummary> {
   const cfg = resolveTrainConfig(input);
   const report = (stage: string, fraction?: number, message?: string) => hooks.onProgress?.({ stage, fraction, message });
   const log = (m: string) => hooks.onLog?.('info', m);
 
   report('Opening the model');
   const { config: model, layout, weights } = await openModel(cfg.model);
-  const src: WeightSource = { weights, dir: weights.dir };
+  const src: WeightSource = { weights, dir: weights.dir, quantize: cfg.quantization };
   const programs: { dispose(): Promise<void> }[] = [];
   try {
     report('Opening the dataset');
@@ -110,6 +117,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
 
     const P = lora.size;
     const ep = await chooseEp(cfg.ep);
+    onEp(ep.ep);
     log(ep.reason);
 
     report('Building the training graph');
@@ -194,6 +202,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
     let bad = 0;
     let lastVal: Record<string, { loss: number; ppl: number }> = {};
     let stopped = false;
+    let outOfMemory: unknown = null;
     const t0 = Date.now();
     let tokensSeen = 0;
     const apply1 = hostTensor('bool', [], new Uint8Array([1]));
@@ -251,7 +260,9 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
         if (step % cfg.checkpointEvery === 0 && step < totalSteps) await saveCheckpoint(primaryVal(lastVal, evalNow));
       }
     } catch (err) {
-      if (!(err instanceof CancelledError)) throw err;
+      // out of memory: keep what the finished steps trained (checkpoint below), then report it
+      if (isOutOfMemory(err)) outOfMemory = err;
+      else if (!(err instanceof CancelledError)) throw err;
       stopped = true;
     }
     // final (or stop) evaluation and checkpoint
@@ -260,6 +271,7 @@ export async function train(input: unknown, hooks: TrainHooks = {}): Promise<Tra
       for (const [k, v] of Object.entries(lastVal)) metrics.append({ kind: 'val', step, split: k, loss: v.loss, ppl: v.ppl });
     }
     if (step > (resumedFrom ?? 0) || !latest) await saveCheckpoint(stopped ? null : primaryVal(lastVal, true));
+    if (outOfMemory) throw outOfMemory;
     const best = await ckpts.best();
     const summary: TrainSummary = {
       runDir: cfg.out, ep: ep.ep, epReason: ep.reason, steps: step, resumedFrom, trainableParams: P, finalLoss: lastLoss,
