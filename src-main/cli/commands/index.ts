@@ -9,6 +9,7 @@ const modules: (() => Promise<{ commands: CliCommand[] }>)[] = [
   () => import('./prepare'),
   () => import('./tokenizer'),
   () => import('./template'),
+  () => import('./generate'),
 ];
 
 export async function loadCommands(): Promise<CliCommand[]> {

@@ -78,7 +78,8 @@ export interface ChatReply extends GenerateResult {
 
 /** One reply from the model (with the adapter when `adapter` is given). */
 export async function chat(modelDir: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<ChatReply> {
-  return withChat(modelDir, opts, async (gen, fmt, tok) => {
+  return withChat(modelDir, opts, async (gen, format, tok) => {
+    const fmt = format();
     const which = opts.adapter ? 'tuned' : 'base';
     return reply(gen, fmt, tok, messages, opts, which);
   });
@@ -86,7 +87,8 @@ export async function chat(modelDir: string, messages: ChatMessage[], opts: Chat
 
 /** The same conversation answered by the base model and the fine-tuned one (same sampling seed). */
 export async function compareChat(modelDir: string, adapter: string, messages: ChatMessage[], opts: Omit<ChatOptions, 'adapter'> = {}): Promise<{ base: ChatReply; tuned: ChatReply }> {
-  return withChat(modelDir, { ...opts, adapter }, async (gen, fmt, tok, params) => {
+  return withChat(modelDir, { ...opts, adapter }, async (gen, format, tok, params) => {
+    const fmt = format();
     await gen.setAdapter(new Float32Array(params!.length));
     const base = await reply(gen, fmt, tok, messages, opts, 'base');
     await gen.setAdapter(params!);
@@ -107,7 +109,7 @@ async function reply(gen: Generator, fmt: ChatFormat, tok: LatheTokenizer, messa
 }
 
 async function withChat<T>(modelDir: string, opts: ChatOptions,
-  fn: (gen: Generator, fmt: ChatFormat, tok: LatheTokenizer, params: Float32Array | null) => Promise<T>): Promise<T> {
+  fn: (gen: Generator, format: () => ChatFormat, tok: LatheTokenizer, params: Float32Array | null) => Promise<T>): Promise<T> {
   const { config, layout, weights } = await openModel(modelDir);
   let gen: Generator | null = null;
   try {
@@ -121,10 +123,19 @@ async function withChat<T>(modelDir: string, opts: ChatOptions,
       tokenizerDir: ck ? resolveTrainConfig(ck.state.config).tokenizer : undefined,
     });
     if (!gen.tokenizer) throw new UserError('chat.noTokenizer', `No tokenizer.json in ${modelDir}.`, 'Copy the tokenizer files into the model folder.');
-    const fmt = chatFormat(modelDir, gen.tokenizer, opts.template);
-    return await fn(gen, fmt, gen.tokenizer, params);
+    const tok = gen.tokenizer;
+    return await fn(gen, () => chatFormat(modelDir, tok, opts.template), tok, params);
   } finally {
     await gen?.dispose();
     await weights.close();
   }
+}
+
+/** Plain continuation of a prompt text (no template), with the adapter when `adapter` is given. */
+export async function completeText(modelDir: string, prompt: string, opts: Omit<ChatOptions, 'template' | 'extra' | 'onToken'> & { onToken?: (ev: TokenEvent) => void } = {}): Promise<GenerateResult> {
+  return withChat(modelDir, opts, async (gen, _format, tok) => {
+    let ids = (await tok.encode(prompt, { addSpecialTokens: true })).ids;
+    if (ids.length === 0 && gen.config.bosTokenId !== null) ids = [gen.config.bosTokenId];
+    return gen.generate(ids, opts);
+  });
 }

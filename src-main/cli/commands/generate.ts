@@ -1,0 +1,123 @@
+/** `lathe generate`, `lathe chat`, `lathe eval report`: thin wrappers over engine/generate and eval/report. */
+import type { CliCommand, CliContext } from '../types';
+import { flagList, flagNumber, flagString } from '../args';
+import type { EpName } from '../../engine/runtime';
+import { chat, compareChat, completeText, type ChatOptions } from '../../engine/generate/chat';
+import type { GenerateResult } from '../../engine/generate/generator';
+import type { ChatMessage } from '../../templates';
+import { evaluationReport, reportMarkdown } from '../../eval/report';
+import { UserError } from '../../util/progress';
+
+function required(ctx: CliContext, name: string): string {
+  const v = flagString(ctx.flags, name);
+  if (!v) throw new UserError('cli.missing', `Missing --${name}.`, 'Run `lathe help <command>` for the options.');
+  return v;
+}
+
+function epFlag(ctx: CliContext): EpName | undefined {
+  const v = flagString(ctx.flags, 'ep');
+  if (v === undefined) return undefined;
+  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu or cuda (got "${v}").`);
+  return v;
+}
+
+/** Sampling and stopping flags shared by generate and chat. */
+function generationFlags(ctx: CliContext): ChatOptions {
+  const o: ChatOptions = { ep: epFlag(ctx), signal: ctx.signal };
+  const num = (n: string) => flagNumber(ctx.flags, n);
+  const set = <K extends keyof ChatOptions>(k: K, v: ChatOptions[K] | undefined) => { if (v !== undefined) o[k] = v; };
+  set('maxTokens', num('max-tokens'));
+  set('temperature', num('temperature'));
+  set('topK', num('top-k'));
+  set('topP', num('top-p'));
+  set('repetitionPenalty', num('repetition-penalty'));
+  set('seed', num('seed'));
+  if (ctx.flags['greedy'] === true) o.greedy = true;
+  const stops = flagList(ctx.flags, 'stop');
+  if (stops.length) o.stopStrings = stops;
+  set('adapter', flagString(ctx.flags, 'adapter'));
+  return o;
+}
+
+const SAMPLING_USAGE = [
+  '  --max-tokens N (128)   --greedy | --temperature X --top-k N --top-p X --repetition-penalty X --seed N',
+  '  --stop TEXT (repeatable)   --adapter RUN_OR_CHECKPOINT_DIR   --ep cpu|webgpu|cuda',
+  'Without sampling flags the model\'s generation_config.json decides (greedy when it does not ask to sample).',
+].join('\n');
+
+function summary(r: GenerateResult): string {
+  const t = r.timings;
+  return `[${r.ids.length} tokens, stopped: ${r.finish}; prompt ${r.promptTokens} tokens at ${Math.round(t.prefillTokensPerSecond)} tok/s, ` +
+    `generation ${Math.round(t.decodeTokensPerSecond)} tok/s]`;
+}
+
+export const commands: CliCommand[] = [
+  {
+    path: ['generate'],
+    summary: 'Continue a prompt with a model (optionally with a LoRA adapter), streaming the text',
+    usage: ['lathe generate --model DIR --prompt TEXT [options] [--json]', SAMPLING_USAGE].join('\n'),
+    run: async (ctx) => {
+      const prompt = flagString(ctx.flags, 'prompt') ?? ctx.args.join(' ');
+      if (!prompt) throw new UserError('cli.missing', 'Missing --prompt.', 'Give the text to continue, e.g. --prompt "Once upon a time".');
+      const o = generationFlags(ctx);
+      if (!ctx.json) process.stdout.write(prompt);
+      const r = await completeText(required(ctx, 'model'), prompt, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
+      if (!ctx.json) { ctx.out(''); ctx.err(summary(r)); }
+      return { prompt, ...r };
+    },
+  },
+  {
+    path: ['chat'],
+    summary: 'One chat turn through the model\'s chat template; --compare answers with the base model and the adapter side by side',
+    usage: [
+      'lathe chat --model DIR --message TEXT [--system TEXT] [--template BUILTIN] [--adapter RUN [--compare]] [options] [--json]',
+      SAMPLING_USAGE,
+      '  --template NAME   a built-in template (chatml, llama3, ...) for models without their own',
+    ].join('\n'),
+    run: async (ctx) => {
+      const message = flagString(ctx.flags, 'message') ?? ctx.args.join(' ');
+      if (!message) throw new UserError('cli.missing', 'Missing --message.', 'Give the user message, e.g. --message "How do I sharpen a gouge?".');
+      const messages: ChatMessage[] = [];
+      const system = flagString(ctx.flags, 'system');
+      if (system) messages.push({ role: 'system', content: system });
+      messages.push({ role: 'user', content: message });
+      const o = generationFlags(ctx);
+      const template = flagString(ctx.flags, 'template');
+      if (template) o.template = template;
+      const model = required(ctx, 'model');
+      if (ctx.flags['compare'] === true) {
+        if (!o.adapter) throw new UserError('cli.missing', '--compare needs --adapter (the fine-tuned run to compare with the base model).');
+        const { adapter, ...rest } = o;
+        const r = await compareChat(model, adapter, messages, rest);
+        if (!ctx.json) {
+          ctx.out(`Base model:\n${r.base.text.trim()}\n\nFine-tuned:\n${r.tuned.text.trim()}`);
+          ctx.err(`base ${summary(r.base)}\ntuned ${summary(r.tuned)}`);
+        }
+        return r;
+      }
+      const r = await chat(model, messages, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
+      if (!ctx.json) { ctx.out(''); ctx.err(summary(r)); }
+      return r;
+    },
+  },
+  {
+    path: ['eval', 'report'],
+    summary: 'Evaluation report of a finished run: perplexity, generations and BLEU/ROUGE-L before and after',
+    usage: [
+      'lathe eval report --run RUN_DIR [--checkpoint DIR] [--general DATASET_DIR] [--eval-set FILE.jsonl] [--prompt TEXT ...]',
+      '                  [--max-tokens N (64)] [--max-examples N (100)] [--max-blocks N (64)] [--ep cpu|webgpu|cuda] [--json]',
+      'Writes RUN_DIR/eval-report.json and eval-report.md. --eval-set lines: {"prompt","reference"} or {"messages": [..., assistant reply]}.',
+    ].join('\n'),
+    run: async (ctx) => {
+      const prompts = flagList(ctx.flags, 'prompt');
+      const r = await evaluationReport({
+        run: required(ctx, 'run'), checkpoint: flagString(ctx.flags, 'checkpoint'), general: flagString(ctx.flags, 'general'),
+        sftEval: flagString(ctx.flags, 'eval-set'), prompts: prompts.length ? prompts : undefined,
+        maxTokens: flagNumber(ctx.flags, 'max-tokens'), maxExamples: flagNumber(ctx.flags, 'max-examples'), maxBlocks: flagNumber(ctx.flags, 'max-blocks'),
+        ep: epFlag(ctx), signal: ctx.signal, onProgress: ctx.json ? undefined : (p) => { if (p.stage) ctx.err(p.stage); },
+      });
+      if (!ctx.json) ctx.out(reportMarkdown(r));
+      return r;
+    },
+  },
+];
