@@ -8,7 +8,7 @@ import { tempDir } from '../../helpers/services';
 
 async function lathe(...argv: string[]): Promise<{ code: number; json: Record<string, unknown>; err: string }> {
   const out: string[] = [], err: string[] = [];
-  const code = await main([...argv, '--json'], { out: (s) => out.push(s), err: (s) => err.push(s) });
+  const code = await main([...argv, '--json'], { out: (s) => { out.push(s); return true; }, err: (s) => { err.push(s); return true; } });
   return { code, json: JSON.parse(out.join('\n')) as Record<string, unknown>, err: err.join('\n') };
 }
 
