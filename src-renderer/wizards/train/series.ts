@@ -1,5 +1,5 @@
 /** Turns a run's history (metrics.jsonl records) and live job metrics into chart series. */
-import type { Series } from '../../components/Chart.svelte';
+import type { Series } from '../../lib/chart';
 
 export interface TrainPoint { step: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; memoryMB: number; etaSeconds: number; ppl: number }
 export interface ValPoint { step: number; split: string; loss: number; ppl: number }
