@@ -4,4 +4,5 @@ export const benches = [
   { name: 'data', load: () => import('./data') },
   { name: 'train', load: () => import('./train') },
   { name: 'memory', load: () => import('./memory') },
+  { name: 'generate', load: () => import('./generate') },
 ];
