@@ -17,7 +17,8 @@ import { ropeInvFreq } from '../models/config';
 import type { LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
 import { bf16ToF32Array } from '../safetensors';
-import type { LoraLayout, LinearRole, NewRowsLayout } from './lora';
+import { ALL_ROLES, type LoraLayout, type LinearRole, type NewRowsLayout } from './lora';
+import { loraDropout, moduleSeedOffset } from './dropout';
 import { nf4Linear } from '../quant/linear';
 
 export interface ForwardOptions {
@@ -33,6 +34,8 @@ export interface ForwardOptions {
    * `isNew` f32 [B, T, 1] (1 where the token is a new one); `ids` then hold base-clamped ids (TokenRows.input).
    */
   newTokens?: { newIdx: Value; isNew: Value };
+  /** LoRA dropout while training: probability p and the per-step seed input (f32 scalar). */
+  dropout?: { p: number; seed: Value };
 }
 
 /** Where frozen base weights come from: a model folder's safetensors, referenced in place. */
@@ -92,6 +95,8 @@ export interface Ctx {
   /** LoRA tensors by "layer:role": A [r, in], B [out, r]. */
   loraTensors: Map<string, { a: Value; b: Value }>;
   N: number;
+  /** Training with LoRA dropout: probability and the per-step seed input. */
+  dropout?: { p: number; seed: Value } | null;
 }
 
 export async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, role: LinearRole): Promise<Value> {
@@ -103,8 +108,9 @@ export async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, 
     : g.gemm(x, await baseWeight(g, c.src, w.weight), bias, { transB: !w.inOut });
   const l = c.loraTensors.get(`${layer}:${role}`);
   if (!l || !c.lora) return y;
-  // y + scale · (x Aᵀ) Bᵀ : [N, in]·[in, r] -> [N, r], then one Gemm adds [N, r]·[r, out] onto y
-  const xa = g.gemm(x, l.a, null, { transB: true });
+  // y + scale · (dropout(x) Aᵀ) Bᵀ : [N, in]·[in, r] -> [N, r], then one Gemm adds [N, r]·[r, out] onto y
+  const xin = c.dropout ? loraDropout(g, x, c.dropout.p, c.dropout.seed, moduleSeedOffset(layer, ALL_ROLES.indexOf(role))) : x;
+  const xa = g.gemm(xin, l.a, null, { transB: true });
   return g.gemm(xa, l.b, y, { transB: true, alpha: c.lora.scale });
 }
 
@@ -220,7 +226,7 @@ export async function buildForward(
     }
   }
   if (lora?.newRows && !opts.newTokens) throw new Error('buildForward: the layout has new-token rows but no newTokens inputs were given.');
-  const c: Ctx = { g, cfg, src, lora, loraTensors, N };
+  const c: Ctx = { g, cfg, src, lora, loraTensors, N, dropout: opts.dropout && opts.dropout.p > 0 ? opts.dropout : null };
 
   // embeddings: x [N, C]
   const wte = await baseWeight(g, src, layout.embed);

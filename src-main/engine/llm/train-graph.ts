@@ -36,7 +36,13 @@ export interface TrainGraph {
 }
 
 /** Rows of B×T tokens; `packed` adds per-token segment ids and positions inputs (several SFT samples per row). */
-export interface GraphShape { batch: number; seqLen: number; packed?: boolean }
+export interface GraphShape {
+  batch: number;
+  seqLen: number;
+  packed?: boolean;
+  /** Training only: LoRA dropout probability (adds a `dropout_seed` input). */
+  dropout?: number;
+}
 
 /** Inputs for trainable new-token rows (see TokenRows for how the host fills them). */
 function newTokenInputs(g: GraphBuilder, shape: GraphShape, lora: LoraLayout | null) {
@@ -65,6 +71,8 @@ export async function buildTrainGraph(
   const ids = g.input('ids', 'int64', [B, T]);
   const packing = packingInputs(g, shape);
   const newTokens = newTokenInputs(g, shape, lora);
+  /** LoRA dropout: the trainer feeds a seed that depends only on (run seed, step, micro-batch) */
+  const dropout = shape.dropout && shape.dropout > 0 ? { p: shape.dropout, seed: g.input('dropout_seed', 'float32', []) } : undefined;
   const targets = g.input('targets', 'int64', [N, 1]);
   const mask = g.input('mask', 'float32', [N, 1]);
   /** true on the last micro-batch of an optimizer step */
@@ -78,7 +86,7 @@ export async function buildTrainGraph(
   const v = g.input('v', 'float32', [P]);
   const gacc = g.input('gacc', 'float32', [P]);
 
-  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens }, lora, params);
+  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}) }, lora, params);
   const lossSum = softmaxCrossEntropy(g, fwd.logits, targets, mask); // Σ mask · nll (scalar)
   const forwardNodes = g.nodes.length;
   const { grads } = gradients(g, [[lossSum, null]], [params]);

@@ -19,8 +19,8 @@ export const TrainConfigSchema = z.object({
     rank: z.number().int().min(1).max(1024).default(8),
     /** alpha: scale = alpha/r; 2·r is a common choice. */
     alpha: z.number().positive().default(16),
-    /** Dropout on the LoRA input (0 = off; not implemented above 0 yet). */
-    dropout: z.number().min(0).max(0).default(0),
+    /** Dropout on the LoRA branch's input (0 = off; 0.05-0.1 is common). Seeded by (seed, step): resumes draw the same masks. */
+    dropout: z.number().min(0).max(0.9).default(0),
     /** rsLoRA scaling alpha/√r (steadier at high ranks). */
     rslora: z.boolean().default(false),
     /** Which linear layers get adapters. */

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { openModel } from '../models';
 import type { ModelConfig } from '../models/config';
 import { openDataset } from '../../data/pack/dataset';
-import { Program, EngineSession, hostTensor, selectEp, type EpName } from '../runtime';
+import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../runtime';
 import { adamwScalars } from '../nn/layers';
 import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
 import type { WeightSource } from '../../engine/llm/forward';
@@ -23,6 +23,7 @@ import { writeFileAtomicSync } from '../../util/atomic';
 import { Rng } from '../models/rng';
 import { evaluateSplit, feedsOf, readBatch, scalarOf, type Batch } from './batch';
 import { initTrainable, trainableLayout } from './trainable';
+import { dropoutSeed } from '../llm/dropout';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
 import { isOutOfMemory, trainOomContext, withOomGuidance } from '../memory/oom';
 
@@ -121,7 +122,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     log(ep.reason);
 
     report('Building the training graph');
-    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed }, cfg.optim);
+    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout }, cfg.optim);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
     const prog = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: ep.ep, externalDataDir: src.dir });
     programs.push(prog);
@@ -220,7 +221,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         const invCount = hostTensor('float32', [], new Float32Array([1 / Math.max(1, count)]));
         let lossSum = 0, gradNorm = NaN;
         for (let a = 0; a < A; a++) {
-          const out = await prog.step({ ...feedsOf(micro[a]!, B, T), apply: a === A - 1 ? apply1 : apply0, invCount, adam });
+          const seedFeed: Record<string, HostTensor> = cfg.lora.dropout > 0 ? { dropout_seed: hostTensor('float32', [], [dropoutSeed(cfg.seed, step, a)]) } : {};
+          const out = await prog.step({ ...feedsOf(micro[a]!, B, T), apply: a === A - 1 ? apply1 : apply0, invCount, adam, ...seedFeed });
           lossSum += scalarOf(out['loss_sum']);
           if (a === A - 1) gradNorm = scalarOf(out['grad_norm']);
         }
