@@ -128,6 +128,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     await page.getByLabel('Rank', { exact: true }).fill('0');
     await expect.poll(() => page.getByText('Rank must be a whole number from 1 to 1024').count()).toBe(1);
     expect(await page.getByRole('button', { name: 'Start training' }).isDisabled()).toBe(true);
+    await shot('wizard-lora-invalid');
     await page.getByLabel('Rank', { exact: true }).fill('4');
     await page.getByLabel('Layers to adapt').selectOption('attention');
     await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('3,584');
@@ -252,6 +253,22 @@ describe('wizards end to end on the bundled tiny model', () => {
     // Editing the source re-renders; a broken template is reported, not thrown.
     await page.getByLabel('Template source').fill('{% for m in messages %}{{ m.content }}');
     await expect.poll(() => page.getByRole('alert').first().textContent()).toContain('does not render');
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('can be driven from the keyboard, with a visible focus ring', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Projects' }).focus();
+    await page.keyboard.press('Tab'); // -> Data
+    const focused = await page.evaluate(() => {
+      const el = document.activeElement as HTMLElement;
+      const cs = getComputedStyle(el);
+      return { text: el.textContent, outline: cs.outlineStyle, width: parseFloat(cs.outlineWidth) };
+    });
+    expect(focused.text).toBe('Data');
+    expect(focused.outline).not.toBe('none');
+    expect(focused.width).toBeGreaterThanOrEqual(2);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: '1 · Import your text' }).waitFor();
     expect(pageErrors).toEqual([]);
   });
 });
