@@ -6,6 +6,7 @@ import type { JobRequest } from '../../contract';
 import { flagNumber, flagString } from '../args';
 import { nodeServices, packageVersion } from '../node-services';
 import { startBridge } from '../../bridge/server';
+import { progressLine } from '../work';
 import { UserError } from '../../util/progress';
 
 /** Run one job through the job host, progress on stderr; resolves with the job's result. */
@@ -15,8 +16,7 @@ export async function runJobFromCli(request: JobRequest, ctx: CliContext): Promi
   let lastLine = '';
   services.jobs.onEvent((e) => {
     if (e.type === 'progress' && e.jobId === id) {
-      const pct = e.fraction === undefined ? '' : `${Math.round(e.fraction * 100)}% `;
-      const line = `${pct}${e.stage ?? ''}${e.message ? ` — ${e.message}` : ''}`;
+      const line = progressLine(e);
       if (line !== lastLine) ctx.err(line);
       lastLine = line;
     } else if (e.type === 'log' && e.jobId === id) ctx.err(`[${e.level}] ${e.message}`);

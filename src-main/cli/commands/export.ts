@@ -1,4 +1,5 @@
 /** `lathe export`: a trained run -> merged Hugging Face model or PEFT adapter (thin wrapper over src-main/export). */
+import { cliWork } from '../work';
 import type { CliCommand } from '../types';
 import { flagNumber, flagString } from '../args';
 import { exportModel, type ExportParams, type ExportResult } from '../../export';
@@ -53,16 +54,7 @@ export const commands: CliCommand[] = [
         tokenizerDir: flagString(ctx.flags, 'tokenizer'),
         baseModelName: flagString(ctx.flags, 'base-name'),
       };
-      let last = '';
-      const result = await exportModel(params, {
-        signal: ctx.signal,
-        onProgress: (p) => {
-          const line = `${p.fraction === undefined ? '' : `${Math.round(p.fraction * 100)}% `}${p.stage ?? ''}${p.message ? ` — ${p.message}` : ''}`;
-          if (line !== last) ctx.err(line);
-          last = line;
-        },
-        onLog: (level, m) => ctx.err(`[${level}] ${m}`),
-      });
+      const result = await exportModel(params, cliWork(ctx));
       if (!ctx.json) for (const l of printResult(result)) ctx.out(l);
       return result;
     },

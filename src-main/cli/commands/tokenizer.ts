@@ -1,9 +1,10 @@
 /**
  * `lathe tokenizer train|extend|compare|inspect`: thin wrappers over src-main/tokenizer/service.
  */
-import type { CliCommand, CliContext } from '../types';
+import type { CliCommand } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
-import { UserError, type WorkOptions } from '../../util/progress';
+import { UserError } from '../../util/progress';
+import { cliWork } from '../work';
 import { compareTokenizerDirs, extendTokenizerDir, trainDomainTokenizer } from '../../tokenizer/service';
 import { LatheTokenizer } from '../../tokenizer/tokenizer';
 
@@ -12,18 +13,7 @@ function need(value: string | undefined, flag: string, example: string): string 
   return value;
 }
 
-function work(ctx: CliContext): WorkOptions {
-  let last = '';
-  return {
-    signal: ctx.signal,
-    onProgress: (p) => {
-      const line = `${p.fraction === undefined ? '' : `${Math.round(p.fraction * 100)}% `}${p.stage ?? ''}${p.message ? ` — ${p.message}` : ''}`;
-      if (line !== last) ctx.err(line);
-      last = line;
-    },
-    onLog: (level, message) => ctx.err(`[${level}] ${message}`),
-  };
-}
+const work = cliWork;
 
 const pct = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(2)}%`;
 

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { CliCommand, CliContext } from '../types';
 import { flagNumber, flagString } from '../args';
 import { runJobFromCli } from './core';
+import { requireFlag } from '../work';
 import { computeLogits, evaluatePerplexity } from '../../engine/train/infer';
 import type { TrainConfigInput } from '../../engine/train/config';
 import type { TrainSummary } from '../../engine/train/trainer';
@@ -14,12 +15,6 @@ import { prepareCorpus } from '../../data/prepare';
 import { UserError } from '../../util/progress';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-
-function required(ctx: CliContext, name: string): string {
-  const v = flagString(ctx.flags, name);
-  if (!v) throw new UserError('cli.missing', `Missing --${name}.`, 'Run `lathe help <command>` for the options.');
-  return v;
-}
 
 function epFlag(ctx: CliContext): EpName | undefined {
   const v = flagString(ctx.flags, 'ep');
@@ -91,7 +86,7 @@ export const commands: CliCommand[] = [
     summary: 'Perplexity on a prepared dataset\'s held-out splits (optionally with a LoRA checkpoint)',
     usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep cpu|webgpu|cuda] [--json]',
     run: async (ctx) => {
-      const r = await evaluatePerplexity(required(ctx, 'model'), required(ctx, 'data'), {
+      const r = await evaluatePerplexity(requireFlag(ctx, 'model'), requireFlag(ctx, 'data'), {
         checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx), maxBlocks: flagNumber(ctx.flags, 'max-blocks'), signal: ctx.signal,
       });
       if (!ctx.json) for (const [k, v] of Object.entries(r.splits)) ctx.out(`${k.padEnd(12)} loss ${v.loss.toFixed(4)}  perplexity ${v.ppl.toFixed(3)}  (${v.tokens} tokens)`);
@@ -103,8 +98,8 @@ export const commands: CliCommand[] = [
     summary: 'Print a model\'s logits for token ids as JSON (with or without an adapter)',
     usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda]',
     run: async (ctx) => {
-      const ids = required(ctx, 'ids').split(',').map((s) => Number(s.trim()));
-      const r = await computeLogits(required(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) });
+      const ids = requireFlag(ctx, 'ids').split(',').map((s) => Number(s.trim()));
+      const r = await computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) });
       ctx.out(JSON.stringify(r));
       return undefined;
     },
