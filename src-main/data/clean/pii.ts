@@ -40,7 +40,10 @@ function patternFor(text: string): RegExp {
   const key = at | v6 | long;
   let re = VARIANTS.get(key);
   if (!re) {
-    const parts = [long ? PARTS.secret : '', at ? PARTS.email : '', PARTS.iban, v6 ? PARTS.ipv6 : '', PARTS.ipv4, PARTS.ssn, PARTS.card, PARTS.phone, long ? PARTS.token : ''];
+    // The always-present alternatives all start with a digit, "+", "(" or a capital letter: one
+    // lookahead lets the engine reject every other position at once.
+    const anchored = `(?=[0-9A-Z+(])(?:${[PARTS.iban, PARTS.ipv4, PARTS.ssn, PARTS.card, PARTS.phone].filter(Boolean).join('|')})`;
+    const parts = [long ? PARTS.secret : '', at ? PARTS.email : '', v6 ? PARTS.ipv6 : '', anchored, long ? PARTS.token : ''];
     re = new RegExp(parts.filter(Boolean).join('|'), 'g');
     VARIANTS.set(key, re);
   }

@@ -1,5 +1,6 @@
 import type { CleanConfig } from '../config';
 import { ALL_STOP_WORDS } from './langid';
+import { hash32 } from './hash';
 
 /** Reused scratch tables (no allocation per document). */
 let table = new Uint32Array(1 << 12);
@@ -13,47 +14,60 @@ function wordHash(w: string): number {
 }
 const STOP_HASHES: ReadonlySet<number> = new Set([...ALL_STOP_WORDS].map(wordHash));
 
-function isWordChar(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 39 || (c >= 0xc0 && (c < 0x2000 || c > 0x206f) && (c < 0x3000 || c > 0x303f));
-}
+// Character classes, looked up once per character (one load instead of a chain of comparisons).
+const SPACE = 0, LOWER = 1, UPPER = 2, DIGIT = 3, LETTER = 4, APOS = 5, SYMBOL = 6, PUNCT = 7, TEXT = 8;
+const CLASS = new Uint8Array(65536).fill(LETTER);
+for (let c = 0; c < 0xc0; c++) CLASS[c] = SYMBOL;
+for (const c of [32, 10, 9, 13, 12, 11]) CLASS[c] = SPACE;
+for (let c = 97; c <= 122; c++) CLASS[c] = LOWER;
+for (let c = 65; c <= 90; c++) CLASS[c] = UPPER;
+for (let c = 48; c <= 57; c++) CLASS[c] = DIGIT;
+CLASS[39] = APOS;
+// . , ; : ! ? " ( ) - are ordinary prose punctuation, not symbols.
+for (const ch of '.,;:!?"()-') CLASS[ch.charCodeAt(0)] = PUNCT;
+// General and CJK punctuation separate words but are ordinary text.
+for (let c = 0x2000; c <= 0x206f; c++) CLASS[c] = TEXT;
+for (let c = 0x3000; c <= 0x303f; c++) CLASS[c] = TEXT;
+CLASS[0xd7] = TEXT; CLASS[0xf7] = TEXT;
+/** Lower-case of Latin letters below U+0250 (the rest hash as they are). */
+const LOWER_OF = new Uint16Array(0x250);
+for (let c = 0; c < 0x250; c++) LOWER_OF[c] = String.fromCharCode(c).toLowerCase().charCodeAt(0);
 
 const counts = { digits: 0, symbols: 0, letters: 0 };
 
-/** Symbols are non-space characters other than letters, digits and . , ; : ! ? ' " ( ) - (ordinary prose punctuation). */
-function isSymbol(c: number): boolean {
-  return c !== 32 && c !== 10 && c !== 9 && c !== 13 && c !== 46 && c !== 44 && c !== 59 && c !== 58 && c !== 33 && c !== 63 && c !== 39 && c !== 34 && c !== 40 && c !== 41 && c !== 45;
-}
-
 /**
- * Fills wordHashes with one hash per word (ASCII lower-cased; other letters via toLowerCase) and
+ * Fills wordHashes with one hash per word (runs of letters, digits, apostrophes; lower-cased) and
  * `counts` with digits, letters and symbols; returns the number of words.
  */
 function scanWords(s: string): number {
   let n = 0, digits = 0, symbols = 0, letters = 0;
-  let i = 0;
+  let inWord = false;
+  let h = 0;
   const len = s.length;
-  while (i < len) {
+  for (let i = 0; i < len; i++) {
     let c = s.charCodeAt(i);
-    while (i < len && !isWordChar(c)) {
-      if (isSymbol(c) && c < 0xc0) symbols++;
-      else if (c >= 0xc0) letters++; // general punctuation / CJK punctuation: count as text
-      c = s.charCodeAt(++i);
-    }
-    if (i >= len) break;
-    let h = 0x811c9dc5 | 0;
-    while (i < len && isWordChar(c)) {
-      if (c >= 65 && c <= 90) { c += 32; letters++; }
-      else if (c >= 48 && c <= 57) digits++;
-      else if (c >= 0xc0 && c < 0x250) { c = s[i]!.toLowerCase().charCodeAt(0); letters++; }
-      else if (c !== 39) letters++;
+    const k = CLASS[c]!;
+    if (k <= APOS) {
+      if (k === SPACE) { if (inWord) { push(h); inWord = false; } continue; }
+      if (k === UPPER) { c += 32; letters++; }
+      else if (k === DIGIT) digits++;
+      else if (k === LETTER) { if (c < 0x250) c = LOWER_OF[c]!; letters++; }
+      else if (k === LOWER) letters++;
+      if (!inWord) { inWord = true; h = 0x811c9dc5 | 0; }
       h = Math.imul(h ^ c, 0x01000193);
-      c = s.charCodeAt(++i);
+    } else {
+      if (inWord) { push(h); inWord = false; }
+      if (k === SYMBOL) symbols++;
+      else if (k === TEXT) letters++;
     }
-    if (n >= wordHashes.length) { const w = new Int32Array(wordHashes.length * 2); w.set(wordHashes); wordHashes = w; }
-    wordHashes[n++] = h;
   }
+  if (inWord) push(h);
   counts.digits = digits; counts.symbols = symbols; counts.letters = letters;
   return n;
+  function push(x: number): void {
+    if (n >= wordHashes.length) { const w = new Int32Array(wordHashes.length * 2); w.set(wordHashes); wordHashes = w; }
+    wordHashes[n++] = x;
+  }
 }
 
 /**
@@ -83,30 +97,39 @@ export function qualityProblem(text: string, cfg: CleanConfig['quality']): strin
   return null;
 }
 
-/** Characters in non-blank lines that occur more than once in the document, as a fraction. */
+
+/** Characters in non-blank lines that occur more than once in the document, as a fraction (lines hashed in place). */
 function duplicateLineFraction(text: string): number {
-  if (text.indexOf('\n') < 0) return 0;
-  const lines = text.split('\n');
-  if (lines.length < 4) return 0;
-  const seen = new Set<string>();
-  let dupChars = 0, total = 0;
-  for (const l of lines) {
-    const t = l.trim();
-    if (!t) continue;
-    total += t.length;
-    if (seen.has(t)) dupChars += t.length; else seen.add(t);
+  let nl = text.indexOf('\n');
+  if (nl < 0) return 0;
+  const seen = new Set<number>();
+  let dupChars = 0, total = 0, lines = 0;
+  for (let start = 0; start <= text.length; nl = text.indexOf('\n', start)) {
+    let end = nl < 0 ? text.length : nl;
+    const next = end + 1;
+    let a = start;
+    while (a < end && text.charCodeAt(a) <= 32) a++;
+    while (end > a && text.charCodeAt(end - 1) <= 32) end--;
+    start = next;
+    if (end === a) continue;
+    lines++;
+    total += end - a;
+    const h = hash32(text, a, end);
+    if (seen.has(h)) dupChars += end - a; else seen.add(h);
   }
-  return total > 0 ? dupChars / total : 0;
+  return lines >= 3 && total > 0 ? dupChars / total : 0;
 }
 
 /** Fraction of word 3-grams (over wordHashes[0..nWords)) already seen earlier in the document. */
 function repeatedTrigramFraction(nWords: number): number {
   const n = nWords - 2;
   if (n >= 10) {
-    let size = table.length;
+    // Only the part of the table this document needs is cleared (a huge earlier document must not
+    // make every later one pay for its table).
+    let size = 64;
     while (size < n * 2) size <<= 1;
-    if (size !== table.length) table = new Uint32Array(size);
-    else table.fill(0);
+    if (size > table.length) table = new Uint32Array(size);
+    else table.fill(0, 0, size);
     const mask = size - 1;
     const wh = wordHashes;
     let repeats = 0;
