@@ -1,4 +1,5 @@
 import { fmix, hash32, rng } from './hash';
+import { CLASS, FIRST_WORD_CLASS, LAST_WORD_CLASS } from './quality';
 
 /**
  * Near-duplicate detection: MinHash signatures over word n-gram shingles, banded LSH to find
@@ -194,6 +195,9 @@ export class NearDedup {
   get bytes(): number { return this.sigs.byteLength + this.keys.byteLength * 2 + this.entryDoc.byteLength * 2; }
 }
 
+/** Same word characters as the quality filter, apostrophes excluded (don't = don t, as most shinglers do). */
+const WORD = new Uint8Array(65536);
+for (let c = 0; c < 65536; c++) WORD[c] = CLASS[c]! >= FIRST_WORD_CLASS && CLASS[c]! <= LAST_WORD_CLASS && c !== 39 ? 1 : 0;
 function isWordChar(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c > 127;
+  return WORD[c] === 1;
 }

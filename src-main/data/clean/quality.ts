@@ -16,7 +16,9 @@ const STOP_HASHES: ReadonlySet<number> = new Set([...ALL_STOP_WORDS].map(wordHas
 
 // Character classes, looked up once per character (one load instead of a chain of comparisons).
 const SPACE = 0, LOWER = 1, UPPER = 2, DIGIT = 3, LETTER = 4, APOS = 5, SYMBOL = 6, PUNCT = 7, TEXT = 8;
-const CLASS = new Uint8Array(65536).fill(LETTER);
+/** Word character classes: LOWER, UPPER, DIGIT, LETTER, APOS. */
+export const FIRST_WORD_CLASS = LOWER, LAST_WORD_CLASS = APOS;
+export const CLASS = new Uint8Array(65536).fill(LETTER);
 for (let c = 0; c < 0xc0; c++) CLASS[c] = SYMBOL;
 for (const c of [32, 10, 9, 13, 12, 11]) CLASS[c] = SPACE;
 for (let c = 97; c <= 122; c++) CLASS[c] = LOWER;
