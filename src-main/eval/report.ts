@@ -18,7 +18,7 @@ import { adapterLayout, evaluatePerplexity, loadCheckpoint } from '../engine/tra
 import { resolveTrainConfig } from '../engine/train/config';
 import type { EpName } from '../engine/runtime';
 import { Generator } from '../engine/generate/generator';
-import { chatFormat, renderChatPrompt, type ChatFormat } from '../engine/generate/chat';
+import { chatFormat, renderChatPrompt } from '../engine/generate/chat';
 import type { ChatMessage } from '../templates';
 import { writeFileAtomicSync } from '../util/atomic';
 import { UserError, throwIfCancelled, type WorkOptions } from '../util/progress';
