@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Generator } from '../../src-main/engine/generate';
+import { Generator, type GenerateResult } from '../../src-main/engine/generate';
 import { openModel } from '../../src-main/engine/models';
 import { buildLoraLayout, DEFAULT_LORA } from '../../src-main/engine/llm/lora';
 import { Rng } from '../../src-main/engine/models/rng';
@@ -39,7 +39,7 @@ export async function bench(report: (row: Record<string, unknown>) => void, opts
         const t1 = performance.now();
         await gen.generate(prompt, { greedy: true, maxTokens: 8, ignoreEos: true }); // warm-up
         const warmMs = performance.now() - t1;
-        const runs = [];
+        const runs: GenerateResult['timings'][] = [];
         for (let i = 0; i < 3; i++) runs.push((await gen.generate(prompt, { greedy: true, maxTokens: N, ignoreEos: true })).timings);
         const best = (k: 'prefillTokensPerSecond' | 'decodeTokensPerSecond') => Math.max(...runs.map((r) => r[k]));
         report({

@@ -59,11 +59,15 @@ export class Sampler {
       for (const id of this.seen) if (id < V) l[id] = l[id]! > 0 ? l[id]! / o.repetitionPenalty : l[id]! * o.repetitionPenalty;
     }
     if (o.greedy) return argmax(l);
-    for (let i = 0; i < V; i++) l[i] = l[i]! / o.temperature;
-    // candidates sorted by logit, descending (ties: lower id first, as a stable sort)
-    let order = Array.from({ length: V }, (_, i) => i).sort((a, b) => l[b]! - l[a]! || a - b);
+    let max = -Infinity;
+    for (let i = 0; i < V; i++) { l[i] = l[i]! / o.temperature; if (l[i]! > max) max = l[i]!; }
+    // candidates sorted by logit, descending (ties: lower id first, as a stable sort). Tokens more than
+    // 40 nats below the best (probability < 4e-18 each) are left out first, so a 150k vocabulary costs a
+    // scan instead of a full sort; their total mass stays below 1e-12.
+    const cand: number[] = [];
+    for (let i = 0; i < V; i++) if (l[i]! >= max - 40) cand.push(i);
+    let order = cand.sort((a, b) => l[b]! - l[a]! || a - b);
     if (o.topK > 0 && o.topK < V) order = order.slice(0, o.topK);
-    const max = l[order[0]!]!;
     let probs = order.map((i) => Math.exp(l[i]! - max));
     let sum = probs.reduce((a, b) => a + b, 0);
     if (o.topP < 1) {
