@@ -25,13 +25,17 @@ export interface ChildJob {
   paged?: boolean;
   ep: EpName;
   steps: number;
+  /** A model made by the caller (createTinyModel with arch + overrides); made here when absent. */
+  modelDir?: string;
 }
 
 const job = JSON.parse(process.argv[2]!) as ChildJob;
 const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
-const dir = join(mkdtempSync(join(tmpdir(), 'lathe-mem-')), 'model');
+// the parent usually makes the model, so this process's peak holds only the training run
+const own = !job.modelDir;
+const dir = job.modelDir ?? join(mkdtempSync(join(tmpdir(), 'lathe-mem-')), 'model');
 try {
-  await createTinyModel(job.arch, dir, { seed: 1, overrides: job.overrides });
+  if (own) await createTinyModel(job.arch, dir, { seed: 1, overrides: job.overrides });
   const { config, layout, weights } = await openModel(dir);
   const lora = buildLoraLayout(config, layout, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
   const B = job.batch, T = job.seqLen, N = B * T, P = lora.size;
@@ -67,5 +71,5 @@ try {
     peakRss: process.resourceUsage().maxRSS * 1024, stepMs: med, tokensPerSecond: N / (med / 1000), loss, nodes: tg.nodes.total, loraParams: P,
   }));
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  if (own) rmSync(dir, { recursive: true, force: true });
 }

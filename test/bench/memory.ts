@@ -11,8 +11,11 @@
  * figures (docs/qlora-memory.md, ../shared/notes/landscape.md) could not be compared.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildTinyTokenizer, parseModelConfig, tinyHfConfig, type TinyArch } from '../../src-main/engine/models';
+import { buildTinyTokenizer, createTinyModel, parseModelConfig, tinyHfConfig, type TinyArch } from '../../src-main/engine/models';
 import { estimateMemory, type MemoryEp } from '../../src-main/engine/memory/estimate';
 import { probeEp } from '../../src-main/engine/runtime/ep';
 import type { ChildJob } from './memory-child';
@@ -21,8 +24,19 @@ const CHILD = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
 
 export interface MeasuredRun { peakRss: number; stepMs: number; tokensPerSecond: number; loss: number; nodes: number; loraParams: number }
 
-/** Runs one job in a fresh process and returns its measurements. */
-export function runChild(job: ChildJob): Promise<MeasuredRun> {
+/** Runs one job in a fresh process (the model made here first) and returns its measurements. */
+export async function runChild(job: ChildJob): Promise<MeasuredRun> {
+  const base = mkdtempSync(join(tmpdir(), 'lathe-mem-'));
+  try {
+    const modelDir = join(base, 'model');
+    await createTinyModel(job.arch, modelDir, { seed: 1, overrides: job.overrides });
+    return await spawnChild({ ...job, modelDir });
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+}
+
+function spawnChild(job: ChildJob): Promise<MeasuredRun> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
     const c = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(job)], { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -69,8 +69,8 @@ export interface MemoryEstimate {
 const F32 = 4;
 /** NF4 bytes per parameter: 4 bits + 8-bit absmax per 64 + f32 scale per 64·256 (quant/nf4.ts). */
 export const NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256);
-/** Runtime floor of a CPU-EP training process: Node + onnxruntime + the graph (measured, Linux x64). */
-const CPU_RUNTIME_BYTES = 200 * 2 ** 20;
+/** Runtime floor of a CPU-EP training process: Node + onnxruntime + a tiny graph (measured, Linux x64). */
+const CPU_RUNTIME_BYTES = 128 * 2 ** 20;
 /** A GPU EP's own allocations beyond the tensors (shader/pipeline caches, staging): measured on lavapipe. */
 const GPU_RUNTIME_BYTES = 64 * 2 ** 20;
 
@@ -143,13 +143,21 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   const moments = 4 * P * F32; // m, v in and out
   const accum = 3 * P * F32; // gradient + accumulator in and out
   const paged = full.pagedOptimizer;
-  const optimizer = accum + (paged ? 2 * P * F32 : moments); // paged: m, v pass through once per step
+  // paged: m, v only pass through the device during a step; on the CPU EP host and device are one
+  // memory, so paging adds the host copies instead of saving anything
+  const optimizer = accum + (!paged ? moments : ep === 'cpu' ? moments + 2 * P * F32 : 2 * P * F32);
   const withR = activationBytes(model, full.batchSize, full.seqLen, true);
   const withoutR = activationBytes(model, full.batchSize, full.seqLen, false);
   const activations = full.recompute ? withR : withoutR;
-  // NF4: the largest dequantized f32 weight exists briefly (twice: forward and backward can overlap)
+  // NF4 dequantization transients. GPU EPs: the largest f32 weight, twice (forward and backward may
+  // overlap). CPU EP: fitted on five measured runs (docs/qlora-memory.md): the codes are held twice while
+  // the session loads (model bytes + initializer), and the arena keeps slack from the per-weight
+  // f32/int32 temporaries: 8 MB + 0.45 × the f32 size of the linear weights + 0.1 × activations.
   const maxLinear = Math.max(...linears(model).map(([, i, o]) => i * o));
-  const dequant = nf4 ? 2 * maxLinear * F32 : 0;
+  const withoutRecompute = activationBytes(model, full.batchSize, full.seqLen, false);
+  const dequant = !nf4 ? 0 : ep === 'cpu'
+    ? 8 * 2 ** 20 + 0.45 * params.linear * F32 + 0.1 * withoutRecompute
+    : 2 * maxLinear * F32;
   // CPU EP: MLAS keeps a pre-packed copy of every constant Gemm weight (measured: f32 linear weights
   // cost twice their size after session creation); NF4 weights are not constants of a Gemm, lm_head is.
   const headBytes = model.vocabSize * model.hiddenSize * F32;
