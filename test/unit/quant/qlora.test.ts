@@ -121,7 +121,7 @@ describe('QLoRA vs LoRA on tiny models (CPU EP)', () => {
 });
 
 describe('QLoRA step on WebGPU', () => {
-  it('places every node of the llama QLoRA train step on the WebGPU EP', async () => {
+  it('places every node of the llama QLoRA train step on the WebGPU EP and matches the CPU EP', async () => {
     const gpu = await probeEp('webgpu');
     if (!gpu.ok) throw new Error(`WebGPU is not available: ${gpu.reason}. Install Mesa 25 lavapipe (mesa-vulkan-drivers from bookworm-backports).`);
     const dir = await tinyModel('llama');
@@ -132,6 +132,31 @@ describe('QLoRA step on WebGPU', () => {
       const r = await reportPlacement(tg.model, { ep: 'webgpu', externalDataDir: dir, disableCpuFallback: true });
       expect(r.allOnEp, describeFallback(r)).toBe(true);
       expect(r.fallback).toEqual([]);
+      // three steps on each EP, state GPU-resident on WebGPU (cold lavapipe shader compiles: ~20 s)
+      const B = 1, T = 8, N = B * T, P = lora.size;
+      const ids = new BigInt64Array(N).map((_, i) => BigInt(((i * 7) % 40) + 3));
+      const curves: Record<string, number[]> = {};
+      for (const ep of ['cpu', 'webgpu'] as const) {
+        const p = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep, externalDataDir: dir, disableCpuFallback: ep === 'webgpu' });
+        try {
+          const z = () => hostTensor('float32', [P], new Float32Array(P));
+          await p.init({ params: hostTensor('float32', [P], initLoraParams(lora, 3)), m: z(), v: z(), gacc: z() });
+          curves[ep] = [];
+          for (let s = 1; s <= 3; s++) {
+            const o = await p.step({
+              ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], ids.map((_, i) => ids[(i + 1) % N]!)),
+              mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)), apply: hostTensor('bool', [], new Uint8Array([1])),
+              invCount: hostTensor('float32', [], [1 / N]), adam: hostTensor('float32', [3], adamwScalars(optim, s)),
+            });
+            curves[ep]!.push(toNumbers(o.loss_sum!)[0]!);
+          }
+        } finally {
+          await p.dispose();
+        }
+      }
+      const rel = Math.max(...curves.cpu!.map((l, i) => Math.abs(l - curves.webgpu![i]!) / l));
+      console.log(`QLoRA llama CPU ${curves.cpu!.join(' ')} / WebGPU ${curves.webgpu!.join(' ')}: max rel diff ${rel.toExponential(1)}`);
+      expect(rel).toBeLessThan(1e-5);
     } finally {
       await weights.close();
     }
