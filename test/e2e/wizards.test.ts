@@ -98,6 +98,13 @@ describe('wizards end to end on the bundled tiny model', () => {
     const trainTokens = Number((await report.getByTestId('tokens-train').textContent())!.replace(/,/g, ''));
     expect(trainTokens).toBeGreaterThan(10_000);
     expect(existsSync(path.join(projectDir, 'datasets', 'sample', 'manifest.json'))).toBe(true);
+    // Raising a quality threshold re-counts by itself (the sample corpus is small) and removes more.
+    const qualityRemoved = async () => Number(await report.getByTestId('filter-table').first().locator('tr[data-step="quality"] [data-testid="removed"]').textContent());
+    const before = await qualityRemoved();
+    await page.getByLabel('Fewest words').fill('120');
+    await expect.poll(qualityRemoved, { timeout: 30_000 }).toBeGreaterThan(before + 5);
+    await page.getByLabel('Fewest words').fill('15');
+    await expect.poll(qualityRemoved, { timeout: 30_000 }).toBe(before);
     await report.locator('details').first().evaluate((d) => ((d as HTMLDetailsElement).open = true));
     await shot('wizard-corpus');
   });
