@@ -16,6 +16,10 @@ class JobsStore {
 
   constructor() {
     api.on('job', (e: JobEvent) => this.apply(e));
+    // After a reload, jobs that were already running are known only to main: ask once.
+    void api['jobs.list']({}).then((list) => {
+      for (const j of list) if (!this.byId[j.id]) this.byId[j.id] = { ...j, logs: [], metricCount: 0 };
+    }).catch(() => undefined);
   }
 
   get list(): JobView[] {

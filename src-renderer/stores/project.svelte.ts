@@ -5,6 +5,17 @@ import { api } from '../lib/api';
 
 export type Page = 'start' | 'data' | 'tokenizer' | 'lora' | 'train' | 'template' | 'export' | 'activity';
 
+const RUN_JOBS_KEY = 'lathe.runJobs';
+
+function readRunJobs(): Record<string, string> {
+  try {
+    const v = JSON.parse(localStorage.getItem(RUN_JOBS_KEY) ?? '{}') as unknown;
+    return v && typeof v === 'object' ? (v as Record<string, string>) : {};
+  } catch {
+    return {};
+  }
+}
+
 class ProjectStore {
   page: Page = $state('start');
   project: ProjectSummary | null = $state(null);
@@ -16,9 +27,19 @@ class ProjectStore {
   dataset: string | null = $state(null);
   /** The run the dashboard shows, and the job training it (when live). */
   runDir: string | null = $state(null);
-  runJobs: Record<string, string> = $state({});
+  runJobs: Record<string, string> = $state(readRunJobs());
 
   constructor() {
+    // Remembered across reloads, so the dashboard finds the job still training a run.
+    $effect.root(() => {
+      $effect(() => {
+        try {
+          localStorage.setItem(RUN_JOBS_KEY, JSON.stringify(this.runJobs));
+        } catch {
+          // storage full or disabled: the mapping then lasts for this page only
+        }
+      });
+    });
     void api['app.resources']({}).then((r) => (this.resources = r)).catch(() => undefined);
   }
 

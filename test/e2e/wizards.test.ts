@@ -213,6 +213,12 @@ describe('wizards end to end on the bundled tiny model', () => {
     }
     console.log(`e2e: worst timer delay on the page during training: ${worstDelay.toFixed(0)} ms`);
     expect(worstDelay).toBeLessThan(500);
+    // A reload mid-run finds the live job again (the window is not tied to the training process).
+    await page.reload();
+    await page.getByRole('button', { name: 'Bowls' }).click();
+    await page.getByTestId('project-open').waitFor();
+    await nav('Training');
+    await expect.poll(() => state.textContent(), { timeout: 10_000 }).toBe('running');
     await page.getByRole('button', { name: 'Pause' }).click();
     await expect.poll(() => state.textContent()).toBe('paused');
     const pausedAt = await step();
