@@ -66,7 +66,26 @@ export const ALL_STOP_WORDS: ReadonlySet<string> = new Set(Object.values(STOP_WO
  * Trigram keys are small integers (three 10-bit character codes; V8 hashes these fastest) and each key maps to the
  * log-probabilities of all languages at once: one Map lookup per trigram for the whole model.
  */
-interface Model { langs: string[]; logp: Map<number, Float64Array>; unseen: Float64Array }
+interface Model {
+  langs: string[];
+  /** Open-addressing table: keys[slot] = trigram key (0 = empty), rows[slot] = row index into logp. */
+  keys: Int32Array;
+  rows: Int32Array;
+  shift: number;
+  /** Row-major [row][language] log-probabilities; row 0 holds the unseen-trigram values. */
+  logp: Float64Array;
+}
+
+function slotOf(m: Model, key: number): number {
+  const mask = m.keys.length - 1;
+  let i = Math.imul(key, 0x9e3779b1) >>> m.shift;
+  for (;;) {
+    const k = m.keys[i]!;
+    if (k === key) return m.rows[i]!;
+    if (k === 0) return 0;
+    i = (i + 1) & mask;
+  }
+}
 
 /** Letters lower-cased, everything else a space; apostrophes kept (l'atelier, don't). */
 function cleanChars(text: string, limit: number): string {
@@ -97,12 +116,24 @@ function model(): Model {
   const unseen = new Float64Array(langs.length);
   const totals = counts.map((m) => { let t = 0; for (const v of m.values()) t += v; return t; });
   totals.forEach((t, i) => (unseen[i] = Math.log(alpha / (t + alpha * vocab))));
-  const logp = new Map<number, Float64Array>();
-  counts.forEach((m) => {
-    for (const k of m.keys()) if (!logp.has(k)) logp.set(k, Float64Array.from(unseen));
+  const all = [...new Set(counts.flatMap((m) => [...m.keys()]))];
+  const L = langs.length;
+  const logp = new Float64Array((all.length + 1) * L);
+  logp.set(unseen, 0);
+  let bits = 4;
+  while (1 << bits < all.length * 2) bits++;
+  const keys = new Int32Array(1 << bits);
+  const rows = new Int32Array(1 << bits);
+  const m: Model = { langs, keys, rows, shift: 32 - bits, logp };
+  all.forEach((k, r) => {
+    const row = r + 1;
+    counts.forEach((cm, li) => { const v = cm.get(k); logp[row * L + li] = v ? Math.log((v + alpha) / (totals[li]! + alpha * vocab)) : unseen[li]!; });
+    let i = Math.imul(k, 0x9e3779b1) >>> m.shift;
+    while (keys[i] !== 0) i = (i + 1) & (keys.length - 1);
+    keys[i] = k;
+    rows[i] = row;
   });
-  for (const [k, arr] of logp) counts.forEach((m, li) => { const v = m.get(k); if (v) arr[li] = Math.log((v + alpha) / (totals[li]! + alpha * vocab)); });
-  MODEL = { langs, logp, unseen };
+  MODEL = m;
   return MODEL;
 }
 
@@ -138,8 +169,8 @@ export function identifyLanguage(text: string): { lang: string; confidence: numb
     if (c === 32 && p1 === 32) continue; // collapse runs of non-letters
     if (p1 !== 32) { // "x y" trigrams span two words: skipped, as when building the profiles
       const key = ((p2 & 0x3ff) << 20) | ((p1 & 0x3ff) << 10) | (c & 0x3ff);
-      const arr = m.logp.get(key) ?? m.unseen;
-      for (let k = 0; k < L; k++) score[k] += arr[k]!;
+      const base = slotOf(m, key) * L;
+      for (let k = 0; k < L; k++) score[k] += m.logp[base + k]!;
       n++;
     }
     p2 = p1;

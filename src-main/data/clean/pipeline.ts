@@ -56,6 +56,12 @@ export class LineCounter {
     if (this.counts.size > this.maxTracked) for (const [k, v] of this.counts) if (v <= 1) this.counts.delete(k);
   }
   docsWith(h: number): number { return this.counts.get(h) ?? 0; }
+  /** Hashes of lines seen in at least `minDocs` documents. */
+  frequent(minDocs: number): Set<number> {
+    const out = new Set<number>();
+    for (const [h, n] of this.counts) if (n >= minDocs) out.add(h);
+    return out;
+  }
 }
 
 function lineHash(s: string, start: number, end: number): number {
@@ -129,16 +135,31 @@ export class Cleaner {
     return this.pass(s, doc);
   }
 
+  /** Boilerplate line hashes, fixed when pass 2 starts. */
+  private boiler: Set<number> | null = null;
+
+  /** Cheap check (hashes lines in place) before splitting a document. */
+  private hasBoilerplate(text: string): boolean {
+    const min = this.cfg.boilerplate.minLineChars;
+    let start = 0;
+    while (start <= text.length) {
+      let end = text.indexOf('\n', start);
+      if (end < 0) end = text.length;
+      if (end - start >= min && this.boiler!.has(lineHash(text, start, end))) return true;
+      start = end + 1;
+    }
+    return false;
+  }
+
   /** Pass 2: everything else. Returns the cleaned document or null when it was removed. */
   second(doc: Doc): Doc | null {
     let s = this.boilerplate;
     this.enter(s, doc);
-    if (s.enabled) {
+    if (s.enabled && (this.boiler ??= this.lines.frequent(this.cfg.boilerplate.minDocs)).size > 0 && this.hasBoilerplate(doc.text)) {
       const out: string[] = [];
       const removed: string[] = [];
-      const minDocs = this.cfg.boilerplate.minDocs;
       for (const line of doc.text.split('\n')) {
-        if (line.length >= this.cfg.boilerplate.minLineChars && this.lines.docsWith(lineHash(line, 0, line.length)) >= minDocs) removed.push(line);
+        if (line.length >= this.cfg.boilerplate.minLineChars && this.boiler.has(lineHash(line, 0, line.length))) removed.push(line);
         else out.push(line);
       }
       if (removed.length) {
