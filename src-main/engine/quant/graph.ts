@@ -5,17 +5,19 @@
  * the f32 weight is a transient, the device keeps only ~4.13 bits per parameter.
  *
  * Two ops, registered with defineOp (ops.ts is untouched):
- *   Nf4Const  (source, nondiff): packed codes as an ONNX Constant node (uint4 or uint8). The IR has no
+ *   Nf4Const  (source, nondiff): packed codes as an ONNX Constant node (uint8). The IR has no
  *             4/8-bit dtypes, so its IR value is typed 'int32' as a placeholder; only Nf4Gemm reads it.
  *             ORT turns Constant nodes into initializers at load.
  *   Nf4Gemm   y = x · W' (+ bias), W' = W or Wᵀ (transB), W dequantized in the lowering:
  *
- *     codes uint4 [nb·64] -DequantizeLinear(scale 1)-> f32 0..15 -Cast int32-> Gather(NF4 table [16])
+ *     codes uint8 [nb·32] (two 4-bit codes a byte) -DequantizeLinear(scale 1)-> f32 0..255 -Cast int32->
+ *       Gather(pair table [256, 2]: byte -> its two NF4 values) -> [nb·32, 2]
  *     acodes uint8 [nb] -DequantizeLinear-> -Cast-> Gather(dynamic map [256]) · scale2 [nb2, 1] + offset
  *     W = reshape(values, [nb, 64]) · absmax [nb, 1] -> [rows, cols]
  *
  * Every op in that chain runs on the WebGPU EP (measured with reportPlacement + disableCpuFallback:
- * DequantizeLinear-21 uint4/uint8, Cast f32->int32, Gather int32). BitShift/BitwiseAnd would not.
+ * DequantizeLinear-21 uint8, Cast f32->int32, Gather int32). BitShift/BitwiseAnd would not; a uint4
+ * Constant + DequantizeLinear + a 16-entry table also runs there but touches twice the elements.
  * Dimension letters: N tokens, rows × cols the stored weight ([out, in] for nn.Linear, [in, out] for
  * GPT-2 Conv1D), n = rows·cols, nb = ⌈n/64⌉ blocks, nb2 = ⌈nb/256⌉ second-level blocks.
  */
@@ -85,7 +87,8 @@ function lowerNf4Gemm(c: LowerCtx): void {
   // all f32 weights alive at once (measured: +88 MB on a 23M-parameter model). 0·x₀₀ + 1 = 1.
   const x0 = emit1('Slice', [c.in(0), c.ints([0, 0]), c.ints([1, 1])], 'nf4_x0'); // [1, 1]
   const gate = emit1('Reshape', [emit1('Add', [emit1('Mul', [x0, c.scalar(0, 'float32')], 'nf4_x0z'), one], 'nf4_x0o'), c.ints([])], 'nf4_one');
-  // codes -> NF4 values [nb·64]
+  // code bytes [nb·32] -> value pairs [nb·32, 2] from the 256-entry pair table (byte b holds elements
+  // 2i (low nibble) and 2i+1 (high nibble)): half the elements of unpacking nibble by nibble
   const cf = emit1('DequantizeLinear', [c.in(1), gate], 'nf4_cf');
   const ci = emit1('Cast', [cf], 'nf4_ci', { to: { type: 'int', value: INT32 } });
   const vals = emit1('Gather', [c.in(5), ci], 'nf4_v');
@@ -111,8 +114,8 @@ function lowerNf4Gemm(c: LowerCtx): void {
   c.emit('Gemm', bias ? [c.in(0), w, bias] : [c.in(0), w], [c.out(0)], { transB: { type: 'int', value: a.transB ? 1 : 0 } });
 }
 
-/** A packed constant (uint4 codes or uint8 absmax codes) carried by an Nf4Const node. */
-function nf4Const(g: GraphBuilder, name: string, type: 'uint4' | 'uint8', count: number, bytes: Uint8Array): Value {
+/** A packed uint8 constant (code bytes or absmax codes) carried by an Nf4Const node. */
+function nf4Const(g: GraphBuilder, name: string, type: 'uint8', count: number, bytes: Uint8Array): Value {
   registerOnce();
   const v = g.apply('Nf4Const', [], { key: name, count })[0]!;
   payloads.set(v.node!, { type, dims: [count], bytes, name });
@@ -133,13 +136,20 @@ export interface Nf4Weight {
 
 const tables = new WeakMap<GraphBuilder, { nf4: Value; dyn: Value }>();
 
+/** [256, 2]: byte b -> [NF4[b & 15], NF4[b >> 4]]. */
+function pairTable(): number[] {
+  const t: number[] = [];
+  for (let b = 0; b < 256; b++) t.push(NF4_VALUES[b & 15]!, NF4_VALUES[b >> 4]!);
+  return t;
+}
+
 /** Places a quantized [rows, cols] weight in `g` (initializers named `<name>.nf4_*`). */
 export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor): Nf4Weight {
   if (q.shape.length !== 2) throw new Error(`NF4 weight ${name} must be 2-D, got [${q.shape.join(', ')}].`);
   const [rows, cols] = q.shape as [number, number];
   return {
     name, rows, cols, q,
-    codes: nf4Const(g, `${name}.nf4_codes`, 'uint4', q.nb * NF4_BLOCK, q.codes),
+    codes: nf4Const(g, `${name}.nf4_codes`, 'uint8', (q.nb * NF4_BLOCK) / 2, q.codes),
     absCodes: nf4Const(g, `${name}.nf4_absmax`, 'uint8', q.nb, q.absCodes),
     scale2: g.weight(`${name}.nf4_scale2`, 'float32', [q.nb2, 1], { kind: 'raw', bytes: new Uint8Array(q.scale2.buffer, q.scale2.byteOffset, q.scale2.byteLength) }),
     offset: g.weight(`${name}.nf4_offset`, 'float32', [], { kind: 'raw', bytes: new Uint8Array(Float32Array.of(q.offset).buffer) }),
@@ -150,7 +160,7 @@ export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor): Nf4Weight
 export function nf4Gemm(g: GraphBuilder, x: Value, w: Nf4Weight, bias: Value | null, transB: boolean): Value {
   registerOnce();
   let t = tables.get(g);
-  if (!t) tables.set(g, (t = { nf4: g.constant(NF4_VALUES, 'float32', [16]), dyn: g.constant(dynamicMap(), 'float32', [256]) }));
+  if (!t) tables.set(g, (t = { nf4: g.constant(pairTable(), 'float32', [256, 2]), dyn: g.constant(dynamicMap(), 'float32', [256]) }));
   const inputs = [x, w.codes, w.absCodes, w.scale2, w.offset, t.nf4, t.dyn];
   if (bias) inputs.push(bias);
   return g.apply('Nf4Gemm', inputs, { rows: w.rows, cols: w.cols, nb: w.q.nb, nb2: w.q.nb2, transB: transB ? 1 : 0 })[0]!;
@@ -165,7 +175,7 @@ export function nf4Storage(model: OnnxModel): { bytes: number; params: number } 
   for (const n of model.graph.nodes) {
     const v = n.attributes?.value;
     if (n.op !== 'Constant' || v?.type !== 'tensor') continue;
-    if (v.value.name.endsWith('.nf4_codes')) params += v.value.dims[0]!;
+    if (v.value.name.endsWith('.nf4_codes')) params += 2 * v.value.dims[0]!; // two codes per byte
     if (v.value.name.endsWith('.nf4_codes') || v.value.name.endsWith('.nf4_absmax')) bytes += v.value.data.kind === 'raw' ? v.value.data.bytes.byteLength : v.value.data.length;
   }
   for (const i of model.graph.initializers) {
