@@ -172,6 +172,13 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   };
 }
 
+/** The plan of a trainer config (train/config.ts) whose dataset has `seqLen`-token blocks. */
+export function planFromTrainConfig(cfg: {
+  batchSize: number; quantization?: 'none' | 'nf4'; lora: { rank: number; targets: MemoryPlan['lora']['targets'] };
+}, seqLen: number): MemoryPlan {
+  return { batchSize: cfg.batchSize, seqLen, lora: { rank: cfg.lora.rank, targets: cfg.lora.targets }, quantization: cfg.quantization ?? 'none' };
+}
+
 /** "1.2 GB" style: binary units, one decimal. */
 export function formatBytes(b: number): string {
   const u = ['bytes', 'KB', 'MB', 'GB', 'TB'];

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { UserError } from '../../util/progress';
 import type { ModelConfig } from '../models/config';
 import { readModelConfig } from '../models/validate';
-import { estimateMemory, formatBytes, type MemoryEp, type MemoryPlan } from './estimate';
+import { estimateMemory, formatBytes, planFromTrainConfig, type MemoryEp, type MemoryPlan } from './estimate';
 import { suggestFit } from './fit';
 
 const OOM = /failed to allocate|out of memory|OUT_OF_(DEVICE|HOST)_MEMORY|bad_alloc|bad allocation|Array buffer allocation failed|Cannot allocate memory|ENOMEM|_ALLOC_FAILED|cudaErrorMemoryAllocation|GPUOutOfMemoryError/i;
@@ -76,6 +76,6 @@ export async function trainOomContext(cfg: {
   const manifest = JSON.parse(await readFile(path.join(cfg.dataset, 'manifest.json'), 'utf8')) as { blockSize: number };
   return {
     model, ep, checkpointsDir: path.join(cfg.out, 'checkpoints'),
-    plan: { batchSize: cfg.batchSize, seqLen: manifest.blockSize, lora: cfg.lora, quantization: cfg.quantization ?? 'none' },
+    plan: planFromTrainConfig(cfg, manifest.blockSize),
   };
 }
