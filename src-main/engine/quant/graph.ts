@@ -23,10 +23,18 @@
  */
 import { defineOp, getOp, type LowerCtx } from '../graph/ops';
 import type { GraphBuilder, Node, Value } from '../graph/graph';
-import type { OnnxDataType, OnnxModel } from '../onnx/spec';
+import type { OnnxDataType, OnnxModel, OnnxTensorData } from '../onnx/spec';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES, dynamicMap, type Nf4Tensor } from './nf4';
 
-interface ConstPayload { type: OnnxDataType; dims: number[]; bytes: Uint8Array; name: string }
+interface ConstPayload { type: OnnxDataType; dims: number[]; data: OnnxTensorData; name: string }
+
+/**
+ * Where code bytes go instead of the model itself: a .onnx protobuf must stay under 2 GB, so large
+ * models write their codes to a file inside the model folder (quant/store.ts) and reference it.
+ */
+export interface Nf4ByteStore {
+  put(bytes: Uint8Array): { location: string; offset: number; length: number };
+}
 /** Bytes behind each Nf4Const node (lives as long as the graph's nodes). */
 const payloads = new WeakMap<Node, ConstPayload>();
 
@@ -44,7 +52,8 @@ function registerOnce(): void {
     lower: (c) => {
       const p = payloads.get(c.node);
       if (!p) throw new Error(`Nf4Const ${String(c.node.attrs.key)} has no data: build it with nf4Const().`);
-      c.emit('Constant', [], [c.out(0)], { value: { type: 'tensor', value: { name: p.name, type: p.type, dims: p.dims, data: { kind: 'raw', bytes: p.bytes } } } });
+      // (a Constant may carry external data: ORT turns it into an initializer read from the file)
+      c.emit('Constant', [], [c.out(0)], { value: { type: 'tensor', value: { name: p.name, type: p.type, dims: p.dims, data: p.data } } });
     },
   });
   defineOp({
@@ -115,10 +124,11 @@ function lowerNf4Gemm(c: LowerCtx): void {
 }
 
 /** A packed uint8 constant (code bytes or absmax codes) carried by an Nf4Const node. */
-function nf4Const(g: GraphBuilder, name: string, type: 'uint8', count: number, bytes: Uint8Array): Value {
+function nf4Const(g: GraphBuilder, name: string, type: 'uint8', count: number, bytes: Uint8Array, store?: Nf4ByteStore): Value {
   registerOnce();
   const v = g.apply('Nf4Const', [], { key: name, count })[0]!;
-  payloads.set(v.node!, { type, dims: [count], bytes, name });
+  const data: OnnxTensorData = store ? { kind: 'external', ...store.put(bytes) } : { kind: 'raw', bytes };
+  payloads.set(v.node!, { type, dims: [count], data, name });
   return v;
 }
 
@@ -143,14 +153,14 @@ function pairTable(): number[] {
   return t;
 }
 
-/** Places a quantized [rows, cols] weight in `g` (initializers named `<name>.nf4_*`). */
-export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor): Nf4Weight {
+/** Places a quantized [rows, cols] weight in `g` (initializers named `<name>.nf4_*`; codes in `store` if given). */
+export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor, store?: Nf4ByteStore): Nf4Weight {
   if (q.shape.length !== 2) throw new Error(`NF4 weight ${name} must be 2-D, got [${q.shape.join(', ')}].`);
   const [rows, cols] = q.shape as [number, number];
   return {
     name, rows, cols, q,
-    codes: nf4Const(g, `${name}.nf4_codes`, 'uint8', (q.nb * NF4_BLOCK) / 2, q.codes),
-    absCodes: nf4Const(g, `${name}.nf4_absmax`, 'uint8', q.nb, q.absCodes),
+    codes: nf4Const(g, `${name}.nf4_codes`, 'uint8', (q.nb * NF4_BLOCK) / 2, q.codes, store),
+    absCodes: nf4Const(g, `${name}.nf4_absmax`, 'uint8', q.nb, q.absCodes, store),
     scale2: g.weight(`${name}.nf4_scale2`, 'float32', [q.nb2, 1], { kind: 'raw', bytes: new Uint8Array(q.scale2.buffer, q.scale2.byteOffset, q.scale2.byteLength) }),
     offset: g.weight(`${name}.nf4_offset`, 'float32', [], { kind: 'raw', bytes: new Uint8Array(Float32Array.of(q.offset).buffer) }),
   };

@@ -7,9 +7,16 @@
 import type { GraphBuilder, Value } from '../graph/graph';
 import type { WeightSource } from '../llm/forward';
 import { quantizeNf4 } from './nf4';
-import { nf4Gemm, placeNf4, type Nf4Weight } from './graph';
+import { nf4Gemm, placeNf4, type Nf4ByteStore, type Nf4Weight } from './graph';
 
 const placed = new WeakMap<GraphBuilder, Map<string, Nf4Weight>>();
+/** Code stores by weight source (useNf4Store): kept out of WeightSource so forward.ts stays as it is. */
+const nf4Stores = new WeakMap<WeightSource, Nf4ByteStore>();
+
+/** Graphs built from `src` write their NF4 codes to `store` (a file in src.dir) instead of the model. */
+export function useNf4Store(src: WeightSource, store: Nf4ByteStore): void {
+  nf4Stores.set(src, store);
+}
 
 /** Reads, quantizes and places `name` (cached per graph). */
 export async function nf4BaseWeight(g: GraphBuilder, src: WeightSource, name: string): Promise<Nf4Weight> {
@@ -21,7 +28,7 @@ export async function nf4BaseWeight(g: GraphBuilder, src: WeightSource, name: st
   if (e.shape.length !== 2) throw new Error(`NF4: ${name} has shape [${e.shape.join(', ')}]; only 2-D linear weights are quantized.`);
   // f32 copy lives only until quantized: peak host memory is one tensor in f32 plus its codes
   const f32 = e.dtype === 'BF16' && src.readBf16 ? await src.readBf16(name) : await src.weights.readF32(name);
-  const w = placeNf4(g, name, quantizeNf4(f32, e.shape));
+  const w = placeNf4(g, name, quantizeNf4(f32, e.shape), nf4Stores.get(src));
   cache.set(name, w);
   return w;
 }

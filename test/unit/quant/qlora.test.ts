@@ -20,6 +20,9 @@ import { dequantizeNf4, quantizeNf4 } from '../../../src-main/engine/quant/nf4';
 import { nf4Gemm, nf4Storage, placeNf4 } from '../../../src-main/engine/quant/graph';
 import { Rng } from '../../../src-main/engine/models/rng';
 import { tinyModel } from '../../helpers/tiny';
+import { Nf4FileStore } from '../../../src-main/engine/quant/store';
+import { useNf4Store } from '../../../src-main/engine/quant/linear';
+import { encodeModel } from '../../../src-main/engine/onnx/encode';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
 
@@ -118,6 +121,52 @@ describe('QLoRA vs LoRA on tiny models (CPU EP)', () => {
       }
     });
   }
+});
+
+describe('NF4 codes in an external file', () => {
+  it('trains the same as codes inside the model, which then holds no code bytes', async () => {
+    const dir = await tinyModel('gpt2');
+    const { config, layout, weights } = await openModel(dir);
+    try {
+      const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
+      const B = 1, T = 8, N = B * T, P = lora.size;
+      const ids = new BigInt64Array(N).map((_, i) => BigInt(((i * 7) % 40) + 3));
+      const losses: number[][] = [];
+      const sizes: number[] = [];
+      for (const external of [false, true]) {
+        const src = { weights, dir, quantize: 'nf4' as const };
+        const store = external ? new Nf4FileStore(dir) : null;
+        if (store) useNf4Store(src, store);
+        const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
+        store?.close();
+        sizes.push(encodeModel(tg.model).byteLength);
+        if (store) expect(store.bytes).toBeGreaterThanOrEqual(nf4Storage(tg.model).bytes - 4096); // codes + absmax codes, aligned
+        const p = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', externalDataDir: dir });
+        store?.remove(); // the session has the data; the file can go
+        try {
+          const z = () => hostTensor('float32', [P], new Float32Array(P));
+          await p.init({ params: hostTensor('float32', [P], initLoraParams(lora, 3)), m: z(), v: z(), gacc: z() });
+          const curve: number[] = [];
+          for (let s = 1; s <= 3; s++) {
+            const o = await p.step({
+              ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], ids.map((_, i) => ids[(i + 1) % N]!)),
+              mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)), apply: hostTensor('bool', [], new Uint8Array([1])),
+              invCount: hostTensor('float32', [], [1 / N]), adam: hostTensor('float32', [3], adamwScalars(optim, s)),
+            });
+            curve.push(toNumbers(o.loss_sum!)[0]!);
+          }
+          losses.push(curve);
+        } finally {
+          await p.dispose();
+        }
+      }
+      expect(losses[1]).toEqual(losses[0]);
+      const st = (await buildTrainGraph(config, layout, { weights, dir, quantize: 'nf4' }, lora, { batch: B, seqLen: T }, optim)).model;
+      expect(sizes[0]! - sizes[1]!).toBeGreaterThan(0.9 * nf4Storage(st).bytes - 8192);
+    } finally {
+      await weights.close();
+    }
+  });
 });
 
 describe('QLoRA step on WebGPU', () => {
