@@ -14,8 +14,9 @@ const placed = new WeakMap<GraphBuilder, Map<string, Nf4Weight>>();
 const nf4Stores = new WeakMap<WeightSource, Nf4ByteStore>();
 
 /** Graphs built from `src` write their NF4 codes to `store` (a file in src.dir) instead of the model. */
-export function useNf4Store(src: WeightSource, store: Nf4ByteStore): void {
-  nf4Stores.set(src, store);
+export function useNf4Store(src: WeightSource, store: Nf4ByteStore | null): void {
+  if (store) nf4Stores.set(src, store);
+  else nf4Stores.delete(src);
 }
 
 /** Reads, quantizes and places `name` (cached per graph). */

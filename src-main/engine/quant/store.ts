@@ -8,6 +8,8 @@
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Nf4ByteStore } from './graph';
+import type { WeightSource } from '../llm/forward';
+import { useNf4Store } from './linear';
 
 export class Nf4FileStore implements Nf4ByteStore {
   private fd: number | null;
@@ -53,4 +55,25 @@ export class Nf4FileStore implements Nf4ByteStore {
     this.close();
     rmSync(this.file, { force: true });
   }
+}
+
+/**
+ * For the trainer: graphs built from `src` put their codes in a file in the model folder until
+ * `remove()` (call it once the sessions exist, and in `finally`). Null when the folder is not
+ * writable: the codes then stay inside the model, which is fine below ~2 GB of codes (~4B parameters).
+ */
+export function openNf4Store(src: WeightSource): { remove(): void } | null {
+  let store: Nf4FileStore;
+  try {
+    store = new Nf4FileStore(src.dir);
+  } catch {
+    return null;
+  }
+  useNf4Store(src, store);
+  return {
+    remove: () => {
+      useNf4Store(src, null);
+      store.remove();
+    },
+  };
 }

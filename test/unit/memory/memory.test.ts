@@ -3,7 +3,7 @@
  * and out-of-memory handling: a real onnxruntime allocation failure is recognised, and an allocation
  * failure injected into a real training run ends in a plain-words UserError after a checkpoint.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../../../src-main/engine/models';
@@ -140,5 +140,6 @@ describe('out of memory', () => {
     const steps = new CheckpointManager(path.join(out, 'checkpoints')).list().map((c) => c.step);
     expect(steps).toContain(3); // the 3 finished steps are kept, not only the step-2 checkpoint
     expect(existsSync(path.join(out, 'metrics.jsonl'))).toBe(true);
+    expect(readdirSync(model).filter((f) => f.startsWith('.lathe-nf4'))).toEqual([]); // the codes file is gone
   }, 60_000);
 });
