@@ -51,9 +51,12 @@ export class Nf4FileStore implements Nf4ByteStore {
     this.fd = null;
   }
 
+  /** Best effort: a file still mapped by a session cannot be removed on Windows; it is only a cache. */
   remove(): void {
     this.close();
-    rmSync(this.file, { force: true });
+    try {
+      rmSync(this.file, { force: true });
+    } catch { /* left for the next run's folder clean-up */ }
   }
 }
 
