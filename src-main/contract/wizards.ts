@@ -109,6 +109,12 @@ export const LoraPlanRequest = z.object({
   gradAccum: z.number(),
   epochs: z.number(),
   maxSteps: z.number().nullable(),
+  /** QLoRA: base linear layers stored as NF4. */
+  quantization: z.enum(['none', 'nf4']).default('none'),
+  /** The device the memory estimate is for (auto is estimated as the CPU). */
+  ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+  /** An extended tokenizer folder: its new tokens' embedding rows are trained too. */
+  tokenizer: path.nullable().default(null),
 }).strict();
 
 export const LoraPlan = z.object({
@@ -123,8 +129,11 @@ export const LoraPlan = z.object({
   totalSteps: z.number().nullable(),
   tokensPerStep: z.number().nullable(),
   arithmetic: z.string().nullable(),
-  /** Rough memory for weights (f32 as the engine computes) + LoRA + Adam state, MiB. */
+  /** Memory estimate (engine/memory/estimate.ts) for the device, MiB, and its parts. */
   memoryMB: z.number(),
+  memory: z.object({ ep: z.string(), weights: z.number(), adapters: z.number(), optimizer: z.number(), activations: z.number(), workspace: z.number(), hostMB: z.number() }),
+  /** Trainable embedding rows added by an extended tokenizer (0 without one). */
+  newTokenRows: z.number(),
   presets: z.array(z.object({
     id: z.string(), label: z.string(), rank: z.number(), alpha: z.number(), targets: z.string(), lr: z.number(),
     batchSize: z.number(), gradAccum: z.number(), epochs: z.number(), arithmetic: z.string().nullable(), trainableParams: z.number(),
@@ -132,8 +141,13 @@ export const LoraPlan = z.object({
 });
 export type LoraPlan = z.infer<typeof LoraPlan>;
 
+export const TokenizerSummary = z.object({
+  dir: z.string(), name: z.string(), added: z.number(), baseVocabSize: z.number(), newVocabSize: z.number(), hash: z.string(),
+});
+export type TokenizerSummary = z.infer<typeof TokenizerSummary>;
+
 export const DatasetSummary = z.object({
-  dir: z.string(), name: z.string(), blockSize: z.number(), vocabSize: z.number(), createdAt: z.string(),
+  dir: z.string(), name: z.string(), blockSize: z.number(), vocabSize: z.number(), createdAt: z.string(), tokenizerHash: z.string(),
   splits: z.record(z.string(), z.object({ rows: z.number(), tokens: z.number(), docs: z.number() })),
 });
 export type DatasetSummary = z.infer<typeof DatasetSummary>;
@@ -169,6 +183,8 @@ export const wizardChannels = {
   'models.inspect': channel(z.object({ path }).strict(), ModelSummary),
   'lora.plan': channel(LoraPlanRequest, LoraPlan),
   'datasets.list': channel(z.object({ project: path }).strict(), z.array(DatasetSummary)),
+  /** Extended tokenizers in the project (<project>/tokenizer/*). */
+  'tokenizers.list': channel(z.object({ project: path }).strict(), z.array(TokenizerSummary)),
   'runs.list': channel(z.object({ project: path }).strict(), z.array(RunSummary)),
   'runs.read': channel(z.object({ runDir: path }).strict(), RunDetail),
   'templates.builtins': channel(z.object({}).strict(), z.array(z.object({ name: z.string(), description: z.string() }))),

@@ -12,7 +12,7 @@ import { SecretsService, type SecretBox } from './secrets';
 import { SettingsService, type KeyValueStore } from './settings';
 import { bundledResources } from './resources';
 import { inspectModel, planLora } from './models';
-import { listDatasets, listRuns, readRun } from './runs';
+import { listDatasets, listRuns, listTokenizers, readRun } from './runs';
 import { builtinTemplates, loadTemplate, previewTemplate } from './templates';
 
 export interface Services {
@@ -68,6 +68,7 @@ const handlers: Handlers = {
   'models.inspect': (req) => inspectModel(req.path),
   'lora.plan': (req) => planLora(req),
   'datasets.list': (req) => listDatasets(req.project),
+  'tokenizers.list': (req) => listTokenizers(req.project),
   'runs.list': (req) => listRuns(req.project),
   'runs.read': (req) => readRun(req.runDir),
   'templates.builtins': () => builtinTemplates(),

@@ -5,6 +5,8 @@ import type { z } from 'zod';
 import type { LoraPlan, LoraPlanRequest, ModelSummary } from '../contract/wizards';
 import { inspectModelFolder, readModelConfig, weightsLayout, parameterCount } from '../engine/models';
 import { buildLoraLayout } from '../engine/llm/lora';
+import { trainableLayout } from '../engine/train/trainable';
+import { estimateMemory } from '../engine/memory/estimate';
 import { PRESETS, presetArithmetic } from '../engine/train/config';
 import type { DatasetManifest } from '../data/pack/dataset';
 import { UserError } from '../util/progress';
@@ -51,7 +53,12 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
     buildLoraLayout(cfg, layout, { rank, alpha: rank * 2, dropout: 0, rslora: false, targets, seed: 1 }).size;
   const rank = Number.isInteger(req.rank) && req.rank >= 1 ? req.rank : 1;
   const main = buildLoraLayout(cfg, layout, { rank, alpha: 2 * rank, dropout: 0, rslora: false, targets: req.targets, seed: 1 });
-  const trainable = main.size;
+  // With an extended tokenizer the new tokens' embedding (and untied head) rows are trained as well.
+  const withRows = req.tokenizer
+    ? trainableLayout(cfg, layout, { lora: { rank, alpha: 2 * rank, dropout: 0, rslora: false, targets: req.targets }, seed: 1, tokenizer: req.tokenizer }).lora
+    : main;
+  const trainable = withRows.size;
+  const newTokenRows = withRows.size - main.size;
   const modelParams = parameterCount(cfg);
   const manifest = req.dataset ? readDatasetManifest(req.dataset) : null;
   const blockSize = manifest?.blockSize ?? null;
@@ -59,8 +66,14 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
   const B = Math.max(1, Math.floor(req.batchSize) || 1), A = Math.max(1, Math.floor(req.gradAccum) || 1);
   const stepsPerEpoch = trainBlocks !== null ? Math.max(1, Math.floor(trainBlocks / (B * A))) : null;
   const totalSteps = req.maxSteps ?? (stepsPerEpoch !== null ? Math.max(1, Math.round(req.epochs * stepsPerEpoch)) : null);
-  // The engine holds base weights as f32; LoRA weights, their gradients and two Adam moments are 4 more copies.
-  const memoryMB = (modelParams * 4 + trainable * 4 * 4) / 2 ** 20;
+  const memEp = req.ep === 'auto' ? 'cpu' : req.ep;
+  const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization }, memEp);
+  const MB = 2 ** 20;
+  const memoryMB = est.deviceTotal / MB;
+  const memory = {
+    ep: memEp, weights: est.device.weights / MB, adapters: est.device.adapters / MB, optimizer: est.device.optimizer / MB,
+    activations: est.device.activations / MB, workspace: est.device.workspace / MB, hostMB: est.host / MB,
+  };
   const presets = Object.entries(PRESETS).map(([id, p]) => ({
     id, label: p.label, rank: p.lora.rank, alpha: p.lora.alpha, targets: p.lora.targets, lr: p.optim.lr,
     batchSize: p.batchSize, gradAccum: p.gradAccum, epochs: p.epochs,
@@ -72,6 +85,6 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
     blockSize, trainBlocks, stepsPerEpoch, totalSteps,
     tokensPerStep: blockSize !== null ? B * A * blockSize : null,
     arithmetic: blockSize !== null ? presetArithmetic({ batchSize: B, gradAccum: A }, blockSize) : null,
-    memoryMB, presets,
+    memoryMB, memory, newTokenRows, presets,
   };
 }

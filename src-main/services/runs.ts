@@ -1,7 +1,9 @@
 /** Prepared datasets and training runs inside a project, read back for the wizards and the dashboard. */
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { DatasetSummary, RunDetail, RunSummary } from '../contract/wizards';
+import type { DatasetSummary, RunDetail, RunSummary, TokenizerSummary } from '../contract/wizards';
+import { EXTENSION_MANIFEST, type ExtensionManifest } from '../tokenizer';
 import type { DatasetManifest } from '../data/pack/dataset';
 import { MetricsLog } from '../engine/train/metrics';
 import { CheckpointManager } from '../engine/train/checkpoints';
@@ -28,9 +30,24 @@ export function listDatasets(project: string): DatasetSummary[] {
     if (!m || m.format !== 'lathe-dataset') continue;
     const splits: DatasetSummary['splits'] = {};
     for (const [k, s] of Object.entries(m.splits)) splits[k] = { rows: s.rows, tokens: s.tokens, docs: s.docs };
-    out.push({ dir, name: path.basename(dir), blockSize: m.blockSize, vocabSize: m.tokenizer.vocabSize, createdAt: m.createdAt, splits });
+    out.push({ dir, name: path.basename(dir), blockSize: m.blockSize, vocabSize: m.tokenizer.vocabSize, createdAt: m.createdAt, tokenizerHash: m.tokenizer.hash, splits });
   }
   return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+}
+
+/** Tokenizers extended in this project (the tokenizer wizard writes <project>/tokenizer/extended-N). */
+export function listTokenizers(project: string): TokenizerSummary[] {
+  const out: TokenizerSummary[] = [];
+  for (const dir of subdirs(path.join(project, 'tokenizer'))) {
+    const m = readJson<ExtensionManifest>(path.join(dir, EXTENSION_MANIFEST));
+    if (!m || m.format !== 'lathe-tokenizer-extension') continue;
+    const file = path.join(dir, 'tokenizer.json');
+    if (!existsSync(file)) continue;
+    // The same hash a prepared dataset records (data/tokenize.ts): sha256 of tokenizer.json's bytes.
+    const hash = createHash('sha256').update(readFileSync(file)).digest('hex');
+    out.push({ dir, name: path.basename(dir), added: m.newTokens.length, baseVocabSize: m.baseVocabSize, newVocabSize: m.newVocabSize, hash });
+  }
+  return out.sort((a, b) => a.added - b.added);
 }
 
 interface SummaryFile { steps: number; stopped: boolean }

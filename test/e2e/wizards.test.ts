@@ -249,6 +249,43 @@ describe('wizards end to end on the bundled tiny model', () => {
     await expect.poll(() => page.getByRole('button', { name: /Resume from step \d+/ }).count(), { timeout: 30_000 }).toBe(1);
   });
 
+  it('prepares the corpus with the extended tokenizer and trains its new tokens with QLoRA and dropout', async () => {
+    await nav('Data');
+    await page.getByRole('button', { name: 'Use the sample corpus' }).click(); // the page was reloaded since
+    await page.getByLabel('Tokenizer').selectOption({ label: 'extended: extended-40 (+40 tokens)' });
+    await page.getByLabel('Dataset name').fill('sample-ext');
+    await page.getByLabel('Tokens per block').fill('64');
+    await page.getByRole('button', { name: 'Prepare dataset' }).click();
+    await page.getByTestId('prepare-report').waitFor({ timeout: 60_000 });
+    const extDir = path.join(projectDir, 'datasets', 'sample-ext');
+    await expect.poll(() => existsSync(path.join(extDir, 'manifest.json'))).toBe(true);
+
+    await nav('Configure');
+    await page.getByLabel('Prepared dataset').selectOption(extDir);
+    await expect.poll(() => page.getByTestId('ext-tokenizer').textContent()).toContain('extended-40');
+    await page.getByLabel('Layers to adapt').selectOption('attention');
+    const memory = page.getByTestId('memory');
+    await expect.poll(() => memory.textContent()).toMatch(/MiB/);
+    const full = await memory.textContent();
+    await page.getByLabel(/QLoRA/).check();
+    await expect.poll(() => memory.textContent()).not.toBe(full);
+    await page.getByLabel('Dropout (0 = off)').fill('0.1');
+    await page.getByLabel('Length').selectOption({ label: 'by steps' });
+    await page.getByLabel('Steps', { exact: true }).fill('4');
+    await page.getByLabel('Batch size (blocks)').fill('2');
+    await page.getByLabel('Validate every (steps)').fill('2');
+    await page.getByLabel('Device').selectOption('cpu');
+    await shot('wizard-lora-extended');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.getByTestId('banner').filter({ hasText: 'Training finished' }).waitFor({ timeout: 120_000 });
+    await expect.poll(() => page.getByTestId('stat-step').textContent(), { timeout: 10_000 }).toBe('4');
+    const run = readdirSync(path.join(projectDir, 'runs')).sort().at(-1)!;
+    const cfg = JSON.parse(readFileSync(path.join(projectDir, 'runs', run, 'config.json'), 'utf8')) as { quantization: string; tokenizer: string; lora: { dropout: number } };
+    expect(cfg.quantization).toBe('nf4');
+    expect(cfg.tokenizer).toBe(path.join(projectDir, 'tokenizer', 'extended-40'));
+    expect(cfg.lora.dropout).toBe(0.1);
+  });
+
   it('previews the chat template as text and tokens with the training mask, switches built-ins, shows lint', async () => {
     await nav('Chat template');
     const out = page.getByTestId('template-output');

@@ -1,6 +1,6 @@
 /** Plain-words checks of the LoRA wizard's values, one message per field (shown next to the field). */
 export interface LoraForm {
-  rank: number; alpha: number; targets: 'attention' | 'mlp' | 'all-linear'; lr: number;
+  rank: number; alpha: number; dropout: number; qlora: boolean; targets: 'attention' | 'mlp' | 'all-linear'; lr: number;
   schedule: 'cosine' | 'linear' | 'constant'; warmupSteps: number; useSteps: boolean; maxSteps: number; epochs: number;
   batchSize: number; gradAccum: number; maxGradNorm: number; evalEvery: number; checkpointEvery: number;
   ep: 'auto' | 'cpu' | 'webgpu' | 'cuda';
@@ -11,6 +11,7 @@ const whole = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >=
 export function validateLora(f: LoraForm): Partial<Record<keyof LoraForm, string>> {
   const e: Partial<Record<keyof LoraForm, string>> = {};
   if (!whole(f.rank, 1, 1024)) e.rank = 'Rank must be a whole number from 1 to 1024 (8–64 is usual).';
+  if (!(f.dropout >= 0 && f.dropout <= 0.9)) e.dropout = 'Dropout must be from 0 (off) to 0.9; 0.05–0.1 is common.';
   if (!(f.alpha > 0)) e.alpha = 'Alpha must be above 0; twice the rank is a common choice.';
   if (!(f.lr > 0 && f.lr <= 1)) e.lr = 'The learning rate must be above 0 and at most 1 (LoRA usually uses 0.0001–0.0003).';
   else if (f.lr > 0.01) e.lr = `A learning rate of ${f.lr} is very high for LoRA and will likely diverge; try 0.0002.`;

@@ -40,7 +40,7 @@ describe('dashboard series', () => {
 
 describe('LoRA wizard validation', () => {
   const ok: LoraForm = {
-    rank: 8, alpha: 16, targets: 'attention', lr: 2e-4, schedule: 'cosine', warmupSteps: 10, useSteps: false, maxSteps: 100, epochs: 1,
+    rank: 8, alpha: 16, dropout: 0, qlora: false, targets: 'attention', lr: 2e-4, schedule: 'cosine', warmupSteps: 10, useSteps: false, maxSteps: 100, epochs: 1,
     batchSize: 4, gradAccum: 1, maxGradNorm: 1, evalEvery: 50, checkpointEvery: 100, ep: 'auto',
   };
 
@@ -49,8 +49,9 @@ describe('LoRA wizard validation', () => {
   });
 
   it('names each bad value in plain words', () => {
-    const e = validateLora({ ...ok, rank: 0, lr: 0.5, batchSize: 2.5, epochs: 0, checkpointEvery: 0 });
+    const e = validateLora({ ...ok, dropout: 0.95, rank: 0, lr: 0.5, batchSize: 2.5, epochs: 0, checkpointEvery: 0 });
     expect(e.rank).toMatch(/whole number from 1 to 1024/);
+    expect(e.dropout).toMatch(/0 \(off\) to 0.9/);
     expect(e.lr).toMatch(/very high.*try 0.0002/);
     expect(e.batchSize).toMatch(/whole number/);
     expect(e.epochs).toMatch(/above 0/);
