@@ -249,7 +249,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     await expect.poll(() => page.getByRole('button', { name: /Resume from step \d+/ }).count(), { timeout: 30_000 }).toBe(1);
   });
 
-  it('prepares the corpus with the extended tokenizer and trains its new tokens with QLoRA and dropout', async () => {
+  it('prepares the corpus with the extended tokenizer, trains its new tokens with QLoRA and dropout, exports them', async () => {
     await nav('Data');
     await page.getByRole('button', { name: 'Use the sample corpus' }).click(); // the page was reloaded since
     await page.getByLabel('Tokenizer').selectOption({ label: 'extended: extended-40 (+40 tokens)' });
@@ -284,6 +284,16 @@ describe('wizards end to end on the bundled tiny model', () => {
     expect(cfg.quantization).toBe('nf4');
     expect(cfg.tokenizer).toBe(path.join(projectDir, 'tokenizer', 'extended-40'));
     expect(cfg.lora.dropout).toBe(0.1);
+
+    // The merged export carries the grown vocabulary and the extended tokenizer, and still verifies.
+    await nav('Export');
+    await page.getByLabel('Number format').selectOption('f32');
+    await page.getByRole('button', { name: 'Export model' }).click();
+    const res = page.getByTestId('export-result');
+    await res.waitFor({ timeout: 120_000 });
+    expect(await res.getByTestId('verification').textContent()).toContain('Verified');
+    const exported = JSON.parse(readFileSync(path.join(projectDir, 'exports', `${run}-merged`, 'config.json'), 'utf8')) as { vocab_size: number };
+    expect(exported.vocab_size).toBe(464);
   });
 
   it('previews the chat template as text and tokens with the training mask, switches built-ins, shows lint', async () => {
