@@ -4,7 +4,10 @@
  * plain and with an unmerged rank-8 all-linear LoRA adapter. Prompt of 128 ids prefilled in chunks of 64,
  * then 128 greedy decode steps (EOS ignored). A warm-up generation first (WebGPU shader compiles).
  * WebGPU without a GPU device is Mesa lavapipe (software Vulkan): its numbers measure lavapipe.
+ * Baseline: test/bench/torch_generate.py (PyTorch, reference.py's layers with a growing KV cache, greedy),
+ * on LATHE_BENCH_TORCH_DEVICE (cpu unless set, e.g. cuda on a GPU machine), when /usr/bin/python3 has torch.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +30,15 @@ export async function bench(report: (row: Record<string, unknown>) => void, opts
   const rng = new Rng(1);
   const prompt = Array.from({ length: P }, () => Math.floor(rng.next() * config.vocabSize));
   const params = new Rng(2).normalArray(lora.size, 0.02);
+  const device = process.env['LATHE_BENCH_TORCH_DEVICE'] ?? 'cpu';
+  try {
+    const out = execFileSync('/usr/bin/python3', [path.join(root, 'test/bench/torch_generate.py'), dir, String(P), String(N), device], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const t = JSON.parse(out.trim().split('\n').pop()!) as { prefill_tok_s: number; decode_tok_s: number; torch: string };
+    report({ bench: 'generate', model: path.basename(dir), ep: `pytorch ${t.torch} (${device}, KV cache)`, adapter: 'none', prompt_tokens: P, new_tokens: N,
+      prefill_tok_s: round(t.prefill_tok_s), decode_tok_s: round(t.decode_tok_s) });
+  } catch (e) {
+    report({ bench: 'generate', ep: `pytorch (${device})`, skipped: `baseline unavailable: ${(e as Error).message.split('\n')[0]}` });
+  }
   for (const ep of opts.eps ?? (['cpu', 'webgpu', 'cuda'] as EpName[])) {
     const a = await probeEp(ep);
     if (!a.ok) { report({ bench: 'generate', ep, skipped: a.reason }); continue; }
@@ -37,7 +49,7 @@ export async function bench(report: (row: Record<string, unknown>) => void, opts
       const buildMs = performance.now() - t0;
       try {
         const t1 = performance.now();
-        await gen.generate(prompt, { greedy: true, maxTokens: 8, ignoreEos: true }); // warm-up
+        await gen.generate(prompt, { greedy: true, maxTokens: N, ignoreEos: true }); // warm-up (shaders, JIT)
         const warmMs = performance.now() - t1;
         const runs: GenerateResult['timings'][] = [];
         for (let i = 0; i < 3; i++) runs.push((await gen.generate(prompt, { greedy: true, maxTokens: N, ignoreEos: true })).timings);
