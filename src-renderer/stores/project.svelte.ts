@@ -6,6 +6,7 @@ import { api } from '../lib/api';
 export type Page = 'start' | 'data' | 'tokenizer' | 'lora' | 'train' | 'template' | 'export' | 'activity';
 
 const RUN_JOBS_KEY = 'lathe.runJobs';
+const CORPUS_KEY = 'lathe.corpus:';
 
 function readRunJobs(): Record<string, string> {
   try {
@@ -39,11 +40,30 @@ class ProjectStore {
           // storage full or disabled: the mapping then lasts for this page only
         }
       });
+      // The corpus paths typed for a project come back when it is opened again.
+      $effect(() => {
+        const p = this.project?.path;
+        const value = JSON.stringify({ domain: this.domainPaths, general: this.generalPaths });
+        if (!p) return;
+        try {
+          localStorage.setItem(CORPUS_KEY + p, value);
+        } catch {
+          // as above
+        }
+      });
     });
     void api['app.resources']({}).then((r) => (this.resources = r)).catch(() => undefined);
   }
 
   async openProject(p: ProjectSummary): Promise<void> {
+    let saved: { domain?: string; general?: string } = {};
+    try {
+      saved = JSON.parse(localStorage.getItem(CORPUS_KEY + p.path) ?? '{}') as typeof saved;
+    } catch {
+      saved = {};
+    }
+    this.domainPaths = saved.domain ?? '';
+    this.generalPaths = saved.general ?? '';
     this.project = p;
     this.model = null;
     this.dataset = null;
