@@ -1,6 +1,6 @@
 /**
- * Text generation with a KV cache: a prefill session (prompt in chunks of Tc tokens) and a decode session
- * (one token), both built from graph.ts, sharing fixed-capacity caches that stay on the device between
+ * Text generation with a KV cache: ONE session of graph.ts's step graph with a symbolic token count runs
+ * prefill (the prompt in pieces of up to `chunk` tokens) and decode (one token) over fixed-capacity caches that stay on the device between
  * steps (WebGPU: 'gpu-buffer' outputs fed straight back; CPU/CUDA: ORT CPU tensors). Sampling, stop ids,
  * stop strings, streaming and cancellation happen on the host (sampling.ts).
  *
@@ -28,7 +28,7 @@ export interface GeneratorOptions {
   ep?: EpName;
   /** Cache capacity S in positions (prompt + new tokens); default min(maxPositions, 512). */
   capacity?: number;
-  /** Prefill chunk Tc; default 32 (capped by the capacity). */
+  /** Prefill chunk: the prompt runs in pieces of at most this many tokens; default 128 (capped by the capacity). */
   chunk?: number;
   /** CPU intra-op threads. */
   threads?: number;
@@ -93,10 +93,11 @@ export class Generator {
     readonly tokenizer: LatheTokenizer | null,
     readonly ep: EpName,
     readonly capacity: number,
-    private readonly prefillGraph: StepGraph,
-    private readonly prefillSession: EngineSession,
-    private readonly decodeGraph: StepGraph,
-    private readonly decodeSession: EngineSession,
+    /** Prefill chunk: the prompt runs in pieces of at most this many tokens. */
+    readonly chunk: number,
+    /** One step graph with a symbolic token count T: prefill pieces and decode steps share one session. */
+    private readonly graph: StepGraph,
+    private readonly session: EngineSession,
     private readonly lora: LoraLayout | null,
     private readonly upload: EngineSession | null,
     private readonly owned: ModelWeights | null,
@@ -126,26 +127,24 @@ export class Generator {
     if (!Number.isInteger(capacity) || capacity < 2) {
       throw new UserError('generate.capacity', `The context for generation must hold at least 2 tokens (got ${capacity}).`, 'Ask for more context, or use a model with more positions.');
     }
-    const chunk = Math.max(1, Math.min(opts.chunk ?? 32, capacity));
+    const chunk = Math.max(1, Math.min(opts.chunk ?? 128, capacity));
     const lora = opts.lora?.layout ?? null;
     if (opts.lora && opts.lora.params.length !== opts.lora.layout.size) {
       throw new UserError('generate.adapter', `The adapter has ${opts.lora.params.length} values but its layout needs ${opts.lora.layout.size}.`, 'Use the adapter trained for this model.');
     }
     const src = { weights, dir: weights.dir };
-    const prefillGraph = await buildStepGraph(config, layout, src, lora, { chunk, capacity });
-    const decodeGraph = await buildStepGraph(config, layout, src, lora, { chunk: 1, capacity });
+    const graph = await buildStepGraph(config, layout, src, lora, { chunk: 'dynamic', capacity });
     const sessionOpts = (g: StepGraph) => ({
       ep, threads: opts.threads, externalDataDir: weights.dir,
       gpuOutputs: ep === 'webgpu' ? g.cache.map((c) => c.output) : undefined,
     });
-    const prefillSession = await EngineSession.create(prefillGraph.model, sessionOpts(prefillGraph));
-    const decodeSession = await EngineSession.create(decodeGraph.model, sessionOpts(decodeGraph));
+    const session = await EngineSession.create(graph.model, sessionOpts(graph));
     const upload = ep === 'webgpu' && lora
       ? await EngineSession.create(identityModel('upload_params', [{ name: 'params', type: 'float32', shape: [lora.size] }]), { ep, gpuOutputs: true, optLevel: 'disabled' })
       : null;
     const tokDir = opts.tokenizerDir ?? modelDir;
     const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
-    const gen = new Generator(config, tokenizer, ep, capacity, prefillGraph, prefillSession, decodeGraph, decodeSession, lora, upload,
+    const gen = new Generator(config, tokenizer, ep, capacity, chunk, graph, session, lora, upload,
       own ? weights : null, readGenerationDefaults(modelDir));
     if (opts.lora) await gen.setAdapter(opts.lora.params);
     return gen;
@@ -181,20 +180,15 @@ export class Generator {
     const bad = ids.find((i) => !Number.isInteger(i) || !this.rows.has(i));
     if (bad !== undefined) throw new UserError('generate.badId', `Token id ${bad} is outside the model's vocabulary (0..${this.config.vocabSize - 1}${this.rows.active ? ' and its new tokens' : ''}).`, 'Use the tokenizer the model (or adapter) was trained with.');
     this.length = 0;
-    const Tc = this.prefillGraph.shape.chunk;
     let logits: Float32Array = new Float32Array(0);
-    for (let s = 0; s < ids.length; s += Tc) {
-      const piece = ids.slice(s, s + Tc);
-      // a lone last token goes through the decode graph (cheaper than a padded chunk)
-      logits = piece.length === 1 && Tc > 1 ? await this.step(this.decodeGraph, this.decodeSession, piece) : await this.step(this.prefillGraph, this.prefillSession, piece);
-    }
+    for (let s = 0; s < ids.length; s += this.chunk) logits = await this.step(ids.slice(s, s + this.chunk));
     return logits;
   }
 
   /** Appends one token and returns the logits [V] for the next position. */
   async decode(id: number): Promise<Float32Array> {
     if (this.length >= this.capacity) throw new Error(`Generator.decode: the cache is full (${this.capacity} positions).`);
-    return this.step(this.decodeGraph, this.decodeSession, [id]);
+    return this.step([id]);
   }
 
   /** Streams new tokens for a prompt; the return value is the whole result. */
@@ -278,17 +272,18 @@ export class Generator {
     for (const t of this.caches.values()) if (t.location === 'gpu-buffer') t.dispose();
     this.caches.clear();
     if (this.params?.location === 'gpu-buffer') this.params.dispose();
-    await this.prefillSession.dispose();
-    await this.decodeSession.dispose();
+    await this.session.dispose();
     await this.upload?.dispose();
     await this.owned?.close();
   }
 
   /** One run of a step graph over `ids` at positions [length, length + n); returns the last token's logits. */
-  private async step(graph: StepGraph, session: EngineSession, ids: number[]): Promise<Float32Array> {
+  private async step(ids: number[]): Promise<Float32Array> {
+    const graph = this.graph, session = this.session;
     if (this.disposed) throw new Error('Generator: used after dispose().');
     const cfg = this.config;
-    const { chunk: Tc, capacity: S } = graph.shape;
+    const S = graph.shape.capacity;
+    const Tc = ids.length; // the graph's symbolic T: no padding
     const n = ids.length, start = this.length;
     if (start + n > S) throw new Error(`Generator: ${start + n} positions do not fit the cache of ${S}.`);
     const G = cfg.numHeads / cfg.numKvHeads;
@@ -324,7 +319,7 @@ export class Generator {
       feeds['sin'] = new ort.Tensor('float32', sin, [Tc, cfg.headDim]);
     }
     if (graph.feeds.includes('pos')) feeds['pos'] = new ort.Tensor('int64', BigInt64Array.from(positions, BigInt), [Tc]);
-    if (graph.feeds.includes('pick')) {
+    if (graph.feeds.includes('pick')) { // (a dynamic graph always takes it)
       const pick = new Float32Array(Tc);
       pick[n - 1] = 1;
       feeds['pick'] = new ort.Tensor('float32', pick, [1, Tc]);

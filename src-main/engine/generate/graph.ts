@@ -17,6 +17,7 @@
  *   current adapter without merging; without a LoRA layout the graph is the plain (merged/exported) model.
  */
 import { GraphBuilder, type Value } from '../graph/graph';
+import type { Dim } from '../graph/types';
 import { lowerGraph } from '../lower/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
@@ -26,8 +27,11 @@ import { activation, baseWeight, linear, norm, rope, ropeTables, type Ctx, type 
 import type { LoraLayout } from '../llm/lora';
 
 export interface StepGraphShape {
-  /** Tc: tokens per step (1 for decode). */
-  chunk: number;
+  /**
+   * Tc: tokens per step (1 for decode), or 'dynamic': a symbolic T, so ONE session serves prefill (T = the
+   * prompt piece) and decode (T = 1) and the weights are loaded once.
+   */
+  chunk: number | 'dynamic';
   /** S: cache capacity in positions. */
   capacity: number;
 }
@@ -46,9 +50,11 @@ export async function buildStepGraph(
   cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null, shape: StepGraphShape,
 ): Promise<StepGraph> {
   const g = new GraphBuilder();
-  const { chunk: Tc, capacity: S } = shape;
+  const { capacity: S } = shape;
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
   const G = H / K;
+  const Tc: Dim = shape.chunk === 'dynamic' ? 'T' : shape.chunk;
+  const GTc: Dim = typeof Tc === 'number' ? G * Tc : G === 1 ? Tc : `${G}*${Tc}`;
 
   const ids = g.input('ids', 'int64', [1, Tc]);
   const feeds = ['ids'];
@@ -64,10 +70,10 @@ export async function buildStepGraph(
   }
   const write = g.input('write', 'float32', [S, Tc]);
   const keep = g.input('keep', 'float32', [S, 1]);
-  const mask = g.input('mask', 'float32', [G * Tc, S]);
+  const mask = g.input('mask', 'float32', [GTc, S]);
   feeds.push('write', 'keep', 'mask');
   // decode has one row already; prefill picks the prompt's last real row
-  const pick = Tc > 1 ? g.input('pick', 'float32', [1, Tc]) : null;
+  const pick = Tc !== 1 ? g.input('pick', 'float32', [1, Tc]) : null;
   if (pick) feeds.push('pick');
   const params = lora ? g.input('params', 'float32', [lora.size]) : null;
   // trainable rows for new tokens (extended tokenizer): ids hold base-clamped ids, newIdx/isNew pick the rows
@@ -96,7 +102,7 @@ export async function buildStepGraph(
       newHead = nr.headOffset !== null ? g.reshape(parts[k + 1]!, [r, nr.hidden]) : newEmbed;
     }
   }
-  const c: Ctx = { g, cfg, src, lora, loraTensors, N: Tc };
+  const c: Ctx = { g, cfg, src, lora, loraTensors, N: typeof Tc === 'number' ? Tc : -1 };
 
   // x [Tc, C]
   const wte = await baseWeight(g, src, layout.embed);
@@ -146,7 +152,7 @@ export async function buildStepGraph(
     g.output(`v${i}_out`, vc);
     cache.push({ input: `k${i}`, output: `k${i}_out` }, { input: `v${i}`, output: `v${i}_out` });
     // scores [1, K, G·Tc, S] = q · kᵀ / √D + mask
-    const qf = g.reshape(qg, [1, K, G * Tc, D]);
+    const qf = g.reshape(qg, [1, K, GTc, D]);
     const scores = g.add(g.mul(g.matmul(qf, g.transpose(kc, [0, 1, 3, 2])), scale), mask);
     const att = g.matmul(g.softmax(scores, -1), vc); // [1, K, G·Tc, D]
     const merged = g.reshape(g.transpose(g.reshape(att, [1, K, G, Tc, D]), [0, 3, 1, 2, 4]), [Tc, H * D]);
