@@ -159,7 +159,12 @@ export const RunSummary = z.object({
   model: z.string().nullable(), dataset: z.string().nullable(),
 });
 export type RunSummary = z.infer<typeof RunSummary>;
-export const RunDetail = RunSummary.extend({ records: z.array(MetricRecord), config: z.record(z.string(), z.unknown()).nullable() });
+export const RunDetail = RunSummary.extend({
+  records: z.array(MetricRecord),
+  config: z.record(z.string(), z.unknown()).nullable(),
+  /** Text the model wrote for the run's sample prompts, by step (samples.jsonl). */
+  samples: z.array(z.object({ step: z.number(), samples: z.array(z.object({ prompt: z.string(), text: z.string() })) })),
+});
 export type RunDetail = z.infer<typeof RunDetail>;
 
 export const ChatTurn = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(100_000) }).strict();

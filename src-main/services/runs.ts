@@ -7,6 +7,7 @@ import { EXTENSION_MANIFEST, type ExtensionManifest } from '../tokenizer';
 import type { DatasetManifest } from '../data/pack/dataset';
 import { MetricsLog } from '../engine/train/metrics';
 import { CheckpointManager } from '../engine/train/checkpoints';
+import { readRunSamples } from '../engine/generate/samples';
 import { UserError } from '../util/progress';
 
 function readJson<T>(file: string): T | null {
@@ -83,5 +84,6 @@ export function readRun(runDir: string): RunDetail {
     throw new UserError('runs.missing', `There is no training run at ${runDir}.`, 'Pick a run from the list; it may have been moved or deleted.');
   }
   const { run, records, config } = summarize(runDir);
-  return { ...run, records, config };
+  const samples = readRunSamples(runDir).map((g) => ({ step: g.step, samples: g.samples.map((x) => ({ prompt: x.prompt, text: x.text })) }));
+  return { ...run, records, config, samples };
 }

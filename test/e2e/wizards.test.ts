@@ -147,6 +147,8 @@ describe('wizards end to end on the bundled tiny model', () => {
     await page.getByLabel('Warmup steps').fill('2');
     await page.getByLabel('Validate every (steps)').fill('4');
     await page.getByLabel('Checkpoint every (steps)').fill('4');
+    await page.getByLabel(/Sample prompts/).fill('The gouge');
+    await page.getByLabel('Write samples every (steps)').fill('4');
     await page.getByLabel('Device').selectOption('cpu');
     await shot('wizard-lora');
     await page.getByRole('button', { name: 'Start training' }).click();
@@ -157,6 +159,9 @@ describe('wizards end to end on the bundled tiny model', () => {
     expect(await page.getByTestId('banner').textContent()).toContain('Training finished');
     await expect.poll(() => page.getByTestId('stat-step').textContent(), { timeout: 10_000 }).toBe('8');
     await page.getByTestId('checkpoints').waitFor();
+    // The sample prompt was answered at the start and every 4 steps.
+    await expect.poll(() => page.getByTestId('samples').locator('h3').allTextContents(), { timeout: 10_000 }).toEqual(['Step 8', 'Step 4', 'Step 0']);
+    expect(await page.getByTestId('samples').textContent()).toContain('The gouge');
     const runs = readdirSync(path.join(projectDir, 'runs'));
     expect(runs).toHaveLength(1);
     expect(existsSync(path.join(projectDir, 'runs', runs[0]!, 'metrics.jsonl'))).toBe(true);
