@@ -1,6 +1,7 @@
 /**
  * The KV-cache step graph: Tc new tokens at positions [p, p + Tc) in, logits of one chosen row and the
- * updated caches out. Prefill runs it with Tc = chunk (a prompt in pieces), decode with Tc = 1.
+ * updated caches out. The Generator builds it with a symbolic Tc ('dynamic'): one session runs prompt pieces
+ * (Tc = piece length) and decode steps (Tc = 1). A fixed Tc works too (Tc = 1 drops the `pick` input).
  *
  * Dimension letters as in llm/forward.ts: C hidden, V vocab, H heads, K kv heads, G = H/K, D head dim,
  * plus Tc tokens in this step and S the cache capacity (fixed, so the graph and its state keep one shape).
@@ -185,7 +186,7 @@ export async function buildStepGraph(
     }
   }
   g.output('logits', logits);
-  const lowered = lowerGraph(g, { name: Tc === 1 ? 'lathe_decode' : 'lathe_prefill' });
+  const lowered = lowerGraph(g, { name: Tc === 1 ? 'lathe_decode' : 'lathe_step' });
   return { model: lowered.model, shape, cache, feeds, nodes: lowered.nodeCount };
 }
 
