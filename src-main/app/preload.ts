@@ -2,7 +2,7 @@
  * Preload (sandboxed): exposes one named function per contract channel and an allow-listed event
  * subscription on `window.lathe`. ipcRenderer itself never reaches the page.
  */
-import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
+import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
 import { channelNames, eventNames, GLOBAL_NAME, IPC_EVENT, IPC_INVOKE, type EventName } from '../contract';
 
 const api: Record<string, unknown> = {};
@@ -17,5 +17,8 @@ api.on = (event: EventName, listener: (payload: unknown) => void) => {
   ipcRenderer.on(IPC_EVENT, wrapped);
   return () => ipcRenderer.removeListener(IPC_EVENT, wrapped);
 };
+
+// Dropped files: Electron 45 has no File.path; the renderer asks for the path of a file the user dropped.
+api.pathForFile = (file: File) => webUtils.getPathForFile(file);
 
 contextBridge.exposeInMainWorld(GLOBAL_NAME, api);

@@ -10,6 +10,7 @@ const modules: (() => Promise<{ commands: CliCommand[] }>)[] = [
   () => import('./tokenizer'),
   () => import('./template'),
   () => import('./generate'),
+  () => import('./memory'),
 ];
 
 export async function loadCommands(): Promise<CliCommand[]> {

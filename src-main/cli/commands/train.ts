@@ -84,8 +84,13 @@ export const commands: CliCommand[] = [
   {
     path: ['eval'],
     summary: 'Perplexity on a prepared dataset\'s held-out splits (optionally with a LoRA checkpoint)',
-    usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep cpu|webgpu|cuda] [--json]',
+    usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep cpu|webgpu|cuda] [--json]\n'
+      + 'lathe eval --report --run RUN_DIR ...   the before/after evaluation report (same as `lathe eval report`)',
     run: async (ctx) => {
+      if (ctx.flags['report'] === true) {
+        const report = (await import('./generate')).commands.find((c) => c.path.join(' ') === 'eval report')!;
+        return report.run(ctx);
+      }
       const r = await evaluatePerplexity(requireFlag(ctx, 'model'), requireFlag(ctx, 'data'), {
         checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx), maxBlocks: flagNumber(ctx.flags, 'max-blocks'), signal: ctx.signal,
       });

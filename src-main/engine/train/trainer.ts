@@ -302,9 +302,9 @@ function checkResumable(c: Checkpoint, cfg: TrainConfig, model: ModelConfig, P: 
   const saved = c.state.config as Partial<TrainConfig> | undefined;
   const size = Number(c.state.extra?.['loraSize'] ?? -1);
   const same = saved && saved.model === cfg.model && saved.dataset === cfg.dataset && JSON.stringify(saved.lora) === JSON.stringify(cfg.lora)
-    && saved.tokenizer === cfg.tokenizer
+    && saved.tokenizer === cfg.tokenizer && (saved.quantization ?? 'none') === cfg.quantization
     && saved.batchSize === cfg.batchSize && saved.gradAccum === cfg.gradAccum && saved.seed === cfg.seed && size === P;
   if (!same) {
-    throw new UserError('train.resumeMismatch', `The run folder ${cfg.out} holds checkpoints of a different setup (model, dataset, LoRA, batch or seed differ) for ${model.architecture}.`, 'Choose a new run folder, or use the same settings to resume.');
+    throw new UserError('train.resumeMismatch', `The run folder ${cfg.out} holds checkpoints of a different setup (model, dataset, LoRA, quantization, tokenizer, batch or seed differ) for ${model.architecture}.`, 'Choose a new run folder, or use the same settings to resume.');
   }
 }
