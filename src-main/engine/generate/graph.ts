@@ -24,7 +24,7 @@ import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import { ropeInvFreq } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
-import { activation, baseWeight, linear, norm, rope, ropeTables, type Ctx, type WeightSource } from '../llm/forward';
+import { baseWeight, linear, mlpResidual, norm, qkvHeads, rope, ropeTables, type Ctx, type WeightSource } from '../llm/forward';
 import type { LoraLayout } from '../llm/lora';
 
 export interface StepGraphShape {
@@ -119,22 +119,7 @@ export async function buildStepGraph(
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const L = layout.layers[i]!;
-    const h = await norm(c, x, L.attnNorm);
-    let q: Value, k: Value, v: Value;
-    if (L.qkv) {
-      const qkv = await linear(c, h, L.qkv, i, 'qkv'); // [Tc, 3C]
-      [q, k, v] = g.split(qkv, [H * D, K * D, K * D], 1) as [Value, Value, Value];
-    } else {
-      q = await linear(c, h, L.q!, i, 'q'); // [Tc, H·D]
-      k = await linear(c, h, L.k!, i, 'k'); // [Tc, K·D]
-      v = await linear(c, h, L.v!, i, 'v'); // [Tc, K·D]
-    }
-    let q4 = g.reshape(q, [1, Tc, H, D]);
-    let k4 = g.reshape(k, [1, Tc, K, D]);
-    if (L.qNorm && L.kNorm) {
-      q4 = await norm(c, q4, L.qNorm);
-      k4 = await norm(c, k4, L.kNorm);
-    }
+    const { q4, k4, v } = await qkvHeads(c, await norm(c, x, L.attnNorm), L, i, 1, Tc);
     // q [1, Tc, K, G, D] -> [1, K, G, Tc, D]; k, v [1, Tc, K, D] -> [1, K, Tc, D]
     let qg = g.transpose(g.reshape(q4, [1, Tc, K, G, D]), [0, 2, 3, 1, 4]);
     let kt = g.transpose(k4, [0, 2, 1, 3]);
@@ -159,15 +144,7 @@ export async function buildStepGraph(
     const merged = g.reshape(g.transpose(g.reshape(att, [1, K, G, Tc, D]), [0, 3, 1, 2, 4]), [Tc, H * D]);
     x = g.add(x, await linear(c, merged, L.o, i, 'o'));
 
-    const h2 = await norm(c, x, L.mlpNorm);
-    let mlp: Value;
-    if (cfg.gatedMlp && L.gate) {
-      const gate = activation(c, await linear(c, h2, L.gate, i, 'gate'));
-      mlp = await linear(c, g.mul(gate, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
-    } else {
-      mlp = await linear(c, activation(c, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
-    }
-    x = g.add(x, mlp);
+    x = await mlpResidual(c, x, L, i);
   }
 
   // one row [1, C] -> norm -> logits [1, V]

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { GraphBuilder, Value, ConstData } from '../graph/graph';
 import type { ModelConfig } from '../models/config';
 import { ropeInvFreq } from '../models/config';
-import type { LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
+import type { LayerLayout, LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
 import { bf16ToF32Array } from '../safetensors';
 import { ALL_ROLES, type LoraLayout, type LinearRole, type NewRowsLayout } from './lora';
@@ -185,6 +185,41 @@ function causalMask(g: GraphBuilder, G: number, T: number, window: number | null
 }
 
 /**
+ * q, k, v projections of a normed block input h [N, C] (fused qkv for GPT-2), as heads: q4 [B, T, H, D],
+ * k4 [B, T, K, D] (Qwen3: RMSNorm over D per head, before RoPE) and v [N, K·D]. Shared with generation.
+ */
+export async function qkvHeads(c: Ctx, h: Value, L: LayerLayout, i: number, B: number, T: number | string): Promise<{ q4: Value; k4: Value; v: Value }> {
+  const { g, cfg } = c;
+  const { numHeads: H, numKvHeads: K, headDim: D } = cfg;
+  let q: Value, k: Value, v: Value;
+  if (L.qkv) {
+    const qkv = await linear(c, h, L.qkv, i, 'qkv'); // [N, 3C]
+    [q, k, v] = g.split(qkv, [H * D, K * D, K * D], 1) as [Value, Value, Value];
+  } else {
+    q = await linear(c, h, L.q!, i, 'q'); // [N, H·D]
+    k = await linear(c, h, L.k!, i, 'k'); // [N, K·D]
+    v = await linear(c, h, L.v!, i, 'v'); // [N, K·D]
+  }
+  let q4 = g.reshape(q, [B, T, H, D]);
+  let k4 = g.reshape(k, [B, T, K, D]);
+  if (L.qNorm && L.kNorm) {
+    q4 = await norm(c, q4, L.qNorm);
+    k4 = await norm(c, k4, L.kNorm);
+  }
+  return { q4, k4, v };
+}
+
+/** x + MLP(norm(x)): SwiGLU down(act(gate(h)) · up(h)), or GPT-2's c_proj(act(c_fc(h))). Shared with generation. */
+export async function mlpResidual(c: Ctx, x: Value, L: LayerLayout, i: number): Promise<Value> {
+  const { g, cfg } = c;
+  const h = await norm(c, x, L.mlpNorm);
+  const mlp = cfg.gatedMlp && L.gate
+    ? await linear(c, g.mul(activation(c, await linear(c, h, L.gate, i, 'gate')), await linear(c, h, L.up, i, 'up')), L.down, i, 'down')
+    : await linear(c, activation(c, await linear(c, h, L.up, i, 'up')), L.down, i, 'down');
+  return g.add(x, mlp);
+}
+
+/**
  * Build the forward pass. `ids` is int64 [B, T]; `loraParams` (optional) is the flat f32 trainable vector
  * laid out by `lora`.
  */
@@ -261,23 +296,7 @@ export async function buildForward(
   for (let i = 0; i < cfg.numLayers; i++) {
     const L = layout.layers[i]!;
     // ---- attention ----
-    const h = await norm(c, x, L.attnNorm);
-    let q: Value, k: Value, v: Value;
-    if (L.qkv) {
-      const qkv = await linear(c, h, L.qkv, i, 'qkv'); // [N, 3C]
-      [q, k, v] = g.split(qkv, [H * D, K * D, K * D], 1) as [Value, Value, Value];
-    } else {
-      q = await linear(c, h, L.q!, i, 'q'); // [N, H·D]
-      k = await linear(c, h, L.k!, i, 'k'); // [N, K·D]
-      v = await linear(c, h, L.v!, i, 'v'); // [N, K·D]
-    }
-    let q4 = g.reshape(q, [B, T, H, D]);
-    let k4 = g.reshape(k, [B, T, K, D]);
-    if (L.qNorm && L.kNorm) {
-      // Qwen3: RMSNorm over D per head, before RoPE
-      q4 = await norm(c, q4, L.qNorm);
-      k4 = await norm(c, k4, L.kNorm);
-    }
+    const { q4, k4, v } = await qkvHeads(c, await norm(c, x, L.attnNorm), L, i, B, T);
     // q [B, T, K, G, D] -> [B, K, G, T, D]; k [B, T, K, D] -> [B, K, T, D]
     let qg = g.transpose(g.reshape(q4, [B, T, K, G, D]), [0, 2, 3, 1, 4]);
     let kt = g.transpose(k4, [0, 2, 1, 3]);
@@ -296,15 +315,7 @@ export async function buildForward(
     x = g.add(x, await linear(c, merged, L.o, i, 'o'));
 
     // ---- MLP ----
-    const h2 = await norm(c, x, L.mlpNorm);
-    let mlp: Value;
-    if (cfg.gatedMlp && L.gate) {
-      const gate = activation(c, await linear(c, h2, L.gate, i, 'gate'));
-      mlp = await linear(c, g.mul(gate, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
-    } else {
-      mlp = await linear(c, activation(c, await linear(c, h2, L.up, i, 'up')), L.down, i, 'down');
-    }
-    x = g.add(x, mlp);
+    x = await mlpResidual(c, x, L, i);
   }
 
   x = await norm(c, x, layout.finalNorm);
