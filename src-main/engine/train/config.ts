@@ -79,6 +79,8 @@ export const TrainConfigSchema = z.object({
   sampleEvery: z.number().int().min(0).default(0),
   /** New tokens per sample generation (greedy). */
   sampleMaxTokens: z.number().int().min(1).max(1024).default(48),
+  /** Keep AdamW's moments in host memory and move them through the device each step (less GPU memory, slower steps). */
+  pagedOptimizer: z.boolean().default(false),
   /** Stop after this many consecutive steps with a non-finite loss. */
   maxBadSteps: z.number().int().min(1).default(3),
 }).strict();

@@ -24,6 +24,7 @@ import { Rng } from '../models/rng';
 import { evaluateSplit, feedsOf, readBatch, scalarOf, type Batch } from './batch';
 import { initTrainable, trainableLayout } from './trainable';
 import { dropoutSeed } from '../llm/dropout';
+import { PagedMoments, pagedProgramSpec } from '../memory/paged';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
 import { isOutOfMemory, trainOomContext, withOomGuidance } from '../memory/oom';
 import { openNf4Store } from '../quant/store';
@@ -127,7 +128,10 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     report('Building the training graph');
     const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout }, cfg.optim);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
-    const prog = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: ep.ep, externalDataDir: src.dir });
+    // Paged optimizer: AdamW moments live in host memory and pass through the device each step.
+    const spec = { model: tg.model, state: tg.state, fetch: tg.fetch };
+    const moments = cfg.pagedOptimizer ? new PagedMoments(P) : null;
+    const prog = await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
     programs.push(prog);
     const evalGraph = await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T, packed });
     const evalSession = await EngineSession.create(evalGraph.model, { ep: ep.ep, externalDataDir: src.dir });
@@ -149,17 +153,18 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       adamSteps = Number(latest.state.extra?.['adamSteps'] ?? step);
       cursor = latest.state.dataPosition['cursor'] ?? 0;
       resumedFrom = step;
+      const m = latest.tensors.get('m')!, v = latest.tensors.get('v')!;
+      moments?.load(m, v);
       await prog.init({
         params: hostTensor('float32', [P], latest.tensors.get('params')!),
-        m: hostTensor('float32', [P], latest.tensors.get('m')!),
-        v: hostTensor('float32', [P], latest.tensors.get('v')!),
+        ...(moments ? {} : { m: hostTensor('float32', [P], m), v: hostTensor('float32', [P], v) }),
         gacc: hostTensor('float32', [P], new Float32Array(P)),
       });
       metrics.append({ kind: 'event', step, event: 'resumed' });
       log(`Resumed from the checkpoint at step ${step}.`);
     } else {
       const zeros = () => hostTensor('float32', [P], new Float32Array(P));
-      await prog.init({ params: hostTensor('float32', [P], await initTrainable(trainable, model, layout, weights, cfg)), m: zeros(), v: zeros(), gacc: zeros() });
+      await prog.init({ params: hostTensor('float32', [P], await initTrainable(trainable, model, layout, weights, cfg)), ...(moments ? {} : { m: zeros(), v: zeros() }), gacc: zeros() });
     }
 
     const readParams = async () => (await prog.read(['params']))['params']!;
@@ -170,8 +175,12 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       return out;
     };
     const saveCheckpoint = async (valLoss: number | null) => {
-      const st = await prog.read(['params', 'm', 'v']);
-      const tensors = new Map<string, Float32Array>([['params', st['params']!.data as Float32Array], ['m', st['m']!.data as Float32Array], ['v', st['v']!.data as Float32Array]]);
+      const st = await prog.read(moments ? ['params'] : ['params', 'm', 'v']);
+      const tensors = new Map<string, Float32Array>([
+        ['params', st['params']!.data as Float32Array],
+        ['m', moments ? moments.m : st['m']!.data as Float32Array],
+        ['v', moments ? moments.v : st['v']!.data as Float32Array],
+      ]);
       const dir = await ckpts.save({ step, rng: { seed: cfg.seed }, dataPosition: { cursor }, valLoss, config: cfg, extra: { adamSteps, loraSize: P } }, tensors);
       metrics.append({ kind: 'event', step, event: 'checkpoint', dir: path.basename(dir) });
     };
@@ -226,7 +235,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         let lossSum = 0, gradNorm = NaN;
         for (let a = 0; a < A; a++) {
           const seedFeed: Record<string, HostTensor> = cfg.lora.dropout > 0 ? { dropout_seed: hostTensor('float32', [], [dropoutSeed(cfg.seed, step, a)]) } : {};
-          const out = await prog.step({ ...feedsOf(micro[a]!, B, T), apply: a === A - 1 ? apply1 : apply0, invCount, adam, ...seedFeed });
+          const raw = await prog.step({ ...feedsOf(micro[a]!, B, T), apply: a === A - 1 ? apply1 : apply0, invCount, adam, ...seedFeed, ...(moments?.feeds() ?? {}) });
+          const out = moments ? moments.take(raw) : raw;
           lossSum += scalarOf(out['loss_sum']);
           if (a === A - 1) gradNorm = scalarOf(out['grad_norm']);
         }
