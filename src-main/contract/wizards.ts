@@ -115,6 +115,10 @@ export const LoraPlanRequest = z.object({
   ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
   /** An extended tokenizer folder: its new tokens' embedding rows are trained too. */
   tokenizer: path.nullable().default(null),
+  /** Optimizer state in host memory. */
+  pagedOptimizer: z.boolean().default(false),
+  /** Memory the run may use on the device, GiB; null = this machine's RAM for the CPU, no check for GPUs. */
+  budgetGB: z.number().positive().max(4096).nullable().default(null),
 }).strict();
 
 export const LoraPlan = z.object({
@@ -134,6 +138,8 @@ export const LoraPlan = z.object({
   memory: z.object({ ep: z.string(), weights: z.number(), adapters: z.number(), optimizer: z.number(), activations: z.number(), workspace: z.number(), hostMB: z.number() }),
   /** Trainable embedding rows added by an extended tokenizer (0 without one). */
   newTokenRows: z.number(),
+  /** Whether the run fits the memory budget, and the changes that make it fit (plain words). */
+  fit: z.object({ fits: z.boolean(), budgetMB: z.number(), message: z.string(), changes: z.array(z.string()) }).nullable(),
   presets: z.array(z.object({
     id: z.string(), label: z.string(), rank: z.number(), alpha: z.number(), targets: z.string(), lr: z.number(),
     batchSize: z.number(), gradAccum: z.number(), epochs: z.number(), arithmetic: z.string().nullable(), trainableParams: z.number(),

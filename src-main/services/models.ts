@@ -6,7 +6,9 @@ import type { LoraPlan, LoraPlanRequest, ModelSummary } from '../contract/wizard
 import { inspectModelFolder, readModelConfig, weightsLayout, parameterCount } from '../engine/models';
 import { buildLoraLayout } from '../engine/llm/lora';
 import { trainableLayout } from '../engine/train/trainable';
-import { estimateMemory } from '../engine/memory/estimate';
+import os from 'node:os';
+import { suggestFit } from '../engine/memory/fit';
+import { estimateMemory, type MemoryEstimate } from '../engine/memory/estimate';
 import { PRESETS, presetArithmetic } from '../engine/train/config';
 import type { DatasetManifest } from '../data/pack/dataset';
 import { UserError } from '../util/progress';
@@ -67,7 +69,7 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
   const stepsPerEpoch = trainBlocks !== null ? Math.max(1, Math.floor(trainBlocks / (B * A))) : null;
   const totalSteps = req.maxSteps ?? (stepsPerEpoch !== null ? Math.max(1, Math.round(req.epochs * stepsPerEpoch)) : null);
   const memEp = req.ep === 'auto' ? 'cpu' : req.ep;
-  const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization }, memEp);
+  const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization, pagedOptimizer: req.pagedOptimizer }, memEp);
   const MB = 2 ** 20;
   const memoryMB = est.deviceTotal / MB;
   const memory = {
@@ -85,6 +87,14 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
     blockSize, trainBlocks, stepsPerEpoch, totalSteps,
     tokensPerStep: blockSize !== null ? B * A * blockSize : null,
     arithmetic: blockSize !== null ? presetArithmetic({ batchSize: B, gradAccum: A }, blockSize) : null,
-    memoryMB, memory, newTokenRows, presets,
+    memoryMB, memory, newTokenRows, presets, fit: fitFor(est, req.budgetGB, memEp),
   };
+}
+
+/** The budget check shown before a run: the user's number for a GPU, this machine's RAM for the CPU. */
+function fitFor(est: MemoryEstimate, budgetGB: number | null, ep: string): LoraPlan['fit'] {
+  const budget = budgetGB !== null ? budgetGB * 2 ** 30 : ep === 'cpu' ? os.totalmem() : null;
+  if (budget === null) return null;
+  const f = suggestFit(est, budget);
+  return { fits: f.fits && f.changes.length === 0, budgetMB: budget / 2 ** 20, message: f.message, changes: f.changes.map((c) => c.words) };
 }

@@ -51,6 +51,19 @@ describe('wizard channels', () => {
     }
   });
 
+  it('lora.plan warns before a run that will not fit the memory budget and says what makes it fit', async () => {
+    type Fit = { fit: { fits: boolean; message: string; changes: string[] } | null; memoryMB: number };
+    const req = { model: res.tinyModel, dataset: null, rank: 8, targets: 'all-linear', batchSize: 64, gradAccum: 1, epochs: 1, maxSteps: null, ep: 'webgpu' };
+    const none = await call<Fit>('lora.plan', req);
+    expect(none.fit).toBeNull(); // a GPU without a stated budget: no guess
+    const big = await call<Fit>('lora.plan', { ...req, budgetGB: 64 });
+    expect(big.fit!.fits).toBe(true);
+    const small = await call<Fit>('lora.plan', { ...req, budgetGB: (big.memoryMB / 1024) * 0.5 });
+    expect(small.fit!.fits).toBe(false);
+    expect(small.fit!.changes.length).toBeGreaterThan(0);
+    expect(small.fit!.changes.join(' ')).toMatch(/batch|QLoRA|context|rank|optimizer/i);
+  });
+
   it('lora.plan reads steps and tokens per step from a prepared dataset; datasets.list finds it in the project', async () => {
     const project = tempDir('lathe-wiz-proj-');
     const out = path.join(project, 'datasets', 'sample');
