@@ -117,6 +117,8 @@ export const LoraPlanRequest = z.object({
   tokenizer: path.nullable().default(null),
   /** Optimizer state in host memory. */
   pagedOptimizer: z.boolean().default(false),
+  /** Activation recomputation (gradient checkpointing). */
+  recompute: z.boolean().default(false),
   /** Memory the run may use on the device, GiB; null = this machine's RAM for the CPU, no check for GPUs. */
   budgetGB: z.number().positive().max(4096).nullable().default(null),
 }).strict();

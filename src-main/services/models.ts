@@ -69,7 +69,7 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
   const stepsPerEpoch = trainBlocks !== null ? Math.max(1, Math.floor(trainBlocks / (B * A))) : null;
   const totalSteps = req.maxSteps ?? (stepsPerEpoch !== null ? Math.max(1, Math.round(req.epochs * stepsPerEpoch)) : null);
   const memEp = req.ep === 'auto' ? 'cpu' : req.ep;
-  const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization, pagedOptimizer: req.pagedOptimizer }, memEp);
+  const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization, pagedOptimizer: req.pagedOptimizer, recompute: req.recompute }, memEp);
   const MB = 2 ** 20;
   const memoryMB = est.deviceTotal / MB;
   const memory = {

@@ -3,6 +3,7 @@ export const benches = [
   { name: 'engine', load: () => import('./engine') },
   { name: 'data', load: () => import('./data') },
   { name: 'train', load: () => import('./train') },
+  { name: 'recompute', load: () => import('./recompute') },
   { name: 'memory', load: () => import('./memory') },
   { name: 'generate', load: () => import('./generate') },
 ];

@@ -24,11 +24,11 @@ const REFERENCE = {
   intermediate_size: 704, max_position_embeddings: 512, tie_word_embeddings: false,
 };
 
-async function measure(dir: string, ep: EpName, B: number, T: number, rank: number, alpha: number, steps: number) {
+async function measure(dir: string, ep: EpName, B: number, T: number, rank: number, alpha: number, steps: number, recompute = false) {
   const { config, layout, weights } = await openModel(dir);
   const lora = buildLoraLayout(config, layout, { rank, alpha, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
   const optim = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
-  const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T }, optim);
+  const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T, recompute }, optim);
   const prog = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep, externalDataDir: dir });
   const P = lora.size, N = B * T;
   const z = () => hostTensor('float32', [P], new Float32Array(P));
@@ -39,6 +39,7 @@ async function measure(dir: string, ep: EpName, B: number, T: number, rank: numb
     ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets),
     mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)), apply: hostTensor('bool', [], new Uint8Array([1])),
     invCount: hostTensor('float32', [], new Float32Array([1 / N])), adam: hostTensor('float32', [3], adamwScalars(optim, s)),
+    ...(recompute ? { recompute_one: hostTensor('float32', [], [1]) } : {}),
   });
   for (let s = 1; s <= 2; s++) await prog.step(feeds(s));
   const t0 = performance.now();

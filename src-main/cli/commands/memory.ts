@@ -32,7 +32,7 @@ export const commands: CliCommand[] = [
         ctx.out(`${model.architecture}, ${((est.params.linear + est.params.other) / 1e9).toFixed(2)}B parameters, ${est.params.lora.toLocaleString('en-US')} LoRA parameters, ${ep}:`);
         for (const [k, v] of Object.entries(est.device)) ctx.out(`  ${k.padEnd(12)} ${formatBytes(v)}`);
         ctx.out(`  ${'total'.padEnd(12)} ${formatBytes(est.deviceTotal)}${est.host ? ` (+ ${formatBytes(est.host)} host memory)` : ''}`);
-        ctx.out(`  activations with recomputation (not implemented yet): ${formatBytes(est.activationsWithRecompute)}`);
+        ctx.out(`  activations with recomputation (--recompute): ${formatBytes(est.activationsWithRecompute)}`);
         if (fit) ctx.out(fit.message);
       }
       const { model: _m, ...rest } = est;

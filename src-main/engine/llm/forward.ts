@@ -54,6 +54,20 @@ export interface ForwardResult {
   logits: Value;
   /** Nodes in the forward pass. */
   nodes: number;
+  /** What activation recomputation needs (see train-graph.ts). */
+  blocks: ForwardBlocks;
+}
+
+/**
+ * The forward pass cut at block boundaries: x[i] enters block i, x[L] leaves the last one; `rebuild`
+ * emits block i again from a given input (same weights, masks and dropout seeds), so a backward pass can
+ * recompute a block's activations instead of keeping them. `parts` are the flat parameter vector's pieces
+ * in order, each with the values the graph uses it through (LoRA A/B of block `layer`, or new-token rows).
+ */
+export interface ForwardBlocks {
+  x: Value[];
+  rebuild: (x: Value, i: number) => Promise<Value>;
+  parts: { flat: Value; used: Value; layer: number | 'embed' | 'head' }[];
 }
 
 const NEG_INF = -1e9; // additive mask value: exp() underflows to exactly 0 in f32
@@ -240,6 +254,7 @@ export async function buildForward(
   const G = H / K;
   const loraTensors = new Map<string, { a: Value; b: Value }>();
   let newRows: { embed: Value; head: Value; layout: NewRowsLayout } | null = null;
+  const parts: ForwardBlocks['parts'] = [];
   if (lora && loraParams) {
     // one Split node cuts the flat vector into every A and B, then Reshapes give them their shapes
     const sizes: number[] = [];
@@ -247,17 +262,21 @@ export async function buildForward(
     // (on WebGPU the runtime rewrites this wide Split into a tree: runtime/patches.ts)
     const nr = lora.newRows;
     if (nr) sizes.push(nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : []));
-    const parts = g.split(loraParams, sizes, 0);
+    const flat = g.split(loraParams, sizes, 0);
     lora.modules.forEach((m, i) => {
-      loraTensors.set(`${m.layer}:${m.role}`, {
-        a: g.reshape(parts[2 * i]!, [lora.rank, m.inFeatures]),
-        b: g.reshape(parts[2 * i + 1]!, [m.outFeatures, lora.rank]),
-      });
+      const t = { a: g.reshape(flat[2 * i]!, [lora.rank, m.inFeatures]), b: g.reshape(flat[2 * i + 1]!, [m.outFeatures, lora.rank]) };
+      loraTensors.set(`${m.layer}:${m.role}`, t);
+      parts.push({ flat: flat[2 * i]!, used: t.a, layer: m.layer }, { flat: flat[2 * i + 1]!, used: t.b, layer: m.layer });
     });
     if (nr) {
       const k = 2 * lora.modules.length, r = nr.ids.length;
-      const embedRows = g.reshape(parts[k]!, [r, nr.hidden]); // [r, C]
-      newRows = { embed: embedRows, head: nr.headOffset !== null ? g.reshape(parts[k + 1]!, [r, nr.hidden]) : embedRows, layout: nr };
+      const embedRows = g.reshape(flat[k]!, [r, nr.hidden]); // [r, C]
+      // tied models read the same rows in the head: through an Identity, so the head's use is a value of its own
+      const head = nr.headOffset !== null ? g.reshape(flat[k + 1]!, [r, nr.hidden]) : g.identity(embedRows);
+      newRows = { embed: embedRows, head, layout: nr };
+      parts.push({ flat: flat[k]!, used: embedRows, layer: 'embed' });
+      if (nr.headOffset !== null) parts.push({ flat: flat[k + 1]!, used: head, layer: 'head' });
+      else parts.push({ flat: flat[k]!, used: head, layer: 'head' });
     }
   }
   if (lora?.newRows && !opts.newTokens) throw new Error('buildForward: the layout has new-token rows but no newTokens inputs were given.');
@@ -293,7 +312,7 @@ export async function buildForward(
   }
   const scale = 1 / Math.sqrt(D);
 
-  for (let i = 0; i < cfg.numLayers; i++) {
+  const block = async (x: Value, i: number): Promise<Value> => {
     const L = layout.layers[i]!;
     // ---- attention ----
     const { q4, k4, v } = await qkvHeads(c, await norm(c, x, L.attnNorm), L, i, B, T);
@@ -315,8 +334,10 @@ export async function buildForward(
     x = g.add(x, await linear(c, merged, L.o, i, 'o'));
 
     // ---- MLP ----
-    x = await mlpResidual(c, x, L, i);
-  }
+    return mlpResidual(c, x, L, i);
+  };
+  const xs: Value[] = [x];
+  for (let i = 0; i < cfg.numLayers; i++) xs.push((x = await block(x, i)));
 
   x = await norm(c, x, layout.finalNorm);
   const head = await baseWeight(g, src, layout.lmHead ?? layout.embed); // [V, C]
@@ -332,5 +353,5 @@ export async function buildForward(
       logits = g.add(logits, g.constant(colMask, 'float32', [V + newRows.layout.ids.length]));
     }
   }
-  return { logits, nodes: g.nodes.length - start };
+  return { logits, nodes: g.nodes.length - start, blocks: { x: xs, rebuild: block, parts } };
 }

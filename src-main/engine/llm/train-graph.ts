@@ -18,7 +18,7 @@ import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import { adamw, softmaxCrossEntropy, type AdamWConfig } from '../nn/layers';
-import { buildForward, type WeightSource } from './forward';
+import { buildForward, type ForwardBlocks, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
 
 export interface OptimConfig extends Required<AdamWConfig> {
@@ -42,6 +42,54 @@ export interface GraphShape {
   packed?: boolean;
   /** Training only: LoRA dropout probability (adds a `dropout_seed` input). */
   dropout?: number;
+  /** Training only: activation recomputation (gradient checkpointing) per decoder block. */
+  recompute?: boolean;
+}
+
+/**
+ * The gradient of the loss w.r.t. the flat parameter vector with activation recomputation: the forward
+ * keeps only each block's input x[i]; the backward walks the blocks from the top, emitting block i again
+ * from x[i] and differentiating that copy (seeded with the gradient arriving at its output). No backward
+ * node reads an activation inside a forward block, so onnxruntime frees those as soon as the forward has
+ * used them; only the block inputs (L × [N, C]) and one block's activations at a time stay alive.
+ * The graph gets a `recompute_one` input: feed 1.
+ */
+async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks, loss: Value, params: Value, one: Value): Promise<Value> {
+  const L = blocks.x.length - 1;
+  const got = new Map<Value, Value>(); // part.used -> its gradient
+  const add = (used: Value, gr: Value | null) => { if (gr) got.set(used, got.has(used) ? g.add(got.get(used)!, gr) : gr); };
+  // head: loss -> x[L] (final norm, lm_head, trainable head rows)
+  const head = blocks.parts.filter((p) => p.layer === 'head');
+  const top = gradients(g, [[loss, null]], [blocks.x[L]!, ...head.map((p) => p.used)]);
+  head.forEach((p, k) => add(p.used, top.grads[k + 1] ?? null));
+  let gx = top.grads[0];
+  for (let i = L - 1; i >= 0 && gx; i--) {
+    const mine = blocks.parts.filter((p) => p.layer === i);
+    // x·one with `one` a run-time input (always 1): without it the IR's and onnxruntime's common-subexpression
+    // elimination would merge the copy back into the forward block, and nothing would be recomputed
+    const out = await blocks.rebuild(g.mul(blocks.x[i]!, one), i);
+    const r = gradients(g, [[out, gx]], [blocks.x[i]!, ...mine.map((p) => p.used)]);
+    mine.forEach((p, k) => add(p.used, r.grads[k + 1] ?? null));
+    gx = r.grads[0];
+  }
+  // new-token embedding rows: through the embedding lookup into x[0]
+  const embed = blocks.parts.filter((p) => p.layer === 'embed');
+  if (gx && embed.length) {
+    const r = gradients(g, [[blocks.x[0]!, gx]], embed.map((p) => p.used));
+    embed.forEach((p, k) => add(p.used, r.grads[k] ?? null));
+  }
+  // back to the flat layout: one piece per distinct flat slice (tied rows: embedding + head uses summed)
+  const pieces: Value[] = [];
+  const seen = new Set<Value>();
+  for (const p of blocks.parts) {
+    if (seen.has(p.flat)) continue;
+    seen.add(p.flat);
+    const uses = blocks.parts.filter((q) => q.flat === p.flat).map((q) => got.get(q.used)).filter((v): v is Value => !!v);
+    const n = p.flat.shape[0] as number;
+    const sum = uses.length ? uses.map((u) => g.reshape(u, [n])).reduce((a, b) => g.add(a, b)) : g.zerosLike(p.flat);
+    pieces.push(sum);
+  }
+  return pieces.length ? g.concat(pieces, 0) : g.zerosLike(params);
 }
 
 /** Inputs for trainable new-token rows (see TokenRows for how the host fills them). */
@@ -89,8 +137,7 @@ export async function buildTrainGraph(
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}) }, lora, params);
   const lossSum = softmaxCrossEntropy(g, fwd.logits, targets, mask); // Σ mask · nll (scalar)
   const forwardNodes = g.nodes.length;
-  const { grads } = gradients(g, [[lossSum, null]], [params]);
-  const grad = grads[0] ?? g.zerosLike(params);
+  const grad = shape.recompute ? await recomputedGradient(g, fwd.blocks, lossSum, params, g.input('recompute_one', 'float32', [])) : (gradients(g, [[lossSum, null]], [params]).grads[0] ?? g.zerosLike(params));
   const backwardNodes = g.nodes.length - forwardNodes;
 
   // accumulate; at the optimizer step: mean over tokens, clip, AdamW

@@ -12,8 +12,8 @@
  *               optimizer states m and v live in host memory and only pass through the device;
  *   activations forward values kept for the backward pass (counted per layer from the graph forward.ts
  *               builds), the logits and cross-entropy tensors, and one layer's backward temporaries;
- *               "with recomputation" (not implemented in the engine: an estimate of what checkpointing each
- *               layer's input would need) keeps one [N, C] tensor per layer plus one layer's full set;
+ *               with recomputation (train config `recompute`, engine/llm/train-graph.ts) one [N, C] block
+ *               input per layer is kept plus one layer's full set;
  *   workspace   the runtime itself: for the CPU EP the whole process (Node, onnxruntime, the graph) and the
  *               pre-packed copies MLAS makes of constant Gemm weights; for GPU EPs the EP's own buffers;
  *               and the NF4 dequantization transients (one f32 weight at a time).
@@ -37,7 +37,7 @@ export interface MemoryPlan {
   quantization?: 'none' | 'nf4';
   /** AdamW moments kept in host memory (optim/paged.ts). */
   pagedOptimizer?: boolean;
-  /** Activation recomputation (estimate only; the engine does not recompute yet). */
+  /** Activation recomputation (train config `recompute`). */
   recompute?: boolean;
 }
 
@@ -175,8 +175,12 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
 /** The plan of a trainer config (train/config.ts) whose dataset has `seqLen`-token blocks. */
 export function planFromTrainConfig(cfg: {
   batchSize: number; quantization?: 'none' | 'nf4'; lora: { rank: number; targets: MemoryPlan['lora']['targets'] };
+  pagedOptimizer?: boolean; recompute?: boolean;
 }, seqLen: number): MemoryPlan {
-  return { batchSize: cfg.batchSize, seqLen, lora: { rank: cfg.lora.rank, targets: cfg.lora.targets }, quantization: cfg.quantization ?? 'none' };
+  return {
+    batchSize: cfg.batchSize, seqLen, lora: { rank: cfg.lora.rank, targets: cfg.lora.targets }, quantization: cfg.quantization ?? 'none',
+    pagedOptimizer: cfg.pagedOptimizer ?? false, recompute: cfg.recompute ?? false,
+  };
 }
 
 /** "1.2 GB" style: binary units, one decimal. */

@@ -79,6 +79,8 @@ export const TrainConfigSchema = z.object({
   sampleEvery: z.number().int().min(0).default(0),
   /** New tokens per sample generation (greedy). */
   sampleMaxTokens: z.number().int().min(1).max(1024).default(48),
+  /** Recompute each block's activations in the backward pass instead of keeping them (much less memory, a little more compute). */
+  recompute: z.boolean().default(false),
   /** Keep AdamW's moments in host memory and move them through the device each step (less GPU memory, slower steps). */
   pagedOptimizer: z.boolean().default(false),
   /** Stop after this many consecutive steps with a non-finite loss. */

@@ -126,7 +126,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     log(ep.reason);
 
     report('Building the training graph');
-    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout }, cfg.optim);
+    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute }, cfg.optim);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
     // Paged optimizer: AdamW moments live in host memory and pass through the device each step.
     const spec = { model: tg.model, state: tg.state, fetch: tg.fetch };
@@ -221,6 +221,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     let tokensSeen = 0;
     const apply1 = hostTensor('bool', [], new Uint8Array([1]));
     const apply0 = hostTensor('bool', [], new Uint8Array([0]));
+    const one = hostTensor('float32', [], [1]);
     try {
       while (step < totalSteps) {
         await hooks.checkpoint?.();
@@ -235,6 +236,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         let lossSum = 0, gradNorm = NaN;
         for (let a = 0; a < A; a++) {
           const seedFeed: Record<string, HostTensor> = cfg.lora.dropout > 0 ? { dropout_seed: hostTensor('float32', [], [dropoutSeed(cfg.seed, step, a)]) } : {};
+          if (cfg.recompute) seedFeed['recompute_one'] = one;
           const raw = await prog.step({ ...feedsOf(micro[a]!, B, T), apply: a === A - 1 ? apply1 : apply0, invCount, adam, ...seedFeed, ...(moments?.feeds() ?? {}) });
           const out = moments ? moments.take(raw) : raw;
           lossSum += scalarOf(out['loss_sum']);

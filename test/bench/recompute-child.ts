@@ -1,0 +1,24 @@
+/** One measurement for test/bench/recompute.ts, in its own process so peak RSS is its own: node --import tsx recompute-child.ts 0|1 [MODEL_DIR]. */
+import { createTinyModel, openModel } from '../../src-main/engine/models';
+import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../src-main/engine/llm/train-graph';
+import { Program, hostTensor } from '../../src-main/engine/runtime';
+import { adamwScalars } from '../../src-main/engine/nn/layers';
+import { existsSync } from 'node:fs';
+const recompute = process.argv[2] === '1';
+const dir = process.argv[3] ?? '/tmp/lathe-bench-recompute-model';
+if (!existsSync(dir)) await createTinyModel('llama', dir, { seed: 1, overrides: { vocab_size: 4096, hidden_size: 256, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 4, intermediate_size: 704, max_position_embeddings: 1024 } });
+const { config, layout, weights } = await openModel(dir);
+const lora = buildLoraLayout(config, layout, { rank: 8, alpha: 16, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+const B = 4, T = 512, N = B * T, P = lora.size;
+const optim = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T, recompute }, optim);
+const prog = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', externalDataDir: dir });
+const z = () => hostTensor('float32', [P], new Float32Array(P));
+await prog.init({ params: hostTensor('float32', [P], initLoraParams(lora, 1)), m: z(), v: z(), gacc: z() });
+const ids = BigInt64Array.from({ length: N }, (_, i) => BigInt((i * 7919) % 4096));
+const feeds = (s: number) => ({ ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], ids), mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)), apply: hostTensor('bool', [], new Uint8Array([1])), invCount: hostTensor('float32', [], [1 / N]), adam: hostTensor('float32', [3], adamwScalars(optim, s)), ...(recompute ? { recompute_one: hostTensor('float32', [], [1]) } : {}) });
+const rss0 = process.resourceUsage().maxRSS;
+let loss = 0; const t0 = performance.now();
+for (let s = 1; s <= 3; s++) loss = Number((await prog.step(feeds(s)))['loss_sum']!.data[0]);
+console.log(JSON.stringify({ recompute, nodes: tg.nodes.total, ms: ((performance.now() - t0) / 3).toFixed(0), peakMB: Math.round(process.resourceUsage().maxRSS / 1024), beforeStepsMB: Math.round(rss0 / 1024), loss }));
