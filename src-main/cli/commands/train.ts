@@ -43,6 +43,7 @@ export function trainConfigFromFlags(ctx: CliContext): TrainConfigInput {
   set(cfg, 'ep', flagString(ctx.flags, 'ep'));
   if (ctx.flags['paged'] === true) cfg['pagedOptimizer'] = true;
   if (ctx.flags['recompute'] === true) cfg['recompute'] = true;
+  if (ctx.flags['f16'] === true) cfg['compute'] = 'float16';
   if (ctx.flags['qlora'] === true) cfg['quantization'] = 'nf4';
   const lora: Record<string, unknown> = { ...(base['lora'] as object | undefined) };
   set(lora, 'rank', num('rank')); set(lora, 'alpha', num('alpha')); set(lora, 'targets', flagString(ctx.flags, 'targets'));
@@ -75,7 +76,7 @@ export const commands: CliCommand[] = [
       '  --config FILE        JSON training config (flags override it)',
       '  --steps N | --epochs N, --batch N, --accum N, --lr X, --warmup N, --schedule cosine|linear|constant',
       '  --rank N --alpha X --targets attention|mlp|all-linear [--rslora], --clip X, --weight-decay X',
-      '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda, --qlora (NF4 base), --paged (optimizer state in host memory), --recompute (gradient checkpointing)',
+      '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda, --qlora (NF4 base), --paged (optimizer state in host memory), --recompute (gradient checkpointing), --f16 (f16 compute on a GPU)',
       'Prepare DATASET_DIR first with `lathe prepare`. Ctrl+C stops after the current step and saves a checkpoint.',
     ].join('\n'),
     run: async (ctx) => {

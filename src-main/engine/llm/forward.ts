@@ -16,7 +16,7 @@ import type { ModelConfig } from '../models/config';
 import { ropeInvFreq } from '../models/config';
 import type { LayerLayout, LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
-import { bf16ToF32Array } from '../safetensors';
+import { bf16ToF16Array, bf16ToF32Array } from '../safetensors';
 import { ALL_ROLES, type LoraLayout, type LinearRole, type NewRowsLayout } from './lora';
 import { loraDropout, moduleSeedOffset } from './dropout';
 import { nf4Linear } from '../quant/linear';
@@ -47,6 +47,11 @@ export interface WeightSource {
   readBf16?: (name: string) => Promise<Float32Array>;
   /** 'nf4' (QLoRA): linear-layer weights quantized on load, dequantized in the graph (quant/linear.ts). */
   quantize?: 'none' | 'nf4';
+  /**
+   * Compute type of the frozen model: 'float16' halves weight memory and uses the GPU's f16 math (GPU EPs;
+   * the CPU EP lacks f16 kernels for several ops). LoRA weights, optimizer and loss stay f32.
+   */
+  compute?: 'float32' | 'float16';
 }
 
 export interface ForwardResult {
@@ -71,6 +76,11 @@ export interface ForwardBlocks {
 }
 
 const NEG_INF = -1e9; // additive mask value: exp() underflows to exactly 0 in f32
+/** The same for f16 (its largest finite value is 65504). */
+const NEG_INF_F16 = -6e4;
+const negInf = (dt: 'float32' | 'float16'): number => (dt === 'float16' ? NEG_INF_F16 : NEG_INF);
+/** The compute type of a forward pass. */
+export const computeType = (src: WeightSource): 'float32' | 'float16' => src.compute ?? 'float32';
 
 /** Weights already placed in a graph, so a tied embedding / lm_head is one initializer used twice. */
 const placed = new WeakMap<GraphBuilder, Map<string, Value>>();
@@ -88,12 +98,17 @@ export async function baseWeight(g: GraphBuilder, src: WeightSource, name: strin
 
 async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Promise<Value> {
   const e = src.weights.entry(name);
+  const dt = computeType(src);
   if (e.dtype === 'F32' || e.dtype === 'F16') {
     const data: ConstData = { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength };
     const w = g.weight(name, e.dtype === 'F32' ? 'float32' : 'float16', e.shape, data);
-    return g.cast(w, 'float32');
+    return g.cast(w, dt); // a no-op when the file already holds the compute type
   }
   if (e.dtype === 'BF16') {
+    if (dt === 'float16') {
+      const h = bf16ToF16Array(new Uint16Array((await src.weights.readRaw(name)).slice().buffer));
+      return g.weight(name, 'float16', e.shape, { kind: 'raw', bytes: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) });
+    }
     const f32 = src.readBf16 ? await src.readBf16(name) : bf16ToF32Array(new Uint16Array((await src.weights.readRaw(name)).slice().buffer));
     return g.weight(name, 'float32', e.shape, { kind: 'raw', bytes: new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength) });
   }
@@ -146,7 +161,7 @@ export function activation(c: Ctx, x: Value): Value {
 }
 
 /** cos/sin tables [T, D] (HF: emb = cat(freqs, freqs)) and the rotate-half matrix R [D, D]. */
-export function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number): { cos: Value; sin: Value; rot: Value } {
+export function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number, dt: 'float32' | 'float16' = 'float32'): { cos: Value; sin: Value; rot: Value } {
   const D = cfg.headDim;
   const inv = ropeInvFreq(cfg);
   const cos = new Float32Array(T * D), sin = new Float32Array(T * D);
@@ -164,7 +179,7 @@ export function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number): { cos:
     R[(j + D / 2) * D + j] = -1;
     R[j * D + j + D / 2] = 1;
   }
-  return { cos: g.constant(cos, 'float32', [T, D]), sin: g.constant(sin, 'float32', [T, D]), rot: g.constant(R, 'float32', [D, D]) };
+  return { cos: g.constant(cos, dt, [T, D]), sin: g.constant(sin, dt, [T, D]), rot: g.constant(R, dt, [D, D]) };
 }
 
 export function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot: Value }, cos = t.cos, sin = t.sin): Value {
@@ -176,26 +191,26 @@ export function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot
  * Per-row attention bias for packed samples [B, 1, G·T, T]: causal and within the same segment.
  * Built in the graph from the segment ids (a few nodes) instead of uploading B·G·T² floats.
  */
-function packedMask(g: GraphBuilder, segments: Value, B: number, G: number, T: number, window: number | null): Value {
+function packedMask(g: GraphBuilder, segments: Value, B: number, G: number, T: number, window: number | null, dt: 'float32' | 'float16' = 'float32'): Value {
   const same = g.equal(g.reshape(segments, [B, T, 1]), g.reshape(segments, [B, 1, T])); // [B, T, T] bool
-  const causal = causalMask(g, 1, T, window); // [T, T] additive
-  const bias = g.where(same, causal, NEG_INF); // [B, T, T]
+  const causal = causalMask(g, 1, T, window, dt); // [T, T] additive
+  const bias = g.where(same, causal, negInf(dt)); // [B, T, T]
   const grouped = g.expand(g.reshape(bias, [B, 1, 1, T, T]), [B, 1, G, T, T]);
   return g.reshape(grouped, [B, 1, G * T, T]);
 }
 
 /** Additive causal (and sliding-window) mask [G·T, T] for the grouped layout. */
-function causalMask(g: GraphBuilder, G: number, T: number, window: number | null): Value {
+function causalMask(g: GraphBuilder, G: number, T: number, window: number | null, dt: 'float32' | 'float16' = 'float32'): Value {
   const m = new Float32Array(G * T * T);
   for (let gi = 0; gi < G; gi++) {
     for (let t = 0; t < T; t++) {
       for (let s = 0; s < T; s++) {
         const allowed = s <= t && (window === null || t - s < window);
-        m[(gi * T + t) * T + s] = allowed ? 0 : NEG_INF;
+        m[(gi * T + t) * T + s] = allowed ? 0 : negInf(dt);
       }
     }
   }
-  return g.constant(m, 'float32', [G * T, T]);
+  return g.constant(m, dt, [G * T, T]);
 }
 
 /**
@@ -252,6 +267,9 @@ export async function buildForward(
   const N = B * T;
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
   const G = H / K;
+  const dt = computeType(src);
+  if (dt === 'float16' && src.quantize === 'nf4') throw new Error('buildForward: QLoRA (nf4) computes in f32; use compute float32 with it.');
+  const toDt = (v: Value) => g.cast(v, dt);
   const loraTensors = new Map<string, { a: Value; b: Value }>();
   let newRows: { embed: Value; head: Value; layout: NewRowsLayout } | null = null;
   const parts: ForwardBlocks['parts'] = [];
@@ -265,7 +283,7 @@ export async function buildForward(
     const flat = g.split(loraParams, sizes, 0);
     lora.modules.forEach((m, i) => {
       const t = { a: g.reshape(flat[2 * i]!, [lora.rank, m.inFeatures]), b: g.reshape(flat[2 * i + 1]!, [m.outFeatures, lora.rank]) };
-      loraTensors.set(`${m.layer}:${m.role}`, t);
+      loraTensors.set(`${m.layer}:${m.role}`, { a: toDt(t.a), b: toDt(t.b) }); // f32 masters, compute-type use
       parts.push({ flat: flat[2 * i]!, used: t.a, layer: m.layer }, { flat: flat[2 * i + 1]!, used: t.b, layer: m.layer });
     });
     if (nr) {
@@ -288,8 +306,8 @@ export async function buildForward(
   let x = g.reshape(g.gather(wte, ids), [N, C]);
   if (newRows && opts.newTokens) {
     // new tokens take their row from the trainable [r, C] rows: x + isNew · (rows[newIdx] − x)
-    const xn = g.reshape(g.gather(newRows.embed, opts.newTokens.newIdx), [N, C]);
-    x = g.add(x, g.mul(g.reshape(opts.newTokens.isNew, [N, 1]), g.sub(xn, x)));
+    const xn = g.reshape(g.gather(toDt(newRows.embed), opts.newTokens.newIdx), [N, C]);
+    x = g.add(x, g.mul(toDt(g.reshape(opts.newTokens.isNew, [N, 1])), g.sub(xn, x)));
   }
   if (layout.positions) {
     const wpe = await baseWeight(g, src, layout.positions);
@@ -298,9 +316,9 @@ export async function buildForward(
     x = g.reshape(g.add(g.reshape(x, [B, T, C]), pos), [N, C]);
   }
 
-  const ropeT = cfg.rope ? ropeTables(g, cfg, T) : null;
+  const ropeT = cfg.rope ? ropeTables(g, cfg, T, dt) : null;
   const pk = opts.packing;
-  const mask = pk ? packedMask(g, pk.segments, B, G, T, cfg.slidingWindow) : causalMask(g, G, T, cfg.slidingWindow);
+  const mask = pk ? packedMask(g, pk.segments, B, G, T, cfg.slidingWindow, dt) : causalMask(g, G, T, cfg.slidingWindow, dt);
   // per-row RoPE tables when positions restart inside a row: [B, T, D] gathered from the [T, D] tables
   let ropeRows: { qCos: Value; qSin: Value; kCos: Value; kSin: Value } | null = null;
   if (pk && ropeT) {
@@ -344,7 +362,10 @@ export async function buildForward(
   let logits = g.gemm(x, head, null, { transB: true }); // [N, V]
   if (newRows) {
     // V + r columns: the trainable rows' logits appended; base columns of re-used rows (id < V) masked out
-    logits = g.concat([logits, g.gemm(x, newRows.head, null, { transB: true })], 1); // [N, V + r]
+    logits = g.concat([logits, g.gemm(x, toDt(newRows.head), null, { transB: true })], 1); // [N, V + r]
+  }
+  logits = g.cast(logits, 'float32'); // the loss is always computed in f32
+  if (newRows) {
     const V = newRows.layout.baseRows;
     const reused = newRows.layout.ids.filter((id) => id < V);
     if (reused.length) {

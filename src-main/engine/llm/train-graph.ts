@@ -21,6 +21,9 @@ import { adamw, softmaxCrossEntropy, type AdamWConfig } from '../nn/layers';
 import { buildForward, type ForwardBlocks, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
 
+/** Static loss scale for f16 compute (applied to a mean-scaled loss; the non-finite guard skips a step that overflows). */
+const F16_LOSS_SCALE = 256;
+
 export interface OptimConfig extends Required<AdamWConfig> {
   /** Global gradient-norm clip (0 = off). */
   maxGradNorm: number;
@@ -54,20 +57,20 @@ export interface GraphShape {
  * used them; only the block inputs (L × [N, C]) and one block's activations at a time stay alive.
  * The graph gets a `recompute_one` input: feed 1.
  */
-async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks, loss: Value, params: Value, one: Value): Promise<Value> {
+async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks, loss: Value, params: Value, one: Value, seed: Value | null): Promise<Value> {
   const L = blocks.x.length - 1;
   const got = new Map<Value, Value>(); // part.used -> its gradient
   const add = (used: Value, gr: Value | null) => { if (gr) got.set(used, got.has(used) ? g.add(got.get(used)!, gr) : gr); };
   // head: loss -> x[L] (final norm, lm_head, trainable head rows)
   const head = blocks.parts.filter((p) => p.layer === 'head');
-  const top = gradients(g, [[loss, null]], [blocks.x[L]!, ...head.map((p) => p.used)]);
+  const top = gradients(g, [[loss, seed]], [blocks.x[L]!, ...head.map((p) => p.used)]);
   head.forEach((p, k) => add(p.used, top.grads[k + 1] ?? null));
   let gx = top.grads[0];
   for (let i = L - 1; i >= 0 && gx; i--) {
     const mine = blocks.parts.filter((p) => p.layer === i);
     // x·one with `one` a run-time input (always 1): without it the IR's and onnxruntime's common-subexpression
     // elimination would merge the copy back into the forward block, and nothing would be recomputed
-    const out = await blocks.rebuild(g.mul(blocks.x[i]!, one), i);
+    const out = await blocks.rebuild(g.mul(blocks.x[i]!, g.cast(one, blocks.x[i]!.dtype)), i);
     const r = gradients(g, [[out, gx]], [blocks.x[i]!, ...mine.map((p) => p.used)]);
     mine.forEach((p, k) => add(p.used, r.grads[k + 1] ?? null));
     gx = r.grads[0];
@@ -137,7 +140,12 @@ export async function buildTrainGraph(
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}) }, lora, params);
   const lossSum = softmaxCrossEntropy(g, fwd.logits, targets, mask); // Σ mask · nll (scalar)
   const forwardNodes = g.nodes.length;
-  const grad = shape.recompute ? await recomputedGradient(g, fwd.blocks, lossSum, params, g.input('recompute_one', 'float32', [])) : (gradients(g, [[lossSum, null]], [params]).grads[0] ?? g.zerosLike(params));
+  // f16 compute: seed the backward with S/N instead of 1 so f16 gradients sit in the range of a mean loss
+  // times a loss scale S (neither overflowing from the sum over N tokens nor underflowing), and undo it in f32
+  const cot = src.compute === 'float16' ? F16_LOSS_SCALE / N : 1;
+  const seed = cot === 1 ? null : g.scalar(cot, 'float32');
+  let grad = shape.recompute ? await recomputedGradient(g, fwd.blocks, lossSum, params, g.input('recompute_one', 'float32', []), seed) : (gradients(g, [[lossSum, seed]], [params]).grads[0] ?? g.zerosLike(params));
+  if (cot !== 1) grad = g.mul(grad, 1 / cot);
   const backwardNodes = g.nodes.length - forwardNodes;
 
   // accumulate; at the optimizer step: mean over tokens, clip, AdamW

@@ -97,7 +97,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
 
   report('Opening the model');
   const { config: model, layout, weights } = await openModel(cfg.model);
-  const src: WeightSource = { weights, dir: weights.dir, quantize: cfg.quantization };
+  const src: WeightSource = { weights, dir: weights.dir, quantize: cfg.quantization, compute: cfg.compute };
   // QLoRA: NF4 codes go to a file in the model folder (a .onnx must stay under 2 GB) until the sessions hold them
   const nf4Store = cfg.quantization === 'nf4' ? openNf4Store(src) : null;
   const programs: { dispose(): Promise<void> }[] = [];
@@ -124,6 +124,12 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const ep = await chooseEp(cfg.ep);
     onEp(ep.ep);
     log(ep.reason);
+    if (cfg.compute === 'float16' && ep.ep === 'cpu') {
+      throw new UserError('train.f16OnCpu', 'Half-precision (f16) compute needs a GPU; this run would use the CPU.', 'Set compute to float32, or choose a GPU device.');
+    }
+    if (cfg.compute === 'float16' && cfg.quantization === 'nf4') {
+      throw new UserError('train.f16Qlora', 'QLoRA already stores the model in 4 bits and computes in f32; it cannot be combined with f16 compute.', 'Turn off one of the two.');
+    }
 
     report('Building the training graph');
     const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute }, cfg.optim);

@@ -40,7 +40,7 @@ describe('dashboard series', () => {
 
 describe('LoRA wizard validation', () => {
   const ok: LoraForm = {
-    rank: 8, alpha: 16, dropout: 0, qlora: false, paged: false, recompute: false, targets: 'attention', lr: 2e-4, schedule: 'cosine', warmupSteps: 10, useSteps: false, maxSteps: 100, epochs: 1,
+    rank: 8, alpha: 16, dropout: 0, qlora: false, paged: false, recompute: false, f16: false, targets: 'attention', lr: 2e-4, schedule: 'cosine', warmupSteps: 10, useSteps: false, maxSteps: 100, epochs: 1,
     batchSize: 4, gradAccum: 1, maxGradNorm: 1, evalEvery: 50, checkpointEvery: 100, ep: 'auto',
   };
 

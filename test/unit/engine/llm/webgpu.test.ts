@@ -12,12 +12,12 @@ import { tinyModel } from '../../../helpers/tiny';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
-async function curve(arch: string, ep: EpName, steps: number): Promise<{ losses: number[]; gpuResident: boolean; params: Float32Array }> {
+async function curve(arch: string, ep: EpName, steps: number, compute: 'float32' | 'float16' = 'float32', recompute = false): Promise<{ losses: number[]; gpuResident: boolean; params: Float32Array }> {
   const dir = await tinyModel(arch);
   const { config, layout, weights } = await openModel(dir);
   const lora = buildLoraLayout(config, layout, { rank: 2, alpha: 4, dropout: 0, rslora: false, targets: 'all-linear', seed: 5 });
   const B = 1, T = 8, N = B * T;
-  const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T }, optim);
+  const tg = await buildTrainGraph(config, layout, { weights, dir, compute }, lora, { batch: B, seqLen: T, recompute }, optim);
   const prog = await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep, externalDataDir: dir, disableCpuFallback: ep === 'webgpu' });
   const P = lora.size;
   const z = () => hostTensor('float32', [P], new Float32Array(P));
@@ -30,6 +30,7 @@ async function curve(arch: string, ep: EpName, steps: number): Promise<{ losses:
       ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets),
       mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)), apply: hostTensor('bool', [], new Uint8Array([1])),
       invCount: hostTensor('float32', [], new Float32Array([1 / N])), adam: hostTensor('float32', [3], adamwScalars(optim, s)),
+      ...(recompute ? { recompute_one: hostTensor('float32', [], [1]) } : {}),
     });
     losses.push(Number(out['loss_sum']!.data[0]) / N);
   }
@@ -53,3 +54,20 @@ describe('LoRA training on the WebGPU EP (lavapipe)', () => {
     });
   }
 });
+
+describe('f16 compute for the frozen model on the WebGPU EP (lavapipe)', () => {
+  for (const arch of ['llama', 'gpt2']) {
+    it(`${arch}: f16 weights and activations, f32 LoRA and loss: fully on the GPU, loss curve close to f32`, async () => {
+      const f32 = await curve(arch, 'webgpu', 5);
+      const f16 = await curve(arch, 'webgpu', 5, 'float16');
+      expect(f16.gpuResident).toBe(true);
+      for (let i = 0; i < 5; i++) expect(Math.abs(f16.losses[i]! - f32.losses[i]!)).toBeLessThan(1e-2 * Math.abs(f32.losses[i]!));
+      expect(f16.losses[4]!).toBeLessThan(f16.losses[0]!);
+      if (arch === 'llama') {
+        const rc = await curve(arch, 'webgpu', 5, 'float16', true); // with activation recomputation too
+        for (let i = 0; i < 5; i++) expect(Math.abs(rc.losses[i]! - f16.losses[i]!)).toBeLessThan(1e-3 * Math.abs(f16.losses[i]!));
+      }
+    });
+  }
+});
+
