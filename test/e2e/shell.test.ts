@@ -3,49 +3,26 @@
  * services through the WebSocket bridge.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, copyFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { startBridge, type Bridge } from '../../src-main/bridge/server';
-import { launchChromium } from '../helpers/browser';
-import { tempDir, testServices } from '../helpers/services';
+import type { Page } from 'playwright-core';
+import type { Bridge } from '../../src-main/bridge/server';
+import { openApp, type App } from '../helpers/app';
+import { tempDir } from '../helpers/services';
 
-const RENDERER = path.resolve('out/renderer');
-const SHOTS = path.resolve('test-results/screenshots');
-
+let app: App;
 let bridge: Bridge;
-let browser: Browser;
 let page: Page;
-
-/** Screenshots go to test-results/; LATHE_UPDATE_DOCS=1 also refreshes the copies in docs/screenshots. */
-async function shot(name: string): Promise<void> {
-  mkdirSync(SHOTS, { recursive: true });
-  const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  if (process.env['LATHE_UPDATE_DOCS'] === '1') {
-    mkdirSync('docs/screenshots', { recursive: true });
-    copyFileSync(file, path.join('docs/screenshots', `${name}.png`));
-  }
-}
+const shot = (name: string) => app.shot(name);
 
 beforeAll(async () => {
-  if (!existsSync(path.join(RENDERER, 'index.html'))) {
-    throw new Error('The renderer is not built: run `npm run build` first (the test command does).');
-  }
-  bridge = await startBridge({ services: testServices(), staticDir: RENDERER });
-  browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  await page.goto(bridge.pageUrl);
-  await page.getByText('New project').waitFor();
-  expect(errors).toEqual([]);
+  app = await openApp();
+  ({ bridge, page } = app);
+  expect(app.errors).toEqual([]);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await bridge?.close();
+  await app?.close();
 });
 
 describe('app shell in Chromium through the bridge', () => {

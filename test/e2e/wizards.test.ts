@@ -5,52 +5,30 @@
  * -> chat template.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, copyFileSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { startBridge, type Bridge } from '../../src-main/bridge/server';
-import { launchChromium } from '../helpers/browser';
-import { tempDir, testServices } from '../helpers/services';
+import type { Page } from 'playwright-core';
+import { openApp, type App } from '../helpers/app';
+import { tempDir } from '../helpers/services';
 
-const RENDERER = path.resolve('out/renderer');
-const SHOTS = path.resolve('test-results/screenshots');
-
-let bridge: Bridge;
-let browser: Browser;
+let app: App;
 let page: Page;
 let projectDir = '';
-const pageErrors: string[] = [];
-
-async function shot(name: string): Promise<void> {
-  mkdirSync(SHOTS, { recursive: true });
-  const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  if (process.env['LATHE_UPDATE_DOCS'] === '1') {
-    mkdirSync('docs/screenshots', { recursive: true });
-    copyFileSync(file, path.join('docs/screenshots', `${name}.png`));
-  }
-}
+let pageErrors: string[] = [];
+const shot = (name: string) => app.shot(name);
 
 async function nav(label: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: label, exact: true }).click();
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(RENDERER, 'index.html'))) {
-    throw new Error('The renderer is not built: run `npm run build` first (the test command does).');
-  }
-  bridge = await startBridge({ services: testServices(), staticDir: RENDERER });
-  browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
-  await page.goto(bridge.pageUrl);
-  await page.getByText('New project').waitFor();
+  app = await openApp({ width: 1200, height: 860 });
+  page = app.page;
+  pageErrors = app.errors;
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await bridge?.close();
+  await app?.close();
 });
 
 describe('wizards end to end on the bundled tiny model', () => {
