@@ -2,6 +2,7 @@
  * Small fast hashes over UTF-16 code units (no allocation), and a set of 64-bit keys in typed arrays
  * (a JS Set of strings would cost ~100 bytes per document; this costs 16 at 50% load).
  */
+import { mulberry32 } from '../../util/random';
 
 /** 32-bit FNV-1a variant over s[start, end). */
 export function hash32(s: string, start = 0, end = s.length, seed = 0x811c9dc5): number {
@@ -78,12 +79,4 @@ export class HashSet64 {
 }
 
 /** Deterministic PRNG (mulberry32) for seeds, permutations and sampling. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;

@@ -2,21 +2,15 @@
  * Seeded random numbers for tiny models: same seed, same bytes, on every platform (integer-only state,
  * Math.* only on the way out).
  */
+import { mulberry32 } from '../../util/random';
+
 export class Rng {
-  private s: number;
   private spare: number | null = null;
+  /** mulberry32: uniform in [0, 1). */
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.s = (seed >>> 0) ^ 0x9e3779b9;
-  }
-
-  /** mulberry32: uniform in [0, 1). */
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = mulberry32((seed >>> 0) ^ 0x9e3779b9);
   }
 
   /** Standard normal (Box-Muller, both values used). */

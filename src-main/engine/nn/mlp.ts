@@ -14,6 +14,7 @@ import { gradients } from '../autodiff/grad';
 import { lowerGraph } from '../lower/lower';
 import type { OnnxModel } from '../onnx/spec';
 import { type AdamWConfig, adamw, linear, softmaxCrossEntropy } from './layers';
+import { mulberry32 } from '../../util/random';
 
 export interface MlpConfig {
   batch: number; // B rows per step
@@ -39,6 +40,9 @@ export interface MlpTrainStep {
   layout: ParamSlot[];
   paramCount: number;
   nodes: { forward: number; backward: number; optimizer: number; total: number; onnx: number };
+  /** State slots (input -> output, carried between steps) and per-step fetches, ready for a runtime Program. */
+  state: { name: string; input: string; output: string }[];
+  fetch: string[];
 }
 
 const KNOWN = new Set(['batch', 'inDim', 'hidden', 'classes', 'activation', 'dtype', 'targetType', 'normEps', 'adamw', 'outputGrad']);
@@ -101,6 +105,8 @@ export function buildMlpTrainStep(cfg: MlpConfig): MlpTrainStep {
   return {
     graph: g, model, config: c, layout, paramCount: P,
     nodes: { forward, backward: backwardNodes, optimizer, total: g.nodes.length, onnx: nodeCount },
+    state: ['params', 'm', 'v'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
+    fetch: ['loss'],
   };
 }
 
@@ -109,14 +115,7 @@ export function buildMlpTrainStep(cfg: MlpConfig): MlpTrainStep {
  * the same seed gives the same vector on every machine.
  */
 export function initMlpParams(layout: ParamSlot[], seed: number): Float64Array {
-  let a = seed >>> 0;
-  const rand = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   const P = layout.reduce((s, l) => s + l.size, 0);
   const out = new Float64Array(P);
   const fanIn = layout[0]!.shape[1]!;
@@ -132,14 +131,7 @@ export function initMlpParams(layout: ParamSlot[], seed: number): Float64Array {
  * so the loss really goes down. Same seed -> same batch everywhere.
  */
 export function mlpSyntheticBatch(cfg: Pick<MlpConfig, 'batch' | 'inDim' | 'classes'>, seed: number): { x: Float64Array; targets: Int32Array } {
-  let a = (seed * 2654435761) >>> 0;
-  const rand = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed * 2654435761);
   const { batch: B, inDim: D, classes: K } = cfg;
   const proj = new Float64Array(D * K);
   let b = 12345;

@@ -3,6 +3,7 @@
  * everyday prose, `domain` like a woodturning and metal-lathe workshop manual with its jargon and symbols.
  * A seeded generator recombines the sentences so the corpora have enough volume for BPE statistics.
  */
+import { mulberry32 } from '../../../src-main/util/random';
 
 export const GENERAL_SENTENCES = [
   'The morning train was late again, so we walked to the bakery on the corner and waited there.',
@@ -71,16 +72,7 @@ export const DOMAIN_SENTENCES = [
 ];
 
 /** Mulberry32: a small seeded PRNG so the corpora are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** Paragraphs of 2-5 sentences drawn from `sentences`, with numbers varied. */
 export function paragraphs(sentences: string[], count: number, seed: number): string[] {

@@ -4,6 +4,7 @@ import type { GraphBuilder } from '../../../src-main/engine/graph/graph';
 import type { DType } from '../../../src-main/engine/graph/types';
 import { lowerGraph } from '../../../src-main/engine/lower/lower';
 import { encodeModel } from '../../../src-main/engine/onnx/encode';
+import { mulberry32 } from '../../../src-main/util/random';
 
 export type Feed = { dtype: DType; shape: number[]; data: ArrayLike<number> };
 
@@ -40,13 +41,4 @@ export async function compile(g: GraphBuilder, opt: ort.InferenceSession.Session
 }
 
 /** Deterministic PRNG (mulberry32) so failures can be replayed from the printed seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;

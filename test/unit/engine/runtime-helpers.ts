@@ -6,6 +6,7 @@
  */
 import type { OnnxDataType, OnnxModel } from '../../../src-main/engine/onnx/spec';
 import { rawTensor } from '../../../src-main/engine/onnx/pack';
+import { mulberry32 } from '../../../src-main/util/random';
 
 export function sgdModel(N: number, D: number, type: OnnxDataType = 'float32'): OnnxModel {
   return {
@@ -40,16 +41,8 @@ export const sgdState = [
 
 /** Deterministic pseudo-random numbers in [-1, 1) (mulberry32). */
 export function rand(seed: number, n: number): number[] {
-  let a = seed >>> 0;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out.push((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1);
-  }
-  return out;
+  const r = mulberry32(seed);
+  return Array.from({ length: n }, () => r() * 2 - 1);
 }
 
 /** The same SGD in float64 JS: losses per step and the final w. */
