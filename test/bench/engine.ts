@@ -70,15 +70,7 @@ export function mlpTrain(): Workload {
   const b = mlpSyntheticBatch(cfg, 1);
   return {
     name: `mlp-train (B=64, D=64, H=256, K=16, ${P} params, AdamW)`,
-    spec: {
-      model: step.model,
-      state: [
-        { name: 'params', input: 'params', output: 'params_out' },
-        { name: 'm', input: 'm', output: 'm_out' },
-        { name: 'v', input: 'v', output: 'v_out' },
-      ],
-      fetch: ['loss'],
-    },
+    spec: { model: step.model, state: step.state, fetch: step.fetch },
     init: {
       params: hostTensor('float32', [P], initMlpParams(step.layout, 1)),
       m: hostTensor('float32', [P], new Float32Array(P)),

@@ -1,14 +1,11 @@
 /** `lathe export`: a trained run -> merged Hugging Face model or PEFT adapter (thin wrapper over src-main/export). */
-import { cliWork } from '../work';
 import type { CliCommand } from '../types';
 import { flagNumber, flagString } from '../args';
+import { cliWork, requireFlag } from '../work';
 import { exportModel, type ExportParams, type ExportResult } from '../../export';
 import { UserError } from '../../util/progress';
 
-function need(v: string | undefined, name: string): string {
-  if (!v) throw new UserError('cli.missing', `Missing --${name}.`, 'Run `lathe help export` for the options.');
-  return v;
-}
+const HELP = 'Run `lathe help export` for the options.';
 
 function printResult(r: ExportResult): string[] {
   const lines = [
@@ -36,7 +33,7 @@ export const commands: CliCommand[] = [
       '  --no-verify            skip reloading the export and comparing logits',
     ].join('\n'),
     run: async (ctx) => {
-      const format = need(flagString(ctx.flags, 'format'), 'format');
+      const format = requireFlag(ctx, 'format', HELP);
       if (format !== 'merged' && format !== 'peft') throw new UserError('cli.format', `--format must be merged or peft (got "${format}").`);
       const dtype = flagString(ctx.flags, 'dtype');
       if (dtype !== undefined && dtype !== 'bf16' && dtype !== 'f16' && dtype !== 'f32') {
@@ -44,9 +41,9 @@ export const commands: CliCommand[] = [
       }
       const params: ExportParams = {
         format,
-        model: need(flagString(ctx.flags, 'model'), 'model'),
-        adapter: need(flagString(ctx.flags, 'adapter'), 'adapter'),
-        out: need(flagString(ctx.flags, 'out'), 'out'),
+        model: requireFlag(ctx, 'model', HELP),
+        adapter: requireFlag(ctx, 'adapter', HELP),
+        out: requireFlag(ctx, 'out', HELP),
         dtype,
         shardSizeMB: flagNumber(ctx.flags, 'shard-size'),
         overwrite: ctx.flags['overwrite'] === true,

@@ -4,14 +4,9 @@
 import type { CliCommand } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
 import { UserError } from '../../util/progress';
-import { cliWork } from '../work';
+import { cliWork, requireFlag } from '../work';
 import { compareTokenizerDirs, extendTokenizerDir, trainDomainTokenizer } from '../../tokenizer/service';
 import { LatheTokenizer } from '../../tokenizer/tokenizer';
-
-function need(value: string | undefined, flag: string, example: string): string {
-  if (!value) throw new UserError('cli.missing', `Missing --${flag}.`, `Example: ${example}`);
-  return value;
-}
 
 const work = cliWork;
 
@@ -25,7 +20,7 @@ export const commands: CliCommand[] = [
     async run(ctx) {
       const ex = 'lathe tokenizer train --base ./model --corpus ./my-texts --out candidates.json';
       const res = await trainDomainTokenizer({
-        baseDir: need(flagString(ctx.flags, 'base') ?? ctx.args[0], 'base', ex),
+        baseDir: flagString(ctx.flags, 'base') ?? ctx.args[0] ?? requireFlag(ctx, 'base', ex),
         corpus: flagList(ctx.flags, 'corpus').length ? flagList(ctx.flags, 'corpus') : ctx.args.slice(1),
         outFile: flagString(ctx.flags, 'out'),
         maxCandidates: flagNumber(ctx.flags, 'max'),
@@ -55,9 +50,9 @@ export const commands: CliCommand[] = [
       const top = flagNumber(ctx.flags, 'top');
       if (top === undefined && select.length === 0) throw new UserError('cli.missing', 'Say how many tokens to add with --top N (or pick them with --select).', `Example: ${ex}`);
       const res = await extendTokenizerDir({
-        baseDir: need(flagString(ctx.flags, 'base'), 'base', ex),
-        candidates: need(flagString(ctx.flags, 'candidates'), 'candidates', ex),
-        outDir: need(flagString(ctx.flags, 'out'), 'out', ex),
+        baseDir: requireFlag(ctx, 'base', ex),
+        candidates: requireFlag(ctx, 'candidates', ex),
+        outDir: requireFlag(ctx, 'out', ex),
         ...(select.length ? { select } : { topN: top }),
       }, work(ctx));
       if (!ctx.json) {
@@ -77,8 +72,8 @@ export const commands: CliCommand[] = [
     async run(ctx) {
       const ex = 'lathe tokenizer compare --base ./model --extended ./extended-tokenizer --domain ./held-out --general ./general';
       const res = await compareTokenizerDirs({
-        baseDir: need(flagString(ctx.flags, 'base'), 'base', ex),
-        extendedDir: need(flagString(ctx.flags, 'extended'), 'extended', ex),
+        baseDir: requireFlag(ctx, 'base', ex),
+        extendedDir: requireFlag(ctx, 'extended', ex),
         domain: flagList(ctx.flags, 'domain'),
         general: flagList(ctx.flags, 'general'),
         maxChars: flagNumber(ctx.flags, 'max-chars'),

@@ -19,15 +19,7 @@ export function mlpProgramSpec(c: MlpConfig = cfg): { spec: ProgramSpec; step: R
   const step = buildMlpTrainStep(c);
   return {
     step,
-    spec: {
-      model: step.model,
-      state: [
-        { name: 'params', input: 'params', output: 'params_out' },
-        { name: 'm', input: 'm', output: 'm_out' },
-        { name: 'v', input: 'v', output: 'v_out' },
-      ],
-      fetch: ['loss'],
-    },
+    spec: { model: step.model, state: step.state, fetch: step.fetch },
   };
 }
 
