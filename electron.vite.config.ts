@@ -10,6 +10,9 @@ export default defineConfig({
         input: {
           index: resolve('src-main/app/main.ts'),
           'job-process': resolve('src-main/services/jobs/job-process.ts'),
+          // Worker-thread entries, found next to the bundle by src-main/util/worker.ts.
+          'engine-worker': resolve('src-main/engine/runtime/worker-main.ts'),
+          'clean-worker': resolve('src-main/data/clean/worker-main.ts'),
         },
         // Native and large runtime packages stay in node_modules.
         external: ['electron', 'onnxruntime-node', 'tokenizers', 'electron-store'],

@@ -2,6 +2,7 @@ import { mkdirSync, promises as fsp, readdirSync, rmSync, existsSync, unlinkSync
 import { join } from 'node:path';
 import { resolveCleanConfig, type CleanConfigInput } from './config';
 import { Cleaner, type FilterStats } from './clean/pipeline';
+import { CleanPool, autoThreads, cleanPass } from './clean/pool';
 import { HashSet64, hash64 } from './clean/hash';
 import { newPiiCounts, scrubPii, type PiiCounts } from './clean/pii';
 import { defaultImportOptions, importPaths, newImportStats, walkFiles, type ImportOptions, type ImportStats } from './import';
@@ -49,6 +50,8 @@ export interface PrepareConfig {
   truncation?: TruncationPolicy;
   /** SFT: pack several short samples per row (default true). */
   packSft?: boolean;
+  /** Worker threads for cleaning; default: one per CPU core for corpora of 16 MB or more, none below. Results do not depend on it. */
+  threads?: number;
 }
 
 export interface CorpusReport {
@@ -113,8 +116,8 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
 
     if (mode === 'sft') return await prepareSft(config, { cleanCfg, imp, seed, valFraction, blockSize, tokenizer, tokenBytes, work, warnings, log, t0 }, opts);
 
-    const domain = await cleanCorpus('domain', config.inputs, work, { cleanCfg, imp, seed, valFraction }, opts);
-    const general = config.general?.length ? await cleanCorpus('general', config.general, work, { cleanCfg, imp, seed: seed + 7, valFraction }, opts) : undefined;
+    const domain = await cleanCorpus('domain', config.inputs, work, { cleanCfg, imp, seed, valFraction, threads: config.threads }, opts);
+    const general = config.general?.length ? await cleanCorpus('general', config.general, work, { cleanCfg, imp, seed: seed + 7, valFraction, threads: config.threads }, opts) : undefined;
     for (const c of [domain, general]) for (const s of c?.report.import.filesSkipped ?? []) opts.onLog?.('warn', `Skipped ${s.path}: ${s.reason}`);
     if (general && general.report.docsOut === 0) log('The general corpus is empty after cleaning; training uses the domain corpus only.');
 
@@ -198,47 +201,52 @@ async function cleanCorpus(
   name: 'domain' | 'general',
   paths: string[],
   work: string,
-  o: { cleanCfg: ReturnType<typeof resolveCleanConfig>; imp: ImportOptions; seed: number; valFraction: number },
+  o: { cleanCfg: ReturnType<typeof resolveCleanConfig>; imp: ImportOptions; seed: number; valFraction: number; threads?: number },
   opts: WorkOptions,
 ): Promise<Cleaned> {
   const stats = newImportStats();
   const cleaner = new Cleaner(o.cleanCfg, o.seed);
   const bytes = await totalBytes(paths);
+  const threads = o.threads ?? autoThreads(bytes);
+  const pool = threads > 0 ? CleanPool.start(o.cleanCfg, o.seed, threads) : null;
   const spoolA = new SpoolWriter(join(work, `${name}-normalized.spool`));
-  const importStage = `Importing ${name} corpus`;
-  let lastReport = 0;
-  for await (const doc of importPaths(paths, o.imp, stats, opts.signal)) {
-    const d = cleaner.first(doc);
-    if (d) await spoolA.write(d);
-    if (stats.docs - lastReport >= 200) {
-      lastReport = stats.docs;
-      opts.onProgress?.({ stage: importStage, fraction: bytes ? Math.min(1, stats.bytesRead / bytes) : undefined, message: `${stats.docs.toLocaleString('en-US')} documents` });
-    }
-  }
-  await spoolA.close();
-  opts.onProgress?.({ stage: importStage, fraction: 1 });
-  if (stats.docs === 0) {
-    const skipped = stats.filesSkipped.slice(0, 5).map((s) => `${s.path} (${s.reason})`).join('; ');
-    throw new UserError('data.empty', `No text was found in the ${name} corpus${skipped ? `: skipped ${skipped}` : ''}${stats.badLineCount ? `; ${stats.badLineCount} bad lines` : ''}.`, 'Check the paths and file types (.txt .md .jsonl .json .csv .tsv .parquet .html .pdf .docx); for JSON/CSV name the text field or column.');
-  }
-
   const trainSpool = join(work, `${name}-train.spool`);
   const valSpool = join(work, `${name}-val.spool`);
   const train = new SpoolWriter(trainSpool);
   const val = new SpoolWriter(valSpool);
-  // At least 2 validation documents when the corpus has 10 or more; never more than 20%.
-  const frac = o.valFraction > 0 ? Math.max(o.valFraction, spoolA.docs >= 10 ? Math.min(0.2, 2 / spoolA.docs) : 0) : 0;
-  const isVal = makeValSelector(frac, o.seed);
   const cleanStage = `Cleaning ${name} corpus`;
-  let i = 0, kept = 0;
+  let kept = 0;
   const samples: Example[] = [];
-  for await (const doc of readSpool(spoolA.path)) {
-    throwIfCancelled(opts.signal);
-    const d = cleaner.second(doc);
-    if (++i % 500 === 0) opts.onProgress?.({ stage: cleanStage, fraction: i / spoolA.docs, message: `${i.toLocaleString('en-US')} of ${spoolA.docs.toLocaleString('en-US')} documents` });
-    if (!d) continue;
-    if (samples.length < 5) samples.push({ source: d.source, reason: 'kept', excerpt: excerpt(d.text, 400) });
-    if (isVal(kept++)) await val.write(d); else await train.write(d);
+  try {
+    const importStage = `Importing ${name} corpus`;
+    let lastReport = 0;
+    for await (const d of cleanPass(1, cleaner, importPaths(paths, o.imp, stats, opts.signal), pool)) {
+      if (d) await spoolA.write(d);
+      if (stats.docs - lastReport >= 200) {
+        lastReport = stats.docs;
+        opts.onProgress?.({ stage: importStage, fraction: bytes ? Math.min(1, stats.bytesRead / bytes) : undefined, message: `${stats.docs.toLocaleString('en-US')} documents` });
+      }
+    }
+    await spoolA.close();
+    opts.onProgress?.({ stage: importStage, fraction: 1 });
+    if (stats.docs === 0) {
+      const skipped = stats.filesSkipped.slice(0, 5).map((s) => `${s.path} (${s.reason})`).join('; ');
+      throw new UserError('data.empty', `No text was found in the ${name} corpus${skipped ? `: skipped ${skipped}` : ''}${stats.badLineCount ? `; ${stats.badLineCount} bad lines` : ''}.`, 'Check the paths and file types (.txt .md .jsonl .json .csv .tsv .parquet .html .pdf .docx); for JSON/CSV name the text field or column.');
+    }
+
+    // At least 2 validation documents when the corpus has 10 or more; never more than 20%.
+    const frac = o.valFraction > 0 ? Math.max(o.valFraction, spoolA.docs >= 10 ? Math.min(0.2, 2 / spoolA.docs) : 0) : 0;
+    const isVal = makeValSelector(frac, o.seed);
+    let i = 0;
+    for await (const d of cleanPass(2, cleaner, readSpool(spoolA.path), pool)) {
+      throwIfCancelled(opts.signal);
+      if (++i % 500 === 0) opts.onProgress?.({ stage: cleanStage, fraction: i / spoolA.docs, message: `${i.toLocaleString('en-US')} of ${spoolA.docs.toLocaleString('en-US')} documents` });
+      if (!d) continue;
+      if (samples.length < 5) samples.push({ source: d.source, reason: 'kept', excerpt: excerpt(d.text, 400) });
+      if (isVal(kept++)) await val.write(d); else await train.write(d);
+    }
+  } finally {
+    await pool?.close();
   }
   await train.close();
   await val.close();

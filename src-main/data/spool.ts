@@ -1,36 +1,46 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import type { Doc } from './types';
 
+const FLUSH_BYTES = 4 << 20;
+
 /**
  * Intermediate documents on disk between passes (so memory stays bounded whatever the corpus size).
  * Record: u32 source bytes, u32 text bytes, source UTF-8, text UTF-8 (little-endian).
  */
 export class SpoolWriter {
   private out: WriteStream;
-  private buf: Buffer[] = [];
-  private bufBytes = 0;
+  /** Records are encoded straight into this buffer (no per-document allocation), flushed at ~4 MiB. */
+  private buf = Buffer.allocUnsafe(FLUSH_BYTES + (1 << 16));
+  private used = 0;
   docs = 0;
   chars = 0;
   constructor(readonly path: string) {
     this.out = createWriteStream(path);
   }
   async write(doc: Doc): Promise<void> {
-    const src = Buffer.from(doc.source, 'utf8');
-    const txt = Buffer.from(doc.text, 'utf8');
-    const head = Buffer.allocUnsafe(8);
-    head.writeUInt32LE(src.length, 0);
-    head.writeUInt32LE(txt.length, 4);
-    this.buf.push(head, src, txt);
-    this.bufBytes += 8 + src.length + txt.length;
+    // UTF-8 needs at most 3 bytes per UTF-16 unit.
+    const need = 8 + 3 * (doc.source.length + doc.text.length);
+    if (this.used + need > this.buf.length) {
+      await this.flush();
+      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
+    }
+    const b = this.buf;
+    const at = this.used;
+    const a = b.write(doc.source, at + 8, 'utf8');
+    const t = b.write(doc.text, at + 8 + a, 'utf8');
+    b.writeUInt32LE(a, at);
+    b.writeUInt32LE(t, at + 4);
+    this.used = at + 8 + a + t;
     this.docs++;
     this.chars += doc.text.length;
-    if (this.bufBytes >= 4 << 20) await this.flush();
+    if (this.used >= FLUSH_BYTES) await this.flush();
   }
   private async flush(): Promise<void> {
-    if (!this.bufBytes) return;
-    const data = Buffer.concat(this.buf, this.bufBytes);
-    this.buf = [];
-    this.bufBytes = 0;
+    if (!this.used) return;
+    // The stream keeps the written buffer until it is on disk: hand it over and start a new one.
+    const data = this.buf.subarray(0, this.used);
+    this.buf = Buffer.allocUnsafe(Math.max(FLUSH_BYTES + (1 << 16), this.buf.length));
+    this.used = 0;
     if (!this.out.write(data)) await new Promise<void>((r) => this.out.once('drain', () => r()));
   }
   async close(): Promise<void> {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveCleanConfig } from '../../src-main/data/config';
 import { Cleaner } from '../../src-main/data/clean/pipeline';
+import { CleanPool, autoThreads, cleanPass } from '../../src-main/data/clean/pool';
 import { NearDedup } from '../../src-main/data/clean/minhash';
 import { rng } from '../../src-main/data/clean/hash';
 import { defaultImportOptions, importPaths, newImportStats } from '../../src-main/data/import';
@@ -105,21 +106,24 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     const sRef = (performance.now() - t) / 1000;
     report({ stage: 'reference: import only (read+decode+JSON.parse)', MB: +inMB.toFixed(1), seconds: +sRef.toFixed(1), 'MB/s': +(inMB / sRef).toFixed(1), docsIn: refDocs });
 
-    // 1. import + clean (no near-dedup), two passes through a spool like prepareCorpus.
+    // 1. import + clean (no near-dedup), two passes through a spool, worker threads as prepareCorpus uses them.
     const cfg = resolveCleanConfig({ nearDedup: { enabled: false } });
+    const threads = process.env.LATHE_BENCH_THREADS !== undefined ? Number(process.env.LATHE_BENCH_THREADS) : autoThreads(bytes);
     const cleaner = new Cleaner(cfg);
     const stats = newImportStats();
     t = performance.now();
     peak = 0;
+    const pool = threads > 0 ? CleanPool.start(cfg, 1, threads) : null;
     const a = new SpoolWriter(join(root, 'a.spool'));
-    for await (const d of importPaths([corpus], defaultImportOptions, stats)) { const x = cleaner.first(d); if (x) await a.write(x); }
+    for await (const x of cleanPass(1, cleaner, importPaths([corpus], defaultImportOptions, stats), pool)) if (x) await a.write(x);
     await a.close();
     const b = new SpoolWriter(join(root, 'b.spool'));
-    for await (const d of readSpool(a.path)) { const x = cleaner.second(d); if (x) await b.write(x); }
+    for await (const x of cleanPass(2, cleaner, readSpool(a.path), pool)) if (x) await b.write(x);
     await b.close();
+    await pool?.close();
     let s = (performance.now() - t) / 1000;
     report({
-      stage: 'import+clean+exact-dedup+PII', MB: +inMB.toFixed(1), seconds: +s.toFixed(1), 'MB/s': +(inMB / s).toFixed(1), target: '>= 50',
+      stage: 'import+clean+exact-dedup+PII', MB: +inMB.toFixed(1), seconds: +s.toFixed(1), 'MB/s': +(inMB / s).toFixed(1), target: '>= 50', threads,
       docsIn: stats.docs, docsOut: b.docs, exactDups: cleaner.exactDedup.removed, qualityRemoved: cleaner.quality.removed, piiDocs: cleaner.pii.modified, peakRSS_MB: Math.round(peak / MB),
     });
 

@@ -72,7 +72,10 @@ interface Model {
   keys: Int32Array;
   rows: Int32Array;
   shift: number;
-  /** Row-major [row][language] log-probabilities; row 0 holds the unseen-trigram values. */
+  /**
+   * Row-major [row][language] log-probabilities, rows padded to 8 languages (so scoring keeps eight
+   * running sums in registers); row 0 holds the unseen-trigram values.
+   */
   logp: Float64Array;
 }
 
@@ -100,6 +103,18 @@ function forEachTrigram(s: string, f: (key: number) => void): void {
   }
 }
 
+/** Below U+0250: letters lower-cased, apostrophe kept, everything else a space (one load per character). */
+const FOLD = new Uint16Array(0x250);
+for (let c = 0; c < 0x250; c++) {
+  FOLD[c] = (c >= 97 && c <= 122) || c === 39 ? c
+    : c >= 65 && c <= 90 ? c + 32
+      : c >= 0xc0 && c !== 0xd7 && c !== 0xf7 ? String.fromCharCode(c).toLowerCase().charCodeAt(0)
+        : 32;
+}
+
+/** Row width of Model.logp. */
+const W = 8;
+
 let MODEL: Model | null = null;
 function model(): Model {
   if (MODEL) return MODEL;
@@ -118,7 +133,8 @@ function model(): Model {
   totals.forEach((t, i) => (unseen[i] = Math.log(alpha / (t + alpha * vocab))));
   const all = [...new Set(counts.flatMap((m) => [...m.keys()]))];
   const L = langs.length;
-  const logp = new Float64Array((all.length + 1) * L);
+  if (L > W) throw new Error(`langid: at most ${W} Latin-script profiles`);
+  const logp = new Float64Array((all.length + 1) * W);
   logp.set(unseen, 0);
   let bits = 4;
   while (1 << bits < all.length * 2) bits++;
@@ -127,7 +143,7 @@ function model(): Model {
   const m: Model = { langs, keys, rows, shift: 32 - bits, logp };
   all.forEach((k, r) => {
     const row = r + 1;
-    counts.forEach((cm, li) => { const v = cm.get(k); logp[row * L + li] = v ? Math.log((v + alpha) / (totals[li]! + alpha * vocab)) : unseen[li]!; });
+    counts.forEach((cm, li) => { const v = cm.get(k); logp[row * W + li] = v ? Math.log((v + alpha) / (totals[li]! + alpha * vocab)) : unseen[li]!; });
     let i = Math.imul(k, 0x9e3779b1) >>> m.shift;
     while (keys[i] !== 0) i = (i + 1) & (keys.length - 1);
     keys[i] = k;
@@ -150,7 +166,9 @@ const SCRIPTS: [RegExp, string][] = [
 export function identifyLanguage(text: string): { lang: string; confidence: number } {
   const m = model();
   const L = m.langs.length;
-  const score = new Float64Array(L);
+  const lp = m.logp;
+  // Eight independent running sums (one per language slot): no memory round trip per trigram.
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
   const end = Math.min(text.length, 600); // plenty for these languages, and cheap
   let latin = 0, n = 0;
   let other: Map<string, number> | null = null;
@@ -158,19 +176,20 @@ export function identifyLanguage(text: string): { lang: string; confidence: numb
   let p2 = 32, p1 = 32;
   for (let i = 0; i <= end; i++) {
     let c = i === end ? 32 : text.charCodeAt(i);
-    if ((c >= 97 && c <= 122) || c === 39) latin += c === 39 ? 0 : 1;
-    else if (c >= 65 && c <= 90) { c += 32; latin++; }
-    else if (c >= 0xc0 && c < 0x250 && c !== 0xd7 && c !== 0xf7) { c = text[i]!.toLowerCase().charCodeAt(0); latin++; }
-    else if (c >= 0x250) {
+    if (c < 0x250) {
+      c = FOLD[c]!;
+      if (c !== 32 && c !== 39) latin++;
+    } else {
       const ch = text[i]!;
       for (const [re, lang] of SCRIPTS) if (re.test(ch)) { other ??= new Map(); other.set(lang, (other.get(lang) ?? 0) + 1); break; }
       c = 32;
-    } else c = 32;
+    }
     if (c === 32 && p1 === 32) continue; // collapse runs of non-letters
     if (p1 !== 32) { // "x y" trigrams span two words: skipped, as when building the profiles
       const key = ((p2 & 0x3ff) << 20) | ((p1 & 0x3ff) << 10) | (c & 0x3ff);
-      const base = slotOf(m, key) * L;
-      for (let k = 0; k < L; k++) score[k] += m.logp[base + k]!;
+      const b = slotOf(m, key) * W;
+      s0 += lp[b]!; s1 += lp[b + 1]!; s2 += lp[b + 2]!; s3 += lp[b + 3]!;
+      s4 += lp[b + 4]!; s5 += lp[b + 5]!; s6 += lp[b + 6]!; s7 += lp[b + 7]!;
       n++;
     }
     p2 = p1;
@@ -184,6 +203,7 @@ export function identifyLanguage(text: string): { lang: string; confidence: numb
     if (bestN > latin) return { lang: bestScript, confidence: Math.min(1, bestN / (bestN + latin)) };
   }
   if (n < 10) return { lang: 'unknown', confidence: 0 };
+  const score = [s0, s1, s2, s3, s4, s5, s6, s7].slice(0, L);
   let b1 = 0;
   for (let k = 1; k < L; k++) if (score[k]! > score[b1]!) b1 = k;
   let b2 = b1 === 0 ? 1 : 0;

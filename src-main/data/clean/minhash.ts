@@ -2,59 +2,26 @@ import { fmix, hash32, rng } from './hash';
 import { CLASS, FIRST_WORD_CLASS, LAST_WORD_CLASS } from './quality';
 
 /**
- * Near-duplicate detection: MinHash signatures over word n-gram shingles, banded LSH to find
- * candidates, then the signature agreement (an estimate of Jaccard similarity) checked against the
- * threshold. Streaming: each document is compared with the documents kept before it.
- *
- * Signatures use one-permutation hashing (Li, Owen & Zhang 2012): each shingle hash goes to one of
- * numPerm bins by its high bits and only the bin minimum is kept, so a shingle costs O(1) instead
- * of O(numPerm). Empty bins (short documents) borrow from the next non-empty bin to the right,
- * mixed with the distance ("rotation" densification, Shrivastava & Li 2014), identically for every
- * document, so equal bins still estimate Jaccard similarity.
- *
- * Memory per kept document: numPerm × 4 bytes (signature) + bands × 12 bytes (LSH entries).
+ * MinHash signatures (the pure, per-document half of near-dedup: worker threads compute them in
+ * parallel; NearDedup's index, which depends on document order, stays in one thread).
  */
-export class NearDedup {
-  private readonly seedA: number;
+export class MinHasher {
+  readonly seedA: number;
   private readonly ring: Int32Array;
   private readonly dense: Uint32Array;
-  private readonly rows: number;
-  private sigs: Uint32Array;
-  private count = 0;
-  // LSH: open-addressing table from (band, bucket) key -> head entry; entries chain kept docs.
-  private keys: Uint32Array;
-  private heads: Int32Array;
-  private tableUsed = 0;
-  private entryDoc: Int32Array;
-  private entryNext: Int32Array;
-  private entries = 0;
-  private readonly sig: Uint32Array;
-  private readonly bandKeys: Uint32Array;
+  /** Scratch signature for callers that do not bring their own. */
+  readonly sig: Uint32Array;
 
-  constructor(
-    readonly numPerm: number,
-    readonly bands: number,
-    readonly threshold: number,
-    readonly shingleWords: number,
-    seed = 1,
-    readonly maxBytes = Infinity,
-  ) {
-    this.rows = numPerm / bands;
+  constructor(readonly numPerm: number, readonly shingleWords: number, seed = 1) {
     this.seedA = Math.floor(rng(seed)() * 0xffffffff) | 0;
     this.ring = new Int32Array(shingleWords);
     this.dense = new Uint32Array(numPerm);
-    this.sigs = new Uint32Array(numPerm * 1024);
-    this.keys = new Uint32Array(1 << 16);
-    this.heads = new Int32Array(1 << 16);
-    this.entryDoc = new Int32Array(1 << 14);
-    this.entryNext = new Int32Array(1 << 14);
     this.sig = new Uint32Array(numPerm);
-    this.bandKeys = new Uint32Array(bands);
   }
 
-  /** Signature of `text` into this.sig; returns false if the text has no words. */
-  private signature(text: string): boolean {
-    const P = this.numPerm, sig = this.sig;
+  /** Signature of `text` into `sig` (numPerm values); returns false if the text has no words. */
+  sign(text: string, sig: Uint32Array = this.sig): boolean {
+    const P = this.numPerm;
     sig.fill(0xffffffff);
     const k = this.shingleWords;
     const ring = this.ring;
@@ -108,13 +75,68 @@ export class NearDedup {
     return true;
   }
 
+}
+
+/**
+ * Near-duplicate detection: MinHash signatures over word n-gram shingles, banded LSH to find
+ * candidates, then the signature agreement (an estimate of Jaccard similarity) checked against the
+ * threshold. Streaming: each document is compared with the documents kept before it.
+ *
+ * Signatures use one-permutation hashing (Li, Owen & Zhang 2012): each shingle hash goes to one of
+ * numPerm bins by its high bits and only the bin minimum is kept, so a shingle costs O(1) instead
+ * of O(numPerm). Empty bins (short documents) borrow from the next non-empty bin to the right,
+ * mixed with the distance ("rotation" densification, Shrivastava & Li 2014), identically for every
+ * document, so equal bins still estimate Jaccard similarity.
+ *
+ * Memory per kept document: numPerm × 4 bytes (signature) + bands × 12 bytes (LSH entries).
+ */
+export class NearDedup {
+  readonly hasher: MinHasher;
+  private readonly rows: number;
+  private sigs: Uint32Array;
+  private count = 0;
+  // LSH: open-addressing table from (band, bucket) key -> head entry; entries chain kept docs.
+  private keys: Uint32Array;
+  private heads: Int32Array;
+  private tableUsed = 0;
+  private entryDoc: Int32Array;
+  private entryNext: Int32Array;
+  private entries = 0;
+  private sig: Uint32Array;
+  private readonly bandKeys: Uint32Array;
+
+  constructor(
+    readonly numPerm: number,
+    readonly bands: number,
+    readonly threshold: number,
+    readonly shingleWords: number,
+    seed = 1,
+    readonly maxBytes = Infinity,
+  ) {
+    this.rows = numPerm / bands;
+    this.hasher = new MinHasher(numPerm, shingleWords, seed);
+    this.sigs = new Uint32Array(numPerm * 1024);
+    this.keys = new Uint32Array(1 << 16);
+    this.heads = new Int32Array(1 << 16);
+    this.entryDoc = new Int32Array(1 << 14);
+    this.entryNext = new Int32Array(1 << 14);
+    this.sig = this.hasher.sig;
+    this.bandKeys = new Uint32Array(bands);
+  }
+
   /**
    * Returns the estimated Jaccard similarity to the most similar kept document if it is at or above
    * the threshold (the caller drops the document), else -1 and the document is remembered as kept.
    */
   check(text: string): number {
-    if (!this.signature(text)) return -1;
-    const sig = this.sig, R = this.rows, P = this.numPerm;
+    if (!this.hasher.sign(text)) return -1;
+    return this.checkSignature(this.hasher.sig);
+  }
+
+  /** As check(), for a signature computed elsewhere (MinHasher.sign with the same settings and seed). */
+  checkSignature(sig: Uint32Array): number {
+    this.sig = sig;
+    const R = this.rows, P = this.numPerm;
     let best = -1;
     for (let band = 0; band < this.bands; band++) {
       let h = Math.imul(band + 1, 0x9e3779b1);

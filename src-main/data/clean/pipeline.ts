@@ -1,11 +1,9 @@
 import type { CleanConfig } from '../config';
 import { excerpt, type Doc, type Example } from '../types';
-import { HashSet64, hash32, hash64 } from './hash';
-import { identifyLanguage } from './langid';
+import { analyzeContext, analyzeFirst, analyzeSecond, type AnalyzeContext, type FirstResult, type SecondResult } from './analyze';
+import { HashSet64 } from './hash';
 import { NearDedup } from './minhash';
-import { normalizeText } from './normalize';
-import { newPiiCounts, scrubPii, type PiiCounts } from './pii';
-import { qualityProblem } from './quality';
+import { newPiiCounts, type PiiCounts } from './pii';
 
 /** Counts and examples of one cleaning step, shown in the wizard and the JSON report. */
 export interface FilterStats {
@@ -36,38 +34,48 @@ function newStats(name: string, label: string, enabled: boolean): FilterStats {
  * definition, frequent, so it survives pruning with high probability).
  */
 export class LineCounter {
-  private counts = new Map<number, number>();
+  // Open-addressing table (a count of 0 marks an empty slot): 8 bytes per slot, no per-entry objects.
+  private keys = new Uint32Array(1 << 16);
+  private counts = new Uint32Array(1 << 16);
+  private size = 0;
   constructor(readonly minLineChars: number, readonly maxTracked = 2_000_000) {}
-  observe(text: string): void {
-    const seen = new Set<number>();
-    let start = 0;
-    while (start <= text.length) {
-      let end = text.indexOf('\n', start);
-      if (end < 0) end = text.length;
-      if (end - start >= this.minLineChars) {
-        const h = lineHash(text, start, end);
-        if (!seen.has(h)) {
-          seen.add(h);
-          this.counts.set(h, (this.counts.get(h) ?? 0) + 1);
-        }
-      }
-      start = end + 1;
+  /** Counts one document's distinct line hashes (analyzeFirst computes them). */
+  observeHashes(hashes: readonly number[]): void {
+    for (const h of hashes) {
+      const i = this.slot(h >>> 0);
+      if (this.counts[i] === 0) { this.keys[i] = h; this.size++; }
+      this.counts[i]!++;
+      if (this.size * 2 > this.keys.length) this.rebuild(this.keys.length * 2, 0);
     }
-    if (this.counts.size > this.maxTracked) for (const [k, v] of this.counts) if (v <= 1) this.counts.delete(k);
+    if (this.size > this.maxTracked) this.rebuild(this.keys.length, 1);
   }
-  docsWith(h: number): number { return this.counts.get(h) ?? 0; }
+  private slot(h: number): number {
+    const mask = this.keys.length - 1;
+    let i = Math.imul(h, 0x9e3779b1) >>> 0 & mask;
+    while (this.counts[i] !== 0 && this.keys[i] !== h) i = (i + 1) & mask;
+    return i;
+  }
+  /** Re-inserts entries seen in more than `dropAtMost` documents into a table of `slots`. */
+  private rebuild(slots: number, dropAtMost: number): void {
+    const ok = this.keys, oc = this.counts;
+    this.keys = new Uint32Array(slots);
+    this.counts = new Uint32Array(slots);
+    this.size = 0;
+    for (let j = 0; j < ok.length; j++) {
+      if (oc[j]! <= dropAtMost) continue;
+      const i = this.slot(ok[j]!);
+      this.keys[i] = ok[j]!;
+      this.counts[i] = oc[j]!;
+      this.size++;
+    }
+  }
+  docsWith(h: number): number { return this.counts[this.slot(h >>> 0)]!; }
   /** Hashes of lines seen in at least `minDocs` documents. */
   frequent(minDocs: number): Set<number> {
     const out = new Set<number>();
-    for (const [h, n] of this.counts) if (n >= minDocs) out.add(h);
+    for (let i = 0; i < this.keys.length; i++) if (this.counts[i]! >= minDocs) out.add(this.keys[i]!);
     return out;
   }
-}
-
-function lineHash(s: string, start: number, end: number): number {
-  while (start < end && s.charCodeAt(start) <= 32) start++;
-  while (end > start && s.charCodeAt(end - 1) <= 32) end--;
-  return hash32(s, start, end);
 }
 
 /**
@@ -87,9 +95,8 @@ export class Cleaner {
   readonly piiCounts: PiiCounts = newPiiCounts();
   private readonly exact = new HashSet64();
   private readonly near: NearDedup | null;
-  private readonly keep: Set<string> | null;
 
-  constructor(readonly cfg: CleanConfig, seed = 1) {
+  constructor(readonly cfg: CleanConfig, readonly seed = 1) {
     this.normalize = newStats('normalize', 'Unicode and whitespace normalization', cfg.normalize.enabled);
     this.boilerplate = newStats('boilerplate', 'Lines repeated across many documents (menus, footers)', cfg.boilerplate.enabled);
     this.quality = newStats('quality', 'Low-quality text (too short, symbols, digits, repetition, not prose)', cfg.quality.enabled);
@@ -100,7 +107,6 @@ export class Cleaner {
     this.lines = new LineCounter(cfg.boilerplate.minLineChars);
     const n = cfg.nearDedup;
     this.near = n.enabled ? new NearDedup(n.numPerm, n.bands, n.threshold, n.shingleWords, seed, n.maxMemoryMB * 1024 * 1024) : null;
-    this.keep = cfg.language.keep.length ? new Set(cfg.language.keep) : null;
   }
 
   /** In order of application. */
@@ -108,8 +114,9 @@ export class Cleaner {
     return [this.normalize, this.boilerplate, this.quality, this.language, this.exactDedup, this.pii, this.nearDedup];
   }
 
-  private example(s: FilterStats, doc: Doc, reason: string, text = doc.text): void {
-    if (s.examples.length < this.cfg.examplesPerFilter) s.examples.push({ source: doc.source, reason, excerpt: excerpt(text) });
+  /** Records an example (`shown` is already an excerpt; default: the document's). */
+  private example(s: FilterStats, doc: Doc, reason: string, shown?: string): void {
+    if (s.examples.length < this.cfg.examplesPerFilter) s.examples.push({ source: doc.source, reason, excerpt: shown ?? excerpt(doc.text) });
   }
 
   private enter(s: FilterStats, doc: Doc): void { s.docsIn++; s.charsIn += doc.text.length; }
@@ -123,102 +130,89 @@ export class Cleaner {
 
   /** Pass 1: normalization and boilerplate line counting. Returns null for documents left empty. */
   first(doc: Doc): Doc | null {
+    return this.applyFirst(doc, analyzeFirst(doc.text, this.cfg));
+  }
+
+  /** Applies pass 1's analysis of `doc` (from any thread), in document order. */
+  applyFirst(doc: Doc, r: FirstResult): Doc | null {
     const s = this.normalize;
     this.enter(s, doc);
     if (s.enabled) {
-      const text = normalizeText(doc.text);
-      if (text !== doc.text) s.modified++;
-      doc = { text, source: doc.source };
+      if (r.text !== doc.text) s.modified++;
+      doc = { text: r.text, source: doc.source };
     }
     if (!doc.text.trim()) return this.drop(s, doc, 'empty after normalization', 'empty');
-    if (this.cfg.boilerplate.enabled) this.lines.observe(doc.text);
+    if (r.lines) this.lines.observeHashes(r.lines);
     return this.pass(s, doc);
   }
 
-  /** Boilerplate line hashes, fixed when pass 2 starts. */
-  private boiler: Set<number> | null = null;
+  private ctx: AnalyzeContext | null = null;
 
-  /** Cheap check (hashes lines in place) before splitting a document. */
-  private hasBoilerplate(text: string): boolean {
-    const min = this.cfg.boilerplate.minLineChars;
-    let start = 0;
-    while (start <= text.length) {
-      let end = text.indexOf('\n', start);
-      if (end < 0) end = text.length;
-      if (end - start >= min && this.boiler!.has(lineHash(text, start, end))) return true;
-      start = end + 1;
+  /**
+   * What pass 2's analysis needs. The first call ends pass 1: the boilerplate lines are those
+   * counted so far. Worker threads get a copy.
+   */
+  analyzeContext(): AnalyzeContext {
+    if (!this.ctx) {
+      this.ctx = analyzeContext(this.cfg, this.seed);
+      if (this.cfg.boilerplate.enabled) this.ctx.boiler = this.lines.frequent(this.cfg.boilerplate.minDocs);
     }
-    return false;
+    return this.ctx;
   }
 
   /** Pass 2: everything else. Returns the cleaned document or null when it was removed. */
   second(doc: Doc): Doc | null {
+    return this.applySecond(doc, analyzeSecond(doc.text, this.analyzeContext()));
+  }
+
+  /** Applies pass 2's analysis of `doc` (from any thread), in document order: counts, examples, dedup. */
+  applySecond(doc: Doc, r: SecondResult): Doc | null {
     let s = this.boilerplate;
     this.enter(s, doc);
-    if (s.enabled && (this.boiler ??= this.lines.frequent(this.cfg.boilerplate.minDocs)).size > 0 && this.hasBoilerplate(doc.text)) {
-      const out: string[] = [];
-      const removed: string[] = [];
-      for (const line of doc.text.split('\n')) {
-        if (line.length >= this.cfg.boilerplate.minLineChars && this.boiler.has(lineHash(line, 0, line.length))) removed.push(line);
-        else out.push(line);
-      }
-      if (removed.length) {
-        s.modified++;
-        s.reasons['lines removed'] = (s.reasons['lines removed'] ?? 0) + removed.length;
-        this.example(s, doc, `removed ${removed.length} repeated line(s)`, removed.join('\n'));
-        const text = out.join('\n').replace(/\n{3,}/g, '\n\n').trim();
-        if (!text) return this.drop(s, doc, 'nothing left after removing repeated lines', 'only boilerplate');
-        doc = { text, source: doc.source };
-      }
+    if (r.boiler) {
+      s.modified++;
+      s.reasons['lines removed'] = (s.reasons['lines removed'] ?? 0) + r.boiler.lines;
+      this.example(s, doc, `removed ${r.boiler.lines} repeated line(s)`, r.boiler.excerpt);
+      if (!r.boiler.text) return this.drop(s, doc, 'nothing left after removing repeated lines', 'only boilerplate');
+      doc = { text: r.boiler.text, source: doc.source };
     }
     this.pass(s, doc);
 
     s = this.quality;
     this.enter(s, doc);
-    if (s.enabled) {
-      const why = qualityProblem(doc.text, this.cfg.quality);
-      if (why) return this.drop(s, doc, why, why.replace(/ \(.*$/, ''));
-    }
+    if (r.quality) return this.drop(s, doc, r.quality, r.quality.replace(/ \(.*$/, ''));
     this.pass(s, doc);
 
     s = this.language;
     this.enter(s, doc);
-    if (s.enabled) {
-      const id = identifyLanguage(doc.text);
-      const lang = id.confidence >= this.cfg.language.minConfidence ? id.lang : 'unknown';
-      this.languages[lang] = (this.languages[lang] ?? 0) + 1;
-      if (this.keep && !this.keep.has(lang)) return this.drop(s, doc, `language "${lang}" not in ${[...this.keep].join(', ')}`, lang);
+    if (r.lang !== undefined) {
+      this.languages[r.lang] = (this.languages[r.lang] ?? 0) + 1;
+      if (r.langDropped) return this.drop(s, doc, `language "${r.lang}" not in ${[...new Set(this.cfg.language.keep)].join(', ')}`, r.lang);
     }
     this.pass(s, doc);
 
     s = this.exactDedup;
     this.enter(s, doc);
-    if (s.enabled) {
-      const [a, b] = hash64(doc.text);
-      if (!this.exact.add(a, b)) return this.drop(s, doc, 'exact duplicate of an earlier document', 'duplicate');
-    }
+    if (r.hash && !this.exact.add(r.hash[0], r.hash[1])) return this.drop(s, doc, 'exact duplicate of an earlier document', 'duplicate');
     this.pass(s, doc);
 
     s = this.pii;
     this.enter(s, doc);
-    if (s.enabled) {
-      const before = { ...this.piiCounts };
-      const text = scrubPii(doc.text, this.cfg.pii, this.piiCounts);
-      if (text !== doc.text) {
-        s.modified++;
-        const found = (Object.keys(before) as (keyof PiiCounts)[]).filter((k) => this.piiCounts[k] > before[k]);
-        for (const k of found) s.reasons[k] = this.piiCounts[k];
-        this.example(s, doc, `replaced: ${found.join(', ')}`, text);
-        doc = { text, source: doc.source };
-      }
+    if (r.pii) {
+      s.modified++;
+      const counts = r.pii.counts;
+      const found = (Object.keys(counts) as (keyof PiiCounts)[]).filter((k) => counts[k] > 0);
+      for (const k of found) { this.piiCounts[k] += counts[k]; s.reasons[k] = this.piiCounts[k]; }
+      this.example(s, doc, `replaced: ${found.join(', ')}`, excerpt(r.pii.text));
+      doc = { text: r.pii.text, source: doc.source };
     }
     this.pass(s, doc);
 
     s = this.nearDedup;
     this.enter(s, doc);
-    if (this.near) {
+    if (this.near && r.sig) {
       const wasFull = this.near.full;
-      const j = this.near.check(doc.text);
+      const j = this.near.checkSignature(r.sig);
       if (!wasFull && this.near.full) s.reasons['index full (later documents checked, not indexed)'] = this.near.keptDocs;
       if (j >= 0) return this.drop(s, doc, `near-duplicate of an earlier document (estimated Jaccard ${j.toFixed(2)})`, 'near-duplicate');
     }

@@ -46,30 +46,35 @@ function scanWords(s: string): number {
   let inWord = false;
   let h = 0;
   const len = s.length;
+  // Room for every possible word up front (at most one per two characters), so the loop never checks.
+  if (wordHashes.length < (len >> 1) + 1) wordHashes = new Int32Array((len >> 1) + 1024);
+  const out = wordHashes;
   for (let i = 0; i < len; i++) {
     let c = s.charCodeAt(i);
     const k = CLASS[c]!;
+    // Lower-case letters and spaces are most characters of prose: tested first.
+    if (k === LOWER) {
+      letters++;
+      if (!inWord) { inWord = true; h = 0x811c9dc5 | 0; }
+      h = Math.imul(h ^ c, 0x01000193);
+      continue;
+    }
+    if (k === SPACE) { if (inWord) { out[n++] = h; inWord = false; } continue; }
     if (k <= APOS) {
-      if (k === SPACE) { if (inWord) { push(h); inWord = false; } continue; }
       if (k === UPPER) { c += 32; letters++; }
       else if (k === DIGIT) digits++;
       else if (k === LETTER) { if (c < 0x250) c = LOWER_OF[c]!; letters++; }
-      else if (k === LOWER) letters++;
       if (!inWord) { inWord = true; h = 0x811c9dc5 | 0; }
       h = Math.imul(h ^ c, 0x01000193);
     } else {
-      if (inWord) { push(h); inWord = false; }
+      if (inWord) { out[n++] = h; inWord = false; }
       if (k === SYMBOL) symbols++;
       else if (k === TEXT) letters++;
     }
   }
-  if (inWord) push(h);
+  if (inWord) out[n++] = h;
   counts.digits = digits; counts.symbols = symbols; counts.letters = letters;
   return n;
-  function push(x: number): void {
-    if (n >= wordHashes.length) { const w = new Int32Array(wordHashes.length * 2); w.set(wordHashes); wordHashes = w; }
-    wordHashes[n++] = x;
-  }
 }
 
 /**

@@ -2,13 +2,11 @@
  * EngineWorker: the caller's handle on the engine thread. Every method posts one message and resolves
  * with the reply, so the caller's thread (Electron main, a job host) never blocks on session.run().
  *
- * The worker entry is worker-main.ts. From TypeScript sources (dev, tests) it is started through a tiny
- * eval trampoline that registers tsx first; a bundled build passes `entry` pointing at the built file.
+ * The worker entry is worker-main.ts (bundled as engine-worker.js; util/worker.ts finds either).
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { UserError, type WorkOptions } from '../../util/progress';
+import { startWorker } from '../../util/worker';
 import type { OnnxModel } from '../onnx/spec';
 import type { EpChoice, SelectEpOptions } from './ep';
 import type { PlacementReport } from './placement';
@@ -49,19 +47,7 @@ export class EngineWorker {
   static start(opts: EngineWorkerOptions = {}): EngineWorker {
     const here = import.meta.url;
     const env = opts.env ?? process.env;
-    let worker: Worker;
-    if (opts.entry) {
-      worker = new Worker(opts.entry, { env });
-    } else if (here.endsWith('.ts')) {
-      // Worker execArgv ['--import', 'tsx'] does not apply to the entry file on Node 20; register tsx by hand.
-      const tsxPkg = createRequire(here).resolve('tsx/package.json');
-      const api = pathToFileURL(tsxPkg.replace(/package\.json$/, 'dist/esm/api/index.mjs')).href;
-      const entry = new URL('./worker-main.ts', here).href;
-      const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-      worker = new Worker(code, { eval: true, env });
-    } else {
-      worker = new Worker(new URL('./worker-main.js', here), { env });
-    }
+    const worker = opts.entry ? new Worker(opts.entry, { env }) : startWorker(here, './worker-main.ts', 'engine-worker', { env });
     return new EngineWorker(worker, opts.onLog);
   }
 

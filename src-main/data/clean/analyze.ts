@@ -1,0 +1,141 @@
+/**
+ * The per-document work of the cleaning steps as pure functions of (text, settings): they run in
+ * worker threads (clean/pool.ts) or in the calling thread, and return plain data. Everything that
+ * depends on document order (boilerplate line counts, exact and near-dedup indexes, statistics and
+ * examples) is applied afterwards, in order, by Cleaner (clean/pipeline.ts) — so the result is the
+ * same whatever the number of threads.
+ */
+import type { CleanConfig } from '../config';
+import { excerpt } from '../types';
+import { hash32, hash64 } from './hash';
+import { identifyLanguage } from './langid';
+import { MinHasher } from './minhash';
+import { normalizeText } from './normalize';
+import { newPiiCounts, scrubPii, type PiiCounts } from './pii';
+import { qualityProblem } from './quality';
+
+/** Settings and fixed state the analysis needs (the same in every thread). */
+export interface AnalyzeContext {
+  cfg: CleanConfig;
+  /** Hashes of boilerplate lines; known only once pass 1 has seen every document. */
+  boiler: Set<number> | null;
+  keep: Set<string> | null;
+  hasher: MinHasher | null;
+}
+
+export function analyzeContext(cfg: CleanConfig, seed: number): AnalyzeContext {
+  const n = cfg.nearDedup;
+  return {
+    cfg,
+    boiler: null,
+    keep: cfg.language.keep.length ? new Set(cfg.language.keep) : null,
+    hasher: n.enabled ? new MinHasher(n.numPerm, n.shingleWords, seed) : null,
+  };
+}
+
+/** Pass 1 for one document: normalized text and the hashes of its distinct long lines. */
+export interface FirstResult {
+  text: string;
+  /** Distinct line hashes (lines of at least minLineChars), or null when boilerplate is off or the text is empty. */
+  lines: number[] | null;
+}
+
+export function analyzeFirst(text: string, cfg: CleanConfig): FirstResult {
+  if (cfg.normalize.enabled) text = normalizeText(text);
+  const lines = cfg.boilerplate.enabled && text.trim() ? distinctLineHashes(text, cfg.boilerplate.minLineChars) : null;
+  return { text, lines };
+}
+
+export function lineHash(s: string, start: number, end: number): number {
+  while (start < end && s.charCodeAt(start) <= 32) start++;
+  while (end > start && s.charCodeAt(end - 1) <= 32) end--;
+  return hash32(s, start, end);
+}
+
+function distinctLineHashes(text: string, minLineChars: number): number[] {
+  const out: number[] = [];
+  let seen: Set<number> | null = null;
+  let start = 0;
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    if (end - start >= minLineChars) {
+      const h = lineHash(text, start, end);
+      // Most documents have a handful of long lines: a linear check beats a Set until there are many.
+      if (out.length < 16 ? !out.includes(h) : !(seen ??= new Set(out)).has(h)) { out.push(h); seen?.add(h); }
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+/**
+ * Pass 2 for one document, stopping at the first step that removes it. Fields are set only for the
+ * steps that ran; `text*` fields only when that step changed the text.
+ */
+export interface SecondResult {
+  /** Boilerplate lines removed (count, an excerpt of them, and the remaining text; '' = nothing left). */
+  boiler?: { lines: number; excerpt: string; text: string };
+  /** Why the quality filter removed it. */
+  quality?: string;
+  /** Language after the confidence threshold (when the language step is on). */
+  lang?: string;
+  /** Removed by the language filter. */
+  langDropped?: boolean;
+  /** 64-bit content hash for exact dedup, as two uint32. */
+  hash?: [number, number];
+  /** Text after PII replacement, and what was replaced. */
+  pii?: { text: string; counts: PiiCounts };
+  /** MinHash signature for near-dedup (null: no words). */
+  sig?: Uint32Array | null;
+}
+
+export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
+  const { cfg } = ctx;
+  const r: SecondResult = {};
+  if (cfg.boilerplate.enabled && ctx.boiler && ctx.boiler.size > 0 && hasBoilerplate(text, ctx.boiler, cfg.boilerplate.minLineChars)) {
+    const out: string[] = [];
+    const removed: string[] = [];
+    for (const line of text.split('\n')) {
+      if (line.length >= cfg.boilerplate.minLineChars && ctx.boiler.has(lineHash(line, 0, line.length))) removed.push(line);
+      else out.push(line);
+    }
+    if (removed.length) {
+      text = out.join('\n').replace(/\n{3,}/g, '\n\n').trim();
+      r.boiler = { lines: removed.length, excerpt: excerpt(removed.join('\n')), text };
+      if (!text) return r;
+    }
+  }
+  if (cfg.quality.enabled) {
+    const why = qualityProblem(text, cfg.quality);
+    if (why) { r.quality = why; return r; }
+  }
+  if (cfg.language.enabled) {
+    const id = identifyLanguage(text);
+    r.lang = id.confidence >= cfg.language.minConfidence ? id.lang : 'unknown';
+    if (ctx.keep && !ctx.keep.has(r.lang)) { r.langDropped = true; return r; }
+  }
+  if (cfg.exactDedup.enabled) r.hash = hash64(text);
+  if (cfg.pii.enabled) {
+    const counts = newPiiCounts();
+    const scrubbed = scrubPii(text, cfg.pii, counts);
+    if (scrubbed !== text) { r.pii = { text: scrubbed, counts }; text = scrubbed; }
+  }
+  if (ctx.hasher) {
+    const sig = new Uint32Array(ctx.hasher.numPerm);
+    r.sig = ctx.hasher.sign(text, sig) ? sig : null;
+  }
+  return r;
+}
+
+/** Cheap check (hashes lines in place) before splitting a document. */
+function hasBoilerplate(text: string, boiler: Set<number>, min: number): boolean {
+  let start = 0;
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    if (end - start >= min && boiler.has(lineHash(text, start, end))) return true;
+    start = end + 1;
+  }
+  return false;
+}
