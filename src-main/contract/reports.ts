@@ -24,7 +24,7 @@ export interface PrepareReportView {
   mode: 'pretrain' | 'sft';
   out: string;
   corpora: { domain: CorpusReportView; general?: CorpusReportView };
-  mix?: { ratio: number; achievedRatio: number; domainRepeat: number; generalRepeat: number; warnings: string[] };
+  mix?: { ratio: number; achievedRatio: number; domainRepeat: number; generalRepeat: number; measured?: { ratio: number }; warnings: string[] };
   tokenizer?: { hash: string; vocabSize: number; eosId: number };
   blockSize?: number;
   splits: Record<string, { rows: number; tokens: number; docs: number }>;

@@ -8,14 +8,14 @@ import { newPiiCounts, scrubPii, type PiiCounts } from './clean/pii';
 import { defaultImportOptions, importPaths, newImportStats, walkFiles, type ImportOptions, type ImportStats } from './import';
 import { openTextStream, lines } from './import/stream';
 import { addBadLine } from './import/stats';
-import { makeValSelector, mixStreams, planMix, type MixPlan } from './mix';
+import { makeValSelector, mixStreams, planMix, type MixPlan, type MixedDoc } from './mix';
 import { BlockPacker, MANIFEST, writeManifest, type DatasetManifest, type SplitInfo } from './pack/dataset';
 import { writeFileAtomic } from './pack/shards';
 import { toConversation } from './sft/formats';
 import { SftPacker, type TruncationPolicy } from './sft/pack';
 import { SpoolWriter, readSpool } from './spool';
 import { loadTokenizerDir } from './tokenize';
-import { excerpt, type ChatRenderer, type Doc, type Example, type TokenizerAdapter } from './types';
+import { excerpt, type ChatRenderer, type Example, type TokenizerAdapter } from './types';
 import { UserError, throwIfCancelled, type WorkOptions } from '../util/progress';
 
 export interface PrepareConfig {
@@ -32,11 +32,11 @@ export interface PrepareConfig {
   tokenizerDir?: string;
   /** Tokens per training row. 1024 suits small models on 8-24 GB GPUs; use the model's context or less. */
   blockSize?: number;
-  /** Domain share of the training mix (by characters). 0.7 keeps the domain dominant while general text limits forgetting. */
+  /** Domain share of the training mix, in tokens. 0.7 keeps the domain dominant while general text limits forgetting. */
   ratio?: number;
   /** Most times either corpus is repeated to reach the ratio; beyond ~4 epochs repetition stops helping. */
   maxRepeat?: number;
-  /** Size of the training mix in characters; default: the whole domain corpus once. */
+  /** Size of the training mix in characters (converted to tokens with each corpus's measured rate); default: the whole domain corpus once. */
   totalChars?: number;
   /** Held out for validation, per corpus. 2% (at least 2 documents when possible) tracks perplexity cheaply. */
   valFraction?: number;
@@ -129,22 +129,28 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
       return report;
     }
 
-    const plan = planMix(domain.trainChars, general && general.report.docsOut ? general.trainChars : 0, ratio, config.maxRepeat ?? 4, config.totalChars);
+    const hasGeneral = !!general && general.report.docsOut > 0;
+    const cpt = { domain: await charsPerToken(tokenizer, domain.trainSpool), general: hasGeneral ? await charsPerToken(tokenizer, general!.trainSpool) : 1 };
+    const totalTokens = config.totalChars ? config.totalChars / (hasGeneral ? ratio * cpt.domain + (1 - ratio) * cpt.general : cpt.domain) : undefined;
+    const plan = planMix(domain.trainChars / cpt.domain, hasGeneral ? general!.trainChars / cpt.general : 0, ratio, config.maxRepeat ?? 4, totalTokens, cpt);
     for (const w of plan.warnings) log(w);
     report.mix = plan;
     report.tokenizer = { hash: tokenizer.hash, vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId };
     report.blockSize = blockSize;
 
-    const totalChars = plan.domainTarget + plan.generalTarget + domain.valChars + (general?.valChars ?? 0);
+    const totalChars = plan.domainTarget * cpt.domain + plan.generalTarget * cpt.general + domain.valChars + (general?.valChars ?? 0);
+    const mixTokens = { domain: 0, general: 0 };
     let doneChars = 0;
     const stage = 'Tokenizing and packing';
-    const pack = async (docs: AsyncIterable<Doc>, split: string): Promise<SplitInfo> => {
+    const pack = async (docs: AsyncIterable<MixedDoc>, split: string): Promise<SplitInfo> => {
       const packer = new BlockPacker(config.out, split, blockSize, tokenBytes, tokenizer.eosId);
       let batch: string[] = [];
+      let sides: boolean[] = [];
       let chars = 0;
       const flush = async (): Promise<void> => {
         if (!batch.length) return;
         const encs = await tokenizer.encodeBatch(batch);
+        if (split === 'train') encs.forEach((ids, i) => { if (sides[i]) mixTokens.general += ids.length; else mixTokens.domain += ids.length; });
         for (const ids of encs) {
           if (tokenBytes === 2) for (let i = 0; i < ids.length; i++) if (ids[i]! > 65535) throw new Error(`token id ${ids[i]} does not fit uint16 (vocab ${tokenizer.vocabSize})`);
           packer.addDoc(ids);
@@ -152,11 +158,13 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
         doneChars += chars;
         opts.onProgress?.({ stage, fraction: Math.min(1, doneChars / Math.max(1, totalChars)), message: `${split}: ${packer.out.tokens.toLocaleString('en-US')} tokens` });
         batch = [];
+        sides = [];
         chars = 0;
       };
       for await (const d of docs) {
         throwIfCancelled(opts.signal);
         batch.push(d.text);
+        sides.push(d.general === true);
         chars += d.text.length;
         if (chars >= BATCH_CHARS) await flush();
       }
@@ -164,6 +172,7 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
       return packer.finish();
     };
     report.splits.train = await pack(mixStreams(domain.trainSpool, general?.trainSpool ?? null, plan, seed), 'train');
+    plan.measured = { domainTokens: mixTokens.domain, generalTokens: mixTokens.general, ratio: mixTokens.domain / Math.max(1, mixTokens.domain + mixTokens.general) };
     if (domain.report.valDocs) report.splits['val-domain'] = await pack(readSpool(domain.valSpool), 'val-domain');
     else log('The domain corpus is too small to hold out a validation set.');
     if (general?.report.valDocs) report.splits['val-general'] = await pack(readSpool(general.valSpool), 'val-general');
@@ -184,6 +193,21 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
     // A failed or cancelled run leaves no half-written shard behind (finished ones stay, but without a manifest).
     for (const f of readdirSync(config.out)) if (f.endsWith('.tmp')) rmSync(join(config.out, f), { force: true });
   }
+}
+
+/** Characters per token of a cleaned corpus, from its first ~256k characters (1 when empty). */
+async function charsPerToken(tokenizer: TokenizerAdapter, spool: string): Promise<number> {
+  const texts: string[] = [];
+  let chars = 0;
+  for await (const d of readSpool(spool)) {
+    texts.push(d.text);
+    chars += d.text.length;
+    if (chars >= 256 * 1024) break;
+  }
+  if (!chars) return 1;
+  let tokens = 0;
+  for (const ids of await tokenizer.encodeBatch(texts)) tokens += ids.length;
+  return chars / Math.max(1, tokens);
 }
 
 interface Cleaned { report: CorpusReport; trainSpool: string; valSpool: string; trainChars: number; valChars: number }

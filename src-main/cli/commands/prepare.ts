@@ -25,7 +25,7 @@ function summary(r: PrepareReport, out: (s: string) => void): void {
     if (c.import.badLineCount) out(`  bad lines: ${fmt(c.import.badLineCount)}, first ${c.import.badLines[0]!.path}:${c.import.badLines[0]!.line} ${c.import.badLines[0]!.error}`);
     if (c.import.repairedChars) out(`  repaired invalid UTF-8 characters: ${fmt(c.import.repairedChars)}`);
   }
-  if (r.mix) out(`mix: ${(r.mix.achievedRatio * 100).toFixed(1)}% domain (asked ${(r.mix.ratio * 100).toFixed(0)}%), domain ×${r.mix.domainRepeat.toFixed(2)}, general ×${r.mix.generalRepeat.toFixed(2)}`);
+  if (r.mix) out(`mix: ${((r.mix.measured?.ratio ?? r.mix.achievedRatio) * 100).toFixed(1)}% domain tokens (asked ${(r.mix.ratio * 100).toFixed(0)}%), domain ×${r.mix.domainRepeat.toFixed(2)}, general ×${r.mix.generalRepeat.toFixed(2)}`);
   for (const [k, v] of Object.entries(r.splits)) out(`${k}: ${fmt(v.tokens)} tokens in ${fmt(v.rows)} rows of ${r.blockSize}`);
   for (const w of r.warnings) out(`warning: ${w}`);
   out(`done in ${r.seconds.toFixed(1)} s -> ${r.out}`);

@@ -102,7 +102,7 @@ describe('SFT packing', () => {
 });
 
 describe('mixing and splits', () => {
-  it('plans the ratio by characters, oversampling and capping', () => {
+  it('plans the ratio (in tokens), oversampling and capping', () => {
     const a = planMix(1000, 10_000, 0.5, 4);
     expect(a).toMatchObject({ domainRepeat: 1, generalTarget: 1000, achievedRatio: 0.5 });
     expect(a.generalRepeat).toBeCloseTo(0.1);

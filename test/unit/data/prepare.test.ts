@@ -72,6 +72,29 @@ describe('prepareCorpus (pretraining)', () => {
     expect(readFileSync(join(out2, 'train-00000.bin')).equals(readFileSync(join(out, 'train-00000.bin')))).toBe(true);
   });
 
+  it('mixes by tokens: a general corpus in Cyrillic (2 tokens per character here) still gets its token share', async () => {
+    const root = tmp();
+    const tokDir = makeTokenizerDir(tmp());
+    corpus(join(root, 'domain'), 30, 4, 'd');
+    const r = rng(8);
+    const ru = 'и в не на что с как это он она мы они дерево токарный станок резец заготовка стружка скорость'.split(' ');
+    mkdirSync(join(root, 'general'));
+    for (let i = 0; i < 80; i++) writeFileSync(join(root, 'general', `g${i}.txt`), Array.from({ length: 120 }, () => ru[Math.floor(r() * ru.length)]).join(' ') + '.');
+    const report = await prepareCorpus({ inputs: [join(root, 'domain')], general: [join(root, 'general')], out: join(root, 'out'), tokenizerDir: tokDir, blockSize: 128, ratio: 0.5, seed: 2, valFraction: 0 });
+    const mix = report.mix!;
+    // Byte-level tokenizer: ASCII 1 character per token, Cyrillic letters 2 bytes = 2 tokens.
+    expect(mix.charsPerToken.domain).toBeCloseTo(1, 5);
+    expect(mix.charsPerToken.general).toBeGreaterThan(0.5);
+    expect(mix.charsPerToken.general).toBeLessThan(0.6);
+    expect(mix.measured!.ratio).toBeGreaterThan(0.45);
+    expect(mix.measured!.ratio).toBeLessThan(0.55);
+    expect(mix.measured!.domainTokens + mix.measured!.generalTokens + report.splits.train!.docs).toBe(report.tokens.train); // + one EOS per document
+    // By characters the general side is only about a third of the text (a mix by characters would have
+    // given it half the text and two thirds of the tokens).
+    const generalChars = mix.measured!.generalTokens * mix.charsPerToken.general;
+    expect(generalChars / (generalChars + mix.measured!.domainTokens)).toBeLessThan(0.4);
+  });
+
   it('fails with a clear error naming the filter that removed everything', async () => {
     const root = tmp();
     corpus(join(root, 'd'), 5, 1, 'x');
