@@ -56,9 +56,10 @@ export async function generate(dir: string, mb: number): Promise<number> {
         const n = 12 + Math.floor(r() * 30);
         const parts: string[] = [];
         for (let i = 0; i < n; i++) {
-          // Swap a word in most sentences so documents are distinct even though sentences repeat.
-          let s = pool[Math.floor(r() * pool.length)]!;
-          s = s.replace(/\b[a-z]{4,}\b/, words[Math.floor(r() * words.length)]!);
+          // Each content word swapped with probability 1/2: the prose keeps its function words and
+          // shape, but unrelated documents share few word 5-grams, as in a real corpus (the pool has only
+          // ~300 sentences; reused whole, every pair of documents would look 5-10% similar).
+          const s = pool[Math.floor(r() * pool.length)]!.replace(/\b[a-z]{4,}\b/g, (w) => (r() < 0.5 ? words[Math.floor(r() * words.length)]! : w));
           parts.push(s);
           if (i % 5 === 4) parts.push('\n\n');
         }

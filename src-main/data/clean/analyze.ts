@@ -106,8 +106,10 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
       if (!text) return r;
     }
   }
+  // The quality scan also yields the exact-dedup hash of this same text.
+  const scanned: { hash?: [number, number] } = {};
   if (cfg.quality.enabled) {
-    const why = qualityProblem(text, cfg.quality);
+    const why = qualityProblem(text, cfg.quality, scanned);
     if (why) { r.quality = why; return r; }
   }
   if (cfg.language.enabled) {
@@ -115,7 +117,7 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
     r.lang = id.confidence >= cfg.language.minConfidence ? id.lang : 'unknown';
     if (ctx.keep && !ctx.keep.has(r.lang)) { r.langDropped = true; return r; }
   }
-  if (cfg.exactDedup.enabled) r.hash = hash64(text);
+  if (cfg.exactDedup.enabled) r.hash = scanned.hash ?? hash64(text);
   if (cfg.pii.enabled) {
     const counts = newPiiCounts();
     const scrubbed = scrubPii(text, cfg.pii, counts);

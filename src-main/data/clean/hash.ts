@@ -18,17 +18,27 @@ export function hash32(s: string, start = 0, end = s.length, seed = 0x811c9dc5):
   return h >>> 0;
 }
 
-/** Two independent 32-bit hashes = a 64-bit key; collision odds ~ n^2 / 2^65. */
+export const HASH64_A = 0x811c9dc5 | 0;
+export const HASH64_B = 0x9747b28c | 0;
+
+/**
+ * Two independent 32-bit hashes = a 64-bit key; collision odds ~ n^2 / 2^65. (The quality scan
+ * computes the same two running values in its own pass; see quality.ts.)
+ */
 export function hash64(s: string): [number, number] {
-  let a = 0x811c9dc5 | 0;
-  let b = 0x9747b28c | 0;
+  let a = HASH64_A;
+  let b = HASH64_B;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
   }
-  return [fmix(a) >>> 0, fmix(b ^ s.length) >>> 0];
+  return hash64Finish(a, b, s.length);
+}
+
+export function hash64Finish(a: number, b: number, length: number): [number, number] {
+  return [fmix(a) >>> 0, fmix(b ^ length) >>> 0];
 }
 
 export function fmix(h: number): number {

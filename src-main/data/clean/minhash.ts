@@ -145,10 +145,12 @@ export class NearDedup {
       this.bandKeys[band] = key;
       for (let e = this.lookup(key); e >= 0; e = this.entryNext[e]!) {
         const doc = this.entryDoc[e]!;
-        let same = 0;
         const off = doc * P;
-        for (let p = 0; p < P; p++) if (this.sigs[off + p] === sig[p]) same++;
-        const j = same / P;
+        // Stop comparing once too many positions differ to reach the threshold (most candidates).
+        let miss = 0, p = 0;
+        for (; p < P; p++) if (this.sigs[off + p] !== sig[p] && (P - ++miss) / P < this.threshold) break;
+        if (p < P) continue;
+        const j = (P - miss) / P;
         if (j >= this.threshold && j > best) best = j;
       }
       if (best >= this.threshold) return best;

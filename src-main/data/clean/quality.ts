@@ -1,6 +1,6 @@
 import type { CleanConfig } from '../config';
 import { ALL_STOP_WORDS } from './langid';
-import { hash32 } from './hash';
+import { HASH64_A, HASH64_B, hash32, hash64Finish } from './hash';
 
 /** Reused scratch tables (no allocation per document). */
 let table = new Uint32Array(1 << 12);
@@ -35,22 +35,27 @@ CLASS[0xd7] = TEXT; CLASS[0xf7] = TEXT;
 const LOWER_OF = new Uint16Array(0x250);
 for (let c = 0; c < 0x250; c++) LOWER_OF[c] = String.fromCharCode(c).toLowerCase().charCodeAt(0);
 
-const counts = { digits: 0, symbols: 0, letters: 0 };
+const counts = { digits: 0, symbols: 0, letters: 0, hashA: 0, hashB: 0 };
 
 /**
  * Fills wordHashes with one hash per word (runs of letters, digits, apostrophes; lower-cased) and
- * `counts` with digits, letters and symbols; returns the number of words.
+ * `counts` with digits, letters and symbols, and the two halves of hash64(s) (exact dedup needs it
+ * for every document that passes, and it costs little here, in the same pass); returns the number of words.
  */
 function scanWords(s: string): number {
   let n = 0, digits = 0, symbols = 0, letters = 0;
   let inWord = false;
   let h = 0;
+  let a = HASH64_A, b = HASH64_B;
   const len = s.length;
   // Room for every possible word up front (at most one per two characters), so the loop never checks.
   if (wordHashes.length < (len >> 1) + 1) wordHashes = new Int32Array((len >> 1) + 1024);
   const out = wordHashes;
   for (let i = 0; i < len; i++) {
     let c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
     const k = CLASS[c]!;
     // Lower-case letters and spaces are most characters of prose: tested first.
     if (k === LOWER) {
@@ -74,6 +79,7 @@ function scanWords(s: string): number {
   }
   if (inWord) out[n++] = h;
   counts.digits = digits; counts.symbols = symbols; counts.letters = letters;
+  counts.hashA = a; counts.hashB = b;
   return n;
 }
 
@@ -81,12 +87,13 @@ function scanWords(s: string): number {
  * Returns why a document fails the quality heuristics, or null when it passes. Each check is a
  * single linear pass; all thresholds come from `cfg`.
  */
-export function qualityProblem(text: string, cfg: CleanConfig['quality']): string | null {
+export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOut?: { hash?: [number, number] }): string | null {
   const len = text.length;
   if (len < cfg.minChars) return `too short (${len} characters < ${cfg.minChars})`;
   // One pass: word hashes into wordHashes, character classes into `counts`.
   const n0 = scanWords(text);
   const { digits, symbols, letters } = counts;
+  if (hashOut) hashOut.hash = hash64Finish(counts.hashA, counts.hashB, len);
   const nonSpace = Math.max(1, digits + symbols + letters);
   if (symbols / nonSpace > cfg.maxSymbolRatio) return `too many symbols (${pct(symbols / nonSpace)} > ${pct(cfg.maxSymbolRatio)})`;
   if (digits / nonSpace > cfg.maxDigitRatio) return `too many digits (${pct(digits / nonSpace)} > ${pct(cfg.maxDigitRatio)})`;
