@@ -2,7 +2,7 @@ import { mkdirSync, promises as fsp, readdirSync, rmSync, existsSync, unlinkSync
 import { join } from 'node:path';
 import { resolveCleanConfig, type CleanConfigInput } from './config';
 import { Cleaner, type FilterStats } from './clean/pipeline';
-import { CleanPool, autoThreads, cleanPass } from './clean/pool';
+import { CleanPool, autoThreads, cleanFirstPass, cleanSecondPass, writeKept } from './clean/pool';
 import { HashSet64, hash64 } from './clean/hash';
 import { newPiiCounts, scrubPii, type PiiCounts } from './clean/pii';
 import { defaultImportOptions, importPaths, newImportStats, walkFiles, type ImportOptions, type ImportStats } from './import';
@@ -244,13 +244,12 @@ async function cleanCorpus(
   try {
     const importStage = `Importing ${name} corpus`;
     let lastReport = 0;
-    for await (const d of cleanPass(1, cleaner, importPaths(paths, o.imp, stats, opts.signal), pool)) {
-      if (d) await spoolA.write(d);
+    await cleanFirstPass(cleaner, importPaths(paths, o.imp, stats, opts.signal), pool, spoolA, () => {
       if (stats.docs - lastReport >= 200) {
         lastReport = stats.docs;
         opts.onProgress?.({ stage: importStage, fraction: bytes ? Math.min(1, stats.bytesRead / bytes) : undefined, message: `${stats.docs.toLocaleString('en-US')} documents` });
       }
-    }
+    });
     await spoolA.close();
     opts.onProgress?.({ stage: importStage, fraction: 1 });
     if (stats.docs === 0) {
@@ -262,13 +261,13 @@ async function cleanCorpus(
     const frac = o.valFraction > 0 ? Math.max(o.valFraction, spoolA.docs >= 10 ? Math.min(0.2, 2 / spoolA.docs) : 0) : 0;
     const isVal = makeValSelector(frac, o.seed);
     let i = 0;
-    for await (const d of cleanPass(2, cleaner, readSpool(spoolA.path), pool)) {
+    await cleanSecondPass(cleaner, spoolA.path, pool, async (d) => {
       throwIfCancelled(opts.signal);
       if (++i % 500 === 0) opts.onProgress?.({ stage: cleanStage, fraction: i / spoolA.docs, message: `${i.toLocaleString('en-US')} of ${spoolA.docs.toLocaleString('en-US')} documents` });
-      if (!d) continue;
-      if (samples.length < 5) samples.push({ source: d.source, reason: 'kept', excerpt: excerpt(d.text, 400) });
-      if (isVal(kept++)) await val.write(d); else await train.write(d);
-    }
+      if (!d) return;
+      if (samples.length < 5) samples.push({ source: d.source, reason: 'kept', excerpt: excerpt(d.text(), 400) });
+      await writeKept(isVal(kept++) ? val : train, d);
+    });
   } finally {
     await pool?.close();
   }

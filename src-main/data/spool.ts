@@ -19,21 +19,37 @@ export class SpoolWriter {
   }
   async write(doc: Doc): Promise<void> {
     // UTF-8 needs at most 3 bytes per UTF-16 unit.
-    const need = 8 + 3 * (doc.source.length + doc.text.length);
-    if (this.used + need > this.buf.length) {
-      await this.flush();
-      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
-    }
+    await this.room(8 + 3 * (doc.source.length + doc.text.length));
     const b = this.buf;
     const at = this.used;
     const a = b.write(doc.source, at + 8, 'utf8');
     const t = b.write(doc.text, at + 8 + a, 'utf8');
-    b.writeUInt32LE(a, at);
-    b.writeUInt32LE(t, at + 4);
-    this.used = at + 8 + a + t;
-    this.docs++;
-    this.chars += doc.text.length;
+    this.finish(at, a, t, doc.text.length);
+  }
+
+  /** Appends a document whose text is already UTF-8 (a worker thread encoded it); `chars` is its length as a string. */
+  async writeRaw(source: string, text: Uint8Array, chars: number): Promise<void> {
+    await this.room(8 + 3 * source.length + text.length);
+    const b = this.buf;
+    const at = this.used;
+    const a = b.write(source, at + 8, 'utf8');
+    b.set(text, at + 8 + a);
+    this.finish(at, a, text.length, chars);
+  }
+
+  private async room(need: number): Promise<void> {
     if (this.used >= FLUSH_BYTES) await this.flush();
+    if (this.used + need <= this.buf.length) return;
+    await this.flush();
+    if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
+  }
+
+  private finish(at: number, sourceBytes: number, textBytes: number, chars: number): void {
+    this.buf.writeUInt32LE(sourceBytes, at);
+    this.buf.writeUInt32LE(textBytes, at + 4);
+    this.used = at + 8 + sourceBytes + textBytes;
+    this.docs++;
+    this.chars += chars;
   }
   private async flush(): Promise<void> {
     if (!this.used) return;
@@ -66,4 +82,56 @@ export async function* readSpool(path: string): AsyncGenerator<Doc> {
     pending = pending.subarray(off);
   }
   if (pending.length) throw new Error(`Spool file ${path} is truncated (${pending.length} stray bytes at the end).`);
+}
+
+/**
+ * Whole records of a spool in batches of about `batchBytes`, undecoded (worker threads decode the
+ * texts), with each record's source decoded here (it is short and the caller reports it).
+ */
+export async function* readSpoolBatches(path: string, batchBytes: number): AsyncGenerator<{ records: Uint8Array; sources: string[] }> {
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    let off = 0;
+    for (;;) {
+      const b = scanRecords(pending, off, batchBytes);
+      if (b.end - off < batchBytes) break; // wait for more data to fill the batch
+      yield { records: new Uint8Array(pending.subarray(off, b.end)), sources: b.sources }; // a copy the caller can transfer
+      off = b.end;
+    }
+    pending = pending.subarray(off);
+  }
+  for (let off = 0; off < pending.length;) {
+    const b = scanRecords(pending, off, batchBytes);
+    if (b.end === off) throw new Error(`Spool file ${path} is truncated (${pending.length - off} stray bytes at the end).`);
+    yield { records: new Uint8Array(pending.subarray(off, b.end)), sources: b.sources };
+    off = b.end;
+  }
+}
+
+/** Complete records from `off` until they reach `batchBytes` or the data ends. */
+function scanRecords(buf: Buffer, off: number, batchBytes: number): { end: number; sources: string[] } {
+  let end = off;
+  const sources: string[] = [];
+  while (end - off < batchBytes && buf.length - end >= 8) {
+    const a = buf.readUInt32LE(end);
+    const b = buf.readUInt32LE(end + 4);
+    if (buf.length - end < 8 + a + b) break;
+    sources.push(buf.toString('utf8', end + 8, end + 8 + a));
+    end += 8 + a + b;
+  }
+  return { end, sources };
+}
+
+/** Texts of records read by readSpoolBatches (in a worker thread). */
+export function decodeRecordTexts(records: Uint8Array): string[] {
+  const buf = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
+  const out: string[] = [];
+  for (let off = 0; off < buf.length;) {
+    const a = buf.readUInt32LE(off);
+    const b = buf.readUInt32LE(off + 4);
+    out.push(buf.toString('utf8', off + 8 + a, off + 8 + a + b));
+    off += 8 + a + b;
+  }
+  return out;
 }

@@ -141,3 +141,77 @@ function hasBoilerplate(text: string, boiler: Set<number>, min: number): boolean
   }
   return false;
 }
+
+/** Pass 1's result as the ordered apply step needs it: lengths and flags, no text. */
+export interface FirstSummary {
+  /** Length of the text pass 1 outputs (normalized, or the input when normalization is off). */
+  length: number;
+  changed: boolean;
+  /** Nothing but whitespace left: removed. */
+  empty: boolean;
+  lines: number[] | null;
+  /** Excerpt of the removed text (only when empty). */
+  excerpt?: string;
+}
+
+export function summarizeFirst(input: string, r: FirstResult): FirstSummary {
+  const empty = !r.text.trim();
+  return { length: r.text.length, changed: r.text !== input, empty, lines: r.lines, ...(empty ? { excerpt: excerpt(r.text) } : {}) };
+}
+
+/** Pass 2's result as the ordered apply step needs it: lengths, verdicts, hashes, no full text. */
+export interface SecondSummary {
+  /** Length of the input text. */
+  length: number;
+  boiler?: { lines: number; excerpt: string; length: number };
+  quality?: string;
+  lang?: string;
+  langDropped?: boolean;
+  hash?: [number, number];
+  pii?: { length: number; counts: PiiCounts };
+  sig?: Uint32Array | null;
+  /** Excerpt of the text at the step that removed it (boilerplate, quality or language). */
+  excerpt?: string;
+}
+
+/** The summary and the final text (null when a step here removed the document). */
+export function summarizeSecond(input: string, r: SecondResult): { summary: SecondSummary; final: string | null } {
+  const summary: SecondSummary = { length: input.length };
+  let text = input;
+  if (r.boiler) {
+    summary.boiler = { lines: r.boiler.lines, excerpt: r.boiler.excerpt, length: r.boiler.text.length };
+    if (!r.boiler.text) return { summary: { ...summary, excerpt: excerpt(input) }, final: null };
+    text = r.boiler.text;
+  }
+  if (r.quality !== undefined) return { summary: { ...summary, quality: r.quality, excerpt: excerpt(text) }, final: null };
+  if (r.lang !== undefined) summary.lang = r.lang;
+  if (r.langDropped) return { summary: { ...summary, langDropped: true, excerpt: excerpt(text) }, final: null };
+  if (r.hash) summary.hash = r.hash;
+  if (r.pii) { summary.pii = { length: r.pii.text.length, counts: r.pii.counts }; text = r.pii.text; }
+  if (r.sig !== undefined) summary.sig = r.sig;
+  return { summary, final: text };
+}
+
+/** UTF-8 of many texts in one buffer (to hand to another thread): bytes and each text's [start, end). */
+export function encodeTexts(texts: readonly (string | null)[]): { bytes: Uint8Array; ends: Uint32Array } {
+  let size = 1024;
+  for (const t of texts) size += t ? t.length + (t.length >> 3) : 0;
+  let buf = Buffer.allocUnsafe(size);
+  const ends = new Uint32Array(texts.length);
+  let at = 0;
+  texts.forEach((t, i) => {
+    if (t) {
+      if (buf.length - at < 3 * t.length) { // UTF-8 needs at most 3 bytes per UTF-16 unit
+        const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, at + 3 * t.length));
+        buf.copy(bigger, 0, 0, at);
+        buf = bigger;
+      }
+      at += buf.write(t, at, 'utf8');
+    }
+    ends[i] = at;
+  });
+  // A fresh ArrayBuffer (not Node's shared pool) so it can be transferred.
+  const bytes = new Uint8Array(at);
+  bytes.set(buf.subarray(0, at));
+  return { bytes, ends };
+}

@@ -1,6 +1,6 @@
 import type { CleanConfig } from '../config';
 import { excerpt, type Doc, type Example } from '../types';
-import { analyzeContext, analyzeFirst, analyzeSecond, type AnalyzeContext, type FirstResult, type SecondResult } from './analyze';
+import { analyzeContext, analyzeFirst, analyzeSecond, summarizeFirst, summarizeSecond, type AnalyzeContext, type FirstSummary, type SecondSummary } from './analyze';
 import { HashSet64 } from './hash';
 import { NearDedup } from './minhash';
 import { newPiiCounts, type PiiCounts } from './pii';
@@ -114,36 +114,37 @@ export class Cleaner {
     return [this.normalize, this.boilerplate, this.quality, this.language, this.exactDedup, this.pii, this.nearDedup];
   }
 
-  /** Records an example (`shown` is already an excerpt; default: the document's). */
-  private example(s: FilterStats, doc: Doc, reason: string, shown?: string): void {
-    if (s.examples.length < this.cfg.examplesPerFilter) s.examples.push({ source: doc.source, reason, excerpt: shown ?? excerpt(doc.text) });
+  /** Records an example; `shown` gives the excerpt (computed only while examples are still wanted). */
+  private example(s: FilterStats, source: string, reason: string, shown: () => string): void {
+    if (s.examples.length < this.cfg.examplesPerFilter) s.examples.push({ source, reason, excerpt: shown() });
   }
 
-  private enter(s: FilterStats, doc: Doc): void { s.docsIn++; s.charsIn += doc.text.length; }
-  private pass(s: FilterStats, doc: Doc): Doc { s.docsOut++; s.charsOut += doc.text.length; return doc; }
-  private drop(s: FilterStats, doc: Doc, reason: string, key = reason): null {
+  private enter(s: FilterStats, length: number): void { s.docsIn++; s.charsIn += length; }
+  private pass(s: FilterStats, length: number): true { s.docsOut++; s.charsOut += length; return true; }
+  private drop(s: FilterStats, source: string, shown: () => string, reason: string, key = reason): false {
     s.removed++;
     s.reasons[key] = (s.reasons[key] ?? 0) + 1;
-    this.example(s, doc, reason);
-    return null;
+    this.example(s, source, reason, shown);
+    return false;
   }
 
   /** Pass 1: normalization and boilerplate line counting. Returns null for documents left empty. */
   first(doc: Doc): Doc | null {
-    return this.applyFirst(doc, analyzeFirst(doc.text, this.cfg));
+    const r = analyzeFirst(doc.text, this.cfg);
+    return this.applyFirst(doc.source, doc.text.length, summarizeFirst(doc.text, r)) ? { text: r.text, source: doc.source } : null;
   }
 
-  /** Applies pass 1's analysis of `doc` (from any thread), in document order. */
-  applyFirst(doc: Doc, r: FirstResult): Doc | null {
+  /**
+   * Applies pass 1's analysis of one document (from any thread), in document order. `length`: the
+   * input text's. Returns whether the document is kept.
+   */
+  applyFirst(source: string, length: number, r: FirstSummary): boolean {
     const s = this.normalize;
-    this.enter(s, doc);
-    if (s.enabled) {
-      if (r.text !== doc.text) s.modified++;
-      doc = { text: r.text, source: doc.source };
-    }
-    if (!doc.text.trim()) return this.drop(s, doc, 'empty after normalization', 'empty');
+    this.enter(s, length);
+    if (s.enabled && r.changed) s.modified++;
+    if (r.empty) return this.drop(s, source, () => r.excerpt ?? '', 'empty after normalization', 'empty');
     if (r.lines) this.lines.observeHashes(r.lines);
-    return this.pass(s, doc);
+    return this.pass(s, r.length);
   }
 
   private ctx: AnalyzeContext | null = null;
@@ -162,61 +163,71 @@ export class Cleaner {
 
   /** Pass 2: everything else. Returns the cleaned document or null when it was removed. */
   second(doc: Doc): Doc | null {
-    return this.applySecond(doc, analyzeSecond(doc.text, this.analyzeContext()));
+    const { summary, final } = summarizeSecond(doc.text, analyzeSecond(doc.text, this.analyzeContext()));
+    const kept = this.applySecond(doc.source, summary, () => final ?? '');
+    return kept && final !== null ? { text: final, source: doc.source } : null;
   }
 
-  /** Applies pass 2's analysis of `doc` (from any thread), in document order: counts, examples, dedup. */
-  applySecond(doc: Doc, r: SecondResult): Doc | null {
+  /**
+   * Applies pass 2's analysis of one document (from any thread), in document order: counts,
+   * examples, exact and near-dedup. `finalText` gives the cleaned text (for examples). Returns
+   * whether the document is kept.
+   */
+  applySecond(source: string, r: SecondSummary, finalText: () => string): boolean {
+    let len = r.length;
     let s = this.boilerplate;
-    this.enter(s, doc);
+    this.enter(s, len);
     if (r.boiler) {
+      const b = r.boiler;
       s.modified++;
-      s.reasons['lines removed'] = (s.reasons['lines removed'] ?? 0) + r.boiler.lines;
-      this.example(s, doc, `removed ${r.boiler.lines} repeated line(s)`, r.boiler.excerpt);
-      if (!r.boiler.text) return this.drop(s, doc, 'nothing left after removing repeated lines', 'only boilerplate');
-      doc = { text: r.boiler.text, source: doc.source };
+      s.reasons['lines removed'] = (s.reasons['lines removed'] ?? 0) + b.lines;
+      this.example(s, source, `removed ${b.lines} repeated line(s)`, () => b.excerpt);
+      if (!b.length) return this.drop(s, source, () => r.excerpt!, 'nothing left after removing repeated lines', 'only boilerplate');
+      len = b.length;
     }
-    this.pass(s, doc);
+    this.pass(s, len);
 
     s = this.quality;
-    this.enter(s, doc);
-    if (r.quality) return this.drop(s, doc, r.quality, r.quality.replace(/ \(.*$/, ''));
-    this.pass(s, doc);
+    this.enter(s, len);
+    if (r.quality) return this.drop(s, source, () => r.excerpt!, r.quality, r.quality.replace(/ \(.*$/, ''));
+    this.pass(s, len);
 
     s = this.language;
-    this.enter(s, doc);
+    this.enter(s, len);
     if (r.lang !== undefined) {
       this.languages[r.lang] = (this.languages[r.lang] ?? 0) + 1;
-      if (r.langDropped) return this.drop(s, doc, `language "${r.lang}" not in ${[...new Set(this.cfg.language.keep)].join(', ')}`, r.lang);
+      if (r.langDropped) return this.drop(s, source, () => r.excerpt!, `language "${r.lang}" not in ${[...new Set(this.cfg.language.keep)].join(', ')}`, r.lang);
     }
-    this.pass(s, doc);
+    this.pass(s, len);
 
+    // From here on examples show the final text (PII replaced), never the personal data itself.
+    const shown = (): string => excerpt(finalText());
     s = this.exactDedup;
-    this.enter(s, doc);
-    if (r.hash && !this.exact.add(r.hash[0], r.hash[1])) return this.drop(s, doc, 'exact duplicate of an earlier document', 'duplicate');
-    this.pass(s, doc);
+    this.enter(s, len);
+    if (r.hash && !this.exact.add(r.hash[0], r.hash[1])) return this.drop(s, source, shown, 'exact duplicate of an earlier document', 'duplicate');
+    this.pass(s, len);
 
     s = this.pii;
-    this.enter(s, doc);
+    this.enter(s, len);
     if (r.pii) {
       s.modified++;
       const counts = r.pii.counts;
       const found = (Object.keys(counts) as (keyof PiiCounts)[]).filter((k) => counts[k] > 0);
       for (const k of found) { this.piiCounts[k] += counts[k]; s.reasons[k] = this.piiCounts[k]; }
-      this.example(s, doc, `replaced: ${found.join(', ')}`, excerpt(r.pii.text));
-      doc = { text: r.pii.text, source: doc.source };
+      this.example(s, source, `replaced: ${found.join(', ')}`, shown);
+      len = r.pii.length;
     }
-    this.pass(s, doc);
+    this.pass(s, len);
 
     s = this.nearDedup;
-    this.enter(s, doc);
+    this.enter(s, len);
     if (this.near && r.sig) {
       const wasFull = this.near.full;
       const j = this.near.checkSignature(r.sig);
       if (!wasFull && this.near.full) s.reasons['index full (later documents checked, not indexed)'] = this.near.keptDocs;
-      if (j >= 0) return this.drop(s, doc, `near-duplicate of an earlier document (estimated Jaccard ${j.toFixed(2)})`, 'near-duplicate');
+      if (j >= 0) return this.drop(s, source, shown, `near-duplicate of an earlier document (estimated Jaccard ${j.toFixed(2)})`, 'near-duplicate');
     }
-    return this.pass(s, doc);
+    return this.pass(s, len);
   }
 
   /** Bytes held by the dedup structures (for the bench's memory accounting). */

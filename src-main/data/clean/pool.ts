@@ -4,28 +4,38 @@
  * documents; the calling thread reads the input, applies the results in document order (counts,
  * examples, exact and near-dedup) and writes the output. Results are identical to the one-thread
  * path because both run the same analysis functions and the same ordered apply step.
+ *
+ * Texts travel as UTF-8 bytes wherever the calling thread does not need them as strings: pass 1's
+ * workers return the normalized texts encoded (written to the spool as they are), pass 2 sends spool
+ * records undecoded and gets the cleaned texts back encoded. The calling thread (the bottleneck on
+ * a 2-core machine) then neither decodes nor encodes the corpus, and nothing is copied to transfer it.
  */
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { CleanConfig } from '../config';
+import { readSpool, readSpoolBatches, type SpoolWriter } from '../spool';
 import type { Doc } from '../types';
 import type { Cleaner } from './pipeline';
-import { analyzeFirst, analyzeSecond, type AnalyzeContext, type FirstResult, type SecondResult } from './analyze';
+import type { AnalyzeContext, FirstSummary, SecondSummary } from './analyze';
 import { startWorker } from '../../util/worker';
 
 export type ToCleanWorker =
   | { t: 'init'; cfg: CleanConfig; seed: number }
+  | { t: 'exit' }
   | { t: 'boiler'; hashes: number[] | null }
   | { t: 'first'; id: number; texts: string[] }
-  | { t: 'second'; id: number; texts: string[] };
+  | { t: 'second'; id: number; records: Uint8Array };
+
+/** Texts as UTF-8 in one buffer; text i is bytes [ends[i-1], ends[i]). */
+export interface EncodedTexts { bytes: Uint8Array; ends: Uint32Array }
 
 export type FromCleanWorker =
-  | { id: number; first: { text: string | null; lines: number[] | null }[] }
-  | { id: number; second: SecondResult[] }
+  | { id: number; first: { summaries: FirstSummary[]; texts: EncodedTexts } }
+  | { id: number; second: { summaries: SecondSummary[]; texts: EncodedTexts } }
   | { id: number; error: string };
 
-/** Characters per batch sent to a worker: large enough to amortize messaging, small enough to keep memory flat. */
-const BATCH_CHARS = 1 << 19;
+/** Characters (pass 1) or bytes (pass 2) per batch sent to a worker: enough to amortize messaging, little memory. */
+const BATCH = 1 << 19;
 
 export class CleanPool {
   private readonly pending = new Map<number, { resolve: (m: FromCleanWorker) => void; reject: (e: Error) => void }>();
@@ -67,20 +77,21 @@ export class CleanPool {
     this.pending.clear();
   }
 
-  private request(m: { t: 'first' | 'second'; texts: string[] }): Promise<FromCleanWorker> {
+  private request(m: { t: 'first'; texts: string[] } | { t: 'second'; records: Uint8Array }): Promise<FromCleanWorker> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
     const w = this.workers[this.turn++ % this.workers.length]!;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      w.postMessage({ ...m, id } as ToCleanWorker);
+      w.postMessage({ ...m, id } as ToCleanWorker, m.t === 'second' ? [m.records.buffer as ArrayBuffer] : []);
     });
   }
 
-  async first(texts: string[]): Promise<FirstResult[]> {
+  /** Pass 1 over a batch: summaries, and the normalized texts encoded. */
+  async first(texts: string[]): Promise<{ summaries: FirstSummary[]; texts: EncodedTexts }> {
     const m = await this.request({ t: 'first', texts });
     if (!('first' in m)) throw new Error('cleaning thread: unexpected reply');
-    return m.first.map((r, i) => ({ text: r.text ?? texts[i]!, lines: r.lines }));
+    return m.first;
   }
 
   /** Hands pass 2's context (the boilerplate lines) to every worker; call once, before second(). */
@@ -89,82 +100,115 @@ export class CleanPool {
     for (const w of this.workers) w.postMessage({ t: 'boiler', hashes } satisfies ToCleanWorker);
   }
 
-  async second(texts: string[]): Promise<SecondResult[]> {
-    const m = await this.request({ t: 'second', texts });
+  /** Pass 2 over spool records (transferred: `records` is unusable afterwards): summaries and cleaned texts encoded. */
+  async second(records: Uint8Array): Promise<{ summaries: SecondSummary[]; texts: EncodedTexts }> {
+    const m = await this.request({ t: 'second', records });
     if (!('second' in m)) throw new Error('cleaning thread: unexpected reply');
     return m.second;
   }
 
+  /** Stops the threads: they finish and exit (terminated after a second if they do not). */
   async close(): Promise<void> {
     this.fail(new Error('The cleaning threads were stopped.'));
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all(this.workers.map(async (w) => {
+      const exited = new Promise<void>((res) => w.once('exit', () => res()));
+      w.postMessage({ t: 'exit' } satisfies ToCleanWorker);
+      const timer = setTimeout(() => void w.terminate(), 1000);
+      await exited;
+      clearTimeout(timer);
+    }));
   }
 }
 
+/** Bytes of text i of an EncodedTexts. */
+function slice(t: EncodedTexts, i: number): Uint8Array {
+  return t.bytes.subarray(i ? t.ends[i - 1]! : 0, t.ends[i]!);
+}
+
 /**
- * Runs `analyze` over batches of `docs` and yields each document with its result, in input order.
- * Up to `inFlight` batches are being analyzed while the caller consumes earlier ones.
+ * Runs `analyze` on each batch with up to `inFlight` batches under way, and yields each batch with
+ * its result in input order.
  */
-export async function* analyzeInOrder<R>(
-  docs: AsyncIterable<Doc>,
-  analyze: (texts: string[]) => Promise<R[]>,
-  inFlight: number,
-): AsyncGenerator<[Doc, R]> {
-  const queue: { docs: Doc[]; results: Promise<R[]> }[] = [];
+async function* inOrder<B, R>(batches: AsyncIterable<B>, analyze: (b: B) => Promise<R>, inFlight: number): AsyncGenerator<[B, R]> {
+  const queue: { batch: B; result: Promise<R> }[] = [];
+  for await (const batch of batches) {
+    const result = analyze(batch);
+    result.catch(() => undefined); // rejections surface when the batch is awaited below
+    queue.push({ batch, result });
+    while (queue.length >= inFlight) { const h = queue.shift()!; yield [h.batch, await h.result]; }
+  }
+  while (queue.length) { const h = queue.shift()!; yield [h.batch, await h.result]; }
+}
+
+async function* docBatches(docs: AsyncIterable<Doc>): AsyncGenerator<Doc[]> {
   let batch: Doc[] = [];
   let chars = 0;
-  const submit = (): void => {
-    const texts = batch.map((d) => d.text);
-    const results = analyze(texts);
-    results.catch(() => undefined); // rejections surface when the batch is awaited below
-    queue.push({ docs: batch, results });
-    batch = [];
-    chars = 0;
-  };
   for await (const d of docs) {
     batch.push(d);
     chars += d.text.length;
-    if (chars >= BATCH_CHARS) {
-      submit();
-      while (queue.length >= inFlight) {
-        const head = queue.shift()!;
-        const rs = await head.results;
-        for (let i = 0; i < head.docs.length; i++) yield [head.docs[i]!, rs[i]!];
-      }
-    }
+    if (chars >= BATCH) { yield batch; batch = []; chars = 0; }
   }
-  if (batch.length) submit();
-  while (queue.length) {
-    const head = queue.shift()!;
-    const rs = await head.results;
-    for (let i = 0; i < head.docs.length; i++) yield [head.docs[i]!, rs[i]!];
-  }
-}
-
-/** The analysis functions for a pool, or in the calling thread when there is none. */
-export function analyzers(pool: CleanPool | null, cfg: CleanConfig, ctx: () => AnalyzeContext): {
-  first: (texts: string[]) => Promise<FirstResult[]>;
-  second: (texts: string[]) => Promise<SecondResult[]>;
-} {
-  if (pool) return { first: (t) => pool.first(t), second: (t) => pool.second(t) };
-  return {
-    first: async (t) => t.map((x) => analyzeFirst(x, cfg)),
-    second: async (t) => { const c = ctx(); return t.map((x) => analyzeSecond(x, c)); },
-  };
+  if (batch.length) yield batch;
 }
 
 /**
- * Runs one cleaning pass of `cleaner` over `docs`, yielding per input document its output (null when
- * removed), in order. Pass 2 fixes the boilerplate lines counted in pass 1.
+ * Pass 1 of `cleaner` (normalization, boilerplate line counts) over `docs`, writing the documents it
+ * keeps to `out` in order. `onDoc` is called after each input document (progress).
  */
-export async function* cleanPass(pass: 1 | 2, cleaner: Cleaner, docs: AsyncIterable<Doc>, pool: CleanPool | null): AsyncGenerator<Doc | null> {
-  const a = analyzers(pool, cleaner.cfg, () => cleaner.analyzeContext());
-  const inFlight = pool ? pool.threads * 2 : 1;
-  if (pass === 1) {
-    for await (const [d, r] of analyzeInOrder(docs, a.first, inFlight)) yield cleaner.applyFirst(d, r);
-  } else {
-    if (pool) pool.setContext(cleaner.analyzeContext());
-    for await (const [d, r] of analyzeInOrder(docs, a.second, inFlight)) yield cleaner.applySecond(d, r);
+export async function cleanFirstPass(cleaner: Cleaner, docs: AsyncIterable<Doc>, pool: CleanPool | null, out: SpoolWriter, onDoc?: () => void): Promise<void> {
+  if (!pool) {
+    for await (const d of docs) {
+      const x = cleaner.first(d);
+      if (x) await out.write(x);
+      onDoc?.();
+    }
+    return;
+  }
+  for await (const [batch, r] of inOrder(docBatches(docs), (b) => pool.first(b.map((d) => d.text)), pool.threads * 2)) {
+    for (let i = 0; i < batch.length; i++) {
+      const d = batch[i]!, s = r.summaries[i]!;
+      if (cleaner.applyFirst(d.source, d.text.length, s)) await out.writeRaw(d.source, slice(r.texts, i), s.length);
+      onDoc?.();
+    }
+  }
+}
+
+/** A document pass 2 kept: its cleaned text as UTF-8 (from a worker) or as a string. */
+export interface KeptDoc {
+  source: string;
+  /** Length of the cleaned text as a string. */
+  length: number;
+  bytes?: Uint8Array;
+  text(): string;
+}
+
+/** Writes a kept document to a spool (its bytes as they are when a worker encoded them). */
+export function writeKept(out: SpoolWriter, k: KeptDoc): Promise<void> {
+  return k.bytes ? out.writeRaw(k.source, k.bytes, k.length) : out.write({ source: k.source, text: k.text() });
+}
+
+/**
+ * Pass 2 of `cleaner` over the spool pass 1 wrote: `onDoc` gets each document in order, the kept
+ * ones cleaned, the removed ones as null.
+ */
+export async function cleanSecondPass(cleaner: Cleaner, spool: string, pool: CleanPool | null, onDoc: (k: KeptDoc | null) => Promise<void>): Promise<void> {
+  if (!pool) {
+    for await (const d of readSpool(spool)) {
+      const x = cleaner.second(d);
+      await onDoc(x ? { source: x.source, length: x.text.length, text: () => x.text } : null);
+    }
+    return;
+  }
+  pool.setContext(cleaner.analyzeContext());
+  const decoder = new TextDecoder();
+  for await (const [batch, r] of inOrder(readSpoolBatches(spool, BATCH), (b) => pool.second(b.records), pool.threads * 2)) {
+    for (let i = 0; i < batch.sources.length; i++) {
+      const s = r.summaries[i]!;
+      const bytes = slice(r.texts, i);
+      const text = (): string => decoder.decode(bytes);
+      const kept = cleaner.applySecond(batch.sources[i]!, s, text);
+      await onDoc(kept ? { source: batch.sources[i]!, length: s.pii?.length ?? s.boiler?.length ?? s.length, bytes, text } : null);
+    }
   }
 }
 

@@ -1,9 +1,10 @@
 /**
- * Cleaning worker thread: runs the pure per-document analysis (clean/analyze.ts) on batches of texts
- * for CleanPool. Holds no order-dependent state; the pool's owner applies the results in order.
+ * Cleaning worker thread: runs the pure per-document analysis (clean/analyze.ts) on batches for
+ * CleanPool. Holds no order-dependent state; the pool's owner applies the results in order.
  */
 import { parentPort } from 'node:worker_threads';
-import { analyzeContext, analyzeFirst, analyzeSecond, type AnalyzeContext } from './analyze';
+import { decodeRecordTexts } from '../spool';
+import { analyzeContext, analyzeFirst, analyzeSecond, encodeTexts, summarizeFirst, summarizeSecond, type AnalyzeContext } from './analyze';
 import type { FromCleanWorker, ToCleanWorker } from './pool';
 
 const port = parentPort;
@@ -13,19 +14,33 @@ let ctx: AnalyzeContext | null = null;
 port.on('message', (m: ToCleanWorker) => {
   try {
     if (m.t === 'init') { ctx = analyzeContext(m.cfg, m.seed); return; }
+    if (m.t === 'exit') { port.close(); return; }
     if (!ctx) throw new Error('cleaning worker used before init');
     if (m.t === 'boiler') { ctx.boiler = m.hashes ? new Set(m.hashes) : null; return; }
+    const c = ctx;
     if (m.t === 'first') {
-      const cfg = ctx.cfg;
-      // Unchanged texts are not sent back (null): the caller still has them.
-      const results = m.texts.map((text) => { const r = analyzeFirst(text, cfg); return { text: r.text === text ? null : r.text, lines: r.lines }; });
-      port.postMessage({ id: m.id, first: results } satisfies FromCleanWorker);
+      const outs: (string | null)[] = [];
+      const summaries = m.texts.map((text) => {
+        const r = analyzeFirst(text, c.cfg);
+        const s = summarizeFirst(text, r);
+        outs.push(s.empty ? null : r.text);
+        return s;
+      });
+      const texts = encodeTexts(outs);
+      port.postMessage({ id: m.id, first: { summaries, texts } } satisfies FromCleanWorker, [texts.bytes.buffer as ArrayBuffer]);
       return;
     }
-    const c = ctx;
-    const results = m.texts.map((text) => analyzeSecond(text, c));
-    const transfer = results.flatMap((r) => (r.sig ? [r.sig.buffer as ArrayBuffer] : []));
-    port.postMessage({ id: m.id, second: results } satisfies FromCleanWorker, transfer);
+    const outs: (string | null)[] = [];
+    const transfer: ArrayBuffer[] = [];
+    const summaries = decodeRecordTexts(m.records).map((text) => {
+      const { summary, final } = summarizeSecond(text, analyzeSecond(text, c));
+      outs.push(final);
+      if (summary.sig) transfer.push(summary.sig.buffer as ArrayBuffer);
+      return summary;
+    });
+    const texts = encodeTexts(outs);
+    transfer.push(texts.bytes.buffer as ArrayBuffer);
+    port.postMessage({ id: m.id, second: { summaries, texts } } satisfies FromCleanWorker, transfer);
   } catch (e) {
     port.postMessage({ id: 'id' in m ? m.id : -1, error: (e as Error).stack ?? String(e) } satisfies FromCleanWorker);
   }

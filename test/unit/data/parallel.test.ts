@@ -5,7 +5,8 @@ import { generate } from '../../bench/data';
 import { prepareCorpus } from '../../../src-main/data/prepare';
 import { resolveCleanConfig } from '../../../src-main/data/config';
 import { Cleaner, LineCounter } from '../../../src-main/data/clean/pipeline';
-import { CleanPool, cleanPass } from '../../../src-main/data/clean/pool';
+import { CleanPool, cleanFirstPass, cleanSecondPass } from '../../../src-main/data/clean/pool';
+import { SpoolWriter, readSpool } from '../../../src-main/data/spool';
 import { normalizeText } from '../../../src-main/data/clean/normalize';
 import { rng } from '../../../src-main/data/clean/hash';
 import type { Doc } from '../../../src-main/data/types';
@@ -67,18 +68,22 @@ describe('cleaning in worker threads', () => {
       docs.push({ text: i % 7 === 0 && i > 0 ? docs[i - 1]!.text : text, source: `doc${i}` });
     }
     async function* from(list: Doc[]): AsyncGenerator<Doc> { yield* list; }
-    const runAll = async (pool: CleanPool | null) => {
+    const dir = tmp();
+    const runAll = async (pool: CleanPool | null, name: string) => {
       const c = new Cleaner(cfg, 3);
-      const a: (Doc | null)[] = [];
-      for await (const d of cleanPass(1, c, from(docs), pool)) a.push(d);
+      const a = new SpoolWriter(join(dir, `${name}-a`));
+      await cleanFirstPass(c, from(docs), pool, a);
+      await a.close();
       const b: (Doc | null)[] = [];
-      for await (const d of cleanPass(2, c, from(a.filter((x): x is Doc => x !== null)), pool)) b.push(d);
-      return { a, b, filters: c.filters, langs: c.languages };
+      await cleanSecondPass(c, a.path, pool, async (d) => { b.push(d ? { source: d.source, text: d.text() } : null); });
+      const kept: Doc[] = [];
+      for await (const d of readSpool(a.path)) kept.push(d);
+      return { a: kept, b, filters: c.filters, langs: c.languages };
     };
     const pool = CleanPool.start(cfg, 3, 2);
     try {
-      const p = await runAll(pool);
-      const s = await runAll(null);
+      const p = await runAll(pool, 'p');
+      const s = await runAll(null, 's');
       expect(p.a).toEqual(s.a);
       expect(p.b).toEqual(s.b);
       expect(p.filters).toEqual(s.filters);
