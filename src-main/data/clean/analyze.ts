@@ -7,7 +7,7 @@
  */
 import type { CleanConfig } from '../config';
 import { excerpt } from '../types';
-import { hash32, hash64 } from './hash';
+import { LineHashes, fmix, hash32, hash64 } from './hash';
 import { identifyLanguage } from './langid';
 import { MinHasher } from './minhash';
 import { normalizeText } from './normalize';
@@ -52,19 +52,18 @@ export function lineHash(s: string, start: number, end: number): number {
   return hash32(s, start, end);
 }
 
+/** Scratch line hashes of the text being analyzed (one per thread). */
+const LINES = new LineHashes();
+
 function distinctLineHashes(text: string, minLineChars: number): number[] {
+  const l = LINES.of(text);
   const out: number[] = [];
   let seen: Set<number> | null = null;
-  let start = 0;
-  while (start <= text.length) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
-    if (end - start >= minLineChars) {
-      const h = lineHash(text, start, end);
-      // Most documents have a handful of long lines: a linear check beats a Set until there are many.
-      if (out.length < 16 ? !out.includes(h) : !(seen ??= new Set(out)).has(h)) { out.push(h); seen?.add(h); }
-    }
-    start = end + 1;
+  for (let i = 0; i < l.n; i++) {
+    if (l.raw[i]! < minLineChars) continue;
+    const h = l.hash[i]!;
+    // Most documents have a handful of long lines: a linear check beats a Set until there are many.
+    if (out.length < 16 ? !out.includes(h) : !(seen ??= new Set(out)).has(h)) { out.push(h); seen?.add(h); }
   }
   return out;
 }
@@ -93,7 +92,9 @@ export interface SecondResult {
 export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
   const { cfg } = ctx;
   const r: SecondResult = {};
-  if (cfg.boilerplate.enabled && ctx.boiler && ctx.boiler.size > 0 && hasBoilerplate(text, ctx.boiler, cfg.boilerplate.minLineChars)) {
+  // One hashing pass over the lines serves the boilerplate check and the quality filter.
+  let lines: LineHashes | undefined = LINES.of(text);
+  if (cfg.boilerplate.enabled && ctx.boiler && ctx.boiler.size > 0 && hasBoilerplate(lines, ctx.boiler, cfg.boilerplate.minLineChars)) {
     const out: string[] = [];
     const removed: string[] = [];
     for (const line of text.split('\n')) {
@@ -104,12 +105,13 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
       text = out.join('\n').replace(/\n{3,}/g, '\n\n').trim();
       r.boiler = { lines: removed.length, excerpt: excerpt(removed.join('\n')), text };
       if (!text) return r;
+      lines = undefined; // the text changed
     }
   }
   // The quality scan also yields the exact-dedup hash of this same text.
   const scanned: { hash?: [number, number] } = {};
   if (cfg.quality.enabled) {
-    const why = qualityProblem(text, cfg.quality, scanned);
+    const why = qualityProblem(text, cfg.quality, scanned, lines);
     if (why) { r.quality = why; return r; }
   }
   if (cfg.language.enabled) {
@@ -130,15 +132,9 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
   return r;
 }
 
-/** Cheap check (hashes lines in place) before splitting a document. */
-function hasBoilerplate(text: string, boiler: Set<number>, min: number): boolean {
-  let start = 0;
-  while (start <= text.length) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
-    if (end - start >= min && boiler.has(lineHash(text, start, end))) return true;
-    start = end + 1;
-  }
+/** Cheap check (line hashes already computed) before splitting a document. */
+function hasBoilerplate(l: LineHashes, boiler: Set<number>, min: number): boolean {
+  for (let i = 0; i < l.n; i++) if (l.raw[i]! >= min && boiler.has(l.hash[i]!)) return true;
   return false;
 }
 
@@ -150,13 +146,27 @@ export interface FirstSummary {
   /** Nothing but whitespace left: removed. */
   empty: boolean;
   lines: number[] | null;
+  /** Hash of the document's long lines in order, when they are counted (documents with the same ones count once). */
+  hash?: [number, number];
   /** Excerpt of the removed text (only when empty). */
   excerpt?: string;
 }
 
 export function summarizeFirst(input: string, r: FirstResult): FirstSummary {
   const empty = !r.text.trim();
-  return { length: r.text.length, changed: r.text !== input, empty, lines: r.lines, ...(empty ? { excerpt: excerpt(r.text) } : {}) };
+  if (empty) return { length: r.text.length, changed: r.text !== input, empty, lines: null, excerpt: excerpt(r.text) };
+  return { length: r.text.length, changed: r.text !== input, empty, lines: r.lines, ...(r.lines ? { hash: linesKey(r.lines) } : {}) };
+}
+
+/** 64-bit key of a sequence of line hashes. */
+function linesKey(lines: readonly number[]): [number, number] {
+  let a = 0x811c9dc5 | 0, b = lines.length | 0;
+  for (const h of lines) {
+    a = Math.imul(a ^ h, 0x01000193);
+    b = Math.imul(b ^ h, 0x5bd1e995);
+    b ^= b >>> 15;
+  }
+  return [fmix(a) >>> 0, fmix(b) >>> 0];
 }
 
 /** Pass 2's result as the ordered apply step needs it: lengths, verdicts, hashes, no full text. */

@@ -90,3 +90,41 @@ export class HashSet64 {
 
 /** Deterministic PRNG (mulberry32) for seeds, permutations and sampling. */
 export const rng = mulberry32;
+
+/**
+ * Every line of a text (split at \n): hash32 of the line without surrounding whitespace (≤ U+0020),
+ * that trimmed length, and the raw length. One instance per thread is reused as scratch; the
+ * boilerplate check and the quality filter's repeated-lines measure share one hashing pass.
+ */
+export class LineHashes {
+  n = 0;
+  hash: Uint32Array<ArrayBuffer> = new Uint32Array(256);
+  trimmed: Uint32Array<ArrayBuffer> = new Uint32Array(256);
+  raw: Uint32Array<ArrayBuffer> = new Uint32Array(256);
+
+  of(text: string): this {
+    let n = 0;
+    for (let start = 0; start <= text.length;) {
+      let end = text.indexOf('\n', start);
+      if (end < 0) end = text.length;
+      if (n === this.hash.length) this.grow();
+      let a = start, b = end;
+      while (a < b && text.charCodeAt(a) <= 32) a++;
+      while (b > a && text.charCodeAt(b - 1) <= 32) b--;
+      this.hash[n] = hash32(text, a, b);
+      this.trimmed[n] = b - a;
+      this.raw[n] = end - start;
+      n++;
+      start = end + 1;
+    }
+    this.n = n;
+    return this;
+  }
+
+  private grow(): void {
+    const g = (x: Uint32Array<ArrayBuffer>): Uint32Array<ArrayBuffer> => { const y = new Uint32Array(x.length * 2); y.set(x); return y; };
+    this.hash = g(this.hash);
+    this.trimmed = g(this.trimmed);
+    this.raw = g(this.raw);
+  }
+}

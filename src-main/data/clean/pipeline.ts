@@ -94,6 +94,8 @@ export class Cleaner {
   readonly languages: Record<string, number> = {};
   readonly piiCounts: PiiCounts = newPiiCounts();
   private readonly exact = new HashSet64();
+  /** Documents whose lines were counted in pass 1 (by content hash). */
+  private readonly counted = new HashSet64();
   private readonly near: NearDedup | null;
 
   constructor(readonly cfg: CleanConfig, readonly seed = 1) {
@@ -143,7 +145,10 @@ export class Cleaner {
     this.enter(s, length);
     if (s.enabled && r.changed) s.modified++;
     if (r.empty) return this.drop(s, source, () => r.excerpt ?? '', 'empty after normalization', 'empty');
-    if (r.lines) this.lines.observeHashes(r.lines);
+    // Documents with the same long lines count once (a document repeated verbatim, or but for short
+    // lines): otherwise five copies of one post would make all its lines "boilerplate" and empty every
+    // copy, where exact dedup keeps one.
+    if (r.lines && (!r.hash || this.counted.add(r.hash[0], r.hash[1]))) this.lines.observeHashes(r.lines);
     return this.pass(s, r.length);
   }
 

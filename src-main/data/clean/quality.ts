@@ -1,6 +1,8 @@
 import type { CleanConfig } from '../config';
 import { ALL_STOP_WORDS } from './langid';
-import { HASH64_A, HASH64_B, hash32, hash64Finish } from './hash';
+import { HASH64_A, HASH64_B, LineHashes, hash64Finish } from './hash';
+
+const LINES = new LineHashes();
 
 /** Reused scratch tables (no allocation per document). */
 let table = new Uint32Array(1 << 12);
@@ -87,7 +89,11 @@ function scanWords(s: string): number {
  * Returns why a document fails the quality heuristics, or null when it passes. Each check is a
  * single linear pass; all thresholds come from `cfg`.
  */
-export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOut?: { hash?: [number, number] }): string | null {
+/**
+ * `lines`: this text's LineHashes when the caller has them (else computed here); `hashOut.hash`
+ * receives hash64(text) when the text was scanned.
+ */
+export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOut?: { hash?: [number, number] }, lines?: LineHashes): string | null {
   const len = text.length;
   if (len < cfg.minChars) return `too short (${len} characters < ${cfg.minChars})`;
   // One pass: word hashes into wordHashes, character classes into `counts`.
@@ -104,7 +110,7 @@ export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOu
     if (stop < cfg.minStopWords) return `almost no ordinary function words (${stop} < ${cfg.minStopWords}): not running text`;
   }
 
-  const dup = duplicateLineFraction(text);
+  const dup = duplicateLineFraction(lines ?? LINES.of(text));
   if (dup > cfg.maxDuplicateLineFraction) return `repeated lines (${pct(dup)} of the text > ${pct(cfg.maxDuplicateLineFraction)})`;
   const rep = repeatedTrigramFraction(n0);
   if (rep > cfg.maxRepeatedNgramFraction) return `repetitive (${pct(rep)} of word 3-grams repeat > ${pct(cfg.maxRepeatedNgramFraction)})`;
@@ -112,24 +118,18 @@ export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOu
 }
 
 
-/** Characters in non-blank lines that occur more than once in the document, as a fraction (lines hashed in place). */
-function duplicateLineFraction(text: string): number {
-  let nl = text.indexOf('\n');
-  if (nl < 0) return 0;
+/** Characters in non-blank lines that occur more than once in the document, as a fraction. */
+function duplicateLineFraction(l: LineHashes): number {
+  if (l.n < 2) return 0;
   const seen = new Set<number>();
   let dupChars = 0, total = 0, lines = 0;
-  for (let start = 0; start <= text.length; nl = text.indexOf('\n', start)) {
-    let end = nl < 0 ? text.length : nl;
-    const next = end + 1;
-    let a = start;
-    while (a < end && text.charCodeAt(a) <= 32) a++;
-    while (end > a && text.charCodeAt(end - 1) <= 32) end--;
-    start = next;
-    if (end === a) continue;
+  for (let i = 0; i < l.n; i++) {
+    const len = l.trimmed[i]!;
+    if (len === 0) continue;
     lines++;
-    total += end - a;
-    const h = hash32(text, a, end);
-    if (seen.has(h)) dupChars += end - a; else seen.add(h);
+    total += len;
+    const h = l.hash[i]!;
+    if (seen.has(h)) dupChars += len; else seen.add(h);
   }
   return lines >= 3 && total > 0 ? dupChars / total : 0;
 }

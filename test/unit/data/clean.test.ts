@@ -143,6 +143,17 @@ describe('Cleaner', () => {
     expect(c.languages).toEqual({ en: 8 });
   });
 
+  it('a document repeated verbatim is deduplicated, not mistaken for boilerplate', () => {
+    const c = new Cleaner(resolveCleanConfig({ boilerplate: { minDocs: 3 } }));
+    const r = rng(5);
+    const post = `${PROSE}\nThe second paragraph of the post, long enough to count as a line of its own.`;
+    const docs = [post, post, post, post, post, ...Array.from({ length: 4 }, () => `${words(60, r)} the and of.`)];
+    const kept = docs.map((t, i) => c.first({ text: t, source: `d${i}` })).filter((d) => d !== null).map((d) => c.second(d!)).filter((d) => d !== null);
+    expect(c.boilerplate.modified).toBe(0);
+    expect(c.exactDedup.removed).toBe(4);
+    expect(kept.filter((d) => d!.text === post)).toHaveLength(1);
+  });
+
   it('empty result names the filter that removed everything', () => {
     const c = new Cleaner(resolveCleanConfig({ language: { keep: ['de'] } }));
     for (const t of [PROSE, PROSE + ' again and again']) { const d = c.first({ text: t, source: 'x' }); if (d) c.second(d); }
