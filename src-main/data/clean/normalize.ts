@@ -13,7 +13,6 @@ export function normalizeText(s: string): string {
   // Each rewrite only when its trigger is present (found by a native scan): most documents need one
   // or none, and a regular-expression replace costs far more than a test or an indexOf.
   // Non-ASCII, CR and control characters are rare: one test rules all three out.
-  // eslint-disable-next-line no-control-regex
   if (/[^\t\n\x20-\x7e]/.test(s)) {
     // eslint-disable-next-line no-control-regex
     if (/[^\x00-\x7f]/.test(s)) {
