@@ -25,6 +25,7 @@ export interface PrepareReportView {
   out: string;
   corpora: { domain: CorpusReportView; general?: CorpusReportView };
   mix?: { ratio: number; achievedRatio: number; domainRepeat: number; generalRepeat: number; measured?: { ratio: number }; warnings: string[] };
+  sft?: { formats: Record<string, number>; dropped: number; truncated: number };
   tokenizer?: { hash: string; vocabSize: number; eosId: number };
   blockSize?: number;
   splits: Record<string, { rows: number; tokens: number; docs: number }>;

@@ -17,8 +17,14 @@ function channel<Req extends z.ZodType, Res extends z.ZodType>(request: Req, res
 
 // ---- job parameters -------------------------------------------------------------------------------
 
-/** Import, clean, mix, tokenize and pack a corpus (data/prepare.ts prepareCorpus, pretraining mode). */
+/**
+ * Import, clean, mix, tokenize and pack a corpus (data/prepare.ts prepareCorpus). `mode: 'sft'`:
+ * conversations rendered through the model's chat template (tokenizerDir), loss on assistant tokens.
+ */
 export const PrepareParams = z.object({
+  mode: z.enum(['pretrain', 'sft']).default('pretrain'),
+  /** SFT: samples longer than blockSize are dropped (default) or truncated. */
+  truncation: z.enum(['drop', 'truncate']).default('drop'),
   inputs: paths.min(1),
   general: paths.default([]),
   out: path,

@@ -114,6 +114,9 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
     if (!tokenizer && config.tokenizerDir) tokenizer = await loadTokenizerDir(config.tokenizerDir);
     const tokenBytes: 2 | 4 = tokenizer && tokenizer.vocabSize <= 65536 ? 2 : 4;
 
+    if (mode === 'sft' && config.general?.length) {
+      throw new UserError('data.config', 'A general corpus is mixed into plain-text (pretraining) data only, not into conversations.', 'For chat fine-tuning, put general conversations into the conversation files themselves, or leave the general corpus empty.');
+    }
     if (mode === 'sft') return await prepareSft(config, { cleanCfg, imp, seed, valFraction, blockSize, tokenizer, tokenBytes, work, warnings, log, t0 }, opts);
 
     const domain = await cleanCorpus('domain', config.inputs, work, { cleanCfg, imp, seed, valFraction, threads: config.threads }, opts);
@@ -319,6 +322,9 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
   const pii = newPiiCounts();
   const seen = new HashSet64();
   let dups = 0, piiDocs = 0;
+  const piiExamples: Example[] = [];
+  const dupExamples: Example[] = [];
+  const maxExamples = c.cleanCfg.examplesPerFilter;
   const isVal = makeValSelector(c.valFraction, c.seed);
   const train = new SftPacker(config.out, 'train', c.blockSize, c.tokenBytes, c.tokenizer.eosId, config.truncation ?? 'drop', config.packSft ?? true);
   const val = new SftPacker(config.out, 'val-domain', c.blockSize, c.tokenBytes, c.tokenizer.eosId, config.truncation ?? 'drop', config.packSft ?? true);
@@ -342,9 +348,17 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
         if (content !== m.content) changed = true;
         return { role: m.role, content };
       });
-      if (changed) piiDocs++;
+      const shown = (): string => excerpt(messages.map((m) => `${m.role}: ${m.content}`).join('\n'));
+      if (changed) {
+        piiDocs++;
+        if (piiExamples.length < maxExamples) piiExamples.push({ source: `${f.path}:${line}`, reason: 'personal data replaced', excerpt: shown() });
+      }
       const [a, b] = hash64(JSON.stringify(messages));
-      if (c.cleanCfg.exactDedup.enabled && !seen.add(a, b)) { dups++; continue; }
+      if (c.cleanCfg.exactDedup.enabled && !seen.add(a, b)) {
+        dups++;
+        if (dupExamples.length < maxExamples) dupExamples.push({ source: `${f.path}:${line}`, reason: 'same conversation as an earlier one', excerpt: shown() });
+        continue;
+      }
       const r = await config.renderer(messages);
       const target = isVal(kept++) ? val : train;
       target.add(r.ids, r.mask);
@@ -357,8 +371,8 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
   if (val.out.docs) splits['val-domain'] = val.finish(); else val.finish();
   if (splits.train!.docs === 0) throw new UserError('data.empty', `Every conversation was dropped: ${train.dropped + val.dropped} longer than the block size ${c.blockSize} tokens or without assistant tokens, ${dups} duplicates.`, 'Raise --block-size or use truncation "truncate".');
   const filters: FilterStats[] = [
-    { name: 'exactDedup', label: 'Exact duplicates', enabled: c.cleanCfg.exactDedup.enabled, docsIn: stats.docs, docsOut: stats.docs - dups, removed: dups, modified: 0, charsIn: 0, charsOut: 0, reasons: dups ? { duplicate: dups } : {}, examples: [] },
-    { name: 'pii', label: 'Personal data and secrets replaced', enabled: c.cleanCfg.pii.enabled, docsIn: stats.docs, docsOut: stats.docs, removed: 0, modified: piiDocs, charsIn: 0, charsOut: 0, reasons: { ...pii }, examples: [] },
+    { name: 'exactDedup', label: 'Exact duplicates', enabled: c.cleanCfg.exactDedup.enabled, docsIn: stats.docs, docsOut: stats.docs - dups, removed: dups, modified: 0, charsIn: 0, charsOut: 0, reasons: dups ? { duplicate: dups } : {}, examples: dupExamples },
+    { name: 'pii', label: 'Personal data and secrets replaced', enabled: c.cleanCfg.pii.enabled, docsIn: stats.docs, docsOut: stats.docs, removed: 0, modified: piiDocs, charsIn: 0, charsOut: 0, reasons: { ...pii }, examples: piiExamples },
   ];
   const report: PrepareReport = {
     mode: 'sft', out: config.out,

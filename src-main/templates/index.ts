@@ -12,4 +12,5 @@ export type { Inspection, InspectToken, ConversationInput, TemplateDiff } from '
 export { lintTemplate, PROBE_CONVERSATION } from './lint';
 export type { LintIssue, LintCode } from './lint';
 export { applyTemplate, createChatRenderer, prepareTemplate } from './apply';
+export { chatRendererForModel } from './for-model';
 export type { ApplyOptions, AppliedConversation } from './apply';

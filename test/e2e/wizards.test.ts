@@ -5,7 +5,7 @@
  * -> chat template.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { openApp, type App } from '../helpers/app';
@@ -313,6 +313,35 @@ describe('wizards end to end on the bundled tiny model', () => {
     expect(focused.width).toBeGreaterThanOrEqual(2);
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: '1 · Import your text' }).waitFor();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('prepares conversations for chat fine-tuning through the model\'s own template', async () => {
+    const dir = tempDir('lathe-e2e-chats-');
+    const file = path.join(dir, 'chats.jsonl');
+    const rows = Array.from({ length: 30 }, (_, i) => JSON.stringify({ messages: [
+      { role: 'user', content: `Which gouge for bowl number ${i}?` },
+      { role: 'assistant', content: `A bowl gouge with a swept-back grind for bowl ${i}; write to me at turner${i}@example.com.` },
+    ] }));
+    rows.push(JSON.stringify({ instruction: 'Name a finish for bowls.', output: 'Walnut oil.' }));
+    writeFileSync(file, rows.join('\n') + '\n');
+    await nav('Data');
+    await page.getByTestId('mode-sft').check();
+    await page.getByTestId('sft-clean-note').waitFor();
+    expect(await page.getByLabel('Fewest words').count()).toBe(0); // steps that do not apply to conversations are hidden
+    await page.getByLabel('Conversation files (one per line)').fill(file);
+    await page.getByLabel('Dataset name').fill('chats');
+    await page.getByLabel('Tokens per block').fill('128');
+    await page.getByRole('button', { name: /Prepare/ }).click();
+    const report = page.getByTestId('prepare-report');
+    await expect.poll(() => report.getByTestId('sft-formats').textContent().catch(() => ''), { timeout: 60_000 }).toMatch(/30 openai.*1 alpaca|1 alpaca.*30 openai/);
+    expect(Number((await report.getByTestId('tokens-train').textContent())!.replace(/,/g, ''))).toBeGreaterThan(500);
+    const manifest = JSON.parse(readFileSync(path.join(projectDir, 'datasets', 'chats', 'manifest.json'), 'utf8')) as { kind: string };
+    expect(manifest.kind).toBe('sft');
+    const rep = JSON.parse(readFileSync(path.join(projectDir, 'datasets', 'chats', 'report.json'), 'utf8')) as { corpora: { domain: { pii: { email: number } } } };
+    expect(rep.corpora.domain.pii.email).toBe(30);
+    expect(await report.locator('tr[data-step="pii"]').textContent()).toMatch(/example/);
+    await shot('wizard-corpus-sft');
     expect(pageErrors).toEqual([]);
   });
 });

@@ -4,7 +4,7 @@ import type { CliCommand, CliContext } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
 import { prepareCorpus, type PrepareConfig, type PrepareReport } from '../../data/prepare';
 import { loadTokenizerDir } from '../../data/tokenize';
-import { chatmlRendererFor } from '../../data/sft/chatml';
+import { chatRendererForModel } from '../../templates/for-model';
 import { UserError } from '../../util/progress';
 
 function fmt(n: number): string {
@@ -82,8 +82,10 @@ export const commands: CliCommand[] = [
       };
       if (sft) {
         if (!cfg.tokenizer) throw new UserError('cli.missing', 'SFT preparation needs --tokenizer MODEL_DIR.');
-        // TODO(wiring): use the model's chat template from src-main/templates instead of ChatML.
-        cfg.renderer = chatmlRendererFor(cfg.tokenizer);
+        const r = chatRendererForModel(tokDir!, cfg.tokenizer);
+        cfg.renderer = r.renderer;
+        ctx.err(`Conversations are rendered with ${r.origin}.`);
+        if (r.warning) ctx.err(`[warn] ${r.warning}`);
       }
       let last = '';
       const report = await prepareCorpus(cfg, {
