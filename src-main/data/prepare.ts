@@ -97,6 +97,9 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
   const blockSize = config.blockSize ?? 1024;
   if (!config.inputs.length) throw new UserError('data.input', 'No input files or folders were given.', 'Name at least one file or folder with your text.');
   if (!(blockSize >= 8 && blockSize <= 1 << 20)) throw new UserError('data.config', `Block size ${blockSize} is out of range.`, 'Use 8..1048576 tokens, typically 512-4096.');
+  if (config.threads !== undefined && !(Number.isInteger(config.threads) && config.threads >= 0 && config.threads <= 64)) {
+    throw new UserError('data.config', `Thread count ${config.threads} is out of range.`, 'Use 0 (clean in the calling thread) to 64; leave it out for one per CPU core.');
+  }
   const ratio = config.ratio ?? 0.7;
   if (!(ratio > 0 && ratio <= 1)) throw new UserError('data.config', `Mix ratio ${ratio} must be in (0, 1].`, 'For example 0.7 = 70% domain text, 30% general text.');
 

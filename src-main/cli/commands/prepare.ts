@@ -38,7 +38,7 @@ export const commands: CliCommand[] = [
     usage: [
       'lathe prepare INPUT... --out DIR [--tokenizer MODEL_DIR] [--general PATH]... [--ratio 0.7] [--block-size 1024]',
       '              [--sft] [--truncate] [--text-field NAME] [--column NAME] [--val-fraction 0.02] [--seed 1]',
-      '              [--max-repeat 4] [--total-chars N] [--config CLEAN.json] [--json]',
+      '              [--max-repeat 4] [--total-chars N] [--threads N] [--config CLEAN.json] [--json]',
       'INPUT: files or folders (.txt .md .jsonl .json .csv .tsv .parquet .html .pdf .docx).',
       'Without --tokenizer only cleaning runs (report.json). --config: cleaning settings (see docs/data-pipeline.md).',
     ].join('\n'),
@@ -72,6 +72,7 @@ export const commands: CliCommand[] = [
         ...(flagNumber(ctx.flags, 'seed') !== undefined ? { seed: flagNumber(ctx.flags, 'seed')! } : {}),
         ...(flagNumber(ctx.flags, 'val-fraction') !== undefined ? { valFraction: flagNumber(ctx.flags, 'val-fraction')! } : {}),
         ...(flagNumber(ctx.flags, 'max-repeat') !== undefined ? { maxRepeat: flagNumber(ctx.flags, 'max-repeat')! } : {}),
+        ...(flagNumber(ctx.flags, 'threads') !== undefined ? { threads: flagNumber(ctx.flags, 'threads')! } : {}),
         ...(flagNumber(ctx.flags, 'total-chars') !== undefined ? { totalChars: flagNumber(ctx.flags, 'total-chars')! } : {}),
         ...(clean !== undefined ? { clean: clean as PrepareConfig['clean'] } : {}),
         import: {
