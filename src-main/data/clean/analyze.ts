@@ -169,20 +169,15 @@ function linesKey(lines: readonly number[]): [number, number] {
   return [fmix(a) >>> 0, fmix(b) >>> 0];
 }
 
-/** Pass 2's result as the ordered apply step needs it: lengths, verdicts, hashes, no full text. */
-export interface SecondSummary {
+/** Pass 2's result as the ordered apply step needs it: texts replaced by their lengths. */
+export type SecondSummary = Omit<SecondResult, 'boiler' | 'pii'> & {
   /** Length of the input text. */
   length: number;
   boiler?: { lines: number; excerpt: string; length: number };
-  quality?: string;
-  lang?: string;
-  langDropped?: boolean;
-  hash?: [number, number];
   pii?: { length: number; counts: PiiCounts };
-  sig?: Uint32Array | null;
   /** Excerpt of the text at the step that removed it (boilerplate, quality or language). */
   excerpt?: string;
-}
+};
 
 /** The summary and the final text (null when a step here removed the document). */
 export function summarizeSecond(input: string, r: SecondResult): { summary: SecondSummary; final: string | null } {
