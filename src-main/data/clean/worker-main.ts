@@ -2,6 +2,8 @@
  * Cleaning worker thread: runs the pure per-document analysis (clean/analyze.ts) on batches for
  * CleanPool. Holds no order-dependent state; the pool's owner applies the results in order.
  */
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { decodeRecordTexts } from '../spool';
 import { analyzeContext, analyzeFirst, analyzeSecond, encodeTexts, summarizeFirst, summarizeSecond, type AnalyzeContext } from './analyze';
@@ -9,6 +11,20 @@ import type { FromCleanWorker, ToCleanWorker } from './pool';
 
 const port = parentPort;
 if (!port) throw new Error('clean/worker-main.ts must be started as a worker thread (use CleanPool).');
+lowerThreadPriority(5);
+
+/**
+ * The calling thread feeds every worker and applies their results in order: when it waits for a
+ * core, all of them wait. On Linux a thread's nice value is its own, so the workers step back a
+ * little and use what the calling thread leaves. Elsewhere (or when not allowed) nothing changes.
+ */
+function lowerThreadPriority(by: number): void {
+  if (process.platform !== 'linux' || !(by > 0)) return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (tid > 0) setPriority(tid, Math.min(19, getPriority(tid) + by));
+  } catch { /* no /proc or not permitted: keep the default priority */ }
+}
 let ctx: AnalyzeContext | null = null;
 
 port.on('message', (m: ToCleanWorker) => {
