@@ -123,15 +123,17 @@ function scanRecords(buf: Buffer, off: number, batchBytes: number): { end: numbe
   return { end, sources };
 }
 
-/** Texts of records read by readSpoolBatches (in a worker thread). */
-export function decodeRecordTexts(records: Uint8Array): string[] {
+/** Texts of records read by readSpoolBatches (in a worker thread), decoded and as their UTF-8 bytes. */
+export function decodeRecordTexts(records: Uint8Array): { texts: string[]; bytes: Uint8Array[] } {
   const buf = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
-  const out: string[] = [];
+  const texts: string[] = [];
+  const bytes: Uint8Array[] = [];
   for (let off = 0; off < buf.length;) {
     const a = buf.readUInt32LE(off);
     const b = buf.readUInt32LE(off + 4);
-    out.push(buf.toString('utf8', off + 8 + a, off + 8 + a + b));
+    texts.push(buf.toString('utf8', off + 8 + a, off + 8 + a + b));
+    bytes.push(records.subarray(off + 8 + a, off + 8 + a + b));
     off += 8 + a + b;
   }
-  return out;
+  return { texts, bytes };
 }

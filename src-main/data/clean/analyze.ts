@@ -197,8 +197,11 @@ export function summarizeSecond(input: string, r: SecondResult): { summary: Seco
   return { summary, final: text };
 }
 
-/** UTF-8 of many texts in one buffer (to hand to another thread): bytes and each text's [start, end). */
-export function encodeTexts(texts: readonly (string | null)[]): { bytes: Uint8Array; ends: Uint32Array } {
+/**
+ * UTF-8 of many texts in one buffer (to hand to another thread): bytes and each text's [start, end).
+ * A text given as bytes (already UTF-8) is copied as it is.
+ */
+export function encodeTexts(texts: readonly (string | Uint8Array | null)[]): { bytes: Uint8Array; ends: Uint32Array } {
   let size = 1024;
   for (const t of texts) size += t ? t.length + (t.length >> 3) : 0;
   let buf = Buffer.allocUnsafe(size);
@@ -211,7 +214,8 @@ export function encodeTexts(texts: readonly (string | null)[]): { bytes: Uint8Ar
         buf.copy(bigger, 0, 0, at);
         buf = bigger;
       }
-      at += buf.write(t, at, 'utf8');
+      if (typeof t === 'string') at += buf.write(t, at, 'utf8');
+      else { buf.set(t, at); at += t.length; }
     }
     ends[i] = at;
   });

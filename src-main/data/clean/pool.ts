@@ -164,7 +164,7 @@ export async function cleanFirstPass(cleaner: Cleaner, docs: AsyncIterable<Doc>,
     }
     return;
   }
-  for await (const [batch, r] of inOrder(docBatches(docs), (b) => pool.first(b.map((d) => d.text)), pool.threads * 2)) {
+  for await (const [batch, r] of inOrder(docBatches(docs), (b) => pool.first(b.map((d) => d.text)), pool.threads * 4)) {
     for (let i = 0; i < batch.length; i++) {
       const d = batch[i]!, s = r.summaries[i]!;
       if (cleaner.applyFirst(d.source, d.text.length, s)) await out.writeRaw(d.source, slice(r.texts, i), s.length);
@@ -201,7 +201,7 @@ export async function cleanSecondPass(cleaner: Cleaner, spool: string, pool: Cle
   }
   pool.setContext(cleaner.analyzeContext());
   const decoder = new TextDecoder();
-  for await (const [batch, r] of inOrder(readSpoolBatches(spool, BATCH), (b) => pool.second(b.records), pool.threads * 2)) {
+  for await (const [batch, r] of inOrder(readSpoolBatches(spool, BATCH), (b) => pool.second(b.records), pool.threads * 4)) {
     for (let i = 0; i < batch.sources.length; i++) {
       const s = r.summaries[i]!;
       const bytes = slice(r.texts, i);

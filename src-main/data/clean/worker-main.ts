@@ -46,11 +46,13 @@ port.on('message', (m: ToCleanWorker) => {
       port.postMessage({ id: m.id, first: { summaries, texts } } satisfies FromCleanWorker, [texts.bytes.buffer as ArrayBuffer]);
       return;
     }
-    const outs: (string | null)[] = [];
+    const outs: (string | Uint8Array | null)[] = [];
     const transfer: ArrayBuffer[] = [];
-    const summaries = decodeRecordTexts(m.records).map((text) => {
+    const input = decodeRecordTexts(m.records);
+    const summaries = input.texts.map((text, i) => {
       const { summary, final } = summarizeSecond(text, analyzeSecond(text, c));
-      outs.push(final);
+      // Most texts leave unchanged: their bytes are copied, not encoded again.
+      outs.push(final === text ? input.bytes[i]! : final);
       if (summary.sig) transfer.push(summary.sig.buffer as ArrayBuffer);
       return summary;
     });
