@@ -7,7 +7,7 @@
  */
 import type { CleanConfig } from '../config';
 import { excerpt } from '../types';
-import { LineHashes, fmix, hash32, hash64 } from './hash';
+import { LineHashes, fmix, hash64 } from './hash';
 import { identifyLanguage } from './langid';
 import { MinHasher } from './minhash';
 import { normalizeText } from './normalize';
@@ -44,12 +44,6 @@ export function analyzeFirst(text: string, cfg: CleanConfig): FirstResult {
   if (cfg.normalize.enabled) text = normalizeText(text);
   const lines = cfg.boilerplate.enabled && text.trim() ? distinctLineHashes(text, cfg.boilerplate.minLineChars) : null;
   return { text, lines };
-}
-
-export function lineHash(s: string, start: number, end: number): number {
-  while (start < end && s.charCodeAt(start) <= 32) start++;
-  while (end > start && s.charCodeAt(end - 1) <= 32) end--;
-  return hash32(s, start, end);
 }
 
 /** Scratch line hashes of the text being analyzed (one per thread). */
@@ -97,10 +91,11 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
   if (cfg.boilerplate.enabled && ctx.boiler && ctx.boiler.size > 0 && hasBoilerplate(lines, ctx.boiler, cfg.boilerplate.minLineChars)) {
     const out: string[] = [];
     const removed: string[] = [];
-    for (const line of text.split('\n')) {
-      if (line.length >= cfg.boilerplate.minLineChars && ctx.boiler.has(lineHash(line, 0, line.length))) removed.push(line);
+    // split('\n') yields the lines LineHashes hashed, in the same order.
+    text.split('\n').forEach((line, i) => {
+      if (isBoilerplate(lines!, i, ctx.boiler!, cfg.boilerplate.minLineChars)) removed.push(line);
       else out.push(line);
-    }
+    });
     if (removed.length) {
       text = out.join('\n').replace(/\n{3,}/g, '\n\n').trim();
       r.boiler = { lines: removed.length, excerpt: excerpt(removed.join('\n')), text };
@@ -132,9 +127,14 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
   return r;
 }
 
+/** Line i is a boilerplate line: long enough, and its hash among the boilerplate lines. */
+function isBoilerplate(l: LineHashes, i: number, boiler: Set<number>, min: number): boolean {
+  return l.raw[i]! >= min && boiler.has(l.hash[i]!);
+}
+
 /** Cheap check (line hashes already computed) before splitting a document. */
 function hasBoilerplate(l: LineHashes, boiler: Set<number>, min: number): boolean {
-  for (let i = 0; i < l.n; i++) if (l.raw[i]! >= min && boiler.has(l.hash[i]!)) return true;
+  for (let i = 0; i < l.n; i++) if (isBoilerplate(l, i, boiler, min)) return true;
   return false;
 }
 
