@@ -21,6 +21,18 @@ async function nav(label: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: label, exact: true }).click();
 }
 
+/** The Configure page's run length and cadence (only the fields given are filled), on the CPU. */
+async function setRun(o: { steps: number; batch: number; accum?: number; warmup?: number; validateEvery: number; checkpointEvery?: number }): Promise<void> {
+  await page.getByLabel('Length').selectOption({ label: 'by steps' });
+  await page.getByLabel('Steps', { exact: true }).fill(String(o.steps));
+  await page.getByLabel('Batch size (blocks)').fill(String(o.batch));
+  if (o.accum !== undefined) await page.getByLabel('Gradient accumulation').fill(String(o.accum));
+  if (o.warmup !== undefined) await page.getByLabel('Warmup steps').fill(String(o.warmup));
+  await page.getByLabel('Validate every (steps)').fill(String(o.validateEvery));
+  if (o.checkpointEvery !== undefined) await page.getByLabel('Checkpoint every (steps)').fill(String(o.checkpointEvery));
+  await page.getByLabel('Device').selectOption('cpu');
+}
+
 beforeAll(async () => {
   app = await openApp({ width: 1200, height: 860 });
   page = app.page;
@@ -118,16 +130,9 @@ describe('wizards end to end on the bundled tiny model', () => {
     await page.getByLabel('Layers to adapt').selectOption('attention');
     await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('3,584');
 
-    await page.getByLabel('Length').selectOption({ label: 'by steps' });
-    await page.getByLabel('Steps', { exact: true }).fill('8');
-    await page.getByLabel('Batch size (blocks)').fill('2');
-    await page.getByLabel('Gradient accumulation').fill('1');
-    await page.getByLabel('Warmup steps').fill('2');
-    await page.getByLabel('Validate every (steps)').fill('4');
-    await page.getByLabel('Checkpoint every (steps)').fill('4');
+    await setRun({ steps: 8, batch: 2, accum: 1, warmup: 2, validateEvery: 4, checkpointEvery: 4 });
     await page.getByLabel(/Sample prompts/).fill('The gouge');
     await page.getByLabel('Write samples every (steps)').fill('4');
-    await page.getByLabel('Device').selectOption('cpu');
     await shot('wizard-lora');
     await page.getByRole('button', { name: 'Start training' }).click();
 
@@ -174,13 +179,7 @@ describe('wizards end to end on the bundled tiny model', () => {
   it('pauses, resumes and stops a run (stop keeps a checkpoint), then resumes the stopped run from it', async () => {
     await nav('Configure');
     await page.getByLabel('Layers to adapt').selectOption('attention');
-    await page.getByLabel('Length').selectOption({ label: 'by steps' });
-    await page.getByLabel('Steps', { exact: true }).fill('100000');
-    await page.getByLabel('Batch size (blocks)').fill('2');
-    await page.getByLabel('Gradient accumulation').fill('1');
-    await page.getByLabel('Validate every (steps)').fill('0');
-    await page.getByLabel('Checkpoint every (steps)').fill('100000');
-    await page.getByLabel('Device').selectOption('cpu');
+    await setRun({ steps: 100000, batch: 2, accum: 1, validateEvery: 0, checkpointEvery: 100000 });
     await page.getByRole('button', { name: 'Start training' }).click();
 
     const state = page.getByTestId('train-state');
@@ -254,11 +253,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     await page.getByLabel(/QLoRA/).check();
     await expect.poll(() => memory.textContent()).not.toBe(full);
     await page.getByLabel('Dropout (0 = off)').fill('0.1');
-    await page.getByLabel('Length').selectOption({ label: 'by steps' });
-    await page.getByLabel('Steps', { exact: true }).fill('4');
-    await page.getByLabel('Batch size (blocks)').fill('2');
-    await page.getByLabel('Validate every (steps)').fill('2');
-    await page.getByLabel('Device').selectOption('cpu');
+    await setRun({ steps: 4, batch: 2, validateEvery: 2 });
     await shot('wizard-lora-extended');
     await page.getByRole('button', { name: 'Start training' }).click();
     await page.getByTestId('banner').filter({ hasText: 'Training finished' }).waitFor({ timeout: 120_000 });
