@@ -140,15 +140,23 @@ async function* inOrder<B, R>(batches: AsyncIterable<B>, analyze: (b: B) => Prom
   while (queue.length) { const h = queue.shift()!; yield [h.batch, await h.result]; }
 }
 
-async function* docBatches(docs: AsyncIterable<Doc>): AsyncGenerator<Doc[]> {
-  let batch: Doc[] = [];
+/**
+ * Documents in batches of about BATCH characters: the texts (to send to a worker) and what the
+ * ordered apply step needs of them. The caller drops `texts` once they are sent, so the strings die
+ * young instead of being promoted while the batch waits for its result (that was most of the
+ * calling thread's garbage-collection time).
+ */
+async function* docBatches(docs: AsyncIterable<Doc>): AsyncGenerator<{ texts: string[]; sources: string[]; lengths: number[] }> {
+  let texts: string[] = [], sources: string[] = [], lengths: number[] = [];
   let chars = 0;
   for await (const d of docs) {
-    batch.push(d);
+    texts.push(d.text);
+    sources.push(d.source);
+    lengths.push(d.text.length);
     chars += d.text.length;
-    if (chars >= BATCH) { yield batch; batch = []; chars = 0; }
+    if (chars >= BATCH) { yield { texts, sources, lengths }; texts = []; sources = []; lengths = []; chars = 0; }
   }
-  if (batch.length) yield batch;
+  if (texts.length) yield { texts, sources, lengths };
 }
 
 /**
@@ -164,10 +172,15 @@ export async function cleanFirstPass(cleaner: Cleaner, docs: AsyncIterable<Doc>,
     }
     return;
   }
-  for await (const [batch, r] of inOrder(docBatches(docs), (b) => pool.first(b.map((d) => d.text)), pool.threads * 4)) {
-    for (let i = 0; i < batch.length; i++) {
-      const d = batch[i]!, s = r.summaries[i]!;
-      if (cleaner.applyFirst(d.source, d.text.length, s)) await out.writeRaw(d.source, slice(r.texts, i), s.length);
+  const send = (b: { texts: string[] }): Promise<{ summaries: FirstSummary[]; texts: EncodedTexts }> => {
+    const sent = pool.first(b.texts);
+    b.texts = [];
+    return sent;
+  };
+  for await (const [batch, r] of inOrder(docBatches(docs), send, pool.threads * 4)) {
+    for (let i = 0; i < batch.sources.length; i++) {
+      const source = batch.sources[i]!, s = r.summaries[i]!;
+      if (cleaner.applyFirst(source, batch.lengths[i]!, s)) await out.writeRaw(source, slice(r.texts, i), s.length);
       onDoc?.();
     }
   }
