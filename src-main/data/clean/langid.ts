@@ -77,7 +77,17 @@ interface Model {
    * running sums in registers); row 0 holds the unseen-trigram values.
    */
   logp: Float64Array;
+  /**
+   * Row of every trigram made of the 28 most common folded characters (space, apostrophe, a-z):
+   * direct[(i << 10) | (j << 5) | k] by SMALL index, no hashing (most trigrams of Latin-script text).
+   */
+  direct: Int32Array;
 }
+
+/** Index 0-27 of space, apostrophe and a-z among the folded characters (32 = any other: bit 5 marks it). */
+const SMALL = new Uint8Array(0x400).fill(32);
+SMALL[32] = 0; SMALL[39] = 1;
+for (let c = 97; c <= 122; c++) SMALL[c] = c - 95;
 
 function slotOf(m: Model, key: number): number {
   const mask = m.keys.length - 1;
@@ -140,7 +150,7 @@ function model(): Model {
   while (1 << bits < all.length * 2) bits++;
   const keys = new Int32Array(1 << bits);
   const rows = new Int32Array(1 << bits);
-  const m: Model = { langs, keys, rows, shift: 32 - bits, logp };
+  const m: Model = { langs, keys, rows, shift: 32 - bits, logp, direct: new Int32Array(1 << 15) };
   all.forEach((k, r) => {
     const row = r + 1;
     counts.forEach((cm, li) => { const v = cm.get(k); logp[row * W + li] = v ? Math.log((v + alpha) / (totals[li]! + alpha * vocab)) : unseen[li]!; });
@@ -149,6 +159,10 @@ function model(): Model {
     keys[i] = k;
     rows[i] = row;
   });
+  const small = [32, 39, ...Array.from({ length: 26 }, (_, i) => 97 + i)];
+  for (const a of small) for (const b of small) for (const c of small) {
+    m.direct[(SMALL[a]! << 10) | (SMALL[b]! << 5) | SMALL[c]!] = slotOf(m, (a << 20) | (b << 10) | c);
+  }
   MODEL = m;
   return MODEL;
 }
@@ -159,6 +173,20 @@ const SCRIPTS: [RegExp, string][] = [
   [/\p{Script=Devanagari}/u, 'hi'], [/\p{Script=Thai}/u, 'th'],
 ];
 
+/** Index into SCRIPTS + 1 of each UTF-16 code unit at or above U+0250 (0: none of them), found once per code unit. */
+const SCRIPT_OF = new Uint8Array(65536);
+const SCRIPT_KNOWN = new Uint8Array(65536);
+function scriptOf(text: string, i: number): number {
+  const c = text.charCodeAt(i);
+  if (SCRIPT_KNOWN[c]) return SCRIPT_OF[c]!;
+  // Surrogates: the script depends on the pair; tested each time (rare).
+  const ch = text[i]!;
+  let k = 0;
+  for (let j = 0; j < SCRIPTS.length; j++) if (SCRIPTS[j]![0].test(ch)) { k = j + 1; break; }
+  if (c < 0xd800 || c > 0xdfff) { SCRIPT_OF[c] = k; SCRIPT_KNOWN[c] = 1; }
+  return k;
+}
+
 /**
  * Identifies the language of the first 600 characters of `text`. `confidence` is the softmax
  * probability margin of the best language over the runner-up (0..1), per trigram.
@@ -167,6 +195,7 @@ export function identifyLanguage(text: string): { lang: string; confidence: numb
   const m = model();
   const L = m.langs.length;
   const lp = m.logp;
+  const direct = m.direct;
   // Eight independent running sums (one per language slot): no memory round trip per trigram.
   let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
   const end = Math.min(text.length, 600); // plenty for these languages, and cheap
@@ -180,14 +209,14 @@ export function identifyLanguage(text: string): { lang: string; confidence: numb
       c = FOLD[c]!;
       if (c !== 32 && c !== 39) latin++;
     } else {
-      const ch = text[i]!;
-      for (const [re, lang] of SCRIPTS) if (re.test(ch)) { other ??= new Map(); other.set(lang, (other.get(lang) ?? 0) + 1); break; }
+      const k = scriptOf(text, i);
+      if (k) { const lang = SCRIPTS[k - 1]![1]; other ??= new Map(); other.set(lang, (other.get(lang) ?? 0) + 1); }
       c = 32;
     }
     if (c === 32 && p1 === 32) continue; // collapse runs of non-letters
     if (p1 !== 32) { // "x y" trigrams span two words: skipped, as when building the profiles
-      const key = ((p2 & 0x3ff) << 20) | ((p1 & 0x3ff) << 10) | (c & 0x3ff);
-      const b = slotOf(m, key) * W;
+      const i2 = SMALL[p2 & 0x3ff]!, i1 = SMALL[p1 & 0x3ff]!, i0 = SMALL[c & 0x3ff]!;
+      const b = W * (((i2 | i1 | i0) & 32) === 0 ? direct[(i2 << 10) | (i1 << 5) | i0]! : slotOf(m, ((p2 & 0x3ff) << 20) | ((p1 & 0x3ff) << 10) | (c & 0x3ff)));
       s0 += lp[b]!; s1 += lp[b + 1]!; s2 += lp[b + 2]!; s3 += lp[b + 3]!;
       s4 += lp[b + 4]!; s5 += lp[b + 5]!; s6 += lp[b + 6]!; s7 += lp[b + 7]!;
       n++;

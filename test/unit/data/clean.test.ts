@@ -63,6 +63,14 @@ describe('language identification', () => {
     expect(r.lang).toBe(lang);
     expect(r.confidence).toBeGreaterThan(0.15);
   });
+  it('gives the same answer every time (per-character script cache, direct trigram table)', () => {
+    // Emoji are surrogate pairs (never cached); Hebrew letters between Latin words; typographic quotes.
+    const mixed = 'שלום 😀 Hold the skew chisel — “up” — and let the bevel ride on the wood 😀 before you lift it. שלום';
+    const first = identifyLanguage(mixed);
+    expect(first.lang).toBe('en');
+    for (let i = 0; i < 3; i++) expect(identifyLanguage(mixed)).toEqual(first);
+    expect(identifyLanguage('שלום עליכם חברים 😀 ' + 'a')).toMatchObject({ lang: 'he' });
+  });
 });
 
 describe('PII', () => {
