@@ -15,7 +15,9 @@ export class SpoolWriter {
   docs = 0;
   chars = 0;
   constructor(readonly path: string) {
-    this.out = createWriteStream(path);
+    // Several flushes may be in flight: waiting for each 4 MiB write to reach the page cache before
+    // going on left the calling thread idle for a quarter of pass 1 on a 1 GB corpus.
+    this.out = createWriteStream(path, { highWaterMark: 4 * FLUSH_BYTES });
   }
   async write(doc: Doc): Promise<void> {
     // UTF-8 needs at most 3 bytes per UTF-16 unit.

@@ -87,7 +87,8 @@ export class ChunkDecoder {
       this.countRepairs(text, chunk);
       return text;
     }
-    return this.other!.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    // A copy: the caller reuses its read buffer, and a decoder may keep bytes of a split character.
+    return this.other!.write(Buffer.from(chunk));
   }
   end(): string {
     if (this.utf8) {
