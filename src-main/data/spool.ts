@@ -2,10 +2,14 @@ import { createReadStream, createWriteStream, promises as fsp, type WriteStream 
 import type { Doc } from './types';
 
 const FLUSH_BYTES = 4 << 20;
+/** Record header: three u32 lengths. */
+const HEAD = 12;
 
 /**
  * Intermediate documents on disk between passes (so memory stays bounded whatever the corpus size).
- * Record: u32 source bytes, u32 text bytes, source UTF-8, text UTF-8 (little-endian).
+ * Record: u32 source bytes, u32 text bytes, u32 extra bytes, source UTF-8, text UTF-8, extra
+ * (little-endian). `extra` is what a pass attaches for the next one (cleaning: pass 1's line
+ * hashes); readers that do not need it skip it.
  */
 export class SpoolWriter {
   private out: WriteStream;
@@ -21,22 +25,24 @@ export class SpoolWriter {
   }
   async write(doc: Doc): Promise<void> {
     // UTF-8 needs at most 3 bytes per UTF-16 unit.
-    await this.room(8 + 3 * (doc.source.length + doc.text.length));
+    await this.room(HEAD + 3 * (doc.source.length + doc.text.length));
     const b = this.buf;
     const at = this.used;
-    const a = b.write(doc.source, at + 8, 'utf8');
-    const t = b.write(doc.text, at + 8 + a, 'utf8');
-    this.finish(at, a, t, doc.text.length);
+    const a = b.write(doc.source, at + HEAD, 'utf8');
+    const t = b.write(doc.text, at + HEAD + a, 'utf8');
+    this.finish(at, a, t, 0, doc.text.length);
   }
 
   /** Appends a document whose text is already UTF-8 (a worker thread encoded it); `chars` is its length as a string. */
-  async writeRaw(source: string, text: Uint8Array, chars: number): Promise<void> {
-    await this.room(8 + 3 * source.length + text.length);
+  async writeRaw(source: string, text: Uint8Array, chars: number, extra?: Uint8Array): Promise<void> {
+    const e = extra?.length ?? 0;
+    await this.room(HEAD + 3 * source.length + text.length + e);
     const b = this.buf;
     const at = this.used;
-    const a = b.write(source, at + 8, 'utf8');
-    b.set(text, at + 8 + a);
-    this.finish(at, a, text.length, chars);
+    const a = b.write(source, at + HEAD, 'utf8');
+    b.set(text, at + HEAD + a);
+    if (extra) b.set(extra, at + HEAD + a + text.length);
+    this.finish(at, a, text.length, e, chars);
   }
 
   private async room(need: number): Promise<void> {
@@ -46,10 +52,11 @@ export class SpoolWriter {
     if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
   }
 
-  private finish(at: number, sourceBytes: number, textBytes: number, chars: number): void {
+  private finish(at: number, sourceBytes: number, textBytes: number, extraBytes: number, chars: number): void {
     this.buf.writeUInt32LE(sourceBytes, at);
     this.buf.writeUInt32LE(textBytes, at + 4);
-    this.used = at + 8 + sourceBytes + textBytes;
+    this.buf.writeUInt32LE(extraBytes, at + 8);
+    this.used = at + HEAD + sourceBytes + textBytes + extraBytes;
     this.docs++;
     this.chars += chars;
   }
@@ -72,13 +79,14 @@ export async function* readSpool(path: string): AsyncGenerator<Doc> {
   for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     let off = 0;
-    while (pending.length - off >= 8) {
+    while (pending.length - off >= HEAD) {
       const a = pending.readUInt32LE(off);
       const b = pending.readUInt32LE(off + 4);
-      if (pending.length - off < 8 + a + b) break;
-      const source = pending.toString('utf8', off + 8, off + 8 + a);
-      const text = pending.toString('utf8', off + 8 + a, off + 8 + a + b);
-      off += 8 + a + b;
+      const e = pending.readUInt32LE(off + 8);
+      if (pending.length - off < HEAD + a + b + e) break;
+      const source = pending.toString('utf8', off + HEAD, off + HEAD + a);
+      const text = pending.toString('utf8', off + HEAD + a, off + HEAD + a + b);
+      off += HEAD + a + b + e;
       yield { source, text };
     }
     pending = pending.subarray(off);
@@ -120,7 +128,7 @@ export async function* readSpoolBatches(path: string, batchBytes: number): Async
       const b = scanRecords(view, 0, batchBytes);
       if (b.end === 0) {
         // The first record does not fit: a bigger buffer for it (or the file ends inside it).
-        const need = filled >= 8 ? 8 + view.readUInt32LE(0) + view.readUInt32LE(4) : 8;
+        const need = filled >= HEAD ? HEAD + view.readUInt32LE(0) + view.readUInt32LE(4) + view.readUInt32LE(8) : HEAD;
         if (eof) throw new Error(`Spool file ${path} is truncated (${filled} stray bytes at the end).`);
         const bigger = Buffer.allocUnsafeSlow(Math.max(need, size));
         bigger.set(buf.subarray(0, filled));
@@ -148,27 +156,35 @@ export async function* readSpoolBatches(path: string, batchBytes: number): Async
 function scanRecords(buf: Buffer, off: number, batchBytes: number): { end: number; sources: string[] } {
   let end = off;
   const sources: string[] = [];
-  while (end - off < batchBytes && buf.length - end >= 8) {
+  while (end - off < batchBytes && buf.length - end >= HEAD) {
     const a = buf.readUInt32LE(end);
     const b = buf.readUInt32LE(end + 4);
-    if (buf.length - end < 8 + a + b) break;
-    sources.push(buf.toString('utf8', end + 8, end + 8 + a));
-    end += 8 + a + b;
+    const e = buf.readUInt32LE(end + 8);
+    if (buf.length - end < HEAD + a + b + e) break;
+    sources.push(buf.toString('utf8', end + HEAD, end + HEAD + a));
+    end += HEAD + a + b + e;
   }
   return { end, sources };
 }
 
-/** Texts of records read by readSpoolBatches (in a worker thread), decoded and as their UTF-8 bytes. */
-export function decodeRecordTexts(records: Uint8Array): { texts: string[]; bytes: Uint8Array[] } {
+/**
+ * Texts of records read by readSpoolBatches (in a worker thread), decoded and as their UTF-8 bytes,
+ * with each record's extra bytes (empty when it has none).
+ */
+export function decodeRecordTexts(records: Uint8Array): { texts: string[]; bytes: Uint8Array[]; extras: Uint8Array[] } {
   const buf = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
   const texts: string[] = [];
   const bytes: Uint8Array[] = [];
+  const extras: Uint8Array[] = [];
   for (let off = 0; off < buf.length;) {
     const a = buf.readUInt32LE(off);
     const b = buf.readUInt32LE(off + 4);
-    texts.push(buf.toString('utf8', off + 8 + a, off + 8 + a + b));
-    bytes.push(records.subarray(off + 8 + a, off + 8 + a + b));
-    off += 8 + a + b;
+    const e = buf.readUInt32LE(off + 8);
+    const t = off + HEAD + a;
+    texts.push(buf.toString('utf8', t, t + b));
+    bytes.push(records.subarray(t, t + b));
+    extras.push(records.subarray(t + b, t + b + e));
+    off = t + b + e;
   }
-  return { texts, bytes };
+  return { texts, bytes, extras };
 }

@@ -12,7 +12,7 @@ import { identifyLanguage } from './langid';
 import { MinHasher } from './minhash';
 import { normalizeText } from './normalize';
 import { newPiiCounts, scrubPii, type PiiCounts } from './pii';
-import { qualityProblem } from './quality';
+import { duplicateLineFraction, qualityProblem } from './quality';
 
 /** Settings and fixed state the analysis needs (the same in every thread). */
 export interface AnalyzeContext {
@@ -38,19 +38,25 @@ export interface FirstResult {
   text: string;
   /** Distinct line hashes (lines of at least minLineChars), or null when boilerplate is off or the text is empty. */
   lines: number[] | null;
+  /**
+   * The quality filter's repeated-lines fraction of this text (when quality is on): pass 2 uses it
+   * for documents boilerplate removal leaves unchanged instead of hashing their lines again.
+   */
+  dupLines?: number;
 }
 
 export function analyzeFirst(text: string, cfg: CleanConfig): FirstResult {
   if (cfg.normalize.enabled) text = normalizeText(text);
-  const lines = cfg.boilerplate.enabled && text.trim() ? distinctLineHashes(text, cfg.boilerplate.minLineChars) : null;
-  return { text, lines };
+  if (!text.trim() || !(cfg.boilerplate.enabled || cfg.quality.enabled)) return { text, lines: null };
+  const l = LINES.of(text);
+  const lines = cfg.boilerplate.enabled ? distinctLineHashes(l, cfg.boilerplate.minLineChars) : null;
+  return cfg.quality.enabled ? { text, lines, dupLines: duplicateLineFraction(l) } : { text, lines };
 }
 
 /** Scratch line hashes of the text being analyzed (one per thread). */
 const LINES = new LineHashes();
 
-function distinctLineHashes(text: string, minLineChars: number): number[] {
-  const l = LINES.of(text);
+function distinctLineHashes(l: LineHashes, minLineChars: number): number[] {
   const out: number[] = [];
   let seen: Set<number> | null = null;
   for (let i = 0; i < l.n; i++) {
@@ -83,12 +89,23 @@ export interface SecondResult {
   sig?: Uint32Array | null;
 }
 
-export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
+/**
+ * What pass 1 found that pass 2 can use as it is (see encodeFirstExtra): the text's distinct long
+ * line hashes and its repeated-lines fraction.
+ */
+export interface FirstExtra { lines: ArrayLike<number>; dupLines: number }
+
+export function analyzeSecond(text: string, ctx: AnalyzeContext, pre?: FirstExtra): SecondResult {
   const { cfg } = ctx;
   const r: SecondResult = {};
-  // One hashing pass over the lines serves the boilerplate check and the quality filter.
-  let lines: LineHashes | undefined = LINES.of(text);
-  if (cfg.boilerplate.enabled && ctx.boiler && ctx.boiler.size > 0 && hasBoilerplate(lines, ctx.boiler, cfg.boilerplate.minLineChars)) {
+  const boilerOn = cfg.boilerplate.enabled && ctx.boiler !== null && ctx.boiler.size > 0;
+  // With pass 1's line hashes, the lines are hashed again only when boilerplate is to be removed.
+  // Otherwise one hashing pass serves the boilerplate check and the quality filter.
+  let lines: LineHashes | undefined;
+  let dupLines: number | undefined;
+  if (pre && (!boilerOn || !anyIn(pre.lines, ctx.boiler!))) dupLines = pre.dupLines;
+  else lines = LINES.of(text);
+  if (lines && boilerOn && hasBoilerplate(lines, ctx.boiler!, cfg.boilerplate.minLineChars)) {
     const out: string[] = [];
     const removed: string[] = [];
     // split('\n') yields the lines LineHashes hashed, in the same order.
@@ -106,7 +123,7 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
   // The quality scan also yields the exact-dedup hash of this same text.
   const scanned: { hash?: [number, number] } = {};
   if (cfg.quality.enabled) {
-    const why = qualityProblem(text, cfg.quality, scanned, lines);
+    const why = qualityProblem(text, cfg.quality, scanned, lines, dupLines);
     if (why) { r.quality = why; return r; }
   }
   if (cfg.language.enabled) {
@@ -125,6 +142,37 @@ export function analyzeSecond(text: string, ctx: AnalyzeContext): SecondResult {
     r.sig = ctx.hasher.sign(text, sig) ? sig : null;
   }
   return r;
+}
+
+function anyIn(hashes: ArrayLike<number>, set: Set<number>): boolean {
+  for (let i = 0; i < hashes.length; i++) if (set.has(hashes[i]!)) return true;
+  return false;
+}
+
+/**
+ * Pass 1's findings as a spool record's extra bytes: u32 count, the distinct long-line hashes
+ * (u32 each), then the repeated-lines fraction (f64; NaN when the quality filter is off).
+ */
+export function encodeFirstExtra(lines: readonly number[] | null, dupLines: number | undefined): Uint8Array {
+  const n = lines?.length ?? 0;
+  const out = new Uint8Array(12 + 4 * n);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, n, true);
+  for (let i = 0; i < n; i++) v.setUint32(4 + 4 * i, lines![i]!, true);
+  v.setFloat64(4 + 4 * n, dupLines ?? NaN, true);
+  return out;
+}
+
+/** Reads encodeFirstExtra's bytes; null when there are none (or they do not fit the layout). */
+export function decodeFirstExtra(bytes: Uint8Array): FirstExtra | null {
+  if (bytes.length < 12) return null;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = v.getUint32(0, true);
+  if (bytes.length !== 12 + 4 * n) return null;
+  const lines = new Array<number>(n);
+  for (let i = 0; i < n; i++) lines[i] = v.getUint32(4 + 4 * i, true);
+  const dupLines = v.getFloat64(4 + 4 * n, true);
+  return Number.isNaN(dupLines) ? null : { lines, dupLines };
 }
 
 /** Line i is a boilerplate line: long enough, and its hash among the boilerplate lines. */
@@ -146,6 +194,8 @@ export interface FirstSummary {
   /** Nothing but whitespace left: removed. */
   empty: boolean;
   lines: number[] | null;
+  /** See FirstResult.dupLines. */
+  dupLines?: number;
   /** Hash of the document's long lines in order, when they are counted (documents with the same ones count once). */
   hash?: [number, number];
   /** Excerpt of the removed text (only when empty). */
@@ -155,7 +205,10 @@ export interface FirstSummary {
 export function summarizeFirst(input: string, r: FirstResult): FirstSummary {
   const empty = !r.text.trim();
   if (empty) return { length: r.text.length, changed: r.text !== input, empty, lines: null, excerpt: excerpt(r.text) };
-  return { length: r.text.length, changed: r.text !== input, empty, lines: r.lines, ...(r.lines ? { hash: linesKey(r.lines) } : {}) };
+  const s: FirstSummary = { length: r.text.length, changed: r.text !== input, empty, lines: r.lines };
+  if (r.lines) s.hash = linesKey(r.lines);
+  if (r.dupLines !== undefined) s.dupLines = r.dupLines;
+  return s;
 }
 
 /** 64-bit key of a sequence of line hashes. */

@@ -30,7 +30,7 @@ export type ToCleanWorker =
 export interface EncodedTexts { bytes: Uint8Array; ends: Uint32Array }
 
 export type FromCleanWorker =
-  | { id: number; first: { summaries: FirstSummary[]; texts: EncodedTexts } }
+  | { id: number; first: { summaries: FirstSummary[]; texts: EncodedTexts; extras: EncodedTexts } }
   | { id: number; second: { summaries: SecondSummary[]; texts: EncodedTexts } }
   | { id: number; error: string };
 
@@ -87,8 +87,8 @@ export class CleanPool {
     });
   }
 
-  /** Pass 1 over a batch: summaries, and the normalized texts encoded. */
-  async first(texts: string[]): Promise<{ summaries: FirstSummary[]; texts: EncodedTexts }> {
+  /** Pass 1 over a batch: summaries, the normalized texts encoded, and each one's extra bytes for the spool. */
+  async first(texts: string[]): Promise<{ summaries: FirstSummary[]; texts: EncodedTexts; extras: EncodedTexts }> {
     const m = await this.request({ t: 'first', texts });
     if (!('first' in m)) throw new Error('cleaning thread: unexpected reply');
     return m.first;
@@ -172,7 +172,7 @@ export async function cleanFirstPass(cleaner: Cleaner, docs: AsyncIterable<Doc>,
     }
     return;
   }
-  const send = (b: { texts: string[] }): Promise<{ summaries: FirstSummary[]; texts: EncodedTexts }> => {
+  const send = (b: { texts: string[] }): ReturnType<CleanPool['first']> => {
     const sent = pool.first(b.texts);
     b.texts = [];
     return sent;
@@ -180,7 +180,7 @@ export async function cleanFirstPass(cleaner: Cleaner, docs: AsyncIterable<Doc>,
   for await (const [batch, r] of inOrder(docBatches(docs), send, pool.threads * 4)) {
     for (let i = 0; i < batch.sources.length; i++) {
       const source = batch.sources[i]!, s = r.summaries[i]!;
-      if (cleaner.applyFirst(source, batch.lengths[i]!, s)) await out.writeRaw(source, slice(r.texts, i), s.length);
+      if (cleaner.applyFirst(source, batch.lengths[i]!, s)) await out.writeRaw(source, slice(r.texts, i), s.length, slice(r.extras, i));
       onDoc?.();
     }
   }

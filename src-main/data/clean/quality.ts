@@ -107,10 +107,11 @@ export function wordScan(s: string): { words: number[]; digits: number; symbols:
  * single linear pass; all thresholds come from `cfg`.
  */
 /**
- * `lines`: this text's LineHashes when the caller has them (else computed here); `hashOut.hash`
- * receives hash64(text) when the text was scanned.
+ * `lines`: this text's LineHashes when the caller has them, or `dupLines`: duplicateLineFraction of
+ * them, known from an earlier pass (else computed here); `hashOut.hash` receives hash64(text) when
+ * the text was scanned.
  */
-export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOut?: { hash?: [number, number] }, lines?: LineHashes): string | null {
+export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOut?: { hash?: [number, number] }, lines?: LineHashes, dupLines?: number): string | null {
   const len = text.length;
   if (len < cfg.minChars) return `too short (${len} characters < ${cfg.minChars})`;
   // One pass: word hashes into wordHashes, character classes into `counts`.
@@ -127,7 +128,7 @@ export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOu
     if (stop < cfg.minStopWords) return `almost no ordinary function words (${stop} < ${cfg.minStopWords}): not running text`;
   }
 
-  const dup = duplicateLineFraction(lines ?? LINES.of(text));
+  const dup = dupLines ?? duplicateLineFraction(lines ?? LINES.of(text));
   if (dup > cfg.maxDuplicateLineFraction) return `repeated lines (${pct(dup)} of the text > ${pct(cfg.maxDuplicateLineFraction)})`;
   const rep = repeatedTrigramFraction(n0);
   if (rep > cfg.maxRepeatedNgramFraction) return `repetitive (${pct(rep)} of word 3-grams repeat > ${pct(cfg.maxRepeatedNgramFraction)})`;
@@ -136,7 +137,7 @@ export function qualityProblem(text: string, cfg: CleanConfig['quality'], hashOu
 
 
 /** Characters in non-blank lines that occur more than once in the document, as a fraction. */
-function duplicateLineFraction(l: LineHashes): number {
+export function duplicateLineFraction(l: LineHashes): number {
   if (l.n < 2) return 0;
   const seen = new Set<number>();
   let dupChars = 0, total = 0, lines = 0;

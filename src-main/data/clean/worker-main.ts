@@ -6,7 +6,7 @@ import { readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { decodeRecordTexts } from '../spool';
-import { analyzeContext, analyzeFirst, analyzeSecond, encodeTexts, summarizeFirst, summarizeSecond, type AnalyzeContext } from './analyze';
+import { analyzeContext, analyzeFirst, analyzeSecond, decodeFirstExtra, encodeFirstExtra, encodeTexts, summarizeFirst, summarizeSecond, type AnalyzeContext } from './analyze';
 import type { FromCleanWorker, ToCleanWorker } from './pool';
 
 const port = parentPort;
@@ -36,21 +36,25 @@ port.on('message', (m: ToCleanWorker) => {
     const c = ctx;
     if (m.t === 'first') {
       const outs: (string | null)[] = [];
+      const extra: (Uint8Array | null)[] = [];
       const summaries = m.texts.map((text) => {
         const r = analyzeFirst(text, c.cfg);
         const s = summarizeFirst(text, r);
         outs.push(s.empty ? null : r.text);
+        // Pass 2 reads these from the spool record (its workers then hash most texts' lines no more).
+        extra.push(s.empty ? null : encodeFirstExtra(r.lines, r.dupLines));
         return s;
       });
       const texts = encodeTexts(outs);
-      port.postMessage({ id: m.id, first: { summaries, texts } } satisfies FromCleanWorker, [texts.bytes.buffer as ArrayBuffer]);
+      const extras = encodeTexts(extra);
+      port.postMessage({ id: m.id, first: { summaries, texts, extras } } satisfies FromCleanWorker, [texts.bytes.buffer as ArrayBuffer, extras.bytes.buffer as ArrayBuffer]);
       return;
     }
     const outs: (string | Uint8Array | null)[] = [];
     const transfer: ArrayBuffer[] = [];
     const input = decodeRecordTexts(m.records);
     const summaries = input.texts.map((text, i) => {
-      const { summary, final } = summarizeSecond(text, analyzeSecond(text, c));
+      const { summary, final } = summarizeSecond(text, analyzeSecond(text, c, decodeFirstExtra(input.extras[i]!) ?? undefined));
       // Most texts leave unchanged: their bytes are copied, not encoded again.
       outs.push(final === text ? input.bytes[i]! : final);
       if (summary.sig) transfer.push(summary.sig.buffer as ArrayBuffer);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveCleanConfig } from '../../../src-main/data/config';
 import { Cleaner } from '../../../src-main/data/clean/pipeline';
+import { analyzeContext, analyzeFirst, analyzeSecond, decodeFirstExtra, encodeFirstExtra } from '../../../src-main/data/clean/analyze';
 import { identifyLanguage } from '../../../src-main/data/clean/langid';
 import { NearDedup } from '../../../src-main/data/clean/minhash';
 import { normalizeText } from '../../../src-main/data/clean/normalize';
@@ -185,3 +186,38 @@ describe('near-dedup memory cap', () => {
     expect(run(first + ' extra')).toBeNull(); // still found: it was indexed before the cap
   });
 });
+
+describe("pass 1's findings carried to pass 2", () => {
+  const c = resolveCleanConfig({});
+  const texts = [
+    PROSE,
+    'Buy cheap lathe tools now and save money on every order today!\n'.repeat(6) + PROSE,
+    `${PROSE}\nSubscribe to our newsletter for more turning tips every week\n${PROSE}`,
+    'Short.',
+  ];
+  it('round-trips through the spool extra bytes', () => {
+    for (const t of texts) {
+      const r = analyzeFirst(t, c);
+      const x = decodeFirstExtra(encodeFirstExtra(r.lines, r.dupLines));
+      expect(x).toEqual({ lines: r.lines ?? [], dupLines: r.dupLines });
+    }
+    expect(decodeFirstExtra(new Uint8Array(0))).toBeNull();
+    expect(decodeFirstExtra(encodeFirstExtra(['x'].map(() => 7), undefined))).toBeNull(); // quality off: nothing to reuse
+  });
+  it('gives pass 2 the same result as hashing the lines again, with and without boilerplate to remove', () => {
+    const ctx = analyzeContext(c, 1);
+    const footer = analyzeFirst(texts[2]!, c).lines!.find((h) => h !== analyzeFirst(PROSE, c).lines![0]);
+    for (const boiler of [null, new Set<number>([footer!])]) {
+      ctx.boiler = boiler;
+      for (const t of texts) {
+        const r = analyzeFirst(t, c);
+        const pre = decodeFirstExtra(encodeFirstExtra(r.lines, r.dupLines));
+        expect(analyzeSecond(r.text, ctx, pre ?? undefined)).toEqual(analyzeSecond(r.text, ctx));
+      }
+    }
+    ctx.boiler = new Set([footer!]);
+    expect(analyzeSecond(texts[2]!, ctx, decodeFirstExtra(encodeFirstExtra(analyzeFirst(texts[2]!, c).lines, 0)) ?? undefined).boiler?.lines).toBe(1);
+    expect(analyzeSecond(texts[1]!, ctx, { lines: [], dupLines: 0.9 }).quality).toMatch(/^repeated lines \(90%/);
+  });
+});
+

@@ -22,6 +22,7 @@ function corpus(root: string): string[] {
   const body = 'The gouge rides the bevel and the shaving comes off clean when the tool rest sits close to the work. ';
   for (let i = 0; i < 8; i++) writeFileSync(join(extra, `page${i}.txt`), `${body.repeat(2 + i)}Page ${i} of the notes on the lathe.\n${footer}\n`);
   writeFileSync(join(extra, 'only-footer.txt'), `${footer}\n`);
+  writeFileSync(join(extra, 'repeats.txt'), `${'Buy cheap lathe tools now and save money on every order today!\n'.repeat(6)}${body}`);
   writeFileSync(join(extra, 'junk.txt'), '%%%% $$$$ #### @@@@ ^^^^ &&&& **** |||| ~~~~ '.repeat(5));
   writeFileSync(join(extra, 'de.txt'), 'Die Drehbank steht in der Werkstatt und wir arbeiten jeden Tag mit dem Holz, weil es uns Freude macht und die Arbeit nicht schwer ist.');
   writeFileSync(join(extra, 'crlf.txt'), `${body}\r\n\r\n\r\n\tIndented line with a   run of spaces.\u00a0Caf\u0065\u0301 and a\u200bzero-width mark.\r\n`);
@@ -49,6 +50,8 @@ describe('cleaning in worker threads', () => {
     expect(f.boilerplate!.modified).toBeGreaterThanOrEqual(8);
     expect(f.boilerplate!.reasons['only boilerplate']).toBeGreaterThanOrEqual(1);
     expect(f.quality!.removed).toBeGreaterThan(0);
+    // Decided from pass 1's repeated-lines fraction (carried in the spool record) when threaded.
+    expect(Object.keys(f.quality!.reasons).some((k) => k.startsWith('repeated lines'))).toBe(true);
     expect(f.language!.reasons.de).toBeGreaterThanOrEqual(1);
     expect(f.exactDedup!.removed).toBeGreaterThan(0);
     expect(f.pii!.modified).toBeGreaterThan(0);
