@@ -3,7 +3,12 @@
 // markdown table per bench (paste into BENCHMARKS.md with the command and the machine).
 import { register } from 'tsx/esm/api';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 register();
+// Benches run with the job processes' V8 flags, as the app runs the work they measure.
+const { relaunchWithJobFlags } = await import('../src-main/util/v8-flags.ts');
+const relaunched = relaunchWithJobFlags(fileURLToPath(import.meta.url), process.argv.slice(2));
+if (relaunched !== null) process.exit(relaunched);
 const { benches } = await import('../test/bench/index.ts');
 const only = process.argv.slice(2);
 console.log(`# Lathe bench — ${new Date().toISOString()}`);

@@ -4,6 +4,7 @@ import Store from 'electron-store';
 import path from 'node:path';
 import type { KeyValueStore, Settings } from '../services/settings';
 import type { JobProcess, JobToHost, SpawnJobProcess } from '../services/jobs/protocol';
+import { JOB_V8_FLAGS } from '../util/v8-flags';
 
 export function electronSettingsStore(): KeyValueStore {
   const store = new Store<{ settings: Settings }>({ name: 'settings' });
@@ -15,7 +16,7 @@ export function electronSettingsStore(): KeyValueStore {
 
 export function utilityJobSpawner(mainDir: string): SpawnJobProcess {
   return (): JobProcess => {
-    const child = utilityProcess.fork(path.join(mainDir, 'job-process.js'), [], { serviceName: 'Lathe job', stdio: 'pipe' });
+    const child = utilityProcess.fork(path.join(mainDir, 'job-process.js'), [], { serviceName: 'Lathe job', stdio: 'pipe', execArgv: [...JOB_V8_FLAGS] });
     let tail = '';
     child.stderr?.on('data', (chunk: Buffer) => { tail = (tail + chunk.toString('utf8')).slice(-4000); });
     return {

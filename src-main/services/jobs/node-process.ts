@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import type { JobProcess, JobToHost, SpawnJobProcess } from './protocol';
+import { JOB_V8_FLAGS } from '../../util/v8-flags';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -16,7 +17,7 @@ function entryPath(): string {
 export const spawnNodeJobProcess: SpawnJobProcess = (): JobProcess => {
   const entry = entryPath();
   const child = fork(entry, [], {
-    execArgv: entry.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    execArgv: [...JOB_V8_FLAGS, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : [])],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     serialization: 'advanced',
   });
