@@ -267,12 +267,12 @@ async function cleanCorpus(
     const frac = o.valFraction > 0 ? Math.max(o.valFraction, spoolA.docs >= 10 ? Math.min(0.2, 2 / spoolA.docs) : 0) : 0;
     const isVal = makeValSelector(frac, o.seed);
     let i = 0;
-    await cleanSecondPass(cleaner, spoolA.path, pool, async (d) => {
+    await cleanSecondPass(cleaner, spoolA.path, pool, (d) => {
       throwIfCancelled(opts.signal);
       if (++i % 500 === 0) opts.onProgress?.({ stage: cleanStage, fraction: i / spoolA.docs, message: `${i.toLocaleString('en-US')} of ${spoolA.docs.toLocaleString('en-US')} documents` });
-      if (!d) return;
+      if (!d) return undefined;
       if (samples.length < 5) samples.push({ source: d.source, reason: 'kept', excerpt: excerpt(d.text(), 400) });
-      await writeKept(isVal(kept++) ? val : train, d);
+      return writeKept(isVal(kept++) ? val : train, d);
     });
   } finally {
     await pool?.close();

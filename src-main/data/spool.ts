@@ -1,7 +1,9 @@
 import { createReadStream, createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
 import type { Doc } from './types';
+import { UserError } from '../util/progress';
 
 const FLUSH_BYTES = 4 << 20;
+const BUF_BYTES = FLUSH_BYTES + (1 << 16);
 /** Record header: three u32 lengths. */
 const HEAD = 12;
 
@@ -13,42 +15,61 @@ const HEAD = 12;
  */
 export class SpoolWriter {
   private out: WriteStream;
-  /** Records are encoded straight into this buffer (no per-document allocation), flushed at ~4 MiB. */
-  private buf = Buffer.allocUnsafe(FLUSH_BYTES + (1 << 16));
+  /** Records are encoded straight into this buffer (no per-document allocation), handed to the stream at ~4 MiB. */
+  private buf: Buffer;
   private used = 0;
+  /** Buffers the stream has finished writing, for reuse (no new 4 MiB allocation per hand-off). */
+  private free: Buffer[] = [];
+  private failed: Error | null = null;
   docs = 0;
   chars = 0;
   constructor(readonly path: string) {
-    // Several flushes may be in flight: waiting for each 4 MiB write to reach the page cache before
+    // Several hand-offs may be in flight: waiting for each 4 MiB write to reach the page cache before
     // going on left the calling thread idle for a quarter of pass 1 on a 1 GB corpus.
     this.out = createWriteStream(path, { highWaterMark: 4 * FLUSH_BYTES });
+    this.out.on('error', (e: NodeJS.ErrnoException) => {
+      this.failed ??= e.code === 'ENOSPC'
+        ? new UserError('data.diskFull', `The disk is full: writing ${path} failed.`, 'Free some space on that disk (or choose an output folder on another one) and run the preparation again.')
+        : new Error(`Writing ${path} failed: ${e.message}`, { cause: e });
+    });
+    this.buf = Buffer.allocUnsafe(BUF_BYTES);
   }
-  async write(doc: Doc): Promise<void> {
+
+  /**
+   * Appends a document. Returns a promise only when the caller should wait for it (the disk is
+   * behind, or writing failed); otherwise undefined, so a hot loop need not await every document.
+   */
+  write(doc: Doc): Promise<void> | undefined {
     // UTF-8 needs at most 3 bytes per UTF-16 unit.
-    await this.room(HEAD + 3 * (doc.source.length + doc.text.length));
+    this.reserve(HEAD + 3 * (doc.source.length + doc.text.length));
     const b = this.buf;
     const at = this.used;
     const a = b.write(doc.source, at + HEAD, 'utf8');
     const t = b.write(doc.text, at + HEAD + a, 'utf8');
     this.finish(at, a, t, 0, doc.text.length);
+    return this.after();
   }
 
-  /** Appends a document whose text is already UTF-8 (a worker thread encoded it); `chars` is its length as a string. */
-  async writeRaw(source: string, text: Uint8Array, chars: number, extra?: Uint8Array): Promise<void> {
+  /**
+   * Appends a document whose text is already UTF-8 (a worker thread encoded it); `chars` is its
+   * length as a string. Returns as write() does.
+   */
+  writeRaw(source: string, text: Uint8Array, chars: number, extra?: Uint8Array): Promise<void> | undefined {
     const e = extra?.length ?? 0;
-    await this.room(HEAD + 3 * source.length + text.length + e);
+    this.reserve(HEAD + 3 * source.length + text.length + e);
     const b = this.buf;
     const at = this.used;
     const a = b.write(source, at + HEAD, 'utf8');
     b.set(text, at + HEAD + a);
     if (extra) b.set(extra, at + HEAD + a + text.length);
     this.finish(at, a, text.length, e, chars);
+    return this.after();
   }
 
-  private async room(need: number): Promise<void> {
-    if (this.used >= FLUSH_BYTES) await this.flush();
+  /** Makes room for `need` more bytes in the buffer. */
+  private reserve(need: number): void {
     if (this.used + need <= this.buf.length) return;
-    await this.flush();
+    this.handOff();
     if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
   }
 
@@ -60,17 +81,38 @@ export class SpoolWriter {
     this.docs++;
     this.chars += chars;
   }
-  private async flush(): Promise<void> {
-    if (!this.used) return;
-    // The stream keeps the written buffer until it is on disk: hand it over and start a new one.
-    const data = this.buf.subarray(0, this.used);
-    this.buf = Buffer.allocUnsafe(Math.max(FLUSH_BYTES + (1 << 16), this.buf.length));
-    this.used = 0;
-    if (!this.out.write(data)) await new Promise<void>((r) => this.out.once('drain', () => r()));
+
+  private after(): Promise<void> | undefined {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.used < FLUSH_BYTES || this.handOff()) return undefined;
+    return this.drained();
   }
+
+  /** Hands the filled part of the buffer to the stream and takes another; false when the stream asks to wait. */
+  private handOff(): boolean {
+    if (!this.used) return true;
+    const full = this.buf;
+    // The stream keeps the buffer until it is written; then it can be filled again.
+    const ok = this.out.write(full.subarray(0, this.used), (e) => { if (!e && full.length === BUF_BYTES) this.free.push(full); });
+    this.buf = this.free.pop() ?? Buffer.allocUnsafe(BUF_BYTES);
+    this.used = 0;
+    return ok;
+  }
+
+  private drained(): Promise<void> {
+    return new Promise<void>((res, rej) => {
+      const done = (): void => { this.out.off('drain', done); this.out.off('error', done); this.out.off('close', done); if (this.failed) rej(this.failed); else res(); };
+      this.out.on('drain', done);
+      this.out.on('error', done);
+      this.out.on('close', done);
+    });
+  }
+
   async close(): Promise<void> {
-    await this.flush();
-    await new Promise<void>((res, rej) => this.out.end((e?: Error | null) => (e ? rej(e) : res())));
+    this.handOff();
+    if (!this.failed) await new Promise<void>((res) => this.out.end(() => res()));
+    else this.out.destroy();
+    if (this.failed) throw this.failed;
   }
 }
 

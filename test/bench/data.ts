@@ -125,7 +125,7 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     await cleanFirstPass(cleaner, importPaths([corpus], defaultImportOptions, stats), pool, a);
     await a.close();
     const b = new SpoolWriter(join(root, 'b.spool'));
-    await cleanSecondPass(cleaner, a.path, pool, async (x) => { if (x) await writeKept(b, x); });
+    await cleanSecondPass(cleaner, a.path, pool, (x) => (x ? writeKept(b, x) : undefined));
     await b.close();
     await pool?.close();
     let s = (performance.now() - t) / 1000;

@@ -167,7 +167,7 @@ export async function cleanFirstPass(cleaner: Cleaner, docs: AsyncIterable<Doc>,
   if (!pool) {
     for await (const d of docs) {
       const x = cleaner.first(d);
-      if (x) await out.write(x);
+      if (x) { const p = out.write(x); if (p) await p; }
       onDoc?.();
     }
     return;
@@ -180,7 +180,7 @@ export async function cleanFirstPass(cleaner: Cleaner, docs: AsyncIterable<Doc>,
   for await (const [batch, r] of inOrder(docBatches(docs), send, pool.threads * 4)) {
     for (let i = 0; i < batch.sources.length; i++) {
       const source = batch.sources[i]!, s = r.summaries[i]!;
-      if (cleaner.applyFirst(source, batch.lengths[i]!, s)) await out.writeRaw(source, slice(r.texts, i), s.length, slice(r.extras, i));
+      if (cleaner.applyFirst(source, batch.lengths[i]!, s)) { const p = out.writeRaw(source, slice(r.texts, i), s.length, slice(r.extras, i)); if (p) await p; }
       onDoc?.();
     }
   }
@@ -195,20 +195,22 @@ export interface KeptDoc {
   text(): string;
 }
 
-/** Writes a kept document to a spool (its bytes as they are when a worker encoded them). */
-export function writeKept(out: SpoolWriter, k: KeptDoc): Promise<void> {
+/** Writes a kept document to a spool (its bytes as they are when a worker encoded them); returns as SpoolWriter.write does. */
+export function writeKept(out: SpoolWriter, k: KeptDoc): Promise<void> | undefined {
   return k.bytes ? out.writeRaw(k.source, k.bytes, k.length) : out.write({ source: k.source, text: k.text() });
 }
 
 /**
  * Pass 2 of `cleaner` over the spool pass 1 wrote: `onDoc` gets each document in order, the kept
- * ones cleaned, the removed ones as null.
+ * ones cleaned, the removed ones as null. It returns a promise only when it must be waited for
+ * (writeKept's way), so most documents cost no asynchronous round trip.
  */
-export async function cleanSecondPass(cleaner: Cleaner, spool: string, pool: CleanPool | null, onDoc: (k: KeptDoc | null) => Promise<void>): Promise<void> {
+export async function cleanSecondPass(cleaner: Cleaner, spool: string, pool: CleanPool | null, onDoc: (k: KeptDoc | null) => Promise<void> | undefined): Promise<void> {
   if (!pool) {
     for await (const d of readSpool(spool)) {
       const x = cleaner.second(d);
-      await onDoc(x ? { source: x.source, length: x.text.length, text: () => x.text } : null);
+      const p = onDoc(x ? { source: x.source, length: x.text.length, text: () => x.text } : null);
+      if (p) await p;
     }
     return;
   }
@@ -220,7 +222,8 @@ export async function cleanSecondPass(cleaner: Cleaner, spool: string, pool: Cle
       const bytes = slice(r.texts, i);
       const text = (): string => decoder.decode(bytes);
       const kept = cleaner.applySecond(batch.sources[i]!, s, text);
-      await onDoc(kept ? { source: batch.sources[i]!, length: s.pii?.length ?? s.boiler?.length ?? s.length, bytes, text } : null);
+      const p = onDoc(kept ? { source: batch.sources[i]!, length: s.pii?.length ?? s.boiler?.length ?? s.length, bytes, text } : null);
+      if (p) await p;
     }
   }
 }

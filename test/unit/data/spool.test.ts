@@ -67,4 +67,32 @@ describe('spool', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('stays intact across many hand-offs to the disk (buffers are reused once written)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lathe-spool-'));
+    try {
+      const w = new SpoolWriter(join(dir, 'big.spool'));
+      const r = mulberry32(5);
+      const want: string[] = [];
+      for (let i = 0; i < 6000; i++) {
+        const text = `${i} `.repeat(200 + Math.floor(r() * 800));
+        want.push(text);
+        const p = i % 2 ? w.write({ source: `s${i}`, text }) : w.writeRaw(`s${i}`, Buffer.from(text), text.length);
+        if (p) await p;
+      }
+      await w.close();
+      expect(statSync(w.path).size).toBeGreaterThan(12 << 20);
+      let i = 0;
+      for await (const d of readSpool(w.path)) { expect(d.text).toBe(want[i]); expect(d.source).toBe(`s${i}`); i++; }
+      expect(i).toBe(6000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a file it cannot write instead of crashing', async () => {
+    const w = new SpoolWriter(join(tmpdir(), 'lathe-no-such-folder-' + process.pid, 'x.spool'));
+    await w.write({ source: 's', text: 'text' });
+    await expect(w.close()).rejects.toThrow(/Writing .*x\.spool failed/);
+  });
 });
