@@ -274,6 +274,10 @@ async function cleanCorpus(
       if (samples.length < 5) samples.push({ source: d.source, reason: 'kept', excerpt: excerpt(d.text(), 400) });
       return writeKept(isVal(kept++) ? val : train, d);
     });
+  } catch (e) {
+    // Open files would keep the work folder from being removed on Windows.
+    for (const w of [spoolA, train, val]) w.discard();
+    throw e;
   } finally {
     await pool?.close();
   }

@@ -108,6 +108,12 @@ export class SpoolWriter {
     });
   }
 
+  /** Stops writing and closes the file without waiting (after a failure elsewhere; the file is left incomplete). */
+  discard(): void {
+    this.used = 0;
+    this.out.destroy();
+  }
+
   async close(): Promise<void> {
     this.handOff();
     if (!this.failed) await new Promise<void>((res) => this.out.end(() => res()));

@@ -114,6 +114,21 @@ describe('prepareCorpus (pretraining)', () => {
     await expect(prepareCorpus({ inputs: [join(root, 'd')], out }, { signal: ac.signal })).rejects.toBeInstanceOf(CancelledError);
     expect(readdirSync(out)).toEqual([]);
   });
+
+  it('cancelled while cleaning (spool files open), it closes them and removes its work folder', async () => {
+    const root = tmp();
+    corpus(join(root, 'd'), 1100, 2, 'y');
+    const ac = new AbortController();
+    const out = join(root, 'o');
+    const stages: string[] = [];
+    const run = prepareCorpus({ inputs: [join(root, 'd')], out, threads: 0 }, {
+      signal: ac.signal,
+      onProgress: (p) => { stages.push(p.stage); if (p.stage.startsWith('Cleaning') && p.fraction !== undefined && p.fraction < 1) ac.abort(); },
+    });
+    await expect(run).rejects.toBeInstanceOf(CancelledError);
+    expect(stages.some((s) => s.startsWith('Cleaning'))).toBe(true);
+    expect(readdirSync(out)).toEqual([]);
+  });
 });
 
 describe('prepareCorpus (SFT)', () => {
