@@ -116,7 +116,7 @@ export class SpoolWriter {
 
   async close(): Promise<void> {
     this.handOff();
-    if (!this.failed) await new Promise<void>((res) => this.out.end(() => res()));
+    if (!this.failed) await new Promise<void>((res) => this.out.end((e?: Error | null) => { if (e) this.failed ??= new Error(`Writing ${this.path} failed: ${e.message}`, { cause: e }); res(); }));
     else this.out.destroy();
     if (this.failed) throw this.failed;
   }

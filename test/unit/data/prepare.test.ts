@@ -123,7 +123,7 @@ describe('prepareCorpus (pretraining)', () => {
     const stages: string[] = [];
     const run = prepareCorpus({ inputs: [join(root, 'd')], out, threads: 0 }, {
       signal: ac.signal,
-      onProgress: (p) => { stages.push(p.stage); if (p.stage.startsWith('Cleaning') && p.fraction !== undefined && p.fraction < 1) ac.abort(); },
+      onProgress: (p) => { stages.push(p.stage ?? ''); if (p.stage?.startsWith('Cleaning') && p.fraction !== undefined && p.fraction < 1) ac.abort(); },
     });
     await expect(run).rejects.toBeInstanceOf(CancelledError);
     expect(stages.some((s) => s.startsWith('Cleaning'))).toBe(true);
