@@ -105,6 +105,59 @@ describe('import formats', () => {
   });
 });
 
+describe('reading in chunks', () => {
+  // Files are read 1 MiB at a time and decoded 64 KiB at a time: characters, genuine U+FFFD and
+  // invalid bytes that straddle those boundaries must come out as they would from one whole read.
+  it('keeps multi-byte characters, genuine U+FFFD and repairs exact across read and decode boundaries', async () => {
+    const dir = tmp();
+    const texts: string[] = [];
+    const lines: Buffer[] = [];
+    let size = 0;
+    /** Appends a JSONL line whose text has `mark` (raw bytes) starting at file offset `at`, if given. */
+    const add = (text: string, at?: number, mark?: Buffer): void => {
+      let line = Buffer.from(JSON.stringify({ text }) + '\n');
+      if (at !== undefined && mark) {
+        const prefix = Buffer.from('{"text":"');
+        const pad = at - size - prefix.length;
+        line = Buffer.concat([prefix, Buffer.from('x'.repeat(pad)), mark, Buffer.from('tail"}\n')]);
+        text = 'x'.repeat(pad) + (mark.equals(Buffer.from([0xff])) ? '\ufffd' : mark.toString('utf8')) + 'tail';
+      }
+      texts.push(text);
+      lines.push(line);
+      size += line.length;
+    };
+    const fill = (until: number): void => {
+      for (let i = 0; size < until - 3000; i++) add(`Grüße aus Köln, 木工 ${i} 😀 — `.repeat(1 + (i % 40)));
+    };
+    fill(60000);
+    add('', 65535, Buffer.from('\ufffd')); // a genuine U+FFFD over the first 64 KiB edge
+    fill(131000);
+    add('', 131071, Buffer.from('😀')); // four bytes over the second edge
+    fill((1 << 20) - 5000);
+    add('', (1 << 20) - 1, Buffer.from([0xff])); // an invalid byte just before the 1 MiB read edge
+    fill((1 << 20) + 60000);
+    add('', (1 << 20) + 65536 - 1, Buffer.from('é'));
+    fill(3 << 20);
+    writeFileSync(join(dir, 'big.jsonl'), Buffer.concat(lines));
+    const { docs, stats } = await collect([dir]);
+    expect(docs.map((d) => d.text)).toEqual(texts);
+    expect(docs[texts.length - 1]!.source).toBe(`${join(dir, 'big.jsonl')}:${texts.length}`);
+    expect(stats.repairedChars).toBe(1);
+    expect(stats.bytesRead).toBe(size);
+
+    // The same texts in UTF-16LE with a BOM (decoded through iconv, which is given copies of the reused buffers).
+    const u16 = join(dir, 'u16.txt');
+    const body = texts.slice(0, 1500).join('\n\n');
+    writeFileSync(u16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(body, 'utf16le')]));
+    const r = await collect([u16], { maxDocChars: 10_000_000 });
+    // (Plain text is split into documents at blank lines and trimmed: compare the characters, not the layout.)
+    const flat = (t: string): string => t.replace(/\s+/g, ' ').trim();
+    expect(flat(r.docs.map((d) => d.text).join(' '))).toBe(flat(body));
+    expect(r.stats.encodings).toEqual({ 'utf-16le': 1 });
+    expect(r.stats.repairedChars).toBe(0);
+  });
+});
+
 describe('bad input', () => {
   it('skips binary files', async () => {
     const dir = tmp();
