@@ -9,6 +9,12 @@ import { spawnSync } from 'node:child_process';
  * scavenger copied those survivors again and again (1.1 s of a 1 GB corpus's 7 s first pass, on
  * the thread every cleaning thread waits for). Measured with 16 / 32 / 64 MiB on the 1 GB bench
  * corpus: pass 1 ≈ 7.3 / 6.8 / 6.6 s. 32 keeps most of the gain for at most ~64 MiB more memory.
+ *
+ * Where they take effect: Node processes started with them (`fork` in services/jobs/node-process.ts,
+ * the relaunch below). The app also passes them to `utilityProcess.fork`, but Electron's utility
+ * process creates its V8 isolate before it sees `execArgv` (shell/services/node/node_service.cc hands
+ * them only to node::CreateEnvironment), so there they most likely show in `process.execArgv` and do
+ * nothing; harmless either way (not verifiable here: Electron cannot run on the dev machine).
  */
 export const JOB_V8_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
 
