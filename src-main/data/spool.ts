@@ -128,13 +128,11 @@ export async function* readSpool(path: string): AsyncGenerator<Doc> {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     let off = 0;
     while (pending.length - off >= HEAD) {
-      const a = pending.readUInt32LE(off);
-      const b = pending.readUInt32LE(off + 4);
-      const e = pending.readUInt32LE(off + 8);
-      if (pending.length - off < HEAD + a + b + e) break;
-      const source = pending.toString('utf8', off + HEAD, off + HEAD + a);
-      const text = pending.toString('utf8', off + HEAD + a, off + HEAD + a + b);
-      off += HEAD + a + b + e;
+      const r = layout(pending, off);
+      if (r.next > pending.length) break;
+      const source = pending.toString('utf8', off + HEAD, r.text);
+      const text = pending.toString('utf8', r.text, r.extra);
+      off = r.next;
       yield { source, text };
     }
     pending = pending.subarray(off);
@@ -173,10 +171,10 @@ export async function* readSpoolBatches(path: string, batchBytes: number): Async
     let filled = await fill(buf, 0);
     while (filled > 0) {
       const view = Buffer.from(buf.buffer, buf.byteOffset, filled);
-      const b = scanRecords(view, 0, batchBytes);
+      const b = scanRecords(view, batchBytes);
       if (b.end === 0) {
         // The first record does not fit: a bigger buffer for it (or the file ends inside it).
-        const need = filled >= HEAD ? HEAD + view.readUInt32LE(0) + view.readUInt32LE(4) + view.readUInt32LE(8) : HEAD;
+        const need = filled >= HEAD ? layout(view, 0).next : HEAD;
         if (eof) throw new Error(`Spool file ${path} is truncated (${filled} stray bytes at the end).`);
         const bigger = Buffer.allocUnsafeSlow(Math.max(need, size));
         bigger.set(buf.subarray(0, filled));
@@ -200,17 +198,26 @@ export async function* readSpoolBatches(path: string, batchBytes: number): Async
   }
 }
 
-/** Complete records from `off` until they reach `batchBytes` or the data ends. */
-function scanRecords(buf: Buffer, off: number, batchBytes: number): { end: number; sources: string[] } {
-  let end = off;
+/**
+ * Where the parts of the record at `off` start (its source at off + HEAD): its text, its extra
+ * bytes, and the next record, which is past the end of `buf` when the record is incomplete. `buf`
+ * must hold the record's HEAD bytes.
+ */
+function layout(buf: Buffer, off: number): { text: number; extra: number; next: number } {
+  const text = off + HEAD + buf.readUInt32LE(off);
+  const extra = text + buf.readUInt32LE(off + 4);
+  return { text, extra, next: extra + buf.readUInt32LE(off + 8) };
+}
+
+/** Complete records from the start of `buf` until they reach `batchBytes` or the data ends. */
+function scanRecords(buf: Buffer, batchBytes: number): { end: number; sources: string[] } {
+  let end = 0;
   const sources: string[] = [];
-  while (end - off < batchBytes && buf.length - end >= HEAD) {
-    const a = buf.readUInt32LE(end);
-    const b = buf.readUInt32LE(end + 4);
-    const e = buf.readUInt32LE(end + 8);
-    if (buf.length - end < HEAD + a + b + e) break;
-    sources.push(buf.toString('utf8', end + HEAD, end + HEAD + a));
-    end += HEAD + a + b + e;
+  while (end < batchBytes && buf.length - end >= HEAD) {
+    const r = layout(buf, end);
+    if (r.next > buf.length) break;
+    sources.push(buf.toString('utf8', end + HEAD, r.text));
+    end = r.next;
   }
   return { end, sources };
 }
@@ -225,14 +232,11 @@ export function decodeRecordTexts(records: Uint8Array): { texts: string[]; bytes
   const bytes: Uint8Array[] = [];
   const extras: Uint8Array[] = [];
   for (let off = 0; off < buf.length;) {
-    const a = buf.readUInt32LE(off);
-    const b = buf.readUInt32LE(off + 4);
-    const e = buf.readUInt32LE(off + 8);
-    const t = off + HEAD + a;
-    texts.push(buf.toString('utf8', t, t + b));
-    bytes.push(records.subarray(t, t + b));
-    extras.push(records.subarray(t + b, t + b + e));
-    off = t + b + e;
+    const r = layout(buf, off);
+    texts.push(buf.toString('utf8', r.text, r.extra));
+    bytes.push(records.subarray(r.text, r.extra));
+    extras.push(records.subarray(r.extra, r.next));
+    off = r.next;
   }
   return { texts, bytes, extras };
 }

@@ -159,7 +159,7 @@ function model(): Model {
     keys[i] = k;
     rows[i] = row;
   });
-  const small = [32, 39, ...Array.from({ length: 26 }, (_, i) => 97 + i)];
+  const small = [...SMALL.keys()].filter((c) => SMALL[c] !== 32);
   for (const a of small) for (const b of small) for (const c of small) {
     m.direct[(SMALL[a]! << 10) | (SMALL[b]! << 5) | SMALL[c]!] = slotOf(m, (a << 20) | (b << 10) | c);
   }
