@@ -13,6 +13,7 @@ export default defineConfig({
           // Worker-thread entries, found next to the bundle by src-main/util/worker.ts.
           'engine-worker': resolve('src-main/engine/runtime/worker-main.ts'),
           'clean-worker': resolve('src-main/data/clean/worker-main.ts'),
+          'offload-worker': resolve('src-main/services/offload/worker-main.ts'),
         },
         // Native and large runtime packages stay in node_modules.
         external: ['electron', 'onnxruntime-node', 'tokenizers', 'electron-store'],

@@ -4,10 +4,13 @@
  * same-origin page, and routes every call through the same `dispatch` as the Electron gatekeeper.
  *
  * Wire format: client -> { id, channel, payload }; server -> { id, envelope } | { event, payload }.
+ * Nothing a client sends can stop or stall the process: every frame is answered (a frame over 1 MiB closes
+ * its socket with code 1009), `id` is echoed only when it is a short string or a finite number, and every
+ * handler is guarded (test/unit/bridge/fuzz.test.ts).
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import path from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { dispatch, type Services } from '../services';
@@ -42,6 +45,40 @@ export interface Bridge {
 }
 
 const MAX_MESSAGE_BYTES = 1 << 20;
+/** Calls one socket may have in flight; more are answered `ipc.busy` at once (a flood cannot queue unbounded work). */
+const MAX_IN_FLIGHT = 64;
+const MAX_ID_CHARS = 128;
+
+type Id = string | number | null;
+type Frame = { ok: true; id: Id; channel: unknown; payload: unknown } | { ok: false; id: Id; code: string; message: string };
+
+/** One client frame -> its parts, or why it is refused (never throws, never walks nested values). */
+export function parseFrame(text: string): Frame {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    return { ok: false, id: null, code: 'ipc.badMessage', message: 'The bridge received a message that is not JSON.' };
+  }
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
+    return { ok: false, id: null, code: 'ipc.badMessage', message: 'A bridge message must be a JSON object { id, channel, payload }.' };
+  }
+  const { id, channel, payload } = msg as { id?: unknown; channel?: unknown; payload?: unknown };
+  const idOk = id === undefined || id === null || (typeof id === 'string' && id.length <= MAX_ID_CHARS) || (typeof id === 'number' && Number.isFinite(id));
+  if (!idOk) {
+    return { ok: false, id: null, code: 'ipc.badId', message: `A message id must be a string of at most ${MAX_ID_CHARS} characters or a finite number.` };
+  }
+  return { ok: true, id: (id ?? null) as Id, channel, payload };
+}
+
+function answer(id: Id, envelope: unknown): string {
+  try {
+    return JSON.stringify({ id, envelope });
+  } catch (err) {
+    // A value that cannot be serialized (cycle, BigInt, too deep): still answer.
+    return JSON.stringify({ id, envelope: { ok: false, error: { code: 'internal', message: `Lathe could not send the answer: ${(err as Error).message}` } } });
+  }
+}
 
 export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
   const token = opts.token ?? randomBytes(16).toString('hex');
@@ -55,7 +92,13 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
   const origin = `http://127.0.0.1:${address.port}`;
 
   server.on('upgrade', (req, socket, head) => {
-    const url = new URL(req.url ?? '/', origin);
+    socket.on('error', () => socket.destroy());
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', origin);
+    } catch {
+      url = new URL('/', origin);
+    }
     const reqOrigin = req.headers.origin;
     const originOk = reqOrigin === undefined || reqOrigin === origin || reqOrigin === opts.allowOrigin;
     if (url.pathname !== '/api' || url.searchParams.get('token') !== token || !originOk) {
@@ -66,24 +109,35 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws));
   });
 
+  const send = (ws: WebSocket, text: string): void => {
+    if (ws.readyState === ws.OPEN) ws.send(text, () => { /* a failed send ends with the socket's close */ });
+  };
+
   const offJobs = opts.services.jobs.onEvent((e) => {
     const msg = JSON.stringify({ event: 'job', payload: e });
-    for (const ws of sockets) ws.send(msg);
+    for (const ws of sockets) send(ws, msg);
   });
 
   wss.on('connection', (ws: WebSocket) => {
     sockets.add(ws);
+    let inFlight = 0;
+    // Oversize frames (maxPayload) and protocol errors arrive here; ws then closes the socket (1009 / 1002).
+    ws.on('error', () => sockets.delete(ws));
     ws.on('close', () => sockets.delete(ws));
-    ws.on('message', async (data) => {
-      let msg: { id?: unknown; channel?: unknown; payload?: unknown };
-      try {
-        msg = JSON.parse(String(data));
-      } catch {
-        ws.send(JSON.stringify({ id: null, envelope: { ok: false, error: { code: 'ipc.badMessage', message: 'The bridge received a message that is not JSON.' } } }));
+    ws.on('message', (data) => {
+      const frame = parseFrame(String(data));
+      if (!frame.ok) {
+        send(ws, answer(frame.id, { ok: false, error: { code: frame.code, message: frame.message } }));
         return;
       }
-      const envelope = await dispatch(opts.services, msg.channel, msg.payload);
-      ws.send(JSON.stringify({ id: msg.id ?? null, envelope }));
+      if (inFlight >= MAX_IN_FLIGHT) {
+        send(ws, answer(frame.id, { ok: false, error: { code: 'ipc.busy', message: `More than ${MAX_IN_FLIGHT} calls are waiting on this connection.`, hint: 'Wait for answers before sending more.' } }));
+        return;
+      }
+      inFlight++;
+      void dispatch(opts.services, frame.channel, frame.payload)
+        .then((envelope) => send(ws, answer(frame.id, envelope)))
+        .finally(() => { inFlight--; });
     });
   });
 
@@ -101,15 +155,8 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
 }
 
 function serveStatic(root: string | undefined, req: http.IncomingMessage, res: http.ServerResponse): void {
-  if (!root || req.method !== 'GET') {
-    res.writeHead(404).end();
-    return;
-  }
-  const url = new URL(req.url ?? '/', 'http://x');
-  const rel = decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname);
-  const file = path.resolve(root, '.' + rel);
-  // Never serve anything outside the renderer folder.
-  if (!file.startsWith(path.resolve(root) + path.sep) || !existsSync(file) || !statSync(file).isFile()) {
+  const file = root && req.method === 'GET' ? staticFile(root, req.url ?? '/') : null;
+  if (!file) {
     res.writeHead(404).end();
     return;
   }
@@ -119,5 +166,26 @@ function serveStatic(root: string | undefined, req: http.IncomingMessage, res: h
     'X-Content-Type-Options': 'nosniff',
     'Cache-Control': 'no-store',
   });
-  createReadStream(file).pipe(res);
+  // The file may vanish between the check and the read: end the answer, never the process.
+  createReadStream(file).on('error', () => res.destroy()).pipe(res);
+}
+
+/** The file a GET path names inside the renderer folder, or null (malformed escapes like `/%` included). */
+export function staticFile(root: string, reqUrl: string): string | null {
+  let rel: string;
+  try {
+    const url = new URL(reqUrl, 'http://x');
+    rel = decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname);
+  } catch {
+    return null;
+  }
+  if (rel.includes('\0')) return null;
+  const file = path.resolve(root, '.' + rel);
+  // Never serve anything outside the renderer folder.
+  if (!file.startsWith(path.resolve(root) + path.sep)) return null;
+  try {
+    return statSync(file).isFile() ? file : null;
+  } catch {
+    return null;
+  }
 }

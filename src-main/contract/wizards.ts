@@ -109,12 +109,14 @@ const Targets = z.union([z.enum(['attention', 'mlp', 'all-linear']), z.array(z.e
 export const LoraPlanRequest = z.object({
   model: path,
   dataset: path.nullable(),
-  rank: z.number(),
+  // The same bounds as the training config (engine/train/config.ts): a plan for a run that cannot start
+  // would mislead, and unbounded numbers made planning loop for minutes.
+  rank: z.number().int().min(1).max(1024),
   targets: Targets,
-  batchSize: z.number(),
-  gradAccum: z.number(),
-  epochs: z.number(),
-  maxSteps: z.number().nullable(),
+  batchSize: z.number().int().min(1).max(4096),
+  gradAccum: z.number().int().min(1).max(1024),
+  epochs: z.number().positive().max(100),
+  maxSteps: z.number().int().min(1).max(100_000_000).nullable(),
   /** QLoRA: base linear layers stored as NF4. */
   quantization: z.enum(['none', 'nf4']).default('none'),
   /** The device the memory estimate is for (auto is estimated as the CPU). */

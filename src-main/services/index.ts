@@ -10,10 +10,11 @@ import type { SpawnJobProcess } from './jobs/protocol';
 import { ProjectsService } from './projects';
 import { SecretsService, type SecretBox } from './secrets';
 import { SettingsService, type KeyValueStore } from './settings';
-import { bundledResources } from './resources';
-import { inspectModel, planLora } from './models';
-import { listDatasets, listRuns, listTokenizers, readRun } from './runs';
-import { builtinTemplates, loadTemplate, previewTemplate } from './templates';
+import { bundledResources, resourcesDir } from './resources';
+import { builtinTemplates } from './templates';
+import { OffloadPool } from './offload/pool';
+import type { TaskName } from './offload/limits';
+import { confine, PathGuard } from './paths';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -22,6 +23,10 @@ export interface Services {
   secrets: SecretsService;
   projects: ProjectsService;
   jobs: JobHost;
+  /** The folders the user chose; every path a call names is checked against them (paths.ts). */
+  paths: PathGuard;
+  /** Worker threads for the calls that may run long (offload/). */
+  offload: OffloadPool;
 }
 
 export function createServices(opts: {
@@ -32,14 +37,25 @@ export function createServices(opts: {
   spawnJob: SpawnJobProcess;
 }): Services {
   const settings = new SettingsService(opts.store);
+  const paths = new PathGuard({ resources: bundledResourcesDir() });
   return {
     runtime: opts.runtime,
     version: opts.version,
     settings,
     secrets: new SecretsService(settings, opts.secretBox),
-    projects: new ProjectsService(settings),
+    projects: new ProjectsService(settings, paths),
     jobs: new JobHost(opts.spawnJob),
+    paths,
+    offload: new OffloadPool(),
   };
+}
+
+function bundledResourcesDir(): string | null {
+  try {
+    return resourcesDir();
+  } catch {
+    return null;
+  }
 }
 
 type Handlers = {
@@ -65,21 +81,26 @@ const handlers: Handlers = {
   'jobs.resume': (req, s) => s.jobs.resume(req.jobId),
   // The wizards (contract/wizards.ts).
   'app.resources': () => bundledResources(),
-  'models.inspect': (req) => inspectModel(req.path),
-  'lora.plan': (req) => planLora(req),
-  'datasets.list': (req) => listDatasets(req.project),
-  'tokenizers.list': (req) => listTokenizers(req.project),
-  'runs.list': (req) => listRuns(req.project),
-  'runs.read': (req) => readRun(req.runDir),
+  // Work that grows with its input runs in a worker thread under a time limit (offload/).
+  'models.inspect': (req, s) => offload(s, 'models.inspect', req),
+  'lora.plan': (req, s) => offload(s, 'lora.plan', req),
+  'datasets.list': (req, s) => offload(s, 'datasets.list', req),
+  'tokenizers.list': (req, s) => offload(s, 'tokenizers.list', req),
+  'runs.list': (req, s) => offload(s, 'runs.list', req),
+  'runs.read': (req, s) => offload(s, 'runs.read', req),
   'templates.builtins': () => builtinTemplates(),
-  'templates.load': (req) => loadTemplate(req),
-  'templates.preview': (req) => previewTemplate(req),
+  'templates.load': (req, s) => offload(s, 'templates.load', req),
+  'templates.preview': (req, s) => offload(s, 'templates.preview', req),
 };
+
+function offload<C extends TaskName & ChannelName>(s: Services, channel: C, req: z.output<(typeof channels)[C]['request']>): Promise<Response<C>> {
+  return s.offload.run(channel, req) as Promise<Response<C>>;
+}
 
 function describeIssues(error: z.ZodError): string {
   return error.issues
     .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`.slice(0, 300))
     .join('; ');
 }
 
@@ -88,10 +109,24 @@ export function toApiError(err: unknown): ApiErrorShape {
   return { code: 'internal', message: `Something went wrong inside Lathe: ${(err as Error)?.message ?? String(err)}`, hint: 'Try again; if it repeats, report it with the log.' };
 }
 
-/** Validate and route one call. Never throws: every outcome is an envelope. */
+/** A channel name as received, short and flat enough to quote in an error (it may be anything). */
+function quoteChannel(channel: unknown): string {
+  if (typeof channel === 'string') return JSON.stringify(channel.length > 80 ? `${channel.slice(0, 80)}…` : channel);
+  return channel === null ? 'null' : Array.isArray(channel) ? 'an array' : `a ${typeof channel}`;
+}
+
+/** Validate, confine and route one call. Never throws: every outcome is an envelope. */
 export async function dispatch(services: Services, channel: unknown, payload: unknown): Promise<Envelope<unknown>> {
+  try {
+    return await route(services, channel, payload);
+  } catch (err) {
+    return { ok: false, error: toApiError(err) };
+  }
+}
+
+async function route(services: Services, channel: unknown, payload: unknown): Promise<Envelope<unknown>> {
   if (typeof channel !== 'string' || !Object.hasOwn(channels, channel)) {
-    return { ok: false, error: { code: 'ipc.unknownChannel', message: `Unknown channel ${JSON.stringify(channel)}.` } };
+    return { ok: false, error: { code: 'ipc.unknownChannel', message: `Unknown channel ${quoteChannel(channel)}.` } };
   }
   const name = channel as ChannelName;
   const spec = channels[name];
@@ -107,6 +142,7 @@ export async function dispatch(services: Services, channel: unknown, payload: un
     };
   }
   try {
+    confine(name, parsed.data as never, services.paths);
     const handler = handlers[name] as (req: unknown, s: Services) => unknown;
     const value = await handler(parsed.data, services);
     return { ok: true, value: spec.response.parse(value) };

@@ -8,13 +8,14 @@
  *
  * The manifest is written atomically; a manifest from a newer Lathe is refused rather than rewritten.
  */
-import { promises as fsp, existsSync } from 'node:fs';
+import { promises as fsp, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { ProjectSummary } from '../contract';
 import { writeFileAtomic } from '../util/atomic';
 import { UserError } from '../util/progress';
 import type { SettingsService } from './settings';
+import { PathGuard } from './paths';
 
 export const MANIFEST_NAME = 'lathe-project.json';
 export const PROJECT_FORMAT_VERSION = 1;
@@ -44,14 +45,32 @@ function safeFolderName(name: string): string {
   return cleaned;
 }
 
+/**
+ * mkdir -p one level at a time. Node's recursive mkdir loops forever under /proc (each level answers
+ * ENOENT); here the first existing ancestor must be a folder and every failure ends the call.
+ */
+async function makeFolders(dir: string): Promise<void> {
+  const missing: string[] = [];
+  let at = dir;
+  while (!existsSync(at)) {
+    missing.push(at);
+    const up = path.dirname(at);
+    if (up === at) break;
+    at = up;
+  }
+  if (existsSync(at) && !statSync(at).isDirectory()) throw new Error(`${at} is not a folder`);
+  for (const d of missing.reverse()) await fsp.mkdir(d);
+}
+
 export class ProjectsService {
-  constructor(private readonly settings: SettingsService) {}
+  constructor(private readonly settings: SettingsService, private readonly guard: PathGuard = new PathGuard()) {}
 
   async create(parentDir: string, name: string): Promise<ProjectSummary> {
     if (!path.isAbsolute(parentDir)) {
       throw new UserError('projects.relativePath', `The location "${parentDir}" is not a full path.`, 'Pick the folder with the folder picker.');
     }
-    const dir = path.join(parentDir, safeFolderName(name));
+    // Refuses system places (/proc, /etc, ...) at once, before anything is created.
+    const dir = this.guard.choose(path.join(parentDir, safeFolderName(name)), 'project', 'the new project folder');
     if (existsSync(path.join(dir, MANIFEST_NAME))) {
       throw new UserError('projects.exists', `A Lathe project already exists in ${dir}.`, 'Open it instead, or choose another name.');
     }
@@ -59,8 +78,8 @@ export class ProjectsService {
       throw new UserError('projects.notEmpty', `The folder ${dir} already exists and is not empty.`, 'Choose another name so nothing of yours is overwritten.');
     }
     try {
-      await fsp.mkdir(dir, { recursive: true });
-      for (const sub of PROJECT_SUBDIRS) await fsp.mkdir(path.join(dir, sub), { recursive: true });
+      await makeFolders(dir);
+      for (const sub of PROJECT_SUBDIRS) await makeFolders(path.join(dir, sub));
     } catch (err) {
       throw new UserError('projects.cannotCreate', `Could not create the project folder ${dir}: ${(err as Error).message}`, 'Check that the location exists and that you may write to it.');
     }

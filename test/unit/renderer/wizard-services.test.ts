@@ -17,6 +17,11 @@ async function call<T>(channel: string, payload: unknown): Promise<T> {
   return env.value as T;
 }
 
+/** A project made through the contract, as the window makes one (paths are confined to chosen folders). */
+async function newProject(prefix: string): Promise<string> {
+  return (await call<{ path: string }>('projects.create', { parentDir: tempDir(prefix), name: 'p' })).path;
+}
+
 beforeAll(async () => {
   s = testServices();
   res = await call('app.resources', {});
@@ -65,7 +70,7 @@ describe('wizard channels', () => {
   });
 
   it('lora.plan reads steps and tokens per step from a prepared dataset; datasets.list finds it in the project', async () => {
-    const project = tempDir('lathe-wiz-proj-');
+    const project = await newProject('lathe-wiz-proj-');
     const out = path.join(project, 'datasets', 'sample');
     await prepareCorpus({ inputs: [res.domainCorpus], out, tokenizerDir: res.tinyModel, blockSize: 64, seed: 1 });
     const ds = await call<{ dir: string; blockSize: number; splits: Record<string, { rows: number }> }[]>('datasets.list', { project });
@@ -81,7 +86,7 @@ describe('wizard channels', () => {
   });
 
   it('runs.list / runs.read tell finished, stopped and crashed runs apart and return the history', async () => {
-    const project = tempDir('lathe-wiz-runs-');
+    const project = await newProject('lathe-wiz-runs-');
     const mk = (name: string, steps: number, summary: { stopped: boolean } | null) => {
       const dir = path.join(project, 'runs', name);
       mkdirSync(path.join(dir, 'checkpoints', `step-${String(steps).padStart(6, '0')}`), { recursive: true });
@@ -107,6 +112,10 @@ describe('wizard channels', () => {
     expect(d.config.model).toBe('/m');
     const missing = await dispatch(s, 'runs.read', { runDir: path.join(project, 'nope') });
     expect(missing.ok).toBe(false);
+    // A run folder outside every project the user opened is not read (issue 16: runs.read answered for any folder).
+    const outside = await dispatch(s, 'runs.read', { runDir: path.dirname(project) });
+    expect(outside.ok).toBe(false);
+    if (!outside.ok) expect(outside.error.code).toBe('paths.notAllowed');
   });
 
   it('templates.preview renders, tokenizes and masks only the assistant turns; a broken template is reported, not thrown', async () => {
