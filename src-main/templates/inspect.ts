@@ -50,9 +50,10 @@ export interface InspectOptions {
 }
 
 export function renderOptions(tpl: ChatTemplate, conv: ConversationInput, now?: Date): RenderOptions {
-  const opts: RenderOptions = { messages: conv.messages, specialTokens: tpl.specialTokens };
-  if (conv.tools) opts.tools = conv.tools;
-  if (conv.documents) opts.documents = conv.documents;
+  // tools/documents are None when not given, as transformers' apply_chat_template passes them.
+  const opts: RenderOptions = {
+    messages: conv.messages, specialTokens: tpl.specialTokens, tools: conv.tools ?? null, documents: conv.documents ?? null,
+  };
   if (conv.extra) opts.extra = conv.extra;
   if (now) opts.now = now;
   return opts;

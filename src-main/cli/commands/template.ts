@@ -172,7 +172,7 @@ export const commands: CliCommand[] = [
       const tpl = loadTemplateFromFlags(ctx, Boolean(conv.tools?.length));
       const now = nowFlag(ctx);
       const r = compileTemplate(tpl.source).render({
-        messages: conv.messages, tools: conv.tools, documents: conv.documents, extra: conv.extra,
+        messages: conv.messages, tools: conv.tools ?? null, documents: conv.documents ?? null, extra: conv.extra,
         specialTokens: tpl.specialTokens, addGenerationPrompt: gen, ...(now ? { now } : {}),
       });
       if (!ctx.json) ctx.out(r.text);

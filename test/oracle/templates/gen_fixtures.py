@@ -120,6 +120,23 @@ PROBES = [
     ("raise", "{{ raise_exception('Nope: ' + x) }}", {"x": "bad"}),
     ("undefined_attr", "[{{ m.missing }}][{{ m['missing'] }}]{% if m.missing is not defined %}u{% endif %}", {"m": {"a": 1}}),
     ("indent_filter", "{{ 'a\\nb\\n\\nc' | indent(2) }}|{{ 'a\\nb' | indent(2, true) }}", {}),
+    # jinja2's default Undefined (what transformers uses): iterable as empty, printable as '', most filters
+    # answer an empty value, attribute/item access and arithmetic raise.
+    ("undefined_for", "{% for t in u %}x{% endfor %}|{% for t in u %}x{% else %}E{% endfor %}|{% for k, v in u|items %}x{% endfor %}|{% for t in u if t %}x{% endfor %}|{% for t in m.tool_calls %}x{% endfor %}", {"m": {"role": "assistant"}}),
+    ("undefined_filters", "[{{ u|length }}][{{ u|count }}][{{ u|list }}][{{ u|join(',') }}][{{ u|first }}][{{ u|string }}][{{ u|upper }}][{{ u|map(attribute='x')|list }}][{{ u|selectattr('a')|list }}][{{ u|sort }}][{{ u|default('d') }}][{{ u|trim }}][{{ u|last }}]", {}),
+    ("undefined_tests_ops", "{{ u is defined }}{{ u is iterable }}{{ u is sequence }}{{ u is none }}{{ u == u }}{{ u == none }}{{ u != none }}{{ u in [1] }}{{ 1 in u }}|{{ 'a' ~ u ~ 'b' }}|{{ u or 2 }}|{{ not u }}|{{ u|length + 1 }}|{% if u %}y{% else %}n{% endif %}", {}),
+    ("undefined_attr_raises", "{{ u.name }}", {}),
+    ("undefined_item_raises", "{{ u['a'] }}", {}),
+    ("undefined_nested_raises", "{{ m.missing.x }}", {"m": {"a": 1}}),
+    ("undefined_index_raises", "{{ xs[5].role }}", {"xs": []}),
+    ("undefined_defined_test_raises", "{{ u.x is defined }}", {}),
+    ("undefined_tojson_raises", "{{ u|tojson }}", {}),
+    ("undefined_int_raises", "{{ u|int }}", {}),
+    ("undefined_plus_raises", "{{ u + 'x' }}", {}),
+    ("undefined_in_string_raises", "{{ u in 'abc' }}", {}),
+    ("tools_none", "{{ tools is defined }}{{ tools is none }}{{ documents is defined }}{{ documents is none }}{% if tools %}T{% endif %}[{{ tools }}][{{ tools.name }}]", {"tools": None, "documents": None}),
+    ("tools_none_guard", "{% if tools is defined and tools is not none %}{% for t in tools %}x{% endfor %}{% else %}no tools{% endif %}", {"tools": None}),
+    ("tools_none_loop_raises", "{% for t in tools %}x{% endfor %}", {"tools": None}),
     ("none_content_concat_guard", "{% if x.content %}{{ x.content }}{% else %}empty{% endif %}", {"x": {"content": None}}),
 ]
 
@@ -147,9 +164,9 @@ def main():
             if name in ("smollm3", "qwen3", "qwen3_gen"):
                 variants.append({"add_generation_prompt": True, "enable_thinking": False})
             for extra in variants:
-                variables = {"messages": conv["messages"], "bos_token": bos, "eos_token": eos, **extra}
-                if conv.get("tools"):
-                    variables["tools"] = data["tools"]
+                # transformers always passes tools= and documents=, None when there are none.
+                variables = {"messages": conv["messages"], "bos_token": bos, "eos_token": eos, **extra,
+                             "tools": data["tools"] if conv.get("tools") else None, "documents": None}
                 result = render(source, variables)
                 cases.append({
                     "template": name, "source": source_ref, "conversation": conv["id"],

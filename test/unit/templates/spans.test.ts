@@ -24,7 +24,7 @@ describe('derived assistant spans equal jinja2 generation blocks', () => {
       const conv = conversation(c.conversation);
       const compiled = compileTemplate(templateSource(plain));
       const r = assistantSpans(compiled, {
-        messages: conv.messages, tools: c.tools ? conv.tools : undefined,
+        messages: conv.messages, tools: c.tools ? conv.tools : null, documents: null,
         specialTokens: { bos_token: c.bos_token, eos_token: c.eos_token }, now: NOW,
       });
       expect(r.text).toBe(c.output);
