@@ -141,6 +141,14 @@ PROBES = [
 ]
 
 
+# Special tokens of the extra templates (default: <s>, <|im_end|>).
+EXTRA_TOKENS = {
+    "mistral": ("<s>", "</s>"),
+    "r1_distill": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    "glm4": ("", "<|endoftext|>"),
+}
+
+
 def main():
     with open(os.path.join(HERE, "conversations.json"), encoding="utf-8") as f:
         data = json.load(f)
@@ -154,8 +162,9 @@ def main():
             templates.append((meta["name"], "builtin:" + meta["name"], f.read(), meta.get("bosToken") or "<s>", meta["eosToken"]))
     for name in sorted(os.listdir(os.path.join(HERE, "extra"))):
         with open(os.path.join(HERE, "extra", name), encoding="utf-8") as f:
-            eos = "</s>" if name.startswith("mistral") else "<|im_end|>"
-            templates.append((name[:-6], "extra:" + name, f.read(), "<s>", eos))
+            stem = name[:-6].replace("_gen", "")
+            bos, eos = EXTRA_TOKENS.get(stem, ("<s>", "<|im_end|>"))
+            templates.append((name[:-6], "extra:" + name, f.read(), bos, eos))
 
     cases = []
     for name, source_ref, source, bos, eos in templates:
