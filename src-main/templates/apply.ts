@@ -43,7 +43,7 @@ export interface PreparedTemplate {
 }
 
 export function prepareTemplate(template: ChatTemplate): PreparedTemplate {
-  return { template, compiled: compileTemplate(template.source) };
+  return { template, compiled: compileTemplate(template.source, template.origin) };
 }
 
 export async function applyTemplate(

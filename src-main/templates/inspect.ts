@@ -107,7 +107,7 @@ export async function inspectConversation(
   tokenizer?: TemplateTokenizer,
   options: InspectOptions = {},
 ): Promise<Inspection> {
-  const compiled = compileTemplate(tpl.source);
+  const compiled = compileTemplate(tpl.source, tpl.origin);
   const opts = renderOptions(tpl, conv, options.now);
   const spanResult = assistantSpans(compiled, opts, { endMarkers: endMarkersFor(tpl, options.endMarkers) });
   const result: Inspection = {
@@ -160,8 +160,8 @@ export async function diffTemplates(
   tokenizer?: TemplateTokenizer,
   options: { now?: Date; addGenerationPrompt?: boolean } = {},
 ): Promise<TemplateDiff> {
-  const ra = compileTemplate(a.source).render({ ...renderOptions(a, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
-  const rb = compileTemplate(b.source).render({ ...renderOptions(b, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
+  const ra = compileTemplate(a.source, a.origin).render({ ...renderOptions(a, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
+  const rb = compileTemplate(b.source, b.origin).render({ ...renderOptions(b, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
   const out: TemplateDiff = {
     a: { origin: a.origin, text: ra },
     b: { origin: b.origin, text: rb },

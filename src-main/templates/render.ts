@@ -6,7 +6,9 @@
  * fixtures in test/oracle/templates pin the behaviour byte for byte.
  */
 import { Environment, Interpreter, parse, tokenize } from '@huggingface/jinja';
+import { UserError } from '../util/progress';
 import { strftime } from './strftime';
+import { locateSyntaxError } from './syntax';
 
 /** One chat message. Content is usually a string; multimodal templates take a list of parts. */
 export interface ChatMessage {
@@ -365,8 +367,23 @@ export interface CompiledTemplate {
   render(options: RenderOptions): RenderResult;
 }
 
-/** Parses a template once; render() is then cheap enough to call per message prefix. */
-export function compileTemplate(source: string): CompiledTemplate {
+/**
+ * A template whose Jinja syntax is broken: one plain message naming where the template came from, the
+ * line and what is wrong there (templates/syntax.ts), meant to be shown as it is.
+ */
+export class TemplateSyntaxError extends UserError {
+  constructor(readonly origin: string, readonly line: number | null, message: string) {
+    super('template-syntax', message,
+      `Fix the Jinja syntax in ${origin}${line !== null ? ` at line ${line}` : ''}, or choose a built-in template (\`lathe template list\`).`);
+    this.name = 'TemplateSyntaxError';
+  }
+}
+
+/**
+ * Parses a template once; render() is then cheap enough to call per message prefix. `origin` names
+ * where the source came from (a file, "chat_template in tokenizer_config.json") for error messages.
+ */
+export function compileTemplate(source: string, origin?: string): CompiledTemplate {
   if (typeof source !== 'string' || source.length === 0) {
     throw new TemplateRenderError('The chat template is empty.');
   }
@@ -375,7 +392,12 @@ export function compileTemplate(source: string): CompiledTemplate {
   try {
     program = parse(tokenize(rewritten.source, { lstrip_blocks: true, trim_blocks: true }));
   } catch (e) {
-    throw new TemplateRenderError(`The chat template could not be parsed: ${(e as Error).message}`);
+    const where = locateSyntaxError(source);
+    const what = origin ? `The chat template in ${origin}` : 'The chat template';
+    const message = where
+      ? `${what} has a syntax error at line ${where.line} of the template, ${where.snippet}: ${where.reason}.`
+      : `${what} has a syntax error: ${(e as Error).message}.`;
+    throw new TemplateSyntaxError(origin ?? 'the template', where?.line ?? null, message);
   }
   rewriteAst(program);
   return {

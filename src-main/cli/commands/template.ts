@@ -171,7 +171,7 @@ export const commands: CliCommand[] = [
       const conv = needConversation(ctx);
       const tpl = loadTemplateFromFlags(ctx, Boolean(conv.tools?.length));
       const now = nowFlag(ctx);
-      const r = compileTemplate(tpl.source).render({
+      const r = compileTemplate(tpl.source, tpl.origin).render({
         messages: conv.messages, tools: conv.tools ?? null, documents: conv.documents ?? null, extra: conv.extra,
         specialTokens: tpl.specialTokens, addGenerationPrompt: gen, ...(now ? { now } : {}),
       });

@@ -41,7 +41,7 @@ export function chatFormat(modelDir: string, tokenizer: LatheTokenizer, template
       throw e;
     }
   }
-  const compiled = compileTemplate(tpl.source);
+  const compiled = compileTemplate(tpl.source, tpl.origin);
   const markers = new Set(endMarkersFor(tpl).concat(COMMON_END_MARKERS.filter((m) => tpl.source.includes(m))));
   const stopIds: number[] = [], stopStrings: string[] = [];
   for (const m of markers) {

@@ -149,6 +149,35 @@ EXTRA_TOKENS = {
 }
 
 
+# Broken templates: jinja2's line number for each syntax error (Lathe must name the same line).
+SYNTAX_ERRORS = [
+    "{% for m in messages %}\n{{ m.content }}\n{% if m.role == 'user' %}\nx\n{% endfor %}",
+    "{% for m in messages %}\n{{ m.content }\n{% endfor %}",
+    "a\n{{ m.content + }}\n",
+    "{% if x %}\n{% for m in y %}\n",
+    "{% endif %}",
+    "\n\n{% else %}",
+    "{% iff x %}{% endif %}",
+    "line1\n{% for in messages %}{% endfor %}",
+    "{% set x = %}",
+    "{{ messages[0]['content'] }",
+    "{% if a %}\n{% elif %}{% endif %}",
+    "{% for m in messages %}\n\n{{ m|tojson(indent=) }}{% endfor %}",
+    "{%- for message in messages %}\n    {{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endfor %}\n",
+]
+
+
+def syntax_errors():
+    out = []
+    for source in SYNTAX_ERRORS:
+        try:
+            ENV.from_string(source)
+            out.append({"template": source, "line": None})
+        except jinja2.TemplateSyntaxError as e:
+            out.append({"template": source, "line": e.lineno, "message": e.message})
+    return out
+
+
 def main():
     with open(os.path.join(HERE, "conversations.json"), encoding="utf-8") as f:
         data = json.load(f)
@@ -193,6 +222,7 @@ def main():
         "now": FIXED_NOW.isoformat(),
         "cases": cases,
         "probes": probes,
+        "syntaxErrors": syntax_errors(),
     }
     with open(os.path.join(HERE, "fixtures.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)

@@ -117,7 +117,7 @@ describe('renderer details', () => {
   });
 
   it('reports parse errors in plain words', () => {
-    expect(() => compileTemplate('{% if %}')).toThrow(/could not be parsed/);
+    expect(() => compileTemplate('{% if %}')).toThrow(/has a syntax error at line 1 of the template/);
   });
 
   it('formats strftime like Python in UTC', () => {
