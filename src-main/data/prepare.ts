@@ -337,6 +337,7 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
   const val = new SftPacker(config.out, 'val-domain', c.blockSize, c.tokenBytes, c.tokenizer.eosId, config.truncation ?? 'drop', config.packSft ?? true);
   let kept = 0;
   const samples: Example[] = [];
+  const untrained = { count: 0, examples: [] as Example[] };
   for await (const f of walkFiles(config.inputs, stats)) {
     const s = await openTextStream(f.path, stats, opts.signal);
     if (!s) { stats.filesSkipped.push({ path: f.path, reason: 'looks like a binary file' }); continue; }
@@ -367,6 +368,12 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
         continue;
       }
       const r = await config.renderer(messages);
+      if (!hasTrainableToken(r.mask)) {
+        // The template placed no assistant token to learn (no reply, or one it could not locate): reported, never trained on silently.
+        untrained.count++;
+        if (untrained.examples.length < maxExamples) untrained.examples.push({ source: `${f.path}:${line}`, reason: 'no trainable tokens', excerpt: shown() });
+        continue;
+      }
       const target = isVal(kept++) ? val : train;
       target.add(r.ids, r.mask);
       if (samples.length < 5) samples.push({ source: `${f.path}:${line}`, reason: conv.format, excerpt: excerpt(messages.map((m) => `${m.role}: ${m.content}`).join('\n'), 400) });
@@ -374,6 +381,14 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
     }
   }
   if (stats.docs === 0) throw new UserError('data.empty', `No conversations were found${stats.badLineCount ? ` (${stats.badLineCount} bad records, first: ${stats.badLines[0]!.path}:${stats.badLines[0]!.line} ${stats.badLines[0]!.error})` : ''}.`, 'Use JSONL with "messages" (OpenAI), "conversations" (ShareGPT) or "instruction"/"output" (Alpaca).');
+  if (untrained.count > 0) {
+    const where = untrained.examples.map((e) => e.source).join(', ');
+    const message = `${untrained.count} of ${stats.docs - dups} conversations have no trainable tokens (the chat template placed no assistant reply to learn): ${where}${untrained.count > untrained.examples.length ? ', ...' : ''}.`;
+    if (untrained.count === stats.docs - dups) {
+      throw new UserError('data.sft-untrained', message, 'Check that the conversations have assistant replies; `lathe template inspect` shows which tokens the template trains.');
+    }
+    c.log(`${message} They were left out.`);
+  }
   const splits: Record<string, SplitInfo> = { train: train.finish() };
   if (val.out.docs) splits['val-domain'] = val.finish(); else val.finish();
   if (splits.train!.docs === 0) throw new UserError('data.empty', `Every conversation was dropped: ${train.dropped + val.dropped} longer than the block size ${c.blockSize} tokens or without assistant tokens, ${dups} duplicates.`, 'Raise --block-size or use truncation "truncate".');
@@ -395,6 +410,11 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
     splits, createdAt: new Date().toISOString(), meta: { seed: c.seed, truncation: config.truncation ?? 'drop' },
   });
   return report;
+}
+
+function hasTrainableToken(mask: ArrayLike<number>): boolean {
+  for (let i = 0; i < mask.length; i++) if (mask[i]) return true;
+  return false;
 }
 
 /** JSON records of a file: JSON Lines, or a JSON array / single object when the file starts with one. */

@@ -43,7 +43,7 @@ export interface PreparedTemplate {
 }
 
 export function prepareTemplate(template: ChatTemplate): PreparedTemplate {
-  return { template, compiled: compileTemplate(template.source) };
+  return { template, compiled: compileTemplate(template.source, template.origin) };
 }
 
 export async function applyTemplate(
@@ -75,6 +75,16 @@ export async function applyTemplate(
   const enc = await tokenizer.encode(spans.text, options.addSpecialTokens ?? false);
   let ids = enc.ids;
   let mask = maskFromSpans(enc.offsets, spans.spans);
+  if ((spans.openEnded?.length ?? 0) > 0) {
+    // The last reply ends the render with no end-of-turn token (GLM-4): append EOS and train it, or the
+    // model never learns to stop (GLM's own fine-tuning appends it the same way).
+    if (tokenizer.eosId !== undefined) {
+      ids = [...ids, tokenizer.eosId];
+      mask = Uint8Array.from([...mask, 1]);
+    } else {
+      warnings.push('The last reply has no end-of-turn token and the tokenizer names no EOS token; the model may not learn to stop.');
+    }
+  }
   const fullLength = ids.length;
   let truncated = false;
   if (options.maxLength !== undefined && ids.length > options.maxLength) {

@@ -50,9 +50,10 @@ export interface InspectOptions {
 }
 
 export function renderOptions(tpl: ChatTemplate, conv: ConversationInput, now?: Date): RenderOptions {
-  const opts: RenderOptions = { messages: conv.messages, specialTokens: tpl.specialTokens };
-  if (conv.tools) opts.tools = conv.tools;
-  if (conv.documents) opts.documents = conv.documents;
+  // tools/documents are None when not given, as transformers' apply_chat_template passes them.
+  const opts: RenderOptions = {
+    messages: conv.messages, specialTokens: tpl.specialTokens, tools: conv.tools ?? null, documents: conv.documents ?? null,
+  };
   if (conv.extra) opts.extra = conv.extra;
   if (now) opts.now = now;
   return opts;
@@ -106,7 +107,7 @@ export async function inspectConversation(
   tokenizer?: TemplateTokenizer,
   options: InspectOptions = {},
 ): Promise<Inspection> {
-  const compiled = compileTemplate(tpl.source);
+  const compiled = compileTemplate(tpl.source, tpl.origin);
   const opts = renderOptions(tpl, conv, options.now);
   const spanResult = assistantSpans(compiled, opts, { endMarkers: endMarkersFor(tpl, options.endMarkers) });
   const result: Inspection = {
@@ -159,8 +160,8 @@ export async function diffTemplates(
   tokenizer?: TemplateTokenizer,
   options: { now?: Date; addGenerationPrompt?: boolean } = {},
 ): Promise<TemplateDiff> {
-  const ra = compileTemplate(a.source).render({ ...renderOptions(a, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
-  const rb = compileTemplate(b.source).render({ ...renderOptions(b, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
+  const ra = compileTemplate(a.source, a.origin).render({ ...renderOptions(a, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
+  const rb = compileTemplate(b.source, b.origin).render({ ...renderOptions(b, conv, options.now), addGenerationPrompt: options.addGenerationPrompt ?? false }).text;
   const out: TemplateDiff = {
     a: { origin: a.origin, text: ra },
     b: { origin: b.origin, text: rb },

@@ -75,7 +75,7 @@ export async function lintTemplate(
   const issues: LintIssue[] = [];
   let compiled: CompiledTemplate;
   try {
-    compiled = compileTemplate(tpl.source);
+    compiled = compileTemplate(tpl.source, tpl.origin);
   } catch (e) {
     return [{ code: 'template-error', severity: 'error', message: (e as Error).message, fix: 'Correct the Jinja syntax of the template.' }];
   }

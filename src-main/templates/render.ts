@@ -6,7 +6,9 @@
  * fixtures in test/oracle/templates pin the behaviour byte for byte.
  */
 import { Environment, Interpreter, parse, tokenize } from '@huggingface/jinja';
+import { UserError } from '../util/progress';
 import { strftime } from './strftime';
+import { locateSyntaxError } from './syntax';
 
 /** One chat message. Content is usually a string; multimodal templates take a list of parts. */
 export interface ChatMessage {
@@ -22,8 +24,9 @@ export interface ChatMessage {
 
 export interface RenderOptions {
   messages: ChatMessage[];
-  tools?: unknown[];
-  documents?: unknown[];
+  /** null = Python's None (what transformers passes when there are no tools); undefined = not passed at all. */
+  tools?: unknown[] | null;
+  documents?: unknown[] | null;
   addGenerationPrompt?: boolean;
   /** Special tokens as strings (transformers passes its special_tokens_map): bos_token, eos_token, ... */
   specialTokens?: Record<string, string | undefined>;
@@ -220,6 +223,53 @@ const makeString = (text: string): Node => makeValue(text);
 // Statements whose value is not printed (the engine returns NullValue for them).
 const SILENT = new Set(['Set', 'Comment', 'Macro', 'Break', 'Continue']);
 
+/** Binary operators whose undefined operands we handle as jinja2 does (the rest go to the engine as they are). */
+const UNDEFINED_AWARE = new Set(['+', '-', '*', '/', '//', '%', '**', '==', '!=', '~', 'in', 'not in', '<', '>', '<=', '>=']);
+
+/** jinja2's UndefinedError text for the expression that produced the undefined value. */
+function undefinedMessage(expr: Node): string {
+  if (expr?.type === 'Identifier') return `'${String(expr.value)}' is undefined`;
+  if (expr?.type === 'MemberExpression' && !expr.computed && expr.property?.type === 'Identifier') {
+    return `'${String(expr.property.value)}' is undefined (no such attribute)`;
+  }
+  return 'a value used here is undefined';
+}
+
+const KEEP = Symbol('keep');
+
+// What jinja2's filters return for the default Undefined (measured with jinja2 3.1; test/oracle/templates).
+const UNDEFINED_FILTERS: Record<string, 'zero' | 'list' | 'empty' | 'undefined' | 'raise'> = {
+  length: 'zero', count: 'zero', sum: 'zero', wordcount: 'zero',
+  list: 'list', items: 'list', map: 'list', select: 'list', reject: 'list', selectattr: 'list', rejectattr: 'list',
+  sort: 'list', unique: 'list', reverse: 'list', batch: 'list', groupby: 'list',
+  join: 'empty', string: 'empty', upper: 'empty', lower: 'empty', trim: 'empty', title: 'empty', capitalize: 'empty',
+  safe: 'empty', e: 'empty', escape: 'empty', replace: 'empty', truncate: 'empty', format: 'empty', striptags: 'empty',
+  first: 'undefined', last: 'undefined', min: 'undefined', max: 'undefined',
+  int: 'raise', float: 'raise', abs: 'raise', dictsort: 'raise', indent: 'raise', attr: 'raise', xmlattr: 'raise',
+  filesizeformat: 'raise', round: 'raise', tojson: 'raise',
+};
+
+/** A filter applied to an undefined value, as jinja2's default Undefined answers it; KEEP leaves it to the engine (default, ...). */
+function undefinedFilter(filter: Node, operand: Node): Node {
+  const name = (filter?.type === 'CallExpression' ? filter.callee?.value : filter?.value) as string | undefined;
+  const kind = name === undefined ? undefined : UNDEFINED_FILTERS[name];
+  switch (kind) {
+    case 'zero':
+      return makeValue(0);
+    case 'list':
+      return makeValue([]);
+    case 'empty':
+      return makeString('');
+    case 'undefined':
+      return makeValue(undefined);
+    case 'raise':
+      if (name === 'tojson') throw new TemplateRenderError('Object of type Undefined is not JSON serializable');
+      throw new TemplateRenderError(undefinedMessage(operand));
+    default:
+      return KEEP;
+  }
+}
+
 /**
  * The engine skips None in output and prints booleans/lists/dicts the JavaScript way. jinja2 prints
  * str(value): None, True, [1, 'a']. Only this interpreter instance is changed, never the library.
@@ -233,7 +283,29 @@ function patchInterpreter(interp: Interpreter): void {
     if (statement?.type === '__LatheValue') return statement.value;
     if (statement?.type === '__LatheIter') {
       const value = self.evaluate(statement.operand, environment);
+      // jinja2's default Undefined iterates as empty: `{% for t in tools %}` without tools renders nothing.
+      if (value?.type === 'UndefinedValue') return makeValue([]);
       return value?.type === 'StringValue' ? makeValue(Array.from(value.value as string)) : value;
+    }
+    if (statement?.type === 'MemberExpression') {
+      // Attribute or item access on an undefined value raises in jinja2 (`tools.name`, `messages[9].role`).
+      const object = self.evaluate(statement.object, environment);
+      if (object?.type === 'UndefinedValue') throw new TemplateRenderError(undefinedMessage(statement.object));
+      return evaluate({ ...statement, object: { type: '__LatheValue', value: object } }, environment);
+    }
+    if (statement?.type === 'FilterExpression') {
+      const operand = self.evaluate(statement.operand, environment);
+      if (operand?.type === 'UndefinedValue') {
+        const result = undefinedFilter(statement.filter, statement.operand);
+        if (result !== KEEP) return result;
+      }
+      return evaluate({ ...statement, operand: { type: '__LatheValue', value: operand } }, environment);
+    }
+    if (statement?.type === 'TestExpression' && (statement.test?.value === 'iterable' || statement.test?.value === 'sequence')) {
+      const operand = self.evaluate(statement.operand, environment);
+      // Undefined is an (empty) iterable sequence in jinja2.
+      if (operand?.type === 'UndefinedValue') return makeValue(!statement.negate);
+      return evaluate({ ...statement, operand: { type: '__LatheValue', value: operand } }, environment);
     }
     if (statement?.type === '__LatheStr') {
       const text = pyStr(self.evaluate(statement.operand, environment));
@@ -242,19 +314,41 @@ function patchInterpreter(interp: Interpreter): void {
     return evaluate(statement, environment);
   };
   self.evaluateBinaryExpression = (node: Node, environment: Node) => {
-    if (node.operator?.value !== '+') return evaluateBinary(node, environment);
+    const op = node.operator?.value as string;
+    if (!UNDEFINED_AWARE.has(op)) return evaluateBinary(node, environment);
     const left = self.evaluate(node.left, environment);
     const right = self.evaluate(node.right, environment);
+    const again = (l: Node, r: Node): Node =>
+      evaluateBinary({ ...node, left: { type: '__LatheValue', value: l }, right: { type: '__LatheValue', value: r } }, environment);
+    const lu = left.type === 'UndefinedValue';
+    const ru = right.type === 'UndefinedValue';
+    if (op === '==' || op === '!=') {
+      // Undefined equals only another Undefined (the engine compares `undefined == null` the JavaScript way).
+      if (lu || ru) return makeValue((lu && ru) === (op === '=='));
+      return again(left, right);
+    }
+    if (op === '~') {
+      // str(Undefined) is ''.
+      if (lu || ru) return makeString((lu ? '' : pyStr(left)) + (ru ? '' : pyStr(right)));
+      return again(left, right);
+    }
+    if (op === 'in' || op === 'not in') {
+      if (lu && right.type === 'StringValue') {
+        throw new TemplateRenderError(`'in <string>' requires string as left operand, not Undefined`);
+      }
+      if (lu || ru) return makeValue(op === 'not in');
+      return again(left, right);
+    }
+    if (lu) throw new TemplateRenderError(undefinedMessage(node.left));
+    if (ru) throw new TemplateRenderError(undefinedMessage(node.right));
+    if (op !== '+') return again(left, right);
     // Python refuses str + non-str (jinja2 raises); the engine would glue the JSON text on.
     if ((left.type === 'StringValue') !== (right.type === 'StringValue')) {
       throw new TemplateRenderError(
         `can only concatenate ${pyTypeName(left)} (not "${pyTypeName(right)}") to ${pyTypeName(left)}`,
       );
     }
-    return evaluateBinary(
-      { ...node, left: { type: '__LatheValue', value: left }, right: { type: '__LatheValue', value: right } },
-      environment,
-    );
+    return again(left, right);
   };
   self.evaluateBlock = function (statements: Node[], environment: Node) {
     let result = '';
@@ -273,8 +367,23 @@ export interface CompiledTemplate {
   render(options: RenderOptions): RenderResult;
 }
 
-/** Parses a template once; render() is then cheap enough to call per message prefix. */
-export function compileTemplate(source: string): CompiledTemplate {
+/**
+ * A template whose Jinja syntax is broken: one plain message naming where the template came from, the
+ * line and what is wrong there (templates/syntax.ts), meant to be shown as it is.
+ */
+export class TemplateSyntaxError extends UserError {
+  constructor(readonly origin: string, readonly line: number | null, message: string) {
+    super('template-syntax', message,
+      `Fix the Jinja syntax in ${origin}${line !== null ? ` at line ${line}` : ''}, or choose a built-in template (\`lathe template list\`).`);
+    this.name = 'TemplateSyntaxError';
+  }
+}
+
+/**
+ * Parses a template once; render() is then cheap enough to call per message prefix. `origin` names
+ * where the source came from (a file, "chat_template in tokenizer_config.json") for error messages.
+ */
+export function compileTemplate(source: string, origin?: string): CompiledTemplate {
   if (typeof source !== 'string' || source.length === 0) {
     throw new TemplateRenderError('The chat template is empty.');
   }
@@ -283,7 +392,12 @@ export function compileTemplate(source: string): CompiledTemplate {
   try {
     program = parse(tokenize(rewritten.source, { lstrip_blocks: true, trim_blocks: true }));
   } catch (e) {
-    throw new TemplateRenderError(`The chat template could not be parsed: ${(e as Error).message}`);
+    const where = locateSyntaxError(source);
+    const what = origin ? `The chat template in ${origin}` : 'The chat template';
+    const message = where
+      ? `${what} has a syntax error at line ${where.line} of the template, ${where.snippet}: ${where.reason}.`
+      : `${what} has a syntax error: ${(e as Error).message}.`;
+    throw new TemplateSyntaxError(origin ?? 'the template', where?.line ?? null, message);
   }
   rewriteAst(program);
   return {
@@ -326,9 +440,11 @@ function renderProgram(program: Node, hasGeneration: boolean, options: RenderOpt
     messages: options.messages,
     add_generation_prompt: options.addGenerationPrompt ?? false,
   };
-  // transformers passes tools/documents only when given; templates test `tools is defined`.
-  if (options.tools !== undefined && options.tools !== null) vars.tools = options.tools;
-  if (options.documents !== undefined && options.documents !== null) vars.documents = options.documents;
+  // `tools: null` is Python's tools=None: defined, and `none` (transformers' apply_chat_template always
+  // passes tools= and documents=, None when not given; Lathe's own callers pass null the same way, see
+  // inspect.renderOptions). Left out (undefined), the variable is undefined, as when jinja2 gets no such kwarg.
+  if (options.tools !== undefined) vars.tools = options.tools;
+  if (options.documents !== undefined) vars.documents = options.documents;
   for (const [k, v] of Object.entries({ ...globals, ...vars })) {
     if (v !== undefined) env.set(k, v);
   }

@@ -33,6 +33,11 @@ export interface SpanResult {
   /** Assistant messages whose text could not be located (masked out, with a warning). */
   unresolved: number[];
   warnings: string[];
+  /**
+   * Assistant messages whose turn ends the render with no end-of-turn token or role tag after it (GLM-4's
+   * last reply): SFT appends the EOS token, trained, so the model learns to stop (applyTemplate).
+   */
+  openEnded?: number[];
 }
 
 /** End-of-turn strings the span end snaps to when the template writes no explicit marker list. */
@@ -78,6 +83,55 @@ function markerList(opts: RenderOptions, spanOpts: SpanOptions): string[] {
 const render = (tpl: CompiledTemplate, opts: RenderOptions, messages: ChatMessage[], gen: boolean): string =>
   tpl.render({ ...opts, messages, addGenerationPrompt: gen }).text;
 
+function tryRender(tpl: CompiledTemplate, opts: RenderOptions, messages: ChatMessage[], gen: boolean): string | null {
+  try {
+    return render(tpl, opts, messages, gen);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * How much of the generation prompt's tail `g` a rendered reply in history starts with. Reasoning templates
+ * (QwQ, DeepSeek-R1 distills) end the generation prompt with `<think>\n` that earlier replies do not show
+ * (their reasoning is cut): the turn header is `g` up to where the render parts from it, cut back to the end
+ * of a line or of a special token so a reply that happens to begin like `<think>` keeps its first characters.
+ */
+function headerLength(g: string, text: string, at: number): number {
+  const common = lcp(g, text, at);
+  if (common === g.length) return common;
+  for (let b = common; b > 0; b--) {
+    const c = g[b - 1];
+    if (c === '\n' || c === '>' || c === ']') return b;
+  }
+  return 0;
+}
+
+/**
+ * Where turn k starts in `full`, given the prompt rendered with and without the generation prompt. Normally
+ * the generation prompt is a prefix of the turn; when it is not (`<think>\n` added only for generation), the
+ * turn starts after the part of the generation prompt that the render of the turn repeats.
+ */
+function turnStart(prompt: string, base: () => string | null, withTurn: string, full: string): number {
+  if (withTurn.startsWith(prompt) && full.startsWith(prompt)) return prompt.length;
+  const b = base();
+  if (b === null || !prompt.startsWith(b) || !withTurn.startsWith(b) || !full.startsWith(b)) return -1;
+  const h = headerLength(prompt.slice(b.length), withTurn, b.length);
+  if (!full.startsWith(withTurn.slice(b.length, b.length + h), b.length)) return -1;
+  return b.length + h;
+}
+
+/**
+ * Turns that write no end-of-turn token (GLM-4: `<|assistant|>\n{reply}<|user|>...`) end where the model
+ * stops: at the next turn's role tag, which is trained with the reply (the model must learn to emit it),
+ * as GLM's own fine-tuning code does. Returns the tag's length when `text` starts with one at `at`.
+ */
+const ROLE_TAG = /^(?:<\|[A-Za-z_]{1,32}\|>|<｜[^｜\s]{1,32}｜>)/;
+function followingRoleTag(text: string, at: number): number {
+  const m = ROLE_TAG.exec(text.slice(at, at + 40));
+  return m ? m[0].length : 0;
+}
+
 export function assistantSpans(tpl: CompiledTemplate, opts: RenderOptions, spanOpts: SpanOptions = {}): SpanResult {
   const messages = opts.messages;
   const full = tpl.render({ ...opts, addGenerationPrompt: false });
@@ -98,6 +152,7 @@ export function assistantSpans(tpl: CompiledTemplate, opts: RenderOptions, spanO
   const F = full.text;
   const spans: TurnSpan[] = [];
   const needSentinel: number[] = [];
+  const openEnded: number[] = [];
   for (const k of assistants) {
     let prompt: string;
     let withTurn: string;
@@ -108,21 +163,30 @@ export function assistantSpans(tpl: CompiledTemplate, opts: RenderOptions, spanO
       needSentinel.push(k);
       continue;
     }
-    if (!withTurn.startsWith(prompt) || !F.startsWith(prompt)) {
+    const start = turnStart(prompt, () => tryRender(tpl, opts, messages.slice(0, k), false), withTurn, F);
+    if (start < 0) {
       needSentinel.push(k);
       continue;
     }
-    const added = withTurn.slice(prompt.length);
-    const wanted = snapToMarker(added, markers) || added.trimEnd().length;
-    const common = lcp(added, F, prompt.length);
-    if (common < wanted) {
+    const added = withTurn.slice(start);
+    let wanted = snapToMarker(added, markers);
+    if (wanted === 0) {
+      // No end-of-turn token: the reply, then the next turn's role tag when one follows (see followingRoleTag).
+      const tag = followingRoleTag(F, start + added.length);
+      const atEnd = tag === 0 && start + added.length === F.length;
+      // Trailing whitespace is the template's layout between turns, except on a reply that ends the text.
+      wanted = tag > 0 || atEnd ? added.length + tag : added.trimEnd().length;
+      if (atEnd) openEnded.push(k);
+    }
+    // (A role tag past the turn's own text was read from F itself.)
+    if (lcp(added, F, start) < Math.min(wanted, added.length)) {
       // The full render shows this turn differently from the prefix render (e.g. thinking removed).
       needSentinel.push(k);
       continue;
     }
-    spans.push({ message: k, start: prompt.length, end: prompt.length + wanted });
+    spans.push({ message: k, start, end: start + wanted });
   }
-  if (needSentinel.length === 0) return { text: F, spans, method: 'prefix', unresolved: [], warnings };
+  if (needSentinel.length === 0) return { text: F, spans, method: 'prefix', unresolved: [], warnings, openEnded };
 
   const viaSentinel = sentinelSpans(tpl, opts, F, needSentinel, markers);
   spans.push(...viaSentinel.spans);
@@ -245,8 +309,16 @@ function sentinelSpans(
     const pAnchor = afterSentinel(prompt, j);
     if (fAnchor < 0 || pAnchor < 0) continue;
     // The prompt's text after the anchor (the previous turn's end + the generation prompt) must follow it here too.
-    const p = prompt.slice(pAnchor);
-    if (!Fm.startsWith(p, fAnchor)) continue;
+    let p = prompt.slice(pAnchor);
+    if (!Fm.startsWith(p, fAnchor)) {
+      // A generation prompt the turn does not repeat (`<think>\n`): keep the part of it the render shows.
+      const base = tryRender(tpl, opts, marked.messages.slice(0, k), false);
+      const bAnchor = base === null ? -1 : afterSentinel(base, j);
+      if (base === null || bAnchor < 0 || !prompt.startsWith(base)) continue;
+      const b = base.slice(bAnchor);
+      if (!p.startsWith(b) || !Fm.startsWith(b, fAnchor)) continue;
+      p = b + p.slice(b.length, b.length + headerLength(p.slice(b.length), Fm, fAnchor + b.length));
+    }
     starts.set(k, { start: fAnchor + p.length, p, pAnchorJ: j });
   }
   const startPositions = [...starts.values()].map((x) => x.start).sort((a, b) => a - b);

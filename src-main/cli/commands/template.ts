@@ -171,8 +171,8 @@ export const commands: CliCommand[] = [
       const conv = needConversation(ctx);
       const tpl = loadTemplateFromFlags(ctx, Boolean(conv.tools?.length));
       const now = nowFlag(ctx);
-      const r = compileTemplate(tpl.source).render({
-        messages: conv.messages, tools: conv.tools, documents: conv.documents, extra: conv.extra,
+      const r = compileTemplate(tpl.source, tpl.origin).render({
+        messages: conv.messages, tools: conv.tools ?? null, documents: conv.documents ?? null, extra: conv.extra,
         specialTokens: tpl.specialTokens, addGenerationPrompt: gen, ...(now ? { now } : {}),
       });
       if (!ctx.json) ctx.out(r.text);

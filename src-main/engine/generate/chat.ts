@@ -41,7 +41,7 @@ export function chatFormat(modelDir: string, tokenizer: LatheTokenizer, template
       throw e;
     }
   }
-  const compiled = compileTemplate(tpl.source);
+  const compiled = compileTemplate(tpl.source, tpl.origin);
   const markers = new Set(endMarkersFor(tpl).concat(COMMON_END_MARKERS.filter((m) => tpl.source.includes(m))));
   const stopIds: number[] = [], stopStrings: string[] = [];
   for (const m of markers) {
@@ -55,7 +55,7 @@ export function chatFormat(modelDir: string, tokenizer: LatheTokenizer, template
 /** Rendered prompt text and its ids (the template decides BOS, as apply_chat_template). */
 export async function renderChatPrompt(fmt: ChatFormat, tokenizer: LatheTokenizer, messages: ChatMessage[], extra?: Record<string, unknown>): Promise<{ text: string; ids: number[] }> {
   if (messages.length === 0) throw new UserError('chat.empty', 'The conversation has no messages.', 'Add at least one user message.');
-  const text = fmt.compiled.render({ messages, addGenerationPrompt: true, specialTokens: fmt.template.specialTokens, ...(extra ? { extra } : {}) }).text;
+  const text = fmt.compiled.render({ messages, tools: null, documents: null, addGenerationPrompt: true, specialTokens: fmt.template.specialTokens, ...(extra ? { extra } : {}) }).text;
   const ids = (await tokenizer.encode(text, { addSpecialTokens: false })).ids;
   return { text, ids };
 }

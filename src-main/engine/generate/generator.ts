@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { openModel } from '../models';
+import { nonFiniteOutputError } from '../models/finite';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
@@ -87,6 +88,9 @@ export class Generator {
   readonly vocab: number;
   private params: ort.Tensor | null = null;
   private disposed = false;
+  /** The weights the graph reads and the adapter's values, to name a broken tensor when the logits are NaN. */
+  private weights: ModelWeights | null = null;
+  private adapterValues: Float32Array | null = null;
 
   private constructor(
     readonly config: ModelConfig,
@@ -146,6 +150,7 @@ export class Generator {
     const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
     const gen = new Generator(config, tokenizer, ep, capacity, chunk, graph, session, lora, upload,
       own ? weights : null, readGenerationDefaults(modelDir));
+    gen.weights = weights;
     if (opts.lora) await gen.setAdapter(opts.lora.params);
     return gen;
   }
@@ -155,6 +160,7 @@ export class Generator {
     if (!this.lora) throw new Error('Generator.setAdapter: this generator was built without a LoRA layout.');
     if (params.length !== this.lora.size) throw new Error(`Generator.setAdapter: ${params.length} values for a layout of ${this.lora.size}.`);
     const host = new ort.Tensor('float32', Float32Array.from(params), [params.length]);
+    this.adapterValues = host.data as Float32Array;
     const old = this.params;
     if (this.upload) {
       const out = await this.upload.runOrt({ in0: host });
@@ -213,6 +219,10 @@ export class Generator {
     let finish: FinishReason = 'length';
     const t0 = performance.now();
     let logits = await this.prefill(promptIds);
+    // Masked columns may be -Infinity by design; a NaN (or +Inf) means broken weights or adapter.
+    if (this.weights && logits.some((x) => Number.isNaN(x) || x === Number.POSITIVE_INFINITY)) {
+      throw await nonFiniteOutputError(this.weights, 'the next-token logits', this.adapterValues ?? undefined);
+    }
     const t1 = performance.now();
     for (let i = 0; i < maxTokens; i++) {
       if (opts.signal?.aborted) { finish = 'cancelled'; break; }

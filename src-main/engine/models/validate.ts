@@ -85,8 +85,11 @@ export async function inspectModelFolder(dir: string, opts: InspectOptions = {})
   const layout = weightsLayout(config, weights?.names());
   const dtypes: Record<string, number> = {};
   let weightBytes = 0;
+  // A quantized checkpoint explains every missing/odd tensor at once: said alone, in plain words.
+  const quantized = problems.find((p) => p.code === 'model-quantized') ?? await quantizationProblem(abs, weights?.names() ?? [], weights);
+  if (quantized && !problems.includes(quantized)) problems.push(quantized);
   try {
-    if (weights) {
+    if (weights && !quantized) {
       const missing: string[] = [];
       for (const [name, shape] of layout.shapes) {
         const e = weights.tryEntry(name);
@@ -113,6 +116,8 @@ export async function inspectModelFolder(dir: string, opts: InspectOptions = {})
           hint: 'The weight files are incomplete or belong to a different architecture than config.json says. Download the model folder again.',
         });
       }
+    }
+    if (weights) {
       const unexpected = weights.names().filter((n) => !layout.shapes.has(n) && !layout.ignorable.some((re) => re.test(n)));
       if (unexpected.length > 0) warnings.push(`${unexpected.length} tensor${unexpected.length === 1 ? '' : 's'} in the files will not be used: ${listSome(unexpected)}.`);
       for (const name of weights.names()) {
@@ -152,6 +157,55 @@ export async function inspectModelFolder(dir: string, opts: InspectOptions = {})
     dir: abs, config, layout, parameters: parameterCount(config), dtypes, dtype, weightBytes, weightFiles,
     sharded: weights?.sharded ?? false, tokenizer,
     hasGenerationConfig: existsSync(path.join(abs, 'generation_config.json')), problems, warnings,
+  };
+}
+
+const QUANT_METHODS: Record<string, string> = {
+  fp8: 'FP8', gptq: 'GPTQ', awq: 'AWQ', bitsandbytes: 'bitsandbytes (4/8-bit)', 'compressed-tensors': 'compressed-tensors',
+  aqlm: 'AQLM', hqq: 'HQQ', eetq: 'EETQ', quanto: 'Quanto', exl2: 'EXL2', fbgemm_fp8: 'FP8', torchao: 'torchao', mxfp4: 'MXFP4',
+};
+
+/** Tensor-name suffixes of quantized formats (the packed weights or their scales). */
+const QUANT_TENSORS: Array<[RegExp, string]> = [
+  [/\.(qweight|qzeros|g_idx)$/, 'GPTQ/AWQ'],
+  [/\.(absmax|quant_map|nested_absmax|nested_quant_map|SCB)$|\.quant_state\./, 'bitsandbytes (4/8-bit)'],
+  [/\.(weight_scale_inv|weight_scale|input_scale)$/, 'FP8'],
+];
+
+/**
+ * Quantized checkpoints (GPTQ, AWQ, bitsandbytes, FP8, ...) store packed integers and scales in place of
+ * the float weights Lathe trains on: recognised from config.json's quantization_config or the tensor
+ * names, and explained instead of reported as missing tensors.
+ */
+async function quantizationProblem(dir: string, names: string[], weights: ModelWeights | undefined): Promise<ModelProblem | null> {
+  let method: string | null = null;
+  let evidence = '';
+  try {
+    const raw = JSON.parse(await fsp.readFile(path.join(dir, 'config.json'), 'utf8')) as { quantization_config?: { quant_method?: unknown } };
+    if (raw.quantization_config && typeof raw.quantization_config === 'object') {
+      const m = String(raw.quantization_config.quant_method ?? 'unknown');
+      method = QUANT_METHODS[m] ?? m;
+      evidence = `config.json has a quantization_config (quant_method "${m}")`;
+    }
+  } catch {
+    // readModelConfig already read it; an unreadable file was reported there.
+  }
+  if (!method) {
+    for (const [re, kind] of QUANT_TENSORS) {
+      const hit = names.find((n) => re.test(n));
+      if (hit) {
+        method = kind;
+        const file = weights?.tryEntry(hit)?.file;
+        evidence = `tensor "${hit}"${file ? ` in ${path.basename(file)}` : ''} belongs to that format`;
+        break;
+      }
+    }
+  }
+  if (!method) return null;
+  return {
+    code: 'model-quantized',
+    message: `This is a ${method}-quantized checkpoint (${evidence}); Lathe cannot train from quantized weights. The files are not damaged.`,
+    hint: 'Use the bf16/f16 original of this model instead (the repository the quantized version was made from). Lathe can quantize it itself for QLoRA (quantization "nf4").',
   };
 }
 

@@ -40,6 +40,30 @@ function corrupt(file: string, what: string): UserError {
   );
 }
 
+/** Low-precision float dtypes of quantized checkpoints (FP8 E4M3/E5M2, scale-only E8M0, FP6, FP4). */
+const QUANTIZED_DTYPE = /^(F8_|F6_|F4)/;
+
+function quantizedDtype(file: string, name: string, dtype: string): UserError {
+  const kind = dtype.startsWith('F8_') ? 'FP8' : dtype.startsWith('F6') ? 'FP6' : 'FP4';
+  return new UserError(
+    'model-quantized',
+    `${path.basename(file)} is an ${kind}-quantized checkpoint (tensor "${name}" is stored as ${dtype}); Lathe cannot train from ${kind} weights. The file is not damaged.`,
+    `Use the bf16/f16 original of this model instead (the repository the ${kind} version was made from, usually the same name without "${kind}").`,
+  );
+}
+
+/** The start of a Git LFS pointer file, which a clone without git-lfs leaves in place of the weights. */
+const LFS_POINTER = 'version https://git-lfs.github.com/spec/';
+
+function lfsPointer(file: string, text: string): UserError {
+  const size = /\nsize (\d+)/.exec(text)?.[1];
+  return new UserError(
+    'model-lfs-pointer',
+    `${path.basename(file)} is a Git LFS pointer (a small text file), not the weights${size ? ` (the real file is ${Number(size).toLocaleString('en-US')} bytes)` : ''}.`,
+    `Run \`git lfs pull\` in ${path.dirname(file)}, or download ${path.basename(file)} from the model's page into that folder.`,
+  );
+}
+
 /** Parses and validates a header; `fileSize` is used to detect truncated files. */
 export function parseSafetensorsHeader(
   file: string, headerJson: string, dataOffset: number, fileSize: number,
@@ -64,6 +88,7 @@ export function parseSafetensorsHeader(
       continue;
     }
     const e = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e?.dtype === 'string' && QUANTIZED_DTYPE.test(e.dtype)) throw quantizedDtype(file, name, e.dtype);
     if (!isSafetensorsDtype(e?.dtype)) throw corrupt(file, `tensor "${name}" has unknown dtype ${JSON.stringify(e?.dtype)}`);
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw corrupt(file, `tensor "${name}" has an invalid shape ${JSON.stringify(e.shape)}`);
@@ -124,9 +149,12 @@ export class SafetensorsReader {
     }
     try {
       const size = (await handle.stat()).size;
+      const head = new Uint8Array(Math.min(size, 512));
+      await readFully(handle, head, 0);
+      const headText = new TextDecoder().decode(head);
+      if (headText.startsWith(LFS_POINTER)) throw lfsPointer(abs, headText);
       if (size < 8) throw corrupt(abs, `it has only ${size} bytes`);
-      const lenBuf = new Uint8Array(8);
-      await readFully(handle, lenBuf, 0);
+      const lenBuf = head.slice(0, 8);
       const n = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
       if (n > MAX_HEADER_BYTES) throw corrupt(abs, `its header claims ${n} bytes`);
       if (8 + n > size) {

@@ -3,6 +3,7 @@
  * perplexity on a prepared dataset's held-out splits. Used by `lathe logits`, `lathe eval` and export checks.
  */
 import { openModel } from '../models';
+import { nonFiniteOutputError } from '../models/finite';
 import { openDataset } from '../../data/pack/dataset';
 import { EngineSession, hostTensor, type EpName, type HostTensor } from '../runtime';
 import { TokenRows, type LoraLayout } from '../llm/lora';
@@ -49,6 +50,8 @@ export async function computeLogits(modelDir: string, ids: number[], opts: { che
       const batch = makeBatch([Uint32Array.from(ids)], T, rows, [0]); // no targets: logits only
       const out = await s.run({ ...feedsOf(batch, 1, T), ...(ad ? { params: ad.params } : {}) }, ['logits']);
       const flat = out['logits']!.data as Float32Array;
+      // NaN logits are never handed out as results (JSON would print them as null): say which weight broke them.
+      if (!flat.every(Number.isFinite)) throw await nonFiniteOutputError(weights, 'the logits', ad?.params.data as Float32Array | undefined);
       // back to token-id columns: base columns, then each new token's column at its own id
       const K = rows.classes;
       const V = Math.max(config.vocabSize, ...(ad?.lora.newRows?.ids.map((id) => id + 1) ?? []));
@@ -87,6 +90,7 @@ export async function evaluatePerplexity(modelDir: string, datasetDir: string,
         result.splits[name] = await evaluateSplit(s, split, ds.manifest, ad?.params ?? null, B, T, ad?.rows ?? new TokenRows(config.vocabSize, null), opts.maxBlocks ?? Infinity,
           (f) => { throwIfCancelled(opts.signal); opts.onProgress?.({ stage: `Evaluating ${name}`, fraction: f }); });
         split.close();
+        if (!Number.isFinite(result.splits[name].loss)) throw await nonFiniteOutputError(weights, `the loss on ${name}`, ad?.params.data as Float32Array | undefined);
       }
       return result;
     } finally {

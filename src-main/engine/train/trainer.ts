@@ -8,6 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openModel } from '../models';
+import { findNonFiniteWeight, nonFiniteWeightError } from '../models/finite';
 import type { ModelConfig } from '../models/config';
 import { openDataset } from '../../data/pack/dataset';
 import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../runtime';
@@ -253,11 +254,19 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         const seconds = (Date.now() - stepStart) / 1000;
         tokensSeen += B * T * A;
         if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          // Non-finite on the very first step of a fresh adapter: the model itself is broken (NaN/Inf weights), not the training.
+          if (adamSteps === 0 && resumedFrom === null) {
+            const broken = await findNonFiniteWeight(weights);
+            if (broken) throw nonFiniteWeightError(broken);
+          }
           bad++;
           metrics.append({ kind: 'event', step, event: 'nonfinite', loss: String(loss), gradNorm: String(gradNorm) });
           hooks.onLog?.('warn', `Step ${step}: the loss was not a finite number; the update was skipped (weights unchanged).`);
           if (bad >= cfg.maxBadSteps) {
-            throw new UserError('train.diverged', `Training produced non-finite losses ${bad} steps in a row, so it was stopped. Your last checkpoint is kept.`, 'Lower the learning rate (e.g. halve it) or the gradient clip, then resume.');
+            const kept = ckpts.list().at(-1);
+            throw new UserError('train.diverged',
+              `Training produced non-finite losses ${bad} steps in a row, so it was stopped. ${kept ? `The last checkpoint (step ${kept.step}) is kept.` : 'No checkpoint had been written yet, so there is nothing to resume from.'}`,
+              kept ? 'Lower the learning rate (e.g. halve it) or the gradient clip, then resume.' : 'Lower the learning rate (e.g. halve it) or the gradient clip, and start the run again.');
           }
           continue;
         }

@@ -120,8 +120,62 @@ PROBES = [
     ("raise", "{{ raise_exception('Nope: ' + x) }}", {"x": "bad"}),
     ("undefined_attr", "[{{ m.missing }}][{{ m['missing'] }}]{% if m.missing is not defined %}u{% endif %}", {"m": {"a": 1}}),
     ("indent_filter", "{{ 'a\\nb\\n\\nc' | indent(2) }}|{{ 'a\\nb' | indent(2, true) }}", {}),
+    # jinja2's default Undefined (what transformers uses): iterable as empty, printable as '', most filters
+    # answer an empty value, attribute/item access and arithmetic raise.
+    ("undefined_for", "{% for t in u %}x{% endfor %}|{% for t in u %}x{% else %}E{% endfor %}|{% for k, v in u|items %}x{% endfor %}|{% for t in u if t %}x{% endfor %}|{% for t in m.tool_calls %}x{% endfor %}", {"m": {"role": "assistant"}}),
+    ("undefined_filters", "[{{ u|length }}][{{ u|count }}][{{ u|list }}][{{ u|join(',') }}][{{ u|first }}][{{ u|string }}][{{ u|upper }}][{{ u|map(attribute='x')|list }}][{{ u|selectattr('a')|list }}][{{ u|sort }}][{{ u|default('d') }}][{{ u|trim }}][{{ u|last }}]", {}),
+    ("undefined_tests_ops", "{{ u is defined }}{{ u is iterable }}{{ u is sequence }}{{ u is none }}{{ u == u }}{{ u == none }}{{ u != none }}{{ u in [1] }}{{ 1 in u }}|{{ 'a' ~ u ~ 'b' }}|{{ u or 2 }}|{{ not u }}|{{ u|length + 1 }}|{% if u %}y{% else %}n{% endif %}", {}),
+    ("undefined_attr_raises", "{{ u.name }}", {}),
+    ("undefined_item_raises", "{{ u['a'] }}", {}),
+    ("undefined_nested_raises", "{{ m.missing.x }}", {"m": {"a": 1}}),
+    ("undefined_index_raises", "{{ xs[5].role }}", {"xs": []}),
+    ("undefined_defined_test_raises", "{{ u.x is defined }}", {}),
+    ("undefined_tojson_raises", "{{ u|tojson }}", {}),
+    ("undefined_int_raises", "{{ u|int }}", {}),
+    ("undefined_plus_raises", "{{ u + 'x' }}", {}),
+    ("undefined_in_string_raises", "{{ u in 'abc' }}", {}),
+    ("tools_none", "{{ tools is defined }}{{ tools is none }}{{ documents is defined }}{{ documents is none }}{% if tools %}T{% endif %}[{{ tools }}][{{ tools.name }}]", {"tools": None, "documents": None}),
+    ("tools_none_guard", "{% if tools is defined and tools is not none %}{% for t in tools %}x{% endfor %}{% else %}no tools{% endif %}", {"tools": None}),
+    ("tools_none_loop_raises", "{% for t in tools %}x{% endfor %}", {"tools": None}),
     ("none_content_concat_guard", "{% if x.content %}{{ x.content }}{% else %}empty{% endif %}", {"x": {"content": None}}),
 ]
+
+
+# Special tokens of the extra templates (default: <s>, <|im_end|>).
+EXTRA_TOKENS = {
+    "mistral": ("<s>", "</s>"),
+    "r1_distill": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    "glm4": ("", "<|endoftext|>"),
+}
+
+
+# Broken templates: jinja2's line number for each syntax error (Lathe must name the same line).
+SYNTAX_ERRORS = [
+    "{% for m in messages %}\n{{ m.content }}\n{% if m.role == 'user' %}\nx\n{% endfor %}",
+    "{% for m in messages %}\n{{ m.content }\n{% endfor %}",
+    "a\n{{ m.content + }}\n",
+    "{% if x %}\n{% for m in y %}\n",
+    "{% endif %}",
+    "\n\n{% else %}",
+    "{% iff x %}{% endif %}",
+    "line1\n{% for in messages %}{% endfor %}",
+    "{% set x = %}",
+    "{{ messages[0]['content'] }",
+    "{% if a %}\n{% elif %}{% endif %}",
+    "{% for m in messages %}\n\n{{ m|tojson(indent=) }}{% endfor %}",
+    "{%- for message in messages %}\n    {{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endfor %}\n",
+]
+
+
+def syntax_errors():
+    out = []
+    for source in SYNTAX_ERRORS:
+        try:
+            ENV.from_string(source)
+            out.append({"template": source, "line": None})
+        except jinja2.TemplateSyntaxError as e:
+            out.append({"template": source, "line": e.lineno, "message": e.message})
+    return out
 
 
 def main():
@@ -137,8 +191,9 @@ def main():
             templates.append((meta["name"], "builtin:" + meta["name"], f.read(), meta.get("bosToken") or "<s>", meta["eosToken"]))
     for name in sorted(os.listdir(os.path.join(HERE, "extra"))):
         with open(os.path.join(HERE, "extra", name), encoding="utf-8") as f:
-            eos = "</s>" if name.startswith("mistral") else "<|im_end|>"
-            templates.append((name[:-6], "extra:" + name, f.read(), "<s>", eos))
+            stem = name[:-6].replace("_gen", "")
+            bos, eos = EXTRA_TOKENS.get(stem, ("<s>", "<|im_end|>"))
+            templates.append((name[:-6], "extra:" + name, f.read(), bos, eos))
 
     cases = []
     for name, source_ref, source, bos, eos in templates:
@@ -147,9 +202,9 @@ def main():
             if name in ("smollm3", "qwen3", "qwen3_gen"):
                 variants.append({"add_generation_prompt": True, "enable_thinking": False})
             for extra in variants:
-                variables = {"messages": conv["messages"], "bos_token": bos, "eos_token": eos, **extra}
-                if conv.get("tools"):
-                    variables["tools"] = data["tools"]
+                # transformers always passes tools= and documents=, None when there are none.
+                variables = {"messages": conv["messages"], "bos_token": bos, "eos_token": eos, **extra,
+                             "tools": data["tools"] if conv.get("tools") else None, "documents": None}
                 result = render(source, variables)
                 cases.append({
                     "template": name, "source": source_ref, "conversation": conv["id"],
@@ -167,6 +222,7 @@ def main():
         "now": FIXED_NOW.isoformat(),
         "cases": cases,
         "probes": probes,
+        "syntaxErrors": syntax_errors(),
     }
     with open(os.path.join(HERE, "fixtures.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)

@@ -5,6 +5,7 @@ import { prepareCorpus } from '../../../src-main/data/prepare';
 import { openDataset } from '../../../src-main/data/pack/dataset';
 import { loadTokenizerDir } from '../../../src-main/data/tokenize';
 import { chatmlRenderer } from '../../../src-main/data/sft/chatml';
+import type { ChatMessage } from '../../../src-main/data/types';
 import { rng } from '../../../src-main/data/clean/hash';
 import { CancelledError, UserError, type ProgressReport } from '../../../src-main/util/progress';
 import { asciiIds, makeTokenizerDir, tmp } from './helpers';
@@ -171,5 +172,28 @@ describe('prepareCorpus (SFT)', () => {
     expect(segs.size).toBeGreaterThan(1); // several conversations share a row
     r.close();
     expect(existsSync(join(out, 'report.json'))).toBe(true);
+  });
+
+  it('reports conversations whose template places no trainable token, and refuses when none has one', async () => {
+    const root = tmp();
+    const tok = await loadTokenizerDir(makeTokenizerDir(tmp()));
+    const ascii = await asciiIds(tok);
+    const enc = (t: string): number[] => [...Buffer.from(t)].map((b) => ascii[b]!);
+    const chatml = chatmlRenderer(enc, 257, 258);
+    // A template that cannot place replies starting with "?" (as a reasoning template did with every reply).
+    const render = async (messages: ChatMessage[]) => {
+      const r = await chatml(messages);
+      return messages.some((m) => m.role === 'assistant' && m.content.startsWith('?')) ? { ids: r.ids, mask: new Uint8Array(r.ids.length) } : r;
+    };
+    const f = join(root, 'chat.jsonl');
+    const conv = (q: string, a: string) => JSON.stringify({ messages: [{ role: 'user', content: q }, { role: 'assistant', content: a }] });
+    writeFileSync(f, [conv('a', 'fine'), conv('b', '?lost'), conv('c', 'good'), conv('d', '?gone')].join('\n'));
+    const report = await prepareCorpus({ mode: 'sft', inputs: [f], out: join(root, 'o'), tokenizer: tok, renderer: render, blockSize: 128, valFraction: 0 });
+    const w = report.warnings.find((x) => x.includes('no trainable tokens'));
+    expect(w).toBe(`2 of 4 conversations have no trainable tokens (the chat template placed no assistant reply to learn): ${f}:2, ${f}:4. They were left out.`);
+    expect(report.splits.train!.docs).toBe(2);
+    writeFileSync(f, [conv('b', '?lost'), conv('d', '?gone')].join('\n'));
+    await expect(prepareCorpus({ mode: 'sft', inputs: [f], out: join(root, 'o2'), tokenizer: tok, renderer: render, blockSize: 128, valFraction: 0 }))
+      .rejects.toThrow(/2 of 2 conversations have no trainable tokens/);
   });
 });

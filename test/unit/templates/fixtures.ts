@@ -26,6 +26,7 @@ export interface Fixtures {
   now: string;
   cases: FixtureCase[];
   probes: Array<{ name: string; template: string; variables: Record<string, unknown>; output?: string; error?: string }>;
+  syntaxErrors: Array<{ template: string; line: number | null; message?: string }>;
 }
 
 export const fixtures = JSON.parse(readFileSync(join(ORACLE, 'fixtures.json'), 'utf8')) as Fixtures;

@@ -18,7 +18,7 @@ function renderCase(c: FixtureCase): { text?: string; generation?: Array<[number
   try {
     const r = compileTemplate(templateSource(c.source)).render({
       messages: conv.messages,
-      tools: c.tools ? conv.tools : undefined,
+      tools: c.tools ? conv.tools : null, documents: null,
       specialTokens: { bos_token: c.bos_token, eos_token: c.eos_token },
       addGenerationPrompt: add_generation_prompt,
       extra,
@@ -87,6 +87,18 @@ describe('renderer details', () => {
     expect(t.render({ messages: [], tools: [], documents: [{ title: 'a' }], addGenerationPrompt: true }).text).toBe('|True|True||True');
   });
 
+  it('passes tools=None through as None (defined, none), as transformers does', () => {
+    const t = compileTemplate('{{ tools is defined }}{{ tools is none }}|{{ documents is defined }}{{ documents is none }}');
+    expect(t.render({ messages: [], tools: null, documents: null }).text).toBe('TrueTrue|TrueTrue');
+    expect(t.render({ messages: [] }).text).toBe('FalseFalse|FalseFalse');
+  });
+
+  it('renders a tool-use template that loops over tools unguarded, for a conversation without tools', () => {
+    // Hermes-style: `{% for tool in tools %}` with no `if tools`; jinja2's Undefined iterates as empty.
+    const t = compileTemplate('<tools>{% for tool in tools %}{{ tool | tojson }}{% endfor %}</tools>{% for m in messages %}{{ m.content }}{% for c in m.tool_calls %}+{% endfor %}{% endfor %}');
+    expect(t.render({ messages: [{ role: 'user', content: 'hi' }] }).text).toBe('<tools></tools>hi');
+  });
+
   it('strips with a character set like Python', () => {
     const t = compileTemplate("{{ x.strip('\\n') }}|{{ x.lstrip('\\n ') }}|{{ x.rstrip('\\n') }}|{{ x.strip() }}");
     expect(t.render({ messages: [], extra: { x: '\n  a b \n\n' } }).text).toBe('  a b |a b \n\n|\n  a b |a b');
@@ -105,7 +117,7 @@ describe('renderer details', () => {
   });
 
   it('reports parse errors in plain words', () => {
-    expect(() => compileTemplate('{% if %}')).toThrow(/could not be parsed/);
+    expect(() => compileTemplate('{% if %}')).toThrow(/has a syntax error at line 1 of the template/);
   });
 
   it('formats strftime like Python in UTC', () => {
