@@ -104,7 +104,7 @@ export const ModelSummary = z.object({
 });
 export type ModelSummary = z.infer<typeof ModelSummary>;
 
-const Targets = z.union([z.enum(['attention', 'mlp', 'all-linear']), z.array(z.enum(['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'])).min(1)]);
+const Targets = z.union([z.enum(['attention', 'mlp', 'all-linear']), z.array(z.enum(['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down', 'gate_up'])).min(1)]);
 
 export const LoraPlanRequest = z.object({
   model: path,

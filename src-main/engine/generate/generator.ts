@@ -308,25 +308,31 @@ export class Generator {
     const keep = new Float32Array(S).fill(1);
     for (let j = 0; j < n; j++) { write[(start + j) * Tc + j] = 1; keep[start + j] = 0; }
     // mask rows in the grouped order [G, Tc]: row (g, j) sees absolute positions s <= start + j
-    const mask = new Float32Array(G * Tc * S).fill(NEG_INF);
-    for (let gi = 0; gi < G; gi++) {
-      for (let j = 0; j < Tc; j++) {
-        const row = (gi * Tc + j) * S;
-        const p = start + Math.min(j, n - 1); // padded rows: like the last real one (their output is unused)
-        for (let s = 0; s <= p; s++) if (window === null || p - s < window) mask[row + s] = 0;
+    // ('maskWindow': only the last `window` of them, for sliding-window layers)
+    const makeMask = (window: number | null): Float32Array => {
+      const mask = new Float32Array(G * Tc * S).fill(NEG_INF);
+      for (let gi = 0; gi < G; gi++) {
+        for (let j = 0; j < Tc; j++) {
+          const row = (gi * Tc + j) * S;
+          const p = start + Math.min(j, n - 1); // padded rows: like the last real one (their output is unused)
+          for (let s = 0; s <= p; s++) if (window === null || p - s < window) mask[row + s] = 0;
+        }
       }
-    }
+      return mask;
+    };
     const feeds: Record<string, ort.Tensor> = {
       ids: new ort.Tensor('int64', idArr, [1, Tc]),
       write: new ort.Tensor('float32', write, [S, Tc]),
       keep: new ort.Tensor('float32', keep, [S, 1]),
-      mask: new ort.Tensor('float32', mask, [G * Tc, S]),
     };
+    if (graph.feeds.includes('mask')) feeds['mask'] = new ort.Tensor('float32', makeMask(null), [G * Tc, S]);
+    if (graph.feeds.includes('maskWindow')) feeds['maskWindow'] = new ort.Tensor('float32', makeMask(window), [G * Tc, S]);
     const positions = Array.from({ length: Tc }, (_, j) => start + Math.min(j, n - 1));
-    if (graph.feeds.includes('cos')) {
-      const { cos, sin } = ropeRows(cfg, positions);
-      feeds['cos'] = new ort.Tensor('float32', cos, [Tc, cfg.headDim]);
-      feeds['sin'] = new ort.Tensor('float32', sin, [Tc, cfg.headDim]);
+    for (const [sfx, params] of [['', cfg.rope], ['Local', cfg.localRope]] as const) {
+      if (!params || !graph.feeds.includes(`cos${sfx}`)) continue;
+      const { cos, sin } = ropeRows(cfg, params, positions);
+      feeds[`cos${sfx}`] = new ort.Tensor('float32', cos, [Tc, cfg.headDim]);
+      feeds[`sin${sfx}`] = new ort.Tensor('float32', sin, [Tc, cfg.headDim]);
     }
     if (graph.feeds.includes('pos')) feeds['pos'] = new ort.Tensor('int64', BigInt64Array.from(positions, BigInt), [Tc]);
     if (graph.feeds.includes('pick')) { // (a dynamic graph always takes it)

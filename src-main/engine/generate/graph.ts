@@ -22,9 +22,12 @@ import type { Dim } from '../graph/types';
 import { lowerGraph } from '../lower/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
-import { ropeInvFreq } from '../models/config';
+import { ropeCosSin, type RopeParams } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
-import { baseWeight, linear, mlpResidual, norm, qkvHeads, rope, ropeTables, type Ctx, type WeightSource } from '../llm/forward';
+import {
+  attentionScores, baseWeight, finishLogits, isWindowLayer, layerRope, linear, mlpResidual, norm, qkvHeads, residualAdd, rope, ropeRot,
+  scaleEmbedding, type Ctx, type WeightSource,
+} from '../llm/forward';
 import type { LoraLayout } from '../llm/lora';
 
 export interface StepGraphShape {
@@ -59,11 +62,15 @@ export async function buildStepGraph(
 
   const ids = g.input('ids', 'int64', [1, Tc]);
   const feeds = ['ids'];
-  let cos: Value | null = null, sin: Value | null = null, pos: Value | null = null;
-  if (cfg.rope) {
-    cos = g.input('cos', 'float32', [Tc, D]);
-    sin = g.input('sin', 'float32', [Tc, D]);
-    feeds.push('cos', 'sin');
+  let pos: Value | null = null;
+  // cos/sin inputs per RoPE the layers use (cos/sin: cfg.rope; cosLocal/sinLocal: Gemma 3's local RoPE)
+  const ropeIn = new Map<RopeParams, { cos: Value; sin: Value }>();
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const params = cfg.ropeLayers[i] ? layerRope(cfg, i) : null;
+    if (!params || ropeIn.has(params)) continue;
+    const sfx = params === cfg.rope ? '' : 'Local';
+    ropeIn.set(params, { cos: g.input(`cos${sfx}`, 'float32', [Tc, D]), sin: g.input(`sin${sfx}`, 'float32', [Tc, D]) });
+    feeds.push(`cos${sfx}`, `sin${sfx}`);
   }
   if (layout.positions) {
     pos = g.input('pos', 'int64', [Tc]);
@@ -71,8 +78,13 @@ export async function buildStepGraph(
   }
   const write = g.input('write', 'float32', [S, Tc]);
   const keep = g.input('keep', 'float32', [S, 1]);
-  const mask = g.input('mask', 'float32', [GTc, S]);
-  feeds.push('write', 'keep', 'mask');
+  feeds.push('write', 'keep');
+  // additive masks: 'mask' (causal) for global layers, 'maskWindow' for sliding-window layers
+  const masks = new Map<string, Value>();
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const name = isWindowLayer(cfg, i) ? 'maskWindow' : 'mask';
+    if (!masks.has(name)) { masks.set(name, g.input(name, 'float32', [GTc, S])); feeds.push(name); }
+  }
   // decode has one row already; prefill picks the prompt's last real row
   const pick = Tc !== 1 ? g.input('pick', 'float32', [1, Tc]) : null;
   if (pick) feeds.push('pick');
@@ -112,20 +124,22 @@ export async function buildStepGraph(
     // x + isNew · (rows[newIdx] − x), as buildForward
     x = g.add(x, g.mul(isNew, g.sub(g.reshape(g.gather(newEmbed, newIdx), [Tc, C]), x)));
   }
+  x = scaleEmbedding(c, x);
   if (layout.positions && pos) x = g.add(x, g.gather(await baseWeight(g, src, layout.positions), pos));
-  const rot = cfg.rope ? ropeTables(g, cfg, 1).rot : null; // only the rotate-half matrix R [D, D]
-  const scale = 1 / Math.sqrt(D);
+  const rot = cfg.rope ? ropeRot(g, cfg) : null; // the rotate-half matrix R [D, D]
   const cache: { input: string; output: string }[] = [];
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const L = layout.layers[i]!;
-    const { q4, k4, v } = await qkvHeads(c, await norm(c, x, L.attnNorm), L, i, 1, Tc);
+    const { q4, k4, v } = await qkvHeads(c, L.attnNorm ? await norm(c, x, L.attnNorm) : x, L, i, 1, Tc);
     // q [1, Tc, K, G, D] -> [1, K, G, Tc, D]; k, v [1, Tc, K, D] -> [1, K, Tc, D]
     let qg = g.transpose(g.reshape(q4, [1, Tc, K, G, D]), [0, 2, 3, 1, 4]);
     let kt = g.transpose(k4, [0, 2, 1, 3]);
     const vt = g.transpose(g.reshape(v, [1, Tc, K, D]), [0, 2, 1, 3]);
-    if (rot && cos && sin && cfg.ropeLayers[i]) {
-      const t = { cos, sin, rot };
+    const params = cfg.ropeLayers[i] ? layerRope(cfg, i) : null;
+    const cs = params ? ropeIn.get(params) : undefined;
+    if (rot && cs) {
+      const t = { cos: cs.cos, sin: cs.sin, rot };
       qg = rope(g, qg, t); // cos/sin [Tc, D] broadcast over heads
       kt = rope(g, kt, t);
     }
@@ -137,12 +151,12 @@ export async function buildStepGraph(
     g.output(`k${i}_out`, kc);
     g.output(`v${i}_out`, vc);
     cache.push({ input: `k${i}`, output: `k${i}_out` }, { input: `v${i}`, output: `v${i}_out` });
-    // scores [1, K, G·Tc, S] = q · kᵀ / √D + mask
+    // scores [1, K, G·Tc, S] = q · kᵀ · scale (soft-capped) + mask
     const qf = g.reshape(qg, [1, K, GTc, D]);
-    const scores = g.add(g.mul(g.matmul(qf, g.transpose(kc, [0, 1, 3, 2])), scale), mask);
-    const att = g.matmul(g.softmax(scores, -1), vc); // [1, K, G·Tc, D]
+    const mask = masks.get(isWindowLayer(cfg, i) ? 'maskWindow' : 'mask')!;
+    const att = g.matmul(g.softmax(attentionScores(c, qf, g.transpose(kc, [0, 1, 3, 2]), mask), -1), vc); // [1, K, G·Tc, D]
     const merged = g.reshape(g.transpose(g.reshape(att, [1, K, G, Tc, D]), [0, 3, 1, 2, 4]), [Tc, H * D]);
-    x = g.add(x, await linear(c, merged, L.o, i, 'o'));
+    x = await residualAdd(c, x, await linear(c, merged, L.o, i, 'o'), L.postAttnNorm);
 
     x = await mlpResidual(c, x, L, i);
   }
@@ -152,9 +166,10 @@ export async function buildStepGraph(
   const xn = await norm(c, row, layout.finalNorm);
   const head = await baseWeight(g, src, layout.lmHead ?? layout.embed);
   let logits = g.gemm(xn, head, null, { transB: true }); // [1, V]
+  if (nr && newHead) logits = g.concat([logits, g.gemm(xn, newHead, null, { transB: true })], 1);
+  logits = finishLogits(c, logits); // (scaled / soft-capped before any column mask)
   if (nr && newHead) {
     // [1, V + r]: the new rows' columns appended; base columns of re-used ids (< V) masked out
-    logits = g.concat([logits, g.gemm(xn, newHead, null, { transB: true })], 1);
     const V = nr.baseRows, reused = nr.ids.filter((id) => id < V);
     if (reused.length) {
       const colMask = new Float32Array(V + nr.ids.length);
@@ -168,20 +183,11 @@ export async function buildStepGraph(
 }
 
 /**
- * cos/sin rows [n, D] for absolute positions, computed like forward.ts's tables (HF: t·inv_freq in f32,
- * emb = cat(freqs, freqs)).
+ * cos/sin rows [n, D] for absolute positions, computed like forward.ts's tables (config.ts ropeCosSin);
+ * `params` is cfg.rope or cfg.localRope. Longrope picks its factors by the longest position, as HF does.
  */
-export function ropeRows(cfg: ModelConfig, positions: ArrayLike<number>, rows = positions.length): { cos: Float32Array; sin: Float32Array } {
-  const D = cfg.headDim;
-  const inv = ropeInvFreq(cfg);
-  const cos = new Float32Array(rows * D), sin = new Float32Array(rows * D);
-  for (let r = 0; r < positions.length; r++) {
-    const t = positions[r]!;
-    for (let i = 0; i < D / 2; i++) {
-      const a = Math.fround(Math.fround(t) * Math.fround(inv[i]!));
-      cos[r * D + i] = cos[r * D + i + D / 2] = Math.cos(a);
-      sin[r * D + i] = sin[r * D + i + D / 2] = Math.sin(a);
-    }
-  }
-  return { cos, sin };
+export function ropeRows(cfg: ModelConfig, params: RopeParams, positions: ArrayLike<number>, rows = positions.length): { cos: Float32Array; sin: Float32Array } {
+  let last = 0;
+  for (let i = 0; i < positions.length; i++) last = Math.max(last, positions[i]!);
+  return ropeCosSin(cfg, params, positions, last + 1, rows);
 }

@@ -13,7 +13,7 @@
 import path from 'node:path';
 import type { GraphBuilder, Value, ConstData } from '../graph/graph';
 import type { ModelConfig } from '../models/config';
-import { ropeInvFreq } from '../models/config';
+import { ropeCosSin, type RopeParams } from '../models/config';
 import type { LayerLayout, LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
 import { bf16ToF16Array, bf16ToF32Array } from '../safetensors';
@@ -144,7 +144,9 @@ export async function linear(c: Ctx, x: Value, w: LinearWeights, layer: number, 
 }
 
 export async function norm(c: Ctx, x: Value, n: NormWeights): Promise<Value> {
-  const scale = await baseWeight(c.g, c.src, n.weight);
+  const w = await baseWeight(c.g, c.src, n.weight);
+  // Gemma: x·rsqrt(mean(x²) + eps)·(1 + w)
+  const scale = c.cfg.normUnitOffset ? c.g.add(w, 1) : w;
   if (c.cfg.norm === 'rms') return c.g.rmsNorm(x, scale, c.cfg.normEps);
   const bias = n.bias ? await baseWeight(c.g, c.src, n.bias) : null;
   return c.g.layerNorm(x, scale, bias, c.cfg.normEps);
@@ -160,26 +162,67 @@ export function activation(c: Ctx, x: Value): Value {
   }
 }
 
-/** cos/sin tables [T, D] (HF: emb = cat(freqs, freqs)) and the rotate-half matrix R [D, D]. */
-export function ropeTables(g: GraphBuilder, cfg: ModelConfig, T: number, dt: 'float32' | 'float16' = 'float32'): { cos: Value; sin: Value; rot: Value } {
+/** cos/sin tables [T, D] for positions 0..T-1 (HF: emb = cat(freqs, freqs); see ropeCosSin). */
+export function ropeTables(g: GraphBuilder, cfg: ModelConfig, params: RopeParams, T: number, dt: 'float32' | 'float16' = 'float32'): { cos: Value; sin: Value; rot: Value } {
   const D = cfg.headDim;
-  const inv = ropeInvFreq(cfg);
-  const cos = new Float32Array(T * D), sin = new Float32Array(T * D);
-  for (let t = 0; t < T; t++) {
-    for (let i = 0; i < D / 2; i++) {
-      // HF computes t·inv_freq in f32; do the same so angles match at large t.
-      const a = Math.fround(Math.fround(t) * Math.fround(inv[i]!));
-      cos[t * D + i] = cos[t * D + i + D / 2] = Math.cos(a);
-      sin[t * D + i] = sin[t * D + i + D / 2] = Math.sin(a);
-    }
-  }
-  // rotate_half(x) = cat(-x2, x1) = x · R: out[j] = -x[j + D/2], out[j + D/2] = x[j]
+  const { cos, sin } = ropeCosSin(cfg, params, Array.from({ length: T }, (_, t) => t), T);
+  return { cos: g.constant(cos, dt, [T, D]), sin: g.constant(sin, dt, [T, D]), rot: ropeRot(g, cfg, dt) };
+}
+
+/**
+ * The rotate-half matrix R [D, D] over the rotary dims R·D (all of D but for partial rotary):
+ * rotate_half(x) = cat(-x2, x1) = x · R, out[j] = -x[j + R/2], out[j + R/2] = x[j]; pass-through dims map to 0.
+ */
+export function ropeRot(g: GraphBuilder, cfg: ModelConfig, dt: 'float32' | 'float16' = 'float32'): Value {
+  const D = cfg.headDim, Rd = cfg.rope?.rotaryDim ?? D;
   const R = new Float32Array(D * D);
-  for (let j = 0; j < D / 2; j++) {
-    R[(j + D / 2) * D + j] = -1;
-    R[j * D + j + D / 2] = 1;
+  for (let j = 0; j < Rd / 2; j++) {
+    R[(j + Rd / 2) * D + j] = -1;
+    R[j * D + j + Rd / 2] = 1;
   }
-  return { cos: g.constant(cos, dt, [T, D]), sin: g.constant(sin, dt, [T, D]), rot: g.constant(R, dt, [D, D]) };
+  return g.constant(R, dt, [D, D]);
+}
+
+/** cap · tanh(x / cap) (Gemma 2's attention and final logit soft-capping). */
+export function softcap(g: GraphBuilder, x: Value, cap: number): Value {
+  return g.mul(g.tanh(g.div(x, cap)), cap);
+}
+
+/** Attention scores q·kᵀ · attnScale, soft-capped where the model does, plus the additive mask. */
+export function attentionScores(c: Ctx, q: Value, kT: Value, mask: Value): Value {
+  const { g, cfg } = c;
+  let s = g.mul(g.matmul(q, kT), cfg.attnScale);
+  if (cfg.attnSoftcap !== null) s = softcap(g, s, cfg.attnSoftcap);
+  return g.add(s, mask);
+}
+
+/** x + out, with the sub-block output normed first (Gemma, OLMo 2) and scaled (Granite's residual_multiplier). */
+export async function residualAdd(c: Ctx, x: Value, out: Value, post: NormWeights | null): Promise<Value> {
+  let y = post ? await norm(c, out, post) : out;
+  if (c.cfg.residualScale !== 1) y = c.g.mul(y, c.cfg.residualScale);
+  return c.g.add(x, y);
+}
+
+/** Embedding rows times the model's embedding scale (Gemma √C, Granite embedding_multiplier). */
+export function scaleEmbedding(c: Ctx, x: Value): Value {
+  return c.cfg.embedScale === 1 ? x : c.g.mul(x, c.cfg.embedScale);
+}
+
+/** Logits as the model outputs them: Granite divides by logits_scaling, Gemma 2 soft-caps. */
+export function finishLogits(c: Ctx, logits: Value): Value {
+  let y = c.cfg.logitScale === 1 ? logits : c.g.mul(logits, c.cfg.logitScale);
+  if (c.cfg.finalSoftcap !== null) y = softcap(c.g, y, c.cfg.finalSoftcap);
+  return y;
+}
+
+/** Whether layer i attends within the sliding window (and, for Gemma 3, uses the local RoPE). */
+export function isWindowLayer(cfg: ModelConfig, i: number): boolean {
+  return cfg.slidingWindow !== null && cfg.windowLayers[i] === true;
+}
+
+/** The RoPE of layer i: Gemma 3's sliding layers use `localRope`, every other layer `rope`. */
+export function layerRope(cfg: ModelConfig, i: number): RopeParams | null {
+  return cfg.localRope && cfg.windowLayers[i] ? cfg.localRope : cfg.rope;
 }
 
 export function rope(g: GraphBuilder, x: Value, t: { cos: Value; sin: Value; rot: Value }, cos = t.cos, sin = t.sin): Value {
@@ -222,30 +265,45 @@ export async function qkvHeads(c: Ctx, h: Value, L: LayerLayout, i: number, B: n
   const { numHeads: H, numKvHeads: K, headDim: D } = cfg;
   let q: Value, k: Value, v: Value;
   if (L.qkv) {
-    const qkv = await linear(c, h, L.qkv, i, 'qkv'); // [N, 3C]
+    const qkv = await linear(c, h, L.qkv, i, 'qkv'); // [N, (H + 2K)·D]
     [q, k, v] = g.split(qkv, [H * D, K * D, K * D], 1) as [Value, Value, Value];
   } else {
     q = await linear(c, h, L.q!, i, 'q'); // [N, H·D]
     k = await linear(c, h, L.k!, i, 'k'); // [N, K·D]
     v = await linear(c, h, L.v!, i, 'v'); // [N, K·D]
   }
+  if (L.qNorm && L.kNorm && cfg.qkNormScope === 'all') {
+    // OLMo 2: one RMSNorm over the whole [N, H·D] (and [N, K·D]) projection
+    q = await norm(c, q, L.qNorm);
+    k = await norm(c, k, L.kNorm);
+  }
   let q4 = g.reshape(q, [B, T, H, D]);
   let k4 = g.reshape(k, [B, T, K, D]);
-  if (L.qNorm && L.kNorm) {
+  if (L.qNorm && L.kNorm && cfg.qkNormScope === 'head') {
     q4 = await norm(c, q4, L.qNorm);
     k4 = await norm(c, k4, L.kNorm);
   }
   return { q4, k4, v };
 }
 
-/** x + MLP(norm(x)): SwiGLU down(act(gate(h)) · up(h)), or GPT-2's c_proj(act(c_fc(h))). Shared with generation. */
+/**
+ * x + MLP(norm(x)): gated down(act(gate(h)) · up(h)) (Phi-3: gate and up halves of one gate_up_proj), or
+ * GPT-2's c_proj(act(c_fc(h))); the norms where the model has them (residualAdd). Shared with generation.
+ */
 export async function mlpResidual(c: Ctx, x: Value, L: LayerLayout, i: number): Promise<Value> {
   const { g, cfg } = c;
-  const h = await norm(c, x, L.mlpNorm);
-  const mlp = cfg.gatedMlp && L.gate
-    ? await linear(c, g.mul(activation(c, await linear(c, h, L.gate, i, 'gate')), await linear(c, h, L.up, i, 'up')), L.down, i, 'down')
-    : await linear(c, activation(c, await linear(c, h, L.up, i, 'up')), L.down, i, 'down');
-  return g.add(x, mlp);
+  const h = L.mlpNorm ? await norm(c, x, L.mlpNorm) : x;
+  let inner: Value;
+  if (L.gateUp) {
+    const F = cfg.intermediateSize;
+    const [gate, up] = g.split(await linear(c, h, L.gateUp, i, 'gate_up'), [F, F], 1) as [Value, Value]; // [N, 2F]
+    inner = g.mul(activation(c, gate), up);
+  } else if (cfg.gatedMlp && L.gate) {
+    inner = g.mul(activation(c, await linear(c, h, L.gate, i, 'gate')), await linear(c, h, L.up!, i, 'up'));
+  } else {
+    inner = activation(c, await linear(c, h, L.up!, i, 'up'));
+  }
+  return residualAdd(c, x, await linear(c, inner, L.down, i, 'down'), L.postMlpNorm);
 }
 
 /**
@@ -309,6 +367,7 @@ export async function buildForward(
     const xn = g.reshape(g.gather(toDt(newRows.embed), opts.newTokens.newIdx), [N, C]);
     x = g.add(x, g.mul(toDt(g.reshape(opts.newTokens.isNew, [N, 1])), g.sub(xn, x)));
   }
+  x = scaleEmbedding(c, x);
   if (layout.positions) {
     const wpe = await baseWeight(g, src, layout.positions);
     // [T, C] for plain rows; [B, T, C] gathered by per-sample positions for packed rows
@@ -316,40 +375,61 @@ export async function buildForward(
     x = g.reshape(g.add(g.reshape(x, [B, T, C]), pos), [N, C]);
   }
 
-  const ropeT = cfg.rope ? ropeTables(g, cfg, T, dt) : null;
   const pk = opts.packing;
-  const mask = pk ? packedMask(g, pk.segments, B, G, T, cfg.slidingWindow, dt) : causalMask(g, G, T, cfg.slidingWindow, dt);
+  // masks and RoPE tables per kind of layer (global / sliding window; Gemma 3's local RoPE), made once
+  const masks = new Map<boolean, Value>();
+  const maskFor = (i: number): Value => {
+    const w = isWindowLayer(cfg, i);
+    let m = masks.get(w);
+    if (!m) {
+      const win = w ? cfg.slidingWindow : null;
+      m = pk ? packedMask(g, pk.segments, B, G, T, win, dt) : causalMask(g, G, T, win, dt);
+      masks.set(w, m);
+    }
+    return m;
+  };
   // per-row RoPE tables when positions restart inside a row: [B, T, D] gathered from the [T, D] tables
-  let ropeRows: { qCos: Value; qSin: Value; kCos: Value; kSin: Value } | null = null;
-  if (pk && ropeT) {
-    const cosR = g.gather(ropeT.cos, pk.positions), sinR = g.gather(ropeT.sin, pk.positions); // [B, T, D]
-    ropeRows = {
-      qCos: g.reshape(cosR, [B, 1, 1, T, D]), qSin: g.reshape(sinR, [B, 1, 1, T, D]),
-      kCos: g.reshape(cosR, [B, 1, T, D]), kSin: g.reshape(sinR, [B, 1, T, D]),
-    };
-  }
-  const scale = 1 / Math.sqrt(D);
+  type RopeUse = { t: { cos: Value; sin: Value; rot: Value }; rows: { qCos: Value; qSin: Value; kCos: Value; kSin: Value } | null };
+  const ropes = new Map<RopeParams, RopeUse>();
+  const ropeFor = (i: number): RopeUse | null => {
+    const params = cfg.ropeLayers[i] ? layerRope(cfg, i) : null;
+    if (!params) return null;
+    let r = ropes.get(params);
+    if (!r) {
+      const t = ropeTables(g, cfg, params, T, dt);
+      let rows: RopeUse['rows'] = null;
+      if (pk) {
+        const cosR = g.gather(t.cos, pk.positions), sinR = g.gather(t.sin, pk.positions); // [B, T, D]
+        rows = {
+          qCos: g.reshape(cosR, [B, 1, 1, T, D]), qSin: g.reshape(sinR, [B, 1, 1, T, D]),
+          kCos: g.reshape(cosR, [B, 1, T, D]), kSin: g.reshape(sinR, [B, 1, T, D]),
+        };
+      }
+      ropes.set(params, (r = { t, rows }));
+    }
+    return r;
+  };
 
   const block = async (x: Value, i: number): Promise<Value> => {
     const L = layout.layers[i]!;
     // ---- attention ----
-    const { q4, k4, v } = await qkvHeads(c, await norm(c, x, L.attnNorm), L, i, B, T);
+    const { q4, k4, v } = await qkvHeads(c, L.attnNorm ? await norm(c, x, L.attnNorm) : x, L, i, B, T);
     // q [B, T, K, G, D] -> [B, K, G, T, D]; k [B, T, K, D] -> [B, K, T, D]
     let qg = g.transpose(g.reshape(q4, [B, T, K, G, D]), [0, 2, 3, 1, 4]);
     let kt = g.transpose(k4, [0, 2, 1, 3]);
-    if (ropeT && cfg.ropeLayers[i]) {
-      qg = ropeRows ? rope(g, qg, ropeT, ropeRows.qCos, ropeRows.qSin) : rope(g, qg, ropeT);
-      kt = ropeRows ? rope(g, kt, ropeT, ropeRows.kCos, ropeRows.kSin) : rope(g, kt, ropeT);
+    const ro = ropeFor(i);
+    if (ro) {
+      qg = ro.rows ? rope(g, qg, ro.t, ro.rows.qCos, ro.rows.qSin) : rope(g, qg, ro.t);
+      kt = ro.rows ? rope(g, kt, ro.t, ro.rows.kCos, ro.rows.kSin) : rope(g, kt, ro.t);
     }
     const qf = g.reshape(qg, [B, K, G * T, D]);
-    // scores [B, K, G·T, T] = q · kᵀ / √D + mask
-    const scores = g.add(g.mul(g.matmul(qf, g.transpose(kt, [0, 1, 3, 2])), scale), mask);
-    const p = g.softmax(scores, -1);
+    // scores [B, K, G·T, T] = q · kᵀ · scale (soft-capped) + mask
+    const p = g.softmax(attentionScores(c, qf, g.transpose(kt, [0, 1, 3, 2]), maskFor(i)), -1);
     const vt = g.transpose(g.reshape(v, [B, T, K, D]), [0, 2, 1, 3]); // [B, K, T, D]
     const att = g.matmul(p, vt); // [B, K, G·T, D]
     // back to [N, H·D] with head h = k·G + g (HF's repeat_kv order)
     const merged = g.reshape(g.transpose(g.reshape(att, [B, K, G, T, D]), [0, 3, 1, 2, 4]), [N, H * D]);
-    x = g.add(x, await linear(c, merged, L.o, i, 'o'));
+    x = await residualAdd(c, x, await linear(c, merged, L.o, i, 'o'), L.postAttnNorm);
 
     // ---- MLP ----
     return mlpResidual(c, x, L, i);
@@ -364,7 +444,7 @@ export async function buildForward(
     // V + r columns: the trainable rows' logits appended; base columns of re-used rows (id < V) masked out
     logits = g.concat([logits, g.gemm(x, toDt(newRows.head), null, { transB: true })], 1); // [N, V + r]
   }
-  logits = g.cast(logits, 'float32'); // the loss is always computed in f32
+  logits = finishLogits(c, g.cast(logits, 'float32')); // the loss is always computed in f32
   if (newRows) {
     const V = newRows.layout.baseRows;
     const reused = newRows.layout.ids.filter((id) => id < V);

@@ -13,15 +13,19 @@ import type { LinearWeights, WeightsLayout } from '../models/layout';
 import { Rng } from '../models/rng';
 import { UserError } from '../../util/progress';
 
-/** Roles of linear layers inside a decoder block. GPT-2's fused c_attn is 'qkv'. */
-export type LinearRole = 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down';
-export const ALL_ROLES: readonly LinearRole[] = ['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'];
+/**
+ * Roles of linear layers inside a decoder block. GPT-2's c_attn and Phi-3's qkv_proj are 'qkv'; Phi-3's
+ * gate_up_proj is 'gate_up' (LoRA on the fused module, as PEFT targets it: B is [2F, r]).
+ */
+export type LinearRole = 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down' | 'gate_up';
+// (order matters: the index seeds LoRA dropout, so new roles go at the end)
+export const ALL_ROLES: readonly LinearRole[] = ['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down', 'gate_up'];
 
 export const TARGET_PRESETS = {
   /** q, k, v, o (and GPT-2's c_attn / attention c_proj). */
   attention: ['q', 'k', 'v', 'qkv', 'o'],
-  /** gate, up, down (GPT-2: c_fc, mlp c_proj). */
-  mlp: ['gate', 'up', 'down'],
+  /** gate, up, down (GPT-2: c_fc, mlp c_proj; Phi-3: gate_up_proj, down_proj). */
+  mlp: ['gate', 'up', 'down', 'gate_up'],
   /** Every linear layer of every block (QLoRA paper's recommendation). */
   'all-linear': ALL_ROLES,
 } as const satisfies Record<string, readonly LinearRole[]>;
@@ -82,7 +86,7 @@ export function layerLinears(layout: WeightsLayout, i: number): [LinearRole, Lin
   const out: [LinearRole, LinearWeights][] = [];
   const add = (role: LinearRole, w: LinearWeights | null) => { if (w) out.push([role, w]); };
   add('q', l.q); add('k', l.k); add('v', l.v); add('qkv', l.qkv); add('o', l.o);
-  add('gate', l.gate); add('up', l.up); add('down', l.down);
+  add('gate', l.gate); add('up', l.up); add('gate_up', l.gateUp); add('down', l.down);
   return out;
 }
 

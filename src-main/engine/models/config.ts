@@ -8,13 +8,22 @@
  */
 import { UserError } from '../../util/progress';
 
-export type Family = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'gpt2';
+export type Family = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'gpt2' | 'granite' | 'olmo2' | 'gemma2' | 'gemma3' | 'phi3';
 
 export type RopeScaling =
   /** Llama 3.1+: low frequencies divided by `factor`, high ones kept, a smooth ramp between. */
   | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
   /** Positions divided by `factor` (same as dividing every inverse frequency). */
-  | { type: 'linear'; factor: number };
+  | { type: 'linear'; factor: number }
+  /**
+   * Phi-3.5 / Phi-4-mini "longrope" (older name "su"): inverse frequencies divided per dimension by
+   * `longFactor` when the sequence is longer than `originalMaxPositions`, else by `shortFactor`; cos and
+   * sin multiplied by `attentionFactor`.
+   */
+  | { type: 'longrope'; shortFactor: number[]; longFactor: number[]; originalMaxPositions: number; attentionFactor: number };
+
+/** RoPE parameters: base, scaling, and how many dims of each head rotate (Phi-4-mini: 0.75·D; else D). */
+export interface RopeParams { theta: number; scaling: RopeScaling | null; rotaryDim?: number }
 
 export interface ModelConfig {
   family: Family;
@@ -36,18 +45,42 @@ export interface ModelConfig {
   /** SwiGLU-style MLP: down(act(gate(x)) * up(x)); otherwise down(act(up(x))) (GPT-2 c_fc/c_proj). */
   gatedMlp: boolean;
   positions: 'rope' | 'learned';
-  rope: { theta: number; scaling: RopeScaling | null } | null;
+  rope: RopeParams | null;
+  /** Gemma 3: the RoPE of the sliding-window layers (rope_local_base_freq, unscaled); null: `rope` everywhere. */
+  localRope: RopeParams | null;
   /** Per layer: whether RoPE is applied (false for SmolLM3's NoPE layers). All false without RoPE. */
   ropeLayers: boolean[];
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
-  /** Qwen3: RMSNorm over D on q and k (per head) before RoPE. */
+  /** Qwen3 / Gemma 3: RMSNorm over D on q and k (per head) before RoPE; OLMo 2: over the whole projection. */
   qkNorm: boolean;
+  qkNormScope: 'head' | 'all';
   /** lm_head shares the embedding matrix. */
   tieWordEmbeddings: boolean;
   /** Mistral v0.1 / Qwen2 with use_sliding_window: attention limited to this many previous tokens. */
   slidingWindow: number | null;
+  /** Per layer: whether `slidingWindow` applies (Gemma 2: every other layer; Gemma 3: 5 of every 6). */
+  windowLayers: boolean[];
+  /**
+   * Where the norms sit in a block: 'pre' (Llama: norm → attn → add), 'sandwich' (Gemma 2/3: norm → attn →
+   * norm → add, the same around the MLP), 'post' (OLMo 2: attn → norm → add).
+   */
+  normPlacement: 'pre' | 'sandwich' | 'post';
+  /** Gemma: RMSNorm scales by (1 + w) instead of w (every norm, q/k norms included). */
+  normUnitOffset: boolean;
+  /** Embedding output multiplied by this (Gemma: √C; Granite: embedding_multiplier; else 1). */
+  embedScale: number;
+  /** Attention scores q·kᵀ multiplied by this (1/√D; Gemma: query_pre_attn_scalar^-½; Granite: attention_multiplier). */
+  attnScale: number;
+  /** Gemma 2: scores = cap · tanh(scores / cap) before the mask; null: none. */
+  attnSoftcap: number | null;
+  /** Granite: attention and MLP outputs multiplied by residual_multiplier before the residual add. */
+  residualScale: number;
+  /** Granite: logits multiplied by this (1 / logits_scaling). */
+  logitScale: number;
+  /** Gemma 2: logits = cap · tanh(logits / cap); null: none. */
+  finalSoftcap: number | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
   padTokenId: number | null;
@@ -149,27 +182,46 @@ export function parseRopeScaling(r: ConfigReader): RopeScaling | null {
       };
     case 'linear':
       return { type: 'linear', factor: s.num('factor') };
+    case 'longrope':
+    case 'su': {
+      const list = (key: string): number[] => {
+        const v = s.raw[key];
+        if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) throw s.invalid(key, 'a list of positive numbers', v);
+        return v as number[];
+      };
+      // Phi-3 keeps original_max_position_embeddings at the top level; newer configs inside rope_scaling.
+      const orig = s.has('original_max_position_embeddings') ? s.int('original_max_position_embeddings') : r.int('original_max_position_embeddings');
+      const maxPos = r.int('max_position_embeddings', orig);
+      const factor = s.num('factor', maxPos / orig);
+      const attentionFactor = s.has('attention_factor') ? s.num('attention_factor')
+        : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(orig));
+      return { type: 'longrope', shortFactor: list('short_factor'), longFactor: list('long_factor'), originalMaxPositions: orig, attentionFactor };
+    }
     default:
       throw new UserError(
         'model-unsupported',
-        `This model uses RoPE scaling "${type}", which Lathe does not support yet (supported: llama3, linear, none).`,
+        `This model uses RoPE scaling "${type}", which Lathe does not support yet (supported: llama3, linear, longrope, none).`,
         'Pick a model without that rope_scaling, or remove rope_scaling from config.json if you only train on short texts.',
       );
   }
 }
 
 /**
- * RoPE inverse frequencies, D/2 of them, exactly as HF computes them (in float64 here; HF computes
- * base^(arange(0, D, 2)/D) in float32 — the differences are ~1e-7 relative).
+ * RoPE inverse frequencies, rotaryDim/2 of them, exactly as HF computes them (in float64 here; HF computes
+ * base^(arange(0, d, 2)/d) in float32 — the differences are ~1e-7 relative). `seqLen` picks longrope's
+ * long factors when it exceeds the original context (HF: max position + 1 > original_max_position_embeddings).
  */
-export function ropeInvFreq(cfg: ModelConfig): Float64Array {
-  if (!cfg.rope) throw new Error(`${cfg.architecture} has no RoPE.`);
-  const D = cfg.headDim;
+export function ropeInvFreq(cfg: ModelConfig, params: RopeParams | null = cfg.rope, seqLen = 0): Float64Array {
+  if (!params) throw new Error(`${cfg.architecture} has no RoPE.`);
+  const D = params.rotaryDim ?? cfg.headDim;
   const inv = new Float64Array(D / 2);
-  for (let i = 0; i < D / 2; i++) inv[i] = 1 / cfg.rope.theta ** ((2 * i) / D);
-  const sc = cfg.rope.scaling;
+  for (let i = 0; i < D / 2; i++) inv[i] = 1 / params.theta ** ((2 * i) / D);
+  const sc = params.scaling;
   if (sc?.type === 'linear') {
     for (let i = 0; i < inv.length; i++) inv[i]! /= sc.factor;
+  } else if (sc?.type === 'longrope') {
+    const ext = seqLen > sc.originalMaxPositions ? sc.longFactor : sc.shortFactor;
+    for (let i = 0; i < inv.length; i++) inv[i]! /= ext[i]!;
   } else if (sc?.type === 'llama3') {
     const lowWavelen = sc.originalMaxPositions / sc.lowFreqFactor;
     const highWavelen = sc.originalMaxPositions / sc.highFreqFactor;
@@ -183,6 +235,28 @@ export function ropeInvFreq(cfg: ModelConfig): Float64Array {
     }
   }
   return inv;
+}
+
+/**
+ * cos/sin rows [n, D] for absolute positions (HF: angle t·inv_freq in f32, emb = cat(freqs, freqs) over the
+ * rotary dims, times longrope's attention factor). Dims past the rotary ones (partial rotary) get cos 1 and
+ * sin 0, so x·cos + rotate(x)·sin leaves them as they are. Rows past `positions.length` stay zero.
+ */
+export function ropeCosSin(cfg: ModelConfig, params: RopeParams, positions: ArrayLike<number>, seqLen: number, rows = positions.length): { cos: Float32Array; sin: Float32Array } {
+  const D = cfg.headDim, R = params.rotaryDim ?? D;
+  const inv = ropeInvFreq(cfg, params, seqLen);
+  const af = params.scaling?.type === 'longrope' ? params.scaling.attentionFactor : 1;
+  const cos = new Float32Array(rows * D), sin = new Float32Array(rows * D);
+  for (let r = 0; r < positions.length; r++) {
+    const t = positions[r]!;
+    for (let i = 0; i < R / 2; i++) {
+      const a = Math.fround(Math.fround(t) * Math.fround(inv[i]!));
+      cos[r * D + i] = cos[r * D + i + R / 2] = Math.fround(Math.cos(a)) * af;
+      sin[r * D + i] = sin[r * D + i + R / 2] = Math.fround(Math.sin(a)) * af;
+    }
+    for (let i = R; i < D; i++) cos[r * D + i] = 1;
+  }
+  return { cos, sin };
 }
 
 /** rope_theta, from the top level or from "rope_parameters". */
@@ -202,11 +276,13 @@ export function storedDtype(raw: Record<string, unknown>): string | null {
 /** Trainable parameter count implied by a config (tied lm_head counted once). */
 export function parameterCount(cfg: ModelConfig): number {
   const { vocabSize: V, hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D, intermediateSize: F } = cfg;
+  const qkNorm = !cfg.qkNorm ? 0 : cfg.qkNormScope === 'all' ? H * D + K * D : 2 * D;
   const attn = C * H * D + 2 * C * K * D + H * D * C
-    + (cfg.qkvBias ? H * D + 2 * K * D : 0) + (cfg.oBias ? C : 0) + (cfg.qkNorm ? 2 * D : 0);
+    + (cfg.qkvBias ? H * D + 2 * K * D : 0) + (cfg.oBias ? C : 0) + qkNorm;
   const mlp = (cfg.gatedMlp ? 3 * C * F : 2 * C * F) + (cfg.mlpBias ? (cfg.gatedMlp ? 2 * F + C : F + C) : 0);
   const normSize = cfg.norm === 'layer' ? 2 * C : C;
-  const layer = attn + mlp + 2 * normSize;
+  const layerNorms = { pre: 2, sandwich: 4, post: 2 }[cfg.normPlacement];
+  const layer = attn + mlp + layerNorms * normSize;
   return V * C + (cfg.positions === 'learned' ? cfg.maxPositions * C : 0) + cfg.numLayers * layer + normSize
     + (cfg.tieWordEmbeddings ? 0 : V * C);
 }

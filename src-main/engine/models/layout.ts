@@ -17,19 +17,27 @@ export interface NormWeights {
 }
 
 export interface LayerLayout {
-  attnNorm: NormWeights;
+  /** Norm of the block input before attention (null for OLMo 2's post-norm blocks). */
+  attnNorm: NormWeights | null;
   /** Separate projections (Llama family) ... */
   q: LinearWeights | null;
   k: LinearWeights | null;
   v: LinearWeights | null;
-  /** ... or one fused [C, 3C] projection, q|k|v along the output (GPT-2 c_attn). */
+  /** ... or one fused projection, q|k|v along the output (GPT-2 c_attn [C, 3C], Phi-3 qkv_proj [(H+2K)·D, C]). */
   qkv: LinearWeights | null;
   o: LinearWeights;
   qNorm: NormWeights | null;
   kNorm: NormWeights | null;
-  mlpNorm: NormWeights;
+  /** Norm of the attention output before the residual add (Gemma 2/3, OLMo 2). */
+  postAttnNorm: NormWeights | null;
+  /** Norm before the MLP (null for OLMo 2). */
+  mlpNorm: NormWeights | null;
+  /** Norm of the MLP output before the residual add (Gemma 2/3, OLMo 2). */
+  postMlpNorm: NormWeights | null;
   gate: LinearWeights | null;
-  up: LinearWeights;
+  up: LinearWeights | null;
+  /** Phi-3's fused [2F, C] gate|up projection (gate the first half), instead of gate and up. */
+  gateUp: LinearWeights | null;
   down: LinearWeights;
 }
 
@@ -50,39 +58,51 @@ const lin = (weight: string, bias: boolean, inOut = false): LinearWeights => ({
   weight: `${weight}.weight`, bias: bias ? `${weight}.bias` : null, inOut,
 });
 
-/** Llama / Mistral / Qwen2 / Qwen3 / SmolLM3 share one layout, differing in biases and q/k norms. */
+/**
+ * The Llama-style families share one layout, differing in biases, q/k norms, where the norms sit
+ * (ModelConfig.normPlacement) and Phi-3's fused qkv_proj / gate_up_proj.
+ */
 export function decoderLayout(cfg: ModelConfig): WeightsLayout {
   const { vocabSize: V, hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D, intermediateSize: F } = cfg;
   const shapes = new Map<string, number[]>();
-  const put = (name: string | null, shape: number[]): void => { if (name) shapes.set(name, shape); };
+  const put = (name: string | null | undefined, shape: number[]): void => { if (name) shapes.set(name, shape); };
+  const fused = cfg.family === 'phi3';
   const layers: LayerLayout[] = [];
   put('model.embed_tokens.weight', [V, C]);
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}`;
+    const nw = (name: string): NormWeights => ({ weight: `${p}.${name}.weight`, bias: null });
+    const at = (proj: string): LinearWeights | null => (fused ? null : lin(`${p}.self_attn.${proj}`, cfg.qkvBias));
+    const mlp = (proj: string): LinearWeights | null => (fused ? null : lin(`${p}.mlp.${proj}`, cfg.mlpBias));
+    const place = cfg.normPlacement;
     const l: LayerLayout = {
-      attnNorm: { weight: `${p}.input_layernorm.weight`, bias: null },
-      q: lin(`${p}.self_attn.q_proj`, cfg.qkvBias),
-      k: lin(`${p}.self_attn.k_proj`, cfg.qkvBias),
-      v: lin(`${p}.self_attn.v_proj`, cfg.qkvBias),
-      qkv: null,
+      attnNorm: place === 'post' ? null : nw('input_layernorm'),
+      q: at('q_proj'), k: at('k_proj'), v: at('v_proj'),
+      qkv: fused ? lin(`${p}.self_attn.qkv_proj`, cfg.qkvBias) : null,
       o: lin(`${p}.self_attn.o_proj`, cfg.oBias),
-      qNorm: cfg.qkNorm ? { weight: `${p}.self_attn.q_norm.weight`, bias: null } : null,
-      kNorm: cfg.qkNorm ? { weight: `${p}.self_attn.k_norm.weight`, bias: null } : null,
-      mlpNorm: { weight: `${p}.post_attention_layernorm.weight`, bias: null },
-      gate: lin(`${p}.mlp.gate_proj`, cfg.mlpBias),
-      up: lin(`${p}.mlp.up_proj`, cfg.mlpBias),
+      qNorm: cfg.qkNorm ? nw('self_attn.q_norm') : null,
+      kNorm: cfg.qkNorm ? nw('self_attn.k_norm') : null,
+      postAttnNorm: place === 'pre' ? null : nw('post_attention_layernorm'),
+      mlpNorm: place === 'pre' ? nw('post_attention_layernorm') : place === 'sandwich' ? nw('pre_feedforward_layernorm') : null,
+      postMlpNorm: place === 'pre' ? null : nw('post_feedforward_layernorm'),
+      gate: mlp('gate_proj'), up: mlp('up_proj'),
+      gateUp: fused ? lin(`${p}.mlp.gate_up_proj`, cfg.mlpBias) : null,
       down: lin(`${p}.mlp.down_proj`, cfg.mlpBias),
     };
-    put(l.attnNorm.weight, [C]);
-    put(l.q!.weight, [H * D, C]); put(l.q!.bias, [H * D]);
-    put(l.k!.weight, [K * D, C]); put(l.k!.bias, [K * D]);
-    put(l.v!.weight, [K * D, C]); put(l.v!.bias, [K * D]);
+    put(l.attnNorm?.weight, [C]);
+    put(l.q?.weight, [H * D, C]); put(l.q?.bias, [H * D]);
+    put(l.k?.weight, [K * D, C]); put(l.k?.bias, [K * D]);
+    put(l.v?.weight, [K * D, C]); put(l.v?.bias, [K * D]);
+    put(l.qkv?.weight, [(H + 2 * K) * D, C]); put(l.qkv?.bias, [(H + 2 * K) * D]);
     put(l.o.weight, [C, H * D]); put(l.o.bias, [C]);
-    put(l.qNorm?.weight ?? null, [D]);
-    put(l.kNorm?.weight ?? null, [D]);
-    put(l.mlpNorm.weight, [C]);
-    put(l.gate!.weight, [F, C]); put(l.gate!.bias, [F]);
-    put(l.up.weight, [F, C]); put(l.up.bias, [F]);
+    put(l.qNorm?.weight, [cfg.qkNormScope === 'all' ? H * D : D]);
+    put(l.kNorm?.weight, [cfg.qkNormScope === 'all' ? K * D : D]);
+    put(l.postAttnNorm?.weight, [C]);
+    put(l.mlpNorm?.weight, [C]);
+    put(l.postMlpNorm?.weight, [C]);
+    put(l.gate?.weight, [F, C]); put(l.gate?.bias, [F]);
+    put(l.up?.weight, [F, C]); put(l.up?.bias, [F]);
+    put(l.gateUp?.weight, [2 * F, C]); put(l.gateUp?.bias, [2 * F]);
     put(l.down.weight, [C, F]); put(l.down.bias, [C]);
     layers.push(l);
   }

@@ -37,13 +37,25 @@ export function parseLlamaLike(raw: Record<string, unknown>, family: Family, def
     oBias: attentionBias,
     mlpBias: r.bool('mlp_bias', false),
     qkNorm: false,
+    qkNormScope: 'head',
     tieWordEmbeddings: r.bool('tie_word_embeddings', false),
     slidingWindow: null,
+    windowLayers: new Array<boolean>(layers).fill(true),
+    localRope: null,
+    normPlacement: 'pre',
+    normUnitOffset: false,
+    embedScale: 1,
+    attnScale: 0, // set below from the head dim
+    attnSoftcap: null,
+    residualScale: 1,
+    logitScale: 1,
+    finalSoftcap: null,
     bosTokenId: r.optInt('bos_token_id'),
     eosTokenIds: r.intList('eos_token_id'),
     padTokenId: r.optInt('pad_token_id'),
     torchDtype: storedDtype(raw),
   };
+  cfg.attnScale = 1 / Math.sqrt(cfg.headDim);
   if (!r.has('head_dim') && hidden % heads !== 0) throw r.invalid('hidden_size', `a multiple of num_attention_heads (${heads})`, hidden);
   checkAttentionShape(cfg, r);
   return cfg;

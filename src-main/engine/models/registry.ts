@@ -10,10 +10,15 @@ import { qwen2 } from './qwen2';
 import { qwen3 } from './qwen3';
 import { smollm3 } from './smollm3';
 import { gpt2, gpt2Layout } from './gpt2';
+import { granite } from './granite';
+import { olmo2 } from './olmo2';
+import { gemma2, gemma3 } from './gemma';
+import { phi3 } from './phi3';
 
-export const FAMILIES = [llama, mistral, qwen2, qwen3, smollm3, gpt2] as const;
+export const FAMILIES = [llama, mistral, qwen2, qwen3, smollm3, gpt2, granite, olmo2, gemma2, gemma3, phi3] as const;
 
-export const SUPPORTED_TEXT = 'Llama 2 and 3.x, TinyLlama, SmolLM2 (LlamaForCausalLM), Mistral, Qwen2/2.5, Qwen3, SmolLM3 and GPT-2';
+export const SUPPORTED_TEXT = 'Llama 2 and 3.x, TinyLlama, SmolLM2 (LlamaForCausalLM), Mistral and Mistral-Nemo, Qwen2/2.5, Qwen3, SmolLM3, '
+  + 'Gemma 2, Gemma 3 text (Gemma3ForCausalLM), Phi-3/3.5 and Phi-4-mini, OLMo 2, Granite 3 and GPT-2';
 
 /** Parses a config.json object. Unsupported architectures are refused by name. */
 export function parseModelConfig(raw: unknown): ModelConfig {

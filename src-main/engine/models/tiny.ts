@@ -13,7 +13,10 @@ import { parseModelConfig, weightsLayout } from './registry';
 import { Rng } from './rng';
 import { buildTinyTokenizer } from './tiny-tokenizer';
 
-export const TINY_ARCHS = ['llama', 'llama3', 'tinyllama', 'smollm2', 'mistral', 'qwen2', 'qwen3', 'smollm3', 'gpt2'] as const;
+export const TINY_ARCHS = [
+  'llama', 'llama3', 'tinyllama', 'smollm2', 'mistral', 'qwen2', 'qwen3', 'smollm3', 'gpt2',
+  'granite', 'mistral-nemo', 'olmo2', 'gemma2', 'gemma3', 'phi3', 'phi4mini',
+] as const;
 export type TinyArch = (typeof TINY_ARCHS)[number];
 
 export interface TinyModelOptions extends WorkOptions {
@@ -65,6 +68,37 @@ export function tinyHfConfig(arch: TinyArch, vocab: number, ids: { bos: number; 
       return { architectures: ['SmolLM3ForCausalLM'], model_type: 'smollm3', ...llamaLike, rope_theta: 2000000, rope_scaling: null,
         no_rope_layers: [1, 0], no_rope_layer_interval: 4, attention_bias: false, mlp_bias: false, use_sliding_window: false,
         sliding_window: null, tie_word_embeddings: true, pad_token_id: ids.pad, ...common };
+    case 'granite': // Granite 3: the four multipliers (attention's differs from 1/√D = 0.25), tied
+      return { architectures: ['GraniteForCausalLM'], model_type: 'granite', ...llamaLike, rope_theta: 10000, rope_scaling: null,
+        attention_bias: false, mlp_bias: false, embedding_multiplier: 12.0, residual_multiplier: 0.22, attention_multiplier: 0.15,
+        logits_scaling: 8.0, tie_word_embeddings: true, pad_token_id: ids.pad, ...common };
+    case 'mistral-nemo': // head_dim 32 with hidden 64 and 4 heads (Nemo: 128 with 5120 and 32)
+      return { architectures: ['MistralForCausalLM'], model_type: 'mistral', ...llamaLike, head_dim: 32, rope_theta: 1000000,
+        sliding_window: null, tie_word_embeddings: false, ...common };
+    case 'olmo2': // post-norms, q/k norms over the whole projection
+      return { architectures: ['Olmo2ForCausalLM'], model_type: 'olmo2', ...llamaLike, rms_norm_eps: 1e-6, rope_theta: 500000,
+        rope_scaling: null, attention_bias: false, tie_word_embeddings: false, pad_token_id: ids.pad, ...common };
+    case 'gemma2': // window 4 < T on layer 0 (layer 1 global); caps small enough that tanh bends; query scalar ≠ head_dim
+      return { architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', ...llamaLike, hidden_act: 'gelu_pytorch_tanh',
+        hidden_activation: 'gelu_pytorch_tanh', rms_norm_eps: 1e-6, head_dim: 32, query_pre_attn_scalar: 24, rope_theta: 10000,
+        attention_bias: false, sliding_window: 4, attn_logit_softcapping: 2.0, final_logit_softcapping: 3.0,
+        cache_implementation: 'hybrid', tie_word_embeddings: true, pad_token_id: ids.pad, ...common };
+    case 'gemma3': // layer 0 sliding (local RoPE 1e4, window 4), layer 1 global (RoPE 1e6, linear scaling 8); q/k norms
+      return { architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', ...llamaLike, hidden_act: 'gelu_pytorch_tanh',
+        hidden_activation: 'gelu_pytorch_tanh', rms_norm_eps: 1e-6, head_dim: 32, query_pre_attn_scalar: 32, rope_theta: 1000000,
+        rope_local_base_freq: 10000, rope_scaling: { rope_type: 'linear', factor: 8.0 }, sliding_window: 4, sliding_window_pattern: 2,
+        attn_logit_softcapping: null, final_logit_softcapping: null, attention_bias: false, tie_word_embeddings: true,
+        pad_token_id: ids.pad, ...common };
+    case 'phi3': // Phi-3.5 style: fused qkv/gate_up, longrope past the original context 4 (T = 8 uses the long factors), window 6
+      return { architectures: ['Phi3ForCausalLM'], model_type: 'phi3', ...llamaLike, rope_theta: 10000, max_position_embeddings: 256,
+        original_max_position_embeddings: 4, sliding_window: 6, rope_scaling: { type: 'longrope',
+          short_factor: [1.0, 1.02, 1.05, 1.1, 1.2, 1.3, 1.5, 2.0], long_factor: [1.0, 1.5, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0] },
+        attention_bias: false, tie_word_embeddings: false, pad_token_id: ids.pad, ...common };
+    case 'phi4mini': // Phi-4-mini style: 3/4 of each head rotates, longrope within the original context (short factors), tied
+      return { architectures: ['Phi3ForCausalLM'], model_type: 'phi3', ...llamaLike, rope_theta: 10000, max_position_embeddings: 1024,
+        original_max_position_embeddings: 256, partial_rotary_factor: 0.75, sliding_window: 262144, rope_scaling: { type: 'longrope',
+          short_factor: [1.0, 1.1, 1.3, 1.7, 2.5, 4.0], long_factor: [1.0, 2.0, 4.0, 8.0, 16.0, 32.0] },
+        attention_bias: false, tie_word_embeddings: true, pad_token_id: ids.pad, ...common };
     case 'gpt2':
       return { architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: vocab, n_embd: 64, n_layer: 2, n_head: 4,
         n_inner: null, n_positions: 128, n_ctx: 128, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5,

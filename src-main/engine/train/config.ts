@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { UserError } from '../../util/progress';
 
-const Targets = z.union([z.enum(['attention', 'mlp', 'all-linear']), z.array(z.enum(['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'])).min(1)]);
+const Targets = z.union([z.enum(['attention', 'mlp', 'all-linear']), z.array(z.enum(['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down', 'gate_up'])).min(1)]);
 
 export const TrainConfigSchema = z.object({
   /** Hugging Face model folder (config.json, safetensors, tokenizer files). */

@@ -3,7 +3,10 @@ Writes one parity fixture per tiny architecture (llm.c style): inputs, base and 
 loss, every LoRA gradient (B non-zero), and 10 AdamW steps with gradient clipping.
 
     npx tsx test/oracle/models/make_models.ts /tmp/lathe-tiny
-    /usr/bin/python3 test/oracle/models/gen_fixtures.py /tmp/lathe-tiny test/oracle/models/fixtures
+    /usr/bin/python3 test/oracle/models/gen_fixtures.py /tmp/lathe-tiny test/oracle/models/fixtures [NAME,NAME...]
+
+With a third argument only the named fixtures are (re)written (each fixture's random draws depend only on
+its index in MODELS, so the others stay byte-identical).
 
 File format (little-endian), version 1:
     8 bytes  magic "LATHEFIX"
@@ -28,11 +31,13 @@ import reference as R  # noqa: E402
 MAGIC = b"LATHEFIX"
 VERSION = 1
 ARCHS = ["llama", "llama3", "tinyllama", "smollm2", "mistral", "qwen2", "qwen3", "smollm3", "gpt2"]
+# issue 17's families, after the older fixtures so those keep their index (and random draws)
+NEW_ARCHS = ["granite", "mistral-nemo", "olmo2", "gemma2", "gemma3", "phi3", "phi4mini"]
 # (fixture name, folder from make_models.ts, how make_models.ts created it)
 MODELS = [(a, a, {"arch": a, "seed": 0, "dtype": "f32"}) for a in ARCHS] + [
     ("llama-bf16-sharded", "llama-bf16-sharded", {"arch": "llama", "seed": 0, "dtype": "bf16", "max_shard_bytes": 100000}),
     ("llama-f16", "llama-f16", {"arch": "llama", "seed": 0, "dtype": "f16"}),
-]
+] + [(a, a, {"arch": a, "seed": 0, "dtype": "f32"}) for a in NEW_ARCHS]
 
 
 def weights_sha256(folder):
@@ -89,11 +94,13 @@ def check_loader(models_dir):
     print(f"loader check: {len(w32)} tensors; bf16 (sharded) and f16 files equal torch's rounding of the f32 model")
 
 
-def main(models_dir, out_dir):
+def main(models_dir, out_dir, only=None):
     os.makedirs(out_dir, exist_ok=True)
     check_loader(models_dir)
     torch.manual_seed(0)
     for ai, (arch, sub, made) in enumerate(MODELS):
+        if only is not None and arch not in only:
+            continue
         folder = os.path.join(models_dir, sub)
         raw, W = R.load_model(folder)
         cfg = R.Cfg(raw)
@@ -174,4 +181,4 @@ def main(models_dir, out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3].split(",") if len(sys.argv) > 3 else None)

@@ -35,7 +35,8 @@ function bf16Nearest(x: number): number {
 describe('merged export', () => {
   for (const arch of TINY_ARCHS) {
     it(`${arch}: f32 merge reloads through the engine with the trained model's logits; without the merge they differ`, async () => {
-      const { model, run, out } = await setup(arch, { rslora: arch === 'gpt2' || arch === 'qwen2', targets: arch === 'mistral' ? 'attention' : 'all-linear' });
+      // (Granite's residual multiplier 0.22 and logits ÷ 8 shrink an adapter's effect: larger B there)
+      const { model, run, out } = await setup(arch, { rslora: arch === 'gpt2' || arch === 'qwen2', targets: arch === 'mistral' ? 'attention' : 'all-linear', bStd: arch === 'granite' ? 1 : undefined });
       const r = await exportModel({ format: 'merged', model, adapter: run, out, dtype: 'f32' });
       expect(r.verification!.passed).toBe(true);
       expect(r.verification!.relError).toBeLessThan(1e-5);
@@ -72,7 +73,7 @@ describe('merged export', () => {
         expect(worst, `${arch} ${m.module}`).toBeLessThan(1e-6);
         expect(ad.lora.scale).toBeCloseTo(5 / 3, 6);
       }
-      const norm = layout.layers[0]!.attnNorm.weight;
+      const norm = layout.layers[0]!.attnNorm!.weight;
       expect(Buffer.from(await merged.readRaw(norm)).equals(Buffer.from(await base.readRaw(norm)))).toBe(true);
       // Only the architecture's tensors: no rotary buffers, no tied lm_head copy.
       expect(merged.names().sort()).toEqual([...layout.shapes.keys()].sort());

@@ -3,7 +3,7 @@
  * the PyTorch fixtures and our config/layout reading agree (and a slow oracle for small tests).
  * N = B·T tokens; other letters as in src-main/engine/models/config.ts.
  */
-import { ropeInvFreq, type ModelConfig } from '../../../../src-main/engine/models/config';
+import { ropeCosSin, type ModelConfig, type RopeParams } from '../../../../src-main/engine/models/config';
 import type { LinearWeights, NormWeights, WeightsLayout } from '../../../../src-main/engine/models/layout';
 
 type Arr = Float64Array;
@@ -40,8 +40,8 @@ function linear(x: Arr, N: number, inDim: number, outDim: number, w: LinearWeigh
   return y;
 }
 
-function norm(x: Arr, rows: number, dim: number, w: NormWeights, kind: 'rms' | 'layer', eps: number, W: (n: string) => Float32Array): Arr {
-  const g = W(w.weight);
+function norm(x: Arr, rows: number, dim: number, w: NormWeights, kind: 'rms' | 'layer', eps: number, W: (n: string) => Float32Array, unitOffset = false): Arr {
+  const g = unitOffset ? W(w.weight).map((v) => 1 + v) : W(w.weight);
   const b = w.bias ? W(w.bias) : null;
   const y = new Float64Array(rows * dim);
   for (let r = 0; r < rows; r++) {
@@ -71,84 +71,111 @@ export function referenceForward(
     const wpe = W(layout.positions);
     for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) h[n * C + c]! += wpe[(n % T) * C + c]!;
   }
-  const inv = cfg.rope ? ropeInvFreq(cfg) : null;
-  const rope = (x: Arr, heads: number): void => { // x [N, heads·D], rotate-half
+  for (let i = 0; i < h.length; i++) h[i]! *= cfg.embedScale;
+  const nrm = (x: Arr, rows: number, dim: number, w: NormWeights): Arr => norm(x, rows, dim, w, cfg.norm, cfg.normEps, W, cfg.normUnitOffset);
+  const tables = new Map<RopeParams, { cos: Float32Array; sin: Float32Array }>();
+  const rope = (x: Arr, heads: number, params: RopeParams): void => { // x [N, heads·D], rotate-half over the rotary dims
+    let tb = tables.get(params);
+    if (!tb) tables.set(params, (tb = ropeCosSin(cfg, params, Array.from({ length: T }, (_, t) => t), T)));
+    const R = params.rotaryDim ?? D;
     for (let n = 0; n < N; n++) {
       const t = n % T;
       for (let hh = 0; hh < heads; hh++) {
         const o = n * heads * D + hh * D;
-        for (let i = 0; i < D / 2; i++) {
-          const a = t * inv![i]!;
-          const c = Math.cos(a), s = Math.sin(a);
-          const x1 = x[o + i]!, x2 = x[o + i + D / 2]!;
+        for (let i = 0; i < R / 2; i++) {
+          const c = tb.cos[t * D + i]!, s = tb.sin[t * D + i]!;
+          const x1 = x[o + i]!, x2 = x[o + i + R / 2]!;
           x[o + i] = x1 * c - x2 * s;
-          x[o + i + D / 2] = x2 * c + x1 * s;
+          x[o + i + R / 2] = x2 * c + x1 * s;
         }
       }
     }
   };
+  const cap = (v: number, c: number | null): number => (c === null ? v : c * Math.tanh(v / c));
+  const addResidual = (out: Arr, post: NormWeights | null): void => {
+    const y = post ? nrm(out, N, C, post) : out;
+    for (let i = 0; i < h.length; i++) h[i]! += y[i]! * cfg.residualScale;
+  };
   for (let li = 0; li < cfg.numLayers; li++) {
     const L = layout.layers[li]!;
-    const x = norm(h, N, C, L.attnNorm, cfg.norm, cfg.normEps, W);
+    const x = L.attnNorm ? nrm(h, N, C, L.attnNorm) : h;
     let q: Arr, k: Arr, v: Arr;
     if (L.qkv) {
-      const qkv = linear(x, N, C, 3 * C, L.qkv, W, lora); // [N, 3C] = q | k | v
-      q = new Float64Array(N * C); k = new Float64Array(N * C); v = new Float64Array(N * C);
-      for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) {
-        q[n * C + c] = qkv[n * 3 * C + c]!; k[n * C + c] = qkv[n * 3 * C + C + c]!; v[n * C + c] = qkv[n * 3 * C + 2 * C + c]!;
+      const QD = H * D, KD = K * D, W3 = QD + 2 * KD;
+      const qkv = linear(x, N, C, W3, L.qkv, W, lora); // [N, (H + 2K)·D] = q | k | v
+      q = new Float64Array(N * QD); k = new Float64Array(N * KD); v = new Float64Array(N * KD);
+      for (let n = 0; n < N; n++) {
+        for (let c = 0; c < QD; c++) q[n * QD + c] = qkv[n * W3 + c]!;
+        for (let c = 0; c < KD; c++) { k[n * KD + c] = qkv[n * W3 + QD + c]!; v[n * KD + c] = qkv[n * W3 + QD + KD + c]!; }
       }
     } else {
       q = linear(x, N, C, H * D, L.q!, W, lora);
       k = linear(x, N, C, K * D, L.k!, W, lora);
       v = linear(x, N, C, K * D, L.v!, W, lora);
     }
-    if (L.qNorm) q = norm(q, N * H, D, L.qNorm, 'rms', cfg.normEps, W);
-    if (L.kNorm) k = norm(k, N * K, D, L.kNorm, 'rms', cfg.normEps, W);
-    if (cfg.ropeLayers[li]) { rope(q, H); rope(k, K); }
+    const all = cfg.qkNormScope === 'all';
+    if (L.qNorm) q = all ? nrm(q, N, H * D, L.qNorm) : nrm(q, N * H, D, L.qNorm);
+    if (L.kNorm) k = all ? nrm(k, N, K * D, L.kNorm) : nrm(k, N * K, D, L.kNorm);
+    const window = cfg.slidingWindow !== null && cfg.windowLayers[li] ? cfg.slidingWindow : Infinity;
+    const params = cfg.localRope && window !== Infinity ? cfg.localRope : cfg.rope;
+    if (cfg.ropeLayers[li] && params) { rope(q, H, params); rope(k, K, params); }
     const att = new Float64Array(N * H * D); // [N, H·D]
-    const scale = 1 / Math.sqrt(D);
     for (let b = 0; b < B; b++) for (let hh = 0; hh < H; hh++) {
       const kh = Math.floor(hh / G); // repeat_kv: query head hh reads kv head hh / G
       for (let t = 0; t < T; t++) {
+        const s0 = Math.max(0, t - window + 1);
         const sc = new Float64Array(t + 1);
         let mx = -Infinity;
-        for (let s = 0; s <= t; s++) {
+        for (let s = s0; s <= t; s++) {
           let d = 0;
           for (let i = 0; i < D; i++) d += q[(b * T + t) * H * D + hh * D + i]! * k[(b * T + s) * K * D + kh * D + i]!;
-          sc[s] = d * scale;
+          sc[s] = cap(d * cfg.attnScale, cfg.attnSoftcap);
           mx = Math.max(mx, sc[s]!);
         }
         let z = 0;
-        for (let s = 0; s <= t; s++) { sc[s] = Math.exp(sc[s]! - mx); z += sc[s]!; }
+        for (let s = s0; s <= t; s++) { sc[s] = Math.exp(sc[s]! - mx); z += sc[s]!; }
         for (let i = 0; i < D; i++) {
           let o = 0;
-          for (let s = 0; s <= t; s++) o += sc[s]! * v[(b * T + s) * K * D + kh * D + i]!;
+          for (let s = s0; s <= t; s++) o += sc[s]! * v[(b * T + s) * K * D + kh * D + i]!;
           att[(b * T + t) * H * D + hh * D + i] = o / z;
         }
       }
     }
-    const o = linear(att, N, H * D, C, L.o, W, lora);
-    for (let i = 0; i < h.length; i++) h[i]! += o[i]!;
-    const x2 = norm(h, N, C, L.mlpNorm, cfg.norm, cfg.normEps, W);
-    const up = linear(x2, N, C, F, L.up, W, lora);
-    if (L.gate) {
+    addResidual(linear(att, N, H * D, C, L.o, W, lora), L.postAttnNorm);
+    const x2 = L.mlpNorm ? nrm(h, N, C, L.mlpNorm) : h;
+    let inner: Arr;
+    if (L.gateUp) {
+      const gu = linear(x2, N, C, 2 * F, L.gateUp, W, lora); // [N, 2F]: gate | up
+      inner = new Float64Array(N * F);
+      for (let n = 0; n < N; n++) for (let f = 0; f < F; f++) inner[n * F + f] = act(cfg, gu[n * 2 * F + f]!) * gu[n * 2 * F + F + f]!;
+    } else if (L.gate) {
       const gate = linear(x2, N, C, F, L.gate, W, lora);
-      for (let i = 0; i < up.length; i++) up[i] = silu(gate[i]!) * up[i]!;
+      inner = linear(x2, N, C, F, L.up!, W, lora);
+      for (let i = 0; i < inner.length; i++) inner[i] = act(cfg, gate[i]!) * inner[i]!;
     } else {
-      for (let i = 0; i < up.length; i++) up[i] = cfg.activation === 'gelu_new' ? geluNew(up[i]!) : NaN;
+      inner = linear(x2, N, C, F, L.up!, W, lora);
+      for (let i = 0; i < inner.length; i++) inner[i] = act(cfg, inner[i]!);
     }
-    const down = linear(up, N, F, C, L.down, W, lora);
-    for (let i = 0; i < h.length; i++) h[i]! += down[i]!;
+    addResidual(linear(inner, N, F, C, L.down, W, lora), L.postMlpNorm);
   }
-  h = norm(h, N, C, layout.finalNorm, cfg.norm, cfg.normEps, W);
+  h = nrm(h, N, C, layout.finalNorm);
   const head = W(layout.lmHead ?? layout.embed); // [V, C]
   const logits = new Float64Array(N * V);
   for (let n = 0; n < N; n++) for (let vv = 0; vv < V; vv++) {
     let s = 0;
     for (let c = 0; c < C; c++) s += h[n * C + c]! * head[vv * C + c]!;
-    logits[n * V + vv] = s;
+    logits[n * V + vv] = cap(s * cfg.logitScale, cfg.finalSoftcap);
   }
   return logits;
+}
+
+function act(cfg: ModelConfig, x: number): number {
+  switch (cfg.activation) {
+    case 'silu': return silu(x);
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh': return geluNew(x);
+    default: return NaN;
+  }
 }
 
 /** Mean cross-entropy over tokens whose mask is 1. logits [N, V]. */
