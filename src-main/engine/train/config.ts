@@ -138,3 +138,14 @@ export function presetArithmetic(p: { batchSize: number; gradAccum: number }, bl
   const tokens = p.batchSize * p.gradAccum * blockSize;
   return `${p.batchSize} blocks × ${p.gradAccum} accumulation × ${blockSize} tokens = ${tokens.toLocaleString('en-US')} tokens per step`;
 }
+
+/** One line for the log and the model card. */
+export function describeMethod(cfg: Pick<TrainConfig, 'method' | 'preference'>): string {
+  const p = cfg.preference;
+  if (cfg.method === 'dpo') {
+    return p.loss === 'ipo' ? `IPO (DPO with the squared loss), β ${p.beta}, reference = the base model (adapter off)`
+      : `DPO (sigmoid loss), β ${p.beta}${p.labelSmoothing > 0 ? `, label smoothing ${p.labelSmoothing}` : ''}, reference = the base model (adapter off)`;
+  }
+  if (cfg.method === 'orpo') return `ORPO, λ ${p.orpoLambda} (odds-ratio term + SFT on the chosen reply; no reference model)`;
+  return 'next-token loss';
+}

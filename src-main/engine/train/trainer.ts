@@ -17,7 +17,7 @@ import type { WeightSource } from '../../engine/llm/forward';
 import { learningRateAt } from './schedule';
 import { MetricsLog } from './metrics';
 import { CheckpointManager, type Checkpoint } from './checkpoints';
-import { resolveTrainConfig, type TrainConfig } from './config';
+import { describeMethod, resolveTrainConfig, type TrainConfig } from './config';
 import { CancelledError, UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import { writeFileAtomicSync } from '../../util/atomic';
 import { Rng } from '../models/rng';
@@ -367,13 +367,3 @@ function checkMethod(cfg: TrainConfig, kind: string): void {
   }
 }
 
-/** One line for the log and the model card. */
-export function describeMethod(cfg: Pick<TrainConfig, 'method' | 'preference'>): string {
-  const p = cfg.preference;
-  if (cfg.method === 'dpo') {
-    return p.loss === 'ipo' ? `IPO (DPO with the squared loss), β ${p.beta}, reference = the base model (adapter off)`
-      : `DPO (sigmoid loss), β ${p.beta}${p.labelSmoothing > 0 ? `, label smoothing ${p.labelSmoothing}` : ''}, reference = the base model (adapter off)`;
-  }
-  if (cfg.method === 'orpo') return `ORPO, λ ${p.orpoLambda} (odds-ratio term + SFT on the chosen reply; no reference model)`;
-  return 'next-token loss';
-}
