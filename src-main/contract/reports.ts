@@ -21,11 +21,17 @@ export interface CorpusReportView {
 }
 
 export interface PrepareReportView {
-  mode: 'pretrain' | 'sft';
+  mode: 'pretrain' | 'sft' | 'preference';
   out: string;
   corpora: { domain: CorpusReportView; general?: CorpusReportView };
   mix?: { ratio: number; achievedRatio: number; domainRepeat: number; generalRepeat: number; measured?: { ratio: number }; warnings: string[] };
   sft?: { formats: Record<string, number>; dropped: number; truncated: number };
+  /** Preference pairs (data/preference): formats seen, pairs kept, truncation and skip counts. */
+  preference?: {
+    formats: Record<string, number>; pairs: number; promptTruncated: number; completionTruncated: number;
+    skipped: Record<'shape' | 'identical' | 'empty' | 'prompt' | 'template' | 'duplicate', number>;
+    meanPromptTokens: number; meanCompletionTokens: number;
+  };
   tokenizer?: { hash: string; vocabSize: number; eosId: number };
   blockSize?: number;
   splits: Record<string, { rows: number; tokens: number; docs: number }>;

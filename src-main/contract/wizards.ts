@@ -22,7 +22,8 @@ function channel<Req extends z.ZodType, Res extends z.ZodType>(request: Req, res
  * conversations rendered through the model's chat template (tokenizerDir), loss on assistant tokens.
  */
 export const PrepareParams = z.object({
-  mode: z.enum(['pretrain', 'sft']).default('pretrain'),
+  /** 'preference': prompt/chosen/rejected pairs (docs/preference.md), rendered like 'sft'. */
+  mode: z.enum(['pretrain', 'sft', 'preference']).default('pretrain'),
   /** SFT: samples longer than blockSize are dropped (default) or truncated. */
   truncation: z.enum(['drop', 'truncate']).default('drop'),
   inputs: paths.min(1),

@@ -14,6 +14,7 @@ import { writeFileAtomic } from './pack/shards';
 import { toConversation } from './sft/formats';
 import { SftPacker, type TruncationPolicy } from './sft/pack';
 import { SpoolWriter, readSpool } from './spool';
+import { describeSkips, preparePreferencePairs, writePreferenceDataset, type PreferenceReport } from './preference/prepare';
 import { loadTokenizerDir } from './tokenize';
 import { excerpt, type ChatRenderer, type Example, type TokenizerAdapter } from './types';
 import { UserError, throwIfCancelled, type WorkOptions } from '../util/progress';
@@ -25,8 +26,8 @@ export interface PrepareConfig {
   general?: string[];
   /** Output folder: shards, manifest.json, report.json. */
   out: string;
-  /** 'pretrain' (raw text -> packed blocks) or 'sft' (conversations -> ids + assistant masks). */
-  mode?: 'pretrain' | 'sft';
+  /** 'pretrain' (raw text -> packed blocks), 'sft' (conversations -> ids + assistant masks) or 'preference' (prompt/chosen/rejected pairs, preference/). */
+  mode?: 'pretrain' | 'sft' | 'preference';
   /** A ready tokenizer, or `tokenizerDir` (a folder with tokenizer.json). Without either, only cleaning runs. */
   tokenizer?: TokenizerAdapter;
   tokenizerDir?: string;
@@ -70,7 +71,7 @@ export interface CorpusReport {
 }
 
 export interface PrepareReport {
-  mode: 'pretrain' | 'sft';
+  mode: 'pretrain' | 'sft' | 'preference';
   out: string;
   corpora: { domain: CorpusReport; general?: CorpusReport };
   mix?: MixPlan;
@@ -80,6 +81,7 @@ export interface PrepareReport {
   /** Real tokens per split (padding excluded). */
   tokens: Record<string, number>;
   sft?: { formats: Record<string, number>; dropped: number; truncated: number };
+  preference?: PreferenceReport;
   warnings: string[];
   seconds: number;
 }
@@ -117,9 +119,10 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
     if (!tokenizer && config.tokenizerDir) tokenizer = await loadTokenizerDir(config.tokenizerDir);
     const tokenBytes: 2 | 4 = tokenizer && tokenizer.vocabSize <= 65536 ? 2 : 4;
 
-    if (mode === 'sft' && config.general?.length) {
+    if (mode !== 'pretrain' && config.general?.length) {
       throw new UserError('data.config', 'A general corpus is mixed into plain-text (pretraining) data only, not into conversations.', 'For chat fine-tuning, put general conversations into the conversation files themselves, or leave the general corpus empty.');
     }
+    if (mode === 'preference') return await preparePreference(config, { cleanCfg, imp, seed, valFraction, blockSize, tokenizer, tokenBytes, work, warnings, log, t0 }, opts);
     if (mode === 'sft') return await prepareSft(config, { cleanCfg, imp, seed, valFraction, blockSize, tokenizer, tokenBytes, work, warnings, log, t0 }, opts);
 
     const domain = await cleanCorpus('domain', config.inputs, work, { cleanCfg, imp, seed, valFraction, threads: config.threads }, opts);
@@ -417,8 +420,33 @@ function hasTrainableToken(mask: ArrayLike<number>): boolean {
   return false;
 }
 
+/** Preference pairs (preference/prepare.ts): render both sides through the chat template, two rows per pair. */
+async function preparePreference(config: PrepareConfig, c: SftCtx, opts: WorkOptions): Promise<PrepareReport> {
+  if (!config.renderer) throw new UserError('data.preference', 'Preference preparation needs the model\'s chat template.', 'Choose a model (its chat template renders the pairs).');
+  if (!c.tokenizer) throw new UserError('data.preference', 'Preference preparation needs a tokenizer.', 'Pass --tokenizer DIR (the model folder).');
+  const r = await preparePreferencePairs({
+    inputs: config.inputs, out: config.out, renderer: config.renderer, tokenizer: c.tokenizer, blockSize: c.blockSize, tokenBytes: c.tokenBytes,
+    valFraction: c.valFraction, seed: c.seed, maxLineChars: c.imp.maxLineChars, pii: c.cleanCfg.pii, dedup: c.cleanCfg.exactDedup.enabled,
+  }, opts);
+  const p = r.report;
+  const skippedTotal = Object.values(p.skipped).reduce((a, b) => a + b, 0);
+  if (skippedTotal) c.log(`Skipped ${skippedTotal} records (${describeSkips(p.skipped)}); each is listed by file and line in the report.`);
+  if (p.promptTruncated) c.log(`${p.promptTruncated} pairs were longer than ${c.blockSize} tokens: their prompts lost tokens from the start${p.completionTruncated ? `, and in ${p.completionTruncated} a reply alone was too long and lost its end` : ''}.`);
+  const splits = r.splits;
+  const trainDocs = splits.train!.docs, valDocs = splits['val-domain']?.docs ?? 0;
+  const tokenizer = { hash: c.tokenizer.hash, vocabSize: c.tokenizer.vocabSize, eosId: c.tokenizer.eosId };
+  const report: PrepareReport = {
+    mode: 'preference', out: config.out,
+    corpora: { domain: { import: r.stats, filters: [], languages: {}, pii: newPiiCounts(), docsIn: r.stats.docs, docsOut: trainDocs + valDocs, charsIn: r.stats.chars, charsOut: 0, trainDocs, valDocs, samples: r.samples } },
+    tokenizer, blockSize: c.blockSize, splits, tokens: Object.fromEntries(Object.entries(splits).map(([k, v]) => [k, v.tokens])),
+    preference: p, warnings: c.warnings, seconds: (Date.now() - c.t0) / 1000,
+  };
+  writePreferenceDataset(config.out, { tokenizer, blockSize: c.blockSize, tokenBytes: c.tokenBytes, seed: c.seed }, splits, report);
+  return report;
+}
+
 /** JSON records of a file: JSON Lines, or a JSON array / single object when the file starts with one. */
-async function* recordsOf(chunks: AsyncGenerator<string>, path: string, maxLine: number, stats: ImportStats): AsyncGenerator<{ rec: unknown; line: number }> {
+export async function* recordsOf(chunks: AsyncGenerator<string>, path: string, maxLine: number, stats: ImportStats): AsyncGenerator<{ rec: unknown; line: number }> {
   const first = await chunks.next();
   if (first.done) return;
   const head = first.value;

@@ -3,6 +3,7 @@ import type { ModelConfig } from '../engine/models/config';
 import type { FloatDtypeName } from '../engine/safetensors/dtype';
 import type { RunSummaryInfo, TrainedAdapter } from './adapter';
 import type { Verification } from './verify';
+import { describeMethod } from '../engine/train/config';
 
 export interface CardInput {
   format: 'merged' | 'peft';
@@ -28,6 +29,7 @@ export function modelCard(c: CardInput): string {
     'tags:',
     '- lathe',
     '- lora',
+    ...(t.method && t.method !== 'lm' ? [`- ${t.method}`] : []),
     ...(c.format === 'peft' ? ['- base_model:adapter:' + c.baseModel] : []),
     '---',
     '',
@@ -44,7 +46,8 @@ export function modelCard(c: CardInput): string {
     `- Target modules: ${c.targetModules.join(', ')} (${c.adapter.lora.modules.length} layers adapted)`,
     `- Steps: ${c.adapter.step} (checkpoint \`${c.adapter.checkpointDir.split(/[\\/]/).slice(-1)[0]}\`)`,
     `- Optimizer: AdamW, peak learning rate ${t.optim.lr}, ${t.schedule.kind} schedule with ${t.schedule.warmupSteps} warmup steps, weight decay ${t.optim.weightDecay}`,
-    `- Batch: ${t.batchSize} blocks × ${t.gradAccum} accumulation`,
+    ...(t.method && t.method !== 'lm' ? [`- Method: ${describeMethod(t)}; trained on preference pairs (chosen vs rejected replies)`] : []),
+    `- Batch: ${t.batchSize} ${t.method && t.method !== 'lm' ? 'pairs' : 'blocks'} × ${t.gradAccum} accumulation`,
     `- Vocabulary: ${c.vocabSize}${c.vocabSize !== c.config.vocabSize ? ` (base ${c.config.vocabSize}, tokens added)` : ''}`,
   ];
   const s = c.summary;

@@ -25,6 +25,13 @@ function summary(r: PrepareReport, out: (s: string) => void): void {
     if (c.import.badLineCount) out(`  bad lines: ${fmt(c.import.badLineCount)}, first ${c.import.badLines[0]!.path}:${c.import.badLines[0]!.line} ${c.import.badLines[0]!.error}`);
     if (c.import.repairedChars) out(`  repaired invalid UTF-8 characters: ${fmt(c.import.repairedChars)}`);
   }
+  if (r.preference) {
+    const p = r.preference;
+    out(`preference: ${fmt(p.pairs)} pairs (${Object.entries(p.formats).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}); mean ${p.meanPromptTokens.toFixed(0)} prompt + ${p.meanCompletionTokens.toFixed(0)} reply tokens`);
+    if (p.promptTruncated) out(`  ${fmt(p.promptTruncated)} pairs had their prompt cut from the start to fit${p.completionTruncated ? `; ${fmt(p.completionTruncated)} also lost the end of a reply` : ''}`);
+    const sk = Object.entries(p.skipped).filter(([, v]) => v > 0);
+    if (sk.length) out(`  skipped: ${sk.map(([k, v]) => `${k} ${fmt(v)}`).join(', ')} (each named by file and line in report.json)`);
+  }
   if (r.mix) out(`mix: ${((r.mix.measured?.ratio ?? r.mix.achievedRatio) * 100).toFixed(1)}% domain tokens (asked ${(r.mix.ratio * 100).toFixed(0)}%), domain ×${r.mix.domainRepeat.toFixed(2)}, general ×${r.mix.generalRepeat.toFixed(2)}`);
   for (const [k, v] of Object.entries(r.splits)) out(`${k}: ${fmt(v.tokens)} tokens in ${fmt(v.rows)} rows of ${r.blockSize}`);
   for (const w of r.warnings) out(`warning: ${w}`);
@@ -37,21 +44,24 @@ export const commands: CliCommand[] = [
     summary: 'Import, clean, mix and pack a corpus for training (or an SFT dataset)',
     usage: [
       'lathe prepare INPUT... --out DIR [--tokenizer MODEL_DIR] [--general PATH]... [--ratio 0.7] [--block-size 1024]',
-      '              [--sft] [--truncate] [--text-field NAME] [--column NAME] [--val-fraction 0.02] [--seed 1]',
+      '              [--sft | --preference] [--truncate] [--text-field NAME] [--column NAME] [--val-fraction 0.02] [--seed 1]',
       '              [--max-repeat 4] [--total-chars N] [--threads N] [--config CLEAN.json] [--json]',
       'INPUT: files or folders (.txt .md .jsonl .json .csv .tsv .parquet .html .pdf .docx).',
       'Without --tokenizer only cleaning runs (report.json). --config: cleaning settings (see docs/data-pipeline.md).',
+      '--preference: prompt/chosen/rejected pairs (TRL, UltraFeedback, HH-RLHF; docs/preference.md) for `lathe train --method dpo|orpo`.',
     ].join('\n'),
     run: async (ctx: CliContext) => {
       // --sft and --truncate take no value; the shared parser may have taken the next input path as one.
-      for (const b of ['sft', 'truncate']) {
+      for (const b of ['sft', 'preference', 'truncate']) {
         const v = ctx.flags[b];
         if (typeof v === 'string' || Array.isArray(v)) { ctx.args.push(...(Array.isArray(v) ? v : [v])); ctx.flags[b] = true; }
       }
       const out = flagString(ctx.flags, 'out');
       if (!out) throw new UserError('cli.missing', 'Missing --out DIR.', 'Name the folder for the prepared dataset.');
       if (!ctx.args.length) throw new UserError('cli.missing', 'No input files or folders.', 'Example: lathe prepare notes/ --out data/ --tokenizer models/tiny');
-      const sft = ctx.flags.sft === true;
+      const preference = ctx.flags.preference === true;
+      if (preference && ctx.flags.sft === true) throw new UserError('cli.flags', '--sft and --preference cannot be combined.', 'Use --sft for conversations, --preference for chosen/rejected pairs.');
+      const sft = ctx.flags.sft === true || preference;
       const tokDir = flagString(ctx.flags, 'tokenizer');
       const configFile = flagString(ctx.flags, 'config');
       let clean: unknown;
@@ -65,7 +75,7 @@ export const commands: CliCommand[] = [
         inputs: ctx.args,
         general: flagList(ctx.flags, 'general'),
         out,
-        mode: sft ? 'sft' : 'pretrain',
+        mode: preference ? 'preference' : sft ? 'sft' : 'pretrain',
         ...(tokDir ? { tokenizer: await loadTokenizerDir(tokDir) } : {}),
         ...(flagNumber(ctx.flags, 'block-size') !== undefined ? { blockSize: flagNumber(ctx.flags, 'block-size')! } : {}),
         ...(flagNumber(ctx.flags, 'ratio') !== undefined ? { ratio: flagNumber(ctx.flags, 'ratio')! } : {}),
@@ -82,10 +92,10 @@ export const commands: CliCommand[] = [
         ...(ctx.flags.truncate === true ? { truncation: 'truncate' as const } : {}),
       };
       if (sft) {
-        if (!cfg.tokenizer) throw new UserError('cli.missing', 'SFT preparation needs --tokenizer MODEL_DIR.');
+        if (!cfg.tokenizer) throw new UserError('cli.missing', `${preference ? 'Preference' : 'SFT'} preparation needs --tokenizer MODEL_DIR.`);
         const r = chatRendererForModel(tokDir!, cfg.tokenizer);
         cfg.renderer = r.renderer;
-        ctx.err(`Conversations are rendered with ${r.origin}.`);
+        ctx.err(`${preference ? 'Preference pairs' : 'Conversations'} are rendered with ${r.origin}.`);
         if (r.warning) ctx.err(`[warn] ${r.warning}`);
       }
       let last = '';

@@ -52,6 +52,11 @@ export function trainConfigFromFlags(ctx: CliContext): TrainConfigInput {
   const optim: Record<string, unknown> = { ...(base['optim'] as object | undefined) };
   set(optim, 'lr', num('lr')); set(optim, 'maxGradNorm', num('clip')); set(optim, 'weightDecay', num('weight-decay'));
   if (Object.keys(optim).length) cfg['optim'] = optim;
+  set(cfg, 'method', flagString(ctx.flags, 'method'));
+  const preference: Record<string, unknown> = { ...(base['preference'] as object | undefined) };
+  set(preference, 'beta', num('beta')); set(preference, 'loss', flagString(ctx.flags, 'loss'));
+  set(preference, 'labelSmoothing', num('label-smoothing')); set(preference, 'orpoLambda', num('orpo-lambda'));
+  if (Object.keys(preference).length) cfg['preference'] = preference;
   const schedule: Record<string, unknown> = { ...(base['schedule'] as object | undefined) };
   set(schedule, 'kind', flagString(ctx.flags, 'schedule')); set(schedule, 'warmupSteps', num('warmup'));
   if (Object.keys(schedule).length) cfg['schedule'] = schedule;
@@ -63,7 +68,9 @@ function printSummary(ctx: CliContext, s: TrainSummary): void {
   ctx.out(`${s.stopped ? 'Stopped' : 'Finished'} after ${s.steps} steps on ${s.ep} (${Math.round(s.tokensPerSecond).toLocaleString('en-US')} tokens/s). Run folder: ${s.runDir}`);
   for (const [k, after] of Object.entries(s.val)) {
     const before = s.valBefore[k];
-    ctx.out(`  ${k.padEnd(12)} perplexity ${before ? `${before.ppl.toFixed(2)} -> ` : ''}${after.ppl.toFixed(2)}`);
+    const a = after as typeof after & { rewardAccuracy?: number; rewardMargin?: number };
+    if (a.rewardAccuracy !== undefined) ctx.out(`  ${k.padEnd(12)} loss ${before ? `${before.loss.toFixed(4)} -> ` : ''}${a.loss.toFixed(4)}, reward accuracy ${(a.rewardAccuracy * 100).toFixed(0)}%, margin ${a.rewardMargin!.toFixed(3)}`);
+    else ctx.out(`  ${k.padEnd(12)} perplexity ${before ? `${before.ppl.toFixed(2)} -> ` : ''}${after.ppl.toFixed(2)}`);
   }
 }
 
@@ -77,6 +84,7 @@ export const commands: CliCommand[] = [
       '  --steps N | --epochs N, --batch N, --accum N, --lr X, --warmup N, --schedule cosine|linear|constant',
       '  --rank N --alpha X --targets attention|mlp|all-linear [--rslora], --clip X, --weight-decay X',
       '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda, --qlora (NF4 base), --paged (optimizer state in host memory), --recompute (gradient checkpointing), --f16 (f16 compute on a GPU)',
+      '  --method lm|dpo|orpo (dpo/orpo need `lathe prepare --preference` data), --beta X (DPO, 0.1), --loss sigmoid|ipo, --label-smoothing X, --orpo-lambda X (0.1)',
       'Prepare DATASET_DIR first with `lathe prepare`. Ctrl+C stops after the current step and saves a checkpoint.',
     ].join('\n'),
     run: async (ctx) => {

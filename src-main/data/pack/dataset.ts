@@ -14,7 +14,7 @@ export interface SplitInfo {
   docs: number;
   /** Pretraining: valid tokens in the final row (the rest is EOS padding; a trainer may mask it). */
   lastRowTokens: number;
-  /** SFT: tokens with loss (assistant tokens). */
+  /** SFT: tokens with loss (assistant tokens); preference: completion tokens of both sides. */
   lossTokens?: number;
 }
 
@@ -65,7 +65,7 @@ export class SplitWriter {
     this.closeShard();
     const rows = this.shards.reduce((a, s) => a + s.rows, 0);
     const info: SplitInfo = { shards: this.shards, rows, tokens: this.tokens, docs: this.docs, lastRowTokens: this.lastRowTokens };
-    if (this.kind === 'sft') info.lossTokens = this.lossTokens;
+    if (this.kind !== 'pretrain') info.lossTokens = this.lossTokens;
     return info;
   }
 }

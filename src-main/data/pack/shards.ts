@@ -6,17 +6,19 @@ import { UserError } from '../../util/progress';
 /**
  * Token shard format (little-endian), designed to be memory-mapped or read block by block:
  *   bytes 0..7   magic "LATHETOK"
- *   u32 version (1), u32 kind (0 = pretraining blocks, 1 = SFT rows), u32 bytes per token (2 or 4),
+ *   u32 version (1), u32 kind (0 = pretraining blocks, 1 = SFT rows, 2 = preference rows), u32 bytes per token (2 or 4),
  *   u32 block size T (tokens per row), u64 rows N, then padding to 64 bytes.
  *   Pretraining rows: N × T tokens.
  *   SFT rows: N × [T tokens, T mask bytes (1 = loss), T u16 segment ids (0 = padding)].
+ *   Preference rows: laid out as SFT rows, two per pair (chosen, then rejected; one sample per row).
  * Rows start at fixed offsets, so row i is one pread at 64 + i × rowBytes.
  */
 export const MAGIC = 'LATHETOK';
 if (endianness() !== 'LE') throw new Error('Lathe token shards are written with typed arrays and need a little-endian CPU.');
 export const SHARD_VERSION = 1;
 export const HEADER_BYTES = 64;
-export type ShardKind = 'pretrain' | 'sft';
+export type ShardKind = 'pretrain' | 'sft' | 'preference';
+const KIND_CODE: Record<ShardKind, number> = { pretrain: 0, sft: 1, preference: 2 };
 
 export function rowBytes(kind: ShardKind, blockSize: number, tokenBytes: number): number {
   return kind === 'pretrain' ? blockSize * tokenBytes : blockSize * (tokenBytes + 1 + 2);
@@ -45,7 +47,7 @@ export class ShardWriter {
     const buf = Buffer.from(ab);
     if (this.tokenBytes === 2) new Uint16Array(ab, 0, T).set(tokens);
     else new Uint32Array(ab, 0, T).set(tokens);
-    if (this.kind === 'sft') {
+    if (this.kind !== 'pretrain') {
       const off = T * this.tokenBytes;
       buf.set(mask!, off);
       // Segment ids start at off + T: 2-byte aligned only when T is even.
@@ -70,7 +72,7 @@ export class ShardWriter {
     const h = Buffer.alloc(HEADER_BYTES);
     h.write(MAGIC, 0, 'latin1');
     h.writeUInt32LE(SHARD_VERSION, 8);
-    h.writeUInt32LE(this.kind === 'pretrain' ? 0 : 1, 12);
+    h.writeUInt32LE(KIND_CODE[this.kind], 12);
     h.writeUInt32LE(this.tokenBytes, 16);
     h.writeUInt32LE(this.blockSize, 20);
     h.writeBigUInt64LE(BigInt(this.rows), 24);
@@ -90,7 +92,8 @@ export function readHeader(fd: number, path: string): ShardHeader {
   if (h.toString('latin1', 0, 8) !== MAGIC) throw new UserError('data.shard', `${path} is not a Lathe token shard (bad magic).`, 'Run `lathe prepare` again to rebuild the dataset.');
   const version = h.readUInt32LE(8);
   if (version !== SHARD_VERSION) throw new UserError('data.shard', `${path} has shard version ${version}; this Lathe reads version ${SHARD_VERSION}.`, 'Run `lathe prepare` again with this version.');
-  const kind = h.readUInt32LE(12) === 0 ? 'pretrain' : 'sft';
+  const code = h.readUInt32LE(12);
+  const kind: ShardKind = code === 0 ? 'pretrain' : code === 2 ? 'preference' : 'sft';
   const tb = h.readUInt32LE(16);
   return { kind, tokenBytes: tb === 2 ? 2 : 4, blockSize: h.readUInt32LE(20), rows: Number(h.readBigUInt64LE(24)) };
 }

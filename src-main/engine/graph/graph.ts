@@ -198,6 +198,8 @@ export class GraphBuilder {
   reciprocal(x: Value): Value { return this.one('Reciprocal', [x]); }
   tanh(x: Value): Value { return this.one('Tanh', [x]); }
   sigmoid(x: Value): Value { return this.one('Sigmoid', [x]); }
+  /** log(1 + exp(x)), smooth everywhere (−log σ(z) = softplus(−z): the DPO/ORPO losses). */
+  softplus(x: Value): Value { return this.one('Softplus', [x]); }
   erf(x: Value): Value { return this.one('Erf', [x]); }
   relu(x: Value): Value { return this.one('Relu', [x]); }
   abs(x: Value): Value { return this.one('Abs', [x]); }

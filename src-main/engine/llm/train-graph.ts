@@ -57,7 +57,7 @@ export interface GraphShape {
  * used them; only the block inputs (L × [N, C]) and one block's activations at a time stay alive.
  * The graph gets a `recompute_one` input: feed 1.
  */
-async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks, loss: Value, params: Value, one: Value, seed: Value | null): Promise<Value> {
+export async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks, loss: Value, params: Value, one: Value, seed: Value | null): Promise<Value> {
   const L = blocks.x.length - 1;
   const got = new Map<Value, Value>(); // part.used -> its gradient
   const add = (used: Value, gr: Value | null) => { if (gr) got.set(used, got.has(used) ? g.add(got.get(used)!, gr) : gr); };
@@ -148,7 +148,32 @@ export async function buildTrainGraph(
   if (cot !== 1) grad = g.mul(grad, 1 / cot);
   const backwardNodes = g.nodes.length - forwardNodes;
 
-  // accumulate; at the optimizer step: mean over tokens, clip, AdamW
+  g.output('loss_sum', lossSum);
+  optimizerStep(g, grad, { params, m, v, gacc, apply, invCount, adam }, optim);
+
+  const lowered = lowerGraph(g, { name: 'lathe_train_step' });
+  return {
+    model: lowered.model,
+    nodes: { forward: fwd.nodes, backward: backwardNodes, total: lowered.nodeCount },
+    byOp: lowered.byOp,
+    state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
+    fetch: ['loss_sum', 'grad_norm'],
+  };
+}
+
+/**
+ * The optimizer end of a train step, shared by every train graph (SFT/pretraining here, preference
+ * tuning in preference-graph.ts): accumulate the gradient; on the last micro-batch of an optimizer step
+ * scale by invCount, clip by global norm, AdamW, and skip the update when the norm is not finite.
+ * Outputs grad_norm, params_out, m_out, v_out, gacc_out.
+ */
+export function optimizerStep(
+  g: GraphBuilder, grad: Value,
+  s: { params: Value; m: Value; v: Value; gacc: Value; apply: Value; invCount: Value; adam: Value },
+  optim: OptimConfig,
+): void {
+  const { params, m, v, gacc, apply, invCount, adam } = s;
+  // accumulate; at the optimizer step: mean over the step's items, clip, AdamW
   const gsum = g.add(gacc, grad);
   const gmean = g.mul(gsum, invCount);
   const norm = g.sqrt(g.reduceSumSquare(gmean, [0], false)); // ‖g‖₂ (scalar)
@@ -160,21 +185,11 @@ export async function buildTrainGraph(
   const upd = adamw(g, params, gclip, m, v, adam, optim);
   const finite = g.equal(g.sub(norm, norm), 0); // false for NaN and ±inf
   const keepOr = (next: Value, prev: Value) => g.where(apply, g.where(finite, next, prev), prev);
-  g.output('loss_sum', lossSum);
   g.output('grad_norm', norm);
   g.output('params_out', keepOr(upd.p, params));
   g.output('m_out', keepOr(upd.m, m));
   g.output('v_out', keepOr(upd.v, v));
   g.output('gacc_out', g.where(apply, g.zerosLike(gsum), gsum));
-
-  const lowered = lowerGraph(g, { name: 'lathe_train_step' });
-  return {
-    model: lowered.model,
-    nodes: { forward: fwd.nodes, backward: backwardNodes, total: lowered.nodeCount },
-    byOp: lowered.byOp,
-    state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
-    fetch: ['loss_sum', 'grad_norm'],
-  };
 }
 
 /** Forward-only graph for evaluation and `lathe logits`: outputs logits [N, V] and the masked loss sum. */

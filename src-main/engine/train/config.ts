@@ -85,6 +85,22 @@ export const TrainConfigSchema = z.object({
   recompute: z.boolean().default(false),
   /** Keep AdamW's moments in host memory and move them through the device each step (less GPU memory, slower steps). */
   pagedOptimizer: z.boolean().default(false),
+  /**
+   * What is learned: 'lm' = next-token loss (continued pretraining or SFT, by the dataset's kind); 'dpo' or
+   * 'orpo' = preference tuning on a preference dataset (`lathe prepare --preference`; docs/preference.md).
+   */
+  method: z.enum(['lm', 'dpo', 'orpo']).default('lm'),
+  /** Preference tuning settings (used by method dpo / orpo). */
+  preference: z.object({
+    /** DPO β: how far the tuned model may drift from the base; 0.1 is the usual value, lower allows more drift. */
+    beta: z.number().positive().max(100).default(0.1),
+    /** DPO loss: 'sigmoid' (the DPO paper) or 'ipo' (squared loss that does not push margins to infinity). */
+    loss: z.enum(['sigmoid', 'ipo']).default('sigmoid'),
+    /** DPO sigmoid: assumed share of pairs whose labels are flipped (conservative DPO); 0 = off, ≤ 0.5. */
+    labelSmoothing: z.number().min(0).max(0.5).default(0),
+    /** ORPO λ: weight of the odds-ratio term beside the SFT term on the chosen reply (0.1 in the ORPO paper). */
+    orpoLambda: z.number().positive().max(100).default(0.1),
+  }).strict().default({ beta: 0.1, loss: 'sigmoid', labelSmoothing: 0, orpoLambda: 0.1 }),
   /** Stop after this many consecutive steps with a non-finite loss. */
   maxBadSteps: z.number().int().min(1).default(3),
 }).strict();
@@ -108,7 +124,28 @@ export const PRESETS = {
   thorough: { label: 'Thorough', lora: { rank: 64, alpha: 128, targets: 'all-linear' as const }, optim: { lr: 1e-4 }, batchSize: 4, gradAccum: 8, epochs: 3 },
 };
 
+/**
+ * Preference presets (DPO/ORPO on LoRA): lower learning rates than SFT, since the base model is already
+ * a good starting point and DPO's implicit reward moves quickly. batchSize counts pairs (2 rows each).
+ */
+export const PREFERENCE_PRESETS = {
+  dpo: { label: 'DPO (β 0.1)', method: 'dpo' as const, preference: { beta: 0.1, loss: 'sigmoid' as const }, lora: { rank: 16, alpha: 32, targets: 'all-linear' as const }, optim: { lr: 5e-5 }, batchSize: 2, gradAccum: 8, epochs: 1 },
+  'dpo-robust': { label: 'DPO, noisy labels (β 0.1, smoothing 0.1)', method: 'dpo' as const, preference: { beta: 0.1, loss: 'sigmoid' as const, labelSmoothing: 0.1 }, lora: { rank: 16, alpha: 32, targets: 'all-linear' as const }, optim: { lr: 5e-5 }, batchSize: 2, gradAccum: 8, epochs: 1 },
+  orpo: { label: 'ORPO (λ 0.1, no reference)', method: 'orpo' as const, preference: { orpoLambda: 0.1 }, lora: { rank: 16, alpha: 32, targets: 'all-linear' as const }, optim: { lr: 8e-5 }, batchSize: 2, gradAccum: 8, epochs: 1 },
+};
+
 export function presetArithmetic(p: { batchSize: number; gradAccum: number }, blockSize: number): string {
   const tokens = p.batchSize * p.gradAccum * blockSize;
   return `${p.batchSize} blocks × ${p.gradAccum} accumulation × ${blockSize} tokens = ${tokens.toLocaleString('en-US')} tokens per step`;
+}
+
+/** One line for the log and the model card. */
+export function describeMethod(cfg: Pick<TrainConfig, 'method' | 'preference'>): string {
+  const p = cfg.preference;
+  if (cfg.method === 'dpo') {
+    return p.loss === 'ipo' ? `IPO (DPO with the squared loss), β ${p.beta}, reference = the base model (adapter off)`
+      : `DPO (sigmoid loss), β ${p.beta}${p.labelSmoothing > 0 ? `, label smoothing ${p.labelSmoothing}` : ''}, reference = the base model (adapter off)`;
+  }
+  if (cfg.method === 'orpo') return `ORPO, λ ${p.orpoLambda} (odds-ratio term + SFT on the chosen reply; no reference model)`;
+  return 'next-token loss';
 }

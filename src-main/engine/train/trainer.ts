@@ -18,7 +18,7 @@ import type { WeightSource } from '../../engine/llm/forward';
 import { learningRateAt } from './schedule';
 import { MetricsLog } from './metrics';
 import { CheckpointManager, type Checkpoint } from './checkpoints';
-import { resolveTrainConfig, type TrainConfig } from './config';
+import { describeMethod, resolveTrainConfig, type TrainConfig } from './config';
 import { CancelledError, UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import { writeFileAtomicSync } from '../../util/atomic';
 import { Rng } from '../models/rng';
@@ -29,6 +29,8 @@ import { PagedMoments, pagedProgramSpec } from '../memory/paged';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
 import { isOutOfMemory, trainOomContext, withOomGuidance } from '../memory/oom';
 import { openNf4Store } from '../quant/store';
+import { buildPreferenceEvalGraph, buildPreferenceTrainGraph } from '../llm/preference-graph';
+import { evaluatePairs, pairFeeds, preferenceLossOf, readPairs, RewardStats, type PairBatch } from './preference';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -107,6 +109,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const ds = openDataset(cfg.dataset);
     const manifest = ds.manifest;
     const packed = manifest.kind === 'sft'; // several chat samples per row: per-sample attention and positions
+    const pref = preferenceLossOf(cfg); // DPO / ORPO: pairs instead of rows, another graph, the same loop
+    checkMethod(cfg, manifest.kind);
     const trainable = trainableLayout(model, layout, cfg);
     const { lora, rows } = trainable;
     const rowsAvailable = Math.max(model.vocabSize, ...(lora.newRows?.ids.map((id) => id + 1) ?? []));
@@ -117,8 +121,11 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const trainSplit = ds.split('train');
     const valSplits = Object.keys(manifest.splits).filter((s) => s.startsWith('val')).map((s) => ds.split(s));
     const T = manifest.blockSize, B = cfg.batchSize, A = cfg.gradAccum;
-    if (trainSplit.rows < B) throw new UserError('train.tooLittleData', `The training split has ${trainSplit.rows} blocks, fewer than one batch (${B}).`, 'Lower the batch size or add more text.');
-    const stepsPerEpoch = Math.max(1, Math.floor(trainSplit.rows / (B * A)));
+    // what one batch item is: a block (row) of the dataset, or a pair (two rows) in preference tuning
+    const units = pref ? Math.floor(trainSplit.rows / 2) : trainSplit.rows;
+    if (pref && lora.newRows) throw new UserError('train.preferenceNewTokens', 'Preference tuning cannot train new-token rows yet.', 'Train the extended tokenizer\'s rows with SFT first, merge that adapter, then run DPO/ORPO on the merged model.');
+    if (units < B) throw new UserError('train.tooLittleData', `The training split has ${units} ${pref ? 'pairs' : 'blocks'}, fewer than one batch (${B}).`, `Lower the batch size or add more ${pref ? 'pairs' : 'text'}.`);
+    const stepsPerEpoch = Math.max(1, Math.floor(units / (B * A)));
     const totalSteps = cfg.maxSteps ?? Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
 
     const P = lora.size;
@@ -133,14 +140,19 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     }
 
     report('Building the training graph');
-    const tg = await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute }, cfg.optim);
+    const tg = pref
+      ? await buildPreferenceTrainGraph(model, layout, src, lora, { pairs: B, seqLen: T, dropout: cfg.lora.dropout, recompute: cfg.recompute }, pref, cfg.optim)
+      : await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute }, cfg.optim);
+    if (pref) log(`Preference tuning: ${describeMethod(cfg)}.`);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
     // Paged optimizer: AdamW moments live in host memory and pass through the device each step.
     const spec = { model: tg.model, state: tg.state, fetch: tg.fetch };
     const moments = cfg.pagedOptimizer ? new PagedMoments(P) : null;
     const prog = await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
     programs.push(prog);
-    const evalGraph = await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T, packed });
+    const evalGraph = pref
+      ? await buildPreferenceEvalGraph(model, layout, src, lora, { pairs: B, seqLen: T }, pref)
+      : await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T, packed });
     const evalSession = await EngineSession.create(evalGraph.model, { ep: ep.ep, externalDataDir: src.dir });
     programs.push(evalSession);
     nf4Store?.remove();
@@ -178,8 +190,17 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const runEval = async (): Promise<Record<string, { loss: number; ppl: number }>> => {
       const params = await readParams();
       const out: Record<string, { loss: number; ppl: number }> = {};
-      for (const s of valSplits) out[s.split] = await evaluateSplit(evalSession, s, manifest, params, B, T, rows, cfg.evalBlocks);
+      for (const s of valSplits) {
+        // preference: loss and reward metrics of held-out pairs (no perplexity: the loss is not a token NLL)
+        out[s.split] = pref ? { ppl: NaN, ...await evaluatePairs(evalSession, s, params, B, T, rows, cfg.evalBlocks, pref) }
+          : await evaluateSplit(evalSession, s, manifest, params, B, T, rows, cfg.evalBlocks);
+      }
       return out;
+    };
+    const valRecord = (v: { loss: number; ppl: number }): Record<string, number> => {
+      if (!pref) return { loss: v.loss, ppl: v.ppl };
+      const { ppl: _unused, ...rest } = v;
+      return rest;
     };
     const saveCheckpoint = async (valLoss: number | null) => {
       const st = await prog.read(moments ? ['params'] : ['params', 'm', 'v']);
@@ -194,7 +215,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
 
     // generations for the user's sample prompts with the current adapter (engine/generate; cost in the log)
     const sampler = cfg.sampleEvery > 0 && cfg.samplePrompts.length
-      ? await TrainingSamples.create(cfg, lora, { config: model, layout, weights }, { chat: packed, ep: ep.ep, tokenizerDir: cfg.tokenizer }) : null;
+      ? await TrainingSamples.create(cfg, lora, { config: model, layout, weights }, { chat: packed || !!pref, ep: ep.ep, tokenizerDir: cfg.tokenizer }) : null;
     if (sampler) programs.push(sampler);
     const runSamples = async () => {
       const r = await sampler!.at(step, (await readParams()).data as Float32Array);
@@ -205,11 +226,11 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
 
     const valBefore = resumedFrom === null && valSplits.length ? await runEval() : {};
     if (resumedFrom === null) {
-      for (const [k, v] of Object.entries(valBefore)) metrics.append({ kind: 'val', step: 0, split: k, loss: v.loss, ppl: v.ppl });
+      for (const [k, v] of Object.entries(valBefore)) metrics.append({ kind: 'val', step: 0, split: k, ...valRecord(v) });
     }
 
     // ---- loop ----
-    const rowsPerEpoch = trainSplit.rows;
+    const rowsPerEpoch = units;
     let orderEpoch = -1;
     let order: Uint32Array = new Uint32Array(0);
     const nextRow = (): number => {
@@ -234,9 +255,13 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         await hooks.checkpoint?.();
         throwIfCancelled(hooks.signal);
         const stepStart = Date.now();
-        const micro: Batch[] = [];
-        for (let a = 0; a < A; a++) micro.push(readBatch(trainSplit, manifest, Array.from({ length: B }, nextRow), rows));
+        const micro: (Batch | PairBatch)[] = [];
+        for (let a = 0; a < A; a++) {
+          const idx = Array.from({ length: B }, nextRow);
+          micro.push(pref ? readPairs(trainSplit, idx, T, rows) : readBatch(trainSplit, manifest, idx, rows));
+        }
         const count = micro.reduce((s, b) => s + b.count, 0);
+        const rewards = pref ? new RewardStats(pref) : null;
         const lr = learningRateAt(step, { ...cfg.schedule, lr: cfg.optim.lr, totalSteps });
         const adam = hostTensor('float32', [3], adamwScalars({ ...cfg.optim, lr }, adamSteps + 1, lr));
         const invCount = hostTensor('float32', [], new Float32Array([1 / Math.max(1, count)]));
@@ -244,15 +269,18 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         for (let a = 0; a < A; a++) {
           const seedFeed: Record<string, HostTensor> = cfg.lora.dropout > 0 ? { dropout_seed: hostTensor('float32', [], [dropoutSeed(cfg.seed, step, a)]) } : {};
           if (cfg.recompute) seedFeed['recompute_one'] = one;
-          const raw = await prog.step({ ...feedsOf(micro[a]!, B, T), apply: a === A - 1 ? apply1 : apply0, invCount, adam, ...seedFeed, ...(moments?.feeds() ?? {}) });
+          const feeds = pref ? pairFeeds(micro[a] as PairBatch, B, T) : feedsOf(micro[a] as Batch, B, T);
+          const raw = await prog.step({ ...feeds, apply: a === A - 1 ? apply1 : apply0, invCount, adam, ...seedFeed, ...(moments?.feeds() ?? {}) });
           const out = moments ? moments.take(raw) : raw;
           lossSum += scalarOf(out['loss_sum']);
+          rewards?.add(micro[a] as PairBatch, out['logps']!.data as Float32Array, out['ref_logps'] ? out['ref_logps'].data as Float32Array : null);
           if (a === A - 1) gradNorm = scalarOf(out['grad_norm']);
         }
         step++;
         const loss = lossSum / Math.max(1, count);
         const seconds = (Date.now() - stepStart) / 1000;
-        tokensSeen += B * T * A;
+        const stepTokens = (pref ? 2 : 1) * B * T * A;
+        tokensSeen += stepTokens;
         if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
           // Non-finite on the very first step of a fresh adapter: the model itself is broken (NaN/Inf weights), not the training.
           if (adamSteps === 0 && resumedFrom === null) {
@@ -275,7 +303,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         lastLoss = loss;
         const elapsed = (Date.now() - t0) / 1000;
         const m: Record<string, number> = {
-          step, loss, ppl: Math.exp(loss), lr, gradNorm, tokensPerSecond: (B * T * A) / Math.max(seconds, 1e-9),
+          step, loss, ...(pref ? rewards!.result() : { ppl: Math.exp(loss) }), lr, gradNorm, tokensPerSecond: stepTokens / Math.max(seconds, 1e-9),
           memoryMB: process.memoryUsage().rss / 2 ** 20, etaSeconds: (elapsed / (step - (resumedFrom ?? 0))) * (totalSteps - step),
         };
         metrics.append({ kind: 'train', ...m });
@@ -285,8 +313,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         if (evalNow && valSplits.length) {
           lastVal = await runEval();
           for (const [k, v] of Object.entries(lastVal)) {
-            metrics.append({ kind: 'val', step, split: k, loss: v.loss, ppl: v.ppl });
-            hooks.onMetric?.({ step, [`val_${k}_loss`]: v.loss, [`val_${k}_ppl`]: v.ppl });
+            metrics.append({ kind: 'val', step, split: k, ...valRecord(v) });
+            hooks.onMetric?.({ step, ...Object.fromEntries(Object.entries(valRecord(v)).map(([n, x]) => [`val_${k}_${n}`, x])) });
           }
         }
         if (sampler && step % cfg.sampleEvery === 0) await runSamples();
@@ -301,7 +329,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     // final (or stop) evaluation and checkpoint
     if (valSplits.length && !stopped) {
       lastVal = await runEval();
-      for (const [k, v] of Object.entries(lastVal)) metrics.append({ kind: 'val', step, split: k, loss: v.loss, ppl: v.ppl });
+      for (const [k, v] of Object.entries(lastVal)) metrics.append({ kind: 'val', step, split: k, ...valRecord(v) });
     }
     if (step > (resumedFrom ?? 0) || !latest) await saveCheckpoint(stopped ? null : primaryVal(lastVal, true));
     if (outOfMemory) throw outOfMemory;
@@ -330,8 +358,21 @@ function checkResumable(c: Checkpoint, cfg: TrainConfig, model: ModelConfig, P: 
   const size = Number(c.state.extra?.['loraSize'] ?? -1);
   const same = saved && saved.model === cfg.model && saved.dataset === cfg.dataset && JSON.stringify(saved.lora) === JSON.stringify(cfg.lora)
     && saved.tokenizer === cfg.tokenizer && (saved.quantization ?? 'none') === cfg.quantization
-    && saved.batchSize === cfg.batchSize && saved.gradAccum === cfg.gradAccum && saved.seed === cfg.seed && size === P;
+    && saved.batchSize === cfg.batchSize && saved.gradAccum === cfg.gradAccum && saved.seed === cfg.seed && size === P
+    && (saved.method ?? 'lm') === cfg.method && (cfg.method === 'lm' || JSON.stringify(saved.preference) === JSON.stringify(cfg.preference));
   if (!same) {
-    throw new UserError('train.resumeMismatch', `The run folder ${cfg.out} holds checkpoints of a different setup (model, dataset, LoRA, quantization, tokenizer, batch or seed differ) for ${model.architecture}.`, 'Choose a new run folder, or use the same settings to resume.');
+    throw new UserError('train.resumeMismatch', `The run folder ${cfg.out} holds checkpoints of a different setup (model, dataset, LoRA, quantization, tokenizer, batch, seed or method differ) for ${model.architecture}.`, 'Choose a new run folder, or use the same settings to resume.');
   }
 }
+
+/** The method must fit the dataset: pairs for DPO/ORPO, blocks or conversations for the next-token loss. */
+function checkMethod(cfg: TrainConfig, kind: string): void {
+  if (cfg.method !== 'lm' && kind !== 'preference') {
+    throw new UserError('train.methodData', `${cfg.method.toUpperCase()} needs a preference dataset (prompt, chosen, rejected pairs), but ${cfg.dataset} holds ${kind === 'sft' ? 'conversations' : 'plain text'}.`,
+      'Prepare your pairs with `lathe prepare --preference` (docs/preference.md), or train with method "lm".');
+  }
+  if (cfg.method === 'lm' && kind === 'preference') {
+    throw new UserError('train.methodData', `${cfg.dataset} holds preference pairs; they are learned with DPO or ORPO, not the next-token loss.`, 'Pass --method dpo (or orpo).');
+  }
+}
+

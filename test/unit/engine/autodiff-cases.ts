@@ -41,6 +41,7 @@ export const CASES: Case[] = [
   { op: 'Reciprocal', inputs: [f([2, 3], 'away')], build: (g, [a]) => g.reciprocal(a!) },
   { op: 'Tanh', inputs: [f([2, 3])], build: (g, [a]) => g.tanh(a!) },
   { op: 'Sigmoid', inputs: [f([2, 3])], build: (g, [a]) => g.sigmoid(a!) },
+  { op: 'Softplus', dtype: 'float32', inputs: [f([2, 3])], build: (g, [a]) => g.softplus(a!) },
   { op: 'Erf', dtype: 'float32', inputs: [f([2, 3])], build: (g, [a]) => g.erf(a!) },
   { op: 'Relu', inputs: [f([2, 3], 'away')], build: (g, [a]) => g.relu(a!) },
   { op: 'Abs', inputs: [f([2, 3], 'away')], build: (g, [a]) => g.abs(a!) },

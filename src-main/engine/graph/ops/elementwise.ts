@@ -69,6 +69,8 @@ defUnary('Sqrt', (c, _x, y, gy) => c.g.div(gy, c.g.mul(y, 2))); // d sqrt(x) = 1
 defUnary('Reciprocal', (c, _x, y, gy) => c.g.neg(c.g.mul(gy, c.g.mul(y, y)))); // d(1/x) = -1/x²
 defUnary('Tanh', (c, _x, y, gy) => c.g.mul(gy, c.g.sub(1, c.g.mul(y, y))));
 defUnary('Sigmoid', (c, _x, y, gy) => c.g.mul(gy, c.g.mul(y, c.g.sub(1, y))));
+// d softplus(x) = σ(x); no kink at 0 (a max/abs composite would send the gradient to one side there)
+defUnary('Softplus', (c, x, _y, gy) => c.g.mul(gy, c.g.sigmoid(x)));
 defUnary('Erf', (c, x, _y, gy) => {
   // d erf(x) = 2/sqrt(pi) * exp(-x²)
   const e = c.g.exp(c.g.mul(x, c.g.neg(x)));

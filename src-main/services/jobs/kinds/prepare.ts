@@ -12,11 +12,11 @@ export const prepareJob: JobHandler<Params> = async (params, ctx): Promise<Prepa
   await ctx.checkpoint();
   let renderer: PrepareConfig['renderer'];
   let tokenizer: PrepareConfig['tokenizer'];
-  if (params.mode === 'sft') {
+  if (params.mode === 'sft' || params.mode === 'preference') {
     tokenizer = await loadTokenizerDir(params.tokenizerDir);
     const r = chatRendererForModel(params.tokenizerDir, tokenizer);
     renderer = r.renderer;
-    ctx.onLog('info', `Conversations are rendered with ${r.origin}.`);
+    ctx.onLog('info', `${params.mode === 'sft' ? 'Conversations' : 'Preference pairs'} are rendered with ${r.origin}.`);
     if (r.warning) ctx.onLog('warn', r.warning);
   }
   // Typed as the renderer's view: this line fails to compile if the report and the view drift apart.
