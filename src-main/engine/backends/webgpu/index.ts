@@ -1,0 +1,5 @@
+/** Lathe's own WebGPU backend on Dawn: IR graph -> WGSL kernels with a static buffer plan (docs/engine-webgpu.md). */
+export { openGpu, closeGpu, describeGpu, capabilityReport, isSoftware, type GpuContext, type GpuReport, type GpuLimits } from './device';
+export { planGraph, type Plan, type PlanOptions, type PlannedDispatch } from './plan';
+export { GpuProgram, type GpuProgramSpec, type GpuProgramOptions, type GpuProgramInfo } from './program';
+export { KERNELS } from './kernels';

@@ -1,0 +1,42 @@
+/**
+ * What a kernel module sees while the compiler walks the graph: the node, its inputs as tensor
+ * references, and ways to produce its outputs (a fresh buffer from the plan, or a view of an input).
+ */
+import type { Node, Value } from '../../../graph/graph';
+import { staticShape } from '../../../graph/types';
+import type { KernelBuilder, Ref } from '../wgsl';
+
+export interface EmitCtx {
+  node: Node;
+  /** Input i's tensor (its storage may be f16/bf16 for weights). */
+  in(i: number): Ref;
+  /** Output i in a fresh buffer of the plan (allocated on first call). */
+  out(i: number): Ref;
+  /** Output i is `ref` itself: no dispatch, no memory. */
+  view(i: number, ref: Ref): void;
+  /** Does anything read output i (optional outputs: norm statistics). */
+  used(i: number): boolean;
+  /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
+  dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
+}
+
+export type Emitter = (c: EmitCtx) => void;
+
+export const shapeOf = (v: Value): number[] => staticShape(v.shape, `The GPU backend (${v})`);
+export const inShape = (c: EmitCtx, i: number): number[] => shapeOf(c.node.inputs[i]!);
+export const outShape = (c: EmitCtx, i = 0): number[] => shapeOf(c.node.outputs[i]!);
+export const prod = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
+
+/** Strides (per output dim) reading an input of shape `s` broadcast to `out` (right-aligned; 0 where broadcast). */
+export function broadcastStrides(s: readonly number[], out: readonly number[]): number[] {
+  const off = out.length - s.length;
+  const own = new Array<number>(s.length).fill(1);
+  for (let i = s.length - 2; i >= 0; i--) own[i] = own[i + 1]! * s[i + 1]!;
+  return out.map((d, k) => {
+    const j = k - off;
+    if (j < 0) return 0;
+    return s[j] === 1 && d !== 1 ? 0 : own[j]!;
+  });
+}
+
+export const ENTRY = '@compute @workgroup_size';

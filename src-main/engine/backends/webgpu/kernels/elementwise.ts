@@ -1,0 +1,257 @@
+/**
+ * Elementwise kernels (unary, broadcasting binary, comparisons, Where, Cast, Pow, Gelu, Erf) and the
+ * shape ops, which are the same kernel with another index map: Expand (broadcast strides), Transpose
+ * (permuted strides), Slice/Split (offset strides, or a free view when the piece is contiguous), Pad,
+ * Trilu, Concat (one strided copy per input). Reshape/Squeeze/Unsqueeze/Identity are always views.
+ *
+ * One generic "map" kernel: thread i owns output element i (or input element i for Concat's scatter),
+ * splits i into coordinates, reads each input through its own strides and writes one expression.
+ */
+import { num, ints } from '../../../graph/ops/registry';
+import { normAxis, type DType } from '../../../graph/types';
+import { KernelBuilder, affine, coords, grid, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
+import { ENTRY, broadcastStrides, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
+
+const WG = 256;
+
+/** An input read at Σ c_k·strides_k + offset, or at a custom WGSL index expression. */
+export interface MapInput { ref: Ref; strides: readonly number[]; offset?: number; index?: string }
+
+/**
+ * out[outMap(c)] = expr(in_k[inMap_k(c)]) for every coordinate c of `shape`.
+ * `expr` gets the loaded values (WGSL expressions) and may use the coordinates c0..c{r-1}.
+ */
+export function mapKernel(c: EmitCtx, name: string, shape: readonly number[], inputs: MapInput[],
+  expr: (v: string[]) => string, out: Ref, outMap?: { strides: readonly number[]; offset: number }, helpers: string[] = []): void {
+  const k = new KernelBuilder(name);
+  for (const h of helpers) k.decl(h);
+  const n = prod(shape);
+  const own = stridesOf(shape);
+  const contiguous = (s: readonly number[], off = 0) => off === 0 && s.every((x, d) => x === own[d] || shape[d] === 1);
+  const lds = inputs.map((inp) => k.input(inp.ref));
+  const st = k.output(out);
+  const vals = inputs.map((inp, j) => `${lds[j]}(${inp.index ?? (contiguous(inp.strides, inp.offset) ? 'i' : affine(inp.strides, inp.offset ?? 0))})`);
+  const o = outMap && !contiguous(outMap.strides, outMap.offset) ? affine(outMap.strides, outMap.offset) : 'i';
+  const { groups, x } = grid(n, WG);
+  c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
+  if (i >= ${n}u) { return; }
+  ${coords('i', shape)}
+  ${st}(${o}, ${expr(vals)});
+}`, groups);
+}
+
+// ---------- expressions ----------
+
+const ERF_TAYLOR = Array.from({ length: 11 }, (_, n) => {
+  let f = 1;
+  for (let i = 2; i <= n; i++) f *= i;
+  return ((n % 2 ? -1 : 1) * 2) / Math.sqrt(Math.PI) / (f * (2 * n + 1));
+});
+/** erf: Taylor series below |x| = 1 (error < 1e-8), Numerical Recipes' erfc (fractional error < 1.2e-7) above. */
+const ERF_FN = `fn erf_(x: f32) -> f32 {
+  let a = abs(x);
+  if (a < 1.0) {
+    let x2 = x * x;
+    var s = ${lit(ERF_TAYLOR[10]!)};
+${ERF_TAYLOR.slice(0, 10).reverse().map((cf) => `    s = s * x2 + ${lit(cf)};`).join('\n')}
+    return x * s;
+  }
+  let t = 1.0 / (1.0 + 0.5 * a);
+  let r = t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return sign(x) * (1.0 - r);
+}`;
+/** tanh with its argument clamped (tanh(±15) is ±1 in f32; some drivers overflow exp() beyond). */
+const TANH_FN = 'fn tanh_(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }';
+
+function powExpr(a: string, p: number): string {
+  if (p === 1) return a;
+  if (p === 2) return `(${a} * ${a})`;
+  if (p === 3) return `(${a} * ${a} * ${a})`;
+  if (p === 0.5) return `sqrt(${a})`;
+  if (p === -0.5) return `inverseSqrt(${a})`;
+  if (p === -1) return `(1.0 / ${a})`;
+  if (p === 0) return '1.0';
+  if (Number.isInteger(p)) {
+    // pow() is undefined for x < 0 in WGSL: |x|^p with the sign of an odd power
+    const m = `pow(abs(${a}), ${lit(p)})`;
+    return p % 2 ? `(sign(${a}) * ${m})` : m;
+  }
+  return `pow(${a}, ${lit(p)})`;
+}
+
+/** Unary ops: expression of the loaded value and helper functions it needs. */
+function unary(op: string, attrs: Record<string, unknown>): { e: (a: string) => string; helpers?: string[] } | null {
+  switch (op) {
+    case 'Neg': return { e: (a) => `(-${a})` };
+    case 'Identity': return { e: (a) => a };
+    case 'Exp': return { e: (a) => `exp(${a})` };
+    case 'Log': return { e: (a) => `log(${a})` };
+    case 'Sqrt': return { e: (a) => `sqrt(${a})` };
+    case 'Reciprocal': return { e: (a) => `(1.0 / ${a})` };
+    case 'Tanh': return { e: (a) => `tanh_(${a})`, helpers: [TANH_FN] };
+    case 'Sigmoid': return { e: (a) => `(1.0 / (1.0 + exp(-${a})))` };
+    case 'Erf': return { e: (a) => `erf_(${a})`, helpers: [ERF_FN] };
+    case 'Relu': return { e: (a) => `max(${a}, 0.0)` };
+    case 'Abs': return { e: (a) => `abs(${a})` };
+    case 'Pow': return { e: (a) => powExpr(a, attrs.exponent as number) };
+    case 'Gelu':
+      if (attrs.approximate === 'tanh') {
+        return { e: (a) => `(0.5 * ${a} * (1.0 + tanh_(${lit(Math.sqrt(2 / Math.PI))} * (${a} + ${lit(0.044715)} * ${a} * ${a} * ${a}))))`, helpers: [TANH_FN] };
+      }
+      return { e: (a) => `(0.5 * ${a} * (1.0 + erf_(${a} * ${lit(Math.SQRT1_2)})))`, helpers: [ERF_FN] };
+    default: return null;
+  }
+}
+
+const BINARY: Record<string, (a: string, b: string) => string> = {
+  Add: (a, b) => `(${a} + ${b})`,
+  Sub: (a, b) => `(${a} - ${b})`,
+  Mul: (a, b) => `(${a} * ${b})`,
+  Div: (a, b) => `(${a} / ${b})`,
+  Max: (a, b) => `max(${a}, ${b})`,
+  Min: (a, b) => `min(${a}, ${b})`,
+  Equal: (a, b) => `select(0u, 1u, ${a} == ${b})`,
+  Less: (a, b) => `select(0u, 1u, ${a} < ${b})`,
+  Greater: (a, b) => `select(0u, 1u, ${a} > ${b})`,
+  GreaterOrEqual: (a, b) => `select(0u, 1u, ${a} >= ${b})`,
+  LessOrEqual: (a, b) => `select(0u, 1u, ${a} <= ${b})`,
+};
+
+/** Converts a loaded value of scalar type `from` to IR type `to`. */
+function castExpr(a: string, from: Scalar, to: DType): string {
+  const t = scalarOf(to);
+  if (to === 'bool') return from === 'u32' ? `select(0u, 1u, ${a} != 0u)` : from === 'f32' ? `select(0u, 1u, ${a} != 0.0)` : `select(0u, 1u, ${a} != 0i)`;
+  if (t === from) return a;
+  return `${t}(${a})`;
+}
+
+// ---------- emitters ----------
+
+function elementwise(c: EmitCtx, expr: (v: string[]) => string, helpers: string[] = []): void {
+  const shape = outShape(c);
+  const inputs = c.node.inputs.map((_, i) => ({ ref: c.in(i), strides: broadcastStrides(inShape(c, i), shape) }));
+  mapKernel(c, c.node.op, shape, inputs, expr, c.out(0), undefined, helpers);
+}
+
+const alias: Emitter = (c) => c.view(0, c.in(0));
+
+/** Offset of a slice region when it is one contiguous run of the input, else null. */
+export function contiguousSlice(inS: readonly number[], starts: readonly number[], outS: readonly number[]): number | null {
+  let last = -1;
+  for (let d = 0; d < inS.length; d++) if (outS[d] !== inS[d]) last = d;
+  for (let d = 0; d < last; d++) if (outS[d] !== 1) return null;
+  const st = stridesOf(inS);
+  return starts.reduce((o, s, d) => o + s * st[d]!, 0);
+}
+
+/** Per-axis start of a Slice (ONNX clamping, as in the op's shape inference). */
+function sliceStarts(c: EmitCtx): number[] {
+  const a = c.node.attrs;
+  const s = inShape(c, 0);
+  const starts = new Array<number>(s.length).fill(0);
+  const st = ints(a, 'starts');
+  ints(a, 'axes').forEach((ax0, k) => {
+    const ax = normAxis(ax0, s.length, 'Slice');
+    const d = s[ax]!;
+    const v = st[k]!;
+    starts[ax] = Math.min(Math.max(v < 0 ? v + d : v, 0), d);
+  });
+  return starts;
+}
+
+/** out = in[starts + c] as a view when contiguous, else a strided copy. */
+function sliceTo(c: EmitCtx, i: number, starts: number[]): void {
+  const inS = inShape(c, 0), oS = outShape(c, i);
+  const src = c.in(0);
+  const off = contiguousSlice(inS, starts, oS);
+  if (off !== null) {
+    c.view(i, { ...src, offset: src.offset + off, numel: prod(oS) });
+    return;
+  }
+  const st = stridesOf(inS);
+  mapKernel(c, 'Slice', oS, [{ ref: src, strides: st, offset: starts.reduce((o, s, d) => o + s * st[d]!, 0) }], (v) => v[0]!, c.out(i));
+}
+
+export const ELEMENTWISE: Record<string, Emitter> = {
+  Reshape: alias,
+  Squeeze: alias,
+  Unsqueeze: alias,
+  Identity: alias,
+  Where: (c) => elementwise(c, ([cond, a, b]) => `select(${b}, ${a}, ${cond} != 0u)`),
+  Not: (c) => elementwise(c, ([a]) => `(1u - ${a})`),
+  Cast: (c) => {
+    const from = c.node.inputs[0]!.dtype, to = c.node.outputs[0]!.dtype;
+    const src = c.in(0);
+    // float16 <-> float32 is free where the stored values are already what the output means
+    if ((from === 'float16' && to === 'float32') || (from === 'int64' && to === 'int32') || (from === 'int32' && to === 'int64')) {
+      c.view(0, src);
+      return;
+    }
+    elementwise(c, ([a]) => castExpr(a!, scalarOf(from), to));
+  },
+  Expand: (c) => {
+    const shape = outShape(c);
+    mapKernel(c, 'Expand', shape, [{ ref: c.in(0), strides: broadcastStrides(inShape(c, 0), shape) }], (v) => v[0]!, c.out(0));
+  },
+  Transpose: (c) => {
+    const perm = ints(c.node.attrs, 'perm');
+    const st = stridesOf(inShape(c, 0));
+    mapKernel(c, 'Transpose', outShape(c), [{ ref: c.in(0), strides: perm.map((p) => st[p]!) }], (v) => v[0]!, c.out(0));
+  },
+  Slice: (c) => sliceTo(c, 0, sliceStarts(c)),
+  Split: (c) => {
+    const s = inShape(c, 0);
+    const ax = normAxis(num(c.node.attrs, 'axis'), s.length, 'Split');
+    let at = 0;
+    ints(c.node.attrs, 'sizes').forEach((size, i) => {
+      const starts = s.map((_, d) => (d === ax ? at : 0));
+      at += size;
+      if (c.used(i)) sliceTo(c, i, starts);
+    });
+  },
+  Concat: (c) => {
+    const oS = outShape(c);
+    const ax = normAxis(num(c.node.attrs, 'axis'), oS.length, 'Concat');
+    const ost = stridesOf(oS);
+    const out = c.out(0);
+    let at = 0;
+    c.node.inputs.forEach((_, i) => {
+      const s = inShape(c, i);
+      if (prod(s) > 0) {
+        mapKernel(c, 'Concat', s, [{ ref: c.in(i), strides: stridesOf(s) }], (v) => v[0]!, out, { strides: ost, offset: at * ost[ax]! });
+      }
+      at += s[ax]!;
+    });
+  },
+  Pad: (c) => {
+    const s = inShape(c, 0), oS = outShape(c);
+    const pads = ints(c.node.attrs, 'pads');
+    const st = stridesOf(s);
+    const inside = s.map((d, k) => `c${k} >= ${pads[k]}u && c${k} < ${pads[k]! + d}u`).join(' && ') || 'true';
+    // clamped coordinates keep the (discarded) read in bounds
+    const idx = s.map((d, k) => `min(c${k} - ${pads[k]}u, ${d - 1}u) * ${st[k]}u`).join(' + ') || '0u';
+    const zero = scalarOf(c.node.inputs[0]!.dtype) === 'f32' ? '0.0' : scalarOf(c.node.inputs[0]!.dtype) === 'i32' ? '0i' : '0u';
+    mapKernel(c, 'Pad', oS, [{ ref: c.in(0), strides: [], index: idx }], (v) => `select(${zero}, ${v[0]!}, ${inside})`, c.out(0));
+  },
+  Trilu: (c) => {
+    const s = outShape(c);
+    const r = s.length;
+    const k = num(c.node.attrs, 'k');
+    const upper = !!num(c.node.attrs, 'upper');
+    // keep element (i, j) when j − i >= k (upper) or j − i <= k (lower)
+    const keep = upper ? `i32(c${r - 1}) - i32(c${r - 2}) >= ${k}i` : `i32(c${r - 1}) - i32(c${r - 2}) <= ${k}i`;
+    elementwise(c, ([a]) => `select(0.0, ${a}, ${keep})`);
+  },
+};
+
+for (const op of ['Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Tanh', 'Sigmoid', 'Erf', 'Relu', 'Abs', 'Pow', 'Gelu']) {
+  ELEMENTWISE[op] = (c) => {
+    const u = unary(op, c.node.attrs as Record<string, unknown>)!;
+    const t = scalarOf(c.node.inputs[0]!.dtype);
+    if (t !== 'f32' && op !== 'Neg' && op !== 'Abs') throw new Error(`${op} on ${c.node.inputs[0]!.dtype} has no GPU kernel.`);
+    elementwise(c, ([a]) => u.e(a!), u.helpers);
+  };
+}
+for (const [op, f] of Object.entries(BINARY)) ELEMENTWISE[op] = (c) => elementwise(c, ([a, b]) => f(a!, b!));

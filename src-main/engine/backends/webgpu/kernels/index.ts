@@ -1,0 +1,10 @@
+/** Every IR op's GPU kernel, one family per file next to this one. An op missing here has no GPU kernel. */
+import type { Emitter } from './context';
+import { ELEMENTWISE } from './elementwise';
+import { MATMUL } from './matmul';
+import { REDUCE } from './reduce';
+import { INDEXING } from './indexing';
+
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING };
+
+export type { EmitCtx, Emitter } from './context';

@@ -1,0 +1,208 @@
+/**
+ * IR graph -> a static schedule of WGSL dispatches and a buffer plan, with no device involved (so the
+ * plan of a model too big for this machine can still be measured: test/bench/webgpu.ts).
+ *
+ *  - Only nodes that feed a wanted output are scheduled, in the graph's (topological) order.
+ *  - Every tensor is a reference into a buffer: weights and constants (uploaded once, in their stored
+ *    type), inputs (fed per run), state (resident between runs), temporaries.
+ *  - Views cost nothing: Reshape/Squeeze/Unsqueeze/Identity, contiguous Slice/Split pieces, f16->f32
+ *    Casts of stored f16 weights (the kernels unpack them on load).
+ *  - Temporaries come from a pool by liveness: a buffer returns to the pool after the last reader of
+ *    every tensor in it has been scheduled; a new tensor takes the smallest free buffer that fits, or
+ *    grows the largest free one (sizes are virtual until the plan is realised), or adds a buffer. The
+ *    step's whole working set is therefore known, and allocated once, before the first run.
+ *  - Graph outputs stay where they are computed (their buffers are never returned to the pool).
+ */
+import type { GraphBuilder, Node, Value } from '../../graph/graph';
+import { shapeStr, staticShape, type DType } from '../../graph/types';
+import { KERNELS } from './kernels';
+import type { EmitCtx } from './kernels/context';
+import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
+
+export interface PlannedDispatch {
+  /** Kernel name (op or fused kernel) for counts and errors. */
+  name: string;
+  /** IR node it implements. */
+  node: string;
+  wgsl: string;
+  bindings: Binding[];
+  groups: [number, number, number];
+}
+
+export interface PlannedTensor { name: string; dtype: DType; shape: number[]; ref: Ref }
+
+export interface PlannedConst { value: Value; ref: Ref }
+
+export interface Plan {
+  buffers: BufferSlot[];
+  dispatches: PlannedDispatch[];
+  /** Graph inputs by name (per-run feeds and state). */
+  inputs: Map<string, PlannedTensor>;
+  outputs: Map<string, PlannedTensor>;
+  consts: PlannedConst[];
+  /** Bytes per buffer kind. */
+  bytes: Record<BufferKind, number>;
+  /** Dispatches per kernel name. */
+  byKernel: Record<string, number>;
+  /** IR nodes scheduled. */
+  nodes: number;
+}
+
+export interface PlanOptions {
+  /** Graph outputs to compute (default: all). */
+  outputs?: string[];
+  /** Graph inputs that hold state between runs (resident buffers). */
+  state?: string[];
+}
+
+/** Storage a constant or weight keeps on the GPU: its own type (f16 stays f16); int64 narrows to int32. */
+function constStorage(v: Value): Storage {
+  if (v.dtype === 'float16') return 'f16';
+  return storageOf(v.dtype);
+}
+
+export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
+  const wanted = opts.outputs ? opts.outputs.map((n) => {
+    const o = g.outputs.find((x) => x.name === n);
+    if (!o) throw new Error(`GPU plan: "${n}" is not a graph output (outputs: ${g.outputs.map((x) => x.name).join(', ')}).`);
+    return o;
+  }) : g.outputs;
+  const stateNames = new Set(opts.state ?? []);
+  const pinned = new Set(wanted.map((o) => o.value));
+
+  // live nodes: everything a wanted output depends on
+  const live = new Set<Node>();
+  const stack = wanted.map((o) => o.value);
+  const seen = new Set<Value>();
+  while (stack.length) {
+    const v = stack.pop()!;
+    if (seen.has(v)) continue;
+    seen.add(v);
+    if (v.node && !live.has(v.node)) {
+      live.add(v.node);
+      for (const x of v.node.inputs) if (x) stack.push(x);
+    }
+  }
+  const order = g.nodes.filter((n) => live.has(n));
+  const remaining = new Map<Value, number>();
+  for (const n of order) for (const x of n.inputs) if (x) remaining.set(x, (remaining.get(x) ?? 0) + 1);
+
+  const buffers: BufferSlot[] = [];
+  const slot = (kind: BufferKind, bytes: number, label: string): BufferSlot => {
+    const b: BufferSlot = { id: buffers.length, kind, bytes, label };
+    buffers.push(b);
+    return b;
+  };
+  const refOf = new Map<Value, Ref>();
+  const inputs = new Map<string, PlannedTensor>();
+  const consts: PlannedConst[] = [];
+
+  for (const v of g.inputs) {
+    if (!seen.has(v)) continue;
+    const shape = staticShape(v.shape, `GPU plan: input ${v.name}`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const storage = storageOf(v.dtype);
+    const ref: Ref = { buf: slot(stateNames.has(v.name!) ? 'state' : 'input', storageBytes(storage, n), v.name!), offset: 0, numel: n, storage };
+    refOf.set(v, ref);
+    inputs.set(v.name!, { name: v.name!, dtype: v.dtype, shape, ref });
+  }
+  for (const v of g.consts) {
+    if (!seen.has(v)) continue;
+    const shape = staticShape(v.shape, `GPU plan: constant ${v}`);
+    if (v.dtype === 'float64') throw new Error(`GPU plan: constant ${v} is float64; the GPU backend computes in float32.`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const storage = constStorage(v);
+    const ref: Ref = { buf: slot(v.name ? 'weight' : 'const', storageBytes(storage, n), v.name ?? `const%${v.id}`), offset: 0, numel: n, storage };
+    refOf.set(v, ref);
+    consts.push({ value: v, ref });
+  }
+
+  // ---- the temporary pool ----
+  const free: BufferSlot[] = [];
+  const holders = new Map<BufferSlot, number>(); // live tensors per temp buffer
+  const take = (bytes: number, kind: BufferKind, label: string): BufferSlot => {
+    if (kind === 'temp' && free.length) {
+      free.sort((a, b) => a.bytes - b.bytes);
+      const fit = free.find((b) => b.bytes >= bytes);
+      const b = fit ?? free[free.length - 1]!;
+      free.splice(free.indexOf(b), 1);
+      b.bytes = Math.max(b.bytes, bytes);
+      return b;
+    }
+    return slot(kind, bytes, label);
+  };
+  const hold = (b: BufferSlot) => { if (b.kind === 'temp') holders.set(b, (holders.get(b) ?? 0) + 1); };
+  const drop = (v: Value) => {
+    const r = refOf.get(v);
+    if (!r || r.buf.kind !== 'temp' || pinned.has(v)) return;
+    const left = holders.get(r.buf)! - 1;
+    holders.set(r.buf, left);
+    if (left === 0) free.push(r.buf);
+  };
+
+  const dispatches: PlannedDispatch[] = [];
+  for (const node of order) {
+    const emit = KERNELS[node.op];
+    if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
+    const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
+    const c: EmitCtx = {
+      node,
+      in: (i) => {
+        const v = node.inputs[i];
+        const r = v ? refOf.get(v) : undefined;
+        if (!r) throw new Error(`GPU plan: ${node} input ${i} has no tensor.`);
+        return r;
+      },
+      out: (i) => {
+        const v = node.outputs[i]!;
+        let r = refOf.get(v);
+        if (r) return r;
+        const shape = staticShape(v.shape, `GPU plan: ${node} output ${i}`);
+        const n = shape.reduce((a, b) => a * b, 1);
+        const storage = storageOf(v.dtype);
+        const buf = take(storageBytes(storage, n), pinned.has(v) ? 'output' : 'temp', `${node.op}#${node.id}`);
+        hold(buf);
+        r = { buf, offset: 0, numel: n, storage };
+        refOf.set(v, r);
+        return r;
+      },
+      view: (i, ref) => {
+        refOf.set(node.outputs[i]!, ref);
+        hold(ref.buf);
+      },
+      used,
+      dispatch: (k: KernelBuilder, body: string, groups) => {
+        dispatches.push({ name: k.name, node: String(node), wgsl: k.source(body), bindings: k.bindings, groups });
+      },
+    };
+    try {
+      emit(c);
+    } catch (e) {
+      const args = node.inputs.map((v) => (v ? `${v.dtype}${shapeStr(v.shape)}` : '-')).join(', ');
+      throw new Error(`GPU backend, ${node} (${args}): ${(e as Error).message}`);
+    }
+    node.outputs.forEach((v, i) => {
+      if (!refOf.has(v) && used(i)) throw new Error(`GPU backend: the ${node.op} kernel left output ${i} of ${node} unset.`);
+      if (refOf.has(v) && !used(i)) drop(v);
+    });
+    for (const x of node.inputs) {
+      if (!x) continue;
+      const left = remaining.get(x)! - 1;
+      remaining.set(x, left);
+      if (left === 0) drop(x);
+    }
+  }
+
+  const outputs = new Map<string, PlannedTensor>();
+  for (const o of wanted) {
+    const ref = refOf.get(o.value);
+    if (!ref) throw new Error(`GPU plan: output ${o.name} was not computed.`);
+    if (ref.buf.kind === 'temp') ref.buf.kind = 'output';
+    outputs.set(o.name, { name: o.name, dtype: o.value.dtype, shape: staticShape(o.value.shape, `output ${o.name}`), ref });
+  }
+  const bytes: Record<BufferKind, number> = { weight: 0, const: 0, input: 0, state: 0, output: 0, temp: 0 };
+  for (const b of buffers) bytes[b.kind] += b.bytes;
+  const byKernel: Record<string, number> = {};
+  for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
+  return { buffers, dispatches, inputs, outputs, consts, bytes, byKernel, nodes: order.length };
+}

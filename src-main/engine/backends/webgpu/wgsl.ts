@@ -1,0 +1,168 @@
+/**
+ * The pieces every kernel is made of: how a tensor is stored in a GPU buffer, references to tensors
+ * (a buffer and an element offset: views cost nothing), and a small builder that declares a kernel's
+ * bindings with typed load/store functions, so every kernel reads f32, f16 and bf16 storage alike.
+ *
+ * Storage kinds (element = one tensor element):
+ *   f32   array<f32>                       float32 values
+ *   f16r  array<f32>, stores rounded to f16  float16 values computed in f32 (f16 graphs, emulated)
+ *   f16   array<u32>, two halves per word    float16 weights in the file's type (read-only)
+ *   bf16  array<u32>, two halves per word    bfloat16 weights: a half is the top 16 bits of an f32 (read-only)
+ *   i32   array<i32>                       int32 and int64 (int64 narrowed on upload; indices fit)
+ *   u32   array<u32>                       bool (0/1)
+ */
+import type { DType } from '../../graph/types';
+
+export type Storage = 'f32' | 'f16r' | 'f16' | 'bf16' | 'i32' | 'u32';
+export type Scalar = 'f32' | 'i32' | 'u32';
+
+export type BufferKind = 'weight' | 'const' | 'input' | 'state' | 'output' | 'temp';
+
+/** One GPU buffer of the plan. */
+export interface BufferSlot {
+  id: number;
+  kind: BufferKind;
+  /** Size in bytes (a multiple of 4). */
+  bytes: number;
+  label: string;
+}
+
+/** A tensor in a buffer: `numel` elements from element `offset`, stored as `storage`. */
+export interface Ref {
+  buf: BufferSlot;
+  offset: number;
+  numel: number;
+  storage: Storage;
+}
+
+export const scalarOf = (t: DType): Scalar => {
+  switch (t) {
+    case 'float32':
+    case 'float16': return 'f32';
+    case 'int32':
+    case 'int64': return 'i32';
+    case 'bool': return 'u32';
+    case 'float64': throw new Error('float64 has no GPU kernels (WGSL has no f64); the GPU backend computes in float32.');
+  }
+};
+
+/** Storage of a value computed by a kernel. */
+export const storageOf = (t: DType): Storage => {
+  switch (t) {
+    case 'float32': return 'f32';
+    case 'float16': return 'f16r';
+    case 'int32':
+    case 'int64': return 'i32';
+    case 'bool': return 'u32';
+    case 'float64': throw new Error('float64 has no GPU kernels (WGSL has no f64); the GPU backend computes in float32.');
+  }
+};
+
+/** Bytes a tensor of `n` elements takes in `s`, rounded up to 4. */
+export function storageBytes(s: Storage, n: number): number {
+  const b = s === 'f16' || s === 'bf16' ? 2 * n : 4 * n;
+  return Math.max(4, Math.ceil(b / 4) * 4);
+}
+
+const ARRAY: Record<Storage, string> = { f32: 'f32', f16r: 'f32', f16: 'u32', bf16: 'u32', i32: 'i32', u32: 'u32' };
+const SCALAR: Record<Storage, Scalar> = { f32: 'f32', f16r: 'f32', f16: 'f32', bf16: 'f32', i32: 'i32', u32: 'u32' };
+
+/** A WGSL literal of type `t`. */
+export function lit(x: number, t: Scalar = 'f32'): string {
+  if (t === 'i32') return `${Math.trunc(x)}i`;
+  if (t === 'u32') return `${Math.trunc(x)}u`;
+  if (Number.isNaN(x)) return 'bitcast<f32>(0x7fc00000u)';
+  if (x === Infinity) return 'bitcast<f32>(0x7f800000u)';
+  if (x === -Infinity) return 'bitcast<f32>(0xff800000u)';
+  const f = Math.fround(x);
+  if (f !== 0 && (Math.abs(f) < 1.1754943508222875e-38 || !Number.isFinite(f))) return `bitcast<f32>(${new Uint32Array(new Float32Array([f]).buffer)[0]}u)`;
+  const s = f.toPrecision(9);
+  return /[.e]/.test(s) ? `${s}f` : `${s}.0f`;
+}
+
+export interface Binding { ref: Ref; write: boolean }
+
+/**
+ * Builds one kernel: `input(ref)` / `output(ref)` declare a binding and return the name of its
+ * load `ldN(e: u32) -> T` or store `stN(e: u32, v: T)` function (e = element index within the tensor).
+ */
+export class KernelBuilder {
+  readonly bindings: Binding[] = [];
+  private decls: string[] = [];
+
+  constructor(readonly name: string) {}
+
+  input(ref: Ref): string {
+    const i = this.bindings.length;
+    this.bindings.push({ ref, write: false });
+    this.decls.push(`@group(0) @binding(${i}) var<storage, read> b${i}: array<${ARRAY[ref.storage]}>;`);
+    const j = ref.offset ? `${ref.offset}u + e` : 'e';
+    switch (ref.storage) {
+      case 'f16':
+        this.decls.push(`fn ld${i}(e: u32) -> f32 { let j = ${j}; return unpack2x16float(b${i}[j >> 1u])[j & 1u]; }`);
+        break;
+      case 'bf16':
+        this.decls.push(`fn ld${i}(e: u32) -> f32 { let j = ${j}; let w = b${i}[j >> 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (j & 1u) == 1u)); }`);
+        break;
+      default:
+        this.decls.push(`fn ld${i}(e: u32) -> ${SCALAR[ref.storage]} { return b${i}[${j}]; }`);
+    }
+    return `ld${i}`;
+  }
+
+  output(ref: Ref): string {
+    const i = this.bindings.length;
+    if (ref.storage === 'f16' || ref.storage === 'bf16') throw new Error(`${this.name}: kernels do not write packed ${ref.storage} tensors.`);
+    this.bindings.push({ ref, write: true });
+    this.decls.push(`@group(0) @binding(${i}) var<storage, read_write> b${i}: array<${ARRAY[ref.storage]}>;`);
+    const j = ref.offset ? `${ref.offset}u + e` : 'e';
+    const v = ref.storage === 'f16r' ? 'unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x' : 'v';
+    this.decls.push(`fn st${i}(e: u32, v: ${SCALAR[ref.storage]}) { b${i}[${j}] = ${v}; }`);
+    return `st${i}`;
+  }
+
+  /** Extra module-scope code (helpers, workgroup arrays). */
+  decl(code: string): void {
+    if (!this.decls.includes(code)) this.decls.push(code);
+  }
+
+  source(body: string): string {
+    return `${this.decls.join('\n')}\n${body}\n`;
+  }
+}
+
+/** Workgroup grid for `n` items of `wg` threads: x up to 65535, then y. */
+export function grid(n: number, wg: number): { groups: [number, number, number]; x: number } {
+  const total = Math.max(1, Math.ceil(n / wg));
+  const x = Math.min(total, 65535);
+  return { groups: [x, Math.ceil(total / x), 1], x };
+}
+
+/** Row-major strides of a shape. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length).fill(1);
+  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1]! * shape[i + 1]!;
+  return s;
+}
+
+/**
+ * WGSL statements that split the linear index `idx` over `shape` into `let <p>0..` coordinates.
+ * Dimensions of size 1 get a constant 0.
+ */
+export function coords(idx: string, shape: readonly number[], p = 'c'): string {
+  const st = stridesOf(shape);
+  const lines: string[] = [];
+  shape.forEach((d, k) => {
+    if (d === 1) lines.push(`let ${p}${k} = 0u;`);
+    else if (k === 0) lines.push(`let ${p}${k} = ${idx} / ${st[k]}u;`);
+    else lines.push(`let ${p}${k} = (${idx} / ${st[k]}u) % ${d}u;`);
+  });
+  return lines.join(' ');
+}
+
+/** Σ coordinate·stride (+ offset) as a WGSL u32 expression, skipping zero strides. */
+export function affine(strides: readonly number[], offset = 0, p = 'c'): string {
+  const terms = strides.map((s, k) => (s === 0 ? '' : s === 1 ? `${p}${k}` : `${p}${k} * ${s}u`)).filter(Boolean);
+  if (offset) terms.push(`${offset}u`);
+  return terms.length ? terms.join(' + ') : '0u';
+}
