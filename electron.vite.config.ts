@@ -13,9 +13,10 @@ export default defineConfig({
           // Worker-thread entries, found next to the bundle by src-main/util/worker.ts.
           'engine-worker': resolve('src-main/engine/runtime/worker-main.ts'),
           'clean-worker': resolve('src-main/data/clean/worker-main.ts'),
+          'gguf-quant-worker': resolve('src-main/export/gguf/quant-worker.ts'),
         },
         // Native and large runtime packages stay in node_modules.
-        external: ['electron', 'onnxruntime-node', 'tokenizers', 'electron-store'],
+        external: ['electron', 'onnxruntime-node', 'tokenizers', 'electron-store', 'node-llama-cpp'],
       },
     },
   },
