@@ -14,9 +14,10 @@ export default defineConfig({
           'engine-worker': resolve('src-main/engine/runtime/worker-main.ts'),
           'clean-worker': resolve('src-main/data/clean/worker-main.ts'),
           'offload-worker': resolve('src-main/services/offload/worker-main.ts'),
+          'gguf-quant-worker': resolve('src-main/export/gguf/quant-worker.ts'),
         },
         // Native and large runtime packages stay in node_modules.
-        external: ['electron', 'onnxruntime-node', 'tokenizers', 'electron-store'],
+        external: ['electron', 'onnxruntime-node', 'tokenizers', 'electron-store', 'node-llama-cpp'],
       },
     },
   },

@@ -132,14 +132,14 @@ export async function exportModel(input: ExportParams, opts: ExportOptions = {})
 }
 
 /** Trained new-token rows (LoraLayout.newRows, when the trainer trains an extended tokenizer's rows). */
-interface TrainedRows { ids: number[]; hidden: number; embedOffset: number; headOffset: number | null }
+export interface TrainedRows { ids: number[]; hidden: number; embedOffset: number; headOffset: number | null }
 
-function newRowsOf(adapter: TrainedAdapter): TrainedRows | null {
+export function newRowsOf(adapter: TrainedAdapter): TrainedRows | null {
   const nr = (adapter.lora as { newRows?: TrainedRows | null }).newRows;
   return nr && nr.ids.length > 0 ? nr : null;
 }
 
-function trainedTokenizerDir(adapter: TrainedAdapter): string | undefined {
+export function trainedTokenizerDir(adapter: TrainedAdapter): string | undefined {
   const t = (adapter.train as { tokenizer?: unknown }).tokenizer;
   return typeof t === 'string' && t.length > 0 ? t : undefined;
 }
@@ -152,7 +152,7 @@ function flatLogits(l: { vocabSize: number; logits: number[][] }): { vocab: numb
  * Base embedding (and untied lm_head) grown to V' = max(V, largest new id + 1) with the trained rows put at
  * their ids (ids below V re-use padding rows). One [V', C] matrix per tensor, as the trainer's init does.
  */
-async function resizedFromTrainedRows(nr: TrainedRows, params: Float32Array, cfg: ModelConfig, layout: WeightsLayout,
+export async function resizedFromTrainedRows(nr: TrainedRows, params: Float32Array, cfg: ModelConfig, layout: WeightsLayout,
   weights: ModelWeights): Promise<ResizedEmbeddings> {
   const C = cfg.hiddenSize, V = cfg.vocabSize;
   const V2 = Math.max(V, ...nr.ids.map((id) => id + 1));
@@ -182,7 +182,7 @@ function checkResized(r: ResizedEmbeddings, cfg: ModelConfig): ResizedEmbeddings
 }
 
 /** Module of each LoRA-adapted weight name, with the weight's orientation. */
-function adaptedWeights(layout: WeightsLayout, adapter: TrainedAdapter): Map<string, { m: LoraModule; w: LinearWeights }> {
+export function adaptedWeights(layout: WeightsLayout, adapter: TrainedAdapter): Map<string, { m: LoraModule; w: LinearWeights }> {
   const out = new Map<string, { m: LoraModule; w: LinearWeights }>();
   for (const m of adapter.lora.modules) {
     const w = layerLinears(layout, m.layer).find(([role]) => role === m.role)![1];

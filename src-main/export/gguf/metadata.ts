@@ -1,0 +1,196 @@
+/**
+ * GGUF metadata for a model: the architecture keys llama.cpp's loader reads ({arch}.context_length, ...),
+ * and the tokenizer (tokenizer.ggml.*) built from the Hugging Face tokenizer.json / tokenizer_config.json.
+ *
+ * Tokenizer: byte-level BPE tokenizers become tokenizer.ggml.model "gpt2" with tokens, token_type and merges.
+ * llama.cpp picks its pre-tokenizer (the regex split before BPE) from tokenizer.ggml.pre, so we read the
+ * tokenizer.json pre_tokenizer and name the llama.cpp pre-tokenizer that splits identically (detectPre);
+ * one llama.cpp does not know is refused rather than written as a file that would tokenize differently.
+ * An extended tokenizer (new merges appended, ids kept) keeps its base's pre_tokenizer, so it maps the same.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ModelConfig } from '../../engine/models/config';
+import { LatheTokenizer } from '../../tokenizer/tokenizer';
+import type { ComponentJson } from '../../tokenizer/json';
+import { UserError } from '../../util/progress';
+import { GGUF_ALIGNMENT, GgufType, FILE_TYPE, type GgufQuant } from './format';
+import { kv, type GgufKv } from './writer';
+import { ggufArch } from './tensors';
+
+/** ggml token types. */
+export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
+
+// The pre-tokenizer regexes of the base families, as their tokenizer.json spells them.
+const LLAMA3_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const QWEN2_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/** llama.cpp pre-tokenizer names Lathe can map to, with the tokenizer.json shape each stands for. */
+export const KNOWN_PRE = {
+  'gpt-2': 'ByteLevel with its built-in GPT-2 regex (GPT-2, the tiny Lathe models)',
+  'llama-bpe': 'Split on the Llama 3 regex, then ByteLevel (Llama 3.x, SmolLM3)',
+  qwen2: 'Split on the Qwen2 regex, then ByteLevel (Qwen2, Qwen2.5, Qwen3)',
+  smollm: 'Digits (each digit alone), then ByteLevel with the GPT-2 regex (SmolLM, SmolLM2)',
+} as const;
+export type PreName = keyof typeof KNOWN_PRE;
+
+function isByteLevel(c: ComponentJson | undefined, useRegex: boolean): boolean {
+  return !!c && c.type === 'ByteLevel' && (c['use_regex'] ?? true) === useRegex && !c['add_prefix_space'];
+}
+
+function splitRegex(c: ComponentJson | undefined): string | null {
+  if (!c || c.type !== 'Split') return null;
+  const p = c['pattern'] as { Regex?: string } | undefined;
+  return typeof p?.Regex === 'string' ? p.Regex : null;
+}
+
+/** The llama.cpp pre-tokenizer equivalent to a byte-level tokenizer.json's pre_tokenizer, or a reason why none is. */
+export function detectPre(pre: ComponentJson | null): { pre: PreName } | { reason: string } {
+  if (!pre) return { reason: 'it has no pre_tokenizer' };
+  if (isByteLevel(pre, true)) return { pre: 'gpt-2' };
+  if (pre.type === 'Sequence' && Array.isArray(pre['pretokenizers'])) {
+    const seq = pre['pretokenizers'] as ComponentJson[];
+    if (seq.length === 2 && isByteLevel(seq[1], false)) {
+      const re = splitRegex(seq[0]);
+      if (re === LLAMA3_REGEX) return { pre: 'llama-bpe' };
+      if (re === QWEN2_REGEX) return { pre: 'qwen2' };
+      if (re !== null) return { reason: `its Split regex ${JSON.stringify(re.slice(0, 80))} matches no pre-tokenizer Lathe maps to llama.cpp` };
+    }
+    if (seq.length === 2 && seq[0]?.type === 'Digits' && seq[0]['individual_digits'] === true && isByteLevel(seq[1], true)) return { pre: 'smollm' };
+  }
+  return { reason: `its pre_tokenizer (${pre.type}) matches none Lathe maps to llama.cpp` };
+}
+
+export interface TokenizerMeta {
+  kvs: GgufKv[];
+  tokenizer: LatheTokenizer;
+  pre: PreName;
+  chatTemplate: string | null;
+  eogIds: number[];
+}
+
+function chatTemplateOf(dir: string, tok: LatheTokenizer): string | null {
+  const ct = (tok.config as { chat_template?: unknown }).chat_template;
+  if (typeof ct === 'string' && ct.length > 0) return ct;
+  if (Array.isArray(ct)) {
+    const d = ct.find((x: { name?: string; template?: string }) => x?.name === 'default') as { template?: string } | undefined;
+    if (typeof d?.template === 'string') return d.template;
+  }
+  const f = path.join(dir, 'chat_template.jinja');
+  return existsSync(f) ? readFileSync(f, 'utf8') : null;
+}
+
+/** tokenizer.ggml.* keys for a model with `vocab` embedding rows. */
+export async function tokenizerMetadata(dir: string, vocab: number, cfg: ModelConfig): Promise<TokenizerMeta> {
+  const tok = LatheTokenizer.fromDir(dir);
+  if (tok.vocabSize > vocab) {
+    throw new UserError('gguf.tokenizer-too-big', `The tokenizer in ${dir} has ${tok.vocabSize} tokens but the model only ${vocab} embedding rows.`,
+      'Export with the tokenizer the run was trained with (the model\'s own, or the extended one of the run).');
+  }
+  if (tok.kind !== 'byte-level') {
+    throw new UserError('gguf.tokenizer-unsupported',
+      `GGUF export supports byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, SmolLM); this one is ${tok.kind === 'byte-fallback' ? 'a SentencePiece-style BPE with byte fallback (Llama 2, Mistral, TinyLlama)' : 'a plain BPE'}.`,
+      'Export as a merged Hugging Face model and convert it with llama.cpp\'s convert_hf_to_gguf.py, or pick a model with a byte-level tokenizer.');
+  }
+  const d = detectPre(tok.json.pre_tokenizer);
+  if ('reason' in d) {
+    throw new UserError('gguf.pre-tokenizer-unknown',
+      `llama.cpp would split text differently from this tokenizer: ${d.reason}.`,
+      `Lathe writes GGUF for tokenizers whose pre-tokenizer llama.cpp knows: ${Object.entries(KNOWN_PRE).map(([k, v]) => `${k} (${v})`).join('; ')}. Export as a merged Hugging Face model instead.`);
+  }
+  const tokens: string[] = new Array(vocab);
+  const types = new Int32Array(vocab);
+  const added = new Map(tok.addedTokens.map((a) => [a.id, a]));
+  for (let id = 0; id < vocab; id++) {
+    const t = tok.idToToken(id);
+    if (t === undefined) { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; continue; }
+    tokens[id] = t;
+    const a = added.get(id);
+    types[id] = a ? (a.special || tok.specialIds.has(id) ? TokenType.CONTROL : TokenType.USER_DEFINED)
+      : tok.specialIds.has(id) ? TokenType.CONTROL : TokenType.NORMAL;
+  }
+  const merges = tok.merges.map(([a, b]) => `${a} ${b}`);
+  // Whether encoding adds bos/eos: ask the tokenizer itself (tokenizer_config flags or the post-processor).
+  const plain = (await tok.encode('a', { addSpecialTokens: false })).ids;
+  const withSpecial = (await tok.encode('a', { addSpecialTokens: true })).ids;
+  const addBos = tok.bosId !== undefined && withSpecial.length > plain.length && withSpecial[0] === tok.bosId;
+  const addEos = tok.eosId !== undefined && withSpecial.length > plain.length && withSpecial[withSpecial.length - 1] === tok.eosId;
+  const kvs: GgufKv[] = [
+    kv.str('tokenizer.ggml.model', 'gpt2'),
+    kv.str('tokenizer.ggml.pre', d.pre),
+    kv.arr('tokenizer.ggml.tokens', GgufType.STRING, tokens),
+    kv.arr('tokenizer.ggml.token_type', GgufType.INT32, types),
+    kv.arr('tokenizer.ggml.merges', GgufType.STRING, merges),
+  ];
+  const bos = tok.bosId ?? cfg.bosTokenId ?? undefined;
+  const eos = tok.eosId ?? cfg.eosTokenIds[0];
+  if (bos !== undefined && bos < vocab) kvs.push(kv.u32('tokenizer.ggml.bos_token_id', bos));
+  if (eos !== undefined && eos < vocab) kvs.push(kv.u32('tokenizer.ggml.eos_token_id', eos));
+  if (tok.unkId !== undefined) kvs.push(kv.u32('tokenizer.ggml.unknown_token_id', tok.unkId));
+  const pad = tok.padId ?? cfg.padTokenId ?? undefined;
+  if (pad !== undefined && pad < vocab) kvs.push(kv.u32('tokenizer.ggml.padding_token_id', pad));
+  kvs.push(kv.bool('tokenizer.ggml.add_bos_token', addBos), kv.bool('tokenizer.ggml.add_eos_token', addEos));
+  const chatTemplate = chatTemplateOf(dir, tok);
+  if (chatTemplate) kvs.push(kv.str('tokenizer.chat_template', chatTemplate));
+  const eogIds = [...new Set([eos, ...cfg.eosTokenIds].filter((x): x is number => x !== undefined && x < vocab))];
+  return { kvs, tokenizer: tok, pre: d.pre, chatTemplate, eogIds };
+}
+
+/** general.* and {arch}.* keys. */
+export function architectureMetadata(cfg: ModelConfig, quant: GgufQuant, name: string): GgufKv[] {
+  const arch = ggufArch(cfg);
+  const a = (k: string): string => `${arch}.${k}`;
+  const kvs: GgufKv[] = [
+    kv.str('general.architecture', arch),
+    kv.str('general.type', 'model'),
+    kv.str('general.name', name),
+    kv.u32('general.file_type', FILE_TYPE[quant]),
+    kv.u32('general.quantization_version', 2),
+    kv.u32('general.alignment', GGUF_ALIGNMENT),
+    kv.u32(a('context_length'), cfg.maxPositions),
+    kv.u32(a('embedding_length'), cfg.hiddenSize),
+    kv.u32(a('block_count'), cfg.numLayers),
+    kv.u32(a('feed_forward_length'), cfg.intermediateSize),
+    kv.u32(a('attention.head_count'), cfg.numHeads),
+  ];
+  if (cfg.family === 'gpt2') {
+    kvs.push(kv.f32(a('attention.layer_norm_epsilon'), cfg.normEps));
+    return kvs;
+  }
+  kvs.push(
+    kv.u32(a('attention.head_count_kv'), cfg.numKvHeads),
+    kv.f32(a('attention.layer_norm_rms_epsilon'), cfg.normEps),
+    kv.u32(a('rope.dimension_count'), cfg.headDim),
+    kv.f32(a('rope.freq_base'), cfg.rope!.theta),
+  );
+  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize || cfg.family === 'qwen3') {
+    kvs.push(kv.u32(a('attention.key_length'), cfg.headDim), kv.u32(a('attention.value_length'), cfg.headDim));
+  }
+  const sc = cfg.rope!.scaling;
+  if (sc?.type === 'linear') kvs.push(kv.str(a('rope.scaling.type'), 'linear'), kv.f32(a('rope.scaling.factor'), sc.factor));
+  // llama3 scaling travels as the rope_freqs tensor (per-frequency divisors), as llama.cpp's converter writes it.
+  return kvs;
+}
+
+/** Llama 3.1-style RoPE scaling as llama.cpp applies it: theta_i is divided by factor_i. */
+export function ropeFreqFactors(cfg: ModelConfig, scaledInvFreq: Float64Array): Float32Array {
+  const D = cfg.headDim;
+  const out = new Float32Array(D / 2);
+  for (let i = 0; i < D / 2; i++) out[i] = 1 / cfg.rope!.theta ** ((2 * i) / D) / scaledInvFreq[i]!;
+  return out;
+}
+
+/** Architectures whose GGUF llama.cpp runs as Lathe's engine does; the reason otherwise. */
+export function checkSupported(cfg: ModelConfig): string | null {
+  if (cfg.family === 'smollm3') {
+    // llama.cpp's smollm3 skips RoPE on every 4th layer (a fixed step); other NoPE patterns cannot be expressed.
+    const ok = cfg.ropeLayers.every((r, i) => r === ((i + 1) % 4 !== 0));
+    if (!ok) return `llama.cpp runs SmolLM3 with RoPE skipped on every 4th layer only; this model's NoPE layers are ${cfg.ropeLayers.map((r, i) => (r ? null : i)).filter((x) => x !== null).join(', ') || 'none'}`;
+  }
+  if (cfg.family === 'gpt2' && cfg.activation !== 'gelu_new' && cfg.activation !== 'gelu_pytorch_tanh') {
+    return `llama.cpp runs GPT-2 with the tanh GELU; this model uses ${cfg.activation}`;
+  }
+  if (cfg.mlpBias && cfg.family !== 'gpt2') return 'llama.cpp does not load MLP biases for this architecture';
+  if (cfg.oBias && cfg.family !== 'gpt2' && cfg.family !== 'llama' && cfg.family !== 'mistral') return 'llama.cpp does not load an attention output bias for this architecture';
+  return null;
+}
