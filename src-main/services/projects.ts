@@ -91,7 +91,10 @@ export class ProjectsService {
   }
 
   async open(dir: string): Promise<ProjectSummary> {
+    this.guard.vet(dir, 'the project folder');
     const manifest = await this.readManifest(dir);
+    // Only a real project becomes a folder Lathe may write in.
+    this.guard.choose(dir, 'project', 'the project folder');
     // Older projects may miss a folder added later; create what is missing, touch nothing else.
     for (const sub of PROJECT_SUBDIRS) await fsp.mkdir(path.join(dir, sub), { recursive: true });
     this.remember(dir);
