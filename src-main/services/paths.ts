@@ -2,7 +2,7 @@
  * Path confinement: the one place that decides which files a call from the window (Electron gatekeeper or
  * bridge) may make Lathe read or write. Services and jobs then touch only folders the user chose:
  *
- *   project   chosen by projects.create / projects.open          read + write (datasets, runs, exports inside)
+ *   project   created, or opened (a folder with lathe-project.json)   read + write (datasets, runs, exports inside)
  *   export    an export job's destination                        read + write
  *   model     chosen by models.inspect / projects.setModel       read only (originals are never modified)
  *   corpus    the files/folders named in a prepare or tokenizer job   read only
@@ -85,6 +85,15 @@ export class PathGuard {
 
   /** Record a file or folder the user chose; refuses places Lathe must never touch. Returns the real path. */
   choose(p: string, kind: RootKind, what: string): string {
+    const real = this.vet(p, what);
+    // A narrower choice never downgrades a project to a read-only root.
+    const had = this.roots.get(real);
+    if (!had || !WRITABLE.includes(had)) this.roots.set(real, kind);
+    return real;
+  }
+
+  /** What `choose` refuses, without recording anything (a project is recorded once its manifest is read). */
+  vet(p: string, what: string): string {
     const real = this.resolve(p, what);
     for (const d of this.denied) {
       if (inside(real, d) || inside(d, real)) {
@@ -95,9 +104,6 @@ export class PathGuard {
       }
     }
     this.notSpecial(real, p, what);
-    // A narrower choice never downgrades a project to a read-only root.
-    const had = this.roots.get(real);
-    if (!had || !WRITABLE.includes(had)) this.roots.set(real, kind);
     return real;
   }
 
@@ -195,7 +201,7 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'app.info': () => {},
   'app.resources': () => {},
   'projects.create': () => {}, // the service chooses the folder it creates (projects.ts), once it has a name
-  'projects.open': (r, g) => { g.choose(r.path, 'project', 'the project folder'); },
+  'projects.open': (r, g) => { g.vet(r.path, 'the project folder'); }, // recorded by the service once it is a project
   'projects.recent': () => {},
   'projects.setModel': (r, g) => {
     g.check(r.path, ['project'], 'the project folder');

@@ -20,6 +20,7 @@ import { PathGuard } from './paths';
 export const MANIFEST_NAME = 'lathe-project.json';
 export const PROJECT_FORMAT_VERSION = 1;
 export const PROJECT_SUBDIRS = ['datasets', 'runs', 'exports'] as const;
+const MAX_MANIFEST_BYTES = 1 << 20;
 
 const ManifestV1 = z.object({
   format: z.literal('lathe-project'),
@@ -90,7 +91,10 @@ export class ProjectsService {
   }
 
   async open(dir: string): Promise<ProjectSummary> {
+    this.guard.vet(dir, 'the project folder');
     const manifest = await this.readManifest(dir);
+    // Only a real project becomes a folder Lathe may write in.
+    this.guard.choose(dir, 'project', 'the project folder');
     // Older projects may miss a folder added later; create what is missing, touch nothing else.
     for (const sub of PROJECT_SUBDIRS) await fsp.mkdir(path.join(dir, sub), { recursive: true });
     this.remember(dir);
@@ -121,8 +125,15 @@ export class ProjectsService {
     const file = path.join(dir, MANIFEST_NAME);
     let text: string;
     try {
+      // A manifest is a few hundred bytes; anything big at that name is not one (and is not read into memory).
+      const st = await fsp.stat(file);
+      if (!st.isFile()) throw new Error('not a file');
+      if (st.size > MAX_MANIFEST_BYTES) {
+        throw new UserError('projects.corrupt', `The project file ${file} is ${st.size} bytes, far larger than a Lathe project file.`, 'Pick the folder that contains lathe-project.json, or create a new project.');
+      }
       text = await fsp.readFile(file, 'utf8');
-    } catch {
+    } catch (err) {
+      if (err instanceof UserError) throw err;
       throw new UserError('projects.notFound', `No Lathe project was found in ${dir}.`, 'Pick the folder that contains lathe-project.json, or create a new project.');
     }
     let raw: unknown;

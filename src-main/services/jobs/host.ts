@@ -10,6 +10,8 @@ import { UserError } from '../../util/progress';
 import type { JobProcess, SpawnJobProcess } from './protocol';
 
 const CANCEL_GRACE_MS = 5_000;
+/** Jobs waiting behind the running one; more are refused (a flood of starts must not queue without end). */
+const MAX_QUEUED = 100;
 
 interface Entry {
   info: JobInfo;
@@ -34,6 +36,9 @@ export class JobHost {
   }
 
   start(request: JobRequest): string {
+    if (this.queue.length >= MAX_QUEUED) {
+      throw new UserError('jobs.queueFull', `${MAX_QUEUED} jobs are already waiting.`, 'Cancel some of them on the Activity page, or wait for them to finish.');
+    }
     const id = randomUUID().slice(0, 8);
     let settle!: (i: JobInfo) => void;
     const settled = new Promise<JobInfo>((r) => { settle = r; });

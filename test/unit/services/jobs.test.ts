@@ -13,6 +13,16 @@ const states = (events: JobEvent[], id: string) =>
   events.filter((e): e is Extract<JobEvent, { type: 'state' }> => e.type === 'state' && e.job.id === id).map((e) => e.job.state);
 
 describe('job host', () => {
+  it('refuses new jobs once 100 are waiting (a flood of starts cannot queue without end)', () => {
+    // A process that never answers: the first job keeps running, the rest wait.
+    const host = new JobHost(() => ({ send: () => {}, onMessage: () => {}, onExit: () => {}, stderrTail: () => '', kill: () => {} }));
+    const req = { kind: 'selftest', params: { steps: 1, intervalMs: 0 } } as const;
+    for (let i = 0; i < 101; i++) host.start(req);
+    expect(() => host.start(req)).toThrow(expect.objectContaining({ code: 'jobs.queueFull' }));
+    host.cancel(host.list()[1]!.id);
+    expect(() => host.start(req)).not.toThrow();
+  });
+
   it('runs a job in its own process, streaming progress and metrics, to done', async () => {
     const host = new JobHost(spawnNodeJobProcess);
     const events = collect(host);

@@ -99,6 +99,9 @@ describe('confinement through dispatch (the gatekeeper and the bridge)', () => {
     expectRefused(await dispatch(s, 'runs.read', { runDir: path.join(loose, 'runs', 'r') }) as never);
     expectRefused(await dispatch(s, 'runs.list', { project: loose }) as never);
     expectRefused(await dispatch(s, 'runs.read', { runDir: '/etc' }) as never);
+    // Opening a folder that is not a project fails and leaves it closed to writes.
+    expect((await dispatch(s, 'projects.open', { path: loose })).ok).toBe(false);
+    expectRefused(await dispatch(s, 'runs.list', { project: loose }) as never);
     writeFileSync(path.join(loose, 'lathe-project.json'), JSON.stringify({ format: 'lathe-project', version: 1, name: 'l', createdAt: 'x', modelPath: null }));
     expect((await dispatch(s, 'projects.open', { path: loose })).ok).toBe(true);
     expect((await dispatch(s, 'runs.list', { project: loose })).ok).toBe(true);
