@@ -221,7 +221,7 @@ interface Cleaned { report: CorpusReport; trainSpool: string; valSpool: string; 
 async function totalBytes(paths: string[]): Promise<number> {
   let n = 0;
   for await (const f of walkFiles(paths, newImportStats())) {
-    try { n += (await fsp.stat(f.path)).size; } catch { /* reported later by the import itself */ }
+    try { n += (await fsp.stat(f.fsPath)).size; } catch { /* reported later by the import itself */ }
   }
   return n;
 }
@@ -338,7 +338,7 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
   let kept = 0;
   const samples: Example[] = [];
   for await (const f of walkFiles(config.inputs, stats)) {
-    const s = await openTextStream(f.path, stats, opts.signal);
+    const s = await openTextStream(f.path, stats, opts.signal, f.fsPath);
     if (!s) { stats.filesSkipped.push({ path: f.path, reason: 'looks like a binary file' }); continue; }
     stats.filesRead++;
     const records = recordsOf(s.chunks, f.path, c.imp.maxLineChars, stats);
