@@ -8,6 +8,7 @@ import { newPiiCounts, scrubPii, type PiiCounts } from './clean/pii';
 import { defaultImportOptions, importPaths, newImportStats, walkFiles, type ImportOptions, type ImportStats } from './import';
 import { openTextStream, lines } from './import/stream';
 import { addBadLine } from './import/stats';
+import { jsonLineError } from './import/formats';
 import { makeValSelector, mixStreams, planMix, type MixPlan, type MixedDoc } from './mix';
 import { BlockPacker, MANIFEST, writeManifest, type DatasetManifest, type SplitInfo } from './pack/dataset';
 import { writeFileAtomic } from './pack/shards';
@@ -414,6 +415,6 @@ async function* recordsOf(chunks: AsyncGenerator<string>, path: string, maxLine:
   for await (const l of lines(all(), maxLine)) {
     if (l.tooLong) { addBadLine(stats, path, l.n, `line longer than ${maxLine} characters, skipped`); continue; }
     if (!l.line.trim()) continue;
-    try { yield { rec: JSON.parse(l.line), line: l.n }; } catch (e) { addBadLine(stats, path, l.n, `not valid JSON: ${(e as Error).message}`); }
+    try { yield { rec: JSON.parse(l.line), line: l.n }; } catch (e) { addBadLine(stats, path, l.n, jsonLineError(l.line, e)); }
   }
 }

@@ -80,7 +80,7 @@ export function pickText(obj: unknown, field: string | undefined): { text: strin
   const rec = obj as Record<string, unknown>;
   const keys = (o: object): string => Object.keys(o).slice(0, 8).join(', ') || 'none';
   let value: unknown;
-  let name: string;
+  let name: string | undefined;
   if (field) {
     let cur: unknown = rec;
     for (const k of field.split('.')) {
@@ -92,20 +92,29 @@ export function pickText(obj: unknown, field: string | undefined): { text: strin
     value = cur;
     name = field;
   } else {
-    const f = DEFAULT_FIELDS.find((k) => k in rec);
-    if (f === undefined) return { error: `missing text field (looked for ${DEFAULT_FIELDS.join('/')}; fields found: ${keys(rec)}); name one with textField` };
-    // The first default field holding a string wins, as before; else the first present explains.
-    const str = DEFAULT_FIELDS.find((k) => typeof rec[k] === 'string');
-    name = str ?? f;
-    value = rec[name];
+    // The first default field holding a string wins; else the first one present explains why not.
+    let present: string | undefined;
+    for (const k of DEFAULT_FIELDS) {
+      const v = rec[k];
+      if (typeof v === 'string') {
+        if (v.length > 0 && v.charCodeAt(0) > 32) return { text: v }; // the usual case, without a trim
+        value = v; name = k; break;
+      }
+      if (present === undefined && v !== undefined) present = k;
+    }
+    if (value === undefined) {
+      if (present === undefined) return { error: `missing text field (looked for ${DEFAULT_FIELDS.join('/')}; fields found: ${keys(rec)}); name one with textField` };
+      name = present;
+      value = rec[present];
+    }
   }
-  if (typeof value !== 'string') return { error: `field "${name}" is ${kindOf(value)}, not a string` };
-  if (!value.trim()) return { error: `field "${name}" is empty` };
+  if (typeof value !== 'string') return { error: `field "${name!}" is ${kindOf(value)}, not a string` };
+  if (value.length === 0 || (value.charCodeAt(0) <= 32 && !value.trim())) return { error: `field "${name!}" is empty` };
   return { text: value };
 }
 
 /** Why JSON.parse rejected a line, with the column. */
-function jsonError(line: string, e: unknown): string {
+export function jsonLineError(line: string, e: unknown): string {
   const at = jsonErrorPosition(line);
   const msg = (e as Error).message.replace(/ in JSON at position \d+.*$/, '').replace(/, ".*" is not valid JSON$/, '');
   return `not valid JSON${at ? ` at column ${at.column}` : ''}: ${msg}`;
@@ -127,7 +136,7 @@ export async function* readJsonl(path: string, o: ImportOptions, stats: ImportSt
       obj = JSON.parse(line);
     } catch (e) {
       bad++;
-      addBadLine(stats, path, l.n, jsonError(line, e));
+      addBadLine(stats, path, l.n, jsonLineError(line, e));
       continue;
     }
     const t = pickText(obj, o.textField);

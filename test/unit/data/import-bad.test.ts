@@ -244,6 +244,16 @@ describe('files in a folder', () => {
     });
   });
 
+  it('reports named pipes (in a folder or named) without waiting on them', async () => {
+    const dir = tmp();
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mkfifo', [join(dir, 'pipe.txt')]);
+    writeFileSync(join(dir, 'ok.txt'), 'Prose.');
+    const { docs, skipped } = await collect([dir, join(dir, 'pipe.txt')]);
+    expect(docs.map((d) => d.text)).toEqual(['Prose.']);
+    expect(skipped).toEqual({ [join(dir, 'pipe.txt')]: 'a named pipe, not a file' });
+  });
+
   it('imports files whose names are not UTF-8, under a readable name', async () => {
     const dir = tmp();
     const sub = Buffer.concat([Buffer.from(dir + '/'), Buffer.from('r\xe9sum\xe9s', 'latin1')]);
