@@ -13,7 +13,13 @@ export interface FilterStatsView {
 }
 
 export interface CorpusReportView {
-  import: { filesRead: number; filesSkipped: { path: string; reason: string }[]; docs: number; chars: number; repairedChars: number };
+  import: {
+    filesRead: number; filesSkipped: { path: string; reason: string }[]; docs: number; chars: number; repairedChars: number;
+    /** Skipped lines / records (first 100) and their count. */
+    badLines: { path: string; line: number; error: string }[]; badLineCount: number;
+    /** What was repaired, split or guessed while keeping the text (first 200) and the count. */
+    notes: { path: string; line?: number; what: string }[]; noteCount: number;
+  };
   filters: FilterStatsView[];
   languages: Record<string, number>;
   docsIn: number; docsOut: number; charsIn: number; charsOut: number; trainDocs: number; valDocs: number;

@@ -8,6 +8,7 @@ import { newPiiCounts, scrubPii, type PiiCounts } from './clean/pii';
 import { defaultImportOptions, importPaths, newImportStats, walkFiles, type ImportOptions, type ImportStats } from './import';
 import { openTextStream, lines } from './import/stream';
 import { addBadLine } from './import/stats';
+import { jsonLineError } from './import/formats';
 import { makeValSelector, mixStreams, planMix, type MixPlan, type MixedDoc } from './mix';
 import { BlockPacker, MANIFEST, writeManifest, type DatasetManifest, type SplitInfo } from './pack/dataset';
 import { writeFileAtomic } from './pack/shards';
@@ -224,7 +225,7 @@ interface Cleaned { report: CorpusReport; trainSpool: string; valSpool: string; 
 async function totalBytes(paths: string[]): Promise<number> {
   let n = 0;
   for await (const f of walkFiles(paths, newImportStats())) {
-    try { n += (await fsp.stat(f.path)).size; } catch { /* reported later by the import itself */ }
+    try { n += (await fsp.stat(f.fsPath)).size; } catch { /* reported later by the import itself */ }
   }
   return n;
 }
@@ -342,7 +343,7 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
   const samples: Example[] = [];
   const untrained = { count: 0, examples: [] as Example[] };
   for await (const f of walkFiles(config.inputs, stats)) {
-    const s = await openTextStream(f.path, stats, opts.signal);
+    const s = await openTextStream(f.path, stats, opts.signal, f.fsPath);
     if (!s) { stats.filesSkipped.push({ path: f.path, reason: 'looks like a binary file' }); continue; }
     stats.filesRead++;
     const records = recordsOf(s.chunks, f.path, c.imp.maxLineChars, stats);
@@ -462,6 +463,6 @@ export async function* recordsOf(chunks: AsyncGenerator<string>, path: string, m
   for await (const l of lines(all(), maxLine)) {
     if (l.tooLong) { addBadLine(stats, path, l.n, `line longer than ${maxLine} characters, skipped`); continue; }
     if (!l.line.trim()) continue;
-    try { yield { rec: JSON.parse(l.line), line: l.n }; } catch (e) { addBadLine(stats, path, l.n, `not valid JSON: ${(e as Error).message}`); }
+    try { yield { rec: JSON.parse(l.line), line: l.n }; } catch (e) { addBadLine(stats, path, l.n, jsonLineError(l.line, e)); }
   }
 }

@@ -11,6 +11,20 @@ function fmt(n: number): string {
   return n.toLocaleString('en-US');
 }
 
+/** What import skipped, repaired, split or guessed, file by file, in plain words (all of it is in report.json). */
+function importLines(imp: PrepareReport['corpora']['domain']['import'], out: (s: string) => void): void {
+  const list = <T>(title: string, items: T[], total: number, line: (x: T) => string, shown = 20): void => {
+    if (!total) return;
+    out(`  ${title}: ${fmt(total)}`);
+    for (const x of items.slice(0, shown)) out(`    ${line(x)}`);
+    if (total > Math.min(shown, items.length)) out(`    … ${fmt(total - Math.min(shown, items.length))} more in report.json`);
+  };
+  list('files skipped', imp.filesSkipped, imp.filesSkipped.length, (s) => `${s.path}: ${s.reason}`);
+  list('lines or records skipped', imp.badLines, imp.badLineCount, (b) => `${b.path}:${b.line}: ${b.error}`, 10);
+  list('repaired, split or guessed (kept)', imp.notes, imp.noteCount, (n) => `${n.path}${n.line !== undefined ? `:${n.line}` : ''}: ${n.what}`);
+  if (imp.repairedChars) out(`  invalid UTF-8 characters replaced: ${fmt(imp.repairedChars)}`);
+}
+
 function summary(r: PrepareReport, out: (s: string) => void): void {
   for (const [name, c] of Object.entries(r.corpora)) {
     if (!c) continue;
@@ -21,9 +35,7 @@ function summary(r: PrepareReport, out: (s: string) => void): void {
       const reasons = Object.entries(f.reasons).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
       out(`  ${f.name.padEnd(12)} ${what}${reasons ? ` (${reasons})` : ''}`);
     }
-    if (c.import.filesSkipped.length) out(`  skipped files: ${c.import.filesSkipped.length} (see report.json)`);
-    if (c.import.badLineCount) out(`  bad lines: ${fmt(c.import.badLineCount)}, first ${c.import.badLines[0]!.path}:${c.import.badLines[0]!.line} ${c.import.badLines[0]!.error}`);
-    if (c.import.repairedChars) out(`  repaired invalid UTF-8 characters: ${fmt(c.import.repairedChars)}`);
+    importLines(c.import, out);
   }
   if (r.preference) {
     const p = r.preference;

@@ -16,13 +16,16 @@ export const PLACEHOLDER: Record<PiiType, string> = {
 const PARTS = {
   // Known secret formats (candidates() assumes each is a PEM block or starts with \b and 13+ of
   // [A-Za-z0-9_-]): PEM private keys, OpenAI/Stripe/GitHub/Slack/AWS/Google/HF/GitLab tokens, JWTs.
-  secret: String.raw`(?<secret>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}))`,
+  secret: String.raw`(?<secret>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,}|A(?:KIA|SIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}))`,
   email: String.raw`(?<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)`,
   iban: String.raw`(?<iban>\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b)`,
   ipv6: String.raw`(?<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]))`,
   ipv4: String.raw`(?<ipv4>\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b)`,
   ssn: String.raw`(?<ssn>\b\d{3}-\d{2}-\d{4}\b)`,
   card: String.raw`(?<card>\b\d(?:[ -]?\d){12,18}\b)`,
+  // UK numbers: +44 / 0 / (0…) then 9–10 national digits in two or three groups, or none
+  // ("07700 900123", "+447700900123"), which the general pattern's 2–4 digit groups miss.
+  ukPhone: String.raw`(?<ukPhone>(?<![\w+])(?:(?:\+44[ .-]?(?:\(0\)[ .-]?)?|0)\d{2,5}|\(0\d{2,5}\))(?:[ .-]?\d{3,6}){1,2}\b)`,
   phone: String.raw`(?<phone>(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}\b)`,
   // Unknown secrets: long tokens mixing letters and digits, checked for entropy below.
   token: String.raw`(?<token>\b[A-Za-z0-9_\-+/=]{32,}\b)`,
@@ -48,7 +51,7 @@ function patternFor(key: number): RegExp {
   if (!re) {
     const long = key & LONG, at = key & EMAIL, v6 = key & IPV6;
     // The always-present alternatives all start with a digit, "+", "(" or a capital letter.
-    const anchored = `(?=[0-9A-Z+(])(?:${[PARTS.iban, PARTS.ipv4, PARTS.ssn, PARTS.card, PARTS.phone].join('|')})`;
+    const anchored = `(?=[0-9A-Z+(])(?:${[PARTS.iban, PARTS.ipv4, PARTS.ssn, PARTS.card, PARTS.ukPhone, PARTS.phone].join('|')})`;
     const parts = [long ? PARTS.secret : '', at ? PARTS.email : '', v6 ? PARTS.ipv6 : '', anchored, long ? PARTS.token : ''];
     re = new RegExp(parts.filter(Boolean).join('|'), 'y');
     VARIANTS.set(key, re);
@@ -75,7 +78,7 @@ const DOMAIN = /@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b/y;
  * gives exactly the matches of a global scan, since a global scan is the same attempt at every
  * position. Why the list is complete, alternative by alternative:
  * - ipv4, ssn, card start with \b\d: a digit after a non-word character.
- * - phone starts after (?<![\w+]) with "+" or "(" followed by a digit, or with a digit.
+ * - phone and ukPhone start after (?<![\w+]) with "+" or "(" followed by a digit, or with a digit.
  * - iban starts with \b[A-Z]{2}\d: two capitals (after a non-word character) before a digit.
  * - email: \b, then [A-Za-z0-9._%+-]+ up to the first "@" (the class has no "@"), so a boundary in
  *   the run of that class just before an "@" whose domain part matches (it is the same for all).
@@ -220,6 +223,13 @@ function phoneValid(m: string): boolean {
   return true;
 }
 
+/** A UK number: after +44 (and an optional "(0)") or the leading 0, 9 or 10 digits not starting with 0. */
+function ukPhoneValid(m: string): boolean {
+  let d = m.replace(/\D/g, '');
+  d = m.startsWith('+') ? d.slice(2).replace(/^0/, '') : d.slice(1);
+  return (d.length === 9 || d.length === 10) && d[0] !== '0';
+}
+
 export interface PiiCounts { email: number; phone: number; ip: number; creditCard: number; iban: number; nationalId: number; secret: number }
 export function newPiiCounts(): PiiCounts { return { email: 0, phone: 0, ip: 0, creditCard: 0, iban: 0, nationalId: 0, secret: 0 }; }
 
@@ -260,6 +270,7 @@ function replacement(m: string, g: Record<string, string | undefined>, cfg: Clea
     if (cfg.creditCard && digits.length >= 13 && luhnValid(digits)) return hit('creditCard');
     return cfg.phone && phoneValid(m) ? hit('phone') : m;
   }
+  if (g.ukPhone !== undefined) return cfg.phone && (ukPhoneValid(m) || phoneValid(m)) ? hit('phone') : m;
   if (g.phone !== undefined) return cfg.phone && phoneValid(m) ? hit('phone') : m;
   if (g.token !== undefined) return cfg.secret && looksLikeSecret(m) ? hit('secret') : m;
   return m;

@@ -1,6 +1,7 @@
-import { promises as fsp } from 'node:fs';
-import { ChunkDecoder, sniff, type Sniff } from './decode';
-import type { ImportStats } from './stats';
+import { promises as fsp, type PathLike } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { ChunkDecoder, countNewlines, repairLines, sniff, type Sniff } from './decode';
+import { addNote, listLines, type ImportStats } from './stats';
 import { throwIfCancelled } from '../../util/progress';
 
 const SAMPLE_BYTES = 65536;
@@ -21,8 +22,9 @@ export async function openTextStream(
   path: string,
   stats: ImportStats,
   signal?: AbortSignal,
+  fsPath: PathLike = path,
 ): Promise<{ info: Sniff; chunks: AsyncGenerator<string> } | null> {
-  const fh = await fsp.open(path, 'r');
+  const fh = await fsp.open(fsPath, 'r');
   let sample: Uint8Array;
   try {
     const buf = Buffer.alloc(SAMPLE_BYTES);
@@ -33,10 +35,10 @@ export async function openTextStream(
   }
   const info = sniff(sample);
   if (info.binary) return null;
-  stats.encodings[info.encoding] = (stats.encodings[info.encoding] ?? 0) + 1;
+  noteEncoding(stats, path, info);
   async function* gen(): AsyncGenerator<string> {
     const dec = new ChunkDecoder(info);
-    const file = await fsp.open(path, 'r');
+    const file = await fsp.open(fsPath, 'r');
     // Two buffers: the next read is under way while this chunk is decoded and consumed. The decoder
     // copies what it keeps (a split character's bytes), so the buffers are reused for every read.
     const bufs = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)];
@@ -62,6 +64,7 @@ export async function openTextStream(
       }
       const tail = dec.end();
       if (tail) yield tail;
+      if (dec.repaired) noteRepairs(stats, path, dec.repaired, repairLines(dec, await newlinesBefore(file, dec.repairSpots.map((r) => r.start))));
     } finally {
       await next.catch(() => 0); // a read still under way (the consumer stopped early) ends before the close
       await file.close();
@@ -69,6 +72,37 @@ export async function openTextStream(
     }
   }
   return { info, chunks: gen() };
+}
+
+/** Counts the file's encoding; a guessed one (not UTF-8, no byte-order mark) gets a note. */
+export function noteEncoding(stats: ImportStats, path: string, info: { encoding: string; guessed?: string }): void {
+  stats.encodings[info.encoding] = (stats.encodings[info.encoding] ?? 0) + 1;
+  if (info.guessed) addNote(stats, path, info.guessed);
+}
+
+export function noteRepairs(stats: ImportStats, path: string, repaired: number, lines: number[]): void {
+  const seq = repaired === 1 ? 'sequence' : 'sequences';
+  addNote(stats, path, `${repaired} invalid UTF-8 byte ${seq} replaced by U+FFFD (�)${lines.length ? ` on ${listLines(lines)}` : ''}`, lines[0]);
+}
+
+/**
+ * Newlines before each of `offsets` (ascending), by reading the file again up to the last one.
+ * Only for files with repairs: clean files never pay for line counting.
+ */
+async function newlinesBefore(file: FileHandle, offsets: number[]): Promise<(offset: number) => number> {
+  const at = new Map<number, number>();
+  const buf = Buffer.allocUnsafe(READ_CHUNK);
+  let pos = 0, count = 0;
+  for (const off of offsets) {
+    while (pos < off) {
+      const { bytesRead } = await file.read(buf, 0, Math.min(READ_CHUNK, off - pos), pos);
+      if (bytesRead === 0) break;
+      count += countNewlines(buf, bytesRead);
+      pos += bytesRead;
+    }
+    at.set(off, count);
+  }
+  return (off) => at.get(off) ?? 0;
 }
 
 /**
@@ -116,21 +150,44 @@ export async function* lines(
   }
 }
 
+/** Lines that splitDocs had to cut in the middle (no line break near the document size limit). */
+export interface CutLine { line: number; chars: number; pieces: number }
+
 /**
  * Cuts a stream of text into documents of at most `maxChars`, preferring a paragraph break, then a
  * line break, then a space, so a huge file (or a huge single line) never becomes one giant string.
+ * With `cutLines`, every line cut in the middle is listed (line number, length, pieces); the
+ * newline counting this needs is done only for files longer than one document.
  */
-export async function* splitDocs(chunks: AsyncIterable<string>, maxChars: number): AsyncGenerator<string> {
+export async function* splitDocs(chunks: AsyncIterable<string>, maxChars: number, cutLines?: CutLine[]): AsyncGenerator<string> {
   let buf = '';
+  let linesBefore = 0;
+  let open: CutLine | null = null;
+  const account = (piece: string, last: boolean): void => {
+    if (!cutLines || (last && !open)) return;
+    const firstNl = piece.indexOf('\n');
+    if (open) {
+      open.pieces++;
+      if (firstNl >= 0 || last) { open.chars += firstNl >= 0 ? firstNl : piece.length; cutLines.push(open); open = null; }
+      else open.chars += piece.length;
+    }
+    let nl = 0;
+    for (let i = firstNl; i >= 0; i = piece.indexOf('\n', i + 1)) nl++;
+    if (!last && !piece.endsWith('\n') && !open) open = { line: linesBefore + nl + 1, chars: piece.length - piece.lastIndexOf('\n') - 1, pieces: 1 };
+    linesBefore += nl;
+  };
   for await (const chunk of chunks) {
     buf += chunk;
     while (buf.length > maxChars) {
       const cut = bestCut(buf, maxChars);
-      yield buf.slice(0, cut);
+      const piece = buf.slice(0, cut);
+      account(piece, false);
+      yield piece;
       buf = buf.slice(cut);
     }
   }
-  if (buf.length) yield buf;
+  if (buf.length) { account(buf, true); yield buf; }
+  else if (open) { cutLines!.push(open); open = null; }
 }
 
 function bestCut(s: string, max: number): number {

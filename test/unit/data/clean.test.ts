@@ -83,6 +83,15 @@ describe('PII', () => {
     expect(text).toBe('Write to <EMAIL> or <PHONE>. Card <CREDIT_CARD>, IBAN <IBAN>, server <IP_ADDRESS> / <IP_ADDRESS>, SSN <NATIONAL_ID>, key <SECRET> and <SECRET>, token <SECRET>.');
     expect(c).toEqual({ email: 1, phone: 1, ip: 2, creditCard: 1, iban: 1, nationalId: 1, secret: 3 });
   });
+  it('replaces UK phone numbers in their usual forms and AWS temporary key ids (ASIA…)', () => {
+    const uk = ['+44 20 7946 0958', '020 7946 0958', '07700 900123', '(020) 7946 0958', '+44 (0)20 7946 0958', '+447700900123', '07700900123', '0161 496 0000', '01632 960123'];
+    for (const n of uk) expect(scrub(`Ring ${n} after six.`).text, n).toBe('Ring <PHONE> after six.');
+    const { text, c } = scrub('keys ASIAIOSFODNN7EXAMPLE and AKIAIOSFODNN7EXAMPLE');
+    expect(text).toBe('keys <SECRET> and <SECRET>');
+    expect(c.secret).toBe(2);
+    // Too few or too many national digits, or a leading 00 international prefix read as UK: not a UK number.
+    expect(scrub('part 0123 45 in stock').text).toBe('part 0123 45 in stock');
+  });
   it('leaves look-alikes alone: failed checksums, dates, measurements, hex hashes, times', () => {
     const t = 'Order 4539 1488 0343 6468 on 2024-05-01 at 12:30:45; board 1200 x 300 mm; commit 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b; IBAN GB82 WEST 1234 5698 7654 33.';
     expect(scrub(t).text).toBe(t);

@@ -45,6 +45,22 @@ describe('lathe prepare on the bundled sample corpora', () => {
     await expect(commands[0]!.run(ctx([SAMPLE], {}))).rejects.toThrow(/Missing --out DIR/);
   });
 
+  it('prints what import skipped, repaired, split or guessed, by file and line, in plain words', async () => {
+    const dir = tmp();
+    const { writeFileSync } = await import('node:fs');
+    const prose = 'The café on the corner sells a crème brûlée that is worth the walk, and the owner will tell you about the lathe he keeps in the back room for turning the bowls that the desserts are served in.';
+    writeFileSync(join(dir, 'latin.txt'), Buffer.from(prose, 'latin1'));
+    writeFileSync(join(dir, 'rows.csv'), `id;text\n1;${prose.replace('café', 'tea room')}\n2;"unclosed\n`);
+    writeFileSync(join(dir, 'empty.txt'), '');
+    const c = ctx([dir], { out: join(tmp(), 'ds') }, false);
+    await commands[0]!.run(c);
+    const out = c.stdout.join('\n');
+    expect(out).toContain(`files skipped: 1\n    ${join(dir, 'empty.txt')}: empty file (0 characters)`);
+    expect(out).toContain(`${join(dir, 'latin.txt')}: decoded as Windows-1252 (not UTF-8)`);
+    expect(out).toContain(`${join(dir, 'rows.csv')}:1: columns are separated by semicolons (detected from the header), not commas`);
+    expect(out).toMatch(/rows\.csv:3: a quote opened at line 3 is never closed/);
+  });
+
   it('treats a path after --sft as an input, not as the flag value', async () => {
     const dir = tmp();
     const { writeFileSync } = await import('node:fs');

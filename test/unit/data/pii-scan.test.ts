@@ -15,13 +15,14 @@ const REF_PLACEHOLDER: Record<keyof PiiCounts, string> = {
   iban: '<IBAN>', nationalId: '<NATIONAL_ID>', secret: '<SECRET>',
 };
 const REF_PARTS = {
-  secret: String.raw`(?<secret>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}))`,
+  secret: String.raw`(?<secret>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,}|A(?:KIA|SIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}))`,
   email: String.raw`(?<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)`,
   iban: String.raw`(?<iban>\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b)`,
   ipv6: String.raw`(?<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]))`,
   ipv4: String.raw`(?<ipv4>\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b)`,
   ssn: String.raw`(?<ssn>\b\d{3}-\d{2}-\d{4}\b)`,
   card: String.raw`(?<card>\b\d(?:[ -]?\d){12,18}\b)`,
+  ukPhone: String.raw`(?<ukPhone>(?<![\w+])(?:(?:\+44[ .-]?(?:\(0\)[ .-]?)?|0)\d{2,5}|\(0\d{2,5}\))(?:[ .-]?\d{3,6}){1,2}\b)`,
   phone: String.raw`(?<phone>(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}\b)`,
   token: String.raw`(?<token>\b[A-Za-z0-9_\-+/=]{32,}\b)`,
 };
@@ -37,7 +38,7 @@ function refPatternFor(text: string): RegExp {
   const at = key & 1, v6 = key & 2, long = key & 4;
   let re = REF_VARIANTS.get(key);
   if (!re) {
-    const anchored = `(?=[0-9A-Z+(])(?:${[REF_PARTS.iban, REF_PARTS.ipv4, REF_PARTS.ssn, REF_PARTS.card, REF_PARTS.phone].filter(Boolean).join('|')})`;
+    const anchored = `(?=[0-9A-Z+(])(?:${[REF_PARTS.iban, REF_PARTS.ipv4, REF_PARTS.ssn, REF_PARTS.card, REF_PARTS.ukPhone, REF_PARTS.phone].filter(Boolean).join('|')})`;
     const parts = [long ? REF_PARTS.secret : '', at ? REF_PARTS.email : '', v6 ? REF_PARTS.ipv6 : '', anchored, long ? REF_PARTS.token : ''];
     re = new RegExp(parts.filter(Boolean).join('|'), 'g');
     REF_VARIANTS.set(key, re);
@@ -106,6 +107,11 @@ function refPhone(m: string): boolean {
   if (!/[+(]/.test(m) && !/\d{3,}$/.test(m)) return false;
   return true;
 }
+function refUkPhone(m: string): boolean {
+  const all = m.replace(/\D/g, '');
+  const d = m.startsWith('+') ? all.slice(2).replace(/^0/, '') : all.slice(1);
+  return (d.length === 9 || d.length === 10) && d[0] !== '0';
+}
 function refScrub(text: string, cfg: Cfg, counts: PiiCounts): string {
   const pattern = refPatternFor(text);
   pattern.lastIndex = 0;
@@ -127,6 +133,7 @@ function refScrub(text: string, cfg: Cfg, counts: PiiCounts): string {
       if (cfg.creditCard && digits.length >= 13 && refLuhn(digits)) return hit('creditCard');
       return cfg.phone && refPhone(m) ? hit('phone') : m;
     }
+    if (g.ukPhone !== undefined) return cfg.phone && (refUkPhone(m) || refPhone(m)) ? hit('phone') : m;
     if (g.phone !== undefined) return cfg.phone && refPhone(m) ? hit('phone') : m;
     if (g.token !== undefined) return cfg.secret && refSecret(m) ? hit('secret') : m;
     return m;
@@ -169,7 +176,8 @@ const EXISTING = [
 const FRAGMENTS = [
   'DE89 3704 0044 0532 0130 00', 'DE89370400440532013000', 'GB82 WEST 1234 5698 7654 32', 'GB82WEST12345698765432', 'DE89 3704',
   '4539 1488 0343 6467', '4539-1488-0343-6467', '4539148803436467', '4111 1111 1111 1111', '378282246310005',
-  '+1 (555) 010-4477', '+44 20 7946 0958', '(555) 010-4477', '555-010-4477', '555.010.4477', '+49 30 1234567', '0049 30 123 4567',
+  '+1 (555) 010-4477', '+44 20 7946 0958', '020 7946 0958', '07700 900123', '(020) 7946 0958', '+447700900123', '07700900123',
+  '+44 (0)20 7946 0958', '0161 496 0000', '01632 960123', '0049 30 123 4567', '0123 45678', 'ASIAIOSFODNN7EXAMPLE', '(555) 010-4477', '555-010-4477', '555.010.4477', '+49 30 1234567', '0049 30 123 4567',
   '123-45-6789', '078-05-1120', '000-12-3456', '666-12-3456', '987-65-4321', '123-00-4567', '2024-05-01', '01/02/2024', '1.2.3.4', '12:30:45',
   '10.20.30.40', '192.168.0.1', '256.1.1.1', '10.0.0.12', '1.2.3',
   'a@b.co', 'anna.k+wood@example.org', 'j.smith@example.com', '555-0100@x.io', '4539 1488@b.co', 'x.1234567@mail.example.de', '@', 'a@', '@b.co',
