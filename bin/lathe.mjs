@@ -5,8 +5,9 @@ import { fileURLToPath } from 'node:url';
 register();
 const args = process.argv.slice(2);
 // Corpus preparation runs with the job processes' V8 flags (see src-main/util/v8-flags.ts).
-const { relaunchWithJobFlags } = await import('../src-main/util/v8-flags.ts');
-const code = args[0] === 'prepare' ? relaunchWithJobFlags(fileURLToPath(import.meta.url), args) : null;
+// Async, so SIGTERM/SIGHUP reach the child, which cancels and removes its work folder.
+const { relaunchWithJobFlagsForwardingSignals } = await import('../src-main/util/signals.ts');
+const code = args[0] === 'prepare' ? await relaunchWithJobFlagsForwardingSignals(fileURLToPath(import.meta.url), args) : null;
 if (code !== null) process.exitCode = code;
 else {
   const { main } = await import('../src-main/cli/main.ts');

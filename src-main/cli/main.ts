@@ -6,6 +6,7 @@ import type { CliCommand, CliContext } from './types';
 import { loadCommands } from './commands';
 import { parseArgs } from './args';
 import { UserError, CancelledError } from '../util/progress';
+import { onTerminate } from '../util/signals';
 
 function match(commands: CliCommand[], words: string[]): CliCommand | undefined {
   let best: CliCommand | undefined;
@@ -45,8 +46,8 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
     return 0;
   }
   const abort = new AbortController();
-  const onSigint = () => abort.abort();
-  process.once('SIGINT', onSigint);
+  // Ctrl+C, kill (SIGTERM) and a closed terminal (SIGHUP) all cancel: the command cleans up on its way out.
+  const offSignals = onTerminate(() => abort.abort());
   const json = flags['json'] === true;
   const ctx: CliContext = { args: positional.slice(cmd.path.length), flags, json, out: io.out, err: io.err, signal: abort.signal };
   try {
@@ -63,6 +64,6 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
     else io.err(`Error: ${e.message}${e.hint ? `\nWhat to do: ${e.hint}` : ''}`);
     return 1;
   } finally {
-    process.off('SIGINT', onSigint);
+    offSignals();
   }
 }

@@ -19,6 +19,7 @@ import { describeSkips, preparePreferencePairs, writePreferenceDataset, type Pre
 import { loadTokenizerDir } from './tokenize';
 import { excerpt, type ChatRenderer, type Example, type TokenizerAdapter } from './types';
 import { UserError, throwIfCancelled, type WorkOptions } from '../util/progress';
+import { removeStaleWorkDirs } from '../util/signals';
 
 export interface PrepareConfig {
   /** Domain corpus: files and folders. */
@@ -110,6 +111,8 @@ export async function prepareCorpus(config: PrepareConfig, opts: WorkOptions = {
   // An old manifest must not describe new, half-written shards.
   if (existsSync(join(config.out, MANIFEST))) unlinkSync(join(config.out, MANIFEST));
   for (const f of readdirSync(config.out)) if (/\.bin(\.tmp)?$/.test(f)) unlinkSync(join(config.out, f));
+  // Work folders of earlier runs killed before they could clean up (SIGKILL, power cut) go first.
+  for (const name of removeStaleWorkDirs(config.out)) opts.onLog?.('info', `Removed ${name}, left by an earlier run that was stopped.`);
   const work = join(config.out, `.work-${process.pid}`);
   mkdirSync(work, { recursive: true });
   const warnings: string[] = [];

@@ -65,6 +65,7 @@ export function trainConfigFromFlags(ctx: CliContext): TrainConfigInput {
 
 function printSummary(ctx: CliContext, s: TrainSummary): void {
   if (ctx.json) return;
+  for (const d of s.damagedCheckpoints ?? []) ctx.out(`[warn] ${d.message}`);
   ctx.out(`${s.stopped ? 'Stopped' : 'Finished'} after ${s.steps} steps on ${s.ep} (${Math.round(s.tokensPerSecond).toLocaleString('en-US')} tokens/s). Run folder: ${s.runDir}`);
   for (const [k, after] of Object.entries(s.val)) {
     const before = s.valBefore[k];

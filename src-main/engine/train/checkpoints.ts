@@ -30,6 +30,12 @@ export interface CheckpointState {
   extra?: Record<string, unknown>;
 }
 
+export interface DamagedCheckpoint {
+  dir: string;
+  step: number;
+  reason: string;
+}
+
 export interface Checkpoint {
   dir: string;
   state: CheckpointState;
@@ -102,16 +108,35 @@ export class CheckpointManager {
   }
 
   async latest(): Promise<Checkpoint | null> {
+    return (await this.latestUsable()).checkpoint;
+  }
+
+  /**
+   * The newest checkpoint that loads, and the newer ones that did not (truncated or unreadable files)
+   * with the reason: the trainer reports them rather than skipping them silently.
+   */
+  async latestUsable(): Promise<{ checkpoint: Checkpoint | null; damaged: DamagedCheckpoint[] }> {
     const all = this.list();
-    // Walk back past a damaged newest checkpoint rather than failing the resume.
+    const damaged: DamagedCheckpoint[] = [];
     for (let i = all.length - 1; i >= 0; i--) {
       try {
-        return await this.load(all[i]!.dir);
-      } catch {
-        continue;
+        return { checkpoint: await this.load(all[i]!.dir), damaged };
+      } catch (err) {
+        damaged.push({ dir: all[i]!.dir, step: all[i]!.step, reason: err instanceof Error ? err.message : String(err) });
       }
     }
-    return null;
+    return { checkpoint: null, damaged };
+  }
+
+  /**
+   * Moves a damaged checkpoint aside (step-000010 -> step-000010.damaged): kept for inspection, never
+   * resumed from or counted again. Returns the new path.
+   */
+  async setAside(dir: string): Promise<string> {
+    let target = `${dir}.damaged`;
+    for (let n = 2; existsSync(target); n++) target = `${dir}.damaged-${n}`;
+    await fsp.rename(dir, target);
+    return target;
   }
 
   async best(): Promise<{ dir: string; step: number; valLoss: number } | null> {

@@ -55,6 +55,8 @@ export interface TrainSummary {
   nodes: { forward: number; backward: number; total: number };
   stopped: boolean;
   bestCheckpoint: string | null;
+  /** Checkpoints found damaged on resume (newest first), set aside; the run resumed from an earlier one. */
+  damagedCheckpoints: Array<{ checkpoint: string; step: number; reason: string; movedTo: string; message: string }>;
 }
 
 /** A software Vulkan driver (lavapipe) makes the WebGPU EP far slower than the CPU EP: skip it in auto mode. */
@@ -165,7 +167,17 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     // ---- start or resume ----
     let step = 0, adamSteps = 0, cursor = 0;
     let resumedFrom: number | null = null;
-    const latest: Checkpoint | null = await ckpts.latest();
+    const usable = await ckpts.latestUsable();
+    const latest: Checkpoint | null = usable.checkpoint;
+    // A damaged checkpoint (truncated file, unreadable state) is said, set aside, and the run resumes from the one before.
+    const damagedCheckpoints: TrainSummary['damagedCheckpoints'] = [];
+    for (const d of usable.damaged) {
+      const name = path.basename(d.dir);
+      const movedTo = await ckpts.setAside(d.dir);
+      const message = `Checkpoint ${name} is damaged (${d.reason}); ${latest ? `resuming from ${path.basename(latest.dir)}` : 'no earlier checkpoint is usable, starting over'}. It was moved to ${path.basename(movedTo)}.`;
+      damagedCheckpoints.push({ checkpoint: name, step: d.step, reason: d.reason, movedTo, message });
+      hooks.onLog?.('warn', message);
+    }
     if (latest) {
       checkResumable(latest, cfg, model, P);
       step = latest.state.step;
@@ -179,9 +191,13 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
         ...(moments ? {} : { m: hostTensor('float32', [P], m), v: hostTensor('float32', [P], v) }),
         gacc: hostTensor('float32', [P], new Float32Array(P)),
       });
+      // The crashed attempt's records after this step are re-run now: drop them (atomically) so each step is recorded once.
+      MetricsLog.truncateAfter(metrics.file, step);
       metrics.append({ kind: 'event', step, event: 'resumed' });
       log(`Resumed from the checkpoint at step ${step}.`);
     } else {
+      // A fresh start in a folder a crashed attempt wrote to before its first checkpoint: its records go.
+      if (existsSync(metrics.file)) MetricsLog.truncateAfter(metrics.file, -1);
       const zeros = () => hostTensor('float32', [P], new Float32Array(P));
       await prog.init({ params: hostTensor('float32', [P], await initTrainable(trainable, model, layout, weights, cfg)), ...(moments ? {} : { m: zeros(), v: zeros() }), gacc: zeros() });
     }
@@ -224,6 +240,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     };
     if (sampler && resumedFrom === null) await runSamples();
 
+    for (const d of damagedCheckpoints) metrics.append({ kind: 'event', step, event: 'checkpoint-damaged', checkpoint: d.checkpoint, reason: d.reason });
     const valBefore = resumedFrom === null && valSplits.length ? await runEval() : {};
     if (resumedFrom === null) {
       for (const [k, v] of Object.entries(valBefore)) metrics.append({ kind: 'val', step: 0, split: k, ...valRecord(v) });
@@ -337,7 +354,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const summary: TrainSummary = {
       runDir: cfg.out, ep: ep.ep, epReason: ep.reason, steps: step, resumedFrom, trainableParams: P, finalLoss: lastLoss,
       val: lastVal, valBefore, tokensPerSecond: tokensSeen / Math.max((Date.now() - t0) / 1000, 1e-9),
-      nodes: tg.nodes, stopped, bestCheckpoint: best?.dir ?? null,
+      nodes: tg.nodes, stopped, bestCheckpoint: best?.dir ?? null, damagedCheckpoints,
     };
     writeFileSync(path.join(cfg.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     return summary;

@@ -7,6 +7,7 @@ import type { HostToJob, JobToHost } from './protocol';
 import type { JobContext } from './context';
 import { jobKinds } from './kinds';
 import { CancelledError, UserError } from '../../util/progress';
+import { onTerminate } from '../../util/signals';
 
 interface ParentPortLike {
   postMessage(message: unknown): void;
@@ -26,6 +27,7 @@ function onMessage(listener: (m: HostToJob) => void): void {
 }
 
 const abort = new AbortController();
+let running = false;
 let paused = false;
 let wake: (() => void) | null = null;
 
@@ -40,6 +42,7 @@ function toApiError(err: unknown): { code: string; message: string; hint?: strin
 }
 
 async function runJob(jobId: string, request: HostToJob & { type: 'start' }): Promise<void> {
+  running = true;
   const ctx: JobContext = {
     jobId,
     signal: abort.signal,
@@ -87,6 +90,14 @@ onMessage((m) => {
       wake = null;
       break;
   }
+});
+
+// SIGTERM/SIGHUP/SIGINT sent to the job process itself: cancel as the host's cancel does, so the job
+// removes its work folders and temp files; with no job running there is nothing to clean, so leave.
+onTerminate(() => {
+  if (!running) process.exit(0);
+  abort.abort();
+  wake?.();
 });
 
 // If the host dies (app crash, CLI killed), stop at once: an orphan must not keep training and writing
