@@ -8,6 +8,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          setupFiles: ['test/helpers/cache-env.ts'],
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 120_000,

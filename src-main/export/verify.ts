@@ -19,6 +19,7 @@ import { UserError } from '../util/progress';
 export const VERIFY_TOLERANCE: Record<FloatDtypeName, number> = { f32: 1e-4, f16: 1e-2, bf16: 5e-2 };
 
 import type { Verification } from './options';
+import { openWeightSource } from '../engine/weights/source';
 export type { Verification };
 
 /** A fixed, model-independent prompt: bos (if any) and ids spread over the vocabulary, 16 in all, avoiding `exclude`. */
@@ -37,8 +38,9 @@ export async function engineLogits(modelDir: string, ids: number[], adapter: { l
   const { config, layout, weights } = await openModel(modelDir);
   try {
     const T = ids.length;
-    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, adapter?.lora ?? null, { batch: 1, seqLen: T });
-    const s = await EngineSession.create(g.model, { ep, externalDataDir: weights.dir });
+    const src = openWeightSource(weights);
+    const g = await buildEvalGraph(config, layout, src, adapter?.lora ?? null, { batch: 1, seqLen: T });
+    const s = await EngineSession.create(g.model, { ep, externalDataDir: src.dir });
     try {
       const out = await s.run({
         ids: hostTensor('int64', [1, T], BigInt64Array.from(ids, BigInt)),

@@ -3,10 +3,13 @@ PyTorch baseline for `npm run bench`: the same LoRA training step Lathe runs (fo
 LoRA A/B only, AdamW), on the same tiny model folder, with the pure-torch reference forward
 (test/oracle/models/reference.py). Prints one JSON line.
 
-    /usr/bin/python3 test/bench/torch_lora_step.py MODEL_DIR B T STEPS RANK ALPHA
+    /usr/bin/python3 test/bench/torch_lora_step.py MODEL_DIR B T STEPS RANK ALPHA [WARMUP]
+
+peak_rss is this process's peak resident set (getrusage), for the memory rows of test/bench/realsize.ts.
 """
 import json
 import os
+import resource
 import sys
 import time
 
@@ -16,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import reference as R  # noqa: E402
 
 
-def main(folder, B, T, steps, rank, alpha):
+def main(folder, B, T, steps, rank, alpha, warmup=2):
     torch.set_num_threads(int(os.environ.get("LATHE_BENCH_THREADS", "2")))
     raw, W = R.load_model(folder)
     cfg = R.Cfg(raw)
@@ -41,7 +44,7 @@ def main(folder, B, T, steps, rank, alpha):
         opt.step()
         return float(loss)
 
-    for _ in range(2):
+    for _ in range(warmup):
         step()
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -50,9 +53,10 @@ def main(folder, B, T, steps, rank, alpha):
     blas = torch.__config__.show()
     print(json.dumps({"ms_per_step": dt * 1000, "tokens_per_s": B * T / dt, "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "trainable": sum(t.numel() for t in flat),
+                      "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                       "blas": "openblas" if "openblas" in blas.lower() or os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3").find("openblas") >= 0 else "other"}))
 
 
 if __name__ == "__main__":
     a = sys.argv
-    main(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]), float(a[6]))
+    main(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]), float(a[6]), int(a[7]) if len(a) > 7 else 2)

@@ -22,6 +22,7 @@ import { LatheTokenizer } from '../../tokenizer';
 import { UserError } from '../../util/progress';
 import { buildStepGraph, ropeRows, type StepGraph } from './graph';
 import { DEFAULT_SAMPLING, Sampler, type SamplingOptions } from './sampling';
+import { openWeightSource } from '../weights/source';
 
 const NEG_INF = -1e9; // as forward.ts: exp() underflows to exactly 0 in f32
 
@@ -136,10 +137,10 @@ export class Generator {
     if (opts.lora && opts.lora.params.length !== opts.lora.layout.size) {
       throw new UserError('generate.adapter', `The adapter has ${opts.lora.params.length} values but its layout needs ${opts.lora.layout.size}.`, 'Use the adapter trained for this model.');
     }
-    const src = { weights, dir: weights.dir };
+    const src = openWeightSource(weights);
     const graph = await buildStepGraph(config, layout, src, lora, { chunk: 'dynamic', capacity });
     const sessionOpts = (g: StepGraph) => ({
-      ep, threads: opts.threads, externalDataDir: weights.dir,
+      ep, threads: opts.threads, externalDataDir: src.dir,
       gpuOutputs: ep === 'webgpu' ? g.cache.map((c) => c.output) : undefined,
     });
     const session = await EngineSession.create(graph.model, sessionOpts(graph));

@@ -16,7 +16,7 @@ import type { ModelConfig } from '../models/config';
 import { ropeCosSin, type RopeParams } from '../models/config';
 import type { LayerLayout, LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
-import { bf16ToF16Array, bf16ToF32Array } from '../safetensors';
+import type { WeightCache } from '../weights/cache';
 import { ALL_ROLES, type LoraLayout, type LinearRole, type NewRowsLayout } from './lora';
 import { loraDropout, moduleSeedOffset } from './dropout';
 import { nf4Linear } from '../quant/linear';
@@ -38,13 +38,19 @@ export interface ForwardOptions {
   dropout?: { p: number; seed: Value };
 }
 
-/** Where frozen base weights come from: a model folder's safetensors, referenced in place. */
+/**
+ * Where frozen base weights come from: a model folder's safetensors, referenced in place, or (BF16 models,
+ * QLoRA) the weight cache's converted files. Make one with engine/weights/source.ts's openWeightSource.
+ */
 export interface WeightSource {
   weights: ModelWeights;
-  /** Folder external-data locations are relative to (the model folder). */
+  /** Folder external-data locations are relative to (the model folder, or the cache entry with `cache`). */
   dir: string;
-  /** Read a BF16 tensor (converted to f32 in memory, since neither ORT's Node binding nor WebGPU takes bf16). */
-  readBf16?: (name: string) => Promise<Float32Array>;
+  /**
+   * Converted and quantized weights (files of the cache entry `dir`): needed for BF16 weights, which
+   * neither ORT's Node binding nor WebGPU takes, and for NF4. Weights are never embedded in the .onnx.
+   */
+  cache?: WeightCache;
   /** 'nf4' (QLoRA): linear-layer weights quantized on load, dequantized in the graph (quant/linear.ts). */
   quantize?: 'none' | 'nf4';
   /**
@@ -100,17 +106,16 @@ async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Pr
   const e = src.weights.entry(name);
   const dt = computeType(src);
   if (e.dtype === 'F32' || e.dtype === 'F16') {
-    const data: ConstData = { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength };
+    const data: ConstData = src.cache
+      ? { kind: 'external', ...src.cache.stored(name) }
+      : { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength };
     const w = g.weight(name, e.dtype === 'F32' ? 'float32' : 'float16', e.shape, data);
     return g.cast(w, dt); // a no-op when the file already holds the compute type
   }
   if (e.dtype === 'BF16') {
-    if (dt === 'float16') {
-      const h = bf16ToF16Array(new Uint16Array((await src.weights.readRaw(name)).slice().buffer));
-      return g.weight(name, 'float16', e.shape, { kind: 'raw', bytes: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) });
-    }
-    const f32 = src.readBf16 ? await src.readBf16(name) : bf16ToF32Array(new Uint16Array((await src.weights.readRaw(name)).slice().buffer));
-    return g.weight(name, 'float32', e.shape, { kind: 'raw', bytes: new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength) });
+    // converted once into the cache (f16: range-checked), referenced there; never embedded in the model
+    if (!src.cache) throw new Error(`Weight ${name} is BF16: build the WeightSource with openWeightSource (engine/weights/source.ts) so it is converted into the weight cache.`);
+    return g.weight(name, dt, e.shape, { kind: 'external', ...src.cache.converted(name, dt) });
   }
   throw new Error(`Weight ${name} has dtype ${e.dtype}; Lathe reads F32, F16 and BF16 weights.`);
 }

@@ -25,6 +25,7 @@ import { defineOp, getOp, type LowerCtx } from '../graph/ops';
 import type { GraphBuilder, Node, Value } from '../graph/graph';
 import type { OnnxDataType, OnnxModel, OnnxTensorData } from '../onnx/spec';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES, dynamicMap, type Nf4Tensor } from './nf4';
+import type { CachedNf4, CachedTensor } from '../weights/cache';
 
 interface ConstPayload { type: OnnxDataType; dims: number[]; data: OnnxTensorData; name: string }
 
@@ -124,20 +125,22 @@ function lowerNf4Gemm(c: LowerCtx): void {
 }
 
 /** A packed uint8 constant (code bytes or absmax codes) carried by an Nf4Const node. */
-function nf4Const(g: GraphBuilder, name: string, type: 'uint8', count: number, bytes: Uint8Array, store?: Nf4ByteStore): Value {
+function nf4Const(g: GraphBuilder, name: string, type: 'uint8', count: number, bytes: Uint8Array | CachedTensor, store?: Nf4ByteStore): Value {
   registerOnce();
   const v = g.apply('Nf4Const', [], { key: name, count })[0]!;
-  const data: OnnxTensorData = store ? { kind: 'external', ...store.put(bytes) } : { kind: 'raw', bytes };
+  const data: OnnxTensorData = !(bytes instanceof Uint8Array) ? { kind: 'external', ...bytes }
+    : store ? { kind: 'external', ...store.put(bytes) } : { kind: 'raw', bytes };
   payloads.set(v.node!, { type, dims: [count], data, name });
   return v;
 }
 
-/** The values a quantized weight occupies in a graph. */
+/** The values a quantized weight occupies in a graph (no code bytes: those are in the graph's constants). */
 export interface Nf4Weight {
   name: string;
   rows: number;
   cols: number;
-  q: Nf4Tensor;
+  nb: number;
+  nb2: number;
   codes: Value;
   absCodes: Value;
   scale2: Value;
@@ -153,12 +156,15 @@ function pairTable(): number[] {
   return t;
 }
 
-/** Places a quantized [rows, cols] weight in `g` (initializers named `<name>.nf4_*`; codes in `store` if given). */
-export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor, store?: Nf4ByteStore): Nf4Weight {
+/**
+ * Places a quantized [rows, cols] weight in `g` (initializers named `<name>.nf4_*`): codes from the weight
+ * cache (CachedNf4, external), or from `q` itself (in `store` if given, else inside the model).
+ */
+export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor | CachedNf4, store?: Nf4ByteStore): Nf4Weight {
   if (q.shape.length !== 2) throw new Error(`NF4 weight ${name} must be 2-D, got [${q.shape.join(', ')}].`);
   const [rows, cols] = q.shape as [number, number];
   return {
-    name, rows, cols, q,
+    name, rows, cols, nb: q.nb, nb2: q.nb2,
     codes: nf4Const(g, `${name}.nf4_codes`, 'uint8', (q.nb * NF4_BLOCK) / 2, q.codes, store),
     absCodes: nf4Const(g, `${name}.nf4_absmax`, 'uint8', q.nb, q.absCodes, store),
     scale2: g.weight(`${name}.nf4_scale2`, 'float32', [q.nb2, 1], { kind: 'raw', bytes: new Uint8Array(q.scale2.buffer, q.scale2.byteOffset, q.scale2.byteLength) }),
@@ -173,7 +179,7 @@ export function nf4Gemm(g: GraphBuilder, x: Value, w: Nf4Weight, bias: Value | n
   if (!t) tables.set(g, (t = { nf4: g.constant(pairTable(), 'float32', [256, 2]), dyn: g.constant(dynamicMap(), 'float32', [256]) }));
   const inputs = [x, w.codes, w.absCodes, w.scale2, w.offset, t.nf4, t.dyn];
   if (bias) inputs.push(bias);
-  return g.apply('Nf4Gemm', inputs, { rows: w.rows, cols: w.cols, nb: w.q.nb, nb2: w.q.nb2, transB: transB ? 1 : 0 })[0]!;
+  return g.apply('Nf4Gemm', inputs, { rows: w.rows, cols: w.cols, nb: w.nb, nb2: w.nb2, transB: transB ? 1 : 0 })[0]!;
 }
 
 /**

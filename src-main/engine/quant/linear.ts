@@ -28,8 +28,9 @@ export async function nf4BaseWeight(g: GraphBuilder, src: WeightSource, name: st
   const e = src.weights.entry(name);
   if (e.shape.length !== 2) throw new Error(`NF4: ${name} has shape [${e.shape.join(', ')}]; only 2-D linear weights are quantized.`);
   // f32 copy lives only until quantized: peak host memory is one tensor in f32 plus its codes
-  const f32 = e.dtype === 'BF16' && src.readBf16 ? await src.readBf16(name) : await src.weights.readF32(name);
-  const w = placeNf4(g, name, quantizeNf4(f32, e.shape), nf4Stores.get(src));
+  const quantize = async () => quantizeNf4(await src.weights.readF32(name), e.shape);
+  // with the weight cache (production): quantized once, codes referenced in the cache file, none kept here
+  const w = src.cache ? placeNf4(g, name, await src.cache.nf4(name, quantize)) : placeNf4(g, name, await quantize(), nf4Stores.get(src));
   cache.set(name, w);
   return w;
 }

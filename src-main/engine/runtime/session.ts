@@ -31,6 +31,12 @@ export interface EngineSessionOptions {
   maxStorageBuffers?: number;
   /** ORT log severity (0 verbose .. 4 fatal); 3 (errors) unless told. Verbose prints node placement. */
   logSeverity?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * Host-memory switches (measured in BENCHMARKS.md, "Real-size models"): `prepacking` lets MatMul/Gemm keep a
+   * repacked copy of every constant weight (a second copy of the model); `cpuArena` keeps freed activation
+   * blocks for reuse; `memPattern` preallocates one block per run from the first run's pattern.
+   */
+  memory?: { prepacking?: boolean; cpuArena?: boolean; memPattern?: boolean };
 }
 
 export class EngineSession {
@@ -122,12 +128,18 @@ export function sessionOptions(ep: EpName, opts: EngineSessionOptions): ort.Infe
   const session: Record<string, string> = {};
   if (opts.disableCpuFallback) session.disable_cpu_ep_fallback = '1';
   if (opts.externalDataDir) session.model_external_initializers_file_folder_path = opts.externalDataDir;
+  // CPU EP defaults (BENCHMARKS.md, "Real-size models": Qwen2.5-0.5B shape 7.7 -> 5.0 GB peak): no prepacked
+  // copy of the weights (they stay in the mapped external-data files) and no arena keeping freed blocks
+  const mem = { ...(ep === 'cpu' ? { prepacking: false, cpuArena: false } : {}), ...opts.memory };
+  if (mem.prepacking === false) session.disable_prepacking = '1';
   const o: ort.InferenceSession.SessionOptions = {
     executionProviders: [ep],
     graphOptimizationLevel: opts.optLevel ?? 'all',
     logSeverityLevel: opts.logSeverity ?? 3,
     extra: { session },
   };
+  if (mem.cpuArena !== undefined) o.enableCpuMemArena = mem.cpuArena;
+  if (mem.memPattern !== undefined) o.enableMemPattern = mem.memPattern;
   if (opts.threads !== undefined) {
     o.intraOpNumThreads = opts.threads;
     o.interOpNumThreads = 1;

@@ -15,6 +15,7 @@ import { resolveTrainConfig } from './config';
 import { UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
+import { openWeightSource } from '../weights/source';
 
 /** A checkpoint folder, or a run folder (its latest checkpoint). */
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
@@ -44,8 +45,9 @@ export async function computeLogits(modelDir: string, ids: number[], opts: { che
     const bad = ids.find((i) => !Number.isInteger(i) || !rows.has(i));
     if (bad !== undefined) throw new UserError('logits.badId', `Token id ${bad} is outside the model's vocabulary (0..${config.vocabSize - 1}${rows.active ? ' and its new tokens' : ''}).`);
     const T = ids.length;
-    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, ad?.lora ?? null, { batch: 1, seqLen: T });
-    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: weights.dir });
+    const src = openWeightSource(weights);
+    const g = await buildEvalGraph(config, layout, src, ad?.lora ?? null, { batch: 1, seqLen: T });
+    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: src.dir });
     try {
       const batch = makeBatch([Uint32Array.from(ids)], T, rows, [0]); // no targets: logits only
       const out = await s.run({ ...feedsOf(batch, 1, T), ...(ad ? { params: ad.params } : {}) }, ['logits']);
@@ -79,8 +81,9 @@ export async function evaluatePerplexity(modelDir: string, datasetDir: string,
   try {
     const ad = opts.checkpoint ? adapterLayout(await loadCheckpoint(opts.checkpoint), config, layout) : null;
     const T = ds.manifest.blockSize, B = opts.batch ?? 4;
-    const g = await buildEvalGraph(config, layout, { weights, dir: weights.dir }, ad?.lora ?? null, { batch: B, seqLen: T, packed: ds.manifest.kind === 'sft' });
-    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: weights.dir });
+    const src = openWeightSource(weights);
+    const g = await buildEvalGraph(config, layout, src, ad?.lora ?? null, { batch: B, seqLen: T, packed: ds.manifest.kind === 'sft' });
+    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: src.dir });
     const result: EvalResult = { splits: {} };
     try {
       const names = Object.keys(ds.manifest.splits).filter((n) => n.startsWith('val'));

@@ -28,9 +28,9 @@ import { dropoutSeed } from '../llm/dropout';
 import { PagedMoments, pagedProgramSpec } from '../memory/paged';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
 import { isOutOfMemory, trainOomContext, withOomGuidance } from '../memory/oom';
-import { openNf4Store } from '../quant/store';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph } from '../llm/preference-graph';
 import { evaluatePairs, pairFeeds, preferenceLossOf, readPairs, RewardStats, type PairBatch } from './preference';
+import { openWeightSource } from '../weights/source';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -102,9 +102,9 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
 
   report('Opening the model');
   const { config: model, layout, weights } = await openModel(cfg.model);
-  const src: WeightSource = { weights, dir: weights.dir, quantize: cfg.quantization, compute: cfg.compute };
-  // QLoRA: NF4 codes go to a file in the model folder (a .onnx must stay under 2 GB) until the sessions hold them
-  const nf4Store = cfg.quantization === 'nf4' ? openNf4Store(src) : null;
+  // BF16 and QLoRA weights are converted/quantized once into the weight cache and referenced there
+  report('Preparing the weights');
+  const src: WeightSource = openWeightSource(weights, { quantize: cfg.quantization, compute: cfg.compute });
   const programs: { dispose(): Promise<void> }[] = [];
   try {
     report('Opening the dataset');
@@ -157,7 +157,6 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       : await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T, packed });
     const evalSession = await EngineSession.create(evalGraph.model, { ep: ep.ep, externalDataDir: src.dir });
     programs.push(evalSession);
-    nf4Store?.remove();
 
     mkdirSync(cfg.out, { recursive: true });
     writeFileAtomicSync(path.join(cfg.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
@@ -359,7 +358,6 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     writeFileSync(path.join(cfg.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     return summary;
   } finally {
-    nf4Store?.remove();
     for (const p of programs) await p.dispose();
     await weights.close();
   }
