@@ -3,7 +3,7 @@
  */
 import type { CliCommand, CliContext } from '../types';
 import { UserError } from '../../util/progress';
-import { createTinyModel, inspectModelFolder, TINY_ARCHS } from '../../engine/models';
+import { createTinyModel, describeArchitecture, inspectModelFolder, TINY_ARCHS } from '../../engine/models';
 
 function flagString(ctx: CliContext, name: string): string | undefined {
   const v = ctx.flags[name];
@@ -55,6 +55,7 @@ export const commands: CliCommand[] = [
         dir: ins.dir,
         architecture: c.architecture,
         family: c.family,
+        features: describeArchitecture(c),
         parameters: ins.parameters,
         dtype: ins.dtype,
         weightBytes: ins.weightBytes,
@@ -76,6 +77,7 @@ export const commands: CliCommand[] = [
           `Model:        ${ins.dir}`,
           `Architecture: ${c.architecture} (${c.family})`,
           `Parameters:   ${fmtCount(ins.parameters)} (${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads / ${c.numKvHeads} kv heads, head dim ${c.headDim}, MLP ${c.intermediateSize}, vocab ${c.vocabSize})`,
+          ...describeArchitecture(c).map((f, i) => `${i === 0 ? 'Details:     ' : '             '} ${f}`),
           `Embeddings:   ${c.tieWordEmbeddings ? 'tied (lm_head = embedding)' : 'untied'}; positions: ${c.positions === 'rope' ? `RoPE θ=${c.rope!.theta}${c.rope!.scaling ? ` (${c.rope!.scaling.type} scaling)` : ''}${c.ropeLayers.some((x) => !x) ? `, NoPE layers ${c.ropeLayers.flatMap((x, i) => (x ? [] : [i])).join(',')}` : ''}` : 'learned'}`,
           `Weights:      ${ins.dtype ?? 'unreadable'}, ${(ins.weightBytes / 2 ** 20).toFixed(1)} MiB in ${ins.weightFiles.length} file(s)${ins.sharded ? ' (sharded)' : ''}`,
           `Tokenizer:    ${ins.tokenizer.file ? `${ins.tokenizer.file} (${ins.tokenizer.modelType ?? '?'}, ${ins.tokenizer.vocabSize} ids)` : 'missing'}`,

@@ -74,20 +74,22 @@ const CPU_RUNTIME_BYTES = 128 * 2 ** 20;
 /** A GPU EP's own allocations beyond the tensors (shader/pipeline caches, staging): measured on lavapipe. */
 const GPU_RUNTIME_BYTES = 64 * 2 ** 20;
 
-type Role = 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down';
+type Role = 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down' | 'gate_up';
 const PRESETS: Record<string, Role[]> = {
   attention: ['q', 'k', 'v', 'qkv', 'o'],
-  mlp: ['gate', 'up', 'down'],
-  'all-linear': ['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down'],
+  mlp: ['gate', 'up', 'down', 'gate_up'],
+  'all-linear': ['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'down', 'gate_up'],
 };
 
 /** The linear layers of one decoder layer as [role, in, out]. */
 function linears(m: ModelConfig): [Role, number, number][] {
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D, intermediateSize: F } = m;
-  const attn: [Role, number, number][] = m.family === 'gpt2'
+  const fused = m.family === 'gpt2' || m.family === 'phi3'; // one q|k|v projection (Phi-3 also one gate|up)
+  const attn: [Role, number, number][] = fused
     ? [['qkv', C, H * D + 2 * K * D], ['o', H * D, C]]
     : [['q', C, H * D], ['k', C, K * D], ['v', C, K * D], ['o', H * D, C]];
-  const mlp: [Role, number, number][] = m.gatedMlp ? [['gate', C, F], ['up', C, F], ['down', F, C]] : [['up', C, F], ['down', F, C]];
+  const mlp: [Role, number, number][] = m.family === 'phi3' ? [['gate_up', C, 2 * F], ['down', F, C]]
+    : m.gatedMlp ? [['gate', C, F], ['up', C, F], ['down', F, C]] : [['up', C, F], ['down', F, C]];
   return [...attn, ...mlp];
 }
 
@@ -101,7 +103,9 @@ export function countParams(m: ModelConfig, plan: Pick<MemoryPlan, 'lora'>): Mem
   }
   const C = m.hiddenSize;
   const embed = m.vocabSize * C * (m.tieWordEmbeddings ? 1 : 2) + (m.positions === 'learned' ? m.maxPositions * C : 0);
-  const norms = (2 * m.numLayers + 1) * C * (m.norm === 'layer' ? 2 : 1) + (m.qkNorm ? 2 * m.headDim * m.numLayers : 0);
+  const perLayer = m.normPlacement === 'sandwich' ? 4 : 2;
+  const qk = !m.qkNorm ? 0 : m.qkNormScope === 'all' ? (m.numHeads + m.numKvHeads) * m.headDim : 2 * m.headDim;
+  const norms = (perLayer * m.numLayers + 1) * C * (m.norm === 'layer' ? 2 : 1) + qk * m.numLayers;
   return { linear: linear * m.numLayers, other: embed + norms, lora: lora * m.numLayers };
 }
 

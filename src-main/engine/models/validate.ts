@@ -149,7 +149,9 @@ export async function inspectModelFolder(dir: string, opts: InspectOptions = {})
       });
     }
   }
-  if (config.slidingWindow !== null) warnings.push(`Attention is limited to a sliding window of ${config.slidingWindow} tokens; training blocks longer than that are not supported.`);
+  if (config.slidingWindow !== null && config.windowLayers.some(Boolean) && config.slidingWindow < config.maxPositions) {
+    warnings.push(`Attention is limited to a sliding window of ${config.slidingWindow} tokens on ${config.windowLayers.every(Boolean) ? 'every layer' : 'some layers'}; tokens further back are not seen there.`);
+  }
   // The dtype holding most parameters.
   const dtype = Object.entries(dtypes).sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
   const weightFiles = weights ? weights.readers.map((r) => path.basename(r.file)) : [];

@@ -22,7 +22,7 @@ async function setup(arch: string, o: Parameters<typeof handRun>[2] = {}) {
 const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
 
 describe('PEFT adapter export', () => {
-  for (const arch of ['llama', 'qwen3', 'gpt2']) {
+  for (const arch of ['llama', 'qwen3', 'gpt2', 'phi3']) {
     it(`${arch}: PEFT key names and config; reads back to exactly the checkpoint's adapter`, async () => {
       const { model, run, out } = await setup(arch, { rank: 4, alpha: 16, rslora: arch === 'qwen3' });
       const r = await exportModel({ format: 'peft', model, adapter: run, out, baseModelName: 'org/tiny-base' });
@@ -33,10 +33,13 @@ describe('PEFT adapter export', () => {
         fan_in_fan_out: arch === 'gpt2', base_model_name_or_path: 'org/tiny-base', use_dora: false,
       });
       expect(cfg.target_modules).toEqual(arch === 'gpt2' ? ['c_attn', 'c_fc', 'c_proj']
-        : ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']);
+        : arch === 'phi3' ? ['down_proj', 'gate_up_proj', 'o_proj', 'qkv_proj'] // PEFT's names for Phi-3's fused modules
+          : ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']);
       const st = await SafetensorsReader.open(path.join(out, 'adapter_model.safetensors'));
-      const mod = arch === 'gpt2' ? 'transformer.h.1.attn.c_attn' : 'model.layers.1.self_attn.q_proj';
-      const C = 64, outF = arch === 'gpt2' ? 3 * C : arch === 'qwen3' ? 4 * 32 : C;
+      const mod = arch === 'gpt2' ? 'transformer.h.1.attn.c_attn' : arch === 'phi3' ? 'model.layers.1.self_attn.qkv_proj' : 'model.layers.1.self_attn.q_proj';
+      // phi3: B spans the fused output, q | k | v = (4 + 2·2) heads × 16
+      const C = 64, outF = arch === 'gpt2' ? 3 * C : arch === 'qwen3' ? 4 * 32 : arch === 'phi3' ? 8 * 16 : C;
+      if (arch === 'phi3') expect(st.entry('base_model.model.model.layers.0.mlp.gate_up_proj.lora_B.weight').shape).toEqual([2 * 128, 4]);
       expect(st.entry(`base_model.model.${mod}.lora_A.weight`).shape).toEqual([4, C]);
       expect(st.entry(`base_model.model.${mod}.lora_B.weight`).shape).toEqual([outF, 4]);
       expect(st.metadata['format']).toBe('pt');

@@ -40,7 +40,10 @@ function maxDiff(a: Float32Array, b: Float32Array): { diff: number; scale: numbe
   return { diff, scale };
 }
 
-const ARCHS = ['llama', 'llama3', 'qwen2', 'qwen3', 'smollm3', 'gpt2', 'mistral', 'tinyllama'];
+// (not 'phi3': its longrope switches to the long factors once a step's last position passes the original
+// context of 4, as HF does, so a cached prefix rotated with the short ones differs from a full forward)
+const ARCHS = ['llama', 'llama3', 'qwen2', 'qwen3', 'smollm3', 'gpt2', 'mistral', 'tinyllama',
+  'granite', 'mistral-nemo', 'olmo2', 'gemma2', 'gemma3', 'phi4mini'];
 
 describe('KV-cache step graphs match the full forward', () => {
   for (const arch of ARCHS) {
@@ -110,4 +113,29 @@ describe('KV-cache step graphs with trainable new-token rows (extended tokenizer
       }
     });
   }
+});
+
+describe('KV-cache step graphs with longrope (phi3: original context 4)', () => {
+  it('within the original context the short factors match the full forward; past it the step switches to the long ones', async () => {
+    const dir = await tinyModel('phi3', 3);
+    const ids = [5, 17, 42, 9, 100, 33];
+    const full4 = await fullLogits(dir, ids.slice(0, 4), null, null); // T = 4: short factors
+    const full6 = await fullLogits(dir, ids, null, null); // T = 6: long factors everywhere
+    const gen = await Generator.open(dir, { chunk: 4, capacity: 16, lora: null });
+    try {
+      const got = [await gen.prefill(ids.slice(0, 2)), await gen.decode(ids[2]!), await gen.decode(ids[3]!)];
+      got.forEach((l, i) => {
+        const { diff, scale } = maxDiff(l, full4[1 + i]!);
+        expect(diff / scale).toBeLessThan(1e-4);
+      });
+      // position 4: the step's sequence is 5 > 4 long, so its q and new k rotate with the long factors
+      // (HF's dynamic longrope does the same; the cached keys keep the short rotation): neither full forward
+      const next = await gen.decode(ids[4]!);
+      const d6 = maxDiff(next, full6[4]!), d4 = maxDiff(next, full4[3]!);
+      expect(d6.diff / d6.scale).toBeGreaterThan(1e-3);
+      expect(d4.diff / d4.scale).toBeGreaterThan(1e-3);
+    } finally {
+      await gen.dispose();
+    }
+  });
 });

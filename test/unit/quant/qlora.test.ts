@@ -70,7 +70,7 @@ describe('Nf4Gemm', () => {
 
 describe('QLoRA vs LoRA on tiny models (CPU EP)', () => {
   const STEPS = 8;
-  for (const arch of ['llama', 'qwen3', 'gpt2']) {
+  for (const arch of ['llama', 'qwen3', 'gpt2', 'phi3', 'olmo2']) {
     it(`${arch}: loss curves within 2% of LoRA, base weights ≤ 4.2 bits per parameter`, async () => {
       const dir = await tinyModel(arch);
       const { config, layout, weights } = await openModel(dir);

@@ -25,7 +25,8 @@ function row(samples: { ids: number[]; mask: number[] }[], T: number) {
 }
 
 describe('packed SFT rows', () => {
-  for (const arch of ['llama', 'qwen3', 'gpt2']) {
+  // (gemma3: per-layer window masks and local/global RoPE tables on restarted positions; phi3: longrope)
+  for (const arch of ['llama', 'qwen3', 'gpt2', 'gemma3', 'phi3']) {
     it(`${arch}: a packed row's loss equals the sum of its samples trained alone`, async () => {
       const dir = await tinyModel(arch);
       const { config, layout, weights } = await openModel(dir);

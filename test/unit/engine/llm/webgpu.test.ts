@@ -42,7 +42,8 @@ async function curve(arch: string, ep: EpName, steps: number, compute: 'float32'
 }
 
 describe('LoRA training on the WebGPU EP (lavapipe)', () => {
-  for (const arch of ['llama', 'gpt2']) {
+  // (gemma2: Tanh soft-capping, Gelu-tanh GeGLU, (1 + w) norms; phi3: fused qkv/gate_up Splits, longrope tables)
+  for (const arch of ['llama', 'gpt2', 'gemma2', 'phi3']) {
     it(`${arch}: 5 steps fully on the GPU match the CPU EP`, async () => {
       const cpu = await curve(arch, 'cpu', 5);
       const gpu = await curve(arch, 'webgpu', 5);
@@ -56,7 +57,7 @@ describe('LoRA training on the WebGPU EP (lavapipe)', () => {
 });
 
 describe('f16 compute for the frozen model on the WebGPU EP (lavapipe)', () => {
-  for (const arch of ['llama', 'gpt2']) {
+  for (const arch of ['llama', 'gpt2', 'gemma2']) {
     it(`${arch}: f16 weights and activations, f32 LoRA and loss: fully on the GPU, loss curve close to f32`, async () => {
       const f32 = await curve(arch, 'webgpu', 5);
       const f16 = await curve(arch, 'webgpu', 5, 'float16');
