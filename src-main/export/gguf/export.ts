@@ -44,6 +44,8 @@ export interface GgufOptions extends WorkOptions {
   heldOutText?: string;
   /** Quantization threads (default: up to 4, the cores available). */
   threads?: number;
+  /** Changes a tensor's f32 data (GGUF name, llama.cpp layout) before it is written: tests inject faults with it. */
+  transformTensor?: (name: string, data: Float32Array) => Float32Array;
 }
 
 /** The check's numbers. Limits: see GGUF_LIMITS. */
@@ -184,7 +186,8 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
       for (let i = 0; i < plan.length; i++) {
         throwIfCancelled(opts.signal);
         const t = plan[i]!, info = infos[i]!;
-        const data = await tensorData(t, config, source);
+        let data = await tensorData(t, config, source);
+        if (opts.transformTensor) data = opts.transformTensor(t.name, data);
         const rowLen = info.shape[info.shape.length - 1]!;
         const bytes = await pool.quantize(info.type, data, rowLen);
         await writer.writeTensor(bytes);

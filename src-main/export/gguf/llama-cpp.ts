@@ -3,7 +3,7 @@
  * greedy continuation) and the runtime of `lathe chat --gguf`. The prebuilt binaries ship inside the npm
  * packages; we never build or download (build: 'never'). Verification runs on the CPU for reproducibility.
  */
-import type { Llama, LlamaModel, LlamaContext, Token } from 'node-llama-cpp';
+import type { Llama, LlamaModel, LlamaContext, LlamaContextSequence, Token } from 'node-llama-cpp';
 import { UserError } from '../../util/progress';
 
 let cpuLlama: Promise<Llama> | null = null;
@@ -23,6 +23,7 @@ export async function getLlamaCpp(gpu: 'auto' | false = false): Promise<Llama> {
 export interface LoadedGguf {
   model: LlamaModel;
   context: LlamaContext;
+  sequence: LlamaContextSequence;
   dispose(): Promise<void>;
 }
 
@@ -37,7 +38,7 @@ export async function loadGguf(file: string, contextSize = 256): Promise<LoadedG
   }
   const context = await model.createContext({ contextSize, threads: 2, batchSize: contextSize, sequences: 1 });
   return {
-    model, context,
+    model, context, sequence: context.getSequence(),
     async dispose() { await context.dispose(); await model.dispose(); },
   };
 }
@@ -49,8 +50,9 @@ export function llamaTokenize(g: LoadedGguf, text: string, special: boolean): nu
 
 /** Next-token probability distributions (softmax of the logits, full vocabulary) after each prefix of `ids`. */
 export async function llamaNextProbs(g: LoadedGguf, ids: number[], vocab: number): Promise<Float32Array[]> {
-  const seq = g.context.getSequence();
-  try {
+  const seq = g.sequence;
+  await seq.clearHistory();
+  {
     const input = ids.map((t) => [t as Token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] as const);
     const res = await seq.controlledEvaluate(input.map((x) => [x[0], x[1]] as [Token, typeof x[1]]));
     return res.map((r, i) => {
@@ -60,22 +62,19 @@ export async function llamaNextProbs(g: LoadedGguf, ids: number[], vocab: number
       for (const [tok, prob] of m) p[Number(tok)] = prob;
       return p;
     });
-  } finally {
-    seq.dispose();
   }
 }
 
 /** Greedy continuation of `ids` by `n` tokens. */
 export async function llamaGreedy(g: LoadedGguf, ids: number[], n: number): Promise<number[]> {
-  const seq = g.context.getSequence();
-  try {
+  const seq = g.sequence;
+  await seq.clearHistory();
+  {
     const out: number[] = [];
     for await (const t of seq.evaluate(ids as Token[], { temperature: 0 })) {
       out.push(Number(t));
       if (out.length >= n) break;
     }
     return out;
-  } finally {
-    seq.dispose();
   }
 }
