@@ -166,6 +166,8 @@ export type TokenizerSummary = z.infer<typeof TokenizerSummary>;
 export const DatasetSummary = z.object({
   dir: z.string(), name: z.string(), blockSize: z.number(), vocabSize: z.number(), createdAt: z.string(), tokenizerHash: z.string(),
   splits: z.record(z.string(), z.object({ rows: z.number(), tokens: z.number(), docs: z.number() })),
+  /** What the rows hold: text blocks, conversations, or preference pairs (two rows each; DPO/ORPO). */
+  kind: z.enum(['pretrain', 'sft', 'preference']).optional(),
 });
 export type DatasetSummary = z.infer<typeof DatasetSummary>;
 

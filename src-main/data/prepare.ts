@@ -441,7 +441,7 @@ async function preparePreference(config: PrepareConfig, c: SftCtx, opts: WorkOpt
   const tokenizer = { hash: c.tokenizer.hash, vocabSize: c.tokenizer.vocabSize, eosId: c.tokenizer.eosId };
   const report: PrepareReport = {
     mode: 'preference', out: config.out,
-    corpora: { domain: { import: r.stats, filters: [], languages: {}, pii: newPiiCounts(), docsIn: r.stats.docs, docsOut: trainDocs + valDocs, charsIn: r.stats.chars, charsOut: 0, trainDocs, valDocs, samples: r.samples } },
+    corpora: { domain: { import: r.stats, filters: r.filters, languages: {}, pii: r.pii, docsIn: r.stats.docs, docsOut: trainDocs + valDocs, charsIn: r.stats.chars, charsOut: 0, trainDocs, valDocs, samples: r.samples } },
     tokenizer, blockSize: c.blockSize, splits, tokens: Object.fromEntries(Object.entries(splits).map(([k, v]) => [k, v.tokens])),
     preference: p, warnings: c.warnings, seconds: (Date.now() - c.t0) / 1000,
   };

@@ -31,7 +31,7 @@ export function listDatasets(project: string): DatasetSummary[] {
     if (!m || m.format !== 'lathe-dataset') continue;
     const splits: DatasetSummary['splits'] = {};
     for (const [k, s] of Object.entries(m.splits)) splits[k] = { rows: s.rows, tokens: s.tokens, docs: s.docs };
-    out.push({ dir, name: path.basename(dir), blockSize: m.blockSize, vocabSize: m.tokenizer.vocabSize, createdAt: m.createdAt, tokenizerHash: m.tokenizer.hash, splits });
+    out.push({ dir, name: path.basename(dir), blockSize: m.blockSize, vocabSize: m.tokenizer.vocabSize, createdAt: m.createdAt, tokenizerHash: m.tokenizer.hash, splits, kind: m.kind });
   }
   return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
 }

@@ -4,6 +4,7 @@ export const benches = [
   { name: 'data', load: () => import('./data') },
   { name: 'train', load: () => import('./train') },
   { name: 'recompute', load: () => import('./recompute') },
+  { name: 'preference', load: () => import('./preference') },
   { name: 'memory', load: () => import('./memory') },
   { name: 'generate', load: () => import('./generate') },
   { name: 'realsize', load: () => import('./realsize') },

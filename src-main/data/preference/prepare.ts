@@ -12,6 +12,7 @@ import { SplitWriter, writeManifest, type SplitInfo } from '../pack/dataset';
 import { writeFileAtomic } from '../pack/shards';
 import { HashSet64, hash64 } from '../clean/hash';
 import { newPiiCounts, scrubPii } from '../clean/pii';
+import type { FilterStats } from '../clean/pipeline';
 import { newImportStats, walkFiles, type ImportStats } from '../import';
 import { openTextStream } from '../import/stream';
 import { addBadLine } from '../import/stats';
@@ -101,7 +102,7 @@ class PairWriter {
   }
 }
 
-export async function preparePreferencePairs(c: PreferencePrepareInput, opts: WorkOptions = {}): Promise<{ splits: Record<string, SplitInfo>; stats: ImportStats; report: PreferenceReport; samples: Example[] }> {
+export async function preparePreferencePairs(c: PreferencePrepareInput, opts: WorkOptions = {}): Promise<{ splits: Record<string, SplitInfo>; stats: ImportStats; report: PreferenceReport; samples: Example[]; pii: ReturnType<typeof newPiiCounts>; filters: FilterStats[] }> {
   const stats = newImportStats();
   const formats: Record<string, number> = {};
   const skipped: PreferenceReport['skipped'] = { shape: 0, identical: 0, empty: 0, prompt: 0, template: 0, duplicate: 0 };
@@ -166,7 +167,15 @@ export async function preparePreferencePairs(c: PreferencePrepareInput, opts: Wo
     meanPromptTokens: (train.promptTokens + val.promptTokens) / (2 * pairs),
     meanCompletionTokens: (train.completionTokens + val.completionTokens) / (2 * pairs),
   };
-  return { splits, stats, report, samples };
+  // the report's step table: records read -> usable pairs, with the skipped ones as examples (file:line, why)
+  const records = pairs + Object.values(skipped).reduce((x, y) => x + y, 0);
+  const dropped = records - pairs;
+  const filters: FilterStats[] = [{
+    name: 'pairs', label: 'Usable preference pairs', enabled: true, docsIn: records, docsOut: pairs, removed: dropped, modified: 0, charsIn: 0, charsOut: 0,
+    reasons: Object.fromEntries(Object.entries(skipped).filter(([, n]) => n > 0)),
+    examples: stats.badLines.slice(0, 10).map((b) => ({ source: `${b.path}:${b.line}`, reason: 'skipped', excerpt: b.error })),
+  }];
+  return { splits, stats, report, samples, pii, filters };
 }
 
 export function describeSkips(s: PreferenceReport['skipped']): string {

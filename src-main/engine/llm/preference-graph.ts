@@ -55,6 +55,11 @@ export interface PreferenceShape {
   seqLen: number;
   dropout?: number;
   recompute?: boolean;
+  /**
+   * DPO: take the reference log-probs as an input `ref_logps_in` [R] instead of running the base forward
+   * in the graph (the "precomputed in one pass" alternative; measured by test/bench/preference.ts).
+   */
+  refInput?: boolean;
 }
 
 /** Static loss scale for f16 compute, applied to the mean over pairs (as train-graph.ts does per token). */
@@ -87,9 +92,9 @@ async function buildLoss(
   let perPair: Value;
   if (loss.method === 'dpo') {
     // the reference: the same forward with the adapter off (no LoRA inputs, so nothing to differentiate)
-    const ref = await buildForward(g, cfg, layout, src, ids, { batch: R, seqLen: T }, null, null);
-    const refLogp = rowLogp(g.cast(ref.logits, 'float32'));
-    g.output('ref_logps', refLogp);
+    const refLogp = shape.refInput ? g.input('ref_logps_in', 'float32', [R])
+      : rowLogp(g.cast((await buildForward(g, cfg, layout, src, ids, { batch: R, seqLen: T }, null, null)).logits, 'float32'));
+    if (!shape.refInput) g.output('ref_logps', refLogp);
     const [rc, rr] = g.split(refLogp, [P, P], 0) as [Value, Value];
     const h = g.sub(g.sub(pc, rc), g.sub(pr, rr)); // [P]
     if (loss.loss === 'ipo') {
@@ -146,7 +151,7 @@ export async function buildPreferenceTrainGraph(
     nodes: { forward: b.forwardNodes, backward: backwardNodes, total: lowered.nodeCount },
     byOp: lowered.byOp,
     state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
-    fetch: ['loss_sum', 'grad_norm', 'logps', ...(loss.method === 'dpo' ? ['ref_logps'] : [])],
+    fetch: ['loss_sum', 'grad_norm', 'logps', ...(loss.method === 'dpo' && !shape.refInput ? ['ref_logps'] : [])],
   };
 }
 

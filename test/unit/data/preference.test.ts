@@ -81,6 +81,9 @@ describe('prepareCorpus (preference)', () => {
     expect(bad).toEqual([
       [2, expect.stringMatching(/not valid JSON/)], [3, expect.stringMatching(/identical/)], [4, expect.stringMatching(/empty/)], [7, expect.stringMatching(/same pair/)],
     ]);
+    const step = report.corpora.domain.filters[0]!;
+    expect(step).toMatchObject({ name: 'pairs', docsIn: 6, docsOut: 3, removed: 3, reasons: { identical: 1, empty: 1, duplicate: 1 } });
+    expect(step.examples.map((e) => e.source)).toEqual([`${f}:2`, `${f}:3`, `${f}:4`, `${f}:7`]);
     const ds = openDataset(out);
     expect(ds.manifest.kind).toBe('preference');
     const r = ds.split('train');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { collect, smooth, thin, valSeries } from '../../../src-renderer/wizards/train/series';
+import { collect, isPreference, line, smooth, thin, valSeries } from '../../../src-renderer/wizards/train/series';
 import { validateLora, type LoraForm } from '../../../src-renderer/wizards/lora/validate';
 
 describe('dashboard series', () => {
@@ -20,6 +20,23 @@ describe('dashboard series', () => {
     const ppl = valSeries(val, 'ppl');
     expect(ppl.map((s) => s.label)).toEqual(['domain held-out perplexity', 'general held-out perplexity']);
     expect(ppl[0]!.points).toEqual([{ x: 0, y: 492 }, { x: 2, y: 330 }]);
+  });
+
+  it('reads preference-tuning reward metrics from history and live events (no perplexity)', () => {
+    const history: Record<string, number | string>[] = [
+      { kind: 'val', step: 0, split: 'val-domain', loss: 0.693, rewardMargin: 0, rewardAccuracy: 0, time: 't' },
+      { kind: 'train', step: 1, loss: 0.693, rewardsChosen: 0, rewardsRejected: 0, rewardMargin: 0, rewardAccuracy: 0, logpsChosen: -40, logpsRejected: -45, lr: 1e-4, gradNorm: 1, tokensPerSecond: 10, memoryMB: 100, etaSeconds: 5, time: 't' },
+    ];
+    const live: Record<string, number>[] = [
+      { step: 2, loss: 0.6, rewardsChosen: 0.2, rewardsRejected: -0.1, rewardMargin: 0.3, rewardAccuracy: 0.75, logpsChosen: -38, logpsRejected: -46, lr: 1e-4, gradNorm: 1, tokensPerSecond: 10, memoryMB: 100, etaSeconds: 4 },
+      { step: 2, 'val_val-domain_loss': 0.62, 'val_val-domain_rewardMargin': 0.25, 'val_val-domain_rewardAccuracy': 0.5 },
+    ];
+    const { train, val } = collect(history, live);
+    expect(isPreference(train)).toBe(true);
+    expect(line(train, 'rewardMargin')).toEqual([{ x: 1, y: 0 }, { x: 2, y: 0.3 }]);
+    expect(valSeries(val, 'rewardAccuracy')).toEqual([{ label: 'domain held-out reward accuracy', points: [{ x: 0, y: 0 }, { x: 2, y: 0.5 }] }]);
+    expect(valSeries(val, 'ppl')).toEqual([]); // preference runs have no perplexity: no empty series drawn
+    expect(isPreference(collect([], [{ step: 1, loss: 3, lr: 1, gradNorm: 1, tokensPerSecond: 1, memoryMB: 1, etaSeconds: 1, ppl: 20 }]).train)).toBe(false);
   });
 
   it('smooths with a bias-corrected moving average (a constant stays constant; a step is approached)', () => {

@@ -76,6 +76,7 @@ describe('wizard channels', () => {
     const ds = await call<{ dir: string; blockSize: number; splits: Record<string, { rows: number }> }[]>('datasets.list', { project });
     expect(ds.map((d) => d.dir)).toEqual([out]);
     expect(ds[0]!.blockSize).toBe(64);
+    expect((ds[0] as { kind?: string }).kind).toBe('pretrain'); // the Configure page offers DPO/ORPO for 'preference'
     const rows = ds[0]!.splits['train']!.rows;
     const p = await call<{ stepsPerEpoch: number; totalSteps: number; tokensPerStep: number; arithmetic: string; presets: { id: string; arithmetic: string }[] }>('lora.plan', { model: res.tinyModel, dataset: out, rank: 8, targets: 'attention', batchSize: 2, gradAccum: 3, epochs: 2, maxSteps: null });
     expect(p.stepsPerEpoch).toBe(Math.floor(rows / 6));
