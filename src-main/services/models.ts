@@ -3,7 +3,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
 import type { LoraPlan, LoraPlanRequest, ModelSummary } from '../contract/wizards';
-import { inspectModelFolder, readModelConfig, weightsLayout, parameterCount } from '../engine/models';
+import { describeArchitecture, inspectModelFolder, readModelConfig, weightsLayout, parameterCount } from '../engine/models';
 import { buildLoraLayout } from '../engine/llm/lora';
 import { trainableLayout } from '../engine/train/trainable';
 import os from 'node:os';
@@ -23,6 +23,7 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
     dir: ins.dir,
     architecture: c.architecture,
     family: c.family,
+    features: describeArchitecture(c),
     parameters: ins.parameters,
     layers: c.numLayers,
     hiddenSize: c.hiddenSize,
