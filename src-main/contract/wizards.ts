@@ -91,6 +91,8 @@ export const ModelSummary = z.object({
   dir: z.string(),
   architecture: z.string(),
   family: z.string(),
+  /** What sets the architecture apart from a plain Llama, in plain words (engine/models/describe.ts). */
+  features: z.array(z.string()).optional(),
   parameters: z.number(),
   layers: z.number(),
   hiddenSize: z.number(),

@@ -1,9 +1,9 @@
 /** Model-folder checks and LoRA planning for the Start page and the LoRA wizard. */
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
 import type { LoraPlan, LoraPlanRequest, ModelSummary } from '../contract/wizards';
-import { inspectModelFolder, readModelConfig, weightsLayout, parameterCount } from '../engine/models';
+import { describeArchitecture, inspectModelFolder, readModelConfig, weightsLayout, parameterCount } from '../engine/models';
 import { buildLoraLayout } from '../engine/llm/lora';
 import { trainableLayout } from '../engine/train/trainable';
 import os from 'node:os';
@@ -13,16 +13,58 @@ import { PRESETS, presetArithmetic } from '../engine/train/config';
 import type { DatasetManifest } from '../data/pack/dataset';
 import { UserError } from '../util/progress';
 
+/**
+ * Largest sizes a model Lathe can plan for may declare (config.json keys of every family). Far above real
+ * models (405B: 126 layers, hidden 16384); a damaged or hostile config.json with, say, 1e9 layers would
+ * otherwise have the config reader allocate per-layer tables until the process dies — V8 ends the whole
+ * process on some of those allocations, worker thread or not — so it is refused before anything is built.
+ */
+const SIZE_LIMITS: Record<string, number> = {
+  num_hidden_layers: 1024, n_layer: 1024, num_layers: 1024,
+  hidden_size: 1 << 18, n_embd: 1 << 18, d_model: 1 << 18, head_dim: 1 << 14,
+  intermediate_size: 1 << 21, n_inner: 1 << 21, ffn_dim: 1 << 21,
+  num_attention_heads: 1 << 12, n_head: 1 << 12, num_key_value_heads: 1 << 12,
+  vocab_size: 1 << 23, max_position_embeddings: 1 << 25, n_positions: 1 << 25, n_ctx: 1 << 25,
+};
+const CONFIG_MAX_BYTES = 4 << 20;
+
+export function checkConfigSizes(dir: string): void {
+  const file = path.join(dir, 'config.json');
+  let raw: unknown;
+  try {
+    if (statSync(file).size > CONFIG_MAX_BYTES) {
+      throw new UserError('models.configTooBig', `${file} is larger than ${CONFIG_MAX_BYTES >> 20} MiB; a model's config.json is a few KB.`, 'Choose the model folder itself; download config.json again if it is damaged.');
+    }
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    return; // missing or unreadable: the engine's reader says so in its own words
+  }
+  const sections = [raw, (raw as { text_config?: unknown } | null)?.text_config];
+  for (const section of sections) {
+    if (!section || typeof section !== 'object') continue;
+    for (const [key, limit] of Object.entries(SIZE_LIMITS)) {
+      const v = (section as Record<string, unknown>)[key];
+      if (typeof v === 'number' && !(v <= limit)) {
+        throw new UserError('models.implausibleConfig', `${file} says ${key} = ${v}; no model Lathe can train has more than ${limit}.`,
+          'The file looks damaged or edited: download config.json again from the model’s page.');
+      }
+    }
+  }
+}
+
 export async function inspectModel(dir: string): Promise<ModelSummary> {
   if (!path.isAbsolute(dir)) {
     throw new UserError('models.relativePath', `"${dir}" is not a full path.`, 'Paste the full path of the model folder, e.g. /home/me/models/SmolLM2-135M.');
   }
+  checkConfigSizes(dir);
   const ins = await inspectModelFolder(dir);
   const c = ins.config;
   return {
     dir: ins.dir,
     architecture: c.architecture,
     family: c.family,
+    features: describeArchitecture(c),
     parameters: ins.parameters,
     layers: c.numLayers,
     hiddenSize: c.hiddenSize,
@@ -49,6 +91,7 @@ function readDatasetManifest(dir: string): DatasetManifest | null {
 
 /** Trainable parameters from the model config (no weights read), steps and tokens from the dataset manifest. */
 export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<LoraPlan> {
+  checkConfigSizes(req.model);
   const cfg = await readModelConfig(req.model);
   const layout = weightsLayout(cfg);
   const count = (rank: number, targets: typeof req.targets): number =>

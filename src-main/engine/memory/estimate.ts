@@ -113,13 +113,16 @@ export function countParams(m: ModelConfig, plan: Pick<MemoryPlan, 'lora'>): Mem
  * f32 values per token that one layer keeps for the backward pass, counted from forward.ts's graph:
  * 8·C (norms, residuals, o and down outputs), 9·H·D (q with its LoRA sum, transposes, RoPE terms,
  * attention output), 10·K·D (k, v likewise), 7·F (gate/up with LoRA sums, activation, product), and
- * 4·H·T attention scores (scores, scaled, masked, softmax).
+ * 4·H·T attention scores (scores, scaled, masked, softmax); Gemma's extra norms and soft-capping on top
+ * (counted, not measured).
  */
 function layerFloatsPerToken(m: ModelConfig, T: number): number {
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D, intermediateSize: F } = m;
   const mlp = m.gatedMlp ? 7 * F : 5 * F;
   const rope = m.rope ? 0 : -4 * (H * D + K * D); // no RoPE terms for GPT-2
-  return 8 * C + 9 * H * D + 10 * K * D + mlp + 4 * H * T + rope + (m.qkNorm ? 2 * (H * D + K * D) : 0);
+  // Gemma: two more norm outputs per layer; soft-capping keeps 3 more score tensors (÷cap, tanh, ×cap)
+  const extra = (m.normPlacement === 'pre' ? 0 : 2 * C) + (m.attnSoftcap !== null ? 3 * H * T : 0);
+  return 8 * C + 9 * H * D + 10 * K * D + mlp + 4 * H * T + rope + (m.qkNorm ? 2 * (H * D + K * D) : 0) + extra;
 }
 
 function activationBytes(m: ModelConfig, B: number, T: number, recompute: boolean): number {

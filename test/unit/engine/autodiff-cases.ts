@@ -40,6 +40,11 @@ export const CASES: Case[] = [
   { op: 'Sqrt', inputs: [f([2, 3], 'pos')], build: (g, [a]) => g.sqrt(a!) },
   { op: 'Reciprocal', inputs: [f([2, 3], 'away')], build: (g, [a]) => g.reciprocal(a!) },
   { op: 'Tanh', inputs: [f([2, 3])], build: (g, [a]) => g.tanh(a!) },
+  // Gemma 2's soft-capping as forward.ts builds it: cap · tanh(x / cap), then a masked softmax
+  { op: 'Tanh', label: 'soft-cap + masked softmax', inputs: [f([2, 3])], build: (g, [a]) => {
+    const capped = g.mul(g.tanh(g.div(a!, 0.7)), 0.7);
+    return g.softmax(g.add(capped, g.constant([0, 0, -1e9], a!.dtype, [3])), -1);
+  } },
   { op: 'Sigmoid', inputs: [f([2, 3])], build: (g, [a]) => g.sigmoid(a!) },
   { op: 'Softplus', dtype: 'float32', inputs: [f([2, 3])], build: (g, [a]) => g.softplus(a!) },
   { op: 'Erf', dtype: 'float32', inputs: [f([2, 3])], build: (g, [a]) => g.erf(a!) },

@@ -3,9 +3,11 @@
  * while the calling thread keeps serving; LoRA planning refuses numbers it cannot plan with, naming them.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { dispatch } from '../../../src-main/services';
 import { OffloadPool } from '../../../src-main/services/offload/pool';
-import { testServices } from '../../helpers/services';
+import { tempDir, testServices } from '../../helpers/services';
 
 const s = testServices();
 const messages = [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }];
@@ -54,5 +56,26 @@ describe('offloaded calls', () => {
       }
     }
     expect((await dispatch(s, 'lora.plan', base)).ok).toBe(true);
+  });
+
+  it('refuses a config.json with impossible sizes before building anything (1e9 layers used to exhaust memory and end the process)', async () => {
+    const res = await dispatch(s, 'app.resources', {});
+    const tiny = (res as { value: { tinyModel: string } }).value.tinyModel;
+    const dir = path.join(tempDir('lathe-bad-config-'), 'model');
+    cpSync(tiny, dir, { recursive: true });
+    const cfg = JSON.parse(readFileSync(path.join(tiny, 'config.json'), 'utf8')) as Record<string, unknown>;
+    for (const [key, value] of [['num_hidden_layers', 1e9], ['vocab_size', 1e15], ['hidden_size', 1e300]] as const) {
+      writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, [key]: value }));
+      const inspected = await dispatch(s, 'models.inspect', { path: dir });
+      expect(inspected.ok).toBe(false);
+      const plan = await dispatch(s, 'lora.plan', { model: dir, dataset: null, rank: 8, targets: 'attention', batchSize: 4, gradAccum: 1, epochs: 1, maxSteps: null });
+      for (const env of [inspected, plan]) {
+        expect(env.ok).toBe(false);
+        if (!env.ok) {
+          expect(env.error.code).toBe('models.implausibleConfig');
+          expect(env.error.message).toContain(key);
+        }
+      }
+    }
   });
 });

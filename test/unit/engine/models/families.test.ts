@@ -12,6 +12,7 @@ import { createTinyModel, describeArchitecture, openModel, parseModelConfig, rop
 import { ropeRows } from '../../../../src-main/engine/generate';
 import { UserError } from '../../../../src-main/util/progress';
 import { commands } from '../../../../src-main/cli/commands/model';
+import { inspectModel } from '../../../../src-main/services/models';
 import type { CliContext } from '../../../../src-main/cli/types';
 import { fixturePath, readModelFixture, relativeError } from './fixture';
 import { referenceForward } from './cpu-reference';
@@ -164,5 +165,7 @@ describe('lathe model inspect on the new families', () => {
       expect(text).toMatch(f);
     }
     expect(describeArchitecture(parseModelConfig({ ...base, architectures: ['LlamaForCausalLM'], num_hidden_layers: 2 }))).toEqual([]);
+    // the app's model summary carries the same facts
+    expect((await inspectModel(out)).features).toEqual(r.features);
   });
 });
