@@ -343,7 +343,9 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       stopped = true;
     }
     // final (or stop) evaluation and checkpoint
-    if (valSplits.length && !stopped) {
+    // (skipped when the last step was just evaluated: the same weights would give the same numbers twice)
+    const evaluatedLastStep = cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step > (resumedFrom ?? 0);
+    if (valSplits.length && !stopped && !evaluatedLastStep) {
       lastVal = await runEval();
       for (const [k, v] of Object.entries(lastVal)) metrics.append({ kind: 'val', step, split: k, ...valRecord(v) });
     }

@@ -48,7 +48,7 @@ describe('preference tuning from the command line', () => {
     expect(r.preference!.pairs).toBe(8);
     expect(c.stderr.join('\n')).toMatch(/Preference pairs are rendered with/);
     expect(c.stdout.join('\n')).toMatch(/preference: 8 pairs \(trl-standard 8\)/);
-    expect(c.stdout.join('\n')).toMatch(/bad lines: 1, first .*pairs\.jsonl:9 not valid JSON/);
+    expect(c.stdout.join('\n')).toMatch(/lines or records skipped: 1\n\s+.*pairs\.jsonl:9: not valid JSON/);
 
     const run = path.join(root, 'run');
     await train({ model, dataset: data, out: run, maxSteps: 2, batchSize: 2, evalEvery: 0, checkpointEvery: 2, ep: 'cpu', method: 'dpo', preference: { beta: 0.2 }, lora: { rank: 4, alpha: 8, targets: 'attention' } });

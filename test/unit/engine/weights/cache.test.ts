@@ -39,7 +39,7 @@ describe('weight cache', () => {
         expect(init?.data.kind, name).toBe('external');
       }
       // the cached f32 bytes are the bf16 values widened exactly
-      const name = layout.layers[0]!.q.weight;
+      const name = layout.layers[0]!.q!.weight;
       const f32 = bf16ToF32Array(new Uint16Array((await weights.readRaw(name)).slice().buffer));
       const loc = src.cache!.converted(name, 'float32');
       expect(Buffer.from(readFileSync(path.join(src.dir, loc.location))).equals(Buffer.from(f32.buffer))).toBe(true);
