@@ -15,6 +15,9 @@ import { chatRendererForModel } from '../../../../src-main/templates/for-model';
 import { Rng } from '../../../../src-main/engine/models/rng';
 import { UserError } from '../../../../src-main/util/progress';
 import { tinyDataset } from '../../../helpers/tiny';
+import { openDataset } from '../../../../src-main/data/pack/dataset';
+import { readBatch } from '../../../../src-main/engine/train/batch';
+import { TokenRows } from '../../../../src-main/engine/llm/lora';
 import { tempDir } from '../../../helpers/services';
 
 const TINY = path.resolve(__dirname, '../../../../resources/models/tiny-default');
@@ -111,5 +114,8 @@ describe('method and dataset must fit', () => {
     const e = await train({ ...base(), out: path.join(tempDir(), 'y'), maxSteps: 1 }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(UserError);
     expect((e as UserError).hint).toMatch(/--method dpo/);
+    // next-token evaluation (lathe eval, export checks) refuses pairs in plain words instead of misreading them
+    const ds = openDataset(dataset);
+    expect(() => readBatch(ds.split('train'), ds.manifest, [0], new TokenRows(424, null))).toThrow(/holds preference pairs/);
   }, 60_000);
 });
