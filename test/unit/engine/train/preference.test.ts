@@ -85,9 +85,9 @@ describe('DPO through the trainer', () => {
     await expect(train({ ...opts, out: twice, maxSteps: 6, method: 'orpo' })).rejects.toMatchObject({ code: 'train.resumeMismatch' });
   }, 180_000);
 
-  it('IPO runs', async () => {
+  it('IPO runs (with the paged optimizer)', async () => {
     const out = path.join(tempDir(), 'ipo');
-    await train({ ...base(), out, maxSteps: 3, evalEvery: 0, method: 'dpo', preference: { loss: 'ipo', beta: 0.1 } });
+    await train({ ...base(), out, maxSteps: 3, evalEvery: 0, method: 'dpo', preference: { loss: 'ipo', beta: 0.1 }, pagedOptimizer: true });
     const tr = trainRecords(out);
     expect(Number(tr[0]!.loss)).toBeCloseTo(25, 4); // (0 − 1/(2·0.1))² at B = 0
     expect(Number(tr[2]!.loss)).toBeLessThan(25);
