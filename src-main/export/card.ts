@@ -55,7 +55,15 @@ export function modelCard(c: CardInput): string {
     lines.push('', '## Results', '');
     if (s.finalLoss !== null) lines.push(`- Final training loss: ${fmt(s.finalLoss)}`);
     const splits = Object.keys(s.val);
-    if (splits.length > 0) {
+    if (splits.length > 0 && t.method && t.method !== 'lm') {
+      // preference tuning: no perplexity; the share of held-out pairs ranked right and the reward margin
+      type Pref = { loss: number; rewardAccuracy?: number; rewardMargin?: number } | undefined;
+      lines.push('', '| Held-out pairs | Loss before | Loss after | Reward accuracy before | Reward accuracy after | Reward margin after |', '|---|---|---|---|---|---|');
+      for (const k of splits) {
+        const b = s.valBefore[k] as Pref, a = s.val[k] as Pref;
+        lines.push(`| ${k} | ${fmt(b?.loss)} | ${fmt(a?.loss)} | ${fmt(b?.rewardAccuracy, 3)} | ${fmt(a?.rewardAccuracy, 3)} | ${fmt(a?.rewardMargin)} |`);
+      }
+    } else if (splits.length > 0) {
       lines.push('', '| Held-out set | Loss before | Loss after | Perplexity before | Perplexity after |', '|---|---|---|---|---|');
       for (const k of splits) {
         const b = s.valBefore[k], a = s.val[k]!;

@@ -395,6 +395,16 @@ describe('wizards end to end on the bundled tiny model', () => {
     await page.getByTestId('export-result').waitFor({ timeout: 120_000 });
     const card = readFileSync(path.join(projectDir, 'exports', `${runs.at(-1)}-peft`, 'README.md'), 'utf8');
     expect(card).toContain('- Method: DPO (sigmoid loss), β 0.5');
+
+    // the Chat template page shows a preference side's mask: only the last reply is scored
+    await nav('Chat template');
+    const tokens = page.getByTestId('template-output');
+    await tokens.getByTestId('tokens').waitFor({ timeout: 30_000 });
+    const trained = async () => Number(/(\d+) trained/.exec((await tokens.locator('h3').first().textContent()) ?? '')?.[1]);
+    const all = await trained();
+    await page.getByTestId('pair-mode').check();
+    await expect.poll(trained).toBeLessThan(all);
+    expect(await trained()).toBeGreaterThan(0);
     expect(pageErrors).toEqual([]);
   });
 });

@@ -21,6 +21,7 @@ import { excerpt, type ChatMessage, type ChatRenderer, type Example, type Tokeni
 import { UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import { isPairError, toPreferencePair, type PairError } from './formats';
 import { recordsOf } from '../prepare';
+import { replySpan } from './mask';
 
 export interface PreferenceReport {
   formats: Record<string, number>;
@@ -55,11 +56,9 @@ export interface PreferencePrepareInput {
 async function renderSide(renderer: ChatRenderer, prompt: ChatMessage[], reply: string): Promise<{ ids: number[]; start: number; end: number } | null> {
   const r = await renderer([...prompt, { role: 'assistant', content: reply }]);
   const ids = Array.from(r.ids);
-  let end = -1;
-  for (let i = ids.length - 1; i >= 0; i--) if (r.mask[i]) { end = i + 1; break; }
-  if (end < 0) return null;
-  let start = end - 1;
-  while (start > 0 && r.mask[start - 1]) start--;
+  const span = replySpan(r.mask);
+  if (!span) return null;
+  const { start, end } = span;
   if (start === 0) return null; // nothing before the reply: the template did not separate the prompt
   return { ids, start, end };
 }

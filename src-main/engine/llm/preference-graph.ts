@@ -109,7 +109,10 @@ async function buildLoss(
   } else {
     const counts = g.max(g.reduceSum(g.reshape(mask, [R, T]), [1], false), 1); // [R] completion tokens
     const avg = g.div(logp, counts); // per-token mean log-prob (< 0)
-    const logOdds = g.sub(avg, g.log(g.sub(1, g.exp(avg)))); // log(p / (1 − p)) with p = e^avg
+    // log(p / (1 − p)) with p = e^avg; a reply the model is all but certain of (avg > −1e-6) would make
+    // 1 − p round to 0 in f32 (−inf), so the odds use avg capped there (its SFT term still sees avg itself)
+    const capped = g.min(avg, -1e-6);
+    const logOdds = g.sub(capped, g.log(g.sub(1, g.exp(capped))));
     const [ac] = g.split(avg, [P, P], 0) as [Value, Value];
     const [oc, or] = g.split(logOdds, [P, P], 0) as [Value, Value];
     perPair = g.add(g.neg(ac), g.mul(g.softplus(g.neg(g.sub(oc, or))), loss.orpoLambda));

@@ -87,6 +87,10 @@ export function makeSftBatch(rowsIn: (SftRow | null)[], T: number, rows: TokenRo
 /** Rows of a split by index (-1 = padding row) as one batch, for either dataset kind. */
 export function readBatch(split: SplitReader, manifest: DatasetManifest, indices: number[], rows: TokenRows): Batch {
   const T = manifest.blockSize;
+  if (manifest.kind === 'preference') {
+    throw new UserError('data.kind', `${split.dir} holds preference pairs (chosen and rejected replies), which have no next-token loss or perplexity.`,
+      'Train it with --method dpo or orpo; its held-out reward accuracy is in the run\'s metrics.jsonl (docs/preference.md).');
+  }
   if (manifest.kind === 'sft') return makeSftBatch(indices.map((i) => (i < 0 ? null : split.sftRow(i))), T, rows);
   const lastValid = manifest.splits[split.split]?.lastRowTokens;
   const data = indices.map((i) => (i < 0 ? new Uint32Array(T) : split.row(i)));

@@ -42,21 +42,23 @@ describe('preference tuning from the command line', () => {
     const f = path.join(root, 'pairs.jsonl');
     writeFileSync(f, Array.from({ length: 8 }, (_, i) => JSON.stringify({ prompt: `Tip ${i} for turning?`, chosen: `Keep the gouge sharp (${i}).`, rejected: `Go faster ${i}.` })).concat(['not json']).join('\n'));
     const data = path.join(root, 'ds');
-    const c = ctx([f], { out: data, tokenizer: model, preference: true, 'block-size': '48', 'val-fraction': '0' });
+    const c = ctx([f], { out: data, tokenizer: model, preference: true, 'block-size': '48', 'val-fraction': '0.25' });
     const r = (await prepareCommands[0]!.run(c)) as PrepareReport;
     expect(r.mode).toBe('preference');
     expect(r.preference!.pairs).toBe(8);
+    expect(r.splits['val-domain']!.docs).toBeGreaterThan(0);
     expect(c.stderr.join('\n')).toMatch(/Preference pairs are rendered with/);
     expect(c.stdout.join('\n')).toMatch(/preference: 8 pairs \(trl-standard 8\)/);
     expect(c.stdout.join('\n')).toMatch(/lines or records skipped: 1\n\s+.*pairs\.jsonl:9: not valid JSON/);
 
     const run = path.join(root, 'run');
-    await train({ model, dataset: data, out: run, maxSteps: 2, batchSize: 2, evalEvery: 0, checkpointEvery: 2, ep: 'cpu', method: 'dpo', preference: { beta: 0.2 }, lora: { rank: 4, alpha: 8, targets: 'attention' } });
+    await train({ model, dataset: data, out: run, maxSteps: 2, batchSize: 1, evalEvery: 0, checkpointEvery: 2, ep: 'cpu', method: 'dpo', preference: { beta: 0.2 }, lora: { rank: 4, alpha: 8, targets: 'attention' } });
     const out = path.join(root, 'adapter');
     await exportCommands.find((x) => x.path.join(' ') === 'export')!.run(ctx([], { format: 'peft', model, adapter: run, out }, true));
     const card = readFileSync(path.join(out, 'README.md'), 'utf8');
     expect(card).toContain('- dpo');
     expect(card).toContain('- Method: DPO (sigmoid loss), β 0.2, reference = the base model (adapter off)');
-    expect(card).toContain('- Batch: 2 pairs × 1 accumulation');
+    expect(card).toContain('- Batch: 1 pairs × 1 accumulation');
+    expect(card).toMatch(/\| val-domain \| 0\.6931 \| \d\.\d{4} \| 0\.000 \| [01]\.\d{3} \| -?\d\.\d{4} \|/); // ln 2 before; accuracy 0 at the start
   }, 120_000);
 });

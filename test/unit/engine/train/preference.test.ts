@@ -15,6 +15,9 @@ import { chatRendererForModel } from '../../../../src-main/templates/for-model';
 import { Rng } from '../../../../src-main/engine/models/rng';
 import { UserError } from '../../../../src-main/util/progress';
 import { tinyDataset } from '../../../helpers/tiny';
+import { openDataset } from '../../../../src-main/data/pack/dataset';
+import { readBatch } from '../../../../src-main/engine/train/batch';
+import { TokenRows } from '../../../../src-main/engine/llm/lora';
 import { tempDir } from '../../../helpers/services';
 
 const TINY = path.resolve(__dirname, '../../../../resources/models/tiny-default');
@@ -82,9 +85,9 @@ describe('DPO through the trainer', () => {
     await expect(train({ ...opts, out: twice, maxSteps: 6, method: 'orpo' })).rejects.toMatchObject({ code: 'train.resumeMismatch' });
   }, 180_000);
 
-  it('IPO runs', async () => {
+  it('IPO runs (with the paged optimizer)', async () => {
     const out = path.join(tempDir(), 'ipo');
-    await train({ ...base(), out, maxSteps: 3, evalEvery: 0, method: 'dpo', preference: { loss: 'ipo', beta: 0.1 } });
+    await train({ ...base(), out, maxSteps: 3, evalEvery: 0, method: 'dpo', preference: { loss: 'ipo', beta: 0.1 }, pagedOptimizer: true });
     const tr = trainRecords(out);
     expect(Number(tr[0]!.loss)).toBeCloseTo(25, 4); // (0 − 1/(2·0.1))² at B = 0
     expect(Number(tr[2]!.loss)).toBeLessThan(25);
@@ -111,5 +114,8 @@ describe('method and dataset must fit', () => {
     const e = await train({ ...base(), out: path.join(tempDir(), 'y'), maxSteps: 1 }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(UserError);
     expect((e as UserError).hint).toMatch(/--method dpo/);
+    // next-token evaluation (lathe eval, export checks) refuses pairs in plain words instead of misreading them
+    const ds = openDataset(dataset);
+    expect(() => readBatch(ds.split('train'), ds.manifest, [0], new TokenRows(424, null))).toThrow(/holds preference pairs/);
   }, 60_000);
 });
