@@ -1,7 +1,7 @@
 import { promises as fsp, type PathLike } from 'node:fs';
 import { parse as parseHtml } from 'parse5';
 import { decodeBuffer } from './decode';
-import { jsonErrorPosition, zipTooLarge } from './guards';
+import { jsonErrorPosition, pdfTooLarge, zipTooLarge } from './guards';
 import { LineNotes, addBadLine, addNote, type ImportStats } from './stats';
 import { lines, noteEncoding, noteRepairs, openTextStream, splitDocs, type CutLine } from './stream';
 import type { Doc } from '../types';
@@ -513,6 +513,9 @@ export async function* readHtml(path: string, o: ImportOptions, stats: ImportSta
  */
 export async function* readPdf(path: string, o: ImportOptions, stats: ImportStats, signal?: AbortSignal, fsPath: PathLike = path): AsyncGenerator<Doc> {
   const buf = await readWhole(fsPath, o, stats);
+  // Streams are measured first (4× the text limit: images are Flate streams too and count here).
+  const big = await pdfTooLarge(buf, 4 * o.maxExpandedBytes);
+  if (big) throw new SkipFile(big);
   const { getDocumentProxy } = await import('unpdf');
   const pages: string[] = [];
   let chars = 0;

@@ -71,6 +71,14 @@ export async function openTextStream(
       stats.repairedChars += dec.repaired;
     }
   }
+  // Old Mac files end lines with CR alone: without this they would be one line (one JSONL record,
+  // one CSV row). Decided on the sample (CRs, no LF); such files are rare, so the copy costs nothing.
+  if (!info.encoding.startsWith('utf-16') && sample.indexOf(13) >= 0 && sample.indexOf(10) < 0 && sample.length > sample.indexOf(13) + 1) {
+    addNote(stats, path, 'lines end with CR only (old Mac format): read as line breaks');
+    const inner = gen();
+    const crOnly = async function* (): AsyncGenerator<string> { for await (const c of inner) yield c.replaceAll('\r', '\n'); };
+    return { info, chunks: crOnly() };
+  }
   return { info, chunks: gen() };
 }
 

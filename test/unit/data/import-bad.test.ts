@@ -157,6 +157,33 @@ describe('sizes', () => {
     expect(skipped[join(dir, 'gig.docx')]).toBe('expands to more than 128 MB (a zip bomb, or a document with huge embedded parts): skipped');
   });
 
+  it('skips a PDF whose compressed streams expand beyond the limit, and reads one with a small compressed stream', async () => {
+    const { deflateSync } = await import('node:zlib');
+    const pdfWith = (content: Buffer): Buffer => {
+      const objs = [
+        Buffer.from('<< /Type /Catalog /Pages 2 0 R >>'),
+        Buffer.from('<< /Type /Pages /Kids [3 0 R] /Count 1 >>'),
+        Buffer.from('<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>'),
+        Buffer.concat([Buffer.from(`<< /Length ${content.length} /Filter /FlateDecode >>\nstream\n`), content, Buffer.from('\nendstream')]),
+        Buffer.from('<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>'),
+      ];
+      const parts: Buffer[] = [Buffer.from('%PDF-1.4\n')];
+      let size = parts[0]!.length;
+      const offsets: number[] = [];
+      objs.forEach((o, i) => { offsets.push(size); const b = Buffer.concat([Buffer.from(`${i + 1} 0 obj\n`), o, Buffer.from('\nendobj\n')]); parts.push(b); size += b.length; });
+      let tail = `xref\n0 ${objs.length + 1}\n0000000000 65535 f \n`;
+      for (const off of offsets) tail += `${String(off).padStart(10, '0')} 00000 n \n`;
+      tail += `trailer\n<< /Size ${objs.length + 1} /Root 1 0 R >>\nstartxref\n${size}\n%%EOF\n`;
+      return Buffer.concat([...parts, Buffer.from(tail)]);
+    };
+    const dir = tmp();
+    writeFileSync(join(dir, 'small.pdf'), pdfWith(deflateSync('BT /F1 12 Tf 72 720 Td (Compressed page text.) Tj ET')));
+    writeFileSync(join(dir, 'bomb.pdf'), pdfWith(deflateSync(Buffer.alloc(8 << 20, 32))));
+    const { docs, skipped } = await collect([dir], { maxExpandedBytes: 1 << 20 });
+    expect(docs.map((d) => d.text.trim())).toEqual(['Compressed page text.']);
+    expect(skipped).toEqual({ [join(dir, 'bomb.pdf')]: 'its compressed streams expand to more than 4 MB (a decompression bomb, or huge images): skipped' });
+  });
+
   it('parses deeply nested HTML without a stack overflow, and caps PDF text and Parquet row groups', async () => {
     const dir = tmp();
     writeFileSync(join(dir, 'deep.html'), `<body>${'<div>'.repeat(200_000)}Deep text.${'</div>'.repeat(200_000)}</body>`);
@@ -185,6 +212,17 @@ describe('splits and records', () => {
     const g = join(dir, 'long.txt');
     writeFileSync(g, 'A line of ordinary text.\n'.repeat(10_000));
     expect((await collect([g])).notes(g)).toEqual(['3 documents: the file is longer than 100,000 characters, so it was split at paragraph or line breaks']);
+  });
+
+  it('reads files with old Mac line ends (CR only) line by line', async () => {
+    const dir = tmp();
+    const f = join(dir, 'mac.jsonl');
+    writeFileSync(f, '{"text": "one"}\r{"text": "two"}\r');
+    const g = join(dir, 'mac.csv');
+    writeFileSync(g, 'id,text\r1,alpha\r2,beta\r');
+    const { docs, notes } = await collect([f, g]);
+    expect(docs.map((d) => d.text)).toEqual(['one', 'two', 'alpha', 'beta']);
+    expect(notes(f)).toEqual(['lines end with CR only (old Mac format): read as line breaks']);
   });
 
   it('gives every skipped JSONL line its own reason, and notes split records and byte-order marks', async () => {
