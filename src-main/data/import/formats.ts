@@ -346,6 +346,7 @@ export async function* readCsv(path: string, o: ImportOptions, stats: ImportStat
   let kept = 0;
   const pending: { row: string[]; line: number }[] = [];
   const ragged = new LineNotes(stats, path, (n) => `${n === 1 ? 'a row has' : `${n} rows have`} more or fewer fields than the header's ${header!.length}: kept, the text read from field ${col + 1} ("${header![col] ?? ''}")`);
+  const joined = new LineNotes(stats, path, (n) => `${n === 1 ? 'a row has' : `${n} rows have`} more fields than the header's ${header!.length}: kept, the extra fields joined back into the text (last column "${header![col] ?? ''}"), as ${SEP_NAME[sep]} inside unquoted text`);
   const split = new LineNotes(stats, path, (n) => `${n === 1 ? 'a row' : `${n} rows`} with text longer than ${fmt(o.maxDocChars)} characters split into documents`);
   const quotes: QuoteProblem[] = [];
   const emit = function* (r: { row: string[]; line: number }): Generator<Doc> {
@@ -354,8 +355,13 @@ export async function* readCsv(path: string, o: ImportOptions, stats: ImportStat
       addBadLine(stats, path, r.line, `row has ${r.row.length} field${r.row.length === 1 ? '' : 's'}, the header ${header!.length}: no field ${col + 1} ("${header![col] ?? ''}") for the text, skipped`);
       return;
     }
-    if (r.row.length !== header!.length) ragged.add(r.line, `${r.row.length} fields`);
-    if (text.trim()) { kept++; yield* splitLong(text, `${path}:${r.line}`, o.maxDocChars, split, r.line); }
+    let t = text;
+    if (r.row.length > header!.length && col === header!.length - 1) {
+      // The text is the last column: the extra fields are its own unquoted separators.
+      t = r.row.slice(col).join(sep);
+      joined.add(r.line, `${r.row.length} fields`);
+    } else if (r.row.length !== header!.length) ragged.add(r.line, `${r.row.length} fields`);
+    if (t.trim()) { kept++; yield* splitLong(t, `${path}:${r.line}`, o.maxDocChars, split, r.line); }
   };
   for await (const r of csvRows(all(), sep, o.maxLineChars, (p) => quotes.push(p))) {
     if (r.tooLong) { addBadLine(stats, path, r.line, `row longer than ${fmt(o.maxLineChars)} characters, skipped`); continue; }
@@ -395,6 +401,7 @@ export async function* readCsv(path: string, o: ImportOptions, stats: ImportStat
     addNote(stats, path, what, q.line);
   }
   ragged.finish();
+  joined.finish();
   split.finish();
   if (!header) throw new SkipFile('empty file (no header row)');
   if (!kept) throw new SkipFile(`no rows with text in column ${col + 1} ("${header[col] ?? ''}")`);

@@ -94,6 +94,12 @@ describe('CSV', () => {
     expect(docs.map((d) => d.text)).toEqual(['first', 'second', 'fourth', 'fifth']);
     expect(notes(f)).toEqual(['2 rows have more or fewer fields than the header\'s 3: kept, the text read from field 2 ("text"): lines 3 (4 fields), 5 (2 fields)']);
     expect(stats.badLines).toEqual([{ path: f, line: 4, error: 'row has 1 field, the header 3: no field 2 ("text") for the text, skipped' }]);
+    // The text in the last column, with unquoted commas in it: the extra fields are joined back.
+    const g = join(dir, 'b.csv');
+    writeFileSync(g, 'id,text\n1,Hello, world, again\n2,plain\n');
+    const r = await collect([g]);
+    expect(r.docs.map((d) => d.text)).toEqual(['Hello, world, again', 'plain']);
+    expect(r.notes(g)).toEqual(['a row has more fields than the header\'s 2: kept, the extra fields joined back into the text (last column "text"), as commas inside unquoted text: line 2 (4 fields)']);
   });
 
   it('re-reads the lines an unclosed quote would swallow, and says where the quote opened', async () => {
