@@ -38,6 +38,30 @@ describe('encodings', () => {
     expect(stats.repairedChars).toBe(0);
   });
 
+  it('switches to Windows-1252 when accents that are not UTF-8 first appear after 64 KiB of plain ASCII', async () => {
+    const dir = tmp();
+    const ascii = 'A plain ASCII line of a long licence header.\n'.repeat(2000); // 90 KB, lines 1-2000
+    const body = 'Le café est très bon, déjà vu.\nÜber Straße.\n';
+    writeFileSync(join(dir, 'late.txt'), Buffer.concat([Buffer.from(ascii), iconv.encode(body, 'windows-1252')]));
+    writeFileSync(join(dir, 'late.html'), Buffer.concat([Buffer.from(`<p>${ascii}</p>`), iconv.encode(`<p>${body}</p>`, 'windows-1252')]));
+    // Real UTF-8 later in the file is left alone.
+    writeFileSync(join(dir, 'utf8.txt'), Buffer.from(ascii + body));
+    // One damaged byte is repaired, not taken for another encoding (the UTF-8 after it stays right).
+    writeFileSync(join(dir, 'damaged.txt'), Buffer.concat([Buffer.from(ascii + 'bad '), Buffer.from([0xe9]), Buffer.from(' byte\n' + body)]));
+    const { docs, stats, notes } = await collect([dir], { maxDocChars: 10_000_000 });
+    expect(docs.find((d) => d.source.endsWith('damaged.txt'))!.text).toBe(`${ascii}bad \ufffd byte\n${body}`);
+    expect(notes(join(dir, 'damaged.txt'))).toEqual(['1 invalid UTF-8 byte sequence replaced by U+FFFD (�) on line 2001']);
+    expect(docs.find((d) => d.source.endsWith('late.txt'))!.text).toBe(ascii + body);
+    expect(docs.find((d) => d.source.endsWith('late.html'))!.text).toContain('Le café est très bon, déjà vu.');
+    expect(docs.find((d) => d.source.endsWith('utf8.txt'))!.text).toBe(ascii + body);
+    const note = 'decoded as Windows-1252 (not UTF-8): plain ASCII up to line 2001, then accented letters that are not UTF-8';
+    expect(notes(join(dir, 'late.txt'))).toEqual([note]);
+    expect(notes(join(dir, 'late.html'))).toEqual([note]);
+    expect(notes(join(dir, 'utf8.txt'))).toEqual([]);
+    expect(stats.encodings).toEqual({ 'utf-8': 2, 'windows-1252': 2 });
+    expect(stats.repairedChars).toBe(1);
+  });
+
   it('names a low-confidence guess for other code pages, and reads UTF-16 without a byte-order mark', async () => {
     const dir = tmp();
     writeFileSync(join(dir, 'pl.txt'), iconv.encode('Zażółć gęślą jaźń. Pójdźże, kiń tę chmurność w głąb flaszy.', 'iso-8859-2'));
