@@ -61,9 +61,12 @@ function inflatedSize(data: Buffer, cap: number, wrapped = false): Promise<numbe
  * part is inflated and counted, never kept, since a forged archive can declare small sizes.
  */
 export async function zipTooLarge(buf: Buffer, limit: number): Promise<string | null> {
-  const entries = zipEntries(buf);
-  if (typeof entries === 'string') return null; // not our call: the reader reports an unreadable file
-  const say = (): string => `expands to more than ${Math.round(limit / MB)} MB (a zip bomb, or a document with huge embedded parts): skipped`;
+  const all = zipEntries(buf);
+  if (typeof all === 'string') return null; // not our call: the reader reports an unreadable file
+  // Pictures and embedded files are never inflated for the text (the zip library reads parts on
+  // demand): a photo-heavy report is not refused for them.
+  const entries = all.filter((e) => !/(^|\/)(media|embeddings)\//.test(e.name));
+  const say = (): string => `expands to more than ${Math.round(limit / MB)} MB (a zip bomb, or a document with huge text parts): skipped`;
   let declared = 0;
   for (const e of entries) declared += e.declared;
   if (declared > limit) return say();

@@ -153,7 +153,8 @@ describe('sizes', () => {
     const dir = tmp();
     const JSZip = (await import('jszip')).default;
     const base = await JSZip.loadAsync(await makeDocx(['A normal paragraph.']));
-    base.file('word/media/zeros.bin', Buffer.alloc(8 << 20));
+    base.file('word/bloat.xml', Buffer.alloc(8 << 20, 32));
+    base.file('word/media/photo.png', Buffer.alloc(8 << 20)); // pictures are not counted
     const bomb = await base.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
     expect(bomb.length).toBeLessThan(100_000);
     writeFileSync(join(dir, 'bomb.docx'), bomb);
@@ -161,10 +162,12 @@ describe('sizes', () => {
     const forged = Buffer.from(bomb);
     for (let p = forged.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])); p >= 0; p = forged.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), p + 4)) forged.writeUInt32LE(1, p + 24);
     writeFileSync(join(dir, 'forged.docx'), forged);
-    writeFileSync(join(dir, 'fine.docx'), await makeDocx(['Small and fine.']));
+    const photos = await JSZip.loadAsync(await makeDocx(['Small and fine.']));
+    photos.file('word/media/photo.png', Buffer.alloc(8 << 20));
+    writeFileSync(join(dir, 'fine.docx'), await photos.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }));
     const { docs, skipped } = await collect([dir], { maxExpandedBytes: 4 << 20 });
     expect(docs.map((d) => d.text.trim())).toEqual(['Small and fine.']);
-    expect(skipped[join(dir, 'bomb.docx')]).toBe('expands to more than 4 MB (a zip bomb, or a document with huge embedded parts): skipped');
+    expect(skipped[join(dir, 'bomb.docx')]).toBe('expands to more than 4 MB (a zip bomb, or a document with huge text parts): skipped');
     expect(skipped[join(dir, 'forged.docx')]).toBe(skipped[join(dir, 'bomb.docx')]);
     expect(await zipTooLarge(forged, 16 << 20)).toBeNull();
   });
@@ -184,7 +187,7 @@ describe('sizes', () => {
     const dir = tmp();
     writeFileSync(join(dir, 'gig.docx'), zip);
     const { skipped } = await collect([dir]);
-    expect(skipped[join(dir, 'gig.docx')]).toBe('expands to more than 128 MB (a zip bomb, or a document with huge embedded parts): skipped');
+    expect(skipped[join(dir, 'gig.docx')]).toBe('expands to more than 128 MB (a zip bomb, or a document with huge text parts): skipped');
   });
 
   it('skips a PDF whose compressed streams expand beyond the limit, and reads one with a small compressed stream', async () => {
