@@ -362,9 +362,11 @@ export async function* readCsv(path: string, o: ImportOptions, stats: ImportStat
       joined.add(r.line, `${r.row.length} fields`);
     } else if (r.row.length !== header!.length) ragged.add(r.line, `${r.row.length} fields`);
     if (t.trim()) { kept++; yield* splitLong(t, `${path}:${r.line}`, o.maxDocChars, split, r.line); }
+    else if (r.row.length > 1 || t) addBadLine(stats, path, r.line, `field ${col + 1} ("${header![col] ?? ''}") is empty, skipped`);
   };
   for await (const r of csvRows(all(), sep, o.maxLineChars, (p) => quotes.push(p))) {
     if (r.tooLong) { addBadLine(stats, path, r.line, `row longer than ${fmt(o.maxLineChars)} characters, skipped`); continue; }
+    if (r.row.length === 1 && r.row[0] === '') continue; // a blank line
     if (!header) {
       header = r.row.map((h) => h.trim());
       if (o.column !== undefined) {
@@ -457,6 +459,7 @@ export async function* readParquet(path: string, o: ImportOptions, stats: Import
     for (let i = 0; i < rows.length; i++) {
       const v = rows[i]![0];
       if (typeof v === 'string' && v.trim()) { kept++; yield* splitLong(v, `${path}#${rowStart + i}`, o.maxDocChars, split, rowStart + i); }
+      else addBadLine(stats, path, rowStart + i, `row ${rowStart + i}: column "${name}" is ${typeof v === 'string' ? 'empty' : `${kindOf(v)}, not a string`}, skipped`);
     }
     rowStart = rowEnd;
   }

@@ -113,11 +113,14 @@ describe('CSV', () => {
   it('reports ragged rows by line: kept when the text field is there, skipped when not', async () => {
     const dir = tmp();
     const f = join(dir, 'a.csv');
-    writeFileSync(f, 'id,text,author\n1,first,Ann\n2,second,Bob,extra\n3\n4,fourth\n5,fifth,Eve\n');
+    writeFileSync(f, 'id,text,author\n1,first,Ann\n2,second,Bob,extra\n3\n4,fourth\n5,fifth,Eve\n6,,Max\n\n');
     const { docs, stats, notes } = await collect([f]);
     expect(docs.map((d) => d.text)).toEqual(['first', 'second', 'fourth', 'fifth']);
     expect(notes(f)).toEqual(['2 rows have more or fewer fields than the header\'s 3: kept, the text read from field 2 ("text"): lines 3 (4 fields), 5 (2 fields)']);
-    expect(stats.badLines).toEqual([{ path: f, line: 4, error: 'row has 1 field, the header 3: no field 2 ("text") for the text, skipped' }]);
+    expect(stats.badLines).toEqual([
+      { path: f, line: 4, error: 'row has 1 field, the header 3: no field 2 ("text") for the text, skipped' },
+      { path: f, line: 7, error: 'field 2 ("text") is empty, skipped' },
+    ]);
     // The text in the last column, with unquoted commas in it: the extra fields are joined back.
     const g = join(dir, 'b.csv');
     writeFileSync(g, 'id,text\n1,Hello, world, again\n2,plain\n');
