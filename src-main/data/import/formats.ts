@@ -299,7 +299,7 @@ export async function* csvRows(
     }
     if (!inQuotes) break;
     if (tooLong) { onQuote?.({ line: quoteLine, endLine: line, what: 'lost' }); inQuotes = false; field = ''; break; }
-    onQuote?.({ line: quoteLine, endLine: line, what: 'unclosed' });
+    onQuote?.({ line: quoteLine, endLine: field.endsWith('\n') ? line - 1 : line, what: 'unclosed' }); // (no line after a final newline)
     yield* parse(reopen(''));
   }
   if (field.length || row.length) { row.push(field.endsWith('\r') ? field.slice(0, -1) : field); yield { row, line: rowStart, tooLong }; }

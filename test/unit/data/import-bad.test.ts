@@ -135,7 +135,7 @@ describe('CSV', () => {
     writeFileSync(f, 'id,text\n1,fine\n2,"the quote opens here\n3,swallowed one\n4,swallowed two\n');
     const { docs, notes } = await collect([f]);
     expect(docs.map((d) => [d.source.slice(f.length), d.text])).toEqual([[':2', 'fine'], [':3', '"the quote opens here'], [':4', 'swallowed one'], [':5', 'swallowed two']]);
-    expect(notes(f)).toEqual(['a quote opened at line 3 is never closed and would have swallowed lines 3–6 into one field: those lines were read again as ordinary rows (the quote kept as a character); close or remove that quote']);
+    expect(notes(f)).toEqual(['a quote opened at line 3 is never closed and would have swallowed lines 3–5 into one field: those lines were read again as ordinary rows (the quote kept as a character); close or remove that quote']);
     // A stray quote "closed" by another in the middle of a later field: the same recovery.
     const g = join(dir, 'b.csv');
     writeFileSync(g, 'id,text\n1,"12 inch bowl\n2,a 6" gouge\n3,last\n');
