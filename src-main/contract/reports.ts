@@ -15,10 +15,10 @@ export interface FilterStatsView {
 export interface CorpusReportView {
   import: {
     filesRead: number; filesSkipped: { path: string; reason: string }[]; docs: number; chars: number; repairedChars: number;
-    /** Skipped lines / records (first 100) and their count. */
-    badLines: { path: string; line: number; error: string }[]; badLineCount: number;
+    /** Skipped lines / records (first 100) and their count (absent in reports written before they existed). */
+    badLines?: { path: string; line: number; error: string }[]; badLineCount?: number;
     /** What was repaired, split or guessed while keeping the text (first 200) and the count. */
-    notes: { path: string; line?: number; what: string }[]; noteCount: number;
+    notes?: { path: string; line?: number; what: string }[]; noteCount?: number;
   };
   filters: FilterStatsView[];
   languages: Record<string, number>;

@@ -346,14 +346,23 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
   const samples: Example[] = [];
   const untrained = { count: 0, examples: [] as Example[] };
   for await (const f of walkFiles(config.inputs, stats)) {
-    const s = await openTextStream(f.path, stats, opts.signal, f.fsPath);
+    // In a folder only conversation files are read (a script or a README beside them is not one).
+    if (!f.explicit && !/\.(jsonl|ndjson|json)$/i.test(f.path)) { stats.filesSkipped.push({ path: f.path, reason: 'not a conversation file (.jsonl or .json)' }); continue; }
+    let s;
+    try {
+      s = await openTextStream(f.path, stats, opts.signal, f.fsPath);
+    } catch (e) {
+      stats.filesSkipped.push({ path: f.path, reason: `could not be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+      continue;
+    }
     if (!s) { stats.filesSkipped.push({ path: f.path, reason: 'looks like a binary file' }); continue; }
-    stats.filesRead++;
+    const docsBefore = stats.docs, badBefore = stats.badLineCount;
     const records = recordsOf(s.chunks, f.path, c.imp.maxLineChars, stats);
     for await (const { rec, line } of records) {
       throwIfCancelled(opts.signal);
       const conv = toConversation(rec);
       if ('error' in conv) { addBadLine(stats, f.path, line, conv.error); continue; }
+      if (stats.docs === docsBefore) stats.filesRead++;
       stats.docs++;
       formats[conv.format] = (formats[conv.format] ?? 0) + 1;
       let changed = false;
@@ -385,6 +394,10 @@ async function prepareSft(config: PrepareConfig, c: SftCtx, opts: WorkOptions): 
       target.add(r.ids, r.mask);
       if (samples.length < 5) samples.push({ source: `${f.path}:${line}`, reason: conv.format, excerpt: excerpt(messages.map((m) => `${m.role}: ${m.content}`).join('\n'), 400) });
       if (kept % 500 === 0) opts.onProgress?.({ stage: 'Rendering conversations', message: `${kept.toLocaleString('en-US')} conversations` });
+    }
+    if (stats.docs === docsBefore) {
+      const bad = stats.badLineCount - badBefore;
+      stats.filesSkipped.push({ path: f.path, reason: bad ? `no conversation: all ${bad} records were skipped (see the bad lines)` : 'empty file (no records)' });
     }
   }
   if (stats.docs === 0) throw new UserError('data.empty', `No conversations were found${stats.badLineCount ? ` (${stats.badLineCount} bad records, first: ${stats.badLines[0]!.path}:${stats.badLines[0]!.line} ${stats.badLines[0]!.error})` : ''}.`, 'Use JSONL with "messages" (OpenAI), "conversations" (ShareGPT) or "instruction"/"output" (Alpaca).');

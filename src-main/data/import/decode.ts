@@ -111,6 +111,12 @@ function looksWestern(s: Uint8Array): boolean {
  * multi-byte sequences by chance, so "valid sequences at least twice the invalid ones" means UTF-8.
  */
 function isMostlyUtf8(s: Uint8Array): boolean {
+  const { valid, invalid } = utf8Counts(s);
+  return invalid === 0 || valid >= 2 * invalid;
+}
+
+/** Valid multi-byte UTF-8 sequences and invalid bytes in `s` (a sequence cut at the end counts as neither). */
+function utf8Counts(s: Uint8Array): { valid: number; invalid: number } {
   let invalid = 0;
   let valid = 0;
   let i = 0;
@@ -128,7 +134,7 @@ function isMostlyUtf8(s: Uint8Array): boolean {
     valid++;
     i += need + 1;
   }
-  return invalid === 0 || valid >= 2 * invalid;
+  return { valid, invalid };
 }
 
 /** Streaming decoder with repair counting. */
@@ -144,12 +150,21 @@ export class ChunkDecoder {
   readonly repairSpots: { start: number; rel: number[] }[] = [];
   private spots = 0;
   private pos = 0;
-  private readonly utf8: InstanceType<typeof TextDecoder> | null;
-  private readonly other: ReturnType<typeof iconv.getDecoder> | null;
+  /**
+   * Set when a file sniffed as UTF-8 because its first 64 KiB were plain ASCII turns out to be
+   * Western text in Windows-1252 further on: the file offset of its first byte above 0x7F. Nothing
+   * decoded before was anything but ASCII, so switching decoders there loses nothing.
+   */
+  switchedAt: number | null = null;
+  /** UTF-8 without BOM and every chunk so far plain ASCII (decoded text as long as its bytes). */
+  private asciiSoFar: boolean;
+  private utf8: InstanceType<typeof TextDecoder> | null;
+  private other: ReturnType<typeof iconv.getDecoder> | null;
   private skip: number;
   private prevTail = new Uint8Array(0);
   constructor(readonly info: Sniff) {
     this.skip = info.bomBytes;
+    this.asciiSoFar = info.encoding === 'utf-8' && info.bomBytes === 0;
     if (info.encoding === 'utf-8') {
       this.utf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
       this.other = null;
@@ -167,7 +182,18 @@ export class ChunkDecoder {
     }
     if (this.utf8) {
       const text = this.utf8.decode(chunk, { stream: true });
-      this.countRepairs(text, chunk);
+      const fffd = text.indexOf('\ufffd');
+      // (A single invalid byte decodes to one U+FFFD: the length alone does not show it.)
+      if (this.asciiSoFar && (fffd >= 0 || text.length !== chunk.length)) {
+        this.asciiSoFar = false;
+        // Only with no valid UTF-8 sequence at all and two or more other bytes: one damaged byte in
+        // a UTF-8 file is repaired, not taken as a sign of another encoding.
+        if (fffd >= 0) {
+          const c = utf8Counts(chunk);
+          if (c.valid === 0 && c.invalid >= 2 && looksWestern(chunk)) return this.switchToCp1252(chunk);
+        }
+      }
+      this.countRepairs(text, chunk, fffd);
       this.pos += chunk.length;
       return text;
     }
@@ -178,15 +204,15 @@ export class ChunkDecoder {
   end(): string {
     if (this.utf8) {
       const text = this.utf8.decode();
-      this.countRepairs(text, new Uint8Array(0));
+      this.countRepairs(text, new Uint8Array(0), text.indexOf('\ufffd'));
       return text;
     }
     return this.other!.end() ?? '';
   }
-  private countRepairs(text: string, chunk: Uint8Array): void {
-    if (text.indexOf('\ufffd') < 0) { this.keepTail(chunk); return; }
+  private countRepairs(text: string, chunk: Uint8Array, first: number): void {
+    if (first < 0) { this.keepTail(chunk); return; }
     let n = 0;
-    for (let i = text.indexOf('\ufffd'); i >= 0; i = text.indexOf('\ufffd', i + 1)) n++;
+    for (let i = first; i >= 0; i = text.indexOf('\ufffd', i + 1)) n++;
     // Subtract genuine U+FFFD already in the file (bytes EF BF BD), including across chunk edges.
     const joined = new Uint8Array(this.prevTail.length + chunk.length);
     joined.set(this.prevTail);
@@ -216,6 +242,15 @@ export class ChunkDecoder {
     }
     if (rel.length) this.repairSpots.push({ start: this.pos, rel });
   }
+  private switchToCp1252(chunk: Uint8Array): string {
+    let first = 0;
+    while (first < chunk.length && chunk[first]! < 0x80) first++;
+    this.switchedAt = this.pos + first;
+    this.utf8 = null;
+    this.other = iconv.getDecoder('windows-1252');
+    this.pos += chunk.length;
+    return this.other.write(Buffer.from(chunk));
+  }
   private keepTail(chunk: Uint8Array): void {
     this.prevTail = chunk.subarray(Math.max(0, chunk.length - 2)).slice();
   }
@@ -241,6 +276,8 @@ export function countNewlines(buf: Uint8Array, end = buf.length): number {
   return n;
 }
 
+export const switchedNote = (line: number): string => `decoded as Windows-1252 (not UTF-8): plain ASCII up to line ${line}, then accented letters that are not UTF-8`;
+
 /** Decodes a whole buffer (for formats read whole: HTML, JSON). */
 export function decodeBuffer(buf: Uint8Array): { text: string; encoding: string; repaired: number; repairedLines: number[]; binary: boolean; guessed?: string } {
   const info = sniff(buf.subarray(0, 65536));
@@ -248,5 +285,8 @@ export function decodeBuffer(buf: Uint8Array): { text: string; encoding: string;
   const d = new ChunkDecoder(info);
   const text = d.write(buf) + d.end();
   const repairedLines = d.repaired ? repairLines(d, (at) => countNewlines(buf, at)) : [];
+  if (d.switchedAt !== null) {
+    return { text, encoding: 'windows-1252', repaired: 0, repairedLines: [], binary: false, guessed: switchedNote(countNewlines(buf, d.switchedAt) + 1) };
+  }
   return { text, encoding: info.encoding, repaired: d.repaired, repairedLines, binary: false, ...(info.guessed ? { guessed: info.guessed } : {}) };
 }

@@ -1,7 +1,7 @@
 import { promises as fsp, type PathLike } from 'node:fs';
 import { parse as parseHtml } from 'parse5';
 import { decodeBuffer } from './decode';
-import { jsonErrorPosition, zipTooLarge } from './guards';
+import { jsonErrorPosition, pdfTooLarge, zipTooLarge } from './guards';
 import { LineNotes, addBadLine, addNote, type ImportStats } from './stats';
 import { lines, noteEncoding, noteRepairs, openTextStream, splitDocs, type CutLine } from './stream';
 import type { Doc } from '../types';
@@ -299,7 +299,7 @@ export async function* csvRows(
     }
     if (!inQuotes) break;
     if (tooLong) { onQuote?.({ line: quoteLine, endLine: line, what: 'lost' }); inQuotes = false; field = ''; break; }
-    onQuote?.({ line: quoteLine, endLine: line, what: 'unclosed' });
+    onQuote?.({ line: quoteLine, endLine: field.endsWith('\n') ? line - 1 : line, what: 'unclosed' }); // (no line after a final newline)
     yield* parse(reopen(''));
   }
   if (field.length || row.length) { row.push(field.endsWith('\r') ? field.slice(0, -1) : field); yield { row, line: rowStart, tooLong }; }
@@ -346,6 +346,7 @@ export async function* readCsv(path: string, o: ImportOptions, stats: ImportStat
   let kept = 0;
   const pending: { row: string[]; line: number }[] = [];
   const ragged = new LineNotes(stats, path, (n) => `${n === 1 ? 'a row has' : `${n} rows have`} more or fewer fields than the header's ${header!.length}: kept, the text read from field ${col + 1} ("${header![col] ?? ''}")`);
+  const joined = new LineNotes(stats, path, (n) => `${n === 1 ? 'a row has' : `${n} rows have`} more fields than the header's ${header!.length}: kept, the extra fields joined back into the text (last column "${header![col] ?? ''}"), as ${SEP_NAME[sep]} inside unquoted text`);
   const split = new LineNotes(stats, path, (n) => `${n === 1 ? 'a row' : `${n} rows`} with text longer than ${fmt(o.maxDocChars)} characters split into documents`);
   const quotes: QuoteProblem[] = [];
   const emit = function* (r: { row: string[]; line: number }): Generator<Doc> {
@@ -354,11 +355,18 @@ export async function* readCsv(path: string, o: ImportOptions, stats: ImportStat
       addBadLine(stats, path, r.line, `row has ${r.row.length} field${r.row.length === 1 ? '' : 's'}, the header ${header!.length}: no field ${col + 1} ("${header![col] ?? ''}") for the text, skipped`);
       return;
     }
-    if (r.row.length !== header!.length) ragged.add(r.line, `${r.row.length} fields`);
-    if (text.trim()) { kept++; yield* splitLong(text, `${path}:${r.line}`, o.maxDocChars, split, r.line); }
+    let t = text;
+    if (r.row.length > header!.length && col === header!.length - 1) {
+      // The text is the last column: the extra fields are its own unquoted separators.
+      t = r.row.slice(col).join(sep);
+      joined.add(r.line, `${r.row.length} fields`);
+    } else if (r.row.length !== header!.length) ragged.add(r.line, `${r.row.length} fields`);
+    if (t.trim()) { kept++; yield* splitLong(t, `${path}:${r.line}`, o.maxDocChars, split, r.line); }
+    else if (r.row.length > 1 || t) addBadLine(stats, path, r.line, `field ${col + 1} ("${header![col] ?? ''}") is empty, skipped`);
   };
   for await (const r of csvRows(all(), sep, o.maxLineChars, (p) => quotes.push(p))) {
     if (r.tooLong) { addBadLine(stats, path, r.line, `row longer than ${fmt(o.maxLineChars)} characters, skipped`); continue; }
+    if (r.row.length === 1 && r.row[0] === '') continue; // a blank line
     if (!header) {
       header = r.row.map((h) => h.trim());
       if (o.column !== undefined) {
@@ -395,6 +403,7 @@ export async function* readCsv(path: string, o: ImportOptions, stats: ImportStat
     addNote(stats, path, what, q.line);
   }
   ragged.finish();
+  joined.finish();
   split.finish();
   if (!header) throw new SkipFile('empty file (no header row)');
   if (!kept) throw new SkipFile(`no rows with text in column ${col + 1} ("${header[col] ?? ''}")`);
@@ -450,6 +459,7 @@ export async function* readParquet(path: string, o: ImportOptions, stats: Import
     for (let i = 0; i < rows.length; i++) {
       const v = rows[i]![0];
       if (typeof v === 'string' && v.trim()) { kept++; yield* splitLong(v, `${path}#${rowStart + i}`, o.maxDocChars, split, rowStart + i); }
+      else addBadLine(stats, path, rowStart + i, `row ${rowStart + i}: column "${name}" is ${typeof v === 'string' ? 'empty' : `${kindOf(v)}, not a string`}, skipped`);
     }
     rowStart = rowEnd;
   }
@@ -513,6 +523,9 @@ export async function* readHtml(path: string, o: ImportOptions, stats: ImportSta
  */
 export async function* readPdf(path: string, o: ImportOptions, stats: ImportStats, signal?: AbortSignal, fsPath: PathLike = path): AsyncGenerator<Doc> {
   const buf = await readWhole(fsPath, o, stats);
+  // Streams are measured first (4× the text limit: images are Flate streams too and count here).
+  const big = await pdfTooLarge(buf, 4 * o.maxExpandedBytes);
+  if (big) throw new SkipFile(big);
   const { getDocumentProxy } = await import('unpdf');
   const pages: string[] = [];
   let chars = 0;

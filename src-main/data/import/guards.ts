@@ -1,4 +1,4 @@
-import { createInflateRaw } from 'node:zlib';
+import { createInflate, createInflateRaw } from 'node:zlib';
 
 /**
  * Checks on inputs that can expand far beyond their size on disk or need exact error positions:
@@ -38,10 +38,10 @@ function zipEntries(buf: Buffer): ZipEntry[] | string {
   return out;
 }
 
-/** Inflates `data` (raw deflate) only to count its bytes; stops as soon as the count passes `cap`. */
-function inflatedSize(data: Buffer, cap: number): Promise<number> {
+/** Inflates `data` (raw deflate, or zlib-wrapped) only to count its bytes; stops as soon as the count passes `cap`. */
+function inflatedSize(data: Buffer, cap: number, wrapped = false): Promise<number> {
   return new Promise((resolve) => {
-    const z = createInflateRaw();
+    const z = wrapped ? createInflate() : createInflateRaw();
     let n = 0;
     let done = false;
     const finish = (v: number): void => { if (!done) { done = true; resolve(v); } };
@@ -61,9 +61,12 @@ function inflatedSize(data: Buffer, cap: number): Promise<number> {
  * part is inflated and counted, never kept, since a forged archive can declare small sizes.
  */
 export async function zipTooLarge(buf: Buffer, limit: number): Promise<string | null> {
-  const entries = zipEntries(buf);
-  if (typeof entries === 'string') return null; // not our call: the reader reports an unreadable file
-  const say = (): string => `expands to more than ${Math.round(limit / MB)} MB (a zip bomb, or a document with huge embedded parts): skipped`;
+  const all = zipEntries(buf);
+  if (typeof all === 'string') return null; // not our call: the reader reports an unreadable file
+  // Pictures and embedded files are never inflated for the text (the zip library reads parts on
+  // demand): a photo-heavy report is not refused for them.
+  const entries = all.filter((e) => !/(^|\/)(media|embeddings)\//.test(e.name));
+  const say = (): string => `expands to more than ${Math.round(limit / MB)} MB (a zip bomb, or a document with huge text parts): skipped`;
   let declared = 0;
   for (const e of entries) declared += e.declared;
   if (declared > limit) return say();
@@ -72,6 +75,34 @@ export async function zipTooLarge(buf: Buffer, limit: number): Promise<string | 
     const data = buf.subarray(e.dataStart, e.dataStart + e.compressed);
     total += e.method === 8 ? await inflatedSize(data, limit - total) : e.method === 0 ? data.length : 0;
     if (total > limit) return say();
+  }
+  return null;
+}
+
+/**
+ * Why a PDF must not be handed to the PDF library, or null: its Flate-compressed streams inflate to
+ * more than `limit` bytes in all (pdf.js inflates a stream whole into memory; a 1 MB file can hold
+ * a stream of gigabytes). Streams are found by their keywords, not by parsing the file: "stream"
+ * after a dictionary naming /FlateDecode, up to "endstream". Each is inflated and counted, never kept.
+ */
+export async function pdfTooLarge(buf: Buffer, limit: number): Promise<string | null> {
+  const STREAM = Buffer.from('stream'), END = Buffer.from('endstream'), FLATE = Buffer.from('/FlateDecode');
+  let total = 0;
+  for (let at = buf.indexOf(STREAM); at >= 0; at = buf.indexOf(STREAM, at + 1)) {
+    if (at >= 3 && buf.toString('latin1', at - 3, at) === 'end') continue;
+    let start = at + STREAM.length;
+    if (buf[start] === 13) start++;
+    if (buf[start] !== 10) continue;
+    start++;
+    const dictStart = Math.max(0, at - 4096);
+    const head = buf.subarray(dictStart, at);
+    const obj = head.lastIndexOf('obj');
+    if (head.indexOf(FLATE, Math.max(0, obj)) < 0) continue;
+    let end = buf.indexOf(END, start);
+    if (end < 0) end = buf.length;
+    total += await inflatedSize(buf.subarray(start, end), limit - total, true);
+    if (total > limit) return `its compressed streams expand to more than ${Math.round(limit / MB)} MB (a decompression bomb, or huge images): skipped`;
+    at = end;
   }
   return null;
 }

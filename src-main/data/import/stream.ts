@@ -1,6 +1,6 @@
 import { promises as fsp, type PathLike } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { ChunkDecoder, countNewlines, repairLines, sniff, type Sniff } from './decode';
+import { ChunkDecoder, countNewlines, repairLines, sniff, switchedNote, type Sniff } from './decode';
 import { addNote, listLines, type ImportStats } from './stats';
 import { throwIfCancelled } from '../../util/progress';
 
@@ -65,11 +65,24 @@ export async function openTextStream(
       const tail = dec.end();
       if (tail) yield tail;
       if (dec.repaired) noteRepairs(stats, path, dec.repaired, repairLines(dec, await newlinesBefore(file, dec.repairSpots.map((r) => r.start))));
+      if (dec.switchedAt !== null) {
+        if (!(stats.encodings['utf-8']! -= 1)) delete stats.encodings['utf-8'];
+        stats.encodings['windows-1252'] = (stats.encodings['windows-1252'] ?? 0) + 1;
+        addNote(stats, path, switchedNote((await newlinesBefore(file, [dec.switchedAt]))(dec.switchedAt) + 1));
+      }
     } finally {
       await next.catch(() => 0); // a read still under way (the consumer stopped early) ends before the close
       await file.close();
       stats.repairedChars += dec.repaired;
     }
+  }
+  // Old Mac files end lines with CR alone: without this they would be one line (one JSONL record,
+  // one CSV row). Decided on the sample (CRs, no LF); such files are rare, so the copy costs nothing.
+  if (!info.encoding.startsWith('utf-16') && sample.indexOf(13) >= 0 && sample.indexOf(10) < 0 && sample.length > sample.indexOf(13) + 1) {
+    addNote(stats, path, 'lines end with CR only (old Mac format): read as line breaks');
+    const inner = gen();
+    const crOnly = async function* (): AsyncGenerator<string> { for await (const c of inner) yield c.replaceAll('\r', '\n'); };
+    return { info, chunks: crOnly() };
   }
   return { info, chunks: gen() };
 }

@@ -38,6 +38,30 @@ describe('encodings', () => {
     expect(stats.repairedChars).toBe(0);
   });
 
+  it('switches to Windows-1252 when accents that are not UTF-8 first appear after 64 KiB of plain ASCII', async () => {
+    const dir = tmp();
+    const ascii = 'A plain ASCII line of a long licence header.\n'.repeat(2000); // 90 KB, lines 1-2000
+    const body = 'Le café est très bon, déjà vu.\nÜber Straße.\n';
+    writeFileSync(join(dir, 'late.txt'), Buffer.concat([Buffer.from(ascii), iconv.encode(body, 'windows-1252')]));
+    writeFileSync(join(dir, 'late.html'), Buffer.concat([Buffer.from(`<p>${ascii}</p>`), iconv.encode(`<p>${body}</p>`, 'windows-1252')]));
+    // Real UTF-8 later in the file is left alone.
+    writeFileSync(join(dir, 'utf8.txt'), Buffer.from(ascii + body));
+    // One damaged byte is repaired, not taken for another encoding (the UTF-8 after it stays right).
+    writeFileSync(join(dir, 'damaged.txt'), Buffer.concat([Buffer.from(ascii + 'bad '), Buffer.from([0xe9]), Buffer.from(' byte\n' + body)]));
+    const { docs, stats, notes } = await collect([dir], { maxDocChars: 10_000_000 });
+    expect(docs.find((d) => d.source.endsWith('damaged.txt'))!.text).toBe(`${ascii}bad \ufffd byte\n${body}`);
+    expect(notes(join(dir, 'damaged.txt'))).toEqual(['1 invalid UTF-8 byte sequence replaced by U+FFFD (�) on line 2001']);
+    expect(docs.find((d) => d.source.endsWith('late.txt'))!.text).toBe(ascii + body);
+    expect(docs.find((d) => d.source.endsWith('late.html'))!.text).toContain('Le café est très bon, déjà vu.');
+    expect(docs.find((d) => d.source.endsWith('utf8.txt'))!.text).toBe(ascii + body);
+    const note = 'decoded as Windows-1252 (not UTF-8): plain ASCII up to line 2001, then accented letters that are not UTF-8';
+    expect(notes(join(dir, 'late.txt'))).toEqual([note]);
+    expect(notes(join(dir, 'late.html'))).toEqual([note]);
+    expect(notes(join(dir, 'utf8.txt'))).toEqual([]);
+    expect(stats.encodings).toEqual({ 'utf-8': 2, 'windows-1252': 2 });
+    expect(stats.repairedChars).toBe(1);
+  });
+
   it('names a low-confidence guess for other code pages, and reads UTF-16 without a byte-order mark', async () => {
     const dir = tmp();
     writeFileSync(join(dir, 'pl.txt'), iconv.encode('Zażółć gęślą jaźń. Pójdźże, kiń tę chmurność w głąb flaszy.', 'iso-8859-2'));
@@ -89,11 +113,20 @@ describe('CSV', () => {
   it('reports ragged rows by line: kept when the text field is there, skipped when not', async () => {
     const dir = tmp();
     const f = join(dir, 'a.csv');
-    writeFileSync(f, 'id,text,author\n1,first,Ann\n2,second,Bob,extra\n3\n4,fourth\n5,fifth,Eve\n');
+    writeFileSync(f, 'id,text,author\n1,first,Ann\n2,second,Bob,extra\n3\n4,fourth\n5,fifth,Eve\n6,,Max\n\n');
     const { docs, stats, notes } = await collect([f]);
     expect(docs.map((d) => d.text)).toEqual(['first', 'second', 'fourth', 'fifth']);
     expect(notes(f)).toEqual(['2 rows have more or fewer fields than the header\'s 3: kept, the text read from field 2 ("text"): lines 3 (4 fields), 5 (2 fields)']);
-    expect(stats.badLines).toEqual([{ path: f, line: 4, error: 'row has 1 field, the header 3: no field 2 ("text") for the text, skipped' }]);
+    expect(stats.badLines).toEqual([
+      { path: f, line: 4, error: 'row has 1 field, the header 3: no field 2 ("text") for the text, skipped' },
+      { path: f, line: 7, error: 'field 2 ("text") is empty, skipped' },
+    ]);
+    // The text in the last column, with unquoted commas in it: the extra fields are joined back.
+    const g = join(dir, 'b.csv');
+    writeFileSync(g, 'id,text\n1,Hello, world, again\n2,plain\n');
+    const r = await collect([g]);
+    expect(r.docs.map((d) => d.text)).toEqual(['Hello, world, again', 'plain']);
+    expect(r.notes(g)).toEqual(['a row has more fields than the header\'s 2: kept, the extra fields joined back into the text (last column "text"), as commas inside unquoted text: line 2 (4 fields)']);
   });
 
   it('re-reads the lines an unclosed quote would swallow, and says where the quote opened', async () => {
@@ -102,7 +135,7 @@ describe('CSV', () => {
     writeFileSync(f, 'id,text\n1,fine\n2,"the quote opens here\n3,swallowed one\n4,swallowed two\n');
     const { docs, notes } = await collect([f]);
     expect(docs.map((d) => [d.source.slice(f.length), d.text])).toEqual([[':2', 'fine'], [':3', '"the quote opens here'], [':4', 'swallowed one'], [':5', 'swallowed two']]);
-    expect(notes(f)).toEqual(['a quote opened at line 3 is never closed and would have swallowed lines 3–6 into one field: those lines were read again as ordinary rows (the quote kept as a character); close or remove that quote']);
+    expect(notes(f)).toEqual(['a quote opened at line 3 is never closed and would have swallowed lines 3–5 into one field: those lines were read again as ordinary rows (the quote kept as a character); close or remove that quote']);
     // A stray quote "closed" by another in the middle of a later field: the same recovery.
     const g = join(dir, 'b.csv');
     writeFileSync(g, 'id,text\n1,"12 inch bowl\n2,a 6" gouge\n3,last\n');
@@ -123,7 +156,8 @@ describe('sizes', () => {
     const dir = tmp();
     const JSZip = (await import('jszip')).default;
     const base = await JSZip.loadAsync(await makeDocx(['A normal paragraph.']));
-    base.file('word/media/zeros.bin', Buffer.alloc(8 << 20));
+    base.file('word/bloat.xml', Buffer.alloc(8 << 20, 32));
+    base.file('word/media/photo.png', Buffer.alloc(8 << 20)); // pictures are not counted
     const bomb = await base.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
     expect(bomb.length).toBeLessThan(100_000);
     writeFileSync(join(dir, 'bomb.docx'), bomb);
@@ -131,10 +165,12 @@ describe('sizes', () => {
     const forged = Buffer.from(bomb);
     for (let p = forged.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])); p >= 0; p = forged.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), p + 4)) forged.writeUInt32LE(1, p + 24);
     writeFileSync(join(dir, 'forged.docx'), forged);
-    writeFileSync(join(dir, 'fine.docx'), await makeDocx(['Small and fine.']));
+    const photos = await JSZip.loadAsync(await makeDocx(['Small and fine.']));
+    photos.file('word/media/photo.png', Buffer.alloc(8 << 20));
+    writeFileSync(join(dir, 'fine.docx'), await photos.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }));
     const { docs, skipped } = await collect([dir], { maxExpandedBytes: 4 << 20 });
     expect(docs.map((d) => d.text.trim())).toEqual(['Small and fine.']);
-    expect(skipped[join(dir, 'bomb.docx')]).toBe('expands to more than 4 MB (a zip bomb, or a document with huge embedded parts): skipped');
+    expect(skipped[join(dir, 'bomb.docx')]).toBe('expands to more than 4 MB (a zip bomb, or a document with huge text parts): skipped');
     expect(skipped[join(dir, 'forged.docx')]).toBe(skipped[join(dir, 'bomb.docx')]);
     expect(await zipTooLarge(forged, 16 << 20)).toBeNull();
   });
@@ -154,7 +190,34 @@ describe('sizes', () => {
     const dir = tmp();
     writeFileSync(join(dir, 'gig.docx'), zip);
     const { skipped } = await collect([dir]);
-    expect(skipped[join(dir, 'gig.docx')]).toBe('expands to more than 128 MB (a zip bomb, or a document with huge embedded parts): skipped');
+    expect(skipped[join(dir, 'gig.docx')]).toBe('expands to more than 128 MB (a zip bomb, or a document with huge text parts): skipped');
+  });
+
+  it('skips a PDF whose compressed streams expand beyond the limit, and reads one with a small compressed stream', async () => {
+    const { deflateSync } = await import('node:zlib');
+    const pdfWith = (content: Buffer): Buffer => {
+      const objs = [
+        Buffer.from('<< /Type /Catalog /Pages 2 0 R >>'),
+        Buffer.from('<< /Type /Pages /Kids [3 0 R] /Count 1 >>'),
+        Buffer.from('<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>'),
+        Buffer.concat([Buffer.from(`<< /Length ${content.length} /Filter /FlateDecode >>\nstream\n`), content, Buffer.from('\nendstream')]),
+        Buffer.from('<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>'),
+      ];
+      const parts: Buffer[] = [Buffer.from('%PDF-1.4\n')];
+      let size = parts[0]!.length;
+      const offsets: number[] = [];
+      objs.forEach((o, i) => { offsets.push(size); const b = Buffer.concat([Buffer.from(`${i + 1} 0 obj\n`), o, Buffer.from('\nendobj\n')]); parts.push(b); size += b.length; });
+      let tail = `xref\n0 ${objs.length + 1}\n0000000000 65535 f \n`;
+      for (const off of offsets) tail += `${String(off).padStart(10, '0')} 00000 n \n`;
+      tail += `trailer\n<< /Size ${objs.length + 1} /Root 1 0 R >>\nstartxref\n${size}\n%%EOF\n`;
+      return Buffer.concat([...parts, Buffer.from(tail)]);
+    };
+    const dir = tmp();
+    writeFileSync(join(dir, 'small.pdf'), pdfWith(deflateSync('BT /F1 12 Tf 72 720 Td (Compressed page text.) Tj ET')));
+    writeFileSync(join(dir, 'bomb.pdf'), pdfWith(deflateSync(Buffer.alloc(8 << 20, 32))));
+    const { docs, skipped } = await collect([dir], { maxExpandedBytes: 1 << 20 });
+    expect(docs.map((d) => d.text.trim())).toEqual(['Compressed page text.']);
+    expect(skipped).toEqual({ [join(dir, 'bomb.pdf')]: 'its compressed streams expand to more than 4 MB (a decompression bomb, or huge images): skipped' });
   });
 
   it('parses deeply nested HTML without a stack overflow, and caps PDF text and Parquet row groups', async () => {
@@ -185,6 +248,17 @@ describe('splits and records', () => {
     const g = join(dir, 'long.txt');
     writeFileSync(g, 'A line of ordinary text.\n'.repeat(10_000));
     expect((await collect([g])).notes(g)).toEqual(['3 documents: the file is longer than 100,000 characters, so it was split at paragraph or line breaks']);
+  });
+
+  it('reads files with old Mac line ends (CR only) line by line', async () => {
+    const dir = tmp();
+    const f = join(dir, 'mac.jsonl');
+    writeFileSync(f, '{"text": "one"}\r{"text": "two"}\r');
+    const g = join(dir, 'mac.csv');
+    writeFileSync(g, 'id,text\r1,alpha\r2,beta\r');
+    const { docs, notes } = await collect([f, g]);
+    expect(docs.map((d) => d.text)).toEqual(['one', 'two', 'alpha', 'beta']);
+    expect(notes(f)).toEqual(['lines end with CR only (old Mac format): read as line breaks']);
   });
 
   it('gives every skipped JSONL line its own reason, and notes split records and byte-order marks', async () => {

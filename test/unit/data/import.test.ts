@@ -86,6 +86,7 @@ describe('import formats', () => {
       { text: 'one', source: `${f}#0` }, { text: 'two', source: `${f}#1` }, { text: 'four', source: `${f}#3` }, { text: 'five é', source: `${f}#4` },
     ]);
     expect(stats.filesRead).toBe(1);
+    expect(stats.badLines).toEqual([{ path: f, line: 2, error: 'row 2: column "content" is empty, skipped' }]);
     expect((await collect([f], { column: 'id' })).docs.map((d) => d.text)).toEqual(['1', '2', '3', '4', '5']);
     expect((await collect([f], { column: 'body' })).stats.filesSkipped[0]!.reason).toBe('no text column "body"; columns: id, content');
     writeFileSync(join(dir, 'bad.parquet'), 'PAR1 not really');

@@ -172,6 +172,21 @@ describe('prepareCorpus (SFT)', () => {
     expect(segs.size).toBeGreaterThan(1); // several conversations share a row
     r.close();
     expect(existsSync(join(out, 'report.json'))).toBe(true);
+
+    // A folder: conversation files are read; a script, an empty file and a file of bad records are named.
+    const dir = join(root, 'folder');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'chat.jsonl'), lines[0]!);
+    writeFileSync(join(dir, 'tool.py'), 'print("hello")\n');
+    writeFileSync(join(dir, 'empty.jsonl'), '');
+    writeFileSync(join(dir, 'bad.jsonl'), '{"prompt": "x"}\n');
+    const r2 = await prepareCorpus({ mode: 'sft', inputs: [dir], out: join(root, 'o2'), tokenizer: tok, renderer: render, blockSize: 128, valFraction: 0 });
+    expect(r2.corpora.domain.import.filesRead).toBe(1);
+    expect(Object.fromEntries(r2.corpora.domain.import.filesSkipped.map((x) => [x.path, x.reason]))).toEqual({
+      [join(dir, 'bad.jsonl')]: 'no conversation: all 1 records were skipped (see the bad lines)',
+      [join(dir, 'empty.jsonl')]: 'empty file (no records)',
+      [join(dir, 'tool.py')]: 'not a conversation file (.jsonl or .json)',
+    });
   });
 
   it('reports conversations whose template places no trainable token, and refuses when none has one', async () => {
