@@ -132,5 +132,4 @@ describe('non-finite weights', () => {
       await gen.dispose();
     }
   });
-
 });
