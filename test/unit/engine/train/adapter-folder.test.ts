@@ -13,6 +13,7 @@ import { describeAdapterFolder, loadAdapter } from '../../../../src-main/engine/
 import { CheckpointManager } from '../../../../src-main/engine/train/checkpoints';
 import { computeLogits } from '../../../../src-main/engine/train/infer';
 import { loadTrainedAdapter } from '../../../../src-main/export/adapter';
+import { evaluationReport } from '../../../../src-main/eval/report';
 import { listRuns } from '../../../../src-main/services/runs';
 import { UserError } from '../../../../src-main/util/progress';
 import { tempDir } from '../../../helpers/services';
@@ -115,6 +116,12 @@ describe('PEFT adapters and Trainer checkpoint-N folders', () => {
     let err = await caught(loadAdapter(withExtra, config, layout));
     expect(err.code).toBe('adapter.peft-extra');
     expect(err.message).toMatch(/PEFT LoRA adapter .*whole tensors \(lm_head\.weight/);
+    const peft = path.join(root, 'peft');
+    await asPeft(model, ck, peft);
+    err = await caught(evaluationReport({ run: peft }));
+    expect(err.code).toBe('report.foreignRun');
+    expect(err.message).toMatch(/is a PEFT LoRA adapter .*needs a Lathe training run/);
+    expect(err.hint).toContain(`--adapter ${peft}`);
     const empty = path.join(root, 'empty');
     mkdirSync(empty);
     err = await caught(loadAdapter(empty, config, layout));
