@@ -122,11 +122,23 @@ function notAnAdapter(info: AdapterFolderInfo): UserError {
     'Choose a Lathe run folder (with checkpoints/), one checkpoints/step-NNNNNN folder, a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) or a Trainer checkpoint-N folder of a LoRA run.');
 }
 
-/** A Lathe checkpoint folder, or a run folder (its latest usable checkpoint). */
+/**
+ * A Lathe checkpoint folder, or a run folder (its latest checkpoint). A damaged newest checkpoint is not
+ * skipped silently: the error names it and the usable one before it (resuming the run sets it aside).
+ */
 export async function loadLatheCheckpoint(dir: string): Promise<Checkpoint> {
   const m = new CheckpointManager(`${dir}/checkpoints`);
-  const fromRun = m.list().length ? await m.latest() : null;
-  return fromRun ?? new CheckpointManager(dir).load(dir);
+  if (m.list().length === 0) return new CheckpointManager(dir).load(dir);
+  const { checkpoint, damaged } = await m.latestUsable();
+  if (damaged.length > 0) {
+    const d = damaged[0]!;
+    throw new UserError('checkpoint.damaged',
+      `The newest checkpoint of ${dir}, ${path.basename(d.dir)}, is damaged (${d.reason}).`,
+      checkpoint
+        ? `Pass the one before it, ${checkpoint.dir}, or resume the training (which sets the damaged one aside and continues from ${path.basename(checkpoint.dir)}).`
+        : 'No earlier checkpoint is usable; train the run again.');
+  }
+  return checkpoint!;
 }
 
 /** Any adapter folder (see the table above) as the engine's LoRA layout + values for this model. */
