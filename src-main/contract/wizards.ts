@@ -178,6 +178,10 @@ export const RunSummary = z.object({
   dir: z.string(), name: z.string(), startedAt: z.string().nullable(), lastStep: z.number(), totalSteps: z.number().nullable(),
   status: z.enum(['finished', 'stopped', 'incomplete', 'empty']), checkpoints: z.array(z.object({ dir: z.string(), step: z.number() })),
   model: z.string().nullable(), dataset: z.string().nullable(),
+  /** Where the folder comes from: a Lathe run, a PEFT adapter, or transformers Trainer output (checkpoint-N). */
+  source: z.enum(['lathe', 'peft', 'hf-trainer', 'hf-full-model']).optional(),
+  /** What the folder is and what can be done with it, for folders that are not Lathe runs. */
+  note: z.string().optional(),
 });
 export type RunSummary = z.infer<typeof RunSummary>;
 export const RunDetail = RunSummary.extend({

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { openModel } from '../engine/models';
 import { openDataset } from '../data/pack/dataset';
 import { adapterLayout, evaluatePerplexity, loadCheckpoint } from '../engine/train/infer';
+import { describeAdapterFolder } from '../engine/train/adapter-folder';
 import { resolveTrainConfig } from '../engine/train/config';
 import type { EpName } from '../engine/runtime';
 import { Generator } from '../engine/generate/generator';
@@ -79,6 +80,14 @@ const DEFAULT_PROMPTS = ['Once upon a time', 'The most important thing to know i
 export async function evaluationReport(opts: EvalReportOptions): Promise<EvalReport> {
   const t0 = performance.now();
   const runCfgFile = path.join(opts.run, 'config.json');
+  const foreign = describeAdapterFolder(opts.run);
+  if (['peft', 'hf-checkpoint', 'hf-run', 'hf-full-checkpoint'].includes(foreign.kind)) {
+    // The report compares against the run's own dataset and settings, which only a Lathe run records.
+    throw new UserError('report.foreignRun', `${foreign.description} The evaluation report needs a Lathe training run (it reads the run's dataset and settings).`,
+      foreign.kind === 'hf-full-checkpoint'
+        ? 'Use the folder as the model (lathe eval --model DIR --data DATASET_DIR).'
+        : `Measure it with \`lathe eval --model MODEL --data DATASET_DIR --adapter ${opts.run}\`, or talk to it with \`lathe chat --model MODEL --adapter ${opts.run} --compare\`.`);
+  }
   if (!existsSync(runCfgFile)) throw new UserError('report.noRun', `${opts.run} is not a run folder (no config.json).`, 'Point at the folder you trained into (--out of lathe train).');
   const runCfg = resolveTrainConfig(JSON.parse(readFileSync(runCfgFile, 'utf8')));
   const modelDir = opts.model ?? runCfg.model;

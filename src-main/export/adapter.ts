@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { ModelConfig } from '../engine/models/config';
 import type { WeightsLayout } from '../engine/models/layout';
 import type { LoraLayout, LoraModule } from '../engine/llm/lora';
-import { adapterLayout, loadCheckpoint } from '../engine/train/infer';
+import { loadAdapter } from '../engine/train/adapter-folder';
 import { resolveTrainConfig, type TrainConfig } from '../engine/train/config';
 import { MetricsLog } from '../engine/train/metrics';
 import { UserError } from '../util/progress';
@@ -31,20 +31,30 @@ export async function loadTrainedAdapter(dir: string, cfg: ModelConfig, layout: 
   if (!existsSync(dir)) {
     throw new UserError('export.adapter-missing', `The adapter folder ${dir} does not exist.`, 'Pass a training run folder or one of its checkpoints/step-NNNNNN folders.');
   }
-  let ck;
+  let ad;
   try {
-    ck = await loadCheckpoint(dir);
+    // Lathe runs and checkpoints, PEFT LoRA adapters and Trainer checkpoint-N folders (engine/train/adapter-folder.ts).
+    ad = await loadAdapter(dir, cfg, layout);
   } catch (err) {
-    if (err instanceof UserError) {
+    if (err instanceof UserError && (err.code === 'checkpoint.unreadable' || err.code === 'checkpoint.format')) {
       throw new UserError(err.code, `${dir} holds no readable training checkpoint: ${err.message}`, 'Pass a training run folder (with checkpoints/) or one checkpoints/step-NNNNNN folder.');
     }
     throw err;
   }
-  const { lora, params } = adapterLayout(ck, cfg, layout);
+  const params = ad.params.data as Float32Array;
+  if (!ad.checkpoint || ad.peft) {
+    // A PEFT adapter: its own settings stand in for a training config (the model card says where it came from).
+    const train = resolveTrainConfig({
+      model: ad.info.baseModel ?? '(PEFT adapter)', dataset: '(unknown: trained outside Lathe)', out: ad.info.dir,
+      lora: { rank: ad.lora.rank, alpha: ad.peft?.alpha ?? ad.lora.rank, rslora: ad.peft?.rslora ?? false, targets: [...new Set(ad.lora.modules.map((m) => m.role))] },
+    });
+    return { lora: ad.lora, params, checkpointDir: ad.info.dir, step: ad.info.step ?? 0, train, runDir: null };
+  }
+  const ck = ad.checkpoint;
   const abs = path.resolve(ck.dir);
   const parent = path.dirname(path.dirname(abs));
   const runDir = path.basename(path.dirname(abs)) === 'checkpoints' ? parent : null;
-  return { lora, params: params.data as Float32Array, checkpointDir: abs, step: ck.state.step, train: resolveTrainConfig(ck.state.config), runDir };
+  return { lora: ad.lora, params, checkpointDir: abs, step: ck.state.step, train: resolveTrainConfig(ck.state.config), runDir };
 }
 
 /** A [r, in] and B [out, r] of one module, as views into the flat vector. */

@@ -7,6 +7,7 @@ import { EXTENSION_MANIFEST, type ExtensionManifest } from '../tokenizer';
 import type { DatasetManifest } from '../data/pack/dataset';
 import { MetricsLog } from '../engine/train/metrics';
 import { CheckpointManager } from '../engine/train/checkpoints';
+import { describeAdapterFolder } from '../engine/train/adapter-folder';
 import { readRunSamples } from '../engine/generate/samples';
 import { UserError } from '../util/progress';
 
@@ -53,7 +54,26 @@ export function listTokenizers(project: string): TokenizerSummary[] {
 
 interface SummaryFile { steps: number; stopped: boolean }
 
+/** A folder of another trainer (PEFT adapter, transformers Trainer checkpoint-N): listed with what it is. */
+function foreignRun(dir: string): RunSummary | null {
+  const info = describeAdapterFolder(dir);
+  if (info.kind === 'lathe-run' || info.kind === 'lathe-checkpoint' || info.kind === 'unknown') return null;
+  const adapter = info.kind !== 'hf-full-checkpoint';
+  return {
+    dir, name: path.basename(dir), startedAt: null, lastStep: info.step ?? 0, totalSteps: null,
+    status: adapter ? 'finished' : 'empty',
+    checkpoints: adapter ? [{ dir: info.dir, step: info.step ?? 0 }] : [],
+    model: info.baseModel, dataset: null,
+    source: info.kind === 'peft' ? 'peft' : adapter ? 'hf-trainer' : 'hf-full-model',
+    note: adapter
+      ? `${info.description} It was trained outside Lathe: it can be used for chat, evaluation and export, but not resumed.`
+      : `${info.description} Use it as a model folder, not as an adapter.`,
+  };
+}
+
 function summarize(dir: string): { run: RunSummary; records: RunDetail['records']; config: Record<string, unknown> | null } {
+  const foreign = foreignRun(dir);
+  if (foreign) return { run: foreign, records: [], config: null };
   const records = MetricsLog.read(path.join(dir, 'metrics.jsonl'));
   const config = readJson<Record<string, unknown>>(path.join(dir, 'config.json'));
   const summary = readJson<SummaryFile>(path.join(dir, 'summary.json'));

@@ -33,7 +33,7 @@ function tokenizerFor(dir: string): TemplateTokenizer {
 }
 
 export async function previewTemplate(req: { source: string; specialTokens: Record<string, string>; modelDir: string | null; messages: ChatMessage[] }): Promise<TemplatePreview> {
-  const tpl: ChatTemplate = { source: req.source, origin: 'edited', specialTokens: req.specialTokens };
+  const tpl: ChatTemplate = { source: req.source, origin: 'the editor', specialTokens: req.specialTokens };
   const tok = req.modelDir && existsSync(path.join(req.modelDir, 'tokenizer.json')) ? tokenizerFor(req.modelDir) : undefined;
   const conv = { messages: req.messages };
   const lint = await lintTemplate(tpl, tok);
@@ -42,6 +42,8 @@ export async function previewTemplate(req: { source: string; specialTokens: Reco
     return { text: ins.text, tokens: ins.tokens ?? [], counts: ins.counts ?? null, maskMethod: ins.maskMethod, warnings: ins.warnings, lint, error: null };
   } catch (e) {
     // A template that does not render is the normal state while someone is typing: answer, do not throw.
-    return { text: null, tokens: [], counts: null, maskMethod: null, warnings: [], lint, error: (e as Error).message };
+    const error = (e as Error).message;
+    // Said once, as the error: not again as the linter's finding with the same text.
+    return { text: null, tokens: [], counts: null, maskMethod: null, warnings: [], lint: lint.filter((i) => !(i.code === 'template-error' && i.message === error)), error };
   }
 }

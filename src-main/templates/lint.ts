@@ -4,7 +4,7 @@
  */
 import type { ChatTemplate } from './load';
 import { compileTemplate, TemplateRaisedError, type ChatMessage, type CompiledTemplate } from './render';
-import { assistantSpans, COMMON_END_MARKERS } from './spans';
+import { assistantSpans, ROLE_TAG_NAMES, COMMON_END_MARKERS } from './spans';
 import { endMarkersFor, renderOptions, type ConversationInput } from './inspect';
 import type { TemplateTokenizer } from './tokenizer';
 
@@ -127,6 +127,20 @@ export async function lintTemplate(
   for (const sp of spans.spans) {
     const turn = text.slice(sp.start, sp.end);
     const end = allMarkers.filter((m) => turn.endsWith(m)).sort((a, b) => b.length - a.length)[0];
+    // No end-of-turn token, but the turn ends with the next role tag (GLM-4) or is the last reply (SFT appends
+    // EOS after it): the model learns to stop there (spans.ts), so this is a note, not an error.
+    const roleTag = new RegExp(`(<\\|(?:${ROLE_TAG_NAMES})\\|>|<｜(?:${ROLE_TAG_NAMES})｜>)$`).exec(turn)?.[1];
+    if (!end && (roleTag || spans.openEnded?.includes(sp.message))) {
+      if (roleTag) endToken ??= roleTag;
+      issues.push({
+        code: 'no-end-of-turn', severity: 'info', message_index: sp.message,
+        message: roleTag
+          ? `Assistant message ${sp.message} has no end-of-turn token; the next role tag ${show(roleTag)} ends it and is trained with the reply, so the model learns to stop there.`
+          : `Assistant message ${sp.message} ends the text with no end-of-turn token; SFT appends the EOS token after it, trained.`,
+        fix: `Make sure generation stops on the role tags (and ${eos ? show(eos) : 'EOS'}) when chatting with the model.`,
+      });
+      continue;
+    }
     if (!end) {
       issues.push({
         code: 'no-end-of-turn', severity: 'error', message_index: sp.message,
@@ -154,6 +168,16 @@ export async function lintTemplate(
     if (!withReply.text.startsWith(prompt.text)) {
       let i = 0;
       while (i < prompt.text.length && prompt.text[i] === withReply.text[i]) i++;
+      if (/^<think>/.test(prompt.text.slice(i)) && prompt.text.length - i <= 40) {
+        // Reasoning templates (QwQ, DeepSeek-R1 distills, Qwen 3) open the model's thinking in the generation
+        // prompt and cut reasoning from replies in history: expected, and the mask trains the reply after it.
+        issues.push({
+          code: 'generation-prompt-mismatch', severity: 'info', message_index: k,
+          message: `The generation prompt opens the model's reasoning with ${show(prompt.text.slice(i))}, which replies in the training text do not show (a reasoning template). The replies are trained from their first character after the turn header.`,
+          fix: 'Nothing to do for a reasoning model. To train its reasoning too, keep <think>...</think> in the replies with a template that keeps them in history.',
+        });
+        break;
+      }
       issues.push({
         code: 'generation-prompt-mismatch', severity: 'warning', message_index: k,
         message: `At inference the prompt for reply ${k} reads ${show(prompt.text.slice(i, i + 60))} where training shows ${show(withReply.text.slice(i, i + 60))} (from character ${i}). The model is trained on a layout it will not see when chatting.`,

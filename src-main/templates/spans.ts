@@ -126,7 +126,10 @@ function turnStart(prompt: string, base: () => string | null, withTurn: string, 
  * stops: at the next turn's role tag, which is trained with the reply (the model must learn to emit it),
  * as GLM's own fine-tuning code does. Returns the tag's length when `text` starts with one at `at`.
  */
-const ROLE_TAG = /^(?:<\|[A-Za-z_]{1,32}\|>|<｜[^｜\s]{1,32}｜>)/;
+export const ROLE_TAG_NAMES = 'user|observation|system|assistant|tool|human|function|ipython|User|Assistant|System';
+// A tag that names the next turn's role (`<|user|>`, `<｜User｜>`); generic headers such as `<|im_start|>` do not
+// stop generation and do not count.
+const ROLE_TAG = new RegExp(`^(?:<\\|(?:${ROLE_TAG_NAMES})\\|>|<｜(?:${ROLE_TAG_NAMES})｜>)`);
 function followingRoleTag(text: string, at: number): number {
   const m = ROLE_TAG.exec(text.slice(at, at + 40));
   return m ? m[0].length : 0;

@@ -5,8 +5,7 @@
  * adapter graph with all-zero adapter values (the LoRA branch adds exactly 0), so the weights load once.
  */
 import { openModel } from '../models';
-import { adapterLayout, loadCheckpoint } from '../train/infer';
-import { resolveTrainConfig } from '../train/config';
+import { loadAdapter } from '../train/adapter-folder';
 import type { EpName } from '../runtime';
 import { compileTemplate, loadBuiltin, loadTemplateFromFolder, type ChatMessage, type ChatTemplate, type CompiledTemplate } from '../../templates';
 import { endMarkersFor } from '../../templates/inspect';
@@ -113,14 +112,14 @@ async function withChat<T>(modelDir: string, opts: ChatOptions,
   const { config, layout, weights } = await openModel(modelDir);
   let gen: Generator | null = null;
   try {
-    const ck = opts.adapter ? await loadCheckpoint(opts.adapter) : null;
-    const ad = ck ? adapterLayout(ck, config, layout) : null;
+    // a Lathe run/checkpoint, a PEFT adapter or a Trainer checkpoint-N folder
+    const ad = opts.adapter ? await loadAdapter(opts.adapter, config, layout) : null;
     const params = ad ? (ad.params.data as Float32Array) : null;
     gen = await Generator.create({ config, layout, weights }, modelDir, {
       ep: opts.ep, capacity: Math.min(config.maxPositions, 2048),
       lora: ad ? { layout: ad.lora, params: params! } : null,
       // an adapter trained with an extended tokenizer reads and writes its new tokens
-      tokenizerDir: ck ? resolveTrainConfig(ck.state.config).tokenizer : undefined,
+      tokenizerDir: ad?.tokenizerDir,
     });
     if (!gen.tokenizer) throw new UserError('chat.noTokenizer', `No tokenizer.json in ${modelDir}.`, 'Copy the tokenizer files into the model folder.');
     const tok = gen.tokenizer;

@@ -68,7 +68,7 @@ export async function findNonFiniteWeight(weights: ModelWeights, names: string[]
 export function nonFiniteWeightError(t: NonFiniteTensor): UserError {
   return new UserError(
     'model-weights-nonfinite',
-    `The model's weights are broken: tensor "${t.name}" in ${t.file} holds ${t.count.toLocaleString('en-US')} non-finite value${t.count === 1 ? '' : 's'} (${t.value} at element ${t.index}), so every output of the model is NaN.`,
+    `The model's weights are broken: tensor "${t.name}" in ${t.file} holds ${t.count.toLocaleString('en-US')} non-finite value${t.count === 1 ? '' : 's'} (${t.value} at element ${t.index}), so the model computes NaN (not-a-number) outputs.`,
     `Download ${t.file} again, or use another copy of the model; the file is damaged or was converted wrongly.`,
   );
 }

@@ -9,7 +9,8 @@ import { EngineSession, hostTensor, type EpName, type HostTensor } from '../runt
 import { TokenRows, type LoraLayout } from '../llm/lora';
 import { trainableLayout } from './trainable';
 import { buildEvalGraph } from '../llm/train-graph';
-import { CheckpointManager, type Checkpoint } from './checkpoints';
+import type { Checkpoint } from './checkpoints';
+import { loadAdapter, loadLatheCheckpoint } from './adapter-folder';
 import { evaluateSplit, feedsOf, makeBatch } from './batch';
 import { resolveTrainConfig } from './config';
 import { UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
@@ -17,11 +18,9 @@ import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import { openWeightSource } from '../weights/source';
 
-/** A checkpoint folder, or a run folder (its latest checkpoint). */
+/** A checkpoint folder, or a run folder (its latest checkpoint). PEFT adapters and Trainer folders: loadAdapter. */
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
-  const m = new CheckpointManager(`${dir}/checkpoints`);
-  const fromRun = m.list().length ? await m.latest() : null;
-  return fromRun ?? new CheckpointManager(dir).load(dir);
+  return loadLatheCheckpoint(dir);
 }
 
 export function adapterLayout(ck: Checkpoint, cfg: ModelConfig, layout: WeightsLayout): { lora: LoraLayout; rows: TokenRows; params: HostTensor } {
@@ -40,7 +39,7 @@ export async function computeLogits(modelDir: string, ids: number[], opts: { che
   const { config, layout, weights } = await openModel(modelDir);
   try {
     if (ids.length === 0) throw new UserError('logits.empty', 'Give at least one token id.');
-    const ad = opts.checkpoint ? adapterLayout(await loadCheckpoint(opts.checkpoint), config, layout) : null;
+    const ad = opts.checkpoint ? await loadAdapter(opts.checkpoint, config, layout) : null;
     const rows = ad?.rows ?? new TokenRows(config.vocabSize, null);
     const bad = ids.find((i) => !Number.isInteger(i) || !rows.has(i));
     if (bad !== undefined) throw new UserError('logits.badId', `Token id ${bad} is outside the model's vocabulary (0..${config.vocabSize - 1}${rows.active ? ' and its new tokens' : ''}).`);
@@ -79,7 +78,7 @@ export async function evaluatePerplexity(modelDir: string, datasetDir: string,
   const { config, layout, weights } = await openModel(modelDir);
   const ds = openDataset(datasetDir);
   try {
-    const ad = opts.checkpoint ? adapterLayout(await loadCheckpoint(opts.checkpoint), config, layout) : null;
+    const ad = opts.checkpoint ? await loadAdapter(opts.checkpoint, config, layout) : null;
     const T = ds.manifest.blockSize, B = opts.batch ?? 4;
     const src = openWeightSource(weights);
     const g = await buildEvalGraph(config, layout, src, ad?.lora ?? null, { batch: B, seqLen: T, packed: ds.manifest.kind === 'sft' });

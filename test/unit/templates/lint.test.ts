@@ -83,6 +83,16 @@ describe('template linter', () => {
     expect((await lintTemplate(qwen3, undefined, conversation('thinking'))).map((i) => i.code)).not.toContain('unlocated-turn');
   });
 
+  it('notes (not errors) GLM-4 replies that end at the next role tag and reasoning templates\' <think> prompt', async () => {
+    const glm = { source: readFileSync(join(ORACLE, 'extra', 'glm4.jinja'), 'utf8'), origin: 'glm4', specialTokens: { eos_token: '<|endoftext|>' } };
+    const g = await lintTemplate(glm, undefined, undefined, { now: NOW });
+    expect(g.filter((i) => i.severity === 'error')).toEqual([]);
+    expect(g.find((i) => i.code === 'no-end-of-turn')!.message).toMatch(/next role tag "<\|user\|>" ends it and is trained/);
+    const qwq = { source: readFileSync(join(ORACLE, 'extra', 'qwq.jinja'), 'utf8'), origin: 'qwq', specialTokens: { eos_token: '<|im_end|>' } };
+    const q = await lintTemplate(qwq, undefined, undefined, { now: NOW });
+    expect(q).toEqual([expect.objectContaining({ code: 'generation-prompt-mismatch', severity: 'info' })]);
+  });
+
   it('reports syntax errors', async () => {
     expect(codes(await lintTemplate(inline('{% for %}')))).toEqual(['error:template-error']);
   });

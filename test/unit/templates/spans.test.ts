@@ -124,6 +124,28 @@ describe('spans on every built-in', () => {
   });
 });
 
+describe('Qwen 3 with enable_thinking=false (the generation prompt holds an empty <think></think>)', () => {
+  const cases = fixtures.cases.filter((c) => c.template === 'qwen3_gen' && c.output !== undefined && !c.kwargs.add_generation_prompt);
+  it.each(cases.map((c) => [c.conversation, c] as const))('%s', (_n, c) => {
+    const conv = conversation(c.conversation);
+    const r = assistantSpans(compileTemplate(templateSource('extra:qwen3.jinja')), {
+      messages: conv.messages, tools: c.tools ? conv.tools : null, documents: null, extra: { enable_thinking: false },
+      specialTokens: { bos_token: c.bos_token, eos_token: c.eos_token }, now: NOW,
+    });
+    expect(r.text).toBe(c.output);
+    const assistants = conv.messages.map((m, i) => (m.role === 'assistant' ? i : -1)).filter((i) => i >= 0);
+    expect(r.unresolved).toEqual([]);
+    c.generation!.forEach(([start, end], i) => {
+      const k = assistants[i]!;
+      const got = r.spans.find((s) => s.message === k)!;
+      // What the generation prompt already holds (the empty <think></think>, or the `<think>\n` a reply with
+      // reasoning shares with it) is not trained; the rest of the reply and its end are.
+      expect(got.end, `${c.conversation}/${k}`).toBe(end);
+      expect(r.text.slice(start, got.start)).toMatch(/^(<think>\n(\n<\/think>\n\n)?)?$/);
+    });
+  });
+});
+
 describe('templates without an end-of-turn token (GLM-4)', () => {
   // Rule: a reply with no end-of-turn token ends with the next turn's role tag (<|user|>, <|observation|>),
   // trained with it, since that is where GLM-4 stops generating; the last reply is open-ended (SFT appends EOS).

@@ -9,6 +9,7 @@ import { loadTemplateTokenizer } from '../../../src-main/templates/tokenizer';
 import { UserError } from '../../../src-main/util/progress';
 import { tempDir } from '../../helpers/services';
 import { fixtures, TOKENIZERS } from './fixtures';
+import { previewTemplate } from '../../../src-main/services/templates';
 
 function syntaxError(source: string, origin?: string): TemplateSyntaxError {
   try {
@@ -44,5 +45,11 @@ describe('broken chat templates', () => {
     const issues = await lintTemplate(tpl);
     expect(issues).toHaveLength(1);
     expect(issues[0]!.message).toBe(u.message);
+  });
+
+  it('the preview service says it once (error, not also a lint finding), with the line', async () => {
+    const p = await previewTemplate({ source: "{% for m in messages %}\n{{ m.content }\n{% endfor %}", specialTokens: {}, modelDir: null, messages: [{ role: 'user', content: 'hi' }] });
+    expect(p.error).toBe('The chat template in the editor has a syntax error at line 2 of the template, {{ m.content }: "{{" is never closed with "}}".');
+    expect(p.lint.filter((i) => i.message === p.error)).toEqual([]);
   });
 });

@@ -3,11 +3,12 @@
  * folders of processes that are gone are removed at the next start.
  */
 import { describe, expect, it } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { processAlive, removeStaleWorkDirs } from '../../../src-main/util/signals';
 import { tempDir } from '../../helpers/services';
+import { tinyModel } from '../../helpers/tiny';
 
 describe('stale work folders', () => {
   it('removes folders of dead processes and of an earlier process with this id, keeps live ones', () => {
@@ -50,4 +51,32 @@ describe('lathe prepare under SIGTERM / SIGHUP', () => {
       expect(stderr).toContain('Cancelled.');
     }, 120_000);
   }
+});
+
+describe('a job process under SIGTERM', () => {
+  it('cancels the running job (work folder removed), tells the host, and exits', async () => {
+    const root = tempDir();
+    const corpus = path.join(root, 'corpus');
+    mkdirSync(corpus);
+    const para = 'The lathe spins the blank while the gouge cuts a clean bevel along the grain. '.repeat(40);
+    for (let i = 0; i < 400; i++) writeFileSync(path.join(corpus, `doc${i}.txt`), `${i} ${para}\n`.repeat(20));
+    const out = path.join(root, 'out');
+    const child = fork(path.join('src-main', 'services', 'jobs', 'job-process.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'ignore', 'ipc'], serialization: 'advanced' });
+    const messages: string[] = [];
+    child.on('message', (m) => messages.push((m as { type: string }).type));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await new Promise<void>((r) => { const t = setInterval(() => { if (messages.includes('ready')) { clearInterval(t); r(); } }, 10); });
+    child.send({ type: 'start', jobId: 'j1', request: { kind: 'prepare', params: { mode: 'pretrain', truncation: 'drop', inputs: [corpus], general: [], out, tokenizerDir: await tinyModel('llama'), blockSize: 64, ratio: 0.7, valFraction: 0.02, seed: 1 } } });
+    await new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
+      const poll = setInterval(() => {
+        if (existsSync(out) && readdirSync(out).some((n) => n.startsWith('.work-'))) { clearInterval(poll); resolve(); }
+        else if (Date.now() - t0 > 60_000 || messages.includes('failed') || messages.includes('done')) { clearInterval(poll); reject(new Error(`no work folder: ${messages.join(',')}`)); }
+      }, 10);
+    });
+    child.kill('SIGTERM');
+    await exited;
+    expect(messages).toContain('cancelled');
+    expect(readdirSync(out).filter((n) => n.startsWith('.work-'))).toEqual([]);
+  }, 120_000);
 });

@@ -9,6 +9,7 @@ import { createTinyModel, inspectModelFolder, validateModelFolder } from '../../
 import { scanNonFinite } from '../../../../src-main/engine/models/finite';
 import { ModelWeights, writeSafetensors } from '../../../../src-main/engine/safetensors';
 import { computeLogits, evaluatePerplexity } from '../../../../src-main/engine/train/infer';
+import { Generator } from '../../../../src-main/engine/generate/generator';
 import { train } from '../../../../src-main/engine/train/trainer';
 import { UserError } from '../../../../src-main/util/progress';
 import { tempDir } from '../../../helpers/services';
@@ -123,5 +124,12 @@ describe('non-finite weights', () => {
     err = await caught(train({ model: dir, dataset, out: path.join(tempDir(), 'run'), maxSteps: 3, batchSize: 2, evalEvery: 0, ep: 'cpu' }));
     expect(err.code).toBe('model-weights-nonfinite');
     expect(err.message).not.toMatch(/checkpoint/);
+    const gen = await Generator.open(dir, { ep: 'cpu' });
+    try {
+      err = await caught(gen.generate([1, 2, 3], { maxTokens: 2 }));
+      expect(err.code).toBe('model-weights-nonfinite');
+    } finally {
+      await gen.dispose();
+    }
   });
 });

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { dedupeHistory, MetricsLog, type MetricRecord } from '../../../../src-main/engine/train/metrics';
 import { CheckpointManager } from '../../../../src-main/engine/train/checkpoints';
 import { train } from '../../../../src-main/engine/train/trainer';
+import { computeLogits } from '../../../../src-main/engine/train/infer';
+import type { UserError } from '../../../../src-main/util/progress';
 import { listRuns, readRun } from '../../../../src-main/services/runs';
 import { tinyDataset, tinyModel } from '../../../helpers/tiny';
 import { tempDir } from '../../../helpers/services';
@@ -52,6 +54,12 @@ describe('resume with a damaged newest checkpoint', () => {
     const metrics = path.join(out, 'metrics.jsonl');
     for (const s of [8, 9]) appendFileSync(metrics, JSON.stringify({ kind: 'train', step: s, loss: 99, time: 't' }) + '\n');
     writeFileSync(path.join(out, 'summary.json'), '{}'); // not read by the trainer
+
+    // used before the resume (export, eval, chat), the run does not fall back silently either
+    const err = await computeLogits(model, [1, 2], { checkpoint: out, ep: 'cpu' }).then(() => null, (e: unknown) => e as UserError);
+    expect(err?.code).toBe('checkpoint.damaged');
+    expect(err?.message).toMatch(/step-000007, is damaged \(tensors\.safetensors is truncated/);
+    expect(err?.hint).toContain(path.join(ck, 'step-000006'));
 
     const logs: string[] = [];
     const s = await train({ ...cfg, maxSteps: 8 }, { onLog: (_l, m) => logs.push(m) });
