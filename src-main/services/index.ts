@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { channels, type ChannelName, type Envelope, type Response, type ApiErrorShape } from '../contract';
-import { UserError } from '../util/progress';
+import { plainEngineError } from '../engine/memory/oom';
 import { JobHost } from './jobs/host';
 import type { SpawnJobProcess } from './jobs/protocol';
 import { ProjectsService } from './projects';
@@ -14,6 +14,7 @@ import { bundledResources } from './resources';
 import { inspectModel, planLora } from './models';
 import { listDatasets, listRuns, listTokenizers, readRun } from './runs';
 import { builtinTemplates, loadTemplate, previewTemplate } from './templates';
+import { clearWeightCache, weightCacheInfo } from './cache';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -63,6 +64,8 @@ const handlers: Handlers = {
   'jobs.cancel': (req, s) => s.jobs.cancel(req.jobId),
   'jobs.pause': (req, s) => s.jobs.pause(req.jobId),
   'jobs.resume': (req, s) => s.jobs.resume(req.jobId),
+  'cache.info': () => weightCacheInfo(),
+  'cache.clear': () => clearWeightCache(),
   // The wizards (contract/wizards.ts).
   'app.resources': () => bundledResources(),
   'models.inspect': (req) => inspectModel(req.path),
@@ -84,8 +87,8 @@ function describeIssues(error: z.ZodError): string {
 }
 
 export function toApiError(err: unknown): ApiErrorShape {
-  if (err instanceof UserError) return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
-  return { code: 'internal', message: `Something went wrong inside Lathe: ${(err as Error)?.message ?? String(err)}`, hint: 'Try again; if it repeats, report it with the log.' };
+  const u = plainEngineError(err, 'Lathe');
+  return { code: u.code, message: u.message, ...(u.hint ? { hint: u.hint } : {}) };
 }
 
 /** Validate and route one call. Never throws: every outcome is an envelope. */
