@@ -114,6 +114,12 @@ export const channels = {
   'jobs.cancel': channel(z.object({ jobId: z.string().min(1).max(64) }).strict(), JobInfo),
   'jobs.pause': channel(z.object({ jobId: z.string().min(1).max(64) }).strict(), JobInfo),
   'jobs.resume': channel(z.object({ jobId: z.string().min(1).max(64) }).strict(), JobInfo),
+  /** The weight cache (converted bf16 and QLoRA weights, services/cache.ts): its size, and clearing it. */
+  'cache.info': channel(empty, z.object({
+    root: z.string(), bytes: z.number(),
+    entries: z.array(z.object({ key: z.string(), model: z.string().nullable(), bytes: z.number(), files: z.number() })),
+  })),
+  'cache.clear': channel(empty, z.object({ root: z.string(), freed: z.number() })),
   ...wizardChannels,
 } as const;
 

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { channels, type ChannelName, type Envelope, type Response, type ApiErrorShape } from '../contract';
-import { UserError } from '../util/progress';
+import { plainEngineError } from '../engine/memory/oom';
 import { JobHost } from './jobs/host';
 import type { SpawnJobProcess } from './jobs/protocol';
 import { ProjectsService } from './projects';
@@ -15,6 +15,7 @@ import { builtinTemplates } from './templates';
 import { OffloadPool } from './offload/pool';
 import type { TaskName } from './offload/limits';
 import { confine, PathGuard } from './paths';
+import { clearWeightCache, weightCacheInfo } from './cache';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -79,6 +80,8 @@ const handlers: Handlers = {
   'jobs.cancel': (req, s) => s.jobs.cancel(req.jobId),
   'jobs.pause': (req, s) => s.jobs.pause(req.jobId),
   'jobs.resume': (req, s) => s.jobs.resume(req.jobId),
+  'cache.info': () => weightCacheInfo(),
+  'cache.clear': () => clearWeightCache(),
   // The wizards (contract/wizards.ts).
   'app.resources': () => bundledResources(),
   // Work that grows with its input runs in a worker thread under a time limit (offload/).
@@ -105,8 +108,8 @@ function describeIssues(error: z.ZodError): string {
 }
 
 export function toApiError(err: unknown): ApiErrorShape {
-  if (err instanceof UserError) return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
-  return { code: 'internal', message: `Something went wrong inside Lathe: ${(err as Error)?.message ?? String(err)}`, hint: 'Try again; if it repeats, report it with the log.' };
+  const u = plainEngineError(err, 'Lathe');
+  return { code: u.code, message: u.message, ...(u.hint ? { hint: u.hint } : {}) };
 }
 
 /** A channel name as received, short and flat enough to quote in an error (it may be anything). */

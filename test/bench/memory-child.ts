@@ -14,6 +14,7 @@ import { Program } from '../../src-main/engine/runtime/program';
 import { hostTensor, toNumbers } from '../../src-main/engine/runtime/tensor';
 import { PagedMoments, pagedProgramSpec } from '../../src-main/engine/memory/paged';
 import type { EpName } from '../../src-main/engine/runtime/session';
+import { openWeightSource } from '../../src-main/engine/weights/source';
 
 export interface ChildJob {
   arch: string;
@@ -39,10 +40,12 @@ try {
   const { config, layout, weights } = await openModel(dir);
   const lora = buildLoraLayout(config, layout, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
   const B = job.batch, T = job.seqLen, N = B * T, P = lora.size;
-  const tg = await buildTrainGraph(config, layout, { weights, dir, quantize: job.quantize }, lora, { batch: B, seqLen: T }, optim);
+  // as the trainer: QLoRA codes (and bf16 conversions) through the weight cache
+  const src = openWeightSource(weights, { quantize: job.quantize });
+  const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
   const base = { model: tg.model, state: tg.state, fetch: tg.fetch };
   const spec = job.paged ? pagedProgramSpec(base) : base;
-  const p = await Program.create(spec, { ep: job.ep, externalDataDir: dir });
+  const p = await Program.create(spec, { ep: job.ep, externalDataDir: src.dir });
   const z = () => hostTensor('float32', [P], new Float32Array(P));
   const moments = job.paged ? new PagedMoments(P) : null;
   await p.init({ params: hostTensor('float32', [P], initLoraParams(lora, 3)), gacc: z(), ...(moments ? {} : { m: z(), v: z() }) });

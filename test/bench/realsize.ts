@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { estimateMemory } from '../../src-main/engine/memory/estimate';
+import { probeEp } from '../../src-main/engine/runtime/ep';
 import type { RealsizeJob } from './realsize-child';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -33,6 +34,11 @@ export interface Shape {
   quantize: 'none' | 'nf4';
   /** PyTorch runs the same step (fp32 LoRA); not for QLoRA rows, which PyTorch 1.13 has no kernels for. */
   torch: boolean;
+  /** GPU rows: the WebGPU EP (lavapipe here: "GPU" memory is host memory, so RSS counts both), f16 compute or QLoRA. */
+  ep?: 'cpu' | 'webgpu';
+  compute?: 'float32' | 'float16';
+  /** Model folder of another row (GPU rows reuse the CPU rows' models). */
+  model?: string;
 }
 
 const common = { rms_norm_eps: 1e-5, max_position_embeddings: 8192 };
@@ -49,6 +55,12 @@ export const SHAPES: Shape[] = [
       tie_word_embeddings: false, max_position_embeddings: 131072, rope_scaling: { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192, rope_type: 'llama3' } } },
 ];
 
+/** One tiny step each on the WebGPU EP (lavapipe is ~20x slower than the CPU EP: T = 8). */
+export const GPU_SHAPES: Shape[] = [
+  { ...SHAPES[2]!, name: 'Llama-3.2-1B/webgpu-f16', model: 'Llama-3.2-1B', ep: 'webgpu', compute: 'float16', batch: 1, seqLen: 8, torch: false },
+  { ...SHAPES[3]!, name: 'Llama-3.1-8B-2layer/webgpu-qlora', model: 'Llama-3.1-8B-2layer', ep: 'webgpu', batch: 1, seqLen: 8, torch: false },
+];
+
 export function bigModelsDir(): string {
   if (process.env['LATHE_BIGMODELS']) return process.env['LATHE_BIGMODELS'];
   return existsSync('/work/bigmodels') ? '/work/bigmodels' : join(tmpdir(), 'lathe-bigmodels');
@@ -56,6 +68,7 @@ export function bigModelsDir(): string {
 
 /** The model folder of `s` (bf16, seed 1), generated on first use (to a temp name, then renamed). */
 export async function ensureModel(s: Shape): Promise<string> {
+  if (s.model) return ensureModel(SHAPES.find((x) => x.name === s.model)!);
   const dir = join(bigModelsDir(), s.name);
   if (existsSync(join(dir, 'config.json'))) return dir;
   const tmp = `${dir}.partial-${process.pid}`;
@@ -96,24 +109,28 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 
 export async function bench(report: (row: Record<string, unknown>) => void): Promise<void> {
   const only = process.env['LATHE_REALSIZE']?.split(',');
-  for (const s of SHAPES) {
+  const gpu = await probeEp('webgpu');
+  if (!gpu.ok) report({ bench: 'realsize', ep: 'webgpu', skipped: gpu.reason });
+  for (const s of [...SHAPES, ...(gpu.ok ? GPU_SHAPES : [])]) {
     if (only && !only.includes(s.name)) continue;
     const rank = 8;
     try {
       const dir = await ensureModel(s);
       const { config, weights } = await openModel(dir);
       await weights.close();
-      const job: RealsizeJob = { modelDir: dir, batch: s.batch, seqLen: s.seqLen, rank, quantize: s.quantize, ep: 'cpu', steps: 1 };
+      const ep = s.ep ?? 'cpu';
+      const job: RealsizeJob = { modelDir: dir, batch: s.batch, seqLen: s.seqLen, rank, quantize: s.quantize, compute: s.compute, ep, steps: 1 };
       const m = await runLathe(job);
       const t = s.torch ? await runTorch(dir, s.batch, s.seqLen, rank) : null;
-      const e = estimateMemory(config, { batchSize: s.batch, seqLen: s.seqLen, lora: { rank, targets: 'all-linear' }, quantization: s.quantize }, 'cpu');
+      const e = estimateMemory(config, { batchSize: s.batch, seqLen: s.seqLen, lora: { rank, targets: 'all-linear' }, quantization: s.quantize }, ep);
       const peak = Number(m['peakRss']);
       report({
-        bench: 'realsize', model: s.name, variant: s.quantize === 'nf4' ? 'qlora' : 'lora', tokens: `${s.batch}×${s.seqLen}`,
+        bench: 'realsize', model: s.name, ep, variant: `${s.quantize === 'nf4' ? 'qlora' : 'lora'}${s.compute === 'float16' ? ' f16' : ''}`, tokens: `${s.batch}×${s.seqLen}`,
         lathe_peak_rss_mb: r1(peak / MB), torch_peak_rss_mb: t ? r1(Number(t['peak_rss']) / MB) : 'n/a',
         graph_s: r1(Number(m['graphMs']) / 1000), session_s: r1(Number(m['sessionMs']) / 1000), step_s: r1(Number(m['stepMs']) / 1000),
         torch_step_s: t ? r1(Number(t['ms_per_step']) / 1000) : 'n/a', onnx_mb: r1(Number(m['onnxBytes']) / MB),
-        estimate_mb: r1(e.deviceTotal / MB), est_over_measured: Math.round((e.deviceTotal / peak) * 100) / 100, loss: m['loss'],
+        // only the CPU EP's RSS is the device's memory (lavapipe's mixes host and "GPU" memory)
+        estimate_mb: r1(e.deviceTotal / MB), est_over_measured: ep === 'cpu' ? Math.round((e.deviceTotal / peak) * 100) / 100 : 'n/a', loss: m['loss'],
       });
     } catch (err) {
       report({ bench: 'realsize', model: s.name, error: (err as Error).message.split('\n').slice(0, 3).join(' ') });
@@ -122,7 +139,7 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2] === 'gen') {
-  const s = SHAPES.find((x) => x.name === process.argv[3]);
+  const s = [...SHAPES, ...GPU_SHAPES].find((x) => x.name === process.argv[3]);
   if (!s) throw new Error(`No shape ${process.argv[3]}; one of ${SHAPES.map((x) => x.name).join(', ')}.`);
   console.log(await ensureModel(s));
 }

@@ -14,9 +14,9 @@
  *               builds), the logits and cross-entropy tensors, and one layer's backward temporaries;
  *               with recomputation (train config `recompute`, engine/llm/train-graph.ts) one [N, C] block
  *               input per layer is kept plus one layer's full set;
- *   workspace   the runtime itself: for the CPU EP the whole process (Node, onnxruntime, the graph) and the
- *               pre-packed copies MLAS makes of constant Gemm weights; for GPU EPs the EP's own buffers;
- *               and the NF4 dequantization transients (one f32 weight at a time).
+ *   workspace   the runtime itself: for the CPU EP the whole process (Node, onnxruntime, the graph; no
+ *               pre-packed weight copies: sessions disable them); for GPU EPs the EP's own buffers; and the
+ *               NF4 dequantization transients (one f32 weight at a time).
  * The constants marked "measured" were fitted on this project's CPU-EP runs (test/bench/memory.ts checks
  * the total against peak RSS on other configurations).
  *
@@ -70,7 +70,7 @@ const F32 = 4;
 /** NF4 bytes per parameter: 4 bits + 8-bit absmax per 64 + f32 scale per 64·256 (quant/nf4.ts). */
 export const NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256);
 /** Runtime floor of a CPU-EP training process: Node + onnxruntime + a tiny graph (measured, Linux x64). */
-const CPU_RUNTIME_BYTES = 128 * 2 ** 20;
+const CPU_RUNTIME_BYTES = 144 * 2 ** 20;
 /** A GPU EP's own allocations beyond the tensors (shader/pipeline caches, staging): measured on lavapipe. */
 const GPU_RUNTIME_BYTES = 64 * 2 ** 20;
 
@@ -125,15 +125,24 @@ function layerFloatsPerToken(m: ModelConfig, T: number): number {
   return 8 * C + 9 * H * D + 10 * K * D + mlp + 4 * H * T + rope + (m.qkNorm ? 2 * (H * D + K * D) : 0) + extra;
 }
 
+/**
+ * Share of the counted per-layer values alive at the peak (onnxruntime's planner frees and reuses buffers
+ * as the backward pass walks down the layers), and logits-sized f32 tensors alive at the peak (logits,
+ * their exponentials, the softmax gradient, ...): fitted on the real-size CPU-EP runs of test/bench/realsize.ts
+ * (SmolLM2-135M and Qwen2.5-0.5B shapes; checked on Llama-3.2-1B, BENCHMARKS.md "Real-size models").
+ */
+const LAYER_LIVE = 0.31;
+const HEAD_LIVE = 4.8;
+
 function activationBytes(m: ModelConfig, B: number, T: number, recompute: boolean): number {
   const N = B * T;
   const perLayer = layerFloatsPerToken(m, T) * N * F32;
-  // logits [N, V], log-softmax terms and their gradient
-  const head = 4 * N * m.vocabSize * F32;
-  // one layer's backward temporaries are alive on top of what is kept
-  const backward = perLayer;
-  const kept = recompute ? m.numLayers * N * m.hiddenSize * F32 + perLayer : m.numLayers * perLayer;
-  return kept + head + backward;
+  const head = HEAD_LIVE * N * m.vocabSize * F32;
+  // kept for the backward pass, plus one layer's backward temporaries on top; with recomputation only
+  // each block's input [N, C] is kept, and one block is rebuilt at a time
+  return recompute
+    ? m.numLayers * N * m.hiddenSize * F32 + LAYER_LIVE * 2 * perLayer + head
+    : LAYER_LIVE * (m.numLayers + 1) * perLayer + head;
 }
 
 /** Memory for a run. Pure: same inputs, same numbers. */
@@ -165,11 +174,9 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   const dequant = !nf4 ? 0 : ep === 'cpu'
     ? 8 * 2 ** 20 + 0.45 * params.linear * F32 + 0.1 * withoutRecompute
     : 2 * maxLinear * F32;
-  // CPU EP: MLAS keeps a pre-packed copy of every constant Gemm weight (measured: f32 linear weights
-  // cost twice their size after session creation); NF4 weights are not constants of a Gemm, lm_head is.
-  const headBytes = model.vocabSize * model.hiddenSize * F32;
-  const prepacked = ep === 'cpu' ? (nf4 ? 0 : params.linear * F32) + headBytes : 0;
-  const workspace = (ep === 'cpu' ? CPU_RUNTIME_BYTES : GPU_RUNTIME_BYTES) + dequant + prepacked;
+  // CPU EP sessions run without MLAS's pre-packed weight copies (runtime/session.ts): the weights are
+  // counted once, as the mapped external-data pages they are
+  const workspace = (ep === 'cpu' ? CPU_RUNTIME_BYTES : GPU_RUNTIME_BYTES) + dequant;
   const device: MemoryBreakdown = { weights, adapters, optimizer, activations, workspace };
   const deviceTotal = weights + adapters + optimizer + activations + workspace;
   // host side of a GPU run: paged moments, and the largest base tensor read while loading / quantizing

@@ -11,7 +11,7 @@
 import { estimateMemory, formatBytes, type MemoryEstimate, type MemoryPlan } from './estimate';
 
 export interface FitChange {
-  setting: 'quantization' | 'pagedOptimizer' | 'batchSize' | 'seqLen' | 'loraRank';
+  setting: 'quantization' | 'pagedOptimizer' | 'recompute' | 'batchSize' | 'seqLen' | 'loraRank';
   from: string | number | boolean;
   to: string | number | boolean;
   /** Plain words for the wizard. */
@@ -36,6 +36,7 @@ const halve = (n: number, min: number) => Math.max(min, 2 ** Math.floor(Math.log
 const STEPS: Step[] = [
   (p) => (p.quantization === 'nf4' ? null : { plan: { ...p, quantization: 'nf4' }, change: { setting: 'quantization', from: p.quantization, to: 'nf4', words: 'use QLoRA (4-bit base weights)' } }),
   (p, e) => (p.pagedOptimizer || e.ep === 'cpu' ? null : { plan: { ...p, pagedOptimizer: true }, change: { setting: 'pagedOptimizer', from: false, to: true, words: 'keep optimizer states in main memory (paged optimizer)' } }),
+  (p) => (p.recompute ? null : { plan: { ...p, recompute: true }, change: { setting: 'recompute', from: false, to: true, words: 'recompute activations in the backward pass (recompute: about half the activation memory, a slower step)' } }),
   (p) => {
     if (p.batchSize <= 1) return null;
     const to = halve(p.batchSize, 1);

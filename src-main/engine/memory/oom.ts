@@ -10,7 +10,9 @@
  *   CUDA EP    "CUDA failure 2: out of memory", "CUBLAS_STATUS_ALLOC_FAILED" (from ORT's source, not run here)
  *   V8         "RangeError: Array buffer allocation failed"
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { freemem } from 'node:os';
 import path from 'node:path';
 import { UserError } from '../../util/progress';
 import type { ModelConfig } from '../models/config';
@@ -78,4 +80,65 @@ export async function trainOomContext(cfg: {
     model, ep, checkpointsDir: path.join(cfg.out, 'checkpoints'),
     plan: planFromTrainConfig(cfg, manifest.blockSize),
   };
+}
+
+/** JavaScript's refusal of one buffer too large for it (e.g. a >4 GB typed array): a memory problem in plain words. */
+const TOO_BIG_BUFFER = /Invalid typed array length|Invalid array buffer length|Invalid array length|Array buffer allocation failed|Invalid string length/i;
+/** Text onnxruntime puts in the errors it throws (and our session wrapper's prefix). */
+const ORT_ERROR = /onnxruntime|\[ONNXRuntimeError\]|Non-zero status code|Got invalid dimensions|Failed to load model|ORT_[A-Z_]+|Could not create an onnxruntime session/;
+
+/**
+ * Any error that reaches a user, in plain words: a UserError as it is; an allocation failure or an
+ * over-sized buffer as running out of memory, with what to change; an onnxruntime failure as the compute
+ * engine's; anything else as an internal error of Lathe (a bug to report, not something to retry).
+ * Never the bare JavaScript message with "try again".
+ */
+export function plainEngineError(err: unknown, what = 'The job'): UserError {
+  if (err instanceof UserError) return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  const first = e.message.split('\n')[0]!.slice(0, 300);
+  if (isOutOfMemory(e) || TOO_BIG_BUFFER.test(e.message)) {
+    return new UserError('engine.outOfMemory',
+      `${what} ran out of memory: it needed a block of memory larger than this computer could give it (${first}).`,
+      'For training: use QLoRA (4-bit base weights), shorter blocks (a smaller block size when preparing the data), a batch of 1, or activation recomputation. Otherwise close other programs or choose a smaller model.');
+  }
+  if (ORT_ERROR.test(e.message)) {
+    return new UserError('engine.runtime', `The compute engine (onnxruntime) failed: ${first}`,
+      'Retrying the same run will most likely fail the same way. Try the CPU device (ep: cpu) if this happened on a GPU, and report it with the log.');
+  }
+  return new UserError('internal',
+    `${what} stopped on an internal error of Lathe (${e.name}: ${first}). This is a bug, not something wrong with your files or settings.`,
+    'Retrying will most likely fail the same way: report it with the log below.');
+}
+
+/**
+ * Memory this computer can give a new job now (Linux: MemAvailable; elsewhere: free memory), capped by
+ * LATHE_MEMORY_LIMIT (bytes, or with a K/M/G suffix) for machines shared with other work.
+ */
+export function availableMemory(): number {
+  let avail = freemem();
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m) avail = Number(m[1]) * 1024;
+  } catch { /* not Linux */ }
+  const cap = /^(\d+(?:\.\d+)?)\s*([KMG]?)B?$/i.exec(process.env['LATHE_MEMORY_LIMIT']?.trim() ?? '');
+  if (cap) avail = Math.min(avail, Number(cap[1]) * 1024 ** ' KMG'.indexOf((cap[2] || ' ').toUpperCase()));
+  return avail;
+}
+
+/**
+ * Refuses, before any work, a CPU-EP run whose estimate exceeds the memory available, naming the estimate,
+ * what is available and the settings that would fit (QLoRA, recomputation, shorter blocks, smaller batch).
+ */
+export function refuseIfTooBig(model: ModelConfig, plan: MemoryPlan, ep: MemoryEp, available = availableMemory()): void {
+  if (ep !== 'cpu') return; // GPU memory is not known before the device opens
+  const est = estimateMemory(model, plan, ep);
+  if (est.deviceTotal <= available) return;
+  const fit = suggestFit(est, available);
+  const fix = fit.fits && fit.changes.length
+    ? `Change: ${fit.changes.map((c) => c.words).join(', ')} (about ${formatBytes(fit.estimate.deviceTotal)}).`
+    : 'No setting makes it fit: choose a smaller model, or train on a machine with more memory.';
+  throw new UserError('train.tooBig',
+    `This run needs about ${formatBytes(est.deviceTotal)} of memory (weights ${formatBytes(est.device.weights)}, activations ${formatBytes(est.device.activations)}), and this computer has ${formatBytes(available)} available, so it was not started.`,
+    `${fix} Closing other programs also frees memory.`);
 }

@@ -27,7 +27,8 @@ import { initTrainable, trainableLayout } from './trainable';
 import { dropoutSeed } from '../llm/dropout';
 import { PagedMoments, pagedProgramSpec } from '../memory/paged';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
-import { isOutOfMemory, trainOomContext, withOomGuidance } from '../memory/oom';
+import { isOutOfMemory, refuseIfTooBig, trainOomContext, withOomGuidance } from '../memory/oom';
+import { planFromTrainConfig } from '../memory/estimate';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph } from '../llm/preference-graph';
 import { evaluatePairs, pairFeeds, preferenceLossOf, readPairs, RewardStats, type PairBatch } from './preference';
 import { openWeightSource } from '../weights/source';
@@ -140,6 +141,9 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     if (cfg.compute === 'float16' && cfg.quantization === 'nf4') {
       throw new UserError('train.f16Qlora', 'QLoRA already stores the model in 4 bits and computes in f32; it cannot be combined with f16 compute.', 'Turn off one of the two.');
     }
+
+    // a run that cannot fit is refused before any conversion, graph or session (estimate and fix named)
+    refuseIfTooBig(model, planFromTrainConfig(cfg, T), ep.ep);
 
     report('Building the training graph');
     const tg = pref

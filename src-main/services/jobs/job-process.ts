@@ -6,6 +6,7 @@
 import type { HostToJob, JobToHost } from './protocol';
 import type { JobContext } from './context';
 import { jobKinds } from './kinds';
+import { plainEngineError } from '../../engine/memory/oom';
 import { CancelledError, UserError } from '../../util/progress';
 import { onTerminate } from '../../util/signals';
 
@@ -32,13 +33,9 @@ let paused = false;
 let wake: (() => void) | null = null;
 
 function toApiError(err: unknown): { code: string; message: string; hint?: string } {
-  if (err instanceof UserError) return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
-  const e = err as Error;
-  return {
-    code: 'jobs.error',
-    message: `The job stopped with an unexpected error: ${e?.message ?? String(err)}`,
-    hint: 'Try again. If it happens again, the log below has the details to report.',
-  };
+  // engine failures in plain words (out of memory, onnxruntime, internal bug), never a bare JS message
+  const u = plainEngineError(err);
+  return { code: u.code, message: u.message, ...(u.hint ? { hint: u.hint } : {}) };
 }
 
 async function runJob(jobId: string, request: HostToJob & { type: 'start' }): Promise<void> {

@@ -12,6 +12,8 @@ import { bf16ToF32Array } from '../../../../src-main/engine/safetensors';
 import { cacheInfo, clearCache } from '../../../../src-main/engine/weights/cache';
 import { openWeightSource } from '../../../../src-main/engine/weights/source';
 import { f32ToBf16Bits } from '../../../../src-main/engine/safetensors';
+import { commands } from '../../../../src-main/cli/commands/cache';
+import { dispatch } from '../../../../src-main/services';
 import { bigBf16Model } from '../../../helpers/big';
 import { tempDir } from '../../../helpers/services';
 
@@ -125,6 +127,42 @@ describe('weight cache', () => {
       expect(tg.nodes.total).toBeGreaterThan(0);
     } finally {
       await weights.close();
+    }
+  });
+});
+
+describe('lathe cache and the cache.* channels', () => {
+  it('report the cache size per model and clear it', async () => {
+    const root = tempDir('lathe-cache-');
+    const saved = process.env['LATHE_CACHE_DIR'];
+    process.env['LATHE_CACHE_DIR'] = root;
+    try {
+      const dir = path.join(tempDir(), 'm');
+      await createTinyModel('qwen2', dir, { seed: 4, dtype: 'bf16' });
+      const { config, layout, weights } = await openModel(dir);
+      const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
+      await buildTrainGraph(config, layout, openWeightSource(weights), lora, { batch: 1, seqLen: 8 }, optim);
+      await weights.close();
+
+      const lines: string[] = [];
+      const cli = (p: string, json: boolean) => commands.find((c) => c.path.join(' ') === p)!.run({
+        args: [], flags: {}, json, out: (t) => lines.push(t), err: () => undefined, signal: new AbortController().signal,
+      }) as Promise<{ bytes?: number; freed?: number; entries?: { model: string | null }[] }>;
+      const size = await cli('cache size', false);
+      expect(size.bytes).toBeGreaterThan(0);
+      expect(size.entries!.map((e) => e.model)).toEqual([dir]);
+      expect(lines.join('\n')).toMatch(new RegExp(`^Weight cache ${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+\\.\\d [KMG]B in 1 model\\n.*${path.basename(dir)}`));
+
+      const services = { } as Parameters<typeof dispatch>[0];
+      const info = await dispatch(services, 'cache.info', {});
+      expect(info).toMatchObject({ ok: true, value: { root, bytes: size.bytes } });
+      const cleared = await dispatch(services, 'cache.clear', {});
+      expect(cleared).toMatchObject({ ok: true, value: { root, freed: size.bytes } });
+      expect((await cli('cache size', true)).bytes).toBe(0);
+      expect(await cli('cache clear', true)).toMatchObject({ freed: 0 });
+    } finally {
+      if (saved === undefined) delete process.env['LATHE_CACHE_DIR'];
+      else process.env['LATHE_CACHE_DIR'] = saved;
     }
   });
 });
