@@ -52,6 +52,12 @@ export interface WeightSource {
    * the CPU EP lacks f16 kernels for several ops). LoRA weights, optimizer and loss stay f32.
    */
   compute?: 'float32' | 'float16';
+  /**
+   * GPU backend only (engine/backends/webgpu): BF16 weights are referenced in the file as they are and
+   * unpacked to f32 in the kernels' loads, instead of converted to an f32 copy in host memory. The ONNX
+   * lowering refuses graphs built this way.
+   */
+  bf16InPlace?: boolean;
 }
 
 export interface ForwardResult {
@@ -105,6 +111,9 @@ async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Pr
     return g.cast(w, dt); // a no-op when the file already holds the compute type
   }
   if (e.dtype === 'BF16') {
+    if (src.bf16InPlace && dt === 'float32') {
+      return g.weight(name, 'float32', e.shape, { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength, stored: 'bfloat16' });
+    }
     if (dt === 'float16') {
       const h = bf16ToF16Array(new Uint16Array((await src.weights.readRaw(name)).slice().buffer));
       return g.weight(name, 'float16', e.shape, { kind: 'raw', bytes: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) });
