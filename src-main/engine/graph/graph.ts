@@ -16,7 +16,9 @@ import { float16BitsToFloat32, float32ToFloat16Bits } from '../onnx/pack';
 /** Where a constant's bytes live: in memory, or in a file (e.g. a safetensors shard) referenced by offset. */
 export type ConstData =
   | { kind: 'raw'; bytes: Uint8Array }
-  | { kind: 'external'; location: string; offset: number; length: number };
+  | { kind: 'external'; location: string; offset: number; length: number;
+    /** The file holds bfloat16 for this float32 value (GPU backend only: unpacked in the kernels' loads). */
+    stored?: 'bfloat16' };
 
 export class Value {
   /** Set for constants. `scalar` keeps the number of one-element constants for folding. */
@@ -84,8 +86,9 @@ export class GraphBuilder {
   weight(name: string, dtype: DType, shape: number[], data: ConstData): Value {
     const n = numel(shape)!;
     const len = data.kind === 'raw' ? data.bytes.byteLength : data.length;
-    if (len !== n * BYTES[dtype]) {
-      throw new Error(`Weight '${name}' ${dtype}${shapeStr(shape)} needs ${n * BYTES[dtype]} bytes, got ${len}.`);
+    const per = data.kind === 'external' && data.stored === 'bfloat16' ? 2 : BYTES[dtype];
+    if (len !== n * per) {
+      throw new Error(`Weight '${name}' ${dtype}${shapeStr(shape)} needs ${n * per} bytes, got ${len}.`);
     }
     const v = new Value(this.nextId++, dtype, [...shape], null, 0, name);
     v.constData = data;

@@ -58,6 +58,12 @@ export interface WeightSource {
    * the CPU EP lacks f16 kernels for several ops). LoRA weights, optimizer and loss stay f32.
    */
   compute?: 'float32' | 'float16';
+  /**
+   * GPU backend only (engine/backends/webgpu): BF16 weights are referenced in the file as they are and
+   * unpacked to f32 in the kernels' loads, instead of converted to an f32 copy in host memory. The ONNX
+   * lowering refuses graphs built this way.
+   */
+  bf16InPlace?: boolean;
 }
 
 export interface ForwardResult {
@@ -113,6 +119,10 @@ async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Pr
     return g.cast(w, dt); // a no-op when the file already holds the compute type
   }
   if (e.dtype === 'BF16') {
+    if (src.bf16InPlace && dt === 'float32') {
+      // the GPU backend reads bf16 in place (unpacked in its kernels' loads)
+      return g.weight(name, 'float32', e.shape, { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength, stored: 'bfloat16' });
+    }
     // converted once into the cache (f16: range-checked), referenced there; never embedded in the model
     if (!src.cache) throw new Error(`Weight ${name} is BF16: build the WeightSource with openWeightSource (engine/weights/source.ts) so it is converted into the weight cache.`);
     return g.weight(name, dt, e.shape, { kind: 'external', ...src.cache.converted(name, dt) });

@@ -36,6 +36,8 @@ export interface TrainGraph {
   /** Names of the state slots (input -> output). */
   state: { name: string; input: string; output: string }[];
   fetch: string[];
+  /** The IR graph itself (the GPU backend compiles it to WGSL instead of ONNX). */
+  graph: GraphBuilder;
 }
 
 /** Rows of B×T tokens; `packed` adds per-token segment ids and positions inputs (several SFT samples per row). */
@@ -151,13 +153,18 @@ export async function buildTrainGraph(
   g.output('loss_sum', lossSum);
   optimizerStep(g, grad, { params, m, v, gacc, apply, invCount, adam }, optim);
 
-  const lowered = lowerGraph(g, { name: 'lathe_train_step' });
+  // graphs with bf16 weights referenced in place are for the GPU backend only: ONNX lowering refuses them
+  const lowered = src.bf16InPlace ? null : lowerGraph(g, { name: 'lathe_train_step' });
   return {
-    model: lowered.model,
-    nodes: { forward: fwd.nodes, backward: backwardNodes, total: lowered.nodeCount },
-    byOp: lowered.byOp,
+    get model(): OnnxModel {
+      if (!lowered) throw new Error('This train graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only and has no ONNX model.');
+      return lowered.model;
+    },
+    nodes: { forward: fwd.nodes, backward: backwardNodes, total: lowered?.nodeCount ?? g.nodes.length },
+    byOp: lowered?.byOp ?? g.countByOp(),
     state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
     fetch: ['loss_sum', 'grad_norm'],
+    graph: g,
   };
 }
 

@@ -82,6 +82,9 @@ export function lowerGraph(g: GraphBuilder, opts: LowerOptions = {}): LowerResul
   };
   const constInit = (v: Value): void => {
     if (!v.constData) return;
+    if (v.constData.kind === 'external' && v.constData.stored) {
+      throw new Error(`Weight ${v.name} is referenced as ${v.constData.stored} in its file, which only the GPU backend reads; build ONNX graphs without WeightSource.bf16InPlace.`);
+    }
     const name = nameOf(v);
     initializers.push({
       name, type: v.dtype, dims: v.shape as number[],

@@ -55,8 +55,9 @@ export interface PlanOptions {
   state?: string[];
 }
 
-/** Storage a constant or weight keeps on the GPU: its own type (f16 stays f16); int64 narrows to int32. */
+/** Storage a constant or weight keeps on the GPU: its own type (f16 and bf16 stay 16-bit); int64 narrows to int32. */
 function constStorage(v: Value): Storage {
+  if (v.constData?.kind === 'external' && v.constData.stored === 'bfloat16') return 'bf16';
   if (v.dtype === 'float16') return 'f16';
   return storageOf(v.dtype);
 }
