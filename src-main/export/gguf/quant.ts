@@ -122,17 +122,18 @@ function blockQ5_1(x: Float32Array, xo: number, out: Uint8Array, dv: DataView, o
  * scale, each refit by least squares on the chosen q (min clamped at 0 as ggml stores it unsigned).
  */
 function fitAsym(x: Float32Array, xo: number, n: number, nmax: number): [number, number] {
-  let lo = 0, hi = -Infinity;
-  for (let j = 0; j < n; j++) { const v = x[xo + j]!; if (v < lo) lo = v; if (v > hi) hi = v; }
+  let lo = 0, hi = -Infinity, sx = 0, sxx = 0;
+  for (let j = 0; j < n; j++) { const v = x[xo + j]!; if (v < lo) lo = v; if (v > hi) hi = v; sx += v; sxx += v * v; }
   if (hi <= lo) return [0, -lo];
   let bestErr = Infinity, bestS = (hi - lo) / nmax, bestB = lo;
   for (let k = -4; k <= 4; k++) {
     const iscale = (nmax + 0.15 * k) / (hi - lo);
-    let sq = 0, sqq = 0, sx = 0, sxq = 0;
+    let sq = 0, sqq = 0, sxq = 0;
     for (let j = 0; j < n; j++) {
       const v = x[xo + j]!;
-      const qq = Math.min(nmax, Math.max(0, rnd(iscale * (v - lo))));
-      sq += qq; sqq += qq * qq; sx += v; sxq += v * qq;
+      let qq = Math.floor(iscale * (v - lo) + 0.5); // the argument is ≥ 0: round half up = half away from zero
+      if (qq > nmax) qq = nmax;
+      sq += qq; sqq += qq * qq; sxq += v * qq;
     }
     const det = n * sqq - sq * sq;
     let s: number, b: number;
@@ -142,14 +143,8 @@ function fitAsym(x: Float32Array, xo: number, n: number, nmax: number): [number,
     } else { s = 1 / iscale; b = lo; }
     if (b > 0) { b = 0; s = sqq > 0 ? sxq / sqq : 0; }
     if (s < 0) continue;
-    let err = 0;
-    const is = s > 0 ? 1 / s : 0;
-    for (let j = 0; j < n; j++) {
-      const v = x[xo + j]!;
-      const qq = Math.min(nmax, Math.max(0, rnd((v - b) * is)));
-      const e = s * qq + b - v;
-      err += e * e;
-    }
+    // Σ (s·q + b − x)² from the sums, for these q (the block is requantized with the stored scales later).
+    const err = s * s * sqq + 2 * s * b * sq + n * b * b - 2 * s * sxq - 2 * b * sx + sxx;
     if (err < bestErr) { bestErr = err; bestS = s; bestB = b; }
   }
   return [bestS, -bestB];
@@ -208,8 +203,8 @@ function blockQK(x: Float32Array, xo: number, out: Uint8Array, dv: DataView, o: 
 
 /** Best signed scale with x ≈ s·q, q ∈ [−32, 31]: the largest-magnitude value maps near −32, refit by least squares. */
 function fitSym6(x: Float32Array, xo: number): number {
-  let amax = 0, mx = 0;
-  for (let j = 0; j < 16; j++) { const v = x[xo + j]!; if (Math.abs(v) > amax) { amax = Math.abs(v); mx = v; } }
+  let amax = 0, mx = 0, sxx = 0;
+  for (let j = 0; j < 16; j++) { const v = x[xo + j]!; sxx += v * v; if (Math.abs(v) > amax) { amax = Math.abs(v); mx = v; } }
   if (amax === 0) return 0;
   let bestErr = Infinity, bestS = mx / -32;
   for (let k = -4; k <= 4; k++) {
@@ -222,12 +217,7 @@ function fitSym6(x: Float32Array, xo: number): number {
     }
     if (sqq === 0) continue;
     const s = sxq / sqq;
-    let err = 0;
-    for (let j = 0; j < 16; j++) {
-      const v = x[xo + j]!;
-      const e = s * Math.min(31, Math.max(-32, rnd(v / s))) - v;
-      err += e * e;
-    }
+    const err = sxx - s * sxq; // Σ (s·q − x)² at the least-squares s
     if (err < bestErr) { bestErr = err; bestS = s; }
   }
   return bestS;
