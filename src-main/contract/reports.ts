@@ -58,8 +58,19 @@ export interface TokenizerComparisonView {
 export interface InspectTokenView { id: number; token: string; special: boolean; start: number; end: number; train: 0 | 1; message: number }
 export interface LintIssueView { code: string; severity: 'error' | 'warning' | 'info'; message: string; fix: string }
 
+/** A GGUF export (src-main/export/gguf): file, tensor types, llama.cpp's check, Ollama. */
+export interface GgufExportView {
+  file: string; quant: string; fileBytes: number; types: Record<string, number>; pre: string; chatTemplate: boolean;
+  modelfile: string; ollamaName: string; ollamaCreate: string; ollamaAvailable: boolean; warnings: string[];
+  check: {
+    tokenizationEqual: boolean; positions: number; maxAbsProbDiff: number; greedyEqual: boolean; perplexity: number;
+    referencePerplexity: number; perplexityIncrease: number; maxProbDiffAllowed: number | null; maxPerplexityIncrease: number; passed: boolean;
+  } | null;
+}
+
 export interface ExportResultView {
-  format: 'merged' | 'peft'; out: string; dtype: string; files: string[]; tensorBytes: number; tensors: number; loraModules: number;
+  format: 'merged' | 'peft' | 'gguf'; out: string; dtype: string; files: string[]; tensorBytes: number; tensors: number; loraModules: number;
   vocabSize: number; checkpoint: string; step: number; seconds: number;
   verification: { comparedVocab: number; maxAbsDiff: number; maxAbsRef: number; relError: number; tolerance: number; passed: boolean } | null;
+  gguf?: GgufExportView;
 }

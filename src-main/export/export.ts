@@ -47,6 +47,7 @@ export async function exportModel(input: ExportParams, opts: ExportOptions = {})
     throw new UserError('export.params', `The export settings are not valid: ${issues}.`, 'Fix the named settings and try again.');
   }
   const p = parsed.data;
+  if (p.format === 'gguf') return exportGgufResult(p, opts);
   const t0 = Date.now();
   const report = (stage: string, fraction?: number, message?: string) => opts.onProgress?.({ stage, fraction, message });
   report('Opening the model', 0);
@@ -129,6 +130,20 @@ export async function exportModel(input: ExportParams, opts: ExportOptions = {})
     await weights.close();
     if (staging) await staging.discard();
   }
+}
+
+/** format "gguf": src-main/export/gguf (loaded on demand: it pulls in llama.cpp for the check). */
+async function exportGgufResult(p: ReturnType<typeof ExportParamsSchema.parse>, opts: ExportOptions): Promise<ExportResult> {
+  if (!p.quant) throw new UserError('export.params', 'A GGUF export needs a quant type.', 'Choose one of: f16, bf16, q8_0, q6_k, q5_k_m, q4_k_m.');
+  if (p.dtype || p.shardSizeMB || p.baseModelName || opts.resized) {
+    throw new UserError('export.params', 'dtype, shard size, base name and resized matrices do not apply to GGUF exports.', 'Choose the number format with quant instead.');
+  }
+  const { exportGguf } = await import('./gguf/export');
+  const g = await exportGguf({ model: p.model, adapter: p.adapter, out: p.out, quant: p.quant, name: p.name, tokenizerDir: p.tokenizerDir, overwrite: p.overwrite, verify: p.verify }, opts);
+  return {
+    format: 'gguf', out: path.dirname(g.file), dtype: g.quant, files: [path.basename(g.file), 'Modelfile'], tensorBytes: g.fileBytes, tensors: g.tensors,
+    loraModules: g.loraModules, vocabSize: g.vocabSize, checkpoint: g.checkpoint, step: g.step, verification: null, seconds: g.seconds, gguf: g,
+  };
 }
 
 /** Trained new-token rows (LoraLayout.newRows, when the trainer trains an extended tokenizer's rows). */

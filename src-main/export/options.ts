@@ -1,10 +1,15 @@
 /** Export parameters: one zod schema shared by the job kind, the CLI and the service. Unknown keys are rejected. */
 import { z } from 'zod';
 import type { FloatDtypeName } from '../engine/safetensors/dtype';
+import { GGUF_QUANTS, type GgufQuant } from './gguf/format';
+import type { GgufResult } from './gguf/types';
 
 export const ExportParamsSchema = z.object({
-  /** merged: a full Hugging Face model with the adapter folded in; peft: the adapter alone in PEFT's format. */
-  format: z.enum(['merged', 'peft']),
+  /**
+   * merged: a full Hugging Face model with the adapter folded in; peft: the adapter alone in PEFT's format;
+   * gguf: the merged model as one GGUF file (llama.cpp, Ollama, LM Studio) + an Ollama Modelfile.
+   */
+  format: z.enum(['merged', 'peft', 'gguf']),
   /** The base model folder the adapter was trained on. */
   model: z.string().min(1),
   /** A training run folder (its latest checkpoint) or one checkpoints/step-NNNNNN folder. */
@@ -23,6 +28,10 @@ export const ExportParamsSchema = z.object({
   tokenizerDir: z.string().min(1).optional(),
   /** base_model_name_or_path for adapter_config.json / the model card (default: the model folder's path). */
   baseModelName: z.string().min(1).optional(),
+  /** gguf only (required there): the tensor type mix, f16 | bf16 | q8_0 | q6_k | q5_k_m | q4_k_m. */
+  quant: z.enum(GGUF_QUANTS).optional(),
+  /** gguf only: file and Ollama name stem (default: the model folder's name). */
+  name: z.string().regex(/^[\w.-]{1,100}$/).optional(),
 }).strict();
 
 export type ExportParams = z.input<typeof ExportParamsSchema>;
@@ -42,9 +51,10 @@ export interface ResizedEmbeddings {
 }
 
 export interface ExportResult {
-  format: 'merged' | 'peft';
+  format: 'merged' | 'peft' | 'gguf';
   out: string;
-  dtype: FloatDtypeName;
+  /** The weights' number format; for GGUF the quant type. */
+  dtype: FloatDtypeName | GgufQuant;
   /** Files written (relative to out). */
   files: string[];
   /** Bytes of tensor data written. */
@@ -57,6 +67,8 @@ export interface ExportResult {
   step: number;
   verification: Verification | null;
   seconds: number;
+  /** GGUF exports: the file, its tensor types, the llama.cpp check and the Ollama command. */
+  gguf?: GgufResult;
 }
 
 /** The check after every export (defined here, beside the params, so the contract stays free of Node-only code). */

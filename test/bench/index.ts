@@ -8,4 +8,5 @@ export const benches = [
   { name: 'memory', load: () => import('./memory') },
   { name: 'generate', load: () => import('./generate') },
   { name: 'realsize', load: () => import('./realsize') },
+  { name: 'gguf', load: () => import('./gguf') },
 ];

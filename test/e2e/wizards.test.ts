@@ -176,6 +176,23 @@ describe('wizards end to end on the bundled tiny model', () => {
     await shot('wizard-export');
   });
 
+  it('exports the run as GGUF Q8_0, checked by llama.cpp, with the Ollama command', async () => {
+    await nav('Export');
+    await page.getByLabel('GGUF (llama.cpp, Ollama)').check();
+    await page.getByLabel('Size and quality').selectOption('q8_0');
+    expect(await page.getByTestId('gguf-quant-note').textContent()).toContain('practically lossless');
+    await page.getByRole('button', { name: 'Export model' }).click();
+    const res = page.getByTestId('export-result');
+    await expect.poll(async () => (await res.count()) > 0 && (await res.textContent())!.includes('llama.cpp'), { timeout: 120_000 }).toBe(true);
+    expect(await res.getByTestId('verification').textContent()).toContain('Checked by llama.cpp');
+    const runs = readdirSync(path.join(projectDir, 'runs'));
+    const outDir = path.join(projectDir, 'exports', `${runs[0]}-gguf`);
+    expect(readdirSync(outDir).filter((f) => f.endsWith('.gguf'))).toEqual([expect.stringMatching(/-Q8_0\.gguf$/)]);
+    expect(existsSync(path.join(outDir, 'Modelfile'))).toBe(true);
+    expect(await res.getByTestId('ollama-create').textContent()).toContain(`-f ${path.join(outDir, 'Modelfile')}`);
+    await shot('wizard-export-gguf');
+  });
+
   it('pauses, resumes and stops a run (stop keeps a checkpoint), then resumes the stopped run from it', async () => {
     await nav('Configure');
     await page.getByLabel('Layers to adapt').selectOption('attention');

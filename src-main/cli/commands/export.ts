@@ -4,10 +4,28 @@ import { flagNumber, flagString } from '../args';
 import { cliWork, requireFlag } from '../work';
 import { exportModel, type ExportParams, type ExportResult } from '../../export';
 import { UserError } from '../../util/progress';
+import { GGUF_QUANTS, type GgufQuant } from '../../export/gguf/format';
 
 const HELP = 'Run `lathe help export` for the options.';
 
+function printGguf(r: ExportResult): string[] {
+  const g = r.gguf!;
+  const types = Object.entries(g.types).map(([k, v]) => `${v} ${k}`).join(', ');
+  const lines = [
+    `GGUF ${g.quant.toUpperCase()} (${(g.fileBytes / 1e6).toFixed(1)} MB; tensors: ${types}; pre-tokenizer ${g.pre}; ${r.loraModules} LoRA layers merged, step ${r.step}) written to ${g.file}`,
+  ];
+  const c = g.check;
+  lines.push(c
+    ? `  check (llama.cpp): tokenization equal; max |Δp| ${c.maxAbsProbDiff.toExponential(2)} over ${c.positions} positions${c.maxProbDiffAllowed !== null ? ` (allowed ${c.maxProbDiffAllowed})` : ''}; `
+      + `greedy continuation ${c.greedyEqual ? 'same' : 'differs'}; held-out perplexity ${c.perplexity.toFixed(3)} vs ${c.referencePerplexity.toFixed(3)} unquantized (${c.perplexityIncrease >= 0 ? '+' : ''}${(100 * c.perplexityIncrease).toFixed(2)}%): passed`
+    : '  check: skipped (--no-verify)');
+  lines.push(`  Ollama: ${g.modelfile}`, `    ${g.ollamaCreate}${g.ollamaAvailable ? '' : '   (ollama is not installed here)'}`);
+  for (const w of g.warnings) lines.push(`  warning: ${w}`);
+  return lines;
+}
+
 function printResult(r: ExportResult): string[] {
+  if (r.format === 'gguf') return printGguf(r);
   const lines = [
     `${r.format === 'merged' ? 'Merged model' : 'PEFT adapter'} (${r.dtype}, ${r.tensors} tensors, ${(r.tensorBytes / 1e6).toFixed(1)} MB, ${r.loraModules} LoRA layers, step ${r.step}) written to ${r.out}`,
     `  files: ${r.files.join(', ')}`,
@@ -22,9 +40,12 @@ function printResult(r: ExportResult): string[] {
 export const commands: CliCommand[] = [
   {
     path: ['export'],
-    summary: 'Export a trained LoRA run as a merged Hugging Face model or a PEFT adapter (verified after writing)',
+    summary: 'Export a trained LoRA run as a merged Hugging Face model, a PEFT adapter or a GGUF file (verified after writing)',
     usage: [
       'lathe export --format merged|peft --model DIR --adapter RUN_OR_CHECKPOINT --out DIR [options] [--json]',
+      'lathe export --format gguf --quant f16|bf16|q8_0|q6_k|q5_k_m|q4_k_m --model DIR --adapter RUN --out DIR [--name NAME] [--tokenizer DIR] [--overwrite] [--no-verify] [--json]',
+      '  --quant TYPE           GGUF tensor types: f16 (exact, largest), bf16, q8_0 (~half of f16, near-lossless), q6_k, q5_k_m, q4_k_m (smallest)',
+      '  --name NAME            GGUF file name stem and Ollama model name (default: the model folder\'s name)',
       '  --dtype bf16|f16|f32   weight type (merged: default the base model\'s; peft: default f32)',
       '  --shard-size MB        split merged weights into shards above this size (default 5000)',
       '  --tokenizer DIR        ship this (extended) tokenizer instead of the model\'s',
@@ -34,7 +55,12 @@ export const commands: CliCommand[] = [
     ].join('\n'),
     run: async (ctx) => {
       const format = requireFlag(ctx, 'format', HELP);
-      if (format !== 'merged' && format !== 'peft') throw new UserError('cli.format', `--format must be merged or peft (got "${format}").`);
+      if (format !== 'merged' && format !== 'peft' && format !== 'gguf') throw new UserError('cli.format', `--format must be merged, peft or gguf (got "${format}").`);
+      const quant = flagString(ctx.flags, 'quant');
+      if (format === 'gguf' && !(GGUF_QUANTS as readonly string[]).includes(quant ?? '')) {
+        throw new UserError('cli.quant', quant ? `--quant ${quant} is not a GGUF type Lathe writes.` : 'A GGUF export needs --quant.', `Choose one of: ${GGUF_QUANTS.join(', ')}.`);
+      }
+      if (format !== 'gguf' && quant !== undefined) throw new UserError('cli.quant', '--quant applies to --format gguf only.', 'Use --dtype for merged and PEFT exports.');
       const dtype = flagString(ctx.flags, 'dtype');
       if (dtype !== undefined && dtype !== 'bf16' && dtype !== 'f16' && dtype !== 'f32') {
         throw new UserError('cli.dtype', `--dtype must be bf16, f16 or f32 (got "${dtype}").`);
@@ -50,6 +76,7 @@ export const commands: CliCommand[] = [
         verify: ctx.flags['no-verify'] !== true,
         tokenizerDir: flagString(ctx.flags, 'tokenizer'),
         baseModelName: flagString(ctx.flags, 'base-name'),
+        ...(format === 'gguf' ? { quant: quant as GgufQuant, name: flagString(ctx.flags, 'name') } : {}),
       };
       const result = await exportModel(params, cliWork(ctx));
       if (!ctx.json) for (const l of printResult(result)) ctx.out(l);

@@ -71,6 +71,8 @@ export const commands: CliCommand[] = [
     summary: 'One chat turn through the model\'s chat template; --compare answers with the base model and the adapter side by side',
     usage: [
       'lathe chat --model DIR --message TEXT [--system TEXT] [--template BUILTIN] [--adapter RUN [--compare]] [options] [--json]',
+      'lathe chat --gguf FILE --message TEXT [--system TEXT] [--max-tokens N] [--temperature T] [--cpu] [--json]',
+      '  --gguf FILE       chat with an exported GGUF file through llama.cpp (its own chat template; GPU when available, --cpu to avoid it)',
       SAMPLING_USAGE,
       '  --template NAME   a built-in template (chatml, llama3, ...) for models without their own',
     ].join('\n'),
@@ -81,6 +83,16 @@ export const commands: CliCommand[] = [
       const system = flagString(ctx.flags, 'system');
       if (system) messages.push({ role: 'system', content: system });
       messages.push({ role: 'user', content: message });
+      const gguf = flagString(ctx.flags, 'gguf');
+      if (gguf) {
+        const { chatWithGguf } = await import('../../export/gguf/chat');
+        const r = await chatWithGguf(gguf, message, {
+          system, maxTokens: flagNumber(ctx.flags, 'max-tokens'), temperature: flagNumber(ctx.flags, 'temperature'),
+          gpu: ctx.flags['cpu'] === true ? false : 'auto', signal: ctx.signal, onText: ctx.json ? undefined : (t) => process.stdout.write(t),
+        });
+        if (!ctx.json) { ctx.out(''); ctx.err(`${r.tokens} tokens in ${r.seconds.toFixed(2)} s (llama.cpp, ${r.backend})`); }
+        return r;
+      }
       const o = generationFlags(ctx);
       const template = flagString(ctx.flags, 'template');
       if (template) o.template = template;

@@ -25,6 +25,9 @@ import { findOllama, modelfileText, ollamaCreateCommand, ollamaName, ollamaTempl
 import { QuantPool } from './pool';
 import { permuteRopeRows, planTensors, tensorType, transpose } from './tensors';
 import { GgufFileWriter, type GgufTensorInfo } from './writer';
+import type { GgufCheck, GgufResult } from './types';
+
+export type { GgufCheck, GgufResult };
 
 export interface GgufParams {
   model: string;
@@ -46,50 +49,6 @@ export interface GgufOptions extends WorkOptions {
   threads?: number;
   /** Changes a tensor's f32 data (GGUF name, llama.cpp layout) before it is written: tests inject faults with it. */
   transformTensor?: (name: string, data: Float32Array) => Float32Array;
-}
-
-/** The check's numbers. Limits: see GGUF_LIMITS. */
-export interface GgufCheck {
-  /** Held-out texts whose llama.cpp tokenization was compared with Lathe's (plain text, and with special tokens). */
-  tokenizationTexts: number;
-  tokenizationEqual: boolean;
-  /** First differing position and the two id runs, when they differ. */
-  tokenizationDiff: string | null;
-  /** Positions compared, max |Δp| over all of them and the whole vocabulary. */
-  positions: number;
-  maxAbsProbDiff: number;
-  /** llama.cpp's greedy continuation and whether Lathe's merged model picks the same tokens. */
-  greedy: number[];
-  greedyEqual: boolean;
-  /** Held-out perplexity of the file (llama.cpp) and of Lathe's merged model; relative increase. */
-  perplexity: number;
-  referencePerplexity: number;
-  perplexityIncrease: number;
-  /** Limits applied to this quant type. */
-  maxProbDiffAllowed: number | null;
-  maxPerplexityIncrease: number;
-  passed: boolean;
-  reason: string | null;
-}
-
-export interface GgufResult {
-  file: string;
-  quant: GgufQuant;
-  fileBytes: number;
-  tensors: number;
-  /** Tensors per ggml type (e.g. { Q4_K: 10, Q6_K: 3, F32: 9 }). */
-  types: Record<string, number>;
-  /** llama.cpp pre-tokenizer written (tokenizer.ggml.pre). */
-  pre: string;
-  chatTemplate: boolean;
-  modelfile: string;
-  ollamaName: string;
-  ollamaCreate: string;
-  /** Whether an `ollama` binary is on the PATH (the app then offers registration). */
-  ollamaAvailable: boolean;
-  check: GgufCheck | null;
-  warnings: string[];
-  seconds: number;
 }
 
 /**
@@ -235,7 +194,8 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
     return {
       file: target, quant: p.quant, fileBytes, tensors: plan.length, types: counts, pre: tok.pre, chatTemplate: tok.chatTemplate !== null,
       modelfile: path.join(outDir, 'Modelfile'), ollamaName: oName, ollamaCreate: ollamaCreateCommand(outDir, oName),
-      ollamaAvailable: findOllama() !== null, check, warnings, seconds: (Date.now() - t0) / 1000,
+      ollamaAvailable: findOllama() !== null, check, warnings, loraModules: adapter.lora.modules.length, checkpoint: adapter.checkpointDir,
+      step: adapter.step, vocabSize: vocab, seconds: (Date.now() - t0) / 1000,
     };
   } finally {
     if (tmp) await fsp.rm(tmp, { force: true }).catch(() => undefined);

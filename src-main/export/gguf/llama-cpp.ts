@@ -4,7 +4,16 @@
  * packages; we never build or download (build: 'never'). Verification runs on the CPU for reproducibility.
  */
 import type { Llama, LlamaModel, LlamaContext, LlamaContextSequence, Token } from 'node-llama-cpp';
+import { availableParallelism } from 'node:os';
 import { UserError } from '../../util/progress';
+
+/**
+ * CPU threads for llama.cpp: one core left to the rest of the app (llama.cpp's threads spin while they wait,
+ * so more threads than free cores is much slower, not faster).
+ */
+export function llamaThreads(): number {
+  return Math.max(1, Math.min(8, availableParallelism() - 1));
+}
 
 let cpuLlama: Promise<Llama> | null = null;
 
@@ -27,7 +36,7 @@ export interface LoadedGguf {
   dispose(): Promise<void>;
 }
 
-/** Loads a GGUF file into llama.cpp with a small context (2 threads). */
+/** Loads a GGUF file into llama.cpp (CPU) with a small context. */
 export async function loadGguf(file: string, contextSize = 256): Promise<LoadedGguf> {
   const llama = await getLlamaCpp(false);
   let model: LlamaModel;
@@ -36,7 +45,7 @@ export async function loadGguf(file: string, contextSize = 256): Promise<LoadedG
   } catch (err) {
     throw new UserError('gguf.load-failed', `llama.cpp refused the GGUF file: ${(err as Error).message}`, 'This is a bug in Lathe\'s GGUF writer; please report it with the model name.');
   }
-  const context = await model.createContext({ contextSize, threads: 2, batchSize: contextSize, sequences: 1 });
+  const context = await model.createContext({ contextSize, threads: llamaThreads(), batchSize: contextSize, sequences: 1 });
   return {
     model, context, sequence: context.getSequence(),
     async dispose() { await context.dispose(); await model.dispose(); },

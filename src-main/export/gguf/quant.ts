@@ -16,7 +16,7 @@
  *                     bit 2p (sub-block 2p) and 2p+1 of qh[l]
  *   Q6_K (256, 210 B): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d;   16 sub-blocks of 16: x = d·sc·(q − 32), q 6 bits
  */
-import { f16BitsToF32, f32ToBf16Array, f32ToF16Array, f32ToF16Bits, bf16ToF32Array, f16ToF32Array } from '../../engine/safetensors/dtype';
+import { f16BitsToF32, f32ToBf16Array, f32ToF16Bits, bf16ToF32Array, f16ToF32Array } from '../../engine/safetensors/dtype';
 import { BLOCK, GgmlType } from './format';
 
 /** Round half away from zero (C's roundf / nearest_int). */
@@ -32,7 +32,7 @@ export function quantize(type: GgmlType, data: Float32Array, rowLen: number): Ui
   if (data.length % rowLen !== 0 || rowLen % b.size !== 0) throw new Error(`${b.name}: ${data.length} values in rows of ${rowLen} do not form blocks of ${b.size}.`);
   switch (type) {
     case GgmlType.F32: return new Uint8Array(data.slice().buffer);
-    case GgmlType.F16: return new Uint8Array(f32ToF16Array(data).buffer);
+    case GgmlType.F16: return new Uint8Array(toF16(data).buffer);
     case GgmlType.BF16: return new Uint8Array(f32ToBf16Array(data).buffer);
     default: break;
   }
@@ -54,14 +54,33 @@ export function quantize(type: GgmlType, data: Float32Array, rowLen: number): Ui
   return out;
 }
 
+/**
+ * f32 -> f16 bits, round to nearest even: the common case (normal halves) inline on the bits, the rest
+ * (subnormal, overflow, inf, NaN) through the exact scalar conversion. Same bits as f32ToF16Array.
+ */
+function toF16(data: Float32Array): Uint16Array {
+  const u = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i]!;
+    const a = b & 0x7fffffff;
+    // 2^-14 <= |x| < 65520 (the first value that rounds to inf): rebias the exponent, round the 13 dropped bits.
+    if (a >= 0x38800000 && a < 0x477ff000) out[i] = ((b >>> 16) & 0x8000) | ((a - 0x38000000 + 0xfff + ((a >>> 13) & 1)) >>> 13);
+    else out[i] = f32ToF16Bits(data[i]!);
+  }
+  return out;
+}
+
 function blockQ8_0(x: Float32Array, xo: number, out: Uint8Array, dv: DataView, o: number): void {
   let amax = 0;
-  for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[xo + j]!));
+  for (let j = 0; j < 32; j++) { const a = Math.abs(x[xo + j]!); if (a > amax) amax = a; }
   const d = amax / 127;
   const id = d ? 1 / d : 0;
   dv.setUint16(o, f32ToF16Bits(d), true);
-  for (let j = 0; j < 32; j++) dv.setInt8(o + 2 + j, rnd(x[xo + j]! * id));
-  void out;
+  for (let j = 0; j < 32; j++) {
+    const v = x[xo + j]! * id;
+    out[o + 2 + j] = (v < 0 ? -Math.round(-v) : Math.round(v)) & 0xff;
+  }
 }
 
 function pack5(qv: Int32Array, out: Uint8Array, dv: DataView, qhAt: number, qsAt: number): void {
@@ -103,17 +122,18 @@ function blockQ5_1(x: Float32Array, xo: number, out: Uint8Array, dv: DataView, o
  * scale, each refit by least squares on the chosen q (min clamped at 0 as ggml stores it unsigned).
  */
 function fitAsym(x: Float32Array, xo: number, n: number, nmax: number): [number, number] {
-  let lo = 0, hi = -Infinity;
-  for (let j = 0; j < n; j++) { const v = x[xo + j]!; if (v < lo) lo = v; if (v > hi) hi = v; }
+  let lo = 0, hi = -Infinity, sx = 0, sxx = 0;
+  for (let j = 0; j < n; j++) { const v = x[xo + j]!; if (v < lo) lo = v; if (v > hi) hi = v; sx += v; sxx += v * v; }
   if (hi <= lo) return [0, -lo];
   let bestErr = Infinity, bestS = (hi - lo) / nmax, bestB = lo;
-  for (let k = -6; k <= 6; k++) {
-    const iscale = (nmax + 0.1 * k) / (hi - lo);
-    let sq = 0, sqq = 0, sx = 0, sxq = 0;
+  for (let k = -4; k <= 4; k++) {
+    const iscale = (nmax + 0.15 * k) / (hi - lo);
+    let sq = 0, sqq = 0, sxq = 0;
     for (let j = 0; j < n; j++) {
       const v = x[xo + j]!;
-      const qq = Math.min(nmax, Math.max(0, rnd(iscale * (v - lo))));
-      sq += qq; sqq += qq * qq; sx += v; sxq += v * qq;
+      let qq = Math.floor(iscale * (v - lo) + 0.5); // the argument is ≥ 0: round half up = half away from zero
+      if (qq > nmax) qq = nmax;
+      sq += qq; sqq += qq * qq; sxq += v * qq;
     }
     const det = n * sqq - sq * sq;
     let s: number, b: number;
@@ -123,14 +143,8 @@ function fitAsym(x: Float32Array, xo: number, n: number, nmax: number): [number,
     } else { s = 1 / iscale; b = lo; }
     if (b > 0) { b = 0; s = sqq > 0 ? sxq / sqq : 0; }
     if (s < 0) continue;
-    let err = 0;
-    const is = s > 0 ? 1 / s : 0;
-    for (let j = 0; j < n; j++) {
-      const v = x[xo + j]!;
-      const qq = Math.min(nmax, Math.max(0, rnd((v - b) * is)));
-      const e = s * qq + b - v;
-      err += e * e;
-    }
+    // Σ (s·q + b − x)² from the sums, for these q (the block is requantized with the stored scales later).
+    const err = s * s * sqq + 2 * s * b * sq + n * b * b - 2 * s * sxq - 2 * b * sx + sxx;
     if (err < bestErr) { bestErr = err; bestS = s; bestB = b; }
   }
   return [bestS, -bestB];
@@ -189,12 +203,12 @@ function blockQK(x: Float32Array, xo: number, out: Uint8Array, dv: DataView, o: 
 
 /** Best signed scale with x ≈ s·q, q ∈ [−32, 31]: the largest-magnitude value maps near −32, refit by least squares. */
 function fitSym6(x: Float32Array, xo: number): number {
-  let amax = 0, mx = 0;
-  for (let j = 0; j < 16; j++) { const v = x[xo + j]!; if (Math.abs(v) > amax) { amax = Math.abs(v); mx = v; } }
+  let amax = 0, mx = 0, sxx = 0;
+  for (let j = 0; j < 16; j++) { const v = x[xo + j]!; sxx += v * v; if (Math.abs(v) > amax) { amax = Math.abs(v); mx = v; } }
   if (amax === 0) return 0;
   let bestErr = Infinity, bestS = mx / -32;
-  for (let k = -6; k <= 6; k++) {
-    const iscale = -(32 + 0.1 * k) / mx;
+  for (let k = -4; k <= 4; k++) {
+    const iscale = -(32 + 0.15 * k) / mx;
     let sqq = 0, sxq = 0;
     for (let j = 0; j < 16; j++) {
       const v = x[xo + j]!;
@@ -203,12 +217,7 @@ function fitSym6(x: Float32Array, xo: number): number {
     }
     if (sqq === 0) continue;
     const s = sxq / sqq;
-    let err = 0;
-    for (let j = 0; j < 16; j++) {
-      const v = x[xo + j]!;
-      const e = s * Math.min(31, Math.max(-32, rnd(v / s))) - v;
-      err += e * e;
-    }
+    const err = sxx - s * sxq; // Σ (s·q − x)² at the least-squares s
     if (err < bestErr) { bestErr = err; bestS = s; }
   }
   return bestS;

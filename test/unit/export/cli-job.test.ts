@@ -44,7 +44,10 @@ describe('lathe export and the export job', () => {
   });
 
   it('CLI flags are checked in plain words', async () => {
-    await expect(run({ format: 'gguf', model: 'm', adapter: 'a', out: 'o' })).rejects.toMatchObject({ code: 'cli.format' });
+    await expect(run({ format: 'onnx', model: 'm', adapter: 'a', out: 'o' })).rejects.toMatchObject({ code: 'cli.format' });
+    await expect(run({ format: 'gguf', model: 'm', adapter: 'a', out: 'o' })).rejects.toMatchObject({ code: 'cli.quant', hint: expect.stringContaining('q4_k_m') });
+    await expect(run({ format: 'gguf', model: 'm', adapter: 'a', out: 'o', quant: 'q2_k' })).rejects.toMatchObject({ code: 'cli.quant' });
+    await expect(run({ format: 'merged', model: 'm', adapter: 'a', out: 'o', quant: 'q8_0' })).rejects.toMatchObject({ code: 'cli.quant' });
     await expect(run({ format: 'merged', adapter: 'a', out: 'o' })).rejects.toMatchObject({ code: 'cli.missing', message: 'Missing --model.' });
     await expect(run({ format: 'merged', model: 'm', adapter: 'a', out: 'o', dtype: 'int8' })).rejects.toMatchObject({ code: 'cli.dtype' });
   });
@@ -53,6 +56,8 @@ describe('lathe export and the export job', () => {
     const ok = JobRequest.parse({ kind: 'export', params: { format: 'peft', model: '/m', adapter: '/r', out: '/o' } });
     expect(ok).toMatchObject({ kind: 'export', params: { overwrite: false, verify: true } });
     expect(JobRequest.safeParse({ kind: 'export', params: { format: 'peft', model: '/m', adapter: '/r', out: '/o', gguf: true } }).success).toBe(false);
+    expect(JobRequest.parse({ kind: 'export', params: { format: 'gguf', quant: 'q4_k_m', model: '/m', adapter: '/r', out: '/o' } })).toMatchObject({ params: { quant: 'q4_k_m' } });
+    expect(JobRequest.safeParse({ kind: 'export', params: { format: 'gguf', quant: 'q3_k', model: '/m', adapter: '/r', out: '/o' } }).success).toBe(false);
   });
 
   it('runs as a job in its own process with staged progress', async () => {
@@ -71,5 +76,33 @@ describe('lathe export and the export job', () => {
     const stages = new Set(events.filter((e): e is Extract<JobEvent, { type: 'progress' }> => e.type === 'progress').map((e) => e.stage));
     expect([...stages]).toEqual(expect.arrayContaining(['Opening the model', 'Writing merged weights', 'Checking the export', 'Moving into place']));
     expect(readdirSync(out)).toContain('model.safetensors');
+  });
+
+  it('GGUF: lathe export --format gguf prints the check and the ollama command; the job runs it in its own process', async () => {
+    const { handRun } = await import('./helpers');
+    const model = await tinyModel('qwen2');
+    const runDir = tempDir();
+    await handRun(model, runDir);
+    const out = path.join(tempDir(), 'gguf');
+    const human = await run({ format: 'gguf', quant: 'q8_0', model, adapter: runDir, out, name: 'tiny-qwen' }, false);
+    expect(human.out[0]).toMatch(/^GGUF Q8_0 \(.*Q8_0.*pre-tokenizer gpt-2/);
+    expect(human.out.join('\n')).toContain('check (llama.cpp): tokenization equal');
+    expect(human.out.join('\n')).toContain(`ollama create tiny-qwen -f ${path.join(out, 'Modelfile')}`);
+    expect(readdirSync(out).sort()).toEqual(['Modelfile', 'tiny-qwen-Q8_0.gguf']);
+
+    const host = new JobHost(spawnNodeJobProcess);
+    const events: JobEvent[] = [];
+    host.onEvent((e) => events.push(e));
+    const jobOut = path.join(tempDir(), 'gguf-job');
+    const id = host.start({ kind: 'export', params: { format: 'gguf', quant: 'f16', model, adapter: runDir, out: jobOut, overwrite: false, verify: true } });
+    const final = await host.wait(id);
+    expect(final.state, JSON.stringify(final.error)).toBe('done');
+    const r = final.result as ExportResult;
+    expect(r.format).toBe('gguf');
+    expect(r.dtype).toBe('f16');
+    expect(r.gguf!.check!.passed).toBe(true);
+    expect(r.gguf!.check!.maxAbsProbDiff).toBeLessThanOrEqual(2e-3);
+    const stages = new Set(events.filter((e): e is Extract<JobEvent, { type: 'progress' }> => e.type === 'progress').map((e) => e.stage));
+    expect([...stages]).toEqual(expect.arrayContaining(['Opening the model', 'Writing the GGUF file', 'Checking the file with llama.cpp', 'Moving into place']));
   });
 });

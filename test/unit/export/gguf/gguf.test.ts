@@ -74,7 +74,7 @@ describe('GGUF export, checked by llama.cpp', () => {
   });
 
   it('K-quants (256-wide rows): the q4_k_m/q5_k_m mixes, and llama.cpp reads each file as its dequantized F32 twin', async () => {
-    const { model, run, base } = await setup('llama', { hidden_size: 256, intermediate_size: 512, num_hidden_layers: 8 });
+    const { model, run, base } = await setup('llama', { hidden_size: 256, intermediate_size: 256, num_hidden_layers: 8 });
     const out = path.join(base, 'out');
     for (const quant of ['q6_k', 'q5_k_m', 'q4_k_m'] as const) {
       const r = await exportGguf({ model, adapter: run, out, quant, name: 'wide' });
@@ -109,7 +109,7 @@ describe('GGUF export, checked by llama.cpp', () => {
       // llama.cpp's quantized matmuls also round the activations (to 8 bits), hence not exactly 0.
       expect(maxDiff).toBeLessThan(5e-4);
     }
-  });
+  }, 300_000);
 
   it('an extended tokenizer keeps the gpt-2 pre-tokenizer, carries its new tokens and merges, and llama.cpp tokenizes as Lathe', async () => {
     const { trainDomainTokenizer, extendTokenizerDir } = await import('../../../../src-main/tokenizer/service');

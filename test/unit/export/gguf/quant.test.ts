@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { BLOCK, GgmlType } from '../../../../src-main/export/gguf/format';
 import { dequantize, quantize } from '../../../../src-main/export/gguf/quant';
 import { Rng } from '../../../../src-main/engine/models/rng';
-import { f32ToF16Bits } from '../../../../src-main/engine/safetensors/dtype';
+import { f32ToF16Array, f32ToF16Bits } from '../../../../src-main/engine/safetensors/dtype';
 
 const x = new Rng(3).normalArray(256 * 64, 1);
 
@@ -81,6 +81,15 @@ describe('GGUF quantizers', () => {
     // And our quantizer packs those scales the same way: quantize(dequantize(block)) reproduces the values.
     const again = dequantize(GgmlType.Q4_K, quantize(GgmlType.Q4_K, y, 256), 256);
     for (let i = 0; i < 256; i++) expect(Math.abs(again[i]! - y[i]!)).toBeLessThan(0.75);
+  });
+
+  it('F16 (fast path) gives the bits of the exact converter for any f32: normals, subnormals, overflow, inf, NaN', () => {
+    const bits = new Uint32Array(1 << 16);
+    const rng = new Rng(9);
+    for (let i = 0; i < bits.length; i++) bits[i] = Math.floor(rng.next() * 2 ** 32) >>> 0;
+    const y = new Float32Array(bits.buffer);
+    y.set([0, -0, 65504, 65519.99, 65520, 6.1e-5, 2 ** -14, 5.96e-8, NaN, Infinity, -Infinity, 1e-10, 1 + 2 ** -11, 1 + 3 * 2 ** -11]);
+    expect(new Uint16Array(quantize(GgmlType.F16, y, 1).buffer)).toEqual(f32ToF16Array(y));
   });
 
   it('refuses rows that do not split into blocks', () => {

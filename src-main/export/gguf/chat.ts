@@ -1,0 +1,44 @@
+/**
+ * Chat with an exported GGUF file through llama.cpp (node-llama-cpp): its chat template comes from the file
+ * (tokenizer.chat_template, rendered by node-llama-cpp's Jinja support), the reply streams as it is generated.
+ * On users' machines node-llama-cpp picks Vulkan/CUDA/Metal when present (gpu: 'auto').
+ */
+import { existsSync } from 'node:fs';
+import { UserError } from '../../util/progress';
+import { getLlamaCpp, llamaThreads } from './llama-cpp';
+
+export interface GgufChatOptions {
+  system?: string;
+  maxTokens?: number;
+  temperature?: number;
+  seed?: number;
+  /** 'auto' (default): a GPU backend when one works; false: the CPU. */
+  gpu?: 'auto' | false;
+  onText?: (text: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface GgufChatResult { text: string; tokens: number; seconds: number; backend: string }
+
+export async function chatWithGguf(file: string, message: string, o: GgufChatOptions = {}): Promise<GgufChatResult> {
+  if (!existsSync(file)) throw new UserError('gguf.missing', `${file} does not exist.`, 'Pass a .gguf file written by `lathe export --format gguf`.');
+  const { LlamaChatSession } = await import('node-llama-cpp');
+  const llama = await getLlamaCpp(o.gpu ?? 'auto');
+  const model = await llama.loadModel({ modelPath: file }).catch((err: unknown) => {
+    throw new UserError('gguf.load-failed', `llama.cpp could not load ${file}: ${(err as Error).message}`, 'Check that it is a GGUF file (re-export it if needed).');
+  });
+  const context = await model.createContext({ contextSize: { max: 4096 }, threads: llama.gpu === false ? llamaThreads() : undefined });
+  try {
+    const session = new LlamaChatSession({ contextSequence: context.getSequence(), ...(o.system ? { systemPrompt: o.system } : {}) });
+    const t0 = Date.now();
+    let tokens = 0;
+    const text = await session.prompt(message, {
+      maxTokens: o.maxTokens ?? 256, temperature: o.temperature ?? 0, seed: o.seed, signal: o.signal, stopOnAbortSignal: true,
+      onTextChunk: (t) => o.onText?.(t), onToken: (t) => { tokens += t.length; },
+    });
+    return { text, tokens, seconds: (Date.now() - t0) / 1000, backend: llama.gpu === false ? 'cpu' : llama.gpu };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+}
