@@ -11,6 +11,7 @@ const modules: (() => Promise<{ commands: CliCommand[] }>)[] = [
   () => import('./template'),
   () => import('./generate'),
   () => import('./memory'),
+  () => import('./handoff'),
 ];
 
 export async function loadCommands(): Promise<CliCommand[]> {
