@@ -123,7 +123,7 @@ describe('lathe handoff', () => {
     const keys = [...readFileSync(path.join(out, 'train.py'), 'utf8').matchAll(/JOB\["(\w+)"\]/g)].map((m) => m[1]!);
     for (const k of new Set(keys)) expect(job, k).toHaveProperty(k);
 
-    const [ddp, fsdp, zero3] = pyYaml(['ddp', 'fsdp', 'zero3'].map((s) => path.join(out, 'accelerate', `${s}.yaml`))) as Record<string, any>[];
+    const [ddp, fsdp, zero3] = pyYaml(['ddp', 'fsdp', 'zero3'].map((s) => path.join(out, 'accelerate', `${s}.yaml`))) as Record<string, unknown>[];
     expect(ddp).toMatchObject({ distributed_type: 'MULTI_GPU', num_machines: 2, num_processes: 4, mixed_precision: 'bf16' });
     expect(fsdp).toMatchObject({ distributed_type: 'FSDP', fsdp_config: { fsdp_sharding_strategy: 'FULL_SHARD', fsdp_auto_wrap_policy: 'TRANSFORMER_BASED_WRAP', fsdp_transformer_layer_cls_to_wrap: 'LlamaDecoderLayer', fsdp_use_orig_params: true } });
     expect(zero3).toMatchObject({ distributed_type: 'DEEPSPEED', deepspeed_config: { deepspeed_config_file: 'deepspeed/zero3.json', zero3_init_flag: true } });
@@ -170,7 +170,7 @@ describe('lathe handoff', () => {
     const rl = await createHandoff({ run, target: 'llamafactory', gpus: 1, nodes: 3, out: lf, baseName: 'org/base' });
     expect(rl.warnings.some((x) => x.startsWith('packed SFT rows: LLaMA-Factory'))).toBe(true);
     execFileSync(PY, ['-m', 'py_compile', path.join(lf, 'prepare_llamafactory.py')]);
-    const [a, l] = pyYaml([path.join(ax, 'axolotl.yaml'), path.join(lf, 'llamafactory.yaml')]) as Record<string, any>[];
+    const [a, l] = pyYaml([path.join(ax, 'axolotl.yaml'), path.join(lf, 'llamafactory.yaml')]) as Record<string, unknown>[];
     expect(a).toMatchObject({
       base_model: 'model', adapter: 'lora', lora_r: 8, lora_alpha: 16, lora_dropout: 0, peft_use_rslora: false,
       lora_target_modules: ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'],
