@@ -26,6 +26,39 @@ async function readParquet(file: string): Promise<Record<string, number[]>[]> {
   return (await parquetReadObjects({ file: ab })) as Record<string, number[]>[];
 }
 
+/** Imports the job's train.py with stand-ins for datasets/peft/transformers (not installed here) and runs its
+ * collate() on rows read back from the Parquet shards: ids, labels, positions as given, and the 4-D mask lets
+ * position i see j exactly when j <= i in the same packed sample (Lathe's rule), padding only itself. */
+function checkCollate(job: string, rows: Record<string, number[]>[]): string {
+  const code = [
+    'import importlib.util, json, sys, types',
+    'for name in ("datasets", "peft", "transformers"):',
+    '    sys.modules[name] = types.ModuleType(name)',
+    'for name in ("load_dataset",): setattr(sys.modules["datasets"], name, None)',
+    'for name in ("LoraConfig", "get_peft_model", "prepare_model_for_kbit_training"): setattr(sys.modules["peft"], name, None)',
+    'for name in ("AutoModelForCausalLM", "AutoTokenizer", "BitsAndBytesConfig", "Trainer", "TrainingArguments", "set_seed"): setattr(sys.modules["transformers"], name, None)',
+    'sys.modules["transformers"].TrainerCallback = object',
+    'spec = importlib.util.spec_from_file_location("train", sys.argv[1]); train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)',
+    'rows = json.load(sys.stdin)',
+    'b = train.collate(rows)',
+    'assert b["input_ids"].tolist() == [r["input_ids"] for r in rows]',
+    'assert b["labels"].tolist() == [r["labels"] for r in rows]',
+    'assert b["position_ids"].tolist() == [r["position_ids"] for r in rows]',
+    'm = b["attention_mask"]',
+    'assert list(m.shape) == [len(rows), 1, len(rows[0]["input_ids"]), len(rows[0]["input_ids"])], m.shape',
+    'n = 0',
+    'for k, r in enumerate(rows):',
+    '    s = r["segment_ids"]',
+    '    for i in range(len(s)):',
+    '        for j in range(len(s)):',
+    '            want = i == j or (j <= i and s[i] == s[j] and s[i] != 0)',
+    '            assert (m[k, 0, i, j].item() == 0) == want, (k, i, j)',
+    '            n += 1',
+    'print("ok", n)',
+  ].join('\n');
+  return execFileSync(PY, ['-c', code, path.join(job, 'train.py')], { input: JSON.stringify(rows), encoding: 'utf8' }).trim();
+}
+
 function writeRun(dir: string, config: Record<string, unknown>): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
@@ -184,6 +217,12 @@ describe('lathe handoff', () => {
       learning_rate: 2e-4, lr_scheduler_type: 'linear', num_train_epochs: 2, seed: 1234,
     });
     expect(readFileSync(path.join(lf, 'launch', 'multinode.sh'), 'utf8')).toContain('FORCE_TORCHRUN=1 NNODES=3 NPROC_PER_NODE=1');
+
+    // accelerate: train.py's collator builds Lathe's attention pattern from the shards' segment ids
+    const acc = path.join(tempDir(), 'acc');
+    await createHandoff({ run, target: 'accelerate', gpus: 1, out: acc });
+    const rows = await readParquet(path.join(acc, 'data', 'train-00000.parquet'));
+    expect(checkCollate(acc, rows)).toBe(`ok ${5 * T * T}`);
   });
 
   it('refuses what it cannot hand off, naming it', async () => {
