@@ -128,7 +128,7 @@ def main():
         per_device_eval_batch_size=JOB["batch"]["perDevice"],
         gradient_accumulation_steps=JOB["batch"]["accumulation"],
         learning_rate=opt["lr"], adam_beta1=opt["beta1"], adam_beta2=opt["beta2"], adam_epsilon=opt["eps"],
-        weight_decay=opt["weightDecay"], max_grad_norm=opt["maxGradNorm"] if opt["maxGradNorm"] > 0 else 1e9,
+        weight_decay=opt["weightDecay"], max_grad_norm=opt["maxGradNorm"],  # 0 = no clipping, as in Lathe
         optim="paged_adamw_32bit" if JOB["pagedOptimizer"] else "adamw_torch",
         lr_scheduler_type=JOB["schedule"]["type"], lr_scheduler_kwargs=JOB["schedule"]["kwargs"],
         warmup_steps=JOB["schedule"]["warmupSteps"],
