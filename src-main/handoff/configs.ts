@@ -85,8 +85,10 @@ export function axolotlConfig(p: HandoffPlan, data: ParquetData, modelRef: strin
     lora_target_modules: p.targetModules, peft_use_rslora: tc.lora.rslora,
     ...(p.newTokens.length ? { lora_modules_to_save: p.model.family === 'gpt2' ? ['wte'] : p.model.tieWordEmbeddings ? ['embed_tokens'] : ['embed_tokens', 'lm_head'] } : {}),
     // pre-tokenized rows: no `type`, columns input_ids / attention_mask / labels used as they are
-    datasets: [{ path: 'parquet', ds_type: 'parquet', data_files: files('train'), split: 'train' }],
-    ...(evalSplits.length ? { test_datasets: evalSplits.map((s) => ({ path: 'parquet', ds_type: 'parquet', data_files: files(s), split: 'train' })) } : { val_set_size: 0 }),
+    // one entry per local Parquet file (Axolotl's documented local-file form: path + ds_type)
+    datasets: files('train').map((f) => ({ path: f, ds_type: 'parquet', split: 'train' })),
+    ...(evalSplits.length ? { test_datasets: evalSplits.flatMap((s) => files(s).map((f) => ({ path: f, ds_type: 'parquet', split: 'train' }))) } : {}),
+    val_set_size: 0,
     sequence_len: p.blockSize, sample_packing: false, pad_to_sequence_len: true,
     micro_batch_size: p.batch.perDevice, gradient_accumulation_steps: p.batch.accumulation,
     ...(tc.maxSteps ? { max_steps: tc.maxSteps } : {}), num_epochs: tc.epochs,

@@ -149,6 +149,9 @@ function targetWarnings(p: HandoffPlan, strategy: Strategy): string[] {
   if (p.newTokens.length) {
     w.push(`new tokens: ${name} trains the whole embedding${p.model.tieWordEmbeddings ? '' : ' and lm_head'} matrices (modules_to_save), not just the ${p.newTokens.length} new rows, and starts them its own way, not "${tc.newTokenInit}". Use --target accelerate to train only the new rows.`);
   }
+  if (p.target === 'llamafactory' && p.kind === 'pretrain') {
+    w.push('pretraining labels: LLaMA-Factory\'s pretraining stage builds labels from input_ids itself, so the EOS padding of each split\'s final row gets a loss (Lathe masks it); at most one row per split.');
+  }
   if (tc.evalEvery > 0) w.push(`evalBlocks: ${tc.evalBlocks} has no counterpart in ${name}; it evaluates the whole held-out split${p.target === 'llamafactory' ? ' (and only the first one: val-domain)' : 's as one set'}.`);
   if (p.target === 'llamafactory' && strategy === 'fsdp') {
     w.push('strategy fsdp: LLaMA-Factory takes FSDP from an accelerate config, not from its YAML; launch with `accelerate launch --config_file accelerate/fsdp.yaml src/train.py llamafactory.yaml` from a LLaMA-Factory checkout (launch/local.sh does).');

@@ -175,6 +175,9 @@ describe('lathe handoff', () => {
     expect(again.warnings.some((w) => w.startsWith('batch:') && w.includes('= 15 blocks'))).toBe(true);
     expect(readFileSync(path.join(out, 'README.md'), 'utf8')).toContain('= 15 blocks');
     expect(existsSync(path.join(out, 'train.py'))).toBe(false);
+    const lf = await createHandoff({ run, target: 'llamafactory', gpus: 1, out, overwrite: true });
+    expect(lf.warnings.some((w) => w.startsWith('pretraining labels: LLaMA-Factory'))).toBe(true);
+    expect(pyYaml([path.join(out, 'llamafactory.yaml')])[0]).toMatchObject({ stage: 'pt', quantization_bit: 4, double_quantization: true, use_rslora: true, lora_target: 'k_proj,o_proj,q_proj,v_proj', max_steps: 30 });
   });
 
   it('SFT rows: labels, segment ids and positions match Lathe; axolotl and LLaMA-Factory YAML carry the settings and warn about packing', async () => {
@@ -207,7 +210,7 @@ describe('lathe handoff', () => {
     expect(a).toMatchObject({
       base_model: 'model', adapter: 'lora', lora_r: 8, lora_alpha: 16, lora_dropout: 0, peft_use_rslora: false,
       lora_target_modules: ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'],
-      datasets: [{ ds_type: 'parquet', data_files: ['data/train-00000.parquet'] }], test_datasets: [{ data_files: ['data/val-domain-00000.parquet'] }],
+      datasets: [{ path: 'data/train-00000.parquet', ds_type: 'parquet', split: 'train' }], test_datasets: [{ path: 'data/val-domain-00000.parquet', ds_type: 'parquet' }], val_set_size: 0,
       sequence_len: 16, sample_packing: false, micro_batch_size: 2, gradient_accumulation_steps: 1, num_epochs: 2,
       learning_rate: 2e-4, lr_scheduler: 'linear', warmup_steps: 0, max_grad_norm: 1, seed: 1234, deepspeed: 'deepspeed/zero2.json',
     });
