@@ -12,6 +12,7 @@ const modules: (() => Promise<{ commands: CliCommand[] }>)[] = [
   () => import('./generate'),
   () => import('./memory'),
   () => import('./cache'),
+  () => import('./handoff'),
 ];
 
 export async function loadCommands(): Promise<CliCommand[]> {

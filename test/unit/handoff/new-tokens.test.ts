@@ -1,0 +1,89 @@
+/** Hand-off of a run with an extended tokenizer: the new tokens reach the shards, the tokenizer and job.json, and train.py starts their rows as Lathe does. */
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createHandoff } from '../../../src-main/handoff';
+import { openModel } from '../../../src-main/engine/models';
+import { Rng } from '../../../src-main/engine/models/rng';
+import { trainDomainTokenizer, extendTokenizerDir } from '../../../src-main/tokenizer/service';
+import { readExtensionManifest } from '../../../src-main/tokenizer/extend';
+import { resizeEmbeddings } from '../../../src-main/tokenizer/embeddings';
+import { prepareCorpus } from '../../../src-main/data/prepare';
+import { tinyModel } from '../../helpers/tiny';
+import { tempDir } from '../../helpers/services';
+
+/** train.py's init_new_rows on a stand-in model (torch embedding + untied head), rows printed as JSON. */
+function pyInitRows(job: string, embed: Float32Array, V: number, C: number): number[][] {
+  const code = [
+    'import importlib.util, json, sys, types, torch',
+    'for name in ("datasets", "peft", "transformers"):',
+    '    sys.modules[name] = types.ModuleType(name)',
+    'sys.modules["datasets"].load_dataset = None',
+    'for name in ("LoraConfig", "get_peft_model", "prepare_model_for_kbit_training"): setattr(sys.modules["peft"], name, None)',
+    'for name in ("AutoModelForCausalLM", "AutoTokenizer", "BitsAndBytesConfig", "Trainer", "TrainingArguments", "set_seed"): setattr(sys.modules["transformers"], name, None)',
+    'sys.modules["transformers"].TrainerCallback = object',
+    'spec = importlib.util.spec_from_file_location("train", sys.argv[1]); train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)',
+    `V, C = ${V}, ${C}`,
+    'class M:',
+    '    def __init__(self, w):',
+    '        self.emb = torch.nn.Embedding(V, C); self.emb.weight.data = w.clone(); self.head = torch.nn.Linear(C, V, bias=False); self.head.weight.data = w.clone()',
+    '    def get_input_embeddings(self): return self.emb',
+    '    def get_output_embeddings(self): return self.head',
+    '    def resize_token_embeddings(self, n):',
+    '        for mod in (self.emb, self.head):',
+    '            w = torch.zeros(n, C); w[:V] = mod.weight.data; mod.weight = torch.nn.Parameter(w)',
+    'w = torch.tensor(json.load(sys.stdin), dtype=torch.float32).reshape(V, C)',
+    'm = M(w)',
+    'ids = train.init_new_rows(m, [0] * V)',
+    'print(json.dumps([m.emb.weight[i].tolist() for i in ids]))',
+  ].join('\n');
+  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', code, path.join(job, 'train.py')], { input: JSON.stringify(Array.from(embed)), encoding: 'utf8' })) as number[][];
+}
+
+describe('hand-off with an extended tokenizer', () => {
+  it('new ids in the shards, the extended tokenizer shipped, new rows listed and initialized as in Lathe', async () => {
+    const model = await tinyModel('llama');
+    const base = tempDir();
+    const corpus = path.join(base, 'corpus');
+    mkdirSync(corpus);
+    const rng = new Rng(4);
+    const words = ['spindle', 'tailstock', 'headstock', 'faceplate', 'chuck', 'gouge', 'skew', 'the', 'a', 'turn'];
+    for (let d = 0; d < 12; d++) writeFileSync(path.join(corpus, `d${d}.txt`), Array.from({ length: 150 }, () => words[Math.floor(rng.next() * words.length)]).join(' ') + '.\n');
+    const cands = await trainDomainTokenizer({ baseDir: model, corpus: [corpus], maxCandidates: 30 });
+    const tok = path.join(base, 'tok');
+    await extendTokenizerDir({ baseDir: model, candidates: cands, topN: 4, outDir: tok });
+    const manifest = readExtensionManifest(tok);
+    const dataset = path.join(base, 'ds');
+    await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
+    const run = path.join(base, 'run');
+    mkdirSync(run);
+    writeFileSync(path.join(run, 'config.json'), JSON.stringify({ model, dataset, out: run, tokenizer: tok, newTokenInit: 'mean-of-subtokens' }));
+
+    const job = path.join(base, 'job');
+    await createHandoff({ run, target: 'accelerate', gpus: 1, out: job });
+    expect(readFileSync(path.join(job, 'tokenizer', 'tokenizer.json'), 'utf8')).toBe(readFileSync(path.join(tok, 'tokenizer.json'), 'utf8'));
+    const j = JSON.parse(readFileSync(path.join(job, 'job.json'), 'utf8'));
+    expect(j.newTokens).toEqual(manifest.newTokens.map((t) => ({ id: t.id, baseIds: t.baseIds })));
+    const { config, layout, weights } = await openModel(model);
+    const embed = await weights.readF32(layout.embed);
+    await weights.close();
+    expect(j).toMatchObject({ baseVocabSize: config.vocabSize, tiedEmbeddings: config.tieWordEmbeddings, newTokenInit: 'mean-of-subtokens' });
+    const { parquetReadObjects } = await import('hyparquet');
+    const buf = readFileSync(path.join(job, 'data', 'train-00000.parquet'));
+    const rows = (await parquetReadObjects({ file: buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) })) as { input_ids: number[] }[];
+    expect(rows.some((r) => r.input_ids.some((id) => id >= config.vocabSize))).toBe(true);
+
+    // train.py starts each new row as Lathe's resizeEmbeddings does (mean of the sub-token rows)
+    const C = config.hiddenSize, V = config.vocabSize;
+    const want = resizeEmbeddings(embed, V, C, manifest.newTokens.map((t) => ({ id: t.id, baseIds: t.baseIds })), 'mean-of-subtokens').matrix;
+    const got = pyInitRows(job, embed, V, C);
+    manifest.newTokens.forEach((t, k) => {
+      const row = Array.from(want.subarray(t.id * C, (t.id + 1) * C));
+      got[k]!.forEach((x, c) => expect(x).toBeCloseTo(row[c]!, 5));
+    });
+
+    const ax = await createHandoff({ run, target: 'axolotl', gpus: 1, out: path.join(base, 'ax') });
+    expect(ax.warnings.some((w) => w.startsWith('new tokens: Axolotl trains the whole embedding'))).toBe(true);
+  });
+});
