@@ -2,7 +2,7 @@
 import type { CliCommand } from '../types';
 import { flagNumber, flagString } from '../args';
 import { cliWork, requireFlag } from '../work';
-import { exportModel, type ExportParams, type ExportResult } from '../../export';
+import type { ExportParams, ExportResult } from '../../export';
 import { UserError } from '../../util/progress';
 
 const HELP = 'Run `lathe help export` for the options.';
@@ -51,7 +51,7 @@ export const commands: CliCommand[] = [
         tokenizerDir: flagString(ctx.flags, 'tokenizer'),
         baseModelName: flagString(ctx.flags, 'base-name'),
       };
-      const result = await exportModel(params, cliWork(ctx));
+      const result = await (await import('../../export')).exportModel(params, cliWork(ctx));
       if (!ctx.json) for (const l of printResult(result)) ctx.out(l);
       return result;
     },
