@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // `npm run setup:cuda`: opt-in download of onnxruntime-node's CUDA EP (NVIDIA GPUs with CUDA 12 + cuDNN 9).
-// `npm ci` skips it (see .npmrc); run this once on a machine with network access.
+// `npm ci` skips it (package.json allowScripts denies its install script); run this once on a machine with network access.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 const script = path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'script', 'install.js');
-// The env var wins over the project's `.npmrc` skip setting (npm exports that as npm_config_*).
+// The env var asks install.js for the CUDA 12 files explicitly.
 const r = spawnSync(process.execPath, [script], { stdio: 'inherit', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'cuda12' } });
 if (r.status !== 0) {
   console.error('\nThe CUDA EP could not be installed. It needs network access, an NVIDIA driver, CUDA 12 and cuDNN 9.\n' +

@@ -1,7 +1,9 @@
 /**
  * The contract over a local WebSocket, so the real renderer runs in a browser against the real services
- * (end-to-end tests, `npm run dev:web`). Binds to 127.0.0.1 only, requires a per-start random token and a
- * same-origin page, and routes every call through the same `dispatch` as the Electron gatekeeper.
+ * (end-to-end tests, `npm run dev:web`). Binds to 127.0.0.1 only, requires a token (random per start, or the
+ * user's saved one from ./token.ts so the URL can be bookmarked) and a same-origin page, and routes every call
+ * through the same `dispatch` as the Electron gatekeeper. The app page requested without the right token gets
+ * a page that says how to open the app (OPEN_HELP) rather than an app that cannot connect.
  *
  * Wire format: client -> { id, channel, payload }; server -> { id, envelope } | { event, payload }.
  * Nothing a client sends can stop or stall the process: every frame is answered (a frame over 1 MiB closes
@@ -82,7 +84,15 @@ function answer(id: Id, envelope: unknown): string {
 
 export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
   const token = opts.token ?? randomBytes(16).toString('hex');
-  const server = http.createServer((req, res) => serveStatic(opts.staticDir, req, res));
+  const server = http.createServer((req, res) => {
+    // The app page without the right token would only fail to connect: answer with how to open the app instead.
+    const page = pageToken(req);
+    if (page !== undefined && page !== token) {
+      serveOpenHelp(res, page === null ? 'missing' : 'wrong');
+      return;
+    }
+    serveStatic(opts.staticDir, req, res);
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   const sockets = new Set<WebSocket>();
 
@@ -152,6 +162,50 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** For a GET of the app page ('/' or '/index.html'): its `token` query value (null when absent); undefined otherwise. */
+function pageToken(req: http.IncomingMessage): string | null | undefined {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://x');
+  } catch {
+    return undefined;
+  }
+  if (url.pathname !== '/' && url.pathname !== '/index.html') return undefined;
+  return url.searchParams.get('token');
+}
+
+/** The page a browser gets for the app URL without its token, or with an old one. */
+export function openHelpPage(reason: 'missing' | 'wrong'): string {
+  const why = reason === 'missing'
+    ? 'This address has no key, so the app cannot connect to Lathe.'
+    : 'The key in this address is not the current one (it was renewed, or the link is from another computer).';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Lathe: open the app with its link</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.5}code{background:#eee;padding:0 .25rem}</style>
+</head><body>
+<h1>Open Lathe with its link</h1>
+<p>${why}</p>
+<h2>What to do</h2>
+<ol>
+<li>In a terminal, in the Lathe folder, run <code>npm run dev:web</code> (or <code>npx lathe serve</code> when the app is already built).</li>
+<li>Open the address it prints: it looks like <code>http://127.0.0.1:5174/?token=…</code>.</li>
+</ol>
+<p>That address stays the same each time you start Lathe, so you can bookmark it. It changes only when you ask for a new key with <code>npx lathe serve --new-token</code>.</p>
+</body></html>
+`;
+}
+
+function serveOpenHelp(res: http.ServerResponse, reason: 'missing' | 'wrong'): void {
+  res.writeHead(403, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'",
+    'X-Content-Type-Options': 'nosniff',
+    'Cache-Control': 'no-store',
+  });
+  res.end(openHelpPage(reason));
 }
 
 function serveStatic(root: string | undefined, req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -28,9 +28,10 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
   }
 }
 
-export function writeFileAtomicSync(target: string, data: string | Uint8Array): void {
+/** `mode` (e.g. 0o600 for a secret) applies from the temp file's creation, so no reader ever sees looser permissions. */
+export function writeFileAtomicSync(target: string, data: string | Uint8Array, mode?: number): void {
   const tmp = tempNameFor(target);
-  const fd = openSync(tmp, 'w');
+  const fd = openSync(tmp, 'w', mode);
   try {
     if (typeof data === 'string') writeSync(fd, data);
     else writeSync(fd, data);

@@ -29,7 +29,7 @@ function bridgeTransport(): RawApi {
   const ws = new WebSocket(`ws://${location.host}/api?token=${encodeURIComponent(token)}`);
   const open = new Promise<void>((resolve, reject) => {
     ws.addEventListener('open', () => resolve(), { once: true });
-    ws.addEventListener('error', () => reject(new Error('Could not connect to the Lathe bridge.')), { once: true });
+    ws.addEventListener('error', () => reject(new Error('Could not connect to Lathe. Is `npm run dev:web` (or `npx lathe serve`) still running? Start it again and open the address it prints.')), { once: true });
   });
   let next = 1;
   const pending = new Map<number, (e: Envelope<unknown>) => void>();

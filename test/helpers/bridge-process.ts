@@ -18,12 +18,13 @@ export interface BridgeProcess {
   stop(): Promise<void>;
 }
 
-export async function startBridgeProcess(): Promise<BridgeProcess> {
-  const home = tempDir('lathe-bridge-home-');
+/** `home`: the LATHE_HOME to use (a fresh one by default); `args`: extra `lathe serve` flags. */
+export async function startBridgeProcess(opts: { home?: string; args?: string[] } = {}): Promise<BridgeProcess> {
+  const home = opts.home ?? tempDir('lathe-bridge-home-');
   const staticDir = path.join(home, 'renderer');
   mkdirSync(staticDir, { recursive: true });
   writeFileSync(path.join(staticDir, 'index.html'), '<!doctype html><title>Lathe</title>');
-  const proc = spawn(process.execPath, ['bin/lathe.mjs', 'serve', '--json', '--static', staticDir], {
+  const proc = spawn(process.execPath, ['bin/lathe.mjs', 'serve', '--json', '--static', staticDir, ...(opts.args ?? [])], {
     env: { ...process.env, LATHE_HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,14 +4,12 @@ import { fileURLToPath } from 'node:url';
 import type { CliCommand, CliContext } from '../types';
 import type { JobRequest } from '../../contract';
 import { flagNumber, flagString } from '../args';
-import { nodeServices, packageVersion } from '../node-services';
-import { startBridge } from '../../bridge/server';
 import { progressLine } from '../work';
 import { UserError } from '../../util/progress';
 
 /** Run one job through the job host, progress on stderr; resolves with the job's result. */
 export async function runJobFromCli(request: JobRequest, ctx: CliContext): Promise<unknown> {
-  const services = nodeServices();
+  const services = (await import('../node-services')).nodeServices();
   const id = services.jobs.start(request);
   let lastLine = '';
   services.jobs.onEvent((e) => {
@@ -39,7 +37,7 @@ export const commands: CliCommand[] = [
     summary: 'Print the Lathe version',
     usage: 'lathe version [--json]',
     run: async (ctx) => {
-      const v = { version: packageVersion(), node: process.version, platform: `${process.platform}-${process.arch}` };
+      const v = { version: (await import('../node-services')).packageVersion(), node: process.version, platform: `${process.platform}-${process.arch}` };
       if (!ctx.json) ctx.out(`Lathe ${v.version} (Node ${v.node}, ${v.platform})`);
       return v;
     },
@@ -49,7 +47,7 @@ export const commands: CliCommand[] = [
     summary: 'Create a project folder (datasets, runs, exports)',
     usage: 'lathe project create --in PARENT_DIR --name NAME [--json]',
     run: async (ctx) => {
-      const p = await nodeServices().projects.create(path.resolve(need(flagString(ctx.flags, 'in'), '--in PARENT_DIR')), need(flagString(ctx.flags, 'name'), '--name NAME'));
+      const p = await (await import('../node-services')).nodeServices().projects.create(path.resolve(need(flagString(ctx.flags, 'in'), '--in PARENT_DIR')), need(flagString(ctx.flags, 'name'), '--name NAME'));
       if (!ctx.json) ctx.out(`Created project "${p.name}" in ${p.path}`);
       return p;
     },
@@ -59,7 +57,7 @@ export const commands: CliCommand[] = [
     summary: 'Show a project',
     usage: 'lathe project show DIR [--json]',
     run: async (ctx) => {
-      const p = await nodeServices().projects.open(path.resolve(need(ctx.args[0], 'the project folder')));
+      const p = await (await import('../node-services')).nodeServices().projects.open(path.resolve(need(ctx.args[0], 'the project folder')));
       if (!ctx.json) ctx.out(`${p.name}\n  folder: ${p.path}\n  model:  ${p.modelPath ?? '(none)'}\n  created: ${p.createdAt}`);
       return p;
     },
@@ -80,10 +78,21 @@ export const commands: CliCommand[] = [
   {
     path: ['serve'],
     summary: 'Serve the app to a local browser (the bridge) — for development and tests',
-    usage: 'lathe serve [--port N] [--static DIR]   (DIR defaults to out/renderer; build it with `npm run build`)',
+    usage: [
+      'lathe serve [--port N] [--static DIR] [--new-token]',
+      '  --static DIR   the built app (default out/renderer; build it with `npm run build`)',
+      '  --new-token    replace the saved key in the page address (old links and bookmarks stop working)',
+      'The address keeps the same key from one start to the next (saved in the settings folder, readable only by you).',
+    ].join('\n'),
     run: async (ctx) => {
       const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+      const { startBridge } = await import('../../bridge/server');
+      const { bridgeToken } = await import('../../bridge/token');
+      const { nodeServices, latheHome } = await import('../node-services');
+      const saved = bridgeToken(latheHome(), { renew: ctx.flags['new-token'] === true });
+      if (saved.fresh === 'renewed' && !ctx.json) ctx.err(`New key saved in ${saved.file}; earlier links no longer open the app.`);
       const bridge = await startBridge({
+        token: saved.token,
         services: nodeServices(),
         staticDir: path.resolve(flagString(ctx.flags, 'static') ?? path.join(root, 'out/renderer')),
         port: flagNumber(ctx.flags, 'port') ?? 0,

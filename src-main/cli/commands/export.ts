@@ -2,7 +2,7 @@
 import type { CliCommand } from '../types';
 import { flagNumber, flagString } from '../args';
 import { cliWork, requireFlag } from '../work';
-import { exportModel, type ExportParams, type ExportResult } from '../../export';
+import type { ExportParams, ExportResult } from '../../export';
 import { UserError } from '../../util/progress';
 import { GGUF_QUANTS, type GgufQuant } from '../../export/gguf/format';
 
@@ -78,7 +78,7 @@ export const commands: CliCommand[] = [
         baseModelName: flagString(ctx.flags, 'base-name'),
         ...(format === 'gguf' ? { quant: quant as GgufQuant, name: flagString(ctx.flags, 'name') } : {}),
       };
-      const result = await exportModel(params, cliWork(ctx));
+      const result = await (await import('../../export')).exportModel(params, cliWork(ctx));
       if (!ctx.json) for (const l of printResult(result)) ctx.out(l);
       return result;
     },

@@ -2,10 +2,12 @@
 import type { CliCommand, CliContext } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
 import type { EpName } from '../../engine/runtime';
-import { chat, compareChat, completeText, type ChatOptions } from '../../engine/generate/chat';
+import type { ChatOptions } from '../../engine/generate/chat';
+
+// Heavy modules (onnxruntime-node, tokenizers) load when a command runs, so `lathe help` stays quick.
+const chatModule = () => import('../../engine/generate/chat');
 import type { GenerateResult } from '../../engine/generate/generator';
 import type { ChatMessage } from '../../templates';
-import { evaluationReport, reportMarkdown } from '../../eval/report';
 import { UserError } from '../../util/progress';
 
 function required(ctx: CliContext, name: string): string {
@@ -61,7 +63,7 @@ export const commands: CliCommand[] = [
       if (!prompt) throw new UserError('cli.missing', 'Missing --prompt.', 'Give the text to continue, e.g. --prompt "Once upon a time".');
       const o = generationFlags(ctx);
       if (!ctx.json) process.stdout.write(prompt);
-      const r = await completeText(required(ctx, 'model'), prompt, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
+      const r = await (await chatModule()).completeText(required(ctx, 'model'), prompt, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
       if (!ctx.json) { ctx.out(''); ctx.err(summary(r)); }
       return { prompt, ...r };
     },
@@ -100,14 +102,14 @@ export const commands: CliCommand[] = [
       if (ctx.flags['compare'] === true) {
         if (!o.adapter) throw new UserError('cli.missing', '--compare needs --adapter (the fine-tuned run to compare with the base model).');
         const { adapter, ...rest } = o;
-        const r = await compareChat(model, adapter, messages, rest);
+        const r = await (await chatModule()).compareChat(model, adapter, messages, rest);
         if (!ctx.json) {
           ctx.out(`Base model:\n${r.base.text.trim()}\n\nFine-tuned:\n${r.tuned.text.trim()}`);
           ctx.err(`base ${summary(r.base)}\ntuned ${summary(r.tuned)}`);
         }
         return r;
       }
-      const r = await chat(model, messages, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
+      const r = await (await chatModule()).chat(model, messages, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
       if (!ctx.json) { ctx.out(''); ctx.err(summary(r)); }
       return r;
     },
@@ -122,13 +124,13 @@ export const commands: CliCommand[] = [
     ].join('\n'),
     run: async (ctx) => {
       const prompts = flagList(ctx.flags, 'prompt');
-      const r = await evaluationReport({
+      const r = await (await import('../../eval/report')).evaluationReport({
         run: required(ctx, 'run'), checkpoint: flagString(ctx.flags, 'checkpoint'), general: flagString(ctx.flags, 'general'),
         sftEval: flagString(ctx.flags, 'eval-set'), prompts: prompts.length ? prompts : undefined,
         maxTokens: flagNumber(ctx.flags, 'max-tokens'), maxExamples: flagNumber(ctx.flags, 'max-examples'), maxBlocks: flagNumber(ctx.flags, 'max-blocks'),
         ep: epFlag(ctx), signal: ctx.signal, onProgress: ctx.json ? undefined : (p) => { if (p.stage) ctx.err(p.stage); },
       });
-      if (!ctx.json) ctx.out(reportMarkdown(r));
+      if (!ctx.json) ctx.out((await import('../../eval/report')).reportMarkdown(r));
       return r;
     },
   },

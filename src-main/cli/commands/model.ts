@@ -3,7 +3,10 @@
  */
 import type { CliCommand, CliContext } from '../types';
 import { UserError } from '../../util/progress';
-import { createTinyModel, describeArchitecture, inspectModelFolder, TINY_ARCHS } from '../../engine/models';
+import { TINY_ARCHS } from '../../engine/models/tiny-archs';
+
+// The engine's model modules load when a command runs, so `lathe help` stays quick.
+const models = () => import('../../engine/models');
 
 function flagString(ctx: CliContext, name: string): string | undefined {
   const v = ctx.flags[name];
@@ -34,7 +37,7 @@ export const commands: CliCommand[] = [
       const dtype = (flagString(ctx, 'dtype') ?? 'f32').toLowerCase();
       if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') throw new UserError('cli-usage', `--dtype must be f32, f16 or bf16, got "${dtype}".`, 'Example: --dtype bf16');
       const shard = flagString(ctx, 'shard-bytes');
-      const res = await createTinyModel(arch, out, {
+      const res = await (await models()).createTinyModel(arch, out, {
         seed, dtype, maxShardBytes: shard === undefined ? undefined : Number(shard), signal: ctx.signal,
       });
       const summary = { dir: res.dir, arch, architecture: res.config.architecture, parameters: res.parameters, dtype, seed, files: res.files };
@@ -49,6 +52,7 @@ export const commands: CliCommand[] = [
     async run(ctx) {
       const dir = ctx.args[0];
       if (!dir) throw new UserError('cli-usage', 'model inspect needs a folder.', 'Example: lathe model inspect ./my-model');
+      const { inspectModelFolder, describeArchitecture } = await models();
       const ins = await inspectModelFolder(dir);
       const c = ins.config;
       const result = {

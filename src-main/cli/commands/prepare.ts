@@ -2,9 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { CliCommand, CliContext } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
-import { prepareCorpus, type PrepareConfig, type PrepareReport } from '../../data/prepare';
-import { loadTokenizerDir } from '../../data/tokenize';
-import { chatRendererForModel } from '../../templates/for-model';
+import type { PrepareConfig, PrepareReport } from '../../data/prepare';
 import { UserError } from '../../util/progress';
 
 function fmt(n: number): string {
@@ -88,7 +86,7 @@ export const commands: CliCommand[] = [
         general: flagList(ctx.flags, 'general'),
         out,
         mode: preference ? 'preference' : sft ? 'sft' : 'pretrain',
-        ...(tokDir ? { tokenizer: await loadTokenizerDir(tokDir) } : {}),
+        ...(tokDir ? { tokenizer: await (await import('../../data/tokenize')).loadTokenizerDir(tokDir) } : {}),
         ...(flagNumber(ctx.flags, 'block-size') !== undefined ? { blockSize: flagNumber(ctx.flags, 'block-size')! } : {}),
         ...(flagNumber(ctx.flags, 'ratio') !== undefined ? { ratio: flagNumber(ctx.flags, 'ratio')! } : {}),
         ...(flagNumber(ctx.flags, 'seed') !== undefined ? { seed: flagNumber(ctx.flags, 'seed')! } : {}),
@@ -105,13 +103,13 @@ export const commands: CliCommand[] = [
       };
       if (sft) {
         if (!cfg.tokenizer) throw new UserError('cli.missing', `${preference ? 'Preference' : 'SFT'} preparation needs --tokenizer MODEL_DIR.`);
-        const r = chatRendererForModel(tokDir!, cfg.tokenizer);
+        const r = (await import('../../templates/for-model')).chatRendererForModel(tokDir!, cfg.tokenizer);
         cfg.renderer = r.renderer;
         ctx.err(`${preference ? 'Preference pairs' : 'Conversations'} are rendered with ${r.origin}.`);
         if (r.warning) ctx.err(`[warn] ${r.warning}`);
       }
       let last = '';
-      const report = await prepareCorpus(cfg, {
+      const report = await (await import('../../data/prepare')).prepareCorpus(cfg, {
         signal: ctx.signal,
         onProgress: (p) => {
           const line = `${p.fraction === undefined ? '' : `${Math.round(p.fraction * 100)}% `}${p.stage ?? ''}${p.message ? ` — ${p.message}` : ''}`;

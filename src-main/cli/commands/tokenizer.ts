@@ -5,8 +5,9 @@ import type { CliCommand } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
 import { UserError } from '../../util/progress';
 import { cliWork, requireFlag } from '../work';
-import { compareTokenizerDirs, extendTokenizerDir, trainDomainTokenizer } from '../../tokenizer/service';
-import { LatheTokenizer } from '../../tokenizer/tokenizer';
+
+// The tokenizer modules load when a command runs, so `lathe help` stays quick.
+const service = () => import('../../tokenizer/service');
 
 const work = cliWork;
 
@@ -19,7 +20,7 @@ export const commands: CliCommand[] = [
     usage: 'lathe tokenizer train --base MODEL_DIR --corpus PATH [--corpus PATH ...] --out candidates.json [--max 2000] [--min-saving 2] [--show 20]',
     async run(ctx) {
       const ex = 'lathe tokenizer train --base ./model --corpus ./my-texts --out candidates.json';
-      const res = await trainDomainTokenizer({
+      const res = await (await service()).trainDomainTokenizer({
         baseDir: flagString(ctx.flags, 'base') ?? ctx.args[0] ?? requireFlag(ctx, 'base', ex),
         corpus: flagList(ctx.flags, 'corpus').length ? flagList(ctx.flags, 'corpus') : ctx.args.slice(1),
         outFile: flagString(ctx.flags, 'out'),
@@ -49,7 +50,7 @@ export const commands: CliCommand[] = [
       const select = flagList(ctx.flags, 'select');
       const top = flagNumber(ctx.flags, 'top');
       if (top === undefined && select.length === 0) throw new UserError('cli.missing', 'Say how many tokens to add with --top N (or pick them with --select).', `Example: ${ex}`);
-      const res = await extendTokenizerDir({
+      const res = await (await service()).extendTokenizerDir({
         baseDir: requireFlag(ctx, 'base', ex),
         candidates: requireFlag(ctx, 'candidates', ex),
         outDir: requireFlag(ctx, 'out', ex),
@@ -71,7 +72,7 @@ export const commands: CliCommand[] = [
     usage: 'lathe tokenizer compare --base MODEL_DIR --extended DIR --domain PATH [--domain PATH ...] [--general PATH ...] [--max-chars 5000000]',
     async run(ctx) {
       const ex = 'lathe tokenizer compare --base ./model --extended ./extended-tokenizer --domain ./held-out --general ./general';
-      const res = await compareTokenizerDirs({
+      const res = await (await service()).compareTokenizerDirs({
         baseDir: requireFlag(ctx, 'base', ex),
         extendedDir: requireFlag(ctx, 'extended', ex),
         domain: flagList(ctx.flags, 'domain'),
@@ -99,7 +100,7 @@ export const commands: CliCommand[] = [
     async run(ctx) {
       const dir = ctx.args[0];
       if (!dir) throw new UserError('cli.missing', 'tokenizer inspect needs a folder.', 'Example: lathe tokenizer inspect ./model --text "hello"');
-      const tok = LatheTokenizer.fromDir(dir);
+      const tok = (await import('../../tokenizer/tokenizer')).LatheTokenizer.fromDir(dir);
       const text = flagString(ctx.flags, 'text');
       const enc = text === undefined ? undefined : await tok.encode(text);
       const info = {

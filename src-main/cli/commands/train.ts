@@ -1,17 +1,14 @@
 /** `lathe train`, `lathe eval`, `lathe logits`, `lathe demo`: thin wrappers over the engine's training services. */
-import { existsSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CliCommand, CliContext } from '../types';
 import { flagNumber, flagString } from '../args';
 import { runJobFromCli } from './core';
-import { requireFlag } from '../work';
-import { computeLogits, evaluatePerplexity } from '../../engine/train/infer';
+import { cliWork, requireFlag } from '../work';
 import type { TrainConfigInput } from '../../engine/train/config';
 import type { TrainSummary } from '../../engine/train/trainer';
 import type { EpName } from '../../engine/runtime';
-import { prepareCorpus } from '../../data/prepare';
 import { UserError } from '../../util/progress';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -104,7 +101,7 @@ export const commands: CliCommand[] = [
         const report = (await import('./generate')).commands.find((c) => c.path.join(' ') === 'eval report')!;
         return report.run(ctx);
       }
-      const r = await evaluatePerplexity(requireFlag(ctx, 'model'), requireFlag(ctx, 'data'), {
+      const r = await (await import('../../engine/train/infer')).evaluatePerplexity(requireFlag(ctx, 'model'), requireFlag(ctx, 'data'), {
         checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx), maxBlocks: flagNumber(ctx.flags, 'max-blocks'), signal: ctx.signal,
       });
       if (!ctx.json) for (const [k, v] of Object.entries(r.splits)) ctx.out(`${k.padEnd(12)} loss ${v.loss.toFixed(4)}  perplexity ${v.ppl.toFixed(3)}  (${v.tokens} tokens)`);
@@ -117,7 +114,7 @@ export const commands: CliCommand[] = [
     usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda]',
     run: async (ctx) => {
       const ids = requireFlag(ctx, 'ids').split(',').map((s) => Number(s.trim()));
-      const r = await computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) });
+      const r = await (await import('../../engine/train/infer')).computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) });
       ctx.out(JSON.stringify(r));
       return undefined;
     },
@@ -125,15 +122,20 @@ export const commands: CliCommand[] = [
   {
     path: ['demo'],
     summary: 'Fine-tune the bundled tiny model on the bundled sample corpus and show held-out perplexity falling',
-    usage: 'lathe demo [--out DIR] [--steps N] [--ep auto|cpu|webgpu|cuda] [--json]',
+    usage: [
+      'lathe demo [--out DIR] [--steps N] [--ep auto|cpu|webgpu|cuda] [--json]',
+      '  --out DIR   where the demo keeps its files (default ./lathe-demo, or ./lathe-demo-2, ... when that is taken):',
+      '              dataset/ (the prepared corpus), run/ (training run, checkpoints), merged/ (the exported model)',
+    ].join('\n'),
     run: async (ctx) => {
-      const out = path.resolve(flagString(ctx.flags, 'out') ?? path.join(os.tmpdir(), `lathe-demo-${Date.now()}`));
+      const out = path.resolve(flagString(ctx.flags, 'out') ?? freeDemoFolder(process.cwd()));
+      ctx.err(`The demo keeps its files in ${out}`);
       const model = path.join(root, 'resources/models/tiny-default');
       const domain = path.join(root, 'resources/corpus/sample');
       const general = path.join(root, 'resources/corpus/general');
       if (!existsSync(domain)) throw new UserError('demo.noCorpus', `The bundled sample corpus is missing (${domain}).`, 'Reinstall Lathe or pass your own data to `lathe prepare` and `lathe train`.');
       ctx.err(`Preparing the sample corpus into ${out}/dataset ...`);
-      const rep = await prepareCorpus({
+      const rep = await (await import('../../data/prepare')).prepareCorpus({
         inputs: [domain], ...(existsSync(general) ? { general: [general] } : {}), out: path.join(out, 'dataset'),
         tokenizerDir: model, blockSize: 64, seed: 1, valFraction: 0.1,
       }, { signal: ctx.signal, onProgress: (p) => p.stage && ctx.err(`  ${p.stage}${p.fraction !== undefined ? ` ${Math.round(p.fraction * 100)}%` : ''}`) });
@@ -144,9 +146,31 @@ export const commands: CliCommand[] = [
         optim: { lr: 3e-3 }, schedule: { warmupSteps: 10 }, lora: { rank: 8, alpha: 16, targets: 'all-linear' },
         ep: (flagString(ctx.flags, 'ep') as TrainConfigInput['ep']) ?? 'auto',
       };
+      const { completeText } = await import('../../engine/generate/chat');
+      const sample = { greedy: true, maxTokens: 32, ep: params.ep === 'auto' ? undefined : params.ep, signal: ctx.signal };
+      const before = await completeText(model, DEMO_PROMPT, sample);
+      ctx.err(`Sample before training: "${DEMO_PROMPT}" → "${before.text}"`);
       const s = (await runJobFromCli({ kind: 'train', params: params as never }, ctx)) as TrainSummary;
       printSummary(ctx, s);
-      return s;
+      const after = await completeText(model, DEMO_PROMPT, { ...sample, adapter: s.runDir });
+      ctx.err(`Sample after training:  "${DEMO_PROMPT}" → "${after.text}"`);
+      ctx.err(`Exporting the merged model to ${path.join(out, 'merged')} ...`);
+      const { exportModel } = await import('../../export');
+      const exported = await exportModel({ format: 'merged', model, adapter: s.runDir, out: path.join(out, 'merged'), overwrite: true, verify: true }, cliWork(ctx));
+      ctx.err(`Merged model (Hugging Face safetensors, checked after writing) in ${exported.out}: ${exported.files.join(', ')}`);
+      ctx.err(`Done. Everything is in ${out}`);
+      return { ...s, out, samples: { prompt: DEMO_PROMPT, before: before.text, after: after.text }, export: exported };
     },
   },
 ];
+
+/** The prompt the demo completes before and after training (the sample corpus is woodturning notes). */
+const DEMO_PROMPT = 'Sharpening notes: the bevel';
+
+/** ./lathe-demo, or the first of ./lathe-demo-2, -3, ... that does not exist or is empty. */
+function freeDemoFolder(cwd: string): string {
+  for (let i = 1; ; i++) {
+    const dir = path.join(cwd, i === 1 ? 'lathe-demo' : `lathe-demo-${i}`);
+    if (!existsSync(dir) || readdirSync(dir).length === 0) return dir;
+  }
+}

@@ -13,11 +13,9 @@ import { parseModelConfig, weightsLayout } from './registry';
 import { Rng } from './rng';
 import { buildTinyTokenizer } from './tiny-tokenizer';
 
-export const TINY_ARCHS = [
-  'llama', 'llama3', 'tinyllama', 'smollm2', 'mistral', 'qwen2', 'qwen3', 'smollm3', 'gpt2',
-  'granite', 'mistral-nemo', 'olmo2', 'gemma2', 'gemma3', 'phi3', 'phi4mini',
-] as const;
-export type TinyArch = (typeof TINY_ARCHS)[number];
+import { TINY_ARCHS, type TinyArch } from './tiny-archs';
+
+export { TINY_ARCHS, type TinyArch };
 
 export interface TinyModelOptions extends WorkOptions {
   seed?: number; // default 0

@@ -17,7 +17,9 @@ function entryPath(): string {
 export const spawnNodeJobProcess: SpawnJobProcess = (): JobProcess => {
   const entry = entryPath();
   const child = fork(entry, [], {
-    execArgv: [...JOB_V8_FLAGS, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : [])],
+    // tsx by its resolved URL: a bare 'tsx' would resolve from the current folder, so `lathe` run from
+    // outside the repository (e.g. `npm run demo` writing ./lathe-demo elsewhere) could not start a job.
+    execArgv: [...JOB_V8_FLAGS, ...(entry.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [])],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     serialization: 'advanced',
   });

@@ -32,7 +32,7 @@ async function stillWorks(): Promise<void> {
 
 describe('bridge: inputs that used to stop the process', () => {
   it('answers 404 to malformed percent escapes, traversal and odd paths, and serves the page', async () => {
-    expect(await get('/')).toBe(200);
+    expect(await get(`/?token=${b.token}`)).toBe(200);
     for (const p of ['/%', '/%zz', '/%E0%A4%A', '/..%2f..%2fetc%2fpasswd', '/../../etc/passwd', '/%00', '/' + 'a'.repeat(8000)]) {
       expect([404, 431], p).toContain(await get(p));
     }
