@@ -15,7 +15,7 @@ import { readExtensionManifest } from '../tokenizer/extend';
 import { UserError, type WorkOptions } from '../util/progress';
 import { accelerateConfig, axolotlConfig, deepspeedJson, jobJson, llamafactoryConfig, MODEL_DIR, PREPARE_LLAMAFACTORY_PY, STRATEGIES, type Strategy } from './configs';
 import { commonNotes, commonWarnings, decoderLayerClass, planBatch, planSchedule, TARGETS, type HandoffPlan, type HandoffTarget } from './plan';
-import { writeParquetDataset, type ParquetData } from './shards';
+import { refusePreference, writeParquetDataset, type ParquetData } from './shards';
 import { TRAIN_PY } from './train-py';
 import { openDataset } from '../data/pack/dataset';
 import { readme } from './readme';
@@ -77,6 +77,7 @@ export async function createHandoff(params: HandoffParams, work: WorkOptions = {
   }
   const tc = readRunConfig(params.run);
   const ds = openDataset(tc.dataset);
+  refusePreference(ds.manifest.kind, tc.dataset);
   const { config: model, layout, weights } = await openModel(tc.model);
   await weights.close();
   const lora = buildLoraLayout(model, layout, { ...tc.lora, seed: tc.seed });

@@ -15,7 +15,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { openDataset, type SplitReader } from '../data/pack/dataset';
 import { writeFileAtomicSync } from '../util/atomic';
-import { throwIfCancelled, type WorkOptions } from '../util/progress';
+import { throwIfCancelled, UserError, type WorkOptions } from '../util/progress';
 
 export const IGNORE_INDEX = -100;
 /** Tokens per Parquet file (bounds the memory of one file's columns). */
@@ -61,11 +61,19 @@ function listSchema(names: string[]): Record<string, unknown>[] {
   ];
 }
 
+/** Preference-pair datasets (DPO/ORPO) have no translation for the other trainers yet: said before any file is written. */
+export function refusePreference(kind: string, datasetDir: string): asserts kind is 'pretrain' | 'sft' {
+  if (kind === 'pretrain' || kind === 'sft') return;
+  throw new UserError('handoff.preference', `${datasetDir} holds ${kind === 'preference' ? 'preference pairs (DPO/ORPO)' : `a "${kind}" dataset`}; a hand-off can carry pretraining and SFT datasets only.`,
+    'Train preference tuning in Lathe, or hand off the SFT stage and run DPO/ORPO here on the imported adapter.');
+}
+
 /** Writes every split of the dataset in `datasetDir` to `<outDir>/<split>-NNNNN.parquet`. */
 export async function writeParquetDataset(datasetDir: string, outDir: string, work: WorkOptions = {}): Promise<ParquetData> {
   const { parquetWriteBuffer } = await import('hyparquet-writer');
   const ds = openDataset(datasetDir);
   const { kind, blockSize } = ds.manifest;
+  refusePreference(kind, datasetDir);
   mkdirSync(outDir, { recursive: true });
   const names = ['input_ids', 'labels', 'attention_mask', 'position_ids', ...(kind === 'sft' ? ['segment_ids'] : [])];
   const rowsPerFile = Math.max(1, Math.floor(TOKENS_PER_FILE / blockSize));

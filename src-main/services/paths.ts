@@ -231,6 +231,8 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'templates.builtins': () => {},
   'templates.load': (r, g) => { if (r.modelDir) g.read(r.modelDir, 'the model folder'); },
   'templates.preview': (r, g) => { if (r.modelDir) g.read(r.modelDir, 'the model folder'); },
+  'cache.info': () => {}, // the weight cache lives in Lathe's own folder (engine/weights), not a user path
+  'cache.clear': () => {},
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

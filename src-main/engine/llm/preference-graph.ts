@@ -155,6 +155,7 @@ export async function buildPreferenceTrainGraph(
     byOp: lowered.byOp,
     state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
     fetch: ['loss_sum', 'grad_norm', 'logps', ...(loss.method === 'dpo' && !shape.refInput ? ['ref_logps'] : [])],
+    graph: g,
   };
 }
 

@@ -7,7 +7,7 @@ import type { HostToJob, JobToHost } from './protocol';
 import type { JobContext } from './context';
 import { jobKinds } from './kinds';
 import { plainEngineError } from '../../engine/memory/oom';
-import { CancelledError, UserError } from '../../util/progress';
+import { CancelledError } from '../../util/progress';
 import { onTerminate } from '../../util/signals';
 
 interface ParentPortLike {

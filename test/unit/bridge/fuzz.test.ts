@@ -56,6 +56,8 @@ const samples: Record<ChannelName, Record<string, unknown>> = {
   'templates.builtins': {},
   'templates.load': { builtin: 'chatml' },
   'templates.preview': { source: '{% for m in messages %}{{ m.content }}{% endfor %}', specialTokens: {}, modelDir: null, messages },
+  'cache.info': {},
+  'cache.clear': {},
 };
 
 const deep = (n: number, open = '[', close = ']') => open.repeat(n) + close.repeat(n);
