@@ -164,14 +164,25 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
     let check: GgufCheck | null = null;
     if (p.verify !== false) {
       report('Checking the file with llama.cpp', 0);
-      check = await checkGguf(tmp, p.quant, {
-        modelDir, checkpoint: adapter.checkpointDir, tokDir, vocab, text: opts.heldOutText ?? HELD_OUT_TEXT, tokenizer: tok.tokenizer,
-      });
+      const failedName = target.replace(/\.gguf$/, '.failed.gguf');
+      try {
+        check = await checkGguf(tmp, p.quant, {
+          modelDir, checkpoint: adapter.checkpointDir, tokDir, vocab, text: opts.heldOutText ?? HELD_OUT_TEXT, tokenizer: tok.tokenizer,
+        });
+      } catch (err) {
+        // llama.cpp refusing the file is a failed check too: keep it for the bug report, not under the real name.
+        if ((err as { code?: string }).code === 'gguf.load-failed') {
+          await fsp.rename(tmp, failedName);
+          tmp = null;
+          await fsp.writeFile(failedName.replace(/\.gguf$/, '.txt'), `${(err as Error).message}\n`).catch(() => undefined);
+        }
+        throw err;
+      }
       report('Checking the file with llama.cpp', 1);
       opts.onLog?.('info', `GGUF check: tokenization ${check.tokenizationEqual ? 'equal' : 'DIFFERENT'}, max |Δp| ${check.maxAbsProbDiff.toExponential(2)}, `
         + `perplexity ${check.perplexity.toFixed(3)} vs ${check.referencePerplexity.toFixed(3)} (${(100 * check.perplexityIncrease).toFixed(2)}%).`);
       if (!check.passed) {
-        const failed = target.replace(/\.gguf$/, '.failed.gguf');
+        const failed = failedName;
         await fsp.rename(tmp, failed);
         tmp = null;
         await fsp.writeFile(failed.replace(/\.gguf$/, '.txt'), `${check.reason}\n\n${JSON.stringify(check, null, 2)}\n`).catch(() => undefined);
