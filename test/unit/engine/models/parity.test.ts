@@ -12,6 +12,7 @@ import { buildLoraLayout, type LoraLayout } from '../../../../src-main/engine/ll
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { EngineSession } from '../../../../src-main/engine/runtime/session';
 import { hostTensor, toNumbers } from '../../../../src-main/engine/runtime/tensor';
+import { openWeightSource } from '../../../../src-main/engine/weights/source';
 import { fixtureNames, fixturePath, readModelFixture, relativeError, weightsSha256, type ModelFixture } from './fixture';
 
 let dir: string;
@@ -42,7 +43,7 @@ describe.each(fixtureNames().map((a) => [a]))('engine vs PyTorch: %s', (arch) =>
       const lora = buildLoraLayout(config, layout, { rank: h.lora.rank, alpha: h.lora.alpha, rslora: h.lora.rslora, dropout: 0, targets: 'all-linear', seed: 0 });
       expect(lora.modules.map((m) => m.module)).toEqual(h.lora.targets.map((t) => t.module));
       expect(lora.scale).toBeCloseTo(h.lora.scale, 6);
-      const src = { weights, dir: out };
+      const src = openWeightSource(weights); // bf16 fixtures read f32 conversions from the (test) weight cache
       const ids = hostTensor('int64', [B, T], fx.i32('input_ids'));
       const targets = hostTensor('int64', [N, 1], fx.i32('labels'));
       const maskArr = fx.f32('loss_mask');
@@ -52,7 +53,7 @@ describe.each(fixtureNames().map((a) => [a]))('engine vs PyTorch: %s', (arch) =>
 
       // Forward: logits with and without LoRA, loss.
       const evalG = await buildEvalGraph(config, layout, src, lora, { batch: B, seqLen: T });
-      const ev = await EngineSession.create(evalG.model, { ep: 'cpu', threads: 2, externalDataDir: out });
+      const ev = await EngineSession.create(evalG.model, { ep: 'cpu', threads: 2, externalDataDir: src.dir });
       sessions.push(ev);
       const r = await ev.run({ ids, targets, mask, params: hostTensor('float32', [lora.size], p0) });
       const eLogits = relativeError(toNumbers(r.logits!), fx.f32('logits'));
@@ -63,7 +64,7 @@ describe.each(fixtureNames().map((a) => [a]))('engine vs PyTorch: %s', (arch) =>
       // Gradients: one micro-batch with apply = false leaves Σ-loss gradients in gacc_out.
       const optim = { lr: h.adamw.lr, beta1: h.adamw.beta1, beta2: h.adamw.beta2, eps: h.adamw.eps, weightDecay: h.adamw.weight_decay, maxGradNorm: h.adamw.max_grad_norm };
       const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
-      const tr = await EngineSession.create(tg.model, { ep: 'cpu', threads: 2, externalDataDir: out });
+      const tr = await EngineSession.create(tg.model, { ep: 'cpu', threads: 2, externalDataDir: src.dir });
       sessions.push(tr);
       const zeros = new Float32Array(lora.size);
       const feed = (params: Float32Array, m: Float32Array, v: Float32Array, apply: boolean, step: number) => ({
