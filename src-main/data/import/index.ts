@@ -1,5 +1,5 @@
 import { promises as fsp, type PathLike } from 'node:fs';
-import { extname, join } from 'node:path';
+import { extname, join, sep } from 'node:path';
 import iconv from 'iconv-lite';
 import { READERS, SkipFile, readPlain, type ImportOptions } from './formats';
 import { addNote, type ImportStats } from './stats';
@@ -39,7 +39,12 @@ function nameOf(raw: Buffer): { name: string; utf8: boolean } {
  */
 export async function* walkFiles(paths: string[], stats: ImportStats): AsyncGenerator<FoundFile> {
   const seenDirs = new Set<string>();
-  async function* visit(p: string, fsPath: PathLike, explicit: boolean): AsyncGenerator<FoundFile> {
+  /** Real path as latin1 text (byte-exact, whatever the name's encoding); null when it cannot be resolved. */
+  const realOf = async (fsPath: PathLike): Promise<string | null> => {
+    try { return (await fsp.realpath(fsPath, { encoding: 'buffer' })).toString('latin1'); } catch { return null; }
+  };
+  /** `root`: the real path of the file or folder the user named; what a folder holds must stay inside it. */
+  async function* visit(p: string, fsPath: PathLike, explicit: boolean, root: string | null): AsyncGenerator<FoundFile> {
     let st;
     try {
       st = await fsp.stat(fsPath);
@@ -49,9 +54,15 @@ export async function* walkFiles(paths: string[], stats: ImportStats): AsyncGene
       stats.filesSkipped.push({ path: p, reason: why });
       return;
     }
+    const resolved = await realOf(fsPath);
+    // a symbolic link inside a chosen folder that leads out of it (to /etc, a home folder, ...) is not followed:
+    // the user chose the folder, not what its links point at
+    if (!explicit && root !== null && resolved !== null && resolved !== root && !resolved.startsWith(root.endsWith(sep) ? root : root + sep)) {
+      stats.filesSkipped.push({ path: p, reason: `a symbolic link that leads outside the chosen folder (to ${Buffer.from(resolved, 'latin1').toString('utf8')}): not followed` });
+      return;
+    }
     if (st.isDirectory()) {
-      let real: string;
-      try { real = (await fsp.realpath(fsPath, { encoding: 'buffer' })).toString('latin1'); } catch { real = p; }
+      const real = resolved ?? p;
       if (seenDirs.has(real)) { stats.filesSkipped.push({ path: p, reason: 'symbolic link loop (folder already visited)' }); return; }
       seenDirs.add(real);
       let names: Buffer[];
@@ -66,10 +77,10 @@ export async function* walkFiles(paths: string[], stats: ImportStats): AsyncGene
         if (raw[0] === 0x2e) continue; // hidden files (.DS_Store, .git) are never corpus
         const { name, utf8 } = nameOf(raw);
         const shown = join(p, name);
-        if (utf8 && typeof fsPath === 'string') { yield* visit(shown, shown, false); continue; }
+        if (utf8 && typeof fsPath === 'string') { yield* visit(shown, shown, false, root); continue; }
         const bytes = Buffer.concat([base, Buffer.from('/'), raw]);
         if (!utf8) addNote(stats, shown, 'the file name is not valid UTF-8: shown here decoded as Windows-1252; the file was read by its original name');
-        yield* visit(shown, bytes, false);
+        yield* visit(shown, bytes, false, root);
       }
     } else if (st.isFile()) {
       yield { path: p, fsPath, explicit };
@@ -77,7 +88,7 @@ export async function* walkFiles(paths: string[], stats: ImportStats): AsyncGene
       stats.filesSkipped.push({ path: p, reason: st.isFIFO() ? 'a named pipe, not a file' : st.isSocket() ? 'a socket, not a file' : 'a device or other special file, not a regular file' });
     }
   }
-  for (const p of paths) yield* visit(p, p, true);
+  for (const p of paths) yield* visit(p, p, true, await realOf(p));
 }
 
 /**

@@ -210,6 +210,24 @@ describe('bad input', () => {
     expect(reasons[join(dir, 'nope.txt')]).toBe('does not exist');
   });
 
+  it('does not follow links inside a chosen folder that lead out of it (a folder is not a way into /etc)', async () => {
+    const dir = tmp(), outside = tmp();
+    writeFileSync(join(outside, 'secret.txt'), 'not part of the corpus');
+    mkdirSync(join(dir, 'docs'));
+    writeFileSync(join(dir, 'docs', 'ok.txt'), 'fine');
+    symlinkSync(outside, join(dir, 'elsewhere')); // a folder outside
+    symlinkSync(join(outside, 'secret.txt'), join(dir, 'secret.txt')); // a file outside
+    symlinkSync(join(dir, 'docs', 'ok.txt'), join(dir, 'inside.txt')); // a link that stays inside: read
+    const { docs, stats } = await collect([dir]);
+    expect(docs.map((d) => d.text)).toEqual(['fine', 'fine']);
+    const reasons = Object.fromEntries(stats.filesSkipped.map((s) => [s.path, s.reason]));
+    expect(reasons[join(dir, 'elsewhere')]).toMatch(/symbolic link that leads outside the chosen folder/);
+    expect(reasons[join(dir, 'secret.txt')]).toMatch(/symbolic link that leads outside the chosen folder/);
+    // a file named explicitly is the user's choice, wherever it lives
+    const named = await collect([join(dir, 'secret.txt')]);
+    expect(named.docs.map((d) => d.text)).toEqual(['not part of the corpus']);
+  });
+
   it('never modifies the originals', async () => {
     const dir = tmp();
     const bytes = Buffer.concat([Buffer.from('Text  with   spaces\r\n'), Buffer.from([0xff])]);
