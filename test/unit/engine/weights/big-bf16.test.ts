@@ -38,5 +38,5 @@ describe('a bf16 model of more than 2 GB in f32', () => {
     } finally {
       await weights.close();
     }
-  }, 300_000); // ~40 s on an idle 2-core machine (generation, 2.5 GB of conversions, one step); more when shared
+  }, 300_000); // 19 s on the 2-core machine at load ~9 (generation, 2.5 GB of conversions, one step); ~140 s at load ~20
 });
