@@ -6,4 +6,5 @@ export const benches = [
   { name: 'recompute', load: () => import('./recompute') },
   { name: 'memory', load: () => import('./memory') },
   { name: 'generate', load: () => import('./generate') },
+  { name: 'webgpu', load: () => import('./webgpu') },
 ];

@@ -40,6 +40,9 @@ export interface Plan {
   inputs: Map<string, PlannedTensor>;
   outputs: Map<string, PlannedTensor>;
   consts: PlannedConst[];
+  /** u32 run-time parameters of all kernels (loop bounds), uploaded once into `paramsRef`. */
+  params: number[];
+  paramsRef: Ref;
   /** Bytes per buffer kind. */
   bytes: Record<BufferKind, number>;
   /** Dispatches per kernel name. */
@@ -141,6 +144,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (left === 0) free.push(r.buf);
   };
 
+  const params: number[] = [];
+  const paramsRef: Ref = { buf: slot('const', 4, 'kernel params'), offset: 0, numel: 1, storage: 'u32' };
   const dispatches: PlannedDispatch[] = [];
   for (const node of order) {
     const emit = KERNELS[node.op];
@@ -173,7 +178,13 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       used,
       dispatch: (k: KernelBuilder, body: string, groups) => {
-        dispatches.push({ name: k.name, node: String(node), wgsl: k.source(body), bindings: k.bindings, groups });
+        // each dispatch's params start at a 256-byte boundary (the storage binding offset alignment)
+        const base = Math.ceil(params.length / 64) * 64;
+        while (params.length < base) params.push(0);
+        params.push(...k.params);
+        const mine: Ref = { ...paramsRef, offset: base, numel: k.params.length };
+        const bindings = k.bindings.map((b, i) => (i === k.paramBinding ? { ref: mine, write: false } : b));
+        dispatches.push({ name: k.name, node: String(node), wgsl: k.source(body), bindings, groups });
       },
     };
     try {
@@ -194,6 +205,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     }
   }
 
+  paramsRef.numel = Math.max(1, params.length);
+  paramsRef.buf.bytes = 4 * paramsRef.numel;
   const outputs = new Map<string, PlannedTensor>();
   for (const o of wanted) {
     const ref = refOf.get(o.value);
@@ -205,5 +218,5 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   for (const b of buffers) bytes[b.kind] += b.bytes;
   const byKernel: Record<string, number> = {};
   for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
-  return { buffers, dispatches, inputs, outputs, consts, bytes, byKernel, nodes: order.length };
+  return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length };
 }
