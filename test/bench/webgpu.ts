@@ -23,7 +23,7 @@ const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, m
 const GiB = 2 ** 30, MiB = 2 ** 20;
 
 /** HF configs of the published models (the fields that matter; as in test/unit/engine/models/real-configs.test.ts). */
-const REAL: Record<string, Record<string, unknown>> = {
+export const REAL_SHAPES: Record<string, Record<string, unknown>> = {
   'SmolLM2-135M': {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30,
     num_attention_heads: 9, num_key_value_heads: 3, vocab_size: 49152, max_position_embeddings: 8192, rms_norm_eps: 1e-5,
@@ -42,7 +42,7 @@ const REAL: Record<string, Record<string, unknown>> = {
 };
 
 /** Weights that exist only as a layout: bf16 entries pointing into a file nobody reads (the plan needs shapes only). */
-function layoutOnlyWeights(cfg: ModelConfig): ModelWeights {
+export function layoutOnlyWeights(cfg: ModelConfig): ModelWeights {
   const shapes = weightsLayout(cfg).shapes;
   return {
     entry: (name: string) => {
@@ -98,7 +98,7 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
   }
 
   // real shapes: the plan only
-  for (const [name, hf] of Object.entries(REAL)) {
+  for (const [name, hf] of Object.entries(REAL_SHAPES)) {
     const cfg = parseModelConfig(hf);
     const lay = weightsLayout(cfg);
     const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });

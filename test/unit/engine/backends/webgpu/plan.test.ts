@@ -6,12 +6,22 @@ import { capabilityReport, planGraph, type GpuLimits } from '../../../../../src-
 import { toFloat16 } from '../../../../../src-main/engine/onnx/pack';
 
 describe('GPU plan', () => {
-  it('reuses temporaries by liveness: a chain of 12 ops needs two buffers', () => {
+  it('fuses an elementwise chain into one kernel', () => {
     const g = new GraphBuilder();
     let x = g.input('x', 'float32', [1024]);
     for (let i = 0; i < 12; i++) x = i % 2 ? g.exp(g.neg(x)) : g.tanh(x);
     g.output('y', g.mul(x, 2));
     const p = planGraph(g);
+    expect(p.dispatches.length).toBe(1);
+    expect(p.bytes.temp).toBe(0);
+  });
+
+  it('reuses temporaries by liveness: a chain of 12 ops (unfused) needs two buffers', () => {
+    const g = new GraphBuilder();
+    let x = g.input('x', 'float32', [1024]);
+    for (let i = 0; i < 12; i++) x = i % 2 ? g.exp(g.neg(x)) : g.tanh(x);
+    g.output('y', g.mul(x, 2));
+    const p = planGraph(g, { noFusion: true });
     expect(p.dispatches.length).toBe(19);
     const temps = p.buffers.filter((b) => b.kind === 'temp');
     expect(temps.length).toBe(2);
