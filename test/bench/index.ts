@@ -9,4 +9,5 @@ export const benches = [
   { name: 'generate', load: () => import('./generate') },
   { name: 'realsize', load: () => import('./realsize') },
   { name: 'gguf', load: () => import('./gguf') },
+  { name: 'webgpu', load: () => import('./webgpu') },
 ];

@@ -81,7 +81,7 @@ export const commands: CliCommand[] = [
       '  --config FILE        JSON training config (flags override it)',
       '  --steps N | --epochs N, --batch N, --accum N, --lr X, --warmup N, --schedule cosine|linear|constant',
       '  --rank N --alpha X --targets attention|mlp|all-linear [--rslora], --clip X, --weight-decay X',
-      '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda, --qlora (NF4 base), --paged (optimizer state in host memory), --recompute (gradient checkpointing), --f16 (f16 compute on a GPU)',
+      '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda|gpu (gpu: Lathe\'s own WebGPU kernels), --qlora (NF4 base), --paged (optimizer state in host memory), --recompute (gradient checkpointing), --f16 (f16 compute on a GPU)',
       '  --method lm|dpo|orpo (dpo/orpo need `lathe prepare --preference` data), --beta X (DPO, 0.1), --loss sigmoid|ipo, --label-smoothing X, --orpo-lambda X (0.1)',
       'Prepare DATASET_DIR first with `lathe prepare`. Ctrl+C stops after the current step and saves a checkpoint.',
     ].join('\n'),
@@ -123,7 +123,7 @@ export const commands: CliCommand[] = [
     path: ['demo'],
     summary: 'Fine-tune the bundled tiny model on the bundled sample corpus and show held-out perplexity falling',
     usage: [
-      'lathe demo [--out DIR] [--steps N] [--ep auto|cpu|webgpu|cuda] [--json]',
+      'lathe demo [--out DIR] [--steps N] [--ep auto|cpu|webgpu|cuda|gpu] [--json]',
       '  --out DIR   where the demo keeps its files (default ./lathe-demo, or ./lathe-demo-2, ... when that is taken):',
       '              dataset/ (the prepared corpus), run/ (training run, checkpoints), merged/ (the exported model)',
     ].join('\n'),

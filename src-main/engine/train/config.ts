@@ -67,8 +67,11 @@ export const TrainConfigSchema = z.object({
    * scales, ~4.13 bits/parameter, dequantized in the graph; quant/). 'none' keeps them f32.
    */
   quantization: z.enum(['none', 'nf4']).default('none'),
-  /** Compute device: auto picks CUDA -> WebGPU -> CPU. */
-  ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+  /**
+   * Compute device: auto picks Lathe's GPU backend on a hardware GPU (when the run needs nothing it lacks),
+   * else CUDA -> WebGPU -> CPU; 'gpu' is Lathe's own WebGPU kernels on Dawn (engine/backends/webgpu).
+   */
+  ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda', 'gpu']).default('auto'),
   /** Extended tokenizer folder (`lathe tokenizer extend`): its new tokens' embedding rows are trained too. */
   tokenizer: z.string().min(1).optional(),
   /** How new tokens' rows start: the mean of the sub-tokens each replaces, or the mean of all rows. */

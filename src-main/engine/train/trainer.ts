@@ -32,6 +32,7 @@ import { planFromTrainConfig } from '../memory/estimate';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph } from '../llm/preference-graph';
 import { evaluatePairs, pairFeeds, preferenceLossOf, readPairs, RewardStats, type PairBatch } from './preference';
 import { openWeightSource } from '../weights/source';
+import { GpuProgram, chooseGpuBackend, closeGpu, gpuUnsupported } from '../backends/webgpu';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -44,7 +45,8 @@ export interface TrainHooks extends WorkOptions {
 
 export interface TrainSummary {
   runDir: string;
-  ep: EpName;
+  /** 'gpu' = Lathe's own GPU backend (engine/backends/webgpu), else the onnxruntime EP. */
+  ep: EpName | 'gpu';
   epReason: string;
   steps: number;
   resumedFrom: number | null;
@@ -70,7 +72,7 @@ function hasGpuDevice(): boolean {
   }
 }
 
-export async function chooseEp(pref: TrainConfig['ep']): Promise<{ ep: EpName; reason: string }> {
+export async function chooseEp(pref: Exclude<TrainConfig['ep'], 'gpu'>): Promise<{ ep: EpName; reason: string }> {
   if (pref !== 'auto') return selectEp({ prefer: pref });
   if (!process.env['LATHE_EP'] && !hasGpuDevice()) {
     return { ep: 'cpu', reason: 'Using CPU: no GPU device was found on this machine (a software Vulkan driver would be slower than the CPU).' };
@@ -107,6 +109,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
   report('Preparing the weights');
   const src: WeightSource = openWeightSource(weights, { quantize: cfg.quantization, compute: cfg.compute });
   const programs: { dispose(): Promise<void> }[] = [];
+  let usedGpu = false;
   try {
     report('Opening the dataset');
     const ds = openDataset(cfg.dataset);
@@ -132,9 +135,12 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const totalSteps = cfg.maxSteps ?? Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
 
     const P = lora.size;
-    const ep = await chooseEp(cfg.ep);
-    onEp(ep.ep);
-    log(ep.reason);
+    // Lathe's own GPU backend runs the train step; evaluation and samples then stay on the CPU EP
+    const gpuPick = await chooseGpuBackend(cfg.ep, gpuUnsupported(cfg), hasGpuDevice());
+    const ep = gpuPick.use ? { ep: 'cpu' as EpName, reason: gpuPick.reason } : await chooseEp(cfg.ep === 'gpu' ? 'auto' : cfg.ep);
+    usedGpu = gpuPick.use;
+    onEp(gpuPick.use ? 'webgpu' : ep.ep); // (out-of-memory guidance: estimated as a GPU run)
+    log(gpuPick.use ? ep.reason : cfg.ep === 'auto' && gpuPick.reason ? `${ep.reason} (GPU backend not used: ${gpuPick.reason})` : ep.reason);
     if (cfg.compute === 'float16' && ep.ep === 'cpu') {
       throw new UserError('train.f16OnCpu', 'Half-precision (f16) compute needs a GPU; this run would use the CPU.', 'Set compute to float32, or choose a GPU device.');
     }
@@ -148,13 +154,16 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     report('Building the training graph');
     const tg = pref
       ? await buildPreferenceTrainGraph(model, layout, src, lora, { pairs: B, seqLen: T, dropout: cfg.lora.dropout, recompute: cfg.recompute }, pref, cfg.optim)
-      : await buildTrainGraph(model, layout, src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute }, cfg.optim);
+      : await buildTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute }, cfg.optim);
     if (pref) log(`Preference tuning: ${describeMethod(cfg)}.`);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
     // Paged optimizer: AdamW moments live in host memory and pass through the device each step.
-    const spec = { model: tg.model, state: tg.state, fetch: tg.fetch };
+    const spec = { get model() { return tg.model; }, state: tg.state, fetch: tg.fetch };
     const moments = cfg.pagedOptimizer ? new PagedMoments(P) : null;
-    const prog = await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
+    const prog = gpuPick.use
+      ? await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: src.dir })
+      : await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
+    if (prog instanceof GpuProgram) log(`GPU backend: ${prog.info.dispatches} dispatches per micro-batch, ${(Object.values(prog.info.bytes).reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(1)} MiB of GPU buffers.`);
     programs.push(prog);
     const evalGraph = pref
       ? await buildPreferenceEvalGraph(model, layout, src, lora, { pairs: B, seqLen: T }, pref)
@@ -357,7 +366,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     if (outOfMemory) throw outOfMemory;
     const best = await ckpts.best();
     const summary: TrainSummary = {
-      runDir: cfg.out, ep: ep.ep, epReason: ep.reason, steps: step, resumedFrom, trainableParams: P, finalLoss: lastLoss,
+      runDir: cfg.out, ep: gpuPick.use ? 'gpu' : ep.ep, epReason: ep.reason, steps: step, resumedFrom, trainableParams: P, finalLoss: lastLoss,
       val: lastVal, valBefore, tokensPerSecond: tokensSeen / Math.max((Date.now() - t0) / 1000, 1e-9),
       nodes: tg.nodes, stopped, bestCheckpoint: best?.dir ?? null, damagedCheckpoints,
     };
@@ -365,6 +374,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     return summary;
   } finally {
     for (const p of programs) await p.dispose();
+    if (usedGpu) await closeGpu(); // Dawn keeps the process alive while open
     await weights.close();
   }
 }

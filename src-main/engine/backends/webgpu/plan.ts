@@ -14,8 +14,9 @@
  *  - Graph outputs stay where they are computed (their buffers are never returned to the pool).
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
-import { shapeStr, staticShape, type DType } from '../../graph/types';
+import { sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
+import { fusedElementwise, fusibleExpr } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
@@ -40,6 +41,9 @@ export interface Plan {
   inputs: Map<string, PlannedTensor>;
   outputs: Map<string, PlannedTensor>;
   consts: PlannedConst[];
+  /** u32 run-time parameters of all kernels (loop bounds), uploaded once into `paramsRef`. */
+  params: number[];
+  paramsRef: Ref;
   /** Bytes per buffer kind. */
   bytes: Record<BufferKind, number>;
   /** Dispatches per kernel name. */
@@ -48,7 +52,12 @@ export interface Plan {
   nodes: number;
 }
 
+/** Most tensors one fused elementwise kernel reads (the storage-binding limit is 8 by default). */
+const MAX_LEAVES = 6;
+
 export interface PlanOptions {
+  /** Off: one dispatch per elementwise op (for comparisons). */
+  noFusion?: boolean;
   /** Graph outputs to compute (default: all). */
   outputs?: string[];
   /** Graph inputs that hold state between runs (resident buffers). */
@@ -87,6 +96,26 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const order = g.nodes.filter((n) => live.has(n));
   const remaining = new Map<Value, number>();
   for (const n of order) for (const x of n.inputs) if (x) remaining.set(x, (remaining.get(x) ?? 0) + 1);
+
+  // Elementwise chains: a fusible producer whose only reader is a fusible node of the same shape is computed
+  // inside that node's kernel (no dispatch, no buffer). At most MAX_LEAVES tensors are read by one kernel.
+  const inlined = new Set<Node>();
+  if (!opts.noFusion) {
+    const leaves = new Map<Node, number>();
+    for (const n of order) {
+      if (!fusibleExpr(n as never) || n.outputs.length !== 1) continue;
+      let count = n.inputs.length;
+      for (const x of n.inputs) {
+        const m = x?.node;
+        if (!m || !x || !leaves.has(m) || remaining.get(x) !== 1 || pinned.has(x)) continue;
+        if (!sameShape(x.shape, n.outputs[0]!.shape) || n.inputs.filter((y) => y === x).length !== 1) continue;
+        if (count - 1 + leaves.get(m)! > MAX_LEAVES) continue;
+        inlined.add(m);
+        count += leaves.get(m)! - 1;
+      }
+      leaves.set(n, count);
+    }
+  }
 
   const buffers: BufferSlot[] = [];
   const slot = (kind: BufferKind, bytes: number, label: string): BufferSlot => {
@@ -141,9 +170,23 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (left === 0) free.push(r.buf);
   };
 
+  const params: number[] = [];
+  const paramsRef: Ref = { buf: slot('const', 4, 'kernel params'), offset: 0, numel: 1, storage: 'u32' };
   const dispatches: PlannedDispatch[] = [];
+  /** Releases a node's inputs after it ran (through inlined producers, whose inputs the fused kernel read). */
+  const consumed = (node: Node): void => {
+    for (const x of node.inputs) {
+      if (!x) continue;
+      if (x.node && inlined.has(x.node)) { consumed(x.node); continue; }
+      const left = remaining.get(x)! - 1;
+      remaining.set(x, left);
+      if (left === 0) drop(x);
+    }
+  };
   for (const node of order) {
-    const emit = KERNELS[node.op];
+    if (inlined.has(node)) continue; // computed inside its reader's kernel
+    const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
+    const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
@@ -173,7 +216,13 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       used,
       dispatch: (k: KernelBuilder, body: string, groups) => {
-        dispatches.push({ name: k.name, node: String(node), wgsl: k.source(body), bindings: k.bindings, groups });
+        // each dispatch's params start at a 256-byte boundary (the storage binding offset alignment)
+        const base = Math.ceil(params.length / 64) * 64;
+        while (params.length < base) params.push(0);
+        params.push(...k.params);
+        const mine: Ref = { ...paramsRef, offset: base, numel: k.params.length };
+        const bindings = k.bindings.map((b, i) => (i === k.paramBinding ? { ref: mine, write: false } : b));
+        dispatches.push({ name: k.name, node: String(node), wgsl: k.source(body), bindings, groups });
       },
     };
     try {
@@ -186,14 +235,11 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (!refOf.has(v) && used(i)) throw new Error(`GPU backend: the ${node.op} kernel left output ${i} of ${node} unset.`);
       if (refOf.has(v) && !used(i)) drop(v);
     });
-    for (const x of node.inputs) {
-      if (!x) continue;
-      const left = remaining.get(x)! - 1;
-      remaining.set(x, left);
-      if (left === 0) drop(x);
-    }
+    consumed(node);
   }
 
+  paramsRef.numel = Math.max(1, params.length);
+  paramsRef.buf.bytes = 4 * paramsRef.numel;
   const outputs = new Map<string, PlannedTensor>();
   for (const o of wanted) {
     const ref = refOf.get(o.value);
@@ -205,5 +251,5 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   for (const b of buffers) bytes[b.kind] += b.bytes;
   const byKernel: Record<string, number> = {};
   for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
-  return { buffers, dispatches, inputs, outputs, consts, bytes, byKernel, nodes: order.length };
+  return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length };
 }

@@ -97,6 +97,7 @@ export class GpuProgram {
       this.gpuBufs.set(b, device.createBuffer({ size: b.bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: b.label }));
     }
     for (const c of this.plan.consts) this.uploadConst(c.value, c.ref, dir);
+    device.queue.writeBuffer(this.gpuBufs.get(this.plan.paramsRef.buf)!, 0, new Uint32Array(this.plan.paramsRef.numel).map((_, i) => this.plan.params[i] ?? 0));
     const pipelines = new Map<string, GPUComputePipeline>();
     for (const d of this.plan.dispatches) {
       let pipeline = pipelines.get(d.wgsl);
@@ -110,7 +111,13 @@ export class GpuProgram {
       }
       const bind = device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
-        entries: d.bindings.map((b, i) => ({ binding: i, resource: { buffer: this.gpuBufs.get(b.ref.buf)! } })),
+        entries: d.bindings.map((b, i) => ({
+          binding: i,
+          // kernels bind whole buffers (offsets are params), except their own slice of the params buffer
+          resource: b.ref.buf === this.plan.paramsRef.buf
+            ? { buffer: this.gpuBufs.get(b.ref.buf)!, offset: b.ref.offset * 4, size: b.ref.numel * 4 }
+            : { buffer: this.gpuBufs.get(b.ref.buf)! },
+        })),
       });
       this.passes.push({ pipeline, bind, groups: d.groups });
     }
@@ -167,6 +174,7 @@ export class GpuProgram {
     if (missing.length) throw new Error(`GpuProgram.step: no value for input(s) ${missing.join(', ')}.`);
     for (const [k, t] of Object.entries(feeds)) this.write(this.plan.inputs.get(k)!, t);
     const { device } = this.gpu;
+    device.pushErrorScope('validation');
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (const p of this.passes) {
@@ -183,6 +191,8 @@ export class GpuProgram {
       enc.copyBufferToBuffer(this.gpuBufs.get(from.buf)!, from.offset * 4, this.gpuBufs.get(to.buf)!, 0, from.numel * 4);
     }
     device.queue.submit([enc.finish()]);
+    const bad = await device.popErrorScope();
+    if (bad) throw new Error(`GPU backend: the device refused the step: ${bad.message}`);
     const out = await this.readStaging(fetched, layout);
     this.steps++;
     return out;

@@ -82,21 +82,44 @@ export function lit(x: number, t: Scalar = 'f32'): string {
 
 export interface Binding { ref: Ref; write: boolean }
 
+/** Stands for the plan's params buffer until the plan binds it. */
+const PARAMS_PLACEHOLDER: Ref = { buf: { id: -1, kind: 'const', bytes: 4, label: 'params' }, offset: 0, numel: 1, storage: 'u32' };
+
 /**
  * Builds one kernel: `input(ref)` / `output(ref)` declare a binding and return the name of its
  * load `ldN(e: u32) -> T` or store `stN(e: u32, v: T)` function (e = element index within the tensor).
  */
 export class KernelBuilder {
   readonly bindings: Binding[] = [];
+  /** Run-time u32 parameters (see `param`); the plan places them in its params buffer. */
+  readonly params: number[] = [];
+  /** Index of the params binding in `bindings` (-1: none). */
+  paramBinding = -1;
   private decls: string[] = [];
 
   constructor(readonly name: string) {}
+
+  /**
+   * A u32 read at run time from this dispatch's slice of the plan's params buffer instead of a literal.
+   * Tensor offsets and loop bounds go through this, so dispatches that differ only in them (the same layer
+   * kernel in every block, a LoRA piece at another offset) share one shader module and one pipeline:
+   * pipelines are what a driver compiles (lavapipe: about a second each on its first dispatch).
+   */
+  param(v: number): string {
+    if (this.paramBinding < 0) {
+      this.paramBinding = this.bindings.length;
+      this.bindings.push({ ref: PARAMS_PLACEHOLDER, write: false });
+      this.decls.push(`@group(0) @binding(${this.paramBinding}) var<storage, read> prm: array<u32>;`);
+    }
+    this.params.push(v);
+    return `prm[${this.params.length - 1}u]`;
+  }
 
   input(ref: Ref): string {
     const i = this.bindings.length;
     this.bindings.push({ ref, write: false });
     this.decls.push(`@group(0) @binding(${i}) var<storage, read> b${i}: array<${ARRAY[ref.storage]}>;`);
-    const j = ref.offset ? `${ref.offset}u + e` : 'e';
+    const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
     switch (ref.storage) {
       case 'f16':
         this.decls.push(`fn ld${i}(e: u32) -> f32 { let j = ${j}; return unpack2x16float(b${i}[j >> 1u])[j & 1u]; }`);
@@ -115,7 +138,7 @@ export class KernelBuilder {
     if (ref.storage === 'f16' || ref.storage === 'bf16') throw new Error(`${this.name}: kernels do not write packed ${ref.storage} tensors.`);
     this.bindings.push({ ref, write: true });
     this.decls.push(`@group(0) @binding(${i}) var<storage, read_write> b${i}: array<${ARRAY[ref.storage]}>;`);
-    const j = ref.offset ? `${ref.offset}u + e` : 'e';
+    const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
     const v = ref.storage === 'f16r' ? 'unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x' : 'v';
     this.decls.push(`fn st${i}(e: u32, v: ${SCALAR[ref.storage]}) { b${i}[${j}] = ${v}; }`);
     return `st${i}`;

@@ -22,7 +22,8 @@ export interface MapInput { ref: Ref; strides: readonly number[]; offset?: numbe
  * `expr` gets the loaded values (WGSL expressions) and may use the coordinates c0..c{r-1}.
  */
 export function mapKernel(c: EmitCtx, name: string, shape: readonly number[], inputs: MapInput[],
-  expr: (v: string[]) => string, out: Ref, outMap?: { strides: readonly number[]; offset: number }, helpers: string[] = []): void {
+  expr: (v: string[]) => string, out: Ref, outMap?: { strides: readonly number[]; offset: number }, helpers: string[] = [],
+  pre?: (v: string[]) => string): void {
   const k = new KernelBuilder(name);
   for (const h of helpers) k.decl(h);
   const n = prod(shape);
@@ -37,6 +38,7 @@ export function mapKernel(c: EmitCtx, name: string, shape: readonly number[], in
   let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
   if (i >= ${n}u) { return; }
   ${coords('i', shape)}
+  ${pre ? pre(vals) : ''}
   ${st}(${o}, ${expr(vals)});
 }`, groups);
 }
@@ -255,3 +257,52 @@ for (const op of ['Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Tanh', 'Sigmoid', 
   };
 }
 for (const [op, f] of Object.entries(BINARY)) ELEMENTWISE[op] = (c) => elementwise(c, ([a, b]) => f(a!, b!));
+
+// ---------- fusion of elementwise chains ----------
+
+/** The expression of a fusible (pure elementwise, one output) node, or null. */
+export function fusibleExpr(node: { op: string; attrs: Record<string, unknown>; inputs: readonly ({ dtype: DType } | null)[] }): { e: (v: string[]) => string; helpers: string[] } | null {
+  if (node.op === 'Where') return { e: ([cond, a, b]) => `select(${b}, ${a}, ${cond} != 0u)`, helpers: [] };
+  if (node.op === 'Not') return { e: ([a]) => `(1u - ${a})`, helpers: [] };
+  const f = BINARY[node.op];
+  if (f) return { e: ([a, b]) => f(a!, b!), helpers: [] };
+  const u = unary(node.op, node.attrs);
+  if (!u || node.op === 'Identity') return null;
+  const t = scalarOf(node.inputs[0]!.dtype);
+  if (t !== 'f32' && node.op !== 'Neg' && node.op !== 'Abs') return null;
+  return { e: ([a]) => u.e(a!), helpers: u.helpers ?? [] };
+}
+
+/** A fused chain: `root` with the producers in `inlined` computed inside the same kernel (one dispatch). */
+export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refOf: (v: NonNullable<EmitCtx['node']['inputs'][number]>) => Ref): void {
+  const shape = outShape(c);
+  const leaves: MapInput[] = [];
+  const leafOf = new Map<unknown, number>();
+  const helpers: string[] = [];
+  const stmts: string[] = [];
+  type V = NonNullable<EmitCtx['node']['inputs'][number]>;
+  const walk = (node: EmitCtx['node']): string => {
+    const f = fusibleExpr(node as never)!;
+    helpers.push(...f.helpers);
+    const args = node.inputs.map((x) => {
+      const v = x as V;
+      if (v.node && inlined.has(v.node)) {
+        const e = walk(v.node);
+        stmts.push(`let f${v.id} = ${e};`);
+        return `f${v.id}`;
+      }
+      let j = leafOf.get(v);
+      if (j === undefined) {
+        j = leaves.length;
+        leafOf.set(v, j);
+        leaves.push({ ref: refOf(v), strides: broadcastStrides(v.shape as number[], shape) });
+      }
+      return `@L${j}@`;
+    });
+    return f.e(args);
+  };
+  const root = walk(c.node);
+  const fill = (s: string, vals: string[]) => s.replace(/@L(\d+)@/g, (_, j: string) => vals[Number(j)]!);
+  mapKernel(c, `Fused(${c.node.op})`, shape, leaves, (vals) => fill(root, vals), c.out(0), undefined, [...new Set(helpers)],
+    (vals) => stmts.map((x) => fill(x, vals)).join('\n  '));
+}

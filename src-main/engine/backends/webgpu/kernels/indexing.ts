@@ -76,7 +76,8 @@ export const INDEXING: Record<string, Emitter> = {
   var acc = ${ldd}(i);
   if (${inside}) {
     let b = ${at};
-    for (var j = 0u; j < ${is[ax]}u; j = j + 1u) {
+    let J = ${k.param(is[ax]!)};
+    for (var j = 0u; j < J; j = j + 1u) {
       let e = b + j * ${ist[ax]}u;
       if (${wrap(`${ldi}(e)`, ds[ax]!)} == c${ax}) { acc = acc + ${ldu}(e); }
     }

@@ -26,6 +26,7 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
   let epilogue = alpha === 1 ? 'acc' : `${lit(alpha)} * acc`;
   if (C && beta !== 0) epilogue += ` + ${beta === 1 ? '' : `${lit(beta)} * `}${ldC}(${mul('row', C.sRow)} + ${mul('col', C.sCol)})`;
+  const kRun = k.param(K);
   const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row = wid.y * ${T}u + lid.y;
   let col = wid.x * ${T}u + lid.x;
@@ -34,14 +35,15 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
   let aBase = ${base(A)};
   let bBase = ${base(B)};
   var acc = 0.0;
-  for (var k0 = 0u; k0 < ${K}u; k0 = k0 + ${T}u) {
+  let K = ${kRun};
+  for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
     let ka = k0 + lid.x;
     var av = 0.0;
-    if (row < ${M}u && ka < ${K}u) { av = ${ldA}(aBase + ${mul('row', A.sRow)} + ${mul('ka', A.sCol)}); }
+    if (row < ${M}u && ka < K) { av = ${ldA}(aBase + ${mul('row', A.sRow)} + ${mul('ka', A.sCol)}); }
     As[lid.y * ${T}u + lid.x] = av;
     let kb = k0 + lid.y;
     var bv = 0.0;
-    if (kb < ${K}u && col < ${N}u) { bv = ${ldB}(bBase + ${mul('kb', B.sRow)} + ${mul('col', B.sCol)}); }
+    if (kb < K && col < ${N}u) { bv = ${ldB}(bBase + ${mul('kb', B.sRow)} + ${mul('col', B.sCol)}); }
     Bs[lid.y * ${T}u + lid.x] = bv;
     workgroupBarrier();
     for (var kk = 0u; kk < ${T}u; kk = kk + 1u) { acc = acc + As[lid.y * ${T}u + kk] * Bs[kk * ${T}u + lid.x]; }

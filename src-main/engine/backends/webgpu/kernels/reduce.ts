@@ -29,9 +29,8 @@ function rowsOf(shape: readonly number[], axes: readonly number[]): Rows {
  * Uses the workgroup array `sh` and leaves it free again.
  */
 function rowPass(name: string, rows: Rows, ld: string, init: string, f: (x: string) => string, comb: (a: string, b: string) => string): string {
-  const R = prod(rows.red);
   return `var ${name}_acc = ${init};
-  for (var q = li; q < ${R}u; q = q + ${WG}u) {
+  for (var q = li; q < R; q = q + ${WG}u) {
     ${coords('q', rows.red, 'r')}
     let x = ${ld}(base + ${affine(rows.redStrides, 0, 'r')});
     ${name}_acc = ${comb(`${name}_acc`, f('x'))};
@@ -56,6 +55,7 @@ function rowKernel(c: EmitCtx, k: KernelBuilder, rows: Rows, stmts: string): voi
   if (o >= ${n}u) { return; }
   ${coords('o', rows.kept, 'k')}
   let base = ${affine(rows.keptStrides, 0, 'k')};
+  let R = ${k.param(prod(rows.red))};
   ${stmts}
 }`, groups);
 }
@@ -96,7 +96,7 @@ function reduce(kind: 'sum' | 'mean' | 'max' | 'sumsq' | 'lse'): Emitter {
 
 /** Writes f(x, element index) for every element of the row. */
 function rowWrite(rows: Rows, ld: string, st: string, f: (x: string) => string): string {
-  return `for (var q = li; q < ${prod(rows.red)}u; q = q + ${WG}u) {
+  return `for (var q = li; q < R; q = q + ${WG}u) {
     ${coords('q', rows.red, 'r')}
     let e = base + ${affine(rows.redStrides, 0, 'r')};
     let x = ${ld}(e);
@@ -134,7 +134,7 @@ export const REDUCE: Record<string, Emitter> = {
     rowKernel(c, k, rows, `${rowPass('t', rows, ld, '0.0', (x) => `${x} * ${x}`, add)}
   let r = inverseSqrt(t / ${lit(D)} + ${lit(num(c.node.attrs, 'epsilon'))});
   ${str ? `if (li == 0u) { ${str}(o, r); }` : ''}
-  for (var q = li; q < ${D}u; q = q + ${WG}u) { ${st}(base + q, ${ld}(base + q) * r * ${lds}(q)); }`);
+  for (var q = li; q < R; q = q + ${WG}u) { ${st}(base + q, ${ld}(base + q) * r * ${lds}(q)); }`);
   },
   LayerNormalization: (c) => {
     // y = (x − μ) r · scale + bias,  r = 1 / sqrt(var + eps)  (outputs 1, 2: μ, r)
@@ -153,6 +153,6 @@ export const REDUCE: Record<string, Emitter> = {
   ${rowPass('v', rows, ld, '0.0', (x) => `(${x} - mu) * (${x} - mu)`, add)}
   let r = inverseSqrt(v / ${lit(D)} + ${lit(num(c.node.attrs, 'epsilon'))});
   if (li == 0u) { ${stm ? `${stm}(o, mu);` : ''} ${str ? `${str}(o, r);` : ''} }
-  for (var q = li; q < ${D}u; q = q + ${WG}u) { ${st}(base + q, (${ld}(base + q) - mu) * r * ${lds}(q)${ldb ? ` + ${ldb}(q)` : ''}); }`);
+  for (var q = li; q < R; q = q + ${WG}u) { ${st}(base + q, (${ld}(base + q) - mu) * r * ${lds}(q)${ldb ? ` + ${ldb}(q)` : ''}); }`);
   },
 };

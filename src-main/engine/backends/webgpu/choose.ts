@@ -1,0 +1,45 @@
+/**
+ * Whether a training run uses Lathe's own GPU backend (`ep: 'gpu'`), with the reason in plain words.
+ * 'gpu' asked for explicitly must work or fail clearly (never a silent downgrade); 'auto' takes it only
+ * where a real (hardware) adapter exists and the run uses nothing the backend lacks, else the caller
+ * falls back to onnxruntime's choice (runtime/ep.ts).
+ */
+import { UserError } from '../../../util/progress';
+import { describeGpu, openGpu } from './device';
+
+export interface GpuBackendChoice {
+  use: boolean;
+  /** One sentence for the log and the UI. */
+  reason: string;
+}
+
+/** What of a training configuration the GPU backend cannot run yet (null: it runs all of it). */
+export function gpuUnsupported(cfg: { compute?: string; quantization?: string; pagedOptimizer?: boolean; method?: string }): string | null {
+  if (cfg.method === 'dpo' || cfg.method === 'orpo') return 'preference tuning (DPO/ORPO) has no GPU-backend kernels yet (Softplus, the per-pair loss)';
+  if (cfg.compute === 'float16') return 'f16 compute is not implemented on the GPU backend yet (it computes in f32; f16/bf16 weights are read in their own type)';
+  if (cfg.quantization === 'nf4') return 'QLoRA (NF4) has no GPU-backend kernels yet';
+  if (cfg.pagedOptimizer) return 'the paged optimizer is not implemented on the GPU backend (its state stays on the GPU)';
+  return null;
+}
+
+export async function chooseGpuBackend(pref: string, unsupported: string | null, hasGpuDevice: boolean): Promise<GpuBackendChoice> {
+  if (pref !== 'gpu' && pref !== 'auto') return { use: false, reason: `device ${pref} requested` };
+  if (pref === 'gpu') {
+    if (unsupported) throw new UserError('engine.gpu-unsupported', `Lathe's GPU backend cannot run this configuration: ${unsupported}.`, 'Choose another device (cpu, webgpu) or change the setting.');
+    try {
+      const { report } = await openGpu();
+      return { use: true, reason: `Using Lathe's GPU backend as requested: ${describeGpu(report).slice(0, 2).join('; ')}` };
+    } catch (e) {
+      throw new UserError('engine.gpu-unavailable', `Lathe's GPU backend was requested but cannot be used: ${(e as Error).message}`, 'Choose another device (cpu) in the settings.');
+    }
+  }
+  if (!hasGpuDevice) return { use: false, reason: 'no GPU device on this machine' };
+  if (unsupported) return { use: false, reason: unsupported };
+  try {
+    const { report } = await openGpu();
+    if (report.software) return { use: false, reason: 'the only WebGPU adapter is a software one (slower than the CPU)' };
+    return { use: true, reason: `Using Lathe's GPU backend: ${describeGpu(report).slice(0, 2).join('; ')}` };
+  } catch (e) {
+    return { use: false, reason: (e as Error).message };
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * GPU-backend bench (src-main/engine/backends/webgpu): dispatches per train step and GPU bytes allocated
+ * by the static buffer plan, by kind (weights in their stored type, constants, state = LoRA params + AdamW
+ * moments + gradient accumulator, state outputs, activations/temporaries).
+ *   tiny-llama:   the tiny llama test model, B2×T32, LoRA r8 all-linear: planned, then run on the adapter
+ *                 found (lavapipe on machines without a GPU: its step time measures lavapipe, not a GPU).
+ *   real shapes:  SmolLM2-135M, Qwen2.5-0.5B, Llama-3.2-1B (bf16 weights kept bf16), B1×T2048, LoRA r16
+ *                 all-linear: the plan only (no device, no weights read: the graph references a file that
+ *                 need not exist), so these rows are what the backend WOULD allocate as it is today.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../src-main/engine/llm/train-graph';
+import { createTinyModel, openModel, parseModelConfig, weightsLayout, type ModelConfig } from '../../src-main/engine/models';
+import type { ModelWeights } from '../../src-main/engine/safetensors';
+import { adamwScalars } from '../../src-main/engine/nn/layers';
+import { hostTensor } from '../../src-main/engine/runtime/tensor';
+import { GpuProgram, closeGpu, planGraph, type Plan } from '../../src-main/engine/backends/webgpu';
+
+const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+const GiB = 2 ** 30, MiB = 2 ** 20;
+
+/** HF configs of the published models (the fields that matter; as in test/unit/engine/models/real-configs.test.ts). */
+export const REAL_SHAPES: Record<string, Record<string, unknown>> = {
+  'SmolLM2-135M': {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30,
+    num_attention_heads: 9, num_key_value_heads: 3, vocab_size: 49152, max_position_embeddings: 8192, rms_norm_eps: 1e-5,
+    rope_theta: 100000, tie_word_embeddings: true, hidden_act: 'silu', torch_dtype: 'bfloat16' },
+  'Qwen2.5-0.5B': {
+    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24,
+    num_attention_heads: 14, num_key_value_heads: 2, vocab_size: 151936, max_position_embeddings: 32768, rms_norm_eps: 1e-6,
+    rope_theta: 1000000.0, sliding_window: 32768, use_sliding_window: false, max_window_layers: 21, tie_word_embeddings: true,
+    hidden_act: 'silu', torch_dtype: 'bfloat16' },
+  'Llama-3.2-1B': {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16,
+    num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, vocab_size: 128256, max_position_embeddings: 131072,
+    rms_norm_eps: 1e-5, rope_theta: 500000, tie_word_embeddings: true, hidden_act: 'silu', attention_bias: false, mlp_bias: false,
+    rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+    torch_dtype: 'bfloat16' },
+};
+
+/** Weights that exist only as a layout: bf16 entries pointing into a file nobody reads (the plan needs shapes only). */
+export function layoutOnlyWeights(cfg: ModelConfig): ModelWeights {
+  const shapes = weightsLayout(cfg).shapes;
+  return {
+    entry: (name: string) => {
+      const shape = shapes.get(name);
+      if (!shape) throw new Error(`no weight ${name}`);
+      return { name, dtype: 'BF16', shape, fileOffset: 0, byteLength: 2 * shape.reduce((a, b) => a * b, 1), file: '/nonexistent/model.safetensors' };
+    },
+  } as unknown as ModelWeights;
+}
+
+function row(name: string, shape: string, plan: Plan, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const b = plan.bytes;
+  const gib = (x: number) => (x / GiB).toFixed(3);
+  const largest = Math.max(...plan.buffers.map((x) => x.bytes));
+  return {
+    model: name, shape, nodes: plan.nodes, dispatches: plan.dispatches.length,
+    'weights GiB': gib(b.weight), 'consts GiB': gib(b.const), 'state GiB': gib(b.state + b.output), 'activations GiB': gib(b.temp + b.input),
+    'total GiB': gib(Object.values(b).reduce((p, q) => p + q, 0)), 'largest buffer MiB': (largest / MiB).toFixed(1),
+    'buffers > 1 GiB': plan.buffers.filter((x) => x.bytes > GiB).length, ...extra,
+  };
+}
+
+export async function bench(report: (row: Record<string, unknown>) => void): Promise<void> {
+  // tiny model: planned and run
+  const dir = join(mkdtempSync(join(tmpdir(), 'lathe-gpu-bench-')), 'llama');
+  await createTinyModel('llama', dir, { seed: 1 });
+  const { config, layout, weights } = await openModel(dir);
+  const lora = buildLoraLayout(config, layout, { rank: 8, alpha: 16, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+  const B = 2, T = 32, N = B * T, P = lora.size;
+  const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T }, optim);
+  try {
+    const prog = await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
+    const z = () => hostTensor('float32', [P], new Float32Array(P));
+    await prog.init({ params: hostTensor('float32', [P], initLoraParams(lora, 1)), m: z(), v: z(), gacc: z() });
+    const ids = new BigInt64Array(N).map((_, i) => BigInt(3 + ((i * 5) % 40)));
+    const feeds = {
+      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], ids), mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)),
+      apply: hostTensor('bool', [], new Uint8Array([1])), invCount: hostTensor('float32', [], new Float32Array([1 / N])),
+      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, 1))),
+    };
+    await prog.step(feeds); // warm-up
+    const t0 = performance.now();
+    const steps = 5;
+    for (let s = 0; s < steps; s++) await prog.step(feeds);
+    const ms = (performance.now() - t0) / steps;
+    report(row('tiny llama (run)', `B${B}×T${T}`, prog.plan, { 'step ms': ms.toFixed(1), pipelines: prog.info.pipelines }));
+    await prog.dispose();
+  } catch (e) {
+    report(row('tiny llama (plan only)', `B${B}×T${T}`, planGraph(tg.graph, { outputs: [...tg.fetch, ...tg.state.map((s) => s.output)], state: tg.state.map((s) => s.input) }), { 'not run': (e as Error).message.split('\n')[0] }));
+  } finally {
+    await weights.close();
+    await closeGpu();
+  }
+
+  // real shapes: the plan only
+  for (const [name, hf] of Object.entries(REAL_SHAPES)) {
+    const cfg = parseModelConfig(hf);
+    const lay = weightsLayout(cfg);
+    const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+    const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true }, lr, { batch: 1, seqLen: 2048 }, optim);
+    const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+    report(row(name, 'B1×T2048', plan, { 'LoRA params': lr.size }));
+  }
+}
