@@ -20,7 +20,7 @@ import { addLoraDelta, loadTrainedAdapter } from '../adapter';
 import { adaptedWeights, newRowsOf, resizedFromTrainedRows, trainedTokenizerDir } from '../export';
 import { BLOCK, GGUF_QUANTS, GgmlType, type GgufQuant } from './format';
 import { loadGguf, llamaGreedy, llamaNextProbs, llamaTokenize } from './llama-cpp';
-import { architectureMetadata, checkSupported, ropeFreqFactors, tokenizerMetadata } from './metadata';
+import { architectureMetadata, checkSupported, ggufFamiliesText, ropeFreqFactors, tokenizerMetadata } from './metadata';
 import { findOllama, modelfileText, ollamaCreateCommand, ollamaName, ollamaTemplate } from './modelfile';
 import { QuantPool } from './pool';
 import { permuteRopeRows, planTensors, tensorType, transpose } from './tensors';
@@ -70,8 +70,6 @@ export const HELD_OUT_TEXT = 'In the spring the farmers of the valley planted ba
   + 'learned, and what they wanted to know next. One wrote about a heron that stood still for an hour; another counted '
   + 'the boats that passed the bridge, 12 on Monday and 7 on Tuesday. When the rain came, they read stories aloud.';
 
-const FAMILIES_TEXT = 'Llama 2/3.x, TinyLlama, SmolLM2, Mistral, Qwen2/2.5, Qwen3, SmolLM3 (llama.cpp\'s NoPE pattern) and GPT-2';
-
 export function ggufFileName(name: string, quant: GgufQuant): string {
   return `${name}-${quant.toUpperCase()}.gguf`;
 }
@@ -100,7 +98,7 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
   let tmp: string | null = null;
   try {
     const why = checkSupported(config);
-    if (why) throw new UserError('gguf.family-unsupported', `This model cannot be written as GGUF: ${why}.`, `Lathe writes GGUF for ${FAMILIES_TEXT}. Export as a merged Hugging Face model instead.`);
+    if (why) throw new UserError('gguf.family-unsupported', `This model cannot be written as GGUF: ${why}.`, `Lathe writes GGUF for these families: ${ggufFamiliesText()}. Export as a merged Hugging Face model instead (llama.cpp's convert_hf_to_gguf.py can convert it).`);
     const adapter = await loadTrainedAdapter(p.adapter, config, layout);
     const rows = newRowsOf(adapter);
     const resized = rows ? await resizedFromTrainedRows(rows, adapter.params, config, layout, weights) : null;

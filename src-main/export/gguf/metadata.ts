@@ -10,7 +10,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ModelConfig } from '../../engine/models/config';
+import type { Family, ModelConfig } from '../../engine/models/config';
 import { LatheTokenizer } from '../../tokenizer/tokenizer';
 import type { ComponentJson } from '../../tokenizer/json';
 import { UserError } from '../../util/progress';
@@ -180,8 +180,48 @@ export function ropeFreqFactors(cfg: ModelConfig, scaledInvFreq: Float64Array): 
   return out;
 }
 
+/**
+ * The families Lathe writes as GGUF (each checked against llama.cpp by test/unit/export/gguf), with the names
+ * users know them by. Any other family is refused before anything is written.
+ */
+export const GGUF_FAMILIES: Partial<Record<Family, string>> = {
+  llama: 'Llama 2/3.x, TinyLlama, SmolLM2',
+  mistral: 'Mistral (and Mistral-Nemo\'s separate head size)',
+  qwen2: 'Qwen2/2.5',
+  qwen3: 'Qwen3',
+  smollm3: 'SmolLM3 (llama.cpp\'s every-4th-layer NoPE pattern)',
+  gpt2: 'GPT-2',
+};
+
+/** "llama (Llama 2/3.x, ...), mistral (...), ..." for messages and hints. */
+export function ggufFamiliesText(): string {
+  return Object.entries(GGUF_FAMILIES).map(([f, what]) => `${f} (${what})`).join(', ');
+}
+
+/**
+ * Features of Lathe's engine that none of the supported llama.cpp architectures runs; a model of a supported
+ * family that somehow carries one is refused rather than written as a file llama.cpp would run differently.
+ */
+function unexpressedFeature(cfg: ModelConfig): string | null {
+  if (cfg.normPlacement !== 'pre') return `its norms sit ${cfg.normPlacement === 'post' ? 'after' : 'around'} attention and MLP`;
+  if (cfg.normUnitOffset) return 'its RMSNorm scales by (1 + w)';
+  if (cfg.embedScale !== 1 || cfg.residualScale !== 1 || cfg.logitScale !== 1) return 'it scales embeddings, residuals or logits';
+  if (cfg.attnSoftcap !== null || cfg.finalSoftcap !== null) return 'it soft-caps attention scores or logits';
+  if (Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
+  if (cfg.localRope) return 'its sliding-window layers use their own RoPE';
+  if (cfg.rope?.rotaryDim !== undefined && cfg.rope.rotaryDim !== cfg.headDim) return 'RoPE rotates only part of each head';
+  if (cfg.rope?.scaling?.type === 'longrope') return 'it uses longrope RoPE scaling';
+  if (cfg.qkNorm && cfg.qkNormScope !== 'head') return 'its q/k norms span the whole projection';
+  return null;
+}
+
 /** Architectures whose GGUF llama.cpp runs as Lathe's engine does; the reason otherwise. */
 export function checkSupported(cfg: ModelConfig): string | null {
+  if (!GGUF_FAMILIES[cfg.family]) {
+    return `Lathe does not write GGUF for the ${cfg.family} family (${cfg.architecture}) yet`;
+  }
+  const feature = unexpressedFeature(cfg);
+  if (feature) return `llama.cpp's ${cfg.family} architecture cannot run this model as Lathe does: ${feature}`;
   if (cfg.family === 'smollm3') {
     // llama.cpp's smollm3 skips RoPE on every 4th layer (a fixed step); other NoPE patterns cannot be expressed.
     const ok = cfg.ropeLayers.every((r, i) => r === ((i + 1) % 4 !== 0));
