@@ -163,6 +163,12 @@ export function architectureMetadata(cfg: ModelConfig, quant: GgufQuant, name: s
     kv.u32(a('rope.dimension_count'), cfg.headDim),
     kv.f32(a('rope.freq_base'), cfg.rope!.theta),
   );
+  if (cfg.family === 'granite') {
+    // llama.cpp multiplies the embeddings by embedding_scale, each residual branch by residual_scale, scores by
+    // attention.scale, and DIVIDES the logits by logit_scale (Granite's logits_scaling; Lathe's logitScale = 1/it).
+    kvs.push(kv.f32(a('embedding_scale'), cfg.embedScale), kv.f32(a('residual_scale'), cfg.residualScale),
+      kv.f32(a('attention.scale'), cfg.attnScale), kv.f32(a('logit_scale'), 1 / cfg.logitScale));
+  }
   if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize || cfg.family === 'qwen3') {
     kvs.push(kv.u32(a('attention.key_length'), cfg.headDim), kv.u32(a('attention.value_length'), cfg.headDim));
   }
@@ -187,6 +193,8 @@ export function ropeFreqFactors(cfg: ModelConfig, scaledInvFreq: Float64Array): 
 export const GGUF_FAMILIES: Partial<Record<Family, string>> = {
   llama: 'Llama 2/3.x, TinyLlama, SmolLM2',
   mistral: 'Mistral (and Mistral-Nemo\'s separate head size)',
+  granite: 'Granite 3.x',
+  olmo2: 'OLMo 2',
   qwen2: 'Qwen2/2.5',
   qwen3: 'Qwen3',
   smollm3: 'SmolLM3 (llama.cpp\'s every-4th-layer NoPE pattern)',
@@ -203,15 +211,17 @@ export function ggufFamiliesText(): string {
  * family that somehow carries one is refused rather than written as a file llama.cpp would run differently.
  */
 function unexpressedFeature(cfg: ModelConfig): string | null {
-  if (cfg.normPlacement !== 'pre') return `its norms sit ${cfg.normPlacement === 'post' ? 'after' : 'around'} attention and MLP`;
+  const placement = cfg.family === 'olmo2' ? 'post' : 'pre';
+  if (cfg.normPlacement !== placement) return `its norms sit ${cfg.normPlacement === 'post' ? 'after' : cfg.normPlacement === 'pre' ? 'before' : 'around'} attention and MLP`;
   if (cfg.normUnitOffset) return 'its RMSNorm scales by (1 + w)';
-  if (cfg.embedScale !== 1 || cfg.residualScale !== 1 || cfg.logitScale !== 1) return 'it scales embeddings, residuals or logits';
+  const scaled = cfg.family === 'granite'; // granite.embedding_scale / residual_scale / attention.scale / logit_scale
+  if (!scaled && (cfg.embedScale !== 1 || cfg.residualScale !== 1 || cfg.logitScale !== 1)) return 'it scales embeddings, residuals or logits';
   if (cfg.attnSoftcap !== null || cfg.finalSoftcap !== null) return 'it soft-caps attention scores or logits';
-  if (Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
+  if (!scaled && Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
   if (cfg.localRope) return 'its sliding-window layers use their own RoPE';
   if (cfg.rope?.rotaryDim !== undefined && cfg.rope.rotaryDim !== cfg.headDim) return 'RoPE rotates only part of each head';
   if (cfg.rope?.scaling?.type === 'longrope') return 'it uses longrope RoPE scaling';
-  if (cfg.qkNorm && cfg.qkNormScope !== 'head') return 'its q/k norms span the whole projection';
+  if (cfg.qkNorm && cfg.qkNormScope !== (cfg.family === 'olmo2' ? 'all' : 'head')) return `its q/k norms span ${cfg.qkNormScope === 'all' ? 'the whole projection' : 'each head'}`;
   return null;
 }
 

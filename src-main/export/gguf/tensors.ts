@@ -3,14 +3,15 @@
  * weights; which ggml type each gets for a quantization choice.
  *
  * Names: token_embd, position_embd (GPT-2), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_qkv (GPT-2),
- * attn_output, attn_q_norm, attn_k_norm (Qwen3), ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm, output
+ * attn_output, attn_q_norm, attn_k_norm (Qwen3; OLMo 2 over the whole projection), post_attention_norm (OLMo 2),
+ * ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffw_norm (OLMo 2)}, output_norm, output
  * (absent when tied: llama.cpp then reuses token_embd), rope_freqs (Llama 3.1-style RoPE scaling).
  *
  * Layouts: ggml's ne[0] is the row length, so an nn.Linear [out, in] weight is written as is; GPT-2's Conv1D
  * [in, out] weights are transposed. For the architectures llama.cpp runs with "normal" (GPT-J-style, adjacent
- * pairs) RoPE — llama, mistral (as llama), smollm3 — q and k rows are permuted from Hugging Face's rotate-half
- * order: within each head, row half·D/2 + i moves to 2i + half. Qwen2/Qwen3 use NeoX RoPE (rotate-half) and
- * need no permutation.
+ * pairs) RoPE — llama, mistral (as llama), smollm3, granite — q and k rows are permuted from Hugging Face's rotate-half
+ * order: within each head, row half·D/2 + i moves to 2i + half. Qwen2/Qwen3/OLMo 2 use NeoX RoPE (rotate-half)
+ * and need no permutation.
  */
 import type { ModelConfig } from '../../engine/models/config';
 import type { WeightsLayout } from '../../engine/models/layout';
@@ -42,7 +43,7 @@ export function ggufArch(cfg: ModelConfig): string {
 
 /** Whether llama.cpp applies RoPE to adjacent pairs for this architecture (so HF q/k rows are permuted). */
 function normalRope(cfg: ModelConfig): boolean {
-  return cfg.family === 'llama' || cfg.family === 'mistral' || cfg.family === 'smollm3';
+  return cfg.family === 'llama' || cfg.family === 'mistral' || cfg.family === 'smollm3' || cfg.family === 'granite';
 }
 
 /** The tensors in file order, with their sources. `vocab` = rows of the (possibly grown) embedding. */
@@ -79,10 +80,12 @@ export function planTensors(cfg: ModelConfig, layout: WeightsLayout, vocab: numb
     norm(`${p}.attn_q_norm`, i, l.qNorm);
     norm(`${p}.attn_k_norm`, i, l.kNorm);
     lin(`${p}.attn_output`, 'o', i, l.o);
+    norm(`${p}.post_attention_norm`, i, l.postAttnNorm);
     norm(`${p}.ffn_norm`, i, l.mlpNorm);
     lin(`${p}.ffn_gate`, 'gate', i, l.gate);
     lin(`${p}.ffn_up`, 'up', i, l.up);
     lin(`${p}.ffn_down`, 'down', i, l.down);
+    norm(`${p}.post_ffw_norm`, i, l.postMlpNorm);
   });
   norm('output_norm', null, layout.finalNorm);
   if (layout.lmHead) add('output.weight', [vocab, C], 'output', null, layout.lmHead);

@@ -48,7 +48,7 @@ function expectAgreement(r: GgufResult, quant: string): void {
 
 /** Tiny architectures GGUF export refuses (their family is not written yet), with the family it names. */
 const REFUSED: Partial<Record<string, string>> = {
-  granite: 'granite', olmo2: 'olmo2', gemma2: 'gemma2', gemma3: 'gemma3', phi3: 'phi3', phi4mini: 'phi3',
+  gemma2: 'gemma2', gemma3: 'gemma3', phi3: 'phi3', phi4mini: 'phi3',
 };
 const WRITTEN = TINY_ARCHS.filter((a) => !REFUSED[a]);
 
@@ -81,6 +81,19 @@ describe('GGUF export, checked by llama.cpp', () => {
       expect(v('general.architecture')).toBe(llamaCppArch(arch));
       if (arch === 'mistral-nemo') { // head size 32, not hidden / heads = 16: llama.cpp reads it from key/value_length
         expect([v('llama.attention.key_length'), v('llama.attention.value_length'), v('llama.rope.dimension_count')]).toEqual([32, 32, 32]);
+      }
+      if (arch === 'granite') { // the tiny config's multipliers; llama.cpp divides the logits by logit_scale
+        expect(v('granite.embedding_scale')).toBeCloseTo(12, 5);
+        expect(v('granite.residual_scale')).toBeCloseTo(0.22, 6);
+        expect(v('granite.attention.scale')).toBeCloseTo(0.15, 6);
+        expect(v('granite.logit_scale')).toBeCloseTo(8, 5);
+      }
+      const names = new Set(g.tensors.map((t) => t.name));
+      if (arch === 'olmo2') { // post-norms only; q/k norms over the whole projection (H·D, K·D)
+        expect(['blk.0.post_attention_norm.weight', 'blk.0.post_ffw_norm.weight'].every((n) => names.has(n))).toBe(true);
+        expect(names.has('blk.0.attn_norm.weight') || names.has('blk.0.ffn_norm.weight')).toBe(false);
+        expect(g.tensors.find((t) => t.name === 'blk.0.attn_q_norm.weight')!.shape).toEqual([64]);
+        expect(g.tensors.find((t) => t.name === 'blk.0.attn_k_norm.weight')!.shape).toEqual([32]);
       }
       expect(v('tokenizer.ggml.model')).toBe('gpt2');
       expect(v('tokenizer.ggml.pre')).toBe('gpt-2'); // the tiny tokenizer is GPT-2's byte-level BPE with its regex
