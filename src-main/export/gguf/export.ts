@@ -105,7 +105,8 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
     const vocab = resized?.vocabSize ?? config.vocabSize;
     const tokDir = path.resolve(p.tokenizerDir ?? trainedTokenizerDir(adapter) ?? modelDir);
     const tok = await tokenizerMetadata(tokDir, vocab, config);
-    if (config.slidingWindow !== null && config.slidingWindow < config.maxPositions && config.family !== 'gpt2') {
+    const runsWindow = config.family === 'gemma2' || config.family === 'gemma3'; // llama.cpp applies their windows
+    if (config.slidingWindow !== null && config.slidingWindow < config.maxPositions && config.family !== 'gpt2' && !runsWindow) {
       warnings.push(`The model was trained with a ${config.slidingWindow}-token sliding window; llama.cpp attends to the whole context, so texts longer than the window may behave differently.`);
     }
     const name = p.name ?? (path.basename(modelDir).replace(/[^\w.-]+/g, '-') || 'model');
@@ -219,6 +220,10 @@ async function tensorData(t: ReturnType<typeof planTensors>[number], cfg: ModelC
   let d = await source(t.hf!);
   if (t.transpose) d = transpose(d, t.shape[1]!, t.shape[0]!);
   if (t.permuteHeads !== null) d = permuteRopeRows(d, t.permuteHeads, t.shape.length === 2 ? t.shape[1]! : 1);
+  if (t.unitOffset || t.scale !== 1) {
+    const off = t.unitOffset ? 1 : 0;
+    d = d.map((x) => (x + off) * t.scale);
+  }
   return d;
 }
 

@@ -16,7 +16,7 @@ import type { ComponentJson } from '../../tokenizer/json';
 import { UserError } from '../../util/progress';
 import { GGUF_ALIGNMENT, GgufType, FILE_TYPE, type GgufQuant } from './format';
 import { kv, type GgufKv } from './writer';
-import { ggufArch } from './tensors';
+import { ggufArch, llamaCppWindowLayers } from './tensors';
 
 /** ggml token types. */
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -169,7 +169,15 @@ export function architectureMetadata(cfg: ModelConfig, quant: GgufQuant, name: s
     kvs.push(kv.f32(a('embedding_scale'), cfg.embedScale), kv.f32(a('residual_scale'), cfg.residualScale),
       kv.f32(a('attention.scale'), cfg.attnScale), kv.f32(a('logit_scale'), 1 / cfg.logitScale));
   }
-  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize || cfg.family === 'qwen3') {
+  if (cfg.family === 'gemma2' || cfg.family === 'gemma3') {
+    // Sliding windows as llama.cpp's graphs place them (checkSupported); the attention scale is folded into the
+    // weights (qScaleFold), the (1 + w) of the norms too (tensors.ts).
+    if (cfg.slidingWindow !== null) kvs.push(kv.u32(a('attention.sliding_window'), cfg.slidingWindow));
+    if (cfg.attnSoftcap !== null) kvs.push(kv.f32(a('attn_logit_softcapping'), cfg.attnSoftcap));
+    if (cfg.finalSoftcap !== null) kvs.push(kv.f32(a('final_logit_softcapping'), cfg.finalSoftcap));
+    if (cfg.localRope) kvs.push(kv.f32(a('rope.freq_base_swa'), cfg.localRope.theta));
+  }
+  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize || cfg.family === 'qwen3' || cfg.family === 'gemma2' || cfg.family === 'gemma3') {
     kvs.push(kv.u32(a('attention.key_length'), cfg.headDim), kv.u32(a('attention.value_length'), cfg.headDim));
   }
   const sc = cfg.rope!.scaling;
@@ -195,6 +203,7 @@ export const GGUF_FAMILIES: Partial<Record<Family, string>> = {
   mistral: 'Mistral (and Mistral-Nemo\'s separate head size)',
   granite: 'Granite 3.x',
   olmo2: 'OLMo 2',
+  gemma2: 'Gemma 2',
   qwen2: 'Qwen2/2.5',
   qwen3: 'Qwen3',
   smollm3: 'SmolLM3 (llama.cpp\'s every-4th-layer NoPE pattern)',
@@ -211,14 +220,25 @@ export function ggufFamiliesText(): string {
  * family that somehow carries one is refused rather than written as a file llama.cpp would run differently.
  */
 function unexpressedFeature(cfg: ModelConfig): string | null {
-  const placement = cfg.family === 'olmo2' ? 'post' : 'pre';
+  const gemma = cfg.family === 'gemma2' || cfg.family === 'gemma3';
+  const placement = cfg.family === 'olmo2' ? 'post' : gemma ? 'sandwich' : 'pre';
   if (cfg.normPlacement !== placement) return `its norms sit ${cfg.normPlacement === 'post' ? 'after' : cfg.normPlacement === 'pre' ? 'before' : 'around'} attention and MLP`;
-  if (cfg.normUnitOffset) return 'its RMSNorm scales by (1 + w)';
+  if (cfg.normUnitOffset !== gemma) return `its RMSNorm scales by ${cfg.normUnitOffset ? '(1 + w)' : 'w'}`;
+  if (cfg.activation !== (gemma ? 'gelu_pytorch_tanh' : cfg.activation)) return `it uses ${cfg.activation}`;
   const scaled = cfg.family === 'granite'; // granite.embedding_scale / residual_scale / attention.scale / logit_scale
-  if (!scaled && (cfg.embedScale !== 1 || cfg.residualScale !== 1 || cfg.logitScale !== 1)) return 'it scales embeddings, residuals or logits';
-  if (cfg.attnSoftcap !== null || cfg.finalSoftcap !== null) return 'it soft-caps attention scores or logits';
-  if (!scaled && Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
-  if (cfg.localRope) return 'its sliding-window layers use their own RoPE';
+  const embedScale = gemma ? Math.sqrt(cfg.hiddenSize) : 1; // llama.cpp's gemma graphs scale by √C themselves
+  if (!scaled && (Math.abs(cfg.embedScale - embedScale) > 1e-6 * embedScale || cfg.residualScale !== 1 || cfg.logitScale !== 1)) return 'it scales embeddings, residuals or logits';
+  if (cfg.attnSoftcap !== null && cfg.family !== 'gemma2') return 'it soft-caps attention scores';
+  if (cfg.finalSoftcap !== null && cfg.family !== 'gemma2') return 'it soft-caps the logits';
+  // Gemma's attention scale is folded into the weights (qScaleFold).
+  if (!scaled && !gemma && Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
+  const win = llamaCppWindowLayers(cfg);
+  if (win && cfg.slidingWindow !== null && cfg.slidingWindow < cfg.maxPositions && cfg.windowLayers.some((w, i) => w !== win[i])) {
+    return `llama.cpp's ${cfg.family} puts the sliding window on layers ${win.map((w, i) => (w ? i : null)).filter((x) => x !== null).join(', ') || 'none'}; this model on ${cfg.windowLayers.map((w, i) => (w ? i : null)).filter((x) => x !== null).join(', ') || 'none'}`;
+  }
+  if (cfg.localRope && (cfg.family !== 'gemma3' || cfg.localRope.theta !== 10000 || cfg.localRope.scaling !== null)) {
+    return 'its sliding-window layers use a RoPE other than llama.cpp\'s (base 10000, unscaled)';
+  }
   if (cfg.rope?.rotaryDim !== undefined && cfg.rope.rotaryDim !== cfg.headDim) return 'RoPE rotates only part of each head';
   if (cfg.rope?.scaling?.type === 'longrope') return 'it uses longrope RoPE scaling';
   if (cfg.qkNorm && cfg.qkNormScope !== (cfg.family === 'olmo2' ? 'all' : 'head')) return `its q/k norms span ${cfg.qkNormScope === 'all' ? 'the whole projection' : 'each head'}`;

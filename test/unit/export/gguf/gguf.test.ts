@@ -31,6 +31,9 @@ async function setup(arch: string, overrides?: Record<string, unknown>): Promise
 }
 
 const SMOLLM3_NOPE = { num_hidden_layers: 4, no_rope_layers: [1, 1, 1, 0] };
+/** Gemma 3 with llama.cpp's fixed window pattern: layers 0-4 sliding, 5 global. */
+const GEMMA3_PATTERN = { num_hidden_layers: 6, sliding_window_pattern: 6 };
+const OVERRIDES: Partial<Record<string, Record<string, unknown>>> = { smollm3: SMOLLM3_NOPE, gemma3: GEMMA3_PATTERN };
 
 function expectAgreement(r: GgufResult, quant: string): void {
   const c = r.check!;
@@ -48,7 +51,7 @@ function expectAgreement(r: GgufResult, quant: string): void {
 
 /** Tiny architectures GGUF export refuses (their family is not written yet), with the family it names. */
 const REFUSED: Partial<Record<string, string>> = {
-  gemma2: 'gemma2', gemma3: 'gemma3', phi3: 'phi3', phi4mini: 'phi3',
+  gemma3: 'gemma3', phi3: 'phi3', phi4mini: 'phi3',
 };
 const WRITTEN = TINY_ARCHS.filter((a) => !REFUSED[a]);
 
@@ -70,7 +73,7 @@ describe('GGUF export, checked by llama.cpp', () => {
   });
 
   it.each(WRITTEN.map((a) => [a]))('%s: F16 and Q8_0 load in llama.cpp and agree with Lathe', async (arch) => {
-    const { model, run, base } = await setup(arch, arch === 'smollm3' ? SMOLLM3_NOPE : undefined);
+    const { model, run, base } = await setup(arch, OVERRIDES[arch]);
     const out = path.join(base, 'out');
     for (const quant of ['f16', 'q8_0'] as const) {
       const r = await exportGguf({ model, adapter: run, out, quant, name: `tiny-${arch}` });
@@ -87,6 +90,10 @@ describe('GGUF export, checked by llama.cpp', () => {
         expect(v('granite.residual_scale')).toBeCloseTo(0.22, 6);
         expect(v('granite.attention.scale')).toBeCloseTo(0.15, 6);
         expect(v('granite.logit_scale')).toBeCloseTo(8, 5);
+      }
+      if (arch === 'gemma2') { // llama.cpp reads the caps and the window; its graph scales by 1/√D (24^-½ folded into q)
+        expect([v('gemma2.attn_logit_softcapping'), v('gemma2.final_logit_softcapping'), v('gemma2.attention.sliding_window')]).toEqual([2, 3, 4]);
+        expect(v('gemma2.attention.key_length')).toBe(32);
       }
       const names = new Set(g.tensors.map((t) => t.name));
       if (arch === 'olmo2') { // post-norms only; q/k norms over the whole projection (H·D, K·D)
