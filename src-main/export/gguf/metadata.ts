@@ -230,6 +230,8 @@ function unexpressedFeature(cfg: ModelConfig): string | null {
   if (!scaled && (Math.abs(cfg.embedScale - embedScale) > 1e-6 * embedScale || cfg.residualScale !== 1 || cfg.logitScale !== 1)) return 'it scales embeddings, residuals or logits';
   if (cfg.attnSoftcap !== null && cfg.family !== 'gemma2') return 'it soft-caps attention scores';
   if (cfg.finalSoftcap !== null && cfg.family !== 'gemma2') return 'it soft-caps the logits';
+  // llama.cpp's gemma2 graph always caps (30 / 50 when the file has no value), so a Gemma 2 without caps cannot be said.
+  if (cfg.family === 'gemma2' && (cfg.attnSoftcap === null || cfg.finalSoftcap === null)) return 'it has no attention or logit soft-cap, which llama.cpp\'s gemma2 always applies';
   // Gemma's attention scale is folded into the weights (qScaleFold).
   if (!scaled && !gemma && Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
   const win = llamaCppWindowLayers(cfg);

@@ -221,12 +221,23 @@ describe('GGUF export: faults and refusals', () => {
     expect(existsSync(path.join(out, 'Modelfile'))).toBe(false);
   });
 
-  it('refuses an unsupported quant type, a SmolLM3 NoPE pattern llama.cpp cannot run, and an unknown pre-tokenizer, before writing', async () => {
+  it('refuses an unsupported quant type, a SmolLM3 NoPE pattern or Gemma 2 llama.cpp cannot run, and an unknown pre-tokenizer, before writing', async () => {
     const { model, run, base } = await setup('smollm3'); // the tiny default: NoPE on layer 1
     const out = path.join(base, 'out');
     await expect(exportGguf({ model, adapter: run, out, quant: 'q3_k' as never })).rejects.toMatchObject({ code: 'gguf.quant-unsupported', hint: expect.stringContaining('q4_k_m') });
     await expect(exportGguf({ model, adapter: run, out, quant: 'f16' })).rejects.toMatchObject({ code: 'gguf.family-unsupported', message: expect.stringContaining('every 4th layer') });
     expect(existsSync(out)).toBe(false);
+
+    // Gemma 2 as llama.cpp cannot run it: windows on the odd layers; no soft-caps (llama.cpp's gemma2 always caps).
+    for (const [overrides, says] of [
+      [{ layer_types: ['full_attention', 'sliding_attention'] }, 'window on layers 0; this model on 1'],
+      [{ attn_logit_softcapping: null }, 'soft-cap'],
+    ] as const) {
+      const g = await setup('gemma2', overrides);
+      const gOut = path.join(g.base, 'out');
+      await expect(exportGguf({ model: g.model, adapter: g.run, out: gOut, quant: 'f16' })).rejects.toMatchObject({ code: 'gguf.family-unsupported', message: expect.stringContaining(says) });
+      expect(existsSync(gOut)).toBe(false);
+    }
 
     const l = await setup('llama');
     const tj = JSON.parse(readFileSync(path.join(l.model, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
