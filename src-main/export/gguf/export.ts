@@ -217,6 +217,10 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
 /** One tensor's f32 data in llama.cpp's layout. */
 async function tensorData(t: ReturnType<typeof planTensors>[number], cfg: ModelConfig, source: Source): Promise<Float32Array> {
   if (t.role === 'rope_freqs') return ropeFreqFactors(cfg, ropeInvFreq(cfg));
+  if (t.role === 'rope_long' || t.role === 'rope_short') {
+    const sc = cfg.rope!.scaling as { longFactor: number[]; shortFactor: number[] };
+    return Float32Array.from(t.role === 'rope_long' ? sc.longFactor : sc.shortFactor);
+  }
   let d = await source(t.hf!);
   if (t.transpose) d = transpose(d, t.shape[1]!, t.shape[0]!);
   if (t.permuteHeads !== null) d = permuteRopeRows(d, t.permuteHeads, t.shape.length === 2 ? t.shape[1]! : 1);

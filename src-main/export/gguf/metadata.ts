@@ -160,7 +160,7 @@ export function architectureMetadata(cfg: ModelConfig, quant: GgufQuant, name: s
   kvs.push(
     kv.u32(a('attention.head_count_kv'), cfg.numKvHeads),
     kv.f32(a('attention.layer_norm_rms_epsilon'), cfg.normEps),
-    kv.u32(a('rope.dimension_count'), cfg.headDim),
+    kv.u32(a('rope.dimension_count'), cfg.rope!.rotaryDim ?? cfg.headDim),
     kv.f32(a('rope.freq_base'), cfg.rope!.theta),
   );
   if (cfg.family === 'granite') {
@@ -181,6 +181,11 @@ export function architectureMetadata(cfg: ModelConfig, quant: GgufQuant, name: s
     kvs.push(kv.u32(a('attention.key_length'), cfg.headDim), kv.u32(a('attention.value_length'), cfg.headDim));
   }
   const sc = cfg.rope!.scaling;
+  if (sc?.type === 'longrope') {
+    // The factors travel as rope_factors_long/short tensors; llama.cpp multiplies cos/sin by attn_factor.
+    kvs.push(kv.u32(a('rope.scaling.original_context_length'), sc.originalMaxPositions), kv.f32(a('rope.scaling.attn_factor'), sc.attentionFactor));
+  }
+  if (cfg.family === 'phi3' && cfg.slidingWindow !== null) kvs.push(kv.u32(a('attention.sliding_window'), cfg.slidingWindow));
   if (sc?.type === 'linear') kvs.push(kv.str(a('rope.scaling.type'), 'linear'), kv.f32(a('rope.scaling.factor'), sc.factor));
   // llama3 scaling travels as the rope_freqs tensor (per-frequency divisors), as llama.cpp's converter writes it.
   return kvs;
@@ -241,8 +246,8 @@ function unexpressedFeature(cfg: ModelConfig): string | null {
   if (cfg.localRope && (cfg.family !== 'gemma3' || cfg.localRope.theta !== 10000 || cfg.localRope.scaling !== null)) {
     return 'its sliding-window layers use a RoPE other than llama.cpp\'s (base 10000, unscaled)';
   }
-  if (cfg.rope?.rotaryDim !== undefined && cfg.rope.rotaryDim !== cfg.headDim) return 'RoPE rotates only part of each head';
-  if (cfg.rope?.scaling?.type === 'longrope') return 'it uses longrope RoPE scaling';
+  if (cfg.family !== 'phi3' && cfg.rope?.rotaryDim !== undefined && cfg.rope.rotaryDim !== cfg.headDim) return 'RoPE rotates only part of each head';
+  if (cfg.family !== 'phi3' && cfg.rope?.scaling?.type === 'longrope') return 'it uses longrope RoPE scaling';
   if (cfg.qkNorm && cfg.qkNormScope !== (cfg.family === 'olmo2' ? 'all' : 'head')) return `its q/k norms span ${cfg.qkNormScope === 'all' ? 'the whole projection' : 'each head'}`;
   return null;
 }

@@ -17,7 +17,7 @@ import type { ModelConfig } from '../../engine/models/config';
 import type { WeightsLayout } from '../../engine/models/layout';
 import { BLOCK, GgmlType, MAIN_TYPE, type GgufQuant } from './format';
 
-export type TensorRole = 'embed' | 'pos' | 'norm' | 'bias' | 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down' | 'output' | 'rope_freqs';
+export type TensorRole = 'embed' | 'pos' | 'norm' | 'bias' | 'q' | 'k' | 'v' | 'qkv' | 'o' | 'gate' | 'up' | 'down' | 'output' | 'rope_freqs' | 'rope_long' | 'rope_short';
 
 export interface PlannedTensor {
   name: string;
@@ -110,12 +110,18 @@ export function planTensors(cfg: ModelConfig, layout: WeightsLayout, vocab: numb
     norm(`${p}.ffn_norm`, i, l.mlpNorm);
     lin(`${p}.ffn_gate`, 'gate', i, l.gate);
     lin(`${p}.ffn_up`, 'up', i, l.up);
+    lin(`${p}.ffn_up`, 'up', i, l.gateUp); // Phi-3: gate | up in one matrix, as llama.cpp's phi3 reads ffn_up
     lin(`${p}.ffn_down`, 'down', i, l.down);
     norm(`${p}.post_ffw_norm`, i, l.postMlpNorm);
   });
   norm('output_norm', null, layout.finalNorm);
   if (layout.lmHead) add('output.weight', [vocab, C], 'output', null, layout.lmHead);
   if (cfg.rope?.scaling?.type === 'llama3') add('rope_freqs.weight', [cfg.headDim / 2], 'rope_freqs', null, null);
+  if (cfg.rope?.scaling?.type === 'longrope') { // Phi-3: both factor sets; llama.cpp picks one by the context size
+    const half = (cfg.rope.rotaryDim ?? cfg.headDim) / 2;
+    add('rope_factors_long.weight', [half], 'rope_long', null, null);
+    add('rope_factors_short.weight', [half], 'rope_short', null, null);
+  }
   return out;
 }
 
