@@ -109,6 +109,10 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
     if (config.slidingWindow !== null && config.slidingWindow < config.maxPositions && config.family !== 'gpt2' && !runsWindow) {
       warnings.push(`The model was trained with a ${config.slidingWindow}-token sliding window; llama.cpp attends to the whole context, so texts longer than the window may behave differently.`);
     }
+    const sc = config.rope?.scaling;
+    if (sc?.type === 'longrope') {
+      warnings.push(`llama.cpp switches this model to its long-context RoPE factors whenever the context it is given is longer than ${sc.originalMaxPositions} tokens (Lathe and Hugging Face switch when the text is), so short texts in a long context may behave slightly differently.`);
+    }
     const name = p.name ?? (path.basename(modelDir).replace(/[^\w.-]+/g, '-') || 'model');
     const outDir = path.resolve(p.out);
     const fileName = ggufFileName(name, p.quant);

@@ -209,6 +209,7 @@ export const GGUF_FAMILIES: Partial<Record<Family, string>> = {
   granite: 'Granite 3.x',
   olmo2: 'OLMo 2',
   gemma2: 'Gemma 2',
+  phi3: 'Phi-3.5, Phi-4-mini (without a sliding window shorter than the context)',
   qwen2: 'Qwen2/2.5',
   qwen3: 'Qwen3',
   smollm3: 'SmolLM3 (llama.cpp\'s every-4th-layer NoPE pattern)',
@@ -239,6 +240,10 @@ function unexpressedFeature(cfg: ModelConfig): string | null {
   if (cfg.family === 'gemma2' && (cfg.attnSoftcap === null || cfg.finalSoftcap === null)) return 'it has no attention or logit soft-cap, which llama.cpp\'s gemma2 always applies';
   // Gemma's attention scale is folded into the weights (qScaleFold).
   if (!scaled && !gemma && Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
+  if (cfg.family === 'phi3' && cfg.slidingWindow !== null && cfg.slidingWindow < cfg.maxPositions) {
+    // Measured: llama.cpp refuses a tiny Phi-3 with a 6-token window, and runs another one differently.
+    return `llama.cpp's phi3 does not run its ${cfg.slidingWindow}-token sliding window as Lathe does (the context is ${cfg.maxPositions})`;
+  }
   const win = llamaCppWindowLayers(cfg);
   if (win && cfg.slidingWindow !== null && cfg.slidingWindow < cfg.maxPositions && cfg.windowLayers.some((w, i) => w !== win[i])) {
     return `llama.cpp's ${cfg.family} puts the sliding window on layers ${win.map((w, i) => (w ? i : null)).filter((x) => x !== null).join(', ') || 'none'}; this model on ${cfg.windowLayers.map((w, i) => (w ? i : null)).filter((x) => x !== null).join(', ') || 'none'}`;
