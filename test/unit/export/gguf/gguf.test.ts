@@ -107,6 +107,7 @@ describe('GGUF export, checked by llama.cpp', () => {
         expect(g.tensors.find((t) => t.name === 'blk.0.ffn_up.weight')!.shape).toEqual([256, 64]);
         expect(v('phi3.rope.dimension_count')).toBe(arch === 'phi4mini' ? 12 : 16);
         expect(v('phi3.rope.scaling.original_context_length')).toBe(arch === 'phi4mini' ? 256 : 4);
+        expect(r.warnings.some((w) => w.includes('long-context RoPE factors'))).toBe(true);
       }
       if (arch === 'olmo2') { // post-norms only; q/k norms over the whole projection (H·D, K·D)
         expect(['blk.0.post_attention_norm.weight', 'blk.0.post_ffw_norm.weight'].every((n) => names.has(n))).toBe(true);
