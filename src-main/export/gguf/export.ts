@@ -20,7 +20,7 @@ import { addLoraDelta, loadTrainedAdapter } from '../adapter';
 import { adaptedWeights, newRowsOf, resizedFromTrainedRows, trainedTokenizerDir } from '../export';
 import { BLOCK, GGUF_QUANTS, GgmlType, type GgufQuant } from './format';
 import { loadGguf, llamaGreedy, llamaNextProbs, llamaTokenize } from './llama-cpp';
-import { architectureMetadata, checkSupported, ropeFreqFactors, tokenizerMetadata } from './metadata';
+import { architectureMetadata, checkSupported, ggufFamiliesText, ropeFreqFactors, tokenizerMetadata } from './metadata';
 import { findOllama, modelfileText, ollamaCreateCommand, ollamaName, ollamaTemplate } from './modelfile';
 import { QuantPool } from './pool';
 import { permuteRopeRows, planTensors, tensorType, transpose } from './tensors';
@@ -70,8 +70,6 @@ export const HELD_OUT_TEXT = 'In the spring the farmers of the valley planted ba
   + 'learned, and what they wanted to know next. One wrote about a heron that stood still for an hour; another counted '
   + 'the boats that passed the bridge, 12 on Monday and 7 on Tuesday. When the rain came, they read stories aloud.';
 
-const FAMILIES_TEXT = 'Llama 2/3.x, TinyLlama, SmolLM2, Mistral, Qwen2/2.5, Qwen3, SmolLM3 (llama.cpp\'s NoPE pattern) and GPT-2';
-
 export function ggufFileName(name: string, quant: GgufQuant): string {
   return `${name}-${quant.toUpperCase()}.gguf`;
 }
@@ -100,15 +98,20 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
   let tmp: string | null = null;
   try {
     const why = checkSupported(config);
-    if (why) throw new UserError('gguf.family-unsupported', `This model cannot be written as GGUF: ${why}.`, `Lathe writes GGUF for ${FAMILIES_TEXT}. Export as a merged Hugging Face model instead.`);
+    if (why) throw new UserError('gguf.family-unsupported', `This model cannot be written as GGUF: ${why}.`, `Lathe writes GGUF for these families: ${ggufFamiliesText()}. Export as a merged Hugging Face model instead (llama.cpp's convert_hf_to_gguf.py can convert it).`);
     const adapter = await loadTrainedAdapter(p.adapter, config, layout);
     const rows = newRowsOf(adapter);
     const resized = rows ? await resizedFromTrainedRows(rows, adapter.params, config, layout, weights) : null;
     const vocab = resized?.vocabSize ?? config.vocabSize;
     const tokDir = path.resolve(p.tokenizerDir ?? trainedTokenizerDir(adapter) ?? modelDir);
     const tok = await tokenizerMetadata(tokDir, vocab, config);
-    if (config.slidingWindow !== null && config.slidingWindow < config.maxPositions && config.family !== 'gpt2') {
+    const runsWindow = config.family === 'gemma2' || config.family === 'gemma3'; // llama.cpp applies their windows
+    if (config.slidingWindow !== null && config.slidingWindow < config.maxPositions && config.family !== 'gpt2' && !runsWindow) {
       warnings.push(`The model was trained with a ${config.slidingWindow}-token sliding window; llama.cpp attends to the whole context, so texts longer than the window may behave differently.`);
+    }
+    const sc = config.rope?.scaling;
+    if (sc?.type === 'longrope') {
+      warnings.push(`llama.cpp switches this model to its long-context RoPE factors whenever the context it is given is longer than ${sc.originalMaxPositions} tokens (Lathe and Hugging Face switch when the text is), so short texts in a long context may behave slightly differently.`);
     }
     const name = p.name ?? (path.basename(modelDir).replace(/[^\w.-]+/g, '-') || 'model');
     const outDir = path.resolve(p.out);
@@ -218,9 +221,17 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
 /** One tensor's f32 data in llama.cpp's layout. */
 async function tensorData(t: ReturnType<typeof planTensors>[number], cfg: ModelConfig, source: Source): Promise<Float32Array> {
   if (t.role === 'rope_freqs') return ropeFreqFactors(cfg, ropeInvFreq(cfg));
+  if (t.role === 'rope_long' || t.role === 'rope_short') {
+    const sc = cfg.rope!.scaling as { longFactor: number[]; shortFactor: number[] };
+    return Float32Array.from(t.role === 'rope_long' ? sc.longFactor : sc.shortFactor);
+  }
   let d = await source(t.hf!);
   if (t.transpose) d = transpose(d, t.shape[1]!, t.shape[0]!);
   if (t.permuteHeads !== null) d = permuteRopeRows(d, t.permuteHeads, t.shape.length === 2 ? t.shape[1]! : 1);
+  if (t.unitOffset || t.scale !== 1) {
+    const off = t.unitOffset ? 1 : 0;
+    d = d.map((x) => (x + off) * t.scale);
+  }
   return d;
 }
 

@@ -10,13 +10,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ModelConfig } from '../../engine/models/config';
+import type { Family, ModelConfig } from '../../engine/models/config';
 import { LatheTokenizer } from '../../tokenizer/tokenizer';
 import type { ComponentJson } from '../../tokenizer/json';
 import { UserError } from '../../util/progress';
 import { GGUF_ALIGNMENT, GgufType, FILE_TYPE, type GgufQuant } from './format';
 import { kv, type GgufKv } from './writer';
-import { ggufArch } from './tensors';
+import { ggufArch, llamaCppWindowLayers } from './tensors';
 
 /** ggml token types. */
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -160,13 +160,32 @@ export function architectureMetadata(cfg: ModelConfig, quant: GgufQuant, name: s
   kvs.push(
     kv.u32(a('attention.head_count_kv'), cfg.numKvHeads),
     kv.f32(a('attention.layer_norm_rms_epsilon'), cfg.normEps),
-    kv.u32(a('rope.dimension_count'), cfg.headDim),
+    kv.u32(a('rope.dimension_count'), cfg.rope!.rotaryDim ?? cfg.headDim),
     kv.f32(a('rope.freq_base'), cfg.rope!.theta),
   );
-  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize || cfg.family === 'qwen3') {
+  if (cfg.family === 'granite') {
+    // llama.cpp multiplies the embeddings by embedding_scale, each residual branch by residual_scale, scores by
+    // attention.scale, and DIVIDES the logits by logit_scale (Granite's logits_scaling; Lathe's logitScale = 1/it).
+    kvs.push(kv.f32(a('embedding_scale'), cfg.embedScale), kv.f32(a('residual_scale'), cfg.residualScale),
+      kv.f32(a('attention.scale'), cfg.attnScale), kv.f32(a('logit_scale'), 1 / cfg.logitScale));
+  }
+  if (cfg.family === 'gemma2' || cfg.family === 'gemma3') {
+    // Sliding windows as llama.cpp's graphs place them (checkSupported); the attention scale is folded into the
+    // weights (qScaleFold), the (1 + w) of the norms too (tensors.ts).
+    if (cfg.slidingWindow !== null) kvs.push(kv.u32(a('attention.sliding_window'), cfg.slidingWindow));
+    if (cfg.attnSoftcap !== null) kvs.push(kv.f32(a('attn_logit_softcapping'), cfg.attnSoftcap));
+    if (cfg.finalSoftcap !== null) kvs.push(kv.f32(a('final_logit_softcapping'), cfg.finalSoftcap));
+    if (cfg.localRope) kvs.push(kv.f32(a('rope.freq_base_swa'), cfg.localRope.theta));
+  }
+  if (cfg.headDim * cfg.numHeads !== cfg.hiddenSize || cfg.family === 'qwen3' || cfg.family === 'gemma2' || cfg.family === 'gemma3') {
     kvs.push(kv.u32(a('attention.key_length'), cfg.headDim), kv.u32(a('attention.value_length'), cfg.headDim));
   }
   const sc = cfg.rope!.scaling;
+  if (sc?.type === 'longrope') {
+    // The factors travel as rope_factors_long/short tensors; llama.cpp multiplies cos/sin by attn_factor.
+    kvs.push(kv.u32(a('rope.scaling.original_context_length'), sc.originalMaxPositions), kv.f32(a('rope.scaling.attn_factor'), sc.attentionFactor));
+  }
+  if (cfg.family === 'phi3' && cfg.slidingWindow !== null) kvs.push(kv.u32(a('attention.sliding_window'), cfg.slidingWindow));
   if (sc?.type === 'linear') kvs.push(kv.str(a('rope.scaling.type'), 'linear'), kv.f32(a('rope.scaling.factor'), sc.factor));
   // llama3 scaling travels as the rope_freqs tensor (per-frequency divisors), as llama.cpp's converter writes it.
   return kvs;
@@ -180,8 +199,71 @@ export function ropeFreqFactors(cfg: ModelConfig, scaledInvFreq: Float64Array): 
   return out;
 }
 
+/**
+ * The families Lathe writes as GGUF (each checked against llama.cpp by test/unit/export/gguf), with the names
+ * users know them by. Any other family is refused before anything is written.
+ */
+export const GGUF_FAMILIES: Partial<Record<Family, string>> = {
+  llama: 'Llama 2/3.x, TinyLlama, SmolLM2',
+  mistral: 'Mistral (and Mistral-Nemo\'s separate head size)',
+  granite: 'Granite 3.x',
+  olmo2: 'OLMo 2',
+  gemma2: 'Gemma 2',
+  phi3: 'Phi-3.5, Phi-4-mini (without a sliding window shorter than the context)',
+  qwen2: 'Qwen2/2.5',
+  qwen3: 'Qwen3',
+  smollm3: 'SmolLM3 (llama.cpp\'s every-4th-layer NoPE pattern)',
+  gpt2: 'GPT-2',
+};
+
+/** "llama (Llama 2/3.x, ...), mistral (...), ..." for messages and hints. */
+export function ggufFamiliesText(): string {
+  return Object.entries(GGUF_FAMILIES).map(([f, what]) => `${f} (${what})`).join(', ');
+}
+
+/**
+ * Features of Lathe's engine that none of the supported llama.cpp architectures runs; a model of a supported
+ * family that somehow carries one is refused rather than written as a file llama.cpp would run differently.
+ */
+function unexpressedFeature(cfg: ModelConfig): string | null {
+  const gemma = cfg.family === 'gemma2' || cfg.family === 'gemma3';
+  const placement = cfg.family === 'olmo2' ? 'post' : gemma ? 'sandwich' : 'pre';
+  if (cfg.normPlacement !== placement) return `its norms sit ${cfg.normPlacement === 'post' ? 'after' : cfg.normPlacement === 'pre' ? 'before' : 'around'} attention and MLP`;
+  if (cfg.normUnitOffset !== gemma) return `its RMSNorm scales by ${cfg.normUnitOffset ? '(1 + w)' : 'w'}`;
+  if (cfg.activation !== (gemma ? 'gelu_pytorch_tanh' : cfg.activation)) return `it uses ${cfg.activation}`;
+  const scaled = cfg.family === 'granite'; // granite.embedding_scale / residual_scale / attention.scale / logit_scale
+  const embedScale = gemma ? Math.sqrt(cfg.hiddenSize) : 1; // llama.cpp's gemma graphs scale by √C themselves
+  if (!scaled && (Math.abs(cfg.embedScale - embedScale) > 1e-6 * embedScale || cfg.residualScale !== 1 || cfg.logitScale !== 1)) return 'it scales embeddings, residuals or logits';
+  if (cfg.attnSoftcap !== null && cfg.family !== 'gemma2') return 'it soft-caps attention scores';
+  if (cfg.finalSoftcap !== null && cfg.family !== 'gemma2') return 'it soft-caps the logits';
+  // llama.cpp's gemma2 graph always caps (30 / 50 when the file has no value), so a Gemma 2 without caps cannot be said.
+  if (cfg.family === 'gemma2' && (cfg.attnSoftcap === null || cfg.finalSoftcap === null)) return 'it has no attention or logit soft-cap, which llama.cpp\'s gemma2 always applies';
+  // Gemma's attention scale is folded into the weights (qScaleFold).
+  if (!scaled && !gemma && Math.abs(cfg.attnScale * Math.sqrt(cfg.headDim) - 1) > 1e-6) return 'its attention scale is not 1/sqrt(head size)';
+  if (cfg.family === 'phi3' && cfg.slidingWindow !== null && cfg.slidingWindow < cfg.maxPositions) {
+    // Measured: llama.cpp refuses a tiny Phi-3 with a 6-token window, and runs another one differently.
+    return `llama.cpp's phi3 does not run its ${cfg.slidingWindow}-token sliding window as Lathe does (the context is ${cfg.maxPositions})`;
+  }
+  const win = llamaCppWindowLayers(cfg);
+  if (win && cfg.slidingWindow !== null && cfg.slidingWindow < cfg.maxPositions && cfg.windowLayers.some((w, i) => w !== win[i])) {
+    return `llama.cpp's ${cfg.family} puts the sliding window on layers ${win.map((w, i) => (w ? i : null)).filter((x) => x !== null).join(', ') || 'none'}; this model on ${cfg.windowLayers.map((w, i) => (w ? i : null)).filter((x) => x !== null).join(', ') || 'none'}`;
+  }
+  if (cfg.localRope && (cfg.family !== 'gemma3' || cfg.localRope.theta !== 10000 || cfg.localRope.scaling !== null)) {
+    return 'its sliding-window layers use a RoPE other than llama.cpp\'s (base 10000, unscaled)';
+  }
+  if (cfg.family !== 'phi3' && cfg.rope?.rotaryDim !== undefined && cfg.rope.rotaryDim !== cfg.headDim) return 'RoPE rotates only part of each head';
+  if (cfg.family !== 'phi3' && cfg.rope?.scaling?.type === 'longrope') return 'it uses longrope RoPE scaling';
+  if (cfg.qkNorm && cfg.qkNormScope !== (cfg.family === 'olmo2' ? 'all' : 'head')) return `its q/k norms span ${cfg.qkNormScope === 'all' ? 'the whole projection' : 'each head'}`;
+  return null;
+}
+
 /** Architectures whose GGUF llama.cpp runs as Lathe's engine does; the reason otherwise. */
 export function checkSupported(cfg: ModelConfig): string | null {
+  if (!GGUF_FAMILIES[cfg.family]) {
+    return `Lathe does not write GGUF for the ${cfg.family} family (${cfg.architecture}) yet`;
+  }
+  const feature = unexpressedFeature(cfg);
+  if (feature) return `llama.cpp's ${cfg.family} architecture cannot run this model as Lathe does: ${feature}`;
   if (cfg.family === 'smollm3') {
     // llama.cpp's smollm3 skips RoPE on every 4th layer (a fixed step); other NoPE patterns cannot be expressed.
     const ok = cfg.ropeLayers.every((r, i) => r === ((i + 1) % 4 !== 0));
