@@ -96,7 +96,8 @@ export async function importAdapter(p: ImportAdapterParams): Promise<ImportAdapt
 const ROUNDING = 2 ** -8;
 
 /**
- * Resized embedding (and untied lm_head) matrices, as Lathe's PEFT export writes them, -> the new tokens' rows
+ * PEFT trainable-token rows (trainable_token_indices, what the hand-off's train.py trains) or resized embedding
+ * (and untied lm_head) matrices, as Lathe's PEFT export writes them, -> the new tokens' rows
  * in the flat vector. The base vocabulary's rows must be the base model's: Lathe trains only the new rows, so a
  * matrix trained whole (modules_to_save) is refused rather than cut down.
  */
@@ -106,7 +107,26 @@ async function placeNewRows(adapter: PeftAdapter, cfg: ModelConfig, layout: Weig
   if (!nr) throw refuse(dir, `the tokenizer ${tokenizer} adds no new tokens`, 'Pass the extended tokenizer the adapter was trained with, or leave --tokenizer out.');
   const C = cfg.hiddenSize, V = cfg.vocabSize;
   const used = new Set<string>();
+  const indices = adapter.config['trainable_token_indices'];
   const take = async (name: string, offset: number) => {
+    // PEFT trainable tokens: <module>.token_adapter.trainable_tokens_delta [n, C] holds the rows' values (index_copy)
+    const modules = [peftModulePath(cfg, name), name].map((m) => m.replace(/\.weight$/, ''));
+    const tokKey = modules.flatMap((m) => [`${m}.token_adapter.trainable_tokens_delta`, `${m}.token_adapter.trainable_tokens_delta.default`]).find((k) => adapter.extra.has(k));
+    if (tokKey) {
+      used.add(tokKey);
+      const listed = Array.isArray(indices) ? indices
+        : indices && typeof indices === 'object' ? Object.entries(indices).find(([k]) => modules.some((m) => m === k || m.endsWith(`.${k}`)))?.[1] : undefined;
+      const e = adapter.extra.get(tokKey)!;
+      if (!Array.isArray(listed) || !listed.every((x) => Number.isInteger(x)) || e.shape.length !== 2 || e.shape[0] !== listed.length || e.shape[1] !== C) {
+        throw refuse(dir, `${tokKey} is ${JSON.stringify(e.shape)} but trainable_token_indices gives ${JSON.stringify(listed ?? null)} for it`, 'Import the adapter as PEFT saved it.');
+      }
+      const ids = listed as number[];
+      if ([...ids].sort((a, b) => a - b).join(',') !== nr.ids.join(',')) {
+        throw refuse(dir, `it trains the rows of tokens ${JSON.stringify(ids.slice(0, 8))}${ids.length > 8 ? '...' : ''}, but ${tokenizer} adds ${JSON.stringify(nr.ids.slice(0, 8))}${nr.ids.length > 8 ? '...' : ''}`, 'Pass the extended tokenizer the adapter was trained with.');
+      }
+      ids.forEach((id, j) => full.set(e.data.subarray(j * C, (j + 1) * C), offset + nr.ids.indexOf(id) * C));
+      return;
+    }
     const key = [peftModulePath(cfg, name), name].find((k) => adapter.extra.has(k));
     if (!key) throw refuse(dir, `it holds no ${name} matrix for the ${nr.ids.length} new tokens of ${tokenizer}`, 'Import the adapter exported together with this tokenizer.');
     used.add(key);

@@ -119,6 +119,36 @@ describe('hand-off with an extended tokenizer', () => {
     const b = await computeLogits(model, ids, { checkpoint: out });
     expect(b.logits).toEqual(a.logits);
 
+    // the same rows as PEFT trainable tokens (what the hand-off's train.py saves): <module>.token_adapter.trainable_tokens_delta
+    const { config, layout, weights } = await openModel(model);
+    await weights.close();
+    const C = config.hiddenSize;
+    const tt = path.join(base, 'tt');
+    mkdirSync(tt);
+    const peftCfg = JSON.parse(readFileSync(path.join(adapter, 'adapter_config.json'), 'utf8'));
+    const order = [...newIds].reverse(); // any order PEFT was given
+    writeFileSync(path.join(tt, 'adapter_config.json'), JSON.stringify({ ...peftCfg, trainable_token_indices: config.tieWordEmbeddings ? order : { embed_tokens: order, lm_head: order } }));
+    const src = await SafetensorsReader.open(path.join(adapter, 'adapter_model.safetensors'));
+    const ttTensors = [];
+    for (const [name, e] of src.tensors) {
+      const data = await src.readF32(name);
+      const m = /^base_model\.model\.(.+)\.weight$/.exec(name);
+      if (m && (m[1] === 'model.embed_tokens' || m[1] === 'lm_head')) {
+        const rows = new Float32Array(order.length * C);
+        order.forEach((id, j) => rows.set(data.subarray(id * C, (id + 1) * C), j * C));
+        ttTensors.push({ name: `base_model.model.${m[1]}.token_adapter.trainable_tokens_delta`, dtype: 'F32' as const, shape: [order.length, C], data: rows });
+      } else {
+        ttTensors.push({ name, dtype: 'F32' as const, shape: e.shape, data });
+      }
+    }
+    await src.close();
+    expect(ttTensors.filter((x) => x.name.includes('token_adapter')).length).toBe(config.tieWordEmbeddings ? 1 : 2);
+    expect(layout.embed).toBe('model.embed_tokens.weight');
+    await writeSafetensors(path.join(tt, 'adapter_model.safetensors'), ttTensors);
+    const outTt = path.join(base, 'imported-tt');
+    await importAdapter({ adapter: tt, model, out: outTt, tokenizer: tok });
+    expect((await computeLogits(model, ids, { checkpoint: outTt })).logits).toEqual(a.logits);
+
     // a matrix trained whole (modules_to_save) changes base rows: refused, not cut down
     const whole = path.join(base, 'whole');
     mkdirSync(whole);
