@@ -95,8 +95,11 @@ export function commonWarnings(tc: TrainConfig, batch: BatchPlan): string[] {
   return w;
 }
 
-export function commonNotes(tc: TrainConfig, plan: Pick<HandoffPlan, 'kind'>): string[] {
+export function commonNotes(tc: TrainConfig, plan: Pick<HandoffPlan, 'kind' | 'target'>): string[] {
   return [
+    plan.target === 'accelerate'
+      ? 'loss normalization: the mean over all loss tokens of an optimizer step (all micro-batches and GPUs), as Lathe (transformers >= 4.46: num_items_in_batch, average_tokens_across_devices).'
+      : 'loss normalization: Lathe takes the mean over all loss tokens of an optimizer step; recent transformers (>= 4.46) under the target does the same per device, older versions average per micro-batch.',
     'precision: the base model runs in bfloat16 on the GPUs (Lathe computes in float32 unless compute is float16); LoRA weights and the optimizer stay float32.',
     'data order: the rows are shuffled by the other trainer\'s sampler with the same seed, not in Lathe\'s order; the rows and the loss mask are exactly Lathe\'s.',
     'warmup: transformers warms up as lr·step/warmup from step 0, Lathe as lr·(step+1)/warmup; the two differ by one step.',

@@ -48,7 +48,7 @@ export function readme(p: HandoffPlan, o: { strategy: Strategy; modelRef: string
     `Copy \`output/${p.target === 'accelerate' ? 'adapter' : ''}\` back (adapter_config.json + adapter_model.safetensors${p.target === 'accelerate' ? '; output/metrics.jsonl has the losses' : ''}), then:`,
     '',
     '```sh',
-    `lathe import-adapter ${p.target === 'accelerate' ? 'output/adapter' : 'output'} --model ${o.sourceModel} --out RUN`,
+    `lathe import-adapter ${p.target === 'accelerate' ? 'output/adapter' : 'output'} --model ${o.sourceModel}${tc.tokenizer ? ` --tokenizer ${tc.tokenizer}` : ''} --out RUN`,
     `lathe eval --model ${o.sourceModel} --data ${p.tc.dataset} --adapter RUN`,
     `lathe chat --model ${o.sourceModel} --adapter RUN ...      # and lathe export, as for any Lathe run`,
     '```',

@@ -138,6 +138,8 @@ def main():
         logging_steps=1, seed=JOB["seed"], data_seed=JOB["seed"], bf16=True,
         gradient_checkpointing=JOB["gradientCheckpointing"],
         gradient_checkpointing_kwargs={"use_reentrant": False} if JOB["gradientCheckpointing"] else None,
+        # the loss is the mean over every loss token of the optimizer step, across GPUs too, as in Lathe
+        average_tokens_across_devices=True,
         remove_unused_columns=False, report_to=[], ddp_find_unused_parameters=False)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=evals or None,
                       data_collator=collate, callbacks=[JsonlLosses()])

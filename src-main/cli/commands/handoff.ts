@@ -41,13 +41,14 @@ export const commands: CliCommand[] = [
     path: ['import-adapter'],
     summary: 'Turn a PEFT LoRA adapter (from a hand-off job or anywhere) into a Lathe run for eval, chat and export',
     usage: [
-      'lathe import-adapter DIR --model BASE --out RUN [--overwrite] [--json]',
+      'lathe import-adapter DIR --model BASE --out RUN [--tokenizer EXTENDED_DIR] [--overwrite] [--json]',
+      '  --tokenizer   the extended tokenizer whose new tokens\' rows the adapter carries (resized embeddings)',
       '  DIR holds adapter_config.json + adapter_model.safetensors; BASE is the model folder it was trained on',
     ].join('\n'),
     run: async (ctx) => {
       const dir = ctx.args[0];
       if (!dir) throw new UserError('cli.missing', 'Give the adapter folder: lathe import-adapter DIR --model BASE --out RUN.');
-      const r = await importAdapter({ adapter: dir, model: requireFlag(ctx, 'model'), out: requireFlag(ctx, 'out'), overwrite: ctx.flags['overwrite'] === true });
+      const r = await importAdapter({ adapter: dir, model: requireFlag(ctx, 'model'), out: requireFlag(ctx, 'out'), tokenizer: flagString(ctx.flags, 'tokenizer'), overwrite: ctx.flags['overwrite'] === true });
       if (!ctx.json) {
         ctx.out(`Imported a rank-${r.rank} LoRA (alpha ${r.alpha}${r.rslora ? ', rsLoRA' : ''}, ${r.modules} layers: ${r.roles.join(', ')}) into ${r.out}`);
         for (const w of r.warnings) ctx.out(`  warning: ${w}`);

@@ -3,7 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createHandoff } from '../../../src-main/handoff';
+import { createHandoff, importAdapter } from '../../../src-main/handoff';
+import { exportModel } from '../../../src-main/export';
+import { train } from '../../../src-main/engine/train/trainer';
+import { computeLogits } from '../../../src-main/engine/train/infer';
+import { SafetensorsReader } from '../../../src-main/engine/safetensors/reader';
+import { writeSafetensors } from '../../../src-main/engine/safetensors/writer';
 import { openModel } from '../../../src-main/engine/models';
 import { Rng } from '../../../src-main/engine/models/rng';
 import { trainDomainTokenizer, extendTokenizerDir } from '../../../src-main/tokenizer/service';
@@ -85,5 +90,78 @@ describe('hand-off with an extended tokenizer', () => {
 
     const ax = await createHandoff({ run, target: 'axolotl', gpus: 1, out: path.join(base, 'ax') });
     expect(ax.warnings.some((w) => w.startsWith('new tokens: Axolotl trains the whole embedding'))).toBe(true);
+  });
+
+  it('import-adapter with --tokenizer: a run with trained new-token rows, exported as PEFT, comes back with identical logits (new ids included)', async () => {
+    const model = await tinyModel('llama');
+    const base = tempDir();
+    const corpus = path.join(base, 'corpus');
+    mkdirSync(corpus);
+    const rng = new Rng(4);
+    const words = ['spindle', 'tailstock', 'headstock', 'faceplate', 'chuck', 'gouge', 'skew', 'the', 'a', 'turn'];
+    for (let d = 0; d < 12; d++) writeFileSync(path.join(corpus, `d${d}.txt`), Array.from({ length: 150 }, () => words[Math.floor(rng.next() * words.length)]).join(' ') + '.\n');
+    const cands = await trainDomainTokenizer({ baseDir: model, corpus: [corpus], maxCandidates: 30 });
+    const tok = path.join(base, 'tok');
+    await extendTokenizerDir({ baseDir: model, candidates: cands, topN: 4, outDir: tok });
+    const newIds = readExtensionManifest(tok).newTokens.map((t) => t.id);
+    const dataset = path.join(base, 'ds');
+    await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
+    const run = path.join(base, 'run');
+    await train({ model, dataset, out: run, tokenizer: tok, maxSteps: 3, batchSize: 2, optim: { lr: 1e-2 }, evalEvery: 0, ep: 'cpu', lora: { targets: 'attention' } });
+    const adapter = path.join(base, 'peft');
+    await exportModel({ format: 'peft', model, adapter: run, out: adapter });
+
+    await expect(importAdapter({ adapter, model, out: path.join(base, 'no-tok') })).rejects.toMatchObject({ code: 'import.unsupported', hint: expect.stringContaining('pass --tokenizer') });
+    const out = path.join(base, 'imported');
+    await importAdapter({ adapter, model, out, tokenizer: tok });
+    const ids = [1, 5, newIds[0]!, 9, newIds.at(-1)!, 17];
+    const a = await computeLogits(model, ids, { checkpoint: run });
+    const b = await computeLogits(model, ids, { checkpoint: out });
+    expect(b.logits).toEqual(a.logits);
+
+    // the same rows as PEFT trainable tokens (what the hand-off's train.py saves): <module>.token_adapter.trainable_tokens_delta
+    const { config, layout, weights } = await openModel(model);
+    await weights.close();
+    const C = config.hiddenSize;
+    const tt = path.join(base, 'tt');
+    mkdirSync(tt);
+    const peftCfg = JSON.parse(readFileSync(path.join(adapter, 'adapter_config.json'), 'utf8'));
+    const order = [...newIds].reverse(); // any order PEFT was given
+    writeFileSync(path.join(tt, 'adapter_config.json'), JSON.stringify({ ...peftCfg, trainable_token_indices: config.tieWordEmbeddings ? order : { embed_tokens: order, lm_head: order } }));
+    const src = await SafetensorsReader.open(path.join(adapter, 'adapter_model.safetensors'));
+    const ttTensors = [];
+    for (const [name, e] of src.tensors) {
+      const data = await src.readF32(name);
+      const m = /^base_model\.model\.(.+)\.weight$/.exec(name);
+      if (m && (m[1] === 'model.embed_tokens' || m[1] === 'lm_head')) {
+        const rows = new Float32Array(order.length * C);
+        order.forEach((id, j) => rows.set(data.subarray(id * C, (id + 1) * C), j * C));
+        ttTensors.push({ name: `base_model.model.${m[1]}.token_adapter.trainable_tokens_delta`, dtype: 'F32' as const, shape: [order.length, C], data: rows });
+      } else {
+        ttTensors.push({ name, dtype: 'F32' as const, shape: e.shape, data });
+      }
+    }
+    await src.close();
+    expect(ttTensors.filter((x) => x.name.includes('token_adapter')).length).toBe(config.tieWordEmbeddings ? 1 : 2);
+    expect(layout.embed).toBe('model.embed_tokens.weight');
+    await writeSafetensors(path.join(tt, 'adapter_model.safetensors'), ttTensors);
+    const outTt = path.join(base, 'imported-tt');
+    await importAdapter({ adapter: tt, model, out: outTt, tokenizer: tok });
+    expect((await computeLogits(model, ids, { checkpoint: outTt })).logits).toEqual(a.logits);
+
+    // a matrix trained whole (modules_to_save) changes base rows: refused, not cut down
+    const whole = path.join(base, 'whole');
+    mkdirSync(whole);
+    writeFileSync(path.join(whole, 'adapter_config.json'), readFileSync(path.join(adapter, 'adapter_config.json')));
+    const st = await SafetensorsReader.open(path.join(adapter, 'adapter_model.safetensors'));
+    const tensors = [];
+    for (const [name, e] of st.tensors) {
+      const data = await st.readF32(name);
+      if (name.endsWith('embed_tokens.weight')) data[3] = data[3]! + 0.05;
+      tensors.push({ name, dtype: 'F32' as const, shape: e.shape, data });
+    }
+    await st.close();
+    await writeSafetensors(path.join(whole, 'adapter_model.safetensors'), tensors);
+    await expect(importAdapter({ adapter: whole, model, out: path.join(base, 'w'), tokenizer: tok })).rejects.toThrow(/changes 1 values in the base vocabulary's rows/);
   });
 });
