@@ -121,8 +121,14 @@ describe('wizards end to end on the bundled tiny model', () => {
     await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('7,168');
     const mib = Number((await plan.getByTestId('memory').textContent())!.replace(/[~,]|MiB/g, '').trim());
     expect(mib).toBeGreaterThan(0);
-    // Half of the estimate as the budget: Start is disabled and says why; one click applies the suggested changes.
+    // Far below the estimate (the runtime alone is over it): blocked, and no fix offered.
     await page.getByTestId('budget').fill(String((mib / 1024) * 0.5));
+    await expect.poll(() => page.getByTestId('start-blocked').textContent()).toMatch(/smaller model/);
+    expect(await page.getByTestId('apply-fix').count()).toBe(0);
+    // A little below (3 MiB; the shown estimate is rounded to 3 digits): Start is disabled and says why; one click
+    // applies the suggested changes.
+    await page.getByTestId('budget').fill(String((mib - 3) / 1024));
+    await page.getByTestId('apply-fix').waitFor();
     await page.getByTestId('start-blocked').waitFor();
     expect(await page.getByTestId('start-blocked').textContent()).toMatch(/does not fit in memory/);
     expect(await start.isDisabled()).toBe(true);

@@ -97,7 +97,7 @@ export function guardRails(plan: Pick<LoraPlan, 'fit' | 'tokensPerStep' | 'train
     );
   }
   if (plan.totalSteps !== null && f.warmupSteps >= plan.totalSteps && plan.totalSteps > 0) {
-    warnings.push(`Warmup (${fmt(f.warmupSteps)} steps) is as long as the whole run (${fmt(plan.totalSteps)} steps): the learning rate never reaches its set value. Lower the warmup steps.`);
+    warnings.push(`Warmup (${fmt(f.warmupSteps)} steps) is as long as the whole run (${fmt(plan.totalSteps)} step${plan.totalSteps === 1 ? '' : 's'}): the learning rate never reaches its set value. Lower the warmup steps.`);
   }
   return { block, fix, warnings };
 }
