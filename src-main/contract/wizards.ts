@@ -152,7 +152,17 @@ export const LoraPlan = z.object({
   /** Trainable embedding rows added by an extended tokenizer (0 without one). */
   newTokenRows: z.number(),
   /** Whether the run fits the memory budget, and the changes that make it fit (plain words). */
-  fit: z.object({ fits: z.boolean(), budgetMB: z.number(), message: z.string(), changes: z.array(z.string()) }).nullable(),
+  fit: z.object({
+    fits: z.boolean(), budgetMB: z.number(), message: z.string(), changes: z.array(z.string()),
+    /** The same changes as settings (engine/memory/fit.ts), so the wizard can apply them in one click. */
+    fixes: z.array(z.object({
+      setting: z.enum(['quantization', 'pagedOptimizer', 'batchSize', 'seqLen', 'loraRank']),
+      from: z.union([z.string(), z.number(), z.boolean()]),
+      to: z.union([z.string(), z.number(), z.boolean()]),
+    })),
+    /** Whether the run fits after `fixes` (false: even the smallest settings do not fit; a smaller model is needed). */
+    fixable: z.boolean(),
+  }).nullable(),
   presets: z.array(z.object({
     id: z.string(), label: z.string(), rank: z.number(), alpha: z.number(), targets: z.string(), lr: z.number(),
     batchSize: z.number(), gradAccum: z.number(), epochs: z.number(), arithmetic: z.string().nullable(), trainableParams: z.number(),

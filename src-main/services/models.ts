@@ -139,5 +139,8 @@ function fitFor(est: MemoryEstimate, budgetGB: number | null, ep: string): LoraP
   const budget = budgetGB !== null ? budgetGB * 2 ** 30 : ep === 'cpu' ? os.totalmem() : null;
   if (budget === null) return null;
   const f = suggestFit(est, budget);
-  return { fits: f.fits && f.changes.length === 0, budgetMB: budget / 2 ** 20, message: f.message, changes: f.changes.map((c) => c.words) };
+  return {
+    fits: f.fits && f.changes.length === 0, budgetMB: budget / 2 ** 20, message: f.message, changes: f.changes.map((c) => c.words),
+    fixes: f.changes.map((c) => ({ setting: c.setting, from: c.from, to: c.to })), fixable: f.fits,
+  };
 }

@@ -114,6 +114,43 @@ describe('wizards end to end on the bundled tiny model', () => {
     await shot('wizard-tokenizer');
   });
 
+  it('blocks Start over the memory budget with the reason and a one-click fix; warns about a batch bigger than the data', async () => {
+    await nav('Configure');
+    const plan = page.getByTestId('lora-plan');
+    const start = page.getByRole('button', { name: 'Start training' });
+    await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('7,168');
+    const mib = Number((await plan.getByTestId('memory').textContent())!.replace(/[~,]|MiB/g, '').trim());
+    expect(mib).toBeGreaterThan(0);
+    // Far below the estimate (the runtime alone is over it): blocked, and no fix offered.
+    await page.getByTestId('budget').fill(String((mib / 1024) * 0.5));
+    await expect.poll(() => page.getByTestId('start-blocked').textContent()).toMatch(/smaller model/);
+    expect(await page.getByTestId('apply-fix').count()).toBe(0);
+    // A little below (3 MiB; the shown estimate is rounded to 3 digits): Start is disabled and says why; one click
+    // applies the suggested changes.
+    await page.getByTestId('budget').fill(String((mib - 3) / 1024));
+    await page.getByTestId('apply-fix').waitFor();
+    await page.getByTestId('start-blocked').waitFor();
+    expect(await page.getByTestId('start-blocked').textContent()).toMatch(/does not fit in memory/);
+    expect(await start.isDisabled()).toBe(true);
+    await shot('wizard-lora-over-budget');
+    await page.getByTestId('apply-fix').click();
+    await expect.poll(() => page.getByTestId('start-blocked').count()).toBe(0);
+    expect(await start.isDisabled()).toBe(false);
+    expect(await page.getByTestId('fit').getAttribute('class')).toContain('ok');
+    // A step larger than the whole dataset warns (it does not block).
+    await page.getByLabel('Batch size (blocks)').fill('4000');
+    await expect.poll(() => page.getByText(/more than the whole dataset/).count()).toBe(1);
+    await shot('wizard-lora-batch-too-big');
+    // Back to the defaults for the next test.
+    await page.getByTestId('budget').fill('');
+    for (const label of [/QLoRA: keep/, /Paged optimizer/]) {
+      const box = page.getByLabel(label);
+      if (await box.isChecked()) await box.uncheck();
+    }
+    await page.getByRole('radio', { name: /Quick/ }).click();
+    await expect.poll(() => page.getByText(/more than the whole dataset/).count()).toBe(0);
+  });
+
   it('configures LoRA with presets, live parameter count and plain-words validation, then trains a few steps', async () => {
     await nav('Configure');
     const plan = page.getByTestId('lora-plan');
