@@ -94,6 +94,8 @@ function unary(op: string, attrs: Record<string, unknown>): { e: (a: string) => 
     case 'Reciprocal': return { e: (a) => `(1.0 / ${a})` };
     case 'Tanh': return { e: (a) => `tanh_(${a})`, helpers: [TANH_FN] };
     case 'Sigmoid': return { e: (a) => `(1.0 / (1.0 + exp(-${a})))` };
+    // log(1 + eˣ) without overflow: max(x, 0) + log(1 + e^−|x|)
+    case 'Softplus': return { e: (a) => `(max(${a}, 0.0) + log(1.0 + exp(-abs(${a}))))` };
     case 'Erf': return { e: (a) => `erf_(${a})`, helpers: [ERF_FN] };
     case 'Relu': return { e: (a) => `max(${a}, 0.0)` };
     case 'Abs': return { e: (a) => `abs(${a})` };
@@ -248,7 +250,7 @@ export const ELEMENTWISE: Record<string, Emitter> = {
   },
 };
 
-for (const op of ['Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Tanh', 'Sigmoid', 'Erf', 'Relu', 'Abs', 'Pow', 'Gelu']) {
+for (const op of ['Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Tanh', 'Sigmoid', 'Softplus', 'Erf', 'Relu', 'Abs', 'Pow', 'Gelu']) {
   ELEMENTWISE[op] = (c) => {
     const u = unary(op, c.node.attrs as Record<string, unknown>)!;
     const t = scalarOf(c.node.inputs[0]!.dtype);

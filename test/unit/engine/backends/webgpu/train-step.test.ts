@@ -13,6 +13,7 @@ import { GpuProgram, closeGpu, openGpu } from '../../../../../src-main/engine/ba
 import path from 'node:path';
 import { tempDir } from '../../../../helpers/services';
 import { TINY_ARCHS, createTinyModel } from '../../../../../src-main/engine/models/tiny';
+import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -58,8 +59,9 @@ describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
       const { config, layout, weights } = await openModel(dir);
       const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
       const B = 2, T = 8, N = B * T, P = lora.size;
-      const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T }, optim);
-      // the GPU's graph references bf16 weights in the file (the CPU EP's gets host f32 copies: same values)
+      const src = openWeightSource(weights); // the CPU EP reads bf16 weights as f32 conversions from the (test) weight cache
+      const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
+      // the GPU's graph references bf16 weights in the file (the CPU EP's reads f32 conversions: same values)
       const tgGpu = dtype === 'bf16' ? await buildTrainGraph(config, layout, { weights, dir, bf16InPlace: true }, lora, { batch: B, seqLen: T }, optim) : tg;
       const p0 = initLoraParams(lora, 3);
       // non-zero B too, so every gradient path carries signal
@@ -91,7 +93,7 @@ describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
         return { first, grad, losses, norms, update: params.map((x, i) => x - p0[i]!) };
       };
       // one at a time: onnxruntime's spinning threads would starve lavapipe's
-      const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: dir }));
+      const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }));
       const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
       const info = gpu.info;
       const got = await run(gpu);
