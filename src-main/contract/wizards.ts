@@ -156,7 +156,7 @@ export const LoraPlan = z.object({
     fits: z.boolean(), budgetMB: z.number(), message: z.string(), changes: z.array(z.string()),
     /** The same changes as settings (engine/memory/fit.ts), so the wizard can apply them in one click. */
     fixes: z.array(z.object({
-      setting: z.enum(['quantization', 'pagedOptimizer', 'batchSize', 'seqLen', 'loraRank']),
+      setting: z.enum(['quantization', 'pagedOptimizer', 'recompute', 'batchSize', 'seqLen', 'loraRank']),
       from: z.union([z.string(), z.number(), z.boolean()]),
       to: z.union([z.string(), z.number(), z.boolean()]),
     })),

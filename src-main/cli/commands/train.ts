@@ -147,7 +147,8 @@ export const commands: CliCommand[] = [
         ep: (flagString(ctx.flags, 'ep') as TrainConfigInput['ep']) ?? 'auto',
       };
       const { completeText } = await import('../../engine/generate/chat');
-      const sample = { greedy: true, maxTokens: 32, ep: params.ep === 'auto' ? undefined : params.ep, signal: ctx.signal };
+      // samples run on onnxruntime: Lathe's own GPU backend trains only, so `gpu` samples with the automatic choice
+      const sample = { greedy: true, maxTokens: 32, ep: params.ep === 'auto' || params.ep === 'gpu' ? undefined : params.ep, signal: ctx.signal };
       const before = await completeText(model, DEMO_PROMPT, sample);
       ctx.err(`Sample before training: "${DEMO_PROMPT}" → "${before.text}"`);
       const s = (await runJobFromCli({ kind: 'train', params: params as never }, ctx)) as TrainSummary;

@@ -36,6 +36,8 @@ function formChange(fix: Fix): { words: string; apply(f: LoraForm): void } | nul
       return fix.to === 'nf4' ? { words: 'use QLoRA (4-bit base weights)', apply: (f) => { f.qlora = true; f.f16 = false; } } : null;
     case 'pagedOptimizer':
       return fix.to === true ? { words: 'paged optimizer', apply: (f) => { f.paged = true; } } : null;
+    case 'recompute':
+      return fix.to === true ? { words: 'recompute activations (less memory, slower steps)', apply: (f) => { f.recompute = true; } } : null;
     case 'batchSize': {
       const to = Number(fix.to);
       if (!(to >= 1)) return null;
