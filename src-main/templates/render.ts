@@ -461,9 +461,15 @@ function renderProgram(program: Node, hasGeneration: boolean, options: RenderOpt
   return extractGenerationSpans(raw);
 }
 
+/** jinja2's sandbox (transformers renders with ImmutableSandboxedEnvironment) refuses longer ranges. */
+const MAX_RANGE = 100_000;
+
 function pyRange(args: number[]): number[] {
   const [start, stop, step] = args.length === 1 ? [0, args[0]!, 1] : [args[0]!, args[1]!, args[2] ?? 1];
   if (step === 0) throw new TemplateRenderError('range() arg 3 must not be zero');
+  // checked before any element is made: an array of 1e9 numbers ends the whole process (V8 aborts, even in a worker)
+  const length = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(length <= MAX_RANGE)) throw new TemplateRenderError(`Range too big. The sandbox blocks ranges larger than MAX_RANGE (${MAX_RANGE}).`);
   const out: number[] = [];
   if (step > 0) for (let i = start; i < stop; i += step) out.push(i);
   else for (let i = start; i > stop; i += step) out.push(i);

@@ -110,6 +110,15 @@ describe('renderer details', () => {
     expect(t.render({ messages: [], extra: { x: 'b' } }).text).toBe('ab');
   });
 
+  it("refuses ranges longer than jinja2's sandbox allows (100000), before making any element", () => {
+    // jinja2 (ImmutableSandboxedEnvironment, as transformers renders): OverflowError with this message
+    expect(compileTemplate('{% for i in range(100000) %}x{% endfor %}').render({ messages: [] }).text).toHaveLength(100_000);
+    for (const src of ['{% for i in range(100001) %}x{% endfor %}', '{% for i in range(1000000000) %}x{% endfor %}', '{{ range(5, 100006)|length }}']) {
+      expect(() => compileTemplate(src).render({ messages: [] })).toThrow(/Range too big\. The sandbox blocks ranges larger than MAX_RANGE \(100000\)/);
+    }
+    expect(compileTemplate('{{ range(10, 0, -3)|list }}').render({ messages: [] }).text).toBe('[10, 7, 4, 1]');
+  });
+
   it('does not change @huggingface/jinja for other users', async () => {
     const { Template } = await import('@huggingface/jinja');
     compileTemplate('{{ true }}').render({ messages: [] });

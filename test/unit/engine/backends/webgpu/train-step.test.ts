@@ -107,7 +107,11 @@ describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
       expect(e.loss).toBeLessThan(1e-5);
       expect(e.grad).toBeLessThan(1e-5);
       expect(e.losses).toBeLessThan(1e-5);
-      expect(e.norms).toBeLessThan(1e-5);
+      // the first optimizer step's norm is the accumulated gradient's (1e-5, as the gradients); the later ones
+      // are taken after AdamW updates, which the check below allows to differ by up to 1e-3 (L2), so they get 1e-4
+      // (gemma3 measures 1.1e-5 over the three steps)
+      expect(rel(got.norms.slice(0, 1), want.norms.slice(0, 1))).toBeLessThan(1e-5);
+      expect(e.norms).toBeLessThan(1e-4);
       // Adam divides by √v: elements whose gradient is ~0 turn rounding noise into visible steps (see
       // parity.test.ts), so the update is judged as a whole (L2), not element by element
       expect(e.update).toBeLessThan(1e-3);
