@@ -4,7 +4,7 @@
  */
 import type { Node, Value } from '../../../graph/graph';
 import { staticShape } from '../../../graph/types';
-import type { KernelBuilder, Ref } from '../wgsl';
+import { grid, type KernelBuilder, type Ref } from '../wgsl';
 
 export interface EmitCtx {
   node: Node;
@@ -40,3 +40,19 @@ export function broadcastStrides(s: readonly number[], out: readonly number[]): 
 }
 
 export const ENTRY = '@compute @workgroup_size';
+
+/** Threads per workgroup of the one-thread-per-element kernels. */
+const WG = 256;
+
+/**
+ * Dispatches `k` with one thread per element i < n (workgroups laid out by `grid`): the entry point,
+ * the index `i` and its bounds check around `body`, WGSL lines that use `i`.
+ */
+export function dispatchPerElement(c: EmitCtx, k: KernelBuilder, n: number, body: string): void {
+  const { groups, x } = grid(n, WG);
+  c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
+  if (i >= ${n}u) { return; }
+${body}
+}`, groups);
+}

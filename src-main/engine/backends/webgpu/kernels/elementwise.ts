@@ -9,10 +9,9 @@
  */
 import { num, ints } from '../../../graph/ops/registry';
 import { normAxis, type DType } from '../../../graph/types';
-import { KernelBuilder, affine, coords, grid, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
-import { ENTRY, broadcastStrides, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
+import { KernelBuilder, affine, coords, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
+import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
 
-const WG = 256;
 
 /** An input read at Σ c_k·strides_k + offset, or at a custom WGSL index expression. */
 export interface MapInput { ref: Ref; strides: readonly number[]; offset?: number; index?: string }
@@ -33,14 +32,9 @@ export function mapKernel(c: EmitCtx, name: string, shape: readonly number[], in
   const st = k.output(out);
   const vals = inputs.map((inp, j) => `${lds[j]}(${inp.index ?? (contiguous(inp.strides, inp.offset) ? 'i' : affine(inp.strides, inp.offset ?? 0))})`);
   const o = outMap && !contiguous(outMap.strides, outMap.offset) ? affine(outMap.strides, outMap.offset) : 'i';
-  const { groups, x } = grid(n, WG);
-  c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
-  if (i >= ${n}u) { return; }
-  ${coords('i', shape)}
+  dispatchPerElement(c, k, n, `  ${coords('i', shape)}
   ${pre ? pre(vals) : ''}
-  ${st}(${o}, ${expr(vals)});
-}`, groups);
+  ${st}(${o}, ${expr(vals)});`);
 }
 
 // ---------- expressions ----------

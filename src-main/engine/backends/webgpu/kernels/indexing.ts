@@ -5,11 +5,10 @@
  */
 import { num } from '../../../graph/ops/registry';
 import { normAxis } from '../../../graph/types';
-import { KernelBuilder, affine, coords, grid, stridesOf } from '../wgsl';
-import { ENTRY, inShape, outShape, prod, type Emitter } from './context';
+import { KernelBuilder, affine, coords, stridesOf } from '../wgsl';
+import { dispatchPerElement, inShape, outShape, prod, type Emitter } from './context';
 import { mapKernel } from './elementwise';
 
-const WG = 256;
 
 /** A negative index counts from the end (ONNX). */
 const wrap = (v: string, d: number) => `u32(select(${v}, ${v} + ${d}i, ${v} < 0i))`;
@@ -29,14 +28,9 @@ export const INDEXING: Record<string, Emitter> = {
     const ldd = k.input(c.in(0)), ldi = k.input(c.in(1));
     const st = k.output(c.out(0));
     const n = prod(os);
-    const { groups, x } = grid(n, WG);
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
-  if (i >= ${n}u) { return; }
-  ${coords('i', os)}
+    dispatchPerElement(c, k, n, `  ${coords('i', os)}
   let row = ${wrap(`${ldi}(${ir ? idx : '0u'})`, ds[ax]!)};
-  ${st}(i, ${ldd}(${[...pre, `row * ${dst[ax]}u`, ...post].join(' + ')}));
-}`, groups);
+  ${st}(i, ${ldd}(${[...pre, `row * ${dst[ax]}u`, ...post].join(' + ')}));`);
   },
   GatherElements: (c) => {
     // out[c] = data[c with c_axis = indices[c]]
@@ -48,14 +42,9 @@ export const INDEXING: Record<string, Emitter> = {
     const ldd = k.input(c.in(0)), ldi = k.input(c.in(1));
     const st = k.output(c.out(0));
     const n = prod(os);
-    const { groups, x } = grid(n, WG);
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
-  if (i >= ${n}u) { return; }
-  ${coords('i', os)}
+    dispatchPerElement(c, k, n, `  ${coords('i', os)}
   let j = ${wrap(`${ldi}(i)`, ds[ax]!)};
-  ${st}(i, ${ldd}(${rest} + j * ${dst[ax]}u));
-}`, groups);
+  ${st}(i, ${ldd}(${rest} + j * ${dst[ax]}u));`);
   },
   ScatterElements: (c) => {
     // out[c] = data[c] + Σ_j { updates[c'] : c' = c with c'_axis = j, c' inside indices, indices[c'] = c_axis }
@@ -68,11 +57,7 @@ export const INDEXING: Record<string, Emitter> = {
     const ldd = k.input(c.in(0)), ldi = k.input(c.in(1)), ldu = k.input(c.in(2));
     const st = k.output(c.out(0));
     const n = prod(ds);
-    const { groups, x } = grid(n, WG);
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
-  if (i >= ${n}u) { return; }
-  ${coords('i', ds)}
+    dispatchPerElement(c, k, n, `  ${coords('i', ds)}
   var acc = ${ldd}(i);
   if (${inside}) {
     let b = ${at};
@@ -82,8 +67,7 @@ export const INDEXING: Record<string, Emitter> = {
       if (${wrap(`${ldi}(e)`, ds[ax]!)} == c${ax}) { acc = acc + ${ldu}(e); }
     }
   }
-  ${st}(i, acc);
-}`, groups);
+  ${st}(i, acc);`);
   },
   RotaryEmbedding: (c) => {
     // x [B, N, S, H], positions [B, S], cos/sin [P, H/2]; rotate-half pairs (d, d + H/2) or interleaved (2d, 2d + 1)
@@ -94,22 +78,17 @@ export const INDEXING: Record<string, Emitter> = {
     const ldx = k.input(c.in(0)), ldp = k.input(c.in(1)), ldc = k.input(c.in(2)), lds = k.input(c.in(3));
     const st = k.output(c.out(0));
     const n = B * N * S * H;
-    const { groups, x } = grid(n, WG);
     const [j, first, mate] = inter
       ? ['h / 2u', 'h % 2u == 0u', 'select(i - 1u, i + 1u, h % 2u == 0u)']
       : [`h % ${half}u`, `h < ${half}u`, `select(i - ${half}u, i + ${half}u, h < ${half}u)`];
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let i = (wid.y * ${x}u + wid.x) * ${WG}u + li;
-  if (i >= ${n}u) { return; }
-  ${coords('i', [B, N, S, H])}
+    dispatchPerElement(c, k, n, `  ${coords('i', [B, N, S, H])}
   let h = c3;
   let p = u32(${ldp}(c0 * ${S}u + c2));
   let j = ${j};
   let cs = ${ldc}(p * ${half}u + j);
   let sn = ${lds}(p * ${half}u + j);
   let other = ${ldx}(${mate});
-  ${st}(i, ${ldx}(i) * cs + select(other * sn, -other * sn, ${first}));
-}`, groups);
+  ${st}(i, ${ldx}(i) * cs + select(other * sn, -other * sn, ${first}));`);
   },
   HashUniform: (c) => {
     // u = frac(sin(row·a + col·b + seed) · k), as llm/dropout.ts lowers it (masks differ from the CPU's by sin's rounding)
