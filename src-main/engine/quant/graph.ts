@@ -134,6 +134,13 @@ function nf4Const(g: GraphBuilder, name: string, type: 'uint8', count: number, b
   return v;
 }
 
+/** The bytes an Nf4Const node carries (for backends that upload them as they are: the GPU backend). */
+export function nf4ConstData(node: Node): { data: OnnxTensorData; bytes: number } {
+  const p = payloads.get(node);
+  if (!p) throw new Error(`Nf4Const ${String(node.attrs.key)} has no data: build it with nf4Const().`);
+  return { data: p.data, bytes: p.dims[0]! };
+}
+
 /** The values a quantized weight occupies in a graph (no code bytes: those are in the graph's constants). */
 export interface Nf4Weight {
   name: string;

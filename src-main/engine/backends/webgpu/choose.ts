@@ -17,7 +17,6 @@ export interface GpuBackendChoice {
 export function gpuUnsupported(cfg: { compute?: string; quantization?: string; pagedOptimizer?: boolean; method?: string }): string | null {
   if (cfg.method === 'dpo' || cfg.method === 'orpo') return 'preference tuning (DPO/ORPO) has no GPU-backend kernels yet (Softplus, the per-pair loss)';
   if (cfg.compute === 'float16') return 'f16 compute is not implemented on the GPU backend yet (it computes in f32; f16/bf16 weights are read in their own type)';
-  if (cfg.quantization === 'nf4') return 'QLoRA (NF4) has no GPU-backend kernels yet';
   if (cfg.pagedOptimizer) return 'the paged optimizer is not implemented on the GPU backend (its state stays on the GPU)';
   return null;
 }

@@ -14,6 +14,7 @@
  *  - Graph outputs stay where they are computed (their buffers are never returned to the pool).
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
+import type { OnnxTensorData } from '../../onnx/spec';
 import { sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
 import { fusedElementwise, fusibleExpr } from './kernels/elementwise';
@@ -32,7 +33,8 @@ export interface PlannedDispatch {
 
 export interface PlannedTensor { name: string; dtype: DType; shape: number[]; ref: Ref }
 
-export interface PlannedConst { value: Value; ref: Ref }
+/** A constant's buffer: from the IR value's constData, or `data` (bytes a node carries: NF4 codes) as they are. */
+export interface PlannedConst { value: Value; ref: Ref; data?: OnnxTensorData }
 
 export interface Plan {
   buffers: BufferSlot[];
@@ -208,6 +210,14 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
         hold(buf);
         r = { buf, offset: 0, numel: n, storage };
         refOf.set(v, r);
+        return r;
+      },
+      constant: (i, data, bytes) => {
+        const v = node.outputs[i]!;
+        const words = Math.max(1, Math.ceil(bytes / 4));
+        const r: Ref = { buf: slot('weight', 4 * words, `${node.op}#${node.id}`), offset: 0, numel: words, storage: 'u32' };
+        refOf.set(v, r);
+        consts.push({ value: v, ref: r, data });
         return r;
       },
       view: (i, ref) => {

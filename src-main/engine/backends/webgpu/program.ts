@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { GraphBuilder } from '../../graph/graph';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../onnx/pack';
 import type { HostTensor } from '../../runtime/tensor';
+import type { OnnxTensorData } from '../../onnx/spec';
 import type { StateSlot } from '../../runtime/program';
 import { openGpu, type GpuContext } from './device';
 import { planGraph, type Plan, type PlannedTensor } from './plan';
@@ -96,7 +97,7 @@ export class GpuProgram {
     for (const b of this.plan.buffers) {
       this.gpuBufs.set(b, device.createBuffer({ size: b.bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: b.label }));
     }
-    for (const c of this.plan.consts) this.uploadConst(c.value, c.ref, dir);
+    for (const c of this.plan.consts) this.uploadConst(c.value, c.ref, dir, c.data);
     device.queue.writeBuffer(this.gpuBufs.get(this.plan.paramsRef.buf)!, 0, new Uint32Array(this.plan.paramsRef.numel).map((_, i) => this.plan.params[i] ?? 0));
     const pipelines = new Map<string, GPUComputePipeline>();
     for (const d of this.plan.dispatches) {
@@ -128,16 +129,19 @@ export class GpuProgram {
     if (bad) throw new Error(`GPU backend: the device refused the plan: ${bad.message}`);
   }
 
-  /** Uploads a constant in its stored type; external data is streamed from its file in chunks. */
-  private uploadConst(v: GpuProgramSpec['graph']['consts'][number], ref: Ref, dir: string | undefined): void {
+  /**
+   * Uploads a constant in its stored type; external data is streamed from its file in chunks. `bytes`
+   * (a node's own payload: NF4 codes) go up as they are.
+   */
+  private uploadConst(v: GpuProgramSpec['graph']['consts'][number], ref: Ref, dir: string | undefined, bytes?: OnnxTensorData): void {
     const buf = this.gpuBufs.get(ref.buf)!;
     const q = this.gpu.device.queue;
-    const d = v.constData!;
+    const d = bytes ?? v.constData!;
     if (d.kind === 'raw') {
-      q.writeBuffer(buf, 0, pad4(toStored(d.bytes, v.dtype)));
+      q.writeBuffer(buf, 0, pad4(bytes ? d.bytes : toStored(d.bytes, v.dtype)));
       return;
     }
-    if (v.dtype !== 'float32' && v.dtype !== 'float16') throw new Error(`GPU backend: external weight ${v.name} is ${v.dtype}; only float32/float16 files are read in place.`);
+    if (!bytes && v.dtype !== 'float32' && v.dtype !== 'float16') throw new Error(`GPU backend: external weight ${v.name} is ${v.dtype}; only float32/float16 files are read in place.`);
     if (!dir) throw new Error(`GPU backend: weight ${v.name} lives in ${d.location}; pass externalDataDir (the model folder).`);
     const fd = openSync(path.resolve(dir, d.location), 'r');
     try {

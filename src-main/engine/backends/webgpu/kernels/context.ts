@@ -3,6 +3,7 @@
  * references, and ways to produce its outputs (a fresh buffer from the plan, or a view of an input).
  */
 import type { Node, Value } from '../../../graph/graph';
+import type { OnnxTensorData } from '../../../onnx/spec';
 import { staticShape } from '../../../graph/types';
 import { grid, type KernelBuilder, type Ref } from '../wgsl';
 
@@ -16,6 +17,11 @@ export interface EmitCtx {
   view(i: number, ref: Ref): void;
   /** Does anything read output i (optional outputs: norm statistics). */
   used(i: number): boolean;
+  /**
+   * Output i is a constant the node itself carries (packed NF4 codes): a weight buffer of `bytes` bytes
+   * uploaded once from `data` as they are, read by kernels as u32 words.
+   */
+  constant(i: number, data: OnnxTensorData, bytes: number): Ref;
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }

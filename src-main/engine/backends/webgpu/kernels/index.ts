@@ -4,7 +4,8 @@ import { ELEMENTWISE } from './elementwise';
 import { MATMUL } from './matmul';
 import { REDUCE } from './reduce';
 import { INDEXING } from './indexing';
+import { NF4 } from './nf4';
 
-export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING };
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4 };
 
 export type { EmitCtx, Emitter } from './context';
