@@ -17,7 +17,8 @@ import { lowerGraph } from '../lower/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
-import { adamw, softmaxCrossEntropy, type AdamWConfig } from '../nn/layers';
+import { softmaxCrossEntropy, type AdamWConfig } from '../nn/layers';
+import { adamwStep } from '../nn/adamw-step';
 import { buildForward, type ForwardBlocks, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
 
@@ -180,23 +181,16 @@ export function optimizerStep(
   optim: OptimConfig,
 ): void {
   const { params, m, v, gacc, apply, invCount, adam } = s;
-  // accumulate; at the optimizer step: mean over the step's items, clip, AdamW
+  // accumulate; at the optimizer step: mean over the step's items, global norm (one reduction), then clip,
+  // AdamW and the non-finite guard as one op (nn/adamw-step.ts: one pass on the GPU backend, today's chain in ONNX)
   const gsum = g.add(gacc, grad);
-  const gmean = g.mul(gsum, invCount);
-  const norm = g.sqrt(g.reduceSumSquare(gmean, [0], false)); // ‖g‖₂ (scalar)
-  let gclip: Value = gmean;
-  if (optim.maxGradNorm > 0) {
-    // PyTorch clip_grad_norm_: g · min(1, max / (‖g‖ + 1e-6))
-    gclip = g.mul(gmean, g.min(g.div(optim.maxGradNorm, g.add(norm, 1e-6)), 1));
-  }
-  const upd = adamw(g, params, gclip, m, v, adam, optim);
-  const finite = g.equal(g.sub(norm, norm), 0); // false for NaN and ±inf
-  const keepOr = (next: Value, prev: Value) => g.where(apply, g.where(finite, next, prev), prev);
+  const norm = g.sqrt(g.reduceSumSquare(g.mul(gsum, invCount), [0], false)); // ‖g‖₂ (scalar)
+  const upd = adamwStep(g, { params, m, v, gsum, invCount, norm, apply, adam }, optim);
   g.output('grad_norm', norm);
-  g.output('params_out', keepOr(upd.p, params));
-  g.output('m_out', keepOr(upd.m, m));
-  g.output('v_out', keepOr(upd.v, v));
-  g.output('gacc_out', g.where(apply, g.zerosLike(gsum), gsum));
+  g.output('params_out', upd.p);
+  g.output('m_out', upd.m);
+  g.output('v_out', upd.v);
+  g.output('gacc_out', upd.gacc);
 }
 
 /** Forward-only graph for evaluation and `lathe logits`: outputs logits [N, V] and the masked loss sum. */

@@ -64,6 +64,28 @@ export interface PlanOptions {
   outputs?: string[];
   /** Graph inputs that hold state between runs (resident buffers). */
   state?: string[];
+  /**
+   * Largest storage binding in bytes (the adapter's maxStorageBufferBindingSize / maxBufferSize): weights
+   * above it are split by row blocks into several buffers (128k/152k-vocab embeddings and lm_head).
+   */
+  maxBinding?: number;
+}
+
+/**
+ * Elements per part when a [rows, ...] weight is split into row blocks of at most `max` bytes (the last
+ * part takes the rest; 16-bit parts hold an even count so no word straddles two buffers).
+ */
+export function splitRows(shape: readonly number[], storage: Storage, max: number, label: string): number[] {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const row = shape.length > 1 ? n / shape[0]! : 1;
+  let rows = Math.floor(max / storageBytes(storage, row));
+  if ((storage === 'f16' || storage === 'bf16') && row % 2 === 1 && rows % 2 === 1) rows -= 1;
+  if (rows < 1 || storageBytes(storage, rows * row) > max) {
+    throw new Error(`GPU plan: one row of ${label} (${storageBytes(storage, row)} bytes) does not fit a storage binding of ${max} bytes.`);
+  }
+  const parts: number[] = [];
+  for (let at = 0; at < n; at += rows * row) parts.push(Math.min(rows * row, n - at));
+  return parts;
 }
 
 /** Storage a constant or weight keeps on the GPU: its own type (f16 and bf16 stay 16-bit); int64 narrows to int32. */
@@ -144,7 +166,17 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (v.dtype === 'float64') throw new Error(`GPU plan: constant ${v} is float64; the GPU backend computes in float32.`);
     const n = shape.reduce((a, b) => a * b, 1);
     const storage = constStorage(v);
-    const ref: Ref = { buf: slot(v.name ? 'weight' : 'const', storageBytes(storage, n), v.name ?? `const%${v.id}`), offset: 0, numel: n, storage };
+    const bytes = storageBytes(storage, n);
+    const kind: BufferKind = v.name ? 'weight' : 'const';
+    const label = v.name ?? `const%${v.id}`;
+    let ref: Ref;
+    if (opts.maxBinding !== undefined && bytes > opts.maxBinding) {
+      const parts = splitRows(shape, storage, opts.maxBinding, label);
+      const bufs = parts.map((e, p) => slot(kind, storageBytes(storage, e), `${label} [part ${p + 1}/${parts.length}]`));
+      ref = { buf: bufs[0]!, offset: 0, numel: n, storage, parts: { bufs, elems: parts[0]!, total: n } };
+    } else {
+      ref = { buf: slot(kind, bytes, label), offset: 0, numel: n, storage };
+    }
     refOf.set(v, ref);
     consts.push({ value: v, ref });
   }

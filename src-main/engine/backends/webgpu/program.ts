@@ -32,6 +32,11 @@ export interface GpuProgramOptions {
   /** Folder that external weight locations are relative to (the model folder). */
   externalDataDir?: string;
   gpu?: GpuContext;
+  /**
+   * Largest buffer bound to one kernel, in bytes (default: the adapter's maxStorageBufferBindingSize and
+   * maxBufferSize). Weights above it are split by row blocks; tests lower it to exercise the split.
+   */
+  maxBindingBytes?: number;
 }
 
 export interface GpuProgramInfo {
@@ -71,8 +76,10 @@ export class GpuProgram {
       if (!g.inputs.some((v) => v.name === s.input)) throw new Error(`GpuProgram: state slot "${s.name}" names input "${s.input}", which the graph does not have.`);
       if (!g.outputs.some((o) => o.name === s.output)) throw new Error(`GpuProgram: state slot "${s.name}" names output "${s.output}", which the graph does not have.`);
     }
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input) });
     const gpu = opts.gpu ?? await openGpu();
+    const { limits } = gpu.report;
+    const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
@@ -80,17 +87,17 @@ export class GpuProgram {
       state: spec.state.map((s) => s.name), fetch: [...spec.fetch], gpuResident: true,
     };
     const p = new GpuProgram(gpu, spec, plan, info);
-    await p.realise(opts.externalDataDir);
+    await p.realise(opts.externalDataDir, maxBinding);
     return p;
   }
 
-  private async realise(dir: string | undefined): Promise<void> {
-    const { device, report } = this.gpu;
-    const limit = report.limits.maxStorageBufferBindingSize;
-    const big = this.plan.buffers.filter((b) => b.bytes > limit);
+  private async realise(dir: string | undefined, limit: number): Promise<void> {
+    const { device } = this.gpu;
+    // weights were split into row blocks by the plan; an activation or state tensor this large is not split
+    const big = this.plan.buffers.filter((b) => b.bytes > limit && b !== this.plan.paramsRef.buf); // (params: bound in slices)
     if (big.length) {
       throw new Error(`The GPU backend cannot bind ${big.map((b) => `${b.label} (${b.bytes} bytes)`).join(', ')}: this adapter binds at most ${limit} bytes per buffer. `
-        + 'Splitting large matrices is not implemented yet.');
+        + 'Weights are split into row blocks, activations are not: use a shorter sequence or a smaller batch.');
     }
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
@@ -134,11 +141,16 @@ export class GpuProgram {
    * (a node's own payload: NF4 codes) go up as they are.
    */
   private uploadConst(v: GpuProgramSpec['graph']['consts'][number], ref: Ref, dir: string | undefined, bytes?: OnnxTensorData): void {
-    const buf = this.gpuBufs.get(ref.buf)!;
     const q = this.gpu.device.queue;
     const d = bytes ?? v.constData!;
+    // a split weight: part p holds stored bytes [p·E·b, (p+1)·E·b) of the tensor (b bytes per element)
+    const per = ref.storage === 'f16' || ref.storage === 'bf16' ? 2 : 4;
+    const pieces = ref.parts
+      ? ref.parts.bufs.map((slot, p) => ({ buf: this.gpuBufs.get(slot)!, from: p * ref.parts!.elems * per, len: Math.min(ref.parts!.elems, ref.parts!.total - p * ref.parts!.elems) * per }))
+      : [{ buf: this.gpuBufs.get(ref.buf)!, from: 0, len: Infinity }];
     if (d.kind === 'raw') {
-      q.writeBuffer(buf, 0, pad4(bytes ? d.bytes : toStored(d.bytes, v.dtype)));
+      const all = bytes ? d.bytes : toStored(d.bytes, v.dtype);
+      for (const pc of pieces) q.writeBuffer(pc.buf, 0, pad4(all.subarray(pc.from, pc.from + Math.min(pc.len, all.byteLength - pc.from))));
       return;
     }
     if (!bytes && v.dtype !== 'float32' && v.dtype !== 'float16') throw new Error(`GPU backend: external weight ${v.name} is ${v.dtype}; only float32/float16 files are read in place.`);
@@ -146,13 +158,16 @@ export class GpuProgram {
     const fd = openSync(path.resolve(dir, d.location), 'r');
     try {
       const chunk = Buffer.allocUnsafe(Math.min(CHUNK, d.length + 4));
-      for (let at = 0; at < d.length; at += CHUNK) {
-        const n = Math.min(CHUNK, d.length - at);
-        const got = readSync(fd, chunk, 0, n, d.offset + at);
-        if (got !== n) throw new Error(`GPU backend: ${d.location} ended early reading weight ${v.name}.`);
-        const m = Math.ceil(n / 4) * 4;
-        chunk.fill(0, n, m);
-        q.writeBuffer(buf, at, chunk, 0, m);
+      for (const pc of pieces) {
+        const len = Math.min(pc.len, d.length - pc.from);
+        for (let at = 0; at < len; at += CHUNK) {
+          const n = Math.min(CHUNK, len - at);
+          const got = readSync(fd, chunk, 0, n, d.offset + pc.from + at);
+          if (got !== n) throw new Error(`GPU backend: ${d.location} ended early reading weight ${v.name}.`);
+          const m = Math.ceil(n / 4) * 4;
+          chunk.fill(0, n, m);
+          q.writeBuffer(pc.buf, at, chunk, 0, m);
+        }
       }
     } finally {
       closeSync(fd);

@@ -33,6 +33,12 @@ export interface Ref {
   offset: number;
   numel: number;
   storage: Storage;
+  /**
+   * A weight larger than one storage binding, split by row blocks into several buffers (`buf` is the
+   * first; `total` elements in all): element j lives in part ⌊j / elems⌋ at j mod elems. Kernels read it through one load
+   * function that picks the part, so every kernel (Gather, MatMul, Gemm, ...) takes split weights.
+   */
+  parts?: { bufs: BufferSlot[]; elems: number; total: number };
 }
 
 export const scalarOf = (t: DType): Scalar => {
@@ -116,6 +122,7 @@ export class KernelBuilder {
   }
 
   input(ref: Ref): string {
+    if (ref.parts) return this.splitInput(ref, ref.parts);
     const i = this.bindings.length;
     this.bindings.push({ ref, write: false });
     this.decls.push(`@group(0) @binding(${i}) var<storage, read> b${i}: array<${ARRAY[ref.storage]}>;`);
@@ -133,7 +140,31 @@ export class KernelBuilder {
     return `ld${i}`;
   }
 
+  /** A split weight: one binding per part, one load function choosing the part by element index. */
+  private splitInput(ref: Ref, parts: NonNullable<Ref['parts']>): string {
+    const first = this.bindings.length;
+    const read = (b: string, q: string): string => {
+      switch (ref.storage) {
+        case 'f16': return `unpack2x16float(${b}[${q} >> 1u])[${q} & 1u]`;
+        case 'bf16': return `bitcast<f32>(select(${b}[${q} >> 1u] << 16u, ${b}[${q} >> 1u] & 0xffff0000u, (${q} & 1u) == 1u))`;
+        default: return `${b}[${q}]`;
+      }
+    };
+    const arms = parts.bufs.map((buf, p) => {
+      const i = this.bindings.length;
+      const numel = Math.min(parts.elems, parts.total - p * parts.elems);
+      this.bindings.push({ ref: { buf, offset: 0, numel, storage: ref.storage }, write: false });
+      this.decls.push(`@group(0) @binding(${i}) var<storage, read> b${i}: array<${ARRAY[ref.storage]}>;`);
+      const q = `(j - ${p * parts.elems}u)`;
+      return p === parts.bufs.length - 1 ? `return ${read(`b${i}`, q)};` : `if (j < ${(p + 1) * parts.elems}u) { return ${read(`b${i}`, q)}; }`;
+    });
+    const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
+    this.decls.push(`fn ld${first}(e: u32) -> ${SCALAR[ref.storage]} { let j = ${j}; ${arms.join(' ')} }`);
+    return `ld${first}`;
+  }
+
   output(ref: Ref): string {
+    if (ref.parts) throw new Error(`${this.name}: kernels do not write split weights.`);
     const i = this.bindings.length;
     if (ref.storage === 'f16' || ref.storage === 'bf16') throw new Error(`${this.name}: kernels do not write packed ${ref.storage} tensors.`);
     this.bindings.push({ ref, write: true });

@@ -5,7 +5,8 @@ import { MATMUL } from './matmul';
 import { REDUCE } from './reduce';
 import { INDEXING } from './indexing';
 import { NF4 } from './nf4';
+import { ADAMW } from './adamw';
 
-export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4 };
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW };
 
 export type { EmitCtx, Emitter } from './context';
