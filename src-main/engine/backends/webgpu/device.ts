@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import { ensureXdgRuntimeDir } from '../../runtime/env';
+import { chooseGemm, type GemmChoice } from './kernels/gemm';
 
 export interface GpuLimits {
   maxStorageBufferBindingSize: number;
@@ -28,8 +29,8 @@ export interface GpuReport {
   limits: GpuLimits;
   /** Shapes the adapter offers for subgroup-matrix (tensor-core) multiplies; empty where none. */
   subgroupMatrixConfigs: string[];
-  /** Which GEMM kernel runs and why, in plain words. */
-  gemm: { path: 'tiled-f32'; reason: string };
+  /** Which GEMM kernel runs and why, in plain words (kernels/gemm.ts). */
+  gemm: GemmChoice;
   /** One line per notable decision (f16 loads, limits). */
   notes: string[];
 }
@@ -114,7 +115,11 @@ async function openDevice(): Promise<GpuContext> {
     },
   });
   const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: unknown[] };
-  const configs = (info.subgroupMatrixConfigs ?? []).map((c) => JSON.stringify(c));
+  // (Dawn's objects keep their fields on the prototype: copy them out by name)
+  const configs = (info.subgroupMatrixConfigs ?? []).map((c) => {
+    const o = c as Record<string, unknown>;
+    return JSON.stringify({ componentType: o.componentType, resultComponentType: o.resultComponentType, M: o.M, N: o.N, K: o.K });
+  });
   const adapterInfo = { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description };
   const software = isSoftware(adapterInfo, (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true);
   return { device, instance: gpu, report: capabilityReport(adapterInfo, software, [...offered].sort(), limits, configs) };
@@ -129,19 +134,12 @@ export function isSoftware(a: { vendor: string; architecture: string; device: st
 export function capabilityReport(adapter: GpuReport['adapter'], software: boolean, features: string[], limits: GpuLimits, subgroupMatrixConfigs: string[]): GpuReport {
   const notes: string[] = [];
   const has = (f: string) => features.includes(f);
-  let reason: string;
-  if (!has('chromium-experimental-subgroup-matrix')) {
-    reason = 'the adapter does not offer chromium-experimental-subgroup-matrix: tiled f32-accumulate GEMM';
-  } else if (subgroupMatrixConfigs.length === 0) {
-    reason = 'no subgroup-matrix configs on this adapter: tiled f32-accumulate GEMM';
-  } else {
-    reason = `subgroup-matrix configs ${subgroupMatrixConfigs.join(', ')} are offered, but the subgroup-matrix GEMM is not written yet: tiled f32-accumulate GEMM`;
-  }
+  const gemm = chooseGemm(features, subgroupMatrixConfigs);
   notes.push('f16 and bf16 weights are read in their stored type and unpacked to f32 in the kernels\' loads (unpack2x16float / bf16 = top half of an f32); no shader-f16 arithmetic is used yet');
   if (has('subgroups')) notes.push('subgroups are offered (not used by the kernels yet)');
   notes.push(`largest storage binding ${fmtBytes(limits.maxStorageBufferBindingSize)}, largest buffer ${fmtBytes(limits.maxBufferSize)}`);
   if (software) notes.push('software adapter: correct, but slower than the CPU EP (use for tests)');
-  return { adapter, software, features, limits, subgroupMatrixConfigs, gemm: { path: 'tiled-f32', reason }, notes };
+  return { adapter, software, features, limits, subgroupMatrixConfigs, gemm, notes };
 }
 
 export function fmtBytes(n: number): string {

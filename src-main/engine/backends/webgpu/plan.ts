@@ -19,6 +19,7 @@ import { sameShape, shapeStr, staticShape, type DType } from '../../graph/types'
 import { KERNELS } from './kernels';
 import { fusedElementwise, fusibleExpr } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
+import type { GemmChoice } from './kernels/gemm';
 import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
@@ -69,6 +70,8 @@ export interface PlanOptions {
    * above it are split by row blocks into several buffers (128k/152k-vocab embeddings and lm_head).
    */
   maxBinding?: number;
+  /** The device's GEMM path (device.ts's report); default the tiled f32-accumulate kernel. */
+  gemm?: GemmChoice;
 }
 
 /**
@@ -225,6 +228,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
       node,
+      ...(opts.gemm ? { gemm: opts.gemm } : {}),
       in: (i) => {
         const v = node.inputs[i];
         const r = v ? refOf.get(v) : undefined;

@@ -181,7 +181,10 @@ export class KernelBuilder {
   }
 
   source(body: string): string {
-    return `${this.decls.join('\n')}\n${body}\n`;
+    // WGSL wants its `enable` directives before every declaration
+    const first = this.decls.filter((d) => d.startsWith('enable '));
+    const rest = this.decls.filter((d) => !d.startsWith('enable '));
+    return `${[...first, ...rest].join('\n')}\n${body}\n`;
   }
 }
 

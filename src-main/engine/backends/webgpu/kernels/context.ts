@@ -6,6 +6,7 @@ import type { Node, Value } from '../../../graph/graph';
 import type { OnnxTensorData } from '../../../onnx/spec';
 import { staticShape } from '../../../graph/types';
 import { grid, type KernelBuilder, type Ref } from '../wgsl';
+import type { GemmChoice } from './gemm';
 
 export interface EmitCtx {
   node: Node;
@@ -15,6 +16,8 @@ export interface EmitCtx {
   out(i: number): Ref;
   /** Output i is `ref` itself: no dispatch, no memory. */
   view(i: number, ref: Ref): void;
+  /** The device's GEMM path (kernels/gemm.ts; absent: the tiled f32 kernel). */
+  gemm?: GemmChoice;
   /** Does anything read output i (optional outputs: norm statistics). */
   used(i: number): boolean;
   /**

@@ -9,7 +9,7 @@
  * pieces). Dimension letters: M rows of the output, N its columns, K the reduced dimension, z the
  * flattened batch.
  */
-import type { KernelBuilder } from '../wgsl';
+import type { KernelBuilder, Ref } from '../wgsl';
 import { ENTRY, type EmitCtx } from './context';
 
 /** Tile edge (T×T threads per workgroup, 256 = every adapter's minimum maxComputeInvocationsPerWorkgroup). */
@@ -65,4 +65,118 @@ export function emitTiledGemm(c: EmitCtx, g: TiledGemm): void {
   if (row < ${M}u && col < ${N}u) { ${g.store('row', 'col', 'acc')} }
 }`;
   c.dispatch(k, body, [Math.ceil(N / T), Math.ceil(M / T), Z]);
+}
+
+/** One shape the adapter's subgroup-matrix (tensor-core) units multiply: left M×K, right K×N, result M×N. */
+export interface SubgroupMatrixConfig { componentType: string; resultComponentType: string; M: number; N: number; K: number }
+
+/** The GEMM path of a device, with the reason in plain words (shown in the capability report). */
+export interface GemmChoice {
+  path: 'tiled-f32' | 'subgroup-matrix';
+  reason: string;
+  /** The config the subgroup-matrix path uses (f16 inputs, f32 result). */
+  matrix?: SubgroupMatrixConfig;
+  /** Subgroup size the subgroup-matrix kernel's workgroup is made of (one subgroup per workgroup). */
+  subgroupSize?: number;
+}
+
+function parseConfig(s: string): SubgroupMatrixConfig | null {
+  try {
+    const o = JSON.parse(s) as Partial<SubgroupMatrixConfig>;
+    return typeof o.componentType === 'string' && typeof o.resultComponentType === 'string' && o.M && o.N && o.K ? (o as SubgroupMatrixConfig) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The GEMM path from what the adapter reports: the subgroup-matrix kernel where
+ * chromium-experimental-subgroup-matrix is offered with an f16 × f16 -> f32 config and shader-f16, for
+ * GEMMs whose weight is stored in 16 bits or NF4 (their inputs are rounded to f16, as a 16-bit run
+ * accepts); otherwise, and for f32 weights, the tiled f32-accumulate kernel. Never silently: the reason
+ * says which kernel runs and why.
+ */
+export function chooseGemm(features: readonly string[], configs: readonly string[], subgroupSize = 32): GemmChoice {
+  if (!features.includes('chromium-experimental-subgroup-matrix')) {
+    return { path: 'tiled-f32', reason: 'subgroup-matrix (tensor-core) GEMM not available on this adapter: it does not offer chromium-experimental-subgroup-matrix; tiled f32-accumulate GEMM (16×16 tiles, f16/bf16/NF4 weights unpacked in the tile load)' };
+  }
+  if (configs.length === 0) return { path: 'tiled-f32', reason: 'subgroup-matrix GEMM not available on this adapter: no subgroup-matrix configs reported; tiled f32-accumulate GEMM' };
+  const parsed = configs.map(parseConfig);
+  const m = parsed.find((c) => c?.componentType === 'f16' && c.resultComponentType === 'f32');
+  if (!m) return { path: 'tiled-f32', reason: `subgroup-matrix GEMM not available on this adapter: none of its configs (${configs.join(', ')}) multiplies f16 into f32; tiled f32-accumulate GEMM` };
+  if (!features.includes('shader-f16')) return { path: 'tiled-f32', reason: 'subgroup-matrix GEMM not available on this adapter: it has an f16 config but no shader-f16; tiled f32-accumulate GEMM' };
+  return {
+    path: 'subgroup-matrix', matrix: m, subgroupSize,
+    reason: `subgroup-matrix (tensor-core) GEMM, f16 ${m.M}×${m.N}×${m.K} -> f32, for GEMMs whose weight is stored in 16 bits or NF4; tiled f32-accumulate GEMM for f32 weights`,
+  };
+}
+
+/**
+ * The subgroup-matrix (tensor-core) variant of `emitTiledGemm`: one subgroup per workgroup computes an
+ * M×N output tile of the config; each K step stages an M×K tile of A' and a K×N tile of B' in workgroup
+ * memory as f16 (loaded through the same operand expressions, so f16/bf16/NF4 weights work alike),
+ * multiplies them with subgroupMatrixMultiplyAccumulate into an f32 result, and the epilogue stores the
+ * result through the caller's store expression. Dawn's WGSL: subgroup_matrix_left<T, K, M> (columns,
+ * rows), subgroup_matrix_right<T, N, K>, subgroup_matrix_result<T, N, M>.
+ */
+export function emitSubgroupMatrixGemm(c: EmitCtx, g: TiledGemm, choice: GemmChoice): void {
+  const cfg = choice.matrix;
+  if (choice.path !== 'subgroup-matrix' || !cfg) throw new Error(`${g.k.name}: the subgroup-matrix GEMM needs a subgroup-matrix config (${choice.reason}).`);
+  const { k, M, N } = g;
+  const S = choice.subgroupSize ?? 32;
+  const Z = g.Z ?? 1;
+  if (Z > 65535) throw new Error(`${k.name}: ${Z} batched matrices exceed one dispatch (65535).`);
+  const TM = cfg.M, TN = cfg.N, TK = cfg.K;
+  k.decl('enable f16;');
+  k.decl('enable chromium_experimental_subgroup_matrix;');
+  k.decl(`var<workgroup> Am: array<f16, ${TM * TK}>;`);
+  k.decl(`var<workgroup> Bm: array<f16, ${TK * TN}>;`);
+  k.decl(`var<workgroup> Cm: array<f32, ${TM * TN}>;`);
+  const K = k.param(g.K);
+  const body = `${ENTRY}(${S}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row0 = wid.y * ${TM}u;
+  let col0 = wid.x * ${TN}u;
+  let z = wid.z;
+  ${g.prologue ?? ''}
+  let K = ${K};
+  var acc = subgroup_matrix_result<f32, ${TN}, ${TM}>();
+  for (var k0 = 0u; k0 < K; k0 = k0 + ${TK}u) {
+    for (var t = li; t < ${TM * TK}u; t = t + ${S}u) {
+      let row = row0 + t / ${TK}u;
+      let ka = k0 + t % ${TK}u;
+      var av = 0.0;
+      if (row < ${M}u && ka < K) { av = ${g.a('row', 'ka')}; }
+      Am[t] = f16(av);
+    }
+    for (var t = li; t < ${TK * TN}u; t = t + ${S}u) {
+      let kb = k0 + t / ${TN}u;
+      let col = col0 + t % ${TN}u;
+      var bv = 0.0;
+      if (kb < K && col < ${N}u) { bv = ${g.b('kb', 'col')}; }
+      Bm[t] = f16(bv);
+    }
+    workgroupBarrier();
+    let l = subgroupMatrixLoad<subgroup_matrix_left<f16, ${TK}, ${TM}>>(&Am, 0u, false, ${TK}u);
+    let r = subgroupMatrixLoad<subgroup_matrix_right<f16, ${TN}, ${TK}>>(&Bm, 0u, false, ${TN}u);
+    acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
+    workgroupBarrier();
+  }
+  subgroupMatrixStore(&Cm, 0u, acc, false, ${TN}u);
+  workgroupBarrier();
+  for (var t = li; t < ${TM * TN}u; t = t + ${S}u) {
+    let row = row0 + t / ${TN}u;
+    let col = col0 + t % ${TN}u;
+    if (row < ${M}u && col < ${N}u) { let acc = Cm[t]; ${g.store('row', 'col', 'acc')} }
+  }
+}`;
+  c.dispatch(k, body, [Math.ceil(N / TN), Math.ceil(M / TM), Z]);
+}
+
+/** Is this tensor stored in 16 bits or fewer (an f16/bf16 weight, NF4 codes): the subgroup-matrix path's GEMMs. */
+export const narrowStorage = (r: Ref): boolean => r.storage === 'f16' || r.storage === 'bf16';
+
+/** The device's GEMM for `g`: subgroup-matrix where chosen and the weight is narrow, else tiled f32. */
+export function emitGemm(c: EmitCtx, g: TiledGemm, narrowWeight: boolean): void {
+  if (c.gemm?.path === 'subgroup-matrix' && narrowWeight) emitSubgroupMatrixGemm(c, g, c.gemm);
+  else emitTiledGemm(c, g);
 }

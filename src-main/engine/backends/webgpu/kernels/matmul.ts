@@ -1,15 +1,14 @@
 /**
- * MatMul (batched, batch dims broadcast) and Gemm (transA/transB, alpha, beta·C broadcast) as one
- * tiled kernel: a 16×16 workgroup computes a 16×16 output tile, staging 16×16 tiles of A and B in
- * workgroup memory; f32 accumulate whatever the inputs' storage (f16/bf16 weights are unpacked in the
- * tile load). Transposes are strides, never copies. This is the portable path; register blocking and
- * subgroup-matrix (tensor-core) variants come later (see device.ts's report for the choice).
+ * MatMul (batched, batch dims broadcast) and Gemm (transA/transB, alpha, beta·C broadcast) on the
+ * device's GEMM (kernels/gemm.ts): the tiled f32-accumulate kernel (16×16 tiles staged in workgroup
+ * memory; f16/bf16 weights unpacked in the tile load), or the subgroup-matrix (tensor-core) kernel for
+ * GEMMs with a 16-bit weight where the adapter offers it (device.ts's report says which and why).
+ * Transposes are strides, never copies.
  */
 import { num } from '../../../graph/ops/registry';
 import { KernelBuilder, coords, lit, stridesOf, type Ref } from '../wgsl';
-import { ENTRY, broadcastStrides, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
-
-const T = 16;
+import { broadcastStrides, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
+import { emitGemm, narrowStorage } from './gemm';
 
 interface Operand { ref: Ref; batch: number[]; sRow: number; sCol: number }
 
@@ -20,40 +19,23 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
   const ldA = k.input(A.ref), ldB = k.input(B.ref);
   const ldC = C ? k.input(C.ref) : '';
   const st = k.output(c.out(0));
-  k.decl(`var<workgroup> As: array<f32, ${T * T}>;`);
-  k.decl(`var<workgroup> Bs: array<f32, ${T * T}>;`);
   const base = (o: Operand) => o.batch.map((s, d) => (s ? `z${d} * ${s}u` : '')).filter(Boolean).join(' + ') || '0u';
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
-  let epilogue = alpha === 1 ? 'acc' : `${lit(alpha)} * acc`;
-  if (C && beta !== 0) epilogue += ` + ${beta === 1 ? '' : `${lit(beta)} * `}${ldC}(${mul('row', C.sRow)} + ${mul('col', C.sCol)})`;
-  const kRun = k.param(K);
-  const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = wid.y * ${T}u + lid.y;
-  let col = wid.x * ${T}u + lid.x;
-  let z = wid.z;
-  ${coords('z', batch, 'z')}
+  const epilogue = (acc: string) => {
+    let e = alpha === 1 ? acc : `${lit(alpha)} * ${acc}`;
+    if (C && beta !== 0) e += ` + ${beta === 1 ? '' : `${lit(beta)} * `}${ldC}(${mul('row', C.sRow)} + ${mul('col', C.sCol)})`;
+    return e;
+  };
+  // the weight (B, or A where B is the activation) decides whether the subgroup-matrix path may round to f16
+  emitGemm(c, {
+    k, M, N, K, Z: prod(batch),
+    prologue: `${coords('z', batch, 'z')}
   let aBase = ${base(A)};
-  let bBase = ${base(B)};
-  var acc = 0.0;
-  let K = ${kRun};
-  for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
-    let ka = k0 + lid.x;
-    var av = 0.0;
-    if (row < ${M}u && ka < K) { av = ${ldA}(aBase + ${mul('row', A.sRow)} + ${mul('ka', A.sCol)}); }
-    As[lid.y * ${T}u + lid.x] = av;
-    let kb = k0 + lid.y;
-    var bv = 0.0;
-    if (kb < K && col < ${N}u) { bv = ${ldB}(bBase + ${mul('kb', B.sRow)} + ${mul('col', B.sCol)}); }
-    Bs[lid.y * ${T}u + lid.x] = bv;
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${T}u; kk = kk + 1u) { acc = acc + As[lid.y * ${T}u + kk] * Bs[kk * ${T}u + lid.x]; }
-    workgroupBarrier();
-  }
-  if (row < ${M}u && col < ${N}u) { ${st}(z * ${M * N}u + row * ${N}u + col, ${epilogue}); }
-}`;
-  const Z = prod(batch);
-  if (Z > 65535) throw new Error(`${name}: ${Z} batched matrices exceed one dispatch (65535).`);
-  c.dispatch(k, body, [Math.ceil(N / T), Math.ceil(M / T), Z]);
+  let bBase = ${base(B)};`,
+    a: (row, ka) => `${ldA}(aBase + ${mul(row, A.sRow)} + ${mul(ka, A.sCol)})`,
+    b: (kb, col) => `${ldB}(bBase + ${mul(kb, B.sRow)} + ${mul(col, B.sCol)})`,
+    store: (row, col, acc) => `${st}(z * ${M * N}u + ${row} * ${N}u + ${col}, ${epilogue(acc)});`,
+  }, narrowStorage(A.ref) || narrowStorage(B.ref));
 }
 
 /** Element strides of an operand's batch dims as read for the output batch `outBatch` (0 = broadcast). */

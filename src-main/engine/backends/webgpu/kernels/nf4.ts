@@ -14,7 +14,7 @@ import { nf4ConstData } from '../../../quant/graph';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES } from '../../../quant/nf4';
 import { KernelBuilder, lit } from '../wgsl';
 import { inShape, outShape, type Emitter } from './context';
-import { emitTiledGemm } from './gemm';
+import { emitGemm } from './gemm';
 
 const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
 
@@ -43,11 +43,11 @@ export const NF4: Record<string, Emitter> = {
   return NF4[code] * absmax;
 }`);
     if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
-    emitTiledGemm(c, {
+    emitGemm(c, {
       k, M, N, K,
       a: (r, ka) => `${ldx}(${r} * ${K}u + ${ka})`,
       b: (kb, col) => (transB ? `nf4w(${col} * ${cols}u + ${kb})` : `nf4w(${kb} * ${cols}u + ${col})`),
       store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${bias ? `${acc} + ${bias}(${col})` : acc});`,
-    });
+    }, true);
   },
 };

@@ -88,7 +88,7 @@ describe('capability report', () => {
     expect(capabilityReport(adapter, true, ['shader-f16'], limits, []).gemm.reason).toMatch(/does not offer chromium-experimental-subgroup-matrix/);
     expect(capabilityReport(adapter, true, ['chromium-experimental-subgroup-matrix'], limits, []).gemm.reason).toMatch(/no subgroup-matrix configs/);
     const nv = capabilityReport({ ...adapter, vendor: 'nvidia', description: 'RTX' }, false, ['chromium-experimental-subgroup-matrix'], limits, ['f16 16x16x16']);
-    expect(nv.gemm.reason).toMatch(/f16 16x16x16 are offered, but the subgroup-matrix GEMM is not written yet/);
+    expect(nv.gemm.reason).toMatch(/none of its configs \(f16 16x16x16\) multiplies f16 into f32/);
     expect(nv.software).toBe(false);
   });
 });
