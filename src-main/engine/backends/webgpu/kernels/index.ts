@@ -4,7 +4,10 @@ import { ELEMENTWISE } from './elementwise';
 import { MATMUL } from './matmul';
 import { REDUCE } from './reduce';
 import { INDEXING } from './indexing';
+import { ATTENTION } from './attention';
+import { CROSS_ENTROPY } from './cross-entropy';
+import { NORM } from './norm';
 
-export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING };
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...ATTENTION, ...CROSS_ENTROPY, ...NORM };
 
 export type { EmitCtx, Emitter } from './context';
