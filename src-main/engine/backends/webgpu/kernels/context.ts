@@ -16,6 +16,11 @@ export interface EmitCtx {
   view(i: number, ref: Ref): void;
   /** Does anything read output i (optional outputs: norm statistics). */
   used(i: number): boolean;
+  /**
+   * Is this node the last reader of input i, alone in a temporary buffer of its own? Then an output may
+   * take the buffer over (`view(o, in(i))`) and the kernel overwrite it in place (KernelBuilder.inout).
+   */
+  lastUse?(i: number): boolean;
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }

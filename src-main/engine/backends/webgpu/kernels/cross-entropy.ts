@@ -3,7 +3,8 @@
  *  forward   1. one 64-thread workgroup per row: lse = max + log Σ exp(l − max) (two passes over the row);
  *            2. one workgroup: loss = Σ_rows w · (lse − l[t]) (reads one logit per row).
  *  backward  one thread per logit: dl = gy · w · (exp(l − lse) − [col = t]) — the softmax and the one-hot
- *            in one pass that reads the logits once; no [N, V] softmax is stored.
+ *            in one pass that reads the logits once; no [N, V] softmax is stored, and when the backward is
+ *            the logits' last reader it overwrites them in place (one [N, V] buffer for logits and gradient).
  * A target outside [0, V) (an ignore label such as −100) makes its row contribute nothing, like weight 0.
  * Shapes: logits [N, V]; targets, weights, lse [N, 1].
  */
@@ -66,8 +67,11 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
   SoftmaxCrossEntropyGrad: (c) => {
     const [N, V] = inShape(c, 0) as [number, number];
     const k = new KernelBuilder('CrossEntropyGrad');
-    const ldl = k.input(c.in(0)), ldt = k.input(c.in(1)), ldw = k.input(c.in(2)), ldlse = k.input(c.in(3)), ldg = k.input(c.in(4));
-    const st = k.output(c.out(0));
+    // the logits' last reader: the gradient overwrites them in place (one [N, V] buffer, not two)
+    const inPlace = c.lastUse?.(0) === true && c.in(0).storage === 'f32';
+    if (inPlace) c.view(0, c.in(0));
+    const [ldl, st] = inPlace ? k.inout(c.in(0)) : [k.input(c.in(0)), k.output(c.out(0))];
+    const ldt = k.input(c.in(1)), ldw = k.input(c.in(2)), ldlse = k.input(c.in(3)), ldg = k.input(c.in(4));
     dispatchPerElement(c, k, N * V, `  let row = i / ${V}u;
   let col = i % ${V}u;
   let t = ${targetOf(ldt, V, 'row')};
