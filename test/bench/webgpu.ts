@@ -7,6 +7,9 @@
  *   real shapes:  SmolLM2-135M, Qwen2.5-0.5B, Llama-3.2-1B (bf16 weights kept bf16), B1×T2048, LoRA r16
  *                 all-linear: the plan only (no device, no weights read: the graph references a file that
  *                 need not exist), so these rows are what the backend WOULD allocate as it is today.
+ * Each shape twice: `graph: decomposed` (the ONNX path's graph: attention through [G·T, T] scores, the loss
+ * and norm backwards as IR ops) and `graph: fused` (what the trainer builds for this backend: flash
+ * attention, fused cross-entropy, fused norm backwards; graph/ops/fused.ts).
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,7 +75,10 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
   const { config, layout, weights } = await openModel(dir);
   const lora = buildLoraLayout(config, layout, { rank: 8, alpha: 16, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
   const B = 2, T = 32, N = B * T, P = lora.size;
-  const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T }, optim);
+  const tg = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T, fused: true }, optim);
+  const decomposed = await buildTrainGraph(config, layout, { weights, dir }, lora, { batch: B, seqLen: T }, optim);
+  const planOf = (t: typeof tg) => planGraph(t.graph, { outputs: [...t.fetch, ...t.state.map((s) => s.output)], state: t.state.map((s) => s.input) });
+  report(row('tiny llama (plan)', `B${B}×T${T}`, planOf(decomposed), { graph: 'decomposed' }));
   try {
     const prog = await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
     const z = () => hostTensor('float32', [P], new Float32Array(P));
@@ -88,10 +94,10 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     const steps = 5;
     for (let s = 0; s < steps; s++) await prog.step(feeds);
     const ms = (performance.now() - t0) / steps;
-    report(row('tiny llama (run)', `B${B}×T${T}`, prog.plan, { 'step ms': ms.toFixed(1), pipelines: prog.info.pipelines }));
+    report(row('tiny llama (run)', `B${B}×T${T}`, prog.plan, { graph: 'fused', 'step ms': ms.toFixed(1), pipelines: prog.info.pipelines }));
     await prog.dispose();
   } catch (e) {
-    report(row('tiny llama (plan only)', `B${B}×T${T}`, planGraph(tg.graph, { outputs: [...tg.fetch, ...tg.state.map((s) => s.output)], state: tg.state.map((s) => s.input) }), { 'not run': (e as Error).message.split('\n')[0] }));
+    report(row('tiny llama (plan only)', `B${B}×T${T}`, planOf(tg), { graph: 'fused', 'not run': (e as Error).message.split('\n')[0] }));
   } finally {
     await weights.close();
     await closeGpu();
@@ -102,8 +108,10 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     const cfg = parseModelConfig(hf);
     const lay = weightsLayout(cfg);
     const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
-    const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true }, lr, { batch: 1, seqLen: 2048 }, optim);
-    const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
-    report(row(name, 'B1×T2048', plan, { 'LoRA params': lr.size }));
+    for (const fused of [false, true]) {
+      const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true }, lr, { batch: 1, seqLen: 2048, fused }, optim);
+      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+      report(row(name, 'B1×T2048', plan, { graph: fused ? 'fused' : 'decomposed', 'LoRA params': lr.size }));
+    }
   }
 }

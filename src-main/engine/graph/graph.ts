@@ -69,6 +69,11 @@ export class GraphBuilder {
   readonly inputs: Value[] = [];
   readonly consts: Value[] = [];
   readonly outputs: { name: string; value: Value }[] = [];
+  /**
+   * Build the fused ops of graph/ops/fused.ts (flash attention, cross-entropy, norm backwards) instead of
+   * their decompositions: set for the GPU backend's graphs; ONNX graphs keep the decomposed form.
+   */
+  fused = false;
   private nextId = 0;
   private scalarCache = new Map<string, Value>();
   private cse = new Map<string, Value[]>();

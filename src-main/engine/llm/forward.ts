@@ -437,11 +437,19 @@ export async function buildForward(
       qg = ro.rows ? rope(g, qg, ro.t, ro.rows.qCos, ro.rows.qSin) : rope(g, qg, ro.t);
       kt = ro.rows ? rope(g, kt, ro.t, ro.rows.kCos, ro.rows.kSin) : rope(g, kt, ro.t);
     }
-    const qf = g.reshape(qg, [B, K, G * T, D]);
-    // scores [B, K, G·T, T] = q · kᵀ · scale (soft-capped) + mask
-    const p = g.softmax(attentionScores(c, qf, g.transpose(kt, [0, 1, 3, 2]), maskFor(i)), -1);
-    const vt = g.transpose(g.reshape(v, [B, T, K, D]), [0, 2, 1, 3]); // [B, K, T, D]
-    const att = g.matmul(p, vt); // [B, K, G·T, D]
+    const vT = () => g.transpose(g.reshape(v, [B, T, K, D]), [0, 2, 1, 3]); // [B, K, T, D]
+    let att: Value; // [B, K, G·T, D] = [B, H, T, D]
+    if (g.fused && cfg.attnSoftcap === null) {
+      // GPU backend: one flash-attention node (graph/ops/fused.ts), no [G·T, T] scores or mask in memory
+      const window = isWindowLayer(cfg, i) ? cfg.slidingWindow! : 0;
+      const qkv = [g.reshape(qg, [B, H, T, D]), kt, vT(), ...(pk ? [pk.segments] : [])];
+      att = g.apply('FlashAttention', qkv, { scale: cfg.attnScale, window })[0]!;
+    } else {
+      const qf = g.reshape(qg, [B, K, G * T, D]);
+      // scores [B, K, G·T, T] = q · kᵀ · scale (soft-capped) + mask
+      const p = g.softmax(attentionScores(c, qf, g.transpose(kt, [0, 1, 3, 2]), maskFor(i)), -1);
+      att = g.matmul(p, vT());
+    }
     // back to [N, H·D] with head h = k·G + g (HF's repeat_kv order)
     const merged = g.reshape(g.transpose(g.reshape(att, [B, K, G, T, D]), [0, 3, 1, 2, 4]), [N, H * D]);
     x = await residualAdd(c, x, await linear(c, merged, L.o, i, 'o'), L.postAttnNorm);

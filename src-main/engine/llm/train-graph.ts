@@ -50,6 +50,11 @@ export interface GraphShape {
   dropout?: number;
   /** Training only: activation recomputation (gradient checkpointing) per decoder block. */
   recompute?: boolean;
+  /**
+   * For Lathe's GPU backend: build the fused ops (flash attention, fused cross-entropy, norm backwards;
+   * graph/ops/fused.ts) its dedicated kernels run. Off, the graph is the decomposed one the ONNX path runs.
+   */
+  fused?: boolean;
 }
 
 /**
@@ -120,6 +125,7 @@ export async function buildTrainGraph(
   shape: GraphShape, optim: OptimConfig,
 ): Promise<TrainGraph> {
   const g = new GraphBuilder();
+  g.fused = !!shape.fused;
   const { batch: B, seqLen: T } = shape;
   const N = B * T, P = lora.size;
   const ids = g.input('ids', 'int64', [B, T]);
@@ -155,10 +161,12 @@ export async function buildTrainGraph(
   optimizerStep(g, grad, { params, m, v, gacc, apply, invCount, adam }, optim);
 
   // graphs with bf16 weights referenced in place are for the GPU backend only: ONNX lowering refuses them
-  const lowered = src.bf16InPlace ? null : lowerGraph(g, { name: 'lathe_train_step' });
+  // (fused graphs lower on demand: their ONNX form is each fused op's decomposition)
+  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: 'lathe_train_step' });
   return {
     get model(): OnnxModel {
-      if (!lowered) throw new Error('This train graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only and has no ONNX model.');
+      if (src.bf16InPlace) throw new Error('This train graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only and has no ONNX model.');
+      lowered ??= lowerGraph(g, { name: 'lathe_train_step' });
       return lowered.model;
     },
     nodes: { forward: fwd.nodes, backward: backwardNodes, total: lowered?.nodeCount ?? g.nodes.length },

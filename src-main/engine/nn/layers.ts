@@ -32,6 +32,8 @@ export function loraLinear(g: GraphBuilder, x: Value, w: Value, a: Value, b: Val
 export function softmaxCrossEntropy(g: GraphBuilder, logits: Value, targets: Value, weights: Value | null = null): Value {
   const N = logits.shape[0]!;
   const t = targets.rank === 1 ? g.reshape(targets, [N, 1]) : targets; // [N, 1]
+  // GPU backend: one fused node (its backward reads the logits once; graph/ops/fused.ts)
+  if (g.fused && weights) return g.apply('SoftmaxCrossEntropy', [logits, t, weights])[0]!;
   const lse = g.reduceLogSumExp(logits, [1], true); // [N, 1]
   const picked = g.gatherElements(logits, t, 1); // [N, 1]
   const nll = g.sub(lse, picked); // [N, 1]

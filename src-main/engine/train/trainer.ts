@@ -154,7 +154,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     report('Building the training graph');
     const tg = pref
       ? await buildPreferenceTrainGraph(model, layout, src, lora, { pairs: B, seqLen: T, dropout: cfg.lora.dropout, recompute: cfg.recompute }, pref, cfg.optim)
-      : await buildTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute }, cfg.optim);
+      : await buildTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute, fused: gpuPick.use }, cfg.optim);
     if (pref) log(`Preference tuning: ${describeMethod(cfg)}.`);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
     // Paged optimizer: AdamW moments live in host memory and pass through the device each step.

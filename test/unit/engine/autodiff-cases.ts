@@ -135,6 +135,38 @@ export const CASES: Case[] = [
     op: 'LayerNormalization', label: 'saved statistics', dtype: 'float32', inputs: [f([2, 3, 4]), f([4]), f([4])],
     build: (g, [x, s, b]) => g.layerNorm(x!, s!, b!, 1e-5),
   },
+  // fused ops (graph/ops/fused.ts): the rules' ONNX lowering is the decomposition; on the GPU backend each
+  // is one dedicated kernel (kernels.test.ts compares them with this decomposition on the CPU EP)
+  {
+    op: 'SimplifiedLayerNormalization', label: 'fused backward (RMSNormGrad)', inputs: [f([2, 3, 5]), f([5])],
+    build: (g, [x, s]) => { g.fused = true; return g.rmsNorm(x!, s!, 1e-5); },
+  },
+  {
+    op: 'LayerNormalization', label: 'fused backward (LayerNormGrad)', inputs: [f([3, 70]), f([70]), f([70])],
+    build: (g, [x, s, b]) => { g.fused = true; return g.layerNorm(x!, s!, b!, 1e-5); },
+  },
+  {
+    // GQA: 4 query heads on 2 kv heads; T = 67 spans two 64-row workgroups and several key tiles
+    op: 'FlashAttention', label: 'causal GQA, T 67', inputs: [f([2, 4, 67, 3]), f([2, 2, 67, 3]), f([2, 2, 67, 3])],
+    build: (g, [q, k, v]) => g.apply('FlashAttention', [q!, k!, v!], { scale: 0.7, window: 0 })[0]!,
+  },
+  {
+    // packed samples (segment ids; 0 = padding) and a sliding window of 3, odd T
+    op: 'FlashAttention', label: 'segments + window, T 9', inputs: [f([2, 3, 9, 4]), f([2, 1, 9, 4]), f([2, 1, 9, 4])],
+    build: (g, [q, k, v]) => {
+      const seg = g.constant([1, 1, 1, 1, 2, 2, 3, 3, 3, 1, 1, 2, 2, 2, 2, 2, 0, 0], 'float32', [2, 9]);
+      return g.apply('FlashAttention', [q!, k!, v!, seg], { scale: 0.5, window: 3 })[0]!;
+    },
+  },
+  {
+    op: 'SoftmaxCrossEntropy', label: 'masked rows', inputs: [f([5, 70])],
+    build: (g, [l]) => {
+      const t = g.constant([3, 0, 69, 12, 40], 'int64', [5, 1]);
+      const w = g.constant([0.5, 0, 1, 0.25, 1], l!.dtype, [5, 1]);
+      // logits computed in the graph (a temporary): the GPU's backward then overwrites them in place
+      return g.apply('SoftmaxCrossEntropy', [g.mul(l!, 1.5), t, w])[0]!;
+    },
+  },
   {
     op: 'RotaryEmbedding', dtype: 'float32', inputs: [f([2, 2, 3, 4]), idx([2, 3], [0, 1, 2, 3, 4, 5])],
     build: (g, [x, pos]) => {

@@ -261,6 +261,12 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
         hold(ref.buf);
       },
       used,
+      lastUse: (i) => {
+        const v = node.inputs[i];
+        if (!v || pinned.has(v) || remaining.get(v) !== 1 || node.inputs.filter((x) => x === v).length !== 1) return false;
+        const r = refOf.get(v);
+        return !!r && r.buf.kind === 'temp' && r.offset === 0 && holders.get(r.buf) === 1;
+      },
       dispatch: (k: KernelBuilder, body: string, groups) => {
         // each dispatch's params start at a 256-byte boundary (the storage binding offset alignment)
         const base = Math.ceil(params.length / 64) * 64;

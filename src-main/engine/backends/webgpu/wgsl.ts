@@ -175,6 +175,15 @@ export class KernelBuilder {
     return `st${i}`;
   }
 
+  /** A tensor read and overwritten in place through one read_write binding: [load, store] function names. */
+  inout(ref: Ref): [string, string] {
+    const st = this.output(ref);
+    const i = this.bindings.length - 1;
+    const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
+    this.decls.push(`fn ld${i}(e: u32) -> ${SCALAR[ref.storage]} { return b${i}[${j}]; }`);
+    return [`ld${i}`, st];
+  }
+
   /** Extra module-scope code (helpers, workgroup arrays). */
   decl(code: string): void {
     if (!this.decls.includes(code)) this.decls.push(code);

@@ -5,6 +5,7 @@ import './shape';
 import './indexing';
 import './reduce';
 import './nn';
+import './fused';
 
 export * from './registry';
 export { reshapeTo } from './shape';

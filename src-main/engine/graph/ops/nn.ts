@@ -68,6 +68,11 @@ def({
     const [x, s] = c.x as Value[];
     const gy = c.gy[0];
     if (!gy) return [null, null];
+    if (g.fused) {
+      // the GPU backend's one-kernel backward (fused.ts); its ONNX lowering is the decomposition below
+      const [dx, ds] = g.apply('RMSNormGrad', [x!, s!, gy], { epsilon: num(c.node.attrs, 'epsilon') });
+      return [c.needs(0) ? dx! : null, c.needs(1) ? ds! : null];
+    }
     const { r } = normStats(c, false); // [..., 1]
     const xh = g.mul(x!, r); // x̂
     const ds = c.needs(1) ? g.mul(gy, xh) : null; // summed over rows by the driver
@@ -94,6 +99,11 @@ def({
     const [x, s] = c.x as Value[];
     const gy = c.gy[0];
     if (!gy) return c.x.map(() => null);
+    if (g.fused) {
+      const [dx, ds, db] = g.apply('LayerNormGrad', [x!, s!, gy], { epsilon: num(c.node.attrs, 'epsilon') });
+      const out = [c.needs(0) ? dx! : null, c.needs(1) ? ds! : null, c.needs(2) ? db! : null];
+      return c.x.length < 3 ? out.slice(0, 2) : out;
+    }
     const { mu, r } = normStats(c, true);
     const xh = g.mul(g.sub(x!, mu!), r);
     const ds = c.needs(1) ? g.mul(gy, xh) : null;

@@ -25,6 +25,11 @@ export interface EmitCtx {
    * uploaded once from `data` as they are, read by kernels as u32 words.
    */
   constant(i: number, data: OnnxTensorData, bytes: number): Ref;
+  /**
+   * Is this node the last reader of input i, alone in a temporary buffer of its own? Then an output may
+   * take the buffer over (`view(o, in(i))`) and the kernel overwrite it in place (KernelBuilder.inout).
+   */
+  lastUse?(i: number): boolean;
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }

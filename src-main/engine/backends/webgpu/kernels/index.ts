@@ -6,7 +6,10 @@ import { REDUCE } from './reduce';
 import { INDEXING } from './indexing';
 import { NF4 } from './nf4';
 import { ADAMW } from './adamw';
+import { ATTENTION } from './attention';
+import { CROSS_ENTROPY } from './cross-entropy';
+import { NORM } from './norm';
 
-export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW };
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW, ...ATTENTION, ...CROSS_ENTROPY, ...NORM };
 
 export type { EmitCtx, Emitter } from './context';

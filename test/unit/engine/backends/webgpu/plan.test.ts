@@ -34,6 +34,33 @@ describe('GPU plan', () => {
     }
   });
 
+  it('fused cross-entropy: the backward overwrites the logits in place (one [N, V] buffer); no T×T buffer for attention', async () => {
+    const { gradients } = await import('../../../../../src-main/engine/autodiff/grad');
+    const g = new GraphBuilder();
+    g.fused = true;
+    const N = 64, V = 1000, C = 16, T = 64;
+    const x = g.input('x', 'float32', [N, C]);
+    const w = g.input('w', 'float32', [V, C]);
+    const t = g.input('t', 'int64', [N, 1]);
+    const m = g.input('m', 'float32', [N, 1]);
+    // attention on [1, 4, T, 4] heads built from x (2 kv heads), then the head and the loss
+    const q = g.reshape(x, [1, 4, T, 4]);
+    const kv = g.reshape(g.slice(x, [0, 0], [N, 8]), [1, 2, T, 4]);
+    const att = g.apply('FlashAttention', [q, kv, kv], { scale: 0.5, window: 0 })[0]!;
+    const logits = g.gemm(g.reshape(att, [N, C]), w, null, { transB: true });
+    const loss = g.apply('SoftmaxCrossEntropy', [logits, t, m])[0]!;
+    g.output('loss', loss);
+    g.output('dx', gradients(g, [[loss, null]], [x]).grads[0]!);
+    const p = planGraph(g);
+    const big = p.buffers.filter((b) => b.bytes >= N * V * 4);
+    expect(big.length).toBe(1);
+    // every other temporary is a [T, C]-sized activation: no [T, T] scores or probabilities
+    expect(p.buffers.filter((b) => b.kind === 'temp' && b !== big[0]).every((b) => b.bytes <= N * C * 4)).toBe(true);
+    const grad = p.dispatches.find((d) => d.name === 'CrossEntropyGrad')!;
+    expect(grad.bindings.filter((b) => b.ref.buf === big[0]).map((b) => b.write)).toEqual([true]);
+    expect(p.byKernel).toMatchObject({ FlashAttention: 1, FlashAttentionGradQ: 1, FlashAttentionGradKV: 1, CrossEntropyLse: 1, CrossEntropyLoss: 1 });
+  });
+
   it('makes views of reshapes and contiguous split pieces (no dispatch, no memory)', () => {
     const g = new GraphBuilder();
     const p0 = g.input('p', 'float32', [24]);

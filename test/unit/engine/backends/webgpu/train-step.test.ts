@@ -51,18 +51,22 @@ afterAll(() => closeGpu());
 
 describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
   // every tiny architecture in f32, and weights kept in their file's 16-bit type (unpacked in the kernels' loads)
-  const cases = [...TINY_ARCHS.map((arch) => ({ arch, dtype: 'f32' as const })), { arch: 'llama', dtype: 'bf16' as const }, { arch: 'qwen2', dtype: 'f16' as const }];
-  for (const { arch, dtype } of cases) {
-    it(`${arch} (${dtype} weights): loss, gradients and 3 AdamW steps agree`, async () => {
+  // the GPU runs the fused graph (flash attention, fused cross-entropy and norm backwards: graph/ops/fused.ts),
+  // the CPU EP today's decomposed one; `packed`: two samples per row, segment ids and restarting positions
+  const cases = [...TINY_ARCHS.map((arch) => ({ arch, dtype: 'f32' as const, packed: false })), { arch: 'llama', dtype: 'bf16' as const, packed: false },
+    { arch: 'qwen2', dtype: 'f16' as const, packed: false }, { arch: 'qwen2', dtype: 'f32' as const, packed: true }];
+  for (const { arch, dtype, packed } of cases) {
+    it(`${arch} (${dtype} weights${packed ? ', packed samples' : ''}): loss, gradients and 3 AdamW steps agree`, async () => {
       const dir = path.join(tempDir('lathe-gpu-'), arch);
       await createTinyModel(arch, dir, { seed: 1, dtype });
       const { config, layout, weights } = await openModel(dir);
       const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
       const B = 2, T = 8, N = B * T, P = lora.size;
       const src = openWeightSource(weights); // the CPU EP reads bf16 weights as f32 conversions from the (test) weight cache
-      const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
+      const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, packed }, optim);
       // the GPU's graph references bf16 weights in the file (the CPU EP's reads f32 conversions: same values)
-      const tgGpu = dtype === 'bf16' ? await buildTrainGraph(config, layout, { weights, dir, bf16InPlace: true }, lora, { batch: B, seqLen: T }, optim) : tg;
+      const tgGpu = await buildTrainGraph(config, layout, dtype === 'bf16' ? { weights, dir, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, fused: true }, optim);
+      expect(tgGpu.graph.nodes.some((n) => n.op === 'SoftmaxCrossEntropy')).toBe(true);
       const p0 = initLoraParams(lora, 3);
       // non-zero B too, so every gradient path carries signal
       for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
@@ -76,6 +80,10 @@ describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
         ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
         apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / (N - 1)])),
         adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
+        ...(packed ? {
+          segments: hostTensor('float32', [B, T], Float32Array.from([1, 1, 1, 2, 2, 2, 2, 0, 1, 1, 1, 1, 1, 2, 2, 2])),
+          positions: hostTensor('int64', [B, T], BigInt64Array.from([0, 1, 2, 0, 1, 2, 3, 0, 0, 1, 2, 3, 4, 0, 1, 2].map(BigInt))),
+        } : {}),
       });
       /** One accumulate-only micro-batch (loss, Σ-loss gradient in gacc), then three optimizer steps. */
       const run = async (p: Runner) => {

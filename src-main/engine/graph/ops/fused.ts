@@ -1,0 +1,196 @@
+/**
+ * Fused ops for the GPU backend's dedicated kernels (engine/backends/webgpu/kernels/attention.ts,
+ * cross-entropy.ts, norm.ts). Each is ONE IR node there and lowers to ONNX as the decomposition it stands
+ * for (composite.ts), so the CPU EP runs the same math. Graph builders emit them only when
+ * `GraphBuilder.fused` is set (the GPU backend's graphs); ONNX graphs keep today's decomposed form.
+ *
+ * Letters: B batch, T sequence, H query heads, K kv heads, G = H/K, D head dim, N rows, V vocab.
+ */
+import type { GraphBuilder, Value } from '../graph';
+import { lowerAsDecomposition } from './composite';
+import { def, num, need, floatIn, sameType } from './registry';
+import { type DType, shapeStr, staticShape } from '../types';
+
+/** Additive mask value (exp underflows to exactly 0), as forward.ts uses. */
+const negInf = (dt: DType): number => (dt === 'float16' ? -6e4 : -1e9);
+
+interface AttnDims { B: number; H: number; K: number; G: number; T: number; D: number }
+
+function attnDims(q: Value, k: Value, v: Value): AttnDims {
+  const [B, H, T, D] = staticShape(q.shape, 'attention q');
+  const [Bk, K, Tk, Dk] = staticShape(k.shape, 'attention k');
+  if (q.rank !== 4 || k.rank !== 4) throw new Error(`q must be [B, H, T, D] and k, v [B, K, T, D]; got ${shapeStr(q.shape)}, ${shapeStr(k.shape)}`);
+  if (Bk !== B || Tk !== T || Dk !== D || H! % K! !== 0) throw new Error(`q ${shapeStr(q.shape)} and k ${shapeStr(k.shape)} do not match (H must be a multiple of K)`);
+  if (!v.shape.every((d, i) => d === k.shape[i])) throw new Error(`v ${shapeStr(v.shape)} must have k's shape ${shapeStr(k.shape)}`);
+  return { B: B!, H: H!, K: K!, G: H! / K!, T: T!, D: D! };
+}
+
+/**
+ * The additive mask [B|1, 1, G·T, T] of the grouped layout: causal, within `window` (0: none), and
+ * within the same segment id when `segments` [B, T] is given (packed samples). Same formula as forward.ts.
+ */
+function attnMask(g: GraphBuilder, segments: Value | null, d: AttnDims, window: number, dt: DType): Value {
+  const { B, G, T } = d;
+  const m = new Float32Array((segments ? 1 : G) * T * T);
+  for (let gi = 0; gi < (segments ? 1 : G); gi++) {
+    for (let t = 0; t < T; t++) for (let s = 0; s < T; s++) m[(gi * T + t) * T + s] = s <= t && (!window || t - s < window) ? 0 : negInf(dt);
+  }
+  if (!segments) return g.constant(m, dt, [G * T, T]);
+  const same = g.equal(g.reshape(segments, [B, T, 1]), g.reshape(segments, [B, 1, T]));
+  const bias = g.where(same, g.constant(m, dt, [T, T]), negInf(dt));
+  return g.reshape(g.expand(g.reshape(bias, [B, 1, 1, T, T]), [B, 1, G, T, T]), [B, 1, G * T, T]);
+}
+
+/** Masked, scaled scores z [B, K, G·T, T] of the decomposition. */
+function scores(g: GraphBuilder, q: Value, k: Value, seg: Value | null, d: AttnDims, scale: number, window: number): { qf: Value; z: Value } {
+  const qf = g.reshape(q, [d.B, d.K, d.G * d.T, d.D]);
+  const s = g.mul(g.matmul(qf, g.transpose(k, [0, 1, 3, 2])), scale);
+  return { qf, z: g.add(s, attnMask(g, seg, d, window, q.dtype)) };
+}
+
+function attnInfer(x: readonly (Value | null)[]): AttnDims {
+  const [q, k, v] = need(x, 3);
+  floatIn(q!);
+  sameType([q!, k!, v!]);
+  const seg = x[3 + (x.length > 4 ? 3 : 0)];
+  if (seg && (seg.rank !== 2 || seg.shape[0] !== q!.shape[0] || seg.shape[1] !== q!.shape[2])) throw new Error(`segments must be [B, T], got ${shapeStr(seg.shape)}`);
+  return attnDims(q!, k!, v!);
+}
+
+def({
+  // o = softmax(q·kᵀ·scale + mask) v per query head h, reading kv head ⌊h/G⌋; lse = the row's logsumexp
+  // inputs q [B, H, T, D], k, v [B, K, T, D], segments f32 [B, T] (optional); attrs scale, window (0: none)
+  name: 'FlashAttention',
+  optionalOutputs: true,
+  infer: (x) => {
+    const d = attnInfer(x);
+    return [{ dtype: x[0]!.dtype, shape: [d.B, d.H, d.T, d.D] }, { dtype: 'float32', shape: [d.B, d.H, d.T] }];
+  },
+  lower: (c) => lowerAsDecomposition(c, (g, x) => {
+    const [q, k, v, seg] = x as [Value, Value, Value, Value | null];
+    const d = attnDims(q, k, v);
+    const { z } = scores(g, q, k, seg ?? null, d, num(c.node.attrs, 'scale'), num(c.node.attrs, 'window'));
+    const o = g.reshape(g.matmul(g.softmax(z, -1), v), [d.B, d.H, d.T, d.D]);
+    return [o, g.cast(g.reshape(g.reduceLogSumExp(z, [-1], true), [d.B, d.H, d.T]), 'float32')];
+  }),
+  grad: (c) => {
+    if (c.gy[1]) throw new Error('FlashAttention: its logsumexp output is for the backward only and has no gradient');
+    const gy = c.gy[0];
+    if (!gy) return c.x.map(() => null);
+    const [q, k, v, seg] = c.x;
+    const [dq, dk, dv] = c.g.apply('FlashAttentionGrad', [q!, k!, v!, c.y[0]!, c.y[1]!, gy, seg ?? null], c.node.attrs);
+    return [c.needs(0) ? dq! : null, c.needs(1) ? dk! : null, c.needs(2) ? dv! : null, ...(c.x.length > 3 ? [null] : [])];
+  },
+});
+
+def({
+  // dq, dk, dv of FlashAttention from q, k, v, o, lse, dO (, segments), and delta = rowsum(dO ∘ o) [B, H, T]
+  name: 'FlashAttentionGrad',
+  optionalOutputs: true,
+  infer: (x) => {
+    const d = attnInfer(x);
+    const [q, k, v] = x as Value[];
+    return [{ dtype: q!.dtype, shape: [...q!.shape] }, { dtype: k!.dtype, shape: [...k!.shape] }, { dtype: v!.dtype, shape: [...v!.shape] },
+      { dtype: 'float32', shape: [d.B, d.H, d.T] }];
+  },
+  lower: (c) => lowerAsDecomposition(c, (g, x) => {
+    const [q, k, v, o, lse, dO, seg] = x as [Value, Value, Value, Value, Value, Value, Value | null];
+    const d = attnDims(q, k, v);
+    const scale = num(c.node.attrs, 'scale');
+    const { qf, z } = scores(g, q, k, seg ?? null, d, scale, num(c.node.attrs, 'window'));
+    const rows = [d.B, d.K, d.G * d.T, 1];
+    const p = g.exp(g.sub(z, g.reshape(g.cast(lse, q.dtype), rows))); // P recomputed from the saved logsumexp
+    const dOf = g.reshape(dO, [d.B, d.K, d.G * d.T, d.D]);
+    const dv = g.matmul(g.transpose(p, [0, 1, 3, 2]), dOf); // Σ over the G query heads of kv head k
+    const dp = g.matmul(dOf, g.transpose(v, [0, 1, 3, 2]));
+    const delta = g.reduceSum(g.mul(dOf, g.reshape(o, [d.B, d.K, d.G * d.T, d.D])), [-1], true); // = rowsum(dP ∘ P)
+    const ds = g.mul(g.mul(p, g.sub(dp, delta)), scale);
+    const dq = g.reshape(g.matmul(ds, k), [d.B, d.H, d.T, d.D]);
+    const dk = g.matmul(g.transpose(ds, [0, 1, 3, 2]), qf);
+    return [dq, dk, dv, g.cast(g.reshape(delta, [d.B, d.H, d.T]), 'float32')];
+  }),
+});
+
+def({
+  // loss = Σ_i w_i (logsumexp(logits_i) − logits_i[t_i]) (scalar); lse [N, 1] for the backward.
+  // inputs logits [N, V], targets int [N, 1], weights f32 [N, 1] (0 = masked row: contributes nothing)
+  name: 'SoftmaxCrossEntropy',
+  optionalOutputs: true,
+  infer: (x) => {
+    const [l, t, w] = need(x, 3);
+    floatIn(l!);
+    if (l!.rank !== 2 || t!.rank !== 2 || t!.shape[1] !== 1 || w!.rank !== 2 || t!.shape[0] !== l!.shape[0] || w!.shape[0] !== l!.shape[0]) {
+      throw new Error(`expected logits [N, V], targets [N, 1], weights [N, 1]; got ${shapeStr(l!.shape)}, ${shapeStr(t!.shape)}, ${shapeStr(w!.shape)}`);
+    }
+    return [{ dtype: l!.dtype, shape: [] }, { dtype: l!.dtype, shape: [l!.shape[0]!, 1] }];
+  },
+  lower: (c) => lowerAsDecomposition(c, (g, [l, t, w]) => {
+    const lse = g.reduceLogSumExp(l!, [1], true);
+    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l!, t!, 1)), w!), [0, 1], false), lse];
+  }),
+  grad: (c) => {
+    const gy = c.gy[0];
+    if (c.gy[1]) throw new Error('SoftmaxCrossEntropy: its logsumexp output has no gradient');
+    if (!gy) return [null, null, null];
+    const [l, t, w] = c.x as Value[];
+    const dl = c.needs(0) ? c.g.apply('SoftmaxCrossEntropyGrad', [l!, t!, w!, c.y[1]!, gy])[0]! : null;
+    const dw = c.needs(2) ? c.g.mul(c.g.sub(c.y[1]!, c.g.gatherElements(l!, t!, 1)), gy) : null;
+    return [dl, null, dw];
+  },
+});
+
+def({
+  // dlogits [N, V] = gy · w · (softmax(logits) − onehot(t)), reading the logits once (exp(l − lse))
+  name: 'SoftmaxCrossEntropyGrad',
+  infer: (x) => {
+    const [l] = need(x, 5);
+    return [{ dtype: l!.dtype, shape: [...l!.shape] }];
+  },
+  lower: (c) => lowerAsDecomposition(c, (g, [l, t, w, lse, gy]) => {
+    const wg = g.mul(w!, gy!); // [N, 1]
+    return [g.scatterAdd(g.mul(g.exp(g.sub(l!, lse!)), wg), t!, g.neg(wg), 1)];
+  }),
+});
+
+/** Norm-gradient inference: dx like x, dscale (and dbias) like scale, the row statistic [..., 1] f32. */
+function normGradInfer(x: readonly (Value | null)[], outs: number, stats: number) {
+  const [v, s, gy] = need(x, 3);
+  floatIn(v!);
+  sameType([v!, s!, gy!]);
+  if (!gy!.shape.every((d, i) => d === v!.shape[i])) throw new Error(`gy ${shapeStr(gy!.shape)} must have x's shape ${shapeStr(v!.shape)}`);
+  const stat = { dtype: 'float32' as DType, shape: [...v!.shape.slice(0, -1), 1] };
+  return [{ dtype: v!.dtype, shape: [...v!.shape] }, ...new Array(outs).fill({ dtype: v!.dtype, shape: [...s!.shape] }), ...new Array(stats).fill(stat)];
+}
+
+def({
+  // RMSNorm backward: x, scale, gy -> dx, dscale [D] (summed over rows), r = 1/rms [..., 1]
+  name: 'RMSNormGrad',
+  optionalOutputs: true,
+  infer: (x) => normGradInfer(x, 1, 1),
+  lower: (c) => lowerAsDecomposition(c, (g, [x, s, gy]) => {
+    // the same nodes as SimplifiedLayerNormalization's decomposed rule (nn.ts)
+    const r = g.pow(g.add(g.reduceMean(g.mul(x!, x!), [-1], true), num(c.node.attrs, 'epsilon')), -0.5);
+    const xh = g.mul(x!, r);
+    const gxh = g.mul(gy!, s!);
+    const dx = g.mul(g.sub(gxh, g.mul(xh, g.reduceMean(g.mul(gxh, xh), [-1], true))), r);
+    const lead = x!.shape.slice(0, -1).map((_, i) => i);
+    return [dx, g.reduceSum(g.mul(gy!, xh), lead, false), g.cast(r, 'float32')];
+  }),
+});
+
+def({
+  // LayerNorm backward: x, scale, gy -> dx, dscale, dbias [D] (summed over rows), μ and r = 1/std [..., 1]
+  name: 'LayerNormGrad',
+  optionalOutputs: true,
+  infer: (x) => normGradInfer(x, 2, 2),
+  lower: (c) => lowerAsDecomposition(c, (g, [x, s, gy]) => {
+    const mu = g.reduceMean(x!, [-1], true);
+    const xc = g.sub(x!, mu);
+    const r = g.pow(g.add(g.reduceMean(g.mul(xc, xc), [-1], true), num(c.node.attrs, 'epsilon')), -0.5);
+    const xh = g.mul(xc, r);
+    const gxh = g.mul(gy!, s!);
+    const dx = g.mul(g.sub(g.sub(gxh, g.reduceMean(gxh, [-1], true)), g.mul(xh, g.reduceMean(g.mul(gxh, xh), [-1], true))), r);
+    const lead = x!.shape.slice(0, -1).map((_, i) => i);
+    return [dx, g.reduceSum(g.mul(gy!, xh), lead, false), g.reduceSum(gy!, lead, false), g.cast(mu, 'float32'), g.cast(r, 'float32')];
+  }),
+});
