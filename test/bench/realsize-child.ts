@@ -13,6 +13,7 @@ import { Program } from '../../src-main/engine/runtime/program';
 import { hostTensor, toNumbers } from '../../src-main/engine/runtime/tensor';
 import type { EngineSessionOptions, EpName } from '../../src-main/engine/runtime/session';
 import { openWeightSource } from '../../src-main/engine/weights/source';
+import { WEBGPU_VOCAB_CHUNK_BYTES } from '../../src-main/engine/llm/forward';
 
 export interface RealsizeJob {
   modelDir: string;
@@ -34,6 +35,7 @@ const rss = () => process.memoryUsage().rss;
 const t0 = performance.now();
 const { config, layout, weights } = await openModel(job.modelDir);
 const src = openWeightSource(weights, { quantize: job.quantize, compute: job.compute });
+if (job.ep === 'webgpu') src.vocabChunkBytes = WEBGPU_VOCAB_CHUNK_BYTES; // as the trainer does
 const lora = buildLoraLayout(config, layout, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
 const B = job.batch, T = job.seqLen, N = B * T, P = lora.size;
 const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, recompute: job.recompute }, optim);

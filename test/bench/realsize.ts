@@ -19,6 +19,7 @@ import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { estimateMemory } from '../../src-main/engine/memory/estimate';
 import { probeEp } from '../../src-main/engine/runtime/ep';
 import type { RealsizeJob } from './realsize-child';
+import { writeBigBf16Model } from '../helpers/big';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CHILD = join(HERE, 'realsize-child.ts');
@@ -39,6 +40,11 @@ export interface Shape {
   compute?: 'float32' | 'float16';
   /** Model folder of another row (GPU rows reuse the CPU rows' models). */
   model?: string;
+  /**
+   * Weights that repeat one random block (test/helpers/big.ts): written at disk speed instead of drawn value
+   * by value (16 GB took > 1 h on the shared machine). For memory and time rows, not for loss values.
+   */
+  fast?: boolean;
 }
 
 const common = { rms_norm_eps: 1e-5, max_position_embeddings: 8192 };
@@ -53,6 +59,10 @@ export const SHAPES: Shape[] = [
   { name: 'Llama-3.1-8B-2layer', arch: 'llama3', batch: 1, seqLen: 64, quantize: 'nf4', torch: false,
     overrides: { ...common, hidden_size: 4096, num_hidden_layers: 2, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 128, intermediate_size: 14336, vocab_size: 128256,
       tie_word_embeddings: false, max_position_embeddings: 131072, rope_scaling: { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192, rope_type: 'llama3' } } },
+];
+/** The full 32-layer Llama-3.1-8B shape (16 GB of bf16 on disk; ~5 GB of NF4 codes in the cache): only when named in LATHE_REALSIZE. */
+export const BIG_SHAPES: Shape[] = [
+  { ...SHAPES[3]!, name: 'Llama-3.1-8B', fast: true, overrides: { ...SHAPES[3]!.overrides, num_hidden_layers: 32 } },
 ];
 
 /** One tiny step each on the WebGPU EP (lavapipe is ~20x slower than the CPU EP: T = 8). */
@@ -74,7 +84,8 @@ export async function ensureModel(s: Shape): Promise<string> {
   const tmp = `${dir}.partial-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(bigModelsDir(), { recursive: true });
-  await createTinyModel(s.arch, tmp, { seed: 1, dtype: 'bf16', overrides: s.overrides, maxShardBytes: 4 * 2 ** 30 });
+  if (s.fast) await writeBigBf16Model(tmp, s.arch, s.overrides, { maxShardBytes: 4 * 2 ** 30 });
+  else await createTinyModel(s.arch, tmp, { seed: 1, dtype: 'bf16', overrides: s.overrides, maxShardBytes: 4 * 2 ** 30 });
   renameSync(tmp, dir);
   return dir;
 }
@@ -111,8 +122,8 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
   const only = process.env['LATHE_REALSIZE']?.split(',');
   const gpu = await probeEp('webgpu');
   if (!gpu.ok) report({ bench: 'realsize', ep: 'webgpu', skipped: gpu.reason });
-  for (const s of [...SHAPES, ...(gpu.ok ? GPU_SHAPES : [])]) {
-    if (only && !only.includes(s.name)) continue;
+  for (const s of [...SHAPES, ...(gpu.ok ? GPU_SHAPES : []), ...BIG_SHAPES]) {
+    if (only ? !only.includes(s.name) : BIG_SHAPES.includes(s)) continue;
     const rank = 8;
     try {
       const dir = await ensureModel(s);
@@ -139,7 +150,7 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2] === 'gen') {
-  const s = [...SHAPES, ...GPU_SHAPES].find((x) => x.name === process.argv[3]);
+  const s = [...SHAPES, ...GPU_SHAPES, ...BIG_SHAPES].find((x) => x.name === process.argv[3]);
   if (!s) throw new Error(`No shape ${process.argv[3]}; one of ${SHAPES.map((x) => x.name).join(', ')}.`);
   console.log(await ensureModel(s));
 }

@@ -3,7 +3,7 @@
  * overrides, and weights that repeat one random block of bf16 values (norms 1, biases 0). Not for parity:
  * for tests of what happens when weights are GBs (conversion, external data, memory).
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createTinyModel, parseModelConfig, weightsLayout } from '../../src-main/engine/models';
 import { Rng } from '../../src-main/engine/models/rng';
@@ -12,11 +12,23 @@ import { tempDir } from './services';
 
 const BLOCK = 4099; // prime: rows of a matrix do not repeat in step
 
-export async function bigBf16Model(arch: string, overrides: Record<string, unknown>, opts: { scale?: number; edit?: (name: string, bits: Uint16Array) => void } = {}): Promise<string> {
-  const base = tempDir('lathe-big-');
-  const tiny = path.join(base, 'tiny');
+export interface BigModelOptions {
+  scale?: number;
+  edit?: (name: string, bits: Uint16Array) => void;
+  /** Largest shard (writeModelWeights' default unless told). */
+  maxShardBytes?: number;
+}
+
+export async function bigBf16Model(arch: string, overrides: Record<string, unknown>, opts: BigModelOptions = {}): Promise<string> {
+  const dir = path.join(tempDir('lathe-big-'), 'model');
+  await writeBigBf16Model(dir, arch, overrides, opts);
+  return dir;
+}
+
+/** bigBf16Model into the folder `dir` (made here; its parent must exist): the tiny model's files go to `dir`.tiny first. */
+export async function writeBigBf16Model(dir: string, arch: string, overrides: Record<string, unknown>, opts: BigModelOptions = {}): Promise<void> {
+  const tiny = `${dir}.tiny`;
   await createTinyModel(arch, tiny, { seed: 1, dtype: 'bf16' });
-  const dir = path.join(base, 'model');
   mkdirSync(dir);
   for (const f of ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) copyFileSync(path.join(tiny, f), path.join(dir, f));
   const hf = { ...JSON.parse(readFileSync(path.join(tiny, 'config.json'), 'utf8')), ...overrides, torch_dtype: 'bfloat16' };
@@ -36,6 +48,6 @@ export async function bigBf16Model(arch: string, overrides: Record<string, unkno
     }
     opts.edit?.(s.name, out);
     return out;
-  });
-  return dir;
+  }, { maxShardBytes: opts.maxShardBytes });
+  rmSync(tiny, { recursive: true, force: true });
 }

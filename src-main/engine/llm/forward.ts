@@ -12,6 +12,7 @@
  */
 import path from 'node:path';
 import type { GraphBuilder, Value, ConstData } from '../graph/graph';
+import { BYTES } from '../graph/types';
 import type { ModelConfig } from '../models/config';
 import { ropeCosSin, type RopeParams } from '../models/config';
 import type { LayerLayout, LinearWeights, NormWeights, WeightsLayout } from '../models/layout';
@@ -64,7 +65,20 @@ export interface WeightSource {
    * lowering refuses graphs built this way.
    */
   bf16InPlace?: boolean;
+  /**
+   * GPU EPs: the vocabulary matrices (embedding, lm_head) are placed as row chunks of at most this many
+   * bytes each (vocabRows). Unset: one tensor each (the CPU EP, which needs no chunks).
+   */
+  vocabChunkBytes?: number;
 }
+
+/**
+ * The chunk size for the WebGPU EP: 128 MiB, the maxStorageBufferBindingSize every WebGPU adapter allows.
+ * onnxruntime binds a tensor beyond that limit as several segments, one storage buffer each, and a shader
+ * binds at most 16 (lavapipe; 8 by the spec): Llama-3.1-8B's f32 lm_head [128256, 4096] (2.1 GB) made its
+ * Gemm fail with "Too many storage buffers in shader. Current: 17, Max is 16".
+ */
+export const WEBGPU_VOCAB_CHUNK_BYTES = 128 * 2 ** 20;
 
 export interface ForwardResult {
   /** [N, V] f32 logits. */
@@ -111,23 +125,95 @@ export async function baseWeight(g: GraphBuilder, src: WeightSource, name: strin
 async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Promise<Value> {
   const e = src.weights.entry(name);
   const dt = computeType(src);
+  if (e.dtype === 'BF16' && src.bf16InPlace && dt === 'float32') {
+    // the GPU backend reads bf16 in place (unpacked in its kernels' loads)
+    return g.weight(name, 'float32', e.shape, { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength, stored: 'bfloat16' });
+  }
+  const ref = weightRef(src, name);
+  return g.cast(g.weight(name, ref.dtype, e.shape, ref.data), dt); // the Cast is a no-op when the file holds the compute type
+}
+
+/** Where the bytes of frozen weight `name` are (the model file, or the weight cache) and their type. */
+function weightRef(src: WeightSource, name: string): { dtype: 'float32' | 'float16'; data: ConstData & { kind: 'external' } } {
+  const e = src.weights.entry(name);
   if (e.dtype === 'F32' || e.dtype === 'F16') {
-    const data: ConstData = src.cache
-      ? { kind: 'external', ...src.cache.stored(name) }
-      : { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength };
-    const w = g.weight(name, e.dtype === 'F32' ? 'float32' : 'float16', e.shape, data);
-    return g.cast(w, dt); // a no-op when the file already holds the compute type
+    const data = src.cache
+      ? { kind: 'external' as const, ...src.cache.stored(name) }
+      : { kind: 'external' as const, location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength };
+    return { dtype: e.dtype === 'F32' ? 'float32' : 'float16', data };
   }
   if (e.dtype === 'BF16') {
-    if (src.bf16InPlace && dt === 'float32') {
-      // the GPU backend reads bf16 in place (unpacked in its kernels' loads)
-      return g.weight(name, 'float32', e.shape, { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength, stored: 'bfloat16' });
-    }
     // converted once into the cache (f16: range-checked), referenced there; never embedded in the model
     if (!src.cache) throw new Error(`Weight ${name} is BF16: build the WeightSource with openWeightSource (engine/weights/source.ts) so it is converted into the weight cache.`);
-    return g.weight(name, dt, e.shape, { kind: 'external', ...src.cache.converted(name, dt) });
+    const dt = computeType(src);
+    return { dtype: dt, data: { kind: 'external', ...src.cache.converted(name, dt) } };
   }
   throw new Error(`Weight ${name} has dtype ${e.dtype}; Lathe reads F32, F16 and BF16 weights.`);
+}
+
+/** Rows [start, end) of a frozen [V, C] matrix, placed as a weight of their own (compute type). */
+export interface VocabRows { w: Value; start: number; end: number }
+
+/**
+ * The frozen vocabulary matrix `name` ([V, C]: embedding or lm_head) as row chunks of at most
+ * src.vocabChunkBytes bytes (in the file's type and in the compute type), each an initializer over its
+ * own byte range of the same file; one chunk (the baseWeight) when no limit is set or it fits.
+ */
+export async function vocabRows(g: GraphBuilder, src: WeightSource, name: string): Promise<VocabRows[]> {
+  const e = src.weights.entry(name);
+  const limit = src.vocabChunkBytes;
+  const [V, C] = e.shape as [number, number];
+  const whole = async () => [{ w: await baseWeight(g, src, name), start: 0, end: V }];
+  if (!limit || e.shape.length !== 2 || (e.dtype === 'BF16' && src.bf16InPlace)) return whole();
+  const dt = computeType(src);
+  const ref = weightRef(src, name);
+  const rowBytes = C * Math.max(BYTES[ref.dtype], BYTES[dt]);
+  const per = Math.max(1, Math.floor(limit / rowBytes));
+  if (per >= V) return whole();
+  const count = Math.ceil(V / per), size = Math.ceil(V / count); // balanced chunks
+  let cache = placed.get(g);
+  if (!cache) placed.set(g, (cache = new Map()));
+  const out: VocabRows[] = [];
+  for (let start = 0; start < V; start += size) {
+    const end = Math.min(V, start + size);
+    const key = `${name}.rows${start}_${end}`;
+    let w = cache.get(key);
+    if (!w) {
+      const bytes = C * BYTES[ref.dtype];
+      const data = { ...ref.data, offset: ref.data.offset + start * bytes, length: (end - start) * bytes };
+      cache.set(key, (w = g.cast(g.weight(key, ref.dtype, [end - start, C], data), dt)));
+    }
+    out.push({ w, start, end });
+  }
+  return out;
+}
+
+/** Embedding lookup over row chunks: rows [..., C] of `ids` (int64), each read from the chunk holding it. */
+export function gatherRows(g: GraphBuilder, rows: VocabRows[], ids: Value): Value {
+  if (rows.length === 1) return g.gather(rows[0]!.w, ids);
+  // No int64 arithmetic (the WebGPU EP has none): small f32 tables indexed by the id give its chunk and
+  // its row inside the chunk (exact in f32 below 2^24 rows; cast to int32 for the chunk Gathers). Every
+  // chunk is read at that row (clamped for a shorter last chunk); the id's own chunk wins in a Where.
+  const V = rows[rows.length - 1]!.end;
+  const chunkOf = new Float32Array(V), local = new Float32Array(V);
+  rows.forEach((r, k) => { for (let id = r.start; id < r.end; id++) { chunkOf[id] = k; local[id] = id - r.start; } });
+  const which = g.gather(g.constant(chunkOf, 'float32', [V, 1]), ids); // [..., 1]
+  const at = (table: Float32Array) => g.cast(g.gather(g.constant(table, 'float32', [V]), ids), 'int32'); // [...]
+  const row = at(local);
+  let x: Value | null = null;
+  for (let k = rows.length - 1; k >= 0; k--) {
+    const r = rows[k]!, n = r.end - r.start;
+    const inRange = rows.every((q) => q.end - q.start <= n);
+    const part = g.gather(r.w, inRange ? row : at(local.map((l) => Math.min(l, n - 1))));
+    x = x === null ? part : g.where(g.equal(which, k), part, x);
+  }
+  return x!;
+}
+
+/** x [N, C] · Wᵀ over row chunks of W [V, C]: logits [N, V] (one Gemm per chunk, concatenated). */
+export function headLogits(g: GraphBuilder, x: Value, rows: VocabRows[]): Value {
+  const parts = rows.map((r) => g.gemm(x, r.w, null, { transB: true }));
+  return parts.length === 1 ? parts[0]! : g.concat(parts, 1);
 }
 
 /** Exported with linear/norm/activation/ropeTables/rope for the KV-cache graphs in engine/generate. */
@@ -374,9 +460,9 @@ export async function buildForward(
   const c: Ctx = { g, cfg, src, lora, loraTensors, N, dropout: opts.dropout && opts.dropout.p > 0 ? opts.dropout : null };
 
   // embeddings: x [N, C]
-  const wte = await baseWeight(g, src, layout.embed);
+  const wte = await vocabRows(g, src, layout.embed);
   // gather with the [B, T] ids as they are: a Reshape of int64 data has no WebGPU kernel
-  let x = g.reshape(g.gather(wte, ids), [N, C]);
+  let x = g.reshape(gatherRows(g, wte, ids), [N, C]);
   if (newRows && opts.newTokens) {
     // new tokens take their row from the trainable [r, C] rows: x + isNew · (rows[newIdx] − x)
     const xn = g.reshape(g.gather(toDt(newRows.embed), opts.newTokens.newIdx), [N, C]);
@@ -461,8 +547,8 @@ export async function buildForward(
   for (let i = 0; i < cfg.numLayers; i++) xs.push((x = await block(x, i)));
 
   x = await norm(c, x, layout.finalNorm);
-  const head = await baseWeight(g, src, layout.lmHead ?? layout.embed); // [V, C]
-  let logits = g.gemm(x, head, null, { transB: true }); // [N, V]
+  const head = await vocabRows(g, src, layout.lmHead ?? layout.embed); // [V, C] (row chunks on GPU EPs)
+  let logits = headLogits(g, x, head); // [N, V]
   if (newRows) {
     // V + r columns: the trainable rows' logits appended; base columns of re-used rows (id < V) masked out
     logits = g.concat([logits, g.gemm(x, toDt(newRows.head), null, { transB: true })], 1); // [N, V + r]

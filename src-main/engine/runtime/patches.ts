@@ -13,6 +13,11 @@
  * whose 2nd output is the mean. Y is right. Measured: x = [1,2,3,4] gives 2.5 on WebGPU, 0.365 on CPU.
  * An RMSNorm backward that reuses that output trains wrongly on WebGPU. Rewrite: keep Y from the fused
  * node and recompute inv_std_var from x (Mul, ReduceMean, Add eps, Sqrt, Reciprocal: 5 nodes).
+ *
+ * 3. WebGPU, onnxruntime 1.30: ReduceLogSumExp is log(Σ exp(x)) without subtracting the maximum, so any
+ * input above ~88.7 overflows exp in f32 and the result is +inf (the CPU EP's kernel is stable). Measured on
+ * the Llama-3.2-1B shape: logits up to 290 gave a loss of Infinity on the WebGPU EP (f16 and f32 compute
+ * alike: the loss is f32), 260.68 on the CPU EP. Rewrite: m = ReduceMax(x), Log(ReduceSum(Exp(x − m))) + m.
  */
 import type { OnnxDataType, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor } from '../onnx/spec';
 import { rawTensor } from '../onnx/pack';
@@ -33,7 +38,8 @@ export function patchForEp(model: OnnxModel, ep: EpName, opts: PatchOptions = {}
   if (ep !== 'webgpu') return { model, applied: [] };
   const a = patchWideSplitConcat(model, Math.max(3, opts.maxStorageBuffers ?? 8));
   const b = patchSimplifiedLayerNormInvStd(a.model);
-  return { model: b.model, applied: [...a.applied, ...b.applied] };
+  const c = patchReduceLogSumExp(b.model);
+  return { model: c.model, applied: [...a.applied, ...b.applied, ...c.applied] };
 }
 
 /** Consecutive groups for one tree level: as few as possible, at most `fan`, each ≤ fan when that suffices. */
@@ -160,6 +166,34 @@ function patchSimplifiedLayerNormInvStd(model: OnnxModel): PatchResult {
     applied.push(`SimplifiedLayerNormalization ${n.name ?? ''}: inv_std_var recomputed (WebGPU kernel returns the mean there)`);
   }
   return { model: { ...model, graph: { ...g, nodes, initializers: [...g.initializers, ...extraInits] } }, applied };
+}
+
+function patchReduceLogSumExp(model: OnnxModel): PatchResult {
+  const g = model.graph;
+  if (!g.nodes.some((n) => n.op === 'ReduceLogSumExp' && (n.domain ?? '') === '')) return { model, applied: [] };
+  const applied: string[] = [];
+  const nodes: OnnxNode[] = [];
+  let k = 0;
+  for (const n of g.nodes) {
+    if (n.op !== 'ReduceLogSumExp' || (n.domain ?? '') !== '') { nodes.push(n); continue; }
+    const p = `__webgpu_lse${k++}`;
+    const [x, axes] = [n.inputs[0]!, n.inputs[1] ?? ''];
+    const keepdims = n.attributes?.keepdims?.type === 'int' ? n.attributes.keepdims.value : 1;
+    const keep = { keepdims: { type: 'int' as const, value: 1 } };
+    const red = (op: string, input: string, out: string) => ({ op, name: `${p}_${op}`, inputs: axes ? [input, axes] : [input], outputs: [out], attributes: keep });
+    const y = n.outputs[0]!;
+    nodes.push(
+      red('ReduceMax', x, `${p}_m`),
+      { op: 'Sub', name: `${p}_sub`, inputs: [x, `${p}_m`], outputs: [`${p}_d`] },
+      { op: 'Exp', name: `${p}_exp`, inputs: [`${p}_d`], outputs: [`${p}_e`] },
+      red('ReduceSum', `${p}_e`, `${p}_s`),
+      { op: 'Log', name: `${p}_log`, inputs: [`${p}_s`], outputs: [`${p}_l`] },
+      { op: 'Add', name: `${p}_add`, inputs: [`${p}_l`, `${p}_m`], outputs: [keepdims ? y : `${p}_y`] },
+    );
+    if (!keepdims) nodes.push({ op: 'Squeeze', name: `${p}_squeeze`, inputs: axes ? [`${p}_y`, axes] : [`${p}_y`], outputs: [y] });
+    applied.push(`ReduceLogSumExp ${n.name ?? ''}: max-subtracted (the WebGPU kernel overflows past 88.7)`);
+  }
+  return { model: { ...model, graph: { ...g, nodes } }, applied };
 }
 
 /** Ops whose output type is not their first input's. */

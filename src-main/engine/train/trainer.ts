@@ -14,7 +14,7 @@ import { openDataset } from '../../data/pack/dataset';
 import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../runtime';
 import { adamwScalars } from '../nn/layers';
 import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
-import type { WeightSource } from '../../engine/llm/forward';
+import { WEBGPU_VOCAB_CHUNK_BYTES, type WeightSource } from '../../engine/llm/forward';
 import { learningRateAt } from './schedule';
 import { MetricsLog } from './metrics';
 import { CheckpointManager, type Checkpoint } from './checkpoints';
@@ -139,6 +139,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const gpuPick = await chooseGpuBackend(cfg.ep, gpuUnsupported(cfg), hasGpuDevice());
     const ep = gpuPick.use ? { ep: 'cpu' as EpName, reason: gpuPick.reason } : await chooseEp(cfg.ep === 'gpu' ? 'auto' : cfg.ep);
     usedGpu = gpuPick.use;
+    // onnxruntime's WebGPU EP: vocabulary matrices in chunks a shader can bind (forward.ts vocabRows)
+    if (ep.ep === 'webgpu') src.vocabChunkBytes = WEBGPU_VOCAB_CHUNK_BYTES;
     onEp(gpuPick.use ? 'webgpu' : ep.ep); // (out-of-memory guidance: estimated as a GPU run)
     log(gpuPick.use ? ep.reason : cfg.ep === 'auto' && gpuPick.reason ? `${ep.reason} (GPU backend not used: ${gpuPick.reason})` : ep.reason);
     if (cfg.compute === 'float16' && ep.ep === 'cpu') {

@@ -276,3 +276,37 @@ describe('WebGPU patches: wide Split / Concat', () => {
     await expect(runModel(encodeModel(model), { x }, { ep: 'webgpu' })).rejects.toThrow(/Too many storage buffers/);
   });
 });
+
+describe('WebGPU patches: ReduceLogSumExp', () => {
+  // a row of logits up to 300 (exp overflows f32 past 88.7), reduced with and without keepdims
+  const lse = (keepdims: 0 | 1): OnnxModel => ({
+    opsets: [{ domain: '', version: 21 }],
+    graph: {
+      name: 'lse', initializers: [rawTensor('axes', 'int64', [1], [1])],
+      inputs: [{ name: 'x', type: 'float32', shape: [2, 3] }],
+      outputs: [{ name: 'y', type: 'float32', shape: keepdims ? [2, 1] : [2] }],
+      nodes: [{ op: 'ReduceLogSumExp', name: 'lse', inputs: ['x', 'axes'], outputs: ['y'], attributes: { keepdims: { type: 'int', value: keepdims } } }],
+    },
+  });
+  const x = hostTensor('float32', [2, 3], [300, 299, -5, 1, 2, 3]);
+  const expected = [300 + Math.log(1 + Math.exp(-1) + Math.exp(-305)), 3 + Math.log(1 + Math.exp(-1) + Math.exp(-2))];
+
+  it('large inputs: the max-subtracted rewrite matches the CPU EP, fully on the GPU', async () => {
+    for (const keepdims of [1, 0] as const) {
+      const cpu = await runModel(lse(keepdims), { x }, { ep: 'cpu' });
+      const s = await EngineSession.create(lse(keepdims), { ep: 'webgpu', disableCpuFallback: true });
+      expect(s.patches).toHaveLength(1);
+      const gpu = await s.run({ x });
+      await s.dispose();
+      expect(gpu.y!.dims).toEqual(keepdims ? [2, 1] : [2]);
+      expect(maxAbsDiff(toNumbers(cpu.y!), expected)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(toNumbers(gpu.y!), expected)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('canary: the unpatched WebGPU kernel still overflows to Infinity (drop the patch when this fails)', async () => {
+    const { encodeModel } = await import('../../../src-main/engine/onnx/encode');
+    const gpu = await runModel(encodeModel(lse(1)), { x }, { ep: 'webgpu' });
+    expect(toNumbers(gpu.y!)[0]).toBe(Infinity);
+  });
+});
