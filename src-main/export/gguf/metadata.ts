@@ -209,6 +209,7 @@ export const GGUF_FAMILIES: Partial<Record<Family, string>> = {
   granite: 'Granite 3.x',
   olmo2: 'OLMo 2',
   gemma2: 'Gemma 2',
+  gemma3: 'Gemma 3 (text)',
   phi3: 'Phi-3.5, Phi-4-mini (without a sliding window shorter than the context)',
   qwen2: 'Qwen2/2.5',
   qwen3: 'Qwen3',
