@@ -207,7 +207,8 @@ class Dropped extends Error {
 async function fetchRange(url: string, part: string, start: number, f: WantedFile, meter: Meter, opts: DownloadOptions, repo: string): Promise<void> {
   const what = `the file ${f.name}`;
   const headers: Record<string, string> = start > 0 ? { range: `bytes=${start}-` } : {};
-  const req: HubRequest = { endpoint: opts.endpoint, token: opts.token ?? null, signal: opts.signal, what, repo, headers };
+  const stallMs = opts.stallMs ?? 60_000;
+  const req: HubRequest = { endpoint: opts.endpoint, token: opts.token ?? null, signal: opts.signal, what, repo, headers, timeoutMs: stallMs };
   let res: Response;
   try {
     res = await hubGet(url, req);
@@ -242,7 +243,6 @@ async function fetchRange(url: string, part: string, start: number, f: WantedFil
   const opened = new Promise<void>((resolve, reject) => { out.once('open', () => resolve()); out.once('error', reject); });
   await opened;
   const reader = res.body!.getReader();
-  const stallMs = opts.stallMs ?? 60_000;
   let stall: NodeJS.Timeout | null = null;
   let stalled = false;
   const arm = () => {

@@ -27,6 +27,8 @@ export interface HubFaults {
   token?: string;
   /** Close the connection after this many bytes of every LFS file requested from its start (no Range). */
   dropAfterBytes?: number;
+  /** Stop sending (the connection left open) after this many bytes of every LFS file. */
+  stallAfterBytes?: number;
   /** Files (by name) whose SHA-256 the info answer gets wrong. */
   wrongSha?: string[];
   /** The info answer is not JSON. */
@@ -168,6 +170,8 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
       if (res.destroyed) return;
       if (pos >= f.data.length) { res.end(); return; }
       let end = Math.min(f.data.length, pos + chunk);
+      const stallAt = faults.stallAfterBytes !== undefined && f.lfs ? start + faults.stallAfterBytes : null;
+      if (stallAt !== null && end >= stallAt) { res.write(f.data.subarray(pos, Math.max(pos, stallAt))); return; } // and say nothing more
       if (dropAt !== null && end >= start + dropAt) {
         end = start + dropAt;
         res.write(f.data.subarray(pos, end), () => setTimeout(() => res.socket?.destroy(), 50));

@@ -157,6 +157,19 @@ describe('downloading a model', () => {
     expect((await inspectModel(r.dir)).problems).toEqual([]);
   });
 
+  it('a server that stops sending is not waited on forever: retried, then plain words', async () => {
+    hub.faults.stallAfterBytes = 20_000;
+    const o = opts({ stallMs: 300, retries: 1 });
+    const t0 = Date.now();
+    const e = await refusal(downloadModel(o));
+    expect(e.code).toBe('hub.stalled');
+    expect(e.message).toContain('stopped receiving data');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(presented(o.modelsDir)).toEqual([]);
+    // the second try asked for the rest
+    expect(hub.cdnLog.some((l) => l.range === 'bytes=20000-')).toBe(true);
+  });
+
   it('refuses a file whose SHA-256 is wrong, deletes it and presents nothing', async () => {
     const first = readdirSync(modelDir).filter((n) => n.endsWith('.safetensors')).sort()[0]!;
     hub.faults.wrongSha = [first];
