@@ -44,6 +44,7 @@ app.whenReady().then(() => {
       ...(process.platform === 'linux' ? { backend: () => safeStorage.getSelectedStorageBackend() } : {}),
     },
     spawnJob: utilityJobSpawner(here),
+    modelsDir: process.env['LATHE_MODELS_DIR'] ?? path.join(app.getPath('userData'), 'models'),
   });
 
   session.defaultSession.webRequest.onHeadersReceived((details, callback) => {

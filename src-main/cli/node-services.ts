@@ -27,5 +27,6 @@ export function nodeServices(): Services {
     store: new JsonFileStore(path.join(latheHome(), 'settings.json')),
     secretBox: null,
     spawnJob: spawnNodeJobProcess,
+    modelsDir: process.env['LATHE_MODELS_DIR'] ?? path.join(latheHome(), 'models'),
   });
 }

@@ -16,6 +16,7 @@ import { OffloadPool } from './offload/pool';
 import type { TaskName } from './offload/limits';
 import { confine, PathGuard } from './paths';
 import { clearWeightCache, weightCacheInfo } from './cache';
+import { hubDownload, hubInfo, hubRecommended, hubSearch } from './hub';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -28,6 +29,8 @@ export interface Services {
   paths: PathGuard;
   /** Worker threads for the calls that may run long (offload/). */
   offload: OffloadPool;
+  /** The app's own models folder: Hub downloads land here (null: none, downloads refused). */
+  modelsDir: string | null;
 }
 
 export function createServices(opts: {
@@ -36,9 +39,12 @@ export function createServices(opts: {
   store: KeyValueStore;
   secretBox: SecretBox | null;
   spawnJob: SpawnJobProcess;
+  /** The app's models folder (Hub downloads); readable as a model root from the start. */
+  modelsDir?: string | null;
 }): Services {
   const settings = new SettingsService(opts.store);
   const paths = new PathGuard({ resources: bundledResourcesDir() });
+  const modelsDir = opts.modelsDir ? paths.own(opts.modelsDir, 'model') : null;
   return {
     runtime: opts.runtime,
     version: opts.version,
@@ -48,6 +54,7 @@ export function createServices(opts: {
     jobs: new JobHost(opts.spawnJob),
     paths,
     offload: new OffloadPool(),
+    modelsDir,
   };
 }
 
@@ -94,6 +101,11 @@ const handlers: Handlers = {
   'templates.builtins': () => builtinTemplates(),
   'templates.load': (req, s) => offload(s, 'templates.load', req),
   'templates.preview': (req, s) => offload(s, 'templates.preview', req),
+  // Models from the Hub (contract/hub.ts, services/hub.ts).
+  'hub.search': (req, s) => hubSearch(req, s),
+  'hub.recommended': (req, s) => hubRecommended(req, s),
+  'hub.info': (req, s) => hubInfo(req, s),
+  'hub.download': (req, s) => hubDownload(req, s),
 };
 
 function offload<C extends TaskName & ChannelName>(s: Services, channel: C, req: z.output<(typeof channels)[C]['request']>): Promise<Response<C>> {

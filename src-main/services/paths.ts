@@ -14,6 +14,9 @@
  * link inside a project cannot lead out of it. `confine` (below) names, per channel and per job kind, which
  * fields are paths of which kind; `dispatch` calls it before any handler runs.
  *
+ * The app's own models folder (Hub downloads) is recorded by the app itself (`own`), so it may lie in the
+ * settings folder (~/.config/...) that choosing refuses.
+ *
  * The CLI calls services and the job host directly: a path typed on the command line is the user's own
  * choice, so nothing here applies to it.
  */
@@ -76,6 +79,8 @@ export function resolveReal(p: string): string {
 export class PathGuard {
   private readonly roots = new Map<string, RootKind>();
   private readonly denied: string[];
+  /** Folders the app itself keeps (its models folder): a path inside one is never refused as a secret place. */
+  private readonly owned: string[] = [];
 
   constructor(opts: { resources?: string | null; home?: string } = {}) {
     const home = opts.home ?? os.homedir();
@@ -92,9 +97,18 @@ export class PathGuard {
     return real;
   }
 
+  /** Record a folder the app itself keeps (not one the window named). Returns the real path. */
+  own(p: string, kind: RootKind): string {
+    const real = resolveReal(p);
+    this.owned.push(real);
+    this.roots.set(real, kind);
+    return real;
+  }
+
   /** What `choose` refuses, without recording anything (a project is recorded once its manifest is read). */
   vet(p: string, what: string): string {
     const real = this.resolve(p, what);
+    if (this.owned.some((o) => inside(real, o))) { this.notSpecial(real, p, what); return real; }
     for (const d of this.denied) {
       if (inside(real, d) || inside(d, real)) {
         const why = inside(real, d)
@@ -111,7 +125,7 @@ export class PathGuard {
   check(p: string, kinds: readonly RootKind[], what: string): string {
     const real = this.resolve(p, what);
     for (const [root, kind] of this.roots) {
-      if (kinds.includes(kind) && inside(real, root) && !this.denied.some((d) => inside(real, d))) {
+      if (kinds.includes(kind) && inside(real, root) && (this.owned.some((o) => inside(real, o)) || !this.denied.some((d) => inside(real, d)))) {
         this.notSpecial(real, p, what);
         return real;
       }
@@ -194,6 +208,10 @@ const jobRules: { [K in JobKind]: Rule<JobParams<K>> } = {
     if (p.tokenizerDir) g.read(p.tokenizerDir, 'the tokenizer folder');
     g.choose(p.out, 'export', 'the export folder');
   },
+  // Its endpoint and folder are the app's own (services/hub.ts), so the window starts it with hub.download.
+  'hub-download': () => {
+    throw new UserError('hub.useHubDownload', 'Downloads from the Hub are started by "hub.download", not as a plain job.', 'Use the "Get a model from the Hub" panel.');
+  },
 };
 
 /** Every channel decides what its paths may be; a new channel does not compile until it has a rule here. */
@@ -233,6 +251,11 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'templates.preview': (r, g) => { if (r.modelDir) g.read(r.modelDir, 'the model folder'); },
   'cache.info': () => {}, // the weight cache lives in Lathe's own folder (engine/weights), not a user path
   'cache.clear': () => {},
+  // The Hub's channels name no local paths: downloads go to the app's models folder (services/hub.ts).
+  'hub.search': () => {},
+  'hub.recommended': () => {},
+  'hub.info': () => {},
+  'hub.download': () => {},
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

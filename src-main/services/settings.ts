@@ -16,6 +16,8 @@ export const SettingsSchema = z.object({
   recentProjects: z.array(z.string()).default([]),
   /** Hub token encrypted by the OS keychain (safeStorage), base64; never the token itself. */
   hubTokenEncrypted: z.string().optional(),
+  /** The Hugging Face Hub's address (a mirror); HF_ENDPOINT wins; default https://huggingface.co. */
+  hubEndpoint: z.string().max(2000).optional(),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 

@@ -17,12 +17,14 @@ export const fakeKeychain: SecretBox = {
   decryptString: (b) => Buffer.from([...b].map((x) => x ^ 0x5a)).toString('utf8'),
 };
 
-export function testServices(opts: { secretBox?: SecretBox | null } = {}): Services {
+/** `modelsDir`: the models folder Hub downloads go to (a fresh temp folder by default). */
+export function testServices(opts: { secretBox?: SecretBox | null; modelsDir?: string } = {}): Services {
   return createServices({
     runtime: 'bridge',
     version: '0.0.0-test',
     store: new MemoryStore(),
     secretBox: opts.secretBox === undefined ? null : opts.secretBox,
     spawnJob: spawnNodeJobProcess,
+    modelsDir: opts.modelsDir ?? path.join(tempDir('lathe-models-'), 'models'),
   });
 }

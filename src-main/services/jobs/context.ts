@@ -1,9 +1,12 @@
 import type { WorkOptions } from '../../util/progress';
+import type { JobSecrets } from './protocol';
 
 /** What a job handler gets: the usual WorkOptions plus metrics and a pause point. */
 export interface JobContext extends Required<Pick<WorkOptions, 'onProgress' | 'onLog'>> {
   signal: AbortSignal;
   jobId: string;
+  /** Given by the service that started the job (the Hub token); never logged or reported. */
+  secrets: JobSecrets;
   metric(values: Record<string, number>): void;
   /**
    * Call between units of work: returns at once when running, waits while the user has paused the job,

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiErrorShape, JobEvent, JobInfo, JobRequest } from '../../contract';
 import { UserError } from '../../util/progress';
-import type { JobProcess, SpawnJobProcess } from './protocol';
+import type { JobProcess, JobSecrets, SpawnJobProcess } from './protocol';
 
 const CANCEL_GRACE_MS = 5_000;
 /** Jobs waiting behind the running one; more are refused (a flood of starts must not queue without end). */
@@ -16,6 +16,7 @@ const MAX_QUEUED = 100;
 interface Entry {
   info: JobInfo;
   request: JobRequest;
+  secrets: JobSecrets;
   proc: JobProcess | null;
   killTimer: NodeJS.Timeout | null;
   settled: Promise<JobInfo>;
@@ -35,7 +36,8 @@ export class JobHost {
     return () => this.listeners.delete(listener);
   }
 
-  start(request: JobRequest): string {
+  /** `secrets` go to the job process with its start message only (never in JobInfo, events or logs). */
+  start(request: JobRequest, secrets: JobSecrets = {}): string {
     if (this.queue.length >= MAX_QUEUED) {
       throw new UserError('jobs.queueFull', `${MAX_QUEUED} jobs are already waiting.`, 'Cancel some of them on the Activity page, or wait for them to finish.');
     }
@@ -43,7 +45,7 @@ export class JobHost {
     let settle!: (i: JobInfo) => void;
     const settled = new Promise<JobInfo>((r) => { settle = r; });
     const info: JobInfo = { id, kind: request.kind, state: 'queued', createdAt: new Date().toISOString(), progress: {} };
-    this.jobs.set(id, { info, request, proc: null, killTimer: null, settled, settle });
+    this.jobs.set(id, { info, request, secrets, proc: null, killTimer: null, settled, settle });
     this.queue.push(id);
     this.emitState(id);
     this.pump();
@@ -137,7 +139,7 @@ export class JobHost {
       if (this.isFinal(e.info.state)) return;
       switch (m.type) {
         case 'ready':
-          proc.send({ type: 'start', jobId: id, request: e.request });
+          proc.send({ type: 'start', jobId: id, request: e.request, secrets: e.secrets });
           break;
         case 'progress': {
           const { type: _t, ...p } = m;

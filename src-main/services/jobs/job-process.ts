@@ -42,6 +42,7 @@ async function runJob(jobId: string, request: HostToJob & { type: 'start' }): Pr
   running = true;
   const ctx: JobContext = {
     jobId,
+    secrets: request.secrets ?? {},
     signal: abort.signal,
     onProgress: (r) => send({ type: 'progress', ...r }),
     onLog: (level, message) => send({ type: 'log', level, message }),

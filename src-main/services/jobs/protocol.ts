@@ -1,8 +1,11 @@
 /** Messages between the job host (main side) and a job process. One process runs one job. */
 import type { ApiErrorShape, JobRequest } from '../../contract';
 
+export interface JobSecrets { hubToken?: string }
+
 export type HostToJob =
-  | { type: 'start'; jobId: string; request: JobRequest }
+  /** `secrets` (the Hub token) travel only in this message, never in the request the host keeps or shows. */
+  | { type: 'start'; jobId: string; request: JobRequest; secrets?: JobSecrets }
   | { type: 'cancel' }
   | { type: 'pause' }
   | { type: 'resume' };

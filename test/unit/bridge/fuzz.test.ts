@@ -24,6 +24,8 @@ const FRAMES = 240;
 const DEADLINE_MS = 90_000;
 
 const res = bundledResources();
+// The Hub's channels answer from a closed local port (refused at once), never the real Hub.
+process.env['HF_ENDPOINT'] = 'http://127.0.0.1:9';
 const scratch = tempDir('lathe-fuzz-');
 const messages = [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }];
 
@@ -58,6 +60,10 @@ const samples: Record<ChannelName, Record<string, unknown>> = {
   'templates.preview': { source: '{% for m in messages %}{{ m.content }}{% endfor %}', specialTokens: {}, modelDir: null, messages },
   'cache.info': {},
   'cache.clear': {},
+  'hub.search': { query: 'smollm', budgetGB: 8, ep: 'cpu' },
+  'hub.recommended': { budgetGB: null },
+  'hub.info': { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct' },
+  'hub.download': { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct', revision: 'main' },
 };
 
 const deep = (n: number, open = '[', close = ']') => open.repeat(n) + close.repeat(n);
