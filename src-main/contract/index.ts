@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { TrainConfigSchema } from '../engine/train/config';
 import { ExportParamsSchema } from '../export/options';
 import { wizardChannels, wizardJobs } from './wizards';
+import { uxChannels, uxJobs } from './ux';
 
 // ---- shared shapes -------------------------------------------------------------------------------
 
@@ -52,6 +53,7 @@ export const JobRequest = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('export'), params: ExportParamsSchema }).strict(),
   /** Corpus preparation and tokenizer extension (src-main/contract/wizards.ts). */
   ...wizardJobs,
+  ...uxJobs,
 ]);
 export type JobRequest = z.infer<typeof JobRequest>;
 export type JobKind = JobRequest['kind'];
@@ -121,6 +123,7 @@ export const channels = {
   })),
   'cache.clear': channel(empty, z.object({ root: z.string(), freed: z.number() })),
   ...wizardChannels,
+  ...uxChannels,
 } as const;
 
 export type Channels = typeof channels;

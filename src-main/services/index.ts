@@ -16,6 +16,12 @@ import { OffloadPool } from './offload/pool';
 import type { TaskName } from './offload/limits';
 import { confine, PathGuard } from './paths';
 import { clearWeightCache, weightCacheInfo } from './cache';
+import { listFolder, rememberFolder } from './picker';
+import { ollamaBinary, registerOllama } from './ollama';
+import type { PickKind } from '../contract/ux';
+
+/** The OS's open dialog (Electron only; app/dialogs.ts): the chosen path, or null when cancelled. */
+export type NativeDialog = (req: { pick: PickKind; title: string; defaultPath?: string | undefined }) => Promise<string | null>;
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -28,6 +34,10 @@ export interface Services {
   paths: PathGuard;
   /** Worker threads for the calls that may run long (offload/). */
   offload: OffloadPool;
+  /** Electron's native open dialog; absent in browser mode (the renderer shows the bridge's picker). */
+  nativeDialog?: NativeDialog;
+  /** The bundled resources folder (the picker offers it as a place), or null. */
+  resources: string | null;
 }
 
 export function createServices(opts: {
@@ -36,9 +46,11 @@ export function createServices(opts: {
   store: KeyValueStore;
   secretBox: SecretBox | null;
   spawnJob: SpawnJobProcess;
+  nativeDialog?: NativeDialog;
 }): Services {
   const settings = new SettingsService(opts.store);
-  const paths = new PathGuard({ resources: bundledResourcesDir() });
+  const resources = bundledResourcesDir();
+  const paths = new PathGuard({ resources });
   return {
     runtime: opts.runtime,
     version: opts.version,
@@ -48,6 +60,8 @@ export function createServices(opts: {
     jobs: new JobHost(opts.spawnJob),
     paths,
     offload: new OffloadPool(),
+    resources,
+    ...(opts.nativeDialog ? { nativeDialog: opts.nativeDialog } : {}),
   };
 }
 
@@ -94,6 +108,12 @@ const handlers: Handlers = {
   'templates.builtins': () => builtinTemplates(),
   'templates.load': (req, s) => offload(s, 'templates.load', req),
   'templates.preview': (req, s) => offload(s, 'templates.preview', req),
+  // The picker and Ollama (contract/ux.ts).
+  'files.list': (req, s) => listFolder(req, s.paths, s.settings.get().recentFolders, s.resources),
+  'files.remember': (req, s) => ({ recent: rememberFolder(s.settings, s.paths, req.path) }),
+  'files.native': async (req, s) => (s.nativeDialog ? { available: true, path: await s.nativeDialog(req) } : { available: false, path: null }),
+  'ollama.find': () => ({ binary: ollamaBinary() }),
+  'ollama.register': (req) => registerOllama(req.dir, req.name),
 };
 
 function offload<C extends TaskName & ChannelName>(s: Services, channel: C, req: z.output<(typeof channels)[C]['request']>): Promise<Response<C>> {

@@ -76,9 +76,12 @@ export function resolveReal(p: string): string {
 export class PathGuard {
   private readonly roots = new Map<string, RootKind>();
   private readonly denied: string[];
+  /** The user's home folder (the picker starts there). */
+  readonly home: string;
 
   constructor(opts: { resources?: string | null; home?: string } = {}) {
     const home = opts.home ?? os.homedir();
+    this.home = home;
     this.denied = [...systemLocations(), ...HOME_SECRETS.map((s) => path.join(home, s))].map(resolveReal);
     if (opts.resources) this.roots.set(resolveReal(opts.resources), 'resources');
   }
@@ -105,6 +108,23 @@ export class PathGuard {
     }
     this.notSpecial(real, p, what);
     return real;
+  }
+
+  /**
+   * A folder the picker may list (services/picker.ts): anything but system locations and secret folders and
+   * what lies inside them. Listing is not choosing: /, /home and the home folder can be walked through.
+   */
+  browse(p: string, what: string): string {
+    const real = this.resolve(p, what);
+    if (this.deniedInside(real)) {
+      throw new UserError('paths.notAllowed', `Lathe will not show ${p}: it belongs to the system or holds your keys and settings.`, 'Go to a folder that holds your own files (for example your Documents).');
+    }
+    return real;
+  }
+
+  /** Whether a real path is a system or secret place or lies inside one. */
+  deniedInside(real: string): boolean {
+    return this.denied.some((d) => inside(real, d));
   }
 
   /** The real path, when it lies under a chosen root of one of `kinds`; otherwise a plain refusal. */
@@ -194,6 +214,22 @@ const jobRules: { [K in JobKind]: Rule<JobParams<K>> } = {
     if (p.tokenizerDir) g.read(p.tokenizerDir, 'the tokenizer folder');
     g.choose(p.out, 'export', 'the export folder');
   },
+  calibrate: (p, g) => {
+    g.read(p.model, 'the model folder');
+    g.read(p.dataset, 'the dataset folder');
+    if (p.tokenizer) g.read(p.tokenizer, 'the tokenizer folder');
+    g.write(p.out, 'the run folder');
+  },
+  handoff: (p, g) => {
+    g.check(p.run, ['project'], 'the training run');
+    g.choose(p.out, 'export', 'the hand-off folder');
+  },
+  'import-adapter': (p, g) => {
+    g.choose(p.adapter, 'model', 'the adapter folder');
+    g.read(p.model, 'the model folder');
+    if (p.tokenizer) g.read(p.tokenizer, 'the tokenizer folder');
+    g.write(p.out, 'the run folder');
+  },
 };
 
 /** Every channel decides what its paths may be; a new channel does not compile until it has a rule here. */
@@ -233,6 +269,12 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'templates.preview': (r, g) => { if (r.modelDir) g.read(r.modelDir, 'the model folder'); },
   'cache.info': () => {}, // the weight cache lives in Lathe's own folder (engine/weights), not a user path
   'cache.clear': () => {},
+  // The picker and Ollama (contract/ux.ts).
+  'files.list': (r, g) => { if (r.dir !== null) g.browse(r.dir, 'the folder'); },
+  'files.remember': (r, g) => { g.vet(r.path, 'a recent folder'); },
+  'files.native': () => {}, // the OS dialog lets the user choose; what comes back is checked by the call that uses it
+  'ollama.find': () => {},
+  'ollama.register': (r, g) => { g.check(r.dir, ['export', 'project'], 'the export folder'); },
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

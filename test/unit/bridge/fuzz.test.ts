@@ -58,6 +58,12 @@ const samples: Record<ChannelName, Record<string, unknown>> = {
   'templates.preview': { source: '{% for m in messages %}{{ m.content }}{% endfor %}', specialTokens: {}, modelDir: null, messages },
   'cache.info': {},
   'cache.clear': {},
+  'files.list': { dir: scratch, pick: 'folder' },
+  'files.remember': { path: scratch },
+  'files.native': { pick: 'folder', title: 'Choose' },
+  'ollama.find': {},
+  // Not an export folder: refused before any binary is looked for.
+  'ollama.register': { dir: path.join(scratch, 'fuzz'), name: 'fuzz' },
 };
 
 const deep = (n: number, open = '[', close = ']') => open.repeat(n) + close.repeat(n);

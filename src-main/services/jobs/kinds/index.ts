@@ -6,6 +6,8 @@ import { trainJob } from './train';
 import { exportJob } from './export';
 import { prepareJob } from './prepare';
 import { tokenizerExtendJob, tokenizerTrainJob } from './tokenizer';
+import { calibrateJob } from './calibrate';
+import { handoffJob, importAdapterJob } from './handoff';
 
 type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }>['params']> };
 
@@ -16,4 +18,7 @@ export const jobKinds: HandlerTable = {
   prepare: prepareJob,
   'tokenizer-train': tokenizerTrainJob,
   'tokenizer-extend': tokenizerExtendJob,
+  calibrate: calibrateJob,
+  handoff: handoffJob,
+  'import-adapter': importAdapterJob,
 };
