@@ -70,7 +70,7 @@ export const uxJobs = [
 
 /** What the calibration job answers (renderer/lib/eta.ts extrapolates it). */
 export interface CalibrationResult {
-  /** Seconds from the job's start to the first step done (model load, graph build, first step). */
+  /** Seconds from the job process's start to the first step, less one step (code and model load, graph build). */
   setupSeconds: number;
   /** Seconds per optimizer step, measured on the steps after the first. */
   stepSeconds: number;
