@@ -42,16 +42,20 @@ export const FolderListing = z.object({
 });
 export type FolderListing = z.infer<typeof FolderListing>;
 
-/** Hand a run to another trainer (src-main/handoff, `lathe handoff`). */
+/**
+ * Hand a run to another trainer (src-main/handoff, `lathe handoff`): a trained run folder, or the training
+ * configuration the Configure page would start (not trained here at all).
+ */
 export const HandoffJobParams = z.object({
-  run: path,
+  run: path.optional(),
+  config: TrainConfigSchema.optional(),
   target: z.enum(['accelerate', 'axolotl', 'llamafactory']),
   gpus: z.number().int().min(1).max(1024),
   nodes: z.number().int().min(1).max(1024).default(1),
   strategy: z.enum(['ddp', 'fsdp', 'zero2', 'zero3']).default('ddp'),
   out: path,
   baseName: z.string().min(1).max(200).optional(),
-}).strict();
+}).strict().refine((p) => (p.run === undefined) !== (p.config === undefined), 'give either a run folder (run) or a training configuration (config)');
 
 /** A PEFT LoRA adapter trained anywhere -> a Lathe run (`lathe import-adapter`). */
 export const ImportAdapterJobParams = z.object({

@@ -221,7 +221,12 @@ const jobRules: { [K in JobKind]: Rule<JobParams<K>> } = {
     g.write(p.out, 'the run folder');
   },
   handoff: (p, g) => {
-    g.check(p.run, ['project'], 'the training run');
+    if (p.run) g.check(p.run, ['project'], 'the training run');
+    if (p.config) {
+      g.read(p.config.model, 'the model folder');
+      g.read(p.config.dataset, 'the dataset folder');
+      if (p.config.tokenizer) g.read(p.config.tokenizer, 'the tokenizer folder');
+    }
     g.choose(p.out, 'export', 'the hand-off folder');
   },
   'import-adapter': (p, g) => {
