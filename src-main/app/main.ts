@@ -1,7 +1,7 @@
 /**
  * Electron main process: one window, locked down; everything else lives in services/ and the job host.
  */
-import { app, BrowserWindow, safeStorage, session, shell } from 'electron';
+import { app, BrowserWindow, dialog, safeStorage, session, shell } from 'electron';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { IPC_EVENT } from '../contract';
@@ -9,6 +9,7 @@ import { createServices } from '../services';
 import { CONTENT_SECURITY_POLICY } from './csp';
 import { electronSettingsStore, utilityJobSpawner } from './electron-adapters';
 import { installGatekeeper } from './ipc';
+import { nativeDialog } from './dialogs';
 import { allowPermission, isAllowedExternalUrl, isAppNavigation } from './security';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -45,6 +46,7 @@ app.whenReady().then(() => {
     },
     spawnJob: utilityJobSpawner(here),
     modelsDir: process.env['LATHE_MODELS_DIR'] ?? path.join(app.getPath('userData'), 'models'),
+    nativeDialog: nativeDialog((w, o) => (w ? dialog.showOpenDialog(w, o) : dialog.showOpenDialog(o)), () => win),
   });
 
   session.defaultSession.webRequest.onHeadersReceived((details, callback) => {

@@ -8,6 +8,7 @@ import { TrainConfigSchema } from '../engine/train/config';
 import { ExportParamsSchema } from '../export/options';
 import { wizardChannels, wizardJobs } from './wizards';
 import { hubChannels, hubJobs } from './hub';
+import { uxChannels, uxJobs } from './ux';
 
 // ---- shared shapes -------------------------------------------------------------------------------
 
@@ -55,6 +56,7 @@ export const JobRequest = z.discriminatedUnion('kind', [
   ...wizardJobs,
   /** A model from the Hugging Face Hub (contract/hub.ts). */
   ...hubJobs,
+  ...uxJobs,
 ]);
 export type JobRequest = z.infer<typeof JobRequest>;
 export type JobKind = JobRequest['kind'];
@@ -125,6 +127,7 @@ export const channels = {
   'cache.clear': channel(empty, z.object({ root: z.string(), freed: z.number() })),
   ...wizardChannels,
   ...hubChannels,
+  ...uxChannels,
 } as const;
 
 export type Channels = typeof channels;

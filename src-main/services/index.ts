@@ -17,6 +17,12 @@ import type { TaskName } from './offload/limits';
 import { confine, PathGuard } from './paths';
 import { clearWeightCache, weightCacheInfo } from './cache';
 import { hubDownload, hubInfo, hubRecommended, hubSearch } from './hub';
+import { listFolder, rememberFolder } from './picker';
+import { ollamaBinary, registerOllama } from './ollama';
+import type { PickKind } from '../contract/ux';
+
+/** The OS's open dialog (Electron only; app/dialogs.ts): the chosen path, or null when cancelled. */
+export type NativeDialog = (req: { pick: PickKind; title: string; defaultPath?: string | undefined }) => Promise<string | null>;
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -31,6 +37,10 @@ export interface Services {
   offload: OffloadPool;
   /** The app's own models folder: Hub downloads land here (null: none, downloads refused). */
   modelsDir: string | null;
+  /** Electron's native open dialog; absent in browser mode (the renderer shows the bridge's picker). */
+  nativeDialog?: NativeDialog;
+  /** The bundled resources folder (the picker offers it as a place), or null. */
+  resources: string | null;
 }
 
 export function createServices(opts: {
@@ -41,9 +51,11 @@ export function createServices(opts: {
   spawnJob: SpawnJobProcess;
   /** The app's models folder (Hub downloads); readable as a model root from the start. */
   modelsDir?: string | null;
+  nativeDialog?: NativeDialog;
 }): Services {
   const settings = new SettingsService(opts.store);
-  const paths = new PathGuard({ resources: bundledResourcesDir() });
+  const resources = bundledResourcesDir();
+  const paths = new PathGuard({ resources });
   const modelsDir = opts.modelsDir ? paths.own(opts.modelsDir, 'model') : null;
   return {
     runtime: opts.runtime,
@@ -55,6 +67,8 @@ export function createServices(opts: {
     paths,
     offload: new OffloadPool(),
     modelsDir,
+    resources,
+    ...(opts.nativeDialog ? { nativeDialog: opts.nativeDialog } : {}),
   };
 }
 
@@ -106,6 +120,12 @@ const handlers: Handlers = {
   'hub.recommended': (req, s) => hubRecommended(req, s),
   'hub.info': (req, s) => hubInfo(req, s),
   'hub.download': (req, s) => hubDownload(req, s),
+  // The picker and Ollama (contract/ux.ts).
+  'files.list': (req, s) => listFolder(req, s.paths, s.settings.get().recentFolders, s.resources),
+  'files.remember': (req, s) => ({ recent: rememberFolder(s.settings, s.paths, req.path) }),
+  'files.native': async (req, s) => (s.nativeDialog ? { available: true, path: await s.nativeDialog(req) } : { available: false, path: null }),
+  'ollama.find': () => ({ binary: ollamaBinary() }),
+  'ollama.register': (req) => registerOllama(req.dir, req.name),
 };
 
 function offload<C extends TaskName & ChannelName>(s: Services, channel: C, req: z.output<(typeof channels)[C]['request']>): Promise<Response<C>> {

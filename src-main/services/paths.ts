@@ -81,9 +81,12 @@ export class PathGuard {
   private readonly denied: string[];
   /** Folders the app itself keeps (its models folder): a path inside one is never refused as a secret place. */
   private readonly owned: string[] = [];
+  /** The user's home folder (the picker starts there). */
+  readonly home: string;
 
   constructor(opts: { resources?: string | null; home?: string } = {}) {
     const home = opts.home ?? os.homedir();
+    this.home = home;
     this.denied = [...systemLocations(), ...HOME_SECRETS.map((s) => path.join(home, s))].map(resolveReal);
     if (opts.resources) this.roots.set(resolveReal(opts.resources), 'resources');
   }
@@ -119,6 +122,23 @@ export class PathGuard {
     }
     this.notSpecial(real, p, what);
     return real;
+  }
+
+  /**
+   * A folder the picker may list (services/picker.ts): anything but system locations and secret folders and
+   * what lies inside them. Listing is not choosing: /, /home and the home folder can be walked through.
+   */
+  browse(p: string, what: string): string {
+    const real = this.resolve(p, what);
+    if (this.deniedInside(real)) {
+      throw new UserError('paths.notAllowed', `Lathe will not show ${p}: it belongs to the system or holds your keys and settings.`, 'Go to a folder that holds your own files (for example your Documents).');
+    }
+    return real;
+  }
+
+  /** Whether a real path is a system or secret place or lies inside one. */
+  deniedInside(real: string): boolean {
+    return this.denied.some((d) => inside(real, d));
   }
 
   /** The real path, when it lies under a chosen root of one of `kinds`; otherwise a plain refusal. */
@@ -211,6 +231,26 @@ const jobRules: { [K in JobKind]: Rule<JobParams<K>> } = {
   // Its endpoint and folder are the app's own (services/hub.ts), so the window starts it with hub.download.
   'hub-download': () => {
     throw new UserError('hub.useHubDownload', 'Downloads from the Hub are started by "hub.download", not as a plain job.', 'Use the "Get a model from the Hub" panel.');
+  calibrate: (p, g) => {
+    g.read(p.model, 'the model folder');
+    g.read(p.dataset, 'the dataset folder');
+    if (p.tokenizer) g.read(p.tokenizer, 'the tokenizer folder');
+    g.write(p.out, 'the run folder');
+  },
+  handoff: (p, g) => {
+    if (p.run) g.check(p.run, ['project'], 'the training run');
+    if (p.config) {
+      g.read(p.config.model, 'the model folder');
+      g.read(p.config.dataset, 'the dataset folder');
+      if (p.config.tokenizer) g.read(p.config.tokenizer, 'the tokenizer folder');
+    }
+    g.choose(p.out, 'export', 'the hand-off folder');
+  },
+  'import-adapter': (p, g) => {
+    g.choose(p.adapter, 'model', 'the adapter folder');
+    g.read(p.model, 'the model folder');
+    if (p.tokenizer) g.read(p.tokenizer, 'the tokenizer folder');
+    g.write(p.out, 'the run folder');
   },
 };
 
@@ -256,6 +296,12 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'hub.recommended': () => {},
   'hub.info': () => {},
   'hub.download': () => {},
+  // The picker and Ollama (contract/ux.ts).
+  'files.list': (r, g) => { if (r.dir !== null) g.browse(r.dir, 'the folder'); },
+  'files.remember': (r, g) => { g.vet(r.path, 'a recent folder'); },
+  'files.native': () => {}, // the OS dialog lets the user choose; what comes back is checked by the call that uses it
+  'ollama.find': () => {},
+  'ollama.register': (r, g) => { g.check(r.dir, ['export', 'project'], 'the export folder'); },
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

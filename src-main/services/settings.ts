@@ -14,6 +14,8 @@ export const SettingsSchema = z.object({
   theme: Theme.default('system'),
   /** Most recently opened project folders, newest first (at most 10). */
   recentProjects: z.array(z.string()).default([]),
+  /** Folders chosen in the picker, newest first (at most 10; services/picker.ts). */
+  recentFolders: z.array(z.string()).default([]),
   /** Hub token encrypted by the OS keychain (safeStorage), base64; never the token itself. */
   hubTokenEncrypted: z.string().optional(),
   /** The Hugging Face Hub's address (a mirror); HF_ENDPOINT wins; default https://huggingface.co. */

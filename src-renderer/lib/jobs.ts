@@ -1,5 +1,5 @@
 /** Starting a job from a wizard: the id, or a plain-words error for the wizard's ErrorNote. */
-import type { Request } from '../../src-main/contract';
+import type { JobInfo, Request } from '../../src-main/contract';
 import { api, ApiError } from './api';
 
 export type Problem = { message: string; hint?: string | undefined };
@@ -13,5 +13,14 @@ export async function startJob(req: Request<'jobs.start'>): Promise<{ jobId: str
     return await api['jobs.start'](req);
   } catch (e) {
     return { error: problem(e) };
+  }
+}
+
+/** Waits for a job to end (polling; the wizards' short jobs), answering its final info. */
+export async function waitJob(jobId: string, everyMs = 300): Promise<JobInfo> {
+  for (;;) {
+    const j = await api['jobs.get']({ jobId });
+    if (j.state === 'done' || j.state === 'failed' || j.state === 'cancelled') return j;
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -64,6 +64,12 @@ const samples: Record<ChannelName, Record<string, unknown>> = {
   'hub.recommended': { budgetGB: null },
   'hub.info': { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct' },
   'hub.download': { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct', revision: 'main' },
+  'files.list': { dir: scratch, pick: 'folder' },
+  'files.remember': { path: scratch },
+  'files.native': { pick: 'folder', title: 'Choose' },
+  'ollama.find': {},
+  // Not an export folder: refused before any binary is looked for.
+  'ollama.register': { dir: path.join(scratch, 'fuzz'), name: 'fuzz' },
 };
 
 const deep = (n: number, open = '[', close = ']') => open.repeat(n) + close.repeat(n);

@@ -7,6 +7,8 @@ import { exportJob } from './export';
 import { prepareJob } from './prepare';
 import { tokenizerExtendJob, tokenizerTrainJob } from './tokenizer';
 import { hubDownloadJob } from './hub';
+import { calibrateJob } from './calibrate';
+import { handoffJob, importAdapterJob } from './handoff';
 
 type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }>['params']> };
 
@@ -18,4 +20,7 @@ export const jobKinds: HandlerTable = {
   'tokenizer-train': tokenizerTrainJob,
   'tokenizer-extend': tokenizerExtendJob,
   'hub-download': hubDownloadJob,
+  calibrate: calibrateJob,
+  handoff: handoffJob,
+  'import-adapter': importAdapterJob,
 };
