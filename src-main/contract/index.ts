@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { TrainConfigSchema } from '../engine/train/config';
 import { ExportParamsSchema } from '../export/options';
 import { wizardChannels, wizardJobs } from './wizards';
+import { chatChannels, chatJobs } from './chat';
 
 // ---- shared shapes -------------------------------------------------------------------------------
 
@@ -52,6 +53,8 @@ export const JobRequest = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('export'), params: ExportParamsSchema }).strict(),
   /** Corpus preparation and tokenizer extension (src-main/contract/wizards.ts). */
   ...wizardJobs,
+  /** Chat (streamed as `text` events) and the evaluation report (src-main/contract/chat.ts). */
+  ...chatJobs,
 ]);
 export type JobRequest = z.infer<typeof JobRequest>;
 export type JobKind = JobRequest['kind'];
@@ -78,6 +81,8 @@ export const JobEvent = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('log'), jobId: z.string(), level: z.enum(['info', 'warn', 'error']), message: z.string() }),
   z.object({ type: z.literal('metric'), jobId: z.string(), metric: z.record(z.string(), z.number()) }),
+  /** Generated text as it comes (chat): `stream` names the side ('base', 'tuned', 'gguf'), `text` is the new piece. */
+  z.object({ type: z.literal('text'), jobId: z.string(), stream: z.string(), text: z.string() }),
 ]);
 export type JobEvent = z.infer<typeof JobEvent>;
 
@@ -121,6 +126,7 @@ export const channels = {
   })),
   'cache.clear': channel(empty, z.object({ root: z.string(), freed: z.number() })),
   ...wizardChannels,
+  ...chatChannels,
 } as const;
 
 export type Channels = typeof channels;

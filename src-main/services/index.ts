@@ -16,6 +16,7 @@ import { OffloadPool } from './offload/pool';
 import type { TaskName } from './offload/limits';
 import { confine, PathGuard } from './paths';
 import { clearWeightCache, weightCacheInfo } from './cache';
+import { listGgufFiles, readEvalReport } from './chat';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -94,6 +95,9 @@ const handlers: Handlers = {
   'templates.builtins': () => builtinTemplates(),
   'templates.load': (req, s) => offload(s, 'templates.load', req),
   'templates.preview': (req, s) => offload(s, 'templates.preview', req),
+  // Trying the model (contract/chat.ts): small reads; the chat and the report themselves are jobs.
+  'runs.evalReport': (req) => readEvalReport(req.runDir),
+  'exports.ggufFiles': (req) => listGgufFiles(req.project),
 };
 
 function offload<C extends TaskName & ChannelName>(s: Services, channel: C, req: z.output<(typeof channels)[C]['request']>): Promise<Response<C>> {

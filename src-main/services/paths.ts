@@ -188,6 +188,16 @@ const jobRules: { [K in JobKind]: Rule<JobParams<K>> } = {
     if (p.tokenizer) g.read(p.tokenizer, 'the tokenizer folder');
     g.write(p.out, 'the run folder');
   },
+  chat: (p, g) => {
+    if (p.model) g.read(p.model, 'the model folder');
+    if (p.adapter) g.read(p.adapter, 'the training run');
+    if (p.gguf) g.read(p.gguf, 'the GGUF file');
+  },
+  'eval-report': (p, g) => {
+    g.write(p.run, 'the training run'); // the report is written into the run folder
+    if (p.general) g.read(p.general, 'the general dataset');
+    if (p.evalSet) g.read(p.evalSet, 'the evaluation set');
+  },
   export: (p, g) => {
     g.read(p.model, 'the model folder');
     g.read(p.adapter, 'the training run');
@@ -233,6 +243,8 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'templates.preview': (r, g) => { if (r.modelDir) g.read(r.modelDir, 'the model folder'); },
   'cache.info': () => {}, // the weight cache lives in Lathe's own folder (engine/weights), not a user path
   'cache.clear': () => {},
+  'runs.evalReport': (r, g) => { g.check(r.runDir, ['project'], 'the training run'); },
+  'exports.ggufFiles': (r, g) => { g.check(r.project, ['project'], 'the project folder'); },
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

@@ -58,6 +58,8 @@ const samples: Record<ChannelName, Record<string, unknown>> = {
   'templates.preview': { source: '{% for m in messages %}{{ m.content }}{% endfor %}', specialTokens: {}, modelDir: null, messages },
   'cache.info': {},
   'cache.clear': {},
+  'runs.evalReport': { runDir: path.join(scratch, 'fuzz', 'runs', 'r') },
+  'exports.ggufFiles': { project: path.join(scratch, 'fuzz') },
 };
 
 const deep = (n: number, open = '[', close = ']') => open.repeat(n) + close.repeat(n);

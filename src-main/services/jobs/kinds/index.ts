@@ -6,6 +6,7 @@ import { trainJob } from './train';
 import { exportJob } from './export';
 import { prepareJob } from './prepare';
 import { tokenizerExtendJob, tokenizerTrainJob } from './tokenizer';
+import { chatJob, evalReportJob } from './chat';
 
 type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }>['params']> };
 
@@ -16,4 +17,6 @@ export const jobKinds: HandlerTable = {
   prepare: prepareJob,
   'tokenizer-train': tokenizerTrainJob,
   'tokenizer-extend': tokenizerExtendJob,
+  chat: chatJob,
+  'eval-report': evalReportJob,
 };
