@@ -9,6 +9,7 @@ import { ExportParamsSchema } from '../export/options';
 import { wizardChannels, wizardJobs } from './wizards';
 import { hubChannels, hubJobs } from './hub';
 import { uxChannels, uxJobs } from './ux';
+import { chatChannels, chatJobs } from './chat';
 
 // ---- shared shapes -------------------------------------------------------------------------------
 
@@ -57,6 +58,8 @@ export const JobRequest = z.discriminatedUnion('kind', [
   /** A model from the Hugging Face Hub (contract/hub.ts). */
   ...hubJobs,
   ...uxJobs,
+  /** Chat (streamed as `text` events) and the evaluation report (src-main/contract/chat.ts). */
+  ...chatJobs,
 ]);
 export type JobRequest = z.infer<typeof JobRequest>;
 export type JobKind = JobRequest['kind'];
@@ -83,6 +86,8 @@ export const JobEvent = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('log'), jobId: z.string(), level: z.enum(['info', 'warn', 'error']), message: z.string() }),
   z.object({ type: z.literal('metric'), jobId: z.string(), metric: z.record(z.string(), z.number()) }),
+  /** Generated text as it comes (chat): `stream` names the side ('base', 'tuned', 'gguf'), `text` is the new piece. */
+  z.object({ type: z.literal('text'), jobId: z.string(), stream: z.string(), text: z.string() }),
 ]);
 export type JobEvent = z.infer<typeof JobEvent>;
 
@@ -128,6 +133,7 @@ export const channels = {
   ...wizardChannels,
   ...hubChannels,
   ...uxChannels,
+  ...chatChannels,
 } as const;
 
 export type Channels = typeof channels;

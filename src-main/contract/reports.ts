@@ -74,3 +74,30 @@ export interface ExportResultView {
   verification: { comparedVocab: number; maxAbsDiff: number; maxAbsRef: number; relError: number; tolerance: number; passed: boolean } | null;
   gguf?: GgufExportView;
 }
+
+/** The evaluation report (eval/report.ts EvalReport) as the Evaluation page reads it, with plain-words verdicts. */
+export interface EvalReportView {
+  run: string; checkpoint: string; step: number; model: string; dataset: string; createdAt: string; seconds: number;
+  perplexity: Array<{
+    split: string; before: { loss: number; ppl: number }; after: { loss: number; ppl: number }; tokens: number; change: number;
+    /** What the held-out set is, in plain words ("your domain text", "general text"). */
+    label: string;
+    /** "domain" or "general". */
+    kind: 'domain' | 'general';
+  }>;
+  forgetting: { split: string; change: number; warning: boolean } | null;
+  verdict: {
+    /** e.g. "Your domain text got 42% easier for the model: it learned." */
+    learning: string | null;
+    /** e.g. "General text got 3% worse: little forgetting." */
+    forgetting: string | null;
+    tone: 'ok' | 'warn';
+  };
+  generations: Array<{ prompt: string; before: string; after: string }>;
+  sft: null | {
+    file: string; examples: number;
+    bleu: { before: { score: number }; after: { score: number } };
+    rougeL: { before: { fmeasure: number }; after: { fmeasure: number } };
+    samples: Array<{ prompt: string; reference: string; before: string; after: string }>;
+  };
+}

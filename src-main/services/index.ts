@@ -23,6 +23,7 @@ import type { PickKind } from '../contract/ux';
 
 /** The OS's open dialog (Electron only; app/dialogs.ts): the chosen path, or null when cancelled. */
 export type NativeDialog = (req: { pick: PickKind; title: string; defaultPath?: string | undefined }) => Promise<string | null>;
+import { listGgufFiles, readEvalReport } from './chat';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -126,6 +127,9 @@ const handlers: Handlers = {
   'files.native': async (req, s) => (s.nativeDialog ? { available: true, path: await s.nativeDialog(req) } : { available: false, path: null }),
   'ollama.find': () => ({ binary: ollamaBinary() }),
   'ollama.register': (req) => registerOllama(req.dir, req.name),
+  // Trying the model (contract/chat.ts): small reads; the chat and the report themselves are jobs.
+  'runs.evalReport': (req) => readEvalReport(req.runDir),
+  'exports.ggufFiles': (req) => listGgufFiles(req.project),
 };
 
 function offload<C extends TaskName & ChannelName>(s: Services, channel: C, req: z.output<(typeof channels)[C]['request']>): Promise<Response<C>> {

@@ -222,6 +222,16 @@ const jobRules: { [K in JobKind]: Rule<JobParams<K>> } = {
     if (p.tokenizer) g.read(p.tokenizer, 'the tokenizer folder');
     g.write(p.out, 'the run folder');
   },
+  chat: (p, g) => {
+    if (p.model) g.read(p.model, 'the model folder');
+    if (p.adapter) g.read(p.adapter, 'the training run');
+    if (p.gguf) g.read(p.gguf, 'the GGUF file');
+  },
+  'eval-report': (p, g) => {
+    g.write(p.run, 'the training run'); // the report is written into the run folder
+    if (p.general) g.read(p.general, 'the general dataset');
+    if (p.evalSet) g.read(p.evalSet, 'the evaluation set');
+  },
   export: (p, g) => {
     g.read(p.model, 'the model folder');
     g.read(p.adapter, 'the training run');
@@ -302,6 +312,8 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'files.native': () => {}, // the OS dialog lets the user choose; what comes back is checked by the call that uses it
   'ollama.find': () => {},
   'ollama.register': (r, g) => { g.check(r.dir, ['export', 'project'], 'the export folder'); },
+  'runs.evalReport': (r, g) => { g.check(r.runDir, ['project'], 'the training run'); },
+  'exports.ggufFiles': (r, g) => { g.check(r.project, ['project'], 'the project folder'); },
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

@@ -6,6 +6,8 @@ export interface JobView extends JobInfo {
   logs: { level: string; message: string }[];
   /** Metric events so far (reactive count; the values live outside the reactive state, see metricsOf). */
   metricCount: number;
+  /** Generated text so far, per stream (chat jobs: 'base', 'tuned', 'gguf'). */
+  texts: Record<string, string>;
 }
 
 class JobsStore {
@@ -18,7 +20,7 @@ class JobsStore {
     api.on('job', (e: JobEvent) => this.apply(e));
     // After a reload, jobs that were already running are known only to main: ask once.
     void api['jobs.list']({}).then((list) => {
-      for (const j of list) if (!this.byId[j.id]) this.byId[j.id] = { ...j, logs: [], metricCount: 0 };
+      for (const j of list) if (!this.byId[j.id]) this.byId[j.id] = { ...j, logs: [], metricCount: 0, texts: {} };
     }).catch(() => undefined);
   }
 
@@ -34,13 +36,14 @@ class JobsStore {
   private apply(e: JobEvent): void {
     if (e.type === 'state') {
       const prev = this.byId[e.job.id];
-      this.byId[e.job.id] = { ...e.job, logs: prev?.logs ?? [], metricCount: prev?.metricCount ?? 0 };
+      this.byId[e.job.id] = { ...e.job, logs: prev?.logs ?? [], metricCount: prev?.metricCount ?? 0, texts: prev?.texts ?? {} };
       return;
     }
     const job = this.byId[e.jobId];
     if (!job) return;
     if (e.type === 'progress') job.progress = { fraction: e.fraction, stage: e.stage, message: e.message };
     else if (e.type === 'log') job.logs.push({ level: e.level, message: e.message });
+    else if (e.type === 'text') job.texts[e.stream] = (job.texts[e.stream] ?? '') + e.text;
     else if (e.type === 'metric') {
       const list = this.metrics.get(e.jobId) ?? [];
       list.push(e.metric);

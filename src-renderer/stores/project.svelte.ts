@@ -3,7 +3,7 @@ import type { ProjectSummary } from '../../src-main/contract';
 import type { ModelSummary } from '../../src-main/contract/wizards';
 import { api } from '../lib/api';
 
-export type Page = 'start' | 'data' | 'tokenizer' | 'lora' | 'train' | 'template' | 'export' | 'activity';
+export type Page = 'start' | 'data' | 'tokenizer' | 'lora' | 'train' | 'template' | 'export' | 'chat' | 'eval' | 'activity';
 
 const RUN_JOBS_KEY = 'lathe.runJobs';
 const CORPUS_KEY = 'lathe.corpus:';
@@ -29,6 +29,8 @@ class ProjectStore {
   /** The run the dashboard shows, and the job training it (when live). */
   runDir: string | null = $state(null);
   runJobs: Record<string, string> = $state(readRunJobs());
+  /** What the Chat page opens with when another page sends the user there ("Chat with it" after an export). */
+  chatWith: { gguf: string } | { model: string } | null = $state(null);
 
   constructor() {
     // Remembered across reloads, so the dashboard finds the job still training a run.
@@ -68,6 +70,7 @@ class ProjectStore {
     this.model = null;
     this.dataset = null;
     this.runDir = null;
+    this.chatWith = null;
     if (p.modelPath) {
       try {
         this.model = await api['models.inspect']({ path: p.modelPath });

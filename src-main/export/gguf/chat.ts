@@ -3,7 +3,7 @@
  * (tokenizer.chat_template, rendered by node-llama-cpp's Jinja support), the reply streams as it is generated.
  * On users' machines node-llama-cpp picks Vulkan/CUDA/Metal when present (gpu: 'auto').
  */
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { UserError } from '../../util/progress';
 import { getLlamaCpp, llamaThreads } from './llama-cpp';
 
@@ -15,6 +15,8 @@ export interface GgufChatOptions {
   /** 'auto' (default): a GPU backend when one works; false: the CPU. */
   gpu?: 'auto' | false;
   onText?: (text: string) => void;
+  /** Earlier turns of the conversation (before `message`), oldest first. */
+  history?: Array<{ role: 'user' | 'assistant'; content: string }>;
   signal?: AbortSignal;
 }
 
@@ -22,6 +24,7 @@ export interface GgufChatResult { text: string; tokens: number; seconds: number;
 
 export async function chatWithGguf(file: string, message: string, o: GgufChatOptions = {}): Promise<GgufChatResult> {
   if (!existsSync(file)) throw new UserError('gguf.missing', `${file} does not exist.`, 'Pass a .gguf file written by `lathe export --format gguf`.');
+  checkGgufHeader(file);
   const { LlamaChatSession } = await import('node-llama-cpp');
   const llama = await getLlamaCpp(o.gpu ?? 'auto');
   const model = await llama.loadModel({ modelPath: file }).catch((err: unknown) => {
@@ -30,6 +33,12 @@ export async function chatWithGguf(file: string, message: string, o: GgufChatOpt
   const context = await model.createContext({ contextSize: { max: 4096 }, threads: llama.gpu === false ? llamaThreads() : undefined });
   try {
     const session = new LlamaChatSession({ contextSequence: context.getSequence(), ...(o.system ? { systemPrompt: o.system } : {}) });
+    if (o.history?.length) {
+      session.setChatHistory([
+        ...session.getChatHistory().filter((h) => h.type === 'system'),
+        ...o.history.map((h) => (h.role === 'user' ? { type: 'user' as const, text: h.content } : { type: 'model' as const, response: [h.content] })),
+      ]);
+    }
     const t0 = Date.now();
     let tokens = 0;
     const text = await session.prompt(message, {
@@ -40,5 +49,22 @@ export async function chatWithGguf(file: string, message: string, o: GgufChatOpt
   } finally {
     await context.dispose();
     await model.dispose();
+  }
+}
+
+/** A file that does not start with GGUF's magic and a known version is refused before llama.cpp opens it. */
+function checkGgufHeader(file: string): void {
+  const head = Buffer.alloc(8);
+  let n = 0;
+  try {
+    if (!statSync(file).isFile()) throw new Error('not a file');
+    const fd = openSync(file, 'r');
+    try { n = readSync(fd, head, 0, 8, 0); } finally { closeSync(fd); }
+  } catch (err) {
+    throw new UserError('gguf.unreadable', `${file} could not be read (${(err as Error).message}).`, 'Choose a .gguf file exported by Lathe.');
+  }
+  const version = head.readUInt32LE(4);
+  if (n < 8 || head.toString('latin1', 0, 4) !== 'GGUF' || version < 2 || version > 3) {
+    throw new UserError('gguf.notGguf', `${file} is not a GGUF file (it does not start with GGUF's header), or it is damaged.`, 'Export the model again as GGUF on the Export page, then choose the new file.');
   }
 }

@@ -153,6 +153,9 @@ export class JobHost {
         case 'metric':
           this.emit({ type: 'metric', jobId: id, metric: m.metric });
           break;
+        case 'text':
+          this.emit({ type: 'text', jobId: id, stream: m.stream, text: m.text });
+          break;
         case 'paused':
           e.info.state = 'paused';
           this.emitState(id);

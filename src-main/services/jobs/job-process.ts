@@ -47,6 +47,7 @@ async function runJob(jobId: string, request: HostToJob & { type: 'start' }): Pr
     onProgress: (r) => send({ type: 'progress', ...r }),
     onLog: (level, message) => send({ type: 'log', level, message }),
     metric: (metric) => send({ type: 'metric', metric }),
+    text: (stream, text) => send({ type: 'text', stream, text }),
     checkpoint: async () => {
       if (abort.signal.aborted) throw new CancelledError();
       if (paused) {

@@ -15,6 +15,7 @@ export type JobToHost =
   | { type: 'progress'; fraction?: number; stage?: string; message?: string }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
   | { type: 'metric'; metric: Record<string, number> }
+  | { type: 'text'; stream: string; text: string }
   | { type: 'paused' }
   | { type: 'resumed' }
   | { type: 'done'; result: unknown }

@@ -70,6 +70,8 @@ const samples: Record<ChannelName, Record<string, unknown>> = {
   'ollama.find': {},
   // Not an export folder: refused before any binary is looked for.
   'ollama.register': { dir: path.join(scratch, 'fuzz'), name: 'fuzz' },
+  'runs.evalReport': { runDir: path.join(scratch, 'fuzz', 'runs', 'r') },
+  'exports.ggufFiles': { project: path.join(scratch, 'fuzz') },
 };
 
 const deep = (n: number, open = '[', close = ']') => open.repeat(n) + close.repeat(n);

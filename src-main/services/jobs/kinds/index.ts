@@ -9,6 +9,7 @@ import { tokenizerExtendJob, tokenizerTrainJob } from './tokenizer';
 import { hubDownloadJob } from './hub';
 import { calibrateJob } from './calibrate';
 import { handoffJob, importAdapterJob } from './handoff';
+import { chatJob, evalReportJob } from './chat';
 
 type HandlerTable = { [K in JobKind]: JobHandler<Extract<JobRequest, { kind: K }>['params']> };
 
@@ -23,4 +24,6 @@ export const jobKinds: HandlerTable = {
   calibrate: calibrateJob,
   handoff: handoffJob,
   'import-adapter': importAdapterJob,
+  chat: chatJob,
+  'eval-report': evalReportJob,
 };
