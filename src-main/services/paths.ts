@@ -241,6 +241,7 @@ const jobRules: { [K in JobKind]: Rule<JobParams<K>> } = {
   // Its endpoint and folder are the app's own (services/hub.ts), so the window starts it with hub.download.
   'hub-download': () => {
     throw new UserError('hub.useHubDownload', 'Downloads from the Hub are started by "hub.download", not as a plain job.', 'Use the "Get a model from the Hub" panel.');
+  },
   calibrate: (p, g) => {
     g.read(p.model, 'the model folder');
     g.read(p.dataset, 'the dataset folder');
