@@ -144,6 +144,7 @@ export function readEvalReport(runDir: string): EvalReportView | null {
 export function listGgufFiles(project: string): Array<{ file: string; bytes: number; modifiedAt: string }> {
   const root = path.join(project, 'exports');
   const out: Array<{ file: string; bytes: number; modifiedAt: string; t: number }> = [];
+  let budget = 5000; // entries looked at, at most: the call runs in the serving thread
   const scan = (dir: string, depth: number) => {
     let names: string[];
     try {
@@ -151,7 +152,8 @@ export function listGgufFiles(project: string): Array<{ file: string; bytes: num
     } catch {
       return;
     }
-    for (const name of names.slice(0, 1000)) {
+    for (const name of names) {
+      if (budget-- <= 0) return;
       const full = path.join(dir, name);
       let st;
       try { st = statSync(full); } catch { continue; }
