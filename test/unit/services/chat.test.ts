@@ -216,6 +216,15 @@ describe('evaluation report as a page', () => {
     expect(view.verdict.learning).toMatch(/^Your domain text got [\d.]+% easier for the model to predict/);
     expect(view.verdict.forgetting).toMatch(/General text got|not measured/);
     expect(readEvalReport(path.join(project, 'runs', 'empty'))).toBeNull();
+    // a damaged report file is said in plain words, through the channel
+    const damaged = path.join(project, 'runs', 'damaged');
+    mkdirSync(damaged, { recursive: true });
+    writeFileSync(path.join(damaged, 'eval-report.json'), '{"perplexity": [1, 2');
+    const env = await dispatch(services, 'runs.evalReport', { runDir: damaged });
+    expect(env.ok).toBe(false);
+    if (!env.ok) expect(env.error).toMatchObject({ code: 'report.damaged', hint: expect.stringContaining('Make the report again') });
+    // outside the project: refused
+    expect((await dispatch(services, 'runs.evalReport', { runDir: '/etc' })).ok).toBe(false);
   }, 240_000);
 
   it('says how much general text got worse, in words', () => {
