@@ -36,7 +36,7 @@ export async function runChat(p: ChatParams, sink: Sink): Promise<ChatResultView
       gpu: p.ep === 'cpu' ? false : 'auto', signal: sink.signal, onText: (t) => sink.text('gguf', t),
     });
     throwIfCancelled(sink.signal);
-    return { replies: [{ side: 'gguf', text: r.text, tokens: r.tokens, finish: r.tokens >= s.maxTokens ? 'length' : 'stop', seconds: r.seconds, tokensPerSecond: r.seconds > 0 ? r.tokens / r.seconds : 0 }] };
+    return { replies: [{ side: 'gguf', text: r.text, tokens: r.tokens, finish: r.contextFull ? 'capacity' : r.tokens >= s.maxTokens ? 'length' : 'stop', seconds: r.seconds, tokensPerSecond: r.seconds > 0 ? r.tokens / r.seconds : 0 }] };
   }
   if (!p.model) throw new UserError('chat.noModel', 'No model is chosen to chat with.', 'Choose the project\'s model (and a training run) or an exported GGUF file.');
   if (p.compare && !p.adapter) throw new UserError('chat.compareNeedsRun', 'Side by side needs a training run to compare with the base model.', 'Choose a finished training run, or turn off side by side.');
@@ -144,6 +144,7 @@ export function readEvalReport(runDir: string): EvalReportView | null {
 export function listGgufFiles(project: string): Array<{ file: string; bytes: number; modifiedAt: string }> {
   const root = path.join(project, 'exports');
   const out: Array<{ file: string; bytes: number; modifiedAt: string; t: number }> = [];
+  let budget = 5000; // entries looked at, at most: the call runs in the serving thread
   const scan = (dir: string, depth: number) => {
     let names: string[];
     try {
@@ -151,7 +152,8 @@ export function listGgufFiles(project: string): Array<{ file: string; bytes: num
     } catch {
       return;
     }
-    for (const name of names.slice(0, 1000)) {
+    for (const name of names) {
+      if (budget-- <= 0) return;
       const full = path.join(dir, name);
       let st;
       try { st = statSync(full); } catch { continue; }

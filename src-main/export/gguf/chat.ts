@@ -20,13 +20,17 @@ export interface GgufChatOptions {
   signal?: AbortSignal;
 }
 
-export interface GgufChatResult { text: string; tokens: number; seconds: number; backend: string }
+export interface GgufChatResult {
+  text: string; tokens: number; seconds: number; backend: string;
+  /** The reply stopped because the model's context (its longest readable text) was full. */
+  contextFull?: boolean;
+}
 
 export async function chatWithGguf(file: string, message: string, o: GgufChatOptions = {}): Promise<GgufChatResult> {
   if (!existsSync(file)) throw new UserError('gguf.missing', `${file} does not exist.`, 'Pass a .gguf file written by `lathe export --format gguf`.');
   checkGgufHeader(file);
   const { LlamaChatSession } = await import('node-llama-cpp');
-  const llama = await getLlamaCpp(o.gpu ?? 'auto');
+  const llama = await chatLlama(o.gpu ?? 'auto');
   const model = await llama.loadModel({ modelPath: file }).catch((err: unknown) => {
     throw new UserError('gguf.load-failed', `llama.cpp could not load ${file}: ${(err as Error).message}`, 'Check that it is a GGUF file (re-export it if needed).');
   });
@@ -40,12 +44,20 @@ export async function chatWithGguf(file: string, message: string, o: GgufChatOpt
       ]);
     }
     const t0 = Date.now();
-    let tokens = 0;
-    const text = await session.prompt(message, {
-      maxTokens: o.maxTokens ?? 256, temperature: o.temperature ?? 0, seed: o.seed, signal: o.signal, stopOnAbortSignal: true,
-      onTextChunk: (t) => o.onText?.(t), onToken: (t) => { tokens += t.length; },
-    });
-    return { text, tokens, seconds: (Date.now() - t0) / 1000, backend: llama.gpu === false ? 'cpu' : llama.gpu };
+    let tokens = 0, streamed = '';
+    const backend = llama.gpu === false ? 'cpu' : llama.gpu;
+    try {
+      const text = await session.prompt(message, {
+        maxTokens: o.maxTokens ?? 256, temperature: o.temperature ?? 0, seed: o.seed, signal: o.signal, stopOnAbortSignal: true,
+        onTextChunk: (t) => { streamed += t; o.onText?.(t); }, onToken: (t) => { tokens += t.length; },
+      });
+      return { text, tokens, seconds: (Date.now() - t0) / 1000, backend };
+    } catch (err) {
+      // node-llama-cpp gives up when the context is full and the conversation cannot be shortened
+      if (!/context shift|context size/i.test((err as Error).message ?? '')) throw err;
+      if (streamed) return { text: streamed, tokens, seconds: (Date.now() - t0) / 1000, backend, contextFull: true };
+      throw new UserError('gguf.contextFull', `The conversation is longer than this model can read at once (${context.contextSize} tokens).`, 'Start a new chat, or shorten the message or the instructions.');
+    }
   } finally {
     await context.dispose();
     await model.dispose();
@@ -67,4 +79,16 @@ function checkGgufHeader(file: string): void {
   if (n < 8 || head.toString('latin1', 0, 4) !== 'GGUF' || version < 2 || version > 3) {
     throw new UserError('gguf.notGguf', `${file} is not a GGUF file (it does not start with GGUF's header), or it is damaged.`, 'Export the model again as GGUF on the Export page, then choose the new file.');
   }
+}
+
+/**
+ * llama.cpp for chat: a GPU backend when it has a real device; a Vulkan backend that lists no GPU device (a
+ * software driver such as Mesa's lavapipe) is slower than the CPU backend, so the CPU is used then, as the
+ * engine's own device choice does (engine/runtime).
+ */
+async function chatLlama(gpu: 'auto' | false) {
+  if (gpu === false) return getLlamaCpp(false);
+  const llama = await getLlamaCpp('auto');
+  if (llama.gpu !== false && (await llama.getGpuDeviceNames().catch(() => [])).length === 0) return getLlamaCpp(false);
+  return llama;
 }

@@ -108,6 +108,29 @@ describe('chat service', () => {
     await expect(runChat(params({ messages: ask, compare: true }), { text: () => {} })).rejects.toMatchObject({ code: 'chat.compareNeedsRun' });
   }, 120_000);
 
+  it('chats with an exported GGUF file through llama.cpp, as `lathe chat --gguf` does, with earlier turns', async () => {
+    const { exportModel } = await import('../../../src-main/export');
+    const out = path.join(project, 'exports', 'gguf');
+    const r = await exportModel({ format: 'gguf', quant: 'f16', model, adapter: run, out, verify: false, name: 'tiny' });
+    const file = r.gguf!.file;
+    expect(listGgufFiles(project).map((f) => f.file)).toContain(file);
+    const one = await chatCollect(params({ model: null, gguf: file, ep: 'cpu', messages: ask, sampling: { maxTokens: 8, greedy: true } }));
+    const reply = one.result.replies[0]!;
+    expect(reply.side).toBe('gguf');
+    expect(one.streamed['gguf']).toBe(reply.text);
+    expect(reply.tokens).toBeGreaterThan(0);
+    const cli = await lathe('chat', '--gguf', file, '--message', ask[0]!.content, '--max-tokens', '8', '--cpu');
+    expect(reply.text).toBe(cli['text']);
+    const two = await chatCollect(params({ model: null, gguf: file, ep: 'cpu', sampling: { maxTokens: 8, greedy: true },
+      messages: [...ask, { role: 'assistant', content: reply.text }, { role: 'user', content: 'and a skew chisel?' }] }));
+    expect(two.result.replies[0]!.tokens).toBeGreaterThan(0);
+    // longer than the tiny model's context: the reply stops there, with what was written so far
+    const full = await chatCollect(params({ model: null, gguf: file, ep: 'cpu', messages: ask, sampling: { maxTokens: 4000, greedy: true } }));
+    expect(full.result.replies[0]!.finish).toBe('capacity');
+    expect(full.streamed['gguf']).toBe(full.result.replies[0]!.text);
+    await expect(runChat(params({ model: null, gguf: file, compare: true, messages: ask }), { text: () => {} })).rejects.toMatchObject({ code: 'chat.ggufCompare' });
+  }, 240_000);
+
   it('runs as a job: text events stream the reply; a run without an adapter fails in plain words; cancel mid-reply ends it', async () => {
     const events: JobEvent[] = [];
     const off = services.jobs.onEvent((e) => events.push(e));
@@ -193,6 +216,15 @@ describe('evaluation report as a page', () => {
     expect(view.verdict.learning).toMatch(/^Your domain text got [\d.]+% easier for the model to predict/);
     expect(view.verdict.forgetting).toMatch(/General text got|not measured/);
     expect(readEvalReport(path.join(project, 'runs', 'empty'))).toBeNull();
+    // a damaged report file is said in plain words, through the channel
+    const damaged = path.join(project, 'runs', 'damaged');
+    mkdirSync(damaged, { recursive: true });
+    writeFileSync(path.join(damaged, 'eval-report.json'), '{"perplexity": [1, 2');
+    const env = await dispatch(services, 'runs.evalReport', { runDir: damaged });
+    expect(env.ok).toBe(false);
+    if (!env.ok) expect(env.error).toMatchObject({ code: 'report.damaged', hint: expect.stringContaining('Make the report again') });
+    // outside the project: refused
+    expect((await dispatch(services, 'runs.evalReport', { runDir: '/etc' })).ok).toBe(false);
   }, 240_000);
 
   it('says how much general text got worse, in words', () => {
