@@ -67,6 +67,16 @@ export interface TokenizerMeta {
   pre: PreName;
   chatTemplate: string | null;
   eogIds: number[];
+  /** The tokenizer NFC-normalizes text first (Qwen2); llama.cpp does not, so the check compares on NFC text. */
+  nfc: boolean;
+  warnings: string[];
+}
+
+/** Whether a tokenizer.json normalizer applies NFC (alone or in a Sequence). */
+function normalizesNfc(n: ComponentJson | null | undefined): boolean {
+  if (!n) return false;
+  if (n.type === 'NFC') return true;
+  return n.type === 'Sequence' && Array.isArray(n['normalizers']) && (n['normalizers'] as ComponentJson[]).some(normalizesNfc);
 }
 
 function chatTemplateOf(dir: string, tok: LatheTokenizer): string | null {
@@ -133,7 +143,9 @@ export async function tokenizerMetadata(dir: string, vocab: number, cfg: ModelCo
   const chatTemplate = chatTemplateOf(dir, tok);
   if (chatTemplate) kvs.push(kv.str('tokenizer.chat_template', chatTemplate));
   const eogIds = [...new Set([eos, ...cfg.eosTokenIds].filter((x): x is number => x !== undefined && x < vocab))];
-  return { kvs, tokenizer: tok, pre: d.pre, chatTemplate, eogIds };
+  const nfc = normalizesNfc(tok.json.normalizer);
+  const warnings = nfc ? ['This tokenizer NFC-normalizes text before splitting it; llama.cpp does not (its behaviour for every Qwen2-style GGUF), so text with decomposed accents (e.g. "e" + U+0301) tokenizes differently there. Text in the usual composed form is unaffected (the check runs on NFC text).'] : [];
+  return { kvs, tokenizer: tok, pre: d.pre, chatTemplate, eogIds, nfc, warnings };
 }
 
 /** general.* and {arch}.* keys. */
