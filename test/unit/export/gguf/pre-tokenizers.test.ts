@@ -85,28 +85,37 @@ describe('GGUF pre-tokenizers: llama.cpp splits as the tokenizer.json does', () 
 
   // SentencePiece-style BPE with byte fallback (Llama 2: Prepend + Replace normalizer; Mistral: Metaspace) as
   // tokenizer.ggml.model "llama": tokens with scores (−merge rank), token types (<0xXX> BYTE, <unk>, controls).
-  it.each([['llama2'], ['mistral']])('%s-shaped SentencePiece tokenizer → tokenizer.ggml.model "llama": llama.cpp tokenizes the tricky text as Lathe', async (fixture) => {
+  // 'gemma': the Llama 2 fixture with Gemma's normalizer (Replace(" ", "▁") only: no "▁" prepended).
+  it.each([['llama2'], ['mistral'], ['gemma']])('%s-shaped SentencePiece tokenizer → tokenizer.ggml.model "llama": llama.cpp tokenizes the tricky text as Lathe', async (fixture) => {
     const base = tempDir('lathe-gguf-spm-');
     const model = path.join(base, 'model');
     await createTinyModel('llama', model, { seed: 3, overrides: { vocab_size: 768, bos_token_id: 1, eos_token_id: 2 } });
     const run = path.join(base, 'run');
     mkdirSync(run);
     await handRun(model, run);
-    const tokDir = path.join(FIXTURES, fixture);
+    let tokDir = path.join(FIXTURES, fixture);
+    if (fixture === 'gemma') {
+      tokDir = path.join(base, 'tok');
+      cpSync(path.join(FIXTURES, 'llama2'), tokDir, { recursive: true });
+      const tj = JSON.parse(readFileSync(path.join(tokDir, 'tokenizer.json'), 'utf8')) as { normalizer: unknown };
+      tj.normalizer = { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' };
+      writeFileSync(path.join(tokDir, 'tokenizer.json'), JSON.stringify(tj));
+    }
     const r = await exportGguf({ model, adapter: run, out: path.join(base, 'out'), quant: 'f16', tokenizerDir: tokDir, name: fixture }, { heldOutText: TRICKY });
     const c = r.check!;
     expect(c.tokenizationDiff).toBeNull();
     expect(c.passed, c.reason ?? '').toBe(true);
     const g = await readGguf(r.file);
     const v = (k: string): unknown => g.metadata.get(k)?.value;
-    expect([v('tokenizer.ggml.model'), v('tokenizer.ggml.pre'), v('tokenizer.ggml.add_space_prefix'), v('tokenizer.ggml.add_bos_token')]).toEqual(['llama', 'default', true, true]);
+    expect([v('tokenizer.ggml.model'), v('tokenizer.ggml.pre'), v('tokenizer.ggml.add_space_prefix'), v('tokenizer.ggml.add_bos_token')]).toEqual(['llama', 'default', fixture !== 'gemma', true]);
     expect([v('tokenizer.ggml.unknown_token_id'), v('tokenizer.ggml.bos_token_id'), v('tokenizer.ggml.eos_token_id')]).toEqual([0, 1, 2]);
     const tokens = v('tokenizer.ggml.tokens') as string[], types = v('tokenizer.ggml.token_type') as number[], scores = v('tokenizer.ggml.scores') as number[];
     expect([types[0], types[1], types[2], types[3], types[tokens.indexOf('<0xFF>')]]).toEqual([2, 3, 3, 6, 6]);
     expect(g.metadata.has('tokenizer.ggml.merges')).toBe(false);
-    // Llama 2's Prepend normalizer puts "▁" after special tokens as llama.cpp does (checked with them spliced in);
+    // Llama 2's Prepend normalizer puts "▁" after special tokens as llama.cpp does (checked with them spliced in;
+    // Gemma's puts none anywhere, nor does llama.cpp without add_space_prefix);
     // Mistral's Metaspace "first" does not: warned, and the spliced text left out of the check.
-    expect(c.tokenizationTexts).toBe(fixture === 'llama2' ? 2 : 1);
+    expect(c.tokenizationTexts).toBe(fixture === 'mistral' ? 1 : 2);
     expect(r.warnings.some((w) => w.includes('prepend_scheme "first"'))).toBe(fixture === 'mistral');
     // The byte fallback and the merges were exercised: CJK/emoji bytes and multi-character pieces in Lathe's ids.
     const { LatheTokenizer } = await import('../../../../src-main/tokenizer/tokenizer');
