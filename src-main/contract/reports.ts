@@ -65,6 +65,8 @@ export interface GgufExportView {
   check: {
     tokenizationEqual: boolean; positions: number; maxAbsProbDiff: number; greedyEqual: boolean; perplexity: number;
     referencePerplexity: number; perplexityIncrease: number; maxProbDiffAllowed: number | null; maxPerplexityIncrease: number; passed: boolean;
+    /** The held-out text: the run's validation split, or the built-in paragraph (the note says why). */
+    heldOut?: { source: 'validation' | 'built-in' | 'given'; note: string };
   } | null;
 }
 

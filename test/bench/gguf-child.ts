@@ -2,8 +2,9 @@
  * One measurement for the gguf bench in its own process, printing one JSON line with the seconds, the bytes
  * written and the process's peak RSS (worker threads included). Jobs:
  * - export: a whole GGUF (or merged safetensors) export of a model + adapter run, verification off;
- * - writer: the GGUF writer alone — `tensors` synthetic [rows, cols] f32 tensors converted/quantized in the
- *   2-thread pool and streamed to one file (what the export does after reading and merging each tensor).
+ * - writer: the GGUF writer alone — `tensors` synthetic [rows, cols] f32 tensors converted/quantized as the export
+ *   does after reading and merging each tensor (QuantPool.stream, 2 threads), to one file; `joined`: the
+ *   previous path (each tensor's bytes joined in memory, then written) as the peer.
  * Args: one JSON object (GgufChildJob).
  */
 import { rmSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { Rng } from '../../src-main/engine/models/rng';
 
 export type GgufChildJob =
   | { kind: 'export'; model: string; run: string; out: string; format: 'gguf' | 'merged'; quant?: string }
-  | { kind: 'writer'; out: string; type: 'F16' | 'Q8_0' | 'Q4_K'; tensors: number; rows: number; cols: number };
+  | { kind: 'writer'; out: string; type: 'F16' | 'BF16' | 'Q8_0' | 'Q4_K'; tensors: number; rows: number; cols: number; joined?: boolean };
 
 /** CPU time of the process, all threads (user + system): the work, whatever else runs on the machine. */
 let cpuStart = process.cpuUsage();
@@ -40,7 +41,11 @@ if (job.kind === 'export') {
   const start = performance.now();
   cpuStart = process.cpuUsage(); // the synthetic data is made; measure the writer
   const w = await GgufFileWriter.create(job.out, [kv.str('general.architecture', 'llama')], infos);
-  for (let i = 0; i < job.tensors; i++) await w.writeTensor(await pool.quantize(type, src, job.cols));
+  for (let i = 0; i < job.tensors; i++) {
+    // The export's path: streamed in chunks (pool.stream); `joined`: the whole tensor's bytes first (pool.quantize).
+    if (job.joined) await w.writeTensor(await pool.quantize(type, src, job.cols));
+    else await w.writeTensorParts((write) => pool.stream(type, src, job.cols, write));
+  }
   await w.finish();
   await pool.close();
   bytes = w.totalBytes;

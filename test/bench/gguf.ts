@@ -1,6 +1,7 @@
 /**
  * GGUF bench, each row one process (test/bench/gguf-child.ts):
- * 1. the writer alone: MB of output per second and peak RSS for F16, Q8_0 and Q4_K, 2 quantization threads,
+ * 1. the writer alone: MB of output per second and peak RSS for F16, BF16, Q8_0 and Q4_K (F16 and Q8_0 also by
+ *    the previous path, each tensor's bytes joined before writing, as the peer), 2 quantization threads,
  *    synthetic 4096×4096 tensors (a 7B model's square matrices), 8 vs 32 of them (0.27 / 1.07 GB of F16 output):
  *    the peak shows whether memory grows with the file;
  * 2. whole exports (read, merge the adapter, convert/quantize, write) of two Llama-style models that differ
@@ -38,13 +39,14 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
   const wdir = mkdtempSync(join(tmpdir(), 'lathe-gguf-writer-'));
   try {
     for (const tensors of (process.env.LATHE_BENCH_GGUF_TENSORS ?? '8,32').split(',').map(Number)) {
-      for (const type of ['F16', 'Q8_0', 'Q4_K'] as const) {
-        // Q4_K is slow in JS (~0.5 M values/s per thread): a quarter of the tensors, once.
+      const rows: Array<['F16' | 'BF16' | 'Q8_0' | 'Q4_K', boolean]> = [['F16', false], ['F16', true], ['BF16', false], ['Q8_0', false], ['Q8_0', true], ['Q4_K', false]];
+      for (const [type, joined] of rows) {
+        // Q4_K is slow in JS (~2 M values/s per thread): a quarter of the tensors, once.
         if (type === 'Q4_K' && tensors > 8) continue;
         const n = type === 'Q4_K' ? Math.max(1, tensors / 4) : tensors;
-        const r = await child({ kind: 'writer', out: join(wdir, 'w.gguf'), type, tensors: n, rows: 4096, cols: 4096 });
+        const r = await child({ kind: 'writer', out: join(wdir, 'w.gguf'), type, tensors: n, rows: 4096, cols: 4096, joined });
         report({
-          bench: 'gguf', model: `writer only, ${n} × 4096×4096`, what: `GGUF ${type}`, threads: 2,
+          bench: 'gguf', model: `writer only, ${n} × 4096×4096`, what: `GGUF ${type}${joined ? ' (peer: previous path, tensor joined then written)' : ''}`, threads: 2,
           output_mb: (r.bytes / 1e6).toFixed(1), seconds: r.seconds.toFixed(2), mb_per_s: (r.bytes / 1e6 / r.seconds).toFixed(1), cpu_s: r.cpuSeconds.toFixed(2),
           mb_per_cpu_s: (r.bytes / 1e6 / r.cpuSeconds).toFixed(1), peak_rss_mb: r.peakRssMb.toFixed(0),
         });

@@ -19,6 +19,7 @@ function printGguf(r: ExportResult): string[] {
     ? `  check (llama.cpp): tokenization equal; max |Δp| ${c.maxAbsProbDiff.toExponential(2)} over ${c.positions} positions${c.maxProbDiffAllowed !== null ? ` (allowed ${c.maxProbDiffAllowed})` : ''}; `
       + `greedy continuation ${c.greedyEqual ? 'same' : 'differs'}; held-out perplexity ${c.perplexity.toFixed(3)} vs ${c.referencePerplexity.toFixed(3)} unquantized (${c.perplexityIncrease >= 0 ? '+' : ''}${(100 * c.perplexityIncrease).toFixed(2)}%): passed`
     : '  check: skipped (--no-verify)');
+  if (c?.heldOut) lines.push(`  held-out text: ${c.heldOut.note}`);
   lines.push(`  Ollama: ${g.modelfile}`, `    ${g.ollamaCreate}${g.ollamaAvailable ? '' : '   (ollama is not installed here)'}`);
   for (const w of g.warnings) lines.push(`  warning: ${w}`);
   return lines;

@@ -21,6 +21,7 @@ import { adaptedWeights, newRowsOf, resizedFromTrainedRows, trainedTokenizerDir 
 import { BLOCK, GGUF_QUANTS, GgmlType, type GgufQuant } from './format';
 import { loadGguf, llamaGreedy, llamaNextProbs, llamaTokenize } from './llama-cpp';
 import { architectureMetadata, checkSupported, ggufFamiliesText, ropeFreqFactors, tokenizerMetadata } from './metadata';
+import { HELD_OUT_TEXT, heldOutText, type HeldOut } from './held-out';
 import { findOllama, modelfileText, ollamaCreateCommand, ollamaName, ollamaTemplate } from './modelfile';
 import { QuantPool } from './pool';
 import { permuteRopeRows, planTensors, tensorType, transpose } from './tensors';
@@ -43,7 +44,10 @@ export interface GgufParams {
 }
 
 export interface GgufOptions extends WorkOptions {
-  /** Held-out text for the tokenization and perplexity checks (default: a built-in English paragraph). */
+  /**
+   * Held-out text for the tokenization and perplexity checks (default: the run's validation split decoded, or a
+   * built-in English paragraph when the run has none to read; see held-out.ts).
+   */
   heldOutText?: string;
   /** Quantization threads (default: up to 4, the cores available). */
   threads?: number;
@@ -65,10 +69,7 @@ export const GGUF_LIMITS: Record<GgufQuant, { maxProbDiff: number | null; maxPpl
   q4_k_m: { maxProbDiff: null, maxPplIncrease: 0.35 },
 };
 
-export const HELD_OUT_TEXT = 'In the spring the farmers of the valley planted barley and beans, and the children walked to school along '
-  + 'the river. The teacher asked them to write a short letter about their week: what they had seen, what they had '
-  + 'learned, and what they wanted to know next. One wrote about a heron that stood still for an hour; another counted '
-  + 'the boats that passed the bridge, 12 on Monday and 7 on Tuesday. When the rain came, they read stories aloud.';
+export { HELD_OUT_TEXT };
 
 export function ggufFileName(name: string, quant: GgufQuant): string {
   return `${name}-${quant.toUpperCase()}.gguf`;
@@ -105,6 +106,7 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
     const vocab = resized?.vocabSize ?? config.vocabSize;
     const tokDir = path.resolve(p.tokenizerDir ?? trainedTokenizerDir(adapter) ?? modelDir);
     const tok = await tokenizerMetadata(tokDir, vocab, config);
+    warnings.push(...tok.warnings);
     const runsWindow = config.family === 'gemma2' || config.family === 'gemma3'; // llama.cpp applies their windows
     if (config.slidingWindow !== null && config.slidingWindow < config.maxPositions && config.family !== 'gpt2' && !runsWindow) {
       warnings.push(`The model was trained with a ${config.slidingWindow}-token sliding window; llama.cpp attends to the whole context, so texts longer than the window may behave differently.`);
@@ -151,8 +153,7 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
         let data = await tensorData(t, config, source);
         if (opts.transformTensor) data = opts.transformTensor(t.name, data);
         const rowLen = info.shape[info.shape.length - 1]!;
-        const bytes = await pool.quantize(info.type, data, rowLen);
-        await writer.writeTensor(bytes);
+        await writer.writeTensorParts((write) => pool.stream(info.type, data, rowLen, write));
         counts[BLOCK[info.type].name] = (counts[BLOCK[info.type].name] ?? 0) + 1;
         report('Writing the GGUF file', (i + 1) / plan.length, `${t.name} (${BLOCK[info.type].name})`);
       }
@@ -169,8 +170,12 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
       report('Checking the file with llama.cpp', 0);
       const failedName = target.replace(/\.gguf$/, '.failed.gguf');
       try {
+        const heldOut: HeldOut = opts.heldOutText !== undefined
+          ? { text: opts.heldOutText, source: 'given', note: 'given by the caller' }
+          : await heldOutText(adapter.train.dataset, tok.tokenizer, tokDir);
+        if (tok.nfc) heldOut.text = heldOut.text.normalize('NFC'); // the difference is llama.cpp's, and warned about
         check = await checkGguf(tmp, p.quant, {
-          modelDir, checkpoint: adapter.checkpointDir, tokDir, vocab, text: opts.heldOutText ?? HELD_OUT_TEXT, tokenizer: tok.tokenizer,
+          modelDir, checkpoint: adapter.checkpointDir, tokDir, vocab, heldOut, tokenizer: tok.tokenizer, spliceSpecials: tok.specialsAlike,
         });
       } catch (err) {
         // llama.cpp refusing the file is a failed check too: keep it for the bug report, not under the real name.
@@ -182,7 +187,7 @@ export async function exportGguf(p: GgufParams, opts: GgufOptions = {}): Promise
         throw err;
       }
       report('Checking the file with llama.cpp', 1);
-      opts.onLog?.('info', `GGUF check: tokenization ${check.tokenizationEqual ? 'equal' : 'DIFFERENT'}, max |Δp| ${check.maxAbsProbDiff.toExponential(2)}, `
+      opts.onLog?.('info', `GGUF check on ${check.heldOut.note}: tokenization ${check.tokenizationEqual ? 'equal' : 'DIFFERENT'}, max |Δp| ${check.maxAbsProbDiff.toExponential(2)}, `
         + `perplexity ${check.perplexity.toFixed(3)} vs ${check.referencePerplexity.toFixed(3)} (${(100 * check.perplexityIncrease).toFixed(2)}%).`);
       if (!check.passed) {
         const failed = failedName;
@@ -255,20 +260,24 @@ function firstDiff(a: number[], b: number[]): string | null {
 
 /** llama.cpp vs Lathe's merged model on held-out text (see GgufCheck). */
 export async function checkGguf(file: string, quant: GgufQuant, ref: {
-  modelDir: string; checkpoint: string; tokDir: string; vocab: number; text: string;
+  modelDir: string; checkpoint: string; tokDir: string; vocab: number; heldOut: HeldOut;
+  /** Also compare the text with special tokens spliced in (false where a known llama.cpp difference is warned about). */
+  spliceSpecials?: boolean;
   tokenizer: Awaited<ReturnType<typeof tokenizerMetadata>>['tokenizer'];
 }): Promise<GgufCheck> {
   const tok = ref.tokenizer;
+  const text = ref.heldOut.text;
   const g = await loadGguf(file);
   try {
     // Tokenization: plain held-out text, and the same with every special token's text spliced in.
     const specials = tok.addedTokens.map((a) => a.content);
-    const words = ref.text.split(' ');
+    const words = text.split(' ');
     const withSpecial = words.map((w, i) => (specials.length && i % 7 === 3 ? `${specials[i % specials.length]}${w}` : w)).join(' ');
     let diff: string | null = null;
-    const plainLathe = (await tok.encode(ref.text, { addSpecialTokens: false })).ids;
-    diff = firstDiff(llamaTokenize(g, ref.text, false), plainLathe);
-    if (!diff) diff = firstDiff(llamaTokenize(g, withSpecial, true), (await tok.encode(withSpecial, { addSpecialTokens: false })).ids);
+    const plainLathe = (await tok.encode(text, { addSpecialTokens: false })).ids;
+    diff = firstDiff(llamaTokenize(g, text, false), plainLathe);
+    const splice = ref.spliceSpecials !== false;
+    if (!diff && splice) diff = firstDiff(llamaTokenize(g, withSpecial, true), (await tok.encode(withSpecial, { addSpecialTokens: false })).ids);
 
     // Probabilities after each prefix of the held-out tokens (bos first when the model has one).
     const bos = tok.bosId;
@@ -311,7 +320,7 @@ export async function checkGguf(file: string, quant: GgufQuant, ref: {
     else if (lim.maxProbDiff !== null && !greedyEqual) reason = `the greedy continuation differs (llama.cpp: ${greedy.join(', ')})`;
     else if (!(increase <= lim.maxPplIncrease)) reason = `held-out perplexity rises by ${(100 * increase).toFixed(1)}% (allowed ${100 * lim.maxPplIncrease}%)`;
     return {
-      tokenizationTexts: 2, tokenizationEqual: diff === null, tokenizationDiff: diff, positions: ids.length, maxAbsProbDiff: maxAbs,
+      tokenizationTexts: splice ? 2 : 1, heldOut: { source: ref.heldOut.source, note: ref.heldOut.note }, tokenizationEqual: diff === null, tokenizationDiff: diff, positions: ids.length, maxAbsProbDiff: maxAbs,
       greedy, greedyEqual, perplexity: ppl, referencePerplexity: pplRef, perplexityIncrease: increase,
       maxProbDiffAllowed: lim.maxProbDiff, maxPerplexityIncrease: lim.maxPplIncrease, passed: reason === null, reason,
     };

@@ -61,12 +61,57 @@ export function detectPre(pre: ComponentJson | null): { pre: PreName } | { reaso
   return { reason: `its pre_tokenizer (${pre.type}) matches none Lathe maps to llama.cpp` };
 }
 
+/**
+ * A SentencePiece-style BPE (tokenizer.json model BPE with byte_fallback, as Llama 2, Mistral, TinyLlama and Gemma
+ * ship it) as llama.cpp's "llama" (SPM) tokenizer runs it: the text, with " " → "▁" and (add_space_prefix) a "▁"
+ * in front of it and of the text after each special token, split into characters, then merged pairwise by the
+ * highest score of the merged token, characters not in the vocabulary becoming <0xXX> byte tokens. Hugging Face's
+ * BPE merges by merge rank, so each merged token's score is −(its merge's rank + 1). The shapes accepted: the
+ * normalizer Prepend("▁") + Replace(" ", "▁") (Llama 2, TinyLlama) or Replace alone (Gemma: no prefix), or the
+ * Metaspace pre-tokenizer without splitting (Mistral). Returns add_space_prefix, or why llama.cpp cannot follow.
+ */
+export function detectSpm(json: LatheTokenizer['json']): { addSpacePrefix: boolean; prefixAfterSpecial: boolean } | { reason: string } {
+  const n = json.normalizer, p = json.pre_tokenizer;
+  const isReplace = (c: ComponentJson | undefined): boolean => c?.type === 'Replace' && (c['pattern'] as { String?: string } | undefined)?.String === ' ' && c['content'] === '\u2581';
+  const isPrepend = (c: ComponentJson | undefined): boolean => c?.type === 'Prepend' && c['prepend'] === '\u2581';
+  if (n && !p) {
+    const seq = n.type === 'Sequence' ? (n['normalizers'] as ComponentJson[]) : [n];
+    // Hugging Face normalizes each stretch between special tokens on its own, so "▁" is prepended after each, as in llama.cpp.
+    if (seq.length === 2 && isPrepend(seq[0]) && isReplace(seq[1])) return { addSpacePrefix: true, prefixAfterSpecial: true };
+    if (seq.length === 1 && isReplace(seq[0])) return { addSpacePrefix: false, prefixAfterSpecial: true };
+    return { reason: `its normalizer (${n.type}${n.type === 'Sequence' ? `: ${seq.map((c) => c.type).join(', ')}` : ''}) is not the SentencePiece one llama.cpp applies` };
+  }
+  if (!n && p?.type === 'Metaspace' && p['replacement'] === '\u2581' && p['split'] === false) {
+    const scheme = p['prepend_scheme'] ?? (p['add_prefix_space'] === false ? 'never' : 'always');
+    if (scheme === 'never') return { addSpacePrefix: false, prefixAfterSpecial: true };
+    // "first": Hugging Face prepends "▁" at the start of the text only; llama.cpp also after every special token.
+    return { addSpacePrefix: true, prefixAfterSpecial: scheme !== 'first' };
+  }
+  return { reason: `its normalizer/pre-tokenizer (${n?.type ?? 'none'} / ${p?.type ?? 'none'}) is not a SentencePiece shape llama.cpp applies` };
+}
+
 export interface TokenizerMeta {
   kvs: GgufKv[];
   tokenizer: LatheTokenizer;
-  pre: PreName;
+  /** tokenizer.ggml.pre ('default' for SentencePiece-style tokenizers). */
+  pre: PreName | 'default';
   chatTemplate: string | null;
   eogIds: number[];
+  /** The tokenizer NFC-normalizes text first (Qwen2); llama.cpp does not, so the check compares on NFC text. */
+  nfc: boolean;
+  /**
+   * Whether text right after a special token tokenizes alike in llama.cpp (false for Metaspace prepend_scheme
+   * "first", warned about): the check's second text, with special tokens spliced in, is then left out.
+   */
+  specialsAlike: boolean;
+  warnings: string[];
+}
+
+/** Whether a tokenizer.json normalizer applies NFC (alone or in a Sequence). */
+function normalizesNfc(n: ComponentJson | null | undefined): boolean {
+  if (!n) return false;
+  if (n.type === 'NFC') return true;
+  return n.type === 'Sequence' && Array.isArray(n['normalizers']) && (n['normalizers'] as ComponentJson[]).some(normalizesNfc);
 }
 
 function chatTemplateOf(dir: string, tok: LatheTokenizer): string | null {
@@ -87,9 +132,10 @@ export async function tokenizerMetadata(dir: string, vocab: number, cfg: ModelCo
     throw new UserError('gguf.tokenizer-too-big', `The tokenizer in ${dir} has ${tok.vocabSize} tokens but the model only ${vocab} embedding rows.`,
       'Export with the tokenizer the run was trained with (the model\'s own, or the extended one of the run).');
   }
+  if (tok.kind === 'byte-fallback') return spmMetadata(dir, tok, vocab, cfg);
   if (tok.kind !== 'byte-level') {
     throw new UserError('gguf.tokenizer-unsupported',
-      `GGUF export supports byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, SmolLM); this one is ${tok.kind === 'byte-fallback' ? 'a SentencePiece-style BPE with byte fallback (Llama 2, Mistral, TinyLlama)' : 'a plain BPE'}.`,
+      'GGUF export supports byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, SmolLM) and SentencePiece-style ones with byte fallback (Llama 2, Mistral, TinyLlama, Gemma); this one is a plain BPE.',
       'Export as a merged Hugging Face model and convert it with llama.cpp\'s convert_hf_to_gguf.py, or pick a model with a byte-level tokenizer.');
   }
   const d = detectPre(tok.json.pre_tokenizer);
@@ -110,18 +156,28 @@ export async function tokenizerMetadata(dir: string, vocab: number, cfg: ModelCo
       : tok.specialIds.has(id) ? TokenType.CONTROL : TokenType.NORMAL;
   }
   const merges = tok.merges.map(([a, b]) => `${a} ${b}`);
-  // Whether encoding adds bos/eos: ask the tokenizer itself (tokenizer_config flags or the post-processor).
-  const plain = (await tok.encode('a', { addSpecialTokens: false })).ids;
-  const withSpecial = (await tok.encode('a', { addSpecialTokens: true })).ids;
-  const addBos = tok.bosId !== undefined && withSpecial.length > plain.length && withSpecial[0] === tok.bosId;
-  const addEos = tok.eosId !== undefined && withSpecial.length > plain.length && withSpecial[withSpecial.length - 1] === tok.eosId;
+  const sk = await specialKeys(dir, tok, vocab, cfg);
   const kvs: GgufKv[] = [
     kv.str('tokenizer.ggml.model', 'gpt2'),
     kv.str('tokenizer.ggml.pre', d.pre),
     kv.arr('tokenizer.ggml.tokens', GgufType.STRING, tokens),
     kv.arr('tokenizer.ggml.token_type', GgufType.INT32, types),
     kv.arr('tokenizer.ggml.merges', GgufType.STRING, merges),
+    ...sk.kvs,
   ];
+  const { chatTemplate, eogIds } = sk;
+  const nfc = normalizesNfc(tok.json.normalizer);
+  const warnings = nfc ? ['This tokenizer NFC-normalizes text before splitting it; llama.cpp does not (its behaviour for every Qwen2-style GGUF), so text with decomposed accents (e.g. "e" + U+0301) tokenizes differently there. Text in the usual composed form is unaffected (the check runs on NFC text).'] : [];
+  return { kvs, tokenizer: tok, pre: d.pre, chatTemplate, eogIds, nfc, specialsAlike: true, warnings };
+}
+
+/** bos/eos/unk/pad ids, add_bos/add_eos (asked of the tokenizer itself), chat template, end-of-generation ids. */
+async function specialKeys(dir: string, tok: LatheTokenizer, vocab: number, cfg: ModelConfig): Promise<{ kvs: GgufKv[]; chatTemplate: string | null; eogIds: number[] }> {
+  const plain = (await tok.encode('a', { addSpecialTokens: false })).ids;
+  const withSpecial = (await tok.encode('a', { addSpecialTokens: true })).ids;
+  const addBos = tok.bosId !== undefined && withSpecial.length > plain.length && withSpecial[0] === tok.bosId;
+  const addEos = tok.eosId !== undefined && withSpecial.length > plain.length && withSpecial[withSpecial.length - 1] === tok.eosId;
+  const kvs: GgufKv[] = [];
   const bos = tok.bosId ?? cfg.bosTokenId ?? undefined;
   const eos = tok.eosId ?? cfg.eosTokenIds[0];
   if (bos !== undefined && bos < vocab) kvs.push(kv.u32('tokenizer.ggml.bos_token_id', bos));
@@ -133,7 +189,46 @@ export async function tokenizerMetadata(dir: string, vocab: number, cfg: ModelCo
   const chatTemplate = chatTemplateOf(dir, tok);
   if (chatTemplate) kvs.push(kv.str('tokenizer.chat_template', chatTemplate));
   const eogIds = [...new Set([eos, ...cfg.eosTokenIds].filter((x): x is number => x !== undefined && x < vocab))];
-  return { kvs, tokenizer: tok, pre: d.pre, chatTemplate, eogIds };
+  return { kvs, chatTemplate, eogIds };
+}
+
+/** tokenizer.ggml.model "llama" (SentencePiece) for a byte-fallback BPE: tokens, scores, token types (see detectSpm). */
+async function spmMetadata(dir: string, tok: LatheTokenizer, vocab: number, cfg: ModelConfig): Promise<TokenizerMeta> {
+  const d = detectSpm(tok.json);
+  if ('reason' in d) {
+    throw new UserError('gguf.pre-tokenizer-unknown', `llama.cpp would split text differently from this SentencePiece-style tokenizer: ${d.reason}.`,
+      'Lathe writes SentencePiece-style tokenizers whose normalizer is Prepend("▁") + Replace(" ", "▁") (Llama 2), Replace alone (Gemma) or whose pre-tokenizer is Metaspace without splitting (Mistral). Export as a merged Hugging Face model instead.');
+  }
+  const tokens: string[] = new Array(vocab);
+  const types = new Int32Array(vocab);
+  const scores = new Float32Array(vocab);
+  const rank = new Map<string, number>();
+  tok.merges.forEach(([a, b], r) => { if (!rank.has(a + b)) rank.set(a + b, r); });
+  const added = new Map(tok.addedTokens.map((a) => [a.id, a]));
+  for (let id = 0; id < vocab; id++) {
+    const t = tok.idToToken(id);
+    if (t === undefined) { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; continue; }
+    tokens[id] = t;
+    const a = added.get(id);
+    if (id === tok.unkId) types[id] = TokenType.UNKNOWN;
+    else if (a || tok.specialIds.has(id)) types[id] = a && !a.special && !tok.specialIds.has(id) ? TokenType.USER_DEFINED : TokenType.CONTROL;
+    else if (/^<0x[0-9A-F]{2}>$/.test(t)) types[id] = TokenType.BYTE;
+    else types[id] = TokenType.NORMAL;
+    const r = rank.get(t);
+    if (r !== undefined && types[id] === TokenType.NORMAL) scores[id] = -(r + 1);
+  }
+  const sk = await specialKeys(dir, tok, vocab, cfg);
+  const kvs: GgufKv[] = [
+    kv.str('tokenizer.ggml.model', 'llama'),
+    kv.str('tokenizer.ggml.pre', 'default'),
+    kv.arr('tokenizer.ggml.tokens', GgufType.STRING, tokens),
+    kv.arr('tokenizer.ggml.scores', GgufType.FLOAT32, scores),
+    kv.arr('tokenizer.ggml.token_type', GgufType.INT32, types),
+    kv.bool('tokenizer.ggml.add_space_prefix', d.addSpacePrefix),
+    ...sk.kvs,
+  ];
+  const warnings = d.prefixAfterSpecial ? [] : ['After a special token llama.cpp puts "▁" (a space) before the text that follows; this tokenizer (Metaspace, prepend_scheme "first") does not, so text glued to a special token, such as a chat turn, may tokenize differently there (llama.cpp\'s behaviour for every such GGUF). Plain text is unaffected (checked).'];
+  return { kvs, tokenizer: tok, pre: 'default', chatTemplate: sk.chatTemplate, eogIds: sk.eogIds, nfc: false, specialsAlike: d.prefixAfterSpecial, warnings };
 }
 
 /** general.* and {arch}.* keys. */

@@ -2,14 +2,21 @@
  * Quantization in worker threads: a tensor is cut into row chunks (~1 M values) that the workers quantize in
  * parallel; the bytes come back in order. Small tensors are quantized on the calling thread, and the threads
  * start only when the first large tensor arrives (the tiny models never start them).
+ *
+ * `stream` is what the export uses: elementwise types (F32/F16/BF16) are converted on the calling thread in
+ * chunks into two reused buffers, each chunk written while the next is converted (the write runs on libuv's
+ * threads), so no tensor-sized output, copy or hand-off exists; block types go through the workers and their
+ * chunks are written in order as they come, without joining them first.
  */
 import type { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { startWorker } from '../../util/worker';
-import { quantize } from './quant';
+import { convertRange, isElementwise, quantize } from './quant';
 import type { GgmlType } from './format';
 
 const CHUNK_VALUES = 1 << 20;
+/** Values per chunk of an elementwise conversion (2 MB of F16 per write). */
+const STREAM_VALUES = 1 << 20;
 
 type Reply = { id: number; bytes: Uint8Array } | { id: number; error: string };
 
@@ -74,6 +81,37 @@ export class QuantPool {
     let o = 0;
     for (const b of got) { out.set(b, o); o += b.length; }
     return out;
+  }
+
+  private buffers: Uint8Array[] | null = null;
+
+  /**
+   * Streams the bytes of `data` (rows of `rowLen`) in `type` to `sink`, in order; at most one sink call is
+   * pending at a time, and a chunk handed to `sink` stays untouched until that call has resolved.
+   */
+  async stream(type: GgmlType, data: Float32Array, rowLen: number, sink: (bytes: Uint8Array) => Promise<void>): Promise<void> {
+    if (!isElementwise(type)) {
+      if (this.threads <= 1 || data.length <= CHUNK_VALUES) return sink(quantize(type, data, rowLen));
+      const rowsPer = Math.max(1, Math.floor(CHUNK_VALUES / rowLen));
+      const rows = data.length / rowLen;
+      const parts: Array<Promise<Uint8Array>> = [];
+      for (let r = 0; r < rows; r += rowsPer) parts.push(this.run(type, data.slice(r * rowLen, Math.min(rows, r + rowsPer) * rowLen), rowLen));
+      parts.forEach((p) => p.catch(() => undefined)); // a failure surfaces from the await below, not as unhandled
+      for (const p of parts) await sink(await p);
+      return;
+    }
+    this.buffers ??= [new Uint8Array(4 * STREAM_VALUES), new Uint8Array(4 * STREAM_VALUES)];
+    let pending: Promise<void> | null = null;
+    try {
+      for (let from = 0, k = 0; from < data.length; from += STREAM_VALUES, k++) {
+        // Buffer k % 2 last held chunk k − 2, whose write was awaited before chunk k − 1's began.
+        const bytes = convertRange(type, data, from, Math.min(STREAM_VALUES, data.length - from), this.buffers[k % 2]!);
+        if (pending) await pending;
+        pending = sink(bytes);
+      }
+    } finally {
+      if (pending) await pending;
+    }
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,11 @@ import type { GgufQuant } from './format';
 export interface GgufCheck {
   /** Held-out texts whose llama.cpp tokenization was compared with Lathe's (plain text, and with special tokens). */
   tokenizationTexts: number;
+  /**
+   * Where the held-out text came from: the run's validation split (decoded), the built-in paragraph when there is
+   * none to read (the note says why), or given by the caller.
+   */
+  heldOut: { source: 'validation' | 'built-in' | 'given'; note: string };
   tokenizationEqual: boolean;
   /** First differing position and the two id runs, when they differ. */
   tokenizationDiff: string | null;

@@ -199,6 +199,27 @@ export class GgufFileWriter {
     this.next++;
   }
 
+  /**
+   * Writes the next tensor in parts: `fill` calls `write` with its bytes in order (one call pending at a time),
+   * which must add up to the tensor's size.
+   */
+  async writeTensorParts(fill: (write: (part: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
+    const i = this.next;
+    const t = this.tensors[i];
+    if (!t) throw new Error('All tensors were already written.');
+    const size = this.sizes[i]!;
+    let got = 0;
+    await fill(async (part) => {
+      if (got + part.length > size) throw new Error(`Tensor ${t.name}: more than the ${size} bytes expected.`);
+      got += part.length;
+      await this.write(part);
+    });
+    if (got !== size) throw new Error(`Tensor ${t.name}: ${got} bytes given, ${size} expected.`);
+    const pad = alignUp(size, this.alignment) - size;
+    if (pad > 0) await this.write(new Uint8Array(pad));
+    this.next++;
+  }
+
   async finish(): Promise<void> {
     if (this.next !== this.tensors.length) throw new Error(`Only ${this.next} of ${this.tensors.length} tensors were written.`);
     await this.fh!.sync();

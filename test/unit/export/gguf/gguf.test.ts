@@ -62,6 +62,7 @@ const OVERRIDES: Partial<Record<string, Record<string, unknown>>> = { smollm3: S
 function expectAgreement(r: GgufResult, quant: string): void {
   const c = r.check!;
   expect(c.passed, c.reason ?? '').toBe(true);
+  if (c.heldOut.source === 'built-in') expect(c.heldOut.note).toContain('/nonexistent/dataset is not there'); // handRun's runs name no real dataset
   expect(c.tokenizationEqual).toBe(true);
   expect(c.positions).toBeGreaterThan(60);
   if (quant === 'f16') {
@@ -180,7 +181,7 @@ describe('GGUF export, checked by llama.cpp', () => {
     }
   }, 300_000);
 
-  it('an extended tokenizer keeps the gpt-2 pre-tokenizer, carries its new tokens and merges, and llama.cpp tokenizes as Lathe', async () => {
+  it('an extended tokenizer keeps the gpt-2 pre-tokenizer, carries its new tokens and merges, and llama.cpp tokenizes the run\'s validation text as Lathe', async () => {
     const { trainDomainTokenizer, extendTokenizerDir } = await import('../../../../src-main/tokenizer/service');
     const { readExtensionManifest } = await import('../../../../src-main/tokenizer/extend');
     const { prepareCorpus } = await import('../../../../src-main/data/prepare');
@@ -202,9 +203,18 @@ describe('GGUF export, checked by llama.cpp', () => {
     await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
     const run = path.join(base, 'run');
     await train({ model, dataset, out: run, tokenizer: tok, maxSteps: 3, batchSize: 2, optim: { lr: 1e-2 }, evalEvery: 0, ep: 'cpu', lora: { targets: 'attention' } });
-    const text = 'turn the spindle, then the tailstock and the headstock; a faceplate, a chuck and a skew gouge. '.repeat(3);
-    const r = await exportGguf({ model, adapter: run, out: path.join(base, 'out'), quant: 'f16' }, { heldOutText: text });
+    // No held-out text given: the check reads the run's validation split back as text.
+    const r = await exportGguf({ model, adapter: run, out: path.join(base, 'out'), quant: 'f16' });
     expectAgreement(r, 'f16');
+    expect(r.check!.heldOut).toMatchObject({ source: 'validation', note: expect.stringContaining(`split "val-domain" of ${dataset}`) });
+    const { heldOutText } = await import('../../../../src-main/export/gguf/held-out');
+    const { LatheTokenizer } = await import('../../../../src-main/tokenizer/tokenizer');
+    const held = await heldOutText(dataset, LatheTokenizer.fromDir(tok), tok);
+    const text = held.text;
+    expect(text.length).toBeGreaterThan(200);
+    expect(text.split(/[\s.]+/).filter(Boolean).every((w) => words.includes(w))).toBe(true); // the corpus's words, decoded back
+    // The base tokenizer did not make this dataset: the built-in paragraph, saying why.
+    expect(await heldOutText(dataset, LatheTokenizer.fromDir(model), model)).toMatchObject({ source: 'built-in', note: expect.stringContaining('another tokenizer') });
     const g = await readGguf(r.file);
     const tokens = g.metadata.get('tokenizer.ggml.tokens')!.value as string[];
     const merges = g.metadata.get('tokenizer.ggml.merges')!.value as string[];
@@ -213,7 +223,6 @@ describe('GGUF export, checked by llama.cpp', () => {
     expect(merges.length).toBe(tj.model.merges.length);
     expect(g.metadata.get('tokenizer.ggml.pre')!.value).toBe('gpt-2');
     // The new tokens really occur in the held-out tokenization llama.cpp agreed with.
-    const { LatheTokenizer } = await import('../../../../src-main/tokenizer/tokenizer');
     const ids = (await LatheTokenizer.fromDir(tok).encode(text, { addSpecialTokens: false })).ids;
     expect(ids.some((id) => newTokens.some((t) => t.id === id))).toBe(true);
   });

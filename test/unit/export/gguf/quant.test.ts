@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { BLOCK, GgmlType } from '../../../../src-main/export/gguf/format';
 import { dequantize, quantize } from '../../../../src-main/export/gguf/quant';
 import { Rng } from '../../../../src-main/engine/models/rng';
-import { f32ToF16Array, f32ToF16Bits } from '../../../../src-main/engine/safetensors/dtype';
+import { f32ToBf16Array, f32ToF16Array, f32ToF16Bits } from '../../../../src-main/engine/safetensors/dtype';
+import { QuantPool } from '../../../../src-main/export/gguf/pool';
 
 const x = new Rng(3).normalArray(256 * 64, 1);
 
@@ -90,6 +91,42 @@ describe('GGUF quantizers', () => {
     const y = new Float32Array(bits.buffer);
     y.set([0, -0, 65504, 65519.99, 65520, 6.1e-5, 2 ** -14, 5.96e-8, NaN, Infinity, -Infinity, 1e-10, 1 + 2 ** -11, 1 + 3 * 2 ** -11]);
     expect(new Uint16Array(quantize(GgmlType.F16, y, 1).buffer)).toEqual(f32ToF16Array(y));
+  });
+
+  it('BF16 gives the bits of the exact converter (round to nearest even, NaN quiet) for any f32', () => {
+    const bits = new Uint32Array(1 << 16);
+    const rng = new Rng(10);
+    for (let i = 0; i < bits.length; i++) bits[i] = Math.floor(rng.next() * 2 ** 32) >>> 0;
+    const y = new Float32Array(bits.buffer);
+    y.set([0, -0, 3.4e38, -3.4e38, NaN, Infinity, -Infinity, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -1 - 2 ** -8]);
+    expect(new Uint16Array(quantize(GgmlType.BF16, y, 1).buffer)).toEqual(f32ToBf16Array(y));
+  });
+
+  it('QuantPool.stream: every type\'s chunks, in order, are the bytes of quantize on the whole tensor', async () => {
+    // 2.5 M values: three elementwise chunks (the last short) and, for the block types, three worker chunks.
+    const big = new Rng(4).normalArray(2_500_096, 0.05);
+    big.set([0, NaN, 70000, -1e-9], 12345);
+    const pool = new QuantPool(2);
+    try {
+      for (const t of [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0]) {
+        const parts: Uint8Array[] = [];
+        let inFlight = 0;
+        await pool.stream(t, big, 256, async (b) => {
+          expect(inFlight).toBe(0);
+          inFlight++;
+          parts.push(b.slice()); // the pool reuses its buffers once this call resolves
+          await new Promise((r) => setTimeout(r, 1));
+          inFlight--;
+        });
+        expect(parts.length).toBeGreaterThan(1);
+        const joined = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+        let o = 0;
+        for (const b of parts) { joined.set(b, o); o += b.length; }
+        expect(Buffer.from(joined.buffer).equals(Buffer.from(quantize(t, big, 256).buffer))).toBe(true); // toEqual: minutes on 10 MB
+      }
+    } finally {
+      await pool.close();
+    }
   });
 
   it('refuses rows that do not split into blocks', () => {

@@ -43,7 +43,8 @@ describe('GGUF writer', () => {
     const w = await GgufFileWriter.create(file, kvs, tensors);
     await w.writeTensor(quantize(GgmlType.F32, a, 5));
     await w.writeTensor(quantize(GgmlType.Q8_0, b, 64));
-    await w.writeTensor(quantize(GgmlType.F16, new Float32Array(7).fill(1.5), 7));
+    const c = quantize(GgmlType.F16, Float32Array.from([1.5, -2, 3, 0.25, 8, -0.5, 7]), 7); // in parts, as the export streams
+    await w.writeTensorParts(async (write) => { await write(c.subarray(0, 6)); await write(c.subarray(6)); });
     await w.finish();
     expect(statSync(file).size).toBe(w.totalBytes);
 
@@ -75,6 +76,7 @@ describe('GGUF writer', () => {
     expect(new Float32Array((await readGgufTensor(file, g.tensors[0]!)).slice().buffer)).toEqual(a);
     expect(await readGgufTensor(file, g.tensors[1]!)).toEqual(quantize(GgmlType.Q8_0, b, 64));
     expect(g.tensors[1]!.bytes).toBe(2 * 2 * 34);
+    expect(await readGgufTensor(file, g.tensors[2]!)).toEqual(c);
   });
 
   it('writes ne innermost first (a [rows, cols] matrix has ne = [cols, rows])', () => {
@@ -94,6 +96,8 @@ describe('GGUF writer', () => {
     expect(() => encodeGgufHeader([], [{ name: 't', shape: [2, 48], type: GgmlType.Q8_0 }])).toThrow(/blocks of 32/);
     const w = await GgufFileWriter.create(path.join(dir, 'bad.gguf'), [], [{ name: 't', shape: [4], type: GgmlType.F32 }]);
     await expect(w.writeTensor(new Uint8Array(12))).rejects.toThrow(/12 bytes given, 16 expected/);
+    await expect(w.writeTensorParts(async (write) => { await write(new Uint8Array(8)); await write(new Uint8Array(4)); })).rejects.toThrow(/12 bytes given, 16 expected/);
+    await expect(w.writeTensorParts(async (write) => { await write(new Uint8Array(12)); await write(new Uint8Array(8)); })).rejects.toThrow(/more than the 16 bytes/);
     await expect(w.finish()).rejects.toThrow(/Only 0 of 1/);
     await w.abort();
   });
