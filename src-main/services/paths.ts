@@ -7,6 +7,7 @@
  *   model     chosen by models.inspect / projects.setModel       read only (originals are never modified)
  *   corpus    the files/folders named in a prepare or tokenizer job   read only
  *   resources the app's bundled model and corpora                read only, always
+ *   download  a folder chosen to keep Hub downloads in (hub.download) read + write
  *
  * Choosing refuses system locations (/etc, /proc, /dev, ...), the folders that hold secrets (~/.ssh,
  * ~/.config, ...), any folder that contains one of them (/, /home, the home folder itself), and things that
@@ -27,9 +28,9 @@ import type { z } from 'zod';
 import type { ChannelName, Channels, JobKind, JobRequest } from '../contract';
 import { UserError } from '../util/progress';
 
-export type RootKind = 'project' | 'export' | 'model' | 'corpus' | 'resources';
-const WRITABLE: readonly RootKind[] = ['project', 'export'];
-const ANY: readonly RootKind[] = ['project', 'export', 'model', 'corpus', 'resources'];
+export type RootKind = 'project' | 'export' | 'model' | 'corpus' | 'resources' | 'download';
+const WRITABLE: readonly RootKind[] = ['project', 'export', 'download'];
+const ANY: readonly RootKind[] = ['project', 'export', 'model', 'corpus', 'resources', 'download'];
 
 const KIND_WORDS: Record<RootKind, string> = {
   project: 'a project you created or opened',
@@ -37,6 +38,7 @@ const KIND_WORDS: Record<RootKind, string> = {
   model: 'a model folder you chose',
   corpus: 'a corpus you named',
   resources: 'the bundled resources',
+  download: 'a folder you chose for downloaded models',
 };
 
 /** System locations nothing is read from or written to (POSIX, macOS, Windows). */
@@ -251,11 +253,11 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'templates.preview': (r, g) => { if (r.modelDir) g.read(r.modelDir, 'the model folder'); },
   'cache.info': () => {}, // the weight cache lives in Lathe's own folder (engine/weights), not a user path
   'cache.clear': () => {},
-  // The Hub's channels name no local paths: downloads go to the app's models folder (services/hub.ts).
+  // The Hub's channels name no local paths but the download folder (default the app's models folder).
   'hub.search': () => {},
   'hub.recommended': () => {},
   'hub.info': () => {},
-  'hub.download': () => {},
+  'hub.download': (r, g) => { if (r.parentDir !== undefined) g.choose(r.parentDir, 'download', 'the folder to keep models in'); },
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

@@ -57,7 +57,7 @@ describe('a model from the Hub', () => {
     // In a browser the token cannot be kept: said plainly, with what to do.
     expect(await page.getByTestId('hub-token-unavailable').textContent()).toContain('only the desktop app');
 
-    await page.getByLabel('Model name').fill('tiny');
+    await page.getByLabel('Find a model').fill('tiny');
     await page.getByRole('button', { name: 'Search' }).click();
     const results = page.getByTestId('hub-results');
     await results.waitFor();
