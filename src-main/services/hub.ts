@@ -70,7 +70,7 @@ export function hubDownload(req: Req<'hub.download'>, s: Services): Res<'hub.dow
   // parentDir was vetted and recorded as a download folder by paths.ts before this runs.
   const modelsDir = req.parentDir ?? s.modelsDir;
   if (!modelsDir) {
-    throw new UserError('hub.noModelsFolder', 'This Lathe has no models folder to download into.', 'Start Lathe as the desktop app or with `lathe serve`, which keep models in their settings folder.');
+    throw new UserError('hub.noModelsFolder', 'This Lathe has no models folder to download into.', 'Choose a folder under "Keep models in", or set LATHE_MODELS_DIR to a folder of its own and start Lathe again.');
   }
   const t = token(s);
   const jobId = s.jobs.start(

@@ -44,7 +44,7 @@ export function createServices(opts: {
 }): Services {
   const settings = new SettingsService(opts.store);
   const paths = new PathGuard({ resources: bundledResourcesDir() });
-  const modelsDir = opts.modelsDir ? paths.own(opts.modelsDir, 'model') : null;
+  const modelsDir = opts.modelsDir ? ownModelsDir(paths, opts.modelsDir) : null;
   return {
     runtime: opts.runtime,
     version: opts.version,
@@ -56,6 +56,15 @@ export function createServices(opts: {
     offload: new OffloadPool(),
     modelsDir,
   };
+}
+
+/** The models folder as a root of the app's own; one that holds system places is not used (Hub downloads then say so). */
+function ownModelsDir(paths: PathGuard, dir: string): string | null {
+  try {
+    return paths.own(dir, 'model');
+  } catch {
+    return null;
+  }
 }
 
 function bundledResourcesDir(): string | null {

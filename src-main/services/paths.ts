@@ -102,6 +102,9 @@ export class PathGuard {
   /** Record a folder the app itself keeps (not one the window named). Returns the real path. */
   own(p: string, kind: RootKind): string {
     const real = resolveReal(p);
+    // It may lie inside a settings folder, but must not hold system places or secrets itself (LATHE_MODELS_DIR=/).
+    const held = this.denied.find((d) => inside(d, real));
+    if (held) throw new UserError('paths.notAllowed', `Lathe will not keep its models in ${p}: it contains ${held}.`, 'Set LATHE_MODELS_DIR to a folder of its own, such as ~/lathe-models.');
     this.owned.push(real);
     this.roots.set(real, kind);
     return real;

@@ -75,6 +75,20 @@ describe('hub channels', () => {
     expect(r.totalBytes).toBeGreaterThan(0);
   });
 
+  it('will not own a models folder that holds system places (LATHE_MODELS_DIR=/)', async () => {
+    const root = testServices({ modelsDir: '/' });
+    try {
+      expect(root.modelsDir).toBeNull();
+      const env = await dispatch(root, 'hub.download', { repo: 'lathe-test/tiny-llama' });
+      expect(env.ok).toBe(false);
+      if (!env.ok) expect(env.error.code).toBe('hub.noModelsFolder');
+      expect((await dispatch(root, 'models.inspect', { path: '/etc' })).ok).toBe(false);
+    } finally {
+      root.jobs.dispose();
+      await root.offload.close();
+    }
+  });
+
   it('refuses a hub-download started as a plain job (its endpoint and folder are the app’s)', async () => {
     const env = await dispatch(s, 'jobs.start', { kind: 'hub-download', params: { endpoint: 'http://evil.example', repo: 'a/b', revision: 'main', modelsDir: '/tmp/x' } });
     expect(env.ok).toBe(false);
