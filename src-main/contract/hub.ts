@@ -73,7 +73,7 @@ export const hubChannels = {
     z.object({ endpoint: z.string(), budgetBytes: z.number(), results: z.array(HubModelRow) })),
   /** A short list of starting models, each with whether (and how) it fits the memory given. */
   'hub.recommended': channel(z.object(Budget).strict(),
-    z.object({ endpoint: z.string(), budgetBytes: z.number(), machineBytes: z.number(), models: z.array(HubModelRow) })),
+    z.object({ endpoint: z.string(), budgetBytes: z.number(), machineBytes: z.number(), modelsDir: z.string().nullable(), models: z.array(HubModelRow) })),
   /** The files Lathe would download for a model (sizes, how each is checked) and those it leaves. */
   'hub.info': channel(z.object({ repo: REPO, revision: REVISION.default('main') }).strict(),
     z.object({
@@ -82,6 +82,10 @@ export const hubChannels = {
       skipped: z.array(z.string()),
     })),
   /** Start the download job; the Hub token (if saved) goes to the job process, never into its parameters. */
-  'hub.download': channel(z.object({ repo: REPO, revision: REVISION.default('main') }).strict(),
+  'hub.download': channel(z.object({
+    repo: REPO, revision: REVISION.default('main'),
+    /** A folder the user chose to keep models in; default the app's models folder. */
+    parentDir: path.optional(),
+  }).strict(),
     z.object({ jobId: z.string(), modelsDir: z.string() })),
 } as const;

@@ -88,6 +88,11 @@ export class HubClient {
     }
     const req = this.req('model', repo, signal);
     const url = `${this.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
-    return parse(ModelInfo, await hubJson(url, req), req);
+    const info = parse(ModelInfo, await hubJson(url, req), req);
+    // The id names the model's folder: one that could climb out of the models folder is refused.
+    if (!REPO_ID.test(info.id) || info.id.includes('..')) {
+      throw new UserError('hub.badResponse', `The Hub at ${this.endpoint} answered with a model id Lathe cannot use as a folder name ("${info.id.slice(0, 100)}").`, 'Check HF_ENDPOINT: it may not point at the Hub.');
+    }
+    return info;
   }
 }

@@ -46,7 +46,11 @@ export async function hubGet(url: string, req: HubRequest): Promise<Response> {
     const res = await withTimeout(req, (signal) => fetch(current, { headers, redirect: 'manual', signal }));
     if (res.status >= 300 && res.status < 400 && res.headers.has('location')) {
       await res.body?.cancel();
-      current = new URL(res.headers.get('location')!, current).toString();
+      const next = new URL(res.headers.get('location')!, current);
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+        throw new UserError('hub.badRedirect', `The Hub sent ${req.what} to a ${next.protocol} address, which Lathe does not follow.`, 'Check HF_ENDPOINT: it may not point at the Hub.');
+      }
+      current = next.toString();
       continue;
     }
     return res;

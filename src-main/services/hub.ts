@@ -2,7 +2,8 @@
  * Models from the Hugging Face Hub for the window: search and the recommended list with "fits your
  * memory" in words, one model's files, and the download job. The Hub's address comes from HF_ENDPOINT
  * or the hubEndpoint setting (never from the window); the token from the keychain (secrets.ts) and goes to
- * the job process only with its start message. Downloads land in the app's models folder only.
+ * the job process only with its start message. Downloads land in the app's models folder, or in a folder
+ * the user chose for them (recorded by paths.ts as a 'download' root).
  */
 import os from 'node:os';
 import type { z } from 'zod';
@@ -53,7 +54,7 @@ export async function hubSearch(req: Req<'hub.search'>, s: Services): Promise<Re
 export function hubRecommended(req: Req<'hub.recommended'>, s: Services): Res<'hub.recommended'> {
   const b = budget(req);
   const models = recommendedModels(b, req.ep as MemoryEp).map((m) => ({ ...m, downloads: null }));
-  return { endpoint: endpoint(s), budgetBytes: b, machineBytes: os.totalmem(), models };
+  return { endpoint: endpoint(s), budgetBytes: b, machineBytes: os.totalmem(), modelsDir: s.modelsDir, models };
 }
 
 export async function hubInfo(req: Req<'hub.info'>, s: Services): Promise<Res<'hub.info'>> {
@@ -66,13 +67,15 @@ export async function hubInfo(req: Req<'hub.info'>, s: Services): Promise<Res<'h
 }
 
 export function hubDownload(req: Req<'hub.download'>, s: Services): Res<'hub.download'> {
-  if (!s.modelsDir) {
-    throw new UserError('hub.noModelsFolder', 'This Lathe has no models folder to download into.', 'Start Lathe as the desktop app or with `lathe serve`, which keep models in their settings folder.');
+  // parentDir was vetted and recorded as a download folder by paths.ts before this runs.
+  const modelsDir = req.parentDir ?? s.modelsDir;
+  if (!modelsDir) {
+    throw new UserError('hub.noModelsFolder', 'This Lathe has no models folder to download into.', 'Choose a folder under "Keep models in", or set LATHE_MODELS_DIR to a folder of its own and start Lathe again.');
   }
   const t = token(s);
   const jobId = s.jobs.start(
-    { kind: 'hub-download', params: { endpoint: endpoint(s), repo: req.repo, revision: req.revision, modelsDir: s.modelsDir } },
+    { kind: 'hub-download', params: { endpoint: endpoint(s), repo: req.repo, revision: req.revision, modelsDir } },
     t ? { hubToken: t } : {},
   );
-  return { jobId, modelsDir: s.modelsDir };
+  return { jobId, modelsDir };
 }

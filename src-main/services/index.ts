@@ -57,7 +57,7 @@ export function createServices(opts: {
   const settings = new SettingsService(opts.store);
   const resources = bundledResourcesDir();
   const paths = new PathGuard({ resources });
-  const modelsDir = opts.modelsDir ? paths.own(opts.modelsDir, 'model') : null;
+  const modelsDir = opts.modelsDir ? ownModelsDir(paths, opts.modelsDir) : null;
   return {
     runtime: opts.runtime,
     version: opts.version,
@@ -71,6 +71,15 @@ export function createServices(opts: {
     resources,
     ...(opts.nativeDialog ? { nativeDialog: opts.nativeDialog } : {}),
   };
+}
+
+/** The models folder as a root of the app's own; one that holds system places is not used (Hub downloads then say so). */
+function ownModelsDir(paths: PathGuard, dir: string): string | null {
+  try {
+    return paths.own(dir, 'model');
+  } catch {
+    return null;
+  }
 }
 
 function bundledResourcesDir(): string | null {

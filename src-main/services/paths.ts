@@ -7,6 +7,7 @@
  *   model     chosen by models.inspect / projects.setModel       read only (originals are never modified)
  *   corpus    the files/folders named in a prepare or tokenizer job   read only
  *   resources the app's bundled model and corpora                read only, always
+ *   download  a folder chosen to keep Hub downloads in (hub.download) read + write
  *
  * Choosing refuses system locations (/etc, /proc, /dev, ...), the folders that hold secrets (~/.ssh,
  * ~/.config, ...), any folder that contains one of them (/, /home, the home folder itself), and things that
@@ -27,9 +28,9 @@ import type { z } from 'zod';
 import type { ChannelName, Channels, JobKind, JobRequest } from '../contract';
 import { UserError } from '../util/progress';
 
-export type RootKind = 'project' | 'export' | 'model' | 'corpus' | 'resources';
-const WRITABLE: readonly RootKind[] = ['project', 'export'];
-const ANY: readonly RootKind[] = ['project', 'export', 'model', 'corpus', 'resources'];
+export type RootKind = 'project' | 'export' | 'model' | 'corpus' | 'resources' | 'download';
+const WRITABLE: readonly RootKind[] = ['project', 'export', 'download'];
+const ANY: readonly RootKind[] = ['project', 'export', 'model', 'corpus', 'resources', 'download'];
 
 const KIND_WORDS: Record<RootKind, string> = {
   project: 'a project you created or opened',
@@ -37,6 +38,7 @@ const KIND_WORDS: Record<RootKind, string> = {
   model: 'a model folder you chose',
   corpus: 'a corpus you named',
   resources: 'the bundled resources',
+  download: 'a folder you chose for downloaded models',
 };
 
 /** System locations nothing is read from or written to (POSIX, macOS, Windows). */
@@ -103,6 +105,9 @@ export class PathGuard {
   /** Record a folder the app itself keeps (not one the window named). Returns the real path. */
   own(p: string, kind: RootKind): string {
     const real = resolveReal(p);
+    // It may lie inside a settings folder, but must not hold system places or secrets itself (LATHE_MODELS_DIR=/).
+    const held = this.denied.find((d) => inside(d, real));
+    if (held) throw new UserError('paths.notAllowed', `Lathe will not keep its models in ${p}: it contains ${held}.`, 'Set LATHE_MODELS_DIR to a folder of its own, such as ~/lathe-models.');
     this.owned.push(real);
     this.roots.set(real, kind);
     return real;
@@ -302,11 +307,11 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'templates.preview': (r, g) => { if (r.modelDir) g.read(r.modelDir, 'the model folder'); },
   'cache.info': () => {}, // the weight cache lives in Lathe's own folder (engine/weights), not a user path
   'cache.clear': () => {},
-  // The Hub's channels name no local paths: downloads go to the app's models folder (services/hub.ts).
+  // The Hub's channels name no local paths but the download folder (default the app's models folder).
   'hub.search': () => {},
   'hub.recommended': () => {},
   'hub.info': () => {},
-  'hub.download': () => {},
+  'hub.download': (r, g) => { if (r.parentDir !== undefined) g.choose(r.parentDir, 'download', 'the folder to keep models in'); },
   // The picker and Ollama (contract/ux.ts).
   'files.list': (r, g) => { if (r.dir !== null) g.browse(r.dir, 'the folder'); },
   'files.remember': (r, g) => { g.vet(r.path, 'a recent folder'); },

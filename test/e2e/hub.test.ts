@@ -1,8 +1,8 @@
 /**
  * A model from the Hub end to end: the real renderer in Chromium, the real services behind the bridge, the
  * Hub played by the local stand-in (test/helpers/hub-server.ts, reached through HF_ENDPOINT). Recommended
- * list by memory, search, a gated model refused in plain words, a download with visible progress that
- * ends with the model checked and chosen for the project.
+ * list by memory, search, a gated model refused in plain words, a download cancelled, then continued with
+ * visible progress until the model is checked and chosen for the project.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -57,7 +57,7 @@ describe('a model from the Hub', () => {
     // In a browser the token cannot be kept: said plainly, with what to do.
     expect(await page.getByTestId('hub-token-unavailable').textContent()).toContain('only the desktop app');
 
-    await page.getByLabel('Model name').fill('tiny');
+    await page.getByLabel('Find a model').fill('tiny');
     await page.getByRole('button', { name: 'Search' }).click();
     const results = page.getByTestId('hub-results');
     await results.waitFor();
@@ -73,8 +73,19 @@ describe('a model from the Hub', () => {
     expect(await box.getByRole('alert').textContent()).toContain('What to do');
   });
 
+  it('cancels a download, keeping what arrived', async () => {
+    hub.faults.chunkDelayMs = 150;
+    await page.getByTestId('hub-results').locator('tr[data-repo="lathe-test/tiny-llama"]').getByRole('button', { name: 'Download' }).click();
+    const bar = page.getByRole('progressbar', { name: 'Download progress' });
+    await expect.poll(async () => Number(await bar.getAttribute('aria-valuenow')), { timeout: 30_000 }).toBeGreaterThanOrEqual(5);
+    await page.getByRole('button', { name: 'Cancel download' }).click();
+    await expect.poll(() => page.getByTestId('hub-download').textContent(), { timeout: 30_000 }).toContain('Download stopped. What arrived is kept');
+    expect(await page.getByTestId('project-model').textContent()).toBe('none chosen yet');
+  }, 60_000);
+
   it('downloads with visible progress and chooses the checked model for the project', async () => {
     hub.faults.chunkDelayMs = 40;
+    hub.cdnLog.length = 0;
     await page.getByTestId('hub-results').locator('tr[data-repo="lathe-test/tiny-llama"]').getByRole('button', { name: 'Download' }).click();
     const progress = page.getByTestId('hub-progress');
     await expect.poll(() => progress.textContent(), { timeout: 30_000 }).toMatch(/Downloading — .* of .* · .*\/s/);
@@ -83,6 +94,9 @@ describe('a model from the Hub', () => {
     expect(Number(await bar.getAttribute('aria-valuenow'))).toBeLessThan(100);
     await app.shot('hub-download');
     await page.getByTestId('hub-done').waitFor({ timeout: 60_000 });
+    // It continued the cancelled download (a Range request) rather than starting again.
+    expect(await page.getByTestId('hub-done').textContent()).toContain('continued an earlier download');
+    expect(hub.cdnLog.some((l) => l.range !== undefined)).toBe(true);
     await expect.poll(() => page.getByTestId('project-model').textContent(), { timeout: 30_000 }).toContain('lathe-test--tiny-llama');
     const check = await page.getByTestId('model-check').textContent();
     expect(check).toContain('LlamaForCausalLM');

@@ -31,6 +31,8 @@ export interface HubFaults {
   stallAfterBytes?: number;
   /** Files (by name) whose SHA-256 the info answer gets wrong. */
   wrongSha?: string[];
+  /** The info answer names this model id instead of the one asked for. */
+  answerId?: string;
   /** The info answer is not JSON. */
   badJson?: boolean;
   /** Send files in 16 KiB chunks with this pause between them. */
@@ -106,7 +108,7 @@ export async function startHubServer(repos: HubRepo[], faults: HubFaults = {}): 
       const rev = decodeURIComponent(m[2]!);
       if (rev !== 'main' && rev !== s.sha) { reply(404, { error: `Invalid rev id: ${rev}` }); return; }
       reply(200, {
-        _id: s.sha.slice(0, 24), id: s.repo.id, modelId: s.repo.id, sha: s.sha, private: false, gated: s.repo.gated ? 'manual' : false,
+        _id: s.sha.slice(0, 24), id: faults.answerId ?? s.repo.id, modelId: s.repo.id, sha: s.sha, private: false, gated: s.repo.gated ? 'manual' : false,
         pipeline_tag: 'text-generation', tags: ['transformers', 'safetensors', 'text-generation'], downloads: s.repo.downloads ?? 0,
         siblings: [
           ...s.files.map((f) => ({

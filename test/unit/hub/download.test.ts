@@ -87,6 +87,10 @@ describe('Hub client', () => {
     expect(bad.code).toBe('hub.badResponse');
     expect(bad.message).toContain('not JSON');
     expect((await refusal(client.modelInfo('../etc', 'main'))).code).toBe('hub.badRepoId');
+    delete hub.faults.badJson;
+    // An answer naming a model id that would climb out of the models folder is refused.
+    hub.faults.answerId = '../../outside';
+    expect((await refusal(client.modelInfo('lathe-test/tiny-llama', 'main'))).message).toContain('cannot use as a folder name');
   });
 
   it('says plainly when nothing answers at the endpoint', async () => {

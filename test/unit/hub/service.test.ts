@@ -75,11 +75,39 @@ describe('hub channels', () => {
     expect(r.totalBytes).toBeGreaterThan(0);
   });
 
+  it('will not own a models folder that holds system places (LATHE_MODELS_DIR=/)', async () => {
+    const root = testServices({ modelsDir: '/' });
+    try {
+      expect(root.modelsDir).toBeNull();
+      const env = await dispatch(root, 'hub.download', { repo: 'lathe-test/tiny-llama' });
+      expect(env.ok).toBe(false);
+      if (!env.ok) expect(env.error.code).toBe('hub.noModelsFolder');
+      expect((await dispatch(root, 'models.inspect', { path: '/etc' })).ok).toBe(false);
+    } finally {
+      root.jobs.dispose();
+      await root.offload.close();
+    }
+  });
+
   it('refuses a hub-download started as a plain job (its endpoint and folder are the app’s)', async () => {
     const env = await dispatch(s, 'jobs.start', { kind: 'hub-download', params: { endpoint: 'http://evil.example', repo: 'a/b', revision: 'main', modelsDir: '/tmp/x' } });
     expect(env.ok).toBe(false);
     if (!env.ok) expect(env.error.code).toBe('hub.useHubDownload');
   });
+
+  it('downloads into a folder the user chose, and refuses system places', async () => {
+    const bad = await dispatch(s, 'hub.download', { repo: 'lathe-test/tiny-llama', parentDir: '/etc' });
+    expect(bad.ok).toBe(false);
+    if (!bad.ok) expect(bad.error.code).toBe('paths.notAllowed');
+    const mine = tempDir('lathe-my-models-');
+    const { jobId, modelsDir } = await call<{ jobId: string; modelsDir: string }>('hub.download', { repo: 'lathe-test/tiny-llama', parentDir: mine });
+    expect(modelsDir).toBe(mine);
+    const info = await s.jobs.wait(jobId);
+    expect(info.state).toBe('done');
+    const dir = (info.result as HubDownloadResult).dir;
+    expect(dir).toBe(path.join(mine, 'lathe-test--tiny-llama'));
+    expect((await call<{ problems: unknown[] }>('models.inspect', { path: dir })).problems).toEqual([]);
+  }, 60_000);
 
   it('downloads a gated model with the saved token as a job; the folder passes the model check and can be chosen', async () => {
     const noToken = await call<{ jobId: string }>('hub.download', { repo: 'lathe-test/tiny-gated' });
