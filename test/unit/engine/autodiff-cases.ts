@@ -159,6 +159,11 @@ export const CASES: Case[] = [
     },
   },
   {
+    // Gemma 2's soft-capped scores (cap · tanh(s / cap) before the mask)
+    op: 'FlashAttention', label: 'soft-capped, T 6', inputs: [f([1, 2, 6, 4]), f([1, 2, 6, 4]), f([1, 2, 6, 4])],
+    build: (g, [q, k, v]) => g.apply('FlashAttention', [q!, k!, v!], { scale: 1.5, window: 0, softcap: 0.8 })[0]!,
+  },
+  {
     op: 'SoftmaxCrossEntropy', label: 'masked rows', inputs: [f([5, 70])],
     build: (g, [l]) => {
       const t = g.constant([3, 0, 69, 12, 40], 'int64', [5, 1]);
