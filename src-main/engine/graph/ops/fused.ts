@@ -93,6 +93,7 @@ def({
 def({
   // dq, dk, dv of FlashAttention from q, k, v, o, lse, dO (, segments), and delta = rowsum(dO ∘ o) [B, H, T]
   name: 'FlashAttentionGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   optionalOutputs: true,
   infer: (x) => {
     const d = attnInfer(x);
@@ -151,6 +152,7 @@ def({
 def({
   // dlogits [N, V] = gy · w · (softmax(logits) − onehot(t)), reading the logits once (exp(l − lse))
   name: 'SoftmaxCrossEntropyGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   infer: (x) => {
     const [l] = need(x, 5);
     return [{ dtype: l!.dtype, shape: [...l!.shape] }];
@@ -174,6 +176,7 @@ function normGradInfer(x: readonly (Value | null)[], outs: number, stats: number
 def({
   // RMSNorm backward: x, scale, gy -> dx, dscale [D] (summed over rows), r = 1/rms [..., 1]
   name: 'RMSNormGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   optionalOutputs: true,
   infer: (x) => normGradInfer(x, 1, 1),
   lower: (c) => lowerAsDecomposition(c, (g, [x, s, gy]) => {
@@ -190,6 +193,7 @@ def({
 def({
   // LayerNorm backward: x, scale, gy -> dx, dscale, dbias [D] (summed over rows), μ and r = 1/std [..., 1]
   name: 'LayerNormGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   optionalOutputs: true,
   infer: (x) => normGradInfer(x, 2, 2),
   lower: (c) => lowerAsDecomposition(c, (g, [x, s, gy]) => {
