@@ -525,11 +525,11 @@ export async function buildForward(
     }
     const vT = () => g.transpose(g.reshape(v, [B, T, K, D]), [0, 2, 1, 3]); // [B, K, T, D]
     let att: Value; // [B, K, G·T, D] = [B, H, T, D]
-    if (g.fused && cfg.attnSoftcap === null) {
+    if (g.fused) {
       // GPU backend: one flash-attention node (graph/ops/fused.ts), no [G·T, T] scores or mask in memory
       const window = isWindowLayer(cfg, i) ? cfg.slidingWindow! : 0;
       const qkv = [g.reshape(qg, [B, H, T, D]), kt, vT(), ...(pk ? [pk.segments] : [])];
-      att = g.apply('FlashAttention', qkv, { scale: cfg.attnScale, window })[0]!;
+      att = g.apply('FlashAttention', qkv, { scale: cfg.attnScale, window, ...(cfg.attnSoftcap !== null ? { softcap: cfg.attnSoftcap } : {}) })[0]!;
     } else {
       const qf = g.reshape(qg, [B, K, G * T, D]);
       // scores [B, K, G·T, T] = q · kᵀ · scale (soft-capped) + mask

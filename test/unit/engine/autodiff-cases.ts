@@ -146,17 +146,23 @@ export const CASES: Case[] = [
     build: (g, [x, s, b]) => { g.fused = true; return g.layerNorm(x!, s!, b!, 1e-5); },
   },
   {
-    // GQA: 4 query heads on 2 kv heads; T = 67 spans two 64-row workgroups and several key tiles
-    op: 'FlashAttention', label: 'causal GQA, T 67', inputs: [f([2, 4, 67, 3]), f([2, 2, 67, 3]), f([2, 2, 67, 3])],
+    // GQA: 2 query heads on 1 kv head; T = 67 spans two 64-row workgroups and several key tiles (kept small:
+    // onnxruntime's WebGPU EP runs these cases too, slowly on lavapipe)
+    op: 'FlashAttention', label: 'causal GQA, T 67', inputs: [f([1, 2, 67, 3]), f([1, 1, 67, 3]), f([1, 1, 67, 3])],
     build: (g, [q, k, v]) => g.apply('FlashAttention', [q!, k!, v!], { scale: 0.7, window: 0 })[0]!,
   },
   {
     // packed samples (segment ids; 0 = padding) and a sliding window of 3, odd T
-    op: 'FlashAttention', label: 'segments + window, T 9', inputs: [f([2, 3, 9, 4]), f([2, 1, 9, 4]), f([2, 1, 9, 4])],
+    op: 'FlashAttention', label: 'segments + window, T 9', inputs: [f([2, 4, 9, 4]), f([2, 2, 9, 4]), f([2, 2, 9, 4])],
     build: (g, [q, k, v]) => {
       const seg = g.constant([1, 1, 1, 1, 2, 2, 3, 3, 3, 1, 1, 2, 2, 2, 2, 2, 0, 0], 'float32', [2, 9]);
       return g.apply('FlashAttention', [q!, k!, v!, seg], { scale: 0.5, window: 3 })[0]!;
     },
+  },
+  {
+    // Gemma 2's soft-capped scores (cap · tanh(s / cap) before the mask)
+    op: 'FlashAttention', label: 'soft-capped, T 6', inputs: [f([1, 2, 6, 4]), f([1, 2, 6, 4]), f([1, 2, 6, 4])],
+    build: (g, [q, k, v]) => g.apply('FlashAttention', [q!, k!, v!], { scale: 1.5, window: 0, softcap: 0.8 })[0]!,
   },
   {
     op: 'SoftmaxCrossEntropy', label: 'masked rows', inputs: [f([5, 70])],

@@ -8,7 +8,7 @@
  */
 import type { GraphBuilder, Value } from '../graph';
 import { lowerAsDecomposition } from './composite';
-import { def, num, need, floatIn, sameType } from './registry';
+import { def, num, need, floatIn, sameType, type Attrs } from './registry';
 import { type DType, shapeStr, staticShape } from '../types';
 
 /** Additive mask value (exp underflows to exactly 0), as forward.ts uses. */
@@ -41,11 +41,17 @@ function attnMask(g: GraphBuilder, segments: Value | null, d: AttnDims, window: 
   return g.reshape(g.expand(g.reshape(bias, [B, 1, 1, T, T]), [B, 1, G, T, T]), [B, 1, G * T, T]);
 }
 
-/** Masked, scaled scores z [B, K, G·T, T] of the decomposition. */
-function scores(g: GraphBuilder, q: Value, k: Value, seg: Value | null, d: AttnDims, scale: number, window: number): { qf: Value; z: Value } {
+/**
+ * Masked, scaled scores z [B, K, G·T, T] of the decomposition, soft-capped (cap · tanh(s / cap), Gemma 2)
+ * when `cap` > 0; `th` = tanh(s / cap) for the backward.
+ */
+function scores(g: GraphBuilder, q: Value, k: Value, seg: Value | null, d: AttnDims, a: Attrs): { qf: Value; z: Value; th: Value | null } {
   const qf = g.reshape(q, [d.B, d.K, d.G * d.T, d.D]);
-  const s = g.mul(g.matmul(qf, g.transpose(k, [0, 1, 3, 2])), scale);
-  return { qf, z: g.add(s, attnMask(g, seg, d, window, q.dtype)) };
+  let s = g.mul(g.matmul(qf, g.transpose(k, [0, 1, 3, 2])), num(a, 'scale'));
+  const cap = num(a, 'softcap') || 0;
+  const th = cap ? g.tanh(g.div(s, cap)) : null;
+  if (th) s = g.mul(th, cap);
+  return { qf, th, z: g.add(s, attnMask(g, seg, d, num(a, 'window'), q.dtype)) };
 }
 
 function attnInfer(x: readonly (Value | null)[]): AttnDims {
@@ -59,7 +65,8 @@ function attnInfer(x: readonly (Value | null)[]): AttnDims {
 
 def({
   // o = softmax(q·kᵀ·scale + mask) v per query head h, reading kv head ⌊h/G⌋; lse = the row's logsumexp
-  // inputs q [B, H, T, D], k, v [B, K, T, D], segments f32 [B, T] (optional); attrs scale, window (0: none)
+  // inputs q [B, H, T, D], k, v [B, K, T, D], segments f32 [B, T] (optional); attrs scale, window (0: none),
+  // softcap (optional, 0: none: scores cap · tanh(s / cap) before the mask, Gemma 2)
   name: 'FlashAttention',
   optionalOutputs: true,
   infer: (x) => {
@@ -69,7 +76,7 @@ def({
   lower: (c) => lowerAsDecomposition(c, (g, x) => {
     const [q, k, v, seg] = x as [Value, Value, Value, Value | null];
     const d = attnDims(q, k, v);
-    const { z } = scores(g, q, k, seg ?? null, d, num(c.node.attrs, 'scale'), num(c.node.attrs, 'window'));
+    const { z } = scores(g, q, k, seg ?? null, d, c.node.attrs);
     const o = g.reshape(g.matmul(g.softmax(z, -1), v), [d.B, d.H, d.T, d.D]);
     return [o, g.cast(g.reshape(g.reduceLogSumExp(z, [-1], true), [d.B, d.H, d.T]), 'float32')];
   }),
@@ -86,6 +93,7 @@ def({
 def({
   // dq, dk, dv of FlashAttention from q, k, v, o, lse, dO (, segments), and delta = rowsum(dO ∘ o) [B, H, T]
   name: 'FlashAttentionGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   optionalOutputs: true,
   infer: (x) => {
     const d = attnInfer(x);
@@ -97,14 +105,16 @@ def({
     const [q, k, v, o, lse, dO, seg] = x as [Value, Value, Value, Value, Value, Value, Value | null];
     const d = attnDims(q, k, v);
     const scale = num(c.node.attrs, 'scale');
-    const { qf, z } = scores(g, q, k, seg ?? null, d, scale, num(c.node.attrs, 'window'));
+    const { qf, z, th } = scores(g, q, k, seg ?? null, d, c.node.attrs);
     const rows = [d.B, d.K, d.G * d.T, 1];
     const p = g.exp(g.sub(z, g.reshape(g.cast(lse, q.dtype), rows))); // P recomputed from the saved logsumexp
     const dOf = g.reshape(dO, [d.B, d.K, d.G * d.T, d.D]);
     const dv = g.matmul(g.transpose(p, [0, 1, 3, 2]), dOf); // Σ over the G query heads of kv head k
     const dp = g.matmul(dOf, g.transpose(v, [0, 1, 3, 2]));
     const delta = g.reduceSum(g.mul(dOf, g.reshape(o, [d.B, d.K, d.G * d.T, d.D])), [-1], true); // = rowsum(dP ∘ P)
-    const ds = g.mul(g.mul(p, g.sub(dp, delta)), scale);
+    let ds = g.mul(p, g.sub(dp, delta));
+    if (th) ds = g.mul(ds, g.sub(1, g.mul(th, th))); // through the soft-cap: d(cap·tanh(s/cap))/ds = 1 − tanh²
+    ds = g.mul(ds, scale);
     const dq = g.reshape(g.matmul(ds, k), [d.B, d.H, d.T, d.D]);
     const dk = g.matmul(g.transpose(ds, [0, 1, 3, 2]), qf);
     return [dq, dk, dv, g.cast(g.reshape(delta, [d.B, d.H, d.T]), 'float32')];
@@ -142,6 +152,7 @@ def({
 def({
   // dlogits [N, V] = gy · w · (softmax(logits) − onehot(t)), reading the logits once (exp(l − lse))
   name: 'SoftmaxCrossEntropyGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   infer: (x) => {
     const [l] = need(x, 5);
     return [{ dtype: l!.dtype, shape: [...l!.shape] }];
@@ -165,6 +176,7 @@ function normGradInfer(x: readonly (Value | null)[], outs: number, stats: number
 def({
   // RMSNorm backward: x, scale, gy -> dx, dscale [D] (summed over rows), r = 1/rms [..., 1]
   name: 'RMSNormGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   optionalOutputs: true,
   infer: (x) => normGradInfer(x, 1, 1),
   lower: (c) => lowerAsDecomposition(c, (g, [x, s, gy]) => {
@@ -181,6 +193,7 @@ def({
 def({
   // LayerNorm backward: x, scale, gy -> dx, dscale, dbias [D] (summed over rows), μ and r = 1/std [..., 1]
   name: 'LayerNormGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   optionalOutputs: true,
   infer: (x) => normGradInfer(x, 2, 2),
   lower: (c) => lowerAsDecomposition(c, (g, [x, s, gy]) => {

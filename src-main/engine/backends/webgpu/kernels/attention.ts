@@ -1,7 +1,7 @@
 /**
  * Flash attention (fused.ts FlashAttention / FlashAttentionGrad): causal, grouped-query (query head h
  * reads kv head ⌊h/G⌋, K/V never repeated), packed samples (a query attends only to keys with its segment
- * id), sliding window. No T×T matrix exists: each thread owns one query row (forward, dQ) or one key row
+ * id), sliding window, soft-capped scores (Gemma 2). No T×T matrix exists: each thread owns one query row (forward, dQ) or one key row
  * (dK/dV) and walks tiles of the other side staged in workgroup memory.
  *
  *  forward   one thread per query row: online softmax (running max m and sum l, the output accumulator
@@ -22,7 +22,7 @@ const WG = 64;
 const SHARED_BYTES = 16384 - 512;
 const NEG = '-3.4028e+38f';
 
-interface Dims { B: number; H: number; K: number; G: number; T: number; D: number; scale: string; W: number; tile: number }
+interface Dims { B: number; H: number; K: number; G: number; T: number; D: number; scale: string; W: number; tile: number; cap: number }
 
 function dims(c: EmitCtx): Dims {
   const [B, H, T, D] = inShape(c, 0);
@@ -30,11 +30,21 @@ function dims(c: EmitCtx): Dims {
   // two [tile, D] f32 tiles and a few per-row scalars
   let tile = 1;
   while (tile < WG && 2 * tile * (8 * D! + 12) <= SHARED_BYTES) tile *= 2;
-  return { B: B!, H: H!, K, G: H! / K, T: T!, D: D!, scale: lit(num(c.node.attrs, 'scale')), W: num(c.node.attrs, 'window') || 0, tile };
+  return { B: B!, H: H!, K, G: H! / K, T: T!, D: D!, scale: lit(num(c.node.attrs, 'scale')), W: num(c.node.attrs, 'window') || 0, tile, cap: num(c.node.attrs, 'softcap') || 0 };
 }
 
 /** WGSL: `for d in 0..D` over a private/shared row. */
 const overD = (d: Dims, body: string) => `for (var d = 0u; d < ${d.D}u; d = d + 1u) { ${body} }`;
+
+/**
+ * WGSL statements: the score `x` of the dot product `dot` (scaled, soft-capped when the op is), and `dcap`,
+ * the soft-cap's derivative 1 − tanh² (1 without one).
+ */
+function score(d: Dims): string {
+  if (!d.cap) return `let x = dot * ${d.scale}; let dcap = 1.0;`;
+  // tanh's argument clamped as in the elementwise kernels (tanh(±15) = ±1 in f32)
+  return `let th = tanh(clamp(dot * ${d.scale} / ${lit(d.cap)}, -15.0, 15.0)); let x = ${lit(d.cap)} * th; let dcap = 1.0 - th * th;`;
+}
 
 /** Is key s visible from query t (both < T)? Causal, window, segment. */
 function visible(d: Dims, t: string, s: string, segT: string | null, segS: string | null): string {
@@ -88,7 +98,7 @@ function forward(c: EmitCtx): void {
         if (!(${visible(d, 't', 's', lds ? 'segq' : null, lds ? 'sk[j]' : null)})) { continue; }
         var dot = 0.0;
         ${overD(d, `dot = dot + q[d] * ks[j * ${D}u + d];`)}
-        let x = dot * ${d.scale};
+        ${score(d)}
         if (x > m) {
           let cr = exp(m - x);
           l = l * cr;
@@ -159,8 +169,9 @@ function backward(c: EmitCtx): void {
         var dot = 0.0;
         var dp = 0.0;
         ${overD(d, `dot = dot + q[d] * ks[j * ${D}u + d]; dp = dp + go[d] * vs[j * ${D}u + d];`)}
-        let p = exp(dot * ${d.scale} - lse);
-        let ds = p * (dp - delta) * ${d.scale};
+        ${score(d)}
+        let p = exp(x - lse);
+        let ds = p * (dp - delta) * dcap * ${d.scale};
         ${overD(d, `dq[d] = dq[d] + ds * ks[j * ${D}u + d];`)}
       }
     }
@@ -223,8 +234,9 @@ function backward(c: EmitCtx): void {
           var dot = 0.0;
           var dp = 0.0;
           ${overD(d, `dot = dot + qs[j * ${D}u + d] * kr[d]; dp = dp + gs[j * ${D}u + d] * vr[d];`)}
-          let p = exp(dot * ${d.scale} - ls[j]);
-          let ds = p * (dp - dls[j]) * ${d.scale};
+          ${score(d)}
+          let p = exp(x - ls[j]);
+          let ds = p * (dp - dls[j]) * dcap * ${d.scale};
           ${overD(d, `dv[d] = dv[d] + p * gs[j * ${D}u + d]; dk[d] = dk[d] + ds * qs[j * ${D}u + d];`)}
         }
       }

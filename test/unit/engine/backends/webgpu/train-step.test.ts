@@ -123,6 +123,6 @@ describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
       // Adam divides by √v: elements whose gradient is ~0 turn rounding noise into visible steps (see
       // parity.test.ts), so the update is judged as a whole (L2), not element by element
       expect(e.update).toBeLessThan(1e-3);
-    }, 180_000);
+    }, 300_000); // lavapipe compiles each new pipeline on first use: minutes on a loaded machine
   }
 });
