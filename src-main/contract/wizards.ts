@@ -122,8 +122,8 @@ export const LoraPlanRequest = z.object({
   maxSteps: z.number().int().min(1).max(100_000_000).nullable(),
   /** QLoRA: base linear layers stored as NF4. */
   quantization: z.enum(['none', 'nf4']).default('none'),
-  /** The device the memory estimate is for (auto is estimated as the CPU). */
-  ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+  /** The device the memory estimate is for (auto: the device it is expected to pick; gpu = Lathe's own GPU kernels). */
+  ep: z.enum(['auto', 'cpu', 'webgpu', 'cuda', 'gpu']).default('auto'),
   /** An extended tokenizer folder: its new tokens' embedding rows are trained too. */
   tokenizer: path.nullable().default(null),
   /** Optimizer state in host memory. */
@@ -148,6 +148,8 @@ export const LoraPlan = z.object({
   arithmetic: z.string().nullable(),
   /** Memory estimate (engine/memory/estimate.ts) for the device, MiB, and its parts. */
   memoryMB: z.number(),
+  /** The device the run is expected to train on and why, in plain words (the device menu shows it). */
+  device: z.object({ device: z.string(), reason: z.string() }),
   memory: z.object({ ep: z.string(), weights: z.number(), adapters: z.number(), optimizer: z.number(), activations: z.number(), workspace: z.number(), hostMB: z.number() }),
   /** Trainable embedding rows added by an extended tokenizer (0 without one). */
   newTokenRows: z.number(),

@@ -12,6 +12,7 @@ import { estimateMemory, type MemoryEstimate } from '../engine/memory/estimate';
 import { PRESETS, presetArithmetic } from '../engine/train/config';
 import type { DatasetManifest } from '../data/pack/dataset';
 import { UserError } from '../util/progress';
+import { expectedDevice, gpuUnsupported, hasGpuDevice } from '../engine/backends/webgpu/choose';
 
 /**
  * Largest sizes a model Lathe can plan for may declare (config.json keys of every family). Far above real
@@ -111,7 +112,9 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
   const B = Math.max(1, Math.floor(req.batchSize) || 1), A = Math.max(1, Math.floor(req.gradAccum) || 1);
   const stepsPerEpoch = trainBlocks !== null ? Math.max(1, Math.floor(trainBlocks / (B * A))) : null;
   const totalSteps = req.maxSteps ?? (stepsPerEpoch !== null ? Math.max(1, Math.round(req.epochs * stepsPerEpoch)) : null);
-  const memEp = req.ep === 'auto' ? 'cpu' : req.ep;
+  const device = expectedDevice(req.ep, hasGpuDevice(), gpuUnsupported({ quantization: req.quantization, pagedOptimizer: req.pagedOptimizer }));
+  // estimated for the device expected (Lathe's GPU backend is estimated as a GPU, like the WebGPU EP)
+  const memEp = device.device === 'gpu' ? 'webgpu' : device.device;
   const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization, pagedOptimizer: req.pagedOptimizer, recompute: req.recompute }, memEp);
   const MB = 2 ** 20;
   const memoryMB = est.deviceTotal / MB;
@@ -130,7 +133,7 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
     blockSize, trainBlocks, stepsPerEpoch, totalSteps,
     tokensPerStep: blockSize !== null ? B * A * blockSize : null,
     arithmetic: blockSize !== null ? presetArithmetic({ batchSize: B, gradAccum: A }, blockSize) : null,
-    memoryMB, memory, newTokenRows, presets, fit: fitFor(est, req.budgetGB, memEp),
+    memoryMB, memory, device, newTokenRows, presets, fit: fitFor(est, req.budgetGB, memEp),
   };
 }
 

@@ -4,8 +4,9 @@
  * moments + gradient accumulator, state outputs, activations/temporaries).
  *   tiny-llama:   the tiny llama test model, B2×T32, LoRA r8 all-linear: planned, then run on the adapter
  *                 found (lavapipe on machines without a GPU: its step time measures lavapipe, not a GPU).
- *   real shapes:  SmolLM2-135M, Qwen2.5-0.5B, Llama-3.2-1B (bf16 weights kept bf16), B1×T2048, LoRA r16
- *                 all-linear: the plan only (no device, no weights read: the graph references a file that
+ *   real shapes:  SmolLM2-135M, Qwen2.5-0.5B, Llama-3.2-1B (bf16 weights kept bf16), Llama-3.1-8B QLoRA
+ *                 (NF4 codes + scales, dequantized in the GEMM), B1×T2048, LoRA r16 all-linear, each also
+ *                 planned under WebGPU's default 128 MiB binding limit (weights split): the plan only (no device, no weights read: the graph references a file that
  *                 need not exist), so these rows are what the backend WOULD allocate as it is today.
  * Each shape twice: `graph: decomposed` (the ONNX path's graph: attention through [G·T, T] scores, the loss
  * and norm backwards as IR ops) and `graph: fused` (what the trainer builds for this backend: flash
@@ -21,6 +22,7 @@ import type { ModelWeights } from '../../src-main/engine/safetensors';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { hostTensor } from '../../src-main/engine/runtime/tensor';
 import { GpuProgram, closeGpu, planGraph, type Plan } from '../../src-main/engine/backends/webgpu';
+import type { CachedNf4, WeightCache } from '../../src-main/engine/weights/cache';
 
 const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
 const GiB = 2 ** 30, MiB = 2 ** 20;
@@ -42,7 +44,31 @@ export const REAL_SHAPES: Record<string, Record<string, unknown>> = {
     rms_norm_eps: 1e-5, rope_theta: 500000, tie_word_embeddings: true, hidden_act: 'silu', attention_bias: false, mlp_bias: false,
     rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
     torch_dtype: 'bfloat16' },
+  'Llama-3.1-8B': {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
+    num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 131072, rms_norm_eps: 1e-5,
+    rope_theta: 500000, tie_word_embeddings: false, hidden_act: 'silu', attention_bias: false, mlp_bias: false,
+    rope_scaling: { factor: 8.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+    torch_dtype: 'bfloat16' },
 };
+
+/** Models benched as QLoRA (NF4 base linear layers; embeddings, norms and lm_head stay bf16). */
+const QLORA = new Set(['Llama-3.1-8B']);
+
+/**
+ * A weight cache that only knows sizes: NF4 codes "stored" in a file nobody reads (the plan needs their
+ * byte counts only; nothing is quantized).
+ */
+function layoutOnlyNf4Cache(cfg: ModelConfig): WeightCache {
+  const shapes = weightsLayout(cfg).shapes;
+  const nf4 = async (name: string): Promise<CachedNf4> => {
+    const shape = shapes.get(name)!;
+    const n = shape.reduce((a, b) => a * b, 1), nb = Math.ceil(n / 64), nb2 = Math.ceil(nb / 256);
+    const at = (length: number) => ({ location: 'nonexistent.nf4', offset: 0, length });
+    return { shape, n, nb, nb2, codes: at(nb * 32), absCodes: at(nb), scale2: new Float32Array(nb2), offset: 0 };
+  };
+  return { nf4 } as unknown as WeightCache;
+}
 
 /** Weights that exist only as a layout: bf16 entries pointing into a file nobody reads (the plan needs shapes only). */
 export function layoutOnlyWeights(cfg: ModelConfig): ModelWeights {
@@ -108,10 +134,21 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     const cfg = parseModelConfig(hf);
     const lay = weightsLayout(cfg);
     const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+    const qlora = QLORA.has(name);
+    const src = { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true, ...(qlora ? { quantize: 'nf4' as const, cache: layoutOnlyNf4Cache(cfg) } : {}) };
+    const label = `${name}${qlora ? ' QLoRA' : ''}`;
     for (const fused of [false, true]) {
-      const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true }, lr, { batch: 1, seqLen: 2048, fused }, optim);
-      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
-      report(row(name, 'B1×T2048', plan, { graph: fused ? 'fused' : 'decomposed', 'LoRA params': lr.size }));
+      const g = await buildTrainGraph(cfg, lay, src, lr, { batch: 1, seqLen: 2048, fused }, optim);
+      const opts = { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) };
+      const plan = planGraph(g.graph, opts);
+      report(row(label, 'B1×T2048', plan, { graph: fused ? 'fused' : 'decomposed', 'LoRA params': lr.size, 'AdamWStep dispatches': plan.byKernel.AdamWStep ?? 0, 'Nf4Gemm dispatches': plan.byKernel.Nf4Gemm ?? 0 }));
+      if (!fused) continue;
+      // WebGPU's default 128 MiB binding limit: weights above it are split into row blocks (the embedding, lm_head)
+      const limit = 128 * MiB;
+      const split = planGraph(g.graph, { ...opts, maxBinding: limit });
+      const parts = split.buffers.filter((b) => / \[part \d+\/\d+\]$/.test(b.label));
+      report({ model: label, shape: 'B1×T2048, 128 MiB bindings, fused', 'weight parts': parts.length, 'split weights': new Set(parts.map((b) => b.label.replace(/ \[part.*$/, ''))).size,
+        'activations over the limit': split.buffers.filter((b) => b.bytes > limit && b.kind !== 'weight').length, dispatches: split.dispatches.length });
     }
   }
 }

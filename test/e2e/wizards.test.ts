@@ -30,7 +30,11 @@ async function setRun(o: { steps: number; batch: number; accum?: number; warmup?
   if (o.warmup !== undefined) await page.getByLabel('Warmup steps').fill(String(o.warmup));
   await page.getByLabel('Validate every (steps)').fill(String(o.validateEvery));
   if (o.checkpointEvery !== undefined) await page.getByLabel('Checkpoint every (steps)').fill(String(o.checkpointEvery));
+  // the device menu offers Lathe's own GPU backend and says why a device is expected
+  await page.getByLabel('Device').selectOption({ label: 'GPU (Lathe)' });
+  await expect.poll(() => page.getByTestId('device-reason').textContent()).toContain('GPU (Lathe)');
   await page.getByLabel('Device').selectOption('cpu');
+  await expect.poll(() => page.getByTestId('device-reason').textContent()).toContain('CPU, chosen by you');
 }
 
 beforeAll(async () => {

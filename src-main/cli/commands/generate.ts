@@ -19,7 +19,12 @@ function required(ctx: CliContext, name: string): string {
 function epFlag(ctx: CliContext): EpName | undefined {
   const v = flagString(ctx.flags, 'ep');
   if (v === undefined) return undefined;
-  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu or cuda (got "${v}").`);
+  if (v === 'gpu') {
+    // Lathe's own GPU backend runs the training step; evaluation and generation are not on it yet
+    ctx.err('--ep gpu: Lathe\'s GPU backend runs the training step only so far; this command runs on onnxruntime\'s CPU EP instead.');
+    return 'cpu';
+  }
+  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu, cuda or gpu (got "${v}").`);
   return v;
 }
 
@@ -43,7 +48,7 @@ function generationFlags(ctx: CliContext): ChatOptions {
 
 const SAMPLING_USAGE = [
   '  --max-tokens N (128)   --greedy | --temperature X --top-k N --top-p X --repetition-penalty X --seed N',
-  '  --stop TEXT (repeatable)   --adapter RUN_OR_CHECKPOINT_DIR   --ep cpu|webgpu|cuda',
+  '  --stop TEXT (repeatable)   --adapter RUN_OR_CHECKPOINT_DIR   --ep cpu|webgpu|cuda|gpu',
   'Without sampling flags the model\'s generation_config.json decides (greedy when it does not ask to sample).',
 ].join('\n');
 
@@ -119,7 +124,7 @@ export const commands: CliCommand[] = [
     summary: 'Evaluation report of a finished run: perplexity, generations and BLEU/ROUGE-L before and after',
     usage: [
       'lathe eval report --run RUN_DIR [--checkpoint DIR] [--general DATASET_DIR] [--eval-set FILE.jsonl] [--prompt TEXT ...]',
-      '                  [--max-tokens N (64)] [--max-examples N (100)] [--max-blocks N (64)] [--ep cpu|webgpu|cuda] [--json]',
+      '                  [--max-tokens N (64)] [--max-examples N (100)] [--max-blocks N (64)] [--ep cpu|webgpu|cuda|gpu] [--json]',
       'Writes RUN_DIR/eval-report.json and eval-report.md. --eval-set lines: {"prompt","reference"} or {"messages": [..., assistant reply]}.',
     ].join('\n'),
     run: async (ctx) => {

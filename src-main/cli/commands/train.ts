@@ -16,7 +16,12 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 function epFlag(ctx: CliContext): EpName | undefined {
   const v = flagString(ctx.flags, 'ep');
   if (v === undefined) return undefined;
-  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu or cuda (got "${v}").`);
+  if (v === 'gpu') {
+    // Lathe's own GPU backend runs the training step; evaluation and generation are not on it yet
+    ctx.err('--ep gpu: Lathe\'s GPU backend runs the training step only so far; this command runs on onnxruntime\'s CPU EP instead.');
+    return 'cpu';
+  }
+  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu, cuda or gpu (got "${v}").`);
   return v;
 }
 
@@ -94,7 +99,7 @@ export const commands: CliCommand[] = [
   {
     path: ['eval'],
     summary: 'Perplexity on a prepared dataset\'s held-out splits (optionally with a LoRA checkpoint)',
-    usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep cpu|webgpu|cuda] [--json]\n'
+    usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep cpu|webgpu|cuda|gpu] [--json]\n'
       + 'lathe eval --report --run RUN_DIR ...   the before/after evaluation report (same as `lathe eval report`)',
     run: async (ctx) => {
       if (ctx.flags['report'] === true) {
@@ -111,7 +116,7 @@ export const commands: CliCommand[] = [
   {
     path: ['logits'],
     summary: 'Print a model\'s logits for token ids as JSON (with or without an adapter)',
-    usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda]',
+    usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda|gpu]',
     run: async (ctx) => {
       const ids = requireFlag(ctx, 'ids').split(',').map((s) => Number(s.trim()));
       const r = await (await import('../../engine/train/infer')).computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) });

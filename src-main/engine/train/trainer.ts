@@ -5,7 +5,7 @@
  *
  * The model file knows nothing of the loop; the loop knows the model only through the step graph.
  */
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openModel } from '../models';
 import { findNonFiniteWeight, nonFiniteWeightError } from '../models/finite';
@@ -32,7 +32,7 @@ import { planFromTrainConfig } from '../memory/estimate';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph } from '../llm/preference-graph';
 import { evaluatePairs, pairFeeds, preferenceLossOf, readPairs, RewardStats, type PairBatch } from './preference';
 import { openWeightSource } from '../weights/source';
-import { GpuProgram, chooseGpuBackend, closeGpu, gpuUnsupported } from '../backends/webgpu';
+import { GpuProgram, chooseGpuBackend, closeGpu, gpuUnsupported, hasGpuDevice } from '../backends/webgpu';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -60,16 +60,6 @@ export interface TrainSummary {
   bestCheckpoint: string | null;
   /** Checkpoints found damaged on resume (newest first), set aside; the run resumed from an earlier one. */
   damagedCheckpoints: Array<{ checkpoint: string; step: number; reason: string; movedTo: string; message: string }>;
-}
-
-/** A software Vulkan driver (lavapipe) makes the WebGPU EP far slower than the CPU EP: skip it in auto mode. */
-function hasGpuDevice(): boolean {
-  if (process.platform !== 'linux') return true;
-  try {
-    return existsSync('/dev/nvidia0') || readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
-  } catch {
-    return false;
-  }
 }
 
 export async function chooseEp(pref: Exclude<TrainConfig['ep'], 'gpu'>): Promise<{ ep: EpName; reason: string }> {

@@ -3,7 +3,7 @@ export interface LoraForm {
   rank: number; alpha: number; dropout: number; qlora: boolean; paged: boolean; recompute: boolean; f16: boolean; targets: 'attention' | 'mlp' | 'all-linear'; lr: number;
   schedule: 'cosine' | 'linear' | 'constant'; warmupSteps: number; useSteps: boolean; maxSteps: number; epochs: number;
   batchSize: number; gradAccum: number; maxGradNorm: number; evalEvery: number; checkpointEvery: number;
-  ep: 'auto' | 'cpu' | 'webgpu' | 'cuda';
+  ep: 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'gpu';
 }
 
 const whole = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;

@@ -7,6 +7,7 @@ import { MetricsLog } from '../../../src-main/engine/train/metrics';
 import { readModelConfig } from '../../../src-main/engine/models';
 import { prepareCorpus } from '../../../src-main/data/prepare';
 import { tempDir, testServices } from '../../helpers/services';
+import { hasGpuDevice } from '../../../src-main/engine/backends/webgpu/choose';
 
 let s: Services;
 let res: { tinyModel: string; domainCorpus: string; generalCorpus: string };
@@ -54,6 +55,18 @@ describe('wizard channels', () => {
       expect(p.trainableParams).toBe(rank * per * c.numLayers);
       expect(p.modelParams).toBe(128_320);
     }
+  });
+
+  it('lora.plan names the device a run is expected to train on and why (the device menu shows it)', async () => {
+    const req = { model: res.tinyModel, dataset: null, rank: 8, targets: 'attention', batchSize: 4, gradAccum: 1, epochs: 1, maxSteps: null };
+    type Dev = { device: { device: string; reason: string }; memory: { ep: string } };
+    const gpu = await call<Dev>('lora.plan', { ...req, ep: 'gpu' });
+    expect(gpu.device).toEqual({ device: 'gpu', reason: expect.stringMatching(/GPU \(Lathe\)/) });
+    expect(gpu.memory.ep).toBe('webgpu');
+    const auto = await call<Dev>('lora.plan', { ...req, ep: 'auto' });
+    expect(auto.device.reason).toMatch(hasGpuDevice() ? /Automatic: GPU \(Lathe\), because a GPU was found/ : /Automatic: CPU, because no GPU was found/);
+    const paged = await call<Dev>('lora.plan', { ...req, ep: 'gpu', pagedOptimizer: true });
+    expect(paged.device.reason).toMatch(/cannot run this setup: the paged optimizer/);
   });
 
   it('lora.plan warns before a run that will not fit the memory budget and says what makes it fit', async () => {

@@ -122,7 +122,9 @@ async function openDevice(): Promise<GpuContext> {
   });
   const adapterInfo = { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description };
   const software = isSoftware(adapterInfo, (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true);
-  return { device, instance: gpu, report: capabilityReport(adapterInfo, software, [...offered].sort(), limits, configs) };
+  // the smallest subgroup the adapter may run (Dawn reports it where the subgroups feature exists)
+  const sgMin = (info as { subgroupMinSize?: number }).subgroupMinSize;
+  return { device, instance: gpu, report: capabilityReport(adapterInfo, software, [...offered].sort(), limits, configs, sgMin && sgMin > 0 ? sgMin : undefined) };
 }
 
 /** lavapipe / llvmpipe / SwiftShader: a CPU pretending to be a GPU. */
@@ -131,10 +133,10 @@ export function isSoftware(a: { vendor: string; architecture: string; device: st
 }
 
 /** The placement/capability report (pure, so tests can feed it any adapter). */
-export function capabilityReport(adapter: GpuReport['adapter'], software: boolean, features: string[], limits: GpuLimits, subgroupMatrixConfigs: string[]): GpuReport {
+export function capabilityReport(adapter: GpuReport['adapter'], software: boolean, features: string[], limits: GpuLimits, subgroupMatrixConfigs: string[], subgroupSize?: number): GpuReport {
   const notes: string[] = [];
   const has = (f: string) => features.includes(f);
-  const gemm = chooseGemm(features, subgroupMatrixConfigs);
+  const gemm = chooseGemm(features, subgroupMatrixConfigs, subgroupSize);
   notes.push('f16 and bf16 weights are read in their stored type and unpacked to f32 in the kernels\' loads (unpack2x16float / bf16 = top half of an f32); no shader-f16 arithmetic is used yet');
   if (has('subgroups')) notes.push('subgroups are offered (not used by the kernels yet)');
   notes.push(`largest storage binding ${fmtBytes(limits.maxStorageBufferBindingSize)}, largest buffer ${fmtBytes(limits.maxBufferSize)}`);

@@ -3,4 +3,4 @@ export { openGpu, closeGpu, describeGpu, capabilityReport, isSoftware, type GpuC
 export { planGraph, type Plan, type PlanOptions, type PlannedDispatch } from './plan';
 export { GpuProgram, type GpuProgramSpec, type GpuProgramOptions, type GpuProgramInfo } from './program';
 export { KERNELS } from './kernels';
-export { chooseGpuBackend, gpuUnsupported, type GpuBackendChoice } from './choose';
+export { chooseGpuBackend, gpuUnsupported, hasGpuDevice, expectedDevice, type GpuBackendChoice } from './choose';

@@ -33,38 +33,64 @@ export interface TiledGemm {
   store: (row: string, col: string, acc: string) => string;
 }
 
-/** Appends the GEMM's dispatch: ⌈N/T⌉ × ⌈M/T⌉ × Z workgroups. */
-export function emitTiledGemm(c: EmitCtx, g: TiledGemm): void {
+/** Outputs per thread (TM rows × TN columns): 1×1 = the plain 16×16 tile, 4×4 = 64×64 register-blocked tiles. */
+export interface GemmTile { TM: number; TN: number }
+
+/**
+ * Appends the GEMM's dispatch: a 16×16-thread workgroup computes a (16·TM)×(16·TN) output tile, each thread
+ * TM×TN outputs (rows lid.y + 16i, columns lid.x + 16j) from one staged A' and B' tile per K step of 16.
+ * Every output still sums k in order 0..K−1, so the tile size does not change a result.
+ */
+export function emitTiledGemm(c: EmitCtx, g: TiledGemm, tile: GemmTile = { TM: 1, TN: 1 }): void {
   const T = GEMM_TILE;
   const { k, M, N } = g;
+  const { TM, TN } = tile;
+  const BM = T * TM, BN = T * TN;
   const Z = g.Z ?? 1;
   if (Z > 65535) throw new Error(`${k.name}: ${Z} batched matrices exceed one dispatch (65535).`);
-  k.decl(`var<workgroup> As: array<f32, ${T * T}>;`);
-  k.decl(`var<workgroup> Bs: array<f32, ${T * T}>;`);
+  k.decl(`var<workgroup> As: array<f32, ${BM * T}>;`);
+  k.decl(`var<workgroup> Bs: array<f32, ${T * BN}>;`);
   const K = k.param(g.K);
-  const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = wid.y * ${T}u + lid.y;
-  let col = wid.x * ${T}u + lid.x;
+  const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row0 = wid.y * ${BM}u;
+  let col0 = wid.x * ${BN}u;
   let z = wid.z;
   ${g.prologue ?? ''}
-  var acc = 0.0;
+  var acc: array<f32, ${TM * TN}>;
   let K = ${K};
   for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
-    let ka = k0 + lid.x;
-    var av = 0.0;
-    if (row < ${M}u && ka < K) { av = ${g.a('row', 'ka')}; }
-    As[lid.y * ${T}u + lid.x] = av;
-    let kb = k0 + lid.y;
-    var bv = 0.0;
-    if (kb < K && col < ${N}u) { bv = ${g.b('kb', 'col')}; }
-    Bs[lid.y * ${T}u + lid.x] = bv;
+    for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
+      let row = row0 + t / ${T}u;
+      let ka = k0 + t % ${T}u;
+      var av = 0.0;
+      if (row < ${M}u && ka < K) { av = ${g.a('row', 'ka')}; }
+      As[t] = av;
+    }
+    for (var t = li; t < ${T * BN}u; t = t + ${T * T}u) {
+      let kb = k0 + t / ${BN}u;
+      let col = col0 + t % ${BN}u;
+      var bv = 0.0;
+      if (kb < K && col < ${N}u) { bv = ${g.b('kb', 'col')}; }
+      Bs[t] = bv;
+    }
     workgroupBarrier();
-    for (var kk = 0u; kk < ${T}u; kk = kk + 1u) { acc = acc + As[lid.y * ${T}u + kk] * Bs[kk * ${T}u + lid.x]; }
+    for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
+      for (var i = 0u; i < ${TM}u; i = i + 1u) {
+        let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
+        for (var j = 0u; j < ${TN}u; j = j + 1u) { acc[i * ${TN}u + j] = acc[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
+      }
+    }
     workgroupBarrier();
   }
-  if (row < ${M}u && col < ${N}u) { ${g.store('row', 'col', 'acc')} }
+  for (var i = 0u; i < ${TM}u; i = i + 1u) {
+    for (var j = 0u; j < ${TN}u; j = j + 1u) {
+      let row = row0 + lid.y + i * ${T}u;
+      let col = col0 + lid.x + j * ${T}u;
+      if (row < ${M}u && col < ${N}u) { let acc = acc[i * ${TN}u + j]; ${g.store('row', 'col', 'acc')} }
+    }
+  }
 }`;
-  c.dispatch(k, body, [Math.ceil(N / T), Math.ceil(M / T), Z]);
+  c.dispatch(k, body, [Math.ceil(N / BN), Math.ceil(M / BM), Z]);
 }
 
 /** One shape the adapter's subgroup-matrix (tensor-core) units multiply: left M×K, right K×N, result M×N. */
@@ -78,6 +104,18 @@ export interface GemmChoice {
   matrix?: SubgroupMatrixConfig;
   /** Subgroup size the subgroup-matrix kernel's workgroup is made of (one subgroup per workgroup). */
   subgroupSize?: number;
+  /** Outputs per thread of the tiled kernel (register blocking). */
+  tile?: GemmTile;
+}
+
+/**
+ * Tiled kernel's outputs per thread from the adapter's subgroup size: GPUs with wide subgroups (NVIDIA 32,
+ * AMD 32/64) get 64×64 tiles, 4×4 outputs a thread (16× fewer tile loads per output than 16×16); narrow
+ * or unknown subgroups (software rasterisers, some mobile GPUs: small register files) keep 16×16 tiles.
+ */
+export function tileFor(subgroupSize: number | undefined): { tile: GemmTile; words: string } {
+  if (subgroupSize !== undefined && subgroupSize >= 32) return { tile: { TM: 4, TN: 4 }, words: `64×64 tiles, 4×4 outputs a thread (subgroups of ${subgroupSize})` };
+  return { tile: { TM: 1, TN: 1 }, words: `16×16 tiles, one output a thread (${subgroupSize === undefined ? 'subgroup size not reported' : `subgroups of ${subgroupSize}`})` };
 }
 
 function parseConfig(s: string): SubgroupMatrixConfig | null {
@@ -96,18 +134,20 @@ function parseConfig(s: string): SubgroupMatrixConfig | null {
  * accepts); otherwise, and for f32 weights, the tiled f32-accumulate kernel. Never silently: the reason
  * says which kernel runs and why.
  */
-export function chooseGemm(features: readonly string[], configs: readonly string[], subgroupSize = 32): GemmChoice {
+export function chooseGemm(features: readonly string[], configs: readonly string[], subgroupSize?: number): GemmChoice {
+  const { tile, words } = tileFor(subgroupSize);
+  const tiled = (why: string): GemmChoice => ({ path: 'tiled-f32', tile, reason: `${why}; tiled f32-accumulate GEMM, ${words}, f16/bf16/NF4 weights unpacked in the tile load` });
   if (!features.includes('chromium-experimental-subgroup-matrix')) {
-    return { path: 'tiled-f32', reason: 'subgroup-matrix (tensor-core) GEMM not available on this adapter: it does not offer chromium-experimental-subgroup-matrix; tiled f32-accumulate GEMM (16×16 tiles, f16/bf16/NF4 weights unpacked in the tile load)' };
+    return tiled('subgroup-matrix (tensor-core) GEMM not available on this adapter: it does not offer chromium-experimental-subgroup-matrix');
   }
-  if (configs.length === 0) return { path: 'tiled-f32', reason: 'subgroup-matrix GEMM not available on this adapter: no subgroup-matrix configs reported; tiled f32-accumulate GEMM' };
+  if (configs.length === 0) return tiled('subgroup-matrix GEMM not available on this adapter: no subgroup-matrix configs reported');
   const parsed = configs.map(parseConfig);
   const m = parsed.find((c) => c?.componentType === 'f16' && c.resultComponentType === 'f32');
-  if (!m) return { path: 'tiled-f32', reason: `subgroup-matrix GEMM not available on this adapter: none of its configs (${configs.join(', ')}) multiplies f16 into f32; tiled f32-accumulate GEMM` };
-  if (!features.includes('shader-f16')) return { path: 'tiled-f32', reason: 'subgroup-matrix GEMM not available on this adapter: it has an f16 config but no shader-f16; tiled f32-accumulate GEMM' };
+  if (!m) return tiled(`subgroup-matrix GEMM not available on this adapter: none of its configs (${configs.join(', ')}) multiplies f16 into f32`);
+  if (!features.includes('shader-f16')) return tiled('subgroup-matrix GEMM not available on this adapter: it has an f16 config but no shader-f16');
   return {
-    path: 'subgroup-matrix', matrix: m, subgroupSize,
-    reason: `subgroup-matrix (tensor-core) GEMM, f16 ${m.M}×${m.N}×${m.K} -> f32, for GEMMs whose weight is stored in 16 bits or NF4; tiled f32-accumulate GEMM for f32 weights`,
+    path: 'subgroup-matrix', matrix: m, subgroupSize: subgroupSize ?? 32, tile,
+    reason: `subgroup-matrix (tensor-core) GEMM, f16 ${m.M}×${m.N}×${m.K} -> f32, for GEMMs whose weight is stored in 16 bits or NF4; tiled f32-accumulate GEMM (${words}) for f32 weights`,
   };
 }
 
@@ -178,5 +218,5 @@ export const narrowStorage = (r: Ref): boolean => r.storage === 'f16' || r.stora
 /** The device's GEMM for `g`: subgroup-matrix where chosen and the weight is narrow, else tiled f32. */
 export function emitGemm(c: EmitCtx, g: TiledGemm, narrowWeight: boolean): void {
   if (c.gemm?.path === 'subgroup-matrix' && narrowWeight) emitSubgroupMatrixGemm(c, g, c.gemm);
-  else emitTiledGemm(c, g);
+  else emitTiledGemm(c, g, c.gemm?.tile);
 }

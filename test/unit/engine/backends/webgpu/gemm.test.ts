@@ -48,7 +48,38 @@ describe('GEMM path', () => {
     expect(nv.path).toBe('subgroup-matrix');
     expect(nv.matrix).toMatchObject({ M: 16, N: 16, K: 16 });
     expect(nv.reason).toMatch(/f16 16×16×16 -> f32, for GEMMs whose weight is stored in 16 bits or NF4/);
+    // tiles by subgroup size: wide subgroups get 64×64 register-blocked tiles, narrow or unknown 16×16
+    expect(chooseGemm(['subgroups'], [], 32)).toMatchObject({ tile: { TM: 4, TN: 4 }, reason: expect.stringMatching(/64×64 tiles, 4×4 outputs a thread \(subgroups of 32\)/) });
+    expect(chooseGemm(['subgroups'], [], 8).tile).toEqual({ TM: 1, TN: 1 });
+    expect(chooseGemm([], []).reason).toMatch(/16×16 tiles, one output a thread \(subgroup size not reported\)/);
   });
+
+  it('the 64×64 register-blocked tiled kernel (MatMul, batched MatMul, Gemm with Wᵀ + C, f16 weight) equals the 16×16 one and the CPU EP', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [70, 40]);
+    const xb = g.input('xb', 'float32', [3, 20, 33]);
+    const w = g.weight('w', 'float16', [40, 90], { kind: 'raw', bytes: new Uint8Array(Uint16Array.from(rnd(40 * 90, 2), float32ToFloat16Bits).buffer) });
+    const wt = g.weight('wt', 'float32', [50, 40], { kind: 'raw', bytes: new Uint8Array(rnd(50 * 40, 5).buffer) });
+    const bias = g.weight('bias', 'float32', [50], { kind: 'raw', bytes: new Uint8Array(rnd(50, 6).buffer) });
+    const v = g.weight('v', 'float32', [33, 17], { kind: 'raw', bytes: new Uint8Array(rnd(33 * 17, 7).buffer) });
+    g.output('y', g.matmul(x, g.cast(w, 'float32')));
+    g.output('yb', g.matmul(xb, v));
+    g.output('yt', g.gemm(x, wt, bias, { transB: true }));
+    const feeds = { x: hostTensor('float32', [70, 40], rnd(70 * 40, 1)), xb: hostTensor('float32', [3, 20, 33], rnd(3 * 20 * 33, 8)) };
+    const want = await runModel(lowerGraph(g).model, feeds);
+    const plain = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'yb', 'yt'] }, { gpu });
+    const wide = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'yb', 'yt'] }, { gpu: { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } } });
+    expect(wide.plan.dispatches[0]!.groups).toEqual([Math.ceil(90 / 64), Math.ceil(70 / 64), 1]);
+    const a = await plain.step(feeds), b = await wide.step(feeds);
+    await plain.dispose();
+    await wide.dispose();
+    for (const k of ['y', 'yb', 'yt']) {
+      expect(toNumbers(b[k]!), k).toEqual(toNumbers(a[k]!));
+      const w_ = toNumbers(want[k]!), got = toNumbers(b[k]!);
+      const scale = Math.max(...w_.map(Math.abs));
+      expect(Math.max(...w_.map((q, i) => Math.abs(q - got[i]!))) / scale, k).toBeLessThan(2e-6);
+    }
+  }, 120_000);
 
   it('this adapter\'s report names its path (lavapipe: not available)', () => {
     const r = gpu.report;
