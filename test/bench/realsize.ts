@@ -65,8 +65,12 @@ export const BIG_SHAPES: Shape[] = [
   { ...SHAPES[3]!, name: 'Llama-3.1-8B', fast: true, overrides: { ...SHAPES[3]!.overrides, num_hidden_layers: 32 } },
 ];
 
-/** One tiny step each on the WebGPU EP (lavapipe is ~20x slower than the CPU EP: T = 8). */
+/**
+ * One tiny step each on the WebGPU EP (lavapipe is ~20x slower than the CPU EP: T = 8, SmolLM2 T = 64); each
+ * GPU row also runs the same step on the CPU EP (f32) and reports its loss beside the GPU's.
+ */
 export const GPU_SHAPES: Shape[] = [
+  { ...SHAPES[0]!, name: 'SmolLM2-135M/webgpu-f16', model: 'SmolLM2-135M', ep: 'webgpu', compute: 'float16', batch: 1, seqLen: 64, torch: false },
   { ...SHAPES[2]!, name: 'Llama-3.2-1B/webgpu-f16', model: 'Llama-3.2-1B', ep: 'webgpu', compute: 'float16', batch: 1, seqLen: 8, torch: false },
   { ...SHAPES[3]!, name: 'Llama-3.1-8B-2layer/webgpu-qlora', model: 'Llama-3.1-8B-2layer', ep: 'webgpu', batch: 1, seqLen: 8, torch: false },
 ];
@@ -132,6 +136,8 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
       const ep = s.ep ?? 'cpu';
       const job: RealsizeJob = { modelDir: dir, batch: s.batch, seqLen: s.seqLen, rank, quantize: s.quantize, compute: s.compute, ep, steps: 1 };
       const m = await runLathe(job);
+      // GPU rows: the same step on the CPU EP in f32, for the loss
+      const cpu = ep === 'webgpu' ? await runLathe({ ...job, ep: 'cpu', compute: undefined }) : null;
       const t = s.torch ? await runTorch(dir, s.batch, s.seqLen, rank) : null;
       const e = estimateMemory(config, { batchSize: s.batch, seqLen: s.seqLen, lora: { rank, targets: 'all-linear' }, quantization: s.quantize }, ep);
       const peak = Number(m['peakRss']);
@@ -142,6 +148,7 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
         torch_step_s: t ? r1(Number(t['ms_per_step']) / 1000) : 'n/a', onnx_mb: r1(Number(m['onnxBytes']) / MB),
         // only the CPU EP's RSS is the device's memory (lavapipe's mixes host and "GPU" memory)
         estimate_mb: r1(e.deviceTotal / MB), est_over_measured: ep === 'cpu' ? Math.round((e.deviceTotal / peak) * 100) / 100 : 'n/a', loss: m['loss'],
+        ...(cpu ? { cpu_ep_loss: cpu['loss'], loss_rel_diff: Number((Math.abs(Number(m['loss']) - Number(cpu['loss'])) / Math.abs(Number(cpu['loss']))).toPrecision(2)) } : {}),
       });
     } catch (err) {
       report({ bench: 'realsize', model: s.name, error: (err as Error).message.split('\n').slice(0, 3).join(' ') });

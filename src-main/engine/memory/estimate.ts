@@ -171,11 +171,14 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   // NF4 dequantization transients. GPU EPs: the largest f32 weight, twice (forward and backward may
   // overlap). CPU EP: fitted on five measured runs (docs/qlora-memory.md): the codes are held twice while
   // the session loads (model bytes + initializer), and the arena keeps slack from the per-weight
-  // f32/int32 temporaries: 8 MB + 0.45 × the f32 size of the linear weights + 0.1 × activations.
+  // f32/int32 temporaries: 8 MB + 0.45 × the f32 size of the linear weights + 0.1 × activations. Without the
+  // CPU arena (runtime/session.ts) the temporaries are freed weight by weight, so that term stops growing with
+  // depth: at most 4 × the largest f32 linear weight (the full 32-layer Llama-3.1-8B shape measured 7,878 MB
+  // against 18,974 estimated with the old term; 2 layers: 3,424 vs 3,377 — BENCHMARKS.md "realsize").
   const maxLinear = Math.max(...linears(model).map(([, i, o]) => i * o));
   const withoutRecompute = activationBytes(model, full.batchSize, full.seqLen, false);
   const dequant = !nf4 ? 0 : ep === 'cpu'
-    ? 8 * 2 ** 20 + 0.45 * params.linear * F32 + 0.1 * withoutRecompute
+    ? 8 * 2 ** 20 + Math.min(0.45 * params.linear, 4 * maxLinear) * F32 + 0.1 * withoutRecompute
     : 2 * maxLinear * F32;
   // CPU EP sessions run without MLAS's pre-packed weight copies (runtime/session.ts): the weights are
   // counted once, as the mapped external-data pages they are

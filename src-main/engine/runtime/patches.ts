@@ -153,15 +153,21 @@ function patchSimplifiedLayerNormInvStd(model: OnnxModel): PatchResult {
     const eps = epsAttr?.type === 'float' ? epsAttr.value : 1e-5;
     const p = `__webgpu_sln_inv${k++}`;
     const axes = Array.from({ length: -axis }, (_, i) => axis + i); // axis..-1
-    extraInits.push(rawTensor(`${p}_axes`, 'int64', [axes.length], axes), rawTensor(`${p}_eps`, type, [], [eps]));
+    // f16 inputs are squared and averaged in f32 (as the fused kernel does for Y): x² overflows f16 past
+    // |x| = 256, which real checkpoints' residual streams reach, and 1/sqrt(inf) = 0 zeroed the gradient
+    const f16 = type === 'float16';
+    const xc = f16 ? `${p}_x32` : x;
+    extraInits.push(rawTensor(`${p}_axes`, 'int64', [axes.length], axes), rawTensor(`${p}_eps`, f16 ? 'float32' : type, [], [eps]));
     nodes.push(
       { ...n, outputs: [n.outputs[0]!] },
+      ...(f16 ? [{ op: 'Cast', name: `${p}_tof32`, inputs: [x], outputs: [xc], attributes: { to: { type: 'int' as const, value: 1 } } }] : []),
       // inv_std_var = 1 / sqrt(mean(x², axes ≥ axis) + eps), keepdims like the fused op
-      { op: 'Mul', name: `${p}_sq`, inputs: [x, x], outputs: [`${p}_x2`] },
+      { op: 'Mul', name: `${p}_sq`, inputs: [xc, xc], outputs: [`${p}_x2`] },
       { op: 'ReduceMean', name: `${p}_mean`, inputs: [`${p}_x2`, `${p}_axes`], outputs: [`${p}_ms`], attributes: { keepdims: { type: 'int', value: 1 } } },
       { op: 'Add', name: `${p}_addeps`, inputs: [`${p}_ms`, `${p}_eps`], outputs: [`${p}_mse`] },
       { op: 'Sqrt', name: `${p}_sqrt`, inputs: [`${p}_mse`], outputs: [`${p}_rms`] },
-      { op: 'Reciprocal', name: `${p}_recip`, inputs: [`${p}_rms`], outputs: [inv] },
+      { op: 'Reciprocal', name: `${p}_recip`, inputs: [`${p}_rms`], outputs: [f16 ? `${p}_inv32` : inv] },
+      ...(f16 ? [{ op: 'Cast', name: `${p}_tof16`, inputs: [`${p}_inv32`], outputs: [inv], attributes: { to: { type: 'int' as const, value: 10 } } }] : []),
     );
     applied.push(`SimplifiedLayerNormalization ${n.name ?? ''}: inv_std_var recomputed (WebGPU kernel returns the mean there)`);
   }

@@ -226,6 +226,28 @@ describe('WebGPU patches', () => {
     await plain.dispose();
   });
 
+  it('f16 input with |x| > 256 (x² overflows f16): inv_std_var is computed in f32, Y stays right', async () => {
+    const C = 64;
+    const m: OnnxModel = {
+      opsets: [{ domain: '', version: 21 }],
+      graph: {
+        name: 'sln16', initializers: [rawTensor('s', 'float16', [C], new Array<number>(C).fill(1))],
+        inputs: [{ name: 'x', type: 'float16', shape: [2, C] }],
+        outputs: [{ name: 'y', type: 'float16', shape: [2, C] }, { name: 'inv', type: 'float16', shape: [2, 1] }],
+        nodes: [{ op: 'SimplifiedLayerNormalization', name: 'rms', inputs: ['x', 's'], outputs: ['y', 'inv'], attributes: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: 1e-6 } } }],
+      },
+    };
+    // row 0: ±300 (mean x² = 90000 > 65504); row 1: -1, 0, 1, ... (mean x² = 2/3 within a whole period of 3, 64 = 21·3 + 1)
+    const xs = Array.from({ length: 2 * C }, (_, i) => (i < C ? (i % 2 ? 300 : -300) : (i % 3) - 1));
+    const s = await EngineSession.create(m, { ep: 'webgpu', disableCpuFallback: true });
+    const out = await s.run({ x: hostTensor('float16', [2, C], toFloat16(xs)) });
+    await s.dispose();
+    const ms1 = xs.slice(C).reduce((a, v) => a + v * v, 0) / C;
+    expect(maxAbsDiff(toNumbers(out.inv!), [1 / 300, 1 / Math.sqrt(ms1)])).toBeLessThan(2e-3 / Math.sqrt(ms1));
+    expect(toNumbers(out.inv!)[0]).toBeCloseTo(1 / 300, 5);
+    expect(toNumbers(out.y!).slice(0, 2)).toEqual([-1, 1]);
+  });
+
   it('canary: the unpatched WebGPU kernel still returns mean(x) as inv_std_var (drop the patch when this fails)', async () => {
     const { encodeModel } = await import('../../../src-main/engine/onnx/encode');
     const gpu = await runModel(encodeModel(sln(['y', 'inv'])), feeds, { ep: 'webgpu' });
