@@ -439,6 +439,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     await pref.getByRole('radio', { name: /DPO \(β 0\.1\)/ }).click();
     expect(await page.getByTestId('pref-method').inputValue()).toBe('dpo');
     await page.getByTestId('pref-beta').fill('0.5');
+    await openAdvanced();
     await page.getByLabel('Length').selectOption({ label: 'by steps' });
     await page.getByLabel('Steps', { exact: true }).fill('4');
     await page.getByLabel('Batch size (pairs)').fill('2');
@@ -473,7 +474,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     await nav('Chat template');
     const tokens = page.getByTestId('template-output');
     await tokens.getByTestId('tokens').waitFor({ timeout: 30_000 });
-    const trained = async () => Number(/(\d+) trained/.exec((await tokens.locator('h3').first().textContent()) ?? '')?.[1]);
+    const trained = async () => Number(/(\d+) learned from/.exec((await tokens.locator('h3').first().textContent()) ?? '')?.[1]);
     const all = await trained();
     await page.getByTestId('pair-mode').check();
     await expect.poll(trained).toBeLessThan(all);
