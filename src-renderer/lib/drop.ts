@@ -8,7 +8,7 @@ export interface DropData {
   getData?(format: string): string;
 }
 
-export function droppedPaths(dt: DataTransfer | DropData | null | undefined, pathForFile?: (f: File) => string): { paths: string[]; note: string } {
+export function droppedPaths(dt: DropData | null | undefined, pathForFile?: (f: File) => string): { paths: string[]; note: string } {
   if (!dt) return { paths: [], note: '' };
   const files = Array.from(dt.files ?? []);
   const real = files.map((f) => { try { return pathForFile?.(f) ?? ''; } catch { return ''; } }).filter((p) => p.startsWith('/') || /^[A-Za-z]:[\\/]/.test(p));

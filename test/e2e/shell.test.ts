@@ -43,6 +43,7 @@ describe('app shell in Chromium through the bridge', () => {
 
   it('starts a job that streams progress, then cancels it', async () => {
     await page.getByRole('button', { name: 'Activity' }).click();
+    await page.getByText('For developers').click(); // the self-test is out of the user's way
     await page.getByLabel('Self-test steps').fill('200');
     await page.getByRole('button', { name: 'Run self-test' }).click();
     const card = page.getByTestId('job-card').first();
@@ -69,6 +70,7 @@ describe('app shell in Chromium through the bridge', () => {
     expect(await failed.getByRole('alert').textContent()).toMatch(/stopped unexpectedly.*What to do/s);
     await shot('shell-crash');
     // the window still works: another job runs to the end
+    if (!(await page.getByLabel('Self-test steps').isVisible())) await page.getByText('For developers').click();
     await page.getByLabel('Self-test steps').fill('3');
     await page.getByRole('button', { name: 'Run self-test' }).click();
     await page.locator('[data-testid="job-card"][data-state="done"]').first().waitFor({ timeout: 30_000 });

@@ -21,8 +21,22 @@ async function nav(label: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: label, exact: true }).click();
 }
 
+/** Opens the Configure page's advanced settings (collapsed by default). */
+async function openAdvanced(): Promise<void> {
+  const d = page.getByTestId('advanced');
+  if ((await d.getAttribute('open')) === null) await d.locator('summary').click();
+}
+
+/** The memory estimate shown on the Configure page, in MB (decimal; shown as MB or GB). */
+function shownMB(text: string): number {
+  const m = /([\d.,]+)\s*(MB|GB)/.exec(text);
+  if (!m) throw new Error(`no size in "${text}"`);
+  return Number(m[1]!.replace(/,/g, '')) * (m[2] === 'GB' ? 1000 : 1);
+}
+
 /** The Configure page's run length and cadence (only the fields given are filled), on the CPU. */
 async function setRun(o: { steps: number; batch: number; accum?: number; warmup?: number; validateEvery: number; checkpointEvery?: number }): Promise<void> {
+  await openAdvanced();
   await page.getByLabel('Length').selectOption({ label: 'by steps' });
   await page.getByLabel('Steps', { exact: true }).fill(String(o.steps));
   await page.getByLabel('Batch size (blocks)').fill(String(o.batch));
@@ -123,15 +137,15 @@ describe('wizards end to end on the bundled tiny model', () => {
     const plan = page.getByTestId('lora-plan');
     const start = page.getByRole('button', { name: 'Start training' });
     await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('7,168');
-    const mib = Number((await plan.getByTestId('memory').textContent())!.replace(/[~,]|MiB/g, '').trim());
-    expect(mib).toBeGreaterThan(0);
+    const mb = shownMB((await plan.getByTestId('memory').textContent())!);
+    expect(mb).toBeGreaterThan(0);
     // Far below the estimate (the runtime alone is over it): blocked, and no fix offered.
-    await page.getByTestId('budget').fill(String((mib / 1024) * 0.5));
+    await page.getByTestId('budget').fill(String((mb / 1000) * 0.5));
     await expect.poll(() => page.getByTestId('start-blocked').textContent()).toMatch(/smaller model/);
     expect(await page.getByTestId('apply-fix').count()).toBe(0);
-    // A little below (3 MiB; the shown estimate is rounded to 3 digits): Start is disabled and says why; one click
+    // A little below (3 MB; the shown estimate is rounded to 3 digits): Start is disabled and says why; one click
     // applies the suggested changes.
-    await page.getByTestId('budget').fill(String((mib - 3) / 1024));
+    await page.getByTestId('budget').fill(String((mb - 3) / 1000));
     await page.getByTestId('apply-fix').waitFor();
     await page.getByTestId('start-blocked').waitFor();
     expect(await page.getByTestId('start-blocked').textContent()).toMatch(/does not fit in memory/);
@@ -142,6 +156,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     expect(await start.isDisabled()).toBe(false);
     expect(await page.getByTestId('fit').getAttribute('class')).toContain('ok');
     // A step larger than the whole dataset warns (it does not block).
+    await openAdvanced();
     await page.getByLabel('Batch size (blocks)').fill('4000');
     await expect.poll(() => page.getByText(/more than the whole dataset/).count()).toBe(1);
     await shot('wizard-lora-batch-too-big');
@@ -163,11 +178,13 @@ describe('wizards end to end on the bundled tiny model', () => {
     await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('32,768'); // rank 16, all linear layers
     expect(await page.getByText(/4 blocks × 4 accumulation × 64 tokens = 1,024 tokens per step/).count()).toBeGreaterThan(0);
 
+    await openAdvanced();
     await page.getByLabel('Rank', { exact: true }).fill('0');
     await expect.poll(() => page.getByText('Rank must be a whole number from 1 to 1024').count()).toBe(1);
     expect(await page.getByRole('button', { name: 'Start training' }).isDisabled()).toBe(true);
     await shot('wizard-lora-invalid');
     await page.getByLabel('Rank', { exact: true }).fill('4');
+    await openAdvanced();
     await page.getByLabel('Layers to adapt').selectOption('attention');
     await expect.poll(() => plan.getByTestId('trainable').textContent()).toBe('3,584');
 
@@ -236,6 +253,7 @@ describe('wizards end to end on the bundled tiny model', () => {
 
   it('pauses, resumes and stops a run (stop keeps a checkpoint), then resumes the stopped run from it', async () => {
     await nav('Configure');
+    await openAdvanced();
     await page.getByLabel('Layers to adapt').selectOption('attention');
     await setRun({ steps: 100000, batch: 2, accum: 1, validateEvery: 0, checkpointEvery: 100000 });
     await page.getByRole('button', { name: 'Start training' }).click();
@@ -304,9 +322,10 @@ describe('wizards end to end on the bundled tiny model', () => {
     await nav('Configure');
     await page.getByLabel('Prepared dataset').selectOption(extDir);
     await expect.poll(() => page.getByTestId('ext-tokenizer').textContent()).toContain('extended-40');
+    await openAdvanced();
     await page.getByLabel('Layers to adapt').selectOption('attention');
     const memory = page.getByTestId('memory');
-    await expect.poll(() => memory.textContent()).toMatch(/MiB/);
+    await expect.poll(() => memory.textContent()).toMatch(/MB|GB/);
     const full = await memory.textContent();
     await page.getByLabel(/QLoRA/).check();
     await expect.poll(() => memory.textContent()).not.toBe(full);
@@ -424,6 +443,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     await pref.getByRole('radio', { name: /DPO \(β 0\.1\)/ }).click();
     expect(await page.getByTestId('pref-method').inputValue()).toBe('dpo');
     await page.getByTestId('pref-beta').fill('0.5');
+    await openAdvanced();
     await page.getByLabel('Length').selectOption({ label: 'by steps' });
     await page.getByLabel('Steps', { exact: true }).fill('4');
     await page.getByLabel('Batch size (pairs)').fill('2');
@@ -458,7 +478,7 @@ describe('wizards end to end on the bundled tiny model', () => {
     await nav('Chat template');
     const tokens = page.getByTestId('template-output');
     await tokens.getByTestId('tokens').waitFor({ timeout: 30_000 });
-    const trained = async () => Number(/(\d+) trained/.exec((await tokens.locator('h3').first().textContent()) ?? '')?.[1]);
+    const trained = async () => Number(/(\d+) learned from/.exec((await tokens.locator('h3').first().textContent()) ?? '')?.[1]);
     const all = await trained();
     await page.getByTestId('pair-mode').check();
     await expect.poll(trained).toBeLessThan(all);

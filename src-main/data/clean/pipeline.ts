@@ -230,7 +230,7 @@ export class Cleaner {
       const wasFull = this.near.full;
       const j = this.near.checkSignature(r.sig);
       if (!wasFull && this.near.full) s.reasons['index full (later documents checked, not indexed)'] = this.near.keptDocs;
-      if (j >= 0) return this.drop(s, source, shown, `near-duplicate of an earlier document (estimated Jaccard ${j.toFixed(2)})`, 'near-duplicate');
+      if (j >= 0) return this.drop(s, source, shown, `near-duplicate of an earlier document (about ${Math.round(j * 100)}% of the wording is the same)`, 'near-duplicate');
     }
     return this.pass(s, len);
   }
