@@ -104,7 +104,11 @@ function channel<Req extends z.ZodType, Res extends z.ZodType>(request: Req, res
 export const channels = {
   'app.info': channel(
     empty,
-    z.object({ version: z.string(), platform: z.string(), runtime: z.enum(['electron', 'bridge']) }),
+    z.object({
+      version: z.string(), platform: z.string(), runtime: z.enum(['electron', 'bridge']),
+      /** Where a new project goes unless the user picks another place (created with the project). */
+      defaultProjectsDir: z.string(),
+    }),
   ),
   'projects.create': channel(
     z.object({ parentDir: absPath, name: z.string().trim().min(1).max(120) }).strict(),

@@ -3,6 +3,8 @@
  * answer (or error) put into an envelope. The Electron gatekeeper and the WebSocket bridge both call it.
  */
 import { z } from 'zod';
+import os from 'node:os';
+import path from 'node:path';
 import { channels, type ChannelName, type Envelope, type Response, type ApiErrorShape } from '../contract';
 import { plainEngineError } from '../engine/memory/oom';
 import { JobHost } from './jobs/host';
@@ -82,6 +84,11 @@ function ownModelsDir(paths: PathGuard, dir: string): string | null {
   }
 }
 
+/** A new project's default location: LATHE_PROJECTS_DIR, else "Lathe projects" in the user's home folder. */
+function defaultProjectsDir(): string {
+  return process.env['LATHE_PROJECTS_DIR'] || path.join(os.homedir(), 'Lathe projects');
+}
+
 function bundledResourcesDir(): string | null {
   try {
     return resourcesDir();
@@ -95,7 +102,7 @@ type Handlers = {
 };
 
 const handlers: Handlers = {
-  'app.info': (_req, s) => ({ version: s.version, platform: process.platform, runtime: s.runtime }),
+  'app.info': (_req, s) => ({ version: s.version, platform: process.platform, runtime: s.runtime, defaultProjectsDir: defaultProjectsDir() }),
   'projects.create': (req, s) => s.projects.create(req.parentDir, req.name),
   'projects.open': (req, s) => s.projects.open(req.path),
   'projects.recent': (_req, s) => s.projects.recent(),

@@ -45,7 +45,8 @@ describe('a model from the Hub', () => {
     await page.getByRole('button', { name: 'Create project' }).click();
     await page.getByTestId('project-open').waitFor();
 
-    await page.getByText('Get a model from the Hugging Face Hub').click();
+    // A project without a model shows the Hub panel open (the newcomer's next step).
+    expect(await page.getByTestId('hub-panel').getAttribute('open')).not.toBeNull();
     const rec = page.getByTestId('hub-recommended');
     await rec.waitFor();
     await page.getByLabel('Memory for training (GB)').fill('24');
