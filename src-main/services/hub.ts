@@ -20,7 +20,7 @@ type Req<C extends keyof typeof hubChannels> = z.output<(typeof hubChannels)[C][
 type Res<C extends keyof typeof hubChannels> = z.output<(typeof hubChannels)[C]['response']>;
 
 function budget(req: { budgetGB: number | null }): number {
-  return req.budgetGB !== null ? req.budgetGB * 2 ** 30 : os.totalmem();
+  return req.budgetGB !== null ? req.budgetGB * 1e9 : os.totalmem(); // decimal GB, as the page writes sizes
 }
 
 function endpoint(s: Services): string {

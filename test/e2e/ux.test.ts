@@ -41,6 +41,10 @@ describe('pickers, estimates, hand-off and import in the app', () => {
     const parent = tempDir('lathe-e2e-ux-');
     mkdirSync(path.join(parent, 'projects'));
     const create = page.getByRole('button', { name: 'Create project' });
+    // The location comes filled in ("Lathe projects" in the home folder); emptied, Create says what is missing.
+    await expect.poll(() => page.getByLabel('Location (folder)').inputValue()).not.toBe('');
+    expect(await page.getByTestId('disabled-reason').first().textContent()).toBe('Type a name first.');
+    await page.getByLabel('Location (folder)').fill('');
     expect(await create.isDisabled()).toBe(true);
     expect(await page.getByTestId('disabled-reason').first().textContent()).toBe('Choose a location first.');
     await shot('disabled-reason');

@@ -203,10 +203,10 @@ export function planFromTrainConfig(cfg: {
   };
 }
 
-/** "1.2 GB" style: binary units, one decimal. */
+/** "1.2 GB" style: decimal units (1 GB = 10⁹ bytes, as the app writes every size), one decimal. */
 export function formatBytes(b: number): string {
-  const u = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  const u = ['bytes', 'kB', 'MB', 'GB', 'TB'];
   let i = 0;
-  while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
+  while (b >= 1000 && i < u.length - 1) { b /= 1000; i++; }
   return i === 0 ? `${Math.round(b)} bytes` : `${b.toFixed(1)} ${u[i]}`;
 }

@@ -113,7 +113,7 @@ export function plainEngineError(err: unknown, what = 'The job'): UserError {
 
 /**
  * Memory this computer can give a new job now (Linux: MemAvailable; elsewhere: free memory), capped by
- * LATHE_MEMORY_LIMIT (bytes, or with a K/M/G suffix) for machines shared with other work.
+ * LATHE_MEMORY_LIMIT (bytes, or with a decimal K/M/G suffix: 20M = 20,000,000 bytes) for machines shared with other work.
  */
 export function availableMemory(): number {
   let avail = freemem();
@@ -122,7 +122,7 @@ export function availableMemory(): number {
     if (m) avail = Number(m[1]) * 1024;
   } catch { /* not Linux */ }
   const cap = /^(\d+(?:\.\d+)?)\s*([KMG]?)B?$/i.exec(process.env['LATHE_MEMORY_LIMIT']?.trim() ?? '');
-  if (cap) avail = Math.min(avail, Number(cap[1]) * 1024 ** ' KMG'.indexOf((cap[2] || ' ').toUpperCase()));
+  if (cap) avail = Math.min(avail, Number(cap[1]) * 1000 ** ' KMG'.indexOf((cap[2] || ' ').toUpperCase()));
   return avail;
 }
 

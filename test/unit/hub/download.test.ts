@@ -191,7 +191,7 @@ describe('downloading a model', () => {
     const o = opts({ statfs: async () => ({ bavail: 10, bsize: 4096 }) });
     const e = await refusal(downloadModel(o));
     expect(e.code).toBe('hub.diskFull');
-    expect(e.message).toMatch(/needs .* more, but only 40\.0 KB is free/);
+    expect(e.message).toMatch(/needs .* more, but only 41\.0 kB is free/);
     expect(hub.cdnLog.length).toBe(0);
     expect(hub.hubLog.some((l) => l.url.includes('/resolve/'))).toBe(false);
     expect(presented(o.modelsDir)).toEqual([]);

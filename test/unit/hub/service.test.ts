@@ -50,11 +50,11 @@ describe('hub channels', () => {
   });
 
   it('recommends starting models by memory, in plain words', async () => {
-    const small = await call<{ models: { repo: string; fit: { fits: boolean; words: string; method: string | null } }[] }>('hub.recommended', { budgetGB: 4 });
+    const small = await call<{ models: { repo: string; fit: { fits: boolean; words: string; method: string | null } }[] }>('hub.recommended', { budgetGB: 5 });
     const by = (repo: string) => small.models.find((m) => m.repo === repo)!.fit;
     expect(by('HuggingFaceTB/SmolLM2-135M-Instruct')).toMatchObject({ fits: true, method: 'lora' });
     expect(by('meta-llama/Llama-3.1-8B-Instruct').fits).toBe(false);
-    expect(by('meta-llama/Llama-3.1-8B-Instruct').words).toMatch(/^fits in your 4\.0 GB: no — it needs about .* even with QLoRA$/);
+    expect(by('meta-llama/Llama-3.1-8B-Instruct').words).toMatch(/^fits in your 5\.0 GB: no — it needs about .* even with QLoRA$/);
     const gpu = await call<typeof small>('hub.recommended', { budgetGB: 24, ep: 'cuda' });
     const q7 = gpu.models.find((m) => m.repo === 'Qwen/Qwen2.5-7B-Instruct')!.fit;
     expect(q7.fits).toBe(true);
