@@ -49,12 +49,12 @@ describe('a model from the Hub', () => {
     expect(await page.getByTestId('hub-panel').getAttribute('open')).not.toBeNull();
     const rec = page.getByTestId('hub-recommended');
     await rec.waitFor();
-    await page.getByLabel('Memory for training (GB)').fill('24');
+    await page.getByLabel('Memory for training (GB)').fill('26');
     await page.getByLabel('Memory for training (GB)').dispatchEvent('change');
     await page.getByLabel('Trains on').selectOption('webgpu');
     await expect.poll(() => rec.locator('tr[data-repo="Qwen/Qwen2.5-7B-Instruct"] [data-testid="fit"]').textContent())
-      .toBe('fits in your 24.0 GB: yes, with QLoRA');
-    expect(await rec.locator('tr[data-repo="HuggingFaceTB/SmolLM2-135M-Instruct"] [data-testid="fit"]').textContent()).toBe('fits in your 24.0 GB: yes');
+      .toBe('fits in your 26.0 GB: yes, with QLoRA');
+    expect(await rec.locator('tr[data-repo="HuggingFaceTB/SmolLM2-135M-Instruct"] [data-testid="fit"]').textContent()).toBe('fits in your 26.0 GB: yes');
     // In a browser the token cannot be kept: said plainly, with what to do.
     expect(await page.getByTestId('hub-token-unavailable').textContent()).toContain('only the desktop app');
 
@@ -63,7 +63,7 @@ describe('a model from the Hub', () => {
     const results = page.getByTestId('hub-results');
     await results.waitFor();
     expect(await results.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-repo')))).toEqual(['lathe-test/tiny-llama', 'lathe-test/tiny-gated']);
-    expect(await results.locator('tr[data-repo="lathe-test/tiny-llama"] [data-testid="fit"]').textContent()).toMatch(/^fits in your 24\.0 GB: yes/);
+    expect(await results.locator('tr[data-repo="lathe-test/tiny-llama"] [data-testid="fit"]').textContent()).toMatch(/^fits in your 26\.0 GB: yes/);
     await app.shot('hub-search');
   });
 
