@@ -151,7 +151,7 @@ describe('lathe cache and the cache.* channels', () => {
       const size = await cli('cache size', false);
       expect(size.bytes).toBeGreaterThan(0);
       expect(size.entries!.map((e) => e.model)).toEqual([dir]);
-      expect(lines.join('\n')).toMatch(new RegExp(`^Weight cache ${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+\\.\\d [KMG]B in 1 model\\n.*${path.basename(dir)}`));
+      expect(lines.join('\n')).toMatch(new RegExp(`^Weight cache ${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+\\.\\d [kMG]B in 1 model\\n.*${path.basename(dir)}`));
 
       const services = { } as Parameters<typeof dispatch>[0];
       const info = await dispatch(services, 'cache.info', {});
