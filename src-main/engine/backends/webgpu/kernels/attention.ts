@@ -54,6 +54,33 @@ function visible(d: Dims, t: string, s: string, segT: string | null, segS: strin
   return terms.join(' && ');
 }
 
+/**
+ * WGSL: a query-row kernel's walk over the keys query t may see (forward and dQ): tiles of K and V (and their
+ * segment ids) staged in workgroup memory, then `body` for each visible key s, row j of the tile.
+ */
+function overVisibleKeys(d: Dims, ldk: string, ldv: string, lds: string | null, body: string): string {
+  const { T, D, tile } = d;
+  return `let tEnd = min(t0 + ${WG}u, ${T}u);
+  ${d.W ? `let sStart = select(0u, t0 + 1u - ${d.W}u, t0 + 1u > ${d.W}u);` : 'let sStart = 0u;'}
+  for (var s0 = sStart; s0 < tEnd; s0 = s0 + ${tile}u) {
+    for (var e = li; e < ${tile * D}u; e = e + ${WG}u) {
+      let s = min(s0 + e / ${D}u, ${T - 1}u);
+      ks[e] = ${ldk}(kb + s * ${D}u + e % ${D}u);
+      vs[e] = ${ldv}(kb + s * ${D}u + e % ${D}u);
+    }
+    ${lds ? `if (li < ${tile}u) { sk[li] = ${lds}(b * ${T}u + min(s0 + li, ${T - 1}u)); }` : ''}
+    workgroupBarrier();
+    if (valid) {
+      for (var j = 0u; j < ${tile}u; j = j + 1u) {
+        let s = s0 + j;
+        if (s > t) { break; }
+        if (!(${visible(d, 't', 's', lds ? 'segq' : null, lds ? 'sk[j]' : null)})) { continue; }${body}
+      }
+    }
+    workgroupBarrier();
+  }`;
+}
+
 function forward(c: EmitCtx): void {
   const d = dims(c);
   const seg = c.node.inputs[3] ? 3 : -1;
@@ -81,21 +108,7 @@ function forward(c: EmitCtx): void {
   ${overD(d, `q[d] = ${ldq}(qb + d); acc[d] = 0.0;`)}
   var m = ${NEG};
   var l = 0.0;
-  let tEnd = min(t0 + ${WG}u, ${T}u);
-  ${d.W ? `let sStart = select(0u, t0 + 1u - ${d.W}u, t0 + 1u > ${d.W}u);` : 'let sStart = 0u;'}
-  for (var s0 = sStart; s0 < tEnd; s0 = s0 + ${tile}u) {
-    for (var e = li; e < ${tile * D}u; e = e + ${WG}u) {
-      let s = min(s0 + e / ${D}u, ${T - 1}u);
-      ks[e] = ${ldk}(kb + s * ${D}u + e % ${D}u);
-      vs[e] = ${ldv}(kb + s * ${D}u + e % ${D}u);
-    }
-    ${lds ? `if (li < ${tile}u) { sk[li] = ${lds}(b * ${T}u + min(s0 + li, ${T - 1}u)); }` : ''}
-    workgroupBarrier();
-    if (valid) {
-      for (var j = 0u; j < ${tile}u; j = j + 1u) {
-        let s = s0 + j;
-        if (s > t) { break; }
-        if (!(${visible(d, 't', 's', lds ? 'segq' : null, lds ? 'sk[j]' : null)})) { continue; }
+  ${overVisibleKeys(d, ldk, ldv, lds, `
         var dot = 0.0;
         ${overD(d, `dot = dot + q[d] * ks[j * ${D}u + d];`)}
         ${score(d)}
@@ -108,10 +121,7 @@ function forward(c: EmitCtx): void {
         let p = exp(x - m);
         l = l + p;
         ${overD(d, `acc[d] = acc[d] + p * vs[j * ${D}u + d];`)}
-      }
-    }
-    workgroupBarrier();
-  }
+`)}
   if (valid) {
     let inv = 1.0 / l;
     ${overD(d, `${sto}(qb + d, acc[d] * inv);`)}
@@ -151,21 +161,7 @@ function backward(c: EmitCtx): void {
   var delta = 0.0;
   ${overD(d, `q[d] = ${ldq}(qb + d); go[d] = ${ldg}(qb + d); dq[d] = 0.0; delta = delta + go[d] * ${ldo}(qb + d);`)}
   let lse = ${ldl}(row);
-  let tEnd = min(t0 + ${WG}u, ${T}u);
-  ${d.W ? `let sStart = select(0u, t0 + 1u - ${d.W}u, t0 + 1u > ${d.W}u);` : 'let sStart = 0u;'}
-  for (var s0 = sStart; s0 < tEnd; s0 = s0 + ${tile}u) {
-    for (var e = li; e < ${tile * D}u; e = e + ${WG}u) {
-      let s = min(s0 + e / ${D}u, ${T - 1}u);
-      ks[e] = ${ldk}(kb + s * ${D}u + e % ${D}u);
-      vs[e] = ${ldv}(kb + s * ${D}u + e % ${D}u);
-    }
-    ${lds ? `if (li < ${tile}u) { sk[li] = ${lds}(b * ${T}u + min(s0 + li, ${T - 1}u)); }` : ''}
-    workgroupBarrier();
-    if (valid) {
-      for (var j = 0u; j < ${tile}u; j = j + 1u) {
-        let s = s0 + j;
-        if (s > t) { break; }
-        if (!(${visible(d, 't', 's', lds ? 'segq' : null, lds ? 'sk[j]' : null)})) { continue; }
+  ${overVisibleKeys(d, ldk, ldv, lds, `
         var dot = 0.0;
         var dp = 0.0;
         ${overD(d, `dot = dot + q[d] * ks[j * ${D}u + d]; dp = dp + go[d] * vs[j * ${D}u + d];`)}
@@ -173,10 +169,7 @@ function backward(c: EmitCtx): void {
         let p = exp(x - lse);
         let ds = p * (dp - delta) * dcap * ${d.scale};
         ${overD(d, `dq[d] = dq[d] + ds * ks[j * ${D}u + d];`)}
-      }
-    }
-    workgroupBarrier();
-  }
+`)}
   if (valid) {
     ${stq ? overD(d, `${stq}(qb + d, dq[d]);`) : ''}
     ${std}(row, delta);
