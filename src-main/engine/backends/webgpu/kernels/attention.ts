@@ -55,6 +55,29 @@ function visible(d: Dims, t: string, s: string, segT: string | null, segS: strin
 }
 
 /**
+ * A query-row kernel's start (forward and dQ, one thread per query row t of head h): the K/V tiles'
+ * workgroup memory, the entry point, and the row's indices — `row` into [B, H, T], `qb` its first element,
+ * `kb` the first element of its kv head, `segq` its segment id.
+ */
+function queryRowStart(k: KernelBuilder, d: Dims, lds: string | null): string {
+  const { T, D, tile } = d;
+  k.decl(`var<workgroup> ks: array<f32, ${tile * D}>;`);
+  k.decl(`var<workgroup> vs: array<f32, ${tile * D}>;`);
+  if (lds) k.decl(`var<workgroup> sk: array<f32, ${tile}>;`);
+  return `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let b = wid.z;
+  let h = wid.y;
+  let t0 = wid.x * ${WG}u;
+  let t = t0 + li;
+  let valid = t < ${T}u;
+  let tq = min(t, ${T - 1}u);
+  let row = (b * ${d.H}u + h) * ${T}u + tq;
+  let qb = row * ${D}u;
+  let kb = (b * ${d.K}u + h / ${d.G}u) * ${T * D}u;
+  ${lds ? `let segq = ${lds}(b * ${T}u + tq);` : ''}`;
+}
+
+/**
  * WGSL: a query-row kernel's walk over the keys query t may see (forward and dQ): tiles of K and V (and their
  * segment ids) staged in workgroup memory, then `body` for each visible key s, row j of the tile.
  */
@@ -89,20 +112,8 @@ function forward(c: EmitCtx): void {
   const lds = seg >= 0 ? k.input(c.in(seg)) : null;
   const sto = k.output(c.out(0));
   const stl = c.used(1) ? k.output(c.out(1)) : null;
-  const { T, D, tile } = d;
-  k.decl(`var<workgroup> ks: array<f32, ${tile * D}>;`);
-  k.decl(`var<workgroup> vs: array<f32, ${tile * D}>;`);
-  if (lds) k.decl(`var<workgroup> sk: array<f32, ${tile}>;`);
-  c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let t0 = wid.x * ${WG}u;
-  let t = t0 + li;
-  let valid = t < ${T}u;
-  let tq = min(t, ${T - 1}u);
-  let qb = ((b * ${d.H}u + h) * ${T}u + tq) * ${D}u;
-  let kb = (b * ${d.K}u + h / ${d.G}u) * ${T * D}u;
-  ${lds ? `let segq = ${lds}(b * ${T}u + tq);` : ''}
+  const { T, D } = d;
+  c.dispatch(k, `${queryRowStart(k, d, lds)}
   var q: array<f32, ${D}>;
   var acc: array<f32, ${D}>;
   ${overD(d, `q[d] = ${ldq}(qb + d); acc[d] = 0.0;`)}
@@ -125,7 +136,7 @@ function forward(c: EmitCtx): void {
   if (valid) {
     let inv = 1.0 / l;
     ${overD(d, `${sto}(qb + d, acc[d] * inv);`)}
-    ${stl ? `${stl}((b * ${d.H}u + h) * ${T}u + t, m + log(l));` : ''}
+    ${stl ? `${stl}(row, m + log(l));` : ''}
   }
 }`, [Math.ceil(T / WG), d.H, d.B]);
 }
@@ -141,20 +152,7 @@ function backward(c: EmitCtx): void {
     const lds = hasSeg ? k.input(c.in(6)) : null;
     const stq = c.used(0) ? k.output(c.out(0)) : null;
     const std = k.output(c.out(3));
-    k.decl(`var<workgroup> ks: array<f32, ${tile * D}>;`);
-    k.decl(`var<workgroup> vs: array<f32, ${tile * D}>;`);
-    if (lds) k.decl(`var<workgroup> sk: array<f32, ${tile}>;`);
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let t0 = wid.x * ${WG}u;
-  let t = t0 + li;
-  let valid = t < ${T}u;
-  let tq = min(t, ${T - 1}u);
-  let row = (b * ${d.H}u + h) * ${T}u + tq;
-  let qb = row * ${D}u;
-  let kb = (b * ${d.K}u + h / ${G}u) * ${T * D}u;
-  ${lds ? `let segq = ${lds}(b * ${T}u + tq);` : ''}
+    c.dispatch(k, `${queryRowStart(k, d, lds)}
   var q: array<f32, ${D}>;
   var go: array<f32, ${D}>;
   var dq: array<f32, ${D}>;
