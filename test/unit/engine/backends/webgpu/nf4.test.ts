@@ -13,7 +13,6 @@ import { runModel } from '../../../../../src-main/engine/runtime/session';
 import { Program, hostTensor, toNumbers, type HostTensor } from '../../../../../src-main/engine/runtime';
 import { quantizeNf4 } from '../../../../../src-main/engine/quant/nf4';
 import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
-import { Rng } from '../../../../../src-main/engine/models/rng';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { openModel } from '../../../../../src-main/engine/models';
 import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
@@ -21,21 +20,7 @@ import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { tempDir } from '../../../../helpers/services';
-
-function randn(n: number, seed: number, scale = 1): Float32Array {
-  const r = new Rng(seed);
-  return Float32Array.from({ length: n }, () => (r.next() * 2 - 1) * scale);
-}
-
-/** max |a − b| / max |b| */
-function rel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, s = 1e-30;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-}
+import { rel, uniform as randn } from '../../../../helpers/numeric';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());

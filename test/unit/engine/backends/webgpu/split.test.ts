@@ -11,24 +11,9 @@ import { lowerGraph } from '../../../../../src-main/engine/lower/lower';
 import { runModel } from '../../../../../src-main/engine/runtime/session';
 import { hostTensor, toNumbers } from '../../../../../src-main/engine/runtime';
 import { float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
-import { Rng } from '../../../../../src-main/engine/models/rng';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { splitRows } from '../../../../../src-main/engine/backends/webgpu/plan';
-
-function rnd(n: number, seed: number, s = 1): Float32Array {
-  const r = new Rng(seed);
-  return Float32Array.from({ length: n }, () => (r.next() * 2 - 1) * s);
-}
-
-/** max |a − b| / max |b| */
-function rel(a: number[], b: number[]): number {
-  let d = 0, s = 1e-30;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-}
+import { rel, uniform as rnd } from '../../../../helpers/numeric';
 
 /** ids [N] -> x = E[ids] · s -> logits = x·Eᵀ (tied head) -> y; and dy/ds through the head's backward Gemm. */
 function tiedGraph(V: number, C: number, N: number, dtype: 'float32' | 'float16'): GraphBuilder {

@@ -14,28 +14,9 @@ import path from 'node:path';
 import { tempDir } from '../../../../helpers/services';
 import { TINY_ARCHS, createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
+import { rel, rel2 } from '../../../../helpers/numeric';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
-
-/** max |a − b| / max |b| */
-function rel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, s = 1e-30;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-}
-
-/** ‖a − b‖₂ / ‖b‖₂ */
-function rel2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, s = 1e-30;
-  for (let i = 0; i < b.length; i++) {
-    d += (a[i]! - b[i]!) ** 2;
-    s += b[i]! ** 2;
-  }
-  return Math.sqrt(d / s);
-}
 
 const num = (t: HostTensor): number => Number(t.data[0]);
 
