@@ -144,17 +144,7 @@ export async function tokenizerMetadata(dir: string, vocab: number, cfg: ModelCo
       `llama.cpp would split text differently from this tokenizer: ${d.reason}.`,
       `Lathe writes GGUF for tokenizers whose pre-tokenizer llama.cpp knows: ${Object.entries(KNOWN_PRE).map(([k, v]) => `${k} (${v})`).join('; ')}. Export as a merged Hugging Face model instead.`);
   }
-  const tokens: string[] = new Array(vocab);
-  const types = new Int32Array(vocab);
-  const added = new Map(tok.addedTokens.map((a) => [a.id, a]));
-  for (let id = 0; id < vocab; id++) {
-    const t = tok.idToToken(id);
-    if (t === undefined) { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; continue; }
-    tokens[id] = t;
-    const a = added.get(id);
-    types[id] = a ? (a.special || tok.specialIds.has(id) ? TokenType.CONTROL : TokenType.USER_DEFINED)
-      : tok.specialIds.has(id) ? TokenType.CONTROL : TokenType.NORMAL;
-  }
+  const { tokens, types } = tokenTable(tok, vocab);
   const merges = tok.merges.map(([a, b]) => `${a} ${b}`);
   const sk = await specialKeys(dir, tok, vocab, cfg);
   const kvs: GgufKv[] = [
@@ -169,6 +159,25 @@ export async function tokenizerMetadata(dir: string, vocab: number, cfg: ModelCo
   const nfc = normalizesNfc(tok.json.normalizer);
   const warnings = nfc ? ['This tokenizer NFC-normalizes text before splitting it; llama.cpp does not (its behaviour for every Qwen2-style GGUF), so text with decomposed accents (e.g. "e" + U+0301) tokenizes differently there. Text in the usual composed form is unaffected (the check runs on NFC text).'] : [];
   return { kvs, tokenizer: tok, pre: d.pre, chatTemplate, eogIds, nfc, specialsAlike: true, warnings };
+}
+
+/**
+ * Every id's token text ("[PADn]" where the tokenizer has none: UNUSED) and its llama.cpp type: special
+ * tokens (added as special, or among the tokenizer's special ids) CONTROL, other added tokens USER_DEFINED,
+ * the rest NORMAL. The SentencePiece table refines it (UNKNOWN, BYTE).
+ */
+function tokenTable(tok: LatheTokenizer, vocab: number): { tokens: string[]; types: Int32Array } {
+  const tokens: string[] = new Array(vocab);
+  const types = new Int32Array(vocab);
+  const added = new Map(tok.addedTokens.map((a) => [a.id, a]));
+  for (let id = 0; id < vocab; id++) {
+    const t = tok.idToToken(id);
+    if (t === undefined) { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; continue; }
+    tokens[id] = t;
+    const a = added.get(id);
+    types[id] = a?.special || tok.specialIds.has(id) ? TokenType.CONTROL : a ? TokenType.USER_DEFINED : TokenType.NORMAL;
+  }
+  return { tokens, types };
 }
 
 /** bos/eos/unk/pad ids, add_bos/add_eos (asked of the tokenizer itself), chat template, end-of-generation ids. */
@@ -199,21 +208,15 @@ async function spmMetadata(dir: string, tok: LatheTokenizer, vocab: number, cfg:
     throw new UserError('gguf.pre-tokenizer-unknown', `llama.cpp would split text differently from this SentencePiece-style tokenizer: ${d.reason}.`,
       'Lathe writes SentencePiece-style tokenizers whose normalizer is Prepend("▁") + Replace(" ", "▁") (Llama 2), Replace alone (Gemma) or whose pre-tokenizer is Metaspace without splitting (Mistral). Export as a merged Hugging Face model instead.');
   }
-  const tokens: string[] = new Array(vocab);
-  const types = new Int32Array(vocab);
+  const { tokens, types } = tokenTable(tok, vocab);
   const scores = new Float32Array(vocab);
   const rank = new Map<string, number>();
   tok.merges.forEach(([a, b], r) => { if (!rank.has(a + b)) rank.set(a + b, r); });
-  const added = new Map(tok.addedTokens.map((a) => [a.id, a]));
   for (let id = 0; id < vocab; id++) {
-    const t = tok.idToToken(id);
-    if (t === undefined) { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; continue; }
-    tokens[id] = t;
-    const a = added.get(id);
+    if (types[id] === TokenType.UNUSED) continue;
+    const t = tokens[id]!;
     if (id === tok.unkId) types[id] = TokenType.UNKNOWN;
-    else if (a || tok.specialIds.has(id)) types[id] = a && !a.special && !tok.specialIds.has(id) ? TokenType.USER_DEFINED : TokenType.CONTROL;
-    else if (/^<0x[0-9A-F]{2}>$/.test(t)) types[id] = TokenType.BYTE;
-    else types[id] = TokenType.NORMAL;
+    else if (types[id] === TokenType.NORMAL && /^<0x[0-9A-F]{2}>$/.test(t)) types[id] = TokenType.BYTE;
     const r = rank.get(t);
     if (r !== undefined && types[id] === TokenType.NORMAL) scores[id] = -(r + 1);
   }
