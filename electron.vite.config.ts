@@ -11,7 +11,7 @@ export default defineConfig({
           index: resolve('src-main/app/main.ts'),
           'job-process': resolve('src-main/services/jobs/job-process.ts'),
           // Worker-thread entries, found next to the bundle by src-main/util/worker.ts.
-          'engine-worker': resolve('src-main/engine/runtime/worker-main.ts'),
+          'engine-worker': resolve('src-main/engine/backends/onnx/worker-main.ts'),
           'clean-worker': resolve('src-main/data/clean/worker-main.ts'),
           'offload-worker': resolve('src-main/services/offload/worker-main.ts'),
           'gguf-quant-worker': resolve('src-main/export/gguf/quant-worker.ts'),

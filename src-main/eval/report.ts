@@ -17,7 +17,7 @@ import { openDataset } from '../data/pack/dataset';
 import { adapterLayout, evaluatePerplexity, loadCheckpoint } from '../engine/train/infer';
 import { describeAdapterFolder } from '../engine/train/adapter-folder';
 import { resolveTrainConfig } from '../engine/train/config';
-import type { EpName } from '../engine/runtime';
+import type { EpName } from '../engine/backends/onnx';
 import { Generator } from '../engine/generate/generator';
 import { chatFormat, renderChatPrompt } from '../engine/generate/chat';
 import type { ChatMessage } from '../templates';

@@ -4,7 +4,7 @@
  * A mismatch beyond the dtype's tolerance is an error (the export is then not published).
  */
 import { openModel } from '../engine/models';
-import { EngineSession, hostTensor, type EpName } from '../engine/runtime';
+import { EngineSession, hostTensor, type EpName } from '../engine/backends/onnx';
 import type { LoraLayout } from '../engine/llm/lora';
 import { buildEvalGraph } from '../engine/llm/train-graph';
 import type { FloatDtypeName } from '../engine/safetensors/dtype';

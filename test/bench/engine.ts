@@ -20,9 +20,9 @@ import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { adamwScalars, buildMlpTrainStep, initMlpParams, mlpSyntheticBatch, type MlpConfig } from '../../src-main/engine/nn';
 import { rawTensor } from '../../src-main/engine/onnx/pack';
 import type { OnnxModel } from '../../src-main/engine/onnx/spec';
-import { probeEp } from '../../src-main/engine/runtime/ep';
-import { Program, type ProgramSpec } from '../../src-main/engine/runtime/program';
-import type { EpName } from '../../src-main/engine/runtime/session';
+import { probeEp } from '../../src-main/engine/backends/onnx/ep';
+import { Program, type ProgramSpec } from '../../src-main/engine/backends/onnx/program';
+import type { EpName } from '../../src-main/engine/backends/onnx/session';
 import { hostTensor, type HostTensor } from '../../src-main/engine/runtime/tensor';
 
 export interface Workload {

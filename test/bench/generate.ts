@@ -15,8 +15,8 @@ import { Generator, type GenerateResult } from '../../src-main/engine/generate';
 import { openModel } from '../../src-main/engine/models';
 import { buildLoraLayout, DEFAULT_LORA } from '../../src-main/engine/llm/lora';
 import { Rng } from '../../src-main/engine/models/rng';
-import { probeEp } from '../../src-main/engine/runtime/ep';
-import type { EpName } from '../../src-main/engine/runtime/session';
+import { probeEp } from '../../src-main/engine/backends/onnx/ep';
+import type { EpName } from '../../src-main/engine/backends/onnx/session';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const round = (x: number) => Math.round(x * 10) / 10;

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildTinyTokenizer, createTinyModel, parseModelConfig, tinyHfConfig, type TinyArch } from '../../src-main/engine/models';
 import { estimateMemory, type MemoryEp } from '../../src-main/engine/memory/estimate';
-import { probeEp } from '../../src-main/engine/runtime/ep';
+import { probeEp } from '../../src-main/engine/backends/onnx/ep';
 import type { ChildJob } from './memory-child';
 
 const CHILD = fileURLToPath(new URL('./memory-child.ts', import.meta.url));

@@ -8,7 +8,7 @@ import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
 import { buildPreferenceTrainGraph } from '../../src-main/engine/llm/preference-graph';
 import { buildEvalGraph } from '../../src-main/engine/llm/train-graph';
-import { EngineSession, Program, hostTensor } from '../../src-main/engine/runtime';
+import { EngineSession, Program, hostTensor } from '../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { existsSync } from 'node:fs';
 

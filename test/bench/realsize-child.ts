@@ -9,9 +9,9 @@ import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora'
 import { buildTrainGraph } from '../../src-main/engine/llm/train-graph';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { encodeModel } from '../../src-main/engine/onnx/encode';
-import { Program } from '../../src-main/engine/runtime/program';
+import { Program } from '../../src-main/engine/backends/onnx/program';
 import { hostTensor, toNumbers } from '../../src-main/engine/runtime/tensor';
-import type { EngineSessionOptions, EpName } from '../../src-main/engine/runtime/session';
+import type { EngineSessionOptions, EpName } from '../../src-main/engine/backends/onnx/session';
 import { openWeightSource } from '../../src-main/engine/weights/source';
 import { WEBGPU_VOCAB_CHUNK_BYTES } from '../../src-main/engine/llm/forward';
 

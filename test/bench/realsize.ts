@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { estimateMemory } from '../../src-main/engine/memory/estimate';
-import { probeEp } from '../../src-main/engine/runtime/ep';
+import { probeEp } from '../../src-main/engine/backends/onnx/ep';
 import type { RealsizeJob } from './realsize-child';
 import { writeBigBf16Model } from '../helpers/big';
 

@@ -2,7 +2,7 @@
 import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../src-main/engine/llm/train-graph';
-import { Program, hostTensor } from '../../src-main/engine/runtime';
+import { Program, hostTensor } from '../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { existsSync } from 'node:fs';
 const recompute = process.argv[2] === '1';

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createTinyModel, openModel } from '../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type EpName } from '../../src-main/engine/runtime';
+import { Program, hostTensor, type EpName } from '../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 
 interface Cfg { name: string; dir: () => Promise<string>; B: number; T: number; rank: number; alpha: number; eps: EpName[] }

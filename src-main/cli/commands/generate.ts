@@ -1,7 +1,7 @@
 /** `lathe generate`, `lathe chat`, `lathe eval report`: thin wrappers over engine/generate and eval/report. */
 import type { CliCommand, CliContext } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
-import type { EpName } from '../../engine/runtime';
+import type { EpName } from '../../engine/backends/onnx';
 import type { ChatOptions } from '../../engine/generate/chat';
 
 // Heavy modules (onnxruntime-node, tokenizers) load when a command runs, so `lathe help` stays quick.

@@ -8,7 +8,7 @@ import { runJobFromCli } from './core';
 import { cliWork, requireFlag } from '../work';
 import type { TrainConfigInput } from '../../engine/train/config';
 import type { TrainSummary } from '../../engine/train/trainer';
-import type { EpName } from '../../engine/runtime';
+import type { EpName } from '../../engine/backends/onnx';
 import { UserError } from '../../util/progress';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -6,7 +6,7 @@
  */
 import { openModel } from '../models';
 import { loadAdapter } from '../train/adapter-folder';
-import type { EpName } from '../runtime';
+import type { EpName } from '../backends/onnx';
 import { compileTemplate, loadBuiltin, loadTemplateFromFolder, type ChatMessage, type ChatTemplate, type CompiledTemplate } from '../../templates';
 import { endMarkersFor } from '../../templates/inspect';
 import type { LatheTokenizer } from '../../tokenizer';

@@ -17,7 +17,7 @@ import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
 import { TokenRows, type LoraLayout } from '../llm/lora';
-import { EngineSession, identityModel, type EpName } from '../runtime';
+import { EngineSession, identityModel, type EpName } from '../backends/onnx';
 import { LatheTokenizer } from '../../tokenizer';
 import { UserError } from '../../util/progress';
 import { buildStepGraph, ropeRows, type StepGraph } from './graph';

@@ -19,7 +19,7 @@
  */
 import { GraphBuilder, type Value } from '../graph/graph';
 import type { Dim } from '../graph/types';
-import { lowerGraph } from '../lower/lower';
+import { lowerGraph } from '../backends/onnx/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import { ropeCosSin, type RopeParams } from '../models/config';

@@ -13,7 +13,7 @@ import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
 import type { LoraLayout } from '../llm/lora';
-import type { EpName } from '../runtime';
+import type { EpName } from '../backends/onnx';
 import { chatFormat, renderChatPrompt, type ChatFormat } from './chat';
 import { Generator, type FinishReason } from './generator';
 

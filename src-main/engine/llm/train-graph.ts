@@ -13,7 +13,7 @@
  */
 import { GraphBuilder, type Value } from '../graph/graph';
 import { gradients } from '../autodiff/grad';
-import { lowerGraph } from '../lower/lower';
+import { lowerGraph } from '../backends/onnx/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';

@@ -7,7 +7,7 @@
  *
  * Dimension letters: P LoRA parameters (m, v are f32 [P]).
  */
-import type { ProgramSpec } from '../runtime/program';
+import type { ProgramSpec } from '../backends/onnx/program';
 import { hostTensor, toNumbers, type HostTensor } from '../runtime/tensor';
 
 /** Train-graph slots that page: input name -> output name. */

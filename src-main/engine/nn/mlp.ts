@@ -11,7 +11,7 @@
 import { GraphBuilder, type Value } from '../graph/graph';
 import type { DType } from '../graph/types';
 import { gradients } from '../autodiff/grad';
-import { lowerGraph } from '../lower/lower';
+import { lowerGraph } from '../backends/onnx/lower';
 import type { OnnxModel } from '../onnx/spec';
 import { type AdamWConfig, adamw, linear, softmaxCrossEntropy } from './layers';
 import { mulberry32 } from '../../util/random';

@@ -1,9 +1,10 @@
 /**
- * Host-side tensors: plain typed arrays with a type and dims, independent of onnxruntime so they can
- * cross a worker boundary (structured clone) and be built by code that never loads ORT.
+ * Host-side tensors: plain typed arrays with a type and dims, shared by both backends (onnxruntime's in
+ * backends/onnx, whose ort.Tensor conversions are in backends/onnx/ort-tensor.ts, and Lathe's own in
+ * backends/webgpu); independent of onnxruntime so they can cross a worker boundary (structured clone)
+ * and be built by code that never loads ORT.
  * float16 data travels as Uint16Array bit patterns (Node 20 has no Float16Array).
  */
-import * as ort from 'onnxruntime-node';
 import type { OnnxDataType } from '../onnx/spec';
 import { float16BitsToFloat32 } from '../onnx/pack';
 
@@ -16,8 +17,11 @@ export interface HostTensor {
   data: HostData;
 }
 
-/** Types the Node binding accepts as graph inputs/outputs (bf16 and int4 are initializer-only there). */
-const IO_TYPES: Partial<Record<OnnxDataType, { ort: ort.Tensor.Type; ctor: new (n: number) => HostData }>> = {
+/**
+ * Types a host tensor can hold: those onnxruntime's Node binding accepts as graph inputs/outputs (bf16 and
+ * int4 are initializer-only there), with the ort type name and the typed array that carries them.
+ */
+export const IO_TYPES: Partial<Record<OnnxDataType, { ort: 'float32' | 'float64' | 'float16' | 'int32' | 'int64' | 'int8' | 'uint8' | 'bool'; ctor: new (n: number) => HostData }>> = {
   float32: { ort: 'float32', ctor: Float32Array },
   float64: { ort: 'float64', ctor: Float64Array },
   float16: { ort: 'float16', ctor: Uint16Array },
@@ -43,34 +47,23 @@ export function hostTensor(type: OnnxDataType, dims: number[], data: HostData | 
   return { type, dims: [...dims], data: arr };
 }
 
-export function toOrt(t: HostTensor): ort.Tensor {
-  const io = IO_TYPES[t.type];
-  if (!io) throw new Error(`toOrt: ${t.type} cannot be a graph input in onnxruntime-node.`);
-  if (!(t.data instanceof io.ctor)) {
-    throw new Error(`toOrt: a ${t.type} tensor needs ${io.ctor.name} data, got ${t.data.constructor.name}.`);
-  }
-  if (t.type === 'bool') return new ort.Tensor('bool', t.data as Uint8Array, t.dims);
-  return new ort.Tensor(io.ort as 'float32', t.data as Float32Array, t.dims);
-}
-
-/** CPU tensor -> HostTensor. Never call this on a gpu-buffer tensor (getData aborts the process in 1.30). */
-export function fromOrt(t: ort.Tensor): HostTensor {
-  if (t.location !== 'cpu') throw new Error(`fromOrt: tensor lives in ${t.location}; read it back through a copy-out session.`);
-  const type = t.type === 'float16' ? 'float16' : (t.type as OnnxDataType);
-  if (!IO_TYPES[type]) throw new Error(`fromOrt: unsupported output type ${t.type}`);
-  let data = t.data as HostData;
-  // ORT hands float16 out as Uint16Array already; anything else keeps its typed array.
-  if (type === 'float16' && !(data instanceof Uint16Array)) {
-    const v = data as unknown as ArrayBufferView;
-    data = new Uint16Array(v.buffer, v.byteOffset, v.byteLength / 2);
-  }
-  return { type, dims: [...t.dims], data };
-}
-
 /** Elementwise values as plain numbers (float16 decoded), for comparisons in tests and reports. */
 export function toNumbers(t: HostTensor): number[] {
   if (t.type === 'float16') {
     return Array.from(t.data as Uint16Array, float16BitsToFloat32);
   }
   return Array.from(t.data as ArrayLike<number | bigint>, Number);
+}
+
+/**
+ * A resident state value of a program (either backend's): read from graph input `input` before a step,
+ * taken from graph output `output` after it, kept on the device between steps.
+ */
+export interface StateSlot {
+  /** Slot name used by init/read. */
+  name: string;
+  /** Graph input holding the value before the step. */
+  input: string;
+  /** Graph output holding the value after the step. */
+  output: string;
 }

@@ -17,7 +17,7 @@ import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import { TokenRows, type LoraLayout } from '../llm/lora';
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, peftToLora, readPeftAdapter } from '../llm/peft-adapter';
-import { hostTensor, type HostTensor } from '../runtime';
+import { hostTensor, type HostTensor } from '../backends/onnx';
 import { CheckpointManager, type Checkpoint } from './checkpoints';
 import { resolveTrainConfig } from './config';
 import { trainableLayout } from './trainable';

@@ -1,6 +1,6 @@
 /** Dataset rows -> model feeds, and the masked-loss evaluation of a split. Shared by training, eval and export checks. */
 import type { DatasetManifest, SftRow, SplitReader } from '../../data/pack/dataset';
-import { hostTensor, type EngineSession, type HostTensor } from '../runtime';
+import { hostTensor, type EngineSession, type HostTensor } from '../backends/onnx';
 import { UserError } from '../../util/progress';
 import type { TokenRows } from '../llm/lora';
 

@@ -5,7 +5,7 @@
 import { openModel } from '../models';
 import { nonFiniteOutputError } from '../models/finite';
 import { openDataset } from '../../data/pack/dataset';
-import { EngineSession, hostTensor, type EpName, type HostTensor } from '../runtime';
+import { EngineSession, hostTensor, type EpName, type HostTensor } from '../backends/onnx';
 import { TokenRows, type LoraLayout } from '../llm/lora';
 import { trainableLayout } from './trainable';
 import { buildEvalGraph } from '../llm/train-graph';

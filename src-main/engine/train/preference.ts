@@ -6,7 +6,7 @@
  * P pairs becomes 2P graph rows, the P chosen first, then the P rejected in the same order.
  */
 import type { SplitReader } from '../../data/pack/dataset';
-import { hostTensor, type EngineSession, type HostTensor } from '../runtime';
+import { hostTensor, type EngineSession, type HostTensor } from '../backends/onnx';
 import type { TokenRows } from '../llm/lora';
 import type { PreferenceLoss } from '../llm/preference-graph';
 import { UserError } from '../../util/progress';

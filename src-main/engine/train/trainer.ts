@@ -11,7 +11,7 @@ import { openModel } from '../models';
 import { findNonFiniteWeight, nonFiniteWeightError } from '../models/finite';
 import type { ModelConfig } from '../models/config';
 import { openDataset } from '../../data/pack/dataset';
-import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../runtime';
+import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../backends/onnx';
 import { adamwScalars } from '../nn/layers';
 import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
 import { WEBGPU_VOCAB_CHUNK_BYTES, type WeightSource } from '../../engine/llm/forward';

@@ -2,7 +2,7 @@
 import * as ort from 'onnxruntime-node';
 import type { GraphBuilder } from '../../../src-main/engine/graph/graph';
 import type { DType } from '../../../src-main/engine/graph/types';
-import { lowerGraph } from '../../../src-main/engine/lower/lower';
+import { lowerGraph } from '../../../src-main/engine/backends/onnx/lower';
 import { encodeModel } from '../../../src-main/engine/onnx/encode';
 import { mulberry32 } from '../../../src-main/util/random';
 

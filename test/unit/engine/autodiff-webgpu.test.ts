@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder, type Value } from '../../../src-main/engine/graph/graph';
 import { gradients } from '../../../src-main/engine/autodiff/grad';
-import { lowerGraph } from '../../../src-main/engine/lower/lower';
+import { lowerGraph } from '../../../src-main/engine/backends/onnx/lower';
 import { encodeModel } from '../../../src-main/engine/onnx/encode';
 import { fromFloat16, toFloat16 } from '../../../src-main/engine/onnx/pack';
 import { ensureXdgRuntimeDir } from '../../../src-main/engine/runtime/env';

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../src-main/engine/graph/graph';
 import { defineOp, getOp } from '../../../src-main/engine/graph/ops';
 import { grad, gradients } from '../../../src-main/engine/autodiff/grad';
-import { lowerGraph } from '../../../src-main/engine/lower/lower';
+import { lowerGraph } from '../../../src-main/engine/backends/onnx/lower';
 import { encodeModel } from '../../../src-main/engine/onnx/encode';
 import { softmaxCrossEntropy } from '../../../src-main/engine/nn';
 import { compile, rng } from './autodiff-run';

@@ -8,7 +8,7 @@ import {
 } from '../../../src-main/engine/onnx/pack';
 import { ProtoWriter } from '../../../src-main/engine/onnx/protobuf';
 import type { OnnxModel, OnnxNode, OnnxTensor, OnnxValueInfo } from '../../../src-main/engine/onnx/spec';
-import { runModel } from '../../../src-main/engine/runtime/session';
+import { runModel } from '../../../src-main/engine/backends/onnx/session';
 import { hostTensor, toNumbers } from '../../../src-main/engine/runtime/tensor';
 
 const opset21 = [{ domain: '', version: 21 }];

@@ -6,7 +6,7 @@ import { encodeModel } from '../../../src-main/engine/onnx/encode';
 import { externalInitializer } from '../../../src-main/engine/onnx/external';
 import type { OnnxModel } from '../../../src-main/engine/onnx/spec';
 import { SafetensorsReader, writeSafetensors } from '../../../src-main/engine/safetensors';
-import { runModel } from '../../../src-main/engine/runtime/session';
+import { runModel } from '../../../src-main/engine/backends/onnx/session';
 import { hostTensor, toNumbers } from '../../../src-main/engine/runtime/tensor';
 
 describe('weights referenced in place inside a safetensors file', () => {

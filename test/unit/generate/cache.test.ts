@@ -9,7 +9,7 @@ import { openModel } from '../../../src-main/engine/models';
 import { buildEvalGraph } from '../../../src-main/engine/llm/train-graph';
 import { addNewRows, buildLoraLayout, DEFAULT_LORA, TokenRows, type LoraLayout } from '../../../src-main/engine/llm/lora';
 import { feedsOf, makeBatch } from '../../../src-main/engine/train/batch';
-import { EngineSession, hostTensor } from '../../../src-main/engine/runtime';
+import { EngineSession, hostTensor } from '../../../src-main/engine/backends/onnx';
 import { Generator } from '../../../src-main/engine/generate';
 import { Rng } from '../../../src-main/engine/models/rng';
 import { tinyModel } from '../../helpers/tiny';

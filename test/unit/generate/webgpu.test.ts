@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../../src-main/engine/models';
 import { buildLoraLayout, DEFAULT_LORA } from '../../../src-main/engine/llm/lora';
-import { reportPlacement } from '../../../src-main/engine/runtime';
+import { reportPlacement } from '../../../src-main/engine/backends/onnx';
 import { Rng } from '../../../src-main/engine/models/rng';
 import { buildStepGraph, Generator } from '../../../src-main/engine/generate';
 import { tinyModel } from '../../helpers/tiny';

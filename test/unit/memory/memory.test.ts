@@ -10,7 +10,7 @@ import { parseModelConfig } from '../../../src-main/engine/models';
 import { estimateMemory, NF4_BYTES_PER_PARAM, type MemoryPlan } from '../../../src-main/engine/memory/estimate';
 import { suggestFit } from '../../../src-main/engine/memory/fit';
 import { isOutOfMemory, outOfMemoryError, plainEngineError, refuseIfTooBig } from '../../../src-main/engine/memory/oom';
-import { EngineSession } from '../../../src-main/engine/runtime/session';
+import { EngineSession } from '../../../src-main/engine/backends/onnx/session';
 import { hostTensor } from '../../../src-main/engine/runtime/tensor';
 import { rawTensor } from '../../../src-main/engine/onnx/pack';
 import { train } from '../../../src-main/engine/train/trainer';

@@ -7,7 +7,7 @@ import { openModel } from '../../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../src-main/engine/llm/train-graph';
 import { adamwScalars } from '../../../src-main/engine/nn/layers';
-import { Program } from '../../../src-main/engine/runtime/program';
+import { Program } from '../../../src-main/engine/backends/onnx/program';
 import { hostTensor, toNumbers } from '../../../src-main/engine/runtime/tensor';
 import { PagedMoments, pagedProgramSpec } from '../../../src-main/engine/memory/paged';
 import { tinyModel } from '../../helpers/tiny';

@@ -1,9 +1,9 @@
 /** Seeded LoRA dropout: an unbiased, seed-dependent in-graph mask; deterministic per seed; runs on WebGPU. */
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../../src-main/engine/graph/graph';
-import { lowerGraph } from '../../../../src-main/engine/lower/lower';
+import { lowerGraph } from '../../../../src-main/engine/backends/onnx/lower';
 import { loraDropout } from '../../../../src-main/engine/llm/dropout';
-import { runModel, hostTensor, reportPlacement } from '../../../../src-main/engine/runtime';
+import { runModel, hostTensor, reportPlacement } from '../../../../src-main/engine/backends/onnx';
 
 function maskGraph(N: number, M: number, p: number) {
   const g = new GraphBuilder();

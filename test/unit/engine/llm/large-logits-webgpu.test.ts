@@ -10,7 +10,7 @@ import { openModel } from '../../../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../../../src-main/engine/llm/lora';
 import { buildEvalGraph, buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
-import { EngineSession, Program, hostTensor, type EpName } from '../../../../src-main/engine/runtime';
+import { EngineSession, Program, hostTensor, type EpName } from '../../../../src-main/engine/backends/onnx';
 import { f32ToBf16Bits } from '../../../../src-main/engine/safetensors';
 import { openWeightSource } from '../../../../src-main/engine/weights/source';
 import { bigBf16Model } from '../../../helpers/big';

@@ -10,7 +10,7 @@ import { openModel } from '../../../../src-main/engine/models';
 import { writeSafetensors } from '../../../../src-main/engine/safetensors';
 import { addNewRows, buildLoraLayout, TokenRows } from '../../../../src-main/engine/llm/lora';
 import { buildEvalGraph } from '../../../../src-main/engine/llm/train-graph';
-import { EngineSession, hostTensor } from '../../../../src-main/engine/runtime';
+import { EngineSession, hostTensor } from '../../../../src-main/engine/backends/onnx';
 import { feedsOf, makeBatch } from '../../../../src-main/engine/train/batch';
 import { Rng } from '../../../../src-main/engine/models/rng';
 import { tinyModel } from '../../../helpers/tiny';

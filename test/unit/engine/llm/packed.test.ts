@@ -9,7 +9,7 @@ import path from 'node:path';
 import { openModel } from '../../../../src-main/engine/models';
 import { buildEvalGraph } from '../../../../src-main/engine/llm/train-graph';
 import { TokenRows } from '../../../../src-main/engine/llm/lora';
-import { EngineSession } from '../../../../src-main/engine/runtime';
+import { EngineSession } from '../../../../src-main/engine/backends/onnx';
 import { feedsOf, makeSftBatch } from '../../../../src-main/engine/train/batch';
 import { train } from '../../../../src-main/engine/train/trainer';
 import { prepareCorpus } from '../../../../src-main/data/prepare';

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { openModel } from '../../../../src-main/engine/models';
 import { addNewRows, buildLoraLayout, initLoraParams, TokenRows } from '../../../../src-main/engine/llm/lora';
 import { buildTrainGraph, type GraphShape } from '../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type HostTensor } from '../../../../src-main/engine/runtime';
+import { Program, hostTensor, type HostTensor } from '../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { feedsOf, makeBatch } from '../../../../src-main/engine/train/batch';
 import { Rng } from '../../../../src-main/engine/models/rng';

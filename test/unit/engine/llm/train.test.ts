@@ -3,7 +3,7 @@ import path from 'node:path';
 import { openModel } from '../../../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor } from '../../../../src-main/engine/runtime';
+import { Program, hostTensor } from '../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { train } from '../../../../src-main/engine/train/trainer';
 import { MetricsLog } from '../../../../src-main/engine/train/metrics';

@@ -12,7 +12,7 @@ import { buildLoraLayout, initLoraParams } from '../../../../src-main/engine/llm
 import { buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
 import { buildEvalGraph } from '../../../../src-main/engine/llm/train-graph';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
-import { EngineSession, Program, hostTensor, type EpName } from '../../../../src-main/engine/runtime';
+import { EngineSession, Program, hostTensor, type EpName } from '../../../../src-main/engine/backends/onnx';
 import { openWeightSource } from '../../../../src-main/engine/weights/source';
 import { tempDir } from '../../../helpers/services';
 

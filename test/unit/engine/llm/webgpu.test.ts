@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { openModel } from '../../../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type EpName } from '../../../../src-main/engine/runtime';
+import { Program, hostTensor, type EpName } from '../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { tinyModel } from '../../../helpers/tiny';
 

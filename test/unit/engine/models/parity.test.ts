@@ -10,7 +10,7 @@ import { createTinyModel, openModel } from '../../../../src-main/engine/models';
 import { buildEvalGraph, buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
 import { buildLoraLayout, type LoraLayout } from '../../../../src-main/engine/llm/lora';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
-import { EngineSession } from '../../../../src-main/engine/runtime/session';
+import { EngineSession } from '../../../../src-main/engine/backends/onnx/session';
 import { hostTensor, toNumbers } from '../../../../src-main/engine/runtime/tensor';
 import { openWeightSource } from '../../../../src-main/engine/weights/source';
 import { fixtureNames, fixturePath, readModelFixture, relativeError, weightsSha256, type ModelFixture } from './fixture';

@@ -12,7 +12,7 @@ import { createTinyModel, openModel } from '../../../../src-main/engine/models';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph, type PreferenceLoss } from '../../../../src-main/engine/llm/preference-graph';
 import { buildLoraLayout, initLoraParams, type LoraLayout } from '../../../../src-main/engine/llm/lora';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
-import { EngineSession } from '../../../../src-main/engine/runtime/session';
+import { EngineSession } from '../../../../src-main/engine/backends/onnx/session';
 import { hostTensor, toNumbers } from '../../../../src-main/engine/runtime/tensor';
 import { readModelFixture, relativeError, weightsSha256, type ModelFixture } from './fixture';
 

@@ -7,7 +7,7 @@ import { buildLoraLayout, initLoraParams } from '../../../../src-main/engine/llm
 import { buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { encodeModel } from '../../../../src-main/engine/onnx/encode';
-import { Program, hostTensor } from '../../../../src-main/engine/runtime';
+import { Program, hostTensor } from '../../../../src-main/engine/backends/onnx';
 import { bf16ToF32Array } from '../../../../src-main/engine/safetensors';
 import { cacheInfo, clearCache } from '../../../../src-main/engine/weights/cache';
 import { openWeightSource } from '../../../../src-main/engine/weights/source';

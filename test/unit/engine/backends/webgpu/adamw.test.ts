@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
-import { lowerGraph } from '../../../../../src-main/engine/lower/lower';
-import { runModel } from '../../../../../src-main/engine/runtime/session';
-import { hostTensor, toNumbers, type HostTensor } from '../../../../../src-main/engine/runtime';
+import { lowerGraph } from '../../../../../src-main/engine/backends/onnx/lower';
+import { runModel } from '../../../../../src-main/engine/backends/onnx/session';
+import { hostTensor, toNumbers, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { adamw, adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { optimizerStep, type OptimConfig } from '../../../../../src-main/engine/llm/train-graph';
 import { Rng } from '../../../../../src-main/engine/models/rng';

@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
-import { lowerGraph } from '../../../../../src-main/engine/lower/lower';
-import { runModel } from '../../../../../src-main/engine/runtime/session';
-import { hostTensor, toNumbers } from '../../../../../src-main/engine/runtime';
+import { lowerGraph } from '../../../../../src-main/engine/backends/onnx/lower';
+import { runModel } from '../../../../../src-main/engine/backends/onnx/session';
+import { hostTensor, toNumbers } from '../../../../../src-main/engine/backends/onnx';
 import { float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
 import { Rng } from '../../../../../src-main/engine/models/rng';
 import { GpuProgram, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';

@@ -7,9 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
 import { gradients } from '../../../../../src-main/engine/autodiff/grad';
-import { lowerGraph } from '../../../../../src-main/engine/lower/lower';
-import { runModel } from '../../../../../src-main/engine/runtime/session';
-import { hostTensor, toNumbers } from '../../../../../src-main/engine/runtime';
+import { lowerGraph } from '../../../../../src-main/engine/backends/onnx/lower';
+import { runModel } from '../../../../../src-main/engine/backends/onnx/session';
+import { hostTensor, toNumbers } from '../../../../../src-main/engine/backends/onnx';
 import { float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { splitRows } from '../../../../../src-main/engine/backends/webgpu/plan';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openModel } from '../../../../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/runtime';
+import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { GpuProgram, closeGpu, openGpu } from '../../../../../src-main/engine/backends/webgpu';
 import path from 'node:path';

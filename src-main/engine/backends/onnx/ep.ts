@@ -6,11 +6,11 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { UserError } from '../../util/progress';
-import { ensureXdgRuntimeDir } from './env';
-import type { OnnxModel } from '../onnx/spec';
+import { UserError } from '../../../util/progress';
+import { ensureXdgRuntimeDir } from '../../runtime/env';
+import type { OnnxModel } from '../../onnx/spec';
 import { EngineSession, errorText, type EpName } from './session';
-import { hostTensor } from './tensor';
+import { hostTensor } from '../../runtime/tensor';
 
 export interface EpAttempt {
   ep: EpName;

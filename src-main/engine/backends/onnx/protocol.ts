@@ -2,12 +2,12 @@
  * Messages between the EngineWorker (caller side) and the engine thread (worker-main.ts).
  * Everything here is structured-clone safe: plain objects, typed arrays.
  */
-import type { OnnxModel } from '../onnx/spec';
+import type { OnnxModel } from '../../onnx/spec';
 import type { EpChoice, SelectEpOptions } from './ep';
 import type { PlacementReport } from './placement';
 import type { ProgramInfo, ProgramSpec } from './program';
 import type { EngineSessionOptions, EpName } from './session';
-import type { HostTensor } from './tensor';
+import type { HostTensor } from '../../runtime/tensor';
 
 export type Feeds = Record<string, HostTensor>;
 

@@ -19,8 +19,8 @@
  * the Llama-3.2-1B shape: logits up to 290 gave a loss of Infinity on the WebGPU EP (f16 and f32 compute
  * alike: the loss is f32), 260.68 on the CPU EP. Rewrite: m = ReduceMax(x), Log(ReduceSum(Exp(x − m))) + m.
  */
-import type { OnnxDataType, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor } from '../onnx/spec';
-import { rawTensor } from '../onnx/pack';
+import type { OnnxDataType, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor } from '../../onnx/spec';
+import { rawTensor } from '../../onnx/pack';
 import type { EpName } from './session';
 
 export interface PatchResult {

@@ -4,14 +4,14 @@
  * Shapes are tiny: lavapipe is slow and the first shader compile of each kernel is expensive.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawTensor, toFloat16 } from '../../../src-main/engine/onnx/pack';
-import type { OnnxDataType, OnnxModel } from '../../../src-main/engine/onnx/spec';
-import { probeEp, selectEp } from '../../../src-main/engine/runtime/ep';
-import { reportPlacement } from '../../../src-main/engine/runtime/placement';
-import { Program } from '../../../src-main/engine/runtime/program';
-import { EngineSession, runModel } from '../../../src-main/engine/runtime/session';
-import { hostTensor, toNumbers, type HostTensor } from '../../../src-main/engine/runtime/tensor';
-import { EngineWorker } from '../../../src-main/engine/runtime/worker';
+import { rawTensor, toFloat16 } from '../../../../../src-main/engine/onnx/pack';
+import type { OnnxDataType, OnnxModel } from '../../../../../src-main/engine/onnx/spec';
+import { probeEp, selectEp } from '../../../../../src-main/engine/backends/onnx/ep';
+import { reportPlacement } from '../../../../../src-main/engine/backends/onnx/placement';
+import { Program } from '../../../../../src-main/engine/backends/onnx/program';
+import { EngineSession, runModel } from '../../../../../src-main/engine/backends/onnx/session';
+import { hostTensor, toNumbers, type HostTensor } from '../../../../../src-main/engine/runtime/tensor';
+import { EngineWorker } from '../../../../../src-main/engine/backends/onnx/worker';
 import { maxAbsDiff, rand, sgdModel, sgdReference, sgdState } from './runtime-helpers';
 
 beforeAll(async () => {
@@ -249,7 +249,7 @@ describe('WebGPU patches', () => {
   });
 
   it('canary: the unpatched WebGPU kernel still returns mean(x) as inv_std_var (drop the patch when this fails)', async () => {
-    const { encodeModel } = await import('../../../src-main/engine/onnx/encode');
+    const { encodeModel } = await import('../../../../../src-main/engine/onnx/encode');
     const gpu = await runModel(encodeModel(sln(['y', 'inv'])), feeds, { ep: 'webgpu' });
     expect(toNumbers(gpu.inv!)).toEqual([2.5, 0.375]);
   });
@@ -294,7 +294,7 @@ describe('WebGPU patches: wide Split / Concat', () => {
   });
 
   it('canary: unpatched, the WebGPU EP accepts the wide Split and then fails at run time', async () => {
-    const { encodeModel } = await import('../../../src-main/engine/onnx/encode');
+    const { encodeModel } = await import('../../../../../src-main/engine/onnx/encode');
     await expect(runModel(encodeModel(model), { x }, { ep: 'webgpu' })).rejects.toThrow(/Too many storage buffers/);
   });
 });
@@ -327,7 +327,7 @@ describe('WebGPU patches: ReduceLogSumExp', () => {
   });
 
   it('canary: the unpatched WebGPU kernel still overflows to Infinity (drop the patch when this fails)', async () => {
-    const { encodeModel } = await import('../../../src-main/engine/onnx/encode');
+    const { encodeModel } = await import('../../../../../src-main/engine/onnx/encode');
     const gpu = await runModel(encodeModel(lse(1)), { x }, { ep: 'webgpu' });
     expect(toNumbers(gpu.y!)[0]).toBe(Infinity);
   });

@@ -4,9 +4,9 @@
  *   X: [N, D] features, y: [N] targets, w: [D] weights (state), step: [1] counter (state)
  *   r = X·w − y;  loss = mean(r²);  g = (2/N)·rᵀX;  w' = w − lr·g;  step' = step + 1
  */
-import type { OnnxDataType, OnnxModel } from '../../../src-main/engine/onnx/spec';
-import { rawTensor } from '../../../src-main/engine/onnx/pack';
-import { mulberry32 } from '../../../src-main/util/random';
+import type { OnnxDataType, OnnxModel } from '../../../../../src-main/engine/onnx/spec';
+import { rawTensor } from '../../../../../src-main/engine/onnx/pack';
+import { mulberry32 } from '../../../../../src-main/util/random';
 
 export function sgdModel(N: number, D: number, type: OnnxDataType = 'float32'): OnnxModel {
   return {

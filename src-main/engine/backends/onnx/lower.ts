@@ -4,10 +4,10 @@
  * Only nodes that feed the graph outputs are emitted. Named weights keep their ConstData: raw bytes
  * or an external-file reference (e.g. straight into a safetensors file, no copy).
  */
-import type { OnnxAttribute, OnnxModel, OnnxNode, OnnxTensor, OnnxValueInfo } from '../onnx/spec';
-import { type GraphBuilder, type Node, type Value, encodeNumbers } from '../graph/graph';
-import { getOp, type LowerCtx } from '../graph/ops';
-import type { DType } from '../graph/types';
+import type { OnnxAttribute, OnnxModel, OnnxNode, OnnxTensor, OnnxValueInfo } from '../../onnx/spec';
+import { type GraphBuilder, type Node, type Value, encodeNumbers } from '../../graph/graph';
+import { getOp, type LowerCtx } from '../../graph/ops';
+import type { DType } from '../../graph/types';
 
 export interface LowerOptions {
   name?: string;

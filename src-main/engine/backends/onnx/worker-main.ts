@@ -4,9 +4,9 @@
  * WebGPU sessions running at once crash on Linux/Vulkan (onnxruntime issue 32561).
  */
 import { parentPort } from 'node:worker_threads';
-import { UserError } from '../../util/progress';
+import { UserError } from '../../../util/progress';
 import { selectEp } from './ep';
-import { ensureXdgRuntimeDir } from './env';
+import { ensureXdgRuntimeDir } from '../../runtime/env';
 import { reportPlacement } from './placement';
 import { Program } from './program';
 import type { EngineLog, EngineMethods, EngineRequest, EngineResponse, MethodName } from './protocol';

@@ -13,18 +13,12 @@
  * Not thread-safe by itself: the engine worker runs one call at a time.
  */
 import type * as ort from 'onnxruntime-node';
-import type { OnnxModel, OnnxValueInfo } from '../onnx/spec';
+import type { OnnxModel, OnnxValueInfo } from '../../onnx/spec';
 import { EngineSession, type EngineSessionOptions } from './session';
-import { fromOrt, toOrt, type HostTensor } from './tensor';
+import type { HostTensor, StateSlot } from '../../runtime/tensor';
+import { fromOrt, toOrt } from './ort-tensor';
 
-export interface StateSlot {
-  /** Slot name used by init/read. */
-  name: string;
-  /** Graph input holding the value before the step. */
-  input: string;
-  /** Graph output holding the value after the step. */
-  output: string;
-}
+export type { StateSlot } from '../../runtime/tensor';
 
 export interface ProgramSpec {
   model: OnnxModel;

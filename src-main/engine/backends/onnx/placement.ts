@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeModel } from '../onnx/encode';
-import type { OnnxModel } from '../onnx/spec';
-import { ensureXdgRuntimeDir } from './env';
+import { encodeModel } from '../../onnx/encode';
+import type { OnnxModel } from '../../onnx/spec';
+import { ensureXdgRuntimeDir } from '../../runtime/env';
 import { patchForEp } from './patches';
 import { sessionOptions, type EngineSessionOptions, type EpName } from './session';
 

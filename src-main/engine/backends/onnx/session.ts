@@ -5,11 +5,12 @@
  * run() blocks the calling thread for the whole run: call it from the engine worker, not a UI thread.
  */
 import * as ort from 'onnxruntime-node';
-import { encodeModel } from '../onnx/encode';
-import type { OnnxGraph, OnnxModel } from '../onnx/spec';
-import { ensureXdgRuntimeDir } from './env';
+import { encodeModel } from '../../onnx/encode';
+import type { OnnxGraph, OnnxModel } from '../../onnx/spec';
+import { ensureXdgRuntimeDir } from '../../runtime/env';
 import { patchForEp } from './patches';
-import { fromOrt, toOrt, type HostTensor } from './tensor';
+import type { HostTensor } from '../../runtime/tensor';
+import { fromOrt, toOrt } from './ort-tensor';
 
 export type EpName = 'cpu' | 'webgpu' | 'cuda';
 export type OptLevel = 'disabled' | 'basic' | 'extended' | 'all';

@@ -5,14 +5,14 @@
  * This is what needs the WebGPU patches (the flat-vector Split/Concat are wider than a shader may bind).
  */
 import { describe, expect, it } from 'vitest';
-import { openModel } from '../../../src-main/engine/models';
-import { buildLoraLayout, initLoraParams } from '../../../src-main/engine/llm/lora';
-import { buildTrainGraph } from '../../../src-main/engine/llm/train-graph';
-import { adamwScalars } from '../../../src-main/engine/nn/layers';
-import { probeEp } from '../../../src-main/engine/runtime/ep';
-import { Program } from '../../../src-main/engine/runtime/program';
-import { hostTensor, toNumbers } from '../../../src-main/engine/runtime/tensor';
-import { tinyModel } from '../../helpers/tiny';
+import { openModel } from '../../../../../src-main/engine/models';
+import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
+import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { probeEp } from '../../../../../src-main/engine/backends/onnx/ep';
+import { Program } from '../../../../../src-main/engine/backends/onnx/program';
+import { hostTensor, toNumbers } from '../../../../../src-main/engine/runtime/tensor';
+import { tinyModel } from '../../../../helpers/tiny';
 import { maxAbsDiff } from './runtime-helpers';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };

@@ -5,9 +5,9 @@
  * The worker entry is worker-main.ts (bundled as engine-worker.js; util/worker.ts finds either).
  */
 import { Worker } from 'node:worker_threads';
-import { UserError, type WorkOptions } from '../../util/progress';
-import { startWorker } from '../../util/worker';
-import type { OnnxModel } from '../onnx/spec';
+import { UserError, type WorkOptions } from '../../../util/progress';
+import { startWorker } from '../../../util/worker';
+import type { OnnxModel } from '../../onnx/spec';
 import type { EpChoice, SelectEpOptions } from './ep';
 import type { PlacementReport } from './placement';
 import type { ProgramInfo, ProgramSpec } from './program';

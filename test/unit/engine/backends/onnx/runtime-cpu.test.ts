@@ -1,12 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseEpOverride, selectEp } from '../../../src-main/engine/runtime/ep';
-import { parsePlacementLog } from '../../../src-main/engine/runtime/placement';
-import { Program } from '../../../src-main/engine/runtime/program';
-import { EngineSession } from '../../../src-main/engine/runtime/session';
-import { hostTensor, toNumbers } from '../../../src-main/engine/runtime/tensor';
-import { EngineWorker } from '../../../src-main/engine/runtime/worker';
-import { UserError } from '../../../src-main/util/progress';
-import type { OnnxModel } from '../../../src-main/engine/onnx/spec';
+import { parseEpOverride, selectEp } from '../../../../../src-main/engine/backends/onnx/ep';
+import { parsePlacementLog } from '../../../../../src-main/engine/backends/onnx/placement';
+import { Program } from '../../../../../src-main/engine/backends/onnx/program';
+import { EngineSession } from '../../../../../src-main/engine/backends/onnx/session';
+import { hostTensor, toNumbers } from '../../../../../src-main/engine/runtime/tensor';
+import { EngineWorker } from '../../../../../src-main/engine/backends/onnx/worker';
+import { UserError } from '../../../../../src-main/util/progress';
+import type { OnnxModel } from '../../../../../src-main/engine/onnx/spec';
 import { maxAbsDiff, rand, sgdModel, sgdReference, sgdState } from './runtime-helpers';
 
 const N = 8, D = 3;

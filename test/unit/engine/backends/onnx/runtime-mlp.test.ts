@@ -4,11 +4,11 @@
  * Adam moments resident on the GPU; the two loss curves must agree.
  */
 import { describe, expect, it } from 'vitest';
-import { adamwScalars, buildMlpTrainStep, initMlpParams, mlpSyntheticBatch, type MlpConfig } from '../../../src-main/engine/nn';
-import { probeEp } from '../../../src-main/engine/runtime/ep';
-import { Program, type ProgramSpec } from '../../../src-main/engine/runtime/program';
-import type { EpName } from '../../../src-main/engine/runtime/session';
-import { hostTensor, toNumbers } from '../../../src-main/engine/runtime/tensor';
+import { adamwScalars, buildMlpTrainStep, initMlpParams, mlpSyntheticBatch, type MlpConfig } from '../../../../../src-main/engine/nn';
+import { probeEp } from '../../../../../src-main/engine/backends/onnx/ep';
+import { Program, type ProgramSpec } from '../../../../../src-main/engine/backends/onnx/program';
+import type { EpName } from '../../../../../src-main/engine/backends/onnx/session';
+import { hostTensor, toNumbers } from '../../../../../src-main/engine/runtime/tensor';
 import { maxAbsDiff } from './runtime-helpers';
 
 const STEPS = 50;
