@@ -436,7 +436,7 @@ export async function buildForward(
     // one Split node cuts the flat vector into every A and B, then Reshapes give them their shapes
     const sizes: number[] = [];
     for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
-    // (on WebGPU the runtime rewrites this wide Split into a tree: runtime/patches.ts)
+    // (on WebGPU the runtime rewrites this wide Split into a tree: backends/onnx/patches.ts)
     const nr = lora.newRows;
     if (nr) sizes.push(nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : []));
     const flat = g.split(loraParams, sizes, 0);

@@ -3,7 +3,7 @@
  * the training settings and the execution provider. Used by the configuration wizard (warn before a
  * run that will not fit, and say what to change) and after an out-of-memory error (memory/oom.ts).
  *
- * What the engine holds (src-main/engine/llm, runtime/program.ts), in bytes:
+ * What the engine holds (src-main/engine/llm, backends/onnx/program.ts), in bytes:
  *   weights     base weights as the device holds them: f32 (F16/BF16 files are widened: the graph computes
  *               in f32), or NF4 for the linear layers (4.127 bits/parameter: codes + double-quantized
  *               absmax) with norms, embeddings and lm_head still f32;
@@ -172,7 +172,7 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   // overlap). CPU EP: fitted on five measured runs (docs/qlora-memory.md): the codes are held twice while
   // the session loads (model bytes + initializer), and the arena keeps slack from the per-weight
   // f32/int32 temporaries: 8 MB + 0.45 × the f32 size of the linear weights + 0.1 × activations. Without the
-  // CPU arena (runtime/session.ts) the temporaries are freed weight by weight, so that term stops growing with
+  // CPU arena (backends/onnx/session.ts) the temporaries are freed weight by weight, so that term stops growing with
   // depth: at most 4 × the largest f32 linear weight (the full 32-layer Llama-3.1-8B shape measured 7,878 MB
   // against 18,974 estimated with the old term; 2 layers: 3,424 vs 3,377 — BENCHMARKS.md "realsize").
   const maxLinear = Math.max(...linears(model).map(([, i, o]) => i * o));
@@ -180,7 +180,7 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   const dequant = !nf4 ? 0 : ep === 'cpu'
     ? 8 * 2 ** 20 + Math.min(0.45 * params.linear, 4 * maxLinear) * F32 + 0.1 * withoutRecompute
     : 2 * maxLinear * F32;
-  // CPU EP sessions run without MLAS's pre-packed weight copies (runtime/session.ts): the weights are
+  // CPU EP sessions run without MLAS's pre-packed weight copies (backends/onnx/session.ts): the weights are
   // counted once, as the mapped external-data pages they are
   const workspace = (ep === 'cpu' ? CPU_RUNTIME_BYTES : GPU_RUNTIME_BYTES) + dequant;
   const device: MemoryBreakdown = { weights, adapters, optimizer, activations, workspace };

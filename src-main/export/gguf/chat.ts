@@ -84,7 +84,7 @@ function checkGgufHeader(file: string): void {
 /**
  * llama.cpp for chat: a GPU backend when it has a real device; a Vulkan backend that lists no GPU device (a
  * software driver such as Mesa's lavapipe) is slower than the CPU backend, so the CPU is used then, as the
- * engine's own device choice does (engine/runtime).
+ * engine's own device choice does (engine/backends/onnx).
  */
 async function chatLlama(gpu: 'auto' | false) {
   if (gpu === false) return getLlamaCpp(false);

@@ -2,7 +2,7 @@
  * Whether a training run uses Lathe's own GPU backend (`ep: 'gpu'`), with the reason in plain words.
  * 'gpu' asked for explicitly must work or fail clearly (never a silent downgrade); 'auto' takes it only
  * where a real (hardware) adapter exists and the run uses nothing the backend lacks, else the caller
- * falls back to onnxruntime's choice (runtime/ep.ts).
+ * falls back to onnxruntime's choice (backends/onnx/ep.ts).
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { UserError } from '../../../util/progress';

@@ -7,7 +7,7 @@
  *
  * A run writes the per-run feeds, encodes every dispatch into ONE compute pass of ONE command buffer,
  * copies state outputs onto the state inputs (state stays on the GPU) and the fetched outputs into a
- * staging buffer, submits, and maps only the staging buffer. Same contract as runtime/program.ts's
+ * staging buffer, submits, and maps only the staging buffer. Same contract as backends/onnx/program.ts's
  * Program (init / step / read / dispose), so the trainer can hold either.
  */
 import { closeSync, openSync, readSync } from 'node:fs';

@@ -1,7 +1,7 @@
 /**
  * Logits beyond exp's f32 range on the WebGPU EP: its ReduceLogSumExp kernel does not subtract the max, so
  * the cross-entropy of logits above ~88.7 came back as Infinity (the Llama-3.2-1B shape had logits up to
- * 290 and a non-finite first-step loss with f16 compute). runtime/patches.ts rewrites it; here a tiny
+ * 290 and a non-finite first-step loss with f16 compute). backends/onnx/patches.ts rewrites it; here a tiny
  * model with a large final-norm weight (logits > 100) trains one step on the WebGPU EP, in f32 and in f16,
  * with a finite loss equal to the CPU EP's.
  */
