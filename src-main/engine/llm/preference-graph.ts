@@ -60,6 +60,12 @@ export interface PreferenceShape {
    * in the graph (the "precomputed in one pass" alternative; measured by test/bench/preference.ts).
    */
   refInput?: boolean;
+  /**
+   * For Lathe's GPU backend: the fused ops (flash attention, norm backwards, and the per-token log-probs as
+   * one SoftmaxCrossEntropyRows node per forward; graph/ops/fused*.ts), as buildTrainGraph's `fused`. The
+   * graph then lowers to ONNX only on demand (each fused op as its decomposition).
+   */
+  fused?: boolean;
 }
 
 /** Static loss scale for f16 compute, applied to the mean over pairs (as train-graph.ts does per token). */
@@ -81,6 +87,11 @@ async function buildLoss(
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: R, seqLen: T, ...(dropout ? { dropout } : {}) }, lora, params);
   const forwardNodes = g.nodes.length;
   const rowLogp = (logits: Value): Value => {
+    if (g.fused) {
+      // GPU backend: lse and the picked logit per row in one kernel; its backward reads the logits once
+      const nll = g.apply('SoftmaxCrossEntropyRows', [logits, targets, mask])[0]!; // [N, 1], mask · nll
+      return g.neg(g.reduceSum(g.reshape(nll, [R, T]), [1], false)); // [R]
+    }
     const lse = g.reduceLogSumExp(logits, [1], true); // [N, 1]
     const picked = g.gatherElements(logits, targets, 1); // [N, 1]
     const nll = g.mul(g.sub(lse, picked), mask); // [N, 1]
@@ -126,6 +137,7 @@ export async function buildPreferenceTrainGraph(
   shape: PreferenceShape, loss: PreferenceLoss, optim: OptimConfig,
 ): Promise<TrainGraph> {
   const g = new GraphBuilder();
+  g.fused = !!shape.fused;
   const Psize = lora.size;
   const dropout = shape.dropout && shape.dropout > 0 ? { p: shape.dropout, seed: g.input('dropout_seed', 'float32', []) } : undefined;
   const apply = g.input('apply', 'bool', []);
@@ -148,11 +160,16 @@ export async function buildPreferenceTrainGraph(
   const backwardNodes = g.nodes.length - forwardNodes;
   g.output('loss_sum', b.lossSum);
   optimizerStep(g, grad, { params, m, v, gacc, apply, invCount, adam }, optim);
-  const lowered = lowerGraph(g, { name: `lathe_${loss.method}_step` });
+  // graphs for the GPU backend (fused ops, or bf16 weights referenced in place) lower on demand, as in train-graph.ts
+  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: `lathe_${loss.method}_step` });
   return {
-    model: lowered.model,
-    nodes: { forward: b.forwardNodes, backward: backwardNodes, total: lowered.nodeCount },
-    byOp: lowered.byOp,
+    get model(): OnnxModel {
+      if (src.bf16InPlace) throw new Error('This preference graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only and has no ONNX model.');
+      lowered ??= lowerGraph(g, { name: `lathe_${loss.method}_step` });
+      return lowered.model;
+    },
+    nodes: { forward: b.forwardNodes, backward: backwardNodes, total: lowered?.nodeCount ?? g.nodes.length },
+    byOp: lowered?.byOp ?? g.countByOp(),
     state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
     fetch: ['loss_sum', 'grad_norm', 'logps', ...(loss.method === 'dpo' && !shape.refInput ? ['ref_logps'] : [])],
     graph: g,

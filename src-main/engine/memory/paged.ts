@@ -8,6 +8,7 @@
  * Dimension letters: P LoRA parameters (m, v are f32 [P]).
  */
 import type { ProgramSpec } from '../backends/onnx/program';
+import type { StateSlot } from '../runtime/tensor';
 import { hostTensor, toNumbers, type HostTensor } from '../runtime/tensor';
 
 /** Train-graph slots that page: input name -> output name. */
@@ -15,12 +16,19 @@ const PAGED = [['m', 'm_out'], ['v', 'v_out']] as const;
 
 /** A ProgramSpec with m and v taken out of the state and fetched instead. */
 export function pagedProgramSpec(spec: ProgramSpec): ProgramSpec {
+  return { model: spec.model, ...pagedSlots(spec) };
+}
+
+/**
+ * The state and fetch lists of a paged program, for either backend (a GpuProgramSpec takes them beside its
+ * graph): m and v out of the state, m_out and v_out fetched.
+ */
+export function pagedSlots(spec: { state: StateSlot[]; fetch: string[] }): { state: StateSlot[]; fetch: string[] } {
   for (const [i] of PAGED) {
     if (!spec.state.some((s) => s.input === i)) throw new Error(`pagedProgramSpec: the program has no "${i}" state slot (state: ${spec.state.map((s) => s.name).join(', ')}).`);
   }
   const paged = new Set<string>(PAGED.map(([i]) => i));
   return {
-    model: spec.model,
     state: spec.state.filter((s) => !paged.has(s.input)),
     fetch: [...spec.fetch, ...PAGED.map(([, o]) => o)],
   };

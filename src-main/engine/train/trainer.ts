@@ -25,7 +25,7 @@ import { Rng } from '../models/rng';
 import { evaluateSplit, feedsOf, readBatch, scalarOf, type Batch } from './batch';
 import { initTrainable, trainableLayout } from './trainable';
 import { dropoutSeed } from '../llm/dropout';
-import { PagedMoments, pagedProgramSpec } from '../memory/paged';
+import { PagedMoments, pagedProgramSpec, pagedSlots } from '../memory/paged';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
 import { isOutOfMemory, refuseIfTooBig, trainOomContext, withOomGuidance } from '../memory/oom';
 import { planFromTrainConfig } from '../memory/estimate';
@@ -145,7 +145,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
 
     report('Building the training graph');
     const tg = pref
-      ? await buildPreferenceTrainGraph(model, layout, src, lora, { pairs: B, seqLen: T, dropout: cfg.lora.dropout, recompute: cfg.recompute }, pref, cfg.optim)
+      ? await buildPreferenceTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { pairs: B, seqLen: T, dropout: cfg.lora.dropout, recompute: cfg.recompute, fused: gpuPick.use }, pref, cfg.optim)
       : await buildTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute, fused: gpuPick.use }, cfg.optim);
     if (pref) log(`Preference tuning: ${describeMethod(cfg)}.`);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
@@ -153,7 +153,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const spec = { get model() { return tg.model; }, state: tg.state, fetch: tg.fetch };
     const moments = cfg.pagedOptimizer ? new PagedMoments(P) : null;
     const prog = gpuPick.use
-      ? await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: src.dir })
+      ? await GpuProgram.create({ graph: tg.graph, ...(moments ? pagedSlots(tg) : { state: tg.state, fetch: tg.fetch }) }, { externalDataDir: src.dir })
       : await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
     if (prog instanceof GpuProgram) log(`GPU backend: ${prog.info.dispatches} dispatches per micro-batch, ${(Object.values(prog.info.bytes).reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(1)} MiB of GPU buffers.`);
     programs.push(prog);

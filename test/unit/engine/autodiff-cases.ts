@@ -174,6 +174,16 @@ export const CASES: Case[] = [
     },
   },
   {
+    // per-row nll (the preference losses' per-token log-probs): each row gets its own incoming gradient
+    op: 'SoftmaxCrossEntropyRows', label: 'masked rows, per-row gradient', inputs: [f([5, 70])],
+    build: (g, [l]) => {
+      const t = g.constant([3, 0, 69, 12, 40], 'int64', [5, 1]);
+      const w = g.constant([0.5, 0, 1, 0.25, 1], l!.dtype, [5, 1]);
+      const nll = g.apply('SoftmaxCrossEntropyRows', [g.mul(l!, 1.5), t, w])[0]!;
+      return g.mul(nll, g.constant([1, -2, 0.5, 3, -1], l!.dtype, [5, 1]));
+    },
+  },
+  {
     op: 'RotaryEmbedding', dtype: 'float32', inputs: [f([2, 2, 3, 4]), idx([2, 3], [0, 1, 2, 3, 4, 5])],
     build: (g, [x, pos]) => {
       // cos/sin tables [6, 2] for 6 positions, theta 10000

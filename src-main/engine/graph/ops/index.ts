@@ -6,6 +6,7 @@ import './indexing';
 import './reduce';
 import './nn';
 import './fused';
+import './fused-logprob';
 
 export * from './registry';
 export { reshapeTo } from './shape';

@@ -9,7 +9,8 @@ import { ADAMW } from './adamw';
 import { ATTENTION } from './attention';
 import { CROSS_ENTROPY } from './cross-entropy';
 import { NORM } from './norm';
+import { LOGPROB } from './logprob';
 
-export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW, ...ATTENTION, ...CROSS_ENTROPY, ...NORM };
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW, ...ATTENTION, ...CROSS_ENTROPY, ...NORM, ...LOGPROB };
 
 export type { EmitCtx, Emitter } from './context';

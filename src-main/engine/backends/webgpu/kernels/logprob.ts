@@ -1,0 +1,69 @@
+/**
+ * Per-row softmax cross-entropy (graph/ops/fused-logprob.ts SoftmaxCrossEntropyRows / ...RowsGrad): the
+ * per-token log-probs of the preference losses (DPO, ORPO), which sum them per sequence.
+ *  forward   1 dispatch, one 64-thread workgroup per row: lse = max + log Σ exp(l − max), then the row's
+ *            nll = w · (lse − l[t]) (written by the first thread; 0 when the target is out of range);
+ *  backward  1 dispatch, one thread per logit: dl = gy[row] · w · (exp(l − lse) − [col = t]), over the
+ *            logits in place when the backward is their last reader (as cross-entropy.ts does).
+ * Shapes: logits [N, V]; targets, weights, nll, lse, gy [N, 1].
+ */
+import { KernelBuilder, grid } from '../wgsl';
+import { ENTRY, dispatchPerElement, inShape, type Emitter } from './context';
+
+const WG = 64;
+const NEG = '-3.4028e+38f';
+
+/** Workgroup tree reduction of `${v}_a` into `let ${v}`. */
+const reduceTo = (v: string, comb: (a: string, b: string) => string) => `sh[li] = ${v}_a;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (li < s) { sh[li] = ${comb('sh[li]', 'sh[li + s]')}; }
+    workgroupBarrier();
+  }
+  let ${v} = sh[0];
+  workgroupBarrier();`;
+
+/** Row `row`'s target column, or V (none) when out of range. */
+const target = (ldt: string, V: number, row: string) => `select(${V}u, u32(${ldt}(${row})), ${ldt}(${row}) >= 0i && ${ldt}(${row}) < ${V}i)`;
+
+export const LOGPROB: Record<string, Emitter> = {
+  SoftmaxCrossEntropyRows: (c) => {
+    const [N, V] = inShape(c, 0) as [number, number];
+    const k = new KernelBuilder('CrossEntropyRows');
+    const ldl = k.input(c.in(0)), ldt = k.input(c.in(1)), ldw = k.input(c.in(2));
+    const stn = k.output(c.out(0)), stl = k.output(c.out(1));
+    k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
+    const { groups, x } = grid(N, 1);
+    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wid.y * ${x}u + wid.x;
+  if (row >= ${N}u) { return; }
+  let base = row * ${V}u;
+  var m_a = ${NEG};
+  for (var j = li; j < ${V}u; j = j + ${WG}u) { m_a = max(m_a, ${ldl}(base + j)); }
+  ${reduceTo('m', (a, b) => `max(${a}, ${b})`)}
+  var t_a = 0.0;
+  for (var j = li; j < ${V}u; j = j + ${WG}u) { t_a = t_a + exp(${ldl}(base + j) - m); }
+  ${reduceTo('t', (a, b) => `${a} + ${b}`)}
+  if (li == 0u) {
+    let lse = m + log(t);
+    let col = ${target(ldt, V, 'row')};
+    ${stl}(row, lse);
+    ${stn}(row, select(0.0, (lse - ${ldl}(base + min(col, ${V - 1}u))) * ${ldw}(row), col < ${V}u));
+  }
+}`, groups);
+  },
+  SoftmaxCrossEntropyRowsGrad: (c) => {
+    const [N, V] = inShape(c, 0) as [number, number];
+    const k = new KernelBuilder('CrossEntropyRowsGrad');
+    // the logits' last reader: the gradient overwrites them in place (one [N, V] buffer, not two)
+    const inPlace = c.lastUse?.(0) === true && c.in(0).storage === 'f32';
+    if (inPlace) c.view(0, c.in(0));
+    const [ldl, st] = inPlace ? k.inout(c.in(0)) : [k.input(c.in(0)), k.output(c.out(0))];
+    const ldt = k.input(c.in(1)), ldw = k.input(c.in(2)), ldlse = k.input(c.in(3)), ldg = k.input(c.in(4));
+    dispatchPerElement(c, k, N * V, `  let row = i / ${V}u;
+  let col = i % ${V}u;
+  let t = ${target(ldt, V, 'row')};
+  let wg = select(0.0, ${ldw}(row) * ${ldg}(row), t < ${V}u);
+  ${st}(i, wg * (exp(${ldl}(i) - ${ldlse}(row)) - select(0.0, 1.0, col == t)));`);
+  },
+};

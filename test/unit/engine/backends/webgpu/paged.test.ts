@@ -1,0 +1,77 @@
+/**
+ * The paged optimizer on Lathe's GPU backend (memory/paged.ts): AdamW's m and v are per-step feeds and
+ * m_out / v_out fetches instead of resident state (m_out, v_out are views of AdamWStep's packed [4P]
+ * output, fetched at their offsets). Paged and resident runs of the same fused train step must leave
+ * identical parameters and moments after 3 steps.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { openModel } from '../../../../../src-main/engine/models';
+import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
+import { hostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { GpuProgram, closeGpu, openGpu } from '../../../../../src-main/engine/backends/webgpu';
+import { PagedMoments, pagedSlots } from '../../../../../src-main/engine/memory/paged';
+import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
+import { openWeightSource } from '../../../../../src-main/engine/weights/source';
+import { tempDir } from '../../../../helpers/services';
+
+const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
+
+beforeAll(async () => { await openGpu(); }, 60_000);
+afterAll(() => closeGpu());
+
+describe('paged optimizer on the GPU backend', () => {
+  it('gives the resident run\'s parameters and moments bit for bit; m and v leave the GPU state', async () => {
+    const dir = path.join(tempDir('lathe-gpu-paged-'), 'llama');
+    await createTinyModel('llama', dir, { seed: 1 });
+    const { config, layout, weights } = await openModel(dir);
+    const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
+    const B = 2, T = 8, N = B * T, P = lora.size;
+    const tg = await buildTrainGraph(config, layout, openWeightSource(weights), lora, { batch: B, seqLen: T, fused: true }, optim);
+    const p0 = initLoraParams(lora, 3);
+    for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
+    const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
+    for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
+    for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
+    const feeds = (s: number) => ({
+      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
+      apply: hostTensor('bool', [], new Uint8Array([1])), invCount: hostTensor('float32', [], new Float32Array([1 / N])),
+      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
+    });
+    const z = () => hostTensor('float32', [P], new Float32Array(P));
+
+    const resident = await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
+    await resident.init({ params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() });
+    const rLoss: number[] = [];
+    for (let s = 1; s <= 3; s++) rLoss.push(Number((await resident.step(feeds(s))).loss_sum!.data[0]));
+    const r = await resident.read();
+
+    const paged = await GpuProgram.create({ graph: tg.graph, ...pagedSlots(tg) }, { externalDataDir: dir });
+    expect(paged.info.state).toEqual(['params', 'gacc']);
+    expect(paged.info.feeds).toEqual(expect.arrayContaining(['m', 'v']));
+    const moments = new PagedMoments(P);
+    await paged.init({ params: hostTensor('float32', [P], p0), gacc: z() });
+    const pLoss: number[] = [];
+    for (let s = 1; s <= 3; s++) {
+      const out = moments.take(await paged.step({ ...feeds(s), ...moments.feeds() }));
+      expect(Object.keys(out).sort()).toEqual(['grad_norm', 'loss_sum']);
+      pLoss.push(Number(out.loss_sum!.data[0]));
+    }
+    const p = await paged.read();
+    console.log(`paged plan bytes ${JSON.stringify(paged.info.bytes)}; resident ${JSON.stringify(resident.info.bytes)}; P = ${P}`);
+    // m and v are no longer state: 2 · 4P bytes move from the resident state to the per-step inputs
+    expect(resident.info.bytes.state - paged.info.bytes.state).toBe(2 * 4 * P);
+    expect(paged.info.bytes.input - resident.info.bytes.input).toBe(2 * 4 * P);
+    await resident.dispose();
+    await paged.dispose();
+    await weights.close();
+
+    expect(pLoss).toEqual(rLoss);
+    expect(p.params!.data).toEqual(r.params!.data);
+    expect(moments.m).toEqual(r.m!.data);
+    expect(moments.v).toEqual(r.v!.data);
+    expect(moments.m.some((x) => x !== 0) && p.params!.data.some((x, i) => x !== p0[i])).toBe(true);
+  }, 300_000);
+});
