@@ -45,7 +45,7 @@ export interface EvalReportOptions extends WorkOptions {
   maxTokens?: number;
   /** Held-out blocks per split at most (default 64). */
   maxBlocks?: number;
-  ep?: EpName;
+  ep?: EpName | 'gpu';
   /** Write eval-report.json/.md into the run folder (default true). */
   write?: boolean;
 }

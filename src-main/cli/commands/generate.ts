@@ -1,7 +1,6 @@
 /** `lathe generate`, `lathe chat`, `lathe eval report`: thin wrappers over engine/generate and eval/report. */
 import type { CliCommand, CliContext } from '../types';
 import { flagList, flagNumber, flagString } from '../args';
-import type { EpName } from '../../engine/backends/onnx';
 import type { ChatOptions } from '../../engine/generate/chat';
 
 // Heavy modules (onnxruntime-node, tokenizers) load when a command runs, so `lathe help` stays quick.
@@ -9,6 +8,7 @@ const chatModule = () => import('../../engine/generate/chat');
 import type { GenerateResult } from '../../engine/generate/generator';
 import type { ChatMessage } from '../../templates';
 import { UserError } from '../../util/progress';
+import { closingGpu, inferEpFlag } from '../gpu';
 
 function required(ctx: CliContext, name: string): string {
   const v = flagString(ctx.flags, name);
@@ -16,17 +16,7 @@ function required(ctx: CliContext, name: string): string {
   return v;
 }
 
-function epFlag(ctx: CliContext): EpName | undefined {
-  const v = flagString(ctx.flags, 'ep');
-  if (v === undefined) return undefined;
-  if (v === 'gpu') {
-    // Lathe's own GPU backend runs the training step; evaluation and generation are not on it yet
-    ctx.err('--ep gpu: Lathe\'s GPU backend runs the training step only so far; this command runs on onnxruntime\'s CPU EP instead.');
-    return 'cpu';
-  }
-  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu, cuda or gpu (got "${v}").`);
-  return v;
-}
+const epFlag = inferEpFlag;
 
 /** Sampling and stopping flags shared by generate and chat. */
 function generationFlags(ctx: CliContext): ChatOptions {
@@ -63,7 +53,7 @@ export const commands: CliCommand[] = [
     path: ['generate'],
     summary: 'Continue a prompt with a model (optionally with a LoRA adapter), streaming the text',
     usage: ['lathe generate --model DIR --prompt TEXT [options] [--json]', SAMPLING_USAGE].join('\n'),
-    run: async (ctx) => {
+    run: async (ctx) => closingGpu(ctx, async () => {
       const prompt = flagString(ctx.flags, 'prompt') ?? ctx.args.join(' ');
       if (!prompt) throw new UserError('cli.missing', 'Missing --prompt.', 'Give the text to continue, e.g. --prompt "Once upon a time".');
       const o = generationFlags(ctx);
@@ -71,7 +61,7 @@ export const commands: CliCommand[] = [
       const r = await (await chatModule()).completeText(required(ctx, 'model'), prompt, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
       if (!ctx.json) { ctx.out(''); ctx.err(summary(r)); }
       return { prompt, ...r };
-    },
+    }),
   },
   {
     path: ['chat'],
@@ -83,7 +73,7 @@ export const commands: CliCommand[] = [
       SAMPLING_USAGE,
       '  --template NAME   a built-in template (chatml, llama3, ...) for models without their own',
     ].join('\n'),
-    run: async (ctx) => {
+    run: async (ctx) => closingGpu(ctx, async () => {
       const message = flagString(ctx.flags, 'message') ?? ctx.args.join(' ');
       if (!message) throw new UserError('cli.missing', 'Missing --message.', 'Give the user message, e.g. --message "How do I sharpen a gouge?".');
       const messages: ChatMessage[] = [];
@@ -117,7 +107,7 @@ export const commands: CliCommand[] = [
       const r = await (await chatModule()).chat(model, messages, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
       if (!ctx.json) { ctx.out(''); ctx.err(summary(r)); }
       return r;
-    },
+    }),
   },
   {
     path: ['eval', 'report'],
@@ -127,7 +117,7 @@ export const commands: CliCommand[] = [
       '                  [--max-tokens N (64)] [--max-examples N (100)] [--max-blocks N (64)] [--ep cpu|webgpu|cuda|gpu] [--json]',
       'Writes RUN_DIR/eval-report.json and eval-report.md. --eval-set lines: {"prompt","reference"} or {"messages": [..., assistant reply]}.',
     ].join('\n'),
-    run: async (ctx) => {
+    run: async (ctx) => closingGpu(ctx, async () => {
       const prompts = flagList(ctx.flags, 'prompt');
       const r = await (await import('../../eval/report')).evaluationReport({
         run: required(ctx, 'run'), checkpoint: flagString(ctx.flags, 'checkpoint'), general: flagString(ctx.flags, 'general'),
@@ -137,6 +127,6 @@ export const commands: CliCommand[] = [
       });
       if (!ctx.json) ctx.out((await import('../../eval/report')).reportMarkdown(r));
       return r;
-    },
+    }),
   },
 ];

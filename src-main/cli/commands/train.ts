@@ -8,22 +8,12 @@ import { runJobFromCli } from './core';
 import { cliWork, requireFlag } from '../work';
 import type { TrainConfigInput } from '../../engine/train/config';
 import type { TrainSummary } from '../../engine/train/trainer';
-import type { EpName } from '../../engine/backends/onnx';
 import { UserError } from '../../util/progress';
+import { closingGpu, inferEpFlag } from '../gpu';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-function epFlag(ctx: CliContext): EpName | undefined {
-  const v = flagString(ctx.flags, 'ep');
-  if (v === undefined) return undefined;
-  if (v === 'gpu') {
-    // Lathe's own GPU backend runs the training step; evaluation and generation are not on it yet
-    ctx.err('--ep gpu: Lathe\'s GPU backend runs the training step only so far; this command runs on onnxruntime\'s CPU EP instead.');
-    return 'cpu';
-  }
-  if (v !== 'cpu' && v !== 'webgpu' && v !== 'cuda') throw new UserError('cli.ep', `--ep must be cpu, webgpu, cuda or gpu (got "${v}").`);
-  return v;
-}
+const epFlag = inferEpFlag;
 
 /** Flags -> TrainConfig input (a --config JSON file is the base; flags override). */
 export function trainConfigFromFlags(ctx: CliContext): TrainConfigInput {
@@ -106,9 +96,9 @@ export const commands: CliCommand[] = [
         const report = (await import('./generate')).commands.find((c) => c.path.join(' ') === 'eval report')!;
         return report.run(ctx);
       }
-      const r = await (await import('../../engine/train/infer')).evaluatePerplexity(requireFlag(ctx, 'model'), requireFlag(ctx, 'data'), {
+      const r = await closingGpu(ctx, async () => (await import('../../engine/train/infer')).evaluatePerplexity(requireFlag(ctx, 'model'), requireFlag(ctx, 'data'), {
         checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx), maxBlocks: flagNumber(ctx.flags, 'max-blocks'), signal: ctx.signal,
-      });
+      }));
       if (!ctx.json) for (const [k, v] of Object.entries(r.splits)) ctx.out(`${k.padEnd(12)} loss ${v.loss.toFixed(4)}  perplexity ${v.ppl.toFixed(3)}  (${v.tokens} tokens)`);
       return r;
     },
@@ -119,7 +109,7 @@ export const commands: CliCommand[] = [
     usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda|gpu]',
     run: async (ctx) => {
       const ids = requireFlag(ctx, 'ids').split(',').map((s) => Number(s.trim()));
-      const r = await (await import('../../engine/train/infer')).computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) });
+      const r = await closingGpu(ctx, async () => (await import('../../engine/train/infer')).computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) }));
       ctx.out(JSON.stringify(r));
       return undefined;
     },
@@ -152,13 +142,13 @@ export const commands: CliCommand[] = [
         ep: (flagString(ctx.flags, 'ep') as TrainConfigInput['ep']) ?? 'auto',
       };
       const { completeText } = await import('../../engine/generate/chat');
-      // samples run on onnxruntime: Lathe's own GPU backend trains only, so `gpu` samples with the automatic choice
-      const sample = { greedy: true, maxTokens: 32, ep: params.ep === 'auto' || params.ep === 'gpu' ? undefined : params.ep, signal: ctx.signal };
-      const before = await completeText(model, DEMO_PROMPT, sample);
+      // samples on the device asked for (`gpu`: Lathe's GPU backend; automatic: the CPU EP)
+      const sample = { greedy: true, maxTokens: 32, ep: params.ep === 'auto' ? undefined : params.ep, signal: ctx.signal };
+      const before = await closingGpu(ctx, () => completeText(model, DEMO_PROMPT, sample));
       ctx.err(`Sample before training: "${DEMO_PROMPT}" → "${before.text}"`);
       const s = (await runJobFromCli({ kind: 'train', params: params as never }, ctx)) as TrainSummary;
       printSummary(ctx, s);
-      const after = await completeText(model, DEMO_PROMPT, { ...sample, adapter: s.runDir });
+      const after = await closingGpu(ctx, () => completeText(model, DEMO_PROMPT, { ...sample, adapter: s.runDir }));
       ctx.err(`Sample after training:  "${DEMO_PROMPT}" → "${after.text}"`);
       ctx.err(`Exporting the merged model to ${path.join(out, 'merged')} ...`);
       const { exportModel } = await import('../../export');

@@ -60,7 +60,7 @@ export async function renderChatPrompt(fmt: ChatFormat, tokenizer: LatheTokenize
 }
 
 export interface ChatOptions extends Omit<GenerateOptions, 'onToken'> {
-  ep?: EpName;
+  ep?: EpName | 'gpu';
   /** A run folder or checkpoint folder with a LoRA adapter. */
   adapter?: string;
   /** A template (or a built-in's name) instead of the model's own. */

@@ -23,11 +23,14 @@ import { UserError } from '../../util/progress';
 import { buildStepGraph, ropeRows, type StepGraph } from './graph';
 import { DEFAULT_SAMPLING, Sampler, type SamplingOptions } from './sampling';
 import { openWeightSource } from '../weights/source';
+import type { HostTensor } from '../runtime/tensor';
+import { GpuStepPrograms } from './gpu-step';
 
 const NEG_INF = -1e9; // as forward.ts: exp() underflows to exactly 0 in f32
 
 export interface GeneratorOptions {
-  ep?: EpName;
+  /** An onnxruntime EP, or 'gpu': Lathe's own GPU backend (prefill + decode programs, KV cache on the GPU). */
+  ep?: EpName | 'gpu';
   /** Cache capacity S in positions (prompt + new tokens); default min(maxPositions, 512). */
   capacity?: number;
   /** Prefill chunk: the prompt runs in pieces of at most this many tokens; default 128 (capped by the capacity). */
@@ -96,18 +99,20 @@ export class Generator {
   private constructor(
     readonly config: ModelConfig,
     readonly tokenizer: LatheTokenizer | null,
-    readonly ep: EpName,
+    readonly ep: EpName | 'gpu',
     readonly capacity: number,
     /** Prefill chunk: the prompt runs in pieces of at most this many tokens. */
     readonly chunk: number,
     /** One step graph with a symbolic token count T: prefill pieces and decode steps share one session. */
     private readonly graph: StepGraph,
-    private readonly session: EngineSession,
+    private readonly session: EngineSession | null,
     private readonly lora: LoraLayout | null,
     private readonly upload: EngineSession | null,
     private readonly owned: ModelWeights | null,
     /** Sampling defaults from generation_config.json over transformers' defaults. */
     readonly defaults: SamplingOptions,
+    /** ep 'gpu': the step graph's programs on Lathe's GPU backend (then `session` is null). */
+    private readonly gpu: GpuStepPrograms | null = null,
   ) {
     this.rows = new TokenRows(config.vocabSize, lora?.newRows);
     this.vocab = Math.max(config.vocabSize, ...(lora?.newRows?.ids.map((id) => id + 1) ?? []));
@@ -138,6 +143,21 @@ export class Generator {
       throw new UserError('generate.adapter', `The adapter has ${opts.lora.params.length} values but its layout needs ${opts.lora.layout.size}.`, 'Use the adapter trained for this model.');
     }
     const src = openWeightSource(weights);
+    const tokDir = opts.tokenizerDir ?? modelDir;
+    const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
+    if (ep === 'gpu') {
+      const gpu = await GpuStepPrograms.create(config, layout, src, lora, capacity, chunk);
+      const gen = new Generator(config, tokenizer, ep, capacity, chunk, gpu.graph, null, lora, null,
+        own ? weights : null, readGenerationDefaults(modelDir), gpu);
+      gen.weights = weights;
+      try {
+        if (opts.lora) await gen.setAdapter(opts.lora.params);
+      } catch (e) {
+        await gpu.dispose();
+        throw e;
+      }
+      return gen;
+    }
     const graph = await buildStepGraph(config, layout, src, lora, { chunk: 'dynamic', capacity });
     const sessionOpts = (g: StepGraph) => ({
       ep, threads: opts.threads, externalDataDir: src.dir,
@@ -147,8 +167,6 @@ export class Generator {
     const upload = ep === 'webgpu' && lora
       ? await EngineSession.create(identityModel('upload_params', [{ name: 'params', type: 'float32', shape: [lora.size] }]), { ep, gpuOutputs: true, optLevel: 'disabled' })
       : null;
-    const tokDir = opts.tokenizerDir ?? modelDir;
-    const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
     const gen = new Generator(config, tokenizer, ep, capacity, chunk, graph, session, lora, upload,
       own ? weights : null, readGenerationDefaults(modelDir));
     gen.weights = weights;
@@ -160,6 +178,11 @@ export class Generator {
   async setAdapter(params: Float32Array): Promise<void> {
     if (!this.lora) throw new Error('Generator.setAdapter: this generator was built without a LoRA layout.');
     if (params.length !== this.lora.size) throw new Error(`Generator.setAdapter: ${params.length} values for a layout of ${this.lora.size}.`);
+    if (this.gpu) {
+      this.adapterValues = Float32Array.from(params);
+      await this.gpu.setParams(this.adapterValues);
+      return;
+    }
     const host = new ort.Tensor('float32', Float32Array.from(params), [params.length]);
     this.adapterValues = host.data as Float32Array;
     const old = this.params;
@@ -283,18 +306,20 @@ export class Generator {
     for (const t of this.caches.values()) if (t.location === 'gpu-buffer') t.dispose();
     this.caches.clear();
     if (this.params?.location === 'gpu-buffer') this.params.dispose();
-    await this.session.dispose();
+    await this.session?.dispose();
+    await this.gpu?.dispose();
     await this.upload?.dispose();
     await this.owned?.close();
   }
 
   /** One run of a step graph over `ids` at positions [length, length + n); returns the last token's logits. */
   private async step(ids: number[]): Promise<Float32Array> {
-    const graph = this.graph, session = this.session;
+    const graph = this.graph;
     if (this.disposed) throw new Error('Generator: used after dispose().');
     const cfg = this.config;
     const S = graph.shape.capacity;
-    const Tc = ids.length; // the graph's symbolic T: no padding
+    // ONNX: the graph's symbolic T, no padding; GPU backend: the program's fixed row count (pieces padded)
+    const Tc = this.gpu ? this.gpu.rowsFor(ids.length) : ids.length;
     const n = ids.length, start = this.length;
     if (start + n > S) throw new Error(`Generator: ${start + n} positions do not fit the cache of ${S}.`);
     const G = cfg.numHeads / cfg.numKvHeads;
@@ -341,19 +366,13 @@ export class Generator {
       pick[n - 1] = 1;
       feeds['pick'] = new ort.Tensor('float32', pick, [1, Tc]);
     }
-    if (this.lora) feeds['params'] = this.params!;
+    if (this.lora && !this.gpu) feeds['params'] = this.params!;
     if (graph.feeds.includes('newIdx')) {
       feeds['newIdx'] = new ort.Tensor('int64', newIdx, [1, Tc]);
       feeds['isNew'] = new ort.Tensor('float32', isNew, [Tc, 1]);
     }
-    for (const c of graph.cache) feeds[c.input] = this.caches.get(c.input) ?? this.zeros(S);
-    const out = await session.runOrt(feeds, ['logits', ...graph.cache.map((c) => c.output)]);
-    const next = new Map<string, ort.Tensor>();
-    for (const c of graph.cache) next.set(c.input, out[c.output]!);
-    for (const [k, t] of this.caches) if (t.location === 'gpu-buffer' && next.get(k) !== t) t.dispose();
-    this.caches = next;
+    const cols = this.gpu ? await this.gpu.run(n, hostFeeds(feeds)) : await this.runOrt(feeds);
     this.length = start + n;
-    const cols = out['logits']!.data as Float32Array;
     if (!this.rows.active) return Float32Array.from(cols);
     // columns -> token ids: base columns, then each new token's column at its id (gaps: -inf)
     const V = cfg.vocabSize;
@@ -363,10 +382,29 @@ export class Generator {
     return byId;
   }
 
+  /** The step on onnxruntime: caches fed from and kept as the session's tensors (GPU buffers on WebGPU). */
+  private async runOrt(feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
+    const graph = this.graph, session = this.session!;
+    for (const c of graph.cache) feeds[c.input] = this.caches.get(c.input) ?? this.zeros(graph.shape.capacity);
+    const out = await session.runOrt(feeds, ['logits', ...graph.cache.map((c) => c.output)]);
+    const next = new Map<string, ort.Tensor>();
+    for (const c of graph.cache) next.set(c.input, out[c.output]!);
+    for (const [k, t] of this.caches) if (t.location === 'gpu-buffer' && next.get(k) !== t) t.dispose();
+    this.caches = next;
+    return out['logits']!.data as Float32Array;
+  }
+
   private zeros(S: number): ort.Tensor {
     const { numKvHeads: K, headDim: D } = this.config;
     return new ort.Tensor('float32', new Float32Array(K * S * D), [1, K, S, D]);
   }
+}
+
+/** ort tensors built for a step -> the host tensors the GPU backend takes. */
+function hostFeeds(feeds: Record<string, ort.Tensor>): Record<string, HostTensor> {
+  const out: Record<string, HostTensor> = {};
+  for (const [k, t] of Object.entries(feeds)) out[k] = { type: t.type, dims: [...t.dims], data: t.data } as HostTensor;
+  return out;
 }
 
 /** Index of the earliest stop string in text, or -1. */

@@ -38,10 +38,18 @@ export interface StepGraphShape {
   chunk: number | 'dynamic';
   /** S: cache capacity in positions. */
   capacity: number;
+  /**
+   * For Lathe's GPU backend (engine/backends/webgpu): `params` is also an output (`params_out`, the input
+   * itself) so the adapter is a resident state slot written once per setAdapter, not fed every token; the
+   * ONNX model is lowered only when asked for (bf16 weights read in place have no ONNX form).
+   */
+  gpu?: boolean;
 }
 
 export interface StepGraph {
   model: OnnxModel;
+  /** The IR graph (what the GPU backend plans). */
+  graph: GraphBuilder;
   shape: StepGraphShape;
   /** Cache slots: graph input name -> output name, [1, K, S, D] f32 each. */
   cache: { input: string; output: string }[];
@@ -178,8 +186,16 @@ export async function buildStepGraph(
     }
   }
   g.output('logits', logits);
-  const lowered = lowerGraph(g, { name: Tc === 1 ? 'lathe_decode' : 'lathe_step' });
-  return { model: lowered.model, shape, cache, feeds, nodes: lowered.nodeCount };
+  if (shape.gpu && params) g.output('params_out', params);
+  const name = Tc === 1 ? 'lathe_decode' : 'lathe_step';
+  let lowered = shape.gpu ? null : lowerGraph(g, { name });
+  return {
+    get model(): OnnxModel {
+      lowered ??= lowerGraph(g, { name });
+      return lowered.model;
+    },
+    graph: g, shape, cache, feeds, nodes: lowered?.nodeCount ?? g.nodes.length,
+  };
 }
 
 /**

@@ -18,7 +18,7 @@ import { chatFormat, renderChatPrompt, type ChatFormat } from './chat';
 import { Generator, type FinishReason } from './generator';
 
 export interface SampleOptions {
-  ep?: EpName;
+  ep?: EpName | 'gpu';
   /** New tokens per prompt (default 48: enough to see the style, cheap enough to run often). */
   maxTokens?: number;
   /** Greedy by default, so the same step always shows the same text. */
@@ -135,7 +135,7 @@ export class TrainingSamples {
   private constructor(private readonly runner: SampleRunner, private readonly prompts: string[], private readonly file: string) {}
 
   static async create(cfg: { model: string; out: string; samplePrompts: string[]; sampleMaxTokens: number }, lora: LoraLayout,
-    model: { config: ModelConfig; layout: WeightsLayout; weights: ModelWeights }, opts: { chat: boolean; ep: EpName; tokenizerDir?: string }): Promise<TrainingSamples> {
+    model: { config: ModelConfig; layout: WeightsLayout; weights: ModelWeights }, opts: { chat: boolean; ep: EpName | 'gpu'; tokenizerDir?: string }): Promise<TrainingSamples> {
     const runner = await SampleRunner.create(cfg.model, lora, { ep: opts.ep, maxTokens: cfg.sampleMaxTokens, chat: opts.chat, tokenizerDir: opts.tokenizerDir }, model);
     return new TrainingSamples(runner, cfg.samplePrompts, path.join(cfg.out, 'samples.jsonl'));
   }

@@ -205,8 +205,9 @@ export function optimizerStep(
 export async function buildEvalGraph(
   cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null,
   shape: GraphShape,
-): Promise<{ model: OnnxModel; nodes: number }> {
+): Promise<{ model: OnnxModel; nodes: number; graph: GraphBuilder }> {
   const g = new GraphBuilder();
+  g.fused = !!shape.fused; // (Lathe's GPU backend: flash attention, fused cross-entropy)
   const { batch: B, seqLen: T } = shape;
   const N = B * T;
   const ids = g.input('ids', 'int64', [B, T]);
@@ -218,6 +219,15 @@ export async function buildEvalGraph(
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens }, lora, params);
   g.output('logits', fwd.logits);
   g.output('loss_sum', softmaxCrossEntropy(g, fwd.logits, targets, mask));
-  const lowered = lowerGraph(g, { name: 'lathe_eval' });
-  return { model: lowered.model, nodes: lowered.nodeCount };
+  // (graphs for the GPU backend lower on demand: bf16 weights in place have no ONNX form)
+  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: 'lathe_eval' });
+  return {
+    get model(): OnnxModel {
+      if (src.bf16InPlace) throw new Error('This eval graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only.');
+      lowered ??= lowerGraph(g, { name: 'lathe_eval' });
+      return lowered.model;
+    },
+    nodes: lowered?.nodeCount ?? g.nodes.length,
+    graph: g,
+  };
 }

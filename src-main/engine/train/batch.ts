@@ -118,7 +118,7 @@ export function feedsOf(batch: Batch, B: number, T: number): Record<string, Host
 export const scalarOf = (t: HostTensor | undefined): number => Number((t?.data as Float32Array | undefined)?.[0] ?? NaN);
 
 /** Validation loss (mean over predicted tokens) and perplexity on up to `maxBlocks` blocks of a split. */
-export async function evaluateSplit(session: EngineSession, split: SplitReader, manifest: DatasetManifest, params: HostTensor | null,
+export async function evaluateSplit(session: Pick<EngineSession, 'run'>, split: SplitReader, manifest: DatasetManifest, params: HostTensor | null,
   B: number, T: number, rows: TokenRows, maxBlocks: number, onBatch?: (fraction: number) => void): Promise<{ loss: number; ppl: number; tokens: number }> {
   const n = Math.min(split.rows, maxBlocks);
   let sum = 0, count = 0;

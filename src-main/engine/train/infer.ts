@@ -16,7 +16,28 @@ import { resolveTrainConfig } from './config';
 import { UserError, throwIfCancelled, type WorkOptions } from '../../util/progress';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
+import type { OnnxModel } from '../onnx/spec';
 import { openWeightSource } from '../weights/source';
+import type { WeightSource } from '../llm/forward';
+import type { GraphBuilder } from '../graph/graph';
+import { GpuSession } from '../backends/webgpu/session';
+
+/** onnxruntime's EPs, or 'gpu': Lathe's own GPU backend (engine/backends/webgpu). */
+export type InferEp = EpName | 'gpu';
+
+/**
+ * The eval graph's session on the chosen backend: the GPU backend plans the fused graph (bf16 weights read
+ * in place) for the outputs in `fetch`; onnxruntime runs the ONNX model.
+ */
+export async function openEvalSession(build: (src: WeightSource) => Promise<{ model: OnnxModel; graph: GraphBuilder }>, src: WeightSource & { dir?: string },
+  ep: InferEp, fetch: string[]): Promise<Pick<EngineSession, 'run' | 'dispose'>> {
+  if (ep === 'gpu') {
+    const g = await build({ ...src, bf16InPlace: true });
+    return GpuSession.create(g.graph, fetch, { externalDataDir: src.dir });
+  }
+  const g = await build(src);
+  return EngineSession.create(g.model, { ep, externalDataDir: src.dir });
+}
 
 /** A checkpoint folder, or a run folder (its latest checkpoint). PEFT adapters and Trainer folders: loadAdapter. */
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
@@ -35,7 +56,7 @@ export function adapterLayout(ck: Checkpoint, cfg: ModelConfig, layout: WeightsL
 
 export interface LogitsResult { vocabSize: number; tokens: number; logits: number[][] }
 
-export async function computeLogits(modelDir: string, ids: number[], opts: { checkpoint?: string; ep?: EpName } = {}): Promise<LogitsResult> {
+export async function computeLogits(modelDir: string, ids: number[], opts: { checkpoint?: string; ep?: InferEp } = {}): Promise<LogitsResult> {
   const { config, layout, weights } = await openModel(modelDir);
   try {
     if (ids.length === 0) throw new UserError('logits.empty', 'Give at least one token id.');
@@ -45,8 +66,8 @@ export async function computeLogits(modelDir: string, ids: number[], opts: { che
     if (bad !== undefined) throw new UserError('logits.badId', `Token id ${bad} is outside the model's vocabulary (0..${config.vocabSize - 1}${rows.active ? ' and its new tokens' : ''}).`);
     const T = ids.length;
     const src = openWeightSource(weights);
-    const g = await buildEvalGraph(config, layout, src, ad?.lora ?? null, { batch: 1, seqLen: T });
-    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: src.dir });
+    const ep = opts.ep ?? 'cpu';
+    const s = await openEvalSession((w) => buildEvalGraph(config, layout, w, ad?.lora ?? null, { batch: 1, seqLen: T, fused: ep === 'gpu' }), src, ep, ['logits']);
     try {
       const batch = makeBatch([Uint32Array.from(ids)], T, rows, [0]); // no targets: logits only
       const out = await s.run({ ...feedsOf(batch, 1, T), ...(ad ? { params: ad.params } : {}) }, ['logits']);
@@ -74,15 +95,15 @@ export async function computeLogits(modelDir: string, ids: number[], opts: { che
 export interface EvalResult { splits: Record<string, { loss: number; ppl: number; tokens: number }> }
 
 export async function evaluatePerplexity(modelDir: string, datasetDir: string,
-  opts: WorkOptions & { checkpoint?: string; ep?: EpName; batch?: number; maxBlocks?: number } = {}): Promise<EvalResult> {
+  opts: WorkOptions & { checkpoint?: string; ep?: InferEp; batch?: number; maxBlocks?: number } = {}): Promise<EvalResult> {
   const { config, layout, weights } = await openModel(modelDir);
   const ds = openDataset(datasetDir);
   try {
     const ad = opts.checkpoint ? await loadAdapter(opts.checkpoint, config, layout) : null;
     const T = ds.manifest.blockSize, B = opts.batch ?? 4;
     const src = openWeightSource(weights);
-    const g = await buildEvalGraph(config, layout, src, ad?.lora ?? null, { batch: B, seqLen: T, packed: ds.manifest.kind === 'sft' });
-    const s = await EngineSession.create(g.model, { ep: opts.ep ?? 'cpu', externalDataDir: src.dir });
+    const ep = opts.ep ?? 'cpu';
+    const s = await openEvalSession((w) => buildEvalGraph(config, layout, w, ad?.lora ?? null, { batch: B, seqLen: T, packed: ds.manifest.kind === 'sft', fused: ep === 'gpu' }), src, ep, ['loss_sum']);
     const result: EvalResult = { splits: {} };
     try {
       const names = Object.keys(ds.manifest.splits).filter((n) => n.startsWith('val'));

@@ -11,6 +11,7 @@ import { openModel } from '../models';
 import { findNonFiniteWeight, nonFiniteWeightError } from '../models/finite';
 import type { ModelConfig } from '../models/config';
 import { openDataset } from '../../data/pack/dataset';
+import { openEvalSession } from './infer';
 import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../backends/onnx';
 import { adamwScalars } from '../nn/layers';
 import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
@@ -125,7 +126,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const totalSteps = cfg.maxSteps ?? Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
 
     const P = lora.size;
-    // Lathe's own GPU backend runs the train step; evaluation and samples then stay on the CPU EP
+    // Lathe's own GPU backend runs the train step, validation and samples (preference validation: the CPU EP)
     const gpuPick = await chooseGpuBackend(cfg.ep, gpuUnsupported(cfg), hasGpuDevice());
     const ep = gpuPick.use ? { ep: 'cpu' as EpName, reason: gpuPick.reason } : await chooseEp(cfg.ep === 'gpu' ? 'auto' : cfg.ep);
     usedGpu = gpuPick.use;
@@ -157,10 +158,9 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       : await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
     if (prog instanceof GpuProgram) log(`GPU backend: ${prog.info.dispatches} dispatches per micro-batch, ${(Object.values(prog.info.bytes).reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(1)} MiB of GPU buffers.`);
     programs.push(prog);
-    const evalGraph = pref
-      ? await buildPreferenceEvalGraph(model, layout, src, lora, { pairs: B, seqLen: T }, pref)
-      : await buildEvalGraph(model, layout, src, lora, { batch: B, seqLen: T, packed });
-    const evalSession = await EngineSession.create(evalGraph.model, { ep: ep.ep, externalDataDir: src.dir });
+    // validation: on the GPU backend with the step (same weight buffers: uploaded once), except preference tuning
+    const prefEval = pref ? await EngineSession.create((await buildPreferenceEvalGraph(model, layout, src, lora, { pairs: B, seqLen: T }, pref)).model, { ep: ep.ep, externalDataDir: src.dir }) : null;
+    const evalSession = prefEval ?? await openEvalSession((w) => buildEvalGraph(model, layout, w, lora, { batch: B, seqLen: T, packed, fused: gpuPick.use }), src, gpuPick.use ? 'gpu' : ep.ep, ['loss_sum']);
     programs.push(evalSession);
 
     mkdirSync(cfg.out, { recursive: true });
@@ -212,7 +212,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       const out: Record<string, { loss: number; ppl: number }> = {};
       for (const s of valSplits) {
         // preference: loss and reward metrics of held-out pairs (no perplexity: the loss is not a token NLL)
-        out[s.split] = pref ? { ppl: NaN, ...await evaluatePairs(evalSession, s, params, B, T, rows, cfg.evalBlocks, pref) }
+        out[s.split] = pref ? { ppl: NaN, ...await evaluatePairs(prefEval!, s, params, B, T, rows, cfg.evalBlocks, pref) }
           : await evaluateSplit(evalSession, s, manifest, params, B, T, rows, cfg.evalBlocks);
       }
       return out;
@@ -235,7 +235,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
 
     // generations for the user's sample prompts with the current adapter (engine/generate; cost in the log)
     const sampler = cfg.sampleEvery > 0 && cfg.samplePrompts.length
-      ? await TrainingSamples.create(cfg, lora, { config: model, layout, weights }, { chat: packed || !!pref, ep: ep.ep, tokenizerDir: cfg.tokenizer }) : null;
+      ? await TrainingSamples.create(cfg, lora, { config: model, layout, weights }, { chat: packed || !!pref, ep: gpuPick.use ? 'gpu' : ep.ep, tokenizerDir: cfg.tokenizer }) : null;
     if (sampler) programs.push(sampler);
     const runSamples = async () => {
       const r = await sampler!.at(step, (await readParams()).data as Float32Array);

@@ -1,6 +1,7 @@
 /** Lathe's own WebGPU backend on Dawn: IR graph -> WGSL kernels with a static buffer plan (docs/engine-webgpu.md). */
 export { openGpu, closeGpu, describeGpu, capabilityReport, isSoftware, type GpuContext, type GpuReport, type GpuLimits } from './device';
 export { planGraph, type Plan, type PlanOptions, type PlannedDispatch } from './plan';
-export { GpuProgram, type GpuProgramSpec, type GpuProgramOptions, type GpuProgramInfo } from './program';
+export { GpuProgram, gpuWeightCache, type GpuProgramSpec, type GpuProgramOptions, type GpuProgramInfo } from './program';
+export { GpuSession } from './session';
 export { KERNELS } from './kernels';
 export { chooseGpuBackend, gpuUnsupported, hasGpuDevice, expectedDevice, type GpuBackendChoice } from './choose';

@@ -36,6 +36,12 @@ export interface GpuProgramOptions {
    * maxBufferSize). Weights above it are split by row blocks; tests lower it to exercise the split.
    */
   maxBindingBytes?: number;
+  /**
+   * Another program on the same device whose state buffers this one uses for its state slots of the same
+   * input name (the generator's prefill and decode programs share one KV cache). Sizes must match; the
+   * other program owns them (dispose it last).
+   */
+  shareStateWith?: GpuProgram;
 }
 
 export interface GpuProgramInfo {
@@ -50,6 +56,24 @@ export interface GpuProgramInfo {
   state: string[];
   fetch: string[];
   gpuResident: true;
+  /** Weight bytes this program found already on the GPU (uploaded by another program: shared, not copied). */
+  sharedWeightBytes: number;
+}
+
+/**
+ * Weights read from a file are uploaded once per device and shared by every program that reads them (the
+ * trainer's step, its evaluation and generation programs): keyed by file, byte range, stored type and
+ * row-block split; each buffer is destroyed when its last program is disposed.
+ */
+interface SharedWeight { bufs: GPUBuffer[]; bytes: number; users: number }
+const weightCache = new WeakMap<GPUDevice, Map<string, SharedWeight>>();
+
+/** The weights resident on this device now: distinct uploads and their bytes (tests assert one upload). */
+export function gpuWeightCache(gpu: GpuContext): { weights: number; buffers: number; bytes: number } {
+  const m = weightCache.get(gpu.device);
+  let buffers = 0, bytes = 0;
+  for (const w of m?.values() ?? []) { buffers += w.bufs.length; bytes += w.bytes; }
+  return { weights: m?.size ?? 0, buffers, bytes };
 }
 
 const CHUNK = 1 << 24; // 16 MiB per file read / upload
@@ -58,6 +82,9 @@ export class GpuProgram {
   private gpuBufs = new Map<BufferSlot, GPUBuffer>();
   private passes: { pipeline: GPUComputePipeline; bind: GPUBindGroup; groups: [number, number, number] }[] = [];
   private staging?: GPUBuffer;
+  /** Buffers this program does not own: shared weights (key) and another program's state. */
+  private borrowed = new Set<BufferSlot>();
+  private sharedKeys: string[] = [];
   private disposed = false;
   private initialized = false;
   steps = 0;
@@ -83,14 +110,14 @@ export class GpuProgram {
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
       feeds: [...plan.inputs.keys()].filter((n) => !stateInputs.has(n)),
-      state: spec.state.map((s) => s.name), fetch: [...spec.fetch], gpuResident: true,
+      state: spec.state.map((s) => s.name), fetch: [...spec.fetch], gpuResident: true, sharedWeightBytes: 0,
     };
     const p = new GpuProgram(gpu, spec, plan, info);
-    await p.realise(opts.externalDataDir, maxBinding);
+    await p.realise(opts.externalDataDir, maxBinding, opts.shareStateWith);
     return p;
   }
 
-  private async realise(dir: string | undefined, limit: number): Promise<void> {
+  private async realise(dir: string | undefined, limit: number, other?: GpuProgram): Promise<void> {
     const { device } = this.gpu;
     // weights were split into row blocks by the plan; an activation or state tensor this large is not split
     const big = this.plan.buffers.filter((b) => b.bytes > limit && b !== this.plan.paramsRef.buf); // (params: bound in slices)
@@ -100,10 +127,35 @@ export class GpuProgram {
     }
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
+    if (other) this.borrowState(other);
+    let cache = weightCache.get(device);
+    if (!cache) weightCache.set(device, cache = new Map());
+    const toUpload: typeof this.plan.consts = [];
+    const fresh: { key: string; slots: BufferSlot[] }[] = [];
+    for (const c of this.plan.consts) {
+      const key = weightKey(c, dir);
+      const slots = c.ref.parts ? c.ref.parts.bufs : [c.ref.buf];
+      const hit = key ? cache.get(key) : undefined;
+      if (hit && hit.bufs.length === slots.length) {
+        slots.forEach((sl, i) => { this.gpuBufs.set(sl, hit.bufs[i]!); this.borrowed.add(sl); });
+        hit.users++;
+        this.sharedKeys.push(key!);
+        this.info.sharedWeightBytes += hit.bytes;
+        continue;
+      }
+      toUpload.push(c);
+      if (key && !fresh.some((f) => f.key === key)) fresh.push({ key, slots });
+    }
     for (const b of this.plan.buffers) {
+      if (this.gpuBufs.has(b)) continue;
       this.gpuBufs.set(b, device.createBuffer({ size: b.bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: b.label }));
     }
-    for (const c of this.plan.consts) this.uploadConst(c.value, c.ref, dir, c.data);
+    for (const c of toUpload) this.uploadConst(c.value, c.ref, dir, c.data);
+    for (const f of fresh) {
+      cache.set(f.key, { bufs: f.slots.map((sl) => this.gpuBufs.get(sl)!), bytes: f.slots.reduce((a, sl) => a + sl.bytes, 0), users: 1 });
+      f.slots.forEach((sl) => this.borrowed.add(sl));
+      this.sharedKeys.push(f.key);
+    }
     device.queue.writeBuffer(this.gpuBufs.get(this.plan.paramsRef.buf)!, 0, new Uint32Array(this.plan.paramsRef.numel).map((_, i) => this.plan.params[i] ?? 0));
     const pipelines = new Map<string, GPUComputePipeline>();
     for (const d of this.plan.dispatches) {
@@ -182,6 +234,16 @@ export class GpuProgram {
     this.initialized = true;
   }
 
+  /** Overwrites the named state slots (e.g. new adapter values), leaving the others as they are. */
+  async setState(values: Record<string, HostTensor>): Promise<void> {
+    this.check();
+    for (const [name, v] of Object.entries(values)) {
+      const s = this.spec.state.find((x) => x.name === name);
+      if (!s) throw new Error(`GpuProgram.setState: no state slot "${name}" (slots: ${this.info.state.join(', ')}).`);
+      this.write(this.plan.inputs.get(s.input)!, v);
+    }
+  }
+
   /** One run: feeds in, one command buffer, state advanced on the GPU, fetched outputs back. */
   async step(feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
     this.check();
@@ -237,9 +299,29 @@ export class GpuProgram {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    for (const b of this.gpuBufs.values()) b.destroy();
+    for (const [slot, b] of this.gpuBufs) if (!this.borrowed.has(slot)) b.destroy();
+    const cache = weightCache.get(this.gpu.device);
+    for (const k of this.sharedKeys) {
+      const w = cache?.get(k);
+      if (!w || --w.users > 0) continue;
+      for (const b of w.bufs) b.destroy();
+      cache!.delete(k);
+    }
     this.staging?.destroy();
     this.gpuBufs.clear();
+  }
+
+  /** State inputs take `other`'s buffers for the slots both have (same input name and size). */
+  private borrowState(other: GpuProgram): void {
+    if (other.gpu.device !== this.gpu.device) throw new Error('GpuProgram: shareStateWith needs a program on the same device.');
+    for (const s of this.spec.state) {
+      const mine = this.plan.inputs.get(s.input), theirs = other.plan.inputs.get(s.input);
+      if (!mine || !theirs || theirs.ref.buf.kind !== 'state') continue;
+      if (mine.ref.buf.bytes !== theirs.ref.buf.bytes) throw new Error(`GpuProgram: state ${s.input} has ${mine.ref.buf.bytes} bytes here and ${theirs.ref.buf.bytes} in the program it shares with.`);
+      this.gpuBufs.set(mine.ref.buf, other.gpuBufs.get(theirs.ref.buf)!);
+      this.borrowed.add(mine.ref.buf);
+    }
+    this.initialized = true; // (the owner's init() set the shared state)
   }
 
   // ---------- host <-> GPU ----------
@@ -291,6 +373,13 @@ export class GpuProgram {
   private check(): void {
     if (this.disposed) throw new Error('GpuProgram: used after dispose().');
   }
+}
+
+/** The weight cache key of a constant read from a file (null: an in-graph constant, uploaded per program). */
+function weightKey(c: { value: { constData?: OnnxTensorData | undefined }; ref: Ref; data?: OnnxTensorData }, dir: string | undefined): string | null {
+  const d = c.data ?? c.value.constData;
+  if (c.data || !d || d.kind === 'raw' || !dir) return null;
+  return [path.resolve(dir, d.location), d.offset, d.length, c.ref.storage, c.ref.numel, c.ref.parts?.elems ?? 0].join('|');
 }
 
 /** Raw constant bytes in the IR type -> the bytes stored on the GPU (int64 -> int32, bool -> u32). */

@@ -1,0 +1,84 @@
+/**
+ * The KV-cache step graph on Lathe's GPU backend (engine/backends/webgpu): two programs planned from
+ * graph.ts's step graph with fixed token counts, a decode program (Tc = 1) and, when the prefill chunk is
+ * longer, a prefill program (Tc = chunk; shorter prompt pieces are padded: their rows write nothing to the
+ * cache and their logits are not picked). The KV caches k{i}/v{i} [1, K, S, D] and the adapter `params` are
+ * state slots resident on the GPU, owned by the decode program and borrowed by the prefill program (one
+ * cache, updated in place on the GPU each step); the model's weights are the device's shared uploads
+ * (program.ts), so a trainer's step, validation and generation programs hold one copy. The host feeds the
+ * small per-step inputs (ids, write/keep, masks, cos/sin, pick) and reads back one row of logits.
+ */
+import type { ModelConfig } from '../models/config';
+import type { WeightsLayout } from '../models/layout';
+import type { LoraLayout } from '../llm/lora';
+import type { WeightSource } from '../llm/forward';
+import type { HostTensor } from '../runtime/tensor';
+import { GpuProgram } from '../backends/webgpu/program';
+import { buildStepGraph, type StepGraph } from './graph';
+
+export class GpuStepPrograms {
+  private constructor(
+    /** The graph whose feeds the host builds: the prefill graph (or the decode graph when chunk = 1). */
+    readonly graph: StepGraph,
+    private readonly decodeProg: GpuProgram,
+    private readonly prefillProg: GpuProgram | null,
+    readonly chunk: number,
+  ) {}
+
+  static async create(cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null, capacity: number, chunk: number): Promise<GpuStepPrograms> {
+    const gsrc: WeightSource = { ...src, bf16InPlace: true };
+    const spec = (g: StepGraph) => ({
+      graph: g.graph, fetch: ['logits'],
+      state: [...g.cache.map((c) => ({ name: c.input, input: c.input, output: c.output })), ...(lora ? [{ name: 'params', input: 'params', output: 'params_out' }] : [])],
+    });
+    const dg = await buildStepGraph(cfg, layout, gsrc, lora, { chunk: 1, capacity, gpu: true });
+    const decode = await GpuProgram.create(spec(dg), { externalDataDir: src.dir });
+    let prefill: GpuProgram | null = null;
+    try {
+      const { numKvHeads: K, headDim: D } = cfg;
+      await decode.init(Object.fromEntries([
+        ...dg.cache.map((c) => [c.input, { type: 'float32', dims: [1, K, capacity, D], data: new Float32Array(K * capacity * D) } as HostTensor]),
+        ...(lora ? [['params', { type: 'float32', dims: [lora.size], data: new Float32Array(lora.size) } as HostTensor]] : []),
+      ]));
+      if (chunk === 1) return new GpuStepPrograms(dg, decode, null, 1);
+      const pg = await buildStepGraph(cfg, layout, gsrc, lora, { chunk, capacity, gpu: true });
+      prefill = await GpuProgram.create(spec(pg), { externalDataDir: src.dir, shareStateWith: decode });
+      return new GpuStepPrograms(pg, decode, prefill, chunk);
+    } catch (e) {
+      await prefill?.dispose();
+      await decode.dispose();
+      throw e;
+    }
+  }
+
+  /** Token rows a run of `n` new tokens is planned for (the host pads its feeds to this). */
+  rowsFor(n: number): number {
+    return n === 1 || !this.prefillProg ? 1 : this.chunk;
+  }
+
+  /** New adapter values: written once into the resident `params` slot (both programs read it). */
+  async setParams(params: Float32Array): Promise<void> {
+    await this.decodeProg.setState({ params: { type: 'float32', dims: [params.length], data: params } });
+  }
+
+  /** One step over `n` tokens (feeds padded to rowsFor(n) rows); returns the picked row's logits. */
+  async run(n: number, feeds: Record<string, HostTensor>): Promise<Float32Array> {
+    const prog = n === 1 || !this.prefillProg ? this.decodeProg : this.prefillProg;
+    const used: Record<string, HostTensor> = {};
+    for (const k of prog.info.feeds) {
+      if (!(k in feeds)) throw new Error(`GpuStepPrograms: no value for ${k}.`);
+      used[k] = feeds[k]!;
+    }
+    return (await prog.step(used))['logits']!.data as Float32Array;
+  }
+
+  /** GPU dispatches per decode step and per prefill piece (for reports). */
+  get dispatches(): { decode: number; prefill: number } {
+    return { decode: this.decodeProg.info.dispatches, prefill: (this.prefillProg ?? this.decodeProg).info.dispatches };
+  }
+
+  async dispose(): Promise<void> {
+    await this.prefillProg?.dispose(); // (borrows the decode program's state)
+    await this.decodeProg.dispose();
+  }
+}
