@@ -259,6 +259,11 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
         consts.push({ value: v, ref: r, data });
         return r;
       },
+      scratch: (numel, label) => {
+        const buf = take(storageBytes('f32', numel), 'temp', `${node.op}#${node.id} ${label}`);
+        lifeOf.get(buf)!.end = now; // free again once this node's dispatches are recorded
+        return { buf, offset: 0, numel, storage: 'f32' };
+      },
       view: (i, ref) => {
         refOf.set(node.outputs[i]!, ref);
         hold(ref.buf);
