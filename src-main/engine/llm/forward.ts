@@ -21,6 +21,7 @@ import type { WeightCache } from '../weights/cache';
 import { ALL_ROLES, type LoraLayout, type LinearRole, type NewRowsLayout } from './lora';
 import { loraDropout, moduleSeedOffset } from './dropout';
 import { nf4Linear } from '../quant/linear';
+import { softmaxCrossEntropy } from '../nn/layers';
 
 export interface ForwardOptions {
   batch: number; // B
@@ -87,6 +88,25 @@ export interface ForwardResult {
   nodes: number;
   /** What activation recomputation needs (see train-graph.ts). */
   blocks: ForwardBlocks;
+  /**
+   * Fused graphs (the GPU backend) with a frozen lm_head in one piece: the head's input and weight, so the
+   * loss can be LinearCrossEntropy (lossOf), which never holds the [N, V] logits. Absent: use `logits`.
+   */
+  head?: { x: Value; w: Value; scale: number; softcap: number };
+}
+
+/** Logits per vocabulary chunk of LinearCrossEntropy on the GPU: at most 64 MiB of f32 logits at a time. */
+const LOGITS_CHUNK_BYTES = 64 * 2 ** 20;
+
+/**
+ * Σ mask · nll over the rows (scalar): LinearCrossEntropy straight from the head's input when the forward
+ * offers it (fused graphs), else the cross-entropy of the logits (their node then feeds the loss).
+ */
+export function lossOf(g: GraphBuilder, fwd: ForwardResult, targets: Value, mask: Value): Value {
+  if (!fwd.head) return softmaxCrossEntropy(g, fwd.logits, targets, mask);
+  const N = fwd.head.x.shape[0] as number;
+  const chunk = Math.max(16, Math.floor(LOGITS_CHUNK_BYTES / (4 * N)));
+  return g.apply('LinearCrossEntropy', [fwd.head.x, fwd.head.w, targets, mask], { scale: fwd.head.scale, softcap: fwd.head.softcap, chunk })[0]!;
 }
 
 /**
@@ -563,5 +583,7 @@ export async function buildForward(
       logits = g.add(logits, g.constant(colMask, 'float32', [V + newRows.layout.ids.length]));
     }
   }
-  return { logits, nodes: g.nodes.length - start, blocks: { x: xs, rebuild: block, parts } };
+  // fused graphs: the loss may skip the logits (lossOf); trainable head rows keep the logits path
+  const fusedHead = g.fused && !newRows && head.length === 1 ? { x, w: head[0]!.w, scale: cfg.logitScale, softcap: cfg.finalSoftcap ?? 0 } : undefined;
+  return { logits, nodes: g.nodes.length - start, blocks: { x: xs, rebuild: block, parts }, ...(fusedHead ? { head: fusedHead } : {}) };
 }

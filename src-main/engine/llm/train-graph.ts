@@ -19,7 +19,7 @@ import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import { softmaxCrossEntropy, type AdamWConfig } from '../nn/layers';
 import { adamwStep } from '../nn/adamw-step';
-import { buildForward, type ForwardBlocks, type WeightSource } from './forward';
+import { buildForward, lossOf, type ForwardBlocks, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
 
 /** Static loss scale for f16 compute (applied to a mean-scaled loss; the non-finite guard skips a step that overflows). */
@@ -147,7 +147,7 @@ export async function buildTrainGraph(
   const gacc = g.input('gacc', 'float32', [P]);
 
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}) }, lora, params);
-  const lossSum = softmaxCrossEntropy(g, fwd.logits, targets, mask); // Σ mask · nll (scalar)
+  const lossSum = lossOf(g, fwd, targets, mask); // Σ mask · nll (scalar); LinearCrossEntropy in fused graphs
   const forwardNodes = g.nodes.length;
   // f16 compute: seed the backward with S/N instead of 1 so f16 gradients sit in the range of a mean loss
   // times a loss scale S (neither overflowing from the sum over N tokens nor underflowing), and undo it in f32

@@ -7,10 +7,12 @@
  *    type), inputs (fed per run), state (resident between runs), temporaries.
  *  - Views cost nothing: Reshape/Squeeze/Unsqueeze/Identity, contiguous Slice/Split pieces, f16->f32
  *    Casts of stored f16 weights (the kernels unpack them on load).
- *  - Temporaries come from a pool by liveness: a buffer returns to the pool after the last reader of
- *    every tensor in it has been scheduled; a new tensor takes the smallest free buffer that fits, or
- *    grows the largest free one (sizes are virtual until the plan is realised), or adds a buffer. The
- *    step's whole working set is therefore known, and allocated once, before the first run.
+ *  - Temporaries are placed by liveness once the whole schedule is known (assignTemporaries): each
+ *    computed tensor lives from the dispatch that writes it to the last reader of it and of its views;
+ *    tensors whose lifetimes do not overlap share a buffer (one tensor per buffer at a time, at offset 0,
+ *    so no dispatch binds one buffer twice), placed largest first into the smallest buffer free for the
+ *    whole lifetime. The step's whole working set is therefore known, and allocated once, before the
+ *    first run.
  *  - Graph outputs stay where they are computed (their buffers are never returned to the pool).
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
@@ -184,19 +186,19 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     consts.push({ value: v, ref });
   }
 
-  // ---- the temporary pool ----
-  const free: BufferSlot[] = [];
-  const holders = new Map<BufferSlot, number>(); // live tensors per temp buffer
+  // ---- temporaries: one virtual buffer per computed tensor while scheduling; assignTemporaries maps them
+  // onto shared buffers by lifetime once the schedule is complete ----
+  let now = 0; // index of the node being scheduled
+  const lifetimes: Lifetime[] = [];
+  const lifeOf = new Map<BufferSlot, Lifetime>();
+  const holders = new Map<BufferSlot, number>(); // live tensors (the tensor and its views) per temp buffer
   const take = (bytes: number, kind: BufferKind, label: string): BufferSlot => {
-    if (kind === 'temp' && free.length) {
-      free.sort((a, b) => a.bytes - b.bytes);
-      const fit = free.find((b) => b.bytes >= bytes);
-      const b = fit ?? free[free.length - 1]!;
-      free.splice(free.indexOf(b), 1);
-      b.bytes = Math.max(b.bytes, bytes);
-      return b;
-    }
-    return slot(kind, bytes, label);
+    if (kind !== 'temp') return slot(kind, bytes, label);
+    const b: BufferSlot = { id: -1, kind, bytes, label };
+    const life: Lifetime = { buf: b, start: now, end: Infinity };
+    lifetimes.push(life);
+    lifeOf.set(b, life);
+    return b;
   };
   const hold = (b: BufferSlot) => { if (b.kind === 'temp') holders.set(b, (holders.get(b) ?? 0) + 1); };
   const drop = (v: Value) => {
@@ -204,7 +206,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (!r || r.buf.kind !== 'temp' || pinned.has(v)) return;
     const left = holders.get(r.buf)! - 1;
     holders.set(r.buf, left);
-    if (left === 0) free.push(r.buf);
+    if (left === 0) lifeOf.get(r.buf)!.end = now;
   };
 
   const params: number[] = [];
@@ -221,6 +223,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     }
   };
   for (const node of order) {
+    now++;
     if (inlined.has(node)) continue; // computed inside its reader's kernel
     const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
     const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
@@ -255,6 +258,11 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
         refOf.set(v, r);
         consts.push({ value: v, ref: r, data });
         return r;
+      },
+      scratch: (numel, label) => {
+        const buf = take(storageBytes('f32', numel), 'temp', `${node.op}#${node.id} ${label}`);
+        lifeOf.get(buf)!.end = now; // free again once this node's dispatches are recorded
+        return { buf, offset: 0, numel, storage: 'f32' };
       },
       view: (i, ref) => {
         refOf.set(node.outputs[i]!, ref);
@@ -299,9 +307,53 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (ref.buf.kind === 'temp') ref.buf.kind = 'output';
     outputs.set(o.name, { name: o.name, dtype: o.value.dtype, shape: staticShape(o.value.shape, `output ${o.name}`), ref });
   }
+  assignTemporaries(lifetimes, slot, dispatches, outputs);
   const bytes: Record<BufferKind, number> = { weight: 0, const: 0, input: 0, state: 0, output: 0, temp: 0 };
   for (const b of buffers) bytes[b.kind] += b.bytes;
   const byKernel: Record<string, number> = {};
   for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
   return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length };
+}
+
+/** A computed tensor's virtual buffer and the nodes (schedule indices, inclusive) it is live for. */
+interface Lifetime { buf: BufferSlot; start: number; end: number }
+
+/**
+ * Maps the virtual buffers of computed tensors onto real ones: largest first, each into the smallest real
+ * buffer none of whose tensors is live at the same time (greedy by size), or into a new one. Real buffers
+ * are never larger than the largest tensor they hold, and a buffer holds one live tensor at a time, so the
+ * kernels' bindings (whole buffers, read or read-write) never alias within a dispatch. Tensors live to the
+ * end (graph outputs computed in place or as views) keep a buffer of their own, of kind 'output'. The
+ * refs of every dispatch binding and output are rewritten to the real buffers.
+ */
+function assignTemporaries(
+  lifetimes: Lifetime[], slot: (kind: BufferKind, bytes: number, label: string) => BufferSlot,
+  dispatches: PlannedDispatch[], outputs: Map<string, PlannedTensor>,
+): void {
+  const real = new Map<BufferSlot, BufferSlot>();
+  const shared: { buf: BufferSlot; lives: Lifetime[] }[] = [];
+  const order = [...lifetimes].sort((a, b) => b.buf.bytes - a.buf.bytes || a.start - b.start);
+  for (const life of order) {
+    if (life.buf.kind !== 'temp' || life.end === Infinity) {
+      real.set(life.buf, slot(life.buf.kind === 'temp' ? 'output' : life.buf.kind, life.buf.bytes, life.buf.label));
+      continue;
+    }
+    let best: (typeof shared)[number] | undefined;
+    for (const s of shared) {
+      if (best && s.buf.bytes >= best.buf.bytes) continue;
+      if (s.lives.every((o) => o.end < life.start || life.end < o.start)) best = s;
+    }
+    if (!best) {
+      best = { buf: slot('temp', life.buf.bytes, life.buf.label), lives: [] };
+      shared.push(best);
+    }
+    best.lives.push(life);
+    real.set(life.buf, best.buf);
+  }
+  const remap = (r: Ref): Ref => {
+    const b = real.get(r.buf);
+    return b ? { ...r, buf: b } : r;
+  };
+  for (const d of dispatches) d.bindings = d.bindings.map((b) => ({ ...b, ref: remap(b.ref) }));
+  for (const t of outputs.values()) t.ref = remap(t.ref);
 }

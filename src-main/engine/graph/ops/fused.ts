@@ -207,3 +207,76 @@ def({
     return [dx, g.reduceSum(g.mul(gy!, xh), lead, false), g.reduceSum(gy!, lead, false), g.cast(mu, 'float32'), g.cast(r, 'float32')];
   }),
 });
+
+/**
+ * The lm_head logits of the decomposition: cast to f32, times `scale` (Granite's 1/logits_scaling),
+ * soft-capped (cap · tanh(l / cap), Gemma 2) when `softcap` > 0 — forward.ts's headLogits + finishLogits.
+ */
+function headLogitsOf(g: GraphBuilder, x: Value, w: Value, a: Attrs): Value {
+  let l = g.cast(g.gemm(x, w, null, { transB: true }), 'float32');
+  const scale = num(a, 'scale'), cap = num(a, 'softcap') || 0;
+  if (scale !== 1) l = g.mul(l, scale);
+  if (cap) l = g.mul(g.tanh(g.div(l, cap)), cap);
+  return l;
+}
+
+function linearCeInfer(x: readonly (Value | null)[]): { N: number; C: number; V: number } {
+  const [h, w, t, wt] = need(x, 4);
+  floatIn(h!);
+  floatIn(w!);
+  const [N, C] = staticShape(h!.shape, 'hidden states');
+  if (h!.rank !== 2 || w!.rank !== 2 || w!.shape[1] !== C || t!.rank !== 2 || t!.shape[0] !== N || t!.shape[1] !== 1 || wt!.rank !== 2 || wt!.shape[0] !== N) {
+    throw new Error(`expected x [N, C], lm_head [V, C], targets [N, 1], weights [N, 1]; got ${shapeStr(h!.shape)}, ${shapeStr(w!.shape)}, ${shapeStr(t!.shape)}, ${shapeStr(wt!.shape)}`);
+  }
+  return { N: N!, C: C!, V: w!.shape[0] as number };
+}
+
+def({
+  // The lm_head GEMM and the softmax cross-entropy in one op, so the GPU backend never holds the [N, V]
+  // logits: loss = Σ_i w_i (logsumexp(l_i) − l_i[t_i]) with l = head(x · Wᵀ) (headLogitsOf), lse [N, 1].
+  // inputs x [N, C], lm_head W [V, C] (frozen), targets int [N, 1], weights f32 [N, 1];
+  // attrs scale, softcap (0: none), chunk (vocabulary rows per chunk on the GPU: kernels/cross-entropy.ts)
+  name: 'LinearCrossEntropy',
+  optionalOutputs: true,
+  infer: (x) => {
+    const { N } = linearCeInfer(x);
+    return [{ dtype: 'float32', shape: [] }, { dtype: 'float32', shape: [N, 1] }];
+  },
+  lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt]) => {
+    const l = headLogitsOf(g, x!, w!, c.node.attrs);
+    const lse = g.reduceLogSumExp(l, [1], true);
+    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), wt!), [0, 1], false), lse];
+  }),
+  grad: (c) => {
+    const gy = c.gy[0];
+    if (c.gy[1]) throw new Error('LinearCrossEntropy: its logsumexp output has no gradient');
+    if (!gy) return [null, null, null, null];
+    if (c.needs(1)) throw new Error('LinearCrossEntropy: the lm_head weight is frozen here (trainable head rows use the unfused loss)');
+    if (c.needs(3)) throw new Error('LinearCrossEntropy: the loss weights have no gradient here');
+    const [x, w, t, wt] = c.x as Value[];
+    const dx = c.needs(0) ? c.g.apply('LinearCrossEntropyGrad', [x!, w!, t!, wt!, c.y[1]!, gy], c.node.attrs)[0]! : null;
+    return [dx, null, null, null];
+  },
+});
+
+def({
+  // dx [N, C] of LinearCrossEntropy from x, W, targets, weights, lse, gy: dl = gy · w · (softmax(l) − onehot(t))
+  // through the soft-cap (1 − (l / cap)²) and the scale, then dx = dl · W; the GPU recomputes l one
+  // vocabulary chunk at a time
+  name: 'LinearCrossEntropyGrad',
+  nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
+  infer: (x) => {
+    linearCeInfer(x);
+    need(x, 6);
+    return [{ dtype: x[0]!.dtype, shape: [...x[0]!.shape] }];
+  },
+  lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt, lse, gy]) => {
+    const l = headLogitsOf(g, x!, w!, c.node.attrs);
+    const wg = g.mul(wt!, gy!); // [N, 1]
+    let dl = g.scatterAdd(g.mul(g.exp(g.sub(l, lse!)), wg), t!, g.neg(wg), 1);
+    const scale = num(c.node.attrs, 'scale'), cap = num(c.node.attrs, 'softcap') || 0;
+    if (cap) dl = g.mul(dl, g.sub(1, g.mul(g.div(l, cap), g.div(l, cap))));
+    if (scale !== 1) dl = g.mul(dl, scale);
+    return [g.matmul(g.cast(dl, x!.dtype), g.cast(w!, x!.dtype))];
+  }),
+});

@@ -30,6 +30,11 @@ export interface EmitCtx {
    * take the buffer over (`view(o, in(i))`) and the kernel overwrite it in place (KernelBuilder.inout).
    */
   lastUse?(i: number): boolean;
+  /**
+   * A temporary f32 buffer of `numel` elements that lives only while this node runs (its dispatches'
+   * working memory: one vocabulary chunk of logits in LinearCrossEntropy).
+   */
+  scratch?(numel: number, label: string): Ref;
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }

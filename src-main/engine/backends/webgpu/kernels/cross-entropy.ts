@@ -8,8 +8,10 @@
  * A target outside [0, V) (an ignore label such as −100) makes its row contribute nothing, like weight 0.
  * Shapes: logits [N, V]; targets, weights, lse [N, 1].
  */
-import { KernelBuilder, grid } from '../wgsl';
-import { ENTRY, dispatchPerElement, inShape, type Emitter } from './context';
+import { num } from '../../../graph/ops/registry';
+import { KernelBuilder, grid, lit, type Ref } from '../wgsl';
+import { ENTRY, dispatchPerElement, inShape, type EmitCtx, type Emitter } from './context';
+import { emitGemm, narrowStorage } from './gemm';
 
 const WG = 64;
 const NEG = '-3.4028e+38f';
@@ -27,7 +29,131 @@ const tree = (v: string, comb: (a: string, b: string) => string) => `sh[li] = ${
 /** The target column of row `row`, or V (none) when out of range. */
 const targetOf = (ldt: string, V: number, row: string) => `select(${V}u, u32(${ldt}(${row})), ${ldt}(${row}) >= 0i && ${ldt}(${row}) < ${V}i)`;
 
+/** Vocabulary chunks [start, end) of LinearCrossEntropy's `chunk` attribute (all of V when unset or larger). */
+function chunksOf(c: EmitCtx, V: number): [number, number][] {
+  const size = Math.max(1, Math.min(V, num(c.node.attrs, 'chunk') || V));
+  const out: [number, number][] = [];
+  for (let a = 0; a < V; a += size) out.push([a, Math.min(V, a + size)]);
+  return out;
+}
+
+/**
+ * S [N, end − start] = the logits of vocabulary rows [start, end): head(x · W[start:end]ᵀ) (scale, then the
+ * soft-cap), one GEMM whose epilogue finishes the logits.
+ */
+function chunkLogits(c: EmitCtx, x: Ref, w: Ref, S: Ref, N: number, C: number, start: number, end: number): void {
+  const Vk = end - start;
+  const scale = num(c.node.attrs, 'scale'), cap = num(c.node.attrs, 'softcap') || 0;
+  const k = new KernelBuilder('LinearCeLogits');
+  const ldx = k.input(x), ldw = k.input({ ...w, offset: w.offset + start * C, numel: Vk * C }), st = k.output(S);
+  let v = scale === 1 ? 'acc' : `${lit(scale)} * acc`;
+  if (cap) v = `${lit(cap)} * tanh(${v} / ${lit(cap)})`;
+  emitGemm(c, {
+    k, M: N, N: Vk, K: C,
+    a: (row, ka) => `${ldx}(${row} * ${C}u + ${ka})`,
+    b: (kb, col) => `${ldw}(${col} * ${C}u + ${kb})`,
+    store: (row, col, acc) => `${st}(${row} * ${Vk}u + ${col}, ${v.replace(/acc/g, acc)});`,
+  }, narrowStorage(w));
+}
+
 export const CROSS_ENTROPY: Record<string, Emitter> = {
+  /**
+   * LinearCrossEntropy (graph/ops/fused.ts): per vocabulary chunk, the chunk's logits (one GEMM into a
+   * scratch [N, chunk] buffer) and a pass that folds the chunk's logsumexp into the running one (online
+   * logsumexp) and keeps the target's logit when it falls in the chunk; then the weighted sum. The [N, V]
+   * logits never exist.
+   */
+  LinearCrossEntropy: (c) => {
+    const [N, C] = inShape(c, 0) as [number, number];
+    const V = inShape(c, 1)[0]!;
+    const chunks = chunksOf(c, V);
+    const S = c.scratch!(N * (chunks[0]![1] - chunks[0]![0]), 'logits chunk');
+    const picked = c.scratch!(N, 'target logits');
+    const lse = c.out(1);
+    chunks.forEach(([a, b], i) => {
+      chunkLogits(c, c.in(0), c.in(1), S, N, C, a, b);
+      const Vk = b - a;
+      const k = new KernelBuilder('LinearCeLse');
+      const lds = k.input(S), ldt = k.input(c.in(2));
+      const [ldl, stl] = i === 0 ? ['', k.output(lse)] : k.inout(lse);
+      const stp = k.output(picked);
+      k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
+      const lo = k.param(a);
+      const { groups, x } = grid(N, 1);
+      c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wid.y * ${x}u + wid.x;
+  if (row >= ${N}u) { return; }
+  let base = row * ${Vk}u;
+  var m_a = ${NEG};
+  for (var j = li; j < ${Vk}u; j = j + ${WG}u) { m_a = max(m_a, ${lds}(base + j)); }
+  ${tree('m', (p, q) => `max(${p}, ${q})`)}
+  var t_a = 0.0;
+  for (var j = li; j < ${Vk}u; j = j + ${WG}u) { t_a = t_a + exp(${lds}(base + j) - m); }
+  ${tree('t', (p, q) => `${p} + ${q}`)}
+  if (li == 0u) {
+    let chunk = m + log(t);
+    ${i === 0 ? `${stl}(row, chunk);` : `let prev = ${ldl}(row);
+    let hi = max(prev, chunk);
+    ${stl}(row, hi + log(exp(prev - hi) + exp(chunk - hi)));`}
+    let col = ${targetOf(ldt, V, 'row')};
+    if (col >= ${lo} && col < ${lo} + ${Vk}u) { ${stp}(row, ${lds}(base + col - ${lo})); }
+  }
+}`, groups);
+    });
+    if (!c.used(0)) return;
+    const k2 = new KernelBuilder('CrossEntropyLoss');
+    const ldp = k2.input(picked), ldt = k2.input(c.in(2)), ldw = k2.input(c.in(3)), ldlse = k2.input(lse);
+    const st = k2.output(c.out(0));
+    k2.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
+    c.dispatch(k2, `${ENTRY}(${WG}) fn main(@builtin(local_invocation_index) li: u32) {
+  var a_a = 0.0;
+  for (var row = li; row < ${N}u; row = row + ${WG}u) {
+    let col = ${targetOf(ldt, V, 'row')};
+    if (col < ${V}u) { a_a = a_a + (${ldlse}(row) - ${ldp}(row)) * ${ldw}(row); }
+  }
+  ${tree('a', (p, q) => `${p} + ${q}`)}
+  if (li == 0u) { ${st}(0u, a); }
+}`, [1, 1, 1]);
+  },
+  /**
+   * LinearCrossEntropyGrad: per vocabulary chunk, the chunk's logits again (GEMM), turned in place into
+   * their gradient gy · w · (exp(l − lse) − onehot) (· (1 − (l / cap)²) · scale), then dx (+)= dl · W[chunk]
+   * (a second GEMM accumulating over the chunks).
+   */
+  LinearCrossEntropyGrad: (c) => {
+    const [N, C] = inShape(c, 0) as [number, number];
+    const V = inShape(c, 1)[0]!;
+    const scale = num(c.node.attrs, 'scale'), cap = num(c.node.attrs, 'softcap') || 0;
+    const chunks = chunksOf(c, V);
+    const S = c.scratch!(N * (chunks[0]![1] - chunks[0]![0]), 'logits chunk');
+    const dx = c.out(0);
+    chunks.forEach(([a, b], i) => {
+      const Vk = b - a;
+      chunkLogits(c, c.in(0), c.in(1), S, N, C, a, b);
+      const k = new KernelBuilder('LinearCeGradChunk');
+      const [lds, sts] = k.inout(S);
+      const ldt = k.input(c.in(2)), ldw = k.input(c.in(3)), ldlse = k.input(c.in(4)), ldg = k.input(c.in(5));
+      const lo = k.param(a);
+      let d = `wg * (exp(l - ${ldlse}(row)) - select(0.0, 1.0, col == t))`;
+      if (cap) d = `${d} * (1.0 - (l / ${lit(cap)}) * (l / ${lit(cap)}))`;
+      if (scale !== 1) d = `${d} * ${lit(scale)}`;
+      dispatchPerElement(c, k, N * Vk, `  let row = i / ${Vk}u;
+  let col = ${lo} + i % ${Vk}u;
+  let t = ${targetOf(ldt, V, 'row')};
+  let wg = select(0.0, ${ldw}(row) * ${ldg}(0u), t < ${V}u);
+  let l = ${lds}(i);
+  ${sts}(i, ${d});`);
+      const g = new KernelBuilder('LinearCeGradDx');
+      const ldd = g.input(S), ldW = g.input({ ...c.in(1), offset: c.in(1).offset + a * C, numel: Vk * C });
+      const [ldx, stx] = i === 0 ? ['', g.output(dx)] : g.inout(dx);
+      emitGemm(c, {
+        k: g, M: N, N: C, K: Vk,
+        a: (row, ka) => `${ldd}(${row} * ${Vk}u + ${ka})`,
+        b: (kb, col) => `${ldW}(${kb} * ${C}u + ${col})`,
+        store: (row, col, acc) => (i === 0 ? `${stx}(${row} * ${C}u + ${col}, ${acc});` : `${stx}(${row} * ${C}u + ${col}, ${ldx}(${row} * ${C}u + ${col}) + ${acc});`),
+      }, narrowStorage(c.in(1)));
+    });
+  },
   SoftmaxCrossEntropy: (c) => {
     const [N, V] = inShape(c, 0) as [number, number];
     // 1. lse per row

@@ -47,7 +47,7 @@ describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
       const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, packed }, optim);
       // the GPU's graph references bf16 weights in the file (the CPU EP's reads f32 conversions: same values)
       const tgGpu = await buildTrainGraph(config, layout, dtype === 'bf16' ? { weights, dir, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, fused: true }, optim);
-      expect(tgGpu.graph.nodes.some((n) => n.op === 'SoftmaxCrossEntropy')).toBe(true);
+      expect(tgGpu.graph.nodes.some((n) => n.op === 'LinearCrossEntropy')).toBe(true);
       const p0 = initLoraParams(lora, 3);
       // non-zero B too, so every gradient path carries signal
       for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
