@@ -9,7 +9,7 @@ import path from 'node:path';
 import { openModel, parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/runtime';
+import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { tempDir } from '../../../../helpers/services';
