@@ -17,7 +17,7 @@ export interface GpuBackendChoice {
 /** What of a training configuration the GPU backend cannot run yet (null: it runs all of it). */
 export function gpuUnsupported(cfg: { compute?: string; quantization?: string; pagedOptimizer?: boolean; method?: string }): string | null {
   if (cfg.method === 'dpo' || cfg.method === 'orpo') return 'preference tuning (DPO/ORPO) has no GPU-backend kernels yet (Softplus, the per-pair loss)';
-  if (cfg.compute === 'float16') return 'f16 compute is not implemented on the GPU backend yet (it computes in f32; f16/bf16 weights are read in their own type)';
+  // (f16 compute runs: f16 activations, f32 LoRA masters and AdamW; array<f16> storage where the adapter has shader-f16)
   if (cfg.pagedOptimizer) return 'the paged optimizer is not implemented on the GPU backend (its state stays on the GPU)';
   return null;
 }
