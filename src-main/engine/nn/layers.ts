@@ -33,12 +33,20 @@ export function softmaxCrossEntropy(g: GraphBuilder, logits: Value, targets: Val
   const N = logits.shape[0]!;
   const t = targets.rank === 1 ? g.reshape(targets, [N, 1]) : targets; // [N, 1]
   // GPU backend: one fused node (its backward reads the logits once; graph/ops/fused.ts)
-  if (g.fused && weights) return g.apply('SoftmaxCrossEntropy', [logits, t, weights])[0]!;
+  // (f16 compute: the f16 logits themselves, not their f32 widening: the op's math is f32 and its gradient,
+  // then f16, can overwrite the logits in place: one 16-bit [N, V] buffer)
+  if (g.fused && weights) return g.apply('SoftmaxCrossEntropy', [narrowed(logits), t, weights])[0]!;
   const lse = g.reduceLogSumExp(logits, [1], true); // [N, 1]
   const picked = g.gatherElements(logits, t, 1); // [N, 1]
   const nll = g.sub(lse, picked); // [N, 1]
   if (weights) return g.reduceSum(g.mul(nll, weights), [0, 1], false);
   return g.reduceMean(nll, [0, 1], false);
+}
+
+/** The float16 value a float32 value was widened from by a Cast, or the value itself. */
+function narrowed(v: Value): Value {
+  const x = v.node?.op === 'Cast' ? v.node.inputs[0] : undefined;
+  return x && x.dtype === 'float16' && v.dtype === 'float32' ? x : v;
 }
 
 /** Additive causal mask [T, T]: 0 on and below the diagonal, −1e9 above (a constant, no Trilu node). */

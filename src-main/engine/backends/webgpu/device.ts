@@ -137,7 +137,10 @@ export function capabilityReport(adapter: GpuReport['adapter'], software: boolea
   const notes: string[] = [];
   const has = (f: string) => features.includes(f);
   const gemm = chooseGemm(features, subgroupMatrixConfigs, subgroupSize);
-  notes.push('f16 and bf16 weights are read in their stored type and unpacked to f32 in the kernels\' loads (unpack2x16float / bf16 = top half of an f32); no shader-f16 arithmetic is used yet');
+  notes.push('f16 and bf16 weights are read in their stored type and unpacked to f32 in the kernels\' loads (unpack2x16float / bf16 = top half of an f32)');
+  notes.push(has('shader-f16')
+    ? 'f16 compute: activations stored as array<f16> (shader-f16; half the bytes), f32 math inside the kernels'
+    : 'f16 compute: activations stored as f32 words rounded to f16 (emulated: the adapter does not offer shader-f16), f32 math inside the kernels');
   if (has('subgroups')) notes.push('subgroups are offered (not used by the kernels yet)');
   notes.push(`largest storage binding ${fmtBytes(limits.maxStorageBufferBindingSize)}, largest buffer ${fmtBytes(limits.maxBufferSize)}`);
   if (software) notes.push('software adapter: correct, but slower than the CPU EP (use for tests)');

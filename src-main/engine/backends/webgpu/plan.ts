@@ -22,7 +22,7 @@ import { KERNELS } from './kernels';
 import { fusedElementwise, fusibleExpr } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
-import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
+import { KernelBuilder, activationStorage, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
   /** Kernel name (op or fused kernel) for counts and errors. */
@@ -74,6 +74,12 @@ export interface PlanOptions {
   maxBinding?: number;
   /** The device's GEMM path (device.ts's report); default the tiled f32-accumulate kernel. */
   gemm?: GemmChoice;
+  /**
+   * The device has WGSL's f16 type (feature shader-f16): float16 values kernels compute are stored as
+   * array<f16> (`h16`, half the bytes); without it as f32 words rounded to f16 (`f16r`). Graph inputs and
+   * outputs keep f16r either way (fed and read as f32 words).
+   */
+  shaderF16?: boolean;
 }
 
 /**
@@ -244,7 +250,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
         if (r) return r;
         const shape = staticShape(v.shape, `GPU plan: ${node} output ${i}`);
         const n = shape.reduce((a, b) => a * b, 1);
-        const storage = storageOf(v.dtype);
+        const storage = pinned.has(v) ? storageOf(v.dtype) : activationStorage(v.dtype, !!opts.shaderF16);
         const buf = take(storageBytes(storage, n), pinned.has(v) ? 'output' : 'temp', `${node.op}#${node.id}`);
         hold(buf);
         r = { buf, offset: 0, numel: n, storage };

@@ -18,7 +18,7 @@ import type { HostTensor, StateSlot } from '../../runtime/tensor';
 import type { OnnxTensorData } from '../../onnx/spec';
 import { openGpu, type GpuContext } from './device';
 import { planGraph, type Plan, type PlannedTensor } from './plan';
-import type { BufferSlot, Ref } from './wgsl';
+import { elementBytes, type BufferSlot, type Ref } from './wgsl';
 
 export interface GpuProgramSpec {
   graph: GraphBuilder;
@@ -105,7 +105,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm });
+    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: gpu.report.features.includes('shader-f16') });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
@@ -268,6 +268,7 @@ export class GpuProgram {
     for (const s of this.spec.state) {
       const from = this.plan.outputs.get(s.output)!.ref, to = this.plan.inputs.get(s.input)!.ref;
       if (from.buf === to.buf && from.offset === to.offset) continue;
+      if (from.storage !== to.storage) throw new Error(`GpuProgram: state ${s.name} is computed as ${from.storage} but stored as ${to.storage}.`);
       enc.copyBufferToBuffer(this.gpuBufs.get(from.buf)!, from.offset * 4, this.gpuBufs.get(to.buf)!, 0, from.numel * 4);
     }
     device.queue.submit([enc.finish()]);
@@ -336,17 +337,26 @@ export class GpuProgram {
   private copyToStaging(enc: GPUCommandEncoder, refs: Ref[]): number[] {
     const offsets: number[] = [];
     let at = 0;
+    // (a 16-bit tensor may start or end mid-word: its 4-byte-aligned range is copied, `offsets` give its first element)
+    const ranges: [number, number][] = [];
     for (const r of refs) {
       if (r.storage === 'f16' || r.storage === 'bf16') throw new Error('GpuProgram: packed weights cannot be read back.');
-      offsets.push(at);
-      at += r.numel * 4;
+      const eb = elementBytes(r.storage), from = r.offset * eb;
+      const a0 = Math.floor(from / 4) * 4, a1 = Math.ceil((from + r.numel * eb) / 4) * 4;
+      ranges.push([a0, a1 - a0]);
+      offsets.push(at + from - a0);
+      at += a1 - a0;
     }
     if (at === 0) return offsets;
     if (!this.staging || this.staging.size < at) {
       this.staging?.destroy();
       this.staging = this.gpu.device.createBuffer({ size: Math.ceil(at / 256) * 256, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging' });
     }
-    refs.forEach((r, i) => enc.copyBufferToBuffer(this.gpuBufs.get(r.buf)!, r.offset * 4, this.staging!, offsets[i]!, r.numel * 4));
+    let to = 0;
+    refs.forEach((r, i) => {
+      enc.copyBufferToBuffer(this.gpuBufs.get(r.buf)!, ranges[i]![0], this.staging!, to, ranges[i]![1]);
+      to += ranges[i]![1];
+    });
     return offsets;
   }
 
@@ -361,7 +371,7 @@ export class GpuProgram {
     try {
       const all = st.getMappedRange();
       ts.forEach((t, i) => {
-        const raw = new Uint8Array(all, offsets[i]!, t.ref.numel * 4).slice();
+        const raw = new Uint8Array(all, offsets[i]!, t.ref.numel * elementBytes(t.ref.storage)).slice();
         res[t.name] = storedToHost(raw, t);
       });
     } finally {
@@ -429,6 +439,12 @@ function hostToStored(h: HostTensor, t: PlannedTensor): Uint8Array {
 /** Stored bytes -> a host tensor of the output's IR type. */
 function storedToHost(raw: Uint8Array, t: PlannedTensor): HostTensor {
   const dims = [...t.shape];
+  if (t.ref.storage === 'h16') {
+    // f16 values (an f16 tensor, or an f32 view of one: a Cast that cost nothing)
+    const bits = new Uint16Array(raw.buffer);
+    if (t.dtype === 'float16') return { type: 'float16', dims, data: bits };
+    if (t.dtype === 'float32') return { type: 'float32', dims, data: Float32Array.from(bits, float16BitsToFloat32) };
+  }
   switch (t.dtype) {
     case 'float32': return { type: 'float32', dims, data: new Float32Array(raw.buffer) };
     case 'float16': return { type: 'float16', dims, data: Uint16Array.from(new Float32Array(raw.buffer), float32ToFloat16Bits) };

@@ -5,7 +5,9 @@
  *
  * Storage kinds (element = one tensor element):
  *   f32   array<f32>                       float32 values
- *   f16r  array<f32>, stores rounded to f16  float16 values computed in f32 (f16 graphs, emulated)
+ *   h16   array<f16>                       float16 values computed by kernels (f16 compute), where the device
+ *                                          has shader-f16: half the bytes; loads widen to f32, stores round
+ *   f16r  array<f32>, stores rounded to f16  the same without shader-f16 (emulated: f32 words, f16 values)
  *   f16   array<u32>, two halves per word    float16 weights in the file's type (read-only)
  *   bf16  array<u32>, two halves per word    bfloat16 weights: a half is the top 16 bits of an f32 (read-only)
  *   i32   array<i32>                       int32 and int64 (int64 narrowed on upload; indices fit)
@@ -13,7 +15,7 @@
  */
 import type { DType } from '../../graph/types';
 
-export type Storage = 'f32' | 'f16r' | 'f16' | 'bf16' | 'i32' | 'u32';
+export type Storage = 'f32' | 'h16' | 'f16r' | 'f16' | 'bf16' | 'i32' | 'u32';
 export type Scalar = 'f32' | 'i32' | 'u32';
 
 export type BufferKind = 'weight' | 'const' | 'input' | 'state' | 'output' | 'temp';
@@ -64,14 +66,23 @@ export const storageOf = (t: DType): Storage => {
   }
 };
 
+/**
+ * Storage of a value computed by a kernel on a device that has (`shaderF16`) or lacks WGSL's f16 type:
+ * float16 values are array<f16> there (half the bytes), else f32 words rounded to f16 on store.
+ */
+export const activationStorage = (t: DType, shaderF16: boolean): Storage => (t === 'float16' && shaderF16 ? 'h16' : storageOf(t));
+
+/** Bytes one element takes in `s` (16-bit kinds: 2). */
+export const elementBytes = (s: Storage): number => (s === 'f16' || s === 'bf16' || s === 'h16' ? 2 : 4);
+
 /** Bytes a tensor of `n` elements takes in `s`, rounded up to 4. */
 export function storageBytes(s: Storage, n: number): number {
-  const b = s === 'f16' || s === 'bf16' ? 2 * n : 4 * n;
+  const b = elementBytes(s) * n;
   return Math.max(4, Math.ceil(b / 4) * 4);
 }
 
-const ARRAY: Record<Storage, string> = { f32: 'f32', f16r: 'f32', f16: 'u32', bf16: 'u32', i32: 'i32', u32: 'u32' };
-const SCALAR: Record<Storage, Scalar> = { f32: 'f32', f16r: 'f32', f16: 'f32', bf16: 'f32', i32: 'i32', u32: 'u32' };
+const ARRAY: Record<Storage, string> = { f32: 'f32', h16: 'f16', f16r: 'f32', f16: 'u32', bf16: 'u32', i32: 'i32', u32: 'u32' };
+const SCALAR: Record<Storage, Scalar> = { f32: 'f32', h16: 'f32', f16r: 'f32', f16: 'f32', bf16: 'f32', i32: 'i32', u32: 'u32' };
 
 /** A WGSL literal of type `t`. */
 export function lit(x: number, t: Scalar = 'f32'): string {
@@ -87,6 +98,14 @@ export function lit(x: number, t: Scalar = 'f32'): string {
 }
 
 export interface Binding { ref: Ref; write: boolean }
+
+/** WGSL's directive for the f16 type (needs the device feature shader-f16); hoisted by `source`. */
+const ENABLE_F16 = 'enable f16;';
+/**
+ * f32 -> f16 for stores, rounding to nearest; values beyond f16's range become ±inf and NaN stays NaN
+ * (WGSL leaves an out-of-range f16(v) indeterminate; the loss-scaled backward's non-finite guard needs the inf).
+ */
+const TO_H16 = 'fn toH16(v: f32) -> f16 { if (abs(v) < 65520.0) { return f16(v); } let w = bitcast<vec2<f16>>(select(0x7e007e00u, select(0xfc00fc00u, 0x7c007c00u, v > 0.0), abs(v) >= 65520.0)); return w.x; }';
 
 /** Stands for the plan's params buffer until the plan binds it. */
 const PARAMS_PLACEHOLDER: Ref = { buf: { id: -1, kind: 'const', bytes: 4, label: 'params' }, offset: 0, numel: 1, storage: 'u32' };
@@ -125,9 +144,13 @@ export class KernelBuilder {
     if (ref.parts) return this.splitInput(ref, ref.parts);
     const i = this.bindings.length;
     this.bindings.push({ ref, write: false });
+    if (ref.storage === 'h16') this.decl(ENABLE_F16);
     this.decls.push(`@group(0) @binding(${i}) var<storage, read> b${i}: array<${ARRAY[ref.storage]}>;`);
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
     switch (ref.storage) {
+      case 'h16':
+        this.decls.push(`fn ld${i}(e: u32) -> f32 { return f32(b${i}[${j}]); }`);
+        break;
       case 'f16':
         this.decls.push(`fn ld${i}(e: u32) -> f32 { let j = ${j}; return unpack2x16float(b${i}[j >> 1u])[j & 1u]; }`);
         break;
@@ -143,10 +166,12 @@ export class KernelBuilder {
   /** A split weight: one binding per part, one load function choosing the part by element index. */
   private splitInput(ref: Ref, parts: NonNullable<Ref['parts']>): string {
     const first = this.bindings.length;
+    if (ref.storage === 'h16') this.decl(ENABLE_F16);
     const read = (b: string, q: string): string => {
       switch (ref.storage) {
         case 'f16': return `unpack2x16float(${b}[${q} >> 1u])[${q} & 1u]`;
         case 'bf16': return `bitcast<f32>(select(${b}[${q} >> 1u] << 16u, ${b}[${q} >> 1u] & 0xffff0000u, (${q} & 1u) == 1u))`;
+        case 'h16': return `f32(${b}[${q}])`;
         default: return `${b}[${q}]`;
       }
     };
@@ -168,9 +193,10 @@ export class KernelBuilder {
     const i = this.bindings.length;
     if (ref.storage === 'f16' || ref.storage === 'bf16') throw new Error(`${this.name}: kernels do not write packed ${ref.storage} tensors.`);
     this.bindings.push({ ref, write: true });
+    if (ref.storage === 'h16') { this.decl(ENABLE_F16); this.decl(TO_H16); }
     this.decls.push(`@group(0) @binding(${i}) var<storage, read_write> b${i}: array<${ARRAY[ref.storage]}>;`);
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
-    const v = ref.storage === 'f16r' ? 'unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x' : 'v';
+    const v = ref.storage === 'f16r' ? 'unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x' : ref.storage === 'h16' ? 'toH16(v)' : 'v';
     this.decls.push(`fn st${i}(e: u32, v: ${SCALAR[ref.storage]}) { b${i}[${j}] = ${v}; }`);
     return `st${i}`;
   }
@@ -180,7 +206,8 @@ export class KernelBuilder {
     const st = this.output(ref);
     const i = this.bindings.length - 1;
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
-    this.decls.push(`fn ld${i}(e: u32) -> ${SCALAR[ref.storage]} { return b${i}[${j}]; }`);
+    const v = ref.storage === 'h16' ? `f32(b${i}[${j}])` : `b${i}[${j}]`;
+    this.decls.push(`fn ld${i}(e: u32) -> ${SCALAR[ref.storage]} { return ${v}; }`);
     return [`ld${i}`, st];
   }
 

@@ -132,11 +132,13 @@ def({
     if (l!.rank !== 2 || t!.rank !== 2 || t!.shape[1] !== 1 || w!.rank !== 2 || t!.shape[0] !== l!.shape[0] || w!.shape[0] !== l!.shape[0]) {
       throw new Error(`expected logits [N, V], targets [N, 1], weights [N, 1]; got ${shapeStr(l!.shape)}, ${shapeStr(t!.shape)}, ${shapeStr(w!.shape)}`);
     }
-    return [{ dtype: l!.dtype, shape: [] }, { dtype: l!.dtype, shape: [l!.shape[0]!, 1] }];
+    // f16 logits (f16 compute): the loss and logsumexp are f32 (the kernel's math is f32 either way)
+    return [{ dtype: wide(l!.dtype), shape: [] }, { dtype: wide(l!.dtype), shape: [l!.shape[0]!, 1] }];
   },
-  lower: (c) => lowerAsDecomposition(c, (g, [l, t, w]) => {
-    const lse = g.reduceLogSumExp(l!, [1], true);
-    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l!, t!, 1)), w!), [0, 1], false), lse];
+  lower: (c) => lowerAsDecomposition(c, (g, [l16, t, w]) => {
+    const l = widen(g, l16!);
+    const lse = g.reduceLogSumExp(l, [1], true);
+    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), w!), [0, 1], false), lse];
   }),
   grad: (c) => {
     const gy = c.gy[0];
@@ -144,7 +146,7 @@ def({
     if (!gy) return [null, null, null];
     const [l, t, w] = c.x as Value[];
     const dl = c.needs(0) ? c.g.apply('SoftmaxCrossEntropyGrad', [l!, t!, w!, c.y[1]!, gy])[0]! : null;
-    const dw = c.needs(2) ? c.g.mul(c.g.sub(c.y[1]!, c.g.gatherElements(l!, t!, 1)), gy) : null;
+    const dw = c.needs(2) ? c.g.mul(c.g.sub(c.y[1]!, widen(c.g, c.g.gatherElements(l!, t!, 1))), gy) : null;
     return [dl, null, dw];
   },
 });
@@ -159,9 +161,14 @@ def({
   },
   lower: (c) => lowerAsDecomposition(c, (g, [l, t, w, lse, gy]) => {
     const wg = g.mul(w!, gy!); // [N, 1]
-    return [g.scatterAdd(g.mul(g.exp(g.sub(l!, lse!)), wg), t!, g.neg(wg), 1)];
+    const dl = g.scatterAdd(g.mul(g.exp(g.sub(widen(g, l!), lse!)), wg), t!, g.neg(wg), 1);
+    return [l!.dtype === 'float16' ? g.cast(dl, 'float16') : dl]; // (f16 logits: f32 math, the gradient in f16)
   }),
 });
+
+/** float16 -> float32 (the type fused ops compute a float16 input's statistics in); others as they are. */
+const wide = (t: DType): DType => (t === 'float16' ? 'float32' : t);
+const widen = (g: GraphBuilder, v: Value): Value => (v.dtype === 'float16' ? g.cast(v, 'float32') : v);
 
 /** Norm-gradient inference: dx like x, dscale (and dbias) like scale, the row statistic [..., 1] f32. */
 function normGradInfer(x: readonly (Value | null)[], outs: number, stats: number) {

@@ -284,8 +284,9 @@ export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refO
       const v = x as V;
       if (v.node && inlined.has(v.node)) {
         const e = walk(v.node);
-        stmts.push(`let f${v.id} = ${e};`);
-        return `f${v.id}`;
+        // (an f16 intermediate is rounded as its own kernel's store would: the same numbers fused or not)
+        stmts.push(`let fv${v.id} = ${v.dtype === 'float16' ? `unpack2x16float(pack2x16float(vec2<f32>(${e}, 0.0))).x` : e};`);
+        return `fv${v.id}`; // (not f<id>: f16 and f32 are WGSL's type names)
       }
       let j = leafOf.get(v);
       if (j === undefined) {

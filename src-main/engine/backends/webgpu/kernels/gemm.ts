@@ -212,8 +212,8 @@ export function emitSubgroupMatrixGemm(c: EmitCtx, g: TiledGemm, choice: GemmCho
   c.dispatch(k, body, [Math.ceil(N / TN), Math.ceil(M / TM), Z]);
 }
 
-/** Is this tensor stored in 16 bits or fewer (an f16/bf16 weight, NF4 codes): the subgroup-matrix path's GEMMs. */
-export const narrowStorage = (r: Ref): boolean => r.storage === 'f16' || r.storage === 'bf16';
+/** Is this tensor stored in 16 bits or fewer (an f16/bf16 weight, NF4 codes, f16 activations): the subgroup-matrix path's GEMMs. */
+export const narrowStorage = (r: Ref): boolean => r.storage === 'f16' || r.storage === 'bf16' || r.storage === 'h16' || r.storage === 'f16r';
 
 /** The device's GEMM for `g`: subgroup-matrix where chosen and the weight is narrow, else tiled f32. */
 export function emitGemm(c: EmitCtx, g: TiledGemm, narrowWeight: boolean): void {
