@@ -53,6 +53,8 @@ export interface Plan {
   byKernel: Record<string, number>;
   /** IR nodes scheduled. */
   nodes: number;
+  /** Inputs in PlanOptions.late: uploaded into their pool buffer before dispatch `at` (in order). */
+  late?: { name: string; at: number }[];
 }
 
 /** Most tensors one fused elementwise kernel reads (the storage-binding limit is 8 by default). */
@@ -72,6 +74,11 @@ export interface PlanOptions {
   maxBinding?: number;
   /** The device's GEMM path (device.ts's report); default the tiled f32-accumulate kernel. */
   gemm?: GemmChoice;
+  /**
+   * Graph inputs kept in host memory (the paged optimizer's m and v): no buffer of their own; each takes a
+   * temporary from the pool at its first reader and is copied in just before it (Plan.late).
+   */
+  late?: string[];
 }
 
 /**
@@ -153,9 +160,11 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const refOf = new Map<Value, Ref>();
   const inputs = new Map<string, PlannedTensor>();
   const consts: PlannedConst[] = [];
+  const lateNames = new Set(opts.late ?? []);
+  const late: { name: string; at: number }[] = [];
 
   for (const v of g.inputs) {
-    if (!seen.has(v)) continue;
+    if (!seen.has(v) || lateNames.has(v.name!)) continue;
     const shape = staticShape(v.shape, `GPU plan: input ${v.name}`);
     const n = shape.reduce((a, b) => a * b, 1);
     const storage = storageOf(v.dtype);
@@ -220,8 +229,25 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (left === 0) drop(x);
     }
   };
+  /** Host-kept inputs (PlanOptions.late) a node reads, itself or through inlined producers: a pool buffer from here on. */
+  const placeLate = (node: Node): void => {
+    for (const v of node.inputs) {
+      if (!v) continue;
+      if (v.node && inlined.has(v.node)) { placeLate(v.node); continue; }
+      if (refOf.has(v) || !v.name || !lateNames.has(v.name) || !g.inputs.includes(v)) continue;
+      const shape = staticShape(v.shape, `GPU plan: input ${v.name}`);
+      const n = shape.reduce((a, b) => a * b, 1), storage = storageOf(v.dtype);
+      const buf = take(storageBytes(storage, n), 'temp', v.name);
+      hold(buf);
+      const ref: Ref = { buf, offset: 0, numel: n, storage };
+      refOf.set(v, ref);
+      inputs.set(v.name, { name: v.name, dtype: v.dtype, shape, ref });
+      late.push({ name: v.name, at: dispatches.length });
+    }
+  };
   for (const node of order) {
     if (inlined.has(node)) continue; // computed inside its reader's kernel
+    if (lateNames.size) placeLate(node);
     const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
     const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
@@ -303,5 +329,5 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   for (const b of buffers) bytes[b.kind] += b.bytes;
   const byKernel: Record<string, number> = {};
   for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
-  return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length };
+  return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length, ...(opts.late ? { late } : {}) };
 }
