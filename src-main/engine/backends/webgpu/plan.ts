@@ -229,27 +229,33 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (left === 0) drop(x);
     }
   };
-  /** Host-kept inputs (PlanOptions.late) a node reads, itself or through inlined producers: a pool buffer from here on. */
+  /**
+   * A host-kept input (PlanOptions.late) at its first reader: a pool buffer from here on. Placed when the kernel
+   * asks for it (after the outputs it allocated first: AdamWStep's packed output takes the largest free buffer
+   * before m and v do), or up front for inputs read inside a fused chain.
+   */
+  const placeLateValue = (v: Value | null | undefined): void => {
+    if (!v || refOf.has(v) || !v.name || !lateNames.has(v.name) || !g.inputs.includes(v)) return;
+    const shape = staticShape(v.shape, `GPU plan: input ${v.name}`);
+    const n = shape.reduce((a, b) => a * b, 1), storage = storageOf(v.dtype);
+    const buf = take(storageBytes(storage, n), 'temp', v.name);
+    hold(buf);
+    const ref: Ref = { buf, offset: 0, numel: n, storage };
+    refOf.set(v, ref);
+    inputs.set(v.name, { name: v.name, dtype: v.dtype, shape, ref });
+    late.push({ name: v.name, at: dispatches.length });
+  };
   const placeLate = (node: Node): void => {
     for (const v of node.inputs) {
-      if (!v) continue;
-      if (v.node && inlined.has(v.node)) { placeLate(v.node); continue; }
-      if (refOf.has(v) || !v.name || !lateNames.has(v.name) || !g.inputs.includes(v)) continue;
-      const shape = staticShape(v.shape, `GPU plan: input ${v.name}`);
-      const n = shape.reduce((a, b) => a * b, 1), storage = storageOf(v.dtype);
-      const buf = take(storageBytes(storage, n), 'temp', v.name);
-      hold(buf);
-      const ref: Ref = { buf, offset: 0, numel: n, storage };
-      refOf.set(v, ref);
-      inputs.set(v.name, { name: v.name, dtype: v.dtype, shape, ref });
-      late.push({ name: v.name, at: dispatches.length });
+      if (v?.node && inlined.has(v.node)) placeLate(v.node);
+      else placeLateValue(v);
     }
   };
   for (const node of order) {
     if (inlined.has(node)) continue; // computed inside its reader's kernel
-    if (lateNames.size) placeLate(node);
     const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
     const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
+    if (fused && lateNames.size) placeLate(node);
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
@@ -257,6 +263,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
       in: (i) => {
         const v = node.inputs[i];
+        if (lateNames.size) placeLateValue(v);
         const r = v ? refOf.get(v) : undefined;
         if (!r) throw new Error(`GPU plan: ${node} input ${i} has no tensor.`);
         return r;
