@@ -23,7 +23,10 @@ import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { hostTensor } from '../../src-main/engine/runtime/tensor';
 import { GpuProgram, closeGpu, planGraph, type Plan } from '../../src-main/engine/backends/webgpu';
 import type { CachedNf4, WeightCache } from '../../src-main/engine/weights/cache';
+import { pagedSlots } from '../../src-main/engine/memory/paged';
+import { buildPreferenceTrainGraph, type PreferenceLoss } from '../../src-main/engine/llm/preference-graph';
 
+const DPO: PreferenceLoss = { method: 'dpo', beta: 0.1, loss: 'sigmoid', labelSmoothing: 0, orpoLambda: 0 };
 const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
 const GiB = 2 ** 30, MiB = 2 ** 20;
 
@@ -143,12 +146,24 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
       const plan = planGraph(g.graph, opts);
       report(row(label, 'B1×T2048', plan, { graph: fused ? 'fused' : 'decomposed', 'LoRA params': lr.size, 'AdamWStep dispatches': plan.byKernel.AdamWStep ?? 0, 'Nf4Gemm dispatches': plan.byKernel.Nf4Gemm ?? 0 }));
       if (!fused) continue;
+      // the paged optimizer: m and v in host upload buffers, copied into the pool before the optimizer
+      const ps = pagedSlots(g);
+      const paged = planGraph(g.graph, { outputs: [...ps.fetch, ...ps.state.map((s) => s.output)], state: ps.state.map((s) => s.input), late: ps.hostInputs });
+      const total = (x: Plan) => Object.values(x.bytes).reduce((p, q) => p + q, 0);
+      report({ model: label, shape: 'B1×T2048, fused, paged optimizer', 'total GiB': (total(paged) / GiB).toFixed(3), 'GPU MiB saved': ((total(plan) - total(paged)) / MiB).toFixed(1), '2·4P MiB': (8 * lr.size / MiB).toFixed(1) });
       // WebGPU's default 128 MiB binding limit: weights above it are split into row blocks (the embedding, lm_head)
       const limit = 128 * MiB;
       const split = planGraph(g.graph, { ...opts, maxBinding: limit });
       const parts = split.buffers.filter((b) => / \[part \d+\/\d+\]$/.test(b.label));
       report({ model: label, shape: 'B1×T2048, 128 MiB bindings, fused', 'weight parts': parts.length, 'split weights': new Set(parts.map((b) => b.label.replace(/ \[part.*$/, ''))).size,
         'activations over the limit': split.buffers.filter((b) => b.bytes > limit && b.kind !== 'weight').length, dispatches: split.dispatches.length });
+    }
+    // preference tuning (DPO: policy + reference forward), one pair = 2 rows of 1024 tokens, decomposed vs fused
+    if (qlora) continue;
+    for (const fused of [false, true]) {
+      const g = await buildPreferenceTrainGraph(cfg, lay, src, lr, { pairs: 1, seqLen: 1024, fused }, DPO, optim);
+      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+      report(row(label, 'DPO 1 pair × T1024', plan, { graph: fused ? 'fused' : 'decomposed' }));
     }
   }
 }

@@ -16,14 +16,16 @@ const PAGED = [['m', 'm_out'], ['v', 'v_out']] as const;
 
 /** A ProgramSpec with m and v taken out of the state and fetched instead. */
 export function pagedProgramSpec(spec: ProgramSpec): ProgramSpec {
-  return { model: spec.model, ...pagedSlots(spec) };
+  const { state, fetch } = pagedSlots(spec);
+  return { model: spec.model, state, fetch };
 }
 
 /**
  * The state and fetch lists of a paged program, for either backend (a GpuProgramSpec takes them beside its
- * graph): m and v out of the state, m_out and v_out fetched.
+ * graph): m and v out of the state, m_out and v_out fetched; `hostInputs`: m and v, which the GPU backend
+ * keeps in host (mappable) buffers and copies into its buffer pool just before the optimizer reads them.
  */
-export function pagedSlots(spec: { state: StateSlot[]; fetch: string[] }): { state: StateSlot[]; fetch: string[] } {
+export function pagedSlots(spec: { state: StateSlot[]; fetch: string[] }): { state: StateSlot[]; fetch: string[]; hostInputs: string[] } {
   for (const [i] of PAGED) {
     if (!spec.state.some((s) => s.input === i)) throw new Error(`pagedProgramSpec: the program has no "${i}" state slot (state: ${spec.state.map((s) => s.name).join(', ')}).`);
   }
@@ -31,6 +33,7 @@ export function pagedSlots(spec: { state: StateSlot[]; fetch: string[] }): { sta
   return {
     state: spec.state.filter((s) => !paged.has(s.input)),
     fetch: [...spec.fetch, ...PAGED.map(([, o]) => o)],
+    hostInputs: PAGED.map(([i]) => i),
   };
 }
 

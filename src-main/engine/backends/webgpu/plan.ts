@@ -55,6 +55,8 @@ export interface Plan {
   byKernel: Record<string, number>;
   /** IR nodes scheduled. */
   nodes: number;
+  /** Inputs in PlanOptions.late: uploaded into their pool buffer before dispatch `at` (in order). */
+  late?: { name: string; at: number }[];
 }
 
 /** Most tensors one fused elementwise kernel reads (the storage-binding limit is 8 by default). */
@@ -80,6 +82,11 @@ export interface PlanOptions {
    * outputs keep f16r either way (fed and read as f32 words).
    */
   shaderF16?: boolean;
+  /**
+   * Graph inputs kept in host memory (the paged optimizer's m and v): no buffer of their own; each takes a
+   * temporary from the pool at its first reader and is copied in just before it (Plan.late).
+   */
+  late?: string[];
 }
 
 /**
@@ -161,9 +168,11 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const refOf = new Map<Value, Ref>();
   const inputs = new Map<string, PlannedTensor>();
   const consts: PlannedConst[] = [];
+  const lateNames = new Set(opts.late ?? []);
+  const late: { name: string; at: number }[] = [];
 
   for (const v of g.inputs) {
-    if (!seen.has(v)) continue;
+    if (!seen.has(v) || lateNames.has(v.name!)) continue;
     const shape = staticShape(v.shape, `GPU plan: input ${v.name}`);
     const n = shape.reduce((a, b) => a * b, 1);
     const storage = storageOf(v.dtype);
@@ -228,11 +237,34 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (left === 0) drop(x);
     }
   };
+  /**
+   * A host-kept input (PlanOptions.late) at its first reader: a pool buffer from here on. Placed when the kernel
+   * asks for it (after the outputs it allocated first: AdamWStep's packed output takes the largest free buffer
+   * before m and v do), or up front for inputs read inside a fused chain.
+   */
+  const placeLateValue = (v: Value | null | undefined): void => {
+    if (!v || refOf.has(v) || !v.name || !lateNames.has(v.name) || !g.inputs.includes(v)) return;
+    const shape = staticShape(v.shape, `GPU plan: input ${v.name}`);
+    const n = shape.reduce((a, b) => a * b, 1), storage = storageOf(v.dtype);
+    const buf = take(storageBytes(storage, n), 'temp', v.name);
+    hold(buf);
+    const ref: Ref = { buf, offset: 0, numel: n, storage };
+    refOf.set(v, ref);
+    inputs.set(v.name, { name: v.name, dtype: v.dtype, shape, ref });
+    late.push({ name: v.name, at: dispatches.length });
+  };
+  const placeLate = (node: Node): void => {
+    for (const v of node.inputs) {
+      if (v?.node && inlined.has(v.node)) placeLate(v.node);
+      else placeLateValue(v);
+    }
+  };
   for (const node of order) {
     now++;
     if (inlined.has(node)) continue; // computed inside its reader's kernel
     const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
     const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
+    if (fused && lateNames.size) placeLate(node);
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
@@ -240,6 +272,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
       in: (i) => {
         const v = node.inputs[i];
+        if (lateNames.size) placeLateValue(v);
         const r = v ? refOf.get(v) : undefined;
         if (!r) throw new Error(`GPU plan: ${node} input ${i} has no tensor.`);
         return r;
@@ -313,12 +346,12 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (ref.buf.kind === 'temp') ref.buf.kind = 'output';
     outputs.set(o.name, { name: o.name, dtype: o.value.dtype, shape: staticShape(o.value.shape, `output ${o.name}`), ref });
   }
-  assignTemporaries(lifetimes, slot, dispatches, outputs);
+  assignTemporaries(lifetimes, slot, dispatches, outputs, inputs);
   const bytes: Record<BufferKind, number> = { weight: 0, const: 0, input: 0, state: 0, output: 0, temp: 0 };
   for (const b of buffers) bytes[b.kind] += b.bytes;
   const byKernel: Record<string, number> = {};
   for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
-  return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length };
+  return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length, ...(opts.late ? { late } : {}) };
 }
 
 /** A computed tensor's virtual buffer and the nodes (schedule indices, inclusive) it is live for. */
@@ -330,11 +363,11 @@ interface Lifetime { buf: BufferSlot; start: number; end: number }
  * are never larger than the largest tensor they hold, and a buffer holds one live tensor at a time, so the
  * kernels' bindings (whole buffers, read or read-write) never alias within a dispatch. Tensors live to the
  * end (graph outputs computed in place or as views) keep a buffer of their own, of kind 'output'. The
- * refs of every dispatch binding and output are rewritten to the real buffers.
+ * refs of every dispatch binding, output and host-kept input are rewritten to the real buffers.
  */
 function assignTemporaries(
   lifetimes: Lifetime[], slot: (kind: BufferKind, bytes: number, label: string) => BufferSlot,
-  dispatches: PlannedDispatch[], outputs: Map<string, PlannedTensor>,
+  dispatches: PlannedDispatch[], outputs: Map<string, PlannedTensor>, inputs: Map<string, PlannedTensor>,
 ): void {
   const real = new Map<BufferSlot, BufferSlot>();
   const shared: { buf: BufferSlot; lives: Lifetime[] }[] = [];
@@ -362,4 +395,5 @@ function assignTemporaries(
   };
   for (const d of dispatches) d.bindings = d.bindings.map((b) => ({ ...b, ref: remap(b.ref) }));
   for (const t of outputs.values()) t.ref = remap(t.ref);
+  for (const t of inputs.values()) t.ref = remap(t.ref); // host-kept inputs (PlanOptions.late) live in temporaries
 }

@@ -25,6 +25,11 @@ export interface GpuProgramSpec {
   state: StateSlot[];
   /** Outputs read back after each step (small: loss, grad norm...). */
   fetch: string[];
+  /**
+   * Per-step inputs kept in host memory (the paged optimizer's m and v, memory/paged.ts): written into a
+   * mappable upload buffer, copied into a pool buffer just before their first reader (plan.ts `late`).
+   */
+  hostInputs?: string[];
 }
 
 export interface GpuProgramOptions {
@@ -85,6 +90,8 @@ export class GpuProgram {
   /** Buffers this program does not own: shared weights (key) and another program's state. */
   private borrowed = new Set<BufferSlot>();
   private sharedKeys: string[] = [];
+  /** Upload buffers (MAP_WRITE | COPY_SRC: host-visible memory) of the host-kept inputs. */
+  private uploads = new Map<string, GPUBuffer>();
   private disposed = false;
   private initialized = false;
   steps = 0;
@@ -105,7 +112,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: gpu.report.features.includes('shader-f16') });
+    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}) });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
@@ -149,6 +156,10 @@ export class GpuProgram {
     for (const b of this.plan.buffers) {
       if (this.gpuBufs.has(b)) continue;
       this.gpuBufs.set(b, device.createBuffer({ size: b.bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: b.label }));
+    }
+    for (const { name } of this.plan.late ?? []) {
+      const t = this.plan.inputs.get(name)!;
+      this.uploads.set(name, device.createBuffer({ size: t.ref.numel * 4, usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, label: `${name} (host upload)` }));
     }
     for (const c of toUpload) this.uploadConst(c.value, c.ref, dir, c.data);
     for (const f of fresh) {
@@ -252,12 +263,22 @@ export class GpuProgram {
     if (extra.length) throw new Error(`GpuProgram.step: ${extra.join(', ')} are not per-step inputs (those are: ${this.info.feeds.join(', ') || 'none'}).`);
     const missing = this.info.feeds.filter((k) => !(k in feeds));
     if (missing.length) throw new Error(`GpuProgram.step: no value for input(s) ${missing.join(', ')}.`);
-    for (const [k, t] of Object.entries(feeds)) this.write(this.plan.inputs.get(k)!, t);
+    for (const [k, t] of Object.entries(feeds)) {
+      const up = this.uploads.get(k);
+      if (!up) { this.write(this.plan.inputs.get(k)!, t); continue; }
+      const pt = this.plan.inputs.get(k)!;
+      if (t.data.length !== pt.ref.numel) throw new Error(`GpuProgram: ${k} needs ${pt.ref.numel} values, got ${t.data.length}.`);
+      await up.mapAsync(GPUMapMode.WRITE);
+      new Uint8Array(up.getMappedRange()).set(hostToStored(t, pt));
+      up.unmap();
+    }
     const { device } = this.gpu;
     device.pushErrorScope('validation');
     const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    let pass = enc.beginComputePass();
+    let at = 0;
     for (const p of this.passes) {
+      pass = this.copyHostInputs(enc, pass, at++);
       pass.setPipeline(p.pipeline);
       pass.setBindGroup(0, p.bind);
       pass.dispatchWorkgroups(...p.groups);
@@ -308,6 +329,7 @@ export class GpuProgram {
       for (const b of w.bufs) b.destroy();
       cache!.delete(k);
     }
+    for (const b of this.uploads.values()) b.destroy();
     this.staging?.destroy();
     this.gpuBufs.clear();
   }
@@ -326,6 +348,21 @@ export class GpuProgram {
   }
 
   // ---------- host <-> GPU ----------
+
+  /**
+   * Host-kept inputs whose first reader is dispatch `at`: the compute pass ends, their upload buffers are
+   * copied into their pool buffers, and a new pass goes on (returned; `pass` itself when there is none).
+   */
+  private copyHostInputs(enc: GPUCommandEncoder, pass: GPUComputePassEncoder, at: number): GPUComputePassEncoder {
+    const here = (this.plan.late ?? []).filter((l) => l.at === at);
+    if (!here.length) return pass;
+    pass.end();
+    for (const l of here) {
+      const ref = this.plan.inputs.get(l.name)!.ref;
+      enc.copyBufferToBuffer(this.uploads.get(l.name)!, 0, this.gpuBufs.get(ref.buf)!, ref.offset * 4, ref.numel * 4);
+    }
+    return enc.beginComputePass();
+  }
 
   private write(t: PlannedTensor, h: HostTensor): void {
     const n = t.shape.reduce((a, b) => a * b, 1);

@@ -1,7 +1,8 @@
 /**
  * The paged optimizer on Lathe's GPU backend (memory/paged.ts): AdamW's m and v are per-step feeds and
  * m_out / v_out fetches instead of resident state (m_out, v_out are views of AdamWStep's packed [4P]
- * output, fetched at their offsets). Paged and resident runs of the same fused train step must leave
+ * output, fetched at their offsets); m and v are written into host (mappable) upload buffers and copied
+ * into the step's buffer pool just before the optimizer reads them. Paged and resident runs of the same fused train step must leave
  * identical parameters and moments after 3 steps.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,8 @@ import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { hostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
-import { GpuProgram, closeGpu, openGpu } from '../../../../../src-main/engine/backends/webgpu';
+import { GpuProgram, closeGpu, expectedDevice, gpuUnsupported, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
+import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
 import { PagedMoments, pagedSlots } from '../../../../../src-main/engine/memory/paged';
 import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
@@ -61,9 +63,21 @@ describe('paged optimizer on the GPU backend', () => {
     }
     const p = await paged.read();
     console.log(`paged plan bytes ${JSON.stringify(paged.info.bytes)}; resident ${JSON.stringify(resident.info.bytes)}; P = ${P}`);
-    // m and v are no longer state: 2 · 4P bytes move from the resident state to the per-step inputs
+    // m and v are no longer state (−2·4P) and get no input buffers of their own: they live in host upload
+    // buffers and, on the GPU, in pool buffers from the optimizer on (activations are dead by then)
+    const total = (b: Record<string, number>) => Object.values(b).reduce((x, y) => x + y, 0);
     expect(resident.info.bytes.state - paged.info.bytes.state).toBe(2 * 4 * P);
-    expect(paged.info.bytes.input - resident.info.bytes.input).toBe(2 * 4 * P);
+    expect(paged.info.bytes.input).toBe(resident.info.bytes.input);
+    expect(paged.plan.late!.map((l) => l.name).sort()).toEqual(['m', 'v']);
+    expect(paged.plan.late!.every((l) => paged.plan.dispatches[l.at]!.name.startsWith('AdamW'))).toBe(true);
+    expect(paged.plan.inputs.get('m')!.ref.buf.kind).toBe('temp');
+    // m's and v's pool buffers held activations earlier in the step: only a copy made right before the AdamW
+    // dispatch (not a write before the pass) leaves the right moments there, which the equality below checks
+    for (const n of ['m', 'v']) {
+      const buf = paged.plan.inputs.get(n)!.ref.buf, at = paged.plan.late!.find((l) => l.name === n)!.at;
+      expect(paged.plan.dispatches.slice(0, at).some((d) => d.bindings.some((x) => x.ref.buf === buf && x.write))).toBe(true);
+    }
+    expect(total(paged.info.bytes)).toBeLessThan(total(resident.info.bytes));
     await resident.dispose();
     await paged.dispose();
     await weights.close();
@@ -74,4 +88,31 @@ describe('paged optimizer on the GPU backend', () => {
     expect(moments.v).toEqual(r.v!.data);
     expect(moments.m.some((x) => x !== 0) && p.params!.data.some((x, i) => x !== p0[i])).toBe(true);
   }, 300_000);
+
+  it('plan: a host-kept input has no buffer of its own; it takes a freed pool buffer at its first reader', () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [256]);
+    const m = g.input('m', 'float32', [256]);
+    const t = g.tanh(x); // three temporaries live at once, all dead before m is read
+    const s = g.reduceSum(g.add(t, g.exp(t)), [0], true);
+    g.output('y', g.add(g.mul(m, 0.5), s));
+    const resident = planGraph(g, { noFusion: true });
+    const p = planGraph(g, { noFusion: true, late: ['m'] });
+    expect(p.bytes.input).toBe(resident.bytes.input - 256 * 4);
+    const ref = p.inputs.get('m')!.ref;
+    expect(ref.buf.kind).toBe('temp');
+    const at = p.late![0]!.at;
+    expect(p.late).toEqual([{ name: 'm', at }]);
+    // the first dispatch that binds m's buffer after `at` reads m; earlier dispatches used the buffer for other values
+    expect(p.dispatches[at]!.bindings.some((b) => b.ref.buf === ref.buf && !b.write)).toBe(true);
+    expect(p.dispatches.slice(0, at).some((d) => d.bindings.some((b) => b.ref.buf === ref.buf))).toBe(true);
+    expect(p.bytes.temp).toBe(resident.bytes.temp); // no new buffer: a freed one
+  });
+
+  it('the backend takes preference tuning and the paged optimizer (only f16 compute is refused)', () => {
+    expect(gpuUnsupported({ method: 'dpo', pagedOptimizer: true })).toBeNull();
+    expect(gpuUnsupported({ method: 'orpo', quantization: 'nf4' })).toBeNull();
+    expect(gpuUnsupported({ compute: 'float16' })).toMatch(/f16 compute/);
+    expect(expectedDevice('gpu', true, gpuUnsupported({ method: 'dpo', pagedOptimizer: true })).reason).toMatch(/GPU \(Lathe\): Lathe's own GPU kernels/);
+  });
 });

@@ -39,18 +39,20 @@ describe('preference step (DPO, ORPO): GPU backend vs CPU EP (f32)', () => {
     { arch: 'llama', loss: DPO, recompute: false }, { arch: 'llama', loss: ORPO, recompute: false },
     { arch: 'gpt2', loss: DPO, recompute: false }, { arch: 'gpt2', loss: ORPO, recompute: false },
     { arch: 'qwen2', loss: DPO, recompute: true },
+    // bf16 weights referenced in the file on the GPU (as the trainer builds it), f32 conversions on the CPU EP
+    { arch: 'llama', loss: ORPO, recompute: false, bf16: true },
   ];
-  for (const { arch, loss, recompute } of cases) {
-    it(`${arch} ${loss.method.toUpperCase()}${recompute ? ' (recompute)' : ''}: loss, log-probs, rewards, gradients and 3 AdamW steps agree`, async () => {
+  for (const { arch, loss, recompute, bf16 } of cases) {
+    it(`${arch} ${loss.method.toUpperCase()}${recompute ? ' (recompute)' : ''}${bf16 ? ' (bf16 weights)' : ''}: loss, log-probs, rewards, gradients and 3 AdamW steps agree`, async () => {
       const dir = path.join(tempDir('lathe-gpu-pref-'), arch);
-      await createTinyModel(arch, dir, { seed: 1 });
+      await createTinyModel(arch, dir, { seed: 1, ...(bf16 ? { dtype: 'bf16' as const } : {}) });
       const { config, layout, weights } = await openModel(dir);
       const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
       const Pp = 2, R = 2 * Pp, T = 8, N = R * T, P = lora.size;
       const src = openWeightSource(weights);
       const shape = { pairs: Pp, seqLen: T, recompute };
       const tg = await buildPreferenceTrainGraph(config, layout, src, lora, shape, loss, optim);
-      const tgGpu = await buildPreferenceTrainGraph(config, layout, src, lora, { ...shape, fused: true }, loss, optim);
+      const tgGpu = await buildPreferenceTrainGraph(config, layout, bf16 ? { weights, dir, bf16InPlace: true } : src, lora, { ...shape, fused: true }, loss, optim);
       const ops = new Set(tgGpu.graph.nodes.map((n) => n.op));
       expect(ops.has('SoftmaxCrossEntropyRows') && ops.has('SoftmaxCrossEntropyRowsGrad') && ops.has('FlashAttention')).toBe(true);
       expect(ops.has('ReduceLogSumExp')).toBe(false);

@@ -75,4 +75,10 @@ describe('preference tuning on the GPU backend through the trainer', () => {
     for (const t of ['params', 'm', 'v']) expect(paged.tensors.get(t), t).toEqual(resident.tensors.get(t));
     expect(paged.tensors.get('m')!.some((x) => x !== 0)).toBe(true);
   }, 600_000);
+
+  it('DPO on a QLoRA (NF4) base with recomputation: as on the CPU EP', async () => {
+    const r = await both({ method: 'dpo', preference: { beta: 0.2, labelSmoothing: 0.1 }, quantization: 'nf4', recompute: true, gradAccum: 1 });
+    expect(r.gpuSummary.ep).toBe('gpu');
+    same(r.cpu, r.gpu, ['loss', 'rewardMargin', 'logpsChosen', 'logpsRejected', 'gradNorm']);
+  }, 600_000);
 });
