@@ -106,13 +106,14 @@ describe('paged optimizer on the GPU backend', () => {
     // the first dispatch that binds m's buffer after `at` reads m; earlier dispatches used the buffer for other values
     expect(p.dispatches[at]!.bindings.some((b) => b.ref.buf === ref.buf && !b.write)).toBe(true);
     expect(p.dispatches.slice(0, at).some((d) => d.bindings.some((b) => b.ref.buf === ref.buf))).toBe(true);
-    expect(p.bytes.temp).toBe(resident.bytes.temp); // no new buffer: a freed one
+    // no m-sized buffer added: m sits in a freed one (the lifetime allocator may add a scalar's 4 bytes elsewhere)
+    expect(p.bytes.temp).toBeLessThan(resident.bytes.temp + 256 * 4);
   });
 
-  it('the backend takes preference tuning and the paged optimizer (only f16 compute is refused)', () => {
+  it('the backend takes preference tuning, the paged optimizer and f16 compute', () => {
     expect(gpuUnsupported({ method: 'dpo', pagedOptimizer: true })).toBeNull();
     expect(gpuUnsupported({ method: 'orpo', quantization: 'nf4' })).toBeNull();
-    expect(gpuUnsupported({ compute: 'float16' })).toMatch(/f16 compute/);
+    expect(gpuUnsupported({ compute: 'float16' })).toBeNull();
     expect(expectedDevice('gpu', true, gpuUnsupported({ method: 'dpo', pagedOptimizer: true })).reason).toMatch(/GPU \(Lathe\): Lathe's own GPU kernels/);
   });
 });
