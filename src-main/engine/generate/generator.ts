@@ -23,6 +23,7 @@ import { UserError } from '../../util/progress';
 import { buildStepGraph, ropeRows, type StepGraph } from './graph';
 import { DEFAULT_SAMPLING, Sampler, type SamplingOptions } from './sampling';
 import { openWeightSource } from '../weights/source';
+import type { WeightSource } from '../llm/forward';
 import type { HostTensor } from '../runtime/tensor';
 import { GpuStepPrograms } from './gpu-step';
 
@@ -41,6 +42,11 @@ export interface GeneratorOptions {
   lora?: { layout: LoraLayout; params: Float32Array } | null;
   /** Tokenizer folder when it differs from the model's (an extended tokenizer with new tokens). */
   tokenizerDir?: string;
+  /**
+   * ep 'gpu': the weight source to build from (the trainer's: QLoRA's NF4 codes), so generation reads the
+   * very buffers the train step uploaded. Default: the model's weights as they are.
+   */
+  src?: WeightSource;
 }
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
@@ -142,7 +148,7 @@ export class Generator {
     if (opts.lora && opts.lora.params.length !== opts.lora.layout.size) {
       throw new UserError('generate.adapter', `The adapter has ${opts.lora.params.length} values but its layout needs ${opts.lora.layout.size}.`, 'Use the adapter trained for this model.');
     }
-    const src = openWeightSource(weights);
+    const src = opts.src && ep === 'gpu' ? opts.src : openWeightSource(weights);
     const tokDir = opts.tokenizerDir ?? modelDir;
     const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
     if (ep === 'gpu') {

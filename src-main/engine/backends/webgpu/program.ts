@@ -378,9 +378,9 @@ export class GpuProgram {
 
 /** The weight cache key of a constant read from a file (null: an in-graph constant, uploaded per program). */
 function weightKey(c: { value: { constData?: OnnxTensorData | undefined }; ref: Ref; data?: OnnxTensorData }, dir: string | undefined): string | null {
-  const d = c.data ?? c.value.constData;
-  if (c.data || !d || d.kind === 'raw' || !dir) return null;
-  return [path.resolve(dir, d.location), d.offset, d.length, c.ref.storage, c.ref.numel, c.ref.parts?.elems ?? 0].join('|');
+  const d = c.data ?? c.value.constData; // (a node's payload: NF4 codes in the weight cache's files)
+  if (!d || d.kind === 'raw' || !dir) return null;
+  return [c.data ? 'payload' : 'value', path.resolve(dir, d.location), d.offset, d.length, c.ref.storage, c.ref.numel, c.ref.parts?.elems ?? 0].join('|');
 }
 
 /** Raw constant bytes in the IR type -> the bytes stored on the GPU (int64 -> int32, bool -> u32). */
