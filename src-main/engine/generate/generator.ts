@@ -43,8 +43,8 @@ export interface GeneratorOptions {
   /** Tokenizer folder when it differs from the model's (an extended tokenizer with new tokens). */
   tokenizerDir?: string;
   /**
-   * ep 'gpu': the weight source to build from (the trainer's: QLoRA's NF4 codes), so generation reads the
-   * very buffers the train step uploaded. Default: the model's weights as they are.
+   * The weight source to build from (the trainer's: QLoRA's NF4 codes); on ep 'gpu' generation then reads
+   * the very buffers the train step uploaded. Default: the model's weights as they are.
    */
   src?: WeightSource;
 }
@@ -148,7 +148,7 @@ export class Generator {
     if (opts.lora && opts.lora.params.length !== opts.lora.layout.size) {
       throw new UserError('generate.adapter', `The adapter has ${opts.lora.params.length} values but its layout needs ${opts.lora.layout.size}.`, 'Use the adapter trained for this model.');
     }
-    const src = opts.src && ep === 'gpu' ? opts.src : openWeightSource(weights);
+    const src = opts.src ?? openWeightSource(weights);
     const tokDir = opts.tokenizerDir ?? modelDir;
     const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
     if (ep === 'gpu') {

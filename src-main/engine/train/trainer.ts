@@ -162,6 +162,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const prefEval = pref ? await EngineSession.create((await buildPreferenceEvalGraph(model, layout, src, lora, { pairs: B, seqLen: T }, pref)).model, { ep: ep.ep, externalDataDir: src.dir }) : null;
     const evalSession = prefEval ?? await openEvalSession((w) => buildEvalGraph(model, layout, w, lora, { batch: B, seqLen: T, packed, fused: gpuPick.use }), src, gpuPick.use ? 'gpu' : ep.ep, ['loss_sum']);
     programs.push(evalSession);
+    if (gpuPick.use && pref) log('GPU backend: preference validation runs on onnxruntime\'s CPU EP (no preference eval graph on the backend yet).');
     if (evalSession instanceof GpuSession) log(`GPU backend: validation runs on it too (${evalSession.program.info.dispatches} dispatches per batch), reading the step's weight buffers (${(evalSession.program.info.sharedWeightBytes / 2 ** 20).toFixed(1)} MiB shared, not uploaded again).`);
 
     mkdirSync(cfg.out, { recursive: true });

@@ -114,7 +114,12 @@ export class GpuProgram {
       state: spec.state.map((s) => s.name), fetch: [...spec.fetch], gpuResident: true, sharedWeightBytes: 0,
     };
     const p = new GpuProgram(gpu, spec, plan, info);
-    await p.realise(opts.externalDataDir, maxBinding, opts.shareStateWith);
+    try {
+      await p.realise(opts.externalDataDir, maxBinding, opts.shareStateWith);
+    } catch (e) {
+      await p.dispose(); // (releases the shared weights it registered or borrowed)
+      throw e;
+    }
     return p;
   }
 
