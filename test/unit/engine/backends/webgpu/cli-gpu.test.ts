@@ -1,8 +1,11 @@
-/** `--ep gpu` for `lathe generate`, `chat`, `logits` and `eval`: Lathe's GPU backend runs them (no fallback) with the CPU EP's results. */
+/** `--ep gpu` for `lathe generate`, `chat`, `logits`, `eval` and `eval report`: Lathe's GPU backend runs them (no fallback) with the CPU EP's results. */
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../../../../src-main/cli/main';
 import { closeGpu } from '../../../../../src-main/engine/backends/webgpu';
+import path from 'node:path';
+import { train } from '../../../../../src-main/engine/train/trainer';
 import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
+import { tempDir } from '../../../../helpers/services';
 
 afterAll(() => closeGpu());
 
@@ -44,5 +47,16 @@ describe('lathe eval / logits / generate / chat --ep gpu', () => {
       expect(eg[k]!.tokens).toBe(v.tokens);
       expect(Math.abs(eg[k]!.loss - v.loss) / v.loss).toBeLessThan(1e-5);
     }
+    // the evaluation report of a short run: perplexity before/after and greedy generations with the adapter
+    const run = path.join(tempDir('lathe-cli-gpu-'), 'run');
+    await train({ model, dataset: data, out: run, maxSteps: 3, batchSize: 2, optim: { lr: 2e-2 }, evalEvery: 0, ep: 'cpu' });
+    const r = await both('eval', 'report', '--run', run, '--prompt', 'the lathe', '--max-tokens', '5', '--max-blocks', '4');
+    const pc = r.cpu['perplexity'] as { split: string; before: { loss: number }; after: { loss: number } }[], pg = r.gpu['perplexity'] as typeof pc;
+    expect(pg.map((x) => x.split)).toEqual(pc.map((x) => x.split));
+    pc.forEach((c, i) => {
+      expect(Math.abs(pg[i]!.before.loss - c.before.loss) / c.before.loss).toBeLessThan(1e-5);
+      expect(Math.abs(pg[i]!.after.loss - c.after.loss) / c.after.loss).toBeLessThan(1e-5);
+    });
+    expect(r.gpu['generations']).toEqual(r.cpu['generations']);
   }, 600_000);
 });
