@@ -26,7 +26,12 @@ export interface GpuProgramSpec {
   state: StateSlot[];
   /** Outputs read back after each step (small: loss, grad norm...). */
   fetch: string[];
+  /** Outputs computed and kept on the GPU (not read back): sources of `step`'s row copies. */
+  keep?: string[];
 }
+
+/** After a run, `count` elements of output `from` (from element `fromAt`) copied into state slot `to` at element `toAt`, on the GPU. */
+export interface RowCopy { from: string; fromAt: number; to: string; toAt: number; count: number }
 
 export interface GpuProgramOptions {
   /** Folder that external weight locations are relative to (the model folder). */
@@ -106,7 +111,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm });
+    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
@@ -251,7 +256,7 @@ export class GpuProgram {
   }
 
   /** One run: feeds in, one command buffer, state advanced on the GPU, fetched outputs back. */
-  async step(feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+  async step(feeds: Record<string, HostTensor>, copies: RowCopy[] = []): Promise<Record<string, HostTensor>> {
     this.check();
     if (!this.initialized && this.spec.state.length) throw new Error('GpuProgram.step: call init() with the starting state first.');
     const extra = Object.keys(feeds).filter((k) => !this.info.feeds.includes(k));
@@ -275,6 +280,13 @@ export class GpuProgram {
       const from = this.plan.outputs.get(s.output)!.ref, to = this.plan.inputs.get(s.input)!.ref;
       if (from.buf === to.buf && from.offset === to.offset) continue;
       enc.copyBufferToBuffer(this.gpuBufs.get(from.buf)!, from.offset * 4, this.gpuBufs.get(to.buf)!, 0, from.numel * 4);
+    }
+    for (const c of copies) {
+      const from = this.plan.outputs.get(c.from)?.ref, slot = this.spec.state.find((s) => s.name === c.to);
+      const to = slot ? this.plan.inputs.get(slot.input)?.ref : undefined;
+      if (!from || !to) throw new Error(`GpuProgram.step: cannot copy ${c.from} -> ${c.to} (a kept output and a state slot are needed).`);
+      if (c.fromAt + c.count > from.numel || c.toAt + c.count > to.numel || c.count < 0) throw new Error(`GpuProgram.step: copy ${c.from} -> ${c.to} out of range.`);
+      if (c.count) enc.copyBufferToBuffer(this.gpuBufs.get(from.buf)!, (from.offset + c.fromAt) * 4, this.gpuBufs.get(to.buf)!, (to.offset + c.toAt) * 4, c.count * 4);
     }
     device.queue.submit([enc.finish()]);
     const bad = await device.popErrorScope();
