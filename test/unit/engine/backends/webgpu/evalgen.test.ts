@@ -84,6 +84,21 @@ describe('KV-cache generation on the GPU backend', () => {
   }
 });
 
+describe('KV-cache generation on the GPU backend, decode program only', () => {
+  it('chunk 1 (the prompt token by token through the decode program) and a prompt of one token equal the CPU EP', async () => {
+    const dir = await tinyModel('qwen2', 3);
+    const run = async (ep: 'cpu' | 'gpu', prompt: number[]) => {
+      const gen = await Generator.open(dir, { ep, capacity: 16, chunk: ep === 'gpu' ? 1 : 4 });
+      try {
+        return (await gen.generate(prompt, { greedy: true, maxTokens: 8, ignoreEos: true })).ids;
+      } finally {
+        await gen.dispose();
+      }
+    };
+    for (const prompt of [[5, 17, 42, 9, 100], [7]]) expect(await run('gpu', prompt)).toEqual(await run('cpu', prompt));
+  }, 300_000);
+});
+
 describe('weights shared between programs', () => {
   it('train, eval and generation programs upload the model once', async () => {
     const gpu = await openGpu();
