@@ -22,6 +22,7 @@ import type { ModelWeights } from '../../src-main/engine/safetensors';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { hostTensor } from '../../src-main/engine/runtime/tensor';
 import { GpuProgram, closeGpu, planGraph, type Plan } from '../../src-main/engine/backends/webgpu';
+import { buildStepGraph } from '../../src-main/engine/generate/graph';
 import type { CachedNf4, WeightCache } from '../../src-main/engine/weights/cache';
 import { pagedSlots } from '../../src-main/engine/memory/paged';
 import { buildPreferenceTrainGraph, type PreferenceLoss } from '../../src-main/engine/llm/preference-graph';
@@ -157,6 +158,12 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
       const parts = split.buffers.filter((b) => / \[part \d+\/\d+\]$/.test(b.label));
       report({ model: label, shape: 'B1×T2048, 128 MiB bindings, fused', 'weight parts': parts.length, 'split weights': new Set(parts.map((b) => b.label.replace(/ \[part.*$/, ''))).size,
         'activations over the limit': split.buffers.filter((b) => b.bytes > limit && b.kind !== 'weight').length, dispatches: split.dispatches.length });
+    }
+    // generation on the backend (generate/gpu-step.ts): the decode (Tc 1) and prefill (Tc 128) programs, cache S 2048
+    for (const chunk of [1, 128]) {
+      const sg = await buildStepGraph(cfg, lay, src, lr, { chunk, capacity: 2048, gpu: true });
+      const plan = planGraph(sg.graph, { outputs: ['logits', ...sg.cache.map((c) => c.output), 'params_out'], state: [...sg.cache.map((c) => c.input), 'params'] });
+      report(row(label, `generate Tc${chunk}, S2048`, plan, { graph: chunk === 1 ? 'decode' : 'prefill', 'cache + adapter GiB': (plan.bytes.state / GiB).toFixed(3) }));
     }
     // preference tuning (DPO: policy + reference forward), one pair = 2 rows of 1024 tokens, decomposed vs fused
     if (qlora) continue;

@@ -23,6 +23,7 @@ import { UserError } from '../../util/progress';
 import { buildStepGraph, ropeRows, type StepGraph } from './graph';
 import { DEFAULT_SAMPLING, Sampler, type SamplingOptions } from './sampling';
 import { openWeightSource } from '../weights/source';
+import type { WeightSource } from '../llm/forward';
 import type { HostTensor } from '../runtime/tensor';
 import { GpuStepPrograms } from './gpu-step';
 
@@ -41,6 +42,11 @@ export interface GeneratorOptions {
   lora?: { layout: LoraLayout; params: Float32Array } | null;
   /** Tokenizer folder when it differs from the model's (an extended tokenizer with new tokens). */
   tokenizerDir?: string;
+  /**
+   * The weight source to build from (the trainer's: QLoRA's NF4 codes); on ep 'gpu' generation then reads
+   * the very buffers the train step uploaded. Default: the model's weights as they are.
+   */
+  src?: WeightSource;
 }
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
@@ -142,7 +148,7 @@ export class Generator {
     if (opts.lora && opts.lora.params.length !== opts.lora.layout.size) {
       throw new UserError('generate.adapter', `The adapter has ${opts.lora.params.length} values but its layout needs ${opts.lora.layout.size}.`, 'Use the adapter trained for this model.');
     }
-    const src = openWeightSource(weights);
+    const src = opts.src ?? openWeightSource(weights);
     const tokDir = opts.tokenizerDir ?? modelDir;
     const tokenizer = existsSync(path.join(tokDir, 'tokenizer.json')) ? LatheTokenizer.fromDir(tokDir) : null;
     if (ep === 'gpu') {
@@ -351,8 +357,33 @@ export class Generator {
       write: new ort.Tensor('float32', write, [S, Tc]),
       keep: new ort.Tensor('float32', keep, [S, 1]),
     };
-    if (graph.feeds.includes('mask')) feeds['mask'] = new ort.Tensor('float32', makeMask(null), [G * Tc, S]);
-    if (graph.feeds.includes('maskWindow')) feeds['maskWindow'] = new ort.Tensor('float32', makeMask(window), [G * Tc, S]);
+    if (this.gpu) {
+      // GPU step graph: the cache part sees old positions only (s < start), the new keys their own causal part
+      const maskOld = (win: number | null): Float32Array => {
+        const m = new Float32Array(G * Tc * S).fill(NEG_INF);
+        for (let r = 0; r < G * Tc; r++) {
+          const p = start + Math.min(r % Tc, n - 1);
+          for (let s = 0; s < start; s++) if (win === null || p - s < win) m[r * S + s] = 0;
+        }
+        return m;
+      };
+      const maskNew = (win: number | null): Float32Array => {
+        const m = new Float32Array(G * Tc * Tc).fill(NEG_INF);
+        for (let r = 0; r < G * Tc; r++) {
+          const jr = Math.min(r % Tc, n - 1);
+          for (let j = 0; j <= jr; j++) if (win === null || jr - j < win) m[r * Tc + j] = 0;
+        }
+        return m;
+      };
+      for (const [name, win] of [['mask', null], ['maskWindow', window]] as const) {
+        if (!graph.feeds.includes(name)) continue;
+        feeds[name] = new ort.Tensor('float32', maskOld(win), [G * Tc, S]);
+        feeds[`${name}New`] = new ort.Tensor('float32', maskNew(win), [G * Tc, Tc]);
+      }
+    } else {
+      if (graph.feeds.includes('mask')) feeds['mask'] = new ort.Tensor('float32', makeMask(null), [G * Tc, S]);
+      if (graph.feeds.includes('maskWindow')) feeds['maskWindow'] = new ort.Tensor('float32', makeMask(window), [G * Tc, S]);
+    }
     const positions = Array.from({ length: Tc }, (_, j) => start + Math.min(j, n - 1));
     for (const [sfx, params] of [['', cfg.rope], ['Local', cfg.localRope]] as const) {
       if (!params || !graph.feeds.includes(`cos${sfx}`)) continue;
@@ -371,7 +402,7 @@ export class Generator {
       feeds['newIdx'] = new ort.Tensor('int64', newIdx, [1, Tc]);
       feeds['isNew'] = new ort.Tensor('float32', isNew, [Tc, 1]);
     }
-    const cols = this.gpu ? await this.gpu.run(n, hostFeeds(feeds)) : await this.runOrt(feeds);
+    const cols = this.gpu ? await this.gpu.run(n, start, hostFeeds(feeds)) : await this.runOrt(feeds);
     this.length = start + n;
     if (!this.rows.active) return Float32Array.from(cols);
     // columns -> token ids: base columns, then each new token's column at its id (gaps: -inf)

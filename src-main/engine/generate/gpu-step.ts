@@ -1,10 +1,11 @@
 /**
  * The KV-cache step graph on Lathe's GPU backend (engine/backends/webgpu): two programs planned from
  * graph.ts's step graph with fixed token counts, a decode program (Tc = 1) and, when the prefill chunk is
- * longer, a prefill program (Tc = chunk; shorter prompt pieces are padded: their rows write nothing to the
- * cache and their logits are not picked). The KV caches k{i}/v{i} [1, K, S, D] and the adapter `params` are
- * state slots resident on the GPU, owned by the decode program and borrowed by the prefill program (one
- * cache, updated in place on the GPU each step); the model's weights are the device's shared uploads
+ * longer, a prefill program (Tc = chunk; shorter prompt pieces are padded: their rows are not copied into
+ * the cache and their logits are not picked). The KV caches k{i}/v{i} [1, K, S, D] and the adapter `params`
+ * are state slots resident on the GPU, owned by the decode program and borrowed by the prefill program (one
+ * cache); a step reads the cache as it is, attends over [cache | its own new keys], and its n new rows per
+ * kv head are copied into the cache in place on the GPU (the graph built with `gpu: true`); the model's weights are the device's shared uploads
  * (program.ts), so a trainer's step, validation and generation programs hold one copy. The host feeds the
  * small per-step inputs (ids, write/keep, masks, cos/sin, pick) and reads back one row of logits.
  */
@@ -23,12 +24,13 @@ export class GpuStepPrograms {
     private readonly decodeProg: GpuProgram,
     private readonly prefillProg: GpuProgram | null,
     readonly chunk: number,
+    private readonly kv: { heads: number; capacity: number; dim: number },
   ) {}
 
   static async create(cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null, capacity: number, chunk: number): Promise<GpuStepPrograms> {
     const gsrc: WeightSource = { ...src, bf16InPlace: true };
     const spec = (g: StepGraph) => ({
-      graph: g.graph, fetch: ['logits'],
+      graph: g.graph, fetch: ['logits'], keep: g.cache.map((c) => `${c.input}_new`),
       state: [...g.cache.map((c) => ({ name: c.input, input: c.input, output: c.output })), ...(lora ? [{ name: 'params', input: 'params', output: 'params_out' }] : [])],
     });
     const dg = await buildStepGraph(cfg, layout, gsrc, lora, { chunk: 1, capacity, gpu: true });
@@ -40,10 +42,11 @@ export class GpuStepPrograms {
         ...dg.cache.map((c) => [c.input, { type: 'float32', dims: [1, K, capacity, D], data: new Float32Array(K * capacity * D) } as HostTensor]),
         ...(lora ? [['params', { type: 'float32', dims: [lora.size], data: new Float32Array(lora.size) } as HostTensor]] : []),
       ]));
-      if (chunk === 1) return new GpuStepPrograms(dg, decode, null, 1);
+      const kv = { heads: K, capacity, dim: D };
+      if (chunk === 1) return new GpuStepPrograms(dg, decode, null, 1, kv);
       const pg = await buildStepGraph(cfg, layout, gsrc, lora, { chunk, capacity, gpu: true });
       prefill = await GpuProgram.create(spec(pg), { externalDataDir: src.dir, shareStateWith: decode });
-      return new GpuStepPrograms(pg, decode, prefill, chunk);
+      return new GpuStepPrograms(pg, decode, prefill, chunk, kv);
     } catch (e) {
       await prefill?.dispose();
       await decode.dispose();
@@ -61,15 +64,23 @@ export class GpuStepPrograms {
     await this.decodeProg.setState({ params: { type: 'float32', dims: [params.length], data: params } });
   }
 
-  /** One step over `n` tokens (feeds padded to rowsFor(n) rows); returns the picked row's logits. */
-  async run(n: number, feeds: Record<string, HostTensor>): Promise<Float32Array> {
+  /**
+   * One step over `n` tokens at positions [start, start + n) (feeds padded to rowsFor(n) rows); returns the
+   * picked row's logits. The step's n new key/value rows per kv head are then copied into the cache rows on
+   * the GPU (in the same command buffer): nothing else of the cache is touched.
+   */
+  async run(n: number, start: number, feeds: Record<string, HostTensor>): Promise<Float32Array> {
     const prog = n === 1 || !this.prefillProg ? this.decodeProg : this.prefillProg;
     const used: Record<string, HostTensor> = {};
     for (const k of prog.info.feeds) {
       if (!(k in feeds)) throw new Error(`GpuStepPrograms: no value for ${k}.`);
       used[k] = feeds[k]!;
     }
-    return (await prog.step(used))['logits']!.data as Float32Array;
+    const rows = this.rowsFor(n), { heads, capacity: S, dim: D } = this.kv;
+    const copies = this.graph.cache.flatMap((c) => Array.from({ length: heads }, (_, h) => ({
+      from: `${c.input}_new`, fromAt: h * rows * D, to: c.input, toAt: (h * S + start) * D, count: n * D,
+    })));
+    return (await prog.step(used, copies))['logits']!.data as Float32Array;
   }
 
   /** GPU dispatches per decode step and per prefill piece (for reports). */

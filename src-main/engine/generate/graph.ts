@@ -66,6 +66,7 @@ export async function buildStepGraph(
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
   const G = H / K;
   const Tc: Dim = shape.chunk === 'dynamic' ? 'T' : shape.chunk;
+  if (shape.gpu && typeof Tc !== 'number') throw new Error('buildStepGraph: a graph for the GPU backend has a fixed token count.');
   const GTc: Dim = typeof Tc === 'number' ? G * Tc : G === 1 ? Tc : `${G}*${Tc}`;
 
   const ids = g.input('ids', 'int64', [1, Tc]);
@@ -92,6 +93,8 @@ export async function buildStepGraph(
   for (let i = 0; i < cfg.numLayers; i++) {
     const name = isWindowLayer(cfg, i) ? 'maskWindow' : 'mask';
     if (!masks.has(name)) { masks.set(name, g.input(name, 'float32', [GTc, S])); feeds.push(name); }
+    // GPU: the cache part masks the positions this step writes (s >= start); the new keys have their own mask
+    if (shape.gpu && !masks.has(`${name}New`)) { masks.set(`${name}New`, g.input(`${name}New`, 'float32', [GTc, Tc])); feeds.push(`${name}New`); }
   }
   // decode has one row already; prefill picks the prompt's last real row
   const pick = Tc !== 1 ? g.input('pick', 'float32', [1, Tc]) : null;
@@ -151,9 +154,29 @@ export async function buildStepGraph(
       qg = rope(g, qg, t); // cos/sin [Tc, D] broadcast over heads
       kt = rope(g, kt, t);
     }
-    // caches [1, K, S, D]: old rows kept, new rows placed: cache·keep + write [S, Tc] · new [1, K, Tc, D]
     const kIn = g.input(`k${i}`, 'float32', [1, K, S, D]);
     const vIn = g.input(`v${i}`, 'float32', [1, K, S, D]);
+    const maskName = isWindowLayer(cfg, i) ? 'maskWindow' : 'mask';
+    if (shape.gpu) {
+      // GPU backend: the cache is read as it is (k{i}_out = the input: nothing rewritten) and the new rows come
+      // out as k{i}_new / v{i}_new [1, K, Tc, D], which the program copies into the cache rows after the step
+      // (gpu-step.ts). Attention = softmax over [old keys | new keys], o = p_old·v_cache + p_new·v_new.
+      g.output(`k${i}_out`, kIn);
+      g.output(`v${i}_out`, vIn);
+      g.output(`k${i}_new`, kt);
+      g.output(`v${i}_new`, vt);
+      cache.push({ input: `k${i}`, output: `k${i}_out` }, { input: `v${i}`, output: `v${i}_out` });
+      const qf = g.reshape(qg, [1, K, GTc, D]);
+      const sOld = attentionScores(c, qf, g.transpose(kIn, [0, 1, 3, 2]), masks.get(maskName)!);
+      const sNew = attentionScores(c, qf, g.transpose(kt, [0, 1, 3, 2]), masks.get(`${maskName}New`)!);
+      const [pOld, pNew] = g.split(g.softmax(g.concat([sOld, sNew], 3), -1), [S, typeof Tc === 'number' ? Tc : -1], 3);
+      const att = g.add(g.matmul(pOld!, vIn), g.matmul(pNew!, vt)); // [1, K, G·Tc, D]
+      const merged = g.reshape(g.transpose(g.reshape(att, [1, K, G, Tc, D]), [0, 3, 1, 2, 4]), [Tc, H * D]);
+      x = await residualAdd(c, x, await linear(c, merged, L.o, i, 'o'), L.postAttnNorm);
+      x = await mlpResidual(c, x, L, i);
+      continue;
+    }
+    // caches [1, K, S, D]: old rows kept, new rows placed: cache·keep + write [S, Tc] · new [1, K, Tc, D]
     const kc = g.add(g.mul(kIn, keep), g.matmul(write, kt));
     const vc = g.add(g.mul(vIn, keep), g.matmul(write, vt));
     g.output(`k${i}_out`, kc);
@@ -161,7 +184,7 @@ export async function buildStepGraph(
     cache.push({ input: `k${i}`, output: `k${i}_out` }, { input: `v${i}`, output: `v${i}_out` });
     // scores [1, K, G·Tc, S] = q · kᵀ · scale (soft-capped) + mask
     const qf = g.reshape(qg, [1, K, GTc, D]);
-    const mask = masks.get(isWindowLayer(cfg, i) ? 'maskWindow' : 'mask')!;
+    const mask = masks.get(maskName)!;
     const att = g.matmul(g.softmax(attentionScores(c, qf, g.transpose(kc, [0, 1, 3, 2]), mask), -1), vc); // [1, K, G·Tc, D]
     const merged = g.reshape(g.transpose(g.reshape(att, [1, K, G, Tc, D]), [0, 3, 1, 2, 4]), [Tc, H * D]);
     x = await residualAdd(c, x, await linear(c, merged, L.o, i, 'o'), L.postAttnNorm);

@@ -13,6 +13,7 @@ import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import type { ModelWeights } from '../safetensors';
 import type { LoraLayout } from '../llm/lora';
+import type { WeightSource } from '../llm/forward';
 import type { EpName } from '../backends/onnx';
 import { chatFormat, renderChatPrompt, type ChatFormat } from './chat';
 import { Generator, type FinishReason } from './generator';
@@ -30,6 +31,8 @@ export interface SampleOptions {
   chat?: boolean;
   /** Tokenizer folder when it differs from the model's (extended tokenizer). */
   tokenizerDir?: string;
+  /** ep 'gpu': the trainer's weight source (its uploaded weights are shared; QLoRA: NF4). */
+  src?: WeightSource;
   signal?: AbortSignal;
 }
 
@@ -65,6 +68,7 @@ export class SampleRunner {
       const gen = await Generator.create(m, modelDir, {
         ep: opts.ep, capacity: Math.min(m.config.maxPositions, 1024),
         lora: lora ? { layout: lora, params: new Float32Array(lora.size) } : null, tokenizerDir: opts.tokenizerDir,
+        ...(opts.src ? { src: opts.src } : {}),
       });
       const fmt = opts.chat && gen.tokenizer ? chatFormat(modelDir, gen.tokenizer) : null;
       return new SampleRunner(gen, fmt, opts, model ? null : m.weights, performance.now() - t0);
@@ -135,8 +139,8 @@ export class TrainingSamples {
   private constructor(private readonly runner: SampleRunner, private readonly prompts: string[], private readonly file: string) {}
 
   static async create(cfg: { model: string; out: string; samplePrompts: string[]; sampleMaxTokens: number }, lora: LoraLayout,
-    model: { config: ModelConfig; layout: WeightsLayout; weights: ModelWeights }, opts: { chat: boolean; ep: EpName | 'gpu'; tokenizerDir?: string }): Promise<TrainingSamples> {
-    const runner = await SampleRunner.create(cfg.model, lora, { ep: opts.ep, maxTokens: cfg.sampleMaxTokens, chat: opts.chat, tokenizerDir: opts.tokenizerDir }, model);
+    model: { config: ModelConfig; layout: WeightsLayout; weights: ModelWeights }, opts: { chat: boolean; ep: EpName | 'gpu'; tokenizerDir?: string; src?: WeightSource }): Promise<TrainingSamples> {
+    const runner = await SampleRunner.create(cfg.model, lora, { ep: opts.ep, maxTokens: cfg.sampleMaxTokens, chat: opts.chat, tokenizerDir: opts.tokenizerDir, ...(opts.src ? { src: opts.src } : {}) }, model);
     return new TrainingSamples(runner, cfg.samplePrompts, path.join(cfg.out, 'samples.jsonl'));
   }
 

@@ -33,7 +33,7 @@ import { planFromTrainConfig } from '../memory/estimate';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph } from '../llm/preference-graph';
 import { evaluatePairs, pairFeeds, preferenceLossOf, readPairs, RewardStats, type PairBatch } from './preference';
 import { openWeightSource } from '../weights/source';
-import { GpuProgram, chooseGpuBackend, closeGpu, gpuUnsupported, hasGpuDevice } from '../backends/webgpu';
+import { GpuProgram, GpuSession, chooseGpuBackend, closeGpu, gpuUnsupported, hasGpuDevice } from '../backends/webgpu';
 
 export interface TrainHooks extends WorkOptions {
   /** Live metrics (one object per optimizer step / evaluation). */
@@ -162,6 +162,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const prefEval = pref ? await EngineSession.create((await buildPreferenceEvalGraph(model, layout, src, lora, { pairs: B, seqLen: T }, pref)).model, { ep: ep.ep, externalDataDir: src.dir }) : null;
     const evalSession = prefEval ?? await openEvalSession((w) => buildEvalGraph(model, layout, w, lora, { batch: B, seqLen: T, packed, fused: gpuPick.use }), src, gpuPick.use ? 'gpu' : ep.ep, ['loss_sum']);
     programs.push(evalSession);
+    if (gpuPick.use && pref) log('GPU backend: preference validation runs on onnxruntime\'s CPU EP (no preference eval graph on the backend yet).');
+    if (evalSession instanceof GpuSession) log(`GPU backend: validation runs on it too (${evalSession.program.info.dispatches} dispatches per batch), reading the step's weight buffers (${(evalSession.program.info.sharedWeightBytes / 2 ** 20).toFixed(1)} MiB shared, not uploaded again).`);
 
     mkdirSync(cfg.out, { recursive: true });
     writeFileAtomicSync(path.join(cfg.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
@@ -235,7 +237,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
 
     // generations for the user's sample prompts with the current adapter (engine/generate; cost in the log)
     const sampler = cfg.sampleEvery > 0 && cfg.samplePrompts.length
-      ? await TrainingSamples.create(cfg, lora, { config: model, layout, weights }, { chat: packed || !!pref, ep: gpuPick.use ? 'gpu' : ep.ep, tokenizerDir: cfg.tokenizer }) : null;
+      ? await TrainingSamples.create(cfg, lora, { config: model, layout, weights }, { chat: packed || !!pref, ep: gpuPick.use ? 'gpu' : ep.ep, tokenizerDir: cfg.tokenizer, ...(gpuPick.use ? { src } : {}) }) : null;
     if (sampler) programs.push(sampler);
     const runSamples = async () => {
       const r = await sampler!.at(step, (await readParams()).data as Float32Array);

@@ -30,7 +30,12 @@ export interface GpuProgramSpec {
    * mappable upload buffer, copied into a pool buffer just before their first reader (plan.ts `late`).
    */
   hostInputs?: string[];
+  /** Outputs computed and kept on the GPU (not read back): sources of `step`'s row copies. */
+  keep?: string[];
 }
+
+/** After a run, `count` elements of output `from` (from element `fromAt`) copied into state slot `to` at element `toAt`, on the GPU. */
+export interface RowCopy { from: string; fromAt: number; to: string; toAt: number; count: number }
 
 export interface GpuProgramOptions {
   /** Folder that external weight locations are relative to (the model folder). */
@@ -112,7 +117,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}) });
+    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}) });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
@@ -120,7 +125,12 @@ export class GpuProgram {
       state: spec.state.map((s) => s.name), fetch: [...spec.fetch], gpuResident: true, sharedWeightBytes: 0,
     };
     const p = new GpuProgram(gpu, spec, plan, info);
-    await p.realise(opts.externalDataDir, maxBinding, opts.shareStateWith);
+    try {
+      await p.realise(opts.externalDataDir, maxBinding, opts.shareStateWith);
+    } catch (e) {
+      await p.dispose(); // (releases the shared weights it registered or borrowed)
+      throw e;
+    }
     return p;
   }
 
@@ -256,7 +266,7 @@ export class GpuProgram {
   }
 
   /** One run: feeds in, one command buffer, state advanced on the GPU, fetched outputs back. */
-  async step(feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+  async step(feeds: Record<string, HostTensor>, copies: RowCopy[] = []): Promise<Record<string, HostTensor>> {
     this.check();
     if (!this.initialized && this.spec.state.length) throw new Error('GpuProgram.step: call init() with the starting state first.');
     const extra = Object.keys(feeds).filter((k) => !this.info.feeds.includes(k));
@@ -291,6 +301,13 @@ export class GpuProgram {
       if (from.buf === to.buf && from.offset === to.offset) continue;
       if (from.storage !== to.storage) throw new Error(`GpuProgram: state ${s.name} is computed as ${from.storage} but stored as ${to.storage}.`);
       enc.copyBufferToBuffer(this.gpuBufs.get(from.buf)!, from.offset * 4, this.gpuBufs.get(to.buf)!, 0, from.numel * 4);
+    }
+    for (const c of copies) {
+      const from = this.plan.outputs.get(c.from)?.ref, slot = this.spec.state.find((s) => s.name === c.to);
+      const to = slot ? this.plan.inputs.get(slot.input)?.ref : undefined;
+      if (!from || !to) throw new Error(`GpuProgram.step: cannot copy ${c.from} -> ${c.to} (a kept output and a state slot are needed).`);
+      if (c.fromAt + c.count > from.numel || c.toAt + c.count > to.numel || c.count < 0) throw new Error(`GpuProgram.step: copy ${c.from} -> ${c.to} out of range.`);
+      if (c.count) enc.copyBufferToBuffer(this.gpuBufs.get(from.buf)!, (from.offset + c.fromAt) * 4, this.gpuBufs.get(to.buf)!, (to.offset + c.toAt) * 4, c.count * 4);
     }
     device.queue.submit([enc.finish()]);
     const bad = await device.popErrorScope();
@@ -424,9 +441,9 @@ export class GpuProgram {
 
 /** The weight cache key of a constant read from a file (null: an in-graph constant, uploaded per program). */
 function weightKey(c: { value: { constData?: OnnxTensorData | undefined }; ref: Ref; data?: OnnxTensorData }, dir: string | undefined): string | null {
-  const d = c.data ?? c.value.constData;
-  if (c.data || !d || d.kind === 'raw' || !dir) return null;
-  return [path.resolve(dir, d.location), d.offset, d.length, c.ref.storage, c.ref.numel, c.ref.parts?.elems ?? 0].join('|');
+  const d = c.data ?? c.value.constData; // (a node's payload: NF4 codes in the weight cache's files)
+  if (!d || d.kind === 'raw' || !dir) return null;
+  return [c.data ? 'payload' : 'value', path.resolve(dir, d.location), d.offset, d.length, c.ref.storage, c.ref.numel, c.ref.parts?.elems ?? 0].join('|');
 }
 
 /** Raw constant bytes in the IR type -> the bytes stored on the GPU (int64 -> int32, bool -> u32). */

@@ -84,6 +84,21 @@ describe('KV-cache generation on the GPU backend', () => {
   }
 });
 
+describe('KV-cache generation on the GPU backend, decode program only', () => {
+  it('chunk 1 (the prompt token by token through the decode program) and a prompt of one token equal the CPU EP', async () => {
+    const dir = await tinyModel('qwen2', 3);
+    const run = async (ep: 'cpu' | 'gpu', prompt: number[]) => {
+      const gen = await Generator.open(dir, { ep, capacity: 16, chunk: ep === 'gpu' ? 1 : 4 });
+      try {
+        return (await gen.generate(prompt, { greedy: true, maxTokens: 8, ignoreEos: true })).ids;
+      } finally {
+        await gen.dispose();
+      }
+    };
+    for (const prompt of [[5, 17, 42, 9, 100], [7]]) expect(await run('gpu', prompt)).toEqual(await run('cpu', prompt));
+  }, 300_000);
+});
+
 describe('weights shared between programs', () => {
   it('train, eval and generation programs upload the model once', async () => {
     const gpu = await openGpu();
@@ -108,6 +123,32 @@ describe('weights shared between programs', () => {
     await evalS.dispose();
     await steps.dispose();
     expect(gpuWeightCache(gpu)).toEqual(afterTrain); // still held by the train program
+    await train.dispose();
+    expect(gpuWeightCache(gpu)).toEqual(before);
+    await weights.close();
+  }, 300_000);
+
+  it('QLoRA: the NF4 codes from the weight cache are shared too, and generation reads them', async () => {
+    const gpu = await openGpu();
+    const dir = await tinyModel('llama', 5);
+    const { config, layout, weights } = await openModel(dir);
+    const lora = buildLoraLayout(config, layout, { ...DEFAULT_LORA, rank: 4, alpha: 8 });
+    const qsrc = openWeightSource(weights, { quantize: 'nf4' });
+    const src = { ...qsrc, bf16InPlace: true };
+    const before = gpuWeightCache(gpu);
+    const tg = await buildTrainGraph(config, layout, src, lora, { batch: 1, seqLen: 8, fused: true }, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 });
+    expect(tg.graph.nodes.some((n) => n.op === 'Nf4Gemm')).toBe(true);
+    const train = await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: src.dir });
+    const afterTrain = gpuWeightCache(gpu);
+    const gen = await Generator.create({ config, layout, weights }, dir, { ep: 'gpu', capacity: 16, chunk: 4, src: qsrc, lora: { layout: lora, params: initLoraParams(lora, 2) } });
+    expect(gpuWeightCache(gpu)).toEqual(afterTrain); // codes, absmax codes and the f32 embeddings: nothing uploaded again
+    const r = await gen.generate([5, 17, 42, 9, 100], { greedy: true, maxTokens: 4, ignoreEos: true });
+    expect(r.ids.length).toBe(4);
+    // the same NF4 model on the CPU EP (its step graph dequantizes the same codes): the same tokens
+    const cpu = await Generator.create({ config, layout, weights }, dir, { ep: 'cpu', capacity: 16, chunk: 4, src: qsrc, lora: { layout: lora, params: initLoraParams(lora, 2) } });
+    expect((await cpu.generate([5, 17, 42, 9, 100], { greedy: true, maxTokens: 4, ignoreEos: true })).ids).toEqual(r.ids);
+    await gen.dispose();
+    await cpu.dispose();
     await train.dispose();
     expect(gpuWeightCache(gpu)).toEqual(before);
     await weights.close();
