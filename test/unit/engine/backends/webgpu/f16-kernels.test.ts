@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder, type Value } from '../../../../../src-main/engine/graph/graph';
 import { gradients } from '../../../../../src-main/engine/autodiff/grad';
 import { hostTensor, type HostTensor } from '../../../../../src-main/engine/runtime/tensor';
-import { GpuProgram, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
+import { GpuProgram, capabilityReport, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
 import { CASES, type Case, gen } from '../../autodiff-cases';
 import { compile, rng, type Feed } from '../../autodiff-run';
@@ -56,6 +56,38 @@ describe('GPU kernels with f16 storage vs the CPU EP\'s f16 graph (forward + bac
     expect(h.dispatches.some((d) => d.wgsl.includes('enable f16;') && d.wgsl.includes('array<f16>'))).toBe(true);
     expect(r.dispatches.some((d) => d.wgsl.includes('array<f16>'))).toBe(false);
     expect(h.bytes.temp).toBeLessThan(r.bytes.temp);
+  });
+
+  it('the report says how f16 activations are stored (array<f16>, or emulated without shader-f16)', () => {
+    const a = { vendor: 'v', architecture: 'a', device: 'd', description: 'x' };
+    expect(capabilityReport(a, false, ['shader-f16'], gpu.report.limits, []).notes.join('\n')).toMatch(/f16 compute: activations stored as array<f16>/);
+    expect(capabilityReport(a, false, [], gpu.report.limits, []).notes.join('\n')).toMatch(/f16 compute: .*emulated: the adapter does not offer shader-f16/);
+  });
+
+  it('f16 outputs read back: a computed f16 tensor (f16r) and an f16 view at an odd offset into an array<f16> buffer', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [3, 5]);
+    const h = g.mul(g.cast(x, 'float16'), g.cast(x, 'float16')); // [3, 5] f16, a temporary (array<f16>)
+    const y = g.slice(h, [1, 0], [3, 5]); // elements 5..14: a view starting mid-word
+    g.output('h2', g.add(h, h));
+    g.output('y', y);
+    g.output('yw', g.cast(y, 'float32'));
+    const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['h2', 'y', 'yw'] }, { gpu });
+    try {
+      expect(prog.plan.outputs.get('y')!.ref.storage).toBe('h16');
+      expect(prog.plan.outputs.get('y')!.ref.offset).toBe(5);
+      expect(prog.plan.outputs.get('h2')!.ref.storage).toBe('f16r');
+      const xs = Float32Array.from({ length: 15 }, (_, i) => 0.1 + i / 7);
+      const got = await prog.step({ x: hostTensor('float32', [3, 5], xs) });
+      const r16 = (v: number) => float16BitsToFloat32(float32ToFloat16Bits(v));
+      const sq = Array.from(xs, (v) => r16(r16(v) * r16(v)));
+      expect(got.y!.type).toBe('float16');
+      expect(Array.from(got.y!.data as Uint16Array, float16BitsToFloat32)).toEqual(sq.slice(5));
+      expect(Array.from(got.yw!.data as Float32Array)).toEqual(sq.slice(5));
+      expect(Array.from(got.h2!.data as Uint16Array, float16BitsToFloat32)).toEqual(sq.map((v) => r16(v + v)));
+    } finally {
+      await prog.dispose();
+    }
   });
 
   const cases = CASES.map((c, k) => ({ c, k })).filter(({ c }) => F16_OPS.has(c.op) && !c.notOnGpu && !c.gpuOnly && c.inputs.some((i) => (i.dtype ?? 'float32') === 'float32'));
