@@ -90,6 +90,22 @@ describe('GPU kernels with f16 storage vs the CPU EP\'s f16 graph (forward + bac
     }
   });
 
+  it('an f16 store past f16\'s range gives ±inf and NaN stays NaN (the non-finite guard of the loss-scaled backward needs them)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [7]);
+    const h = g.cast(x, 'float16');
+    g.output('y', g.cast(g.add(h, h), 'float32')); // a computed (array<f16>) tensor, widened by a view
+    const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['y'] }, { gpu });
+    try {
+      const xs = Float32Array.from([4e4, -4e4, 65000, 32759, NaN, 1e-8, -2.5]);
+      const y = Array.from((await prog.step({ x: hostTensor('float32', [7], xs) })).y!.data as Float32Array);
+      // 32759 -> 32752 (f16), doubled 65504: the largest f16; 1e-8 -> 0 (under f16's smallest subnormal 6e-8, to nearest)
+      expect(y).toEqual([Infinity, -Infinity, Infinity, 65504, NaN, 0, -5]);
+    } finally {
+      await prog.dispose();
+    }
+  });
+
   const cases = CASES.map((c, k) => ({ c, k })).filter(({ c }) => F16_OPS.has(c.op) && !c.notOnGpu && !c.gpuOnly && c.inputs.some((i) => (i.dtype ?? 'float32') === 'float32'));
   for (const { c, k } of cases) {
     it(`${c.op}${c.label ? ` (${c.label})` : ''}`, async () => {
