@@ -37,6 +37,8 @@ export interface GpuProgramOptions {
    * maxBufferSize). Weights above it are split by row blocks; tests lower it to exercise the split.
    */
   maxBindingBytes?: number;
+  /** Store f16 activations as array<f16> (default: where the device has shader-f16); false = the f16r emulation. */
+  shaderF16?: boolean;
 }
 
 export interface GpuProgramInfo {
@@ -79,7 +81,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: gpu.report.features.includes('shader-f16') });
+    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16') });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,

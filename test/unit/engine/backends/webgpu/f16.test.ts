@@ -78,6 +78,14 @@ describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
       const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
       const info = gpu.info;
       const got = await run(gpu);
+      // the emulation (f32 words holding f16 values, for adapters without shader-f16) agrees to f16 precision
+      // (not bit for bit on lavapipe: measured loss 2.6e-5 relative; the cause is not pinned down yet)
+      const emu = await run(await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir, shaderF16: false }));
+      const eEmu = { loss: Math.abs(emu.first - got.first) / Math.abs(got.first), grad: rel(emu.grad, got.grad), losses: rel(emu.losses, got.losses) };
+      console.log(`${arch} f16r emulation vs array<f16>: ${Object.entries(eEmu).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}`);
+      expect(eEmu.loss).toBeLessThan(1e-3);
+      expect(eEmu.grad).toBeLessThan(1e-2);
+      expect(eEmu.losses).toBeLessThan(1e-3);
       await weights.close();
       const e = {
         loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad), grad2: rel2(got.grad, want.grad),
