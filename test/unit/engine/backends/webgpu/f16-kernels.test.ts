@@ -90,6 +90,34 @@ describe('GPU kernels with f16 storage vs the CPU EP\'s f16 graph (forward + bac
     }
   });
 
+  for (const shaderF16 of [true, false]) {
+    it(`f16 rounding is exact (${shaderF16 ? 'array<f16>' : 'f16r emulation'}): stores and fused-chain intermediates round to nearest f16, subnormals kept`, async () => {
+      const g = new GraphBuilder();
+      const x = g.input('x', 'float32', [8]);
+      const c = g.input('c', 'float32', [8]);
+      const h = g.cast(x, 'float16'), hc = g.cast(c, 'float16');
+      const m = g.mul(h, h); // stored (two readers)
+      const z = g.add(g.mul(m, hc), h); // one fused kernel: m·c is an f16 intermediate
+      g.output('m', g.cast(m, 'float32'));
+      g.output('z', g.cast(z, 'float32'));
+      const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['m', 'z'] }, { gpu, shaderF16 });
+      try {
+        expect(prog.plan.byKernel['Fused(Add)']).toBe(1);
+        const xs = Float32Array.from([3e-3, 5e-4, 1.0009765625, 0.33333, 200.7, 7e-3, 1.5, 0.1]);
+        const cs = Float32Array.from([1.3, 0.77, 1.0009765625, -3.1, 0.5, 1e-2, 3, -0.1]);
+        const got = await prog.step({ x: hostTensor('float32', [8], xs), c: hostTensor('float32', [8], cs) });
+        const r16 = (v: number) => float16BitsToFloat32(float32ToFloat16Bits(v));
+        const f = Math.fround;
+        const mw = Array.from(xs, (v) => r16(f(r16(v) * r16(v))));
+        const zw = mw.map((mv, i) => r16(f(r16(f(mv * r16(cs[i]!))) + r16(xs[i]!))));
+        expect(Array.from(got.m!.data as Float32Array)).toEqual(mw);
+        expect(Array.from(got.z!.data as Float32Array)).toEqual(zw);
+      } finally {
+        await prog.dispose();
+      }
+    });
+  }
+
   it('an f16 store past f16\'s range gives ±inf and NaN stays NaN (the non-finite guard of the loss-scaled backward needs them)', async () => {
     const g = new GraphBuilder();
     const x = g.input('x', 'float32', [7]);
