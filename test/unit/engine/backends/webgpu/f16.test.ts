@@ -78,14 +78,11 @@ describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
       const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
       const info = gpu.info;
       const got = await run(gpu);
-      // the emulation (f32 words holding f16 values, for adapters without shader-f16) agrees to f16 precision
-      // (not bit for bit on lavapipe: measured loss 2.6e-5 relative; the cause is not pinned down yet)
+      // the emulation (f32 words holding f16 values, for adapters without shader-f16) computes the same numbers
       const emu = await run(await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir, shaderF16: false }));
-      const eEmu = { loss: Math.abs(emu.first - got.first) / Math.abs(got.first), grad: rel(emu.grad, got.grad), losses: rel(emu.losses, got.losses) };
-      console.log(`${arch} f16r emulation vs array<f16>: ${Object.entries(eEmu).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}`);
-      expect(eEmu.loss).toBeLessThan(1e-3);
-      expect(eEmu.grad).toBeLessThan(1e-2);
-      expect(eEmu.losses).toBeLessThan(1e-3);
+      expect(emu.first).toBe(got.first);
+      expect(Array.from(emu.grad)).toEqual(Array.from(got.grad));
+      expect(emu.losses).toEqual(got.losses);
       await weights.close();
       const e = {
         loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad), grad2: rel2(got.grad, want.grad),
@@ -93,15 +90,16 @@ describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
       };
       console.log(`${arch} f16 compute: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; `
         + Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', '));
-      // both sides round every activation to f16 but in different places (the GPU's fused kernels keep f32
-      // inside FlashAttention / cross-entropy / the norms, the CPU EP's decomposition rounds each piece), so they
-      // agree to f16 precision, not bit for bit: measured loss ≤ 4e-5, gradients ≤ 1e-3 (max-relative), losses ≤ 2e-4
+      // the two round in different places: the GPU stores every f16 activation as f16 and keeps f32 inside its fused
+      // kernels; the CPU EP has f16 kernels for few ops (onnxruntime casts around the rest and drops cast pairs, so
+      // much of its "f16" graph runs in f32). They agree to f16 precision, not bit for bit: measured loss ≤ 3e-5,
+      // gradients ≤ 1e-3 (max-relative), losses ≤ 8e-5
       expect(e.loss).toBeLessThan(1e-3);
       expect(e.grad).toBeLessThan(1e-2);
       expect(e.losses).toBeLessThan(1e-3);
       expect(rel(got.norms.slice(0, 1), want.norms.slice(0, 1))).toBeLessThan(1e-2);
       // Adam divides by √v: gradients near 0 turn f16 rounding noise into visible steps, so the update is judged
-      // as a whole (L2; measured 2.0-2.2e-2)
+      // as a whole (L2; measured 1.7-2.4e-2)
       expect(e.update).toBeLessThan(5e-2);
     }, 600_000); // lavapipe compiles each new (f16) pipeline on first use: minutes on a loaded machine
   }
