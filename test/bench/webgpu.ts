@@ -8,6 +8,7 @@
  *                 (NF4 codes + scales, dequantized in the GEMM), B1×T2048, LoRA r16 all-linear, each also
  *                 planned under WebGPU's default 128 MiB binding limit (weights split): the plan only (no device, no weights read: the graph references a file that
  *                 need not exist), so these rows are what the backend WOULD allocate as it is today.
+ * f16 compute rows: the fused graph with `compute: 'float16'` (f16 weights), planned with and without shader-f16.
  * Each shape twice: `graph: decomposed` (the ONNX path's graph: attention through [G·T, T] scores, the loss
  * and norm backwards as IR ops) and `graph: fused` (what the trainer builds for this backend: flash
  * attention, fused cross-entropy, fused norm backwards; graph/ops/fused.ts).
@@ -74,14 +75,14 @@ function layoutOnlyNf4Cache(cfg: ModelConfig): WeightCache {
   return { nf4 } as unknown as WeightCache;
 }
 
-/** Weights that exist only as a layout: bf16 entries pointing into a file nobody reads (the plan needs shapes only). */
-export function layoutOnlyWeights(cfg: ModelConfig): ModelWeights {
+/** Weights that exist only as a layout: bf16 (or `dtype`) entries pointing into a file nobody reads (the plan needs shapes only). */
+export function layoutOnlyWeights(cfg: ModelConfig, dtype: 'BF16' | 'F16' = 'BF16'): ModelWeights {
   const shapes = weightsLayout(cfg).shapes;
   return {
     entry: (name: string) => {
       const shape = shapes.get(name);
       if (!shape) throw new Error(`no weight ${name}`);
-      return { name, dtype: 'BF16', shape, fileOffset: 0, byteLength: 2 * shape.reduce((a, b) => a * b, 1), file: '/nonexistent/model.safetensors' };
+      return { name, dtype, shape, fileOffset: 0, byteLength: 2 * shape.reduce((a, b) => a * b, 1), file: '/nonexistent/model.safetensors' };
     },
   } as unknown as ModelWeights;
 }
@@ -171,6 +172,20 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
       const g = await buildPreferenceTrainGraph(cfg, lay, src, lr, { pairs: 1, seqLen: 1024, fused }, DPO, optim);
       const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
       report(row(label, 'DPO 1 pair × T1024', plan, { graph: fused ? 'fused' : 'decomposed' }));
+    }
+  }
+
+  // f16 compute (fused graph; f16 weights, f16 activations, f32 LoRA masters and AdamW): the plan on a device
+  // with shader-f16 (array<f16> activations) and without it (f16r: f32 words holding f16 values)
+  for (const [name, hf] of Object.entries(REAL_SHAPES)) {
+    if (QLORA.has(name)) continue; // (QLoRA computes in f32)
+    const cfg = parseModelConfig(hf);
+    const lay = weightsLayout(cfg);
+    const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+    const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg, 'F16'), dir: '/nonexistent', compute: 'float16' }, lr, { batch: 1, seqLen: 2048, fused: true }, optim);
+    const opts = { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) };
+    for (const shaderF16 of [true, false]) {
+      report(row(name, 'B1×T2048', planGraph(g.graph, { ...opts, shaderF16 }), { graph: `fused, f16 compute (${shaderF16 ? 'array<f16>' : 'f16r: no shader-f16'})`, 'LoRA params': lr.size }));
     }
   }
 }

@@ -134,7 +134,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     if (ep.ep === 'webgpu') src.vocabChunkBytes = WEBGPU_VOCAB_CHUNK_BYTES;
     onEp(gpuPick.use ? 'webgpu' : ep.ep); // (out-of-memory guidance: estimated as a GPU run)
     log(gpuPick.use ? ep.reason : cfg.ep === 'auto' && gpuPick.reason ? `${ep.reason} (GPU backend not used: ${gpuPick.reason})` : ep.reason);
-    if (cfg.compute === 'float16' && ep.ep === 'cpu' && !gpuPick.use) { // (on the GPU backend only evaluation runs on the CPU EP)
+    if (cfg.compute === 'float16' && ep.ep === 'cpu' && !gpuPick.use) { // (the GPU backend runs f16 compute, evaluation included)
       throw new UserError('train.f16OnCpu', 'Half-precision (f16) compute needs a GPU; this run would use the CPU.', 'Set compute to float32, or choose a GPU device.');
     }
     if (cfg.compute === 'float16' && cfg.quantization === 'nf4') {

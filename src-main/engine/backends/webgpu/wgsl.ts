@@ -107,6 +107,15 @@ const ENABLE_F16 = 'enable f16;';
  */
 const TO_H16 = 'fn toH16(v: f32) -> f16 { if (abs(v) < 65520.0) { return f16(v); } let w = bitcast<vec2<f16>>(select(0x7e007e00u, select(0xfc00fc00u, 0x7c007c00u, v > 0.0), abs(v) >= 65520.0)); return w.x; }';
 
+/**
+ * An f32 rounded to the nearest f16 value (ties to even), kept in f32: subnormals on f16's 2⁻²⁴ grid, ±inf past
+ * its range, NaN as NaN. Integer bit arithmetic, because lavapipe's compiler folds unpack2x16float(pack2x16float(v))
+ * back to v (measured: no rounding at all), and pack2x16float is undefined past f16's range anyway.
+ */
+export const ROUND_F16 = 'fn roundF16(v: f32) -> f32 { let a = abs(v); if (a < 6.103515625e-5) { return round(v * 16777216.0) * 5.9604644775390625e-8; } '
+  + 'if (a < 65520.0) { let b = bitcast<u32>(v); return bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u); } '
+  + 'return bitcast<f32>(select(0x7fc00000u, select(0xff800000u, 0x7f800000u, v > 0.0), a >= 65520.0)); }';
+
 /** Stands for the plan's params buffer until the plan binds it. */
 const PARAMS_PLACEHOLDER: Ref = { buf: { id: -1, kind: 'const', bytes: 4, label: 'params' }, offset: 0, numel: 1, storage: 'u32' };
 
@@ -196,7 +205,8 @@ export class KernelBuilder {
     if (ref.storage === 'h16') { this.decl(ENABLE_F16); this.decl(TO_H16); }
     this.decls.push(`@group(0) @binding(${i}) var<storage, read_write> b${i}: array<${ARRAY[ref.storage]}>;`);
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
-    const v = ref.storage === 'f16r' ? 'unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x' : ref.storage === 'h16' ? 'toH16(v)' : 'v';
+    if (ref.storage === 'f16r') this.decl(ROUND_F16);
+    const v = ref.storage === 'f16r' ? 'roundF16(v)' : ref.storage === 'h16' ? 'toH16(v)' : 'v';
     this.decls.push(`fn st${i}(e: u32, v: ${SCALAR[ref.storage]}) { b${i}[${j}] = ${v}; }`);
     return `st${i}`;
   }

@@ -9,7 +9,7 @@
  */
 import { num, ints } from '../../../graph/ops/registry';
 import { normAxis, type DType } from '../../../graph/types';
-import { KernelBuilder, affine, coords, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
+import { KernelBuilder, ROUND_F16, affine, coords, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
 import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
 
 
@@ -285,7 +285,8 @@ export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refO
       if (v.node && inlined.has(v.node)) {
         const e = walk(v.node);
         // (an f16 intermediate is rounded as its own kernel's store would: the same numbers fused or not)
-        stmts.push(`let fv${v.id} = ${v.dtype === 'float16' ? `unpack2x16float(pack2x16float(vec2<f32>(${e}, 0.0))).x` : e};`);
+        if (v.dtype === 'float16') helpers.push(ROUND_F16);
+        stmts.push(`let fv${v.id} = ${v.dtype === 'float16' ? `roundF16(${e})` : e};`);
         return `fv${v.id}`; // (not f<id>: f16 and f32 are WGSL's type names)
       }
       let j = leafOf.get(v);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder, type Value } from '../../../../../src-main/engine/graph/graph';
 import { gradients } from '../../../../../src-main/engine/autodiff/grad';
 import { hostTensor, type HostTensor } from '../../../../../src-main/engine/runtime/tensor';
-import { GpuProgram, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
+import { GpuProgram, capabilityReport, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
 import { CASES, type Case, gen } from '../../autodiff-cases';
 import { compile, rng, type Feed } from '../../autodiff-run';
@@ -56,6 +56,82 @@ describe('GPU kernels with f16 storage vs the CPU EP\'s f16 graph (forward + bac
     expect(h.dispatches.some((d) => d.wgsl.includes('enable f16;') && d.wgsl.includes('array<f16>'))).toBe(true);
     expect(r.dispatches.some((d) => d.wgsl.includes('array<f16>'))).toBe(false);
     expect(h.bytes.temp).toBeLessThan(r.bytes.temp);
+  });
+
+  it('the report says how f16 activations are stored (array<f16>, or emulated without shader-f16)', () => {
+    const a = { vendor: 'v', architecture: 'a', device: 'd', description: 'x' };
+    expect(capabilityReport(a, false, ['shader-f16'], gpu.report.limits, []).notes.join('\n')).toMatch(/f16 compute: activations stored as array<f16>/);
+    expect(capabilityReport(a, false, [], gpu.report.limits, []).notes.join('\n')).toMatch(/f16 compute: .*emulated: the adapter does not offer shader-f16/);
+  });
+
+  it('f16 outputs read back: a computed f16 tensor (f16r) and an f16 view at an odd offset into an array<f16> buffer', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [3, 5]);
+    const h = g.mul(g.cast(x, 'float16'), g.cast(x, 'float16')); // [3, 5] f16, a temporary (array<f16>)
+    const y = g.slice(h, [1, 0], [3, 5]); // elements 5..14: a view starting mid-word
+    g.output('h2', g.add(h, h));
+    g.output('y', y);
+    g.output('yw', g.cast(y, 'float32'));
+    const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['h2', 'y', 'yw'] }, { gpu });
+    try {
+      expect(prog.plan.outputs.get('y')!.ref.storage).toBe('h16');
+      expect(prog.plan.outputs.get('y')!.ref.offset).toBe(5);
+      expect(prog.plan.outputs.get('h2')!.ref.storage).toBe('f16r');
+      const xs = Float32Array.from({ length: 15 }, (_, i) => 0.1 + i / 7);
+      const got = await prog.step({ x: hostTensor('float32', [3, 5], xs) });
+      const r16 = (v: number) => float16BitsToFloat32(float32ToFloat16Bits(v));
+      const sq = Array.from(xs, (v) => r16(r16(v) * r16(v)));
+      expect(got.y!.type).toBe('float16');
+      expect(Array.from(got.y!.data as Uint16Array, float16BitsToFloat32)).toEqual(sq.slice(5));
+      expect(Array.from(got.yw!.data as Float32Array)).toEqual(sq.slice(5));
+      expect(Array.from(got.h2!.data as Uint16Array, float16BitsToFloat32)).toEqual(sq.map((v) => r16(v + v)));
+    } finally {
+      await prog.dispose();
+    }
+  });
+
+  for (const shaderF16 of [true, false]) {
+    it(`f16 rounding is exact (${shaderF16 ? 'array<f16>' : 'f16r emulation'}): stores and fused-chain intermediates round to nearest f16, subnormals kept`, async () => {
+      const g = new GraphBuilder();
+      const x = g.input('x', 'float32', [8]);
+      const c = g.input('c', 'float32', [8]);
+      const h = g.cast(x, 'float16'), hc = g.cast(c, 'float16');
+      const m = g.mul(h, h); // stored (two readers)
+      const z = g.add(g.mul(m, hc), h); // one fused kernel: m·c is an f16 intermediate
+      g.output('m', g.cast(m, 'float32'));
+      g.output('z', g.cast(z, 'float32'));
+      const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['m', 'z'] }, { gpu, shaderF16 });
+      try {
+        expect(prog.plan.byKernel['Fused(Add)']).toBe(1);
+        const xs = Float32Array.from([3e-3, 5e-4, 1.0009765625, 0.33333, 200.7, 7e-3, 1.5, 0.1]);
+        const cs = Float32Array.from([1.3, 0.77, 1.0009765625, -3.1, 0.5, 1e-2, 3, -0.1]);
+        const got = await prog.step({ x: hostTensor('float32', [8], xs), c: hostTensor('float32', [8], cs) });
+        const r16 = (v: number) => float16BitsToFloat32(float32ToFloat16Bits(v));
+        const f = Math.fround;
+        const mw = Array.from(xs, (v) => r16(f(r16(v) * r16(v))));
+        const zw = mw.map((mv, i) => r16(f(r16(f(mv * r16(cs[i]!))) + r16(xs[i]!))));
+        expect(Array.from(got.m!.data as Float32Array)).toEqual(mw);
+        expect(Array.from(got.z!.data as Float32Array)).toEqual(zw);
+      } finally {
+        await prog.dispose();
+      }
+    });
+  }
+
+  it('an f16 store past f16\'s range gives ±inf and NaN stays NaN (the non-finite guard of the loss-scaled backward needs them)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [7]);
+    const h = g.cast(x, 'float16');
+    g.output('y', g.cast(g.add(h, h), 'float32')); // a computed (array<f16>) tensor, widened by a view
+    const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['y'] }, { gpu });
+    try {
+      const xs = Float32Array.from([4e4, -4e4, 65000, 32759, NaN, 1e-8, -2.5]);
+      const y = Array.from((await prog.step({ x: hostTensor('float32', [7], xs) })).y!.data as Float32Array);
+      // 32759 -> 32752 (f16), doubled 65504: the largest f16; 1e-8 -> 0 (under f16's smallest subnormal 6e-8, to nearest)
+      expect(y).toEqual([Infinity, -Infinity, Infinity, 65504, NaN, 0, -5]);
+    } finally {
+      await prog.dispose();
+    }
   });
 
   const cases = CASES.map((c, k) => ({ c, k })).filter(({ c }) => F16_OPS.has(c.op) && !c.notOnGpu && !c.gpuOnly && c.inputs.some((i) => (i.dtype ?? 'float32') === 'float32'));
