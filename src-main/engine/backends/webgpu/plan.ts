@@ -15,9 +15,9 @@
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
-import { sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
+import { normAxis, sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
-import { fusedElementwise, fusibleExpr } from './kernels/elementwise';
+import { contiguousSlice, fusedElementwise, fusibleExpr } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
 import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
@@ -144,6 +144,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     }
   }
 
+  const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, inlined);
+
   const buffers: BufferSlot[] = [];
   const slot = (kind: BufferKind, bytes: number, label: string): BufferSlot => {
     const b: BufferSlot = { id: buffers.length, kind, bytes, label };
@@ -207,6 +209,18 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (left === 0) free.push(r.buf);
   };
 
+  /** A fresh buffer (from the pool for temporaries) for `v`. */
+  const alloc = (v: Value, label: string): Ref => {
+    const shape = staticShape(v.shape, `GPU plan: ${label} output`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const storage = storageOf(v.dtype);
+    const buf = take(storageBytes(storage, n), pinned.has(v) ? 'output' : 'temp', label);
+    hold(buf);
+    const r: Ref = { buf, offset: 0, numel: n, storage };
+    refOf.set(v, r);
+    return r;
+  };
+
   const params: number[] = [];
   const paramsRef: Ref = { buf: slot('const', 4, 'kernel params'), offset: 0, numel: 1, storage: 'u32' };
   const dispatches: PlannedDispatch[] = [];
@@ -237,16 +251,21 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       out: (i) => {
         const v = node.outputs[i]!;
-        let r = refOf.get(v);
+        const r = refOf.get(v);
         if (r) return r;
-        const shape = staticShape(v.shape, `GPU plan: ${node} output ${i}`);
-        const n = shape.reduce((a, b) => a * b, 1);
-        const storage = storageOf(v.dtype);
-        const buf = take(storageBytes(storage, n), pinned.has(v) ? 'output' : 'temp', `${node.op}#${node.id}`);
-        hold(buf);
-        r = { buf, offset: 0, numel: n, storage };
-        refOf.set(v, r);
-        return r;
+        const at = placed.get(v);
+        if (at) {
+          // computed straight into its slice of the Concat's output (allocated now if it is not yet),
+          // unless this kernel also reads that buffer (one binding cannot be read-only and written)
+          const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
+          if (!readsBuffer(node, whole.buf, inlined, refOf)) {
+            const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
+            refOf.set(v, ref);
+            hold(ref.buf);
+            return ref;
+          }
+        }
+        return alloc(v, `${node.op}#${node.id}`);
       },
       constant: (i, data, bytes) => {
         const v = node.outputs[i]!;
@@ -304,4 +323,54 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const byKernel: Record<string, number> = {};
   for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
   return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length };
+}
+
+/** Where a tensor is computed inside a Concat's output: the Concat's output value and the element offset. */
+interface Placement { concat: Value; offset: number }
+
+/** Views (no dispatch, same elements) a placed tensor may reach its Concat through. */
+const VIEW_OPS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Identity']);
+
+/**
+ * Concat without copies: an input of a Concat that is one contiguous run of its output and is produced
+ * (through views only) by a GEMM, MatMul or elementwise kernel is computed straight into that slice of the
+ * Concat's output; the Concat then has nothing left to copy for it (kernels/elementwise.ts skips a piece
+ * already in place). The producer's other readers read it there: the Concat's output is only ever written
+ * slice by slice by these producers and the Concat's own copies of the other pieces, and a kernel takes a
+ * buffer over in place only when no other tensor lives in it (`lastUse`). Graph outputs keep their own buffer.
+ */
+function concatPlacements(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>): Map<Value, Placement> {
+  const placed = new Map<Value, Placement>();
+  const placeable = (n: Node) => n.op === 'Gemm' || n.op === 'MatMul' || !!fusibleExpr(n as never);
+  for (const n of order) {
+    if (n.op !== 'Concat') continue;
+    const out = n.outputs[0]!;
+    const oS = staticShape(out.shape, `GPU plan: ${n}`);
+    const ax = normAxis(n.attrs.axis as number, oS.length, 'Concat');
+    let at = 0;
+    for (const x of n.inputs) {
+      if (!x) continue;
+      const s = staticShape(x.shape, `GPU plan: ${n}`);
+      const off = contiguousSlice(oS, oS.map((_, d) => (d === ax ? at : 0)), s);
+      at += s[ax]!;
+      if (off === null || n.inputs.filter((y) => y === x).length !== 1) continue;
+      let v = x;
+      while (v.node && VIEW_OPS.has(v.node.op) && v.node.inputs[0] && !pinned.has(v)) v = v.node.inputs[0];
+      const m = v.node;
+      if (!m || pinned.has(v) || inlined.has(m) || !placeable(m) || m.outputs.length !== 1 || placed.has(v) || v.dtype !== out.dtype) continue;
+      if (!remaining.has(v)) continue;
+      placed.set(v, { concat: out, offset: off });
+    }
+  }
+  return placed;
+}
+
+/** Does `node`'s kernel read a tensor in `buf` (through the elementwise producers computed inside it)? */
+function readsBuffer(node: Node, buf: BufferSlot, inlined: ReadonlySet<Node>, refOf: ReadonlyMap<Value, Ref>): boolean {
+  return node.inputs.some((x) => {
+    if (!x) return false;
+    if (x.node && inlined.has(x.node)) return readsBuffer(x.node, buf, inlined, refOf);
+    const r = refOf.get(x);
+    return !!r && (r.buf === buf || !!r.parts?.bufs.includes(buf));
+  });
 }

@@ -37,6 +37,8 @@ export interface GpuProgramOptions {
    * maxBufferSize). Weights above it are split by row blocks; tests lower it to exercise the split.
    */
   maxBindingBytes?: number;
+  /** Plan without fusion (one dispatch per op, every Concat copies): the reference the fused plan is tested against. */
+  noFusion?: boolean;
 }
 
 export interface GpuProgramInfo {
@@ -79,7 +81,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm });
+    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, ...(opts.noFusion ? { noFusion: true } : {}) });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,

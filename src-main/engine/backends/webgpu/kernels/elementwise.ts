@@ -217,7 +217,10 @@ export const ELEMENTWISE: Record<string, Emitter> = {
     let at = 0;
     c.node.inputs.forEach((_, i) => {
       const s = inShape(c, i);
-      if (prod(s) > 0) {
+      const r = c.in(i);
+      // a piece its producer already wrote into its slice (plan.ts: Concat placement) has nothing to copy
+      const inPlace = r.buf === out.buf && r.offset === out.offset + at * ost[ax]! && contiguousSlice(oS, oS.map((_, d) => (d === ax ? at : 0)), s) !== null;
+      if (prod(s) > 0 && !inPlace) {
         mapKernel(c, 'Concat', s, [{ ref: c.in(i), strides: stridesOf(s) }], (v) => v[0]!, out, { strides: ost, offset: at * ost[ax]! });
       }
       at += s[ax]!;

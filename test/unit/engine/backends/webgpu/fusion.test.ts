@@ -1,0 +1,125 @@
+/**
+ * Fewer dispatches, same numbers: the fused plan (elementwise chains, Concat pieces computed in place, GEMM
+ * epilogues) against the unfused one (`noFusion`: one dispatch per op, every Concat copies) on the device,
+ * and the dispatches per transformer layer of the fused LoRA train step at Llama-3.2-1B's shapes (plan only).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { openModel, parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
+import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
+import { hostTensor, type HostTensor } from '../../../../../src-main/engine/runtime';
+import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
+import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
+import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
+import { openWeightSource } from '../../../../../src-main/engine/weights/source';
+import { tempDir } from '../../../../helpers/services';
+import { rel, uniform } from '../../../../helpers/numeric';
+import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
+
+/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement). */
+const PER_LAYER = 92;
+
+const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
+
+/** Dispatches of the fused train step at Llama-3.2-1B's shapes (B1×T2048, LoRA r16 all-linear) with `layers` layers. */
+async function llamaDispatches(layers: number): Promise<{ total: number; byKernel: Record<string, number> }> {
+  const cfg = parseModelConfig({ ...REAL_SHAPES['Llama-3.2-1B']!, num_hidden_layers: layers });
+  const lay = weightsLayout(cfg);
+  const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+  const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true }, lr, { batch: 1, seqLen: 2048, fused: true }, optim);
+  const p = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+  return { total: p.dispatches.length, byKernel: p.byKernel };
+}
+
+describe('GPU plan: dispatches per layer', () => {
+  it(`Llama-3.2-1B shapes, fused LoRA train step: no Concat copies, ${PER_LAYER} dispatches a layer`, async () => {
+    const one = await llamaDispatches(1), two = await llamaDispatches(2);
+    // the flat LoRA gradient's pieces are computed in place: no Concat dispatch at all
+    expect(one.byKernel.Concat ?? 0).toBe(0);
+    expect(two.byKernel.Concat ?? 0).toBe(0);
+    expect(two.total - one.total).toBe(PER_LAYER);
+  }, 60_000);
+
+  it('a Concat piece whose producer reads the Concat output buffer is copied, not placed', () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [4, 8]);
+    const w = g.input('w', 'float32', [8, 8]);
+    const a = g.gemm(x, w);
+    // b reads a (in the Concat's output once placed): b cannot be written into the same buffer by its own kernel
+    const b = g.gemm(a, w);
+    g.output('y', g.concat([a, b], 0));
+    const p = planGraph(g);
+    for (const d of p.dispatches) {
+      const reads = new Set(d.bindings.filter((q) => !q.write).map((q) => q.ref.buf));
+      for (const q of d.bindings.filter((q) => q.write)) expect(reads.has(q.ref.buf)).toBe(false);
+    }
+    expect(p.byKernel.Concat).toBe(1);
+    expect(planGraph(g, { noFusion: true }).byKernel.Concat).toBe(2);
+  });
+});
+
+describe('GPU backend: the fused plan computes what the unfused plan computes', () => {
+  beforeAll(async () => { await openGpu(); }, 60_000);
+  afterAll(() => closeGpu());
+
+  it('Concat with placed pieces, views between (device)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [6, 5]);
+    const w = g.input('w', 'float32', [7, 5]);
+    const a = g.gemm(x, w, null, { transB: true }); // [6, 7]
+    const b = g.tanh(g.mul(x, 2)); // fused chain root [6, 5]
+    const c = g.gemm(a, a, null, { transA: true }); // reads a (placed) : [7, 7]
+    g.output('y', g.concat([g.reshape(a, [42]), g.reshape(b, [30]), g.reshape(c, [49]), g.reshape(x, [30])], 0));
+    g.output('a2', g.mul(a, a)); // another reader of a placed piece
+    const feeds = { x: hostTensor('float32', [6, 5], uniform(30, 1)), w: hostTensor('float32', [7, 5], uniform(35, 2)) };
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'a2'] }, { noFusion });
+      // x is an input and c reads a (placed in the same buffer): both copied; a and b computed in place
+      if (!noFusion) expect(p.info.byKernel.Concat).toBe(2);
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    expect(rel(out[0]!.y!.data as Float32Array, out[1]!.y!.data as Float32Array)).toBeLessThan(1e-6);
+    expect(rel(out[0]!.a2!.data as Float32Array, out[1]!.a2!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('tiny llama LoRA train step: loss, gradient and one AdamW step agree with the unfused plan', async () => {
+    const dir = path.join(tempDir('lathe-gpu-fusion-'), 'llama');
+    await createTinyModel('llama', dir, { seed: 1 });
+    const { config, layout, weights } = await openModel(dir);
+    const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
+    const B = 2, T = 8, N = B * T, P = lora.size;
+    const tg = await buildTrainGraph(config, layout, openWeightSource(weights), lora, { batch: B, seqLen: T, fused: true }, optim);
+    const p0 = initLoraParams(lora, 3);
+    for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
+    const z = () => hostTensor('float32', [P], new Float32Array(P));
+    const ids = new BigInt64Array(N).map((_, i) => BigInt(((i * 7) % 40) + 3));
+    const targets = ids.map((_, i) => ids[(i + 1) % N]!);
+    const feeds = (apply: boolean) => ({
+      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)),
+      apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / N])),
+      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, 1))),
+    });
+    const res: { loss: number; grad: Float32Array; params: Float32Array; dispatches: number }[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir, noFusion });
+      await p.init({ params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() });
+      const loss = Number((await p.step(feeds(false))).loss_sum!.data[0]);
+      const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
+      await p.step(feeds(true));
+      const params = (await p.read(['params'])).params!.data as Float32Array;
+      res.push({ loss, grad, params, dispatches: p.info.dispatches });
+      await p.dispose();
+    }
+    await weights.close();
+    const [fused, plain] = res as [typeof res[0], typeof res[0]];
+    expect(fused.dispatches).toBeLessThan(plain.dispatches);
+    expect(Math.abs(fused.loss - plain.loss) / Math.abs(plain.loss)).toBeLessThan(1e-6);
+    expect(rel(fused.grad, plain.grad)).toBeLessThan(1e-6);
+    expect(rel(fused.params, plain.params)).toBeLessThan(1e-6);
+  }, 300_000);
+});
