@@ -17,7 +17,7 @@ import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
 import { normAxis, sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
-import { contiguousSlice, fusedElementwise, fusibleExpr } from './kernels/elementwise';
+import { contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
 import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
@@ -144,6 +144,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     }
   }
 
+  const epilogues = opts.noFusion ? new Map<Node, Node>() : gemmEpilogues(order, remaining, pinned, inlined, opts.maxBinding);
+  const deferred = new Set(epilogues.values());
   const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, inlined);
 
   const buffers: BufferSlot[] = [];
@@ -235,16 +237,20 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     }
   };
   for (const node of order) {
-    if (inlined.has(node)) continue; // computed inside its reader's kernel
+    if (inlined.has(node) || deferred.has(node)) continue; // computed inside its reader's kernel
+    // a GEMM whose result only this elementwise chain reads runs here, the chain in its store
+    const gm = epilogues.get(node);
+    const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
     const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
-    const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
+    const emit = gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
-      node,
+      node: kn,
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
+      ...(gm ? { epilogue: gemmEpilogue(node, inlined, (v) => refOf.get(v)!, gm.outputs[0]!, () => c.out(0)) } : {}),
       in: (i) => {
-        const v = node.inputs[i];
+        const v = kn.inputs[i];
         const r = v ? refOf.get(v) : undefined;
         if (!r) throw new Error(`GPU plan: ${node} input ${i} has no tensor.`);
         return r;
@@ -258,7 +264,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           // computed straight into its slice of the Concat's output (allocated now if it is not yet),
           // unless this kernel also reads that buffer (one binding cannot be read-only and written)
           const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
-          if (!readsBuffer(node, whole.buf, inlined, refOf)) {
+          if (!readsBuffer(node, whole.buf, inlined, refOf) && !(gm && readsBuffer(gm, whole.buf, inlined, refOf))) {
             const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
             refOf.set(v, ref);
             hold(ref.buf);
@@ -281,8 +287,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       used,
       lastUse: (i) => {
-        const v = node.inputs[i];
-        if (!v || pinned.has(v) || remaining.get(v) !== 1 || node.inputs.filter((x) => x === v).length !== 1) return false;
+        const v = kn.inputs[i];
+        if (!v || pinned.has(v) || remaining.get(v) !== 1 || kn.inputs.filter((x) => x === v).length !== 1) return false;
         const r = refOf.get(v);
         return !!r && r.buf.kind === 'temp' && r.offset === 0 && holders.get(r.buf) === 1;
       },
@@ -300,12 +306,13 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       emit(c);
     } catch (e) {
       const args = node.inputs.map((v) => (v ? `${v.dtype}${shapeStr(v.shape)}` : '-')).join(', ');
-      throw new Error(`GPU backend, ${node} (${args}): ${(e as Error).message}`);
+      throw new Error(`GPU backend, ${node}${gm ? ` (in the store of ${gm})` : ''} (${args}): ${(e as Error).message}`);
     }
     node.outputs.forEach((v, i) => {
       if (!refOf.has(v) && used(i)) throw new Error(`GPU backend: the ${node.op} kernel left output ${i} of ${node} unset.`);
       if (refOf.has(v) && !used(i)) drop(v);
     });
+    if (gm) consumed(gm);
     consumed(node);
   }
 
@@ -373,4 +380,52 @@ function readsBuffer(node: Node, buf: BufferSlot, inlined: ReadonlySet<Node>, re
     const r = refOf.get(x);
     return !!r && (r.buf === buf || !!r.parts?.bufs.includes(buf));
   });
+}
+
+/** Most storage bindings a GEMM with a fused epilogue may use (the WebGPU default maxStorageBuffersPerShaderStage). */
+const MAX_BINDINGS = 8;
+
+/**
+ * GEMM epilogue fusion: an elementwise chain (a fusible root with its inlined producers) that reads the
+ * result of a Gemm or MatMul which nothing else reads, of the chain's own shape, is computed in that GEMM's
+ * store (kernels/elementwise.ts gemmEpilogue): the GEMM runs at the chain's place in the schedule (its
+ * inputs are still live: their last reader has not run), the chain costs no dispatch and the GEMM's result
+ * no buffer. f32 results only (a float16 graph rounds a stored result; the store would not). Returns chain
+ * root -> GEMM node.
+ */
+function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>, maxBinding?: number): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  const taken = new Set<Node>();
+  const leavesOf = (n: Node, acc: Value[]): Value[] => {
+    for (const x of n.inputs) {
+      if (!x) continue;
+      if (x.node && inlined.has(x.node)) leavesOf(x.node, acc);
+      else acc.push(x);
+    }
+    return acc;
+  };
+  const bindings = (v: Value): number => {
+    // a constant above the binding limit is split into parts, one binding each
+    if (maxBinding === undefined || v.node) return 1;
+    const n = (v.shape as number[]).reduce((a, b) => a * b, 1);
+    return Math.max(1, Math.ceil((n * 4) / maxBinding) + 1);
+  };
+  for (const n of order) {
+    if (inlined.has(n) || n.outputs.length !== 1 || !fusibleExpr(n as never)) continue;
+    const y = n.outputs[0]!;
+    const leaves = leavesOf(n, []);
+    const acc = leaves.find((x) => {
+      const m = x.node;
+      return !!m && (m.op === 'Gemm' || m.op === 'MatMul') && m.outputs.length === 1 && !taken.has(m) && !pinned.has(x)
+        && remaining.get(x) === 1 && leaves.filter((z) => z === x).length === 1 && x.dtype === 'float32' && y.dtype !== 'float16' && sameShape(x.shape, y.shape);
+    });
+    if (!acc) continue;
+    const m = acc.node!;
+    const others = new Set(leaves.filter((x) => x !== acc));
+    const count = m.inputs.reduce((s, x) => s + (x ? bindings(x) : 0), 0) + [...others].reduce((s, x) => s + bindings(x), 0) + 2; // + output, params
+    if (count > MAX_BINDINGS) continue;
+    out.set(n, m);
+    taken.add(m);
+  }
+  return out;
 }

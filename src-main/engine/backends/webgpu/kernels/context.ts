@@ -30,11 +30,23 @@ export interface EmitCtx {
    * take the buffer over (`view(o, in(i))`) and the kernel overwrite it in place (KernelBuilder.inout).
    */
   lastUse?(i: number): boolean;
+  /**
+   * The elementwise work a GEMM's store computes over its result (plan.ts: GEMM epilogue fusion); absent:
+   * the GEMM stores its result in `out(0)`. Only MatMul and Gemm read it.
+   */
+  epilogue?: GemmEpilogue;
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }
 
 export type Emitter = (c: EmitCtx) => void;
+
+/** A GEMM's fused store: `store(k)` declares what it reads and writes in `k` and returns (flat output index, value) -> WGSL statement. */
+export interface GemmEpilogue {
+  /** Added to the kernel's name (dispatch counts by kernel). */
+  name: string;
+  store(k: KernelBuilder): (idx: string, value: string) => string;
+}
 
 export const shapeOf = (v: Value): number[] => staticShape(v.shape, `The GPU backend (${v})`);
 export const inShape = (c: EmitCtx, i: number): number[] => shapeOf(c.node.inputs[i]!);

@@ -10,7 +10,7 @@
 import { num, ints } from '../../../graph/ops/registry';
 import { normAxis, type DType } from '../../../graph/types';
 import { KernelBuilder, affine, coords, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
-import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
+import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type EmitCtx, type Emitter, type GemmEpilogue } from './context';
 
 
 /** An input read at Σ c_k·strides_k + offset, or at a custom WGSL index expression. */
@@ -272,19 +272,24 @@ export function fusibleExpr(node: { op: string; attrs: Record<string, unknown>; 
   return { e: ([a]) => u.e(a!), helpers: u.helpers ?? [] };
 }
 
-/** A fused chain: `root` with the producers in `inlined` computed inside the same kernel (one dispatch). */
-export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refOf: (v: NonNullable<EmitCtx['node']['inputs'][number]>) => Ref): void {
-  const shape = outShape(c);
+type Val = NonNullable<EmitCtx['node']['inputs'][number]>;
+
+/**
+ * The expression of `root` with the fusible producers in `inlined` computed inside it: the tensors it reads
+ * (leaves, broadcast to `shape`), `let` statements for the inlined producers, and the root's expression, with
+ * `@L<j>@` for leaf j's loaded value and `@ACC@` for `acc` (a GEMM's result in its epilogue) if given.
+ */
+function fusedTree(rootNode: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Ref, shape: readonly number[], acc?: Val) {
   const leaves: MapInput[] = [];
   const leafOf = new Map<unknown, number>();
   const helpers: string[] = [];
   const stmts: string[] = [];
-  type V = NonNullable<EmitCtx['node']['inputs'][number]>;
   const walk = (node: EmitCtx['node']): string => {
     const f = fusibleExpr(node as never)!;
     helpers.push(...f.helpers);
     const args = node.inputs.map((x) => {
-      const v = x as V;
+      const v = x as Val;
+      if (v === acc) return '@ACC@';
       if (v.node && inlined.has(v.node)) {
         const e = walk(v.node);
         stmts.push(`let f${v.id} = ${e};`);
@@ -300,8 +305,41 @@ export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refO
     });
     return f.e(args);
   };
-  const root = walk(c.node);
-  const fill = (s: string, vals: string[]) => s.replace(/@L(\d+)@/g, (_, j: string) => vals[Number(j)]!);
-  mapKernel(c, `Fused(${c.node.op})`, shape, leaves, (vals) => fill(root, vals), c.out(0), undefined, [...new Set(helpers)],
-    (vals) => stmts.map((x) => fill(x, vals)).join('\n  '));
+  const root = walk(rootNode);
+  return { leaves, helpers: [...new Set(helpers)], stmts, root };
+}
+
+const fillLeaves = (s: string, vals: string[]) => s.replace(/@L(\d+)@/g, (_, j: string) => vals[Number(j)]!);
+
+/** A fused chain: `root` with the producers in `inlined` computed inside the same kernel (one dispatch). */
+export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refOf: (v: Val) => Ref): void {
+  const shape = outShape(c);
+  const t = fusedTree(c.node, inlined, refOf, shape);
+  mapKernel(c, `Fused(${c.node.op})`, shape, t.leaves, (vals) => fillLeaves(t.root, vals), c.out(0), undefined, t.helpers,
+    (vals) => t.stmts.map((x) => fillLeaves(x, vals)).join('\n  '));
+}
+
+/**
+ * A GEMM epilogue that computes the elementwise chain `root` (with its `inlined` producers) over the GEMM's
+ * result `acc` and stores the chain's output in `out`: the chain costs no dispatch and `acc` no buffer.
+ * `acc` must have the chain's shape (no broadcast), so output element e of the GEMM is element e of the chain.
+ */
+export function gemmEpilogue(root: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Ref, acc: Val, out: () => Ref): GemmEpilogue {
+  const shape = root.outputs[0]!.shape as number[];
+  const t = fusedTree(root, inlined, refOf, shape, acc);
+  const own = stridesOf(shape);
+  const contiguous = (st: readonly number[]) => st.every((x, d) => x === own[d] || shape[d] === 1);
+  return {
+    name: `Fused(${root.op})`,
+    store: (k) => {
+      for (const h of t.helpers) k.decl(h);
+      const lds = t.leaves.map((l) => k.input(l.ref));
+      const st = k.output(out());
+      return (idx, value) => {
+        const vals = t.leaves.map((l, j) => `${lds[j]}(${contiguous(l.strides) ? 'ep_e' : affine(l.strides, 0, 'ep')})`);
+        const sub = (x: string) => fillLeaves(x, vals).replace(/@ACC@/g, 'ep_acc');
+        return `{ let ep_e = ${idx}; ${coords('ep_e', shape, 'ep')} let ep_acc = ${value}; ${t.stmts.map(sub).join(' ')} ${st}(ep_e, ${sub(t.root)}); }`;
+      };
+    },
+  };
 }

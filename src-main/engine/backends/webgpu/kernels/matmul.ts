@@ -15,10 +15,10 @@ interface Operand { ref: Ref; batch: number[]; sRow: number; sCol: number }
 /** out[z, m, n] = alpha Σ_k A[z, m, k] B[z, k, n] + beta C[m, n]; `batch` = output batch dims. */
 function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: number, K: number,
   A: Operand, B: Operand, C: { ref: Ref; sRow: number; sCol: number } | null, alpha: number, beta: number): void {
-  const k = new KernelBuilder(name);
+  const k = new KernelBuilder(c.epilogue ? `${name}+${c.epilogue.name}` : name);
   const ldA = k.input(A.ref), ldB = k.input(B.ref);
   const ldC = C ? k.input(C.ref) : '';
-  const st = k.output(c.out(0));
+  const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
   const base = (o: Operand) => o.batch.map((s, d) => (s ? `z${d} * ${s}u` : '')).filter(Boolean).join(' + ') || '0u';
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
   const epilogue = (acc: string) => {
@@ -34,7 +34,7 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
   let bBase = ${base(B)};`,
     a: (row, ka) => `${ldA}(aBase + ${mul(row, A.sRow)} + ${mul(ka, A.sCol)})`,
     b: (kb, col) => `${ldB}(bBase + ${mul(kb, B.sRow)} + ${mul(col, B.sCol)})`,
-    store: (row, col, acc) => `${st}(z * ${M * N}u + ${row} * ${N}u + ${col}, ${epilogue(acc)});`,
+    store: (row, col, acc) => put(`z * ${M * N}u + ${row} * ${N}u + ${col}`, epilogue(acc)),
   }, narrowStorage(A.ref) || narrowStorage(B.ref));
 }
 

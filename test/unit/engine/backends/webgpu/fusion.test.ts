@@ -18,8 +18,8 @@ import { tempDir } from '../../../../helpers/services';
 import { rel, uniform } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
 
-/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement). */
-const PER_LAYER = 92;
+/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement, 92 before GEMM epilogues). */
+const PER_LAYER = 86;
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -85,6 +85,40 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
     }
     expect(rel(out[0]!.y!.data as Float32Array, out[1]!.y!.data as Float32Array)).toBeLessThan(1e-6);
     expect(rel(out[0]!.a2!.data as Float32Array, out[1]!.a2!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('GEMM epilogues: residual add, broadcast bias, chains with several tensors, batched MatMul (device)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [9, 6]);
+    const w = g.input('w', 'float32', [5, 6]);
+    const r = g.input('r', 'float32', [9, 5]);
+    const bias = g.input('bias', 'float32', [5]);
+    const q = g.input('q', 'float32', [2, 3, 9, 4]);
+    const rot = g.input('rot', 'float32', [4, 4]);
+    const sin = g.input('sin', 'float32', [9, 4]);
+    const base = g.gemm(x, w, null, { transB: true });
+    const lora = g.gemm(x, w, base, { transB: true, alpha: 2 }); // beta·C already in the store
+    g.output('h', g.add(r, lora)); // residual add
+    g.output('s', g.mul(g.sigmoid(g.gemm(x, w, null, { transB: true, alpha: 0.5 })), g.add(r, bias))); // chain reading 2 more tensors, broadcast
+    g.output('rope', g.add(g.mul(q, sin), g.mul(g.matmul(q, rot), sin))); // rotate-half as in RoPE: batched MatMul
+    const feeds = {
+      x: hostTensor('float32', [9, 6], uniform(54, 3)), w: hostTensor('float32', [5, 6], uniform(30, 4)), r: hostTensor('float32', [9, 5], uniform(45, 5)),
+      bias: hostTensor('float32', [5], uniform(5, 6)), q: hostTensor('float32', [2, 3, 9, 4], uniform(216, 7)), rot: hostTensor('float32', [4, 4], uniform(16, 8)),
+      sin: hostTensor('float32', [9, 4], uniform(36, 9)),
+    };
+    const fusedPlan = planGraph(g);
+    expect(fusedPlan.byKernel['Gemm+Fused(Add)']).toBe(1);
+    expect(fusedPlan.byKernel['Gemm+Fused(Mul)']).toBe(1);
+    expect(fusedPlan.byKernel['MatMul+Fused(Add)']).toBe(1);
+    expect(fusedPlan.dispatches.length).toBe(4);
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['h', 's', 'rope'] }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    for (const k of ['h', 's', 'rope']) expect(rel(out[0]![k]!.data as Float32Array, out[1]![k]!.data as Float32Array)).toBeLessThan(1e-6);
   }, 120_000);
 
   it('tiny llama LoRA train step: loss, gradient and one AdamW step agree with the unfused plan', async () => {
