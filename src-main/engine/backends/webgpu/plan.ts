@@ -17,7 +17,7 @@ import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
 import { normAxis, sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
-import { contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue } from './kernels/elementwise';
+import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
 import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
@@ -146,7 +146,9 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
 
   const epilogues = opts.noFusion ? new Map<Node, Node>() : gemmEpilogues(order, remaining, pinned, inlined, opts.maxBinding);
   const deferred = new Set(epilogues.values());
-  const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, inlined);
+  const folded = opts.noFusion ? new Set<Node>() : foldedLoads(order, pinned, inlined, epilogues);
+  const expand = new Set<Node>([...inlined, ...folded]); // nodes whose inputs their readers' kernels read
+  const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
 
   const buffers: BufferSlot[] = [];
   const slot = (kind: BufferKind, bytes: number, label: string): BufferSlot => {
@@ -226,29 +228,60 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const params: number[] = [];
   const paramsRef: Ref = { buf: slot('const', 4, 'kernel params'), offset: 0, numel: 1, storage: 'u32' };
   const dispatches: PlannedDispatch[] = [];
-  /** Releases a node's inputs after it ran (through inlined producers, whose inputs the fused kernel read). */
+  /**
+   * Releases a node's inputs after it ran (through inlined producers, whose inputs the fused kernel read, and
+   * folded ones, whose inputs are released after their last reader ran).
+   */
   const consumed = (node: Node): void => {
     for (const x of node.inputs) {
       if (!x) continue;
       if (x.node && inlined.has(x.node)) { consumed(x.node); continue; }
       const left = remaining.get(x)! - 1;
       remaining.set(x, left);
-      if (left === 0) drop(x);
+      if (left === 0) {
+        if (x.node && folded.has(x.node)) consumed(x.node);
+        else drop(x);
+      }
     }
   };
+  /** Where a kernel reads `v`: its buffer, or (folded) a load function computing it; one declaration per kernel. */
+  const declared = new WeakMap<KernelBuilder, Map<Value, string>>();
+  const sourceOf = (v: Value): Source => {
+    const m = v.node;
+    if (!m || !folded.has(m)) return refOf.get(v)!;
+    const make = VIEW_OPS.has(m.op) ? null
+      : m.op === 'Transpose' ? transposeLoad(staticShape(v.shape, 'GPU plan'), staticShape(m.inputs[0]!.shape, 'GPU plan'), m.attrs.perm as number[], sourceOf(m.inputs[0]!), `vl${v.id}`)
+        : chainLoad(m, inlined, sourceOf, `vl${v.id}`);
+    if (!make) return sourceOf(m.inputs[0]!);
+    return (k: KernelBuilder) => {
+      let d = declared.get(k);
+      if (!d) declared.set(k, (d = new Map()));
+      const have = d.get(v);
+      if (have) return have;
+      const name = make(k);
+      d.set(v, name);
+      return name;
+    };
+  };
+  const loadOf = (v: Value, k: KernelBuilder): string => {
+    const src = sourceOf(v);
+    return typeof src === 'function' ? src(k) : k.input(src);
+  };
   for (const node of order) {
-    if (inlined.has(node) || deferred.has(node)) continue; // computed inside its reader's kernel
+    if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
     // a GEMM whose result only this elementwise chain reads runs here, the chain in its store
     const gm = epilogues.get(node);
     const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
-    const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
-    const emit = gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
+    const fused = !!fusibleExpr(node as never) && node.inputs.some((x) => x?.node && expand.has(x.node));
+    const emit = gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, sourceOf) : KERNELS[node.op];
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
       node: kn,
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
-      ...(gm ? { epilogue: gemmEpilogue(node, inlined, (v) => refOf.get(v)!, gm.outputs[0]!, () => c.out(0)) } : {}),
+      ...(gm ? { epilogue: gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)) } : {}),
+      folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
+      load: (i, k) => loadOf(kn.inputs[i]!, k),
       in: (i) => {
         const v = kn.inputs[i];
         const r = v ? refOf.get(v) : undefined;
@@ -264,7 +297,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           // computed straight into its slice of the Concat's output (allocated now if it is not yet),
           // unless this kernel also reads that buffer (one binding cannot be read-only and written)
           const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
-          if (!readsBuffer(node, whole.buf, inlined, refOf) && !(gm && readsBuffer(gm, whole.buf, inlined, refOf))) {
+          if (!readsBuffer(node, whole.buf, expand, refOf) && !(gm && readsBuffer(gm, whole.buf, expand, refOf))) {
             const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
             refOf.set(v, ref);
             hold(ref.buf);
@@ -346,7 +379,7 @@ const VIEW_OPS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Identity']);
  * slice by slice by these producers and the Concat's own copies of the other pieces, and a kernel takes a
  * buffer over in place only when no other tensor lives in it (`lastUse`). Graph outputs keep their own buffer.
  */
-function concatPlacements(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>): Map<Value, Placement> {
+function concatPlacements(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, expand: ReadonlySet<Node>): Map<Value, Placement> {
   const placed = new Map<Value, Placement>();
   const placeable = (n: Node) => n.op === 'Gemm' || n.op === 'MatMul' || !!fusibleExpr(n as never);
   for (const n of order) {
@@ -364,7 +397,7 @@ function concatPlacements(order: readonly Node[], remaining: ReadonlyMap<Value, 
       let v = x;
       while (v.node && VIEW_OPS.has(v.node.op) && v.node.inputs[0] && !pinned.has(v)) v = v.node.inputs[0];
       const m = v.node;
-      if (!m || pinned.has(v) || inlined.has(m) || !placeable(m) || m.outputs.length !== 1 || placed.has(v) || v.dtype !== out.dtype) continue;
+      if (!m || pinned.has(v) || expand.has(m) || !placeable(m) || m.outputs.length !== 1 || placed.has(v) || v.dtype !== out.dtype) continue;
       if (!remaining.has(v)) continue;
       placed.set(v, { concat: out, offset: off });
     }
@@ -372,11 +405,11 @@ function concatPlacements(order: readonly Node[], remaining: ReadonlyMap<Value, 
   return placed;
 }
 
-/** Does `node`'s kernel read a tensor in `buf` (through the elementwise producers computed inside it)? */
-function readsBuffer(node: Node, buf: BufferSlot, inlined: ReadonlySet<Node>, refOf: ReadonlyMap<Value, Ref>): boolean {
+/** Does `node`'s kernel read a tensor in `buf` (through the producers computed inside it: `expand`)? */
+function readsBuffer(node: Node, buf: BufferSlot, expand: ReadonlySet<Node>, refOf: ReadonlyMap<Value, Ref>): boolean {
   return node.inputs.some((x) => {
     if (!x) return false;
-    if (x.node && inlined.has(x.node)) return readsBuffer(x.node, buf, inlined, refOf);
+    if (x.node && expand.has(x.node)) return readsBuffer(x.node, buf, expand, refOf);
     const r = refOf.get(x);
     return !!r && (r.buf === buf || !!r.parts?.bufs.includes(buf));
   });
@@ -428,4 +461,58 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
     taken.add(m);
   }
   return out;
+}
+
+/** Most tensors an elementwise chain folded into a GEMM operand load may read. */
+const MAX_FOLDED_LEAVES = 2;
+
+/**
+ * Folded loads: tensors no kernel stores, computed where they are loaded (kernels/elementwise.ts
+ * transposeLoad, chainLoad):
+ *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm) or elementwise
+ *    kernels: each reads the source through the permuted strides (a gather, nothing recomputed);
+ *  - an f32 elementwise chain (not already a GEMM epilogue) whose one reader is a GEMM operand, reading at
+ *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load.
+ * Returns the folded nodes (their views included).
+ */
+function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>, epilogues: ReadonlyMap<Node, Node>): Set<Node> {
+  const readers = new Map<Value, Node[]>();
+  for (const n of order) for (const x of n.inputs) if (x) readers.set(x, [...(readers.get(x) ?? []), n]);
+  const isGemm = (n: Node) => n.op === 'Gemm' || n.op === 'MatMul';
+  const folded = new Set<Node>();
+  const views: Node[] = [];
+  // can every reader of v (through views) compute it in its loads?
+  const loadable = (v: Value): boolean => !pinned.has(v) && (readers.get(v) ?? []).every((r) => {
+    if (VIEW_OPS.has(r.op) && r.outputs.length === 1) return (views.push(r), loadable(r.outputs[0]!));
+    return isGemm(r) || (!!fusibleExpr(r as never) && r.outputs.length === 1);
+  });
+  const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {
+    for (const x of n.inputs) if (x) { if (x.node && inlined.has(x.node)) leavesOf(x.node, acc); else acc.add(x); }
+    return acc;
+  };
+  for (const n of order) {
+    const y = n.outputs[0];
+    if (!y || n.outputs.length !== 1 || y.dtype !== 'float32' || pinned.has(y)) continue;
+    if (n.op === 'Transpose') {
+      const src = n.inputs[0]!;
+      if (src.node && folded.has(src.node)) continue; // one level: the source is a stored tensor
+      views.length = 0;
+      if (!loadable(y)) continue;
+      folded.add(n);
+      for (const v of views) folded.add(v);
+      continue;
+    }
+    if (inlined.has(n) || epilogues.has(n) || !fusibleExpr(n as never)) continue;
+    const rs = readers.get(y) ?? [];
+    if (rs.length !== 1 || !isGemm(rs[0]!) || rs[0]!.inputs.filter((x) => x === y).length !== 1) continue;
+    const leaves = leavesOf(n, new Set());
+    // the GEMM's storage bindings: its operands (this chain's tensors instead of y), its epilogue's other tensors, output, params
+    const r = rs[0]!;
+    const root = [...epilogues].find(([, g]) => g === r)?.[0];
+    const bindings = r.inputs.reduce((a, x) => a + (!x ? 0 : x === y ? leaves.size : 1), 0) + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
+    if (bindings > MAX_BINDINGS) continue;
+    if (leaves.size > MAX_FOLDED_LEAVES || [...leaves].some((x) => x.node && folded.has(x.node) && x.node.op !== 'Transpose' && !VIEW_OPS.has(x.node.op))) continue;
+    folded.add(n);
+  }
+  return folded;
 }

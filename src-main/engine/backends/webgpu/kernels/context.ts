@@ -35,6 +35,14 @@ export interface EmitCtx {
    * the GEMM stores its result in `out(0)`. Only MatMul and Gemm read it.
    */
   epilogue?: GemmEpilogue;
+  /**
+   * Is input i folded (plan.ts: a Transpose or elementwise chain no kernel stores, computed where it is
+   * loaded)? Then it has no `in(i)`; `load(i, k)` declares what it reads in `k` and returns the name of its
+   * WGSL load function `(e: u32) -> f32` (e = element index in input i's own layout). Only MatMul and Gemm
+   * are given folded inputs (elementwise chains read them through the fused kernel).
+   */
+  folded?(i: number): boolean;
+  load?(i: number, k: KernelBuilder): string;
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }

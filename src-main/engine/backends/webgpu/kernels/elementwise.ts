@@ -17,6 +17,13 @@ import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type Emi
 export interface MapInput { ref: Ref; strides: readonly number[]; offset?: number; index?: string }
 
 /**
+ * Where a fused kernel reads a tensor from: its buffer, or a WGSL function `(e: u32) -> f32` that computes
+ * element e where it is loaded (a folded Transpose or elementwise chain: plan.ts), declared in `k` on demand.
+ */
+export type Source = Ref | ((k: KernelBuilder) => string);
+const loadFn = (k: KernelBuilder, s: Source): string => (typeof s === 'function' ? s(k) : k.input(s));
+
+/**
  * out[outMap(c)] = expr(in_k[inMap_k(c)]) for every coordinate c of `shape`.
  * `expr` gets the loaded values (WGSL expressions) and may use the coordinates c0..c{r-1}.
  */
@@ -279,8 +286,8 @@ type Val = NonNullable<EmitCtx['node']['inputs'][number]>;
  * (leaves, broadcast to `shape`), `let` statements for the inlined producers, and the root's expression, with
  * `@L<j>@` for leaf j's loaded value and `@ACC@` for `acc` (a GEMM's result in its epilogue) if given.
  */
-function fusedTree(rootNode: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Ref, shape: readonly number[], acc?: Val) {
-  const leaves: MapInput[] = [];
+function fusedTree(rootNode: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source, shape: readonly number[], acc?: Val) {
+  const leaves: { src: Source; strides: number[] }[] = [];
   const leafOf = new Map<unknown, number>();
   const helpers: string[] = [];
   const stmts: string[] = [];
@@ -299,7 +306,7 @@ function fusedTree(rootNode: EmitCtx['node'], inlined: ReadonlySet<unknown>, ref
       if (j === undefined) {
         j = leaves.length;
         leafOf.set(v, j);
-        leaves.push({ ref: refOf(v), strides: broadcastStrides(v.shape as number[], shape) });
+        leaves.push({ src: refOf(v), strides: broadcastStrides(v.shape as number[], shape) });
       }
       return `@L${j}@`;
     });
@@ -312,11 +319,43 @@ function fusedTree(rootNode: EmitCtx['node'], inlined: ReadonlySet<unknown>, ref
 const fillLeaves = (s: string, vals: string[]) => s.replace(/@L(\d+)@/g, (_, j: string) => vals[Number(j)]!);
 
 /** A fused chain: `root` with the producers in `inlined` computed inside the same kernel (one dispatch). */
-export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refOf: (v: Val) => Ref): void {
+export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source): void {
   const shape = outShape(c);
   const t = fusedTree(c.node, inlined, refOf, shape);
-  mapKernel(c, `Fused(${c.node.op})`, shape, t.leaves, (vals) => fillLeaves(t.root, vals), c.out(0), undefined, t.helpers,
-    (vals) => t.stmts.map((x) => fillLeaves(x, vals)).join('\n  '));
+  const k = new KernelBuilder(`Fused(${c.node.op})`);
+  for (const h of t.helpers) k.decl(h);
+  const own = stridesOf(shape);
+  const contiguous = (st: readonly number[]) => st.every((x, d) => x === own[d] || shape[d] === 1);
+  const lds = t.leaves.map((l) => loadFn(k, l.src));
+  const st = k.output(c.out(0));
+  const vals = t.leaves.map((l, j) => `${lds[j]}(${contiguous(l.strides) ? 'i' : affine(l.strides)})`);
+  dispatchPerElement(c, k, prod(shape), `  ${coords('i', shape)}
+  ${t.stmts.map((x) => fillLeaves(x, vals)).join('\n  ')}
+  ${st}(i, ${fillLeaves(t.root, vals)});`);
+}
+
+/** A WGSL function `name(e: u32) -> f32`: element e of the elementwise chain `root`, computed where it is loaded. */
+export function chainLoad(root: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source, name: string): (k: KernelBuilder) => string {
+  return (k) => {
+    const shape = root.outputs[0]!.shape as number[];
+    const t = fusedTree(root, inlined, refOf, shape);
+    for (const h of t.helpers) k.decl(h);
+    const own = stridesOf(shape);
+    const lds = t.leaves.map((l) => loadFn(k, l.src));
+    const vals = t.leaves.map((l, j) => `${lds[j]}(${l.strides.every((x, d) => x === own[d] || shape[d] === 1) ? 'e' : affine(l.strides)})`);
+    k.decl(`fn ${name}(e: u32) -> f32 { ${coords('e', shape)} ${t.stmts.map((x) => fillLeaves(x, vals)).join(' ')} return ${fillLeaves(t.root, vals)}; }`);
+    return name;
+  };
+}
+
+/** A WGSL function `name(e: u32) -> f32`: element e of Transpose(src, perm) (output `shape`), read from `src` where it is loaded. */
+export function transposeLoad(shape: readonly number[], srcShape: readonly number[], perm: readonly number[], src: Source, name: string): (k: KernelBuilder) => string {
+  return (k) => {
+    const ld = loadFn(k, src);
+    const st = stridesOf(srcShape);
+    k.decl(`fn ${name}(e: u32) -> f32 { ${coords('e', shape)} return ${ld}(${affine(perm.map((p) => st[p]!))}); }`);
+    return name;
+  };
 }
 
 /**
@@ -324,7 +363,7 @@ export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refO
  * result `acc` and stores the chain's output in `out`: the chain costs no dispatch and `acc` no buffer.
  * `acc` must have the chain's shape (no broadcast), so output element e of the GEMM is element e of the chain.
  */
-export function gemmEpilogue(root: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Ref, acc: Val, out: () => Ref): GemmEpilogue {
+export function gemmEpilogue(root: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source, acc: Val, out: () => Ref): GemmEpilogue {
   const shape = root.outputs[0]!.shape as number[];
   const t = fusedTree(root, inlined, refOf, shape, acc);
   const own = stridesOf(shape);
@@ -333,7 +372,7 @@ export function gemmEpilogue(root: EmitCtx['node'], inlined: ReadonlySet<unknown
     name: `Fused(${root.op})`,
     store: (k) => {
       for (const h of t.helpers) k.decl(h);
-      const lds = t.leaves.map((l) => k.input(l.ref));
+      const lds = t.leaves.map((l) => loadFn(k, l.src));
       const st = k.output(out());
       return (idx, value) => {
         const vals = t.leaves.map((l, j) => `${lds[j]}(${contiguous(l.strides) ? 'ep_e' : affine(l.strides, 0, 'ep')})`);

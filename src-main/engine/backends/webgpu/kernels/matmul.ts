@@ -10,14 +10,16 @@ import { KernelBuilder, coords, lit, stridesOf, type Ref } from '../wgsl';
 import { broadcastStrides, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
 import { emitGemm, narrowStorage } from './gemm';
 
-interface Operand { ref: Ref; batch: number[]; sRow: number; sCol: number }
+/** An operand: input `i` of the node, its buffer (null: folded, computed in the load: plan.ts), batch strides, row/column strides. */
+interface Operand { i: number; ref: Ref | null; batch: number[]; sRow: number; sCol: number }
 
 /** out[z, m, n] = alpha Σ_k A[z, m, k] B[z, k, n] + beta C[m, n]; `batch` = output batch dims. */
 function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: number, K: number,
-  A: Operand, B: Operand, C: { ref: Ref; sRow: number; sCol: number } | null, alpha: number, beta: number): void {
+  A: Operand, B: Operand, C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null, alpha: number, beta: number): void {
   const k = new KernelBuilder(c.epilogue ? `${name}+${c.epilogue.name}` : name);
-  const ldA = k.input(A.ref), ldB = k.input(B.ref);
-  const ldC = C ? k.input(C.ref) : '';
+  const ld = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
+  const ldA = ld(A), ldB = ld(B);
+  const ldC = C ? ld(C) : '';
   const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
   const base = (o: Operand) => o.batch.map((s, d) => (s ? `z${d} * ${s}u` : '')).filter(Boolean).join(' + ') || '0u';
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
@@ -35,8 +37,11 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
     a: (row, ka) => `${ldA}(aBase + ${mul(row, A.sRow)} + ${mul(ka, A.sCol)})`,
     b: (kb, col) => `${ldB}(bBase + ${mul(kb, B.sRow)} + ${mul(col, B.sCol)})`,
     store: (row, col, acc) => put(`z * ${M * N}u + ${row} * ${N}u + ${col}`, epilogue(acc)),
-  }, narrowStorage(A.ref) || narrowStorage(B.ref));
+  }, (!!A.ref && narrowStorage(A.ref)) || (!!B.ref && narrowStorage(B.ref)));
 }
+
+/** Input i's buffer, or null where the plan folded it into this kernel's loads (`EmitCtx.load`). */
+const operand = (c: EmitCtx, i: number): Ref | null => (c.folded?.(i) ? null : c.in(i));
 
 /** Element strides of an operand's batch dims as read for the output batch `outBatch` (0 = broadcast). */
 function batchStrides(shape: number[], outBatch: number[]): number[] {
@@ -55,8 +60,8 @@ export const MATMUL: Record<string, Emitter> = {
     const M = o[o.length - 2]!, N = o[o.length - 1]!, K = a[a.length - 1]!;
     const batch = o.slice(0, -2);
     gemmKernel(c, 'MatMul', batch, M, N, K,
-      { ref: c.in(0), batch: batchStrides(a, batch), sRow: K, sCol: 1 },
-      { ref: c.in(1), batch: batchStrides(b, batch), sRow: N, sCol: 1 }, null, 1, 0);
+      { i: 0, ref: operand(c, 0), batch: batchStrides(a, batch), sRow: K, sCol: 1 },
+      { i: 1, ref: operand(c, 1), batch: batchStrides(b, batch), sRow: N, sCol: 1 }, null, 1, 0);
   },
   Gemm: (c) => {
     const at = c.node.attrs;
@@ -64,12 +69,12 @@ export const MATMUL: Record<string, Emitter> = {
     const a = inShape(c, 0), [M, N] = outShape(c) as [number, number];
     const K = tA ? a[0]! : a[1]!;
     // A' [M, K]: A [M, K] (row stride K) or A [K, M] read transposed; B' [K, N] likewise
-    const A: Operand = { ref: c.in(0), batch: [], sRow: tA ? 1 : K, sCol: tA ? M : 1 };
-    const B: Operand = { ref: c.in(1), batch: [], sRow: tB ? 1 : N, sCol: tB ? K : 1 };
+    const A: Operand = { i: 0, ref: operand(c, 0), batch: [], sRow: tA ? 1 : K, sCol: tA ? M : 1 };
+    const B: Operand = { i: 1, ref: operand(c, 1), batch: [], sRow: tB ? 1 : N, sCol: tB ? K : 1 };
     let C = null;
     if (c.node.inputs[2]) {
       const s = broadcastStrides(inShape(c, 2), [M, N]);
-      C = { ref: c.in(2), sRow: s[0]!, sCol: s[1]! };
+      C = { i: 2, ref: operand(c, 2), sRow: s[0]!, sCol: s[1]! };
     }
     gemmKernel(c, 'Gemm', [], M, N, K, A, B, C, num(at, 'alpha'), num(at, 'beta'));
   },
