@@ -148,6 +148,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const deferred = new Set(epilogues.values());
   const folded = opts.noFusion ? new Set<Node>() : foldedLoads(order, pinned, inlined, epilogues);
   const expand = new Set<Node>([...inlined, ...folded]); // nodes whose inputs their readers' kernels read
+  const chains = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>() : gemmChains(order, remaining, pinned, epilogues, folded, inlined);
+  for (const g1 of chains.values()) deferred.add(g1);
   const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
 
   const buffers: BufferSlot[] = [];
@@ -272,6 +274,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     // a GEMM whose result only this elementwise chain reads runs here, the chain in its store
     const gm = epilogues.get(node);
     const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
+    const g1 = chains.get(kn); // a Gemm computed in kn's kernel (its result is kn's C)
     const fused = !!fusibleExpr(node as never) && node.inputs.some((x) => x?.node && expand.has(x.node));
     const emit = gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, sourceOf) : KERNELS[node.op];
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
@@ -282,6 +285,14 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       ...(gm ? { epilogue: gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)) } : {}),
       folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
       load: (i, k) => loadOf(kn.inputs[i]!, k),
+      ...(g1 ? {
+        chained: {
+          node: g1,
+          in: (i: number) => refOf.get(g1.inputs[i]!)!,
+          folded: (i: number) => { const m = g1.inputs[i]?.node; return !!m && folded.has(m); },
+          load: (i: number, k: KernelBuilder) => loadOf(g1.inputs[i]!, k),
+        },
+      } : {}),
       in: (i) => {
         const v = kn.inputs[i];
         const r = v ? refOf.get(v) : undefined;
@@ -297,7 +308,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           // computed straight into its slice of the Concat's output (allocated now if it is not yet),
           // unless this kernel also reads that buffer (one binding cannot be read-only and written)
           const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
-          if (!readsBuffer(node, whole.buf, expand, refOf) && !(gm && readsBuffer(gm, whole.buf, expand, refOf))) {
+          if (![node, gm, g1].some((n) => n && readsBuffer(n, whole.buf, expand, refOf))) {
             const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
             refOf.set(v, ref);
             hold(ref.buf);
@@ -345,6 +356,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (!refOf.has(v) && used(i)) throw new Error(`GPU backend: the ${node.op} kernel left output ${i} of ${node} unset.`);
       if (refOf.has(v) && !used(i)) drop(v);
     });
+    if (g1) consumed(g1);
     if (gm) consumed(gm);
     consumed(node);
   }
@@ -515,4 +527,38 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
     folded.add(n);
   }
   return folded;
+}
+
+/**
+ * Chained GEMMs: a Gemm G1 whose result nothing but another Gemm G2's C reads (same shape) runs inside G2's
+ * dispatch as a second K segment (kernels/matmul.ts chainedGemmKernel): a LoRA projection's base GEMM and
+ * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). Not on the subgroup-matrix
+ * path (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
+ */
+function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
+  folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  const used = new Set<Node>();
+  const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {
+    for (const x of n.inputs) if (x) { if (x.node && inlined.has(x.node)) leavesOf(x.node, acc); else acc.add(x); }
+    return acc;
+  };
+  // storage bindings a GEMM operand takes: a folded elementwise chain reads its tensors, anything else one
+  const cost = (v: Value | null): number => (!v ? 0 : v.node && folded.has(v.node) && fusibleExpr(v.node as never) ? leavesOf(v.node, new Set()).size : 1);
+  const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
+  for (const g2 of order) {
+    const y1 = g2.inputs[2];
+    const g1 = y1?.node;
+    if (g2.op !== 'Gemm' || !y1 || !g1 || g1.op !== 'Gemm' || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
+    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || y1.dtype !== 'float32' || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
+    if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.attrs.beta as number) === 0) continue;
+    const root = rootOf.get(g2);
+    const bindings = cost(g2.inputs[0]!) + cost(g2.inputs[1]!) + g1.inputs.reduce((a, x) => a + cost(x), 0)
+      + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
+    if (bindings > MAX_BINDINGS) continue;
+    out.set(g2, g1);
+    used.add(g1);
+    used.add(g2);
+  }
+  return out;
 }

@@ -43,6 +43,11 @@ export interface EmitCtx {
    */
   folded?(i: number): boolean;
   load?(i: number, k: KernelBuilder): string;
+  /**
+   * A Gemm whose result is only this Gemm's C, computed in the same dispatch (plan.ts: chained GEMMs,
+   * kernels/matmul.ts): its node and its inputs as `in` / `folded` / `load` give them for this node's.
+   */
+  chained?: { node: Node; in(i: number): Ref; folded(i: number): boolean; load(i: number, k: KernelBuilder): string };
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }
