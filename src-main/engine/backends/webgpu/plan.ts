@@ -481,8 +481,8 @@ const MAX_FOLDED_LEAVES = 2;
 /**
  * Folded loads: tensors no kernel stores, computed where they are loaded (kernels/elementwise.ts
  * transposeLoad, chainLoad):
- *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm) or elementwise
- *    kernels: each reads the source through the permuted strides (a gather, nothing recomputed);
+ *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm, Nf4Gemm's x) or
+ *    elementwise kernels: each reads the source through the permuted strides (a gather, nothing recomputed);
  *  - an f32 elementwise chain (not already a GEMM epilogue) whose one reader is a GEMM operand, reading at
  *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load.
  * Returns the folded nodes (their views included).
@@ -496,6 +496,8 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
   // can every reader of v (through views) compute it in its loads?
   const loadable = (v: Value): boolean => !pinned.has(v) && (readers.get(v) ?? []).every((r) => {
     if (VIEW_OPS.has(r.op) && r.outputs.length === 1) return (views.push(r), loadable(r.outputs[0]!));
+    // Nf4Gemm (QLoRA) loads its activation x (input 0) through the fold too, not its codes
+    if (r.op === 'Nf4Gemm') return r.inputs.every((x, i) => x !== v || i === 0);
     return isGemm(r) || (!!fusibleExpr(r as never) && r.outputs.length === 1);
   });
   const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {

@@ -13,6 +13,8 @@ import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
 import { GpuProgram, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
 import { chooseGemm } from '../../../../../src-main/engine/backends/webgpu/kernels/gemm';
+import { quantizeNf4 } from '../../../../../src-main/engine/quant/nf4';
+import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
 import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { tempDir } from '../../../../helpers/services';
@@ -151,6 +153,26 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
       await p.dispose();
     }
     for (const k of ['rope', 'proj', 'dq']) expect(rel(out[0]![k]!.data as Float32Array, out[1]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('folded loads: a Transpose read (through a view) as the activation of an Nf4Gemm (QLoRA) (device)', async () => {
+    const N = 6, IN = 8, OUT = 72;
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [1, 2, N, 4]); // [B, H, T, D] as attention leaves it
+    const xt = g.reshape(g.transpose(x, [0, 2, 1, 3]), [N, IN]); // -> [T, H·D]
+    g.output('y', nf4Gemm(g, xt, placeNf4(g, 'w', quantizeNf4(uniform(IN * OUT, 31, 0.1), [OUT, IN])), null, true));
+    const plan = planGraph(g);
+    expect(plan.byKernel.Transpose ?? 0).toBe(0);
+    expect(plan.dispatches.length).toBe(1);
+    const feeds = { x: hostTensor('float32', [1, 2, N, 4], uniform(48, 32)) };
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['y'] }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    expect(rel(out[0]!.y!.data as Float32Array, out[1]!.y!.data as Float32Array)).toBeLessThan(1e-6);
   }, 120_000);
 
   it('chained GEMMs: a base GEMM and its LoRA term in one dispatch, forward and backward forms, with an epilogue (device)', async () => {
