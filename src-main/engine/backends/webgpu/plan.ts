@@ -17,9 +17,9 @@
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
-import { sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
+import { normAxis, sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
-import { fusedElementwise, fusibleExpr } from './kernels/elementwise';
+import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
 import { KernelBuilder, activationStorage, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
@@ -159,6 +159,14 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     }
   }
 
+  const epilogues = opts.noFusion ? new Map<Node, Node>() : gemmEpilogues(order, remaining, pinned, inlined, opts.maxBinding);
+  const deferred = new Set(epilogues.values());
+  const folded = opts.noFusion ? new Set<Node>() : foldedLoads(order, pinned, inlined, epilogues);
+  const expand = new Set<Node>([...inlined, ...folded]); // nodes whose inputs their readers' kernels read
+  const chains = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>() : gemmChains(order, remaining, pinned, epilogues, folded, inlined);
+  for (const g1 of chains.values()) deferred.add(g1);
+  const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
+
   const buffers: BufferSlot[] = [];
   const slot = (kind: BufferKind, bytes: number, label: string): BufferSlot => {
     const b: BufferSlot = { id: buffers.length, kind, bytes, label };
@@ -224,17 +232,35 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (left === 0) lifeOf.get(r.buf)!.end = now;
   };
 
+  /** A fresh buffer (from the pool for temporaries) for `v`. */
+  const alloc = (v: Value, label: string): Ref => {
+    const shape = staticShape(v.shape, `GPU plan: ${label} output`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const storage = pinned.has(v) ? storageOf(v.dtype) : activationStorage(v.dtype, !!opts.shaderF16);
+    const buf = take(storageBytes(storage, n), pinned.has(v) ? 'output' : 'temp', label);
+    hold(buf);
+    const r: Ref = { buf, offset: 0, numel: n, storage };
+    refOf.set(v, r);
+    return r;
+  };
+
   const params: number[] = [];
   const paramsRef: Ref = { buf: slot('const', 4, 'kernel params'), offset: 0, numel: 1, storage: 'u32' };
   const dispatches: PlannedDispatch[] = [];
-  /** Releases a node's inputs after it ran (through inlined producers, whose inputs the fused kernel read). */
+  /**
+   * Releases a node's inputs after it ran (through inlined producers, whose inputs the fused kernel read, and
+   * folded ones, whose inputs are released after their last reader ran).
+   */
   const consumed = (node: Node): void => {
     for (const x of node.inputs) {
       if (!x) continue;
       if (x.node && inlined.has(x.node)) { consumed(x.node); continue; }
       const left = remaining.get(x)! - 1;
       remaining.set(x, left);
-      if (left === 0) drop(x);
+      if (left === 0) {
+        if (x.node && folded.has(x.node)) consumed(x.node);
+        else drop(x);
+      }
     }
   };
   /**
@@ -259,19 +285,58 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       else placeLateValue(v);
     }
   };
+  /** Where a kernel reads `v`: its buffer, or (folded) a load function computing it; one declaration per kernel. */
+  const declared = new WeakMap<KernelBuilder, Map<Value, string>>();
+  const sourceOf = (v: Value): Source => {
+    const m = v.node;
+    if (!m || !folded.has(m)) return refOf.get(v)!;
+    const make = VIEW_OPS.has(m.op) ? null
+      : m.op === 'Transpose' ? transposeLoad(staticShape(v.shape, 'GPU plan'), staticShape(m.inputs[0]!.shape, 'GPU plan'), m.attrs.perm as number[], sourceOf(m.inputs[0]!), `vl${v.id}`)
+        : chainLoad(m, inlined, sourceOf, `vl${v.id}`);
+    if (!make) return sourceOf(m.inputs[0]!);
+    return (k: KernelBuilder) => {
+      let d = declared.get(k);
+      if (!d) declared.set(k, (d = new Map()));
+      const have = d.get(v);
+      if (have) return have;
+      const name = make(k);
+      d.set(v, name);
+      return name;
+    };
+  };
+  const loadOf = (v: Value, k: KernelBuilder): string => {
+    const src = sourceOf(v);
+    return typeof src === 'function' ? src(k) : k.input(src);
+  };
   for (const node of order) {
     now++;
-    if (inlined.has(node)) continue; // computed inside its reader's kernel
-    const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
-    const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
+
+    if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
+    // a GEMM whose result only this elementwise chain reads runs here, the chain in its store
+    const gm = epilogues.get(node);
+    const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
+    const g1 = chains.get(kn); // a Gemm computed in kn's kernel (its result is kn's C)
+    const fused = !!fusibleExpr(node as never) && node.inputs.some((x) => x?.node && expand.has(x.node));
+    const emit = gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, sourceOf) : KERNELS[node.op];
     if (fused && lateNames.size) placeLate(node);
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
-      node,
+      node: kn,
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
+      ...(gm ? { epilogue: gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)) } : {}),
+      folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
+      load: (i, k) => loadOf(kn.inputs[i]!, k),
+      ...(g1 ? {
+        chained: {
+          node: g1,
+          in: (i: number) => refOf.get(g1.inputs[i]!)!,
+          folded: (i: number) => { const m = g1.inputs[i]?.node; return !!m && folded.has(m); },
+          load: (i: number, k: KernelBuilder) => loadOf(g1.inputs[i]!, k),
+        },
+      } : {}),
       in: (i) => {
-        const v = node.inputs[i];
+        const v = kn.inputs[i];
         if (lateNames.size) placeLateValue(v);
         const r = v ? refOf.get(v) : undefined;
         if (!r) throw new Error(`GPU plan: ${node} input ${i} has no tensor.`);
@@ -279,16 +344,21 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       out: (i) => {
         const v = node.outputs[i]!;
-        let r = refOf.get(v);
+        const r = refOf.get(v);
         if (r) return r;
-        const shape = staticShape(v.shape, `GPU plan: ${node} output ${i}`);
-        const n = shape.reduce((a, b) => a * b, 1);
-        const storage = pinned.has(v) ? storageOf(v.dtype) : activationStorage(v.dtype, !!opts.shaderF16);
-        const buf = take(storageBytes(storage, n), pinned.has(v) ? 'output' : 'temp', `${node.op}#${node.id}`);
-        hold(buf);
-        r = { buf, offset: 0, numel: n, storage };
-        refOf.set(v, r);
-        return r;
+        const at = placed.get(v);
+        if (at) {
+          // computed straight into its slice of the Concat's output (allocated now if it is not yet),
+          // unless this kernel also reads that buffer (one binding cannot be read-only and written)
+          const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
+          if (![node, gm, g1].some((n) => n && readsBuffer(n, whole.buf, expand, refOf))) {
+            const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
+            refOf.set(v, ref);
+            hold(ref.buf);
+            return ref;
+          }
+        }
+        return alloc(v, `${node.op}#${node.id}`);
       },
       constant: (i, data, bytes) => {
         const v = node.outputs[i]!;
@@ -309,8 +379,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       used,
       lastUse: (i) => {
-        const v = node.inputs[i];
-        if (!v || pinned.has(v) || remaining.get(v) !== 1 || node.inputs.filter((x) => x === v).length !== 1) return false;
+        const v = kn.inputs[i];
+        if (!v || pinned.has(v) || remaining.get(v) !== 1 || kn.inputs.filter((x) => x === v).length !== 1) return false;
         const r = refOf.get(v);
         return !!r && r.buf.kind === 'temp' && r.offset === 0 && holders.get(r.buf) === 1;
       },
@@ -328,12 +398,14 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       emit(c);
     } catch (e) {
       const args = node.inputs.map((v) => (v ? `${v.dtype}${shapeStr(v.shape)}` : '-')).join(', ');
-      throw new Error(`GPU backend, ${node} (${args}): ${(e as Error).message}`);
+      throw new Error(`GPU backend, ${node}${gm ? ` (in the store of ${gm})` : ''} (${args}): ${(e as Error).message}`);
     }
     node.outputs.forEach((v, i) => {
       if (!refOf.has(v) && used(i)) throw new Error(`GPU backend: the ${node.op} kernel left output ${i} of ${node} unset.`);
       if (refOf.has(v) && !used(i)) drop(v);
     });
+    if (g1) consumed(g1);
+    if (gm) consumed(gm);
     consumed(node);
   }
 
@@ -396,4 +468,192 @@ function assignTemporaries(
   for (const d of dispatches) d.bindings = d.bindings.map((b) => ({ ...b, ref: remap(b.ref) }));
   for (const t of outputs.values()) t.ref = remap(t.ref);
   for (const t of inputs.values()) t.ref = remap(t.ref); // host-kept inputs (PlanOptions.late) live in temporaries
+}
+
+/** Where a tensor is computed inside a Concat's output: the Concat's output value and the element offset. */
+interface Placement { concat: Value; offset: number }
+
+/** Views (no dispatch, same elements) a placed tensor may reach its Concat through. */
+const VIEW_OPS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Identity']);
+
+/**
+ * Concat without copies: an input of a Concat that is one contiguous run of its output and is produced
+ * (through views only) by a GEMM, MatMul or elementwise kernel is computed straight into that slice of the
+ * Concat's output; the Concat then has nothing left to copy for it (kernels/elementwise.ts skips a piece
+ * already in place). The producer's other readers read it there: the Concat's output is only ever written
+ * slice by slice by these producers and the Concat's own copies of the other pieces, and a kernel takes a
+ * buffer over in place only when no other tensor lives in it (`lastUse`). Graph outputs keep their own buffer.
+ */
+function concatPlacements(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, expand: ReadonlySet<Node>): Map<Value, Placement> {
+  const placed = new Map<Value, Placement>();
+  const placeable = (n: Node) => n.op === 'Gemm' || n.op === 'MatMul' || !!fusibleExpr(n as never);
+  for (const n of order) {
+    if (n.op !== 'Concat') continue;
+    const out = n.outputs[0]!;
+    const oS = staticShape(out.shape, `GPU plan: ${n}`);
+    const ax = normAxis(n.attrs.axis as number, oS.length, 'Concat');
+    let at = 0;
+    for (const x of n.inputs) {
+      if (!x) continue;
+      const s = staticShape(x.shape, `GPU plan: ${n}`);
+      const off = contiguousSlice(oS, oS.map((_, d) => (d === ax ? at : 0)), s);
+      at += s[ax]!;
+      if (off === null || n.inputs.filter((y) => y === x).length !== 1) continue;
+      let v = x;
+      while (v.node && VIEW_OPS.has(v.node.op) && v.node.inputs[0] && !pinned.has(v)) v = v.node.inputs[0];
+      const m = v.node;
+      if (!m || pinned.has(v) || expand.has(m) || !placeable(m) || m.outputs.length !== 1 || placed.has(v) || v.dtype !== out.dtype) continue;
+      if (!remaining.has(v)) continue;
+      placed.set(v, { concat: out, offset: off });
+    }
+  }
+  return placed;
+}
+
+/** Does `node`'s kernel read a tensor in `buf` (through the producers computed inside it: `expand`)? */
+function readsBuffer(node: Node, buf: BufferSlot, expand: ReadonlySet<Node>, refOf: ReadonlyMap<Value, Ref>): boolean {
+  return node.inputs.some((x) => {
+    if (!x) return false;
+    if (x.node && expand.has(x.node)) return readsBuffer(x.node, buf, expand, refOf);
+    const r = refOf.get(x);
+    return !!r && (r.buf === buf || !!r.parts?.bufs.includes(buf));
+  });
+}
+
+/** Most storage bindings a GEMM with a fused epilogue may use (the WebGPU default maxStorageBuffersPerShaderStage). */
+const MAX_BINDINGS = 8;
+
+/**
+ * GEMM epilogue fusion: an elementwise chain (a fusible root with its inlined producers) that reads the
+ * result of a Gemm or MatMul which nothing else reads, of the chain's own shape, is computed in that GEMM's
+ * store (kernels/elementwise.ts gemmEpilogue): the GEMM runs at the chain's place in the schedule (its
+ * inputs are still live: their last reader has not run), the chain costs no dispatch and the GEMM's result
+ * no buffer. f32 results only (a float16 graph rounds a stored result; the store would not). Returns chain
+ * root -> GEMM node.
+ */
+function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>, maxBinding?: number): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  const taken = new Set<Node>();
+  const leavesOf = (n: Node, acc: Value[]): Value[] => {
+    for (const x of n.inputs) {
+      if (!x) continue;
+      if (x.node && inlined.has(x.node)) leavesOf(x.node, acc);
+      else acc.push(x);
+    }
+    return acc;
+  };
+  const bindings = (v: Value): number => {
+    // a constant above the binding limit is split into parts, one binding each
+    if (maxBinding === undefined || v.node) return 1;
+    const n = (v.shape as number[]).reduce((a, b) => a * b, 1);
+    return Math.max(1, Math.ceil((n * 4) / maxBinding) + 1);
+  };
+  for (const n of order) {
+    if (inlined.has(n) || n.outputs.length !== 1 || !fusibleExpr(n as never)) continue;
+    const y = n.outputs[0]!;
+    const leaves = leavesOf(n, []);
+    const acc = leaves.find((x) => {
+      const m = x.node;
+      return !!m && (m.op === 'Gemm' || m.op === 'MatMul') && m.outputs.length === 1 && !taken.has(m) && !pinned.has(x)
+        && remaining.get(x) === 1 && leaves.filter((z) => z === x).length === 1 && x.dtype === 'float32' && y.dtype !== 'float16' && sameShape(x.shape, y.shape);
+    });
+    if (!acc) continue;
+    const m = acc.node!;
+    const others = new Set(leaves.filter((x) => x !== acc));
+    const count = m.inputs.reduce((s, x) => s + (x ? bindings(x) : 0), 0) + [...others].reduce((s, x) => s + bindings(x), 0) + 2; // + output, params
+    if (count > MAX_BINDINGS) continue;
+    out.set(n, m);
+    taken.add(m);
+  }
+  return out;
+}
+
+/** Most tensors an elementwise chain folded into a GEMM operand load may read. */
+const MAX_FOLDED_LEAVES = 2;
+
+/**
+ * Folded loads: tensors no kernel stores, computed where they are loaded (kernels/elementwise.ts
+ * transposeLoad, chainLoad):
+ *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm, Nf4Gemm's x) or
+ *    elementwise kernels: each reads the source through the permuted strides (a gather, nothing recomputed);
+ *  - an f32 elementwise chain (not already a GEMM epilogue) whose one reader is a GEMM operand, reading at
+ *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load.
+ * Returns the folded nodes (their views included).
+ */
+function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>, epilogues: ReadonlyMap<Node, Node>): Set<Node> {
+  const readers = new Map<Value, Node[]>();
+  for (const n of order) for (const x of n.inputs) if (x) readers.set(x, [...(readers.get(x) ?? []), n]);
+  const isGemm = (n: Node) => n.op === 'Gemm' || n.op === 'MatMul';
+  const folded = new Set<Node>();
+  const views: Node[] = [];
+  // can every reader of v (through views) compute it in its loads?
+  const loadable = (v: Value): boolean => !pinned.has(v) && (readers.get(v) ?? []).every((r) => {
+    if (VIEW_OPS.has(r.op) && r.outputs.length === 1) return (views.push(r), loadable(r.outputs[0]!));
+    // Nf4Gemm (QLoRA) loads its activation x (input 0) through the fold too, not its codes
+    if (r.op === 'Nf4Gemm') return r.inputs.every((x, i) => x !== v || i === 0);
+    return isGemm(r) || (!!fusibleExpr(r as never) && r.outputs.length === 1);
+  });
+  const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {
+    for (const x of n.inputs) if (x) { if (x.node && inlined.has(x.node)) leavesOf(x.node, acc); else acc.add(x); }
+    return acc;
+  };
+  for (const n of order) {
+    const y = n.outputs[0];
+    if (!y || n.outputs.length !== 1 || y.dtype !== 'float32' || pinned.has(y)) continue;
+    if (n.op === 'Transpose') {
+      const src = n.inputs[0]!;
+      if (src.node && folded.has(src.node)) continue; // one level: the source is a stored tensor
+      views.length = 0;
+      if (!loadable(y)) continue;
+      folded.add(n);
+      for (const v of views) folded.add(v);
+      continue;
+    }
+    if (inlined.has(n) || epilogues.has(n) || !fusibleExpr(n as never)) continue;
+    const rs = readers.get(y) ?? [];
+    if (rs.length !== 1 || !isGemm(rs[0]!) || rs[0]!.inputs.filter((x) => x === y).length !== 1) continue;
+    const leaves = leavesOf(n, new Set());
+    // the GEMM's storage bindings: its operands (this chain's tensors instead of y), its epilogue's other tensors, output, params
+    const r = rs[0]!;
+    const root = [...epilogues].find(([, g]) => g === r)?.[0];
+    const bindings = r.inputs.reduce((a, x) => a + (!x ? 0 : x === y ? leaves.size : 1), 0) + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
+    if (bindings > MAX_BINDINGS) continue;
+    if (leaves.size > MAX_FOLDED_LEAVES || [...leaves].some((x) => x.node && folded.has(x.node) && x.node.op !== 'Transpose' && !VIEW_OPS.has(x.node.op))) continue;
+    folded.add(n);
+  }
+  return folded;
+}
+
+/**
+ * Chained GEMMs: a Gemm G1 whose result nothing but another Gemm G2's C reads (same shape) runs inside G2's
+ * dispatch as a second K segment (kernels/matmul.ts chainedGemmKernel): a LoRA projection's base GEMM and
+ * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). Not on the subgroup-matrix
+ * path (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
+ */
+function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
+  folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  const used = new Set<Node>();
+  const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {
+    for (const x of n.inputs) if (x) { if (x.node && inlined.has(x.node)) leavesOf(x.node, acc); else acc.add(x); }
+    return acc;
+  };
+  // storage bindings a GEMM operand takes: a folded elementwise chain reads its tensors, anything else one
+  const cost = (v: Value | null): number => (!v ? 0 : v.node && folded.has(v.node) && fusibleExpr(v.node as never) ? leavesOf(v.node, new Set()).size : 1);
+  const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
+  for (const g2 of order) {
+    const y1 = g2.inputs[2];
+    const g1 = y1?.node;
+    if (g2.op !== 'Gemm' || !y1 || !g1 || g1.op !== 'Gemm' || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
+    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || y1.dtype !== 'float32' || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
+    if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.attrs.beta as number) === 0) continue;
+    const root = rootOf.get(g2);
+    const bindings = cost(g2.inputs[0]!) + cost(g2.inputs[1]!) + g1.inputs.reduce((a, x) => a + cost(x), 0)
+      + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
+    if (bindings > MAX_BINDINGS) continue;
+    out.set(g2, g1);
+    used.add(g1);
+    used.add(g2);
+  }
+  return out;
 }

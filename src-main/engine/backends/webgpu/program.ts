@@ -54,6 +54,8 @@ export interface GpuProgramOptions {
   shareStateWith?: GpuProgram;
   /** Store f16 activations as array<f16> (default: where the device has shader-f16); false = the f16r emulation. */
   shaderF16?: boolean;
+  /** Plan without fusion (one dispatch per op, every Concat copies): the reference the fused plan is tested against. */
+  noFusion?: boolean;
 }
 
 export interface GpuProgramInfo {
@@ -119,7 +121,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}) });
+    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}), ...(opts.noFusion ? { noFusion: true } : {}) });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,

@@ -35,11 +35,36 @@ export interface EmitCtx {
    * working memory: one vocabulary chunk of logits in LinearCrossEntropy).
    */
   scratch?(numel: number, label: string): Ref;
+  /**
+   * The elementwise work a GEMM's store computes over its result (plan.ts: GEMM epilogue fusion); absent:
+   * the GEMM stores its result in `out(0)`. Only MatMul and Gemm read it.
+   */
+  epilogue?: GemmEpilogue;
+  /**
+   * Is input i folded (plan.ts: a Transpose or elementwise chain no kernel stores, computed where it is
+   * loaded)? Then it has no `in(i)`; `load(i, k)` declares what it reads in `k` and returns the name of its
+   * WGSL load function `(e: u32) -> f32` (e = element index in input i's own layout). Only MatMul and Gemm
+   * are given folded inputs (elementwise chains read them through the fused kernel).
+   */
+  folded?(i: number): boolean;
+  load?(i: number, k: KernelBuilder): string;
+  /**
+   * A Gemm whose result is only this Gemm's C, computed in the same dispatch (plan.ts: chained GEMMs,
+   * kernels/matmul.ts): its node and its inputs as `in` / `folded` / `load` give them for this node's.
+   */
+  chained?: { node: Node; in(i: number): Ref; folded(i: number): boolean; load(i: number, k: KernelBuilder): string };
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }
 
 export type Emitter = (c: EmitCtx) => void;
+
+/** A GEMM's fused store: `store(k)` declares what it reads and writes in `k` and returns (flat output index, value) -> WGSL statement. */
+export interface GemmEpilogue {
+  /** Added to the kernel's name (dispatch counts by kernel). */
+  name: string;
+  store(k: KernelBuilder): (idx: string, value: string) => string;
+}
 
 export const shapeOf = (v: Value): number[] => staticShape(v.shape, `The GPU backend (${v})`);
 export const inShape = (c: EmitCtx, i: number): number[] => shapeOf(c.node.inputs[i]!);

@@ -10,11 +10,18 @@
 import { num, ints } from '../../../graph/ops/registry';
 import { normAxis, type DType } from '../../../graph/types';
 import { KernelBuilder, ROUND_F16, affine, coords, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
-import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
+import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type EmitCtx, type Emitter, type GemmEpilogue } from './context';
 
 
 /** An input read at Σ c_k·strides_k + offset, or at a custom WGSL index expression. */
 export interface MapInput { ref: Ref; strides: readonly number[]; offset?: number; index?: string }
+
+/**
+ * Where a fused kernel reads a tensor from: its buffer, or a WGSL function `(e: u32) -> f32` that computes
+ * element e where it is loaded (a folded Transpose or elementwise chain: plan.ts), declared in `k` on demand.
+ */
+export type Source = Ref | ((k: KernelBuilder) => string);
+const loadFn = (k: KernelBuilder, s: Source): string => (typeof s === 'function' ? s(k) : k.input(s));
 
 /**
  * out[outMap(c)] = expr(in_k[inMap_k(c)]) for every coordinate c of `shape`.
@@ -217,7 +224,10 @@ export const ELEMENTWISE: Record<string, Emitter> = {
     let at = 0;
     c.node.inputs.forEach((_, i) => {
       const s = inShape(c, i);
-      if (prod(s) > 0) {
+      const r = c.in(i);
+      // a piece its producer already wrote into its slice (plan.ts: Concat placement) has nothing to copy
+      const inPlace = r.buf === out.buf && r.offset === out.offset + at * ost[ax]! && contiguousSlice(oS, oS.map((_, d) => (d === ax ? at : 0)), s) !== null;
+      if (prod(s) > 0 && !inPlace) {
         mapKernel(c, 'Concat', s, [{ ref: c.in(i), strides: stridesOf(s) }], (v) => v[0]!, out, { strides: ost, offset: at * ost[ax]! });
       }
       at += s[ax]!;
@@ -269,19 +279,24 @@ export function fusibleExpr(node: { op: string; attrs: Record<string, unknown>; 
   return { e: ([a]) => u.e(a!), helpers: u.helpers ?? [] };
 }
 
-/** A fused chain: `root` with the producers in `inlined` computed inside the same kernel (one dispatch). */
-export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refOf: (v: NonNullable<EmitCtx['node']['inputs'][number]>) => Ref): void {
-  const shape = outShape(c);
-  const leaves: MapInput[] = [];
+type Val = NonNullable<EmitCtx['node']['inputs'][number]>;
+
+/**
+ * The expression of `root` with the fusible producers in `inlined` computed inside it: the tensors it reads
+ * (leaves, broadcast to `shape`), `let` statements for the inlined producers, and the root's expression, with
+ * `@L<j>@` for leaf j's loaded value and `@ACC@` for `acc` (a GEMM's result in its epilogue) if given.
+ */
+function fusedTree(rootNode: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source, shape: readonly number[], acc?: Val) {
+  const leaves: { src: Source; strides: number[] }[] = [];
   const leafOf = new Map<unknown, number>();
   const helpers: string[] = [];
   const stmts: string[] = [];
-  type V = NonNullable<EmitCtx['node']['inputs'][number]>;
   const walk = (node: EmitCtx['node']): string => {
     const f = fusibleExpr(node as never)!;
     helpers.push(...f.helpers);
     const args = node.inputs.map((x) => {
-      const v = x as V;
+      const v = x as Val;
+      if (v === acc) return '@ACC@';
       if (v.node && inlined.has(v.node)) {
         const e = walk(v.node);
         // (an f16 intermediate is rounded as its own kernel's store would: the same numbers fused or not)
@@ -293,14 +308,79 @@ export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refO
       if (j === undefined) {
         j = leaves.length;
         leafOf.set(v, j);
-        leaves.push({ ref: refOf(v), strides: broadcastStrides(v.shape as number[], shape) });
+        leaves.push({ src: refOf(v), strides: broadcastStrides(v.shape as number[], shape) });
       }
       return `@L${j}@`;
     });
     return f.e(args);
   };
-  const root = walk(c.node);
-  const fill = (s: string, vals: string[]) => s.replace(/@L(\d+)@/g, (_, j: string) => vals[Number(j)]!);
-  mapKernel(c, `Fused(${c.node.op})`, shape, leaves, (vals) => fill(root, vals), c.out(0), undefined, [...new Set(helpers)],
-    (vals) => stmts.map((x) => fill(x, vals)).join('\n  '));
+  const root = walk(rootNode);
+  return { leaves, helpers: [...new Set(helpers)], stmts, root };
+}
+
+const fillLeaves = (s: string, vals: string[]) => s.replace(/@L(\d+)@/g, (_, j: string) => vals[Number(j)]!);
+
+/** A fused chain: `root` with the producers in `inlined` computed inside the same kernel (one dispatch). */
+export function fusedElementwise(c: EmitCtx, inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source): void {
+  const shape = outShape(c);
+  const t = fusedTree(c.node, inlined, refOf, shape);
+  const k = new KernelBuilder(`Fused(${c.node.op})`);
+  for (const h of t.helpers) k.decl(h);
+  const own = stridesOf(shape);
+  const contiguous = (st: readonly number[]) => st.every((x, d) => x === own[d] || shape[d] === 1);
+  const lds = t.leaves.map((l) => loadFn(k, l.src));
+  const st = k.output(c.out(0));
+  const vals = t.leaves.map((l, j) => `${lds[j]}(${contiguous(l.strides) ? 'i' : affine(l.strides)})`);
+  dispatchPerElement(c, k, prod(shape), `  ${coords('i', shape)}
+  ${t.stmts.map((x) => fillLeaves(x, vals)).join('\n  ')}
+  ${st}(i, ${fillLeaves(t.root, vals)});`);
+}
+
+/** A WGSL function `name(e: u32) -> f32`: element e of the elementwise chain `root`, computed where it is loaded. */
+export function chainLoad(root: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source, name: string): (k: KernelBuilder) => string {
+  return (k) => {
+    const shape = root.outputs[0]!.shape as number[];
+    const t = fusedTree(root, inlined, refOf, shape);
+    for (const h of t.helpers) k.decl(h);
+    const own = stridesOf(shape);
+    const lds = t.leaves.map((l) => loadFn(k, l.src));
+    const vals = t.leaves.map((l, j) => `${lds[j]}(${l.strides.every((x, d) => x === own[d] || shape[d] === 1) ? 'e' : affine(l.strides)})`);
+    k.decl(`fn ${name}(e: u32) -> f32 { ${coords('e', shape)} ${t.stmts.map((x) => fillLeaves(x, vals)).join(' ')} return ${fillLeaves(t.root, vals)}; }`);
+    return name;
+  };
+}
+
+/** A WGSL function `name(e: u32) -> f32`: element e of Transpose(src, perm) (output `shape`), read from `src` where it is loaded. */
+export function transposeLoad(shape: readonly number[], srcShape: readonly number[], perm: readonly number[], src: Source, name: string): (k: KernelBuilder) => string {
+  return (k) => {
+    const ld = loadFn(k, src);
+    const st = stridesOf(srcShape);
+    k.decl(`fn ${name}(e: u32) -> f32 { ${coords('e', shape)} return ${ld}(${affine(perm.map((p) => st[p]!))}); }`);
+    return name;
+  };
+}
+
+/**
+ * A GEMM epilogue that computes the elementwise chain `root` (with its `inlined` producers) over the GEMM's
+ * result `acc` and stores the chain's output in `out`: the chain costs no dispatch and `acc` no buffer.
+ * `acc` must have the chain's shape (no broadcast), so output element e of the GEMM is element e of the chain.
+ */
+export function gemmEpilogue(root: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source, acc: Val, out: () => Ref): GemmEpilogue {
+  const shape = root.outputs[0]!.shape as number[];
+  const t = fusedTree(root, inlined, refOf, shape, acc);
+  const own = stridesOf(shape);
+  const contiguous = (st: readonly number[]) => st.every((x, d) => x === own[d] || shape[d] === 1);
+  return {
+    name: `Fused(${root.op})`,
+    store: (k) => {
+      for (const h of t.helpers) k.decl(h);
+      const lds = t.leaves.map((l) => loadFn(k, l.src));
+      const st = k.output(out());
+      return (idx, value) => {
+        const vals = t.leaves.map((l, j) => `${lds[j]}(${contiguous(l.strides) ? 'ep_e' : affine(l.strides, 0, 'ep')})`);
+        const sub = (x: string) => fillLeaves(x, vals).replace(/@ACC@/g, 'ep_acc');
+        return `{ let ep_e = ${idx}; ${coords('ep_e', shape, 'ep')} let ep_acc = ${value}; ${t.stmts.map(sub).join(' ')} ${st}(ep_e, ${sub(t.root)}); }`;
+      };
+    },
+  };
 }

@@ -220,3 +220,61 @@ export function emitGemm(c: EmitCtx, g: TiledGemm, narrowWeight: boolean): void 
   if (c.gemm?.path === 'subgroup-matrix' && narrowWeight) emitSubgroupMatrixGemm(c, g, c.gemm);
   else emitTiledGemm(c, g, c.gemm?.tile);
 }
+
+/** One K segment of a segmented GEMM: its length and its operands' element loads (k counted from the segment's start). */
+export interface GemmSegment { K: number; a: (row: string, ka: string) => string; b: (kb: string, col: string) => string }
+
+/**
+ * `emitTiledGemm` over several K segments, each summed into its own accumulator (in k order, as the
+ * segment's own GEMM would): `store(row, col, accs)` gets one f32 per segment. Chained GEMMs (plan.ts) run
+ * a base GEMM and its LoRA term this way, giving the results of the two GEMMs they replace (one rounding
+ * per sum, the same order) in one dispatch.
+ */
+export function emitTiledGemmSegments(c: EmitCtx, g: { k: KernelBuilder; M: number; N: number; segments: GemmSegment[]; store: (row: string, col: string, accs: string[]) => string },
+  tile: GemmTile = { TM: 1, TN: 1 }): void {
+  const T = GEMM_TILE;
+  const { k, M, N } = g;
+  const { TM, TN } = tile;
+  const BM = T * TM, BN = T * TN;
+  k.decl(`var<workgroup> As: array<f32, ${BM * T}>;`);
+  k.decl(`var<workgroup> Bs: array<f32, ${T * BN}>;`);
+  const loops = g.segments.map((s, q) => `  for (var k0 = 0u; k0 < ${k.param(s.K)}; k0 = k0 + ${T}u) {
+    let K = ${k.param(s.K)};
+    for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
+      let row = row0 + t / ${T}u;
+      let ka = k0 + t % ${T}u;
+      var av = 0.0;
+      if (row < ${M}u && ka < K) { av = ${s.a('row', 'ka')}; }
+      As[t] = av;
+    }
+    for (var t = li; t < ${T * BN}u; t = t + ${T * T}u) {
+      let kb = k0 + t / ${BN}u;
+      let col = col0 + t % ${BN}u;
+      var bv = 0.0;
+      if (kb < K && col < ${N}u) { bv = ${s.b('kb', 'col')}; }
+      Bs[t] = bv;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
+      for (var i = 0u; i < ${TM}u; i = i + 1u) {
+        let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
+        for (var j = 0u; j < ${TN}u; j = j + 1u) { acc${q}[i * ${TN}u + j] = acc${q}[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
+      }
+    }
+    workgroupBarrier();
+  }`);
+  const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row0 = wid.y * ${BM}u;
+  let col0 = wid.x * ${BN}u;
+${g.segments.map((_, q) => `  var acc${q}: array<f32, ${TM * TN}>;`).join('\n')}
+${loops.join('\n')}
+  for (var i = 0u; i < ${TM}u; i = i + 1u) {
+    for (var j = 0u; j < ${TN}u; j = j + 1u) {
+      let row = row0 + lid.y + i * ${T}u;
+      let col = col0 + lid.x + j * ${T}u;
+      if (row < ${M}u && col < ${N}u) { ${g.store('row', 'col', g.segments.map((_, q) => `acc${q}[i * ${TN}u + j]`))} }
+    }
+  }
+}`;
+  c.dispatch(k, body, [Math.ceil(N / BN), Math.ceil(M / BM), 1]);
+}

@@ -7,18 +7,20 @@
  */
 import { num } from '../../../graph/ops/registry';
 import { KernelBuilder, coords, lit, stridesOf, type Ref } from '../wgsl';
-import { broadcastStrides, inShape, outShape, prod, type EmitCtx, type Emitter } from './context';
-import { emitGemm, narrowStorage } from './gemm';
+import { broadcastStrides, inShape, outShape, prod, shapeOf, type EmitCtx, type Emitter } from './context';
+import { emitGemm, emitTiledGemmSegments, narrowStorage } from './gemm';
 
-interface Operand { ref: Ref; batch: number[]; sRow: number; sCol: number }
+/** An operand: input `i` of the node, its buffer (null: folded, computed in the load: plan.ts), batch strides, row/column strides. */
+interface Operand { i: number; ref: Ref | null; batch: number[]; sRow: number; sCol: number }
 
 /** out[z, m, n] = alpha Σ_k A[z, m, k] B[z, k, n] + beta C[m, n]; `batch` = output batch dims. */
 function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: number, K: number,
-  A: Operand, B: Operand, C: { ref: Ref; sRow: number; sCol: number } | null, alpha: number, beta: number): void {
-  const k = new KernelBuilder(name);
-  const ldA = k.input(A.ref), ldB = k.input(B.ref);
-  const ldC = C ? k.input(C.ref) : '';
-  const st = k.output(c.out(0));
+  A: Operand, B: Operand, C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null, alpha: number, beta: number): void {
+  const k = new KernelBuilder(c.epilogue ? `${name}+${c.epilogue.name}` : name);
+  const ld = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
+  const ldA = ld(A), ldB = ld(B);
+  const ldC = C ? ld(C) : '';
+  const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
   const base = (o: Operand) => o.batch.map((s, d) => (s ? `z${d} * ${s}u` : '')).filter(Boolean).join(' + ') || '0u';
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
   const epilogue = (acc: string) => {
@@ -34,9 +36,12 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
   let bBase = ${base(B)};`,
     a: (row, ka) => `${ldA}(aBase + ${mul(row, A.sRow)} + ${mul(ka, A.sCol)})`,
     b: (kb, col) => `${ldB}(bBase + ${mul(kb, B.sRow)} + ${mul(col, B.sCol)})`,
-    store: (row, col, acc) => `${st}(z * ${M * N}u + ${row} * ${N}u + ${col}, ${epilogue(acc)});`,
-  }, narrowStorage(A.ref) || narrowStorage(B.ref));
+    store: (row, col, acc) => put(`z * ${M * N}u + ${row} * ${N}u + ${col}`, epilogue(acc)),
+  }, (!!A.ref && narrowStorage(A.ref)) || (!!B.ref && narrowStorage(B.ref)));
 }
+
+/** Input i's buffer, or null where the plan folded it into this kernel's loads (`EmitCtx.load`). */
+const operand = (c: EmitCtx, i: number): Ref | null => (c.folded?.(i) ? null : c.in(i));
 
 /** Element strides of an operand's batch dims as read for the output batch `outBatch` (0 = broadcast). */
 function batchStrides(shape: number[], outBatch: number[]): number[] {
@@ -55,22 +60,68 @@ export const MATMUL: Record<string, Emitter> = {
     const M = o[o.length - 2]!, N = o[o.length - 1]!, K = a[a.length - 1]!;
     const batch = o.slice(0, -2);
     gemmKernel(c, 'MatMul', batch, M, N, K,
-      { ref: c.in(0), batch: batchStrides(a, batch), sRow: K, sCol: 1 },
-      { ref: c.in(1), batch: batchStrides(b, batch), sRow: N, sCol: 1 }, null, 1, 0);
+      { i: 0, ref: operand(c, 0), batch: batchStrides(a, batch), sRow: K, sCol: 1 },
+      { i: 1, ref: operand(c, 1), batch: batchStrides(b, batch), sRow: N, sCol: 1 }, null, 1, 0);
   },
   Gemm: (c) => {
-    const at = c.node.attrs;
-    const tA = !!num(at, 'transA'), tB = !!num(at, 'transB');
-    const a = inShape(c, 0), [M, N] = outShape(c) as [number, number];
-    const K = tA ? a[0]! : a[1]!;
-    // A' [M, K]: A [M, K] (row stride K) or A [K, M] read transposed; B' [K, N] likewise
-    const A: Operand = { ref: c.in(0), batch: [], sRow: tA ? 1 : K, sCol: tA ? M : 1 };
-    const B: Operand = { ref: c.in(1), batch: [], sRow: tB ? 1 : N, sCol: tB ? K : 1 };
-    let C = null;
-    if (c.node.inputs[2]) {
-      const s = broadcastStrides(inShape(c, 2), [M, N]);
-      C = { ref: c.in(2), sRow: s[0]!, sCol: s[1]! };
+    // chained: C is the other Gemm's result, computed in this dispatch (never stored)
+    const g = gemmParts(c.node, (i) => (c.chained && i === 2 ? null : operand(c, i)));
+    if (c.chained) {
+      const ch = c.chained;
+      chainedGemmKernel(c, g, gemmParts(ch.node, (i) => (ch.folded(i) ? null : ch.in(i))));
+      return;
     }
-    gemmKernel(c, 'Gemm', [], M, N, K, A, B, C, num(at, 'alpha'), num(at, 'beta'));
+    gemmKernel(c, 'Gemm', [], g.M, g.N, g.K, g.A, g.B, g.C, g.alpha, g.beta);
   },
 };
+
+interface GemmParts { M: number; N: number; K: number; A: Operand; B: Operand; C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null; alpha: number; beta: number }
+
+/** A Gemm node's sizes and operands (`ref(i)`: input i's buffer, null where folded). */
+function gemmParts(node: EmitCtx['node'], ref: (i: number) => Ref | null): GemmParts {
+  const at = node.attrs;
+  const tA = !!num(at, 'transA'), tB = !!num(at, 'transB');
+  const a = shapeOf(node.inputs[0]!), [M, N] = shapeOf(node.outputs[0]!) as [number, number];
+  const K = tA ? a[0]! : a[1]!;
+  // A' [M, K]: A [M, K] (row stride K) or A [K, M] read transposed; B' [K, N] likewise
+  const A: Operand = { i: 0, ref: ref(0), batch: [], sRow: tA ? 1 : K, sCol: tA ? M : 1 };
+  const B: Operand = { i: 1, ref: ref(1), batch: [], sRow: tB ? 1 : N, sCol: tB ? K : 1 };
+  let C = null;
+  if (node.inputs[2]) {
+    const s = broadcastStrides(shapeOf(node.inputs[2]), [M, N]);
+    C = { i: 2, ref: ref(2), sRow: s[0]!, sCol: s[1]! };
+  }
+  return { M, N, K, A, B, C, alpha: num(at, 'alpha'), beta: num(at, 'beta') };
+}
+
+/**
+ * Two chained Gemms in one dispatch (plan.ts: the first's result is only the second's C, e.g. a base
+ * projection and its LoRA term): out = α₂·(A₂B₂) + β₂·(α₁·(A₁B₁) + β₁·C₁), the two products summed into
+ * separate accumulators over their own K (kernels/gemm.ts emitTiledGemmSegments), so each is the sum the
+ * separate GEMM would form and the store rounds as the two stores did. Tiled f32 kernel only (the plan does
+ * not chain on the subgroup-matrix path).
+ */
+function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts): void {
+  const ch = c.chained!;
+  const k = new KernelBuilder(c.epilogue ? `Gemm+Gemm+${c.epilogue.name}` : 'Gemm+Gemm');
+  const ld2 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
+  const ld1 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : ch.load(o.i, k));
+  const a2 = ld2(g2.A), b2 = ld2(g2.B), a1 = ld1(g1.A), b1 = ld1(g1.B);
+  const c1 = g1.C && g1.beta !== 0 ? ld1(g1.C) : '';
+  const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
+  const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
+  const scaled = (f: number, e: string) => (f === 1 ? e : `${lit(f)} * ${e}`);
+  const seg = (g: GemmParts, la: string, lb: string) => ({
+    K: g.K,
+    a: (row: string, ka: string) => `${la}(${mul(row, g.A.sRow)} + ${mul(ka, g.A.sCol)})`,
+    b: (kb: string, col: string) => `${lb}(${mul(kb, g.B.sRow)} + ${mul(col, g.B.sCol)})`,
+  });
+  emitTiledGemmSegments(c, {
+    k, M: g2.M, N: g2.N, segments: [seg(g1, a1, b1), seg(g2, a2, b2)],
+    store: (row, col, [acc1, acc2]) => {
+      // G1's result as its own store computed it, then G2's epilogue over it
+      const first = `${scaled(g1.alpha, acc1!)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;
+      return put(`${row} * ${g2.N}u + ${col}`, `${scaled(g2.alpha, acc2!)} + ${scaled(g2.beta, `(${first})`)}`);
+    },
+  }, c.gemm?.tile);
+}

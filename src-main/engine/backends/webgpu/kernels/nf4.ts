@@ -29,7 +29,7 @@ export const NF4: Record<string, Emitter> = {
     const [M, K] = inShape(c, 0) as [number, number];
     const N = outShape(c)[1]!;
     const k = new KernelBuilder('Nf4Gemm');
-    const ldx = k.input(c.in(0));
+    const ldx = c.folded?.(0) ? c.load!(0, k) : k.input(c.in(0)); // x may be a folded Transpose (plan.ts)
     const ldq = k.input(c.in(1)), lda = k.input(c.in(2)), lds = k.input(c.in(3)), ldo = k.input(c.in(4));
     const ldd = k.input(c.in(6));
     const bias = c.node.inputs[7] ? k.input(c.in(7)) : null;

@@ -1,0 +1,255 @@
+/**
+ * Fewer dispatches, same numbers: the fused plan (elementwise chains, Concat pieces computed in place, GEMM
+ * epilogues) against the unfused one (`noFusion`: one dispatch per op, every Concat copies) on the device,
+ * and the dispatches per transformer layer of the fused LoRA train step at Llama-3.2-1B's shapes (plan only).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { openModel, parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
+import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
+import { hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
+import { GpuProgram, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
+import { chooseGemm } from '../../../../../src-main/engine/backends/webgpu/kernels/gemm';
+import { quantizeNf4 } from '../../../../../src-main/engine/quant/nf4';
+import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
+import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
+import { openWeightSource } from '../../../../../src-main/engine/weights/source';
+import { tempDir } from '../../../../helpers/services';
+import { rel, uniform } from '../../../../helpers/numeric';
+import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
+
+/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before chained GEMMs). */
+const PER_LAYER = 64;
+
+const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
+
+/** Dispatches of the fused train step at Llama-3.2-1B's shapes (B1×T2048, LoRA r16 all-linear) with `layers` layers. */
+async function llamaDispatches(layers: number): Promise<{ total: number; byKernel: Record<string, number> }> {
+  const cfg = parseModelConfig({ ...REAL_SHAPES['Llama-3.2-1B']!, num_hidden_layers: layers });
+  const lay = weightsLayout(cfg);
+  const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+  const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true }, lr, { batch: 1, seqLen: 2048, fused: true }, optim);
+  const p = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+  return { total: p.dispatches.length, byKernel: p.byKernel };
+}
+
+describe('GPU plan: dispatches per layer', () => {
+  it(`Llama-3.2-1B shapes, fused LoRA train step: no Concat copies, ${PER_LAYER} dispatches a layer`, async () => {
+    const one = await llamaDispatches(1), two = await llamaDispatches(2);
+    // the flat LoRA gradient's pieces are computed in place: no Concat dispatch at all
+    expect(one.byKernel.Concat ?? 0).toBe(0);
+    expect(two.byKernel.Concat ?? 0).toBe(0);
+    expect(two.total - one.total).toBe(PER_LAYER);
+  }, 60_000);
+
+  it('a Concat piece whose producer reads the Concat output buffer is copied, not placed', () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [4, 8]);
+    const w = g.input('w', 'float32', [8, 8]);
+    const a = g.gemm(x, w);
+    // b reads a (in the Concat's output once placed): b cannot be written into the same buffer by its own kernel
+    const b = g.gemm(a, w);
+    g.output('y', g.concat([a, b], 0));
+    const p = planGraph(g);
+    for (const d of p.dispatches) {
+      const reads = new Set(d.bindings.filter((q) => !q.write).map((q) => q.ref.buf));
+      for (const q of d.bindings.filter((q) => q.write)) expect(reads.has(q.ref.buf)).toBe(false);
+    }
+    expect(p.byKernel.Concat).toBe(1);
+    expect(planGraph(g, { noFusion: true }).byKernel.Concat).toBe(2);
+  });
+});
+
+describe('GPU backend: the fused plan computes what the unfused plan computes', () => {
+  let gpu: GpuContext;
+  beforeAll(async () => { gpu = await openGpu(); }, 60_000);
+  afterAll(() => closeGpu());
+
+  it('Concat with placed pieces, views between (device)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [6, 5]);
+    const w = g.input('w', 'float32', [7, 5]);
+    const a = g.gemm(x, w, null, { transB: true }); // [6, 7]
+    const b = g.tanh(g.mul(x, 2)); // fused chain root [6, 5]
+    const c = g.gemm(a, a, null, { transA: true }); // reads a (placed) : [7, 7]
+    g.output('y', g.concat([g.reshape(a, [42]), g.reshape(b, [30]), g.reshape(c, [49]), g.reshape(x, [30])], 0));
+    g.output('a2', g.mul(a, a)); // another reader of a placed piece
+    const feeds = { x: hostTensor('float32', [6, 5], uniform(30, 1)), w: hostTensor('float32', [7, 5], uniform(35, 2)) };
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'a2'] }, { noFusion });
+      // x is an input and c reads a (placed in the same buffer): both copied; a and b computed in place
+      if (!noFusion) expect(p.info.byKernel.Concat).toBe(2);
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    expect(rel(out[0]!.y!.data as Float32Array, out[1]!.y!.data as Float32Array)).toBeLessThan(1e-6);
+    expect(rel(out[0]!.a2!.data as Float32Array, out[1]!.a2!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('GEMM epilogues: residual add, broadcast bias, chains with several tensors, batched MatMul (device)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [9, 6]);
+    const w = g.input('w', 'float32', [5, 6]);
+    const r = g.input('r', 'float32', [9, 5]);
+    const bias = g.input('bias', 'float32', [5]);
+    const q = g.input('q', 'float32', [2, 3, 9, 4]);
+    const rot = g.input('rot', 'float32', [4, 4]);
+    const sin = g.input('sin', 'float32', [9, 4]);
+    const base = g.gemm(x, w, null, { transB: true });
+    const lora = g.gemm(x, w, base, { transB: true, alpha: 2 }); // beta·C already in the store
+    g.output('h', g.add(r, lora)); // residual add
+    g.output('s', g.mul(g.sigmoid(g.gemm(x, w, null, { transB: true, alpha: 0.5 })), g.add(r, bias))); // chain reading 2 more tensors, broadcast
+    g.output('rope', g.add(g.mul(q, sin), g.mul(g.matmul(q, rot), sin))); // rotate-half as in RoPE: batched MatMul
+    const feeds = {
+      x: hostTensor('float32', [9, 6], uniform(54, 3)), w: hostTensor('float32', [5, 6], uniform(30, 4)), r: hostTensor('float32', [9, 5], uniform(45, 5)),
+      bias: hostTensor('float32', [5], uniform(5, 6)), q: hostTensor('float32', [2, 3, 9, 4], uniform(216, 7)), rot: hostTensor('float32', [4, 4], uniform(16, 8)),
+      sin: hostTensor('float32', [9, 4], uniform(36, 9)),
+    };
+    const fusedPlan = planGraph(g);
+    expect(fusedPlan.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1); // base and LoRA term chained, the residual add in the store
+    expect(fusedPlan.byKernel['Gemm+Fused(Mul)']).toBe(1);
+    expect(fusedPlan.byKernel['MatMul+Fused(Add)']).toBe(1);
+    expect(fusedPlan.dispatches.length).toBe(3);
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['h', 's', 'rope'] }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    for (const k of ['h', 's', 'rope']) expect(rel(out[0]![k]!.data as Float32Array, out[1]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('folded loads: Transposes read through permuted strides by GEMMs and elementwise kernels, a chain in a GEMM tile load (device)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [1, 6, 2, 4]); // [B, T, H, D]
+    const rot = g.input('rot', 'float32', [4, 4]);
+    const sin = g.input('sin', 'float32', [6, 4]);
+    const w = g.input('w', 'float32', [5, 8]);
+    const q = g.transpose(x, [0, 2, 1, 3]); // [B, H, T, D]: read by a MatMul and an elementwise chain
+    g.output('rope', g.add(g.mul(q, sin), g.mul(g.matmul(q, rot), sin)));
+    const back = g.reshape(g.transpose(g.exp(q), [0, 2, 1, 3]), [6, 8]); // back to [T, H·D] through a view: a Gemm operand
+    g.output('proj', g.gemm(back, w, null, { transB: true }));
+    g.output('dq', g.matmul(g.sub(q, sin), rot)); // a chain (reading a folded Transpose) in the MatMul's tile load
+    const feeds = {
+      x: hostTensor('float32', [1, 6, 2, 4], uniform(48, 11)), rot: hostTensor('float32', [4, 4], uniform(16, 12)),
+      sin: hostTensor('float32', [6, 4], uniform(24, 13)), w: hostTensor('float32', [5, 8], uniform(40, 14)),
+    };
+    const fusedPlan = planGraph(g);
+    expect(fusedPlan.byKernel.Transpose ?? 0).toBe(0);
+    expect(fusedPlan.byKernel.Mul ?? 0).toBe(0);
+    expect(fusedPlan.byKernel.Sub ?? 0).toBe(0);
+    expect(fusedPlan.dispatches.length).toBe(4); // MatMul+rope, Exp, Gemm, MatMul
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['rope', 'proj', 'dq'] }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    for (const k of ['rope', 'proj', 'dq']) expect(rel(out[0]![k]!.data as Float32Array, out[1]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('folded loads: a Transpose read (through a view) as the activation of an Nf4Gemm (QLoRA) (device)', async () => {
+    const N = 6, IN = 8, OUT = 72;
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [1, 2, N, 4]); // [B, H, T, D] as attention leaves it
+    const xt = g.reshape(g.transpose(x, [0, 2, 1, 3]), [N, IN]); // -> [T, H·D]
+    g.output('y', nf4Gemm(g, xt, placeNf4(g, 'w', quantizeNf4(uniform(IN * OUT, 31, 0.1), [OUT, IN])), null, true));
+    const plan = planGraph(g);
+    expect(plan.byKernel.Transpose ?? 0).toBe(0);
+    expect(plan.dispatches.length).toBe(1);
+    const feeds = { x: hostTensor('float32', [1, 2, N, 4], uniform(48, 32)) };
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['y'] }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    expect(rel(out[0]!.y!.data as Float32Array, out[1]!.y!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('chained GEMMs: a base GEMM and its LoRA term in one dispatch, forward and backward forms, with an epilogue (device)', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [9, 20]);
+    const w = g.input('w', 'float32', [7, 20]); // base weight [out, in]
+    const la = g.input('la', 'float32', [3, 20]); // LoRA A [r, in]
+    const lb = g.input('lb', 'float32', [7, 3]); // LoRA B [out, r]
+    const bias = g.input('bias', 'float32', [7]);
+    const r = g.input('r', 'float32', [9, 7]);
+    const xa = g.gemm(x, la, null, { transB: true }); // [9, 3], also an output: not chained itself
+    const base = g.gemm(x, w, bias, { transB: true }); // with a broadcast bias as its own C
+    g.output('xa', xa);
+    g.output('y', g.add(r, g.gemm(xa, lb, base, { transB: true, alpha: 0.7, beta: 0.9 }))); // + residual: epilogue
+    const dy = g.input('dy', 'float32', [9, 7]);
+    const dyb = g.gemm(dy, lb); // [9, 3]
+    g.output('dx', g.gemm(dy, w, g.gemm(dyb, la, null, { alpha: 1.3 }))); // dy·W + 1.3·(dy·B)·A
+    const feeds = {
+      x: hostTensor('float32', [9, 20], uniform(180, 21)), w: hostTensor('float32', [7, 20], uniform(140, 22)), la: hostTensor('float32', [3, 20], uniform(60, 23)),
+      lb: hostTensor('float32', [7, 3], uniform(21, 24)), bias: hostTensor('float32', [7], uniform(7, 25)), r: hostTensor('float32', [9, 7], uniform(63, 26)),
+      dy: hostTensor('float32', [9, 7], uniform(63, 27)),
+    };
+    const fusedPlan = planGraph(g);
+    expect(fusedPlan.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1);
+    expect(fusedPlan.byKernel['Gemm+Gemm']).toBe(1);
+    expect(fusedPlan.dispatches.length).toBe(4); // xa, y, dy·B, dx
+    // the subgroup-matrix path would round the LoRA operands to f16 in a chained kernel: not chained there
+    expect(planGraph(g, { gemm: { path: 'subgroup-matrix', reason: 'test' } }).byKernel['Gemm+Gemm+Fused(Add)']).toBeUndefined();
+    const out: Record<string, HostTensor>[] = [];
+    // fused with 16×16 tiles (this adapter), fused with 64×64 register-blocked tiles (wide-subgroup GPUs), unfused
+    const wide = { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } };
+    for (const [noFusion, ctx] of [[false, gpu], [false, wide], [true, gpu]] as const) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['xa', 'y', 'dx'] }, { noFusion, gpu: ctx });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    for (const k of ['xa', 'y', 'dx']) {
+      expect(rel(out[0]![k]!.data as Float32Array, out[2]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+      expect(rel(out[1]![k]!.data as Float32Array, out[2]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+    }
+  }, 300_000); // lavapipe compiles the 64×64 kernels slowly under load
+
+  for (const recompute of [false, true]) it(`tiny llama LoRA train step${recompute ? ' (recomputed blocks)' : ''}: loss, gradient and one AdamW step agree with the unfused plan`, async () => {
+    const dir = path.join(tempDir('lathe-gpu-fusion-'), 'llama');
+    await createTinyModel('llama', dir, { seed: 1 });
+    const { config, layout, weights } = await openModel(dir);
+    const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
+    const B = 2, T = 8, N = B * T, P = lora.size;
+    const tg = await buildTrainGraph(config, layout, openWeightSource(weights), lora, { batch: B, seqLen: T, fused: true, recompute }, optim);
+    const p0 = initLoraParams(lora, 3);
+    for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
+    const z = () => hostTensor('float32', [P], new Float32Array(P));
+    const ids = new BigInt64Array(N).map((_, i) => BigInt(((i * 7) % 40) + 3));
+    const targets = ids.map((_, i) => ids[(i + 1) % N]!);
+    const feeds = (apply: boolean) => ({
+      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], new Float32Array(N).fill(1)),
+      apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / N])),
+      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, 1))),
+      ...(recompute ? { recompute_one: hostTensor('float32', [], new Float32Array([1])) } : {}),
+    });
+    const res: { loss: number; grad: Float32Array; params: Float32Array; dispatches: number }[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir, noFusion });
+      await p.init({ params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() });
+      const loss = Number((await p.step(feeds(false))).loss_sum!.data[0]);
+      const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
+      await p.step(feeds(true));
+      const params = (await p.read(['params'])).params!.data as Float32Array;
+      res.push({ loss, grad, params, dispatches: p.info.dispatches });
+      await p.dispose();
+    }
+    await weights.close();
+    const [fused, plain] = res as [typeof res[0], typeof res[0]];
+    expect(fused.dispatches).toBeLessThan(plain.dispatches);
+    expect(Math.abs(fused.loss - plain.loss) / Math.abs(plain.loss)).toBeLessThan(1e-6);
+    expect(rel(fused.grad, plain.grad)).toBeLessThan(1e-6);
+    expect(rel(fused.params, plain.params)).toBeLessThan(1e-6);
+  }, 300_000);
+});
