@@ -107,6 +107,13 @@ export class GpuProgram {
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
     const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: gpu.report.features.includes('shader-f16') });
     const stateInputs = new Set(spec.state.map((s) => s.input));
+    // a state output computed in place over a state input (AdamWStep) must be that input's own slot's output:
+    // otherwise the end-of-step copies would read a buffer another slot's copy has already overwritten
+    for (const s of spec.state) {
+      const buf = plan.outputs.get(s.output)!.ref.buf;
+      const other = spec.state.find((x) => x !== s && plan.inputs.get(x.input)?.ref.buf === buf);
+      if (other) throw new Error(`GpuProgram: state output "${s.output}" is computed in place over state input "${other.input}" (slot "${other.name}"), not its own slot's input "${s.input}".`);
+    }
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
       feeds: [...plan.inputs.keys()].filter((n) => !stateInputs.has(n)),
