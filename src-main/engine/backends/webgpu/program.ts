@@ -42,6 +42,11 @@ export interface GpuProgramOptions {
    * other program owns them (dispose it last).
    */
   shareStateWith?: GpuProgram;
+  /**
+   * Called with the plan's bytes by kind and the adapter's report after planning, before any buffer is
+   * created or weight read: may throw to refuse the program (the trainer's memory check, memory/oom.ts).
+   */
+  checkPlan?: (bytes: Plan['bytes'], report: GpuContext['report']) => void;
 }
 
 export interface GpuProgramInfo {
@@ -119,6 +124,7 @@ export class GpuProgram {
       feeds: [...plan.inputs.keys()].filter((n) => !stateInputs.has(n)),
       state: spec.state.map((s) => s.name), fetch: [...spec.fetch], gpuResident: true, sharedWeightBytes: 0,
     };
+    opts.checkPlan?.(plan.bytes, gpu.report);
     const p = new GpuProgram(gpu, spec, plan, info);
     await p.realise(opts.externalDataDir, maxBinding, opts.shareStateWith);
     return p;
