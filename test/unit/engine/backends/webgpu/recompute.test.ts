@@ -17,6 +17,8 @@ import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
+import { train } from '../../../../../src-main/engine/train/trainer';
+import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -62,6 +64,23 @@ describe('GPU backend: activation recomputation', () => {
       expect(rel(got.grad, want.grad)).toBeLessThan(1e-5);
     }, 300_000);
   }
+
+  it('trainer: `recompute` on the GPU backend trains 2 steps with the CPU EP\'s losses and grad norms', async () => {
+    const model = await tinyModel('llama');
+    const dataset = await tinyDataset(model);
+    const base = { model, dataset, batchSize: 2, gradAccum: 2, evalEvery: 0, checkpointEvery: 10, maxSteps: 2, optim: { lr: 5e-3 }, schedule: { warmupSteps: 1 } };
+    const metrics: Record<string, Record<string, number>[]> = { cpu: [], gpu: [] };
+    await train({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' }, { onMetric: (m) => metrics.cpu!.push(m as Record<string, number>) });
+    const gpu = await train({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu', recompute: true }, { onMetric: (m) => metrics.gpu!.push(m as Record<string, number>) });
+    expect(gpu.ep).toBe('gpu');
+    const steps = (k: string) => metrics[k]!.filter((m) => typeof m.loss === 'number');
+    expect(steps('gpu').length).toBe(2);
+    steps('cpu').forEach((c, i) => {
+      const g = steps('gpu')[i]!;
+      expect(Math.abs(g.loss! - c.loss!) / c.loss!).toBeLessThan(1e-5);
+      expect(Math.abs(g.gradNorm! - c.gradNorm!) / c.gradNorm!).toBeLessThan(1e-4);
+    });
+  }, 600_000);
 
   it('plan (no device): SmolLM2-135M shape at B1×T512 keeps a fraction of the activations with recompute on', async () => {
     const cfg = parseModelConfig(REAL_SHAPES['SmolLM2-135M']!);
