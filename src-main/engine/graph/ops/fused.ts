@@ -220,12 +220,15 @@ def({
  * soft-capped (cap · tanh(l / cap), Gemma 2) when `softcap` > 0 — forward.ts's headLogits + finishLogits.
  */
 function headLogitsOf(g: GraphBuilder, x: Value, w: Value, a: Attrs): Value {
-  let l = g.cast(g.gemm(x, w, null, { transB: true }), 'float32');
+  let l = g.cast(g.gemm(x, w, null, { transB: true }), lossType(x));
   const scale = num(a, 'scale'), cap = num(a, 'softcap') || 0;
   if (scale !== 1) l = g.mul(l, scale);
   if (cap) l = g.mul(g.tanh(g.div(l, cap)), cap);
   return l;
 }
+
+/** The loss is computed in f32 (float64 inputs, for the gradient checks, stay float64). */
+const lossType = (x: Value): DType => (x.dtype === 'float64' ? 'float64' : 'float32');
 
 function linearCeInfer(x: readonly (Value | null)[]): { N: number; C: number; V: number } {
   const [h, w, t, wt] = need(x, 4);
@@ -247,12 +250,13 @@ def({
   optionalOutputs: true,
   infer: (x) => {
     const { N } = linearCeInfer(x);
-    return [{ dtype: 'float32', shape: [] }, { dtype: 'float32', shape: [N, 1] }];
+    const dtype = lossType(x[0]!);
+    return [{ dtype, shape: [] }, { dtype, shape: [N, 1] }];
   },
   lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt]) => {
     const l = headLogitsOf(g, x!, w!, c.node.attrs);
     const lse = g.reduceLogSumExp(l, [1], true);
-    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), wt!), [0, 1], false), lse];
+    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), g.cast(wt!, l.dtype)), [0, 1], false), lse];
   }),
   grad: (c) => {
     const gy = c.gy[0];
@@ -279,7 +283,7 @@ def({
   },
   lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt, lse, gy]) => {
     const l = headLogitsOf(g, x!, w!, c.node.attrs);
-    const wg = g.mul(wt!, gy!); // [N, 1]
+    const wg = g.mul(g.cast(wt!, l.dtype), gy!); // [N, 1]
     let dl = g.scatterAdd(g.mul(g.exp(g.sub(l, lse!)), wg), t!, g.neg(wg), 1);
     const scale = num(c.node.attrs, 'scale'), cap = num(c.node.attrs, 'softcap') || 0;
     if (cap) dl = g.mul(dl, g.sub(1, g.mul(g.div(l, cap), g.div(l, cap))));
