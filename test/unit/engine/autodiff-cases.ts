@@ -204,6 +204,18 @@ export const CASES: Case[] = [
     },
   },
   {
+    // per-row nll (rows: 1, the preference losses' per-token log-probs): 3 chunks, soft-capped, each row with
+    // its own incoming gradient
+    op: 'LinearCrossEntropy', label: 'rows, chunked, per-row gradient', inputs: [f([5, 6])],
+    build: (g, [x]) => {
+      const w = g.constant(Array.from({ length: 40 * 6 }, (_, i) => Math.sin(0.53 * i + 0.2) * 1.1), x!.dtype, [40, 6]);
+      const t = g.constant([3, 0, 39, 17, 25], 'int64', [5, 1]);
+      const m = g.constant([0.5, 0, 1, 0.25, 1], 'float32', [5, 1]);
+      const nll = g.apply('LinearCrossEntropy', [x!, w, t, m], { scale: 0.9, softcap: 4, chunk: 16, rows: 1 })[0]!;
+      return g.mul(nll, g.constant([1, -2, 0.5, 3, -1], nll.dtype, [5, 1]));
+    },
+  },
+  {
     op: 'RotaryEmbedding', dtype: 'float32', inputs: [f([2, 2, 3, 4]), idx([2, 3], [0, 1, 2, 3, 4, 5])],
     build: (g, [x, pos]) => {
       // cos/sin tables [6, 2] for 6 positions, theta 10000

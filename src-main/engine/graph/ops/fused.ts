@@ -245,18 +245,21 @@ def({
   // The lm_head GEMM and the softmax cross-entropy in one op, so the GPU backend never holds the [N, V]
   // logits: loss = Σ_i w_i (logsumexp(l_i) − l_i[t_i]) with l = head(x · Wᵀ) (headLogitsOf), lse [N, 1].
   // inputs x [N, C], lm_head W [V, C] (frozen), targets int [N, 1], weights f32 [N, 1];
-  // attrs scale, softcap (0: none), chunk (vocabulary rows per chunk on the GPU: kernels/cross-entropy.ts)
+  // attrs scale, softcap (0: none), chunk (vocabulary rows per chunk on the GPU: kernels/cross-entropy.ts),
+  // rows (1: the per-row nll w_i (lse_i − l_i[t_i]) [N, 1] instead of its sum, for the preference losses; the
+  // gradient then takes a per-row gy [N, 1])
   name: 'LinearCrossEntropy',
   optionalOutputs: true,
-  infer: (x) => {
+  infer: (x, a) => {
     const { N } = linearCeInfer(x);
     const dtype = lossType(x[0]!);
-    return [{ dtype, shape: [] }, { dtype, shape: [N, 1] }];
+    return [{ dtype, shape: a.rows ? [N, 1] : [] }, { dtype, shape: [N, 1] }];
   },
   lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt]) => {
     const l = headLogitsOf(g, x!, w!, c.node.attrs);
     const lse = g.reduceLogSumExp(l, [1], true);
-    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), g.cast(wt!, l.dtype)), [0, 1], false), lse];
+    const nll = g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), g.cast(wt!, l.dtype));
+    return [c.node.attrs.rows ? nll : g.reduceSum(nll, [0, 1], false), lse];
   }),
   grad: (c) => {
     const gy = c.gy[0];
