@@ -138,7 +138,7 @@ def({
   lower: (c) => lowerAsDecomposition(c, (g, [l16, t, w]) => {
     const l = widen(g, l16!);
     const lse = g.reduceLogSumExp(l, [1], true);
-    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), w!), [0, 1], false), lse];
+    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), widen(g, w!)), [0, 1], false), lse];
   }),
   grad: (c) => {
     const gy = c.gy[0];
@@ -146,7 +146,9 @@ def({
     if (!gy) return [null, null, null];
     const [l, t, w] = c.x as Value[];
     const dl = c.needs(0) ? c.g.apply('SoftmaxCrossEntropyGrad', [l!, t!, w!, c.y[1]!, gy])[0]! : null;
-    const dw = c.needs(2) ? c.g.mul(c.g.sub(c.y[1]!, widen(c.g, c.g.gatherElements(l!, t!, 1))), gy) : null;
+    const dw32 = c.needs(2) ? c.g.mul(c.g.sub(c.y[1]!, widen(c.g, c.g.gatherElements(l!, t!, 1))), gy) : null;
+    // (f16 logits and weights: the loss is f32; the weights' gradient goes back to their type)
+    const dw = dw32 && w!.dtype !== dw32.dtype ? c.g.cast(dw32, w!.dtype) : dw32;
     return [dl, null, dw];
   },
 });
@@ -160,7 +162,7 @@ def({
     return [{ dtype: l!.dtype, shape: [...l!.shape] }];
   },
   lower: (c) => lowerAsDecomposition(c, (g, [l, t, w, lse, gy]) => {
-    const wg = g.mul(w!, gy!); // [N, 1]
+    const wg = g.mul(widen(g, w!), widen(g, gy!)); // [N, 1] (f16 weights: f32 math like the logits)
     const dl = g.scatterAdd(g.mul(g.exp(g.sub(widen(g, l!), lse!)), wg), t!, g.neg(wg), 1);
     return [l!.dtype === 'float16' ? g.cast(dl, 'float16') : dl]; // (f16 logits: f32 math, the gradient in f16)
   }),
