@@ -11,7 +11,8 @@
  * f16 compute rows: the fused graph with `compute: 'float16'` (f16 weights), planned with and without shader-f16.
  * Each shape twice: `graph: decomposed` (the ONNX path's graph: attention through [G·T, T] scores, the loss
  * and norm backwards as IR ops) and `graph: fused` (what the trainer builds for this backend: flash
- * attention, fused cross-entropy, fused norm backwards; graph/ops/fused.ts).
+ * attention, the lm_head GEMM + cross-entropy by vocabulary chunks, fused norm backwards; graph/ops/fused.ts),
+ * and `graph: fused + recompute` (the same with activation recomputation per decoder block).
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,6 +65,7 @@ const QLORA = new Set(['Llama-3.1-8B']);
  * A weight cache that only knows sizes: NF4 codes "stored" in a file nobody reads (the plan needs their
  * byte counts only; nothing is quantized).
  */
+export function layoutOnlyNf4CacheForTest(cfg: ModelConfig): WeightCache { return layoutOnlyNf4Cache(cfg); }
 function layoutOnlyNf4Cache(cfg: ModelConfig): WeightCache {
   const shapes = weightsLayout(cfg).shapes;
   const nf4 = async (name: string): Promise<CachedNf4> => {
@@ -142,11 +144,13 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     const qlora = QLORA.has(name);
     const src = { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true, ...(qlora ? { quantize: 'nf4' as const, cache: layoutOnlyNf4Cache(cfg) } : {}) };
     const label = `${name}${qlora ? ' QLoRA' : ''}`;
-    for (const fused of [false, true]) {
-      const g = await buildTrainGraph(cfg, lay, src, lr, { batch: 1, seqLen: 2048, fused }, optim);
+    // recompute: activation recomputation per decoder block (train-graph.ts recomputedGradient)
+    for (const [fused, recompute] of [[false, false], [true, false], [true, true]] as const) {
+      const g = await buildTrainGraph(cfg, lay, src, lr, { batch: 1, seqLen: 2048, fused, recompute }, optim);
       const opts = { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) };
       const plan = planGraph(g.graph, opts);
-      report(row(label, 'B1×T2048', plan, { graph: fused ? 'fused' : 'decomposed', 'LoRA params': lr.size, 'AdamWStep dispatches': plan.byKernel.AdamWStep ?? 0, 'Nf4Gemm dispatches': plan.byKernel.Nf4Gemm ?? 0 }));
+      const graph = fused ? (recompute ? 'fused + recompute' : 'fused') : 'decomposed';
+      report(row(label, 'B1×T2048', plan, { graph, 'LoRA params': lr.size, 'AdamWStep dispatches': plan.byKernel.AdamWStep ?? 0, 'Nf4Gemm dispatches': plan.byKernel.Nf4Gemm ?? 0 }));
       if (!fused) continue;
       // the paged optimizer: m and v in host upload buffers, copied into the pool before the optimizer
       const ps = pagedSlots(g);
@@ -157,8 +161,10 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
       const limit = 128 * MiB;
       const split = planGraph(g.graph, { ...opts, maxBinding: limit });
       const parts = split.buffers.filter((b) => / \[part \d+\/\d+\]$/.test(b.label));
-      report({ model: label, shape: 'B1×T2048, 128 MiB bindings, fused', 'weight parts': parts.length, 'split weights': new Set(parts.map((b) => b.label.replace(/ \[part.*$/, ''))).size,
-        'activations over the limit': split.buffers.filter((b) => b.bytes > limit && b.kind !== 'weight').length, dispatches: split.dispatches.length });
+      report({ model: label, shape: `B1×T2048, 128 MiB bindings, ${graph}`, 'weight parts': parts.length, 'split weights': new Set(parts.map((b) => b.label.replace(/ \[part.*$/, ''))).size,
+        'activations over the limit': split.buffers.filter((b) => b.bytes > limit && b.kind === 'temp').length,
+        // the flat LoRA vectors (params, m, v, gacc: P f32 each, and AdamW's outputs) are state, not activations
+        'state over the limit': split.buffers.filter((b) => b.bytes > limit && (b.kind === 'state' || b.kind === 'output')).length, dispatches: split.dispatches.length });
     }
     // generation on the backend (generate/gpu-step.ts): the decode (Tc 1) and prefill (Tc 128) programs, cache S 2048
     for (const chunk of [1, 128]) {
@@ -186,6 +192,39 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
     const opts = { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) };
     for (const shaderF16 of [true, false]) {
       report(row(name, 'B1×T2048', planGraph(g.graph, { ...opts, shaderF16 }), { graph: `fused, f16 compute (${shaderF16 ? 'array<f16>' : 'f16r: no shader-f16'})`, 'LoRA params': lr.size }));
+    }
+  }
+  await likeForLike(report);
+}
+
+/**
+ * Plans at a published PyTorch run's settings, for a like-for-like memory row (issue 18 item 7):
+ *   Llama-3.1-8B QLoRA at torchtune's llama3_1/8B_qlora_single_device config (batch 2 × 2048 packed tokens,
+ *   LoRA r8 α16 on q, k, v, o + the MLP = all-linear, no lm_head LoRA, activation checkpointing, chunked CE):
+ *   fused + recompute, f32 compute (QLoRA computes in f32 here: buildForward refuses f16 over NF4 weights);
+ *   Llama-3.2-1B B1×T2048 r16 all-linear, fused + recompute, f32 and f16 compute (f16 stored as array<f16>).
+ * torchtune keeps its activations, LoRA weights and AdamW states in bf16; ours are f32 except f16 activations.
+ */
+export async function likeForLike(report: (row: Record<string, unknown>) => void): Promise<void> {
+  const runs: { name: string; batch: number; rank: number }[] = [
+    { name: 'Llama-3.1-8B', batch: 2, rank: 8 },
+    { name: 'Llama-3.2-1B', batch: 1, rank: 16 },
+  ];
+  for (const r of runs) {
+    const cfg = parseModelConfig(REAL_SHAPES[r.name]!);
+    const lay = weightsLayout(cfg);
+    const lr = buildLoraLayout(cfg, lay, { rank: r.rank, alpha: 2 * r.rank, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+    const qlora = QLORA.has(r.name);
+    // (QLoRA computes in f32: buildForward refuses f16 activations over NF4 weights)
+    for (const compute of qlora ? ['float32'] as const : ['float32', 'float16'] as const) {
+      // f16 compute: the trainer's weight cache holds the bf16 weights converted to f16 (same bytes): planned as F16 files
+      const lw = layoutOnlyWeights(cfg);
+      const weights: ModelWeights = compute === 'float16' ? Object.assign(Object.create(lw) as ModelWeights, { entry: (n: string) => ({ ...lw.entry(n), dtype: 'F16' as const }) }) : lw;
+      const src = { weights, dir: '/nonexistent', bf16InPlace: true, compute, ...(qlora ? { quantize: 'nf4' as const, cache: layoutOnlyNf4Cache(cfg) } : {}) };
+      const g = await buildTrainGraph(cfg, lay, src, lr, { batch: r.batch, seqLen: 2048, fused: true, recompute: true }, optim);
+      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input), shaderF16: true });
+      report(row(`${r.name}${qlora ? ' QLoRA' : ''} (like-for-like)`, `B${r.batch}×T2048, r${r.rank} all-linear`, plan,
+        { graph: `fused + recompute, ${compute === 'float16' ? 'f16' : 'f32'} compute`, 'LoRA params': lr.size }));
     }
   }
 }

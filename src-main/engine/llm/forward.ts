@@ -110,6 +110,17 @@ export function lossOf(g: GraphBuilder, fwd: ForwardResult, targets: Value, mask
 }
 
 /**
+ * The per-row nll w · (lse − l[t]) [N, 1] straight from the head's input (LinearCrossEntropy, attr rows), for
+ * the preference losses' per-sequence log-probs; null when the forward has no fused head (use the logits).
+ */
+export function rowNllOf(g: GraphBuilder, fwd: ForwardResult, targets: Value, mask: Value): Value | null {
+  if (!fwd.head) return null;
+  const N = fwd.head.x.shape[0] as number;
+  const chunk = Math.max(16, Math.floor(LOGITS_CHUNK_BYTES / (4 * N)));
+  return g.apply('LinearCrossEntropy', [fwd.head.x, fwd.head.w, targets, mask], { scale: fwd.head.scale, softcap: fwd.head.softcap, chunk, rows: 1 })[0]!;
+}
+
+/**
  * The forward pass cut at block boundaries: x[i] enters block i, x[L] leaves the last one; `rebuild`
  * emits block i again from a given input (same weights, masks and dropout seeds), so a backward pass can
  * recompute a block's activations instead of keeping them. `parts` are the flat parameter vector's pieces

@@ -30,7 +30,7 @@ import { lowerGraph } from '../backends/onnx/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
-import { buildForward, type WeightSource } from './forward';
+import { buildForward, rowNllOf, type ForwardResult, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
 import { optimizerStep, recomputedGradient, type OptimConfig, type TrainGraph } from './train-graph';
 
@@ -86,7 +86,12 @@ async function buildLoss(
   const pairs = g.input('pairs', 'float32', [P]);
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: R, seqLen: T, ...(dropout ? { dropout } : {}) }, lora, params);
   const forwardNodes = g.nodes.length;
-  const rowLogp = (logits: Value): Value => {
+  const rowLogp = (f: ForwardResult): Value => {
+    // GPU backend with a frozen head in one piece: the lm_head GEMM and the per-row nll by vocabulary chunks
+    // (LinearCrossEntropy rows), never holding [N, V] logits
+    const fusedNll = rowNllOf(g, f, targets, mask);
+    if (fusedNll) return g.neg(g.reduceSum(g.reshape(fusedNll, [R, T]), [1], false)); // [R]
+    const logits = g.cast(f.logits, 'float32');
     if (g.fused) {
       // GPU backend: lse and the picked logit per row in one kernel; its backward reads the logits once
       const nll = g.apply('SoftmaxCrossEntropyRows', [logits, targets, mask])[0]!; // [N, 1], mask · nll
@@ -97,14 +102,14 @@ async function buildLoss(
     const nll = g.mul(g.sub(lse, picked), mask); // [N, 1]
     return g.neg(g.reduceSum(g.reshape(nll, [R, T]), [1], false)); // [R]
   };
-  const logp = rowLogp(g.cast(fwd.logits, 'float32'));
+  const logp = rowLogp(fwd);
   g.output('logps', logp);
   const [pc, pr] = g.split(logp, [P, P], 0) as [Value, Value];
   let perPair: Value;
   if (loss.method === 'dpo') {
     // the reference: the same forward with the adapter off (no LoRA inputs, so nothing to differentiate)
     const refLogp = shape.refInput ? g.input('ref_logps_in', 'float32', [R])
-      : rowLogp(g.cast((await buildForward(g, cfg, layout, src, ids, { batch: R, seqLen: T }, null, null)).logits, 'float32'));
+      : rowLogp(await buildForward(g, cfg, layout, src, ids, { batch: R, seqLen: T }, null, null));
     if (!shape.refInput) g.output('ref_logps', refLogp);
     const [rc, rr] = g.split(refLogp, [P, P], 0) as [Value, Value];
     const h = g.sub(g.sub(pc, rc), g.sub(pr, rr)); // [P]

@@ -17,7 +17,7 @@ import { lowerGraph } from '../backends/onnx/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
-import { softmaxCrossEntropy, type AdamWConfig } from '../nn/layers';
+import type { AdamWConfig } from '../nn/layers';
 import { adamwStep } from '../nn/adamw-step';
 import { buildForward, lossOf, type ForwardBlocks, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
@@ -201,7 +201,7 @@ export function optimizerStep(
   g.output('gacc_out', upd.gacc);
 }
 
-/** Forward-only graph for evaluation and `lathe logits`: outputs logits [N, V] and the masked loss sum. */
+/** Forward-only graph for evaluation and `lathe logits`: outputs logits [N, V] and the masked loss sum (each computed only when fetched on the GPU backend). */
 export async function buildEvalGraph(
   cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null,
   shape: GraphShape,
@@ -218,7 +218,9 @@ export async function buildEvalGraph(
   const params = lora ? g.input('params', 'float32', [lora.size]) : null;
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens }, lora, params);
   g.output('logits', fwd.logits);
-  g.output('loss_sum', softmaxCrossEntropy(g, fwd.logits, targets, mask));
+  // fused graphs (GPU backend): LinearCrossEntropy from the head's input, so a run fetching only loss_sum
+  // (validation, perplexity) never holds [N, V] logits; fetching logits computes them as before
+  g.output('loss_sum', lossOf(g, fwd, targets, mask));
   // (graphs for the GPU backend lower on demand: bf16 weights in place have no ONNX form)
   let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: 'lathe_eval' });
   return {

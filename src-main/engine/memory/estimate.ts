@@ -192,6 +192,22 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   };
 }
 
+/**
+ * Memory of a run on Lathe's GPU backend (engine/backends/webgpu), from its buffer plan: planGraph's byte
+ * counts by kind are exact (every buffer the program will create) and need no device, so they replace the
+ * ONNX-path estimate above for that backend (which counts [N, V] logits and an onnxruntime arena the backend
+ * does not have). Device: the planned buffers + the runtime's own allocations. Host: the process, the
+ * paged moments (2·P f32) and the largest tensor read while loading (the embedding).
+ */
+export function estimateFromGpuPlan(model: ModelConfig, bytes: Readonly<Record<string, number>>, paged: { loraParams: number } | null): { device: number; host: number; planned: number } {
+  const planned = Object.values(bytes).reduce((a, b) => a + b, 0);
+  return {
+    planned,
+    device: planned + GPU_RUNTIME_BYTES,
+    host: CPU_RUNTIME_BYTES + (paged ? 2 * paged.loraParams * F32 : 0) + model.vocabSize * model.hiddenSize * F32,
+  };
+}
+
 /** The plan of a trainer config (train/config.ts) whose dataset has `seqLen`-token blocks. */
 export function planFromTrainConfig(cfg: {
   batchSize: number; quantization?: 'none' | 'nf4'; lora: { rank: number; targets: MemoryPlan['lora']['targets'] };

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { UserError } from '../../util/progress';
 import type { ModelConfig } from '../models/config';
 import { readModelConfig } from '../models/validate';
-import { estimateMemory, formatBytes, planFromTrainConfig, type MemoryEp, type MemoryPlan } from './estimate';
+import { estimateFromGpuPlan, estimateMemory, formatBytes, planFromTrainConfig, type MemoryEp, type MemoryPlan } from './estimate';
 import { suggestFit } from './fit';
 
 const OOM = /failed to allocate|out of memory|OUT_OF_(DEVICE|HOST)_MEMORY|bad_alloc|bad allocation|Array buffer allocation failed|Cannot allocate memory|ENOMEM|_ALLOC_FAILED|cudaErrorMemoryAllocation|GPUOutOfMemoryError/i;
@@ -124,6 +124,21 @@ export function availableMemory(): number {
   const cap = /^(\d+(?:\.\d+)?)\s*([KMG]?)B?$/i.exec(process.env['LATHE_MEMORY_LIMIT']?.trim() ?? '');
   if (cap) avail = Math.min(avail, Number(cap[1]) * 1000 ** ' KMG'.indexOf((cap[2] || ' ').toUpperCase()));
   return avail;
+}
+
+/**
+ * Refuses a run on Lathe's GPU backend whose buffer plan (planGraph's bytes: exact, known before any buffer
+ * exists) cannot fit: on a software adapter (lavapipe: device memory is this computer's memory) device and
+ * host together against what is available; on a real GPU, whose memory WebGPU does not report, the host
+ * side only (the device's own out-of-memory error is turned into guidance by outOfMemoryError).
+ */
+export function refuseIfGpuPlanTooBig(model: ModelConfig, bytes: Readonly<Record<string, number>>, opts: { software: boolean; pagedLoraParams?: number }, available = availableMemory()): void {
+  const est = estimateFromGpuPlan(model, bytes, opts.pagedLoraParams ? { loraParams: opts.pagedLoraParams } : null);
+  const need = opts.software ? est.device + est.host : est.host;
+  if (need <= available) return;
+  throw new UserError('train.tooBig',
+    `This run needs about ${formatBytes(need)} of memory (GPU buffers ${formatBytes(est.planned)}${opts.software ? ', held in this computer\'s memory by the software GPU' : ''}), and this computer has ${formatBytes(available)} available, so it was not started.`,
+    'Change: recompute activations, use QLoRA (4-bit base weights), shorter blocks (a smaller block size when preparing the data) or a batch of 1. Closing other programs also frees memory.');
 }
 
 /**

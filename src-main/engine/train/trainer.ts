@@ -28,7 +28,7 @@ import { initTrainable, trainableLayout } from './trainable';
 import { dropoutSeed } from '../llm/dropout';
 import { PagedMoments, pagedProgramSpec, pagedSlots } from '../memory/paged';
 import { TrainingSamples, type StepSamples } from '../generate/samples';
-import { isOutOfMemory, refuseIfTooBig, trainOomContext, withOomGuidance } from '../memory/oom';
+import { isOutOfMemory, refuseIfGpuPlanTooBig, refuseIfTooBig, trainOomContext, withOomGuidance } from '../memory/oom';
 import { planFromTrainConfig } from '../memory/estimate';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph } from '../llm/preference-graph';
 import { evaluatePairs, pairFeeds, preferenceLossOf, readPairs, RewardStats, type PairBatch } from './preference';
@@ -142,7 +142,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     }
 
     // a run that cannot fit is refused before any conversion, graph or session (estimate and fix named)
-    refuseIfTooBig(model, planFromTrainConfig(cfg, T), ep.ep);
+    // (the GPU backend: its buffer plan is checked instead, when GpuProgram.create has planned it)
+    if (!gpuPick.use) refuseIfTooBig(model, planFromTrainConfig(cfg, T), ep.ep);
 
     report('Building the training graph');
     const tg = pref
@@ -154,7 +155,10 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const spec = { get model() { return tg.model; }, state: tg.state, fetch: tg.fetch };
     const moments = cfg.pagedOptimizer ? new PagedMoments(P) : null;
     const prog = gpuPick.use
-      ? await GpuProgram.create({ graph: tg.graph, ...(moments ? pagedSlots(tg) : { state: tg.state, fetch: tg.fetch }) }, { externalDataDir: src.dir })
+      ? await GpuProgram.create({ graph: tg.graph, ...(moments ? pagedSlots(tg) : { state: tg.state, fetch: tg.fetch }) }, {
+        externalDataDir: src.dir,
+        checkPlan: (bytes, gpu) => refuseIfGpuPlanTooBig(model, bytes, { software: gpu.software, ...(moments ? { pagedLoraParams: P } : {}) }),
+      })
       : await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
     if (prog instanceof GpuProgram) log(`GPU backend: ${prog.info.dispatches} dispatches per micro-batch, ${(Object.values(prog.info.bytes).reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(1)} MiB of GPU buffers.`);
     programs.push(prog);

@@ -184,6 +184,38 @@ export const CASES: Case[] = [
     },
   },
   {
+    // the lm_head GEMM + cross-entropy (frozen head W [70, 6], a constant): 5 vocabulary chunks of 16 (the
+    // last one 6 rows) on the GPU backend, scaled and soft-capped logits (Granite, Gemma 2), a masked row
+    op: 'LinearCrossEntropy', label: 'chunked, scaled, soft-capped', inputs: [f([5, 6])],
+    build: (g, [x]) => {
+      const w = g.constant(Array.from({ length: 70 * 6 }, (_, i) => Math.sin(0.37 * i + 0.1) * 1.3), x!.dtype, [70, 6]);
+      const t = g.constant([3, 0, 69, 17, 40], 'int64', [5, 1]);
+      const m = g.constant([0.5, 0, 1, 0.25, 1], 'float32', [5, 1]);
+      return g.apply('LinearCrossEntropy', [x!, w, t, m], { scale: 0.7, softcap: 3, chunk: 16 })[0]!;
+    },
+  },
+  {
+    op: 'LinearCrossEntropy', label: 'one chunk', inputs: [f([4, 3])],
+    build: (g, [x]) => {
+      const w = g.constant(Array.from({ length: 33 * 3 }, (_, i) => Math.cos(0.71 * i)), x!.dtype, [33, 3]);
+      const t = g.constant([32, 1, 7, 0], 'int64', [4, 1]);
+      const m = g.constant([1, 1, 0.5, 1], 'float32', [4, 1]);
+      return g.apply('LinearCrossEntropy', [x!, w, t, m], { scale: 1, softcap: 0, chunk: 0 })[0]!;
+    },
+  },
+  {
+    // per-row nll (rows: 1, the preference losses' per-token log-probs): 3 chunks, soft-capped, each row with
+    // its own incoming gradient
+    op: 'LinearCrossEntropy', label: 'rows, chunked, per-row gradient', inputs: [f([5, 6])],
+    build: (g, [x]) => {
+      const w = g.constant(Array.from({ length: 40 * 6 }, (_, i) => Math.sin(0.53 * i + 0.2) * 1.1), x!.dtype, [40, 6]);
+      const t = g.constant([3, 0, 39, 17, 25], 'int64', [5, 1]);
+      const m = g.constant([0.5, 0, 1, 0.25, 1], 'float32', [5, 1]);
+      const nll = g.apply('LinearCrossEntropy', [x!, w, t, m], { scale: 0.9, softcap: 4, chunk: 16, rows: 1 })[0]!;
+      return g.mul(nll, g.constant([1, -2, 0.5, 3, -1], nll.dtype, [5, 1]));
+    },
+  },
+  {
     op: 'RotaryEmbedding', dtype: 'float32', inputs: [f([2, 2, 3, 4]), idx([2, 3], [0, 1, 2, 3, 4, 5])],
     build: (g, [x, pos]) => {
       // cos/sin tables [6, 2] for 6 positions, theta 10000

@@ -384,6 +384,15 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
         const r = refOf.get(v);
         return !!r && r.buf.kind === 'temp' && r.offset === 0 && holders.get(r.buf) === 1;
       },
+      overwritable: (i) => {
+        const v = node.inputs[i];
+        if (!v || pinned.has(v) || remaining.get(v) !== 1 || node.inputs.filter((x) => x === v).length !== 1) return false;
+        const r = refOf.get(v);
+        if (!r || !(r.buf.kind === 'temp' || r.buf.kind === 'input' || r.buf.kind === 'state')) return false;
+        // any other tensor in the same buffer (a view of v, or v a view of it) still to be read or fetched
+        for (const [w, q] of refOf) if (w !== v && q.buf === r.buf && ((remaining.get(w) ?? 0) > 0 || pinned.has(w))) return false;
+        return true;
+      },
       dispatch: (k: KernelBuilder, body: string, groups) => {
         // each dispatch's params start at a 256-byte boundary (the storage binding offset alignment)
         const base = Math.ceil(params.length / 64) * 64;

@@ -56,6 +56,11 @@ export interface GpuProgramOptions {
   shaderF16?: boolean;
   /** Plan without fusion (one dispatch per op, every Concat copies): the reference the fused plan is tested against. */
   noFusion?: boolean;
+  /**
+   * Called with the plan's bytes by kind and the adapter's report after planning, before any buffer is
+   * created or weight read: may throw to refuse the program (the trainer's memory check, memory/oom.ts).
+   */
+  checkPlan?: (bytes: Plan['bytes'], report: GpuContext['report']) => void;
 }
 
 export interface GpuProgramInfo {
@@ -123,11 +128,19 @@ export class GpuProgram {
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
     const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}), ...(opts.noFusion ? { noFusion: true } : {}) });
     const stateInputs = new Set(spec.state.map((s) => s.input));
+    // a state output computed in place over a state input (AdamWStep) must be that input's own slot's output:
+    // otherwise the end-of-step copies would read a buffer another slot's copy has already overwritten
+    for (const s of spec.state) {
+      const buf = plan.outputs.get(s.output)!.ref.buf;
+      const other = spec.state.find((x) => x !== s && plan.inputs.get(x.input)?.ref.buf === buf);
+      if (other) throw new Error(`GpuProgram: state output "${s.output}" is computed in place over state input "${other.input}" (slot "${other.name}"), not its own slot's input "${s.input}".`);
+    }
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
       feeds: [...plan.inputs.keys()].filter((n) => !stateInputs.has(n)),
       state: spec.state.map((s) => s.name), fetch: [...spec.fetch], gpuResident: true, sharedWeightBytes: 0,
     };
+    opts.checkPlan?.(plan.bytes, gpu.report);
     const p = new GpuProgram(gpu, spec, plan, info);
     try {
       await p.realise(opts.externalDataDir, maxBinding, opts.shareStateWith);

@@ -138,7 +138,7 @@ def({
   lower: (c) => lowerAsDecomposition(c, (g, [l16, t, w]) => {
     const l = widen(g, l16!);
     const lse = g.reduceLogSumExp(l, [1], true);
-    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), w!), [0, 1], false), lse];
+    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), widen(g, w!)), [0, 1], false), lse];
   }),
   grad: (c) => {
     const gy = c.gy[0];
@@ -146,7 +146,9 @@ def({
     if (!gy) return [null, null, null];
     const [l, t, w] = c.x as Value[];
     const dl = c.needs(0) ? c.g.apply('SoftmaxCrossEntropyGrad', [l!, t!, w!, c.y[1]!, gy])[0]! : null;
-    const dw = c.needs(2) ? c.g.mul(c.g.sub(c.y[1]!, widen(c.g, c.g.gatherElements(l!, t!, 1))), gy) : null;
+    const dw32 = c.needs(2) ? c.g.mul(c.g.sub(c.y[1]!, widen(c.g, c.g.gatherElements(l!, t!, 1))), gy) : null;
+    // (f16 logits and weights: the loss is f32; the weights' gradient goes back to their type)
+    const dw = dw32 && w!.dtype !== dw32.dtype ? c.g.cast(dw32, w!.dtype) : dw32;
     return [dl, null, dw];
   },
 });
@@ -160,7 +162,7 @@ def({
     return [{ dtype: l!.dtype, shape: [...l!.shape] }];
   },
   lower: (c) => lowerAsDecomposition(c, (g, [l, t, w, lse, gy]) => {
-    const wg = g.mul(w!, gy!); // [N, 1]
+    const wg = g.mul(widen(g, w!), widen(g, gy!)); // [N, 1] (f16 weights: f32 math like the logits)
     const dl = g.scatterAdd(g.mul(g.exp(g.sub(widen(g, l!), lse!)), wg), t!, g.neg(wg), 1);
     return [l!.dtype === 'float16' ? g.cast(dl, 'float16') : dl]; // (f16 logits: f32 math, the gradient in f16)
   }),
@@ -220,12 +222,15 @@ def({
  * soft-capped (cap · tanh(l / cap), Gemma 2) when `softcap` > 0 — forward.ts's headLogits + finishLogits.
  */
 function headLogitsOf(g: GraphBuilder, x: Value, w: Value, a: Attrs): Value {
-  let l = g.cast(g.gemm(x, w, null, { transB: true }), 'float32');
+  let l = g.cast(g.gemm(x, w, null, { transB: true }), lossType(x));
   const scale = num(a, 'scale'), cap = num(a, 'softcap') || 0;
   if (scale !== 1) l = g.mul(l, scale);
   if (cap) l = g.mul(g.tanh(g.div(l, cap)), cap);
   return l;
 }
+
+/** The loss is computed in f32 (float64 inputs, for the gradient checks, stay float64). */
+const lossType = (x: Value): DType => (x.dtype === 'float64' ? 'float64' : 'float32');
 
 function linearCeInfer(x: readonly (Value | null)[]): { N: number; C: number; V: number } {
   const [h, w, t, wt] = need(x, 4);
@@ -242,17 +247,21 @@ def({
   // The lm_head GEMM and the softmax cross-entropy in one op, so the GPU backend never holds the [N, V]
   // logits: loss = Σ_i w_i (logsumexp(l_i) − l_i[t_i]) with l = head(x · Wᵀ) (headLogitsOf), lse [N, 1].
   // inputs x [N, C], lm_head W [V, C] (frozen), targets int [N, 1], weights f32 [N, 1];
-  // attrs scale, softcap (0: none), chunk (vocabulary rows per chunk on the GPU: kernels/cross-entropy.ts)
+  // attrs scale, softcap (0: none), chunk (vocabulary rows per chunk on the GPU: kernels/cross-entropy.ts),
+  // rows (1: the per-row nll w_i (lse_i − l_i[t_i]) [N, 1] instead of its sum, for the preference losses; the
+  // gradient then takes a per-row gy [N, 1])
   name: 'LinearCrossEntropy',
   optionalOutputs: true,
-  infer: (x) => {
+  infer: (x, a) => {
     const { N } = linearCeInfer(x);
-    return [{ dtype: 'float32', shape: [] }, { dtype: 'float32', shape: [N, 1] }];
+    const dtype = lossType(x[0]!);
+    return [{ dtype, shape: a.rows ? [N, 1] : [] }, { dtype, shape: [N, 1] }];
   },
   lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt]) => {
     const l = headLogitsOf(g, x!, w!, c.node.attrs);
     const lse = g.reduceLogSumExp(l, [1], true);
-    return [g.reduceSum(g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), wt!), [0, 1], false), lse];
+    const nll = g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), g.cast(wt!, l.dtype));
+    return [c.node.attrs.rows ? nll : g.reduceSum(nll, [0, 1], false), lse];
   }),
   grad: (c) => {
     const gy = c.gy[0];
@@ -279,7 +288,7 @@ def({
   },
   lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt, lse, gy]) => {
     const l = headLogitsOf(g, x!, w!, c.node.attrs);
-    const wg = g.mul(wt!, gy!); // [N, 1]
+    const wg = g.mul(g.cast(wt!, l.dtype), gy!); // [N, 1]
     let dl = g.scatterAdd(g.mul(g.exp(g.sub(l, lse!)), wg), t!, g.neg(wg), 1);
     const scale = num(c.node.attrs, 'scale'), cap = num(c.node.attrs, 'softcap') || 0;
     if (cap) dl = g.mul(dl, g.sub(1, g.mul(g.div(l, cap), g.div(l, cap))));

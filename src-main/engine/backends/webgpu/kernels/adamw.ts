@@ -1,11 +1,15 @@
 /**
  * AdamWStep (nn/adamw-step.ts) in one pass: one thread per parameter reads params, m, v and the summed
  * gradient once, applies the mean scale, global-norm clip, AdamW and the non-finite guard, and writes
- * params', m', v' and the cleared accumulator into ONE packed [4P] buffer (the op's four results are
- * views of it): 10 storage bindings instead of 13, and one dispatch instead of the ~20-op chain.
+ * params', m', v' and the cleared accumulator. Each result is written IN PLACE over its input (params over
+ * params, m over m, v over v, gacc' over gsum) wherever the plan says nothing later reads that input
+ * (EmitCtx.overwritable: the train graph's state and paged feeds, the gradient sum): each thread reads and
+ * writes only its own element, so this is race-free, and a state slot's output is then its input buffer
+ * (GpuProgram copies nothing). Results that cannot be written in place go into the op's packed [4P] output
+ * (views of it), as do all four when that output is read: at most 10 storage bindings, one dispatch.
  * The arithmetic is the ONNX lowering's, op for op, in f32.
  */
-import { KernelBuilder, lit } from '../wgsl';
+import { KernelBuilder, lit, type Ref } from '../wgsl';
 import { dispatchPerElement, inShape, type Emitter } from './context';
 
 export const ADAMW: Record<string, Emitter> = {
@@ -13,11 +17,31 @@ export const ADAMW: Record<string, Emitter> = {
     const a = c.node.attrs;
     const b1 = a.beta1 as number, b2 = a.beta2 as number, maxNorm = a.maxGradNorm as number;
     const P = inShape(c, 0)[0]!;
-    const packed = c.out(4);
-    for (let j = 0; j < 4; j++) c.view(j, { ...packed, offset: packed.offset + j * P, numel: P });
     const k = new KernelBuilder('AdamWStep');
-    const [ldp, ldm, ldv, ldg, ldi, ldn, lda, ldc] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => k.input(c.in(i))) as string[];
-    const st = k.output(packed);
+    // result j (params', m', v', gacc') over input j (params, m, v, gsum) where allowed
+    const inPlace = [0, 1, 2, 3].map((j) => !c.used(4) && !!c.overwritable?.(j) && c.in(j).storage === 'f32');
+    const lds: string[] = [], sts: string[] = [];
+    inPlace.forEach((yes, j) => {
+      if (!yes) { lds.push(k.input(c.in(j))); return; }
+      const r = c.in(j);
+      c.view(j, r);
+      const [ld, st] = k.inout(r);
+      lds.push(ld);
+      sts[j] = st;
+    });
+    const rest = inPlace.flatMap((yes, j) => (yes ? [] : [j]));
+    if (rest.length) {
+      const packed: Ref = c.out(4);
+      const st = k.output(packed);
+      for (const j of rest) {
+        c.view(j, { ...packed, offset: packed.offset + j * P, numel: P });
+        sts[j] = `st_${j}`;
+        k.decl(`fn st_${j}(e: u32, v: f32) { ${st}(${j * P}u + e, v); }`);
+      }
+    }
+    const [ldp, ldm, ldv, ldg] = lds as [string, string, string, string];
+    const [ldi, ldn, lda, ldc] = [4, 5, 6, 7].map((i) => k.input(c.in(i))) as string[];
+    const [stp, stm, stv, stg] = sts as [string, string, string, string];
     const clip = maxNorm > 0 ? `  g = g * min(${lit(maxNorm)} / (nrm + ${lit(1e-6)}), 1.0);\n` : '';
     dispatchPerElement(c, k, P, `  let gs = ${ldg}(i);
   let nrm = ${ldn}(0u);
@@ -32,9 +56,9 @@ ${clip}  let pp = ${ldp}(i);
   let apply = ${lda}(0u) != 0u;
   // the non-finite guard: an inf or NaN norm (exponent bits all ones) skips the update
   let ok = apply && (bitcast<u32>(nrm) & 0x7f800000u) != 0x7f800000u;
-  ${st}(i, select(pp, p2, ok));
-  ${st}(${P}u + i, select(mm, m2, ok));
-  ${st}(${2 * P}u + i, select(vv, v2, ok));
-  ${st}(${3 * P}u + i, select(gs, 0.0, apply));`);
+  ${stp}(i, select(pp, p2, ok));
+  ${stm}(i, select(mm, m2, ok));
+  ${stv}(i, select(vv, v2, ok));
+  ${stg}(i, select(gs, 0.0, apply));`);
   },
 };

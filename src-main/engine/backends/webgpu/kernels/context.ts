@@ -31,6 +31,13 @@ export interface EmitCtx {
    */
   lastUse?(i: number): boolean;
   /**
+   * May this node overwrite input i's buffer (a temporary, a per-run feed or a state input)? True when no
+   * later dispatch reads it (the input, a view of it, a fused reader) and no fetched output lives in it: a
+   * per-element kernel then writes its result there (each thread reads and writes only its own element).
+   * A state input so overwritten must be the state its slot carries forward (GpuProgram checks the slots).
+   */
+  overwritable?(i: number): boolean;
+  /**
    * A temporary f32 buffer of `numel` elements that lives only while this node runs (its dispatches'
    * working memory: one vocabulary chunk of logits in LinearCrossEntropy).
    */

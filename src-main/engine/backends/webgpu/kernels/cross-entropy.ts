@@ -10,7 +10,7 @@
  */
 import { num } from '../../../graph/ops/registry';
 import { KernelBuilder, grid, lit, type Ref } from '../wgsl';
-import { ENTRY, dispatchPerElement, inShape, type EmitCtx, type Emitter } from './context';
+import { ENTRY, dispatchPerElement, inShape, prod, type EmitCtx, type Emitter } from './context';
 import { emitGemm, narrowStorage } from './gemm';
 
 const WG = 64;
@@ -101,6 +101,15 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
 }`, groups);
     });
     if (!c.used(0)) return;
+    if (c.node.attrs.rows) {
+      // per-row nll (the preference losses sum it per sequence): w (lse − l[t]), 0 for an ignored target
+      const kr = new KernelBuilder('LinearCeRows');
+      const ldp = kr.input(picked), ldt = kr.input(c.in(2)), ldw = kr.input(c.in(3)), ldlse = kr.input(lse);
+      const st = kr.output(c.out(0));
+      dispatchPerElement(c, kr, N, `  let col = ${targetOf(ldt, V, 'i')};
+  ${st}(i, select(0.0, (${ldlse}(i) - ${ldp}(i)) * ${ldw}(i), col < ${V}u));`);
+      return;
+    }
     const k2 = new KernelBuilder('CrossEntropyLoss');
     const ldp = k2.input(picked), ldt = k2.input(c.in(2)), ldw = k2.input(c.in(3)), ldlse = k2.input(lse);
     const st = k2.output(c.out(0));
@@ -134,13 +143,14 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
       const [lds, sts] = k.inout(S);
       const ldt = k.input(c.in(2)), ldw = k.input(c.in(3)), ldlse = k.input(c.in(4)), ldg = k.input(c.in(5));
       const lo = k.param(a);
+      const gyAt = prod(inShape(c, 5)) === 1 ? '0u' : 'row'; // per-row gy [N, 1] (attr rows) or the scalar's
       let d = `wg * (exp(l - ${ldlse}(row)) - select(0.0, 1.0, col == t))`;
       if (cap) d = `${d} * (1.0 - (l / ${lit(cap)}) * (l / ${lit(cap)}))`;
       if (scale !== 1) d = `${d} * ${lit(scale)}`;
       dispatchPerElement(c, k, N * Vk, `  let row = i / ${Vk}u;
   let col = ${lo} + i % ${Vk}u;
   let t = ${targetOf(ldt, V, 'row')};
-  let wg = select(0.0, ${ldw}(row) * ${ldg}(0u), t < ${V}u);
+  let wg = select(0.0, ${ldw}(row) * ${ldg}(${gyAt}), t < ${V}u);
   let l = ${lds}(i);
   ${sts}(i, ${d});`);
       const g = new KernelBuilder('LinearCeGradDx');

@@ -121,3 +121,34 @@ describe('AdamWStep: one op (one GPU pass) vs the chain it replaces', () => {
     }, 60_000);
   });
 });
+
+describe('AdamWStep in place: state advanced over its own buffers', () => {
+  it('3 resident steps equal the CPU chain run 3 times; params/m/v outputs are their state buffers, no [4P] buffer', async () => {
+    const optim: OptimConfig = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 0.5 };
+    const chain = lowerGraph(chainGraph(optim)).model;
+    const fused = fusedGraph(optim);
+    const slots = ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` }));
+    const prog = await GpuProgram.create({ graph: fused, state: slots, fetch: ['grad_norm'] });
+    try {
+      // the three moments' outputs live in their state inputs' buffers; gacc' over the gradient sum (one [P])
+      expect(prog.info.bytes.state).toBe(4 * 4 * P);
+      expect(prog.info.bytes.output).toBeLessThan(4 * P + 64);
+      const start = feeds(7, true, false, optim);
+      await prog.init({ params: start.params!, m: start.m!, v: start.v!, gacc: start.gacc! });
+      let want = { ...start };
+      for (let s = 0; s < 3; s++) {
+        const f = feeds(20 + s, s !== 1, false, optim); // step 1 accumulates only
+        const cpu = await runModel(chain, { ...f, params: want.params!, m: want.m!, v: want.v!, gacc: want.gacc! });
+        const got = await prog.step({ grad: f.grad!, apply: f.apply!, invCount: f.invCount!, adam: f.adam! });
+        expect(rel(toNumbers(got.grad_norm!), toNumbers(cpu.grad_norm!)), `grad_norm step ${s}`).toBeLessThan(1e-6);
+        want = { ...want, params: cpu.params_out!, m: cpu.m_out!, v: cpu.v_out!, gacc: cpu.gacc_out! };
+      }
+      const state = await prog.read();
+      for (const n of ['params', 'm', 'v', 'gacc'] as const) {
+        expect(rel(toNumbers(state[n]!), toNumbers(want[n]!)), n).toBeLessThan(1e-5);
+      }
+    } finally {
+      await prog.dispose();
+    }
+  }, 60_000);
+});

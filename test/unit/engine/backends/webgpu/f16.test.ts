@@ -106,7 +106,7 @@ describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
 });
 
 describe('f16 compute: activation bytes and the trainer', () => {
-  it('the plan of an f16 step holds half the activation bytes of the f32 step (SmolLM2-135M shape, B1×T512)', async () => {
+  it('the plan of an f16 step holds about half the activation bytes of the f32 step (SmolLM2-135M shape, B1×T512)', async () => {
     const cfg = parseModelConfig(REAL_SHAPES['SmolLM2-135M']!);
     const lay = weightsLayout(cfg);
     const lora = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
@@ -128,8 +128,10 @@ describe('f16 compute: activation bytes and the trainer', () => {
     }
     const ratio = act.float16! / act.float32!;
     console.log(`SmolLM2-135M B1×T512 activations: f32 ${(act.float32! / 2 ** 20).toFixed(1)} MiB, f16 ${(act.float16! / 2 ** 20).toFixed(1)} MiB (${ratio.toFixed(3)})`);
+    // about half: what stays f32 is the fused head's vocabulary-chunk scratch (LinearCrossEntropy computes a chunk's
+    // logits in f32), the statistics and the loss (measured 0.587 at this shape after the planner fusions)
     expect(ratio).toBeGreaterThan(0.45);
-    expect(ratio).toBeLessThan(0.55);
+    expect(ratio).toBeLessThan(0.62);
   }, 120_000);
 
   it('trains 3 steps with compute float16 on the GPU backend, close to the f32 run', async () => {

@@ -1,6 +1,7 @@
 /**
  * Preference tuning (DPO, ORPO) on Lathe's GPU backend: the fused preference step graph (flash attention,
- * fused norm backwards, the per-token log-probs as SoftmaxCrossEntropyRows) on the GPU against the
+ * fused norm backwards, the per-token log-probs as LinearCrossEntropy rows: the lm_head GEMM and the per-row nll
+ * by vocabulary chunks) on the GPU against the
  * decomposed graph on onnxruntime's CPU EP: loss, the per-row log-probs (policy and reference), the reward
  * metrics the trainer reports, every LoRA gradient, then three AdamW steps (f32, relative 1e-5).
  */
@@ -54,7 +55,9 @@ describe('preference step (DPO, ORPO): GPU backend vs CPU EP (f32)', () => {
       const tg = await buildPreferenceTrainGraph(config, layout, src, lora, shape, loss, optim);
       const tgGpu = await buildPreferenceTrainGraph(config, layout, bf16 ? { weights, dir, bf16InPlace: true } : src, lora, { ...shape, fused: true }, loss, optim);
       const ops = new Set(tgGpu.graph.nodes.map((n) => n.op));
-      expect(ops.has('SoftmaxCrossEntropyRows') && ops.has('SoftmaxCrossEntropyRowsGrad') && ops.has('FlashAttention')).toBe(true);
+      // the per-token log-probs straight from the head's input (LinearCrossEntropy rows: no [N, V] logits)
+      expect(ops.has('LinearCrossEntropy') && ops.has('LinearCrossEntropyGrad') && ops.has('FlashAttention')).toBe(true);
+      expect(ops.has('SoftmaxCrossEntropyRows')).toBe(false);
       expect(ops.has('ReduceLogSumExp')).toBe(false);
       const p0 = initLoraParams(lora, 3);
       for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);

@@ -17,6 +17,8 @@ import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
+import { train } from '../../../../../src-main/engine/train/trainer';
+import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -63,6 +65,23 @@ describe('GPU backend: activation recomputation', () => {
     }, 300_000);
   }
 
+  it('trainer: `recompute` on the GPU backend trains 2 steps with the CPU EP\'s losses and grad norms', async () => {
+    const model = await tinyModel('llama');
+    const dataset = await tinyDataset(model);
+    const base = { model, dataset, batchSize: 2, gradAccum: 2, evalEvery: 0, checkpointEvery: 10, maxSteps: 2, optim: { lr: 5e-3 }, schedule: { warmupSteps: 1 } };
+    const metrics: Record<string, Record<string, number>[]> = { cpu: [], gpu: [] };
+    await train({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' }, { onMetric: (m) => metrics.cpu!.push(m as Record<string, number>) });
+    const gpu = await train({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu', recompute: true }, { onMetric: (m) => metrics.gpu!.push(m as Record<string, number>) });
+    expect(gpu.ep).toBe('gpu');
+    const steps = (k: string) => metrics[k]!.filter((m) => typeof m.loss === 'number');
+    expect(steps('gpu').length).toBe(2);
+    steps('cpu').forEach((c, i) => {
+      const g = steps('gpu')[i]!;
+      expect(Math.abs(g.loss! - c.loss!) / c.loss!).toBeLessThan(1e-5);
+      expect(Math.abs(g.gradNorm! - c.gradNorm!) / c.gradNorm!).toBeLessThan(1e-4);
+    });
+  }, 600_000);
+
   it('plan (no device): SmolLM2-135M shape at B1×T512 keeps a fraction of the activations with recompute on', async () => {
     const cfg = parseModelConfig(REAL_SHAPES['SmolLM2-135M']!);
     const lay = weightsLayout(cfg);
@@ -74,9 +93,10 @@ describe('GPU backend: activation recomputation', () => {
     };
     const plain = await temp(false), rc = await temp(true);
     const N = 512, C = cfg.hiddenSize, L = cfg.numLayers, V = cfg.vocabSize;
-    // block inputs (L × [N, C]) + the [N, V] logits + one block's working set (generously 40 × [N, C] or 4 × [N, F])
-    // + the flat gradient being assembled (its pieces and their concatenation: 2 × [P])
-    const bound = 4 * (L * N * C + N * V + Math.max(40 * N * C, 4 * N * cfg.intermediateSize) + 2 * lora.size);
+    // block inputs (L × [N, C]) + one vocabulary chunk of logits (LinearCrossEntropy: at most 64 MiB, never [N, V])
+    // + one block's working set (generously 40 × [N, C] or 4 × [N, F]) + the flat gradient being assembled (its
+    // pieces and their concatenation: 2 × [P])
+    const bound = 4 * (L * N * C + Math.min(N * V, 2 ** 24) + Math.max(40 * N * C, 4 * N * cfg.intermediateSize) + 2 * lora.size);
     console.log(`SmolLM2-135M B1×T512 temp bytes: plain ${plain}, recompute ${rc}, bound ${bound}`);
     expect(rc).toBeLessThan(bound);
     expect(rc).toBeLessThan(0.5 * plain);
