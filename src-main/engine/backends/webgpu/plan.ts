@@ -20,6 +20,7 @@ import { KERNELS } from './kernels';
 import { fusedElementwise, fusibleExpr } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
+import { groupGemms } from './group';
 import { KernelBuilder, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
@@ -72,6 +73,10 @@ export interface PlanOptions {
   maxBinding?: number;
   /** The device's GEMM path (device.ts's report); default the tiled f32-accumulate kernel. */
   gemm?: GemmChoice;
+  /** Off: one dispatch per GEMM (group.ts's grouped GEMM dispatches are the default; the reference for tests). */
+  noGrouping?: boolean;
+  /** Storage buffers one kernel may bind (the adapter's maxStorageBuffersPerShaderStage; default 8): caps a GEMM group. */
+  maxStorageBuffers?: number;
 }
 
 /**
@@ -220,10 +225,12 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (left === 0) drop(x);
     }
   };
-  for (const node of order) {
+  // independent GEMMs scheduled together, one dispatch per group (group.ts)
+  const grouping = opts.noGrouping ? null : groupGemms(order, { maxBindings: opts.maxStorageBuffers, gemm: opts.gemm, bindingsOf: (v) => refOf.get(v)?.parts?.bufs.length ?? 1 });
+  for (const node of grouping?.order ?? order) {
     if (inlined.has(node)) continue; // computed inside its reader's kernel
     const fused = node.inputs.some((x) => x?.node && inlined.has(x.node));
-    const emit = fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op];
+    const emit = grouping?.emitter(node) ?? (fused ? (c: EmitCtx) => fusedElementwise(c, inlined, (v) => refOf.get(v)!) : KERNELS[node.op]);
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
     const c: EmitCtx = {
@@ -287,7 +294,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (!refOf.has(v) && used(i)) throw new Error(`GPU backend: the ${node.op} kernel left output ${i} of ${node} unset.`);
       if (refOf.has(v) && !used(i)) drop(v);
     });
-    consumed(node);
+    for (const n of grouping?.finished(node) ?? [node]) consumed(n);
   }
 
   paramsRef.numel = Math.max(1, params.length);
