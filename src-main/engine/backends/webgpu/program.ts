@@ -37,6 +37,10 @@ export interface GpuProgramOptions {
    * maxBufferSize). Weights above it are split by row blocks; tests lower it to exercise the split.
    */
   maxBindingBytes?: number;
+  /** One dispatch per GEMM (planGraph's noGrouping: the reference the grouped GEMM dispatches are tested against). */
+  noGrouping?: boolean;
+  /** Storage buffers one kernel may bind (default: the adapter's maxStorageBuffersPerShaderStage); tests lower it. */
+  maxStorageBuffers?: number;
 }
 
 export interface GpuProgramInfo {
@@ -79,7 +83,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm });
+    const plan = planGraph(g, { outputs: [...spec.fetch, ...spec.state.map((s) => s.output)], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, maxStorageBuffers: opts.maxStorageBuffers ?? limits.maxStorageBuffersPerShaderStage, noGrouping: opts.noGrouping });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     const info: GpuProgramInfo = {
       ep: 'gpu', dispatches: plan.dispatches.length, nodes: plan.nodes, byKernel: plan.byKernel, bytes: plan.bytes, pipelines: 0,
