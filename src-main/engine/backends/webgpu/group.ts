@@ -80,14 +80,20 @@ function bindingsNeeded(nodes: readonly Node[], bindingsOf: (v: Value) => number
   return b;
 }
 
-/** A 16-bit constant input: such a GEMM takes the subgroup-matrix kernel where the device has one. */
-const narrowConst = (v: Value): boolean => v.dtype === 'float16' || (v.constData?.kind === 'external' && v.constData.stored === 'bfloat16');
+/** Nodes whose output can be a view of their input (plan.ts: no dispatch), followed back to the stored weight. */
+const VIEWS = new Set(['Cast', 'Reshape', 'Identity', 'Squeeze', 'Unsqueeze', 'Flatten']);
+
+/** Is `v` (a view of) a 16-bit constant: such a GEMM takes the subgroup-matrix kernel where the device has one. */
+function narrowConst(v: Value): boolean {
+  while (v.node && VIEWS.has(v.node.op) && v.node.inputs[0]) v = v.node.inputs[0];
+  return v.node === null && (v.dtype === 'float16' || (v.constData?.kind === 'external' && v.constData.stored === 'bfloat16'));
+}
 
 export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): GemmGrouping {
   const maxBindings = Math.max(3, opts.maxBindings ?? DEFAULT_MAX_BINDINGS);
   const bindingsOf = opts.bindingsOf ?? (() => 1);
   const matrixPath = opts.gemm?.path === 'subgroup-matrix';
-  const ok = (n: Node) => groupableGemm(n) && !(matrixPath && n.inputs.some((x) => x && x.node === null && narrowConst(x)));
+  const ok = (n: Node) => groupableGemm(n) && !(matrixPath && n.inputs.some((x) => x && narrowConst(x)));
   const pos = new Map<Node, number>();
   order.forEach((n, i) => pos.set(n, i));
   const groupOf = new Map<Node, Group>();

@@ -15,6 +15,7 @@ import { runModel } from '../../../../../src-main/engine/runtime/session';
 import { hostTensor, toNumbers, type HostTensor } from '../../../../../src-main/engine/runtime';
 import { float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
 import { GpuProgram, closeGpu, openGpu, planGraph, type Plan } from '../../../../../src-main/engine/backends/webgpu';
+import { chooseGemm } from '../../../../../src-main/engine/backends/webgpu/kernels/gemm';
 import { openModel } from '../../../../../src-main/engine/models';
 import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
@@ -97,6 +98,17 @@ describe('grouped GEMM dispatches', () => {
     expect(wide.dispatches[0]!.bindings.length).toBe(15);
     // 8 bindings: more, smaller groups
     expect(planGraph(g, { maxStorageBuffers: 8 }).dispatches.length).toBeGreaterThan(2);
+  });
+
+  it('on the subgroup-matrix path, GEMMs with a 16-bit weight keep their own (tensor-core) dispatch; the f32 ones group', () => {
+    const dir = tempDir('lathe-group-');
+    const { g } = mixGraph(dir, true);
+    const gemm = chooseGemm(['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'], [JSON.stringify({ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 })]);
+    const p = planGraph(g, { gemm, maxStorageBuffers: 16 });
+    const matrix = p.dispatches.filter((d) => d.wgsl.includes('subgroupMatrixMultiplyAccumulate'));
+    expect(matrix.map((d) => d.name)).toEqual(['Gemm', 'Gemm']); // x·wkᵀ (f16) and x·wb (bf16)
+    expect(p.byKernel.GroupedGemm).toBeGreaterThan(0);
+    for (const d of p.dispatches.filter((x) => x.name === 'GroupedGemm')) expect(d.wgsl).not.toContain('subgroup_matrix');
   });
 
   it('grouped = ungrouped bit for bit = CPU EP (f32, f16, bf16 weights; transA/transB; alpha, beta·C; MatMul)', async () => {
