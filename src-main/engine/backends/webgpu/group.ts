@@ -19,16 +19,18 @@
  *    weight, each output, and the params buffer.
  *  - The members' inputs are released only after the group's one dispatch (`finished`), so no member's
  *    output can take a buffer another member still reads.
- *  - Groupable: Gemm (transA/transB, alpha, beta·C) and 2-D MatMul on the tiled kernel, f32/f16/bf16
- *    operands and split weights alike (their loads are the same functions as in their own dispatch). Not
- *    (yet): batched MatMul, Nf4Gemm, and GEMMs the subgroup-matrix path takes (16-bit weights on a device
- *    that has it).
+ *  - Groupable: Gemm (transA/transB, alpha, beta·C), 2-D MatMul and Nf4Gemm (QLoRA) on the tiled
+ *    kernel, f32/f16/bf16 operands and split weights alike (their loads are the same functions as in their
+ *    own dispatch). Not (yet): batched MatMul, and GEMMs the subgroup-matrix path takes (16-bit or NF4
+ *    weights on a device that has it).
  * `planGraph(g, { noGrouping: true })` turns it off (the reference).
  */
 import type { Node, Value } from '../../graph/graph';
 import { num } from '../../graph/ops/registry';
 import { broadcastStrides, inShape, outShape, type EmitCtx, type Emitter } from './kernels/context';
 import { emitGroupedGemm, type GemmChoice, type GemmProblem } from './kernels/gemm';
+import { NF4_TABLE } from './kernels/nf4';
+import { ABSMAX_BLOCK, NF4_BLOCK } from '../../quant/nf4';
 import { KernelBuilder, lit, type Ref } from './wgsl';
 
 /** How far ahead (nodes of the schedule) a group looks for members: bounds how much earlier a GEMM may run. */
@@ -48,8 +50,12 @@ export function groupableGemm(n: Node): boolean {
   if (n.op === 'MatMul') {
     return n.inputs.length === 2 && n.inputs.every((x) => x?.rank === 2) && Object.keys(n.attrs).length === 0;
   }
+  if (n.op === 'Nf4Gemm') return n.inputs.length >= 7 && n.inputs[0]?.rank === 2;
   return false;
 }
+
+/** The inputs a GEMM's kernel binds (Nf4Gemm's input 5, the CPU lowering's pair table, is not read on the GPU). */
+const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? n.inputs.filter((_, i) => i !== 5) : [...n.inputs]);
 
 interface Group { members: Node[]; k?: KernelBuilder; problems: GemmProblem[]; loads: Map<string, string> }
 
@@ -74,7 +80,7 @@ export interface GroupOptions {
 /** Storage bindings a set of GEMM nodes needs in one kernel: distinct inputs, outputs, the params buffer. */
 function bindingsNeeded(nodes: readonly Node[], bindingsOf: (v: Value) => number): number {
   const ins = new Set<Value>();
-  for (const n of nodes) for (const x of n.inputs) if (x) ins.add(x);
+  for (const n of nodes) for (const x of boundInputs(n)) if (x) ins.add(x);
   let b = 1 + nodes.length;
   for (const x of ins) b += bindingsOf(x);
   return b;
@@ -93,7 +99,7 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
   const maxBindings = Math.max(3, opts.maxBindings ?? DEFAULT_MAX_BINDINGS);
   const bindingsOf = opts.bindingsOf ?? (() => 1);
   const matrixPath = opts.gemm?.path === 'subgroup-matrix';
-  const ok = (n: Node) => groupableGemm(n) && !(matrixPath && n.inputs.some((x) => x && narrowConst(x)));
+  const ok = (n: Node) => groupableGemm(n) && !(matrixPath && (n.op === 'Nf4Gemm' || n.inputs.some((x) => x && narrowConst(x))));
   const pos = new Map<Node, number>();
   order.forEach((n, i) => pos.set(n, i));
   const groupOf = new Map<Node, Group>();
@@ -143,7 +149,7 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
           if (!f) { f = k.input(r); g.loads.set(key, f); }
           return f;
         };
-        g.problems.push(gemmProblem(c, k, load));
+        g.problems.push(n.op === 'Nf4Gemm' ? nf4Problem(c, k, load, g.problems.length) : gemmProblem(c, k, load));
         if (g.members[g.members.length - 1] === n) emitGroupedGemm(c, k, g.problems, opts.gemm?.tile);
       };
     },
@@ -192,5 +198,31 @@ function gemmProblem(c: EmitCtx, k: KernelBuilder, load: (r: Ref) => string): Ge
     a: (row, ka) => `${ldA}(${mul(row, aRow)} + ${mul(ka, aCol)})`,
     b: (kb, col) => `${ldB}(${mul(kb, bRow)} + ${mul(col, bCol)})`,
     store: (row, col, acc) => `${st}(${row} * ${N}u + ${col}, ${epilogue(acc)});`,
+  };
+}
+
+/** An Nf4Gemm node as a problem of a grouped kernel: kernels/nf4.ts's dequantizing load, one function per problem. */
+function nf4Problem(c: EmitCtx, k: KernelBuilder, load: (r: Ref) => string, p: number): GemmProblem {
+  const at = c.node.attrs;
+  const cols = at.cols as number, transB = !!at.transB;
+  const [M, K] = inShape(c, 0) as [number, number];
+  const N = outShape(c)[1]!;
+  const ldx = load(c.in(0));
+  const ldq = load(c.in(1)), lda = load(c.in(2)), lds = load(c.in(3)), ldo = load(c.in(4)), ldd = load(c.in(6));
+  const bias = c.node.inputs[7] ? load(c.in(7)) : null;
+  const st = k.output(c.out(0));
+  k.decl(NF4_TABLE);
+  k.decl(`fn nf4w${p}(e: u32) -> f32 {
+  let code = (${ldq}(e >> 3u) >> ((e & 7u) * 4u)) & 15u;
+  let b = e / ${NF4_BLOCK}u;
+  let acode = (${lda}(b >> 2u) >> ((b & 3u) * 8u)) & 255u;
+  let absmax = ${ldd}(acode) * ${lds}(b / ${ABSMAX_BLOCK}u) + ${ldo}(0u);
+  return NF4[code] * absmax;
+}`);
+  return {
+    M, N, K,
+    a: (r, ka) => `${ldx}(${r} * ${K}u + ${ka})`,
+    b: (kb, col) => (transB ? `nf4w${p}(${col} * ${cols}u + ${kb})` : `nf4w${p}(${kb} * ${cols}u + ${col})`),
+    store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${bias ? `${acc} + ${bias}(${col})` : acc});`,
   };
 }

@@ -21,6 +21,8 @@ import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { quantizeNf4 } from '../../../../../src-main/engine/quant/nf4';
+import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
 import { tempDir } from '../../../../helpers/services';
 import { rel, uniform as rnd } from '../../../../helpers/numeric';
 
@@ -161,6 +163,38 @@ describe('grouped GEMM dispatches', () => {
     for (const k of fetch) {
       expect(toNumbers(out[1]![k]!), k).toEqual(toNumbers(out[0]![k]!));
       expect(rel(toNumbers(out[1]![k]!), toNumbers(want[k]!)), k).toBeLessThan(1e-6);
+    }
+  }, 120_000);
+
+  it('NF4 (QLoRA) GEMMs group with each other and the LoRA GEMMs: grouped = ungrouped bit for bit = CPU EP', async () => {
+    const N = 5, IN = 40;
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [N, IN]);
+    const bias = g.weight('b', 'float32', [72], raw(rnd(72, 3)));
+    const a = g.weight('a', 'float32', [4, IN], raw(rnd(4 * IN, 4)));
+    const w1 = placeNf4(g, 'w1', quantizeNf4(rnd(72 * IN, 11, 0.1), [72, IN]));
+    const w2 = placeNf4(g, 'w2', quantizeNf4(rnd(IN * 24, 12, 0.1), [IN, 24]));
+    g.output('y1', nf4Gemm(g, x, w1, bias, true));
+    g.output('y2', nf4Gemm(g, x, w2, null, false));
+    g.output('xa', g.gemm(x, a, null, { transB: true }));
+    const fetch = ['y1', 'y2', 'xa'];
+    const feeds = { x: hostTensor('float32', [N, IN], rnd(N * IN, 5)) };
+    const want = await runModel(lowerGraph(g).model, feeds);
+    // x, 2 × (codes, absmax codes, scale2, offset), the shared dynamic map, bias, A, 3 outputs, params
+    expect(planGraph(g, { maxStorageBuffers: 16 }).byKernel).toEqual({ GroupedGemm: 1 });
+    expect(planGraph(g, { maxStorageBuffers: 8 }).byKernel.Nf4Gemm).toBe(2);
+    const out: Record<string, HostTensor>[] = [];
+    for (const opts of [{ noGrouping: true }, { maxStorageBuffers: 16 }]) {
+      const prog = await GpuProgram.create({ graph: g, state: [], fetch }, opts);
+      try {
+        out.push(await prog.step(feeds));
+      } finally {
+        await prog.dispose();
+      }
+    }
+    for (const k of fetch) {
+      expect(toNumbers(out[1]![k]!), k).toEqual(toNumbers(out[0]![k]!));
+      expect(rel(toNumbers(out[1]![k]!), toNumbers(want[k]!)), k).toBeLessThan(2e-6);
     }
   }, 120_000);
 
