@@ -134,7 +134,33 @@ describe('grouped GEMM dispatches', () => {
       const e = rel(ref[k]!, toNumbers(want[k]!));
       expect(e, k).toBeLessThan(1e-6);
     }
-  }, 120_000);
+  }, 300_000);
+
+  it('64×64 register-blocked tiles (wide-subgroup GPUs): grouped = ungrouped bit for bit', async () => {
+    // two problems only: lavapipe's compiler takes minutes on a cold cache for larger 4×4-blocked groups
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [70, K]);
+    g.output('y', g.gemm(x, g.weight('w', 'float32', [90, K], raw(rnd(90 * K, 2))), null, { transB: true }));
+    g.output('xa', g.gemm(x, g.weight('a', 'float32', [6, K], raw(rnd(6 * K, 3))), null, { transB: true }));
+    const feeds = { x: hostTensor('float32', [70, K], rnd(70 * K, 1)) };
+    const want = await runModel(lowerGraph(g).model, feeds);
+    const ctx = await openGpu();
+    const gpu = { ...ctx, report: { ...ctx.report, gemm: chooseGemm([], [], 32) } };
+    const out: Record<string, HostTensor>[] = [];
+    for (const noGrouping of [true, false]) {
+      const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'xa'] }, { gpu, noGrouping });
+      try {
+        expect(prog.info.dispatches).toBe(noGrouping ? 2 : 1);
+        out.push(await prog.step(feeds));
+      } finally {
+        await prog.dispose();
+      }
+    }
+    for (const k of ['y', 'xa']) {
+      expect(toNumbers(out[1]![k]!), k).toEqual(toNumbers(out[0]![k]!));
+      expect(rel(toNumbers(out[1]![k]!), toNumbers(want[k]!)), k).toBeLessThan(1e-6);
+    }
+  }, 300_000);
 
   it('a weight split into row blocks (tied embedding + lm_head and its backward) groups with the other GEMMs, results unchanged', async () => {
     const V = 200, C = 13, N = 2;
