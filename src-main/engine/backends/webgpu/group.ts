@@ -15,7 +15,7 @@
  *    group sees the group's reads as done, and one before it cannot overwrite what a member reads (the
  *    member is still a reader then).
  *  - A group binds at most `maxBindings` storage buffers (the adapter's maxStorageBuffersPerShaderStage;
- *    8 by default): each distinct input tensor once (x shared by q/k/v is bound once), each part of a split
+ *    8 by default; never more than MAX_GROUP_BINDINGS): each distinct input tensor once (x shared by q/k/v is bound once), each part of a split
  *    weight, each output, and the params buffer.
  *  - The members' inputs are released only after the group's one dispatch (`finished`), so no member's
  *    output can take a buffer another member still reads.
@@ -38,6 +38,13 @@ export const WINDOW = 48;
 
 /** Storage buffers a shader may bind where the adapter does not say (WebGPU's default limit). */
 export const DEFAULT_MAX_BINDINGS = 8;
+
+/**
+ * Most storage buffers one group binds even where the adapter allows more (lavapipe reports 10⁶): a grouped
+ * kernel's code grows with its problems (so does its compile time), and past ~6 problems a layer has few
+ * independent GEMMs left to take.
+ */
+export const MAX_GROUP_BINDINGS = 16;
 
 const GEMM_ATTRS = new Set(['transA', 'transB', 'alpha', 'beta']);
 
@@ -96,7 +103,7 @@ function narrowConst(v: Value): boolean {
 }
 
 export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): GemmGrouping {
-  const maxBindings = Math.max(3, opts.maxBindings ?? DEFAULT_MAX_BINDINGS);
+  const maxBindings = Math.max(3, Math.min(opts.maxBindings ?? DEFAULT_MAX_BINDINGS, MAX_GROUP_BINDINGS));
   const bindingsOf = opts.bindingsOf ?? (() => 1);
   const matrixPath = opts.gemm?.path === 'subgroup-matrix';
   const ok = (n: Node) => groupableGemm(n) && !(matrixPath && (n.op === 'Nf4Gemm' || n.inputs.some((x) => x && narrowConst(x))));

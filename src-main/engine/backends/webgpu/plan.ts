@@ -12,6 +12,7 @@
  *    grows the largest free one (sizes are virtual until the plan is realised), or adds a buffer. The
  *    step's whole working set is therefore known, and allocated once, before the first run.
  *  - Graph outputs stay where they are computed (their buffers are never returned to the pool).
+ *  - Independent GEMMs are moved together and computed by one dispatch (group.ts; `noGrouping` turns it off).
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
