@@ -14,6 +14,7 @@
  *    whole lifetime. The step's whole working set is therefore known, and allocated once, before the
  *    first run.
  *  - Graph outputs stay where they are computed (their buffers are never returned to the pool).
+ *  - Independent GEMMs are moved together and computed by one dispatch (group.ts; `noGrouping` turns it off).
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
@@ -22,6 +23,7 @@ import { KERNELS } from './kernels';
 import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
+import { groupGemms } from './group';
 import { KernelBuilder, activationStorage, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
@@ -87,6 +89,10 @@ export interface PlanOptions {
    * temporary from the pool at its first reader and is copied in just before it (Plan.late).
    */
   late?: string[];
+  /** Off: one dispatch per GEMM (group.ts's grouped GEMM dispatches are the default; the reference for tests). */
+  noGrouping?: boolean;
+  /** Storage buffers one kernel may bind (the adapter's maxStorageBuffersPerShaderStage; default 8): caps a GEMM group. */
+  maxStorageBuffers?: number;
 }
 
 /**
@@ -308,7 +314,12 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     const src = sourceOf(v);
     return typeof src === 'function' ? src(k) : k.input(src);
   };
-  for (const node of order) {
+  // independent GEMMs scheduled together, one dispatch per group (group.ts); GEMMs the planner fusions
+  // above took over (epilogue GEMMs, chained GEMMs, folded operands) keep their own kernel
+  const chained = new Set([...chains.keys(), ...chains.values()]);
+  const fusedAway = (n: Node) => deferred.has(n) || chained.has(n) || n.inputs.some((x) => !!x?.node && expand.has(x.node));
+  const grouping = opts.noGrouping ? null : groupGemms(order, { maxBindings: opts.maxStorageBuffers, gemm: opts.gemm, bindingsOf: (v) => refOf.get(v)?.parts?.bufs.length ?? 1, exclude: fusedAway });
+  for (const node of grouping?.order ?? order) {
     now++;
 
     if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
@@ -317,7 +328,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
     const g1 = chains.get(kn); // a Gemm computed in kn's kernel (its result is kn's C)
     const fused = !!fusibleExpr(node as never) && node.inputs.some((x) => x?.node && expand.has(x.node));
-    const emit = gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, sourceOf) : KERNELS[node.op];
+    const emit = grouping?.emitter(node) ?? (gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, sourceOf) : KERNELS[node.op]);
     if (fused && lateNames.size) placeLate(node);
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
@@ -415,7 +426,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     });
     if (g1) consumed(g1);
     if (gm) consumed(gm);
-    consumed(node);
+    for (const n of grouping?.finished(node) ?? [node]) consumed(n);
   }
 
   paramsRef.numel = Math.max(1, params.length);

@@ -278,3 +278,82 @@ ${loops.join('\n')}
 }`;
   c.dispatch(k, body, [Math.ceil(N / BN), Math.ceil(M / BM), 1]);
 }
+
+/** One problem of a grouped GEMM (`emitGroupedGemm`): a `TiledGemm` of one matrix (no batch) in a shared kernel. */
+export type GemmProblem = Omit<TiledGemm, 'k' | 'Z'>;
+
+/** Output tiles of a problem (workgroups of the tiled kernel): [column tiles, row tiles]. */
+export function gemmTiles(p: { M: number; N: number }, tile: GemmTile = { TM: 1, TN: 1 }): [number, number] {
+  return [Math.ceil(p.N / (GEMM_TILE * tile.TN)), Math.ceil(p.M / (GEMM_TILE * tile.TM))];
+}
+
+/**
+ * Several independent GEMM problems in ONE dispatch of the tiled kernel (backends/webgpu/group.ts picks
+ * them): the workgroups are numbered tile by tile, problem after problem; a workgroup finds its problem by
+ * its number (a workgroup-uniform branch, so the barriers stay legal), then runs exactly the tile loop of
+ * `emitTiledGemm` with that problem's sizes, operand loads and store. Each output sums k in order 0..K−1
+ * as in the problem's own dispatch, so grouped and ungrouped results are equal bit for bit. `k` holds
+ * every problem's bindings (the caller declared them: shared operands once).
+ */
+export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly GemmProblem[], tile: GemmTile = { TM: 1, TN: 1 }): void {
+  const T = GEMM_TILE;
+  const { TM, TN } = tile;
+  const BM = T * TM, BN = T * TN;
+  if (problems.length === 0) throw new Error(`${k.name}: a grouped GEMM needs at least one problem.`);
+  k.decl(`var<workgroup> As: array<f32, ${BM * T}>;`);
+  k.decl(`var<workgroup> Bs: array<f32, ${T * BN}>;`);
+  let start = 0;
+  const arms = problems.map((g) => {
+    const [tn, tm] = gemmTiles(g, tile);
+    const first = start;
+    start += tn * tm;
+    const K = k.param(g.K);
+    const { M, N } = g;
+    return `if (wt < ${start}u) {
+    let tp = wt - ${first}u;
+    let row0 = (tp / ${tn}u) * ${BM}u;
+    let col0 = (tp % ${tn}u) * ${BN}u;
+    ${g.prologue ?? ''}
+    var acc: array<f32, ${TM * TN}>;
+    let K = ${K};
+    for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
+      for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
+        let row = row0 + t / ${T}u;
+        let ka = k0 + t % ${T}u;
+        var av = 0.0;
+        if (row < ${M}u && ka < K) { av = ${g.a('row', 'ka')}; }
+        As[t] = av;
+      }
+      for (var t = li; t < ${T * BN}u; t = t + ${T * T}u) {
+        let kb = k0 + t / ${BN}u;
+        let col = col0 + t % ${BN}u;
+        var bv = 0.0;
+        if (kb < K && col < ${N}u) { bv = ${g.b('kb', 'col')}; }
+        Bs[t] = bv;
+      }
+      workgroupBarrier();
+      for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
+        for (var i = 0u; i < ${TM}u; i = i + 1u) {
+          let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
+          for (var j = 0u; j < ${TN}u; j = j + 1u) { acc[i * ${TN}u + j] = acc[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
+        }
+      }
+      workgroupBarrier();
+    }
+    for (var i = 0u; i < ${TM}u; i = i + 1u) {
+      for (var j = 0u; j < ${TN}u; j = j + 1u) {
+        let row = row0 + lid.y + i * ${T}u;
+        let col = col0 + lid.x + j * ${T}u;
+        if (row < ${M}u && col < ${N}u) { let acc = acc[i * ${TN}u + j]; ${g.store('row', 'col', 'acc')} }
+      }
+    }
+  }`;
+  });
+  // workgroups beyond the last tile (the grid is x·y) match no arm and do nothing
+  const x = Math.min(start, 65535);
+  const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let wt = wid.y * ${x}u + wid.x;
+  ${arms.join(' else ')}
+}`;
+  c.dispatch(k, body, [x, Math.ceil(start / x), 1]);
+}

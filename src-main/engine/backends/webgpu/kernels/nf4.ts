@@ -16,7 +16,7 @@ import { KernelBuilder, lit } from '../wgsl';
 import { inShape, outShape, type Emitter } from './context';
 import { emitGemm } from './gemm';
 
-const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
+export const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
 
 export const NF4: Record<string, Emitter> = {
   Nf4Const: (c) => {

@@ -67,8 +67,8 @@ describe('GEMM path', () => {
     g.output('yt', g.gemm(x, wt, bias, { transB: true }));
     const feeds = { x: hostTensor('float32', [70, 40], rnd(70 * 40, 1)), xb: hostTensor('float32', [3, 20, 33], rnd(3 * 20 * 33, 8)) };
     const want = await runModel(lowerGraph(g).model, feeds);
-    const plain = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'yb', 'yt'] }, { gpu });
-    const wide = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'yb', 'yt'] }, { gpu: { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } } });
+    const plain = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'yb', 'yt'] }, { gpu, noGrouping: true });
+    const wide = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'yb', 'yt'] }, { gpu: { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } }, noGrouping: true });
     expect(wide.plan.dispatches[0]!.groups).toEqual([Math.ceil(90 / 64), Math.ceil(70 / 64), 1]);
     const a = await plain.step(feeds), b = await wide.step(feeds);
     await plain.dispose();
