@@ -35,6 +35,8 @@ export const MODELS: Record<string, { hf: Record<string, unknown>; qlora: boolea
     qlora: false,
   },
 };
+/** The tiny model as QLoRA (NF4 base layers): the dry run of the 8B row's path. */
+MODELS['tiny-qlora'] = { hf: MODELS['tiny']!.hf, qlora: true };
 
 /** LoRA and optimizer of every row (the PyTorch peer uses the same: torch_peer.py). */
 export const LORA = { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear' as const, seed: 1 };
