@@ -17,7 +17,12 @@ pack=${DEVICE_PACK:-}
 for c in ../shared/tools/device-pack.sh /work/shared/tools/device-pack.sh; do [ -z "$pack" ] && [ -f "$c" ] && pack=$c; done
 if [ ! -f .device/device-env.sh ] || [ "${FRESH:-0}" = 1 ]; then
   [ -n "$pack" ] || { echo "device-pack.sh not found: set DEVICE_PACK=/path/to/device-pack.sh" >&2; exit 1; }
-  bash "$pack" >&2
+  pack=$(readlink -f "$pack")
+  if [ -d .git ]; then bash "$pack" >&2
+  else # a git worktree (.git is a file; device-pack.sh writes .git/info/exclude): pack in a scratch repo
+    tmp=$(mktemp -d); git -C "$tmp" init -q; ln -s "$root/node_modules" "$tmp/node_modules"
+    (cd "$tmp" && bash "$pack" >&2); rm -rf .device; mv "$tmp/.device" .device; rm -rf "$tmp"
+  fi
 fi
 
 rm -rf .gpucheck; mkdir -p .gpucheck
