@@ -23,6 +23,7 @@ import time
 import torch
 
 RANK, ALPHA = 16, 32
+QLORA = {"Llama-3.1-8B", "tiny-qlora"}  # Lathe runs these as QLoRA (check.ts MODELS); the peer keeps the base unquantized
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -155,6 +156,8 @@ def main(argv):
         for T in [int(t) for t in a["T"].split(",")]:
             base = {"kind": "torch", "model": model, "batch": B, "seqLen": T, "recompute": recompute and not why, "rank": RANK,
                     "dtype": str(dt).split(".")[-1], "base_dtype": str(dt).split(".")[-1], "torch": torch.__version__}
+            if model in QLORA:
+                base["base_quant"] = "none: bitsandbytes is not installed, so the peer's base is not NF4 (Lathe's is)"
             try:
                 row = plain_row(folder, B, T, steps, dt, why) if why else peft_row(folder, B, T, steps, dt, recompute)
                 ms = row["ms_med"]
