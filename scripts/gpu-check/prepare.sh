@@ -39,10 +39,10 @@ echo "sent with the call: ${mib} MiB of 64 MiB (.device $(du -sm .device | cut -
 [ "$mib" -lt 64 ] || { echo "too large for one call: ignore or remove untracked files" >&2; exit 1; }
 
 envs=""
-for v in GC_MODELS GC_T GC_B GC_STEPS GC_RECOMPUTE GC_LAYERS GC_BUDGET GC_TORCH; do
+for v in GC_MODELS GC_T GC_B GC_STEPS GC_RECOMPUTE GC_LAYERS GC_8B_LAYERS GC_BUDGET GC_TORCH; do
   [ -n "${!v:-}" ] && envs+="$v='${!v}' "
 done
-budget=${GC_BUDGET:-540}
+budget=${GC_BUDGET:-420}
 cmd="${envs}timeout $(( budget + 20 )) bash scripts/gpu-check/run.sh"
 timeout_s=$(( budget + 45 )); [ "$timeout_s" -gt 600 ] && timeout_s=600
 [ ${#cmd} -le 2000 ] || { echo "command over 2,000 characters" >&2; exit 1; }
