@@ -485,15 +485,15 @@ function narrow(x: bigint): number {
   return Number(x);
 }
 
-function pad4(b: Uint8Array): Uint8Array {
-  if (b.byteLength % 4 === 0) return b;
+function pad4(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (b.byteLength % 4 === 0 && b.buffer instanceof ArrayBuffer) return b as Uint8Array<ArrayBuffer>;
   const p = new Uint8Array(Math.ceil(b.byteLength / 4) * 4);
   p.set(b);
   return p;
 }
 
 /** A host tensor converted to the input's GPU storage. */
-function hostToStored(h: HostTensor, t: PlannedTensor): Uint8Array {
+function hostToStored(h: HostTensor, t: PlannedTensor): Uint8Array<ArrayBuffer> {
   const d = h.data;
   switch (t.ref.storage) {
     case 'f32':
