@@ -13,11 +13,13 @@ import { KernelBuilder, grid, lit, type Ref } from '../wgsl';
 import { ENTRY, dispatchPerElement, inShape, prod, type EmitCtx, type Emitter } from './context';
 import { emitGemm, narrowStorage } from './gemm';
 
-const WG = 64;
-const NEG = '-3.4028e+38f';
+/** Threads a row's workgroup (also logprob.ts's). */
+export const WG = 64;
+/** The most negative f32: the running max before any logit. */
+export const NEG = '-3.4028e+38f';
 
-/** The workgroup tree reduction of `${v}_a` into `let ${v}` (combine with op). */
-const tree = (v: string, comb: (a: string, b: string) => string) => `sh[li] = ${v}_a;
+/** The workgroup tree reduction of `${v}_a` into `let ${v}` (combine with op); needs `sh: array<f32, WG>`. */
+export const tree = (v: string, comb: (a: string, b: string) => string) => `sh[li] = ${v}_a;
   workgroupBarrier();
   for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
     if (li < s) { sh[li] = ${comb('sh[li]', 'sh[li + s]')}; }
@@ -27,7 +29,7 @@ const tree = (v: string, comb: (a: string, b: string) => string) => `sh[li] = ${
   workgroupBarrier();`;
 
 /** The target column of row `row`, or V (none) when out of range. */
-const targetOf = (ldt: string, V: number, row: string) => `select(${V}u, u32(${ldt}(${row})), ${ldt}(${row}) >= 0i && ${ldt}(${row}) < ${V}i)`;
+export const targetOf = (ldt: string, V: number, row: string) => `select(${V}u, u32(${ldt}(${row})), ${ldt}(${row}) >= 0i && ${ldt}(${row}) < ${V}i)`;
 
 /** Vocabulary chunks [start, end) of LinearCrossEntropy's `chunk` attribute (all of V when unset or larger). */
 function chunksOf(c: EmitCtx, V: number): [number, number][] {

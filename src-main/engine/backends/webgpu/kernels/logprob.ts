@@ -9,22 +9,7 @@
  */
 import { KernelBuilder, grid } from '../wgsl';
 import { ENTRY, dispatchPerElement, inShape, type Emitter } from './context';
-
-const WG = 64;
-const NEG = '-3.4028e+38f';
-
-/** Workgroup tree reduction of `${v}_a` into `let ${v}`. */
-const reduceTo = (v: string, comb: (a: string, b: string) => string) => `sh[li] = ${v}_a;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (li < s) { sh[li] = ${comb('sh[li]', 'sh[li + s]')}; }
-    workgroupBarrier();
-  }
-  let ${v} = sh[0];
-  workgroupBarrier();`;
-
-/** Row `row`'s target column, or V (none) when out of range. */
-const target = (ldt: string, V: number, row: string) => `select(${V}u, u32(${ldt}(${row})), ${ldt}(${row}) >= 0i && ${ldt}(${row}) < ${V}i)`;
+import { NEG, WG, targetOf as target, tree as reduceTo } from './cross-entropy';
 
 export const LOGPROB: Record<string, Emitter> = {
   SoftmaxCrossEntropyRows: (c) => {
