@@ -63,6 +63,8 @@ export interface GpuProgramOptions {
   checkPlan?: (bytes: Plan['bytes'], report: GpuContext['report']) => void;
   /** One dispatch per GEMM (planGraph's noGrouping: the reference the grouped GEMM dispatches are tested against). */
   noGrouping?: boolean;
+  /** Grouped GEMM dispatches (planGraph's `grouping`: off by default). */
+  grouping?: boolean;
   /** Storage buffers one kernel may bind (default: the adapter's maxStorageBuffersPerShaderStage); tests lower it. */
   maxStorageBuffers?: number;
 }
@@ -130,7 +132,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}), ...(opts.noFusion ? { noFusion: true } : {}), maxStorageBuffers: opts.maxStorageBuffers ?? limits.maxStorageBuffersPerShaderStage, noGrouping: opts.noGrouping });
+    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}), ...(opts.noFusion ? { noFusion: true } : {}), maxStorageBuffers: opts.maxStorageBuffers ?? limits.maxStorageBuffersPerShaderStage, noGrouping: opts.noGrouping, grouping: opts.grouping });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     // a state output computed in place over a state input (AdamWStep) must be that input's own slot's output:
     // otherwise the end-of-step copies would read a buffer another slot's copy has already overwritten

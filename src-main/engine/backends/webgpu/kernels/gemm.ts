@@ -37,6 +37,51 @@ export interface TiledGemm {
 export interface GemmTile { TM: number; TN: number }
 
 /**
+ * The K loop every tiled kernel runs (plain, K-segmented, grouped): per step of 16, stage a (16·TM)×16 tile of
+ * A' (`a(row, ka)`) and a 16×(16·TN) tile of B' (`b(kb, col)`) in workgroup memory (As, Bs), then add each
+ * thread's TM×TN products into `acc` (k in order 0..K−1). Needs `K`, `row0`, `col0`, `li`, `lid` in scope.
+ */
+function kLoop(o: { M: number; N: number; TM: number; TN: number; acc: string; a: (row: string, ka: string) => string; b: (kb: string, col: string) => string }): string {
+  const T = GEMM_TILE, BM = T * o.TM, BN = T * o.TN, { M, N, TM, TN, acc } = o;
+  return `for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
+    for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
+      let row = row0 + t / ${T}u;
+      let ka = k0 + t % ${T}u;
+      var av = 0.0;
+      if (row < ${M}u && ka < K) { av = ${o.a('row', 'ka')}; }
+      As[t] = av;
+    }
+    for (var t = li; t < ${T * BN}u; t = t + ${T * T}u) {
+      let kb = k0 + t / ${BN}u;
+      let col = col0 + t % ${BN}u;
+      var bv = 0.0;
+      if (kb < K && col < ${N}u) { bv = ${o.b('kb', 'col')}; }
+      Bs[t] = bv;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
+      for (var i = 0u; i < ${TM}u; i = i + 1u) {
+        let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
+        for (var j = 0u; j < ${TN}u; j = j + 1u) { ${acc}[i * ${TN}u + j] = ${acc}[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
+      }
+    }
+    workgroupBarrier();
+  }`;
+}
+
+/** The store loop of the tiled kernels: each thread's TM×TN outputs inside the matrix; `store(ij)` gets the accumulator index. */
+function storeLoop(o: { M: number; N: number; TM: number; TN: number }, store: (ij: string) => string): string {
+  const T = GEMM_TILE, { M, N, TM, TN } = o;
+  return `for (var i = 0u; i < ${TM}u; i = i + 1u) {
+    for (var j = 0u; j < ${TN}u; j = j + 1u) {
+      let row = row0 + lid.y + i * ${T}u;
+      let col = col0 + lid.x + j * ${T}u;
+      if (row < ${M}u && col < ${N}u) { ${store(`i * ${TN}u + j`)} }
+    }
+  }`;
+}
+
+/**
  * Appends the GEMM's dispatch: a 16×16-thread workgroup computes a (16·TM)×(16·TN) output tile, each thread
  * TM×TN outputs (rows lid.y + 16i, columns lid.x + 16j) from one staged A' and B' tile per K step of 16.
  * Every output still sums k in order 0..K−1, so the tile size does not change a result.
@@ -58,37 +103,8 @@ export function emitTiledGemm(c: EmitCtx, g: TiledGemm, tile: GemmTile = { TM: 1
   ${g.prologue ?? ''}
   var acc: array<f32, ${TM * TN}>;
   let K = ${K};
-  for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
-    for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
-      let row = row0 + t / ${T}u;
-      let ka = k0 + t % ${T}u;
-      var av = 0.0;
-      if (row < ${M}u && ka < K) { av = ${g.a('row', 'ka')}; }
-      As[t] = av;
-    }
-    for (var t = li; t < ${T * BN}u; t = t + ${T * T}u) {
-      let kb = k0 + t / ${BN}u;
-      let col = col0 + t % ${BN}u;
-      var bv = 0.0;
-      if (kb < K && col < ${N}u) { bv = ${g.b('kb', 'col')}; }
-      Bs[t] = bv;
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
-      for (var i = 0u; i < ${TM}u; i = i + 1u) {
-        let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
-        for (var j = 0u; j < ${TN}u; j = j + 1u) { acc[i * ${TN}u + j] = acc[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
-      }
-    }
-    workgroupBarrier();
-  }
-  for (var i = 0u; i < ${TM}u; i = i + 1u) {
-    for (var j = 0u; j < ${TN}u; j = j + 1u) {
-      let row = row0 + lid.y + i * ${T}u;
-      let col = col0 + lid.x + j * ${T}u;
-      if (row < ${M}u && col < ${N}u) { let acc = acc[i * ${TN}u + j]; ${g.store('row', 'col', 'acc')} }
-    }
-  }
+  ${kLoop({ M, N, TM, TN, acc: 'acc', a: g.a, b: g.b })}
+  ${storeLoop({ M, N, TM, TN }, (ij) => `let acc = acc[${ij}]; ${g.store('row', 'col', 'acc')}`)}
 }`;
   c.dispatch(k, body, [Math.ceil(N / BN), Math.ceil(M / BM), Z]);
 }
@@ -238,43 +254,16 @@ export function emitTiledGemmSegments(c: EmitCtx, g: { k: KernelBuilder; M: numb
   const BM = T * TM, BN = T * TN;
   k.decl(`var<workgroup> As: array<f32, ${BM * T}>;`);
   k.decl(`var<workgroup> Bs: array<f32, ${T * BN}>;`);
-  const loops = g.segments.map((s, q) => `  for (var k0 = 0u; k0 < ${k.param(s.K)}; k0 = k0 + ${T}u) {
+  const loops = g.segments.map((s, q) => `  {
     let K = ${k.param(s.K)};
-    for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
-      let row = row0 + t / ${T}u;
-      let ka = k0 + t % ${T}u;
-      var av = 0.0;
-      if (row < ${M}u && ka < K) { av = ${s.a('row', 'ka')}; }
-      As[t] = av;
-    }
-    for (var t = li; t < ${T * BN}u; t = t + ${T * T}u) {
-      let kb = k0 + t / ${BN}u;
-      let col = col0 + t % ${BN}u;
-      var bv = 0.0;
-      if (kb < K && col < ${N}u) { bv = ${s.b('kb', 'col')}; }
-      Bs[t] = bv;
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
-      for (var i = 0u; i < ${TM}u; i = i + 1u) {
-        let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
-        for (var j = 0u; j < ${TN}u; j = j + 1u) { acc${q}[i * ${TN}u + j] = acc${q}[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
-      }
-    }
-    workgroupBarrier();
+    ${kLoop({ M, N, TM, TN, acc: `acc${q}`, a: s.a, b: s.b })}
   }`);
   const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let row0 = wid.y * ${BM}u;
   let col0 = wid.x * ${BN}u;
 ${g.segments.map((_, q) => `  var acc${q}: array<f32, ${TM * TN}>;`).join('\n')}
 ${loops.join('\n')}
-  for (var i = 0u; i < ${TM}u; i = i + 1u) {
-    for (var j = 0u; j < ${TN}u; j = j + 1u) {
-      let row = row0 + lid.y + i * ${T}u;
-      let col = col0 + lid.x + j * ${T}u;
-      if (row < ${M}u && col < ${N}u) { ${g.store('row', 'col', g.segments.map((_, q) => `acc${q}[i * ${TN}u + j]`))} }
-    }
-  }
+  ${storeLoop({ M, N, TM, TN }, (ij) => g.store('row', 'col', g.segments.map((_, q) => `acc${q}[${ij}]`)))}
 }`;
   c.dispatch(k, body, [Math.ceil(N / BN), Math.ceil(M / BM), 1]);
 }
@@ -316,37 +305,8 @@ export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly
     ${g.prologue ?? ''}
     var acc: array<f32, ${TM * TN}>;
     let K = ${K};
-    for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
-      for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
-        let row = row0 + t / ${T}u;
-        let ka = k0 + t % ${T}u;
-        var av = 0.0;
-        if (row < ${M}u && ka < K) { av = ${g.a('row', 'ka')}; }
-        As[t] = av;
-      }
-      for (var t = li; t < ${T * BN}u; t = t + ${T * T}u) {
-        let kb = k0 + t / ${BN}u;
-        let col = col0 + t % ${BN}u;
-        var bv = 0.0;
-        if (kb < K && col < ${N}u) { bv = ${g.b('kb', 'col')}; }
-        Bs[t] = bv;
-      }
-      workgroupBarrier();
-      for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
-        for (var i = 0u; i < ${TM}u; i = i + 1u) {
-          let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
-          for (var j = 0u; j < ${TN}u; j = j + 1u) { acc[i * ${TN}u + j] = acc[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
-        }
-      }
-      workgroupBarrier();
-    }
-    for (var i = 0u; i < ${TM}u; i = i + 1u) {
-      for (var j = 0u; j < ${TN}u; j = j + 1u) {
-        let row = row0 + lid.y + i * ${T}u;
-        let col = col0 + lid.x + j * ${T}u;
-        if (row < ${M}u && col < ${N}u) { let acc = acc[i * ${TN}u + j]; ${g.store('row', 'col', 'acc')} }
-      }
-    }
+    ${kLoop({ M, N, TM, TN, acc: 'acc', a: g.a, b: g.b })}
+    ${storeLoop({ M, N, TM, TN }, (ij) => `let acc = acc[${ij}]; ${g.store('row', 'col', 'acc')}`)}
   }`;
   });
   // workgroups beyond the last tile (the grid is x·y) match no arm and do nothing
