@@ -31,7 +31,7 @@ import { broadcastStrides, inShape, outShape, type EmitCtx, type Emitter } from 
 import { emitGroupedGemm, type GemmChoice, type GemmProblem } from './kernels/gemm';
 import { NF4_TABLE } from './kernels/nf4';
 import { ABSMAX_BLOCK, NF4_BLOCK } from '../../quant/nf4';
-import { KernelBuilder, lit, type Ref } from './wgsl';
+import { KernelBuilder, lit, type BufferSlot, type Ref } from './wgsl';
 
 /** How far ahead (nodes of the schedule) a group looks for members: bounds how much earlier a GEMM may run. */
 export const WINDOW = 48;
@@ -138,6 +138,12 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
     if (!g) scheduled.push(n);
     else if (g.members[0] === n) scheduled.push(...g.members);
   }
+  const bufKeys = new Map<BufferSlot, number>();
+  const bufKey = (b: BufferSlot): number => {
+    let i = bufKeys.get(b);
+    if (i === undefined) bufKeys.set(b, (i = bufKeys.size));
+    return i;
+  };
   return {
     order: scheduled,
     groups,
@@ -153,7 +159,9 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
         const k = g.k!;
         // each distinct tensor bound once (q/k/v read the same x)
         const load = (r: Ref): string => {
-          const key = `${r.buf.id}:${r.offset}:${r.numel}:${r.storage}`;
+          // keyed by the buffer object: while planning, temporaries are virtual buffers that all have id −1
+          // (plan.ts assignTemporaries numbers them later), so an id key bound two different tensors as one
+          const key = `${bufKey(r.buf)}:${r.offset}:${r.numel}:${r.storage}`;
           let f = g.loads.get(key);
           if (!f) { f = k.input(r); g.loads.set(key, f); }
           return f;

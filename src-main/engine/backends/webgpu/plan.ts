@@ -92,9 +92,10 @@ export interface PlanOptions {
   /** Off: one dispatch per GEMM (group.ts's grouped GEMM dispatches are the default; the reference for tests). */
   noGrouping?: boolean;
   /**
-   * Grouped GEMM dispatches (group.ts): OFF by default. Merged with this session's other planner work, the
-   * grouped train step's gradients differ from the ungrouped one's (found at integration, not yet explained),
-   * so no production plan groups until that is found; the grouped kernel itself is tested (group.test.ts).
+   * Grouped GEMM dispatches (group.ts): off by default until the whole suite has run with them on. (After the
+   * merge with the lifetime allocator a grouped step differed from the ungrouped one: group.ts deduplicated
+   * bindings by buffer id, and virtual temporaries all have id −1 while planning. Fixed; group.test.ts checks a
+   * grouped train step with the planner fusions bit for bit against the ungrouped one.)
    */
   grouping?: boolean;
   /** Storage buffers one kernel may bind (the adapter's maxStorageBuffersPerShaderStage; default 8): caps a GEMM group. */
