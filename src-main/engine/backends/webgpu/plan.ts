@@ -404,6 +404,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       overwritable: (i) => {
         const v = node.inputs[i];
+        if (lateNames.size) placeLateValue(v); // a host-kept input gets its pool buffer here if the kernel asks this first
         if (!v || pinned.has(v) || remaining.get(v) !== 1 || node.inputs.filter((x) => x === v).length !== 1) return false;
         const r = refOf.get(v);
         if (!r || !(r.buf.kind === 'temp' || r.buf.kind === 'input' || r.buf.kind === 'state')) return false;
