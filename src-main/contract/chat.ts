@@ -13,6 +13,25 @@ function channel<Req extends z.ZodType, Res extends z.ZodType>(request: Req, res
   return { request, response };
 }
 
+/**
+ * The device a chat or evaluation job runs on: 'auto' (Lathe's GPU backend where a hardware GPU adapter
+ * exists, else the CPU), 'gpu' (Lathe's own GPU kernels on Dawn), or one of onnxruntime's EPs. Absent = 'auto'.
+ */
+export const DevicePref = z.enum(['auto', 'gpu', 'cpu', 'webgpu', 'cuda']);
+export type DevicePref = z.infer<typeof DevicePref>;
+
+/** The device a job runs on (or is expected to), with the reason in plain words (services/device.ts). */
+export const DeviceChoiceView = z.object({ device: z.enum(['gpu', 'cpu', 'webgpu', 'cuda']), reason: z.string() });
+export type DeviceChoiceView = z.infer<typeof DeviceChoiceView>;
+
+/** What the pages and logs call each device. */
+export const DEVICE_LABEL: Record<DeviceChoiceView['device'], string> = {
+  gpu: 'GPU (Lathe)', cpu: 'CPU', webgpu: 'GPU (onnxruntime WebGPU)', cuda: 'NVIDIA GPU (CUDA)',
+};
+
+/** A chat / eval-report job's log line naming its device starts with this (the pages show it beside the menu). */
+export const DEVICE_LOG_PREFIX = 'Device: ';
+
 /** Sampling settings, in transformers' meaning (engine/generate/sampling.ts); absent = the model's defaults. */
 export const ChatSampling = z.object({
   /** New tokens at most. */
@@ -43,7 +62,8 @@ export const ChatParams = z.object({
   template: z.string().min(1).max(64).nullable().default(null),
   messages: z.array(ChatMessageShape).min(1).max(200),
   sampling: ChatSampling.default({ maxTokens: 128, greedy: false }),
-  ep: z.enum(['cpu', 'webgpu', 'cuda']).optional(),
+  /** Absent = 'auto'. A GGUF file runs in llama.cpp: 'cpu' keeps it off the GPU, anything else lets it choose. */
+  ep: DevicePref.optional(),
 }).strict();
 export type ChatParams = z.infer<typeof ChatParams>;
 
@@ -58,7 +78,11 @@ export interface ChatReplyView {
   /** Generated tokens per second. */
   tokensPerSecond: number;
 }
-export interface ChatResultView { replies: ChatReplyView[] }
+export interface ChatResultView {
+  replies: ChatReplyView[];
+  /** Where the model ran and why (absent for a GGUF file: llama.cpp chooses). */
+  device?: DeviceChoiceView;
+}
 
 /** The evaluation report of a finished run (eval/report.ts), written into the run folder. */
 export const EvalReportParams = z.object({
@@ -70,7 +94,8 @@ export const EvalReportParams = z.object({
   prompts: z.array(z.string().min(1).max(2000)).max(32).optional(),
   maxTokens: z.number().int().min(1).max(1024).default(48),
   maxBlocks: z.number().int().min(1).max(4096).default(32),
-  ep: z.enum(['cpu', 'webgpu', 'cuda']).optional(),
+  /** Absent = 'auto'. */
+  ep: DevicePref.optional(),
 }).strict();
 
 export const chatJobs = [
@@ -82,5 +107,10 @@ export const chatChannels = {
   /** The run's evaluation report (RUN/eval-report.json) with plain-words verdicts; null when none was made yet. */
   'runs.evalReport': channel(z.object({ runDir: path }).strict(), z.custom<EvalReportView | null>(() => true)),
   /** GGUF files exported in the project (<project>/exports, two levels deep), newest first. */
+  /**
+   * The device a chat or evaluation job with this choice is expected to run on, and why, for the pages'
+   * device menus; cheap (no driver is opened: the job checks the adapter again when it starts).
+   */
+  'devices.expected': channel(z.object({ ep: DevicePref }).strict(), DeviceChoiceView),
   'exports.ggufFiles': channel(z.object({ project: path }).strict(), z.array(z.object({ file: z.string(), bytes: z.number(), modifiedAt: z.string() }))),
 } as const;

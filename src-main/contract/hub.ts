@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { ModelSummary } from './wizards';
+import { DevicePref } from './chat';
 
 const REPO = z.string().min(1).max(200).regex(/^(?:[A-Za-z0-9][A-Za-z0-9_.-]*\/)?[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a Hub model id such as owner/name');
 const REVISION = z.string().min(1).max(200).regex(/^[A-Za-z0-9][A-Za-z0-9_./-]*$/, 'a branch, tag or commit');
@@ -16,7 +17,8 @@ function channel<Req extends z.ZodType, Res extends z.ZodType>(request: Req, res
 /** Where the user will train and how much memory it has (null: this computer's RAM). */
 const Budget = {
   budgetGB: z.number().min(0.25).max(4096).nullable().default(null),
-  ep: z.enum(['cpu', 'webgpu', 'cuda']).default('cpu'),
+  /** The device whose memory counts (auto: the one training is expected to pick; gpu: Lathe's GPU kernels). */
+  ep: DevicePref.default('cpu'),
 };
 
 export const HubFit = z.object({

@@ -80,6 +80,8 @@ export interface ExportResultView {
 /** The evaluation report (eval/report.ts EvalReport) as the Evaluation page reads it, with plain-words verdicts. */
 export interface EvalReportView {
   run: string; checkpoint: string; step: number; model: string; dataset: string; createdAt: string; seconds: number;
+  /** Where the report was made and why (the job's answer only; a report read back from its file has none). */
+  device?: { device: string; reason: string };
   perplexity: Array<{
     split: string; before: { loss: number; ppl: number }; after: { loss: number; ppl: number }; tokens: number; change: number;
     /** What the held-out set is, in plain words ("your domain text", "general text"). */

@@ -5,12 +5,13 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { ChatParams, ChatReplyView, ChatResultView } from '../contract/chat';
+import { DEVICE_LABEL, type ChatParams, type ChatReplyView, type ChatResultView, type DevicePref } from '../contract/chat';
 import type { EvalReportView } from '../contract/reports';
 import type { EvalReport } from '../eval/report';
 import type { GenerateResult } from '../engine/generate/generator';
 import type { ChatMessage } from '../templates';
 import { UserError, throwIfCancelled, type WorkOptions } from '../util/progress';
+import { deviceLogLine, resolveDevice } from './device';
 
 type Sink = WorkOptions & { text(stream: string, text: string): void; signal?: AbortSignal };
 
@@ -40,10 +41,12 @@ export async function runChat(p: ChatParams, sink: Sink): Promise<ChatResultView
   }
   if (!p.model) throw new UserError('chat.noModel', 'No model is chosen to chat with.', 'Choose the project\'s model (and a training run) or an exported GGUF file.');
   if (p.compare && !p.adapter) throw new UserError('chat.compareNeedsRun', 'Side by side needs a training run to compare with the base model.', 'Choose a finished training run, or turn off side by side.');
+  const device = await resolveDevice(p.ep);
+  sink.onLog?.('info', deviceLogLine(device));
   const mod = await import('../engine/generate/chat');
   const s = p.sampling;
   const opts = {
-    ep: p.ep, signal: sink.signal, maxTokens: s.maxTokens,
+    ep: device.device, signal: sink.signal, maxTokens: s.maxTokens,
     ...(s.greedy ? { greedy: true } : {}),
     ...(s.temperature !== undefined ? { temperature: s.temperature } : {}),
     ...(s.topK !== undefined ? { topK: s.topK } : {}),
@@ -53,16 +56,16 @@ export async function runChat(p: ChatParams, sink: Sink): Promise<ChatResultView
     ...(p.template ? { template: p.template } : {}),
   };
   const messages = p.messages as ChatMessage[];
-  sink.onProgress?.({ stage: 'Loading the model' });
+  sink.onProgress?.({ stage: `Loading the model on the ${DEVICE_LABEL[device.device]}`, message: device.reason });
   if (p.compare) {
     const r = await mod.compareChat(p.model, p.adapter!, messages, { ...opts, onToken: (ev, which) => sink.text(which, ev.text) });
     throwIfCancelled(sink.signal);
-    return { replies: [replyView('base', r.base), replyView('tuned', r.tuned)] };
+    return { replies: [replyView('base', r.base), replyView('tuned', r.tuned)], device };
   }
   const side = p.adapter ? 'tuned' : 'base';
   const r = await mod.chat(p.model, messages, { ...opts, ...(p.adapter ? { adapter: p.adapter } : {}), onToken: (ev) => sink.text(side, ev.text) });
   throwIfCancelled(sink.signal);
-  return { replies: [replyView(side, r)] };
+  return { replies: [replyView(side, r)], device };
 }
 
 // ---- evaluation report ------------------------------------------------------------------------------
@@ -109,13 +112,15 @@ export function evalReportView(r: EvalReport): EvalReportView {
 }
 
 /** Makes the report (the same function as `lathe eval report`) and answers its view. */
-export async function runEvalReport(p: { run: string; general: string | null; evalSet: string | null; prompts?: string[]; maxTokens: number; maxBlocks: number; ep?: 'cpu' | 'webgpu' | 'cuda' }, o: WorkOptions): Promise<EvalReportView> {
+export async function runEvalReport(p: { run: string; general: string | null; evalSet: string | null; prompts?: string[]; maxTokens: number; maxBlocks: number; ep?: DevicePref }, o: WorkOptions): Promise<EvalReportView> {
+  const device = await resolveDevice(p.ep);
+  o.onLog?.('info', deviceLogLine(device));
   const { evaluationReport } = await import('../eval/report');
   const r = await evaluationReport({
     run: p.run, ...(p.general ? { general: p.general } : {}), ...(p.evalSet ? { sftEval: p.evalSet } : {}), ...(p.prompts?.length ? { prompts: p.prompts } : {}),
-    maxTokens: p.maxTokens, maxBlocks: p.maxBlocks, ep: p.ep, signal: o.signal, onProgress: o.onProgress, onLog: o.onLog,
+    maxTokens: p.maxTokens, maxBlocks: p.maxBlocks, ep: device.device, signal: o.signal, onProgress: o.onProgress, onLog: o.onLog,
   });
-  return evalReportView(r);
+  return { ...evalReportView(r), device };
 }
 
 const MAX_REPORT_BYTES = 32 << 20;

@@ -13,6 +13,8 @@ import { pickFiles } from '../hub/files';
 import { hubEndpoint } from '../hub/http';
 import { fitOfParams, recommendedModels } from '../hub/recommend';
 import type { MemoryEp } from '../engine/memory/estimate';
+import type { DevicePref } from '../contract/chat';
+import { expectedDevice } from './device';
 import { UserError } from '../util/progress';
 import type { Services } from '.';
 
@@ -21,6 +23,12 @@ type Res<C extends keyof typeof hubChannels> = z.output<(typeof hubChannels)[C][
 
 function budget(req: { budgetGB: number | null }): number {
   return req.budgetGB !== null ? req.budgetGB * 1e9 : os.totalmem(); // decimal GB, as the page writes sizes
+}
+
+/** The memory the fit is for: Lathe's GPU backend is estimated as a GPU (like the WebGPU EP); auto as training is expected to pick. */
+export function memoryEpOf(ep: DevicePref): MemoryEp {
+  const d = ep === 'auto' ? expectedDevice('auto').device : ep;
+  return d === 'gpu' ? 'webgpu' : d;
 }
 
 function endpoint(s: Services): string {
@@ -45,7 +53,7 @@ export async function hubSearch(req: Req<'hub.search'>, s: Services): Promise<Re
     return {
       repo: i.id, label: i.id.split('/').pop() ?? i.id, parameters: params, downloadBytes: params !== null ? params * 2 : null,
       gated: Boolean(i.gated), downloads: i.downloads ?? null, note: i.gated ? 'Needs a license acceptance and a token.' : '',
-      fit: params !== null && params > 0 ? fitOfParams(params, b, req.ep as MemoryEp) : null,
+      fit: params !== null && params > 0 ? fitOfParams(params, b, memoryEpOf(req.ep)) : null,
     };
   });
   return { endpoint: ep, budgetBytes: b, results };
@@ -53,7 +61,7 @@ export async function hubSearch(req: Req<'hub.search'>, s: Services): Promise<Re
 
 export function hubRecommended(req: Req<'hub.recommended'>, s: Services): Res<'hub.recommended'> {
   const b = budget(req);
-  const models = recommendedModels(b, req.ep as MemoryEp).map((m) => ({ ...m, downloads: null }));
+  const models = recommendedModels(b, memoryEpOf(req.ep)).map((m) => ({ ...m, downloads: null }));
   return { endpoint: endpoint(s), budgetBytes: b, machineBytes: os.totalmem(), modelsDir: s.modelsDir, models };
 }
 

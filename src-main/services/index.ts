@@ -26,6 +26,7 @@ import type { PickKind } from '../contract/ux';
 /** The OS's open dialog (Electron only; app/dialogs.ts): the chosen path, or null when cancelled. */
 export type NativeDialog = (req: { pick: PickKind; title: string; defaultPath?: string | undefined }) => Promise<string | null>;
 import { listGgufFiles, readEvalReport } from './chat';
+import { expectedDevice } from './device';
 
 export interface Services {
   runtime: 'electron' | 'bridge';
@@ -146,6 +147,7 @@ const handlers: Handlers = {
   // Trying the model (contract/chat.ts): small reads; the chat and the report themselves are jobs.
   'runs.evalReport': (req) => readEvalReport(req.runDir),
   'exports.ggufFiles': (req) => listGgufFiles(req.project),
+  'devices.expected': (req) => expectedDevice(req.ep),
 };
 
 function offload<C extends TaskName & ChannelName>(s: Services, channel: C, req: z.output<(typeof channels)[C]['request']>): Promise<Response<C>> {

@@ -320,6 +320,7 @@ const channelRules: { [C in ChannelName]: Rule<Req<C>> } = {
   'ollama.register': (r, g) => { g.check(r.dir, ['export', 'project'], 'the export folder'); },
   'runs.evalReport': (r, g) => { g.check(r.runDir, ['project'], 'the training run'); },
   'exports.ggufFiles': (r, g) => { g.check(r.project, ['project'], 'the project folder'); },
+  'devices.expected': () => {}, // names no path
 };
 
 /** Throws a UserError when a validated request names a path outside what the user chose. */

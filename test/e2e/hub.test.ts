@@ -51,7 +51,7 @@ describe('a model from the Hub', () => {
     await rec.waitFor();
     await page.getByLabel('Memory for training (GB)').fill('26');
     await page.getByLabel('Memory for training (GB)').dispatchEvent('change');
-    await page.getByLabel('Trains on').selectOption('webgpu');
+    await page.getByLabel('Trains on').selectOption('gpu');
     await expect.poll(() => rec.locator('tr[data-repo="Qwen/Qwen2.5-7B-Instruct"] [data-testid="fit"]').textContent())
       .toBe('fits in your 26.0 GB: yes, with QLoRA');
     expect(await rec.locator('tr[data-repo="HuggingFaceTB/SmolLM2-135M-Instruct"] [data-testid="fit"]').textContent()).toBe('fits in your 26.0 GB: yes');

@@ -128,7 +128,9 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const P = lora.size;
     // Lathe's own GPU backend runs the train step, validation and samples (preference validation: the CPU EP)
     const gpuPick = await chooseGpuBackend(cfg.ep, gpuUnsupported(cfg), hasGpuDevice());
-    const ep = gpuPick.use ? { ep: 'cpu' as EpName, reason: gpuPick.reason } : await chooseEp(cfg.ep === 'gpu' ? 'auto' : cfg.ep);
+    const ep = gpuPick.use ? { ep: 'cpu' as EpName, reason: gpuPick.reason }
+      : gpuPick.softwareOnly && !process.env['LATHE_EP'] ? { ep: 'cpu' as EpName, reason: 'Using CPU: the only GPU adapter is a software one (slower than the CPU).' }
+        : await chooseEp(cfg.ep === 'gpu' ? 'auto' : cfg.ep);
     usedGpu = gpuPick.use;
     // onnxruntime's WebGPU EP: vocabulary matrices in chunks a shader can bind (forward.ts vocabRows)
     if (ep.ep === 'webgpu') src.vocabChunkBytes = WEBGPU_VOCAB_CHUNK_BYTES;

@@ -72,6 +72,7 @@ const samples: Record<ChannelName, Record<string, unknown>> = {
   'ollama.register': { dir: path.join(scratch, 'fuzz'), name: 'fuzz' },
   'runs.evalReport': { runDir: path.join(scratch, 'fuzz', 'runs', 'r') },
   'exports.ggufFiles': { project: path.join(scratch, 'fuzz') },
+  'devices.expected': { ep: 'auto' },
 };
 
 const deep = (n: number, open = '[', close = ']') => open.repeat(n) + close.repeat(n);

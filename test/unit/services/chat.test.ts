@@ -18,6 +18,9 @@ import type { ChatParams, ChatResultView } from '../../../src-main/contract/chat
 import type { JobEvent, JobInfo } from '../../../src-main/contract';
 import type { EvalReport } from '../../../src-main/eval/report';
 import { tinyDataset, tinyModel } from '../../helpers/tiny';
+import { DEVICE_LABEL, DEVICE_LOG_PREFIX } from '../../../src-main/contract/chat';
+import { expectedDevice } from '../../../src-main/services/device';
+import { closeGpu } from '../../../src-main/engine/backends/webgpu/device';
 import { tempDir, testServices } from '../../helpers/services';
 
 let model = '', run = '', project = '';
@@ -142,6 +145,14 @@ describe('chat service', () => {
       const text = (side: string) => events.filter((e): e is Extract<JobEvent, { type: 'text' }> => e.type === 'text' && e.jobId === jobId && e.stream === side).map((e) => e.text).join('');
       expect(text('base')).toBe(result.replies[0]!.text);
       expect(text('tuned')).toBe(result.replies[1]!.text);
+      // no device chosen = automatic; the job says where it ran and why, in its log and its answer
+      expect(result.device?.device).toBe(expectedDevice('auto').device);
+      const line = events.find((e): e is Extract<JobEvent, { type: 'log' }> => e.type === 'log' && e.jobId === jobId && e.message.startsWith(DEVICE_LOG_PREFIX));
+      expect(line?.message).toBe(`${DEVICE_LOG_PREFIX}${DEVICE_LABEL[result.device!.device]}. ${result.device!.reason}`);
+      // a device Lathe does not know is refused before any job starts
+      const metal = await dispatch(services, 'jobs.start', { kind: 'chat', params: { model, messages: ask, ep: 'metal' } });
+      expect(metal.ok).toBe(false);
+      if (!metal.ok) expect(metal.error.message).toMatch(/ep/);
 
       const empty = path.join(project, 'runs', 'empty');
       const bad = await call<{ jobId: string }>('jobs.start', { kind: 'chat', params: { model, adapter: empty, messages: ask } });
@@ -165,6 +176,21 @@ describe('chat service', () => {
       off();
     }
   }, 180_000);
+
+  it('on Lathe\'s GPU backend (ep "gpu") answers the CPU\'s greedy text, side by side too, and says where it ran', async () => {
+    try {
+      const logs: string[] = [];
+      const gpu = await runChat(params({ messages: ask, adapter: run, compare: true, ep: 'gpu' }), { text: () => {}, onLog: (_l, m) => logs.push(m) });
+      const cpu = await chatCollect(params({ messages: ask, adapter: run, compare: true, ep: 'cpu' }));
+      expect(gpu.device).toMatchObject({ device: 'gpu', reason: expect.stringMatching(/^Using Lathe's GPU backend as requested: GPU: /) });
+      expect(cpu.result.device).toMatchObject({ device: 'cpu', reason: expect.stringMatching(/^Using CPU as requested/) });
+      expect(gpu.replies.map((r) => r.text)).toEqual(cpu.result.replies.map((r) => r.text));
+      expect(gpu.replies[0]!.text).not.toBe(gpu.replies[1]!.text);
+      expect(logs[0]).toBe(`${DEVICE_LOG_PREFIX}GPU (Lathe). ${gpu.device!.reason}`);
+    } finally {
+      await closeGpu();
+    }
+  }, 240_000);
 
   it('a socket closed mid-stream leaves the bridge and the job fine', async () => {
     const bridge: Bridge = await startBridge({ services, staticDir: tempDir('lathe-static-') });
@@ -205,6 +231,7 @@ describe('evaluation report as a page', () => {
     const { jobId } = await call<{ jobId: string }>('jobs.start', { kind: 'eval-report', params: { run, maxTokens: 8, maxBlocks: 8, ep: 'cpu' } });
     const done = await services.jobs.wait(jobId);
     expect(done.state, JSON.stringify(done.error)).toBe('done');
+    expect((done.result as ReturnType<typeof evalReportView>).device).toMatchObject({ device: 'cpu', reason: expect.stringMatching(/^Using CPU as requested/) });
     const view = await call<ReturnType<typeof evalReportView>>('runs.evalReport', { runDir: run });
     expect(view).not.toBeNull();
     expect(view.perplexity.map((p) => [p.split, p.before.ppl, p.after.ppl, p.change])).toEqual(cli.perplexity.map((p) => [p.split, p.before.ppl, p.after.ppl, p.change]));

@@ -12,6 +12,8 @@ export interface GpuBackendChoice {
   use: boolean;
   /** One sentence for the log and the UI. */
   reason: string;
+  /** 'auto' found only a software adapter (lavapipe, SwiftShader): the caller should not pick onnxruntime's WebGPU EP on it either. */
+  softwareOnly?: boolean;
 }
 
 /** What of a training configuration the GPU backend cannot run yet (null: it runs all of it; today it runs every configuration, the seam stays for the next feature). */
@@ -36,7 +38,7 @@ export async function chooseGpuBackend(pref: string, unsupported: string | null,
   if (unsupported) return { use: false, reason: unsupported };
   try {
     const { report } = await openGpu();
-    if (report.software) return { use: false, reason: 'the only WebGPU adapter is a software one (slower than the CPU)' };
+    if (report.software) return { use: false, reason: 'the only WebGPU adapter is a software one (slower than the CPU)', softwareOnly: true };
     return { use: true, reason: `Using Lathe's GPU backend: ${describeGpu(report).slice(0, 2).join('; ')}` };
   } catch (e) {
     return { use: false, reason: (e as Error).message };
