@@ -11,6 +11,7 @@ import type { Page } from 'playwright-core';
 import { openApp, type App } from '../helpers/app';
 import { tempDir } from '../helpers/services';
 import { bundledResources } from '../../src-main/services/resources';
+import { expectedDevice } from '../../src-main/services/device';
 import { execFile } from 'node:child_process';
 
 let app: App;
@@ -100,6 +101,25 @@ describe('try it: chat, side by side and the evaluation report', () => {
     await app.shot('chat');
   }, 200_000);
 
+  it('answers on Lathe\'s GPU backend when "GPU (Lathe)" is picked, and says where it ran and why', async () => {
+    // automatic first: the menu says what it will use, and why (this machine: no GPU device node -> the CPU)
+    await expect.poll(() => page.getByTestId('chat-device-reason').textContent()).toBe(expectedDevice('auto').reason);
+    // the previous reply ran automatically: where, and why, beside the menu
+    expect(await page.getByTestId('chat-device-used').textContent()).toMatch(/^Last ran on: (CPU|GPU \(Lathe\))\. Automatic: /);
+    await page.getByTestId('chat-device').selectOption('gpu');
+    await expect.poll(() => page.getByTestId('chat-device-reason').textContent()).toBe('GPU (Lathe): Lathe\'s own GPU kernels, chosen by you.');
+    await page.getByRole('button', { name: 'New chat' }).click();
+    await page.getByLabel('Length limit (tokens)').fill('8');
+    await page.getByRole('textbox', { name: 'Message', exact: true }).fill('the lathe spins the');
+    await page.getByRole('button', { name: 'Send', exact: true }).click();
+    await page.getByTestId('msg-model').waitFor({ timeout: 240_000 });
+    expect(await page.getByTestId('msg-model').textContent()).toMatch(/tokens\/s, on the GPU \(Lathe\)/);
+    expect(await page.getByTestId('chat-device-used').textContent()).toMatch(/^Last ran on: GPU \(Lathe\)\. Using Lathe's GPU backend as requested: GPU: /);
+    expect(app.errors).toEqual([]);
+    await app.shot('chat-gpu');
+    await page.getByTestId('chat-device').selectOption('auto');
+  }, 300_000);
+
   it('answers side by side with the base model and the fine-tuned one', async () => {
     await page.getByRole('button', { name: 'New chat' }).click();
     await page.getByTestId('compare').check();
@@ -120,9 +140,13 @@ describe('try it: chat, side by side and the evaluation report', () => {
   it('makes the evaluation report and shows the verdicts', async () => {
     await nav('Evaluation');
     await page.getByTestId('no-report').waitFor();
+    // the device menu and its reason beside it, before and after the job
+    expect(await page.getByTestId('eval-device').inputValue()).toBe('auto');
+    await expect.poll(() => page.getByTestId('eval-device-reason').textContent()).toBe(expectedDevice('auto').reason);
     await page.getByRole('button', { name: 'Make the evaluation report' }).click();
     const report = page.getByTestId('eval-report');
     await report.waitFor({ timeout: 180_000 });
+    expect(await page.getByTestId('eval-device-used').textContent()).toMatch(/^Last ran on: (CPU|GPU \(Lathe\))\. Automatic: (CPU, because|Using Lathe's GPU backend)/);
     expect(await page.getByTestId('verdict-learning').textContent()).toMatch(/Your domain text (got [\d.]+% easier|did not get easier)/);
     expect(await page.getByTestId('verdict-forgetting').textContent()).toMatch(/General text got/);
     const rows = page.getByTestId('ppl-table').locator('tbody tr');
