@@ -203,6 +203,8 @@ describe('wizards end to end on the bundled tiny model', () => {
     // The sample prompt was answered at the start and every 4 steps.
     await expect.poll(() => page.getByTestId('samples').locator('h3').allTextContents(), { timeout: 10_000 }).toEqual(['Step 8', 'Step 4', 'Step 0']);
     expect(await page.getByTestId('samples').textContent()).toContain('The gouge');
+    // where it trained and why (the CPU was chosen in the device menu)
+    expect(await page.getByTestId('train-device').textContent()).toMatch(/^Trained on: CPU\. Using CPU as requested: /);
     const runs = readdirSync(path.join(projectDir, 'runs'));
     expect(runs).toHaveLength(1);
     expect(existsSync(path.join(projectDir, 'runs', runs[0]!, 'metrics.jsonl'))).toBe(true);

@@ -42,6 +42,8 @@ export interface TrainHooks extends WorkOptions {
   checkpoint?: () => Promise<void>;
   /** Sample generations for cfg.samplePrompts (at the start and every cfg.sampleEvery steps). */
   onSamples?: (s: StepSamples) => void;
+  /** The device the run trains on and why (then the reason is not also logged: the caller says it). */
+  onDevice?: (d: { device: EpName | 'gpu'; reason: string }) => void;
 }
 
 export interface TrainSummary {
@@ -135,7 +137,9 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     // onnxruntime's WebGPU EP: vocabulary matrices in chunks a shader can bind (forward.ts vocabRows)
     if (ep.ep === 'webgpu') src.vocabChunkBytes = WEBGPU_VOCAB_CHUNK_BYTES;
     onEp(gpuPick.use ? 'webgpu' : ep.ep); // (out-of-memory guidance: estimated as a GPU run)
-    log(gpuPick.use ? ep.reason : cfg.ep === 'auto' && gpuPick.reason ? `${ep.reason} (GPU backend not used: ${gpuPick.reason})` : ep.reason);
+    const epWhy = gpuPick.use ? ep.reason : cfg.ep === 'auto' && gpuPick.reason ? `${ep.reason} (GPU backend not used: ${gpuPick.reason})` : ep.reason;
+    if (hooks.onDevice) hooks.onDevice({ device: gpuPick.use ? 'gpu' : ep.ep, reason: epWhy });
+    else log(epWhy);
     if (cfg.compute === 'float16' && ep.ep === 'cpu' && !gpuPick.use) { // (the GPU backend runs f16 compute, evaluation included)
       throw new UserError('train.f16OnCpu', 'Half-precision (f16) compute needs a GPU; this run would use the CPU.', 'Set compute to float32, or choose a GPU device.');
     }

@@ -2,6 +2,7 @@
 import type { JobHandler } from '../context';
 import type { JobRequest } from '../../../contract';
 import { train } from '../../../engine/train/trainer';
+import { deviceLogLine } from '../../device';
 
 type Params = Extract<JobRequest, { kind: 'train' }>['params'];
 
@@ -12,4 +13,6 @@ export const trainJob: JobHandler<Params> = (params, ctx) =>
     signal: ctx.signal,
     onMetric: (m) => ctx.metric(m),
     checkpoint: ctx.checkpoint,
+    // the device and why, as the chat and eval-report jobs say it (the dashboard shows the line)
+    onDevice: (d) => ctx.onLog('info', deviceLogLine(d)),
   });
