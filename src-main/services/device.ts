@@ -29,10 +29,11 @@ export function expectedDevice(pref: DevicePref | undefined, hasGpu: boolean = h
  * The device a job runs on, decided in the job process. 'gpu' that cannot work, or an onnxruntime EP
  * that cannot, is a UserError (never a silent downgrade); 'auto' falls back to the CPU with the reason.
  */
-export async function resolveDevice(pref: DevicePref | undefined, hasGpu: boolean = hasGpuDevice()): Promise<DeviceChoiceView> {
+export async function resolveDevice(pref: DevicePref | undefined, hasGpu: boolean = hasGpuDevice(),
+  choose: typeof chooseGpuBackend = chooseGpuBackend): Promise<DeviceChoiceView> {
   const p = pref ?? 'auto';
   if (p === 'gpu' || p === 'auto') {
-    const g = await chooseGpuBackend(p, null, hasGpu); // (forward-only work: everything runs on the backend)
+    const g = await choose(p, null, hasGpu); // (forward-only work: everything runs on the backend)
     if (g.use) return { device: 'gpu', reason: p === 'auto' ? `Automatic: ${g.reason}` : g.reason };
     return { device: 'cpu', reason: `Automatic: CPU, because ${g.reason}.` };
   }

@@ -76,6 +76,17 @@ describe('the device a job runs on (decided in the job process)', () => {
     expect(deviceLogLine(d)).toBe(`Device: GPU (Lathe). ${d.reason}`);
   }, 120_000);
 
+  it('automatic with a hardware adapter: Lathe\'s GPU backend, with the adapter in the reason (the choice as choose.ts answers it on such a machine)', async () => {
+    const asked: unknown[][] = [];
+    const hardware: typeof chooseGpuBackend = async (...a) => { asked.push(a); return { use: true, reason: 'Using Lathe\'s GPU backend: GPU: nvidia / hopper / H100' }; };
+    expect(await resolveDevice('auto', true, hardware)).toEqual({ device: 'gpu', reason: 'Automatic: Using Lathe\'s GPU backend: GPU: nvidia / hopper / H100' });
+    expect(await resolveDevice(undefined, true, hardware)).toMatchObject({ device: 'gpu' });
+    expect(asked).toEqual([['auto', null, true], ['auto', null, true]]);
+    // the onnxruntime EPs never ask the GPU backend
+    await resolveDevice('cpu', true, hardware);
+    expect(asked).toHaveLength(2);
+  });
+
   it('an onnxruntime EP is probed: the CPU works, CUDA (not installed here) is refused in plain words', async () => {
     expect(await resolveDevice('cpu')).toEqual({ device: 'cpu', reason: 'Using CPU as requested: always available (slowest)' });
     await expect(resolveDevice('cuda')).rejects.toMatchObject({ name: 'UserError', code: 'engine.ep-unavailable' });
