@@ -32,6 +32,7 @@ export function expectedDevice(pref: DevicePref | undefined, hasGpu: boolean = h
 export async function resolveDevice(pref: DevicePref | undefined, hasGpu: boolean = hasGpuDevice(),
   choose: typeof chooseGpuBackend = chooseGpuBackend): Promise<DeviceChoiceView> {
   const p = pref ?? 'auto';
+  if (p === 'auto' && !hasGpu) return expectedDevice('auto', false); // (the menu's words: nothing to open)
   if (p === 'gpu' || p === 'auto') {
     const g = await choose(p, null, hasGpu); // (forward-only work: everything runs on the backend)
     if (g.use) return { device: 'gpu', reason: p === 'auto' ? `Automatic: ${g.reason}` : g.reason };

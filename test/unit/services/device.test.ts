@@ -59,7 +59,8 @@ describe('the device menu (no driver opened)', () => {
 
 describe('the device a job runs on (decided in the job process)', () => {
   it('automatic without a GPU device: the CPU, because none was found', async () => {
-    expect(await resolveDevice('auto', false)).toEqual({ device: 'cpu', reason: 'Automatic: CPU, because no GPU device on this machine.' });
+    expect(await resolveDevice('auto', false)).toEqual({ device: 'cpu', reason: 'Automatic: CPU, because no GPU was found on this computer.' });
+    expect(await resolveDevice('auto', false)).toEqual(expectedDevice('auto', false));
     expect((await resolveDevice(undefined, false)).device).toBe('cpu');
   });
 
