@@ -47,6 +47,11 @@ export interface GeneratorOptions {
    * the very buffers the train step uploaded. Default: the model's weights as they are.
    */
   src?: WeightSource;
+  /**
+   * ep 'gpu': pick each next token on the GPU (backends/webgpu/sample.ts), reading back its id (4 bytes)
+   * instead of the logits row; the same token as the host sampler with the same draw. Default true.
+   */
+  gpuSampling?: boolean;
 }
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
@@ -80,6 +85,12 @@ export interface GenerateResult {
   finish: FinishReason;
   promptTokens: number;
   timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+  /**
+   * ep 'gpu': where the tokens were picked. 'gpu': by the GPU sampler, except `hostPicks` tokens whose draw
+   * sat within rounding of a boundary (the host decided from the logits row, with the same draw); 'host':
+   * every token from the logits row, `reason` says why. `readbackBytes`: bytes read back for this generation.
+   */
+  sampling?: { on: 'gpu' | 'host'; reason?: string; hostPicks: number; readbackBytes: number };
 }
 
 interface Shared {
@@ -119,6 +130,7 @@ export class Generator {
     readonly defaults: SamplingOptions,
     /** ep 'gpu': the step graph's programs on Lathe's GPU backend (then `session` is null). */
     private readonly gpu: GpuStepPrograms | null = null,
+    private readonly gpuSampling = true,
   ) {
     this.rows = new TokenRows(config.vocabSize, lora?.newRows);
     this.vocab = Math.max(config.vocabSize, ...(lora?.newRows?.ids.map((id) => id + 1) ?? []));
@@ -154,7 +166,7 @@ export class Generator {
     if (ep === 'gpu') {
       const gpu = await GpuStepPrograms.create(config, layout, src, lora, capacity, chunk);
       const gen = new Generator(config, tokenizer, ep, capacity, chunk, gpu.graph, null, lora, null,
-        own ? weights : null, readGenerationDefaults(modelDir), gpu);
+        own ? weights : null, readGenerationDefaults(modelDir), gpu, opts.gpuSampling ?? true);
       gen.weights = weights;
       try {
         if (opts.lora) await gen.setAdapter(opts.lora.params);
@@ -209,16 +221,68 @@ export class Generator {
 
   /** Runs the prompt from position 0 (the cache restarts) and returns the last position's logits [V]. */
   async prefill(ids: number[]): Promise<Float32Array> {
+    this.checkPrompt(ids);
+    this.length = 0;
+    let logits: Float32Array = new Float32Array(0);
+    for (let s = 0; s < ids.length; s += this.chunk) logits = await this.step(ids.slice(s, s + this.chunk));
+    return logits;
+  }
+
+  /**
+   * ep 'gpu': why the next tokens are picked on the host from the logits row (null: on the GPU, reading
+   * back 4 bytes a token).
+   */
+  get gpuSamplingOff(): string | null {
+    if (!this.gpu) return 'not on the GPU backend';
+    if (!this.gpuSampling) return 'GPU sampling is turned off (gpuSampling: false)';
+    if (this.rows.active) return 'the adapter adds new-token rows, whose logit columns are mapped to ids on the host';
+    return this.gpu.samplingBlocker;
+  }
+
+  private checkPrompt(ids: number[]): void {
     if (ids.length === 0) throw new UserError('generate.emptyPrompt', 'The prompt is empty.', 'Type a prompt (or start from the BOS token).');
     if (ids.length >= this.capacity) {
       throw new UserError('generate.tooLong', `The prompt has ${ids.length} tokens; this generator holds ${this.capacity} positions in all.`, 'Shorten the prompt or raise the context length.');
     }
     const bad = ids.find((i) => !Number.isInteger(i) || !this.rows.has(i));
     if (bad !== undefined) throw new UserError('generate.badId', `Token id ${bad} is outside the model's vocabulary (0..${this.config.vocabSize - 1}${this.rows.active ? ' and its new tokens' : ''}).`, 'Use the tokenizer the model (or adapter) was trained with.');
+  }
+
+  /** prefill() with the first new token picked on the GPU (stream() on ep 'gpu'). */
+  private async prefillPick(ids: number[], sampler: Sampler, picks: { host: number }): Promise<number> {
+    this.checkPrompt(ids);
     this.length = 0;
-    let logits: Float32Array = new Float32Array(0);
-    for (let s = 0; s < ids.length; s += this.chunk) logits = await this.step(ids.slice(s, s + this.chunk));
-    return logits;
+    const last = Math.floor((ids.length - 1) / this.chunk) * this.chunk;
+    for (let s = 0; s < last; s += this.chunk) {
+      const { feeds, n, start } = this.feedsFor(ids.slice(s, s + this.chunk));
+      await this.gpu!.advance(n, start, hostFeeds(feeds));
+      this.length = start + n;
+    }
+    return this.stepPick(ids.slice(last), sampler, picks, true);
+  }
+
+  /**
+   * One step whose next token is picked on the GPU with the sampler's draw; where the GPU cannot decide
+   * exactly (a draw within rounding of a boundary, a non-finite logit) the logits row is read back and the
+   * host sampler decides with the same draw, so the token is always the host sampler's.
+   */
+  private async stepPick(ids: number[], sampler: Sampler, picks: { host: number }, checkFinite: boolean): Promise<number> {
+    const { feeds, n, start } = this.feedsFor(ids);
+    const u = sampler.draw(), o = sampler.opts;
+    const got = await this.gpu!.runSampled(n, start, hostFeeds(feeds), {
+      greedy: o.greedy, temperature: o.temperature, topK: o.topK, topP: o.topP, repetitionPenalty: o.repetitionPenalty, u,
+    }, sampler.seenIds);
+    this.length = start + n;
+    if (got >= 0) {
+      sampler.remember(got);
+      return got;
+    }
+    picks.host++;
+    const logits = await this.gpu!.readLogits();
+    if (checkFinite && this.weights && logits.some((x) => Number.isNaN(x) || x === Number.POSITIVE_INFINITY)) {
+      throw await nonFiniteOutputError(this.weights, 'the next-token logits', this.adapterValues ?? undefined);
+    }
+    return sampler.nextWith(logits, u);
   }
 
   /** Appends one token and returns the logits [V] for the next position. */
@@ -248,15 +312,23 @@ export class Generator {
     let text = '', emitted = 0;
     let finish: FinishReason = 'length';
     const t0 = performance.now();
-    let logits = await this.prefill(promptIds);
-    // Masked columns may be -Infinity by design; a NaN (or +Inf) means broken weights or adapter.
-    if (this.weights && logits.some((x) => Number.isNaN(x) || x === Number.POSITIVE_INFINITY)) {
-      throw await nonFiniteOutputError(this.weights, 'the next-token logits', this.adapterValues ?? undefined);
+    // ep 'gpu': the next token is picked on the GPU (its id comes back), else on the host from the logits row
+    const offGpu = this.gpu ? this.gpuSamplingOff : null;
+    const picks = { host: 0 }, bytes0 = this.gpu?.readbackBytes ?? 0;
+    let logits: Float32Array = new Float32Array(0), next = -1;
+    if (this.gpu && offGpu === null) {
+      next = await this.prefillPick(promptIds, sampler, picks);
+    } else {
+      logits = await this.prefill(promptIds);
+      // Masked columns may be -Infinity by design; a NaN (or +Inf) means broken weights or adapter.
+      if (this.weights && logits.some((x) => Number.isNaN(x) || x === Number.POSITIVE_INFINITY)) {
+        throw await nonFiniteOutputError(this.weights, 'the next-token logits', this.adapterValues ?? undefined);
+      }
     }
     const t1 = performance.now();
     for (let i = 0; i < maxTokens; i++) {
       if (opts.signal?.aborted) { finish = 'cancelled'; break; }
-      const id = sampler.next(logits);
+      const id = next >= 0 ? next : sampler.next(logits);
       out.push(id);
       if (stopIds.has(id)) {
         finish = 'eos';
@@ -277,7 +349,8 @@ export class Generator {
       yield ev;
       if (i === maxTokens - 1) break;
       if (this.length >= this.capacity) { finish = 'capacity'; break; }
-      logits = await this.decode(id);
+      if (next >= 0) next = await this.stepPick([id], sampler, picks, false);
+      else logits = await this.decode(id);
     }
     if (finish === 'eos' && this.tokenizer) text = await this.tokenizer.decode(out.slice(0, -1), { skipSpecialTokens: true });
     if (emitted < text.length) {
@@ -294,6 +367,12 @@ export class Generator {
         prefillTokensPerSecond: promptIds.length / Math.max((t1 - t0) / 1000, 1e-9),
         decodeTokensPerSecond: decodeSteps / Math.max((t2 - t1) / 1000, 1e-9),
       },
+      ...(this.gpu ? {
+        sampling: {
+          on: offGpu === null ? 'gpu' as const : 'host' as const, ...(offGpu === null ? {} : { reason: offGpu }),
+          hostPicks: offGpu === null ? picks.host : out.length, readbackBytes: this.gpu.readbackBytes - bytes0,
+        },
+      } : {}),
     };
   }
 
@@ -320,6 +399,20 @@ export class Generator {
 
   /** One run of a step graph over `ids` at positions [length, length + n); returns the last token's logits. */
   private async step(ids: number[]): Promise<Float32Array> {
+    const { feeds, n, start } = this.feedsFor(ids);
+    const cols = this.gpu ? await this.gpu.run(n, start, hostFeeds(feeds)) : await this.runOrt(feeds);
+    this.length = start + n;
+    if (!this.rows.active) return Float32Array.from(cols);
+    // columns -> token ids: base columns, then each new token's column at its id (gaps: -inf)
+    const V = this.config.vocabSize;
+    const byId = new Float32Array(this.vocab).fill(Number.NEGATIVE_INFINITY);
+    byId.set(cols.subarray(0, V));
+    for (const [id, j] of this.rows.index) byId[id] = cols[V + j]!;
+    return byId;
+  }
+
+  /** The feeds of a step over `ids` at positions [length, length + n). */
+  private feedsFor(ids: number[]): { feeds: Record<string, ort.Tensor>; n: number; start: number } {
     const graph = this.graph;
     if (this.disposed) throw new Error('Generator: used after dispose().');
     const cfg = this.config;
@@ -402,15 +495,7 @@ export class Generator {
       feeds['newIdx'] = new ort.Tensor('int64', newIdx, [1, Tc]);
       feeds['isNew'] = new ort.Tensor('float32', isNew, [Tc, 1]);
     }
-    const cols = this.gpu ? await this.gpu.run(n, start, hostFeeds(feeds)) : await this.runOrt(feeds);
-    this.length = start + n;
-    if (!this.rows.active) return Float32Array.from(cols);
-    // columns -> token ids: base columns, then each new token's column at its id (gaps: -inf)
-    const V = cfg.vocabSize;
-    const byId = new Float32Array(this.vocab).fill(Number.NEGATIVE_INFINITY);
-    byId.set(cols.subarray(0, V));
-    for (const [id, j] of this.rows.index) byId[id] = cols[V + j]!;
-    return byId;
+    return { feeds, n, start };
   }
 
   /** The step on onnxruntime: caches fed from and kept as the session's tensors (GPU buffers on WebGPU). */

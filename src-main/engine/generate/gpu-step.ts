@@ -7,17 +7,25 @@
  * cache); a step reads the cache as it is, attends over [cache | its own new keys], and its n new rows per
  * kv head are copied into the cache in place on the GPU (the graph built with `gpu: true`); the model's weights are the device's shared uploads
  * (program.ts), so a trainer's step, validation and generation programs hold one copy. The host feeds the
- * small per-step inputs (ids, write/keep, masks, cos/sin, pick) and reads back one row of logits.
+ * small per-step inputs (ids, write/keep, masks, cos/sin, pick) and reads back one row of logits, or
+ * (runSampled) picks the next token on the GPU from that row and reads back its id: 4 bytes.
  */
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import type { LoraLayout } from '../llm/lora';
 import type { WeightSource } from '../llm/forward';
 import type { HostTensor } from '../runtime/tensor';
-import { GpuProgram } from '../backends/webgpu/program';
+import { GpuProgram, type RowCopy } from '../backends/webgpu/program';
+import { openGpu } from '../backends/webgpu/device';
+import { GpuTokenSampler, type GpuDraw } from '../backends/webgpu/sample';
 import { buildStepGraph, type StepGraph } from './graph';
 
 export class GpuStepPrograms {
+  private sampler: GpuTokenSampler | null = null;
+  private last: GpuProgram;
+  /** Bytes read back from the GPU by the steps so far (logits rows, or 4 per GPU-sampled token). */
+  readbackBytes = 0;
+
   private constructor(
     /** The graph whose feeds the host builds: the prefill graph (or the decode graph when chunk = 1). */
     readonly graph: StepGraph,
@@ -25,7 +33,9 @@ export class GpuStepPrograms {
     private readonly prefillProg: GpuProgram | null,
     readonly chunk: number,
     private readonly kv: { heads: number; capacity: number; dim: number },
-  ) {}
+  ) {
+    this.last = decodeProg;
+  }
 
   static async create(cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout | null, capacity: number, chunk: number): Promise<GpuStepPrograms> {
     const gsrc: WeightSource = { ...src, bf16InPlace: true };
@@ -70,6 +80,53 @@ export class GpuStepPrograms {
    * the GPU (in the same command buffer): nothing else of the cache is touched.
    */
   async run(n: number, start: number, feeds: Record<string, HostTensor>): Promise<Float32Array> {
+    const { prog, used, copies } = this.prepare(n, start, feeds);
+    const logits = (await prog.step(used, copies))['logits']!.data as Float32Array;
+    this.readbackBytes += logits.byteLength;
+    return logits;
+  }
+
+  /** run() that reads nothing back (a prompt piece before the last: only its cache rows matter). */
+  async advance(n: number, start: number, feeds: Record<string, HostTensor>): Promise<void> {
+    const { prog, used, copies } = this.prepare(n, start, feeds);
+    await prog.step(used, copies, { fetch: [] });
+  }
+
+
+  /**
+   * Why the next token cannot be picked on the GPU (null when it can): the sampler reads the f32 logits row
+   * in place.
+   */
+  get samplingBlocker(): string | null {
+    const t = this.decodeProg.outputBuffer('logits');
+    return t.storage === 'f32' ? null : `the logits are stored as ${t.storage}`;
+  }
+
+  /**
+   * run() with the next token picked on the GPU (backends/webgpu/sample.ts) from the picked logits row:
+   * 4 bytes come back, the token id, or GPU_SAMPLE_AMBIGUOUS / GPU_SAMPLE_NONFINITE, after which readLogits()
+   * gives the row for the host to decide. `seen`: the host sampler's repetition-penalty ids.
+   */
+  async runSampled(n: number, start: number, feeds: Record<string, HostTensor>, draw: GpuDraw, seen: ReadonlySet<number>): Promise<number> {
+    const { prog, used, copies } = this.prepare(n, start, feeds);
+    const logits = prog.outputBuffer('logits');
+    this.sampler ??= await GpuTokenSampler.create(await openGpu(), logits.numel, this.kv.capacity + 2);
+    const sampler = this.sampler;
+    sampler.sync(seen);
+    await prog.step(used, copies, { fetch: [], encode: (enc) => sampler.encode(enc, logits, draw) });
+    const id = await sampler.read();
+    this.readbackBytes += 4;
+    return id;
+  }
+
+  /** The logits row of the last run, read back now (after runSampled could not decide). */
+  async readLogits(): Promise<Float32Array> {
+    const logits = (await this.last.readOutputs(['logits']))['logits']!.data as Float32Array;
+    this.readbackBytes += logits.byteLength;
+    return logits;
+  }
+
+  private prepare(n: number, start: number, feeds: Record<string, HostTensor>): { prog: GpuProgram; used: Record<string, HostTensor>; copies: RowCopy[] } {
     const prog = n === 1 || !this.prefillProg ? this.decodeProg : this.prefillProg;
     const used: Record<string, HostTensor> = {};
     for (const k of prog.info.feeds) {
@@ -80,7 +137,8 @@ export class GpuStepPrograms {
     const copies = this.graph.cache.flatMap((c) => Array.from({ length: heads }, (_, h) => ({
       from: `${c.input}_new`, fromAt: h * rows * D, to: c.input, toAt: (h * S + start) * D, count: n * D,
     })));
-    return (await prog.step(used, copies))['logits']!.data as Float32Array;
+    this.last = prog;
+    return { prog, used, copies };
   }
 
   /** GPU dispatches per decode step and per prefill piece (for reports). */
@@ -89,6 +147,8 @@ export class GpuStepPrograms {
   }
 
   async dispose(): Promise<void> {
+    this.sampler?.dispose();
+    this.sampler = null;
     await this.prefillProg?.dispose(); // (borrows the decode program's state)
     await this.decodeProg.dispose();
   }

@@ -46,12 +46,35 @@ export class Sampler {
 
   /** Picks the next id from logits [V] (not modified) and remembers it for the repetition penalty. */
   next(logits: Float32Array): number {
-    const id = this.choose(logits);
-    this.seen.add(id);
+    return this.nextWith(logits, this.draw());
+  }
+
+  /**
+   * The uniform draw in [0, 1) the next pick uses (the seeded RNG advances), or 0 when greedy (no draw):
+   * `nextWith(logits, draw())` is `next(logits)`. The GPU sampler (backends/webgpu/sample.ts) takes it.
+   */
+  draw(): number {
+    return this.opts.greedy ? 0 : this.rng.next();
+  }
+
+  /** next() with the draw already taken (draw()). */
+  nextWith(logits: Float32Array, u: number): number {
+    const id = this.choose(logits, u);
+    this.remember(id);
     return id;
   }
 
-  private choose(logits: Float32Array): number {
+  /** Adds an id picked elsewhere (on the GPU) to the repetition penalty's set. */
+  remember(id: number): void {
+    this.seen.add(id);
+  }
+
+  /** Ids the repetition penalty applies to (the context and the picks so far). */
+  get seenIds(): ReadonlySet<number> {
+    return this.seen;
+  }
+
+  private choose(logits: Float32Array, draw: number): number {
     const o = this.opts;
     const V = logits.length;
     const l = Float64Array.from(logits);
@@ -78,7 +101,7 @@ export class Sampler {
       probs = probs.slice(0, order.length);
       sum = probs.reduce((a, b) => a + b, 0);
     }
-    let u = this.rng.next() * sum;
+    let u = draw * sum;
     for (let j = 0; j < order.length; j++) {
       u -= probs[j]!;
       if (u < 0) return order[j]!;

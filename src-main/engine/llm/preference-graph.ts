@@ -185,11 +185,21 @@ export async function buildPreferenceTrainGraph(
 export async function buildPreferenceEvalGraph(
   cfg: ModelConfig, layout: WeightsLayout, src: WeightSource, lora: LoraLayout,
   shape: PreferenceShape, loss: PreferenceLoss,
-): Promise<{ model: OnnxModel; nodes: number }> {
+): Promise<{ model: OnnxModel; nodes: number; graph: GraphBuilder }> {
   const g = new GraphBuilder();
+  g.fused = !!shape.fused;
   const params = g.input('params', 'float32', [lora.size]);
   const b = await buildLoss(cfg, layout, src, lora, { pairs: shape.pairs, seqLen: shape.seqLen }, loss, g, params, undefined);
   g.output('loss_sum', b.lossSum);
-  const lowered = lowerGraph(g, { name: `lathe_${loss.method}_eval` });
-  return { model: lowered.model, nodes: lowered.nodeCount };
+  // the GPU backend plans `graph` (fused ops, bf16 read in place): the ONNX model is lowered only when asked for
+  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: `lathe_${loss.method}_eval` });
+  return {
+    get model(): OnnxModel {
+      if (src.bf16InPlace) throw new Error('This preference eval graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only.');
+      lowered ??= lowerGraph(g, { name: `lathe_${loss.method}_eval` });
+      return lowered.model;
+    },
+    get nodes(): number { return lowered?.nodeCount ?? g.nodes.length; },
+    graph: g,
+  };
 }

@@ -118,7 +118,7 @@ export class RewardStats {
 }
 
 /** Loss (mean over pairs) and reward metrics on up to `maxPairs` pairs of a held-out split. */
-export async function evaluatePairs(session: EngineSession, split: SplitReader, params: HostTensor, P: number, T: number, rows: TokenRows,
+export async function evaluatePairs(session: Pick<EngineSession, 'run'>, split: SplitReader, params: HostTensor, P: number, T: number, rows: TokenRows,
   maxPairs: number, loss: PreferenceLoss): Promise<Record<string, number> & { loss: number }> {
   const n = Math.min(split.rows / 2, maxPairs);
   const stats = new RewardStats(loss);

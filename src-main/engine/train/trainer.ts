@@ -12,7 +12,7 @@ import { findNonFiniteWeight, nonFiniteWeightError } from '../models/finite';
 import type { ModelConfig } from '../models/config';
 import { openDataset } from '../../data/pack/dataset';
 import { openEvalSession } from './infer';
-import { Program, EngineSession, hostTensor, selectEp, type EpName, type HostTensor } from '../backends/onnx';
+import { Program, hostTensor, selectEp, type EpName, type HostTensor } from '../backends/onnx';
 import { adamwScalars } from '../nn/layers';
 import { buildEvalGraph, buildTrainGraph } from '../../engine/llm/train-graph';
 import { WEBGPU_VOCAB_CHUNK_BYTES, type WeightSource } from '../../engine/llm/forward';
@@ -128,7 +128,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const totalSteps = cfg.maxSteps ?? Math.max(1, Math.round(cfg.epochs * stepsPerEpoch));
 
     const P = lora.size;
-    // Lathe's own GPU backend runs the train step, validation and samples (preference validation: the CPU EP)
+    // Lathe's own GPU backend runs the train step, validation and samples
     const gpuPick = await chooseGpuBackend(cfg.ep, gpuUnsupported(cfg), hasGpuDevice());
     const ep = gpuPick.use ? { ep: 'cpu' as EpName, reason: gpuPick.reason }
       : gpuPick.softwareOnly && !process.env['LATHE_EP'] ? { ep: 'cpu' as EpName, reason: 'Using CPU: the only GPU adapter is a software one (slower than the CPU).' }
@@ -168,11 +168,11 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       : await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });
     if (prog instanceof GpuProgram) log(`GPU backend: ${prog.info.dispatches} dispatches per micro-batch, ${(Object.values(prog.info.bytes).reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(1)} MiB of GPU buffers.`);
     programs.push(prog);
-    // validation: on the GPU backend with the step (same weight buffers: uploaded once), except preference tuning
-    const prefEval = pref ? await EngineSession.create((await buildPreferenceEvalGraph(model, layout, src, lora, { pairs: B, seqLen: T }, pref)).model, { ep: ep.ep, externalDataDir: src.dir }) : null;
+    // validation (held-out rows or pairs): on the GPU backend with the step (same weight buffers: uploaded once)
+    const prefEval = pref ? await openEvalSession((w) => buildPreferenceEvalGraph(model, layout, w, lora, { pairs: B, seqLen: T, fused: gpuPick.use }, pref), src, gpuPick.use ? 'gpu' : ep.ep,
+      ['loss_sum', 'logps', ...(pref.method === 'dpo' ? ['ref_logps'] : [])]) : null;
     const evalSession = prefEval ?? await openEvalSession((w) => buildEvalGraph(model, layout, w, lora, { batch: B, seqLen: T, packed, fused: gpuPick.use }), src, gpuPick.use ? 'gpu' : ep.ep, ['loss_sum']);
     programs.push(evalSession);
-    if (gpuPick.use && pref) log('GPU backend: preference validation runs on onnxruntime\'s CPU EP (no preference eval graph on the backend yet).');
     if (evalSession instanceof GpuSession) log(`GPU backend: validation runs on it too (${evalSession.program.info.dispatches} dispatches per batch), reading the step's weight buffers (${(evalSession.program.info.sharedWeightBytes / 2 ** 20).toFixed(1)} MiB shared, not uploaded again).`);
 
     mkdirSync(cfg.out, { recursive: true });

@@ -37,6 +37,14 @@ export interface GpuProgramSpec {
 /** After a run, `count` elements of output `from` (from element `fromAt`) copied into state slot `to` at element `toAt`, on the GPU. */
 export interface RowCopy { from: string; fromAt: number; to: string; toAt: number; count: number }
 
+/** Per-run extras of GpuProgram.step. */
+export interface StepExtra {
+  /** Outputs read back this run instead of the spec's `fetch` (planned outputs only). */
+  fetch?: string[];
+  /** Encodes more work into the step's command buffer after the program's dispatches and copies. */
+  encode?: (enc: GPUCommandEncoder) => void;
+}
+
 export interface GpuProgramOptions {
   /** Folder that external weight locations are relative to (the model folder). */
   externalDataDir?: string;
@@ -288,8 +296,12 @@ export class GpuProgram {
     }
   }
 
-  /** One run: feeds in, one command buffer, state advanced on the GPU, fetched outputs back. */
-  async step(feeds: Record<string, HostTensor>, copies: RowCopy[] = []): Promise<Record<string, HostTensor>> {
+  /**
+   * One run: feeds in, one command buffer, state advanced on the GPU, fetched outputs back. `more.fetch`
+   * replaces the spec's fetch list for this run (any planned output; [] reads nothing back), and
+   * `more.encode` adds work at the end of the same command buffer (the GPU sampler reading `logits`).
+   */
+  async step(feeds: Record<string, HostTensor>, copies: RowCopy[] = [], more: StepExtra = {}): Promise<Record<string, HostTensor>> {
     this.check();
     if (!this.initialized && this.spec.state.length) throw new Error('GpuProgram.step: call init() with the starting state first.');
     const extra = Object.keys(feeds).filter((k) => !this.info.feeds.includes(k));
@@ -317,7 +329,7 @@ export class GpuProgram {
       pass.dispatchWorkgroups(...p.groups);
     }
     pass.end();
-    const fetched = this.spec.fetch.map((f) => this.plan.outputs.get(f)!);
+    const fetched = (more.fetch ?? this.spec.fetch).map((f) => this.output(f));
     const layout = this.copyToStaging(enc, fetched.map((t) => t.ref));
     for (const s of this.spec.state) {
       const from = this.plan.outputs.get(s.output)!.ref, to = this.plan.inputs.get(s.input)!.ref;
@@ -332,12 +344,39 @@ export class GpuProgram {
       if (c.fromAt + c.count > from.numel || c.toAt + c.count > to.numel || c.count < 0) throw new Error(`GpuProgram.step: copy ${c.from} -> ${c.to} out of range.`);
       if (c.count) enc.copyBufferToBuffer(this.gpuBufs.get(from.buf)!, (from.offset + c.fromAt) * 4, this.gpuBufs.get(to.buf)!, (to.offset + c.toAt) * 4, c.count * 4);
     }
+    more.encode?.(enc);
     device.queue.submit([enc.finish()]);
     const bad = await device.popErrorScope();
     if (bad) throw new Error(`GPU backend: the device refused the step: ${bad.message}`);
     const out = await this.readStaging(fetched, layout);
     this.steps++;
     return out;
+  }
+
+  /**
+   * A planned output's GPU buffer as the last step left it (valid until the next step): its element
+   * offset, length and storage. For work encoded after the step (StepExtra.encode) that reads it in place.
+   */
+  outputBuffer(name: string): { buffer: GPUBuffer; offset: number; numel: number; storage: string } {
+    this.check();
+    const r = this.output(name).ref;
+    return { buffer: this.gpuBufs.get(r.buf)!, offset: r.offset, numel: r.numel, storage: r.storage };
+  }
+
+  /** Planned outputs (fetched or kept) as the last step left them, read back now. */
+  async readOutputs(names: string[]): Promise<Record<string, HostTensor>> {
+    this.check();
+    const ts = names.map((n) => this.output(n));
+    const enc = this.gpu.device.createCommandEncoder();
+    const layout = this.copyToStaging(enc, ts.map((t) => t.ref));
+    this.gpu.device.queue.submit([enc.finish()]);
+    return this.readStaging(ts, layout);
+  }
+
+  private output(name: string): PlannedTensor {
+    const t = this.plan.outputs.get(name);
+    if (!t) throw new Error(`GpuProgram: "${name}" is not a planned output (those are: ${[...this.plan.outputs.keys()].join(', ')}).`);
+    return t;
   }
 
   /** Current state values (all slots, or the named ones), read back from the GPU. */

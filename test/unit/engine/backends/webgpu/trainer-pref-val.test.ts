@@ -1,0 +1,90 @@
+/**
+ * Preference validation (held-out pairs) on Lathe's GPU backend: with `ep: 'gpu'` the trainer evaluates
+ * DPO/ORPO pairs with the fused preference eval graph on the backend (GpuSession, sharing the step's weight
+ * buffers), and every validation record (loss, rewards, margins, log-probs; each split, each eval step)
+ * equals the CPU EP's within 1e-5.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { train } from '../../../../../src-main/engine/train/trainer';
+import { closeGpu } from '../../../../../src-main/engine/backends/webgpu';
+import { prepareCorpus } from '../../../../../src-main/data/prepare';
+import { loadTokenizerDir } from '../../../../../src-main/data/tokenize';
+import { chatRendererForModel } from '../../../../../src-main/templates/for-model';
+import { Rng } from '../../../../../src-main/engine/models/rng';
+import { tempDir } from '../../../../helpers/services';
+
+const TINY = path.resolve(__dirname, '../../../../../resources/models/tiny-default');
+const WORDS = 'the lathe spins the blank while the gouge cuts a clean bevel along the grain of maple oak and walnut'.split(' ');
+
+let model: string;
+let dataset: string;
+
+beforeAll(async () => {
+  model = path.join(tempDir('lathe-gpu-prefval-model-'), 'tiny');
+  cpSync(TINY, model, { recursive: true });
+  const root = tempDir('lathe-gpu-prefval-data-');
+  const rng = new Rng(11);
+  const say = (n: number) => Array.from({ length: n }, () => WORDS[Math.floor(rng.next() * WORDS.length)]!).join(' ');
+  const lines = Array.from({ length: 16 }, (_, i) => JSON.stringify({ prompt: `Question ${i}: ${say(4)}?`, chosen: `Good: ${say(5)}.`, rejected: `Bad: ${say(3)}!` }));
+  writeFileSync(path.join(root, 'pairs.jsonl'), lines.join('\n'));
+  const tok = await loadTokenizerDir(model);
+  dataset = path.join(root, 'ds');
+  await prepareCorpus({ mode: 'preference', inputs: [path.join(root, 'pairs.jsonl')], out: dataset, tokenizer: tok, renderer: chatRendererForModel(model, tok).renderer, blockSize: 32, valFraction: 0.25, seed: 3 });
+}, 60_000);
+afterAll(() => closeGpu());
+
+type Val = Record<string, number | string>;
+
+/**
+ * The validation records of one run (metrics.jsonl `val`: before training, with the starting adapter both
+ * runs share, then after each step) and its log. After a step the two runs' adapters differ by the step's
+ * own rounding (gradients within ~1e-6), so the small learning rate keeps that below the eval's bound.
+ */
+async function run(ep: 'cpu' | 'gpu', extra: Record<string, unknown>): Promise<{ vals: Val[]; logs: string[] }> {
+  const logs: string[] = [], out = path.join(tempDir(), ep);
+  await train({
+    model, dataset, batchSize: 2, gradAccum: 1, evalEvery: 1, evalBlocks: 8, checkpointEvery: 10, maxSteps: 2,
+    optim: { lr: 2e-3 }, schedule: { kind: 'constant' as const, warmupSteps: 0 }, out, ep, ...extra,
+  }, { onLog: (_level, m) => logs.push(m) });
+  const vals = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Val).filter((r) => r['kind'] === 'val');
+  return { vals, logs };
+}
+
+async function compare(extra: Record<string, unknown>, metrics: string[]): Promise<void> {
+  const cpu = await run('cpu', extra), gpu = await run('gpu', extra);
+  expect(gpu.logs.some((m) => /GPU backend: validation runs on it too/.test(m)), gpu.logs.join('\n')).toBe(true);
+  expect(gpu.logs.some((m) => /CPU EP/.test(m))).toBe(false);
+  expect(cpu.vals.map((r) => r['step'])).toEqual([0, 1, 2]); // one held-out split, evaluated 3 times
+  expect(gpu.vals.map((r) => r['step'])).toEqual([0, 1, 2]);
+  let checked = 0;
+  cpu.vals.forEach((c, i) => {
+    const g = gpu.vals[i]!;
+    expect(Object.keys(g).sort()).toEqual(Object.keys(c).sort());
+    for (const [k, v] of Object.entries(c)) {
+      if (typeof v !== 'number' || k === 'step') {
+        if (k === 'kind' || k === 'split' || k === 'step') expect(g[k]).toBe(v); // (not the record's time)
+        continue;
+      }
+      expect(Number.isFinite(v), k).toBe(true);
+      // a margin is a difference of rewards: its rounding is that of the rewards it subtracts
+      const scale = k === 'rewardMargin' ? Math.max(Math.abs(v), Math.abs(c['rewardsChosen'] as number), Math.abs(c['rewardsRejected'] as number)) : Math.abs(v);
+      expect(Math.abs((g[k] as number) - v) / Math.max(scale, 1e-3), `${k} at step ${c['step']}: gpu ${g[k]}, cpu ${v}`).toBeLessThan(1e-5);
+      if (metrics.includes(k)) checked++;
+    }
+  });
+  expect(checked).toBe(3 * metrics.length); // every named metric was there at each evaluation
+  expect(cpu.vals[2]!['loss']).not.toBe(cpu.vals[0]!['loss']); // training moved the adapter: not the start's numbers again
+}
+
+describe('preference validation on the GPU backend', () => {
+  it('DPO: held-out loss, rewards and log-probs equal the CPU EP\'s within 1e-5', async () => {
+    await compare({ method: 'dpo', preference: { beta: 0.5 } }, ['loss', 'rewardsChosen', 'rewardsRejected', 'rewardMargin', 'logpsChosen', 'logpsRejected']);
+  }, 600_000);
+
+  it('ORPO: held-out loss and log-probs equal the CPU EP\'s within 1e-5', async () => {
+    await compare({ method: 'orpo', preference: { orpoLambda: 0.5 } }, ['loss', 'rewardMargin', 'logpsChosen', 'logpsRejected']);
+  }, 600_000);
+});
