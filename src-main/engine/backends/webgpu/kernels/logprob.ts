@@ -9,7 +9,7 @@
  */
 import { KernelBuilder, grid } from '../wgsl';
 import { ENTRY, dispatchPerElement, inShape, type Emitter } from './context';
-import { NEG, WG, targetOf as target, tree as reduceTo } from './cross-entropy';
+import { WG, rowLse, targetOf as target } from './cross-entropy';
 
 export const LOGPROB: Record<string, Emitter> = {
   SoftmaxCrossEntropyRows: (c) => {
@@ -23,12 +23,7 @@ export const LOGPROB: Record<string, Emitter> = {
   let row = wid.y * ${x}u + wid.x;
   if (row >= ${N}u) { return; }
   let base = row * ${V}u;
-  var m_a = ${NEG};
-  for (var j = li; j < ${V}u; j = j + ${WG}u) { m_a = max(m_a, ${ldl}(base + j)); }
-  ${reduceTo('m', (a, b) => `max(${a}, ${b})`)}
-  var t_a = 0.0;
-  for (var j = li; j < ${V}u; j = j + ${WG}u) { t_a = t_a + exp(${ldl}(base + j) - m); }
-  ${reduceTo('t', (a, b) => `${a} + ${b}`)}
+  ${rowLse(ldl, V)}
   if (li == 0u) {
     let lse = m + log(t);
     let col = ${target(ldt, V, 'row')};
