@@ -43,6 +43,20 @@ export const rowLse = (ld: string, V: number) => `var m_a = ${NEG};
   for (var j = li; j < ${V}u; j = j + ${WG}u) { t_a = t_a + exp(${ld}(base + j) - m); }
   ${tree('t', (a, b) => `${a} + ${b}`)}`;
 
+/**
+ * Dispatches `k` with one WG-thread workgroup per row of N rows of V values: `body` runs with `row`, `base`
+ * (row · V, the row's first value) and `li` (the thread); rows past N return.
+ */
+export function perRowWorkgroups(c: EmitCtx, k: KernelBuilder, N: number, V: number, body: string): void {
+  const { groups, x } = grid(N, 1);
+  c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wid.y * ${x}u + wid.x;
+  if (row >= ${N}u) { return; }
+  let base = row * ${V}u;
+  ${body}
+}`, groups);
+}
+
 /** Vocabulary chunks [start, end) of LinearCrossEntropy's `chunk` attribute (all of V when unset or larger). */
 function chunksOf(c: EmitCtx, V: number): [number, number][] {
   const size = Math.max(1, Math.min(V, num(c.node.attrs, 'chunk') || V));
@@ -113,12 +127,7 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
       const stp = k.output(picked);
       k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
       const lo = k.param(a);
-      const { groups, x } = grid(N, 1);
-      c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wid.y * ${x}u + wid.x;
-  if (row >= ${N}u) { return; }
-  let base = row * ${Vk}u;
-  ${rowLse(lds, Vk)}
+      perRowWorkgroups(c, k, N, Vk, `${rowLse(lds, Vk)}
   if (li == 0u) {
     let chunk = m + log(t);
     ${i === 0 ? `${stl}(row, chunk);` : `let prev = ${ldl}(row);
@@ -126,8 +135,7 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     ${stl}(row, hi + log(exp(prev - hi) + exp(chunk - hi)));`}
     let col = ${targetOf(ldt, V, 'row')};
     if (col >= ${lo} && col < ${lo} + ${Vk}u) { ${stp}(row, ${lds}(base + col - ${lo})); }
-  }
-}`, groups);
+  }`);
     });
     if (!c.used(0)) return;
     if (c.node.attrs.rows) {
@@ -188,14 +196,8 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     const ldl = k.input(c.in(0));
     const stl = k.output(c.out(1));
     k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
-    const { groups, x } = grid(N, 1);
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wid.y * ${x}u + wid.x;
-  if (row >= ${N}u) { return; }
-  let base = row * ${V}u;
-  ${rowLse(ldl, V)}
-  if (li == 0u) { ${stl}(row, m + log(t)); }
-}`, groups);
+    perRowWorkgroups(c, k, N, V, `${rowLse(ldl, V)}
+  if (li == 0u) { ${stl}(row, m + log(t)); }`);
     if (!c.used(0)) return;
     // 2. the weighted sum of the rows' losses
     lossSum(c, N, V, c.in(0), c.in(1), c.in(2), c.out(1), (ldl) => `${ldl}(row * ${V}u + col)`);
