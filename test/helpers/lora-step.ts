@@ -140,3 +140,14 @@ export function stepMetricErrors(got: Record<string, number>[], want: Record<str
   });
   return { loss, gradNorm };
 }
+
+/**
+ * The same run on the CPU EP and on the GPU backend (`gpu` added to the GPU run's options, `gpuHooks` its
+ * hooks), each in a fresh output folder.
+ */
+export async function trainCpuAndGpu(base: Record<string, unknown>, gpu: Record<string, unknown> = {}, gpuHooks: Parameters<typeof train>[1] = {}) {
+  return {
+    cpu: await trainSteps({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' }),
+    gpu: await trainSteps({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu', ...gpu }, gpuHooks),
+  };
+}

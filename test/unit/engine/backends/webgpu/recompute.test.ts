@@ -5,18 +5,16 @@
  * only the block inputs and one block's working set are live in the backward).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
 import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { Program, hostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
-import { tempDir } from '../../../../helpers/services';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
 import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
-import { loraStart, loraStepFixture, runSteps, shortRun, stepFeeds, stepMetricErrors, stepState, trainSteps } from '../../../../helpers/lora-step';
+import { loraStart, loraStepFixture, runSteps, shortRun, stepFeeds, stepMetricErrors, stepState, trainCpuAndGpu } from '../../../../helpers/lora-step';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -47,9 +45,7 @@ describe('GPU backend: activation recomputation', () => {
   it('trainer: `recompute` on the GPU backend trains 2 steps with the CPU EP\'s losses and grad norms', async () => {
     const model = await tinyModel('llama');
     const dataset = await tinyDataset(model);
-    const base = shortRun(model, dataset, 2);
-    const cpu = await trainSteps({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' });
-    const gpu = await trainSteps({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu', recompute: true });
+    const { cpu, gpu } = await trainCpuAndGpu(shortRun(model, dataset, 2), { recompute: true });
     expect(gpu.result.ep).toBe('gpu');
     expect(gpu.steps.length).toBe(2);
     const d = stepMetricErrors(gpu.steps, cpu.steps);

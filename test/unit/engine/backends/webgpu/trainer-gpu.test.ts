@@ -7,7 +7,7 @@ import { tempDir } from '../../../../helpers/services';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { prepareCorpus } from '../../../../../src-main/data/prepare';
-import { shortRun, stepMetricErrors, trainSteps } from '../../../../helpers/lora-step';
+import { shortRun, stepMetricErrors, trainCpuAndGpu } from '../../../../helpers/lora-step';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../..');
 
@@ -17,9 +17,7 @@ describe('trainer on the GPU backend', () => {
   it('trains 3 steps with the same losses, grad norms and validation as the CPU EP', async () => {
     const model = await tinyModel('llama');
     const dataset = await tinyDataset(model);
-    const base = shortRun(model, dataset, 3);
-    const { result: cpu, steps: cpuSteps } = await trainSteps({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' });
-    const { result: gpu, steps: gpuSteps } = await trainSteps({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu' });
+    const { cpu: { result: cpu, steps: cpuSteps }, gpu: { result: gpu, steps: gpuSteps } } = await trainCpuAndGpu(shortRun(model, dataset, 3));
     expect(gpu.ep).toBe('gpu');
     expect(gpu.epReason).toMatch(/GPU backend/);
     expect(gpuSteps.length).toBe(3);
@@ -33,8 +31,7 @@ describe('trainer on the GPU backend', () => {
     const model = await tinyModel('llama');
     const dataset = await tinyDataset(model);
     const base = { ...shortRun(model, dataset, 2), gradAccum: 1, quantization: 'nf4' as const };
-    const cpu = await trainSteps({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' });
-    const gpu = await trainSteps({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu' });
+    const { cpu, gpu } = await trainCpuAndGpu(base);
     expect(gpu.result.ep).toBe('gpu');
     expect(gpu.steps.length).toBe(2);
     const d = stepMetricErrors(gpu.steps, cpu.steps);
@@ -54,8 +51,7 @@ describe('trainer on the GPU backend', () => {
       lora: { rank: 8, alpha: 16, targets: 'all-linear' as const }, samplePrompts: ['Sharpening notes: the bevel'], sampleEvery: 2, sampleMaxTokens: 12,
     };
     const logs: string[] = [];
-    const { result: cpu, steps: cpuSteps } = await trainSteps({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' });
-    const { result: gpu, steps: gpuSteps } = await trainSteps({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu' }, { onLog: (_l, m) => logs.push(m) });
+    const { cpu: { result: cpu, steps: cpuSteps }, gpu: { result: gpu, steps: gpuSteps } } = await trainCpuAndGpu(base, {}, { onLog: (_l, m) => logs.push(m) });
     expect(gpu.ep).toBe('gpu');
     // validation reads the step's weights: shared, not uploaded twice
     const shared = logs.find((l) => l.includes('validation runs on it too'));
