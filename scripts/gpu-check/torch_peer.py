@@ -72,6 +72,22 @@ def ids_for(V, B, T, device):
     return ids.view(B, T).to(device), tgt.view(B, T).to(device)
 
 
+def lora_step(params, loss_of):
+    """The step both peers time: loss_of() (the mean token cross-entropy, f32) and its backward, the grad norm
+    clipped to 1.0, AdamW (lr 1e-4, no weight decay) over `params`; the step returns the loss."""
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+
+    def step():
+        loss = loss_of()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss)
+
+    return step
+
+
 def peft_row(folder, B, T, steps, dt, recompute):
     from transformers import AutoModelForCausalLM
     from peft import LoraConfig, get_peft_model
@@ -84,23 +100,18 @@ def peft_row(folder, B, T, steps, dt, recompute):
         m.enable_input_require_grads()
     m = get_peft_model(m, LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
     params = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     ids, tgt = ids_for(m.config.vocab_size, B, T, "cuda")
 
-    def step():
+    def loss_of():
         logits = m(input_ids=ids).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1))
 
+    step = lora_step(params, loss_of)
     med, mn, l0, l1 = timed(step, steps)
     row = {"peer": "peft", "lora_params": sum(p.numel() for p in params), "ms_med": round(med, 1), "ms_min": round(mn, 1),
            "loss_first": l0, "loss_last": l1, "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() >> 20,
            "cuda_max_reserved_mib": torch.cuda.max_memory_reserved() >> 20, "gpu": torch.cuda.get_device_name(0)}
-    del m, opt, params
+    del m, step, params
     return row
 
 
@@ -118,17 +129,8 @@ def plain_row(folder, B, T, steps, dt, why):
         lora[name] = (A, Bm)
     flat = [t for ab in lora.values() for t in ab]
     L = R.Lora(lora, ALPHA / RANK)
-    opt = torch.optim.AdamW(flat, lr=1e-4, weight_decay=0.0)
     ids, tgt = ids_for(cfg.V, B, T, "cpu")
-
-    def step():
-        loss = R.masked_ce(R.forward(cfg, W, ids, L).float(), tgt, torch.ones(B, T))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(flat, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss)
-
+    step = lora_step(flat, lambda: R.masked_ce(R.forward(cfg, W, ids, L).float(), tgt, torch.ones(B, T)))
     med, mn, l0, l1 = timed(step, steps)
     return {"peer": "plain-torch-lora", "why": why, "lora_params": sum(t.numel() for t in flat), "ms_med": round(med, 1), "ms_min": round(mn, 1),
             "loss_first": l0, "loss_last": l1, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10, "device": "cpu",

@@ -4,35 +4,19 @@
  * tokenizer; its check covers every column, a new token included in the prompt.
  */
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { exportModel, loadTrainedAdapter } from '../../../src-main/export';
 import { openModel } from '../../../src-main/engine/models';
-import { Rng } from '../../../src-main/engine/models/rng';
 import { ModelWeights } from '../../../src-main/engine/safetensors/sharded';
 import { SafetensorsReader } from '../../../src-main/engine/safetensors/reader';
-import { trainDomainTokenizer, extendTokenizerDir } from '../../../src-main/tokenizer/service';
-import { readExtensionManifest } from '../../../src-main/tokenizer/extend';
-import { prepareCorpus } from '../../../src-main/data/prepare';
 import { train } from '../../../src-main/engine/train/trainer';
-import { tinyModel } from '../../helpers/tiny';
-import { tempDir } from '../../helpers/services';
+import { tinyExtendedTokenizer } from '../../helpers/tiny';
 
 describe('export of a run with trained new-token rows', () => {
   it('merged: embed and lm_head grown with the trained rows, extended tokenizer shipped, all columns checked; PEFT: full matrices', async () => {
-    const model = await tinyModel('llama');
-    const base = tempDir();
-    const corpus = path.join(base, 'corpus');
-    mkdirSync(corpus);
-    const rng = new Rng(4);
-    const words = ['spindle', 'tailstock', 'headstock', 'faceplate', 'chuck', 'gouge', 'skew', 'the', 'a', 'turn'];
-    for (let d = 0; d < 12; d++) writeFileSync(path.join(corpus, `d${d}.txt`), Array.from({ length: 150 }, () => words[Math.floor(rng.next() * words.length)]).join(' ') + '.\n');
-    const cands = await trainDomainTokenizer({ baseDir: model, corpus: [corpus], maxCandidates: 30 });
-    const tok = path.join(base, 'tok');
-    await extendTokenizerDir({ baseDir: model, candidates: cands, topN: 4, outDir: tok });
-    const newIds = readExtensionManifest(tok).newTokens.map((t) => t.id);
-    const dataset = path.join(base, 'ds');
-    await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
+    const { model, base, tok, manifest, dataset } = await tinyExtendedTokenizer();
+    const newIds = manifest.newTokens.map((t) => t.id);
     const run = path.join(base, 'run');
     await train({ model, dataset, out: run, tokenizer: tok, maxSteps: 3, batchSize: 2, optim: { lr: 1e-2 }, evalEvery: 0, ep: 'cpu', lora: { targets: 'attention' } });
 

@@ -10,13 +10,8 @@ import { computeLogits } from '../../../src-main/engine/train/infer';
 import { SafetensorsReader } from '../../../src-main/engine/safetensors/reader';
 import { writeSafetensors } from '../../../src-main/engine/safetensors/writer';
 import { openModel } from '../../../src-main/engine/models';
-import { Rng } from '../../../src-main/engine/models/rng';
-import { trainDomainTokenizer, extendTokenizerDir } from '../../../src-main/tokenizer/service';
-import { readExtensionManifest } from '../../../src-main/tokenizer/extend';
 import { resizeEmbeddings } from '../../../src-main/tokenizer/embeddings';
-import { prepareCorpus } from '../../../src-main/data/prepare';
-import { tinyModel } from '../../helpers/tiny';
-import { tempDir } from '../../helpers/services';
+import { tinyExtendedTokenizer } from '../../helpers/tiny';
 
 /** train.py's init_new_rows on a stand-in model (torch embedding + untied head), rows printed as JSON. */
 function pyInitRows(job: string, embed: Float32Array, V: number, C: number): number[][] {
@@ -48,19 +43,7 @@ function pyInitRows(job: string, embed: Float32Array, V: number, C: number): num
 
 describe('hand-off with an extended tokenizer', () => {
   it('new ids in the shards, the extended tokenizer shipped, new rows listed and initialized as in Lathe', async () => {
-    const model = await tinyModel('llama');
-    const base = tempDir();
-    const corpus = path.join(base, 'corpus');
-    mkdirSync(corpus);
-    const rng = new Rng(4);
-    const words = ['spindle', 'tailstock', 'headstock', 'faceplate', 'chuck', 'gouge', 'skew', 'the', 'a', 'turn'];
-    for (let d = 0; d < 12; d++) writeFileSync(path.join(corpus, `d${d}.txt`), Array.from({ length: 150 }, () => words[Math.floor(rng.next() * words.length)]).join(' ') + '.\n');
-    const cands = await trainDomainTokenizer({ baseDir: model, corpus: [corpus], maxCandidates: 30 });
-    const tok = path.join(base, 'tok');
-    await extendTokenizerDir({ baseDir: model, candidates: cands, topN: 4, outDir: tok });
-    const manifest = readExtensionManifest(tok);
-    const dataset = path.join(base, 'ds');
-    await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
+    const { model, base, tok, manifest, dataset } = await tinyExtendedTokenizer();
     const run = path.join(base, 'run');
     mkdirSync(run);
     writeFileSync(path.join(run, 'config.json'), JSON.stringify({ model, dataset, out: run, tokenizer: tok, newTokenInit: 'mean-of-subtokens' }));
@@ -93,19 +76,8 @@ describe('hand-off with an extended tokenizer', () => {
   });
 
   it('import-adapter with --tokenizer: a run with trained new-token rows, exported as PEFT, comes back with identical logits (new ids included)', async () => {
-    const model = await tinyModel('llama');
-    const base = tempDir();
-    const corpus = path.join(base, 'corpus');
-    mkdirSync(corpus);
-    const rng = new Rng(4);
-    const words = ['spindle', 'tailstock', 'headstock', 'faceplate', 'chuck', 'gouge', 'skew', 'the', 'a', 'turn'];
-    for (let d = 0; d < 12; d++) writeFileSync(path.join(corpus, `d${d}.txt`), Array.from({ length: 150 }, () => words[Math.floor(rng.next() * words.length)]).join(' ') + '.\n');
-    const cands = await trainDomainTokenizer({ baseDir: model, corpus: [corpus], maxCandidates: 30 });
-    const tok = path.join(base, 'tok');
-    await extendTokenizerDir({ baseDir: model, candidates: cands, topN: 4, outDir: tok });
-    const newIds = readExtensionManifest(tok).newTokens.map((t) => t.id);
-    const dataset = path.join(base, 'ds');
-    await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
+    const { model, base, tok, manifest, dataset } = await tinyExtendedTokenizer();
+    const newIds = manifest.newTokens.map((t) => t.id);
     const run = path.join(base, 'run');
     await train({ model, dataset, out: run, tokenizer: tok, maxSteps: 3, batchSize: 2, optim: { lr: 1e-2 }, evalEvery: 0, ep: 'cpu', lora: { targets: 'attention' } });
     const adapter = path.join(base, 'peft');

@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import type { LoraLayout } from '../../../../src-main/engine/llm/lora';
 
 export const FIXTURE_DIR = path.resolve(__dirname, '../../../oracle/models/fixtures');
 export const FIXTURE_VERSION = 1;
@@ -129,4 +130,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
+}
+
+/** Fixture A/B (per module) packed into the engine's flat LoRA vector; `prefix` lora_/grad_/final_. */
+export function packLora(fx: ModelFixture, lora: LoraLayout, prefix: 'lora' | 'grad' | 'final'): Float32Array {
+  const p = new Float32Array(lora.size);
+  for (const m of lora.modules) {
+    p.set(fx.f32(`${prefix}_A.${m.module}`), m.aOffset);
+    p.set(fx.f32(`${prefix}_B.${m.module}`), m.bOffset);
+  }
+  return p;
 }

@@ -8,26 +8,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createTinyModel, openModel } from '../../../../src-main/engine/models';
 import { buildEvalGraph, buildTrainGraph } from '../../../../src-main/engine/llm/train-graph';
-import { buildLoraLayout, type LoraLayout } from '../../../../src-main/engine/llm/lora';
+import { buildLoraLayout } from '../../../../src-main/engine/llm/lora';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { EngineSession } from '../../../../src-main/engine/backends/onnx/session';
 import { hostTensor, toNumbers } from '../../../../src-main/engine/runtime/tensor';
 import { openWeightSource } from '../../../../src-main/engine/weights/source';
-import { fixtureNames, fixturePath, readModelFixture, relativeError, weightsSha256, type ModelFixture } from './fixture';
+import { fixtureNames, fixturePath, packLora as pack, readModelFixture, relativeError, weightsSha256 } from './fixture';
 
 let dir: string;
 beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'lathe-parity-')); });
 afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
-
-/** Fixture A/B (per module) packed into the engine's flat LoRA vector; `prefix` lora_/grad_/final_. */
-function pack(fx: ModelFixture, lora: LoraLayout, prefix: 'lora' | 'grad' | 'final'): Float32Array {
-  const p = new Float32Array(lora.size);
-  for (const m of lora.modules) {
-    p.set(fx.f32(`${prefix}_A.${m.module}`), m.aOffset);
-    p.set(fx.f32(`${prefix}_B.${m.module}`), m.bOffset);
-  }
-  return p;
-}
 
 describe.each(fixtureNames().map((a) => [a]))('engine vs PyTorch: %s', (arch) => {
   it('logits, loss, LoRA gradients and 10 AdamW steps match (fp32, CPU EP)', async () => {

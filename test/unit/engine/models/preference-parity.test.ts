@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createTinyModel, openModel } from '../../../../src-main/engine/models';
 import { buildPreferenceEvalGraph, buildPreferenceTrainGraph, type PreferenceLoss } from '../../../../src-main/engine/llm/preference-graph';
-import { buildLoraLayout, initLoraParams, type LoraLayout } from '../../../../src-main/engine/llm/lora';
+import { buildLoraLayout, initLoraParams } from '../../../../src-main/engine/llm/lora';
 import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { EngineSession } from '../../../../src-main/engine/backends/onnx/session';
 import { hostTensor, toNumbers } from '../../../../src-main/engine/runtime/tensor';
-import { readModelFixture, relativeError, weightsSha256, type ModelFixture } from './fixture';
+import { packLora as pack, readModelFixture, relativeError, weightsSha256, type ModelFixture } from './fixture';
 
 const DIR = path.resolve(__dirname, '../../../oracle/preference/fixtures');
 const names = readdirSync(DIR).filter((f) => f.endsWith('.fixture')).map((f) => f.slice(0, -8)).sort();
@@ -22,15 +22,6 @@ const names = readdirSync(DIR).filter((f) => f.endsWith('.fixture')).map((f) => 
 let dir: string;
 beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'lathe-pref-parity-')); });
 afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
-
-function pack(fx: ModelFixture, lora: LoraLayout, prefix: 'lora' | 'grad' | 'final'): Float32Array {
-  const p = new Float32Array(lora.size);
-  for (const m of lora.modules) {
-    p.set(fx.f32(`${prefix}_A.${m.module}`), m.aOffset);
-    p.set(fx.f32(`${prefix}_B.${m.module}`), m.bOffset);
-  }
-  return p;
-}
 
 interface Hp { method: 'dpo' | 'orpo'; loss: 'sigmoid' | 'ipo'; beta: number; label_smoothing: number; orpo_lambda: number }
 const lossOf = (hp: Hp): PreferenceLoss => ({ method: hp.method, loss: hp.loss, beta: hp.beta, labelSmoothing: hp.label_smoothing, orpoLambda: hp.orpo_lambda });

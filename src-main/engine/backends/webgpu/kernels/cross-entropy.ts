@@ -31,6 +31,32 @@ export const tree = (v: string, comb: (a: string, b: string) => string) => `sh[l
 /** The target column of row `row`, or V (none) when out of range. */
 export const targetOf = (ldt: string, V: number, row: string) => `select(${V}u, u32(${ldt}(${row})), ${ldt}(${row}) >= 0i && ${ldt}(${row}) < ${V}i)`;
 
+/**
+ * A row's logsumexp by its workgroup (one workgroup a row of `V` values `ld(base + j)`): the max pass, then the
+ * Σ exp(l − max) pass, each a workgroup tree; leaves `let m` (the max) and `let t` (the sum): lse = m + log(t).
+ * Needs `sh` (see tree), `li` and `base`.
+ */
+export const rowLse = (ld: string, V: number) => `var m_a = ${NEG};
+  for (var j = li; j < ${V}u; j = j + ${WG}u) { m_a = max(m_a, ${ld}(base + j)); }
+  ${tree('m', (a, b) => `max(${a}, ${b})`)}
+  var t_a = 0.0;
+  for (var j = li; j < ${V}u; j = j + ${WG}u) { t_a = t_a + exp(${ld}(base + j) - m); }
+  ${tree('t', (a, b) => `${a} + ${b}`)}`;
+
+/**
+ * Dispatches `k` with one WG-thread workgroup per row of N rows of V values: `body` runs with `row`, `base`
+ * (row · V, the row's first value) and `li` (the thread); rows past N return.
+ */
+export function perRowWorkgroups(c: EmitCtx, k: KernelBuilder, N: number, V: number, body: string): void {
+  const { groups, x } = grid(N, 1);
+  c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wid.y * ${x}u + wid.x;
+  if (row >= ${N}u) { return; }
+  let base = row * ${V}u;
+  ${body}
+}`, groups);
+}
+
 /** Vocabulary chunks [start, end) of LinearCrossEntropy's `chunk` attribute (all of V when unset or larger). */
 function chunksOf(c: EmitCtx, V: number): [number, number][] {
   const size = Math.max(1, Math.min(V, num(c.node.attrs, 'chunk') || V));
@@ -58,6 +84,26 @@ function chunkLogits(c: EmitCtx, x: Ref, w: Ref, S: Ref, N: number, C: number, s
   }, narrowStorage(w));
 }
 
+/**
+ * The loss Σ_rows w · (lse − l[t]) in one workgroup (a row whose target is out of range adds nothing): `pick(ld)`
+ * reads the row's target logit (`row`, `col`) from `picked` through its loader `ld`.
+ */
+function lossSum(c: EmitCtx, N: number, V: number, picked: Ref, targets: Ref, weights: Ref, lse: Ref, pick: (ld: string) => string): void {
+  const k = new KernelBuilder('CrossEntropyLoss');
+  const ldp = k.input(picked), ldt = k.input(targets), ldw = k.input(weights), ldlse = k.input(lse);
+  const st = k.output(c.out(0));
+  k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
+  c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(local_invocation_index) li: u32) {
+  var a_a = 0.0;
+  for (var row = li; row < ${N}u; row = row + ${WG}u) {
+    let col = ${targetOf(ldt, V, 'row')};
+    if (col < ${V}u) { a_a = a_a + (${ldlse}(row) - ${pick(ldp)}) * ${ldw}(row); }
+  }
+  ${tree('a', (p, q) => `${p} + ${q}`)}
+  if (li == 0u) { ${st}(0u, a); }
+}`, [1, 1, 1]);
+}
+
 export const CROSS_ENTROPY: Record<string, Emitter> = {
   /**
    * LinearCrossEntropy (graph/ops/fused.ts): per vocabulary chunk, the chunk's logits (one GEMM into a
@@ -81,17 +127,7 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
       const stp = k.output(picked);
       k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
       const lo = k.param(a);
-      const { groups, x } = grid(N, 1);
-      c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wid.y * ${x}u + wid.x;
-  if (row >= ${N}u) { return; }
-  let base = row * ${Vk}u;
-  var m_a = ${NEG};
-  for (var j = li; j < ${Vk}u; j = j + ${WG}u) { m_a = max(m_a, ${lds}(base + j)); }
-  ${tree('m', (p, q) => `max(${p}, ${q})`)}
-  var t_a = 0.0;
-  for (var j = li; j < ${Vk}u; j = j + ${WG}u) { t_a = t_a + exp(${lds}(base + j) - m); }
-  ${tree('t', (p, q) => `${p} + ${q}`)}
+      perRowWorkgroups(c, k, N, Vk, `${rowLse(lds, Vk)}
   if (li == 0u) {
     let chunk = m + log(t);
     ${i === 0 ? `${stl}(row, chunk);` : `let prev = ${ldl}(row);
@@ -99,8 +135,7 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     ${stl}(row, hi + log(exp(prev - hi) + exp(chunk - hi)));`}
     let col = ${targetOf(ldt, V, 'row')};
     if (col >= ${lo} && col < ${lo} + ${Vk}u) { ${stp}(row, ${lds}(base + col - ${lo})); }
-  }
-}`, groups);
+  }`);
     });
     if (!c.used(0)) return;
     if (c.node.attrs.rows) {
@@ -112,19 +147,7 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
   ${st}(i, select(0.0, (${ldlse}(i) - ${ldp}(i)) * ${ldw}(i), col < ${V}u));`);
       return;
     }
-    const k2 = new KernelBuilder('CrossEntropyLoss');
-    const ldp = k2.input(picked), ldt = k2.input(c.in(2)), ldw = k2.input(c.in(3)), ldlse = k2.input(lse);
-    const st = k2.output(c.out(0));
-    k2.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
-    c.dispatch(k2, `${ENTRY}(${WG}) fn main(@builtin(local_invocation_index) li: u32) {
-  var a_a = 0.0;
-  for (var row = li; row < ${N}u; row = row + ${WG}u) {
-    let col = ${targetOf(ldt, V, 'row')};
-    if (col < ${V}u) { a_a = a_a + (${ldlse}(row) - ${ldp}(row)) * ${ldw}(row); }
-  }
-  ${tree('a', (p, q) => `${p} + ${q}`)}
-  if (li == 0u) { ${st}(0u, a); }
-}`, [1, 1, 1]);
+    lossSum(c, N, V, picked, c.in(2), c.in(3), lse, (ldp) => `${ldp}(row)`);
   },
   /**
    * LinearCrossEntropyGrad: per vocabulary chunk, the chunk's logits again (GEMM), turned in place into
@@ -173,34 +196,11 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     const ldl = k.input(c.in(0));
     const stl = k.output(c.out(1));
     k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
-    const { groups, x } = grid(N, 1);
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wid.y * ${x}u + wid.x;
-  if (row >= ${N}u) { return; }
-  let base = row * ${V}u;
-  var m_a = ${NEG};
-  for (var j = li; j < ${V}u; j = j + ${WG}u) { m_a = max(m_a, ${ldl}(base + j)); }
-  ${tree('m', (a, b) => `max(${a}, ${b})`)}
-  var t_a = 0.0;
-  for (var j = li; j < ${V}u; j = j + ${WG}u) { t_a = t_a + exp(${ldl}(base + j) - m); }
-  ${tree('t', (a, b) => `${a} + ${b}`)}
-  if (li == 0u) { ${stl}(row, m + log(t)); }
-}`, groups);
+    perRowWorkgroups(c, k, N, V, `${rowLse(ldl, V)}
+  if (li == 0u) { ${stl}(row, m + log(t)); }`);
     if (!c.used(0)) return;
     // 2. the weighted sum of the rows' losses
-    const k2 = new KernelBuilder('CrossEntropyLoss');
-    const ldl2 = k2.input(c.in(0)), ldt = k2.input(c.in(1)), ldw = k2.input(c.in(2)), ldlse = k2.input(c.out(1));
-    const st = k2.output(c.out(0));
-    k2.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
-    c.dispatch(k2, `${ENTRY}(${WG}) fn main(@builtin(local_invocation_index) li: u32) {
-  var a_a = 0.0;
-  for (var row = li; row < ${N}u; row = row + ${WG}u) {
-    let col = ${targetOf(ldt, V, 'row')};
-    if (col < ${V}u) { a_a = a_a + (${ldlse}(row) - ${ldl2}(row * ${V}u + col)) * ${ldw}(row); }
-  }
-  ${tree('a', (p, q) => `${p} + ${q}`)}
-  if (li == 0u) { ${st}(0u, a); }
-}`, [1, 1, 1]);
+    lossSum(c, N, V, c.in(0), c.in(1), c.in(2), c.out(1), (ldl) => `${ldl}(row * ${V}u + col)`);
   },
   SoftmaxCrossEntropyGrad: (c) => {
     const [N, V] = inShape(c, 0) as [number, number];

@@ -7,9 +7,9 @@
  *            logits in place when the backward is their last reader (as cross-entropy.ts does).
  * Shapes: logits [N, V]; targets, weights, nll, lse, gy [N, 1].
  */
-import { KernelBuilder, grid } from '../wgsl';
-import { ENTRY, dispatchPerElement, inShape, type Emitter } from './context';
-import { NEG, WG, targetOf as target, tree as reduceTo } from './cross-entropy';
+import { KernelBuilder } from '../wgsl';
+import { dispatchPerElement, inShape, type Emitter } from './context';
+import { WG, perRowWorkgroups, rowLse, targetOf as target } from './cross-entropy';
 
 export const LOGPROB: Record<string, Emitter> = {
   SoftmaxCrossEntropyRows: (c) => {
@@ -18,24 +18,13 @@ export const LOGPROB: Record<string, Emitter> = {
     const ldl = k.input(c.in(0)), ldt = k.input(c.in(1)), ldw = k.input(c.in(2));
     const stn = k.output(c.out(0)), stl = k.output(c.out(1));
     k.decl(`var<workgroup> sh: array<f32, ${WG}>;`);
-    const { groups, x } = grid(N, 1);
-    c.dispatch(k, `${ENTRY}(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wid.y * ${x}u + wid.x;
-  if (row >= ${N}u) { return; }
-  let base = row * ${V}u;
-  var m_a = ${NEG};
-  for (var j = li; j < ${V}u; j = j + ${WG}u) { m_a = max(m_a, ${ldl}(base + j)); }
-  ${reduceTo('m', (a, b) => `max(${a}, ${b})`)}
-  var t_a = 0.0;
-  for (var j = li; j < ${V}u; j = j + ${WG}u) { t_a = t_a + exp(${ldl}(base + j) - m); }
-  ${reduceTo('t', (a, b) => `${a} + ${b}`)}
+    perRowWorkgroups(c, k, N, V, `${rowLse(ldl, V)}
   if (li == 0u) {
     let lse = m + log(t);
     let col = ${target(ldt, V, 'row')};
     ${stl}(row, lse);
     ${stn}(row, select(0.0, (lse - ${ldl}(base + min(col, ${V - 1}u))) * ${ldw}(row), col < ${V}u));
-  }
-}`, groups);
+  }`);
   },
   SoftmaxCrossEntropyRowsGrad: (c) => {
     const [N, V] = inShape(c, 0) as [number, number];

@@ -6,31 +6,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { openModel } from '../../../../../src-main/engine/models';
-import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
+import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
-import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { Program } from '../../../../../src-main/engine/backends/onnx';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import type { ModelWeights } from '../../../../../src-main/engine/safetensors';
-import { train } from '../../../../../src-main/engine/train/trainer';
 import { REAL_SHAPES } from '../../../../bench/webgpu';
 import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
 import { tempDir } from '../../../../helpers/services';
-import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel, rel2 } from '../../../../helpers/numeric';
+import { formatErrors, loraStart, loraStepFixture, runSteps, shortRun, stepErrors, stepFeeds, stepMetricErrors, stepState, trainSteps } from '../../../../helpers/lora-step';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
-const num = (t: HostTensor): number => Number(t.data[0]);
-
-interface Runner {
-  init(v: Record<string, HostTensor>): Promise<void>;
-  step(f: Record<string, HostTensor>): Promise<Record<string, HostTensor>>;
-  read(n: string[]): Promise<Record<string, HostTensor>>;
-  dispose(): Promise<void>;
-}
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -38,42 +27,15 @@ afterAll(() => closeGpu());
 describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
   for (const arch of ['llama', 'qwen2']) {
     it(`${arch}: loss, gradients and 3 AdamW steps agree with the CPU EP's f16 graph`, async () => {
-      const dir = path.join(tempDir('lathe-gpu-f16-'), arch);
-      await createTinyModel(arch, dir, { seed: 1, dtype: 'f16' });
-      const { config, layout, weights } = await openModel(dir);
-      const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
-      const B = 2, T = 8, N = B * T, P = lora.size;
+      const { dir, config, layout, weights, lora } = await loraStepFixture(arch, { prefix: 'lathe-gpu-f16-', dtype: 'f16' });
+      const B = 2, T = 8;
       const src = openWeightSource(weights, { compute: 'float16' });
       const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
       const tgGpu = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true }, optim);
       expect(tgGpu.graph.nodes.some((n) => n.op === 'FlashAttention' && n.inputs[0]!.dtype === 'float16')).toBe(true);
-      const p0 = initLoraParams(lora, 3);
-      for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
-      const z = () => hostTensor('float32', [P], new Float32Array(P));
-      const init = { params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() };
-      const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
-      for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
-      for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
-      mask[3] = 0;
-      const feeds = (s: number, apply: boolean) => ({
-        ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
-        apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / (N - 1)])),
-        adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
-      });
-      const run = async (p: Runner) => {
-        await p.init(init);
-        const first = num((await p.step(feeds(1, false))).loss_sum!);
-        const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
-        const losses: number[] = [], norms: number[] = [];
-        for (let s = 1; s <= 3; s++) {
-          const o = await p.step(feeds(s, true));
-          losses.push(num(o.loss_sum!));
-          norms.push(num(o.grad_norm!));
-        }
-        const params = (await p.read(['params'])).params!.data as Float32Array;
-        await p.dispose();
-        return { first, grad, losses, norms, update: params.map((x, i) => x - p0[i]!) };
-      };
+      const init = stepState(loraStart(lora));
+      const feeds = stepFeeds(B, T, optim, { masked: [3] });
+      const run = (p: Program | GpuProgram) => runSteps(p, init, feeds);
       const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }));
       const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
       const info = gpu.info;
@@ -84,12 +46,8 @@ describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
       expect(Array.from(emu.grad)).toEqual(Array.from(got.grad));
       expect(emu.losses).toEqual(got.losses);
       await weights.close();
-      const e = {
-        loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad), grad2: rel2(got.grad, want.grad),
-        losses: rel(got.losses, want.losses), norms: rel(got.norms, want.norms), update: rel2(got.update, want.update),
-      };
-      console.log(`${arch} f16 compute: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; `
-        + Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', '));
+      const e = { ...stepErrors(got, want), grad2: rel2(got.grad, want.grad) };
+      console.log(`${arch} f16 compute: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; ${formatErrors(e)}`);
       // the two round in different places: the GPU stores every f16 activation as f16 and keeps f32 inside its fused
       // kernels; the CPU EP has f16 kernels for few ops (onnxruntime casts around the rest and drops cast pairs, so
       // much of its "f16" graph runs in f32). They agree to f16 precision, not bit for bit: measured loss ≤ 3e-5,
@@ -137,19 +95,15 @@ describe('f16 compute: activation bytes and the trainer', () => {
   it('trains 3 steps with compute float16 on the GPU backend, close to the f32 run', async () => {
     const model = await tinyModel('llama');
     const dataset = await tinyDataset(model);
-    const base = { model, dataset, batchSize: 2, gradAccum: 2, evalEvery: 0, checkpointEvery: 10, maxSteps: 3, optim: { lr: 5e-3 }, schedule: { warmupSteps: 1 }, ep: 'gpu' };
-    const metrics: Record<string, Record<string, number>[]> = { f32: [], f16: [] };
+    const base = { ...shortRun(model, dataset, 3), ep: 'gpu' };
     const logs: string[] = [];
-    await train({ ...base, out: path.join(tempDir(), 'f32') }, { onMetric: (m) => metrics.f32!.push(m as Record<string, number>) });
-    const r = await train({ ...base, compute: 'float16', out: path.join(tempDir(), 'f16') }, { onMetric: (m) => metrics.f16!.push(m as Record<string, number>), onLog: (_level, m) => logs.push(m) });
-    expect(r.ep).toBe('gpu');
+    const f32 = await trainSteps({ ...base, out: path.join(tempDir(), 'f32') });
+    const f16 = await trainSteps({ ...base, compute: 'float16', out: path.join(tempDir(), 'f16') }, { onLog: (_level, m) => logs.push(m) });
+    expect(f16.result.ep).toBe('gpu');
     expect(logs.some((l) => /^GPU backend: \d+ dispatches/.test(l))).toBe(true);
-    const steps = (k: string) => metrics[k]!.filter((m) => typeof m.loss === 'number');
-    expect(steps('f16').length).toBe(3);
-    steps('f32').forEach((c, i) => {
-      const h = steps('f16')[i]!;
-      expect(Math.abs(h.loss! - c.loss!) / c.loss!).toBeLessThan(1e-2);
-      expect(Math.abs(h.gradNorm! - c.gradNorm!) / c.gradNorm!).toBeLessThan(5e-2);
-    });
+    expect(f16.steps.length).toBe(3);
+    const d = stepMetricErrors(f16.steps, f32.steps);
+    expect(d.loss).toBeLessThan(1e-2);
+    expect(d.gradNorm).toBeLessThan(5e-2);
   }, 600_000);
 });

@@ -5,22 +5,17 @@
  * of tiny llama against the CPU EP (loss, gradients, three AdamW steps).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
 import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
 import { gradients } from '../../../../../src-main/engine/autodiff/grad';
 import { lowerGraph } from '../../../../../src-main/engine/backends/onnx/lower';
 import { runModel } from '../../../../../src-main/engine/backends/onnx/session';
-import { Program, hostTensor, toNumbers, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { Program, hostTensor, toNumbers } from '../../../../../src-main/engine/backends/onnx';
 import { quantizeNf4 } from '../../../../../src-main/engine/quant/nf4';
 import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
-import { openModel } from '../../../../../src-main/engine/models';
-import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
-import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
-import { tempDir } from '../../../../helpers/services';
 import { rel, uniform as randn } from '../../../../helpers/numeric';
+import { formatErrors, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -64,40 +59,19 @@ describe('Nf4Gemm on the GPU backend vs the CPU EP', () => {
 describe('QLoRA train step: GPU backend vs CPU EP', () => {
   it('tiny llama (NF4 base weights): loss, gradients and 3 AdamW steps agree', async () => {
     const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
-    const dir = path.join(tempDir('lathe-gpu-nf4-'), 'llama');
-    await createTinyModel('llama', dir, { seed: 1 });
-    const { config, layout, weights } = await openModel(dir);
-    const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
-    const B = 1, T = 8, N = B * T, P = lora.size;
+    const { dir, config, layout, weights, lora } = await loraStepFixture('llama', { prefix: 'lathe-gpu-nf4-' });
+    const B = 1, T = 8;
     const tg = await buildTrainGraph(config, layout, { weights, dir, quantize: 'nf4' }, lora, { batch: B, seqLen: T }, optim);
-    const p0 = initLoraParams(lora, 3);
-    for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
-    const z = () => hostTensor('float32', [P], new Float32Array(P));
-    const init = { params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() };
-    const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
-    for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
-    for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
-    const feeds = (s: number, apply: boolean) => ({
-      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
-      apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / N])),
-      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
-    });
-    const run = async (p: { init(v: Record<string, HostTensor>): Promise<void>; step(f: Record<string, HostTensor>): Promise<Record<string, HostTensor>>; read(n: string[]): Promise<Record<string, HostTensor>>; dispose(): Promise<void> }) => {
-      await p.init(init);
-      const first = Number((await p.step(feeds(1, false))).loss_sum!.data[0]);
-      const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
-      const losses: number[] = [];
-      for (let s = 1; s <= 3; s++) losses.push(Number((await p.step(feeds(s, true))).loss_sum!.data[0]));
-      await p.dispose();
-      return { first, grad, losses };
-    };
+    const init = stepState(loraStart(lora));
+    const feeds = stepFeeds(B, T, optim);
+    const run = (p: Program | GpuProgram) => runSteps(p, init, feeds);
     const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: dir }));
     const gpu = await GpuProgram.create({ graph: tg.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
     expect(gpu.info.byKernel.Nf4Gemm).toBeGreaterThan(0);
     const got = await run(gpu);
     await weights.close();
     const e = { loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad), losses: rel(got.losses, want.losses) };
-    console.log(`QLoRA llama: ${gpu.info.dispatches} dispatches (${gpu.info.byKernel.Nf4Gemm} Nf4Gemm); ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}`);
+    console.log(`QLoRA llama: ${gpu.info.dispatches} dispatches (${gpu.info.byKernel.Nf4Gemm} Nf4Gemm); ${formatErrors(e)}`);
     expect(e.loss).toBeLessThan(1e-5);
     expect(e.grad).toBeLessThan(1e-5);
     expect(e.losses).toBeLessThan(1e-5);

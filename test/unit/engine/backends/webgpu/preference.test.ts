@@ -6,31 +6,18 @@
  * metrics the trainer reports, every LoRA gradient, then three AdamW steps (f32, relative 1e-5).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
-import { openModel } from '../../../../../src-main/engine/models';
-import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
 import { buildPreferenceTrainGraph, type PreferenceLoss } from '../../../../../src-main/engine/llm/preference-graph';
 import { RewardStats, type PairBatch } from '../../../../../src-main/engine/train/preference';
-import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { Program, hostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { GpuProgram, closeGpu, openGpu } from '../../../../../src-main/engine/backends/webgpu';
-import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
-import { tempDir } from '../../../../helpers/services';
-import { rel, rel2 } from '../../../../helpers/numeric';
+import { rel } from '../../../../helpers/numeric';
+import { formatErrors, loraStart, loraStepFixture, runSteps, stepErrors, stepState } from '../../../../helpers/lora-step';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 const DPO: PreferenceLoss = { method: 'dpo', beta: 0.5, loss: 'sigmoid', labelSmoothing: 0.1, orpoLambda: 0 };
 const ORPO: PreferenceLoss = { method: 'orpo', beta: 0, loss: 'sigmoid', labelSmoothing: 0, orpoLambda: 0.5 };
-
-const num = (t: HostTensor): number => Number(t.data[0]);
-
-interface Runner {
-  init(v: Record<string, HostTensor>): Promise<void>;
-  step(f: Record<string, HostTensor>): Promise<Record<string, HostTensor>>;
-  read(n: string[]): Promise<Record<string, HostTensor>>;
-  dispose(): Promise<void>;
-}
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -45,11 +32,8 @@ describe('preference step (DPO, ORPO): GPU backend vs CPU EP (f32)', () => {
   ];
   for (const { arch, loss, recompute, bf16 } of cases) {
     it(`${arch} ${loss.method.toUpperCase()}${recompute ? ' (recompute)' : ''}${bf16 ? ' (bf16 weights)' : ''}: loss, log-probs, rewards, gradients and 3 AdamW steps agree`, async () => {
-      const dir = path.join(tempDir('lathe-gpu-pref-'), arch);
-      await createTinyModel(arch, dir, { seed: 1, ...(bf16 ? { dtype: 'bf16' as const } : {}) });
-      const { config, layout, weights } = await openModel(dir);
-      const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
-      const Pp = 2, R = 2 * Pp, T = 8, N = R * T, P = lora.size;
+      const { dir, config, layout, weights, lora } = await loraStepFixture(arch, { prefix: 'lathe-gpu-pref-', ...(bf16 ? { dtype: 'bf16' as const } : {}) });
+      const Pp = 2, R = 2 * Pp, T = 8, N = R * T;
       const src = openWeightSource(weights);
       const shape = { pairs: Pp, seqLen: T, recompute };
       const tg = await buildPreferenceTrainGraph(config, layout, src, lora, shape, loss, optim);
@@ -59,10 +43,7 @@ describe('preference step (DPO, ORPO): GPU backend vs CPU EP (f32)', () => {
       expect(ops.has('LinearCrossEntropy') && ops.has('LinearCrossEntropyGrad') && ops.has('FlashAttention')).toBe(true);
       expect(ops.has('SoftmaxCrossEntropyRows')).toBe(false);
       expect(ops.has('ReduceLogSumExp')).toBe(false);
-      const p0 = initLoraParams(lora, 3);
-      for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
-      const z = () => hostTensor('float32', [P], new Float32Array(P));
-      const init = { params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() };
+      const init = stepState(loraStart(lora));
       // pair p: rows p (chosen) and Pp + p (rejected) share a 3-token prompt; the completions differ;
       // positions 0..2 predict prompt tokens (mask 0), the rest completion tokens
       const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N), tokens = new Float32Array(R);
@@ -82,22 +63,13 @@ describe('preference step (DPO, ORPO): GPU backend vs CPU EP (f32)', () => {
         adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
         ...(recompute ? { recompute_one: hostTensor('float32', [], [1]) } : {}),
       });
-      const run = async (p: Runner) => {
-        await p.init(init);
-        const o = await p.step(feeds(1, false));
+      const run = async (p: Program | GpuProgram) => {
+        const r = await runSteps(p, init, feeds);
+        const o = r.out;
         const logps = Array.from(o.logps!.data as Float32Array), ref = o.ref_logps ? Array.from(o.ref_logps.data as Float32Array) : null;
         const stats = new RewardStats(loss);
         stats.add(batch, logps, ref);
-        const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
-        const losses: number[] = [], norms: number[] = [];
-        for (let s = 1; s <= 3; s++) {
-          const so = await p.step(feeds(s, true));
-          losses.push(num(so.loss_sum!));
-          norms.push(num(so.grad_norm!));
-        }
-        const params = (await p.read(['params'])).params!.data as Float32Array;
-        await p.dispose();
-        return { first: num(o.loss_sum!), logps, ref, metrics: stats.result(), grad, losses, norms, update: params.map((x, i) => x - p0[i]!) };
+        return { ...r, logps, ref, metrics: stats.result() };
       };
       const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }));
       const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tgGpu.state, fetch: tgGpu.fetch }, { externalDataDir: dir });
@@ -106,12 +78,10 @@ describe('preference step (DPO, ORPO): GPU backend vs CPU EP (f32)', () => {
       await weights.close();
       const mk = Object.keys(want.metrics);
       const e = {
-        loss: Math.abs(got.first - want.first) / Math.abs(want.first), logps: rel(got.logps, want.logps), ref: want.ref ? rel(got.ref!, want.ref) : 0,
-        metrics: rel(mk.map((k) => got.metrics[k]!), mk.map((k) => want.metrics[k]!)), grad: rel(got.grad, want.grad),
-        losses: rel(got.losses, want.losses), norms: rel(got.norms, want.norms), update: rel2(got.update, want.update),
+        ...stepErrors(got, want), logps: rel(got.logps, want.logps), ref: want.ref ? rel(got.ref!, want.ref) : 0,
+        metrics: rel(mk.map((k) => got.metrics[k]!), mk.map((k) => want.metrics[k]!)),
       };
-      console.log(`${arch} ${loss.method}${recompute ? ' recompute' : ''}: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; `
-        + Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', '));
+      console.log(`${arch} ${loss.method}${recompute ? ' recompute' : ''}: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; ${formatErrors(e)}`);
       expect(want.grad.some((x) => x !== 0)).toBe(true);
       expect(e.loss).toBeLessThan(1e-5);
       expect(e.logps).toBeLessThan(1e-5);

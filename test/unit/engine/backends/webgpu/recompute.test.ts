@@ -5,20 +5,16 @@
  * only the block inputs and one block's working set are live in the backward).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
-import { openModel, parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
-import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
+import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
+import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
-import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { Program, hostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
-import { tempDir } from '../../../../helpers/services';
-import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
-import { train } from '../../../../../src-main/engine/train/trainer';
 import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
+import { loraStart, loraStepFixture, runSteps, shortRun, stepFeeds, stepMetricErrors, stepState, trainCpuAndGpu } from '../../../../helpers/lora-step';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -28,39 +24,20 @@ afterAll(() => closeGpu());
 describe('GPU backend: activation recomputation', () => {
   for (const arch of ['llama', 'qwen2']) {
     it(`${arch}: the recomputed fused step gives the CPU EP's loss and gradients (1e-5)`, async () => {
-      const dir = path.join(tempDir('lathe-gpu-rc-'), arch);
-      await createTinyModel(arch, dir, { seed: 1 });
-      const { config, layout, weights } = await openModel(dir);
-      const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
-      const B = 2, T = 8, N = B * T, P = lora.size;
+      const { dir, config, layout, weights, lora } = await loraStepFixture(arch, { prefix: 'lathe-gpu-rc-' });
+      const B = 2, T = 8;
       const src = openWeightSource(weights);
       const cpu = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
       const gpuGraph = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true, recompute: true }, optim);
       expect(gpuGraph.graph.inputs.some((v) => v.name === 'recompute_one')).toBe(true);
-      const p0 = initLoraParams(lora, 3);
-      for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
-      const z = () => hostTensor('float32', [P], new Float32Array(P));
-      const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
-      for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 5) % 40) + 3);
-      for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
-      mask[2] = 0;
-      const feeds: Record<string, HostTensor> = {
-        ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
-        apply: hostTensor('bool', [], new Uint8Array([0])), invCount: hostTensor('float32', [], new Float32Array([1 / (N - 1)])),
-        adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, 1))),
-      };
-      const run = async (p: Program | GpuProgram, extra: Record<string, HostTensor>) => {
-        await p.init({ params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() });
-        const loss = Number((await p.step({ ...feeds, ...extra })).loss_sum!.data[0]);
-        const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
-        await p.dispose();
-        return { loss, grad };
-      };
-      const want = await run(await Program.create({ model: cpu.model, state: cpu.state, fetch: cpu.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }), {});
-      const got = await run(await GpuProgram.create({ graph: gpuGraph.graph, state: gpuGraph.state, fetch: gpuGraph.fetch }, { externalDataDir: dir }),
-        { recompute_one: hostTensor('float32', [], new Float32Array([1])) });
+      const init = stepState(loraStart(lora));
+      // one accumulate-only micro-batch: its loss and gradient
+      const feeds = (extra = {}) => stepFeeds(B, T, optim, { idStep: 5, masked: [2], extra });
+      const want = await runSteps(await Program.create({ model: cpu.model, state: cpu.state, fetch: cpu.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }), init, feeds(), 0);
+      const got = await runSteps(await GpuProgram.create({ graph: gpuGraph.graph, state: gpuGraph.state, fetch: gpuGraph.fetch }, { externalDataDir: dir }), init,
+        feeds({ recompute_one: hostTensor('float32', [], new Float32Array([1])) }), 0);
       await weights.close();
-      expect(Math.abs(got.loss - want.loss) / Math.abs(want.loss)).toBeLessThan(1e-5);
+      expect(Math.abs(got.first - want.first) / Math.abs(want.first)).toBeLessThan(1e-5);
       expect(rel(got.grad, want.grad)).toBeLessThan(1e-5);
     }, 300_000);
   }
@@ -68,18 +45,12 @@ describe('GPU backend: activation recomputation', () => {
   it('trainer: `recompute` on the GPU backend trains 2 steps with the CPU EP\'s losses and grad norms', async () => {
     const model = await tinyModel('llama');
     const dataset = await tinyDataset(model);
-    const base = { model, dataset, batchSize: 2, gradAccum: 2, evalEvery: 0, checkpointEvery: 10, maxSteps: 2, optim: { lr: 5e-3 }, schedule: { warmupSteps: 1 } };
-    const metrics: Record<string, Record<string, number>[]> = { cpu: [], gpu: [] };
-    await train({ ...base, out: path.join(tempDir(), 'cpu'), ep: 'cpu' }, { onMetric: (m) => metrics.cpu!.push(m as Record<string, number>) });
-    const gpu = await train({ ...base, out: path.join(tempDir(), 'gpu'), ep: 'gpu', recompute: true }, { onMetric: (m) => metrics.gpu!.push(m as Record<string, number>) });
-    expect(gpu.ep).toBe('gpu');
-    const steps = (k: string) => metrics[k]!.filter((m) => typeof m.loss === 'number');
-    expect(steps('gpu').length).toBe(2);
-    steps('cpu').forEach((c, i) => {
-      const g = steps('gpu')[i]!;
-      expect(Math.abs(g.loss! - c.loss!) / c.loss!).toBeLessThan(1e-5);
-      expect(Math.abs(g.gradNorm! - c.gradNorm!) / c.gradNorm!).toBeLessThan(1e-4);
-    });
+    const { cpu, gpu } = await trainCpuAndGpu(shortRun(model, dataset, 2), { recompute: true });
+    expect(gpu.result.ep).toBe('gpu');
+    expect(gpu.steps.length).toBe(2);
+    const d = stepMetricErrors(gpu.steps, cpu.steps);
+    expect(d.loss).toBeLessThan(1e-5);
+    expect(d.gradNorm).toBeLessThan(1e-4);
   }, 600_000);
 
   it('plan (no device): SmolLM2-135M shape at B1×T512 keeps a fraction of the activations with recompute on', async () => {

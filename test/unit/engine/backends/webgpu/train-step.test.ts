@@ -4,28 +4,15 @@
  * three AdamW steps' losses, grad norms and the parameters they leave (f32, relative 1e-5).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openModel } from '../../../../../src-main/engine/models';
-import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
-import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { Program, hostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { GpuProgram, closeGpu, openGpu } from '../../../../../src-main/engine/backends/webgpu';
-import path from 'node:path';
-import { tempDir } from '../../../../helpers/services';
-import { TINY_ARCHS, createTinyModel } from '../../../../../src-main/engine/models/tiny';
+import { TINY_ARCHS } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
-import { rel, rel2 } from '../../../../helpers/numeric';
+import { rel } from '../../../../helpers/numeric';
+import { formatErrors, loraStart, loraStepFixture, runSteps, stepErrors, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
-
-const num = (t: HostTensor): number => Number(t.data[0]);
-
-interface Runner {
-  init(v: Record<string, HostTensor>): Promise<void>;
-  step(f: Record<string, HostTensor>): Promise<Record<string, HostTensor>>;
-  read(n: string[]): Promise<Record<string, HostTensor>>;
-  dispose(): Promise<void>;
-}
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -38,61 +25,29 @@ describe('LoRA train step: GPU backend vs CPU EP (f32)', () => {
     { arch: 'qwen2', dtype: 'f16' as const, packed: false }, { arch: 'qwen2', dtype: 'f32' as const, packed: true }];
   for (const { arch, dtype, packed } of cases) {
     it(`${arch} (${dtype} weights${packed ? ', packed samples' : ''}): loss, gradients and 3 AdamW steps agree`, async () => {
-      const dir = path.join(tempDir('lathe-gpu-'), arch);
-      await createTinyModel(arch, dir, { seed: 1, dtype });
-      const { config, layout, weights } = await openModel(dir);
-      const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
-      const B = 2, T = 8, N = B * T, P = lora.size;
+      const { dir, config, layout, weights, lora } = await loraStepFixture(arch, { dtype });
+      const B = 2, T = 8;
       const src = openWeightSource(weights); // the CPU EP reads bf16 weights as f32 conversions from the (test) weight cache
       const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, packed }, optim);
       // the GPU's graph references bf16 weights in the file (the CPU EP's reads f32 conversions: same values)
       const tgGpu = await buildTrainGraph(config, layout, dtype === 'bf16' ? { weights, dir, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, fused: true }, optim);
       expect(tgGpu.graph.nodes.some((n) => n.op === 'LinearCrossEntropy')).toBe(true);
-      const p0 = initLoraParams(lora, 3);
-      // non-zero B too, so every gradient path carries signal
-      for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
-      const z = () => hostTensor('float32', [P], new Float32Array(P));
-      const init = { params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() };
-      const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
-      for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
-      for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
-      mask[3] = 0;
-      const feeds = (s: number, apply: boolean) => ({
-        ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
-        apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / (N - 1)])),
-        adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
-        ...(packed ? {
-          segments: hostTensor('float32', [B, T], Float32Array.from([1, 1, 1, 2, 2, 2, 2, 0, 1, 1, 1, 1, 1, 2, 2, 2])),
-          positions: hostTensor('int64', [B, T], BigInt64Array.from([0, 1, 2, 0, 1, 2, 3, 0, 0, 1, 2, 3, 4, 0, 1, 2].map(BigInt))),
-        } : {}),
-      });
+      const init = stepState(loraStart(lora));
+      // `packed`: two samples per row, segment ids and restarting positions
+      const feeds = stepFeeds(B, T, optim, { masked: [3], extra: packed ? {
+        segments: hostTensor('float32', [B, T], Float32Array.from([1, 1, 1, 2, 2, 2, 2, 0, 1, 1, 1, 1, 1, 2, 2, 2])),
+        positions: hostTensor('int64', [B, T], BigInt64Array.from([0, 1, 2, 0, 1, 2, 3, 0, 0, 1, 2, 3, 4, 0, 1, 2].map(BigInt))),
+      } : {} });
       /** One accumulate-only micro-batch (loss, Σ-loss gradient in gacc), then three optimizer steps. */
-      const run = async (p: Runner) => {
-        await p.init(init);
-        const first = num((await p.step(feeds(1, false))).loss_sum!);
-        const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
-        const losses: number[] = [], norms: number[] = [];
-        for (let s = 1; s <= 3; s++) {
-          const o = await p.step(feeds(s, true));
-          losses.push(num(o.loss_sum!));
-          norms.push(num(o.grad_norm!));
-        }
-        const params = (await p.read(['params'])).params!.data as Float32Array;
-        await p.dispose();
-        return { first, grad, losses, norms, update: params.map((x, i) => x - p0[i]!) };
-      };
+      const run = (p: Program | GpuProgram) => runSteps(p, init, feeds);
       // one at a time: onnxruntime's spinning threads would starve lavapipe's
       const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }));
       const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
       const info = gpu.info;
       const got = await run(gpu);
       await weights.close();
-      const e = {
-        loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad),
-        losses: rel(got.losses, want.losses), norms: rel(got.norms, want.norms), update: rel2(got.update, want.update),
-      };
-      console.log(`${arch} ${dtype}: ${info.dispatches} dispatches for ${tg.nodes.total} ONNX nodes, ${info.pipelines} pipelines, GPU bytes ${JSON.stringify(info.bytes)}; `
-        + Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', '));
+      const e = stepErrors(got, want);
+      console.log(`${arch} ${dtype}: ${info.dispatches} dispatches for ${tg.nodes.total} ONNX nodes, ${info.pipelines} pipelines, GPU bytes ${JSON.stringify(info.bytes)}; ${formatErrors(e)}`);
       expect(e.loss).toBeLessThan(1e-5);
       expect(e.grad).toBeLessThan(1e-5);
       expect(e.losses).toBeLessThan(1e-5);
