@@ -8,7 +8,7 @@ const chatModule = () => import('../../engine/generate/chat');
 import type { GenerateResult } from '../../engine/generate/generator';
 import type { ChatMessage } from '../../templates';
 import { UserError } from '../../util/progress';
-import { closingGpu, inferEpFlag } from '../gpu';
+import { closingGpu, resolveEpFlag } from '../gpu';
 
 function required(ctx: CliContext, name: string): string {
   const v = flagString(ctx.flags, name);
@@ -16,11 +16,9 @@ function required(ctx: CliContext, name: string): string {
   return v;
 }
 
-const epFlag = inferEpFlag;
-
 /** Sampling and stopping flags shared by generate and chat. */
-function generationFlags(ctx: CliContext): ChatOptions {
-  const o: ChatOptions = { ep: epFlag(ctx), signal: ctx.signal };
+async function generationFlags(ctx: CliContext): Promise<ChatOptions> {
+  const o: ChatOptions = { ep: await resolveEpFlag(ctx), signal: ctx.signal };
   const num = (n: string) => flagNumber(ctx.flags, n);
   const set = <K extends keyof ChatOptions>(k: K, v: ChatOptions[K] | undefined) => { if (v !== undefined) o[k] = v; };
   set('maxTokens', num('max-tokens'));
@@ -56,7 +54,7 @@ export const commands: CliCommand[] = [
     run: async (ctx) => closingGpu(ctx, async () => {
       const prompt = flagString(ctx.flags, 'prompt') ?? ctx.args.join(' ');
       if (!prompt) throw new UserError('cli.missing', 'Missing --prompt.', 'Give the text to continue, e.g. --prompt "Once upon a time".');
-      const o = generationFlags(ctx);
+      const o = await generationFlags(ctx);
       if (!ctx.json) process.stdout.write(prompt);
       const r = await (await chatModule()).completeText(required(ctx, 'model'), prompt, { ...o, onToken: ctx.json ? undefined : (ev) => process.stdout.write(ev.text) });
       if (!ctx.json) { ctx.out(''); ctx.err(summary(r)); }
@@ -90,7 +88,7 @@ export const commands: CliCommand[] = [
         if (!ctx.json) { ctx.out(''); ctx.err(`${r.tokens} tokens in ${r.seconds.toFixed(2)} s (llama.cpp, ${r.backend})`); }
         return r;
       }
-      const o = generationFlags(ctx);
+      const o = await generationFlags(ctx);
       const template = flagString(ctx.flags, 'template');
       if (template) o.template = template;
       const model = required(ctx, 'model');
@@ -123,7 +121,7 @@ export const commands: CliCommand[] = [
         run: required(ctx, 'run'), checkpoint: flagString(ctx.flags, 'checkpoint'), general: flagString(ctx.flags, 'general'),
         sftEval: flagString(ctx.flags, 'eval-set'), prompts: prompts.length ? prompts : undefined,
         maxTokens: flagNumber(ctx.flags, 'max-tokens'), maxExamples: flagNumber(ctx.flags, 'max-examples'), maxBlocks: flagNumber(ctx.flags, 'max-blocks'),
-        ep: epFlag(ctx), signal: ctx.signal, onProgress: ctx.json ? undefined : (p) => { if (p.stage) ctx.err(p.stage); },
+        ep: await resolveEpFlag(ctx), signal: ctx.signal, onProgress: ctx.json ? undefined : (p) => { if (p.stage) ctx.err(p.stage); },
       });
       if (!ctx.json) ctx.out((await import('../../eval/report')).reportMarkdown(r));
       return r;

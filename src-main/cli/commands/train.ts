@@ -9,11 +9,10 @@ import { cliWork, requireFlag } from '../work';
 import type { TrainConfigInput } from '../../engine/train/config';
 import type { TrainSummary } from '../../engine/train/trainer';
 import { UserError } from '../../util/progress';
-import { closingGpu, inferEpFlag } from '../gpu';
+import { closingGpu, resolveEpFlag } from '../gpu';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-const epFlag = inferEpFlag;
 
 /** Flags -> TrainConfig input (a --config JSON file is the base; flags override). */
 export function trainConfigFromFlags(ctx: CliContext): TrainConfigInput {
@@ -97,7 +96,7 @@ export const commands: CliCommand[] = [
         return report.run(ctx);
       }
       const r = await closingGpu(ctx, async () => (await import('../../engine/train/infer')).evaluatePerplexity(requireFlag(ctx, 'model'), requireFlag(ctx, 'data'), {
-        checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx), maxBlocks: flagNumber(ctx.flags, 'max-blocks'), signal: ctx.signal,
+        checkpoint: flagString(ctx.flags, 'adapter'), ep: await resolveEpFlag(ctx), maxBlocks: flagNumber(ctx.flags, 'max-blocks'), signal: ctx.signal,
       }));
       if (!ctx.json) for (const [k, v] of Object.entries(r.splits)) ctx.out(`${k.padEnd(12)} loss ${v.loss.toFixed(4)}  perplexity ${v.ppl.toFixed(3)}  (${v.tokens} tokens)`);
       return r;
@@ -109,7 +108,7 @@ export const commands: CliCommand[] = [
     usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda|gpu]',
     run: async (ctx) => {
       const ids = requireFlag(ctx, 'ids').split(',').map((s) => Number(s.trim()));
-      const r = await closingGpu(ctx, async () => (await import('../../engine/train/infer')).computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: epFlag(ctx) }));
+      const r = await closingGpu(ctx, async () => (await import('../../engine/train/infer')).computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: await resolveEpFlag(ctx) }));
       ctx.out(JSON.stringify(r));
       return undefined;
     },
@@ -142,8 +141,8 @@ export const commands: CliCommand[] = [
         ep: (flagString(ctx.flags, 'ep') as TrainConfigInput['ep']) ?? 'auto',
       };
       const { completeText } = await import('../../engine/generate/chat');
-      // samples on the device asked for (`gpu`: Lathe's GPU backend; automatic: the CPU EP)
-      const sample = { greedy: true, maxTokens: 32, ep: params.ep === 'auto' ? undefined : params.ep, signal: ctx.signal };
+      // samples on the device asked for (automatic: the GPU backend where a hardware adapter exists, else the CPU EP)
+      const sample = { greedy: true, maxTokens: 32, ep: await resolveEpFlag(ctx), signal: ctx.signal };
       const before = await closingGpu(ctx, () => completeText(model, DEMO_PROMPT, sample));
       ctx.err(`Sample before training: "${DEMO_PROMPT}" → "${before.text}"`);
       const s = (await runJobFromCli({ kind: 'train', params: params as never }, ctx)) as TrainSummary;
