@@ -104,6 +104,23 @@ function lossSum(c: EmitCtx, N: number, V: number, picked: Ref, targets: Ref, we
 }`, [1, 1, 1]);
 }
 
+/**
+ * The gradient of the logits [N, V] (inputs: logits, targets, weights, lse, gy), one thread per logit:
+ * dl = gy · w · (exp(l − lse) − [col = t]) (0 for an ignored target), gy read at `gyAt` ('0u': the scalar
+ * loss's, 'row': a per-row nll's); over the logits in place when `inPlace` (the backward is their last reader).
+ */
+export function logitsGrad(c: EmitCtx, name: string, N: number, V: number, inPlace: boolean, gyAt: string): void {
+  const k = new KernelBuilder(name);
+  if (inPlace) c.view(0, c.in(0));
+  const [ldl, st] = inPlace ? k.inout(c.in(0)) : [k.input(c.in(0)), k.output(c.out(0))];
+  const ldt = k.input(c.in(1)), ldw = k.input(c.in(2)), ldlse = k.input(c.in(3)), ldg = k.input(c.in(4));
+  dispatchPerElement(c, k, N * V, `  let row = i / ${V}u;
+  let col = i % ${V}u;
+  let t = ${targetOf(ldt, V, 'row')};
+  let wg = select(0.0, ${ldw}(row) * ${ldg}(${gyAt}), t < ${V}u);
+  ${st}(i, wg * (exp(${ldl}(i) - ${ldlse}(row)) - select(0.0, 1.0, col == t)));`);
+}
+
 export const CROSS_ENTROPY: Record<string, Emitter> = {
   /**
    * LinearCrossEntropy (graph/ops/fused.ts): per vocabulary chunk, the chunk's logits (one GEMM into a
@@ -204,18 +221,10 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
   },
   SoftmaxCrossEntropyGrad: (c) => {
     const [N, V] = inShape(c, 0) as [number, number];
-    const k = new KernelBuilder('CrossEntropyGrad');
     // the logits' last reader: the gradient overwrites them in place (one [N, V] buffer, not two)
     // (f16 logits in f16 storage: the f16 gradient takes the same storage)
     const st0 = c.in(0).storage;
     const inPlace = c.lastUse?.(0) === true && (st0 === 'f32' || ((st0 === 'h16' || st0 === 'f16r') && c.node.outputs[0]!.dtype === 'float16'));
-    if (inPlace) c.view(0, c.in(0));
-    const [ldl, st] = inPlace ? k.inout(c.in(0)) : [k.input(c.in(0)), k.output(c.out(0))];
-    const ldt = k.input(c.in(1)), ldw = k.input(c.in(2)), ldlse = k.input(c.in(3)), ldg = k.input(c.in(4));
-    dispatchPerElement(c, k, N * V, `  let row = i / ${V}u;
-  let col = i % ${V}u;
-  let t = ${targetOf(ldt, V, 'row')};
-  let wg = select(0.0, ${ldw}(row) * ${ldg}(0u), t < ${V}u);
-  ${st}(i, wg * (exp(${ldl}(i) - ${ldlse}(row)) - select(0.0, 1.0, col == t)));`);
+    logitsGrad(c, 'CrossEntropyGrad', N, V, inPlace, '0u');
   },
 };

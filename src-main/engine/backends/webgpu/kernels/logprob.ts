@@ -8,8 +8,8 @@
  * Shapes: logits [N, V]; targets, weights, nll, lse, gy [N, 1].
  */
 import { KernelBuilder } from '../wgsl';
-import { dispatchPerElement, inShape, type Emitter } from './context';
-import { WG, perRowWorkgroups, rowLse, targetOf as target } from './cross-entropy';
+import { inShape, type Emitter } from './context';
+import { WG, logitsGrad, perRowWorkgroups, rowLse, targetOf as target } from './cross-entropy';
 
 export const LOGPROB: Record<string, Emitter> = {
   SoftmaxCrossEntropyRows: (c) => {
@@ -28,16 +28,7 @@ export const LOGPROB: Record<string, Emitter> = {
   },
   SoftmaxCrossEntropyRowsGrad: (c) => {
     const [N, V] = inShape(c, 0) as [number, number];
-    const k = new KernelBuilder('CrossEntropyRowsGrad');
     // the logits' last reader: the gradient overwrites them in place (one [N, V] buffer, not two)
-    const inPlace = c.lastUse?.(0) === true && c.in(0).storage === 'f32';
-    if (inPlace) c.view(0, c.in(0));
-    const [ldl, st] = inPlace ? k.inout(c.in(0)) : [k.input(c.in(0)), k.output(c.out(0))];
-    const ldt = k.input(c.in(1)), ldw = k.input(c.in(2)), ldlse = k.input(c.in(3)), ldg = k.input(c.in(4));
-    dispatchPerElement(c, k, N * V, `  let row = i / ${V}u;
-  let col = i % ${V}u;
-  let t = ${target(ldt, V, 'row')};
-  let wg = select(0.0, ${ldw}(row) * ${ldg}(row), t < ${V}u);
-  ${st}(i, wg * (exp(${ldl}(i) - ${ldlse}(row)) - select(0.0, 1.0, col == t)));`);
+    logitsGrad(c, 'CrossEntropyRowsGrad', N, V, c.lastUse?.(0) === true && c.in(0).storage === 'f32', 'row');
   },
 };
