@@ -36,7 +36,7 @@ async function generationFlags(ctx: CliContext): Promise<ChatOptions> {
 
 const SAMPLING_USAGE = [
   '  --max-tokens N (128)   --greedy | --temperature X --top-k N --top-p X --repetition-penalty X --seed N',
-  '  --stop TEXT (repeatable)   --adapter RUN_OR_CHECKPOINT_DIR   --ep cpu|webgpu|cuda|gpu',
+  '  --stop TEXT (repeatable)   --adapter RUN_OR_CHECKPOINT_DIR   --ep auto|cpu|webgpu|cuda|gpu (auto: the GPU where one exists)',
   'Without sampling flags the model\'s generation_config.json decides (greedy when it does not ask to sample).',
 ].join('\n');
 
@@ -112,7 +112,7 @@ export const commands: CliCommand[] = [
     summary: 'Evaluation report of a finished run: perplexity, generations and BLEU/ROUGE-L before and after',
     usage: [
       'lathe eval report --run RUN_DIR [--checkpoint DIR] [--general DATASET_DIR] [--eval-set FILE.jsonl] [--prompt TEXT ...]',
-      '                  [--max-tokens N (64)] [--max-examples N (100)] [--max-blocks N (64)] [--ep cpu|webgpu|cuda|gpu] [--json]',
+      '                  [--max-tokens N (64)] [--max-examples N (100)] [--max-blocks N (64)] [--ep auto|cpu|webgpu|cuda|gpu] [--json]',
       'Writes RUN_DIR/eval-report.json and eval-report.md. --eval-set lines: {"prompt","reference"} or {"messages": [..., assistant reply]}.',
     ].join('\n'),
     run: async (ctx) => closingGpu(ctx, async () => {

@@ -88,7 +88,7 @@ export const commands: CliCommand[] = [
   {
     path: ['eval'],
     summary: 'Perplexity on a prepared dataset\'s held-out splits (optionally with a LoRA checkpoint)',
-    usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep cpu|webgpu|cuda|gpu] [--json]\n'
+    usage: 'lathe eval --model DIR --data DATASET_DIR [--adapter RUN_OR_CHECKPOINT_DIR] [--max-blocks N] [--ep auto|cpu|webgpu|cuda|gpu] [--json]\n'
       + 'lathe eval --report --run RUN_DIR ...   the before/after evaluation report (same as `lathe eval report`)',
     run: async (ctx) => {
       if (ctx.flags['report'] === true) {
@@ -105,7 +105,7 @@ export const commands: CliCommand[] = [
   {
     path: ['logits'],
     summary: 'Print a model\'s logits for token ids as JSON (with or without an adapter)',
-    usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep cpu|webgpu|cuda|gpu]',
+    usage: 'lathe logits --model DIR --ids 1,2,3 [--adapter RUN_OR_CHECKPOINT_DIR] [--ep auto|cpu|webgpu|cuda|gpu]',
     run: async (ctx) => {
       const ids = requireFlag(ctx, 'ids').split(',').map((s) => Number(s.trim()));
       const r = await closingGpu(ctx, async () => (await import('../../engine/train/infer')).computeLogits(requireFlag(ctx, 'model'), ids, { checkpoint: flagString(ctx.flags, 'adapter'), ep: await resolveEpFlag(ctx) }));
