@@ -458,7 +458,6 @@ export async function buildForward(
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
   const G = H / K;
   const dt = computeType(src);
-  if (dt === 'float16' && src.quantize === 'nf4') throw new Error('buildForward: QLoRA (nf4) computes in f32; use compute float32 with it.');
   const toDt = (v: Value) => g.cast(v, dt);
   const loraTensors = new Map<string, { a: Value; b: Value }>();
   let newRows: { embed: Value; head: Value; layout: NewRowsLayout } | null = null;

@@ -137,8 +137,8 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     if (cfg.compute === 'float16' && ep.ep === 'cpu' && !gpuPick.use) { // (the GPU backend runs f16 compute, evaluation included)
       throw new UserError('train.f16OnCpu', 'Half-precision (f16) compute needs a GPU; this run would use the CPU.', 'Set compute to float32, or choose a GPU device.');
     }
-    if (cfg.compute === 'float16' && cfg.quantization === 'nf4') {
-      throw new UserError('train.f16Qlora', 'QLoRA already stores the model in 4 bits and computes in f32; it cannot be combined with f16 compute.', 'Turn off one of the two.');
+    if (cfg.compute === 'float16' && cfg.quantization === 'nf4' && !gpuPick.use) { // (Lathe's GPU backend runs f16 over NF4)
+      throw new UserError('train.f16Qlora', 'QLoRA with f16 compute runs on Lathe\'s GPU backend only; this run would not use it.', 'Set compute to float32, or choose the gpu device.');
     }
 
     // a run that cannot fit is refused before any conversion, graph or session (estimate and fix named)
