@@ -208,7 +208,7 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     // the logits' last reader: the gradient overwrites them in place (one [N, V] buffer, not two)
     // (f16 logits in f16 storage: the f16 gradient takes the same storage)
     const st0 = c.in(0).storage;
-    const inPlace = c.lastUse?.(0) === true && (st0 === 'f32' || ((st0 === 'h16' || st0 === 'f16r') && c.node.outputs[0]!.dtype === 'float16'));
+    const inPlace = c.lastUse?.(0) === true && (st0 === 'f32' || ((st0 === 'h16' || st0 === 'f16r' || st0 === 'hb16' || st0 === 'b16r') && c.node.outputs[0]!.dtype === 'float16'));
     if (inPlace) c.view(0, c.in(0));
     const [ldl, st] = inPlace ? k.inout(c.in(0)) : [k.input(c.in(0)), k.output(c.out(0))];
     const ldt = k.input(c.in(1)), ldw = k.input(c.in(2)), ldlse = k.input(c.in(3)), ldg = k.input(c.in(4));

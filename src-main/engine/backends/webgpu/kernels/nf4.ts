@@ -13,7 +13,7 @@
  */
 import { nf4ConstData } from '../../../quant/graph';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES } from '../../../quant/nf4';
-import { KernelBuilder, ROUND_F16, lit } from '../wgsl';
+import { KernelBuilder, lit, roundHalf } from '../wgsl';
 import { inShape, outShape, type Emitter } from './context';
 import { emitGemm } from './gemm';
 
@@ -38,14 +38,14 @@ export const NF4: Record<string, Emitter> = {
     k.decl(NF4_TABLE);
     // f16 compute: the weight rounded to f16 (as the ONNX lowering's Cast and bitsandbytes' dequantize into the
     // compute type), x and y in 16-bit storage, the products summed in f32
-    const half = c.node.inputs[0]!.dtype === 'float16';
-    if (half) k.decl(ROUND_F16);
+    const half = c.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // (bf16 compute: rounded to bf16)
+    if (half) k.decl(half.decl);
     k.decl(`fn nf4w(e: u32) -> f32 {
   let code = (${ldq}(e >> 3u) >> ((e & 7u) * 4u)) & 15u;
   let b = e / ${NF4_BLOCK}u;
   let acode = (${lda}(b >> 2u) >> ((b & 3u) * 8u)) & 255u;
   let absmax = ${ldd}(acode) * ${lds}(b / ${ABSMAX_BLOCK}u) + ${ldo}(0u);
-  return ${half ? 'roundF16(NF4[code] * absmax)' : 'NF4[code] * absmax'};
+  return ${half ? `${half.fn}(NF4[code] * absmax)` : 'NF4[code] * absmax'};
 }`);
     if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
     emitGemm(c, {
