@@ -18,6 +18,8 @@ import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-mai
 import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { tempDir } from '../../../../helpers/services';
+import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
+import { train } from '../../../../../src-main/engine/train/trainer';
 import { rel, rel2 } from '../../../../helpers/numeric';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
@@ -155,4 +157,30 @@ describe('LoRA train step in bf16 compute: GPU backend vs the CPU EP\'s f32 grap
     console.log(`tiny llama B2×T64 activations: f32 ${act(f32)} B, bf16 ${act(bf16)} B (${ratio.toFixed(3)})`);
     expect(ratio).toBeLessThan(0.75);
   }, 120_000);
+});
+
+describe('bf16 compute in the trainer', () => {
+  it('trains 3 QLoRA steps with compute bfloat16 on the GPU backend, close to the f32 run; refused off the backend', async () => {
+    const model = await tinyModel('llama');
+    const dataset = await tinyDataset(model);
+    const base = { model, dataset, batchSize: 2, gradAccum: 2, evalEvery: 2, checkpointEvery: 10, maxSteps: 3, optim: { lr: 5e-3 }, schedule: { warmupSteps: 1 }, quantization: 'nf4', ep: 'gpu' };
+    await expect(train({ ...base, ep: 'cpu', compute: 'bfloat16', out: path.join(tempDir(), 'cpu') }, {})).rejects.toMatchObject({ code: 'train.bf16NeedsGpu' });
+    const metrics: Record<string, Record<string, number>[]> = { f32: [], bf16: [] };
+    const logs: string[] = [];
+    await train({ ...base, out: path.join(tempDir(), 'f32') }, { onMetric: (m) => metrics.f32!.push(m as Record<string, number>) });
+    const r = await train({ ...base, compute: 'bfloat16', out: path.join(tempDir(), 'bf16') }, { onMetric: (m) => metrics.bf16!.push(m as Record<string, number>), onLog: (_level, m) => logs.push(m) });
+    expect(r.ep).toBe('gpu');
+    expect(logs.some((l) => /^GPU backend: validation runs on it too/.test(l))).toBe(true);
+    const steps = (k: string) => metrics[k]!.filter((m) => typeof m.loss === 'number');
+    expect(steps('bf16').length).toBe(3);
+    steps('f32').forEach((c, i) => {
+      const h = steps('bf16')[i]!;
+      expect(Math.abs(h.loss! - c.loss!) / c.loss!).toBeLessThan(2e-2);
+      expect(Math.abs(h.gradNorm! - c.gradNorm!) / c.gradNorm!).toBeLessThan(1e-1);
+    });
+    // validation on the backend in bf16 too (every 2 steps): its losses near the f32 run's
+    const evals = (k: string) => metrics[k]!.flatMap((m) => Object.entries(m).filter(([n]) => /^val_.*_loss$/.test(n)).map(([, v]) => v));
+    expect(evals('bf16').length).toBeGreaterThan(0);
+    evals('f32').forEach((v, i) => expect(Math.abs(evals('bf16')[i]! - v) / v).toBeLessThan(2e-2));
+  }, 600_000);
 });
