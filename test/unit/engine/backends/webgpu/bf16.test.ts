@@ -159,28 +159,32 @@ describe('LoRA train step in bf16 compute: GPU backend vs the CPU EP\'s f32 grap
   }, 120_000);
 });
 
-describe('bf16 compute in the trainer', () => {
-  it('trains 3 QLoRA steps with compute bfloat16 on the GPU backend, close to the f32 run; refused off the backend', async () => {
+describe('16-bit compute with QLoRA in the trainer', () => {
+  it('trains 3 QLoRA steps with compute float16 and with bfloat16 on the GPU backend, close to the f32 run; bf16 refused off the backend', async () => {
     const model = await tinyModel('llama');
     const dataset = await tinyDataset(model);
     const base = { model, dataset, batchSize: 2, gradAccum: 2, evalEvery: 2, checkpointEvery: 10, maxSteps: 3, optim: { lr: 5e-3 }, schedule: { warmupSteps: 1 }, quantization: 'nf4', ep: 'gpu' };
     await expect(train({ ...base, ep: 'cpu', compute: 'bfloat16', out: path.join(tempDir(), 'cpu') }, {})).rejects.toMatchObject({ code: 'train.bf16NeedsGpu' });
-    const metrics: Record<string, Record<string, number>[]> = { f32: [], bf16: [] };
-    const logs: string[] = [];
+    const metrics: Record<string, Record<string, number>[]> = { f32: [], float16: [], bfloat16: [] };
     await train({ ...base, out: path.join(tempDir(), 'f32') }, { onMetric: (m) => metrics.f32!.push(m as Record<string, number>) });
-    const r = await train({ ...base, compute: 'bfloat16', out: path.join(tempDir(), 'bf16') }, { onMetric: (m) => metrics.bf16!.push(m as Record<string, number>), onLog: (_level, m) => logs.push(m) });
-    expect(r.ep).toBe('gpu');
-    expect(logs.some((l) => /^GPU backend: validation runs on it too/.test(l))).toBe(true);
+    for (const compute of ['float16', 'bfloat16'] as const) {
+      const logs: string[] = [];
+      const r = await train({ ...base, compute, out: path.join(tempDir(), compute) }, { onMetric: (m) => metrics[compute]!.push(m as Record<string, number>), onLog: (_level, m) => logs.push(m) });
+      expect(r.ep).toBe('gpu');
+      expect(logs.some((l) => /^GPU backend: validation runs on it too/.test(l))).toBe(true);
+    }
     const steps = (k: string) => metrics[k]!.filter((m) => typeof m.loss === 'number');
-    expect(steps('bf16').length).toBe(3);
-    steps('f32').forEach((c, i) => {
-      const h = steps('bf16')[i]!;
-      expect(Math.abs(h.loss! - c.loss!) / c.loss!).toBeLessThan(2e-2);
-      expect(Math.abs(h.gradNorm! - c.gradNorm!) / c.gradNorm!).toBeLessThan(1e-1);
-    });
-    // validation on the backend in bf16 too (every 2 steps): its losses near the f32 run's
+    // validation on the backend in the compute type too (every 2 steps): its losses near the f32 run's
     const evals = (k: string) => metrics[k]!.flatMap((m) => Object.entries(m).filter(([n]) => /^val_.*_loss$/.test(n)).map(([, v]) => v));
-    expect(evals('bf16').length).toBeGreaterThan(0);
-    evals('f32').forEach((v, i) => expect(Math.abs(evals('bf16')[i]! - v) / v).toBeLessThan(2e-2));
+    for (const k of ['float16', 'bfloat16']) {
+      expect(steps(k).length).toBe(3);
+      steps('f32').forEach((c, i) => {
+        const h = steps(k)[i]!;
+        expect(Math.abs(h.loss! - c.loss!) / c.loss!, k).toBeLessThan(k === 'float16' ? 1e-2 : 2e-2);
+        expect(Math.abs(h.gradNorm! - c.gradNorm!) / c.gradNorm!, k).toBeLessThan(1e-1);
+      });
+      expect(evals(k).length).toBeGreaterThan(0);
+      evals('f32').forEach((v, i) => expect(Math.abs(evals(k)[i]! - v) / v, k).toBeLessThan(2e-2));
+    }
   }, 600_000);
 });
