@@ -138,7 +138,7 @@ describe('LoRA train step in bf16 compute: GPU backend vs the CPU EP\'s f32 grap
     expect(e.grad2).toBeGreaterThan(e16.grad2);
   }, 600_000);
 
-  it('the plan of a bf16 step holds the same bytes as the f16 step (array<f16> slots), half of the f32 step\'s activations', async () => {
+  it('the plan of a bf16 step reads the bf16 weights in place (the f32 step\'s weight bytes) and holds fewer activation bytes (16-bit slots)', async () => {
     const dir = path.join(tempDir('lathe-gpu-bf16-plan-'), 'llama');
     await createTinyModel('llama', dir, { seed: 1, dtype: 'bf16' });
     const { config, layout, weights } = await openModel(dir);
