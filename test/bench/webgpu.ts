@@ -8,7 +8,8 @@
  *                 (NF4 codes + scales, dequantized in the GEMM), B1×T2048, LoRA r16 all-linear, each also
  *                 planned under WebGPU's default 128 MiB binding limit (weights split): the plan only (no device, no weights read: the graph references a file that
  *                 need not exist), so these rows are what the backend WOULD allocate as it is today.
- * f16 compute rows: the fused graph with `compute: 'float16'` (f16 weights), planned with and without shader-f16.
+ * f16 compute rows: the fused graph with `compute: 'float16'` (f16 weights), planned with and without shader-f16;
+ * bf16 compute rows: the same graph over the bf16 weights in place, planned with `halfType: 'bfloat16'`.
  * Each shape twice: `graph: decomposed` (the ONNX path's graph: attention through [G·T, T] scores, the loss
  * and norm backwards as IR ops) and `graph: fused` (what the trainer builds for this backend: flash
  * attention, the lm_head GEMM + cross-entropy by vocabulary chunks, fused norm backwards; graph/ops/fused.ts),
@@ -74,7 +75,9 @@ function layoutOnlyNf4Cache(cfg: ModelConfig): WeightCache {
     const at = (length: number) => ({ location: 'nonexistent.nf4', offset: 0, length });
     return { shape, n, nb, nb2, codes: at(nb * 32), absCodes: at(nb), scale2: new Float32Array(nb2), offset: 0 };
   };
-  return { nf4 } as unknown as WeightCache;
+  // (f16 compute: the weights that stay unquantized, referenced in the cache as f16)
+  const stored = (name: string) => ({ location: 'nonexistent.bin', offset: 0, length: 2 * shapes.get(name)!.reduce((a, b) => a * b, 1) });
+  return { nf4, stored } as unknown as WeightCache;
 }
 
 /** Weights that exist only as a layout: bf16 (or `dtype`) entries pointing into a file nobody reads (the plan needs shapes only). */
@@ -192,15 +195,20 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
   // f16 compute (fused graph; f16 weights, f16 activations, f32 LoRA masters and AdamW): the plan on a device
   // with shader-f16 (array<f16> activations) and without it (f16r: f32 words holding f16 values)
   for (const [name, hf] of Object.entries(REAL_SHAPES)) {
-    if (QLORA.has(name)) continue; // (QLoRA computes in f32)
     const cfg = parseModelConfig(hf);
     const lay = weightsLayout(cfg);
     const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
-    const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg, 'F16'), dir: '/nonexistent', compute: 'float16' }, lr, { batch: 1, seqLen: 2048, fused: true }, optim);
+    // (QLoRA: f16 activations over the NF4 base weights)
+    const qlora = QLORA.has(name) ? { quantize: 'nf4' as const, cache: layoutOnlyNf4Cache(cfg) } : {};
+    const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg, 'F16'), dir: '/nonexistent', compute: 'float16', ...qlora }, lr, { batch: 1, seqLen: 2048, fused: true }, optim);
     const opts = { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) };
     for (const shaderF16 of [true, false]) {
-      report(row(name, 'B1×T2048', planGraph(g.graph, { ...opts, shaderF16 }), { graph: `fused, f16 compute (${shaderF16 ? 'array<f16>' : 'f16r: no shader-f16'})`, 'LoRA params': lr.size }));
+      report(row(`${name}${QLORA.has(name) ? ' QLoRA' : ''}`, 'B1×T2048', planGraph(g.graph, { ...opts, shaderF16 }), { graph: `fused, f16 compute (${shaderF16 ? 'array<f16>' : 'f16r: no shader-f16'})`, 'LoRA params': lr.size }));
     }
+    // bf16 compute: the same f16-compute graph over the bf16 weights read in place, its float16 values planned as bf16
+    const gb = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', compute: 'float16', bf16InPlace: true, bf16Compute: true, ...qlora }, lr, { batch: 1, seqLen: 2048, fused: true }, optim);
+    const bopts = { outputs: [...gb.fetch, ...gb.state.map((s) => s.output)], state: gb.state.map((s) => s.input), shaderF16: true, halfType: 'bfloat16' as const };
+    report(row(`${name}${QLORA.has(name) ? ' QLoRA' : ''}`, 'B1×T2048', planGraph(gb.graph, bopts), { graph: 'fused, bf16 compute (bf16 bits in array<f16>)', 'LoRA params': lr.size }));
   }
   await likeForLike(report);
 }
@@ -209,8 +217,8 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
  * Plans at a published PyTorch run's settings, for a like-for-like memory row (issue 18 item 7):
  *   Llama-3.1-8B QLoRA at torchtune's llama3_1/8B_qlora_single_device config (batch 2 × 2048 packed tokens,
  *   LoRA r8 α16 on q, k, v, o + the MLP = all-linear, no lm_head LoRA, activation checkpointing, chunked CE):
- *   fused + recompute, f32 compute (QLoRA computes in f32 here: buildForward refuses f16 over NF4 weights);
- *   Llama-3.2-1B B1×T2048 r16 all-linear, fused + recompute, f32 and f16 compute (f16 stored as array<f16>).
+ *   fused + recompute, f32 and f16 compute (f16 activations over the NF4 weights);
+ *   Llama-3.2-1B B1×T2048 r16 all-linear, fused + recompute, f32, f16 and bf16 compute (16-bit activations in array<f16> slots).
  * torchtune keeps its activations, LoRA weights and AdamW states in bf16; ours are f32 except f16 activations.
  */
 export async function likeForLike(report: (row: Record<string, unknown>) => void): Promise<void> {
@@ -223,16 +231,17 @@ export async function likeForLike(report: (row: Record<string, unknown>) => void
     const lay = weightsLayout(cfg);
     const lr = buildLoraLayout(cfg, lay, { rank: r.rank, alpha: 2 * r.rank, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
     const qlora = QLORA.has(r.name);
-    // (QLoRA computes in f32: buildForward refuses f16 activations over NF4 weights)
-    for (const compute of qlora ? ['float32'] as const : ['float32', 'float16'] as const) {
-      // f16 compute: the trainer's weight cache holds the bf16 weights converted to f16 (same bytes): planned as F16 files
+    for (const kind of ['float32', 'float16', 'bfloat16'] as const) {
+      // f16 compute: the trainer's weight cache holds the bf16 weights converted to f16 (same bytes): planned as F16 files;
+      // bf16 compute: the f16-compute graph over the bf16 weights in place, planned with halfType bfloat16
+      const compute = kind === 'float32' ? 'float32' as const : 'float16' as const;
       const lw = layoutOnlyWeights(cfg);
-      const weights: ModelWeights = compute === 'float16' ? Object.assign(Object.create(lw) as ModelWeights, { entry: (n: string) => ({ ...lw.entry(n), dtype: 'F16' as const }) }) : lw;
-      const src = { weights, dir: '/nonexistent', bf16InPlace: true, compute, ...(qlora ? { quantize: 'nf4' as const, cache: layoutOnlyNf4Cache(cfg) } : {}) };
+      const weights: ModelWeights = kind === 'float16' ? Object.assign(Object.create(lw) as ModelWeights, { entry: (n: string) => ({ ...lw.entry(n), dtype: 'F16' as const }) }) : lw;
+      const src = { weights, dir: '/nonexistent', bf16InPlace: true, compute, bf16Compute: kind === 'bfloat16', ...(qlora ? { quantize: 'nf4' as const, cache: layoutOnlyNf4Cache(cfg) } : {}) };
       const g = await buildTrainGraph(cfg, lay, src, lr, { batch: r.batch, seqLen: 2048, fused: true, recompute: true }, optim);
-      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input), shaderF16: true });
+      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input), shaderF16: true, ...(kind === 'bfloat16' ? { halfType: kind } : {}) });
       report(row(`${r.name}${qlora ? ' QLoRA' : ''} (like-for-like)`, `B${r.batch}×T2048, r${r.rank} all-linear`, plan,
-        { graph: `fused + recompute, ${compute === 'float16' ? 'f16' : 'f32'} compute`, 'LoRA params': lr.size }));
+        { graph: `fused + recompute, ${{ float32: 'f32', float16: 'f16', bfloat16: 'bf16' }[kind]} compute`, 'LoRA params': lr.size }));
     }
   }
 }

@@ -35,6 +35,7 @@ export function trainConfigFromFlags(ctx: CliContext): TrainConfigInput {
   if (ctx.flags['paged'] === true) cfg['pagedOptimizer'] = true;
   if (ctx.flags['recompute'] === true) cfg['recompute'] = true;
   if (ctx.flags['f16'] === true) cfg['compute'] = 'float16';
+  if (ctx.flags['bf16'] === true) cfg['compute'] = 'bfloat16';
   if (ctx.flags['qlora'] === true) cfg['quantization'] = 'nf4';
   const lora: Record<string, unknown> = { ...(base['lora'] as object | undefined) };
   set(lora, 'rank', num('rank')); set(lora, 'alpha', num('alpha')); set(lora, 'targets', flagString(ctx.flags, 'targets'));
@@ -75,7 +76,7 @@ export const commands: CliCommand[] = [
       '  --config FILE        JSON training config (flags override it)',
       '  --steps N | --epochs N, --batch N, --accum N, --lr X, --warmup N, --schedule cosine|linear|constant',
       '  --rank N --alpha X --targets attention|mlp|all-linear [--rslora], --clip X, --weight-decay X',
-      '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda|gpu (gpu: Lathe\'s own WebGPU kernels), --qlora (NF4 base), --paged (optimizer state in host memory), --recompute (gradient checkpointing), --f16 (f16 compute on a GPU)',
+      '  --eval-every N, --checkpoint-every N, --seed N, --ep auto|cpu|webgpu|cuda|gpu (gpu: Lathe\'s own WebGPU kernels), --qlora (NF4 base), --paged (optimizer state in host memory), --recompute (gradient checkpointing), --f16 (f16 compute on a GPU), --bf16 (bf16 compute, --ep gpu)',
       '  --method lm|dpo|orpo (dpo/orpo need `lathe prepare --preference` data), --beta X (DPO, 0.1), --loss sigmoid|ipo, --label-smoothing X, --orpo-lambda X (0.1)',
       'Prepare DATASET_DIR first with `lathe prepare`. Ctrl+C stops after the current step and saves a checkpoint.',
     ].join('\n'),

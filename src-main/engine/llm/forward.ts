@@ -67,6 +67,12 @@ export interface WeightSource {
    */
   bf16InPlace?: boolean;
   /**
+   * GPU backend, compute 'float16' planned as bf16 compute (PlanOptions.halfType 'bfloat16': the graph's float16
+   * values are bfloat16 there): BF16 weights are read in place as under f32 compute (their Cast to the compute
+   * type is a view), not converted to f16.
+   */
+  bf16Compute?: boolean;
+  /**
    * GPU EPs: the vocabulary matrices (embedding, lm_head) are placed as row chunks of at most this many
    * bytes each (vocabRows). Unset: one tensor each (the CPU EP, which needs no chunks).
    */
@@ -156,9 +162,9 @@ export async function baseWeight(g: GraphBuilder, src: WeightSource, name: strin
 async function placeWeight(g: GraphBuilder, src: WeightSource, name: string): Promise<Value> {
   const e = src.weights.entry(name);
   const dt = computeType(src);
-  if (e.dtype === 'BF16' && src.bf16InPlace && dt === 'float32') {
-    // the GPU backend reads bf16 in place (unpacked in its kernels' loads)
-    return g.weight(name, 'float32', e.shape, { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength, stored: 'bfloat16' });
+  if (e.dtype === 'BF16' && src.bf16InPlace && (dt === 'float32' || src.bf16Compute)) {
+    // the GPU backend reads bf16 in place (unpacked in its kernels' loads; under bf16 compute the Cast is a view)
+    return g.cast(g.weight(name, 'float32', e.shape, { kind: 'external', location: path.relative(src.dir, e.file), offset: e.fileOffset, length: e.byteLength, stored: 'bfloat16' }), dt);
   }
   const ref = weightRef(src, name);
   return g.cast(g.weight(name, ref.dtype, e.shape, ref.data), dt); // the Cast is a no-op when the file holds the compute type
@@ -458,7 +464,6 @@ export async function buildForward(
   const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = cfg;
   const G = H / K;
   const dt = computeType(src);
-  if (dt === 'float16' && src.quantize === 'nf4') throw new Error('buildForward: QLoRA (nf4) computes in f32; use compute float32 with it.');
   const toDt = (v: Value) => g.cast(v, dt);
   const loraTensors = new Map<string, { a: Value; b: Value }>();
   let newRows: { embed: Value; head: Value; layout: NewRowsLayout } | null = null;

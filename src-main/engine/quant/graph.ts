@@ -13,7 +13,7 @@
  *     codes uint8 [nb·32] (two 4-bit codes a byte) -DequantizeLinear(scale 1)-> f32 0..255 -Cast int32->
  *       Gather(pair table [256, 2]: byte -> its two NF4 values) -> [nb·32, 2]
  *     acodes uint8 [nb] -DequantizeLinear-> -Cast-> Gather(dynamic map [256]) · scale2 [nb2, 1] + offset
- *     W = reshape(values, [nb, 64]) · absmax [nb, 1] -> [rows, cols]
+ *     W = reshape(values, [nb, 64]) · absmax [nb, 1] -> [rows, cols]   (f16 compute: Cast to f16, an f16 Gemm)
  *
  * Every op in that chain runs on the WebGPU EP (measured with reportPlacement + disableCpuFallback:
  * DequantizeLinear-21 uint8, Cast f32->int32, Gather int32). BitShift/BitwiseAnd would not; a uint4
@@ -40,6 +40,8 @@ export interface Nf4ByteStore {
 const payloads = new WeakMap<Node, ConstPayload>();
 
 const INT32 = 6; // ONNX TensorProto.INT32
+const FLOAT16 = 10; // ONNX TensorProto.FLOAT16
+const FLOAT32 = 1; // ONNX TensorProto.FLOAT
 
 function registerOnce(): void {
   try {
@@ -61,11 +63,12 @@ function registerOnce(): void {
     name: 'Nf4Gemm',
     infer: (x, a) => {
       const v = x[0];
-      if (!v || v.rank !== 2 || v.dtype !== 'float32') throw new Error(`Nf4Gemm needs a 2-D float32 input, got ${v ? v.toString() : 'none'}`);
+      // f16 compute: x (and the bias) in f16, the dequantized weight rounded to f16, y in f16
+      if (!v || v.rank !== 2 || (v.dtype !== 'float32' && v.dtype !== 'float16')) throw new Error(`Nf4Gemm needs a 2-D float32 or float16 input, got ${v ? v.toString() : 'none'}`);
       const rows = a.rows as number, cols = a.cols as number;
       const [k, out] = a.transB ? [cols, rows] : [rows, cols];
       if (v.shape[1] !== k) throw new Error(`Nf4Gemm: input has ${v.shape[1]} features, the weight [${rows}, ${cols}] takes ${k}`);
-      return [{ dtype: 'float32', shape: [v.shape[0]!, out] }];
+      return [{ dtype: v.dtype, shape: [v.shape[0]!, out] }];
     },
     lower: lowerNf4Gemm,
     grad: (c) => {
@@ -95,7 +98,8 @@ function lowerNf4Gemm(c: LowerCtx): void {
   // The unpack scale (1) is computed from x so this chain cannot run before x exists: ORT's
   // execution order would otherwise start every constant-only dequantization at step start and keep
   // all f32 weights alive at once (measured: +88 MB on a 23M-parameter model). 0·x₀₀ + 1 = 1.
-  const x0 = emit1('Slice', [c.in(0), c.ints([0, 0]), c.ints([1, 1])], 'nf4_x0'); // [1, 1]
+  let x0 = emit1('Slice', [c.in(0), c.ints([0, 0]), c.ints([1, 1])], 'nf4_x0'); // [1, 1]
+  if (c.node.inputs[0]!.dtype === 'float16') x0 = emit1('Cast', [x0], 'nf4_x0f', { to: { type: 'int', value: FLOAT32 } });
   const gate = emit1('Reshape', [emit1('Add', [emit1('Mul', [x0, c.scalar(0, 'float32')], 'nf4_x0z'), one], 'nf4_x0o'), c.ints([])], 'nf4_one');
   // code bytes [nb·32] -> value pairs [nb·32, 2] from the 256-entry pair table (byte b holds elements
   // 2i (low nibble) and 2i+1 (high nibble)): half the elements of unpacking nibble by nibble
@@ -120,6 +124,8 @@ function lowerNf4Gemm(c: LowerCtx): void {
   let w = emit1('Reshape', [w1, c.ints([nb * NF4_BLOCK])], 'nf4_w3');
   if (nb * NF4_BLOCK !== n) w = emit1('Slice', [w, c.ints([0]), c.ints([n])], 'nf4_w4');
   w = emit1('Reshape', [w, c.ints([rows, cols])], 'nf4_w');
+  // f16 compute: W rounded to f16 once (bitsandbytes dequantizes into the compute type), the Gemm in f16
+  if (c.node.inputs[0]!.dtype === 'float16') w = emit1('Cast', [w], 'nf4_wh', { to: { type: 'int', value: FLOAT16 } });
   const bias = c.node.inputs.length > 7 && c.node.inputs[7] ? c.in(7) : null;
   c.emit('Gemm', bias ? [c.in(0), w, bias] : [c.in(0), w], [c.out(0)], { transB: { type: 'int', value: a.transB ? 1 : 0 } });
 }

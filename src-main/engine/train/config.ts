@@ -82,8 +82,12 @@ export const TrainConfigSchema = z.object({
   sampleEvery: z.number().int().min(0).default(0),
   /** New tokens per sample generation (greedy). */
   sampleMaxTokens: z.number().int().min(1).max(1024).default(48),
-  /** Compute type of the frozen model on GPU EPs: float16 halves its memory and uses f16 math; LoRA, optimizer and loss stay f32. */
-  compute: z.enum(['float32', 'float16']).default('float32'),
+  /**
+   * Compute type of the frozen model on GPU EPs: float16 halves its memory and uses f16 math; LoRA, optimizer and loss
+   * stay f32. bfloat16 (Lathe's GPU backend only): activations stored as bf16 (f32 math in the kernels, bf16 weights read
+   * as they are), f16's memory with f32's range.
+   */
+  compute: z.enum(['float32', 'float16', 'bfloat16']).default('float32'),
   /** Recompute each block's activations in the backward pass instead of keeping them (much less memory, a little more compute). */
   recompute: z.boolean().default(false),
   /** Keep AdamW's moments in host memory and move them through the device each step (less GPU memory, slower steps). */

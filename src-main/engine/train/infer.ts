@@ -33,7 +33,7 @@ export async function openEvalSession(build: (src: WeightSource) => Promise<{ mo
   ep: InferEp, fetch: string[]): Promise<Pick<EngineSession, 'run' | 'dispose'>> {
   if (ep === 'gpu') {
     const g = await build({ ...src, bf16InPlace: true });
-    return GpuSession.create(g.graph, fetch, { externalDataDir: src.dir });
+    return GpuSession.create(g.graph, fetch, { externalDataDir: src.dir, ...(src.bf16Compute ? { halfType: 'bfloat16' as const } : {}) });
   }
   const g = await build(src);
   return EngineSession.create(g.model, { ep, externalDataDir: src.dir });

@@ -100,7 +100,10 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
   const { config: model, layout, weights } = await openModel(cfg.model);
   // BF16 and QLoRA weights are converted/quantized once into the weight cache and referenced there
   report('Preparing the weights');
-  const src: WeightSource = openWeightSource(weights, { quantize: cfg.quantization, compute: cfg.compute });
+  // bf16 compute: the f16-compute graph, its float16 values planned as bfloat16 on the GPU backend (PlanOptions.halfType)
+  const bf16 = cfg.compute === 'bfloat16';
+  const src: WeightSource = openWeightSource(weights, { quantize: cfg.quantization, compute: cfg.compute === 'bfloat16' ? 'float16' : cfg.compute });
+  if (bf16) src.bf16Compute = true;
   const programs: { dispose(): Promise<void> }[] = [];
   let usedGpu = false;
   try {
@@ -143,8 +146,11 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     if (cfg.compute === 'float16' && ep.ep === 'cpu' && !gpuPick.use) { // (the GPU backend runs f16 compute, evaluation included)
       throw new UserError('train.f16OnCpu', 'Half-precision (f16) compute needs a GPU; this run would use the CPU.', 'Set compute to float32, or choose a GPU device.');
     }
-    if (cfg.compute === 'float16' && cfg.quantization === 'nf4') {
-      throw new UserError('train.f16Qlora', 'QLoRA already stores the model in 4 bits and computes in f32; it cannot be combined with f16 compute.', 'Turn off one of the two.');
+    if (bf16 && !gpuPick.use) {
+      throw new UserError('train.bf16NeedsGpu', 'bf16 compute runs on Lathe\'s GPU backend only; this run would not use it.', 'Set compute to float32 or float16, or choose the gpu device.');
+    }
+    if (cfg.compute === 'float16' && cfg.quantization === 'nf4' && !gpuPick.use) { // (Lathe's GPU backend runs f16 over NF4)
+      throw new UserError('train.f16Qlora', 'QLoRA with f16 compute runs on Lathe\'s GPU backend only; this run would not use it.', 'Set compute to float32, or choose the gpu device.');
     }
 
     // a run that cannot fit is refused before any conversion, graph or session (estimate and fix named)
@@ -163,6 +169,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     const prog = gpuPick.use
       ? await GpuProgram.create({ graph: tg.graph, ...(moments ? pagedSlots(tg) : { state: tg.state, fetch: tg.fetch }) }, {
         externalDataDir: src.dir,
+        ...(bf16 ? { halfType: 'bfloat16' as const } : {}),
         checkPlan: (bytes, gpu) => refuseIfGpuPlanTooBig(model, bytes, { software: gpu.software, ...(moments ? { pagedLoraParams: P } : {}) }),
       })
       : await Program.create(moments ? pagedProgramSpec(spec) : spec, { ep: ep.ep, externalDataDir: src.dir });

@@ -31,7 +31,7 @@ import { broadcastStrides, inShape, outShape, type EmitCtx, type Emitter } from 
 import { emitGroupedGemm, type GemmChoice, type GemmProblem } from './kernels/gemm';
 import { NF4_TABLE } from './kernels/nf4';
 import { ABSMAX_BLOCK, NF4_BLOCK } from '../../quant/nf4';
-import { KernelBuilder, lit, type BufferSlot, type Ref } from './wgsl';
+import { KernelBuilder, lit, roundHalf, type BufferSlot, type Ref } from './wgsl';
 
 /** How far ahead (nodes of the schedule) a group looks for members: bounds how much earlier a GEMM may run. */
 export const WINDOW = 48;
@@ -229,12 +229,14 @@ function nf4Problem(c: EmitCtx, k: KernelBuilder, load: (r: Ref) => string, p: n
   const bias = c.node.inputs[7] ? load(c.in(7)) : null;
   const st = k.output(c.out(0));
   k.decl(NF4_TABLE);
+  const half = c.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // f16 compute: the weight rounded to f16 (kernels/nf4.ts)
+  if (half) k.decl(half.decl);
   k.decl(`fn nf4w${p}(e: u32) -> f32 {
   let code = (${ldq}(e >> 3u) >> ((e & 7u) * 4u)) & 15u;
   let b = e / ${NF4_BLOCK}u;
   let acode = (${lda}(b >> 2u) >> ((b & 3u) * 8u)) & 255u;
   let absmax = ${ldd}(acode) * ${lds}(b / ${ABSMAX_BLOCK}u) + ${ldo}(0u);
-  return NF4[code] * absmax;
+  return ${half ? `${half.fn}(NF4[code] * absmax)` : 'NF4[code] * absmax'};
 }`);
   return {
     M, N, K,

@@ -24,7 +24,7 @@ import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
 import { groupGemms } from './group';
-import { KernelBuilder, activationStorage, storageBytes, storageOf, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
+import { KernelBuilder, activationStorage, halfType, storageBytes, storageOf, withHalfType, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
   /** Kernel name (op or fused kernel) for counts and errors. */
@@ -85,6 +85,11 @@ export interface PlanOptions {
    */
   shaderF16?: boolean;
   /**
+   * What the graph's float16 values stand for: 'float16' (default), or 'bfloat16' (bf16 compute: the f16-compute
+   * graph with its activations stored as bf16, `hb16` with shader-f16 else `b16r`, f32 math inside kernels).
+   */
+  halfType?: 'float16' | 'bfloat16';
+  /**
    * Graph inputs kept in host memory (the paged optimizer's m and v): no buffer of their own; each takes a
    * temporary from the pool at its first reader and is copied in just before it (Plan.late).
    */
@@ -127,6 +132,7 @@ function constStorage(v: Value): Storage {
 }
 
 export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
+  if (opts.halfType === 'bfloat16' && halfType() !== 'bfloat16') return withHalfType('bfloat16', () => planGraph(g, opts));
   const wanted = opts.outputs ? opts.outputs.map((n) => {
     const o = g.outputs.find((x) => x.name === n);
     if (!o) throw new Error(`GPU plan: "${n}" is not a graph output (outputs: ${g.outputs.map((x) => x.name).join(', ')}).`);

@@ -62,6 +62,8 @@ export interface GpuProgramOptions {
   shareStateWith?: GpuProgram;
   /** Store f16 activations as array<f16> (default: where the device has shader-f16); false = the f16r emulation. */
   shaderF16?: boolean;
+  /** bf16 compute: the graph's float16 values are bfloat16 (PlanOptions.halfType). */
+  halfType?: 'float16' | 'bfloat16';
   /** Plan without fusion (one dispatch per op, every Concat copies): the reference the fused plan is tested against. */
   noFusion?: boolean;
   /**
@@ -140,7 +142,7 @@ export class GpuProgram {
     const gpu = opts.gpu ?? await openGpu();
     const { limits } = gpu.report;
     const maxBinding = opts.maxBindingBytes ?? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16'), ...(spec.hostInputs ? { late: spec.hostInputs } : {}), ...(opts.noFusion ? { noFusion: true } : {}), maxStorageBuffers: opts.maxStorageBuffers ?? limits.maxStorageBuffersPerShaderStage, noGrouping: opts.noGrouping, grouping: opts.grouping });
+    const plan = planGraph(g, { outputs: [...new Set([...spec.fetch, ...(spec.keep ?? []), ...spec.state.map((s) => s.output)])], state: spec.state.map((s) => s.input), maxBinding, gemm: gpu.report.gemm, shaderF16: opts.shaderF16 ?? gpu.report.features.includes('shader-f16'), ...(opts.halfType ? { halfType: opts.halfType } : {}), ...(spec.hostInputs ? { late: spec.hostInputs } : {}), ...(opts.noFusion ? { noFusion: true } : {}), maxStorageBuffers: opts.maxStorageBuffers ?? limits.maxStorageBuffersPerShaderStage, noGrouping: opts.noGrouping, grouping: opts.grouping });
     const stateInputs = new Set(spec.state.map((s) => s.input));
     // a state output computed in place over a state input (AdamWStep) must be that input's own slot's output:
     // otherwise the end-of-step copies would read a buffer another slot's copy has already overwritten
@@ -555,6 +557,12 @@ function hostToStored(h: HostTensor, t: PlannedTensor): Uint8Array<ArrayBuffer> 
 /** Stored bytes -> a host tensor of the output's IR type. */
 function storedToHost(raw: Uint8Array, t: PlannedTensor): HostTensor {
   const dims = [...t.shape];
+  if (t.ref.storage === 'hb16') {
+    // bf16 bits in 16-bit slots: the upper halves of f32 words
+    const f = Float32Array.from(new Uint16Array(raw.buffer), (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+    if (t.dtype === 'float32') return { type: 'float32', dims, data: f };
+    if (t.dtype === 'float16') return { type: 'float16', dims, data: Uint16Array.from(f, float32ToFloat16Bits) };
+  }
   if (t.ref.storage === 'h16') {
     // f16 values (an f16 tensor, or an f32 view of one: a Cast that cost nothing)
     const bits = new Uint16Array(raw.buffer);

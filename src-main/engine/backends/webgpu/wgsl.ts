@@ -10,12 +10,16 @@
  *   f16r  array<f32>, stores rounded to f16  the same without shader-f16 (emulated: f32 words, f16 values)
  *   f16   array<u32>, two halves per word    float16 weights in the file's type (read-only)
  *   bf16  array<u32>, two halves per word    bfloat16 weights: a half is the top 16 bits of an f32 (read-only)
+ *   hb16  array<f16> holding bf16 bits     float16 IR values under bf16 compute (planGraph's halfType 'bfloat16'),
+ *                                          shader-f16 devices: each f16 slot carries a bfloat16's 16 bits (bitcast, no
+ *                                          f16 arithmetic touches them); loads widen to f32, stores round to bf16
+ *   b16r  array<f32>, stores rounded to bf16 the same without shader-f16 (emulated: f32 words, bf16 values)
  *   i32   array<i32>                       int32 and int64 (int64 narrowed on upload; indices fit)
  *   u32   array<u32>                       bool (0/1)
  */
 import type { DType } from '../../graph/types';
 
-export type Storage = 'f32' | 'h16' | 'f16r' | 'f16' | 'bf16' | 'i32' | 'u32';
+export type Storage = 'f32' | 'h16' | 'f16r' | 'f16' | 'bf16' | 'hb16' | 'b16r' | 'i32' | 'u32';
 export type Scalar = 'f32' | 'i32' | 'u32';
 
 export type BufferKind = 'weight' | 'const' | 'input' | 'state' | 'output' | 'temp';
@@ -58,7 +62,7 @@ export const scalarOf = (t: DType): Scalar => {
 export const storageOf = (t: DType): Storage => {
   switch (t) {
     case 'float32': return 'f32';
-    case 'float16': return 'f16r';
+    case 'float16': return half === 'bfloat16' ? 'b16r' : 'f16r';
     case 'int32':
     case 'int64': return 'i32';
     case 'bool': return 'u32';
@@ -67,13 +71,30 @@ export const storageOf = (t: DType): Storage => {
 };
 
 /**
+ * The 16-bit compute type the IR's float16 values stand for while a plan is made: IEEE f16, or bfloat16 under
+ * bf16 compute (planGraph's `halfType`; the graph is the f16-compute graph, its float16 activations become bf16).
+ * Module state, set only for the duration of one synchronous planGraph call (withHalfType).
+ */
+let half: 'float16' | 'bfloat16' = 'float16';
+export const halfType = (): 'float16' | 'bfloat16' => half;
+export function withHalfType<T>(t: 'float16' | 'bfloat16', fn: () => T): T {
+  const was = half;
+  half = t;
+  try {
+    return fn();
+  } finally {
+    half = was;
+  }
+}
+
+/**
  * Storage of a value computed by a kernel on a device that has (`shaderF16`) or lacks WGSL's f16 type:
  * float16 values are array<f16> there (half the bytes), else f32 words rounded to f16 on store.
  */
-export const activationStorage = (t: DType, shaderF16: boolean): Storage => (t === 'float16' && shaderF16 ? 'h16' : storageOf(t));
+export const activationStorage = (t: DType, shaderF16: boolean): Storage => (t === 'float16' && shaderF16 ? (half === 'bfloat16' ? 'hb16' : 'h16') : storageOf(t));
 
 /** Bytes one element takes in `s` (16-bit kinds: 2). */
-export const elementBytes = (s: Storage): number => (s === 'f16' || s === 'bf16' || s === 'h16' ? 2 : 4);
+export const elementBytes = (s: Storage): number => (s === 'f16' || s === 'bf16' || s === 'h16' || s === 'hb16' ? 2 : 4);
 
 /** Bytes a tensor of `n` elements takes in `s`, rounded up to 4. */
 export function storageBytes(s: Storage, n: number): number {
@@ -81,8 +102,8 @@ export function storageBytes(s: Storage, n: number): number {
   return Math.max(4, Math.ceil(b / 4) * 4);
 }
 
-const ARRAY: Record<Storage, string> = { f32: 'f32', h16: 'f16', f16r: 'f32', f16: 'u32', bf16: 'u32', i32: 'i32', u32: 'u32' };
-const SCALAR: Record<Storage, Scalar> = { f32: 'f32', h16: 'f32', f16r: 'f32', f16: 'f32', bf16: 'f32', i32: 'i32', u32: 'u32' };
+const ARRAY: Record<Storage, string> = { f32: 'f32', h16: 'f16', f16r: 'f32', f16: 'u32', bf16: 'u32', hb16: 'f16', b16r: 'f32', i32: 'i32', u32: 'u32' };
+const SCALAR: Record<Storage, Scalar> = { f32: 'f32', h16: 'f32', f16r: 'f32', f16: 'f32', bf16: 'f32', hb16: 'f32', b16r: 'f32', i32: 'i32', u32: 'u32' };
 
 /** A WGSL literal of type `t`. */
 export function lit(x: number, t: Scalar = 'f32'): string {
@@ -115,6 +136,23 @@ const TO_H16 = 'fn toH16(v: f32) -> f16 { if (abs(v) < 65520.0) { return f16(v);
 export const ROUND_F16 = 'fn roundF16(v: f32) -> f32 { let a = abs(v); if (a < 6.103515625e-5) { return round(v * 16777216.0) * 5.9604644775390625e-8; } '
   + 'if (a < 65520.0) { let b = bitcast<u32>(v); return bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u); } '
   + 'return bitcast<f32>(select(0x7fc00000u, select(0xff800000u, 0x7f800000u, v > 0.0), a >= 65520.0)); }';
+
+/**
+ * An f32 rounded to the nearest bfloat16 (ties to even: the carry into the upper half), kept in f32; past bf16's
+ * range ±inf (the carry reaches the exponent), ±inf as is, NaN quieted (bit 22 set: its upper half is a NaN too).
+ * Integer bit arithmetic (lavapipe folds float pack/unpack round trips: see ROUND_F16).
+ */
+export const ROUND_BF16 = 'fn roundBF16(v: f32) -> f32 { let b = bitcast<u32>(v); if ((b & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>(b | 0x00400000u); } '
+  + 'return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u); }';
+/** bf16 bits in an f16 slot (hb16): the upper half of the rounded f32, moved as bits (bitcast), never converted. */
+const TO_HB16 = 'fn toHB16(v: f32) -> f16 { return bitcast<vec2<f16>>(bitcast<u32>(roundBF16(v)) >> 16u).x; }';
+const FROM_HB16 = 'fn fromHB16(h: f16) -> f32 { return bitcast<f32>(bitcast<u32>(vec2<f16>(h, f16(0.0))) << 16u); }';
+
+/**
+ * The WGSL helper that rounds an f32 to the 16-bit compute type (roundF16, or roundBF16 under bf16 compute):
+ * for values a kernel keeps as the compute type without storing them (fused chains, NF4 weights under f16 compute).
+ */
+export const roundHalf = (): { decl: string; fn: string } => (half === 'bfloat16' ? { decl: ROUND_BF16, fn: 'roundBF16' } : { decl: ROUND_F16, fn: 'roundF16' });
 
 /** Stands for the plan's params buffer until the plan binds it. */
 const PARAMS_PLACEHOLDER: Ref = { buf: { id: -1, kind: 'const', bytes: 4, label: 'params' }, offset: 0, numel: 1, storage: 'u32' };
@@ -153,10 +191,14 @@ export class KernelBuilder {
     if (ref.parts) return this.splitInput(ref, ref.parts);
     const i = this.bindings.length;
     this.bindings.push({ ref, write: false });
-    if (ref.storage === 'h16') this.decl(ENABLE_F16);
+    if (ref.storage === 'h16' || ref.storage === 'hb16') this.decl(ENABLE_F16);
+    if (ref.storage === 'hb16') this.decl(FROM_HB16);
     this.decls.push(`@group(0) @binding(${i}) var<storage, read> b${i}: array<${ARRAY[ref.storage]}>;`);
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
     switch (ref.storage) {
+      case 'hb16':
+        this.decls.push(`fn ld${i}(e: u32) -> f32 { return fromHB16(b${i}[${j}]); }`);
+        break;
       case 'h16':
         this.decls.push(`fn ld${i}(e: u32) -> f32 { return f32(b${i}[${j}]); }`);
         break;
@@ -203,10 +245,12 @@ export class KernelBuilder {
     if (ref.storage === 'f16' || ref.storage === 'bf16') throw new Error(`${this.name}: kernels do not write packed ${ref.storage} tensors.`);
     this.bindings.push({ ref, write: true });
     if (ref.storage === 'h16') { this.decl(ENABLE_F16); this.decl(TO_H16); }
+    if (ref.storage === 'hb16') { this.decl(ENABLE_F16); this.decl(ROUND_BF16); this.decl(TO_HB16); this.decl(FROM_HB16); }
+    if (ref.storage === 'b16r') this.decl(ROUND_BF16);
     this.decls.push(`@group(0) @binding(${i}) var<storage, read_write> b${i}: array<${ARRAY[ref.storage]}>;`);
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
     if (ref.storage === 'f16r') this.decl(ROUND_F16);
-    const v = ref.storage === 'f16r' ? 'roundF16(v)' : ref.storage === 'h16' ? 'toH16(v)' : 'v';
+    const v = ref.storage === 'f16r' ? 'roundF16(v)' : ref.storage === 'h16' ? 'toH16(v)' : ref.storage === 'hb16' ? 'toHB16(v)' : ref.storage === 'b16r' ? 'roundBF16(v)' : 'v';
     this.decls.push(`fn st${i}(e: u32, v: ${SCALAR[ref.storage]}) { b${i}[${j}] = ${v}; }`);
     return `st${i}`;
   }
@@ -216,7 +260,7 @@ export class KernelBuilder {
     const st = this.output(ref);
     const i = this.bindings.length - 1;
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
-    const v = ref.storage === 'h16' ? `f32(b${i}[${j}])` : `b${i}[${j}]`;
+    const v = ref.storage === 'h16' ? `f32(b${i}[${j}])` : ref.storage === 'hb16' ? `fromHB16(b${i}[${j}])` : `b${i}[${j}]`;
     this.decls.push(`fn ld${i}(e: u32) -> ${SCALAR[ref.storage]} { return ${v}; }`);
     return [`ld${i}`, st];
   }

@@ -224,7 +224,7 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     // the logits' last reader: the gradient overwrites them in place (one [N, V] buffer, not two)
     // (f16 logits in f16 storage: the f16 gradient takes the same storage)
     const st0 = c.in(0).storage;
-    const inPlace = c.lastUse?.(0) === true && (st0 === 'f32' || ((st0 === 'h16' || st0 === 'f16r') && c.node.outputs[0]!.dtype === 'float16'));
+    const inPlace = c.lastUse?.(0) === true && (st0 === 'f32' || ((st0 === 'h16' || st0 === 'f16r' || st0 === 'hb16' || st0 === 'b16r') && c.node.outputs[0]!.dtype === 'float16'));
     logitsGrad(c, 'CrossEntropyGrad', N, V, inPlace, '0u');
   },
 };

@@ -9,7 +9,7 @@
  */
 import { num, ints } from '../../../graph/ops/registry';
 import { normAxis, type DType } from '../../../graph/types';
-import { KernelBuilder, ROUND_F16, affine, coords, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
+import { KernelBuilder, affine, halfType, roundHalf, coords, lit, scalarOf, stridesOf, type Ref, type Scalar } from '../wgsl';
 import { broadcastStrides, dispatchPerElement, inShape, outShape, prod, type EmitCtx, type Emitter, type GemmEpilogue } from './context';
 
 
@@ -190,7 +190,9 @@ export const ELEMENTWISE: Record<string, Emitter> = {
     const from = c.node.inputs[0]!.dtype, to = c.node.outputs[0]!.dtype;
     const src = c.in(0);
     // float16 <-> float32 is free where the stored values are already what the output means
-    if ((from === 'float16' && to === 'float32') || (from === 'int64' && to === 'int32') || (from === 'int32' && to === 'int64')) {
+    // (bf16 compute: a bf16 weight read in place already holds the compute type's values)
+    const bf16Weight = from === 'float32' && to === 'float16' && src.storage === 'bf16' && halfType() === 'bfloat16';
+    if ((from === 'float16' && to === 'float32') || (from === 'int64' && to === 'int32') || (from === 'int32' && to === 'int64') || bf16Weight) {
       c.view(0, src);
       return;
     }
@@ -300,8 +302,9 @@ function fusedTree(rootNode: EmitCtx['node'], inlined: ReadonlySet<unknown>, ref
       if (v.node && inlined.has(v.node)) {
         const e = walk(v.node);
         // (an f16 intermediate is rounded as its own kernel's store would: the same numbers fused or not)
-        if (v.dtype === 'float16') helpers.push(ROUND_F16);
-        stmts.push(`let fv${v.id} = ${v.dtype === 'float16' ? `roundF16(${e})` : e};`);
+        const r = roundHalf(); // (bf16 compute: roundBF16)
+        if (v.dtype === 'float16') helpers.push(r.decl);
+        stmts.push(`let fv${v.id} = ${v.dtype === 'float16' ? `${r.fn}(${e})` : e};`);
         return `fv${v.id}`; // (not f<id>: f16 and f32 are WGSL's type names)
       }
       let j = leafOf.get(v);

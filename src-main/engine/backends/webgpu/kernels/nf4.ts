@@ -8,11 +8,12 @@
  *   Nf4Gemm   y [N, out] = x [N, in] · W' (+ bias), W' = Wᵀ (transB) or W; W [rows, cols] row-major:
  *               w_e = NF4[code_e] · (DYN[acode_b] · scale2_{b/256} + offset),  b = e / 64
  *             code_e = nibble e of the code bytes (low nibble first), acode_b = byte b of the absmax codes.
- * The same arithmetic as quant/nf4.ts's dequantizeNf4 (f32 products, rounded once each).
+ * The same arithmetic as quant/nf4.ts's dequantizeNf4 (f32 products, rounded once each). Under f16 compute
+ * (x float16) w_e is rounded to f16 as well, and x, y are 16-bit activations (h16 or f16r storage).
  */
 import { nf4ConstData } from '../../../quant/graph';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES } from '../../../quant/nf4';
-import { KernelBuilder, lit } from '../wgsl';
+import { KernelBuilder, lit, roundHalf } from '../wgsl';
 import { inShape, outShape, type Emitter } from './context';
 import { emitGemm } from './gemm';
 
@@ -35,12 +36,16 @@ export const NF4: Record<string, Emitter> = {
     const bias = c.node.inputs[7] ? k.input(c.in(7)) : null;
     const st = k.output(c.out(0));
     k.decl(NF4_TABLE);
+    // f16 compute: the weight rounded to f16 (as the ONNX lowering's Cast and bitsandbytes' dequantize into the
+    // compute type), x and y in 16-bit storage, the products summed in f32
+    const half = c.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // (bf16 compute: rounded to bf16)
+    if (half) k.decl(half.decl);
     k.decl(`fn nf4w(e: u32) -> f32 {
   let code = (${ldq}(e >> 3u) >> ((e & 7u) * 4u)) & 15u;
   let b = e / ${NF4_BLOCK}u;
   let acode = (${lda}(b >> 2u) >> ((b & 3u) * 8u)) & 255u;
   let absmax = ${ldd}(acode) * ${lds}(b / ${ABSMAX_BLOCK}u) + ${ldo}(0u);
-  return NF4[code] * absmax;
+  return ${half ? `${half.fn}(NF4[code] * absmax)` : 'NF4[code] * absmax'};
 }`);
     if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
     emitGemm(c, {

@@ -2,7 +2,8 @@
  * QLoRA on Lathe's GPU backend: Nf4Gemm (codes and double-quantized scales uploaded as they are,
  * dequantized in the GEMM's tile load) against the same graph on the CPU EP (forward and the gradient,
  * both layouts, with a bias), the plan holding no f32 copy of the weight, and the whole QLoRA train step
- * of tiny llama against the CPU EP (loss, gradients, three AdamW steps).
+ * of tiny llama against the CPU EP (loss, gradients, three AdamW steps); the same under f16 compute (x, y in
+ * 16-bit storage, the dequantized weight rounded to f16) against the CPU EP's f16 graph.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
@@ -76,4 +77,103 @@ describe('QLoRA train step: GPU backend vs CPU EP', () => {
     expect(e.grad).toBeLessThan(1e-5);
     expect(e.losses).toBeLessThan(1e-5);
   }, 300_000);
+});
+
+describe('Nf4Gemm under f16 compute (x, y float16)', () => {
+  for (const transB of [true, false]) {
+    it(`y = x·W${transB ? 'ᵀ' : ''} + b and dx in f16, array<f16> and emulated storage, vs the CPU EP's f16 graph`, async () => {
+      const N = 5, IN = 40, OUT = 72;
+      const q = quantizeNf4(randn(IN * OUT, 11, 0.1), transB ? [OUT, IN] : [IN, OUT]);
+      const g = new GraphBuilder();
+      const x = g.cast(g.input('x', 'float32', [N, IN]), 'float16');
+      const gy = g.cast(g.input('gy', 'float32', [N, OUT]), 'float16');
+      const bias = g.cast(g.weight('b', 'float32', [OUT], { kind: 'raw', bytes: new Uint8Array(randn(OUT, 3).buffer) }), 'float16');
+      const y = nf4Gemm(g, x, placeNf4(g, 'w', q), bias, transB);
+      expect(y.dtype).toBe('float16');
+      const { grads } = gradients(g, [[y, gy]], [x]);
+      expect(grads[0]!.dtype).toBe('float16');
+      g.output('y', g.cast(y, 'float32'));
+      g.output('dx', g.cast(grads[0]!, 'float32'));
+      const feeds = { x: hostTensor('float32', [N, IN], randn(N * IN, 5)), gy: hostTensor('float32', [N, OUT], randn(N * OUT, 6)) };
+      const want = await runModel(lowerGraph(g).model, feeds);
+      const f16 = new Float32Array(1);
+      const isF16 = (v: number) => { f16[0] = v; return Math.abs(v) < 65504 && (new Uint32Array(f16.buffer)[0]! & 0x1fff) === 0 || Math.abs(v) < 6.2e-5; };
+      const outs: Record<string, number[]>[] = [];
+      for (const shaderF16 of [true, false]) {
+        const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'dx'] }, { shaderF16 });
+        try {
+          expect(prog.info.byKernel.Nf4Gemm).toBe(2);
+          const got = await prog.step(feeds);
+          const o: Record<string, number[]> = {};
+          for (const k of ['y', 'dx']) {
+            o[k] = toNumbers(got[k]!);
+            // every output holds an f16 value (stored in 16 bits or rounded to f16)
+            expect(o[k]!.every(isF16), k).toBe(true);
+            const e = rel(o[k]!, toNumbers(want[k]!));
+            console.log(`Nf4Gemm f16 transB=${transB} shaderF16=${shaderF16} ${k}: ${e.toExponential(1)}`);
+            expect(e, k).toBeLessThan(2e-3);
+          }
+          outs.push(o);
+        } finally {
+          await prog.dispose();
+        }
+      }
+      // array<f16> and the emulation round alike
+      expect(outs[1]).toEqual(outs[0]);
+    }, 120_000);
+  }
+});
+
+describe('QLoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
+  it('tiny llama (NF4 base weights, f16 activations): loss, gradients and 3 AdamW steps agree', async () => {
+    const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
+    const dir = path.join(tempDir('lathe-gpu-nf4-f16-'), 'llama');
+    await createTinyModel('llama', dir, { seed: 1, dtype: 'f16' });
+    const { config, layout, weights } = await openModel(dir);
+    const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
+    const B = 2, T = 8, N = B * T, P = lora.size;
+    const src = { weights, dir, quantize: 'nf4' as const, compute: 'float16' as const };
+    const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
+    const tgGpu = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true }, optim);
+    expect(tgGpu.graph.nodes.some((n) => n.op === 'Nf4Gemm' && n.inputs[0]!.dtype === 'float16')).toBe(true);
+    const p0 = initLoraParams(lora, 3);
+    for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
+    const z = () => hostTensor('float32', [P], new Float32Array(P));
+    const init = { params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() };
+    const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
+    for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
+    for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
+    mask[3] = 0;
+    const feeds = (s: number, apply: boolean) => ({
+      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
+      apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / (N - 1)])),
+      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
+    });
+    const run = async (p: { init(v: Record<string, HostTensor>): Promise<void>; step(f: Record<string, HostTensor>): Promise<Record<string, HostTensor>>; read(n: string[]): Promise<Record<string, HostTensor>>; dispose(): Promise<void> }) => {
+      await p.init(init);
+      const first = Number((await p.step(feeds(1, false))).loss_sum!.data[0]);
+      const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
+      const losses: number[] = [];
+      for (let s = 1; s <= 3; s++) losses.push(Number((await p.step(feeds(s, true))).loss_sum!.data[0]));
+      await p.dispose();
+      return { first, grad, losses };
+    };
+    const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: dir }));
+    const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
+    expect(gpu.info.byKernel.Nf4Gemm).toBeGreaterThan(0);
+    const info = gpu.info;
+    const got = await run(gpu);
+    // the emulated storage (f32 words holding f16 values) computes the same numbers
+    const emu = await run(await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir, shaderF16: false }));
+    expect(emu.first).toBe(got.first);
+    expect(Array.from(emu.grad)).toEqual(Array.from(got.grad));
+    expect(emu.losses).toEqual(got.losses);
+    await weights.close();
+    const e = { loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad), losses: rel(got.losses, want.losses) };
+    console.log(`QLoRA llama f16: ${info.dispatches} dispatches (${info.byKernel.Nf4Gemm} Nf4Gemm); ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}`);
+    // f16 precision, as f16.test.ts's LoRA step (the CPU EP computes much of its "f16" graph in f32)
+    expect(e.loss).toBeLessThan(1e-3);
+    expect(e.grad).toBeLessThan(1e-2);
+    expect(e.losses).toBeLessThan(1e-3);
+  }, 600_000);
 });
