@@ -127,37 +127,15 @@ describe('Nf4Gemm under f16 compute (x, y float16)', () => {
 describe('QLoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
   it('tiny llama (NF4 base weights, f16 activations): loss, gradients and 3 AdamW steps agree', async () => {
     const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
-    const dir = path.join(tempDir('lathe-gpu-nf4-f16-'), 'llama');
-    await createTinyModel('llama', dir, { seed: 1, dtype: 'f16' });
-    const { config, layout, weights } = await openModel(dir);
-    const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
-    const B = 2, T = 8, N = B * T, P = lora.size;
+    const { dir, config, layout, weights, lora } = await loraStepFixture('llama', { prefix: 'lathe-gpu-nf4-f16-', dtype: 'f16' });
+    const B = 2, T = 8;
     const src = { weights, dir, quantize: 'nf4' as const, compute: 'float16' as const };
     const tg = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
     const tgGpu = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true }, optim);
     expect(tgGpu.graph.nodes.some((n) => n.op === 'Nf4Gemm' && n.inputs[0]!.dtype === 'float16')).toBe(true);
-    const p0 = initLoraParams(lora, 3);
-    for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
-    const z = () => hostTensor('float32', [P], new Float32Array(P));
-    const init = { params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() };
-    const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
-    for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
-    for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
-    mask[3] = 0;
-    const feeds = (s: number, apply: boolean) => ({
-      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
-      apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / (N - 1)])),
-      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
-    });
-    const run = async (p: { init(v: Record<string, HostTensor>): Promise<void>; step(f: Record<string, HostTensor>): Promise<Record<string, HostTensor>>; read(n: string[]): Promise<Record<string, HostTensor>>; dispose(): Promise<void> }) => {
-      await p.init(init);
-      const first = Number((await p.step(feeds(1, false))).loss_sum!.data[0]);
-      const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
-      const losses: number[] = [];
-      for (let s = 1; s <= 3; s++) losses.push(Number((await p.step(feeds(s, true))).loss_sum!.data[0]));
-      await p.dispose();
-      return { first, grad, losses };
-    };
+    const init = stepState(loraStart(lora));
+    const feeds = stepFeeds(B, T, optim, { masked: [3] });
+    const run = (p: Program | GpuProgram) => runSteps(p, init, feeds);
     const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: dir }));
     const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
     expect(gpu.info.byKernel.Nf4Gemm).toBeGreaterThan(0);
