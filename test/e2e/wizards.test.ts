@@ -47,8 +47,11 @@ async function setRun(o: { steps: number; batch: number; accum?: number; warmup?
   // the device menu offers Lathe's own GPU backend and says why a device is expected
   await page.getByLabel('Device').selectOption({ label: 'GPU (Lathe)' });
   await expect.poll(() => page.getByTestId('device-reason').textContent()).toContain('GPU (Lathe)');
+  // precision: bf16 is offered on Lathe's GPU backend only, and nothing but f32 on the CPU
+  expect(await page.getByTestId('precision').locator('option[value="bf16"]').isDisabled()).toBe(false);
   await page.getByLabel('Device').selectOption('cpu');
   await expect.poll(() => page.getByTestId('device-reason').textContent()).toContain('CPU, chosen by you');
+  expect(await page.getByTestId('precision').isDisabled()).toBe(true);
 }
 
 beforeAll(async () => {

@@ -1,6 +1,6 @@
 /** Plain-words checks of the LoRA wizard's values, one message per field (shown next to the field). */
 export interface LoraForm {
-  rank: number; alpha: number; dropout: number; qlora: boolean; paged: boolean; recompute: boolean; f16: boolean; targets: 'attention' | 'mlp' | 'all-linear'; lr: number;
+  rank: number; alpha: number; dropout: number; qlora: boolean; paged: boolean; recompute: boolean; f16: boolean; bf16?: boolean; targets: 'attention' | 'mlp' | 'all-linear'; lr: number;
   schedule: 'cosine' | 'linear' | 'constant'; warmupSteps: number; useSteps: boolean; maxSteps: number; epochs: number;
   batchSize: number; gradAccum: number; maxGradNorm: number; evalEvery: number; checkpointEvery: number;
   ep: 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'gpu';
