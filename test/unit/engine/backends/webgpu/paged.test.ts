@@ -70,12 +70,20 @@ describe('paged optimizer on the GPU backend', () => {
     expect(paged.info.bytes.input).toBe(resident.info.bytes.input);
     expect(paged.plan.late!.map((l) => l.name).sort()).toEqual(['m', 'v']);
     expect(paged.plan.late!.every((l) => paged.plan.dispatches[l.at]!.name.startsWith('AdamW'))).toBe(true);
-    // (m' is written over m there and fetched from it as m_out: the buffer lives to the step's end, an output)
-    expect(paged.plan.inputs.get('m')!.ref.buf.kind).toBe('output');
-    // AdamWStep writes m', v' in place over the pool buffers m and v were copied into, fetched from there: the paged
-    // run holds no more GPU memory than the resident one. It saves none either yet: those buffers live to the step's
-    // end, so the plan gives them buffers of their own instead of dead activations' (docs/engine-webgpu.md).
-    expect(total(paged.info.bytes)).toBeLessThanOrEqual(total(resident.info.bytes));
+    // m' and v' are written in place over the pool buffers m and v are copied into and fetched from there; those
+    // buffers live to the step's end but reuse buffers of activations dead by then (assignTemporaries): at least one
+    // of them is a buffer an earlier dispatch used for another tensor
+    const reused = (name: string) => {
+      const { buf } = paged.plan.inputs.get(name)!.ref;
+      const at = paged.plan.late!.find((l) => l.name === name)!.at;
+      return paged.plan.dispatches.slice(0, at).some((d) => d.bindings.some((b) => b.ref.buf === buf));
+    };
+    expect(reused('m') || reused('v')).toBe(true);
+    // GPU memory saved: on this tiny model the [P] moments are larger than most activations, so 1.25·4P of the 2·4P
+    // (planned at real shapes: the full 2·4P, BENCHMARKS.md); it saved nothing before outputs could reuse dead buffers
+    const saved = total(resident.info.bytes) - total(paged.info.bytes);
+    expect(saved).toBeGreaterThanOrEqual(4 * P);
+    expect(saved).toBeLessThanOrEqual(2 * 4 * P);
     await resident.dispose();
     await paged.dispose();
     await weights.close();
