@@ -222,11 +222,18 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
  * torchtune keeps its activations, LoRA weights and AdamW states in bf16; ours are f32 except f16 activations.
  */
 export async function likeForLike(report: (row: Record<string, unknown>) => void): Promise<void> {
-  const runs: { name: string; batch: number; rank: number }[] = [
+  const runs: { name: string; batch: number; rank: number; seqLen?: number; peer?: string }[] = [
     { name: 'Llama-3.1-8B', batch: 2, rank: 8 },
     { name: 'Llama-3.2-1B', batch: 1, rank: 16 },
+    // Unsloth's published context-length table (docs.unsloth.ai "Unsloth Benchmarks": Llama 3.1 8B Instruct, 4-bit
+    // QLoRA on all linear layers, r32, batch 1): the longest sequence that fit a GPU of 8 / 12 / 16 GB, for Unsloth and
+    // for Hugging Face + FA2 (PyTorch + PEFT + bitsandbytes)
+    { name: 'Llama-3.1-8B', batch: 1, rank: 32, seqLen: 932, peer: 'HF+FA2 fits 932 tokens in 12 GB (OOM in 8 GB)' },
+    { name: 'Llama-3.1-8B', batch: 1, rank: 32, seqLen: 2551, peer: 'HF+FA2 fits 2,551 tokens in 16 GB' },
+    { name: 'Llama-3.1-8B', batch: 1, rank: 32, seqLen: 2972, peer: 'Unsloth fits 2,972 tokens in 8 GB' },
   ];
   for (const r of runs) {
+    const T = r.seqLen ?? 2048;
     const cfg = parseModelConfig(REAL_SHAPES[r.name]!);
     const lay = weightsLayout(cfg);
     const lr = buildLoraLayout(cfg, lay, { rank: r.rank, alpha: 2 * r.rank, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
@@ -238,10 +245,15 @@ export async function likeForLike(report: (row: Record<string, unknown>) => void
       const lw = layoutOnlyWeights(cfg);
       const weights: ModelWeights = kind === 'float16' ? Object.assign(Object.create(lw) as ModelWeights, { entry: (n: string) => ({ ...lw.entry(n), dtype: 'F16' as const }) }) : lw;
       const src = { weights, dir: '/nonexistent', bf16InPlace: true, compute, bf16Compute: kind === 'bfloat16', ...(qlora ? { quantize: 'nf4' as const, cache: layoutOnlyNf4Cache(cfg) } : {}) };
-      const g = await buildTrainGraph(cfg, lay, src, lr, { batch: r.batch, seqLen: 2048, fused: true, recompute: true }, optim);
-      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input), shaderF16: true, ...(kind === 'bfloat16' ? { halfType: kind } : {}) });
-      report(row(`${r.name}${qlora ? ' QLoRA' : ''} (like-for-like)`, `B${r.batch}×T2048, r${r.rank} all-linear`, plan,
-        { graph: `fused + recompute, ${{ float32: 'f32', float16: 'f16', bfloat16: 'bf16' }[kind]} compute`, 'LoRA params': lr.size }));
+      const g = await buildTrainGraph(cfg, lay, src, lr, { batch: r.batch, seqLen: T, fused: true, recompute: true }, optim);
+      const half = kind === 'bfloat16' ? { halfType: kind } : {};
+      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input), shaderF16: true, ...half });
+      // the paged optimizer (m, v on the host, in dead activations' buffers on the GPU from the optimizer on)
+      const ps = pagedSlots(g);
+      const paged = planGraph(g.graph, { outputs: [...ps.fetch, ...ps.state.map((s) => s.output)], state: ps.state.map((s) => s.input), late: ps.hostInputs, shaderF16: true, ...half });
+      report(row(`${r.name}${qlora ? ' QLoRA' : ''} (like-for-like)`, `B${r.batch}×T${T}, r${r.rank} all-linear`, plan,
+        { graph: `fused + recompute, ${{ float32: 'f32', float16: 'f16', bfloat16: 'bf16' }[kind]} compute`, 'LoRA params': lr.size,
+          'total GiB, paged optimizer': (Object.values(paged.bytes).reduce((p, q) => p + q, 0) / GiB).toFixed(3), ...(r.peer ? { 'published peer': r.peer } : {}) }));
     }
   }
 }

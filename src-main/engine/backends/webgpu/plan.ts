@@ -235,7 +235,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const lifeOf = new Map<BufferSlot, Lifetime>();
   const holders = new Map<BufferSlot, number>(); // live tensors (the tensor and its views) per temp buffer
   const take = (bytes: number, kind: BufferKind, label: string): BufferSlot => {
-    if (kind !== 'temp') return slot(kind, bytes, label);
+    if (kind !== 'temp' && kind !== 'output') return slot(kind, bytes, label); // (outputs: placed by lifetime too, live to the end)
     const b: BufferSlot = { id: -1, kind, bytes, label };
     const life: Lifetime = { buf: b, start: now, end: Infinity };
     lifetimes.push(life);
@@ -468,8 +468,11 @@ interface Lifetime { buf: BufferSlot; start: number; end: number }
  * buffer none of whose tensors is live at the same time (greedy by size), or into a new one. Real buffers
  * are never larger than the largest tensor they hold, and a buffer holds one live tensor at a time, so the
  * kernels' bindings (whole buffers, read or read-write) never alias within a dispatch. Tensors live to the
- * end (graph outputs computed in place or as views) keep a buffer of their own, of kind 'output'. The
- * refs of every dispatch binding, output and host-kept input are rewritten to the real buffers.
+ * end (graph outputs, and tensors computed in place over a host-kept input: the paged optimizer's m', v')
+ * are placed the same way: they reuse the buffer of a tensor dead before they are written (an activation
+ * of the forward/backward), never one that any later tensor takes. A buffer that holds only such tensors is
+ * of kind 'output'; a shared one stays 'temp'. The refs of every dispatch binding, output and host-kept
+ * input are rewritten to the real buffers.
  */
 function assignTemporaries(
   lifetimes: Lifetime[], slot: (kind: BufferKind, bytes: number, label: string) => BufferSlot,
@@ -479,10 +482,6 @@ function assignTemporaries(
   const shared: { buf: BufferSlot; lives: Lifetime[] }[] = [];
   const order = [...lifetimes].sort((a, b) => b.buf.bytes - a.buf.bytes || a.start - b.start);
   for (const life of order) {
-    if (life.buf.kind !== 'temp' || life.end === Infinity) {
-      real.set(life.buf, slot(life.buf.kind === 'temp' ? 'output' : life.buf.kind, life.buf.bytes, life.buf.label));
-      continue;
-    }
     let best: (typeof shared)[number] | undefined;
     for (const s of shared) {
       if (best && s.buf.bytes >= best.buf.bytes) continue;
@@ -495,6 +494,8 @@ function assignTemporaries(
     best.lives.push(life);
     real.set(life.buf, best.buf);
   }
+  // a buffer whose tensors all live to the end (graph outputs in a buffer of their own) is an output's
+  for (const s of shared) if (s.lives.every((l) => l.end === Infinity)) s.buf.kind = 'output';
   const remap = (r: Ref): Ref => {
     const b = real.get(r.buf);
     return b ? { ...r, buf: b } : r;

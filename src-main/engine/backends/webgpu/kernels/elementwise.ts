@@ -29,14 +29,16 @@ const loadFn = (k: KernelBuilder, s: Source): string => (typeof s === 'function'
  */
 export function mapKernel(c: EmitCtx, name: string, shape: readonly number[], inputs: MapInput[],
   expr: (v: string[]) => string, out: Ref, outMap?: { strides: readonly number[]; offset: number }, helpers: string[] = [],
-  pre?: (v: string[]) => string): void {
+  pre?: (v: string[]) => string, inout?: number): void {
   const k = new KernelBuilder(name);
   for (const h of helpers) k.decl(h);
   const n = prod(shape);
   const own = stridesOf(shape);
   const contiguous = (s: readonly number[], off = 0) => off === 0 && s.every((x, d) => x === own[d] || shape[d] === 1);
-  const lds = inputs.map((inp) => k.input(inp.ref));
-  const st = k.output(out);
+  // (inout: input `inout` is `out` itself, read and overwritten through one read_write binding)
+  const io = inout === undefined ? null : k.inout(out);
+  const lds = inputs.map((inp, j) => (j === inout ? io![0] : k.input(inp.ref)));
+  const st = io ? io[1] : k.output(out);
   const vals = inputs.map((inp, j) => `${lds[j]}(${inp.index ?? (contiguous(inp.strides, inp.offset) ? 'i' : affine(inp.strides, inp.offset ?? 0))})`);
   const o = outMap && !contiguous(outMap.strides, outMap.offset) ? affine(outMap.strides, outMap.offset) : 'i';
   dispatchPerElement(c, k, n, `  ${coords('i', shape)}
@@ -137,7 +139,21 @@ function castExpr(a: string, from: Scalar, to: DType): string {
 function elementwise(c: EmitCtx, expr: (v: string[]) => string, helpers: string[] = []): void {
   const shape = outShape(c);
   const inputs = c.node.inputs.map((_, i) => ({ ref: c.in(i), strides: broadcastStrides(inShape(c, i), shape) }));
-  mapKernel(c, c.node.op, shape, inputs, expr, c.out(0), undefined, helpers);
+  const over = overwrittenInput(c, shape);
+  if (over < 0) return mapKernel(c, c.node.op, shape, inputs, expr, c.out(0), undefined, helpers);
+  c.view(0, inputs[over]!.ref);
+  mapKernel(c, c.node.op, shape, inputs, expr, inputs[over]!.ref, undefined, helpers, undefined, over);
+}
+
+/**
+ * The input an elementwise kernel writes its result over (-1: none): one this node reads last (EmitCtx.lastUse:
+ * nothing later reads it, alone in its buffer), of the result's shape and type (so element i is read and
+ * written by thread i only). Saves the result's buffer where both would be live (the MLP backward's products).
+ */
+function overwrittenInput(c: EmitCtx, shape: readonly number[]): number {
+  const y = c.node.outputs[0]!;
+  return c.node.inputs.findIndex((x, i) => !!x && x.dtype === y.dtype && inShape(c, i).join() === shape.join() && c.lastUse?.(i) === true
+    && c.in(i).storage !== 'f16' && c.in(i).storage !== 'bf16');
 }
 
 const alias: Emitter = (c) => c.view(0, c.in(0));

@@ -19,8 +19,9 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
   const k = new KernelBuilder(c.epilogue ? `${name}+${c.epilogue.name}` : name);
   const ld = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
   const ldA = ld(A), ldB = ld(B);
-  const ldC = C ? ld(C) : '';
-  const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
+  const over = inPlaceC(c, k, batch, N, C, beta);
+  const ldC = over ? over[0] : C ? ld(C) : '';
+  const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(over ? over[1] : k.output(c.out(0)));
   const base = (o: Operand) => o.batch.map((s, d) => (s ? `z${d} * ${s}u` : '')).filter(Boolean).join(' + ') || '0u';
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
   const epilogue = (acc: string) => {
@@ -38,6 +39,20 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
     b: (kb, col) => `${ldB}(bBase + ${mul(kb, B.sRow)} + ${mul(col, B.sCol)})`,
     store: (row, col, acc) => put(`z * ${M * N}u + ${row} * ${N}u + ${col}`, epilogue(acc)),
   }, (!!A.ref && narrowStorage(A.ref)) || (!!B.ref && narrowStorage(B.ref)));
+}
+
+/**
+ * The result written over C in place where this Gemm is C's last reader and C is a full [M, N] tensor of the
+ * result's type (QLoRA: a projection's LoRA term added to its Nf4Gemm base result, which is then not held beside
+ * it): each element of C is read and written by the one thread that computes it, after its K loop, so the
+ * values are those of a separate output. [load, store] of the one read_write binding, or null.
+ */
+function inPlaceC(c: EmitCtx, k: KernelBuilder, batch: number[], N: number, C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null, beta: number): [string, string] | null {
+  if (!C?.ref || beta === 0 || c.epilogue || batch.length || C.sRow !== N || C.sCol !== 1) return null;
+  const x = c.node.inputs[C.i], y = c.node.outputs[0];
+  if (!x || !y || x.dtype !== y.dtype || C.ref.storage === 'f16' || C.ref.storage === 'bf16' || c.lastUse?.(C.i) !== true) return null;
+  c.view(0, C.ref);
+  return k.inout(C.ref);
 }
 
 /** Input i's buffer, or null where the plan folded it into this kernel's loads (`EmitCtx.load`). */

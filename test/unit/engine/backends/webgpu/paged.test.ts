@@ -70,12 +70,20 @@ describe('paged optimizer on the GPU backend', () => {
     expect(paged.info.bytes.input).toBe(resident.info.bytes.input);
     expect(paged.plan.late!.map((l) => l.name).sort()).toEqual(['m', 'v']);
     expect(paged.plan.late!.every((l) => paged.plan.dispatches[l.at]!.name.startsWith('AdamW'))).toBe(true);
-    // (m' is written over m there and fetched from it as m_out: the buffer lives to the step's end, an output)
-    expect(paged.plan.inputs.get('m')!.ref.buf.kind).toBe('output');
-    // AdamWStep writes m', v' in place over the pool buffers m and v were copied into, fetched from there: the paged
-    // run holds no more GPU memory than the resident one. It saves none either yet: those buffers live to the step's
-    // end, so the plan gives them buffers of their own instead of dead activations' (docs/engine-webgpu.md).
-    expect(total(paged.info.bytes)).toBeLessThanOrEqual(total(resident.info.bytes));
+    // m' and v' are written in place over the pool buffers m and v are copied into and fetched from there; those
+    // buffers live to the step's end but reuse buffers of activations dead by then (assignTemporaries): at least one
+    // of them is a buffer an earlier dispatch used for another tensor
+    const reused = (name: string) => {
+      const { buf } = paged.plan.inputs.get(name)!.ref;
+      const at = paged.plan.late!.find((l) => l.name === name)!.at;
+      return paged.plan.dispatches.slice(0, at).some((d) => d.bindings.some((b) => b.ref.buf === buf));
+    };
+    expect(reused('m') || reused('v')).toBe(true);
+    // GPU memory saved: on this tiny model the [P] moments are larger than most activations, so 1.25·4P of the 2·4P
+    // (planned at real shapes: the full 2·4P, BENCHMARKS.md); it saved nothing before outputs could reuse dead buffers
+    const saved = total(resident.info.bytes) - total(paged.info.bytes);
+    expect(saved).toBeGreaterThanOrEqual(4 * P);
+    expect(saved).toBeLessThanOrEqual(2 * 4 * P);
     await resident.dispose();
     await paged.dispose();
     await weights.close();
@@ -101,8 +109,9 @@ describe('paged optimizer on the GPU backend', () => {
     expect(ref.buf.kind).toBe('temp');
     const at = p.late![0]!.at;
     expect(p.late).toEqual([{ name: 'm', at }]);
-    // the first dispatch that binds m's buffer after `at` reads m; earlier dispatches used the buffer for other values
-    expect(p.dispatches[at]!.bindings.some((b) => b.ref.buf === ref.buf && !b.write)).toBe(true);
+    // the dispatch at `at` reads m (through a read_write binding: m·0.5 is written over m, its last reader); earlier
+    // dispatches used the buffer for other values
+    expect(p.dispatches[at]!.bindings.some((b) => b.ref.buf === ref.buf)).toBe(true);
     expect(p.dispatches.slice(0, at).some((d) => d.bindings.some((b) => b.ref.buf === ref.buf))).toBe(true);
     // no m-sized buffer added: m sits in a freed one (the lifetime allocator may add a scalar's 4 bytes elsewhere)
     expect(p.bytes.temp).toBeLessThan(resident.bytes.temp + 256 * 4);
