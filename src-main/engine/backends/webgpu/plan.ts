@@ -596,14 +596,23 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
   return out;
 }
 
+/** Inputs of the attention kernels that load through folded Transposes: q, k, v (forward); q, k, v, o, lse, dO (backward). */
+const ATTENTION_LOADS: Record<string, number> = { FlashAttention: 3, FlashAttentionGrad: 6 };
+
+/** Does attention node `r` read `v` only as inputs it can load through a fold (kernels/attention.ts `loadOf`)? */
+function attentionLoads(r: Node, v: Value): boolean {
+  return r.inputs.every((x, i) => x !== v || i < ATTENTION_LOADS[r.op]!);
+}
+
 /** Most tensors an elementwise chain folded into a GEMM operand load may read. */
 const MAX_FOLDED_LEAVES = 2;
 
 /**
  * Folded loads: tensors no kernel stores, computed where they are loaded (kernels/elementwise.ts
  * transposeLoad, chainLoad):
- *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm, Nf4Gemm's x) or
- *    elementwise kernels: each reads the source through the permuted strides (a gather, nothing recomputed);
+ *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm, Nf4Gemm's x),
+ *    attention's q, k, v, o, dO or elementwise kernels: each reads the source through the permuted strides
+ *    (a gather, nothing recomputed);
  *  - an f32 elementwise chain (not already a GEMM epilogue) whose one reader is a GEMM operand, reading at
  *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load.
  * Returns the folded nodes (their views included).
@@ -619,6 +628,7 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
     if (VIEW_OPS.has(r.op) && r.outputs.length === 1) return (views.push(r), loadable(r.outputs[0]!));
     // Nf4Gemm (QLoRA) loads its activation x (input 0) through the fold too, not its codes
     if (r.op === 'Nf4Gemm') return r.inputs.every((x, i) => x !== v || i === 0);
+    if (ATTENTION_LOADS[r.op] !== undefined) return attentionLoads(r, v);
     return isGemm(r) || (!!fusibleExpr(r as never) && r.outputs.length === 1);
   });
   const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {

@@ -50,8 +50,8 @@ export interface EmitCtx {
   /**
    * Is input i folded (plan.ts: a Transpose or elementwise chain no kernel stores, computed where it is
    * loaded)? Then it has no `in(i)`; `load(i, k)` declares what it reads in `k` and returns the name of its
-   * WGSL load function `(e: u32) -> f32` (e = element index in input i's own layout). Only MatMul and Gemm
-   * are given folded inputs (elementwise chains read them through the fused kernel).
+   * WGSL load function `(e: u32) -> f32` (e = element index in input i's own layout). Only MatMul, Gemm and
+   * the attention kernels are given folded inputs (elementwise chains read them through the fused kernel).
    */
   folded?(i: number): boolean;
   load?(i: number, k: KernelBuilder): string;
