@@ -179,6 +179,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const chains = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>() : gemmChains(order, remaining, pinned, epilogues, folded, inlined);
   for (const g1 of chains.values()) deferred.add(g1);
   const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
+  const accumulates = opts.noFusion ? new Map<Node, Node>() : normAccumulates(order, remaining, pinned, new Set([...expand, ...deferred, ...epilogues.keys()]));
+  const accumulated = new Set<Node>(); // Adds a norm backward computed in its dx store
 
   const buffers: BufferSlot[] = [];
   const slot = (kind: BufferKind, bytes: number, label: string): BufferSlot => {
@@ -330,6 +332,13 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     now++;
 
     if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
+    if (accumulated.has(node)) { // its sum was stored by the norm backward as its dx: the Add's output is that tensor
+      const ref = refOf.get(node.inputs.find((x) => x?.node && accumulates.get(x.node) === node)!)!;
+      refOf.set(node.outputs[0]!, ref);
+      hold(ref.buf);
+      consumed(node);
+      continue;
+    }
     // a GEMM whose result only this elementwise chain reads runs here, the chain in its store
     const gm = epilogues.get(node);
     const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
@@ -345,6 +354,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       ...(gm ? { epilogue: gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)) } : {}),
       folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
       load: (i, k) => loadOf(kn.inputs[i]!, k),
+      ...accumulateOf(accumulates.get(node), node, refOf, accumulated),
       ...(g1 ? {
         chained: {
           node: g1,
@@ -594,6 +604,39 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
     taken.add(m);
   }
   return out;
+}
+
+/** Norm backwards whose dx a residual-stream gradient sum may be added to in the dx store (kernels/norm.ts). */
+const NORM_GRADS = new Set(['RMSNormGrad', 'LayerNormGrad']);
+
+/**
+ * Norm-backward accumulates: an Add of a norm backward's dx (nothing else reads it) and another tensor of the
+ * same shape and type (the residual stream's gradient sum) is computed in the norm backward's dx store
+ * (`EmitCtx.accumulate`); the Add's output is then the norm backward's dx, no dispatch of its own. Decided
+ * statically here, taken at the norm backward's turn only when the other tensor is stored by then
+ * (accumulateOf). Returns norm backward -> Add. Adds inside other fusions (`fusedAway`) are left alone.
+ */
+function normAccumulates(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, fusedAway: ReadonlySet<Node>): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  for (const n of order) {
+    if (n.op !== 'Add' || fusedAway.has(n) || pinned.has(n.outputs[0]!) || n.inputs.length !== 2) continue;
+    const [a, b] = n.inputs as [Value, Value];
+    if (!a || !b || a === b || a.dtype !== b.dtype || !sameShape(a.shape, b.shape) || !sameShape(a.shape, n.outputs[0]!.shape)) continue;
+    const dx = [a, b].find((x) => !!x.node && NORM_GRADS.has(x.node.op) && x.node.outputs[0] === x && remaining.get(x) === 1 && !pinned.has(x) && !out.has(x.node));
+    if (!dx || [a, b].some((x) => x.node && fusedAway.has(x.node))) continue;
+    out.set(dx.node!, n);
+  }
+  return out;
+}
+
+/** EmitCtx.accumulate for norm backward `node` when its Add's other input is stored by now (normAccumulates). */
+function accumulateOf(add: Node | undefined, node: Node, refOf: ReadonlyMap<Value, Ref>, accumulated: Set<Node>): Pick<EmitCtx, 'accumulate'> {
+  if (!add) return {};
+  const other = add.inputs.find((x) => x !== node.outputs[0])!;
+  const ref = refOf.get(other);
+  if (!ref) return {};
+  accumulated.add(add);
+  return { accumulate: ref };
 }
 
 /** Inputs of the attention kernels that load through folded Transposes: q, k, v (forward); q, k, v, o, lse, dO (backward). */

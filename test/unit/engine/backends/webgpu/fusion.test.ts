@@ -21,8 +21,8 @@ import { tempDir } from '../../../../helpers/services';
 import { rel, uniform } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
 
-/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before SwiGLU). */
-const PER_LAYER = 53;
+/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before SwiGLU, 53 before the residual gradient sums in the norm backwards). */
+const PER_LAYER = 51;
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -244,6 +244,35 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
     const out = await p.step(feeds);
     await p.dispose();
     for (const n of ['h', 'dg', 'du']) expect(rel(out[`${n}1`]!.data as Float32Array, out[`${n}2`]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 300_000);
+
+  it('residual gradient sums computed in the norm backwards\' dx stores (RMSNorm, LayerNorm) (device)', async () => {
+    const g = new GraphBuilder();
+    const [x, gy, r] = ['x', 'gy', 'r'].map((n) => g.input(n, 'float32', [9, 70]));
+    const scale = g.input('scale', 'float32', [70]), bias = g.input('bias', 'float32', [70]), w = g.input('w', 'float32', [5, 70]);
+    const [dx1, ds1] = g.apply('RMSNormGrad', [x!, scale, gy!], { epsilon: 1e-5 });
+    const sum1 = g.add(r!, dx1!); // the residual stream's gradient + the norm's dx
+    const [dx2, ds2, db2] = g.apply('LayerNormGrad', [x!, scale, sum1], { epsilon: 1e-5 });
+    const sum2 = g.add(dx2!, sum1); // dx first, the other input computed by the kernel before
+    g.output('y', g.gemm(sum2, w, null, { transB: true })); // a GEMM reads the sum
+    g.output('s1', g.gemm(sum1, w, null, { transB: true }));
+    g.output('ds1', ds1!);
+    g.output('ds2', ds2!);
+    g.output('db2', g.add(db2!, bias)); // [70] Add of a dscale-like output: not a dx, stays an Add
+    const plan = planGraph(g);
+    expect(plan.byKernel.Add).toBe(1);
+    expect(planGraph(g, { noFusion: true }).byKernel.Add).toBe(3);
+    const feeds = Object.fromEntries([['x', [9, 70]], ['gy', [9, 70]], ['r', [9, 70]], ['scale', [70]], ['bias', [70]], ['w', [5, 70]]].map(([n, sh], j) =>
+      [n, hostTensor('float32', sh as number[], uniform((sh as number[]).reduce((a, b) => a * b, 1), 71 + j))]));
+    const names = ['y', 's1', 'ds1', 'ds2', 'db2'];
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: names }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds as Record<string, HostTensor>));
+      await p.dispose();
+    }
+    for (const n of names) expect(rel(out[0]![n]!.data as Float32Array, out[1]![n]!.data as Float32Array)).toBeLessThan(1e-6);
   }, 300_000);
 
   it('folded loads: a Transpose read (through a view) as the activation of an Nf4Gemm (QLoRA) (device)', async () => {
