@@ -379,7 +379,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           // computed straight into its slice of the Concat's output (allocated now if it is not yet),
           // unless this kernel also reads that buffer (one binding cannot be read-only and written)
           const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
-          if (![node, gm, g1].some((n) => n && readsBuffer(n, whole.buf, expand, refOf))) {
+          if (![node, gm, g1].some((n) => n && readsBuffer(n, whole.buf, expand, refOf)) && !groupWritesConcat(grouping?.groups, node, at.concat, placed)) {
             const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
             refOf.set(v, ref);
             hold(ref.buf);
@@ -604,6 +604,17 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
     taken.add(m);
   }
   return out;
+}
+
+/**
+ * Does an earlier member of `node`'s GEMM group write its output into the same Concat (placed)? Then `node`'s
+ * output is not placed there: one grouped dispatch would bind that buffer writable twice (WebGPU forbids it);
+ * the Concat copies it instead.
+ */
+function groupWritesConcat(groups: readonly Node[][] | undefined, node: Node, concat: Value, placed: ReadonlyMap<Value, Placement>): boolean {
+  const members = groups?.find((m) => m.includes(node));
+  if (!members) return false;
+  return members.slice(0, members.indexOf(node)).some((m) => placed.get(m.outputs[0]!)?.concat === concat);
 }
 
 /** Norm backwards whose dx a residual-stream gradient sum may be added to in the dx store (kernels/norm.ts). */
