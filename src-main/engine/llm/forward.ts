@@ -428,6 +428,9 @@ export async function qkvHeads(c: Ctx, h: Value, L: LayerLayout, i: number, B: n
  * x + MLP(norm(x)): gated down(act(gate(h)) · up(h)) (Phi-3: gate and up halves of one gate_up_proj), or
  * GPT-2's c_proj(act(c_fc(h))); the norms where the model has them (residualAdd). Shared with generation.
  */
+/** The GPU backend's graphs compute silu(gate) · up as one SwiGLU node (graph/ops/fused.ts: σ and silu recomputed, not stored). */
+const swiglu = (c: Ctx): boolean => c.g.fused && c.cfg.activation === 'silu';
+
 export async function mlpResidual(c: Ctx, x: Value, L: LayerLayout, i: number): Promise<Value> {
   const { g, cfg } = c;
   const h = L.mlpNorm ? await norm(c, x, L.mlpNorm) : x;
@@ -435,9 +438,10 @@ export async function mlpResidual(c: Ctx, x: Value, L: LayerLayout, i: number): 
   if (L.gateUp) {
     const F = cfg.intermediateSize;
     const [gate, up] = g.split(await linear(c, h, L.gateUp, i, 'gate_up'), [F, F], 1) as [Value, Value]; // [N, 2F]
-    inner = g.mul(activation(c, gate), up);
+    inner = swiglu(c) ? g.apply('SwiGLU', [gate, up])[0]! : g.mul(activation(c, gate), up);
   } else if (cfg.gatedMlp && L.gate) {
-    inner = g.mul(activation(c, await linear(c, h, L.gate, i, 'gate')), await linear(c, h, L.up!, i, 'up'));
+    if (swiglu(c)) inner = g.apply('SwiGLU', [await linear(c, h, L.gate, i, 'gate'), await linear(c, h, L.up!, i, 'up')])[0]!;
+    else inner = g.mul(activation(c, await linear(c, h, L.gate, i, 'gate')), await linear(c, h, L.up!, i, 'up'));
   } else {
     inner = activation(c, await linear(c, h, L.up!, i, 'up'));
   }
@@ -555,7 +559,7 @@ export async function buildForward(
     let qg = g.transpose(g.reshape(q4, [B, T, K, G, D]), [0, 2, 3, 1, 4]);
     let kt = g.transpose(k4, [0, 2, 1, 3]);
     const ro = ropeFor(i);
-    if (ro) {
+    if (ro && !g.fused) { // fused: FlashAttention rotates q and k itself (its RoPE inputs below)
       qg = ro.rows ? rope(g, qg, ro.t, ro.rows.qCos, ro.rows.qSin) : rope(g, qg, ro.t);
       kt = ro.rows ? rope(g, kt, ro.t, ro.rows.kCos, ro.rows.kSin) : rope(g, kt, ro.t);
     }
@@ -564,8 +568,12 @@ export async function buildForward(
     if (g.fused) {
       // GPU backend: one flash-attention node (graph/ops/fused.ts), no [G·T, T] scores or mask in memory
       const window = isWindowLayer(cfg, i) ? cfg.slidingWindow! : 0;
-      const qkv = [g.reshape(qg, [B, H, T, D]), kt, vT(), ...(pk ? [pk.segments] : [])];
-      att = g.apply('FlashAttention', qkv, { scale: cfg.attnScale, window, ...(cfg.attnSoftcap !== null ? { softcap: cfg.attnSoftcap } : {}) })[0]!;
+      // RoPE in the kernel: the [T, D] tables, or per row [B, T, D]; rot and `rotary` as ropeRot builds them
+      const ropeIn = !ro ? [] : [...(ro.rows ? [g.reshape(ro.rows.kCos, [B, T, D]), g.reshape(ro.rows.kSin, [B, T, D])] : [ro.t.cos, ro.t.sin]), ro.t.rot];
+      const qkv = [g.reshape(qg, [B, H, T, D]), kt, vT(), ...(pk ? [pk.segments] : ro ? [null] : []), ...ropeIn];
+      att = g.apply('FlashAttention', qkv, {
+        scale: cfg.attnScale, window, ...(cfg.attnSoftcap !== null ? { softcap: cfg.attnSoftcap } : {}), ...(ro ? { rotary: cfg.rope?.rotaryDim ?? D } : {}),
+      })[0]!;
     } else {
       const qf = g.reshape(qg, [B, K, G * T, D]);
       // scores [B, K, G·T, T] = q · kᵀ · scale (soft-capped) + mask

@@ -25,6 +25,21 @@ const f = (shape: number[], kind: Kind = 'any'): In => ({ shape, kind });
 const idx = (shape: number[], ints: number[], dtype: DType = 'int64'): In => ({ shape, ints, dtype });
 const mask = (shape: number[], ints: number[]): In => ({ shape, ints, dtype: 'bool' });
 
+/**
+ * FlashAttention's RoPE inputs: cos, sin tables of `shape` ([T, D] or [B, T, D], arbitrary values) and forward.ts's
+ * rotate-half matrix [D, D] over the first `rotary` dims.
+ */
+function ropeInputs(g: GraphBuilder, dt: DType, shape: number[], rotary: number): Value[] {
+  const n = numel(shape)!, D = shape[shape.length - 1]!;
+  const rot = new Float32Array(D * D);
+  for (let j = 0; j < rotary / 2; j++) { rot[(j + rotary / 2) * D + j] = -1; rot[j * D + j + rotary / 2] = 1; }
+  return [
+    g.constant(Float32Array.from({ length: n }, (_, i) => Math.cos(0.37 * i + 0.2)), dt, shape),
+    g.constant(Float32Array.from({ length: n }, (_, i) => Math.sin(0.53 * i - 0.4)), dt, shape),
+    g.constant(rot, dt, [D, D]),
+  ];
+}
+
 export const CASES: Case[] = [
   { op: 'Add', inputs: [f([2, 3]), f([3])], build: (g, [a, b]) => g.add(a!, b!) },
   { op: 'Add', label: 'both broadcast', inputs: [f([2, 1]), f([1, 3])], build: (g, [a, b]) => g.add(a!, b!) },
@@ -163,6 +178,25 @@ export const CASES: Case[] = [
     // Gemma 2's soft-capped scores (cap · tanh(s / cap) before the mask)
     op: 'FlashAttention', label: 'soft-capped, T 6', inputs: [f([1, 2, 6, 4]), f([1, 2, 6, 4]), f([1, 2, 6, 4])],
     build: (g, [q, k, v]) => g.apply('FlashAttention', [q!, k!, v!], { scale: 1.5, window: 0, softcap: 0.8 })[0]!,
+  },
+  {
+    // RoPE applied inside the kernel (q and k rotated as loaded, dq and dk rotated back as stored): [T, D] tables
+    op: 'FlashAttention', label: 'RoPE, causal GQA, T 67', inputs: [f([1, 2, 67, 4]), f([1, 1, 67, 4]), f([1, 1, 67, 4])],
+    build: (g, [q, k, v]) => g.apply('FlashAttention', [q!, k!, v!, null, ...ropeInputs(g, q!.dtype, [67, 4], 4)], { scale: 0.7, window: 0, rotary: 4 })[0]!,
+  },
+  {
+    // per-row tables [B, T, D] (packed samples' restarting positions), partial rotary (4 of 6 dims), segments, window
+    op: 'FlashAttention', label: 'RoPE per row, partial rotary, segments + window, T 9', inputs: [f([2, 4, 9, 6]), f([2, 2, 9, 6]), f([2, 2, 9, 6])],
+    build: (g, [q, k, v]) => {
+      const seg = g.constant([1, 1, 1, 1, 2, 2, 3, 3, 3, 1, 1, 2, 2, 2, 2, 2, 0, 0], 'float32', [2, 9]);
+      return g.apply('FlashAttention', [q!, k!, v!, seg, ...ropeInputs(g, q!.dtype, [2, 9, 6], 4)], { scale: 0.5, window: 3, rotary: 4 })[0]!;
+    },
+  },
+  { op: 'SwiGLU', inputs: [f([3, 5]), f([3, 5])], build: (g, [a, b]) => g.apply('SwiGLU', [a!, b!])[0]! },
+  {
+    // gate and up as the two halves of one [N, 2F] projection (phi3's gate_up): views at an offset
+    op: 'SwiGLU', label: 'halves of one tensor', inputs: [f([4, 6])],
+    build: (g, [x]) => { const [a, b] = g.split(g.mul(x!, 1.5), [3, 3], 1); return g.apply('SwiGLU', [a!, b!])[0]!; },
   },
   {
     op: 'SoftmaxCrossEntropy', label: 'masked rows', inputs: [f([5, 70])],

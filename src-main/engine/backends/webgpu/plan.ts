@@ -185,6 +185,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const chains = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>() : gemmChains(order, remaining, pinned, epilogues, folded, inlined);
   for (const g1 of chains.values()) deferred.add(g1);
   const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
+  const accumulates = opts.noFusion ? new Map<Node, Node>() : normAccumulates(order, remaining, pinned, new Set([...expand, ...deferred, ...epilogues.keys()]));
+  const accumulated = new Set<Node>(); // Adds a norm backward computed in its dx store
 
   const buffers: BufferSlot[] = [];
   const slot = (kind: BufferKind, bytes: number, label: string): BufferSlot => {
@@ -336,6 +338,13 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     now++;
 
     if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
+    if (accumulated.has(node)) { // its sum was stored by the norm backward as its dx: the Add's output is that tensor
+      const ref = refOf.get(node.inputs.find((x) => x?.node && accumulates.get(x.node) === node)!)!;
+      refOf.set(node.outputs[0]!, ref);
+      hold(ref.buf);
+      consumed(node);
+      continue;
+    }
     // a GEMM whose result only this elementwise chain reads runs here, the chain in its store
     const gm = epilogues.get(node);
     const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
@@ -351,6 +360,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       ...(gm ? { epilogue: gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)) } : {}),
       folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
       load: (i, k) => loadOf(kn.inputs[i]!, k),
+      ...accumulateOf(accumulates.get(node), node, refOf, accumulated),
       ...(g1 ? {
         chained: {
           node: g1,
@@ -375,7 +385,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           // computed straight into its slice of the Concat's output (allocated now if it is not yet),
           // unless this kernel also reads that buffer (one binding cannot be read-only and written)
           const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
-          if (![node, gm, g1].some((n) => n && readsBuffer(n, whole.buf, expand, refOf))) {
+          if (![node, gm, g1].some((n) => n && readsBuffer(n, whole.buf, expand, refOf)) && !groupWritesConcat(grouping?.groups, node, at.concat, placed)) {
             const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
             refOf.set(v, ref);
             hold(ref.buf);
@@ -603,14 +613,67 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
   return out;
 }
 
+/**
+ * Does an earlier member of `node`'s GEMM group write its output into the same Concat (placed)? Then `node`'s
+ * output is not placed there: one grouped dispatch would bind that buffer writable twice (WebGPU forbids it);
+ * the Concat copies it instead.
+ */
+function groupWritesConcat(groups: readonly Node[][] | undefined, node: Node, concat: Value, placed: ReadonlyMap<Value, Placement>): boolean {
+  const members = groups?.find((m) => m.includes(node));
+  if (!members) return false;
+  return members.slice(0, members.indexOf(node)).some((m) => placed.get(m.outputs[0]!)?.concat === concat);
+}
+
+/** Norm backwards whose dx a residual-stream gradient sum may be added to in the dx store (kernels/norm.ts). */
+const NORM_GRADS = new Set(['RMSNormGrad', 'LayerNormGrad']);
+
+/**
+ * Norm-backward accumulates: an Add of a norm backward's dx (nothing else reads it) and another tensor of the
+ * same shape and type (the residual stream's gradient sum) is computed in the norm backward's dx store
+ * (`EmitCtx.accumulate`); the Add's output is then the norm backward's dx, no dispatch of its own. Decided
+ * statically here, taken at the norm backward's turn only when the other tensor is stored by then
+ * (accumulateOf). Returns norm backward -> Add. Adds inside other fusions (`fusedAway`) are left alone.
+ */
+function normAccumulates(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, fusedAway: ReadonlySet<Node>): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  for (const n of order) {
+    if (n.op !== 'Add' || fusedAway.has(n) || pinned.has(n.outputs[0]!) || n.inputs.length !== 2) continue;
+    const [a, b] = n.inputs as [Value, Value];
+    if (!a || !b || a === b || a.dtype !== b.dtype || !sameShape(a.shape, b.shape) || !sameShape(a.shape, n.outputs[0]!.shape)) continue;
+    const dx = [a, b].find((x) => !!x.node && NORM_GRADS.has(x.node.op) && x.node.outputs[0] === x && remaining.get(x) === 1 && !pinned.has(x) && !out.has(x.node));
+    if (!dx || [a, b].some((x) => x.node && fusedAway.has(x.node))) continue;
+    out.set(dx.node!, n);
+  }
+  return out;
+}
+
+/** EmitCtx.accumulate for norm backward `node` when its Add's other input is stored by now (normAccumulates). */
+function accumulateOf(add: Node | undefined, node: Node, refOf: ReadonlyMap<Value, Ref>, accumulated: Set<Node>): Pick<EmitCtx, 'accumulate'> {
+  if (!add) return {};
+  const other = add.inputs.find((x) => x !== node.outputs[0])!;
+  const ref = refOf.get(other);
+  if (!ref) return {};
+  accumulated.add(add);
+  return { accumulate: ref };
+}
+
+/** Inputs of the attention kernels that load through folded Transposes: q, k, v (forward); q, k, v, o, lse, dO (backward). */
+const ATTENTION_LOADS: Record<string, number> = { FlashAttention: 3, FlashAttentionGrad: 6 };
+
+/** Does attention node `r` read `v` only as inputs it can load through a fold (kernels/attention.ts `loadOf`)? */
+function attentionLoads(r: Node, v: Value): boolean {
+  return r.inputs.every((x, i) => x !== v || i < ATTENTION_LOADS[r.op]!);
+}
+
 /** Most tensors an elementwise chain folded into a GEMM operand load may read. */
 const MAX_FOLDED_LEAVES = 2;
 
 /**
  * Folded loads: tensors no kernel stores, computed where they are loaded (kernels/elementwise.ts
  * transposeLoad, chainLoad):
- *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm, Nf4Gemm's x) or
- *    elementwise kernels: each reads the source through the permuted strides (a gather, nothing recomputed);
+ *  - a Transpose (and the views of it) whose readers are all GEMM operands (MatMul, Gemm, Nf4Gemm's x),
+ *    attention's q, k, v, o, dO or elementwise kernels: each reads the source through the permuted strides
+ *    (a gather, nothing recomputed);
  *  - an f32 elementwise chain (not already a GEMM epilogue) whose one reader is a GEMM operand, reading at
  *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load.
  * Returns the folded nodes (their views included).
@@ -626,6 +689,7 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
     if (VIEW_OPS.has(r.op) && r.outputs.length === 1) return (views.push(r), loadable(r.outputs[0]!));
     // Nf4Gemm (QLoRA) loads its activation x (input 0) through the fold too, not its codes
     if (r.op === 'Nf4Gemm') return r.inputs.every((x, i) => x !== v || i === 0);
+    if (ATTENTION_LOADS[r.op] !== undefined) return attentionLoads(r, v);
     return isGemm(r) || (!!fusibleExpr(r as never) && r.outputs.length === 1);
   });
   const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {

@@ -54,28 +54,65 @@ function scores(g: GraphBuilder, q: Value, k: Value, seg: Value | null, d: AttnD
   return { qf, th, z: g.add(s, attnMask(g, seg, d, num(a, 'window'), q.dtype)) };
 }
 
-function attnInfer(x: readonly (Value | null)[]): AttnDims {
+/** Where the optional inputs start: segments, then RoPE's cos, sin, rot (FlashAttention 3, its gradient 6). */
+const segAt = (grad: boolean): number => (grad ? 6 : 3);
+
+function attnInfer(x: readonly (Value | null)[], grad: boolean, a: Attrs): AttnDims {
   const [q, k, v] = need(x, 3);
   floatIn(q!);
   sameType([q!, k!, v!]);
-  const seg = x[3 + (x.length > 4 ? 3 : 0)];
+  const at = segAt(grad);
+  const seg = x[at];
   if (seg && (seg.rank !== 2 || seg.shape[0] !== q!.shape[0] || seg.shape[1] !== q!.shape[2])) throw new Error(`segments must be [B, T], got ${shapeStr(seg.shape)}`);
-  return attnDims(q!, k!, v!);
+  const d = attnDims(q!, k!, v!);
+  const [cos, sin, rot] = [x[at + 1], x[at + 2], x[at + 3]];
+  if (cos || sin || rot) {
+    const table = (t: Value | null | undefined) => !!t && t.shape.length >= 2 && t.shape.length <= 3 && t.shape[t.rank - 2] === d.T && t.shape[t.rank - 1] === d.D && (t.rank === 2 || t.shape[0] === d.B);
+    if (!table(cos) || !table(sin) || cos!.rank !== sin!.rank) throw new Error(`RoPE tables cos, sin must both be [T, D] or [B, T, D] (T ${d.T}, D ${d.D}); got ${cos ? shapeStr(cos.shape) : '-'}, ${sin ? shapeStr(sin.shape) : '-'}`);
+    if (!rot || rot.rank !== 2 || rot.shape[0] !== d.D || rot.shape[1] !== d.D) throw new Error(`RoPE's rotate-half matrix must be [D, D] (D ${d.D})`);
+    const r = num(a, 'rotary');
+    if (!(r > 0 && r <= d.D && r % 2 === 0)) throw new Error(`attr rotary (the rotated dims) must be even and in (0, ${d.D}], got ${r}`);
+  }
+  return d;
+}
+
+/** RoPE's inputs of an attention node (cos, sin [T, D] or [B, T, D], rot [D, D]) when it has them. */
+function ropeOf(x: readonly (Value | null)[], grad: boolean): { cos: Value; sin: Value; rot: Value } | null {
+  const at = segAt(grad);
+  const [cos, sin, rot] = [x[at + 1], x[at + 2], x[at + 3]];
+  return cos && sin && rot ? { cos, sin, rot } : null;
+}
+
+/** cos/sin broadcast over the heads of [B, H, T, D]: [T, D] as it is, [B, T, D] -> [B, 1, T, D]. */
+const overHeads = (g: GraphBuilder, t: Value, d: AttnDims): Value => (t.rank === 3 ? g.reshape(t, [d.B, 1, d.T, d.D]) : t);
+
+/** RoPE as forward.ts `rope` builds it: x·cos + (x·rot)·sin. */
+function ropeApply(g: GraphBuilder, x: Value, r: { cos: Value; sin: Value; rot: Value }, d: AttnDims): Value {
+  return g.add(g.mul(x, overHeads(g, r.cos, d)), g.mul(g.matmul(x, r.rot), overHeads(g, r.sin, d)));
+}
+
+/** The gradient through ropeApply, as autodiff builds it: gy·cos + (gy·sin)·rotᵀ. */
+function ropeBack(g: GraphBuilder, gy: Value, r: { cos: Value; sin: Value; rot: Value }, d: AttnDims): Value {
+  return g.add(g.mul(gy, overHeads(g, r.cos, d)), g.matmul(g.mul(gy, overHeads(g, r.sin, d)), g.transpose(r.rot, [1, 0])));
 }
 
 def({
   // o = softmax(q·kᵀ·scale + mask) v per query head h, reading kv head ⌊h/G⌋; lse = the row's logsumexp
   // inputs q [B, H, T, D], k, v [B, K, T, D], segments f32 [B, T] (optional); attrs scale, window (0: none),
-  // softcap (optional, 0: none: scores cap · tanh(s / cap) before the mask, Gemma 2)
+  // softcap (optional, 0: none: scores cap · tanh(s / cap) before the mask, Gemma 2). Optional RoPE (forward.ts
+  // `rope`, applied to q and k first): cos, sin [T, D] or per row [B, T, D], rot [D, D] (ropeRot: rotate-half over
+  // the first `rotary` dims), attr rotary; the GPU kernel rotates q and k as it loads them
   name: 'FlashAttention',
   optionalOutputs: true,
-  infer: (x) => {
-    const d = attnInfer(x);
+  infer: (x, a) => {
+    const d = attnInfer(x, false, a);
     return [{ dtype: x[0]!.dtype, shape: [d.B, d.H, d.T, d.D] }, { dtype: 'float32', shape: [d.B, d.H, d.T] }];
   },
   lower: (c) => lowerAsDecomposition(c, (g, x) => {
-    const [q, k, v, seg] = x as [Value, Value, Value, Value | null];
-    const d = attnDims(q, k, v);
+    const [q0, k0, v, seg] = x as [Value, Value, Value, Value | null];
+    const d = attnDims(q0, k0, v);
+    const r = ropeOf(x, false);
+    const [q, k] = r ? [ropeApply(g, q0, r, d), ropeApply(g, k0, r, d)] : [q0, k0];
     const { z } = scores(g, q, k, seg ?? null, d, c.node.attrs);
     const o = g.reshape(g.matmul(g.softmax(z, -1), v), [d.B, d.H, d.T, d.D]);
     return [o, g.cast(g.reshape(g.reduceLogSumExp(z, [-1], true), [d.B, d.H, d.T]), 'float32')];
@@ -85,25 +122,30 @@ def({
     const gy = c.gy[0];
     if (!gy) return c.x.map(() => null);
     const [q, k, v, seg] = c.x;
-    const [dq, dk, dv] = c.g.apply('FlashAttentionGrad', [q!, k!, v!, c.y[0]!, c.y[1]!, gy, seg ?? null], c.node.attrs);
-    return [c.needs(0) ? dq! : null, c.needs(1) ? dk! : null, c.needs(2) ? dv! : null, ...(c.x.length > 3 ? [null] : [])];
+    const r = ropeOf(c.x, false);
+    const [dq, dk, dv] = c.g.apply('FlashAttentionGrad', [q!, k!, v!, c.y[0]!, c.y[1]!, gy, seg ?? null, ...(r ? [r.cos, r.sin, r.rot] : [])], c.node.attrs);
+    // no gradient into the segment ids or the RoPE tables (constants of the graph)
+    return [c.needs(0) ? dq! : null, c.needs(1) ? dk! : null, c.needs(2) ? dv! : null, ...c.x.slice(3).map(() => null)];
   },
 });
 
 def({
-  // dq, dk, dv of FlashAttention from q, k, v, o, lse, dO (, segments), and delta = rowsum(dO ∘ o) [B, H, T]
+  // dq, dk, dv of FlashAttention from q, k, v, o, lse, dO (, segments, cos, sin, rot), and delta = rowsum(dO ∘ o)
+  // [B, H, T]; with RoPE, dq and dk are the gradients of the unrotated q and k (the kernel rotates back as it stores)
   name: 'FlashAttentionGrad',
   nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   optionalOutputs: true,
-  infer: (x) => {
-    const d = attnInfer(x);
+  infer: (x, a) => {
+    const d = attnInfer(x, true, a);
     const [q, k, v] = x as Value[];
     return [{ dtype: q!.dtype, shape: [...q!.shape] }, { dtype: k!.dtype, shape: [...k!.shape] }, { dtype: v!.dtype, shape: [...v!.shape] },
       { dtype: 'float32', shape: [d.B, d.H, d.T] }];
   },
   lower: (c) => lowerAsDecomposition(c, (g, x) => {
-    const [q, k, v, o, lse, dO, seg] = x as [Value, Value, Value, Value, Value, Value, Value | null];
-    const d = attnDims(q, k, v);
+    const [q0, k0, v, o, lse, dO, seg] = x as [Value, Value, Value, Value, Value, Value, Value | null];
+    const d = attnDims(q0, k0, v);
+    const r = ropeOf(x, true);
+    const [q, k] = r ? [ropeApply(g, q0, r, d), ropeApply(g, k0, r, d)] : [q0, k0];
     const scale = num(c.node.attrs, 'scale');
     const { qf, z, th } = scores(g, q, k, seg ?? null, d, c.node.attrs);
     const rows = [d.B, d.K, d.G * d.T, 1];
@@ -117,7 +159,49 @@ def({
     ds = g.mul(ds, scale);
     const dq = g.reshape(g.matmul(ds, k), [d.B, d.H, d.T, d.D]);
     const dk = g.matmul(g.transpose(ds, [0, 1, 3, 2]), qf);
-    return [dq, dk, dv, g.cast(g.reshape(delta, [d.B, d.H, d.T]), 'float32')];
+    return [r ? ropeBack(g, dq, r, d) : dq, r ? ropeBack(g, dk, r, d) : dk, dv, g.cast(g.reshape(delta, [d.B, d.H, d.T]), 'float32')];
+  }),
+});
+
+function swigluInfer(x: readonly (Value | null)[]): { dtype: DType; shape: (number | string)[] } {
+  const [gate, up] = need(x, 2);
+  floatIn(gate!);
+  sameType([gate!, up!]);
+  if (!sameShapeOf(gate!, up!)) throw new Error(`gate ${shapeStr(gate!.shape)} and up ${shapeStr(up!.shape)} must have one shape`);
+  return { dtype: gate!.dtype, shape: [...gate!.shape] };
+}
+const sameShapeOf = (a: Value, b: Value): boolean => a.rank === b.rank && a.shape.every((d, i) => d === b.shape[i]);
+
+def({
+  // h = silu(gate) · up = (gate · σ(gate)) · up, the gated MLP's activation (forward.ts mlpResidual with silu):
+  // one kernel instead of three, and σ(gate), silu(gate) are never stored (the backward recomputes them)
+  name: 'SwiGLU',
+  infer: (x) => [swigluInfer(x)],
+  lower: (c) => lowerAsDecomposition(c, (g, [gate, up]) => [g.mul(g.silu(gate!), up!)]),
+  grad: (c) => {
+    const gy = c.gy[0];
+    if (!gy) return [null, null];
+    const [dgate, dup] = c.g.apply('SwiGLUGrad', [c.x[0]!, c.x[1]!, gy]);
+    return [c.needs(0) ? dgate! : null, c.needs(1) ? dup! : null];
+  },
+});
+
+def({
+  // dgate, dup of SwiGLU from gate, up, dh, as autodiff differentiates its decomposition: s = σ(gate),
+  // dsilu = dh · up, dup = dh · (gate · s), dgate = dsilu · s + (dsilu · gate) · (s · (1 − s))
+  name: 'SwiGLUGrad',
+  nondiff: true,
+  optionalOutputs: true,
+  infer: (x) => {
+    const t = swigluInfer(x);
+    const dh = x[2];
+    if (!dh || !sameShapeOf(dh, x[0]!)) throw new Error(`dh must have gate's shape ${shapeStr(x[0]!.shape)}`);
+    return [t, { ...t, shape: [...t.shape] }];
+  },
+  lower: (c) => lowerAsDecomposition(c, (g, [gate, up, dh]) => {
+    const s = g.sigmoid(gate!);
+    const dsilu = g.mul(dh!, up!);
+    return [g.add(g.mul(dsilu, s), g.mul(g.mul(dsilu, gate!), g.mul(s, g.sub(1, s)))), g.mul(dh!, g.mul(gate!, s))];
   }),
 });
 

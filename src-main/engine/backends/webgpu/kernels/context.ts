@@ -50,8 +50,8 @@ export interface EmitCtx {
   /**
    * Is input i folded (plan.ts: a Transpose or elementwise chain no kernel stores, computed where it is
    * loaded)? Then it has no `in(i)`; `load(i, k)` declares what it reads in `k` and returns the name of its
-   * WGSL load function `(e: u32) -> f32` (e = element index in input i's own layout). Only MatMul and Gemm
-   * are given folded inputs (elementwise chains read them through the fused kernel).
+   * WGSL load function `(e: u32) -> f32` (e = element index in input i's own layout). Only MatMul, Gemm and
+   * the attention kernels are given folded inputs (elementwise chains read them through the fused kernel).
    */
   folded?(i: number): boolean;
   load?(i: number, k: KernelBuilder): string;
@@ -60,6 +60,12 @@ export interface EmitCtx {
    * kernels/matmul.ts): its node and its inputs as `in` / `folded` / `load` give them for this node's.
    */
   chained?: { node: Node; in(i: number): Ref; folded(i: number): boolean; load(i: number, k: KernelBuilder): string };
+  /**
+   * A tensor of output 0's shape that the kernel adds to output 0 as it stores it (plan.ts normAccumulates: a
+   * norm backward's dx plus the residual stream's other gradient, the Add computed in the dx store). Only the
+   * norm backwards are given one.
+   */
+  accumulate?: Ref;
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }

@@ -10,7 +10,8 @@ import { ATTENTION } from './attention';
 import { CROSS_ENTROPY } from './cross-entropy';
 import { NORM } from './norm';
 import { LOGPROB } from './logprob';
+import { SWIGLU } from './swiglu';
 
-export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW, ...ATTENTION, ...CROSS_ENTROPY, ...NORM, ...LOGPROB };
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW, ...ATTENTION, ...CROSS_ENTROPY, ...NORM, ...LOGPROB, ...SWIGLU };
 
 export type { EmitCtx, Emitter } from './context';

@@ -49,6 +49,7 @@ function normGrad(centered: boolean): Emitter {
     const k = new KernelBuilder(centered ? 'LayerNormGrad' : 'RMSNormGrad');
     const ldx = k.input(c.in(0)), lds = k.input(c.in(1)), ldg = k.input(c.in(2));
     const stx = c.used(0) ? k.output(c.out(0)) : null;
+    const lda = c.accumulate ? k.input(c.accumulate) : null; // the residual stream's other gradient, added in the store
     const stMu = centered && stat(nOut) ? k.output(c.out(nOut)) : null;
     const stR = stat(nOut + (centered ? 1 : 0)) ? k.output(c.out(nOut + (centered ? 1 : 0))) : null;
     const mu = centered ? 'mu' : '0.0';
@@ -62,7 +63,7 @@ function normGrad(centered: boolean): Emitter {
   ${stx ? `for (var j = li; j < D; j = j + ${WG}u) {
     let e = base + j;
     // dx = r (gx̂ − ${centered ? 'mean(gx̂) − ' : ''}x̂ · mean(gx̂ ⊙ x̂)),  gx̂ = gy ⊙ scale
-    ${stx}(e, r * (${ldg}(e) * ${lds}(j)${centered ? ' - m1 / f32(D)' : ''} - (${ldx}(e) - ${mu}) * r * m2 / f32(D)));
+    ${stx}(e, ${lda ? `${lda}(e) + ` : ''}r * (${ldg}(e) * ${lds}(j)${centered ? ' - m1 / f32(D)' : ''} - (${ldx}(e) - ${mu}) * r * m2 / f32(D)));
   }` : ''}`);
     if (!wantCols) return;
     // 2. per column: dscale[d] = Σ_rows gy · x̂ (dbias[d] = Σ_rows gy)

@@ -10,7 +10,7 @@ import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
-import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
+import { GraphBuilder, type Value } from '../../../../../src-main/engine/graph/graph';
 import { GpuProgram, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
 import { chooseGemm } from '../../../../../src-main/engine/backends/webgpu/kernels/gemm';
 import { quantizeNf4 } from '../../../../../src-main/engine/quant/nf4';
@@ -21,8 +21,8 @@ import { tempDir } from '../../../../helpers/services';
 import { rel, uniform } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
 
-/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before chained GEMMs). */
-const PER_LAYER = 64;
+/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before SwiGLU, 53 before the residual gradient sums in the norm backwards). */
+const PER_LAYER = 51;
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -154,6 +154,126 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
     }
     for (const k of ['rope', 'proj', 'dq']) expect(rel(out[0]![k]!.data as Float32Array, out[1]![k]!.data as Float32Array)).toBeLessThan(1e-6);
   }, 120_000);
+
+  it('folded loads: attention reads q, k, v and dO in [B, T, H, D] through its Transposes, forward and backward (device)', async () => {
+    const B = 1, T = 67, H = 4, K = 2, D = 8; // two query workgroups, grouped query heads
+    const g = new GraphBuilder();
+    const xq = g.input('xq', 'float32', [B, T, H * D]);
+    const xk = g.input('xk', 'float32', [B, T, K * D]);
+    const xv = g.input('xv', 'float32', [B, T, K * D]);
+    const gy = g.input('gy', 'float32', [B, T, H * D]);
+    const w = g.input('w', 'float32', [5, H * D]);
+    const heads = (x: Value, n: number) => g.transpose(g.reshape(x, [B, T, n, D]), [0, 2, 1, 3]); // [B, n, T, D]
+    const [q, k, v] = [heads(xq, H), heads(xk, K), heads(xv, K)];
+    const attrs = { scale: 0.3, window: 0 };
+    const [o, lse] = g.apply('FlashAttention', [q, k, v], attrs);
+    const merged = g.reshape(g.transpose(o!, [0, 2, 1, 3]), [B * T, H * D]); // back to [N, H·D]: a Gemm operand
+    g.output('proj', g.gemm(merged, w, null, { transB: true }));
+    const [dq, dk, dv] = g.apply('FlashAttentionGrad', [q, k, v, o!, lse!, heads(gy, H), null], attrs);
+    g.output('dq', dq!);
+    g.output('dk', dk!);
+    g.output('dv', dv!);
+    const fusedPlan = planGraph(g);
+    expect(fusedPlan.byKernel.Transpose ?? 0).toBe(0);
+    expect(planGraph(g, { noFusion: true }).byKernel.Transpose).toBe(5);
+    expect(fusedPlan.dispatches.length).toBe(4); // FlashAttention, its two backward dispatches, the Gemm
+    const feeds = {
+      xq: hostTensor('float32', [B, T, H * D], uniform(B * T * H * D, 41)), xk: hostTensor('float32', [B, T, K * D], uniform(B * T * K * D, 42)),
+      xv: hostTensor('float32', [B, T, K * D], uniform(B * T * K * D, 43)), gy: hostTensor('float32', [B, T, H * D], uniform(B * T * H * D, 44)),
+      w: hostTensor('float32', [5, H * D], uniform(5 * H * D, 45)),
+    };
+    const names = ['proj', 'dq', 'dk', 'dv'];
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: names }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    for (const n of names) expect(rel(out[0]![n]!.data as Float32Array, out[1]![n]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('RoPE inside attention (q, k rotated as loaded, dq, dk rotated back as stored) = the RoPE graph around it (device)', async () => {
+    const B = 2, T = 67, H = 4, K = 2, D = 6, R = 4; // partial rotary: 4 of 6 dims; per-row tables [B, T, D]
+    const g = new GraphBuilder();
+    const [q, k, v, dO] = [g.input('q', 'float32', [B, H, T, D]), g.input('k', 'float32', [B, K, T, D]), g.input('v', 'float32', [B, K, T, D]), g.input('dO', 'float32', [B, H, T, D])];
+    const cos = g.input('cos', 'float32', [B, T, D]), sin = g.input('sin', 'float32', [B, T, D]);
+    const rotData = new Float32Array(D * D);
+    for (let j = 0; j < R / 2; j++) { rotData[(j + R / 2) * D + j] = -1; rotData[j * D + j + R / 2] = 1; }
+    const rot = g.constant(rotData, 'float32', [D, D]);
+    const attrs = { scale: 0.4, window: 0 };
+    // in the kernel
+    const [o1, lse1] = g.apply('FlashAttention', [q, k, v, null, cos, sin, rot], { ...attrs, rotary: R });
+    const [dq1, dk1, dv1] = g.apply('FlashAttentionGrad', [q, k, v, o1!, lse1!, dO, null, cos, sin, rot], { ...attrs, rotary: R });
+    // around it, as forward.ts builds RoPE for the ONNX path and autodiff its gradient
+    const c4 = g.reshape(cos, [B, 1, T, D]), s4 = g.reshape(sin, [B, 1, T, D]);
+    const rope = (x: Value) => g.add(g.mul(x, c4), g.mul(g.matmul(x, rot), s4));
+    const back = (gy: Value) => g.add(g.mul(gy, c4), g.matmul(g.mul(gy, s4), g.transpose(rot, [1, 0])));
+    const [qr, kr] = [rope(q), rope(k)];
+    const [o2, lse2] = g.apply('FlashAttention', [qr, kr, v], attrs);
+    const [dq2, dk2, dv2] = g.apply('FlashAttentionGrad', [qr, kr, v, o2!, lse2!, dO, null], attrs);
+    const pairs: [string, Value, Value][] = [['o', o1!, o2!], ['dq', dq1!, back(dq2!)], ['dk', dk1!, back(dk2!)], ['dv', dv1!, dv2!]];
+    for (const [n, a, b] of pairs) { g.output(`${n}1`, a); g.output(`${n}2`, b); }
+    const feeds: Record<string, HostTensor> = {};
+    [q, k, v, dO, cos, sin].forEach((x, j) => { const sh = x.shape as number[]; feeds[x.name!] = hostTensor('float32', sh, uniform(sh.reduce((a, b) => a * b, 1), 51 + j)); });
+    const p = await GpuProgram.create({ graph: g, state: [], fetch: pairs.flatMap(([n]) => [`${n}1`, `${n}2`]) });
+    await p.init({});
+    const out = await p.step(feeds);
+    await p.dispose();
+    for (const [n] of pairs) expect(rel(out[`${n}1`]!.data as Float32Array, out[`${n}2`]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 300_000);
+
+  it('SwiGLU and its gradient in one kernel each = the silu · up chain and its autodiff gradient (device)', async () => {
+    const g = new GraphBuilder();
+    const [gate, up, dh] = ['gate', 'up', 'dh'].map((n) => g.input(n, 'float32', [37, 29]));
+    g.output('h1', g.apply('SwiGLU', [gate!, up!])[0]!);
+    const [dg, du] = g.apply('SwiGLUGrad', [gate!, up!, dh!]);
+    g.output('dg1', dg!);
+    g.output('du1', du!);
+    // the chain forward.ts builds on the ONNX path, and what autodiff makes of it
+    const s = g.sigmoid(gate!), silu = g.mul(gate!, s), dsilu = g.mul(dh!, up!);
+    g.output('h2', g.mul(silu, up!));
+    g.output('dg2', g.add(g.mul(dsilu, s), g.mul(g.mul(dsilu, gate!), g.mul(s, g.sub(1, s)))));
+    g.output('du2', g.mul(dh!, silu));
+    const plan = planGraph(g);
+    expect(plan.byKernel.SwiGLU).toBe(1);
+    expect(plan.byKernel.SwiGLUGrad).toBe(1);
+    const feeds = Object.fromEntries(['gate', 'up', 'dh'].map((n, j) => [n, hostTensor('float32', [37, 29], uniform(37 * 29, 61 + j, 4))]));
+    const p = await GpuProgram.create({ graph: g, state: [], fetch: ['h1', 'dg1', 'du1', 'h2', 'dg2', 'du2'] });
+    await p.init({});
+    const out = await p.step(feeds);
+    await p.dispose();
+    for (const n of ['h', 'dg', 'du']) expect(rel(out[`${n}1`]!.data as Float32Array, out[`${n}2`]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 300_000);
+
+  it('residual gradient sums computed in the norm backwards\' dx stores (RMSNorm, LayerNorm) (device)', async () => {
+    const g = new GraphBuilder();
+    const [x, gy, r] = ['x', 'gy', 'r'].map((n) => g.input(n, 'float32', [9, 70]));
+    const scale = g.input('scale', 'float32', [70]), bias = g.input('bias', 'float32', [70]), w = g.input('w', 'float32', [5, 70]);
+    const [dx1, ds1] = g.apply('RMSNormGrad', [x!, scale, gy!], { epsilon: 1e-5 });
+    const sum1 = g.add(r!, dx1!); // the residual stream's gradient + the norm's dx
+    const [dx2, ds2, db2] = g.apply('LayerNormGrad', [x!, scale, sum1], { epsilon: 1e-5 });
+    const sum2 = g.add(dx2!, sum1); // dx first, the other input computed by the kernel before
+    g.output('y', g.gemm(sum2, w, null, { transB: true })); // a GEMM reads the sum
+    g.output('s1', g.gemm(sum1, w, null, { transB: true }));
+    g.output('ds1', ds1!);
+    g.output('ds2', ds2!);
+    g.output('db2', g.add(db2!, bias)); // [70] Add of a dscale-like output: not a dx, stays an Add
+    const plan = planGraph(g);
+    expect(plan.byKernel.Add).toBe(1);
+    expect(planGraph(g, { noFusion: true }).byKernel.Add).toBe(3);
+    const feeds = Object.fromEntries([['x', [9, 70]], ['gy', [9, 70]], ['r', [9, 70]], ['scale', [70]], ['bias', [70]], ['w', [5, 70]]].map(([n, sh], j) =>
+      [n, hostTensor('float32', sh as number[], uniform((sh as number[]).reduce((a, b) => a * b, 1), 71 + j))]));
+    const names = ['y', 's1', 'ds1', 'ds2', 'db2'];
+    const out: Record<string, HostTensor>[] = [];
+    for (const noFusion of [false, true]) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: names }, { noFusion });
+      await p.init({});
+      out.push(await p.step(feeds as Record<string, HostTensor>));
+      await p.dispose();
+    }
+    for (const n of names) expect(rel(out[0]![n]!.data as Float32Array, out[1]![n]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 300_000);
 
   it('folded loads: a Transpose read (through a view) as the activation of an Nf4Gemm (QLoRA) (device)', async () => {
     const N = 6, IN = 8, OUT = 72;
