@@ -102,7 +102,8 @@ class GroupKernel extends KernelBuilder {
 
   override output(ref: Ref): string {
     const w = this.written.get(ref.buf);
-    if (!w || ref.parts || ref.storage !== 'f32' || this.bindings[w.binding]!.ref.storage !== 'f32') {
+    const storage = ref.storage;
+    if (!w || ref.parts || !(storage === 'f32' || storage === 'f16r' || storage === 'h16') || this.bindings[w.binding]!.ref.storage !== storage) {
       const binding = this.bindings.length; // (output() may add the params binding after its own)
       const st = super.output(ref);
       if (!w) this.written.set(ref.buf, { binding, stores: 0 });
@@ -111,7 +112,8 @@ class GroupKernel extends KernelBuilder {
     // another slice of a buffer this kernel already writes (a Concat's output): the same binding, its own offset
     const i = w.binding, name = `st${i}_${++w.stores}`;
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
-    this.decl(`fn ${name}(e: u32, v: f32) { b${i}[${j}] = v; }`);
+    // (f16r / h16: the rounding helpers the first store of this buffer declared)
+    this.decl(`fn ${name}(e: u32, v: f32) { b${i}[${j}] = ${storage === 'f16r' ? 'roundF16(v)' : storage === 'h16' ? 'toH16(v)' : 'v'}; }`);
     return name;
   }
 }

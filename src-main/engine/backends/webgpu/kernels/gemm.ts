@@ -294,7 +294,8 @@ export function gemmTiles(p: { M: number; N: number }, tile: GemmTile = { TM: 1,
  * its number (a workgroup-uniform branch, so the barriers stay legal), then runs exactly the tile loop of
  * `emitTiledGemm` with that problem's sizes, operand loads and store. Each output sums k in order 0..K−1
  * as in the problem's own dispatch, so grouped and ungrouped results are equal bit for bit. `k` holds
- * every problem's bindings (the caller declared them: shared operands once).
+ * every problem's bindings (the caller declared them: shared operands once). A `SegmentedGemmProblem` (a
+ * chained GEMM) runs `emitTiledGemmSegments`'s loops in its arm.
  */
 export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly (GemmProblem | SegmentedGemmProblem)[], tile: GemmTile = { TM: 1, TN: 1 }): void {
   const T = GEMM_TILE;

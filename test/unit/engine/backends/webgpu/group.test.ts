@@ -303,6 +303,38 @@ describe('grouped GEMM dispatches', () => {
     }
   }, 300_000);
 
+  it('f16 results computed into one Concat by two grouped GEMMs: one written binding, rounded as their own stores round', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float16', [M, K]);
+    const d1 = g.gemm(x, g.input('g1', 'float16', [M, 5]), null, { transA: true });
+    const d2 = g.gemm(x, g.input('g2', 'float16', [M, 3]), null, { transA: true });
+    g.output('flat', g.mul(g.concat([g.reshape(d1, [K * 5]), g.reshape(d2, [K * 3])], 0), 2));
+    for (const [shaderF16, round] of [[false, 'roundF16(v)'], [true, 'toH16(v)']] as const) {
+      const p = planGraph(g, { shaderF16 });
+      expect(p.byKernel.GroupedGemm).toBe(1);
+      expect(p.byKernel.Concat ?? 0).toBe(0);
+      const d = p.dispatches.find((q) => q.name === 'GroupedGemm')!;
+      expect(d.bindings.filter((b) => b.write).length).toBe(1);
+      // the second piece's store: the same binding at its own offset, rounded like the first
+      const second = d.wgsl.split('\n').find((l) => /^fn st\d+_1\(e: u32, v: f32\)/.test(l));
+      expect(second).toMatch(/\+ e\] = /);
+      expect(second?.endsWith(`= ${round}; }`)).toBe(true);
+    }
+    const f16 = (n: number, seed: number) => Uint16Array.from(rnd(n, seed), float32ToFloat16Bits);
+    const feeds = { x: hostTensor('float16', [M, K], f16(M * K, 1)), g1: hostTensor('float16', [M, 5], f16(M * 5, 2)), g2: hostTensor('float16', [M, 3], f16(M * 3, 3)) };
+    const out: number[][] = [];
+    for (const opts of [{ noGrouping: true }, {}]) {
+      const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['flat'] }, opts);
+      try {
+        out.push(toNumbers((await prog.step(feeds)).flat!));
+      } finally {
+        await prog.dispose();
+      }
+    }
+    expect(out[1]).toEqual(out[0]);
+    expect(out[0]!.some((v) => v !== 0)).toBe(true);
+  }, 300_000);
+
   it('tiny llama LoRA train step, planner fusions off: grouping alone halves the GEMM dispatches within the binding limit', async () => {
     const dir = path.join(tempDir('lathe-group-'), 'llama');
     await createTinyModel('llama', dir, { seed: 1 });
