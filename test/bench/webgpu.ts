@@ -160,14 +160,13 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
       const paged = planGraph(g.graph, { outputs: [...ps.fetch, ...ps.state.map((s) => s.output)], state: ps.state.map((s) => s.input), late: ps.hostInputs });
       const total = (x: Plan) => Object.values(x.bytes).reduce((p, q) => p + q, 0);
       report({ model: label, shape: 'B1×T2048, fused, paged optimizer', 'total GiB': (total(paged) / GiB).toFixed(3), 'GPU MiB saved': ((total(plan) - total(paged)) / MiB).toFixed(1), '2·4P MiB': (8 * lr.size / MiB).toFixed(1) });
-      // grouped GEMM dispatches (backends/webgpu/group.ts): GEMM dispatches per layer, one per GEMM (noGrouping) and
-      // grouped under WebGPU's default 8 storage buffers a shader (the plan above) and under 16 (most GPUs)
-      const perLayer = (p: Plan) => (((p.byKernel.Gemm ?? 0) + (p.byKernel.GroupedGemm ?? 0) + (p.byKernel.Nf4Gemm ?? 0)) / cfg.numLayers).toFixed(1);
-      // (grouping is opt-in, PlanOptions.grouping: the rows above are ungrouped)
-      const g8 = planGraph(g.graph, { ...opts, grouping: true, maxStorageBuffers: 8 }), wide = planGraph(g.graph, { ...opts, grouping: true, maxStorageBuffers: 16 });
-      report({ model: label, shape: 'B1×T2048, fused, GEMM groups (opt-in)', 'GEMM dispatches/layer ungrouped': perLayer(plan), 'grouped (8 bindings)': perLayer(g8),
-        'grouped (16 bindings)': perLayer(wide), 'dispatches ungrouped / 8 / 16': `${plan.dispatches.length} / ${g8.dispatches.length} / ${wide.dispatches.length}`,
-        'activations GiB ungrouped / 8 / 16': [plan, g8, wide].map((p) => ((p.bytes.temp + p.bytes.input) / GiB).toFixed(3)).join(' / ') });
+      // grouped GEMM dispatches (backends/webgpu/group.ts, on by default): GEMM dispatches per layer, one per GEMM
+      // (noGrouping) and grouped under WebGPU's default 8 storage buffers a shader (the plan above) and under 16 (most GPUs)
+      const perLayer = (p: Plan) => (Object.entries(p.byKernel).filter(([k]) => /Gemm|MatMul/.test(k)).reduce((a, [, n]) => a + n, 0) / cfg.numLayers).toFixed(1);
+      const off = planGraph(g.graph, { ...opts, noGrouping: true }), g8 = plan, wide = planGraph(g.graph, { ...opts, maxStorageBuffers: 16 });
+      report({ model: label, shape: 'B1×T2048, fused, GEMM groups', 'GEMM dispatches/layer ungrouped': perLayer(off), 'grouped (8 bindings)': perLayer(g8),
+        'grouped (16 bindings)': perLayer(wide), 'dispatches ungrouped / 8 / 16': `${off.dispatches.length} / ${g8.dispatches.length} / ${wide.dispatches.length}`,
+        'activations GiB ungrouped / 8 / 16': [off, g8, wide].map((p) => ((p.bytes.temp + p.bytes.input) / GiB).toFixed(3)).join(' / ') });
       // WebGPU's default 128 MiB binding limit: weights above it are split into row blocks (the embedding, lm_head)
       const limit = 128 * MiB;
       const split = planGraph(g.graph, { ...opts, maxBinding: limit });

@@ -20,18 +20,23 @@
  *  - The members' inputs are released only after the group's one dispatch (`finished`), so no member's
  *    output can take a buffer another member still reads.
  *  - Groupable: Gemm (transA/transB, alpha, beta·C), 2-D MatMul and Nf4Gemm (QLoRA) on the tiled
- *    kernel, f32/f16/bf16 operands and split weights alike (their loads are the same functions as in their
- *    own dispatch). Not (yet): batched MatMul, and GEMMs the subgroup-matrix path takes (16-bit or NF4
- *    weights on a device that has it).
- * `planGraph(g, { noGrouping: true })` turns it off (the reference).
+ *    kernel, f32/f16/bf16 operands and split weights alike, and what the planner fusions made of them
+ *    (plan.ts passes `unit`): a chained pair (base GEMM + LoRA term: two K segments), a GEMM computing an
+ *    elementwise chain in its store (epilogue; the unit is then the chain's node, where the GEMM runs) and
+ *    GEMMs loading a folded operand. Each problem is built by its own kernel's code (kernels/matmul.ts
+ *    `gemmProblem`, kernels/nf4.ts `nf4Problem`) in the group's kernel, so loads, sums and stores are the
+ *    same. Not (yet): batched MatMul, and GEMMs the subgroup-matrix path takes (16-bit or NF4 weights on a
+ *    device that has it).
+ *  - The group's kernel binds each tensor once (`GroupKernel.input`) and each written buffer once (two
+ *    members computed into slices of one Concat output write through one binding, at their offsets).
+ * On by default; `planGraph(g, { noGrouping: true })` turns it off (the reference).
  */
 import type { Node, Value } from '../../graph/graph';
-import { num } from '../../graph/ops/registry';
-import { broadcastStrides, inShape, outShape, type EmitCtx, type Emitter } from './kernels/context';
-import { emitGroupedGemm, type GemmChoice, type GemmProblem } from './kernels/gemm';
-import { NF4_TABLE } from './kernels/nf4';
-import { ABSMAX_BLOCK, NF4_BLOCK } from '../../quant/nf4';
-import { KernelBuilder, lit, roundHalf, type BufferSlot, type Ref } from './wgsl';
+import type { Emitter } from './kernels/context';
+import { emitGroupedGemm, type GemmChoice, type GemmProblem, type SegmentedGemmProblem } from './kernels/gemm';
+import { gemmProblem } from './kernels/matmul';
+import { nf4Problem } from './kernels/nf4';
+import { KernelBuilder, type BufferSlot, type Ref } from './wgsl';
 
 /** How far ahead (nodes of the schedule) a group looks for members: bounds how much earlier a GEMM may run. */
 export const WINDOW = 48;
@@ -62,9 +67,57 @@ export function groupableGemm(n: Node): boolean {
 }
 
 /** The inputs a GEMM's kernel binds (Nf4Gemm's input 5, the CPU lowering's pair table, is not read on the GPU). */
-const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? n.inputs.filter((_, i) => i !== 5) : [...n.inputs]);
+export const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? n.inputs.filter((_, i) => i !== 5) : [...n.inputs]);
 
-interface Group { members: Node[]; k?: KernelBuilder; problems: GemmProblem[]; loads: Map<string, string> }
+/**
+ * What one scheduled node's GEMM kernel is (plan.ts: after its fusions): the GEMM nodes it computes (a
+ * chained pair: two) and the stored tensors it binds (operands, a folded operand's sources, an epilogue's
+ * other tensors).
+ */
+export interface GemmUnit { gemms: Node[]; reads: Value[] }
+
+interface Group { members: Node[]; k?: GroupKernel; problems: (GemmProblem | SegmentedGemmProblem)[] }
+
+/**
+ * The kernel a group's problems are declared in: every tensor (buffer, offset, size, storage) is bound once
+ * however many problems read it, and every buffer written once (slices of one buffer written through one
+ * binding, each store at its own offset).
+ */
+class GroupKernel extends KernelBuilder {
+  private readonly loads = new Map<string, string>();
+  private readonly written = new Map<BufferSlot, { binding: number; stores: number }>();
+
+  constructor(private readonly key: (b: BufferSlot) => number) {
+    super('GroupedGemm');
+  }
+
+  override input(ref: Ref): string {
+    // keyed by the buffer object: while planning, temporaries are virtual buffers that all have id −1
+    // (plan.ts assignTemporaries numbers them later), so an id key would bind two different tensors as one
+    const key = `${this.key(ref.buf)}:${ref.offset}:${ref.numel}:${ref.storage}`;
+    let f = this.loads.get(key);
+    if (!f) this.loads.set(key, (f = super.input(ref)));
+    return f;
+  }
+
+  override output(ref: Ref): string {
+    const w = this.written.get(ref.buf);
+    const storage = ref.storage;
+    if (!w || ref.parts || !(storage === 'f32' || storage === 'f16r' || storage === 'h16' || storage === 'hb16' || storage === 'b16r') || this.bindings[w.binding]!.ref.storage !== storage) {
+      const binding = this.bindings.length; // (output() may add the params binding after its own)
+      const st = super.output(ref);
+      if (!w) this.written.set(ref.buf, { binding, stores: 0 });
+      return st;
+    }
+    // another slice of a buffer this kernel already writes (a Concat's output): the same binding, its own offset
+    const i = w.binding, name = `st${i}_${++w.stores}`;
+    const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
+    // (f16r / h16 / hb16 / b16r: the rounding helpers the first store of this buffer declared)
+    const v = { f16r: 'roundF16(v)', h16: 'toH16(v)', hb16: 'toHB16(v)', b16r: 'roundBF16(v)' }[storage as string] ?? 'v';
+    this.decl(`fn ${name}(e: u32, v: f32) { b${i}[${j}] = ${v}; }`);
+    return name;
+  }
+}
 
 export interface GemmGrouping {
   /** The schedule: `order` with each group's members moved together to its first member's place. */
@@ -75,6 +128,8 @@ export interface GemmGrouping {
   emitter(n: Node): Emitter | undefined;
   /** Nodes whose inputs may be released now that `n` was scheduled: [] inside an open group, all members at its end. */
   finished(n: Node): Node[];
+  /** The members of `n`'s group (`[n]` where it has none). */
+  mates(n: Node): Node[];
 }
 
 export interface GroupOptions {
@@ -82,18 +137,23 @@ export interface GroupOptions {
   gemm?: GemmChoice;
   /** Storage buffers an input binds (a split weight binds one per part; default 1). */
   bindingsOf?: (v: Value) => number;
-  /** GEMMs that keep their own kernel (plan.ts: those its planner fusions took over). */
-  exclude?: (n: Node) => boolean;
+  /**
+   * The GEMM kernel a scheduled node runs (plan.ts: after its fusions), or undefined where it runs none (a GEMM
+   * computed in another node's kernel, any other op). Default: a groupable GEMM node as it is.
+   */
+  unit?: (n: Node) => GemmUnit | undefined;
 }
 
-/** Storage bindings a set of GEMM nodes needs in one kernel: distinct inputs, outputs, the params buffer. */
-function bindingsNeeded(nodes: readonly Node[], bindingsOf: (v: Value) => number): number {
+/** Storage bindings a set of GEMM units needs in one kernel: distinct inputs, one output each, the params buffer. */
+function bindingsNeeded(units: readonly GemmUnit[], bindingsOf: (v: Value) => number): number {
   const ins = new Set<Value>();
-  for (const n of nodes) for (const x of boundInputs(n)) if (x) ins.add(x);
-  let b = 1 + nodes.length;
+  for (const u of units) for (const x of u.reads) ins.add(x);
+  let b = 1 + units.length;
   for (const x of ins) b += bindingsOf(x);
   return b;
 }
+
+const plainUnit = (n: Node): GemmUnit | undefined => (groupableGemm(n) ? { gemms: [n], reads: boundInputs(n).filter((x): x is Value => !!x) } : undefined);
 
 /** Nodes whose output can be a view of their input (plan.ts: no dispatch), followed back to the stored weight. */
 const VIEWS = new Set(['Cast', 'Reshape', 'Identity', 'Squeeze', 'Unsqueeze', 'Flatten']);
@@ -108,7 +168,16 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
   const maxBindings = Math.max(3, Math.min(opts.maxBindings ?? DEFAULT_MAX_BINDINGS, MAX_GROUP_BINDINGS));
   const bindingsOf = opts.bindingsOf ?? (() => 1);
   const matrixPath = opts.gemm?.path === 'subgroup-matrix';
-  const ok = (n: Node) => groupableGemm(n) && !opts.exclude?.(n) && !(matrixPath && (n.op === 'Nf4Gemm' || n.inputs.some((x) => x && narrowConst(x))));
+  const unitOf = opts.unit ?? plainUnit;
+  const units = new Map<Node, GemmUnit>();
+  for (const n of order) {
+    const u = unitOf(n);
+    if (!u || !u.gemms.every(groupableGemm)) continue;
+    // (16-bit activations too: kernels/matmul.ts sends a GEMM with any 16-bit operand to the matrix kernel)
+    if (matrixPath && u.gemms.some((g) => g.op === 'Nf4Gemm' || g.inputs.some((x) => x && (narrowConst(x) || x.dtype === 'float16')))) continue;
+    units.set(n, u);
+  }
+  const ok = (n: Node) => units.has(n);
   const pos = new Map<Node, number>();
   order.forEach((n, i) => pos.set(n, i));
   const groupOf = new Map<Node, Group>();
@@ -122,12 +191,12 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
       if (groupOf.has(m) || !ok(m)) continue;
       // every input computed before the group's place (inputs, constants, or a node scheduled earlier,
       // members of earlier groups at their group's place)
-      if (!m.inputs.every((x) => !x || !x.node || pos.get(x.node)! < i)) continue;
-      if (bindingsNeeded([...members, m], bindingsOf) > maxBindings) continue;
+      if (!units.get(m)!.reads.every((x) => !x.node || (pos.get(x.node) ?? Infinity) < i)) continue;
+      if (bindingsNeeded([...members, m].map((x) => units.get(x)!), bindingsOf) > maxBindings) continue;
       members.push(m);
     }
     if (members.length < 2) continue;
-    const g: Group = { members, problems: [], loads: new Map() };
+    const g: Group = { members, problems: [] };
     // the members now run at i: later groups see their outputs as computed there
     for (const m of members) { groupOf.set(m, g); pos.set(m, i); }
     groups.push(members);
@@ -152,21 +221,11 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
       if (!g) return undefined;
       return (c) => {
         if (g.members[0] === n) {
-          g.k = new KernelBuilder('GroupedGemm');
+          g.k = new GroupKernel(bufKey);
           g.problems = [];
-          g.loads.clear();
         }
         const k = g.k!;
-        // each distinct tensor bound once (q/k/v read the same x)
-        const load = (r: Ref): string => {
-          // keyed by the buffer object: while planning, temporaries are virtual buffers that all have id −1
-          // (plan.ts assignTemporaries numbers them later), so an id key bound two different tensors as one
-          const key = `${bufKey(r.buf)}:${r.offset}:${r.numel}:${r.storage}`;
-          let f = g.loads.get(key);
-          if (!f) { f = k.input(r); g.loads.set(key, f); }
-          return f;
-        };
-        g.problems.push(n.op === 'Nf4Gemm' ? nf4Problem(c, k, load, g.problems.length) : gemmProblem(c, k, load));
+        g.problems.push(c.node.op === 'Nf4Gemm' ? nf4Problem(c, k, `nf4w${g.problems.length}`) : gemmProblem(c, k));
         if (g.members[g.members.length - 1] === n) emitGroupedGemm(c, k, g.problems, opts.gemm?.tile);
       };
     },
@@ -175,73 +234,6 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
       if (!g) return [n];
       return g.members[g.members.length - 1] === n ? g.members : [];
     },
-  };
-}
-
-/** The GEMM of a Gemm / 2-D MatMul node as a problem of a grouped kernel (kernels/matmul.ts's operands and epilogue). */
-function gemmProblem(c: EmitCtx, k: KernelBuilder, load: (r: Ref) => string): GemmProblem {
-  const n = c.node;
-  const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
-  const [M, N] = outShape(c) as [number, number];
-  let K: number, aRow: number, aCol: number, bRow: number, bCol: number;
-  let alpha = 1, beta = 0;
-  let C: { ld: string; sRow: number; sCol: number } | null = null;
-  if (n.op === 'Gemm') {
-    const at = n.attrs;
-    const tA = !!num(at, 'transA'), tB = !!num(at, 'transB');
-    const a = inShape(c, 0);
-    K = tA ? a[0]! : a[1]!;
-    [aRow, aCol] = tA ? [1, M] : [K, 1];
-    [bRow, bCol] = tB ? [1, K] : [N, 1];
-    alpha = num(at, 'alpha') ?? 1;
-    beta = num(at, 'beta') ?? 1;
-    if (n.inputs[2]) {
-      const s = broadcastStrides(inShape(c, 2), [M, N]);
-      C = { ld: load(c.in(2)), sRow: s[0]!, sCol: s[1]! };
-    }
-  } else {
-    K = inShape(c, 0)[1]!;
-    [aRow, aCol, bRow, bCol] = [K, 1, N, 1];
-  }
-  const ldA = load(c.in(0)), ldB = load(c.in(1));
-  const st = k.output(c.out(0));
-  const epilogue = (acc: string) => {
-    let e = alpha === 1 ? acc : `${lit(alpha)} * ${acc}`;
-    if (C && beta !== 0) e += ` + ${beta === 1 ? '' : `${lit(beta)} * `}${C.ld}(${mul('row', C.sRow)} + ${mul('col', C.sCol)})`;
-    return e;
-  };
-  return {
-    M, N, K,
-    a: (row, ka) => `${ldA}(${mul(row, aRow)} + ${mul(ka, aCol)})`,
-    b: (kb, col) => `${ldB}(${mul(kb, bRow)} + ${mul(col, bCol)})`,
-    store: (row, col, acc) => `${st}(${row} * ${N}u + ${col}, ${epilogue(acc)});`,
-  };
-}
-
-/** An Nf4Gemm node as a problem of a grouped kernel: kernels/nf4.ts's dequantizing load, one function per problem. */
-function nf4Problem(c: EmitCtx, k: KernelBuilder, load: (r: Ref) => string, p: number): GemmProblem {
-  const at = c.node.attrs;
-  const cols = at.cols as number, transB = !!at.transB;
-  const [M, K] = inShape(c, 0) as [number, number];
-  const N = outShape(c)[1]!;
-  const ldx = load(c.in(0));
-  const ldq = load(c.in(1)), lda = load(c.in(2)), lds = load(c.in(3)), ldo = load(c.in(4)), ldd = load(c.in(6));
-  const bias = c.node.inputs[7] ? load(c.in(7)) : null;
-  const st = k.output(c.out(0));
-  k.decl(NF4_TABLE);
-  const half = c.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // f16 compute: the weight rounded to f16 (kernels/nf4.ts)
-  if (half) k.decl(half.decl);
-  k.decl(`fn nf4w${p}(e: u32) -> f32 {
-  let code = (${ldq}(e >> 3u) >> ((e & 7u) * 4u)) & 15u;
-  let b = e / ${NF4_BLOCK}u;
-  let acode = (${lda}(b >> 2u) >> ((b & 3u) * 8u)) & 255u;
-  let absmax = ${ldd}(acode) * ${lds}(b / ${ABSMAX_BLOCK}u) + ${ldo}(0u);
-  return ${half ? `${half.fn}(NF4[code] * absmax)` : 'NF4[code] * absmax'};
-}`);
-  return {
-    M, N, K,
-    a: (r, ka) => `${ldx}(${r} * ${K}u + ${ka})`,
-    b: (kb, col) => (transB ? `nf4w${p}(${col} * ${cols}u + ${kb})` : `nf4w${p}(${kb} * ${cols}u + ${col})`),
-    store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${bias ? `${acc} + ${bias}(${col})` : acc});`,
+    mates: (n) => groupOf.get(n)?.members ?? [n],
   };
 }

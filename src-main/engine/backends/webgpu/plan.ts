@@ -14,7 +14,7 @@
  *    whole lifetime. The step's whole working set is therefore known, and allocated once, before the
  *    first run.
  *  - Graph outputs stay where they are computed (their buffers are never returned to the pool).
- *  - Independent GEMMs may be moved together and computed by one dispatch (group.ts; opt-in `grouping`, off by default).
+ *  - Independent GEMMs may be moved together and computed by one dispatch (group.ts; on unless `noGrouping`).
  */
 import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
@@ -23,7 +23,7 @@ import { KERNELS } from './kernels';
 import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
-import { groupGemms } from './group';
+import { boundInputs, groupGemms, groupableGemm, type GemmUnit } from './group';
 import { KernelBuilder, activationStorage, halfType, storageBytes, storageOf, withHalfType, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
@@ -96,12 +96,7 @@ export interface PlanOptions {
   late?: string[];
   /** Off: one dispatch per GEMM (group.ts's grouped GEMM dispatches are the default; the reference for tests). */
   noGrouping?: boolean;
-  /**
-   * Grouped GEMM dispatches (group.ts): off by default until the whole suite has run with them on. (After the
-   * merge with the lifetime allocator a grouped step differed from the ungrouped one: group.ts deduplicated
-   * bindings by buffer id, and virtual temporaries all have id −1 while planning. Fixed; group.test.ts checks a
-   * grouped train step with the planner fusions bit for bit against the ungrouped one.)
-   */
+  /** Grouped GEMM dispatches (group.ts): on unless false (or `noGrouping`). */
   grouping?: boolean;
   /** Storage buffers one kernel may bind (the adapter's maxStorageBuffersPerShaderStage; default 8): caps a GEMM group. */
   maxStorageBuffers?: number;
@@ -329,11 +324,16 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     const src = sourceOf(v);
     return typeof src === 'function' ? src(k) : k.input(src);
   };
-  // independent GEMMs scheduled together, one dispatch per group (group.ts); GEMMs the planner fusions
-  // above took over (epilogue GEMMs, chained GEMMs, folded operands) keep their own kernel
-  const chained = new Set([...chains.keys(), ...chains.values()]);
-  const fusedAway = (n: Node) => deferred.has(n) || chained.has(n) || n.inputs.some((x) => !!x?.node && expand.has(x.node));
-  const grouping = opts.noGrouping || !opts.grouping ? null : groupGemms(order, { maxBindings: opts.maxStorageBuffers, gemm: opts.gemm, bindingsOf: (v) => refOf.get(v)?.parts?.bufs.length ?? 1, exclude: fusedAway });
+  // independent GEMMs scheduled together, one dispatch per group (group.ts), with what the planner fusions
+  // above made of them: a chained pair, an epilogue GEMM (at its chain's node), folded operands
+  const kernelNodes = (n: Node): Node[] => {
+    const m = epilogues.get(n), h = chains.get(m ?? n);
+    return [n, ...(m ? [m] : []), ...(h ? [h] : [])];
+  };
+  const grouping = opts.noGrouping || opts.grouping === false ? null : groupGemms(order, {
+    maxBindings: opts.maxStorageBuffers, gemm: opts.gemm, bindingsOf: (v) => refOf.get(v)?.parts?.bufs.length ?? 1,
+    unit: (n) => gemmUnit(n, epilogues, chains, deferred, expand),
+  });
   for (const node of grouping?.order ?? order) {
     now++;
 
@@ -385,7 +385,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           // computed straight into its slice of the Concat's output (allocated now if it is not yet),
           // unless this kernel also reads that buffer (one binding cannot be read-only and written)
           const whole = refOf.get(at.concat) ?? alloc(at.concat, `${at.concat.node!.op}#${at.concat.node!.id}`);
-          if (![node, gm, g1].some((n) => n && readsBuffer(n, whole.buf, expand, refOf)) && !groupWritesConcat(grouping?.groups, node, at.concat, placed)) {
+          // (in a group: no member may read it either)
+          if (!(grouping?.mates(node) ?? [node]).flatMap(kernelNodes).some((n) => readsBuffer(n, whole.buf, expand, refOf))) {
             const ref: Ref = { ...whole, offset: whole.offset + at.offset, numel: staticShape(v.shape, 'GPU plan').reduce((a, b) => a * b, 1) };
             refOf.set(v, ref);
             hold(ref.buf);
@@ -448,9 +449,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       if (!refOf.has(v) && used(i)) throw new Error(`GPU backend: the ${node.op} kernel left output ${i} of ${node} unset.`);
       if (refOf.has(v) && !used(i)) drop(v);
     });
-    if (g1) consumed(g1);
-    if (gm) consumed(gm);
-    for (const n of grouping?.finished(node) ?? [node]) consumed(n);
+    // (a group's members, with their chained and epilogue GEMMs, once its one dispatch is recorded)
+    for (const n of grouping?.finished(node) ?? [node]) for (const m of kernelNodes(n).reverse()) consumed(m);
   }
 
   paramsRef.numel = Math.max(1, params.length);
@@ -468,6 +468,30 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const byKernel: Record<string, number> = {};
   for (const d of dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + 1;
   return { buffers, dispatches, inputs, outputs, consts, params, paramsRef, bytes, byKernel, nodes: order.length, ...(opts.late ? { late } : {}) };
+}
+
+/**
+ * The GEMM kernel scheduled node `n` runs, for grouping (group.ts): a GEMM node, or an elementwise chain's node
+ * whose store a GEMM computes (its epilogue), with the Gemm chained into it; the stored tensors it binds
+ * (through folded operands and the epilogue chain's inlined producers). Undefined where `n` runs no GEMM of
+ * its own (computed in another node's kernel, or not a GEMM).
+ */
+function gemmUnit(n: Node, epilogues: ReadonlyMap<Node, Node>, chains: ReadonlyMap<Node, Node>, deferred: ReadonlySet<Node>, expand: ReadonlySet<Node>): GemmUnit | undefined {
+  if (deferred.has(n) || expand.has(n)) return undefined;
+  const m = epilogues.get(n);
+  const kn = m ?? n;
+  if (!groupableGemm(kn)) return undefined;
+  const h = chains.get(kn);
+  const reads = new Set<Value>();
+  const skip = new Set<Value>([...(m ? [kn.outputs[0]!] : []), ...(h ? [h.outputs[0]!] : [])]); // computed in this kernel
+  const add = (x: Value | null | undefined) => {
+    if (!x || skip.has(x)) return;
+    if (x.node && expand.has(x.node)) for (const y of x.node.inputs) add(y);
+    else reads.add(x);
+  };
+  for (const g of [kn, ...(h ? [h] : [])]) for (const x of boundInputs(g)) add(x);
+  if (m) for (const x of n.inputs) add(x);
+  return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads] };
 }
 
 /** A computed tensor's virtual buffer and the nodes (schedule indices, inclusive) it is live for. */
@@ -611,17 +635,6 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
     taken.add(m);
   }
   return out;
-}
-
-/**
- * Does an earlier member of `node`'s GEMM group write its output into the same Concat (placed)? Then `node`'s
- * output is not placed there: one grouped dispatch would bind that buffer writable twice (WebGPU forbids it);
- * the Concat copies it instead.
- */
-function groupWritesConcat(groups: readonly Node[][] | undefined, node: Node, concat: Value, placed: ReadonlyMap<Value, Placement>): boolean {
-  const members = groups?.find((m) => m.includes(node));
-  if (!members) return false;
-  return members.slice(0, members.indexOf(node)).some((m) => placed.get(m.outputs[0]!)?.concat === concat);
 }
 
 /** Norm backwards whose dx a residual-stream gradient sum may be added to in the dx store (kernels/norm.ts). */

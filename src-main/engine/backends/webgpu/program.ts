@@ -73,7 +73,7 @@ export interface GpuProgramOptions {
   checkPlan?: (bytes: Plan['bytes'], report: GpuContext['report']) => void;
   /** One dispatch per GEMM (planGraph's noGrouping: the reference the grouped GEMM dispatches are tested against). */
   noGrouping?: boolean;
-  /** Grouped GEMM dispatches (planGraph's `grouping`: off by default). */
+  /** Grouped GEMM dispatches (planGraph's `grouping`: on unless false or `noGrouping`). */
   grouping?: boolean;
   /** Storage buffers one kernel may bind (default: the adapter's maxStorageBuffersPerShaderStage); tests lower it. */
   maxStorageBuffers?: number;

@@ -271,6 +271,18 @@ ${loops.join('\n')}
 /** One problem of a grouped GEMM (`emitGroupedGemm`): a `TiledGemm` of one matrix (no batch) in a shared kernel. */
 export type GemmProblem = Omit<TiledGemm, 'k' | 'Z'>;
 
+/**
+ * A grouped problem made of K segments, each summed into its own accumulator (in k order, as
+ * `emitTiledGemmSegments` does): chained GEMMs (plan.ts: a base GEMM and its LoRA term) in a group.
+ */
+export interface SegmentedGemmProblem {
+  M: number;
+  N: number;
+  prologue?: string;
+  segments: GemmSegment[];
+  store: (row: string, col: string, accs: string[]) => string;
+}
+
 /** Output tiles of a problem (workgroups of the tiled kernel): [column tiles, row tiles]. */
 export function gemmTiles(p: { M: number; N: number }, tile: GemmTile = { TM: 1, TN: 1 }): [number, number] {
   return [Math.ceil(p.N / (GEMM_TILE * tile.TN)), Math.ceil(p.M / (GEMM_TILE * tile.TM))];
@@ -282,9 +294,10 @@ export function gemmTiles(p: { M: number; N: number }, tile: GemmTile = { TM: 1,
  * its number (a workgroup-uniform branch, so the barriers stay legal), then runs exactly the tile loop of
  * `emitTiledGemm` with that problem's sizes, operand loads and store. Each output sums k in order 0..K−1
  * as in the problem's own dispatch, so grouped and ungrouped results are equal bit for bit. `k` holds
- * every problem's bindings (the caller declared them: shared operands once).
+ * every problem's bindings (the caller declared them: shared operands once). A `SegmentedGemmProblem` (a
+ * chained GEMM) runs `emitTiledGemmSegments`'s loops in its arm.
  */
-export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly GemmProblem[], tile: GemmTile = { TM: 1, TN: 1 }): void {
+export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly (GemmProblem | SegmentedGemmProblem)[], tile: GemmTile = { TM: 1, TN: 1 }): void {
   const T = GEMM_TILE;
   const { TM, TN } = tile;
   const BM = T * TM, BN = T * TN;
@@ -296,13 +309,25 @@ export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly
     const [tn, tm] = gemmTiles(g, tile);
     const first = start;
     start += tn * tm;
-    const K = k.param(g.K);
     const { M, N } = g;
-    return `if (wt < ${start}u) {
+    const head = `if (wt < ${start}u) {
     let tp = wt - ${first}u;
     let row0 = (tp / ${tn}u) * ${BM}u;
     let col0 = (tp % ${tn}u) * ${BN}u;
-    ${g.prologue ?? ''}
+    ${g.prologue ?? ''}`;
+    if ('segments' in g) {
+      // a chained GEMM: the loops of emitTiledGemmSegments, one accumulator per segment
+      return `${head}
+${g.segments.map((_, q) => `    var acc${q}: array<f32, ${TM * TN}>;`).join('\n')}
+${g.segments.map((s, q) => `    {
+    let K = ${k.param(s.K)};
+    ${kLoop({ M, N, TM, TN, acc: `acc${q}`, a: s.a, b: s.b })}
+    }`).join('\n')}
+    ${storeLoop({ M, N, TM, TN }, (ij) => g.store('row', 'col', g.segments.map((_, q) => `acc${q}[${ij}]`)))}
+  }`;
+    }
+    const K = k.param(g.K);
+    return `${head}
     var acc: array<f32, ${TM * TN}>;
     let K = ${K};
     ${kLoop({ M, N, TM, TN, acc: 'acc', a: g.a, b: g.b })}
@@ -313,6 +338,7 @@ export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly
   const x = Math.min(start, 65535);
   const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let wt = wid.y * ${x}u + wid.x;
+  let z = 0u; // one matrix a problem (the stores of MatMul/Gemm name the batch index)
   ${arms.join(' else ')}
 }`;
   c.dispatch(k, body, [x, Math.ceil(start / x), 1]);

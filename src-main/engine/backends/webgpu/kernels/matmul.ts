@@ -8,7 +8,7 @@
 import { num } from '../../../graph/ops/registry';
 import { KernelBuilder, coords, lit, stridesOf, type Ref } from '../wgsl';
 import { broadcastStrides, inShape, outShape, prod, shapeOf, type EmitCtx, type Emitter } from './context';
-import { emitGemm, emitTiledGemmSegments, narrowStorage } from './gemm';
+import { emitGemm, emitTiledGemmSegments, narrowStorage, type GemmProblem, type SegmentedGemmProblem, type TiledGemm } from './gemm';
 
 /** An operand: input `i` of the node, its buffer (null: folded, computed in the load: plan.ts), batch strides, row/column strides. */
 interface Operand { i: number; ref: Ref | null; batch: number[]; sRow: number; sCol: number }
@@ -17,6 +17,13 @@ interface Operand { i: number; ref: Ref | null; batch: number[]; sRow: number; s
 function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: number, K: number,
   A: Operand, B: Operand, C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null, alpha: number, beta: number): void {
   const k = new KernelBuilder(c.epilogue ? `${name}+${c.epilogue.name}` : name);
+  // the weight (B, or A where B is the activation) decides whether the subgroup-matrix path may round to f16
+  emitGemm(c, gemmSpec(c, k, batch, M, N, K, A, B, C, alpha, beta), (!!A.ref && narrowStorage(A.ref)) || (!!B.ref && narrowStorage(B.ref)));
+}
+
+/** `gemmKernel`'s GEMM with its bindings declared in `k` (its own kernel's, or a grouped kernel's: group.ts). */
+function gemmSpec(c: EmitCtx, k: KernelBuilder, batch: number[], M: number, N: number, K: number,
+  A: Operand, B: Operand, C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null, alpha: number, beta: number): TiledGemm {
   const ld = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
   const ldA = ld(A), ldB = ld(B);
   const over = inPlaceC(c, k, batch, N, C, beta);
@@ -29,8 +36,7 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
     if (C && beta !== 0) e += ` + ${beta === 1 ? '' : `${lit(beta)} * `}${ldC}(${mul('row', C.sRow)} + ${mul('col', C.sCol)})`;
     return e;
   };
-  // the weight (B, or A where B is the activation) decides whether the subgroup-matrix path may round to f16
-  emitGemm(c, {
+  return {
     k, M, N, K, Z: prod(batch),
     prologue: `${coords('z', batch, 'z')}
   let aBase = ${base(A)};
@@ -38,7 +44,7 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
     a: (row, ka) => `${ldA}(aBase + ${mul(row, A.sRow)} + ${mul(ka, A.sCol)})`,
     b: (kb, col) => `${ldB}(bBase + ${mul(kb, B.sRow)} + ${mul(col, B.sCol)})`,
     store: (row, col, acc) => put(`z * ${M * N}u + ${row} * ${N}u + ${col}`, epilogue(acc)),
-  }, (!!A.ref && narrowStorage(A.ref)) || (!!B.ref && narrowStorage(B.ref)));
+  };
 }
 
 /**
@@ -90,6 +96,29 @@ export const MATMUL: Record<string, Emitter> = {
   },
 };
 
+/**
+ * A 2-D MatMul or a Gemm as one problem of a grouped kernel `k` (backends/webgpu/group.ts), with what the plan
+ * gave it (`c.chained`: two K segments; `c.folded` operands; `c.epilogue`): the same operand loads, sums and
+ * store as its own dispatch, so grouped results equal ungrouped ones bit for bit. `k` binds each tensor once
+ * (group.ts's kernel deduplicates `input`).
+ */
+export function gemmProblem(c: EmitCtx, k: KernelBuilder): GemmProblem | SegmentedGemmProblem {
+  if (c.node.op === 'MatMul') {
+    const a = inShape(c, 0), [M, N] = outShape(c) as [number, number], K = a[1]!;
+    if (a.length !== 2) throw new Error(`MatMul: a grouped GEMM takes 2-D operands (got ${a.length}-D).`);
+    return oneMatrix(gemmSpec(c, k, [], M, N, K, { i: 0, ref: operand(c, 0), batch: [], sRow: K, sCol: 1 }, { i: 1, ref: operand(c, 1), batch: [], sRow: N, sCol: 1 }, null, 1, 0));
+  }
+  const g = gemmParts(c.node, (i) => (c.chained && i === 2 ? null : operand(c, i)));
+  if (c.chained) {
+    const ch = c.chained;
+    return chainedSpec(c, k, g, gemmParts(ch.node, (i) => (ch.folded(i) ? null : ch.in(i))));
+  }
+  return oneMatrix(gemmSpec(c, k, [], g.M, g.N, g.K, g.A, g.B, g.C, g.alpha, g.beta));
+}
+
+/** A one-matrix TiledGemm as a grouped problem (its kernel and batch count belong to the group). */
+export const oneMatrix = (t: TiledGemm): GemmProblem => ({ M: t.M, N: t.N, K: t.K, a: t.a, b: t.b, store: t.store, ...(t.prologue ? { prologue: t.prologue } : {}) });
+
 interface GemmParts { M: number; N: number; K: number; A: Operand; B: Operand; C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null; alpha: number; beta: number }
 
 /** A Gemm node's sizes and operands (`ref(i)`: input i's buffer, null where folded). */
@@ -117,8 +146,13 @@ function gemmParts(node: EmitCtx['node'], ref: (i: number) => Ref | null): GemmP
  * not chain on the subgroup-matrix path).
  */
 function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts): void {
-  const ch = c.chained!;
   const k = new KernelBuilder(c.epilogue ? `Gemm+Gemm+${c.epilogue.name}` : 'Gemm+Gemm');
+  emitTiledGemmSegments(c, { k, ...chainedSpec(c, k, g2, g1) }, c.gemm?.tile);
+}
+
+/** `chainedGemmKernel`'s two K segments and store, declared in `k`. */
+function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts): SegmentedGemmProblem {
+  const ch = c.chained!;
   const ld2 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
   const ld1 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : ch.load(o.i, k));
   const a2 = ld2(g2.A), b2 = ld2(g2.B), a1 = ld1(g1.A), b1 = ld1(g1.B);
@@ -131,12 +165,12 @@ function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts): void {
     a: (row: string, ka: string) => `${la}(${mul(row, g.A.sRow)} + ${mul(ka, g.A.sCol)})`,
     b: (kb: string, col: string) => `${lb}(${mul(kb, g.B.sRow)} + ${mul(col, g.B.sCol)})`,
   });
-  emitTiledGemmSegments(c, {
-    k, M: g2.M, N: g2.N, segments: [seg(g1, a1, b1), seg(g2, a2, b2)],
+  return {
+    M: g2.M, N: g2.N, segments: [seg(g1, a1, b1), seg(g2, a2, b2)],
     store: (row, col, [acc1, acc2]) => {
       // G1's result as its own store computed it, then G2's epilogue over it
       const first = `${scaled(g1.alpha, acc1!)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;
       return put(`${row} * ${g2.N}u + ${col}`, `${scaled(g2.alpha, acc2!)} + ${scaled(g2.beta, `(${first})`)}`);
     },
-  }, c.gemm?.tile);
+  };
 }

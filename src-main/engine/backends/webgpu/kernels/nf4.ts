@@ -14,8 +14,8 @@
 import { nf4ConstData } from '../../../quant/graph';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES } from '../../../quant/nf4';
 import { KernelBuilder, lit, roundHalf } from '../wgsl';
-import { inShape, outShape, type Emitter } from './context';
-import { emitGemm } from './gemm';
+import { inShape, outShape, type EmitCtx, type Emitter } from './context';
+import { emitGemm, type GemmProblem } from './gemm';
 
 export const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
 
@@ -25,34 +25,42 @@ export const NF4: Record<string, Emitter> = {
     c.constant(0, data, bytes);
   },
   Nf4Gemm: (c) => {
-    const at = c.node.attrs;
-    const rows = at.rows as number, cols = at.cols as number, transB = !!at.transB;
-    const [M, K] = inShape(c, 0) as [number, number];
-    const N = outShape(c)[1]!;
     const k = new KernelBuilder('Nf4Gemm');
-    const ldx = c.folded?.(0) ? c.load!(0, k) : k.input(c.in(0)); // x may be a folded Transpose (plan.ts)
-    const ldq = k.input(c.in(1)), lda = k.input(c.in(2)), lds = k.input(c.in(3)), ldo = k.input(c.in(4));
-    const ldd = k.input(c.in(6));
-    const bias = c.node.inputs[7] ? k.input(c.in(7)) : null;
-    const st = k.output(c.out(0));
-    k.decl(NF4_TABLE);
-    // f16 compute: the weight rounded to f16 (as the ONNX lowering's Cast and bitsandbytes' dequantize into the
-    // compute type), x and y in 16-bit storage, the products summed in f32
-    const half = c.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // (bf16 compute: rounded to bf16)
-    if (half) k.decl(half.decl);
-    k.decl(`fn nf4w(e: u32) -> f32 {
+    emitGemm(c, { k, ...nf4Problem(c, k, 'nf4w') }, true);
+  },
+};
+
+/**
+ * An Nf4Gemm's GEMM with its bindings declared in `k` (its own kernel's, or a grouped kernel's: group.ts, where
+ * each NF4 problem names its dequantizing load `fn` apart).
+ */
+export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string): GemmProblem {
+  const at = c.node.attrs;
+  const rows = at.rows as number, cols = at.cols as number, transB = !!at.transB;
+  const [M, K] = inShape(c, 0) as [number, number];
+  const N = outShape(c)[1]!;
+  const ldx = c.folded?.(0) ? c.load!(0, k) : k.input(c.in(0)); // x may be a folded Transpose (plan.ts)
+  const ldq = k.input(c.in(1)), lda = k.input(c.in(2)), lds = k.input(c.in(3)), ldo = k.input(c.in(4));
+  const ldd = k.input(c.in(6));
+  const bias = c.node.inputs[7] ? k.input(c.in(7)) : null;
+  const st = k.output(c.out(0));
+  k.decl(NF4_TABLE);
+  // f16 compute: the weight rounded to f16 (as the ONNX lowering's Cast and bitsandbytes' dequantize into the
+  // compute type), x and y in 16-bit storage, the products summed in f32
+  const half = c.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // (bf16 compute: rounded to bf16)
+  if (half) k.decl(half.decl);
+  k.decl(`fn ${fn}(e: u32) -> f32 {
   let code = (${ldq}(e >> 3u) >> ((e & 7u) * 4u)) & 15u;
   let b = e / ${NF4_BLOCK}u;
   let acode = (${lda}(b >> 2u) >> ((b & 3u) * 8u)) & 255u;
   let absmax = ${ldd}(acode) * ${lds}(b / ${ABSMAX_BLOCK}u) + ${ldo}(0u);
   return ${half ? `${half.fn}(NF4[code] * absmax)` : 'NF4[code] * absmax'};
 }`);
-    if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
-    emitGemm(c, {
-      k, M, N, K,
-      a: (r, ka) => `${ldx}(${r} * ${K}u + ${ka})`,
-      b: (kb, col) => (transB ? `nf4w(${col} * ${cols}u + ${kb})` : `nf4w(${kb} * ${cols}u + ${col})`),
-      store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${bias ? `${acc} + ${bias}(${col})` : acc});`,
-    }, true);
-  },
-};
+  if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
+  return {
+    M, N, K,
+    a: (r, ka) => `${ldx}(${r} * ${K}u + ${ka})`,
+    b: (kb, col) => (transB ? `${fn}(${col} * ${cols}u + ${kb})` : `${fn}(${kb} * ${cols}u + ${col})`),
+    store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${bias ? `${acc} + ${bias}(${col})` : acc});`,
+  };
+}

@@ -21,28 +21,36 @@ import { tempDir } from '../../../../helpers/services';
 import { rel, uniform } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
 
-/** Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes (106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before SwiGLU, 53 before the residual gradient sums in the norm backwards). */
-const PER_LAYER = 51;
+/**
+ * Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes, GEMMs one dispatch each
+ * (`noGrouping`; 106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before
+ * chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before
+ * SwiGLU, 53 before the residual gradient sums in the norm backwards), and with the default grouped GEMM
+ * dispatches (group.ts) under WebGPU's default 8 storage buffers a shader and under 16.
+ */
+const PER_LAYER = 51, PER_LAYER_GROUPED = 37, PER_LAYER_GROUPED_16 = 28;
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
 /** Dispatches of the fused train step at Llama-3.2-1B's shapes (B1×T2048, LoRA r16 all-linear) with `layers` layers. */
-async function llamaDispatches(layers: number): Promise<{ total: number; byKernel: Record<string, number> }> {
+async function llamaDispatches(layers: number, opts: { noGrouping?: boolean; maxStorageBuffers?: number } = {}): Promise<{ total: number; byKernel: Record<string, number> }> {
   const cfg = parseModelConfig({ ...REAL_SHAPES['Llama-3.2-1B']!, num_hidden_layers: layers });
   const lay = weightsLayout(cfg);
   const lr = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
   const g = await buildTrainGraph(cfg, lay, { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true }, lr, { batch: 1, seqLen: 2048, fused: true }, optim);
-  const p = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+  const p = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input), ...opts });
   return { total: p.dispatches.length, byKernel: p.byKernel };
 }
 
 describe('GPU plan: dispatches per layer', () => {
-  it(`Llama-3.2-1B shapes, fused LoRA train step: no Concat copies, ${PER_LAYER} dispatches a layer`, async () => {
-    const one = await llamaDispatches(1), two = await llamaDispatches(2);
-    // the flat LoRA gradient's pieces are computed in place: no Concat dispatch at all
-    expect(one.byKernel.Concat ?? 0).toBe(0);
-    expect(two.byKernel.Concat ?? 0).toBe(0);
-    expect(two.total - one.total).toBe(PER_LAYER);
+  it(`Llama-3.2-1B shapes, fused LoRA train step: no Concat copies, ${PER_LAYER} dispatches a layer (${PER_LAYER_GROUPED} with grouped GEMMs, ${PER_LAYER_GROUPED_16} at 16 bindings)`, async () => {
+    for (const [opts, perLayer] of [[{ noGrouping: true }, PER_LAYER], [{}, PER_LAYER_GROUPED], [{ maxStorageBuffers: 16 }, PER_LAYER_GROUPED_16]] as const) {
+      const one = await llamaDispatches(1, opts), two = await llamaDispatches(2, opts);
+      // the flat LoRA gradient's pieces are computed in place: no Concat dispatch at all
+      expect(one.byKernel.Concat ?? 0).toBe(0);
+      expect(two.byKernel.Concat ?? 0).toBe(0);
+      expect(two.total - one.total).toBe(perLayer);
+    }
   }, 60_000);
 
   it('a Concat piece whose producer reads the Concat output buffer is copied, not placed', () => {
@@ -110,7 +118,7 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
       bias: hostTensor('float32', [5], uniform(5, 6)), q: hostTensor('float32', [2, 3, 9, 4], uniform(216, 7)), rot: hostTensor('float32', [4, 4], uniform(16, 8)),
       sin: hostTensor('float32', [9, 4], uniform(36, 9)),
     };
-    const fusedPlan = planGraph(g);
+    const fusedPlan = planGraph(g, { noGrouping: true }); // (the fusions' own kernels: grouping left out)
     expect(fusedPlan.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1); // base and LoRA term chained, the residual add in the store
     expect(fusedPlan.byKernel['Gemm+Fused(Mul)']).toBe(1);
     expect(fusedPlan.byKernel['MatMul+Fused(Add)']).toBe(1);
@@ -140,7 +148,7 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
       x: hostTensor('float32', [1, 6, 2, 4], uniform(48, 11)), rot: hostTensor('float32', [4, 4], uniform(16, 12)),
       sin: hostTensor('float32', [6, 4], uniform(24, 13)), w: hostTensor('float32', [5, 8], uniform(40, 14)),
     };
-    const fusedPlan = planGraph(g);
+    const fusedPlan = planGraph(g, { noGrouping: true }); // (the fusions' own kernels: grouping left out)
     expect(fusedPlan.byKernel.Transpose ?? 0).toBe(0);
     expect(fusedPlan.byKernel.Mul ?? 0).toBe(0);
     expect(fusedPlan.byKernel.Sub ?? 0).toBe(0);
@@ -281,7 +289,7 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
     const x = g.input('x', 'float32', [1, 2, N, 4]); // [B, H, T, D] as attention leaves it
     const xt = g.reshape(g.transpose(x, [0, 2, 1, 3]), [N, IN]); // -> [T, H·D]
     g.output('y', nf4Gemm(g, xt, placeNf4(g, 'w', quantizeNf4(uniform(IN * OUT, 31, 0.1), [OUT, IN])), null, true));
-    const plan = planGraph(g);
+    const plan = planGraph(g, { noGrouping: true });
     expect(plan.byKernel.Transpose ?? 0).toBe(0);
     expect(plan.dispatches.length).toBe(1);
     const feeds = { x: hostTensor('float32', [1, 2, N, 4], uniform(48, 32)) };
@@ -315,12 +323,12 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
       lb: hostTensor('float32', [7, 3], uniform(21, 24)), bias: hostTensor('float32', [7], uniform(7, 25)), r: hostTensor('float32', [9, 7], uniform(63, 26)),
       dy: hostTensor('float32', [9, 7], uniform(63, 27)),
     };
-    const fusedPlan = planGraph(g);
+    const fusedPlan = planGraph(g, { noGrouping: true }); // (the fusions' own kernels: grouping left out)
     expect(fusedPlan.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1);
     expect(fusedPlan.byKernel['Gemm+Gemm']).toBe(1);
     expect(fusedPlan.dispatches.length).toBe(4); // xa, y, dy·B, dx
     // the subgroup-matrix path would round the LoRA operands to f16 in a chained kernel: not chained there
-    expect(planGraph(g, { gemm: { path: 'subgroup-matrix', reason: 'test' } }).byKernel['Gemm+Gemm+Fused(Add)']).toBeUndefined();
+    expect(planGraph(g, { noGrouping: true, gemm: { path: 'subgroup-matrix', reason: 'test' } }).byKernel['Gemm+Gemm+Fused(Add)']).toBeUndefined();
     const out: Record<string, HostTensor>[] = [];
     // fused with 16×16 tiles (this adapter), fused with 64×64 register-blocked tiles (wide-subgroup GPUs), unfused
     const wide = { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } };
