@@ -100,10 +100,15 @@ describe('Nf4Gemm under f16 compute (x, y float16)', () => {
       const isF16 = (v: number) => { f16[0] = v; return Math.abs(v) < 65504 && (new Uint32Array(f16.buffer)[0]! & 0x1fff) === 0 || Math.abs(v) < 6.2e-5; };
       const outs: Record<string, number[]>[] = [];
       for (const shaderF16 of [true, false]) {
-        const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'dx'] }, { shaderF16 });
+        // the two Nf4Gemms alone (their own kernel), then grouped into one dispatch (the default): the same numbers
+        const prog = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'dx'] }, { shaderF16, noGrouping: true });
+        const grouped = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'dx'] }, { shaderF16 });
         try {
           expect(prog.info.byKernel.Nf4Gemm).toBe(2);
+          expect(grouped.info.dispatches).toBeLessThan(prog.info.dispatches);
           const got = await prog.step(feeds);
+          const gotGrouped = await grouped.step(feeds);
+          for (const k of ['y', 'dx']) expect(toNumbers(gotGrouped[k]!), `${k} grouped`).toEqual(toNumbers(got[k]!));
           const o: Record<string, number[]> = {};
           for (const k of ['y', 'dx']) {
             o[k] = toNumbers(got[k]!);
@@ -116,6 +121,7 @@ describe('Nf4Gemm under f16 compute (x, y float16)', () => {
           outs.push(o);
         } finally {
           await prog.dispose();
+          await grouped.dispose();
         }
       }
       // array<f16> and the emulation round alike
