@@ -1,11 +1,13 @@
 /** Tiny models and datasets for engine tests, made fresh in a temp folder (deterministic by seed). */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createTinyModel } from '../../src-main/engine/models';
 import { prepareCorpus } from '../../src-main/data/prepare';
 import { Rng } from '../../src-main/engine/models/rng';
 import { trainDomainTokenizer, extendTokenizerDir } from '../../src-main/tokenizer/service';
 import { readExtensionManifest } from '../../src-main/tokenizer/extend';
+import { loadTokenizerDir } from '../../src-main/data/tokenize';
+import { chatRendererForModel } from '../../src-main/templates/for-model';
 import { tempDir } from './services';
 
 export async function tinyModel(arch = 'llama', seed = 1): Promise<string> {
@@ -29,6 +31,28 @@ export async function tinyDataset(modelDir: string, opts: { docs?: number; block
   const out = path.join(base, 'dataset');
   await prepareCorpus({ inputs: [corpus], out, tokenizerDir: modelDir, blockSize: opts.blockSize ?? 32, seed: 1, valFraction: 0.1 });
   return out;
+}
+
+const TINY_DEFAULT = path.resolve(__dirname, '../../resources/models/tiny-default');
+const PAIR_WORDS = 'the lathe spins the blank while the gouge cuts a clean bevel along the grain of maple oak and walnut'.split(' ');
+
+/**
+ * The bundled tiny model copied into a fresh folder (QLoRA writes its NF4 store beside the weights) and a
+ * preference dataset of `pairs` synthetic pairs ({prompt, chosen, rejected}, word salad drawn with `seed`)
+ * prepared through the model's own chat template: the setup of the preference-tuning trainer tests.
+ */
+export async function tinyPreferenceDataset(prefix: string, o: { pairs: number; seed: number; blockSize: number; valFraction: number }): Promise<{ model: string; dataset: string }> {
+  const model = path.join(tempDir(`${prefix}-model-`), 'tiny');
+  cpSync(TINY_DEFAULT, model, { recursive: true });
+  const root = tempDir(`${prefix}-data-`);
+  const rng = new Rng(o.seed);
+  const say = (n: number) => Array.from({ length: n }, () => PAIR_WORDS[Math.floor(rng.next() * PAIR_WORDS.length)]!).join(' ');
+  const lines = Array.from({ length: o.pairs }, (_, i) => JSON.stringify({ prompt: `Question ${i}: ${say(4)}?`, chosen: `Good: ${say(5)}.`, rejected: `Bad: ${say(3)}!` }));
+  writeFileSync(path.join(root, 'pairs.jsonl'), lines.join('\n'));
+  const tok = await loadTokenizerDir(model);
+  const dataset = path.join(root, 'ds');
+  await prepareCorpus({ mode: 'preference', inputs: [path.join(root, 'pairs.jsonl')], out: dataset, tokenizer: tok, renderer: chatRendererForModel(model, tok).renderer, blockSize: o.blockSize, valFraction: o.valFraction, seed: 3 });
+  return { model, dataset };
 }
 
 /**

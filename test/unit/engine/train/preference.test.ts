@@ -4,39 +4,24 @@
  * reward metrics in metrics.jsonl, validation on held-out pairs, checkpoints and exact resume.
  */
 import { describe, expect, it, beforeAll } from 'vitest';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { train } from '../../../../src-main/engine/train/trainer';
 import { MetricsLog } from '../../../../src-main/engine/train/metrics';
 import { CheckpointManager } from '../../../../src-main/engine/train/checkpoints';
-import { prepareCorpus } from '../../../../src-main/data/prepare';
-import { loadTokenizerDir } from '../../../../src-main/data/tokenize';
-import { chatRendererForModel } from '../../../../src-main/templates/for-model';
-import { Rng } from '../../../../src-main/engine/models/rng';
 import { UserError } from '../../../../src-main/util/progress';
 import { tinyDataset } from '../../../helpers/tiny';
 import { openDataset } from '../../../../src-main/data/pack/dataset';
 import { readBatch } from '../../../../src-main/engine/train/batch';
 import { TokenRows } from '../../../../src-main/engine/llm/lora';
 import { tempDir } from '../../../helpers/services';
-
-const TINY = path.resolve(__dirname, '../../../../resources/models/tiny-default');
-const WORDS = 'the lathe spins the blank while the gouge cuts a clean bevel along the grain of maple oak and walnut'.split(' ');
+import { tinyPreferenceDataset } from '../../../helpers/tiny';
 
 let model: string;
 let dataset: string;
 
 beforeAll(async () => {
-  model = path.join(tempDir('lathe-pref-model-'), 'tiny');
-  cpSync(TINY, model, { recursive: true }); // QLoRA writes its NF4 store beside the weights
-  const root = tempDir('lathe-pref-data-');
-  const rng = new Rng(5);
-  const say = (n: number) => Array.from({ length: n }, () => WORDS[Math.floor(rng.next() * WORDS.length)]!).join(' ');
-  const lines = Array.from({ length: 20 }, (_, i) => JSON.stringify({ prompt: `Question ${i}: ${say(4)}?`, chosen: `Good: ${say(5)}.`, rejected: `Bad: ${say(3)}!` }));
-  writeFileSync(path.join(root, 'pairs.jsonl'), lines.join('\n'));
-  const tok = await loadTokenizerDir(model);
-  dataset = path.join(root, 'ds');
-  await prepareCorpus({ mode: 'preference', inputs: [path.join(root, 'pairs.jsonl')], out: dataset, tokenizer: tok, renderer: chatRendererForModel(model, tok).renderer, blockSize: 48, valFraction: 0.2, seed: 3 });
+  ({ model, dataset } = await tinyPreferenceDataset('lathe-pref', { pairs: 20, seed: 5, blockSize: 48, valFraction: 0.2 }));
 }, 60_000);
 
 const base = () => ({

@@ -5,33 +5,18 @@
  * equals the CPU EP's within 1e-5.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { train } from '../../../../../src-main/engine/train/trainer';
 import { closeGpu } from '../../../../../src-main/engine/backends/webgpu';
-import { prepareCorpus } from '../../../../../src-main/data/prepare';
-import { loadTokenizerDir } from '../../../../../src-main/data/tokenize';
-import { chatRendererForModel } from '../../../../../src-main/templates/for-model';
-import { Rng } from '../../../../../src-main/engine/models/rng';
 import { tempDir } from '../../../../helpers/services';
-
-const TINY = path.resolve(__dirname, '../../../../../resources/models/tiny-default');
-const WORDS = 'the lathe spins the blank while the gouge cuts a clean bevel along the grain of maple oak and walnut'.split(' ');
+import { tinyPreferenceDataset } from '../../../../helpers/tiny';
 
 let model: string;
 let dataset: string;
 
 beforeAll(async () => {
-  model = path.join(tempDir('lathe-gpu-prefval-model-'), 'tiny');
-  cpSync(TINY, model, { recursive: true });
-  const root = tempDir('lathe-gpu-prefval-data-');
-  const rng = new Rng(11);
-  const say = (n: number) => Array.from({ length: n }, () => WORDS[Math.floor(rng.next() * WORDS.length)]!).join(' ');
-  const lines = Array.from({ length: 16 }, (_, i) => JSON.stringify({ prompt: `Question ${i}: ${say(4)}?`, chosen: `Good: ${say(5)}.`, rejected: `Bad: ${say(3)}!` }));
-  writeFileSync(path.join(root, 'pairs.jsonl'), lines.join('\n'));
-  const tok = await loadTokenizerDir(model);
-  dataset = path.join(root, 'ds');
-  await prepareCorpus({ mode: 'preference', inputs: [path.join(root, 'pairs.jsonl')], out: dataset, tokenizer: tok, renderer: chatRendererForModel(model, tok).renderer, blockSize: 32, valFraction: 0.25, seed: 3 });
+  ({ model, dataset } = await tinyPreferenceDataset('lathe-gpu-prefval', { pairs: 16, seed: 11, blockSize: 32, valFraction: 0.25 }));
 }, 60_000);
 afterAll(() => closeGpu());
 
