@@ -2,6 +2,7 @@
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createTinyModel } from '../../src-main/engine/models';
+import { ModelWeights, writeSafetensors } from '../../src-main/engine/safetensors';
 import { prepareCorpus } from '../../src-main/data/prepare';
 import { Rng } from '../../src-main/engine/models/rng';
 import { trainDomainTokenizer, extendTokenizerDir } from '../../src-main/tokenizer/service';
@@ -14,6 +15,19 @@ export async function tinyModel(arch = 'llama', seed = 1): Promise<string> {
   const dir = path.join(tempDir('lathe-tiny-'), arch);
   await createTinyModel(arch, dir, { seed });
   return dir;
+}
+
+/** Rewrites a tiny model's weights (as F32) with `change` applied to each tensor's values: broken-weight tests. */
+export async function rewriteWeights(dir: string, change: (name: string, data: Float32Array) => void): Promise<void> {
+  const mw = await ModelWeights.open(dir);
+  const tensors = [];
+  for (const n of mw.names()) {
+    const data = await mw.readF32(n);
+    change(n, data);
+    tensors.push({ name: n, dtype: 'F32' as const, shape: mw.entry(n).shape, data });
+  }
+  await mw.close();
+  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
 }
 
 const WORDS = 'the lathe spins the blank while the gouge cuts a clean bevel along the grain of maple oak and walnut bowls need sharp tools and steady hands'.split(' ');

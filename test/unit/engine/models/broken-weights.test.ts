@@ -7,13 +7,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createTinyModel, inspectModelFolder, validateModelFolder } from '../../../../src-main/engine/models';
 import { scanNonFinite } from '../../../../src-main/engine/models/finite';
-import { ModelWeights, writeSafetensors } from '../../../../src-main/engine/safetensors';
 import { computeLogits, evaluatePerplexity } from '../../../../src-main/engine/train/infer';
 import { Generator } from '../../../../src-main/engine/generate/generator';
 import { train } from '../../../../src-main/engine/train/trainer';
 import { UserError } from '../../../../src-main/util/progress';
 import { tempDir } from '../../../helpers/services';
-import { tinyDataset } from '../../../helpers/tiny';
+import { tinyDataset, rewriteWeights } from '../../../helpers/tiny';
 
 async function caught(p: Promise<unknown>): Promise<UserError> {
   const err = await p.then(() => undefined, (e: unknown) => e);
@@ -39,19 +38,6 @@ function rawSafetensors(file: string, tensors: Array<{ name: string; dtype: stri
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
   writeFileSync(file, Buffer.concat([len, json, Buffer.alloc(offset)]));
-}
-
-/** Rewrites the model's weights with one tensor changed. */
-async function rewrite(dir: string, change: (name: string, data: Float32Array) => void): Promise<void> {
-  const mw = await ModelWeights.open(dir);
-  const tensors = [];
-  for (const n of mw.names()) {
-    const data = await mw.readF32(n);
-    change(n, data);
-    tensors.push({ name: n, dtype: 'F32' as const, shape: mw.entry(n).shape, data });
-  }
-  await mw.close();
-  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
 }
 
 describe('quantized checkpoints and LFS pointers are named, not called damaged', () => {
@@ -115,7 +101,7 @@ describe('non-finite weights', () => {
   it('logits, evaluation and the first training step fail naming the tensor; no checkpoint is promised', async () => {
     const dir = await fresh('llama');
     const dataset = await tinyDataset(dir);
-    await rewrite(dir, (name, data) => { if (name === 'model.layers.1.mlp.down_proj.weight') data[5] = NaN; });
+    await rewriteWeights(dir, (name, data) => { if (name === 'model.layers.1.mlp.down_proj.weight') data[5] = NaN; });
     let err = await caught(computeLogits(dir, [1, 2, 3], { ep: 'cpu' }));
     expect(err.code).toBe('model-weights-nonfinite');
     expect(err.message).toMatch(/tensor "model\.layers\.1\.mlp\.down_proj\.weight" in model\.safetensors holds 1 non-finite value \(NaN at element 5\)/);

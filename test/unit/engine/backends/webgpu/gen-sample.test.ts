@@ -5,28 +5,13 @@
  * 4 bytes (the token id) instead of the logits row; turning it off says so in the result.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
 import { openModel } from '../../../../../src-main/engine/models';
 import { buildLoraLayout, DEFAULT_LORA } from '../../../../../src-main/engine/llm/lora';
 import { closeGpu, openGpu } from '../../../../../src-main/engine/backends/webgpu';
 import { Generator, type GenerateOptions } from '../../../../../src-main/engine/generate';
 import { Rng } from '../../../../../src-main/engine/models/rng';
-import { ModelWeights, writeSafetensors } from '../../../../../src-main/engine/safetensors';
 import { UserError } from '../../../../../src-main/util/progress';
-import { tinyModel } from '../../../../helpers/tiny';
-
-/** Rewrites a tiny model's weights with `change` applied (as broken-weights.test.ts). */
-async function rewrite(dir: string, change: (name: string, data: Float32Array) => void): Promise<void> {
-  const mw = await ModelWeights.open(dir);
-  const tensors = [];
-  for (const n of mw.names()) {
-    const data = await mw.readF32(n);
-    change(n, data);
-    tensors.push({ name: n, dtype: 'F32' as const, shape: mw.entry(n).shape, data });
-  }
-  await mw.close();
-  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
-}
+import { tinyModel, rewriteWeights } from '../../../../helpers/tiny';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -90,7 +75,7 @@ describe('generation with GPU sampling', () => {
   it('where the GPU cannot decide (every logit tied) the host picks, visibly, the same tokens; NaN logits are reported', async () => {
     const dir = await tinyModel('llama', 4);
     // the final norm's weight 0: every logit exactly 0, so every sampled pick is a tie at the chosen token
-    await rewrite(dir, (name, data) => { if (name === 'model.norm.weight') data.fill(0); });
+    await rewriteWeights(dir, (name, data) => { if (name === 'model.norm.weight') data.fill(0); });
     const prompt = [5, 17, 42];
     const run = async (ep: 'cpu' | 'gpu') => {
       const gen = await Generator.open(dir, { ep, capacity: 16, chunk: 4 });
@@ -112,7 +97,7 @@ describe('generation with GPU sampling', () => {
     expect(gpu.greedy.ids).toEqual([0, 0, 0]);
     expect(cpu.greedy.ids).toEqual([0, 0, 0]);
     expect(gpu.greedy.sampling).toMatchObject({ on: 'gpu', hostPicks: 0, readbackBytes: 12 });
-    await rewrite(dir, (name, data) => { if (name === 'model.norm.weight') data.fill(Number.NaN); });
+    await rewriteWeights(dir, (name, data) => { if (name === 'model.norm.weight') data.fill(Number.NaN); });
     const gen = await Generator.open(dir, { ep: 'gpu', capacity: 16, chunk: 4 });
     try {
       const err = await gen.generate(prompt, { maxTokens: 2 }).catch((e: unknown) => e);
