@@ -10,6 +10,8 @@ import { buildLoraLayout, initLoraParams, type LoraLayout } from '../../src-main
 import { hostTensor, type HostTensor } from '../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { train } from '../../src-main/engine/train/trainer';
+import { GpuProgram, type GpuProgramInfo, type GpuProgramOptions, type GpuProgramSpec } from '../../src-main/engine/backends/webgpu';
+import { expect } from 'vitest';
 import { rel, rel2 } from './numeric';
 import { tempDir } from './services';
 
@@ -103,6 +105,24 @@ export async function runSteps(p: StepRunner, init: Record<string, HostTensor>, 
   const params = steps ? (await p.read(['params'])).params!.data as Float32Array : p0;
   await p.dispose();
   return { out, first: num(out.loss_sum!), grad, losses, norms, update: params.map((x, i) => x - p0[i]!) };
+}
+
+/**
+ * A 16-bit-compute step on the GPU backend: `spec` run (runSteps) in 16-bit storage (array<f16> slots), then in
+ * the emulation adapters without shader-f16 get (f32 words holding the rounded values), which must compute the
+ * same numbers bit for bit. `inspect` sees the first program before it runs. Returns the first run and its info.
+ */
+export async function gpuHalfAndEmulation(spec: GpuProgramSpec, opts: GpuProgramOptions, init: Record<string, HostTensor>,
+  feeds: (s: number, apply: boolean) => Record<string, HostTensor>, inspect?: (p: GpuProgram) => void): Promise<{ got: StepRun; info: GpuProgramInfo }> {
+  const gpu = await GpuProgram.create(spec, opts);
+  inspect?.(gpu);
+  const info = gpu.info;
+  const got = await runSteps(gpu, init, feeds);
+  const emu = await runSteps(await GpuProgram.create(spec, { ...opts, shaderF16: false }), init, feeds);
+  expect(emu.first).toBe(got.first);
+  expect(Array.from(emu.grad)).toEqual(Array.from(got.grad));
+  expect(emu.losses).toEqual(got.losses);
+  return { got, info };
 }
 
 /**

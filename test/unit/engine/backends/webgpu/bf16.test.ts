@@ -10,10 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { GraphBuilder } from '../../../../../src-main/engine/graph/graph';
 import { openModel } from '../../../../../src-main/engine/models';
-import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
+import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
-import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { Program, hostTensor } from '../../../../../src-main/engine/backends/onnx';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
@@ -21,6 +20,7 @@ import { tempDir } from '../../../../helpers/services';
 import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
 import { train } from '../../../../../src-main/engine/train/trainer';
 import { rel, rel2 } from '../../../../helpers/numeric';
+import { formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -77,58 +77,29 @@ describe('bf16 compute: storage and rounding', () => {
 describe('LoRA train step in bf16 compute: GPU backend vs the CPU EP\'s f32 graph', () => {
   it('tiny llama, bf16 weights in place: loss, gradients and 3 AdamW steps agree to bf16 precision; f16 compute is closer', async () => {
     const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
-    const dir = path.join(tempDir('lathe-gpu-bf16-'), 'llama');
-    await createTinyModel('llama', dir, { seed: 1, dtype: 'bf16' });
-    const { config, layout, weights } = await openModel(dir);
-    const lora = buildLoraLayout(config, layout, { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: 'all-linear', seed: 3 });
-    const B = 2, T = 8, N = B * T, P = lora.size;
+    const { dir, config, layout, weights, lora } = await loraStepFixture('llama', { prefix: 'lathe-gpu-bf16-', dtype: 'bf16' });
+    const B = 2, T = 8;
     const ref = openWeightSource(weights); // (bf16 converted to f32 in the weight cache for the CPU EP)
     const tg = await buildTrainGraph(config, layout, ref, lora, { batch: B, seqLen: T }, optim);
     const bf = await buildTrainGraph(config, layout, { weights, dir, bf16InPlace: true, bf16Compute: true, compute: 'float16' }, lora, { batch: B, seqLen: T, fused: true }, optim);
-    const p0 = initLoraParams(lora, 3);
-    for (const m of lora.modules) for (let i = 0; i < m.outFeatures * lora.rank; i++) p0[m.bOffset + i] = 0.02 * Math.sin(i + m.bOffset);
-    const z = () => hostTensor('float32', [P], new Float32Array(P));
-    const init = { params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() };
-    const ids = new BigInt64Array(N), targets = new BigInt64Array(N), mask = new Float32Array(N).fill(1);
-    for (let i = 0; i < N; i++) ids[i] = BigInt(((i * 7) % 40) + 3);
-    for (let i = 0; i < N; i++) targets[i] = ids[(i + 1) % N]!;
-    mask[3] = 0;
-    const feeds = (s: number, apply: boolean) => ({
-      ids: hostTensor('int64', [B, T], ids), targets: hostTensor('int64', [N, 1], targets), mask: hostTensor('float32', [N, 1], mask),
-      apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])), invCount: hostTensor('float32', [], new Float32Array([1 / (N - 1)])),
-      adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
-    });
-    const run = async (p: { init(v: Record<string, HostTensor>): Promise<void>; step(f: Record<string, HostTensor>): Promise<Record<string, HostTensor>>; read(n: string[]): Promise<Record<string, HostTensor>>; dispose(): Promise<void> }) => {
-      await p.init(init);
-      const first = Number((await p.step(feeds(1, false))).loss_sum!.data[0]);
-      const grad = (await p.read(['gacc'])).gacc!.data as Float32Array;
-      const losses: number[] = [];
-      for (let s = 1; s <= 3; s++) losses.push(Number((await p.step(feeds(s, true))).loss_sum!.data[0]));
-      const params = (await p.read(['params'])).params!.data as Float32Array;
-      await p.dispose();
-      return { first, grad, losses, update: params.map((v, i) => v - p0[i]!) };
-    };
-    const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: ref.dir }));
+    const init = stepState(loraStart(lora));
+    const feeds = stepFeeds(B, T, optim, { masked: [3] });
+    const want = await runSteps(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: ref.dir }), init, feeds);
     const spec = { graph: bf.graph, state: bf.state, fetch: bf.fetch };
-    const gpu = await GpuProgram.create(spec, { externalDataDir: dir, halfType: 'bfloat16' });
-    const info = gpu.info;
-    // every 16-bit activation is bf16 (none f16); the bf16 weights are read in place (no Cast dispatch copies them)
-    const written = new Set(gpu.plan.dispatches.flatMap((d) => d.bindings.filter((b) => b.write).map((b) => b.ref.storage)));
-    expect(written.has('hb16') || written.has('b16r')).toBe(true);
-    expect(written.has('h16') || written.has('f16r')).toBe(false);
-    expect(gpu.plan.dispatches.filter((d) => d.name === 'Cast' && d.bindings.some((b) => b.ref.storage === 'bf16')).length).toBe(0);
-    const got = await run(gpu);
-    // the emulation computes the same numbers
-    const emu = await run(await GpuProgram.create(spec, { externalDataDir: dir, halfType: 'bfloat16', shaderF16: false }));
-    expect(emu.first).toBe(got.first);
-    expect(Array.from(emu.grad)).toEqual(Array.from(got.grad));
+    // (and the emulation, f32 words holding the bf16-rounded values: the same numbers)
+    const { got, info } = await gpuHalfAndEmulation(spec, { externalDataDir: dir, halfType: 'bfloat16' }, init, feeds, (gpu) => {
+      // every 16-bit activation is bf16 (none f16); the bf16 weights are read in place (no Cast dispatch copies them)
+      const written = new Set(gpu.plan.dispatches.flatMap((d) => d.bindings.filter((b) => b.write).map((b) => b.ref.storage)));
+      expect(written.has('hb16') || written.has('b16r')).toBe(true);
+      expect(written.has('h16') || written.has('f16r')).toBe(false);
+      expect(gpu.plan.dispatches.filter((d) => d.name === 'Cast' && d.bindings.some((b) => b.ref.storage === 'bf16')).length).toBe(0);
+    });
     // the same graph as f16 compute (IEEE f16 activations: 3 more mantissa bits than bf16) lands closer to f32
-    const f16 = await run(await GpuProgram.create(spec, { externalDataDir: dir }));
+    const f16 = await runSteps(await GpuProgram.create(spec, { externalDataDir: dir }), init, feeds);
     await weights.close();
     const err = (r: typeof got) => ({ loss: Math.abs(r.first - want.first) / Math.abs(want.first), grad: rel(r.grad, want.grad), grad2: rel2(r.grad, want.grad), losses: rel(r.losses, want.losses), update: rel2(r.update, want.update) });
     const e = err(got), e16 = err(f16);
-    const show = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ');
-    console.log(`llama bf16 compute: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; vs f32: ${show(e)}; f16 compute vs f32: ${show(e16)}`);
+    console.log(`llama bf16 compute: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; vs f32: ${formatErrors(e)}; f16 compute vs f32: ${formatErrors(e16)}`);
     // bf16 keeps 8 significant bits (unit roundoff 2⁻⁹ ≈ 2e-3): the loss within 1e-2, gradients within 5e-2 (L2) of f32
     expect(e.loss).toBeLessThan(1e-2);
     expect(e.grad2).toBeLessThan(5e-2);

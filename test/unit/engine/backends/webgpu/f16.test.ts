@@ -9,7 +9,7 @@ import path from 'node:path';
 import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { Program } from '../../../../../src-main/engine/backends/onnx';
-import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
+import { closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import type { ModelWeights } from '../../../../../src-main/engine/safetensors';
 import { REAL_SHAPES } from '../../../../bench/webgpu';
@@ -17,7 +17,7 @@ import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
 import { tempDir } from '../../../../helpers/services';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel, rel2 } from '../../../../helpers/numeric';
-import { formatErrors, loraStart, loraStepFixture, runSteps, shortRun, stepErrors, stepFeeds, stepMetricErrors, stepState, trainSteps } from '../../../../helpers/lora-step';
+import { formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, shortRun, stepErrors, stepFeeds, stepMetricErrors, stepState, trainSteps } from '../../../../helpers/lora-step';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -35,16 +35,9 @@ describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
       expect(tgGpu.graph.nodes.some((n) => n.op === 'FlashAttention' && n.inputs[0]!.dtype === 'float16')).toBe(true);
       const init = stepState(loraStart(lora));
       const feeds = stepFeeds(B, T, optim, { masked: [3] });
-      const run = (p: Program | GpuProgram) => runSteps(p, init, feeds);
-      const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }));
-      const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
-      const info = gpu.info;
-      const got = await run(gpu);
-      // the emulation (f32 words holding f16 values, for adapters without shader-f16) computes the same numbers
-      const emu = await run(await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir, shaderF16: false }));
-      expect(emu.first).toBe(got.first);
-      expect(Array.from(emu.grad)).toEqual(Array.from(got.grad));
-      expect(emu.losses).toEqual(got.losses);
+      const want = await runSteps(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }), init, feeds);
+      // (and the emulation, f32 words holding f16 values for adapters without shader-f16: the same numbers)
+      const { got, info } = await gpuHalfAndEmulation({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir }, init, feeds);
       await weights.close();
       const e = { ...stepErrors(got, want), grad2: rel2(got.grad, want.grad) };
       console.log(`${arch} f16 compute: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; ${formatErrors(e)}`);

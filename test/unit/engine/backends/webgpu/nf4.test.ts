@@ -16,7 +16,7 @@ import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { rel, uniform as randn } from '../../../../helpers/numeric';
-import { formatErrors, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
+import { formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -141,20 +141,13 @@ describe('QLoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
     expect(tgGpu.graph.nodes.some((n) => n.op === 'Nf4Gemm' && n.inputs[0]!.dtype === 'float16')).toBe(true);
     const init = stepState(loraStart(lora));
     const feeds = stepFeeds(B, T, optim, { masked: [3] });
-    const run = (p: Program | GpuProgram) => runSteps(p, init, feeds);
-    const want = await run(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: dir }));
-    const gpu = await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir });
-    expect(gpu.info.byKernel.Nf4Gemm).toBeGreaterThan(0);
-    const info = gpu.info;
-    const got = await run(gpu);
-    // the emulated storage (f32 words holding f16 values) computes the same numbers
-    const emu = await run(await GpuProgram.create({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir, shaderF16: false }));
-    expect(emu.first).toBe(got.first);
-    expect(Array.from(emu.grad)).toEqual(Array.from(got.grad));
-    expect(emu.losses).toEqual(got.losses);
+    const want = await runSteps(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: dir }), init, feeds);
+    // (and the emulated storage, f32 words holding f16 values: the same numbers)
+    const { got, info } = await gpuHalfAndEmulation({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir }, init, feeds,
+      (p) => expect(p.info.byKernel.Nf4Gemm).toBeGreaterThan(0));
     await weights.close();
     const e = { loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad), losses: rel(got.losses, want.losses) };
-    console.log(`QLoRA llama f16: ${info.dispatches} dispatches (${info.byKernel.Nf4Gemm} Nf4Gemm); ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}`);
+    console.log(`QLoRA llama f16: ${info.dispatches} dispatches (${info.byKernel.Nf4Gemm} Nf4Gemm); ${formatErrors(e)}`);
     // f16 precision, as f16.test.ts's LoRA step (the CPU EP computes much of its "f16" graph in f32)
     expect(e.loss).toBeLessThan(1e-3);
     expect(e.grad).toBeLessThan(1e-2);
