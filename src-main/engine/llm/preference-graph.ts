@@ -26,13 +26,12 @@
  */
 import { GraphBuilder, type Value } from '../graph/graph';
 import { gradients } from '../autodiff/grad';
-import { lowerGraph } from '../backends/onnx/lower';
 import type { OnnxModel } from '../onnx/spec';
 import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import { buildForward, rowNllOf, type ForwardResult, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
-import { optimizerStep, recomputedGradient, type OptimConfig, type TrainGraph } from './train-graph';
+import { onDemandLowering, optimizerStep, recomputedGradient, type OptimConfig, type TrainGraph } from './train-graph';
 
 export type PreferenceMethod = 'dpo' | 'orpo';
 
@@ -165,16 +164,11 @@ export async function buildPreferenceTrainGraph(
   const backwardNodes = g.nodes.length - forwardNodes;
   g.output('loss_sum', b.lossSum);
   optimizerStep(g, grad, { params, m, v, gacc, apply, invCount, adam }, optim);
-  // graphs for the GPU backend (fused ops, or bf16 weights referenced in place) lower on demand, as in train-graph.ts
-  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: `lathe_${loss.method}_step` });
+  const onnx = onDemandLowering(g, src, `lathe_${loss.method}_step`, 'preference graph');
   return {
-    get model(): OnnxModel {
-      if (src.bf16InPlace) throw new Error('This preference graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only and has no ONNX model.');
-      lowered ??= lowerGraph(g, { name: `lathe_${loss.method}_step` });
-      return lowered.model;
-    },
-    nodes: { forward: b.forwardNodes, backward: backwardNodes, total: lowered?.nodeCount ?? g.nodes.length },
-    byOp: lowered?.byOp ?? g.countByOp(),
+    get model(): OnnxModel { return onnx.model(); },
+    nodes: { forward: b.forwardNodes, backward: backwardNodes, total: onnx.nodeCount() },
+    byOp: onnx.byOp(),
     state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
     fetch: ['loss_sum', 'grad_norm', 'logps', ...(loss.method === 'dpo' && !shape.refInput ? ['ref_logps'] : [])],
     graph: g,
@@ -191,15 +185,10 @@ export async function buildPreferenceEvalGraph(
   const params = g.input('params', 'float32', [lora.size]);
   const b = await buildLoss(cfg, layout, src, lora, { pairs: shape.pairs, seqLen: shape.seqLen }, loss, g, params, undefined);
   g.output('loss_sum', b.lossSum);
-  // the GPU backend plans `graph` (fused ops, bf16 read in place): the ONNX model is lowered only when asked for
-  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: `lathe_${loss.method}_eval` });
+  const onnx = onDemandLowering(g, src, `lathe_${loss.method}_eval`, 'preference eval graph');
   return {
-    get model(): OnnxModel {
-      if (src.bf16InPlace) throw new Error('This preference eval graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only.');
-      lowered ??= lowerGraph(g, { name: `lathe_${loss.method}_eval` });
-      return lowered.model;
-    },
-    get nodes(): number { return lowered?.nodeCount ?? g.nodes.length; },
+    get model(): OnnxModel { return onnx.model(); },
+    get nodes(): number { return onnx.nodeCount(); },
     graph: g,
   };
 }

@@ -160,17 +160,11 @@ export async function buildTrainGraph(
   g.output('loss_sum', lossSum);
   optimizerStep(g, grad, { params, m, v, gacc, apply, invCount, adam }, optim);
 
-  // graphs with bf16 weights referenced in place are for the GPU backend only: ONNX lowering refuses them
-  // (fused graphs lower on demand: their ONNX form is each fused op's decomposition)
-  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: 'lathe_train_step' });
+  const onnx = onDemandLowering(g, src, 'lathe_train_step', 'train graph');
   return {
-    get model(): OnnxModel {
-      if (src.bf16InPlace) throw new Error('This train graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only and has no ONNX model.');
-      lowered ??= lowerGraph(g, { name: 'lathe_train_step' });
-      return lowered.model;
-    },
-    nodes: { forward: fwd.nodes, backward: backwardNodes, total: lowered?.nodeCount ?? g.nodes.length },
-    byOp: lowered?.byOp ?? g.countByOp(),
+    get model(): OnnxModel { return onnx.model(); },
+    nodes: { forward: fwd.nodes, backward: backwardNodes, total: onnx.nodeCount() },
+    byOp: onnx.byOp(),
     state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
     fetch: ['loss_sum', 'grad_norm'],
     graph: g,
@@ -221,15 +215,29 @@ export async function buildEvalGraph(
   // fused graphs (GPU backend): LinearCrossEntropy from the head's input, so a run fetching only loss_sum
   // (validation, perplexity) never holds [N, V] logits; fetching logits computes them as before
   g.output('loss_sum', lossOf(g, fwd, targets, mask));
-  // (graphs for the GPU backend lower on demand: bf16 weights in place have no ONNX form)
-  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name: 'lathe_eval' });
+  const onnx = onDemandLowering(g, src, 'lathe_eval', 'eval graph');
   return {
-    get model(): OnnxModel {
-      if (src.bf16InPlace) throw new Error('This eval graph references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only.');
-      lowered ??= lowerGraph(g, { name: 'lathe_eval' });
+    get model(): OnnxModel { return onnx.model(); },
+    nodes: onnx.nodeCount(),
+    graph: g,
+  };
+}
+
+/**
+ * The ONNX form of a built graph `g` (the CPU EP's): lowered now for plain graphs, and on first use for the GPU
+ * backend's fused graphs (their ONNX form is each fused op's decomposition). A graph referencing bf16 weights in
+ * place (WeightSource.bf16InPlace) runs on the GPU backend only and has no ONNX model: `model()` refuses it.
+ * `nodeCount()` / `byOp()` count the ONNX nodes where lowered, else the graph's.
+ */
+export function onDemandLowering(g: GraphBuilder, src: WeightSource, name: string, what: string) {
+  let lowered = src.bf16InPlace || g.fused ? null : lowerGraph(g, { name });
+  return {
+    model(): OnnxModel {
+      if (src.bf16InPlace) throw new Error(`This ${what} references bf16 weights in place (WeightSource.bf16InPlace): it runs on the GPU backend only and has no ONNX model.`);
+      lowered ??= lowerGraph(g, { name });
       return lowered.model;
     },
-    nodes: lowered?.nodeCount ?? g.nodes.length,
-    graph: g,
+    nodeCount: (): number => lowered?.nodeCount ?? g.nodes.length,
+    byOp: () => lowered?.byOp ?? g.countByOp(),
   };
 }
