@@ -36,7 +36,7 @@ import type { Emitter } from './kernels/context';
 import { emitGroupedGemm, type GemmChoice, type GemmProblem, type SegmentedGemmProblem } from './kernels/gemm';
 import { gemmProblem } from './kernels/matmul';
 import { nf4Problem } from './kernels/nf4';
-import { KernelBuilder, type BufferSlot, type Ref } from './wgsl';
+import { KernelBuilder, storedValue, type BufferSlot, type Ref } from './wgsl';
 
 /** How far ahead (nodes of the schedule) a group looks for members: bounds how much earlier a GEMM may run. */
 export const WINDOW = 48;
@@ -112,9 +112,8 @@ class GroupKernel extends KernelBuilder {
     // another slice of a buffer this kernel already writes (a Concat's output): the same binding, its own offset
     const i = w.binding, name = `st${i}_${++w.stores}`;
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
-    // (f16r / h16 / hb16 / b16r: the rounding helpers the first store of this buffer declared)
-    const v = { f16r: 'roundF16(v)', h16: 'toH16(v)', hb16: 'toHB16(v)', b16r: 'roundBF16(v)' }[storage as string] ?? 'v';
-    this.decl(`fn ${name}(e: u32, v: f32) { b${i}[${j}] = ${v}; }`);
+    // (16-bit storages: the rounding helpers the first store of this buffer declared)
+    this.decl(`fn ${name}(e: u32, v: f32) { b${i}[${j}] = ${storedValue(storage)}; }`);
     return name;
   }
 }

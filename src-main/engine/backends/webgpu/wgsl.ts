@@ -152,6 +152,10 @@ const FROM_HB16 = 'fn fromHB16(h: f16) -> f32 { return bitcast<f32>(bitcast<u32>
  * The WGSL helper that rounds an f32 to the 16-bit compute type (roundF16, or roundBF16 under bf16 compute):
  * for values a kernel keeps as the compute type without storing them (fused chains, NF4 weights under f16 compute).
  */
+/** What a store function writes for its argument `v` in `storage` (16-bit storages round; output() declares the helpers). */
+export const storedValue = (storage: Storage): string =>
+  ({ f16r: 'roundF16(v)', h16: 'toH16(v)', hb16: 'toHB16(v)', b16r: 'roundBF16(v)' } as Partial<Record<Storage, string>>)[storage] ?? 'v';
+
 export const roundHalf = (): { decl: string; fn: string } => (half === 'bfloat16' ? { decl: ROUND_BF16, fn: 'roundBF16' } : { decl: ROUND_F16, fn: 'roundF16' });
 
 /** Stands for the plan's params buffer until the plan binds it. */
@@ -250,8 +254,7 @@ export class KernelBuilder {
     this.decls.push(`@group(0) @binding(${i}) var<storage, read_write> b${i}: array<${ARRAY[ref.storage]}>;`);
     const j = ref.offset ? `${this.param(ref.offset)} + e` : 'e';
     if (ref.storage === 'f16r') this.decl(ROUND_F16);
-    const v = ref.storage === 'f16r' ? 'roundF16(v)' : ref.storage === 'h16' ? 'toH16(v)' : ref.storage === 'hb16' ? 'toHB16(v)' : ref.storage === 'b16r' ? 'roundBF16(v)' : 'v';
-    this.decls.push(`fn st${i}(e: u32, v: ${SCALAR[ref.storage]}) { b${i}[${j}] = ${v}; }`);
+    this.decls.push(`fn st${i}(e: u32, v: ${SCALAR[ref.storage]}) { b${i}[${j}] = ${storedValue(ref.storage)}; }`);
     return `st${i}`;
   }
 
