@@ -148,14 +148,14 @@ export const ROUND_BF16 = 'fn roundBF16(v: f32) -> f32 { let b = bitcast<u32>(v)
 const TO_HB16 = 'fn toHB16(v: f32) -> f16 { return bitcast<vec2<f16>>(bitcast<u32>(roundBF16(v)) >> 16u).x; }';
 const FROM_HB16 = 'fn fromHB16(h: f16) -> f32 { return bitcast<f32>(bitcast<u32>(vec2<f16>(h, f16(0.0))) << 16u); }';
 
-/**
- * The WGSL helper that rounds an f32 to the 16-bit compute type (roundF16, or roundBF16 under bf16 compute):
- * for values a kernel keeps as the compute type without storing them (fused chains, NF4 weights under f16 compute).
- */
 /** What a store function writes for its argument `v` in `storage` (16-bit storages round; output() declares the helpers). */
 export const storedValue = (storage: Storage): string =>
   ({ f16r: 'roundF16(v)', h16: 'toH16(v)', hb16: 'toHB16(v)', b16r: 'roundBF16(v)' } as Partial<Record<Storage, string>>)[storage] ?? 'v';
 
+/**
+ * The WGSL helper that rounds an f32 to the 16-bit compute type (roundF16, or roundBF16 under bf16 compute):
+ * for values a kernel keeps as the compute type without storing them (fused chains, NF4 weights under f16 compute).
+ */
 export const roundHalf = (): { decl: string; fn: string } => (half === 'bfloat16' ? { decl: ROUND_BF16, fn: 'roundBF16' } : { decl: ROUND_F16, fn: 'roundF16' });
 
 /** Stands for the plan's params buffer until the plan binds it. */
