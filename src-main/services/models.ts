@@ -115,7 +115,7 @@ export async function planLora(req: z.output<typeof LoraPlanRequest>): Promise<L
   const device = expectedDevice(req.ep, hasGpuDevice(), gpuUnsupported({ quantization: req.quantization, pagedOptimizer: req.pagedOptimizer }));
   // estimated for the device expected (Lathe's GPU backend is estimated as a GPU, like the WebGPU EP)
   const memEp = device.device === 'gpu' ? 'webgpu' : device.device;
-  const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization, pagedOptimizer: req.pagedOptimizer, recompute: req.recompute }, memEp);
+  const est = estimateMemory(cfg, { batchSize: B, seqLen: blockSize ?? Math.min(1024, cfg.maxPositions), lora: { rank, targets: req.targets }, quantization: req.quantization, pagedOptimizer: req.pagedOptimizer, recompute: req.recompute, gradAccum: A }, memEp);
   const MB = 2 ** 20;
   const memoryMB = est.deviceTotal / MB;
   const memory = {

@@ -10,7 +10,7 @@ export const commands: CliCommand[] = [
   {
     path: ['memory'],
     summary: 'Estimate the memory a training run needs (and what to change to fit a budget)',
-    usage: 'lathe memory --model MODEL_DIR [--batch 4] [--seq-len 512] [--rank 8] [--targets all-linear|attention|mlp] ' +
+    usage: 'lathe memory --model MODEL_DIR [--batch 4] [--grad-accum 1] [--seq-len 512] [--rank 8] [--targets all-linear|attention|mlp] ' +
       '[--quantization none|nf4] [--paged] [--recompute] [--ep cpu|webgpu|cuda] [--budget-gb 8] [--json]',
     run: async (ctx) => {
       const modelDir = flagString(ctx.flags, 'model');
@@ -25,6 +25,7 @@ export const commands: CliCommand[] = [
         batchSize: flagNumber(ctx.flags, 'batch') ?? 4, seqLen: flagNumber(ctx.flags, 'seq-len') ?? 512,
         lora: { rank: flagNumber(ctx.flags, 'rank') ?? 8, targets }, quantization,
         pagedOptimizer: ctx.flags['paged'] === true, recompute: ctx.flags['recompute'] === true,
+        gradAccum: flagNumber(ctx.flags, 'grad-accum') ?? 1,
       }, ep);
       const budgetGb = flagNumber(ctx.flags, 'budget-gb');
       const fit = budgetGb !== undefined ? suggestFit(est, budgetGb * 2 ** 30) : null;

@@ -31,7 +31,7 @@ import type { ModelConfig } from '../models/config';
 import type { WeightsLayout } from '../models/layout';
 import { buildForward, rowNllOf, type ForwardResult, type WeightSource } from './forward';
 import type { LoraLayout } from './lora';
-import { onDemandLowering, optimizerStep, recomputedGradient, type OptimConfig, type TrainGraph } from './train-graph';
+import { onDemandLowering, optimizerStep, recomputedGradient, trainState, type OptimConfig, type TrainGraph } from './train-graph';
 
 export type PreferenceMethod = 'dpo' | 'orpo';
 
@@ -65,6 +65,8 @@ export interface PreferenceShape {
    * graph then lowers to ONNX only on demand (each fused op as its decomposition).
    */
   fused?: boolean;
+  /** Gradient accumulation over micro-batches (a `gacc` state; default true), as buildTrainGraph's `accumulate`. */
+  accumulate?: boolean;
 }
 
 /** Static loss scale for f16 compute, applied to the mean over pairs (as train-graph.ts does per token). */
@@ -151,7 +153,8 @@ export async function buildPreferenceTrainGraph(
   const params = g.input('params', 'float32', [Psize]);
   const m = g.input('m', 'float32', [Psize]);
   const v = g.input('v', 'float32', [Psize]);
-  const gacc = g.input('gacc', 'float32', [Psize]);
+  const accumulate = shape.accumulate ?? true;
+  const gacc = accumulate ? g.input('gacc', 'float32', [Psize]) : null;
   const b = await buildLoss(cfg, layout, src, lora, shape, loss, g, params, dropout);
   const forwardNodes = g.nodes.length;
   // f16 compute: seed the backward with S/P (a mean-scaled loss times S) and undo it in f32
@@ -169,7 +172,7 @@ export async function buildPreferenceTrainGraph(
     get model(): OnnxModel { return onnx.model(); },
     nodes: { forward: b.forwardNodes, backward: backwardNodes, total: onnx.nodeCount() },
     byOp: onnx.byOp(),
-    state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
+    state: trainState(accumulate),
     fetch: ['loss_sum', 'grad_norm', 'logps', ...(loss.method === 'dpo' && !shape.refInput ? ['ref_logps'] : [])],
     graph: g,
   };

@@ -5,7 +5,7 @@
  *   -> on the last micro-batch of an optimizer step: scale by 1/tokens, clip by global norm, AdamW
  *
  * State (persists between runs, GPU-resident on WebGPU): params, m, v (AdamW moments), gacc (gradient
- * accumulator), all flat f32 [P]. Per-run feeds: ids, targets, mask, and scalars. The loss is the mean over
+ * accumulator; only with `accumulate`, the default: a run with gradAccum = 1 has none), all flat f32 [P]. Per-run feeds: ids, targets, mask, and scalars. The loss is the mean over
  * unmasked tokens of the whole optimizer step (all micro-batches), as Σ losses · (1/count).
  *
  * Non-finite guard: if the accumulated gradient's norm is NaN/inf, the update is skipped (params and
@@ -55,6 +55,19 @@ export interface GraphShape {
    * graph/ops/fused.ts) its dedicated kernels run. Off, the graph is the decomposed one the ONNX path runs.
    */
   fused?: boolean;
+  /**
+   * Training only: gradient accumulation over micro-batches (default true): a `gacc` state slot sums the
+   * gradients of runs fed apply = false, and the run fed apply = true steps on the sum. False (the trainer's
+   * gradAccum = 1): no gacc state (4·P bytes less on the device, and no accumulate add); each run's gradient
+   * feeds the optimizer step directly. Same numbers, bit for bit, as accumulating onto a zero gacc with
+   * apply = true; a run fed apply = false then updates nothing (its gradient is dropped).
+   */
+  accumulate?: boolean;
+}
+
+/** The state slots of a train graph: params, m, v, and gacc where it accumulates. */
+export function trainState(accumulate: boolean): { name: string; input: string; output: string }[] {
+  return ['params', 'm', 'v', ...(accumulate ? ['gacc'] : [])].map((n) => ({ name: n, input: n, output: `${n}_out` }));
 }
 
 /**
@@ -144,7 +157,8 @@ export async function buildTrainGraph(
   const params = g.input('params', 'float32', [P]);
   const m = g.input('m', 'float32', [P]);
   const v = g.input('v', 'float32', [P]);
-  const gacc = g.input('gacc', 'float32', [P]);
+  const accumulate = shape.accumulate ?? true;
+  const gacc = accumulate ? g.input('gacc', 'float32', [P]) : null;
 
   const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}) }, lora, params);
   const lossSum = lossOf(g, fwd, targets, mask); // Σ mask · nll (scalar); LinearCrossEntropy in fused graphs
@@ -165,7 +179,7 @@ export async function buildTrainGraph(
     get model(): OnnxModel { return onnx.model(); },
     nodes: { forward: fwd.nodes, backward: backwardNodes, total: onnx.nodeCount() },
     byOp: onnx.byOp(),
-    state: ['params', 'm', 'v', 'gacc'].map((n) => ({ name: n, input: n, output: `${n}_out` })),
+    state: trainState(accumulate),
     fetch: ['loss_sum', 'grad_norm'],
     graph: g,
   };
@@ -175,24 +189,25 @@ export async function buildTrainGraph(
  * The optimizer end of a train step, shared by every train graph (SFT/pretraining here, preference
  * tuning in preference-graph.ts): accumulate the gradient; on the last micro-batch of an optimizer step
  * scale by invCount, clip by global norm, AdamW, and skip the update when the norm is not finite.
- * Outputs grad_norm, params_out, m_out, v_out, gacc_out.
+ * Outputs grad_norm, params_out, m_out, v_out, and gacc_out when there is an accumulator (`gacc` null:
+ * the gradient is the step's whole sum, as gacc + grad with gacc = 0 is, bit for bit).
  */
 export function optimizerStep(
   g: GraphBuilder, grad: Value,
-  s: { params: Value; m: Value; v: Value; gacc: Value; apply: Value; invCount: Value; adam: Value },
+  s: { params: Value; m: Value; v: Value; gacc: Value | null; apply: Value; invCount: Value; adam: Value },
   optim: OptimConfig,
 ): void {
   const { params, m, v, gacc, apply, invCount, adam } = s;
   // accumulate; at the optimizer step: mean over the step's items, global norm (one reduction), then clip,
   // AdamW and the non-finite guard as one op (nn/adamw-step.ts: one pass on the GPU backend, today's chain in ONNX)
-  const gsum = g.add(gacc, grad);
+  const gsum = gacc ? g.add(gacc, grad) : grad;
   const norm = g.sqrt(g.reduceSumSquare(g.mul(gsum, invCount), [0], false)); // ‖g‖₂ (scalar)
   const upd = adamwStep(g, { params, m, v, gsum, invCount, norm, apply, adam }, optim);
   g.output('grad_norm', norm);
   g.output('params_out', upd.p);
   g.output('m_out', upd.m);
   g.output('v_out', upd.v);
-  g.output('gacc_out', upd.gacc);
+  if (gacc) g.output('gacc_out', upd.gacc);
 }
 
 /** Forward-only graph for evaluation and `lathe logits`: outputs logits [N, V] and the masked loss sum (each computed only when fetched on the GPU backend). */

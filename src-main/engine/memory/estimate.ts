@@ -8,8 +8,10 @@
  *               in f32), or NF4 for the linear layers (4.127 bits/parameter: codes + double-quantized
  *               absmax) with norms, embeddings and lm_head still f32;
  *   adapters    LoRA A/B as one flat f32 vector (+ its next-step copy, since each step writes a new buffer);
- *   optimizer   AdamW m and v + the gradient accumulator, each f32 [P], in and out of a step; with paged
- *               optimizer states m and v live in host memory and only pass through the device;
+ *   optimizer   AdamW m and v, each f32 [P], in and out of a step, and the gradient; with gradient
+ *               accumulation (gradAccum > 1) also the accumulator in and out (llm/train-graph.ts: a run
+ *               without accumulation has none); with paged optimizer states m and v live in host memory and
+ *               only pass through the device;
  *   activations forward values kept for the backward pass (counted per layer from the graph forward.ts
  *               builds), the logits and cross-entropy tensors, and one layer's backward temporaries;
  *               with recomputation (train config `recompute`, engine/llm/train-graph.ts) one [N, C] block
@@ -39,6 +41,8 @@ export interface MemoryPlan {
   pagedOptimizer?: boolean;
   /** Activation recomputation (train config `recompute`). */
   recompute?: boolean;
+  /** Micro-batches per optimizer step (train config `gradAccum`, default 1): above 1 the graph holds a gradient accumulator. */
+  gradAccum?: number;
 }
 
 export interface MemoryBreakdown {
@@ -148,7 +152,7 @@ function activationBytes(m: ModelConfig, B: number, T: number, recompute: boolea
 /** Memory for a run. Pure: same inputs, same numbers. */
 export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryEp): MemoryEstimate {
   const full: Required<MemoryPlan> = {
-    quantization: 'none', pagedOptimizer: false, recompute: false, ...plan,
+    quantization: 'none', pagedOptimizer: false, recompute: false, gradAccum: 1, ...plan,
   };
   const params = countParams(model, full);
   const nf4 = full.quantization === 'nf4';
@@ -157,10 +161,10 @@ export function estimateMemory(model: ModelConfig, plan: MemoryPlan, ep: MemoryE
   const untouched = ep === 'cpu' && !model.tieWordEmbeddings ? model.vocabSize * model.hiddenSize * F32 : 0;
   const weights = (nf4 ? params.linear * NF4_BYTES_PER_PARAM : params.linear * F32) + params.other * F32 - untouched;
   const P = params.lora;
-  // params in + out of a step, the gradient, the accumulator in + out
+  // params in + out of a step, the gradient, the accumulator in + out (only when micro-batches accumulate)
   const adapters = 2 * P * F32;
   const moments = 4 * P * F32; // m, v in and out
-  const accum = 3 * P * F32; // gradient + accumulator in and out
+  const accum = (full.gradAccum > 1 ? 3 : 1) * P * F32; // gradient (+ accumulator in and out)
   const paged = full.pagedOptimizer;
   // paged: m, v only pass through the device during a step; on the CPU EP host and device are one
   // memory, so paging adds the host copies instead of saving anything
@@ -211,11 +215,11 @@ export function estimateFromGpuPlan(model: ModelConfig, bytes: Readonly<Record<s
 /** The plan of a trainer config (train/config.ts) whose dataset has `seqLen`-token blocks. */
 export function planFromTrainConfig(cfg: {
   batchSize: number; quantization?: 'none' | 'nf4'; lora: { rank: number; targets: MemoryPlan['lora']['targets'] };
-  pagedOptimizer?: boolean; recompute?: boolean;
+  pagedOptimizer?: boolean; recompute?: boolean; gradAccum?: number;
 }, seqLen: number): MemoryPlan {
   return {
     batchSize: cfg.batchSize, seqLen, lora: { rank: cfg.lora.rank, targets: cfg.lora.targets }, quantization: cfg.quantization ?? 'none',
-    pagedOptimizer: cfg.pagedOptimizer ?? false, recompute: cfg.recompute ?? false,
+    pagedOptimizer: cfg.pagedOptimizer ?? false, recompute: cfg.recompute ?? false, gradAccum: cfg.gradAccum ?? 1,
   };
 }
 

@@ -40,7 +40,8 @@ const STEPS: Step[] = [
   (p) => {
     if (p.batchSize <= 1) return null;
     const to = halve(p.batchSize, 1);
-    return { plan: { ...p, batchSize: to }, change: { setting: 'batchSize', from: p.batchSize, to, words: `lower batch to ${to} (raise gradient accumulation to keep the tokens per step)` } };
+    // (estimated with the accumulation that keeps the tokens per step: its accumulator counts)
+    return { plan: { ...p, batchSize: to, gradAccum: Math.ceil((p.gradAccum * p.batchSize) / to) }, change: { setting: 'batchSize', from: p.batchSize, to, words: `lower batch to ${to} (raise gradient accumulation to keep the tokens per step)` } };
   },
   (p) => {
     if (p.seqLen <= 128) return null;

@@ -10,7 +10,8 @@
  *     m'    = m + (1−β1)(g − m);  v' = v + (1−β2)(g² − v)
  *     p'    = p · decay − α · m' / (√v' + ε̂)                   adam = [α, ε̂, decay] (adamwScalars)
  *     where not apply or norm is not finite: p', m', v' = p, m, v   (the non-finite guard)
- *     gacc' = apply ? 0 : gsum
+ *     gacc' = apply ? 0 : gsum                                  (only where read: a graph without an accumulator
+ *                                                                 passes its gradient as gsum and leaves it unused)
  * All [P] f32; invCount, norm [] ; apply bool []; adam [3]. `packed` [4P] is for backends that write the
  * four results into one buffer (the GPU backend binds one output instead of four; the first four outputs
  * are views of it there); the ONNX lowering leaves it unnamed.
@@ -60,7 +61,8 @@ defineOp({
     keep(p2, p, 0);
     keep(m2, m, 1);
     keep(v2, v, 2);
-    c.emit('Where', [apply, c.scalar(0, 'float32'), gsum], [c.out(3)]);
+    const gaccOut = c.out(3); // '' when unused (optionalOutputs)
+  if (gaccOut) c.emit('Where', [apply, c.scalar(0, 'float32'), gsum], [gaccOut]);
   },
 });
 

@@ -158,9 +158,13 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
     if (!gpuPick.use) refuseIfTooBig(model, planFromTrainConfig(cfg, T), ep.ep);
 
     report('Building the training graph');
+    // a gradient accumulator (gacc state, 4·P bytes) only where micro-batches accumulate: with gradAccum = 1 each
+    // micro-batch's gradient feeds the optimizer step directly (the same numbers, bit for bit)
+    const accumulate = A > 1;
+    const gaccInit = (): Record<string, HostTensor> => (accumulate ? { gacc: hostTensor('float32', [P], new Float32Array(P)) } : {});
     const tg = pref
-      ? await buildPreferenceTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { pairs: B, seqLen: T, dropout: cfg.lora.dropout, recompute: cfg.recompute, fused: gpuPick.use }, pref, cfg.optim)
-      : await buildTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute, fused: gpuPick.use }, cfg.optim);
+      ? await buildPreferenceTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { pairs: B, seqLen: T, dropout: cfg.lora.dropout, recompute: cfg.recompute, fused: gpuPick.use, accumulate }, pref, cfg.optim)
+      : await buildTrainGraph(model, layout, gpuPick.use ? { ...src, bf16InPlace: true } : src, lora, { batch: B, seqLen: T, packed, dropout: cfg.lora.dropout, recompute: cfg.recompute, fused: gpuPick.use, accumulate }, cfg.optim);
     if (pref) log(`Preference tuning: ${describeMethod(cfg)}.`);
     log(`Training graph: ${tg.nodes.total} nodes (${tg.nodes.forward} forward, ${tg.nodes.backward} backward); ${P.toLocaleString('en-US')} trainable parameters (LoRA r=${lora.rank} on ${lora.modules.length} layers).`);
     // Paged optimizer: AdamW moments live in host memory and pass through the device each step.
@@ -212,7 +216,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       await prog.init({
         params: hostTensor('float32', [P], latest.tensors.get('params')!),
         ...(moments ? {} : { m: hostTensor('float32', [P], m), v: hostTensor('float32', [P], v) }),
-        gacc: hostTensor('float32', [P], new Float32Array(P)),
+        ...gaccInit(),
       });
       // The crashed attempt's records after this step are re-run now: drop them (atomically) so each step is recorded once.
       MetricsLog.truncateAfter(metrics.file, step);
@@ -222,7 +226,7 @@ async function runTraining(input: unknown, hooks: TrainHooks, onEp: (ep: EpName)
       // A fresh start in a folder a crashed attempt wrote to before its first checkpoint: its records go.
       if (existsSync(metrics.file)) MetricsLog.truncateAfter(metrics.file, -1);
       const zeros = () => hostTensor('float32', [P], new Float32Array(P));
-      await prog.init({ params: hostTensor('float32', [P], await initTrainable(trainable, model, layout, weights, cfg)), ...(moments ? {} : { m: zeros(), v: zeros() }), gacc: zeros() });
+      await prog.init({ params: hostTensor('float32', [P], await initTrainable(trainable, model, layout, weights, cfg)), ...(moments ? {} : { m: zeros(), v: zeros() }), ...gaccInit() });
     }
 
     const readParams = async () => (await prog.read(['params']))['params']!;

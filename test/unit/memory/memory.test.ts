@@ -47,6 +47,18 @@ describe('estimateMemory', () => {
     const paged = estimateMemory(LLAMA_8B, { ...plan, quantization: 'nf4', pagedOptimizer: true }, 'webgpu');
     expect(q.device.optimizer - paged.device.optimizer).toBe(2 * lora.params.lora * 4);
     expect(paged.host).toBeGreaterThan(q.host);
+    // gradient accumulation (gradAccum > 1) adds the accumulator in and out; gradAccum 1 (the default) holds none
+    const accumulating = estimateMemory(LLAMA_8B, { ...plan, quantization: 'nf4', gradAccum: 4 }, 'webgpu');
+    expect(q.plan.gradAccum).toBe(1);
+    expect(accumulating.device.optimizer - q.device.optimizer).toBe(2 * lora.params.lora * 4);
+    expect(q.device.optimizer).toBe(5 * lora.params.lora * 4); // m, v in and out + the gradient
+    // lowering the batch keeps the tokens per step through accumulation, and prices its accumulator
+    // (QLoRA, paged and recompute already: lowering the batch is the first change left)
+    const b8: MemoryPlan = { ...plan, batchSize: 8, quantization: 'nf4', pagedOptimizer: true, recompute: true };
+    const fit = suggestFit(estimateMemory(LLAMA_8B, b8, 'webgpu'), estimateMemory(LLAMA_8B, { ...b8, batchSize: 2, gradAccum: 4 }, 'webgpu').deviceTotal);
+    expect(fit.fits).toBe(true);
+    expect(fit.changes.map((c) => [c.setting, c.to])).toEqual([['batchSize', 2]]);
+    expect([fit.estimate.plan.batchSize, fit.estimate.plan.gradAccum]).toEqual([2, 4]);
     console.log(`Llama 3.1 8B, 2×512, r16: LoRA ${(lora.deviceTotal / GB).toFixed(1)} GiB, QLoRA ${(q.deviceTotal / GB).toFixed(1)} GiB ` +
       `(weights ${(q.device.weights / GB).toFixed(1)}, activations ${(q.device.activations / GB).toFixed(1)}; with recomputation ${(q.activationsWithRecompute / GB).toFixed(1)})`);
   });
