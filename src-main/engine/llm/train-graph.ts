@@ -55,6 +55,8 @@ export interface GraphShape {
    * graph/ops/fused.ts) its dedicated kernels run. Off, the graph is the decomposed one the ONNX path runs.
    */
   fused?: boolean;
+  /** The reference formulation of the LoRA factors' Casts (ForwardOptions.castPerFactor), for tests. */
+  castPerFactor?: boolean;
 }
 
 /**
@@ -100,7 +102,8 @@ export async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks,
     const sum = uses.length ? uses.map((u) => g.reshape(u, [n])).reduce((a, b) => g.add(a, b)) : g.zerosLike(p.flat);
     pieces.push(sum);
   }
-  return pieces.length ? g.concat(pieces, 0) : g.zerosLike(params);
+  // (the pieces are in the compute type: the gradient of the flat vector's one Cast widens them)
+  return pieces.length ? g.cast(g.concat(pieces, 0), params.dtype) : g.zerosLike(params);
 }
 
 /** Inputs for trainable new-token rows (see TokenRows for how the host fills them). */
@@ -146,7 +149,7 @@ export async function buildTrainGraph(
   const v = g.input('v', 'float32', [P]);
   const gacc = g.input('gacc', 'float32', [P]);
 
-  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}) }, lora, params);
+  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}), ...(shape.castPerFactor ? { castPerFactor: true } : {}) }, lora, params);
   const lossSum = lossOf(g, fwd, targets, mask); // Σ mask · nll (scalar); LinearCrossEntropy in fused graphs
   const forwardNodes = g.nodes.length;
   // f16 compute: seed the backward with S/N instead of 1 so f16 gradients sit in the range of a mean loss
