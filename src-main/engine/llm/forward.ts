@@ -484,11 +484,18 @@ export async function buildForward(
     for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
     // (on WebGPU the runtime rewrites this wide Split into a tree: backends/onnx/patches.ts)
     const nr = lora.newRows;
-    if (nr) sizes.push(nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : []));
-    // compute type: ONE Cast of the whole f32 master vector, before the Split (its pieces are views of it), instead
-    // of a Cast per factor; the gradient is then one Concat of the 16-bit pieces and one widening Cast (a view on
-    // the GPU backend). Elementwise, so every factor holds the values a Cast of its own gave.
-    const flat = g.split(opts.castPerFactor ? loraParams : toDt(loraParams), sizes, 0);
+    const rowSizes = nr ? [nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : [])] : [];
+    // compute type: ONE Cast of the factors' f32 masters, before the Split (its pieces are views of it), instead of
+    // a Cast per factor; the gradient is then one Concat of the 16-bit pieces and one widening Cast (a view on the GPU
+    // backend). Elementwise, so every factor holds the values a Cast of its own gave. New-token rows stay f32 pieces
+    // (Cast where used), so the gradients of their two uses (tied embedding and head) are still summed in f32.
+    let flat: Value[];
+    if (opts.castPerFactor || dt === 'float32') flat = g.split(loraParams, [...sizes, ...rowSizes], 0);
+    else if (!nr) flat = g.split(toDt(loraParams), sizes, 0);
+    else {
+      const [factors, ...rows] = g.split(loraParams, [sizes.reduce((a, b) => a + b, 0), ...rowSizes], 0);
+      flat = [...g.split(toDt(factors!), sizes, 0), ...rows];
+    }
     lora.modules.forEach((m, i) => {
       const t = { a: g.reshape(flat[2 * i]!, [lora.rank, m.inFeatures]), b: g.reshape(flat[2 * i + 1]!, [m.outFeatures, lora.rank]) };
       loraTensors.set(`${m.layer}:${m.role}`, { a: toDt(t.a), b: toDt(t.b) }); // f32 masters, compute-type use

@@ -102,8 +102,15 @@ export async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks,
     const sum = uses.length ? uses.map((u) => g.reshape(u, [n])).reduce((a, b) => g.add(a, b)) : g.zerosLike(p.flat);
     pieces.push(sum);
   }
-  // (the pieces are in the compute type: the gradient of the flat vector's one Cast widens them)
-  return pieces.length ? g.cast(g.concat(pieces, 0), params.dtype) : g.zerosLike(params);
+  // (the LoRA factors' pieces are in the compute type, pieces of one Cast: their Concat is widened once)
+  const runs: Value[][] = [];
+  for (const p of pieces) {
+    const last = runs[runs.length - 1];
+    if (last && last[0]!.dtype === p.dtype) last.push(p);
+    else runs.push([p]);
+  }
+  const flat = runs.map((r) => g.cast(r.length === 1 ? r[0]! : g.concat(r, 0), params.dtype));
+  return flat.length === 0 ? g.zerosLike(params) : flat.length === 1 ? flat[0]! : g.concat(flat, 0);
 }
 
 /** Inputs for trainable new-token rows (see TokenRows for how the host fills them). */
