@@ -125,6 +125,15 @@ export async function gpuHalfAndEmulation(spec: GpuProgramSpec, opts: GpuProgram
   return { got, info };
 }
 
+/** Two runs computed the same numbers bit for bit: first loss, gradient, losses, grad norms and update. */
+export function expectSameRun(got: StepRun, want: StepRun): void {
+  expect(got.first).toBe(want.first);
+  expect(Array.from(got.grad)).toEqual(Array.from(want.grad));
+  expect(got.losses).toEqual(want.losses);
+  expect(got.norms).toEqual(want.norms);
+  expect(Array.from(got.update)).toEqual(Array.from(want.update));
+}
+
 /**
  * `got` against `want`: the first loss (relative), the gradient, losses and norms (max-relative, helpers/numeric
  * rel) and the update (L2, rel2).

@@ -38,6 +38,11 @@ export interface ForwardOptions {
   newTokens?: { newIdx: Value; isNew: Value };
   /** LoRA dropout while training: probability p and the per-step seed input (f32 scalar). */
   dropout?: { p: number; seed: Value };
+  /**
+   * The previous formulation, kept as the reference tests compare with: a Cast to the compute type per LoRA factor
+   * (after the Split) instead of one Cast of the whole flat vector. Same values either way.
+   */
+  castPerFactor?: boolean;
 }
 
 /**
@@ -130,7 +135,8 @@ export function rowNllOf(g: GraphBuilder, fwd: ForwardResult, targets: Value, ma
  * The forward pass cut at block boundaries: x[i] enters block i, x[L] leaves the last one; `rebuild`
  * emits block i again from a given input (same weights, masks and dropout seeds), so a backward pass can
  * recompute a block's activations instead of keeping them. `parts` are the flat parameter vector's pieces
- * in order, each with the values the graph uses it through (LoRA A/B of block `layer`, or new-token rows).
+ * in order (in the compute type: pieces of its one Cast), each with the values the graph uses it through (LoRA
+ * A/B of block `layer`, or new-token rows).
  */
 export interface ForwardBlocks {
   x: Value[];
@@ -478,8 +484,18 @@ export async function buildForward(
     for (const m of lora.modules) sizes.push(lora.rank * m.inFeatures, m.outFeatures * lora.rank);
     // (on WebGPU the runtime rewrites this wide Split into a tree: backends/onnx/patches.ts)
     const nr = lora.newRows;
-    if (nr) sizes.push(nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : []));
-    const flat = g.split(loraParams, sizes, 0);
+    const rowSizes = nr ? [nr.ids.length * nr.hidden, ...(nr.headOffset !== null ? [nr.ids.length * nr.hidden] : [])] : [];
+    // compute type: ONE Cast of the factors' f32 masters, before the Split (its pieces are views of it), instead of
+    // a Cast per factor; the gradient is then one Concat of the 16-bit pieces and one widening Cast (a view on the GPU
+    // backend). Elementwise, so every factor holds the values a Cast of its own gave. New-token rows stay f32 pieces
+    // (Cast where used), so the gradients of their two uses (tied embedding and head) are still summed in f32.
+    let flat: Value[];
+    if (opts.castPerFactor || dt === 'float32') flat = g.split(loraParams, [...sizes, ...rowSizes], 0);
+    else if (!nr) flat = g.split(toDt(loraParams), sizes, 0);
+    else {
+      const [factors, ...rows] = g.split(loraParams, [sizes.reduce((a, b) => a + b, 0), ...rowSizes], 0);
+      flat = [...g.split(toDt(factors!), sizes, 0), ...rows];
+    }
     lora.modules.forEach((m, i) => {
       const t = { a: g.reshape(flat[2 * i]!, [lora.rank, m.inFeatures]), b: g.reshape(flat[2 * i + 1]!, [m.outFeatures, lora.rank]) };
       loraTensors.set(`${m.layer}:${m.role}`, { a: toDt(t.a), b: toDt(t.b) }); // f32 masters, compute-type use

@@ -63,6 +63,8 @@ export interface GraphShape {
    * apply = true; a run fed apply = false then updates nothing (its gradient is dropped).
    */
   accumulate?: boolean;
+  /** The reference formulation of the LoRA factors' Casts (ForwardOptions.castPerFactor), for tests. */
+  castPerFactor?: boolean;
 }
 
 /** The state slots of a train graph: params, m, v, and gacc where it accumulates. */
@@ -113,7 +115,15 @@ export async function recomputedGradient(g: GraphBuilder, blocks: ForwardBlocks,
     const sum = uses.length ? uses.map((u) => g.reshape(u, [n])).reduce((a, b) => g.add(a, b)) : g.zerosLike(p.flat);
     pieces.push(sum);
   }
-  return pieces.length ? g.concat(pieces, 0) : g.zerosLike(params);
+  // (the LoRA factors' pieces are in the compute type, pieces of one Cast: their Concat is widened once)
+  const runs: Value[][] = [];
+  for (const p of pieces) {
+    const last = runs[runs.length - 1];
+    if (last && last[0]!.dtype === p.dtype) last.push(p);
+    else runs.push([p]);
+  }
+  const flat = runs.map((r) => g.cast(r.length === 1 ? r[0]! : g.concat(r, 0), params.dtype));
+  return flat.length === 0 ? g.zerosLike(params) : flat.length === 1 ? flat[0]! : g.concat(flat, 0);
 }
 
 /** Inputs for trainable new-token rows (see TokenRows for how the host fills them). */
@@ -160,7 +170,7 @@ export async function buildTrainGraph(
   const accumulate = shape.accumulate ?? true;
   const gacc = accumulate ? g.input('gacc', 'float32', [P]) : null;
 
-  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}) }, lora, params);
+  const fwd = await buildForward(g, cfg, layout, src, ids, { batch: B, seqLen: T, packing, newTokens, ...(dropout ? { dropout } : {}), ...(shape.castPerFactor ? { castPerFactor: true } : {}) }, lora, params);
   const lossSum = lossOf(g, fwd, targets, mask); // Σ mask · nll (scalar); LinearCrossEntropy in fused graphs
   const forwardNodes = g.nodes.length;
   // f16 compute: seed the backward with S/N instead of 1 so f16 gradients sit in the range of a mean loss

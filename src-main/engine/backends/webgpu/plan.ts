@@ -711,7 +711,8 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
   };
   for (const n of order) {
     const y = n.outputs[0];
-    if (!y || n.outputs.length !== 1 || y.dtype !== 'float32' || pinned.has(y)) continue;
+    // (a Transpose moves values, so a 16-bit one folds too: its readers load exactly what it would store)
+    if (!y || n.outputs.length !== 1 || !(y.dtype === 'float32' || (y.dtype === 'float16' && n.op === 'Transpose')) || pinned.has(y)) continue;
     if (n.op === 'Transpose') {
       const src = n.inputs[0]!;
       if (src.node && folded.has(src.node)) continue; // one level: the source is a stored tensor

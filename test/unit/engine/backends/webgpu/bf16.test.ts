@@ -20,7 +20,7 @@ import { tempDir } from '../../../../helpers/services';
 import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
 import { train } from '../../../../../src-main/engine/train/trainer';
 import { rel, rel2 } from '../../../../helpers/numeric';
-import { formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
+import { expectSameRun, formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -94,6 +94,9 @@ describe('LoRA train step in bf16 compute: GPU backend vs the CPU EP\'s f32 grap
       expect(written.has('h16') || written.has('f16r')).toBe(false);
       expect(gpu.plan.dispatches.filter((d) => d.name === 'Cast' && d.bindings.some((b) => b.ref.storage === 'bf16')).length).toBe(0);
     });
+    // the previous formulation (a Cast of each LoRA factor): one Cast of the flat masters gives the same numbers bit for bit
+    const before = await buildTrainGraph(config, layout, { weights, dir, bf16InPlace: true, bf16Compute: true, compute: 'float16' }, lora, { batch: B, seqLen: T, fused: true, castPerFactor: true }, optim);
+    expectSameRun(got, await runSteps(await GpuProgram.create({ graph: before.graph, state: bf.state, fetch: bf.fetch }, { externalDataDir: dir, halfType: 'bfloat16' }), init, feeds));
     // the same graph as f16 compute (IEEE f16 activations: 3 more mantissa bits than bf16) lands closer to f32
     const f16 = await runSteps(await GpuProgram.create(spec, { externalDataDir: dir }), init, feeds);
     await weights.close();

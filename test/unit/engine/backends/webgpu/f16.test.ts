@@ -9,15 +9,15 @@ import path from 'node:path';
 import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { Program } from '../../../../../src-main/engine/backends/onnx';
-import { closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
+import { GpuProgram, closeGpu, openGpu, planGraph, type Plan } from '../../../../../src-main/engine/backends/webgpu';
 import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import type { ModelWeights } from '../../../../../src-main/engine/safetensors';
-import { REAL_SHAPES } from '../../../../bench/webgpu';
+import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
 import { tinyDataset, tinyModel } from '../../../../helpers/tiny';
 import { tempDir } from '../../../../helpers/services';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel, rel2 } from '../../../../helpers/numeric';
-import { formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, shortRun, stepErrors, stepFeeds, stepMetricErrors, stepState, trainSteps } from '../../../../helpers/lora-step';
+import { expectSameRun, formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, shortRun, stepErrors, stepFeeds, stepMetricErrors, stepState, trainSteps } from '../../../../helpers/lora-step';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -38,6 +38,12 @@ describe('LoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
       const want = await runSteps(await Program.create({ model: tg.model, state: tg.state, fetch: tg.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }), init, feeds);
       // (and the emulation, f32 words holding f16 values for adapters without shader-f16: the same numbers)
       const { got, info } = await gpuHalfAndEmulation({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir }, init, feeds);
+      if (arch === 'llama') {
+        // the previous formulation (a Cast of each LoRA factor, its gradient widened and copied into the flat one):
+        // one Cast of the flat masters computes the same numbers bit for bit
+        const before = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true, castPerFactor: true }, optim);
+        expectSameRun(got, await runSteps(await GpuProgram.create({ graph: before.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir }), init, feeds));
+      }
       await weights.close();
       const e = { ...stepErrors(got, want), grad2: rel2(got.grad, want.grad) };
       console.log(`${arch} f16 compute: ${info.dispatches} dispatches, GPU bytes ${JSON.stringify(info.bytes)}; ${formatErrors(e)}`);
@@ -84,6 +90,57 @@ describe('f16 compute: activation bytes and the trainer', () => {
     expect(ratio).toBeGreaterThan(0.45);
     expect(ratio).toBeLessThan(0.62);
   }, 120_000);
+
+  it('per layer (Llama-3.2-1B shapes, B1×T2048): the 16-bit steps Cast the LoRA masters once a step, no Cast, Concat or Transpose a layer', async () => {
+    // dispatches a layer = a 2-layer plan minus a 1-layer plan; f16 compute over f16 weights, bf16 compute over the bf16
+    // weights in place, and f16 compute the previous way (a Cast per LoRA factor: castPerFactor) as the reference
+    const plans = async (compute: 'float32' | 'float16' | 'bfloat16', castPerFactor: boolean, opts: { noGrouping?: boolean; maxStorageBuffers?: number }) => {
+      const out = [];
+      for (const layers of [1, 2]) {
+        const cfg = parseModelConfig({ ...REAL_SHAPES['Llama-3.2-1B']!, num_hidden_layers: layers });
+        const lay = weightsLayout(cfg);
+        const lora = buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 });
+        const src = compute === 'float16' ? { weights: layoutOnlyWeights(cfg, 'F16'), dir: '/nonexistent', compute }
+          : { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true, ...(compute === 'bfloat16' ? { compute: 'float16' as const, bf16Compute: true } : {}) };
+        const tg = await buildTrainGraph(cfg, lay, src, lora, { batch: 1, seqLen: 2048, fused: true, castPerFactor }, optim);
+        out.push(planGraph(tg.graph, { outputs: [...tg.fetch, ...tg.state.map((x) => x.output)], state: tg.state.map((x) => x.input), shaderF16: true,
+          ...(compute === 'bfloat16' ? { halfType: 'bfloat16' as const } : {}), ...opts }));
+      }
+      const [one, two] = out as [Plan, Plan];
+      const byKernel: Record<string, number> = {};
+      for (const k of new Set([...Object.keys(one.byKernel), ...Object.keys(two.byKernel)])) byKernel[k] = (two.byKernel[k] ?? 0) - (one.byKernel[k] ?? 0);
+      return { perLayer: two.dispatches.length - one.dispatches.length, byKernel, step: two };
+    };
+    const lines: string[] = [];
+    // (gap: dispatches a layer over the f32 step's, f16 and bf16; the bf16 step groups fewer GEMMs, as before this change)
+    for (const [label, opts, gap] of [['ungrouped', { noGrouping: true }, [16, 16]], ['8 bindings', {}, [8, 10]], ['16 bindings', { maxStorageBuffers: 16 }, [9, 15]]] as const) {
+      const f32 = await plans('float32', false, opts), f16 = await plans('float16', false, opts), bf16 = await plans('bfloat16', false, opts);
+      const before = await plans('float16', true, opts);
+      lines.push(`${label}: f32 ${f32.perLayer}, f16 ${f16.perLayer}, bf16 ${bf16.perLayer}, f16 with a Cast per factor ${before.perLayer}`);
+      for (const [i, p] of [f16, bf16].entries()) {
+        expect(p.byKernel.Cast ?? 0).toBe(0);
+        expect(p.byKernel.Concat ?? 0).toBe(0);
+        expect(p.byKernel.Transpose ?? 0).toBe(0);
+        // one Cast of the flat master vector a step (bf16 weights' Casts are views), the gradient's Concat placed
+        expect(p.step.byKernel.Cast).toBe(1);
+        expect(p.step.byKernel.Concat ?? 0).toBe(0);
+        // what is left over the f32 step: the fusions the planner takes in f32 only (a 16-bit GEMM result is rounded
+        // where it is stored): the base + LoRA GEMM pairs chained in one dispatch and the residual Adds in GEMM epilogues
+        expect(p.perLayer - f32.perLayer).toBeLessThanOrEqual(gap[i]!);
+      }
+      // ungrouped, exactly those: every chained pair is two dispatches, every epilogue Add one
+      if (label === 'ungrouped') {
+        const chained = Object.entries(f32.byKernel).filter(([k]) => k.startsWith('Gemm+Gemm')).reduce((a, [, n]) => a + n, 0);
+        expect(f16.perLayer).toBe(f32.perLayer + chained + (f16.byKernel.Add ?? 0));
+        expect(bf16.perLayer).toBe(f16.perLayer);
+      }
+      // the previous formulation: a Cast of each LoRA factor and a Concat copy of each factor's gradient a layer (7 projections)
+      expect(before.byKernel.Cast).toBe(14);
+      expect(before.byKernel.Concat).toBe(14);
+      expect(before.perLayer).toBe(f16.perLayer + 28);
+    }
+    console.log(`Llama-3.2-1B B1×T2048 dispatches a layer: ${lines.join('; ')}`);
+  }, 300_000);
 
   it('trains 3 steps with compute float16 on the GPU backend, close to the f32 run', async () => {
     const model = await tinyModel('llama');

@@ -16,7 +16,7 @@ import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { rel, uniform as randn } from '../../../../helpers/numeric';
-import { formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
+import { expectSameRun, formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -145,6 +145,9 @@ describe('QLoRA train step in f16 compute: GPU backend vs CPU EP (f16)', () => {
     // (and the emulated storage, f32 words holding f16 values: the same numbers)
     const { got, info } = await gpuHalfAndEmulation({ graph: tgGpu.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir }, init, feeds,
       (p) => expect(p.info.byKernel.Nf4Gemm).toBeGreaterThan(0));
+    // the previous formulation (a Cast of each LoRA factor): one Cast of the flat masters gives the same numbers bit for bit
+    const before = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true, castPerFactor: true }, optim);
+    expectSameRun(got, await runSteps(await GpuProgram.create({ graph: before.graph, state: tg.state, fetch: tg.fetch }, { externalDataDir: dir }), init, feeds));
     await weights.close();
     const e = { loss: Math.abs(got.first - want.first) / Math.abs(want.first), grad: rel(got.grad, want.grad), losses: rel(got.losses, want.losses) };
     console.log(`QLoRA llama f16: ${info.dispatches} dispatches (${info.byKernel.Nf4Gemm} Nf4Gemm); ${formatErrors(e)}`);
