@@ -74,7 +74,7 @@ export const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? 
  * chained pair: two) and the stored tensors it binds (operands, a folded operand's sources, an epilogue's
  * other tensors).
  */
-export interface GemmUnit { gemms: Node[]; reads: Value[] }
+export interface GemmUnit { gemms: Node[]; reads: Value[]; /** Tensors it writes (default 1; a LoRA side product stored too: 2). */ writes?: number }
 
 interface Group { members: Node[]; k?: GroupKernel; problems: (GemmProblem | SegmentedGemmProblem)[] }
 
@@ -148,7 +148,8 @@ export interface GroupOptions {
 function bindingsNeeded(units: readonly GemmUnit[], bindingsOf: (v: Value) => number): number {
   const ins = new Set<Value>();
   for (const u of units) for (const x of u.reads) ins.add(x);
-  let b = 1 + units.length;
+  let b = 1;
+  for (const u of units) b += u.writes ?? 1;
   for (const x of ins) b += bindingsOf(x);
   return b;
 }

@@ -263,8 +263,9 @@ describe('grouped GEMM dispatches', () => {
     const { g, outs } = fusedMix();
     const off = planGraph(g, { noGrouping: true });
     // what the planner fusions made of these GEMMs, one dispatch each without grouping
-    expect(off.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1); // q: base + LoRA term chained, the residual add in the store
-    expect(off.byKernel['Gemm+Gemm']).toBe(1); // k: chained
+    // q: base + LoRA term chained, x·A summed in the base's K loop (plan.ts loraSides), the residual add in the store
+    expect(off.byKernel['LoraGemm+Fused(Add)']).toBe(1);
+    expect(off.byKernel.LoraGemm).toBe(1); // k: likewise
     expect(off.byKernel['MatMul']).toBe(1); // reading a folded Transpose
     expect(off.byKernel.Concat ?? 0).toBe(0); // dA-like pieces computed into the flat gradient
     for (const max of [8, 16]) {
@@ -279,7 +280,7 @@ describe('grouped GEMM dispatches', () => {
     const wide = planGraph(g, { maxStorageBuffers: 16 });
     const groups = wide.dispatches.filter((d) => d.name === 'GroupedGemm');
     // a chained pair is a problem of two K segments; the epilogue and the folded load are in the group's code
-    expect(groups.some((d) => d.wgsl.includes('var acc1'))).toBe(true);
+    expect(groups.some((d) => d.wgsl.includes('var acc1') && d.wgsl.includes('var<workgroup> Xs'))).toBe(true);
     expect(groups.some((d) => d.wgsl.includes('ep_acc'))).toBe(true);
     expect(groups.some((d) => /fn vl\d+/.test(d.wgsl))).toBe(true);
     // the two flat-gradient pieces in one group write one binding of the Concat's buffer
