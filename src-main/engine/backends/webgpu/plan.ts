@@ -337,6 +337,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const grouping = opts.noGrouping || opts.grouping === false ? null : groupGemms(schedule, {
     maxBindings: opts.maxStorageBuffers, gemm: opts.gemm, bindingsOf: (v) => refOf.get(v)?.parts?.bufs.length ?? 1,
     unit: (n) => gemmUnit(n, epilogues, chains, deferred, expand, sides, pinned, remaining),
+    runsElsewhere: (n) => deferred.has(n) || expand.has(n),
   });
   for (const node of grouping?.order ?? schedule) {
     now++;

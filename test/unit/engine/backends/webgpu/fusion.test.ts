@@ -28,10 +28,12 @@ import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
  * Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes, GEMMs one dispatch each
  * (`noGrouping`; 106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before
  * chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before
- * SwiGLU, 53 before the residual gradient sums in the norm backwards), and with the default grouped GEMM
- * dispatches (group.ts) under WebGPU's default 8 storage buffers a shader and under 16.
+ * SwiGLU, 53 before the residual gradient sums in the norm backwards, 51 before the LoRA side products: x·A and
+ * dy·B in the base GEMM's K loop), and with the default grouped GEMM dispatches (group.ts) under WebGPU's default
+ * 8 storage buffers a shader (37 before the side products, 35 before weight-gradient GEMMs delayed into later
+ * groups) and under 16 (28, 25).
  */
-const PER_LAYER = 51, PER_LAYER_GROUPED = 37, PER_LAYER_GROUPED_16 = 28;
+const PER_LAYER = 37, PER_LAYER_GROUPED = 30, PER_LAYER_GROUPED_16 = 21;
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
