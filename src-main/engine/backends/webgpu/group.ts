@@ -74,7 +74,7 @@ export const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? 
  * chained pair: two) and the stored tensors it binds (operands, a folded operand's sources, an epilogue's
  * other tensors).
  */
-export interface GemmUnit { gemms: Node[]; reads: Value[] }
+export interface GemmUnit { gemms: Node[]; reads: Value[]; /** Tensors it writes (default 1; a LoRA side product stored too: 2). */ writes?: number }
 
 interface Group { members: Node[]; k?: GroupKernel; problems: (GemmProblem | SegmentedGemmProblem)[] }
 
@@ -141,13 +141,19 @@ export interface GroupOptions {
    * computed in another node's kernel, any other op). Default: a groupable GEMM node as it is.
    */
   unit?: (n: Node) => GemmUnit | undefined;
+  /**
+   * Nodes that do not run at their own place (plan.ts: computed inside another node's kernel): a GEMM read by one
+   * is never delayed into a later group (its reader's place is not known here).
+   */
+  runsElsewhere?: (n: Node) => boolean;
 }
 
 /** Storage bindings a set of GEMM units needs in one kernel: distinct inputs, one output each, the params buffer. */
 function bindingsNeeded(units: readonly GemmUnit[], bindingsOf: (v: Value) => number): number {
   const ins = new Set<Value>();
   for (const u of units) for (const x of u.reads) ins.add(x);
-  let b = 1 + units.length;
+  let b = 1;
+  for (const u of units) b += u.writes ?? 1;
   for (const x of ins) b += bindingsOf(x);
   return b;
 }
@@ -179,6 +185,21 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
   const ok = (n: Node) => units.has(n);
   const pos = new Map<Node, number>();
   order.forEach((n, i) => pos.set(n, i));
+  const runsElsewhere = opts.runsElsewhere ?? (() => false);
+  const readers = new Map<Value, Node[]>();
+  for (const n of order) for (const x of n.inputs) if (x) readers.set(x, [...(readers.get(x) ?? []), n]);
+  // may GEMM m (earlier than i, in no group) run at i instead: is every reader of its results later than i?
+  // (a computed tensor it reads may then live longer: only one no larger than the largest tensor the group's first
+  // GEMM reads or writes, so that a layer's large MLP activation is not held across later backward kernels for a
+  // LoRA gradient: the delays leave the fused train step's peak memory where it was)
+  const numel = (v: Value) => (v.shape as (number | string)[]).reduce<number>((a, d) => a * (typeof d === 'number' ? d : Infinity), 1);
+  const delayable = (m: Node, i: number) => {
+    const lead = order[i]!;
+    const largest = Math.max(...[...lead.inputs, ...lead.outputs].map((v) => (v ? numel(v) : 0)));
+    return m.outputs.every((v) => (readers.get(v) ?? []).every((r) => !runsElsewhere(r) && (pos.get(r) ?? -1) > i))
+      && m.inputs.every((x) => !x?.node || numel(x) <= largest || (readers.get(x) ?? []).some((r) => r !== m && (pos.get(r) ?? -1) >= i));
+  };
+
   const groupOf = new Map<Node, Group>();
   const groups: Node[][] = [];
   for (let i = 0; i < order.length; i++) {
@@ -194,12 +215,21 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
       if (bindingsNeeded([...members, m].map((x) => units.get(x)!), bindingsOf) > maxBindings) continue;
       members.push(m);
     }
+    // earlier GEMMs left in no group whose results nothing reads before i (a LoRA weight gradient read only by
+    // the optimizer's flat gradient) run here too, with the bindings left
+    for (let j = i - 1; j >= Math.max(0, i - WINDOW); j--) {
+      const m = order[j]!;
+      if (groupOf.has(m) || !ok(m) || !delayable(m, i)) continue;
+      if (bindingsNeeded([...members, m].map((x) => units.get(x)!), bindingsOf) > maxBindings) continue;
+      members.push(m);
+    }
     if (members.length < 2) continue;
     const g: Group = { members, problems: [] };
     // the members now run at i: later groups see their outputs as computed there
     for (const m of members) { groupOf.set(m, g); pos.set(m, i); }
     groups.push(members);
   }
+  // (a group runs at its first member's place: earlier members delayed to it, later ones moved up)
   const scheduled: Node[] = [];
   for (const n of order) {
     const g = groupOf.get(n);

@@ -22,7 +22,7 @@ import { normAxis, sameShape, shapeStr, staticShape, type DType } from '../../gr
 import { KERNELS } from './kernels';
 import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
-import type { GemmChoice } from './kernels/gemm';
+import { segmentedWorkgroupBytes, type GemmChoice, type GemmTile } from './kernels/gemm';
 import { boundInputs, groupGemms, groupableGemm, type GemmUnit } from './group';
 import { KernelBuilder, activationStorage, halfType, storageBytes, storageOf, withHalfType, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
@@ -179,6 +179,10 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const expand = new Set<Node>([...inlined, ...folded]); // nodes whose inputs their readers' kernels read
   const chains = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>() : gemmChains(order, remaining, pinned, epilogues, folded, inlined);
   for (const g1 of chains.values()) deferred.add(g1);
+  const sides = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>()
+    : loraSides(order, chains, epilogues, remaining, pinned, expand, opts.gemm?.tile ?? { TM: 1, TN: 1 });
+  const schedule = sides.size ? sideSchedule(order, sides, chains, epilogues) : order; // (drops pairs it cannot order)
+  for (const g0 of sides.values()) deferred.add(g0);
   const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
   const accumulates = opts.noFusion ? new Map<Node, Node>() : normAccumulates(order, remaining, pinned, new Set([...expand, ...deferred, ...epilogues.keys()]));
   const accumulated = new Set<Node>(); // Adds a norm backward computed in its dx store
@@ -327,14 +331,15 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   // independent GEMMs scheduled together, one dispatch per group (group.ts), with what the planner fusions
   // above made of them: a chained pair, an epilogue GEMM (at its chain's node), folded operands
   const kernelNodes = (n: Node): Node[] => {
-    const m = epilogues.get(n), h = chains.get(m ?? n);
-    return [n, ...(m ? [m] : []), ...(h ? [h] : [])];
+    const m = epilogues.get(n), h = chains.get(m ?? n), s0 = sides.get(m ?? n);
+    return [n, ...(m ? [m] : []), ...(h ? [h] : []), ...(s0 ? [s0] : [])];
   };
-  const grouping = opts.noGrouping || opts.grouping === false ? null : groupGemms(order, {
+  const grouping = opts.noGrouping || opts.grouping === false ? null : groupGemms(schedule, {
     maxBindings: opts.maxStorageBuffers, gemm: opts.gemm, bindingsOf: (v) => refOf.get(v)?.parts?.bufs.length ?? 1,
-    unit: (n) => gemmUnit(n, epilogues, chains, deferred, expand),
+    unit: (n) => gemmUnit(n, epilogues, chains, deferred, expand, sides, pinned, remaining),
+    runsElsewhere: (n) => deferred.has(n) || expand.has(n),
   });
-  for (const node of grouping?.order ?? order) {
+  for (const node of grouping?.order ?? schedule) {
     now++;
 
     if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
@@ -349,6 +354,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     const gm = epilogues.get(node);
     const kn = gm ?? node; // the node whose kernel runs (its inputs are the kernel's)
     const g1 = chains.get(kn); // a Gemm computed in kn's kernel (its result is kn's C)
+    const g0 = sides.get(kn); // a rank-r Gemm summed in the pair's base K loop (loraSides)
     const fused = !!fusibleExpr(node as never) && node.inputs.some((x) => x?.node && expand.has(x.node));
     const emit = grouping?.emitter(node) ?? (gm ? KERNELS[gm.op] : fused ? (c: EmitCtx) => fusedElementwise(c, inlined, sourceOf) : KERNELS[node.op]);
     if (fused && lateNames.size) placeLate(node);
@@ -367,6 +373,20 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           in: (i: number) => refOf.get(g1.inputs[i]!)!,
           folded: (i: number) => { const m = g1.inputs[i]?.node; return !!m && folded.has(m); },
           load: (i: number, k: KernelBuilder) => loadOf(g1.inputs[i]!, k),
+          ...(g0 ? {
+            side: {
+              node: g0,
+              in: (i: number) => refOf.get(g0.inputs[i]!)!,
+              folded: (i: number) => { const m = g0.inputs[i]?.node; return !!m && folded.has(m); },
+              load: (i: number, k: KernelBuilder) => loadOf(g0.inputs[i]!, k),
+              // stored where anything besides the pair reads it (the backward's weight gradients)
+              out: () => {
+                const y0 = g0.outputs[0]!;
+                if (!pinned.has(y0) && (remaining.get(y0) ?? 0) <= 1) return null;
+                return refOf.get(y0) ?? alloc(y0, `${g0.op}#${g0.id}`);
+              },
+            },
+          } : {}),
         },
       } : {}),
       in: (i) => {
@@ -476,22 +496,26 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
  * (through folded operands and the epilogue chain's inlined producers). Undefined where `n` runs no GEMM of
  * its own (computed in another node's kernel, or not a GEMM).
  */
-function gemmUnit(n: Node, epilogues: ReadonlyMap<Node, Node>, chains: ReadonlyMap<Node, Node>, deferred: ReadonlySet<Node>, expand: ReadonlySet<Node>): GemmUnit | undefined {
+function gemmUnit(n: Node, epilogues: ReadonlyMap<Node, Node>, chains: ReadonlyMap<Node, Node>, deferred: ReadonlySet<Node>, expand: ReadonlySet<Node>,
+  sides: ReadonlyMap<Node, Node>, pinned: ReadonlySet<Value>, remaining: ReadonlyMap<Value, number>): GemmUnit | undefined {
   if (deferred.has(n) || expand.has(n)) return undefined;
   const m = epilogues.get(n);
   const kn = m ?? n;
   if (!groupableGemm(kn)) return undefined;
-  const h = chains.get(kn);
+  const h = chains.get(kn), g0 = sides.get(kn);
   const reads = new Set<Value>();
-  const skip = new Set<Value>([...(m ? [kn.outputs[0]!] : []), ...(h ? [h.outputs[0]!] : [])]); // computed in this kernel
+  // computed in this kernel
+  const skip = new Set<Value>([...(m ? [kn.outputs[0]!] : []), ...(h ? [h.outputs[0]!] : []), ...(g0 ? [g0.outputs[0]!] : [])]);
   const add = (x: Value | null | undefined) => {
     if (!x || skip.has(x)) return;
     if (x.node && expand.has(x.node)) for (const y of x.node.inputs) add(y);
     else reads.add(x);
   };
-  for (const g of [kn, ...(h ? [h] : [])]) for (const x of boundInputs(g)) add(x);
+  for (const g of [kn, ...(h ? [h] : []), ...(g0 ? [g0] : [])]) for (const x of boundInputs(g)) add(x);
   if (m) for (const x of n.inputs) add(x);
-  return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads] };
+  const y0 = g0?.outputs[0];
+  const stored = !!y0 && (pinned.has(y0) || (remaining.get(y0) ?? 0) > 1);
+  return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads], ...(stored ? { writes: 2 } : {}) };
 }
 
 /** A computed tensor's virtual buffer and the nodes (schedule indices, inclusive) it is live for. */
@@ -769,4 +793,90 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
     used.add(g2);
   }
   return out;
+}
+
+/** Largest rank a LoRA side product may have (its [BM, r] block and P's 16×r tile live in workgroup memory). */
+const MAX_SIDE_RANK = 64;
+
+/** Workgroup memory every adapter gives a compute shader (WebGPU's default maxComputeWorkgroupStorageSize). */
+const WORKGROUP_BYTES = 16384;
+
+/**
+ * LoRA side products: for a chained pair (gemmChains) where one Gemm (the base) reads x as its A and the
+ * other (the LoRA term) reads y0 = G0(x, P) as its A, with G0 a Gemm of the same x (no C, not transposed) into
+ * [M, r] for a small rank r (x·A forward, dy·B backward), G0 is summed in the base's K loop from the x tiles
+ * it stages anyway (kernels/gemm.ts SideProduct) and multiplied into the pair's result from workgroup memory:
+ * a LoRA projection costs one dependency level instead of two. y0 is still stored (once per row block) where
+ * anything else reads it (the weight gradients); those readers run after the pair (sideSchedule). f32 y0 only
+ * (a stored 16-bit y0 would be rounded), not on the subgroup-matrix path (the caller; as for chains). Returns
+ * the pair's key (gemmChains' G2) -> G0.
+ */
+function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epilogues: ReadonlyMap<Node, Node>, remaining: ReadonlyMap<Value, number>,
+  pinned: ReadonlySet<Value>, expand: ReadonlySet<Node>, tile: GemmTile): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  const taken = new Set<Node>([...chains.keys(), ...chains.values(), ...epilogues.values()]);
+  const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
+  const readers = new Map<Value, Node[]>();
+  for (const n of order) for (const x of n.inputs) if (x) readers.set(x, [...(readers.get(x) ?? []), n]);
+  const plainA = (g: Node) => g.op === 'Gemm' && !(g.attrs.transA as number);
+  const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {
+    for (const x of n.inputs) if (x) { if (x.node && expand.has(x.node) && !VIEW_OPS.has(x.node.op) && x.node.op !== 'Transpose') leavesOf(x.node, acc); else acc.add(x); }
+    return acc;
+  };
+  for (const [g2, g1] of chains) {
+    for (const [base, lora] of [[g1, g2], [g2, g1]] as const) {
+      const y0 = lora.inputs[0], g0 = y0?.node;
+      if (!y0 || !g0 || g0.op !== 'Gemm' || g0.outputs.length !== 1 || taken.has(g0) || expand.has(g0) || [...out.values()].includes(g0)) continue;
+      if (!plainA(g0) || !plainA(base) || !plainA(lora) || g0.inputs[0] !== base.inputs[0] || (g0.inputs[2] && (g0.attrs.beta as number) !== 0)) continue;
+      if (lora.inputs.filter((x) => x === y0).length !== 1 || base.inputs.includes(y0) || y0.dtype !== 'float32') continue;
+      const r = (y0.shape as number[])[1]!;
+      if (y0.rank !== 2 || typeof r !== 'number' || r > MAX_SIDE_RANK || segmentedWorkgroupBytes(tile, r) > WORKGROUP_BYTES) continue;
+      // every other reader of y0 is a node the schedule may run after the pair (sideSchedule checks the order)
+      if ((readers.get(y0) ?? []).some((n) => n !== lora && expand.has(n))) continue;
+      // storage bindings: the tensors the pair, G0 and the epilogue read (y0 not: it is computed here), output(s), params
+      const reads = new Set<Value>();
+      for (const g of [g2, g1, g0]) for (const x of g.inputs) if (x && x !== y0 && x !== g1.outputs[0]) { if (x.node && expand.has(x.node)) leavesOf(x.node, reads); else reads.add(x); }
+      const root = rootOf.get(g2);
+      if (root) for (const x of leavesOf(root, new Set())) if (x !== g2.outputs[0]) reads.add(x);
+      const stored = pinned.has(y0) || (remaining.get(y0) ?? 0) > 1;
+      if (reads.size + 2 + (stored ? 1 : 0) > MAX_BINDINGS) continue;
+      out.set(g2, g0);
+      break;
+    }
+  }
+  return out;
+}
+
+/**
+ * The schedule with loraSides' G0s moved to just after the node their pair runs at (so grouping sees y0 computed
+ * there), and any other reader of y0 scheduled before that node moved after it too (a weight gradient the
+ * autodiff order put before the dx pair), where all of that reader's own readers come later still. A pair whose
+ * readers cannot be moved so is not given its side product (removed from `sides`).
+ */
+function sideSchedule(order: readonly Node[], sides: Map<Node, Node>, chains: ReadonlyMap<Node, Node>, epilogues: ReadonlyMap<Node, Node>): Node[] {
+  const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
+  const pairOf = new Map([...chains].map(([g2, g1]) => [g1, g2] as const));
+  // the node whose turn runs n's kernel
+  const runner = (n: Node): Node => {
+    const g2 = pairOf.get(n);
+    if (g2) return runner(g2);
+    return rootOf.get(n) ?? n;
+  };
+  const readers = new Map<Value, Node[]>();
+  for (const n of order) for (const x of n.inputs) if (x) readers.set(x, [...(readers.get(x) ?? []), n]);
+  let sched = [...order];
+  for (const [g2, g0] of [...sides]) {
+    const pos = new Map(sched.map((n, i) => [n, i] as const));
+    const R = runner(g2), p = pos.get(R)!;
+    const y0 = g0.outputs[0]!, pair = new Set([g2, chains.get(g2)!]);
+    const early = [...new Set((readers.get(y0) ?? []).filter((n) => !pair.has(n)).map(runner))].filter((n) => pos.get(n)! < p);
+    const movable = early.every((s) => s !== R && !pair.has(s) && !sides.has(s) && !chains.has(s)
+      && s.outputs.every((v) => (readers.get(v) ?? []).every((n) => pos.get(runner(n))! > p)));
+    if (!movable) { sides.delete(g2); continue; }
+    const moved = new Set([g0, ...early]);
+    const rest = sched.filter((n) => !moved.has(n));
+    const at = rest.indexOf(R) + 1;
+    sched = [...rest.slice(0, at), g0, ...early.sort((a, b) => pos.get(a)! - pos.get(b)!), ...rest.slice(at)];
+  }
+  return sched;
 }

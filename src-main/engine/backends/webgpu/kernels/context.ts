@@ -59,7 +59,7 @@ export interface EmitCtx {
    * A Gemm whose result is only this Gemm's C, computed in the same dispatch (plan.ts: chained GEMMs,
    * kernels/matmul.ts): its node and its inputs as `in` / `folded` / `load` give them for this node's.
    */
-  chained?: { node: Node; in(i: number): Ref; folded(i: number): boolean; load(i: number, k: KernelBuilder): string };
+  chained?: { node: Node; in(i: number): Ref; folded(i: number): boolean; load(i: number, k: KernelBuilder): string; side?: ChainSide };
   /**
    * A tensor of output 0's shape that the kernel adds to output 0 as it stores it (plan.ts normAccumulates: a
    * norm backward's dx plus the residual stream's other gradient, the Add computed in the dx store). Only the
@@ -69,6 +69,13 @@ export interface EmitCtx {
   /** Appends a dispatch of the kernel `k` with `body` (the entry point) over `groups` workgroups. */
   dispatch(k: KernelBuilder, body: string, groups: [number, number, number]): void;
 }
+
+/**
+ * A rank-r Gemm G0 = x·P computed in a chained pair's dispatch (plan.ts loraSides): one of the pair (the base)
+ * reads x as its A, the other (the LoRA term) reads G0's result as its A. `out()` is G0's result buffer, or
+ * null where nothing but the pair reads it (then it is never stored).
+ */
+export interface ChainSide { node: Node; in(i: number): Ref; folded(i: number): boolean; load(i: number, k: KernelBuilder): string; out(): Ref | null }
 
 export type Emitter = (c: EmitCtx) => void;
 

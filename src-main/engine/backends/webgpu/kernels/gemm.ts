@@ -9,7 +9,7 @@
  * pieces). Dimension letters: M rows of the output, N its columns, K the reduced dimension, z the
  * flattened batch.
  */
-import type { KernelBuilder, Ref } from '../wgsl';
+import { lit, type KernelBuilder, type Ref } from '../wgsl';
 import { ENTRY, type EmitCtx } from './context';
 
 /** Tile edge (T×T threads per workgroup, 256 = every adapter's minimum maxComputeInvocationsPerWorkgroup). */
@@ -41,8 +41,27 @@ export interface GemmTile { TM: number; TN: number }
  * A' (`a(row, ka)`) and a 16×(16·TN) tile of B' (`b(kb, col)`) in workgroup memory (As, Bs), then add each
  * thread's TM×TN products into `acc` (k in order 0..K−1). Needs `K`, `row0`, `col0`, `li`, `lid` in scope.
  */
-function kLoop(o: { M: number; N: number; TM: number; TN: number; acc: string; a: (row: string, ka: string) => string; b: (kb: string, col: string) => string }): string {
-  const T = GEMM_TILE, BM = T * o.TM, BN = T * o.TN, { M, N, TM, TN, acc } = o;
+function kLoop(o: { M: number; N: number; TM: number; TN: number; acc: string; a: (row: string, ka: string) => string; b: (kb: string, col: string) => string; side?: SideProduct }): string {
+  const T = GEMM_TILE, BM = T * o.TM, BN = T * o.TN, { M, N, TM, TN, acc, side } = o;
+  const r = side?.r ?? 0;
+  // the side product (x·P over the staged tile of A' = x): P's 16×r tile in Ps, each thread its elements of the [BM, r] block
+  const stageP = side ? `
+    for (var t = li; t < ${T * r}u; t = t + ${T * T}u) {
+      let kb = k0 + t / ${r}u;
+      let j = t % ${r}u;
+      var pv = 0.0;
+      if (kb < K) { pv = ${side.p('kb', 'j')}; }
+      Ps[t] = pv;
+    }` : '';
+  const sideSum = side ? `
+    for (var q = 0u; q < ${sideSlots(BM, r)}u; q = q + 1u) {
+      let e = li + q * ${T * T}u;
+      if (e < ${BM * r}u) {
+        let i = e / ${r}u;
+        let j = e % ${r}u;
+        for (var kk = 0u; kk < ${T}u; kk = kk + 1u) { sacc[q] = sacc[q] + As[i * ${T}u + kk] * Ps[kk * ${r}u + j]; }
+      }
+    }` : '';
   return `for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
     for (var t = li; t < ${BM * T}u; t = t + ${T * T}u) {
       let row = row0 + t / ${T}u;
@@ -57,14 +76,14 @@ function kLoop(o: { M: number; N: number; TM: number; TN: number; acc: string; a
       var bv = 0.0;
       if (kb < K && col < ${N}u) { bv = ${o.b('kb', 'col')}; }
       Bs[t] = bv;
-    }
+    }${stageP}
     workgroupBarrier();
     for (var kk = 0u; kk < ${T}u; kk = kk + 1u) {
       for (var i = 0u; i < ${TM}u; i = i + 1u) {
         let av = As[(lid.y + i * ${T}u) * ${T}u + kk];
         for (var j = 0u; j < ${TN}u; j = j + 1u) { ${acc}[i * ${TN}u + j] = ${acc}[i * ${TN}u + j] + av * Bs[kk * ${BN}u + lid.x + j * ${T}u]; }
       }
-    }
+    }${sideSum}
     workgroupBarrier();
   }`;
 }
@@ -254,15 +273,11 @@ export function emitTiledGemmSegments(c: EmitCtx, g: { k: KernelBuilder; M: numb
   const BM = T * TM, BN = T * TN;
   k.decl(`var<workgroup> As: array<f32, ${BM * T}>;`);
   k.decl(`var<workgroup> Bs: array<f32, ${T * BN}>;`);
-  const loops = g.segments.map((s, q) => `  {
-    let K = ${k.param(s.K)};
-    ${kLoop({ M, N, TM, TN, acc: `acc${q}`, a: s.a, b: s.b })}
-  }`);
+  declareSide(k, [g], BM);
   const body = `${ENTRY}(${T}, ${T}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let row0 = wid.y * ${BM}u;
   let col0 = wid.x * ${BN}u;
-${g.segments.map((_, q) => `  var acc${q}: array<f32, ${TM * TN}>;`).join('\n')}
-${loops.join('\n')}
+${segmentLoops(k, { M, N, TM, TN }, g)}
   ${storeLoop({ M, N, TM, TN }, (ij) => g.store('row', 'col', g.segments.map((_, q) => `acc${q}[${ij}]`)))}
 }`;
   c.dispatch(k, body, [Math.ceil(N / BN), Math.ceil(M / BM), 1]);
@@ -281,6 +296,82 @@ export interface SegmentedGemmProblem {
   prologue?: string;
   segments: GemmSegment[];
   store: (row: string, col: string, accs: string[]) => string;
+  /** A rank-r product of segment `side.seg`'s A' computed in its K loop (a LoRA projection's x·A: plan.ts loraSides). */
+  side?: SideProduct;
+}
+
+/**
+ * The side product of a segmented GEMM (plan.ts loraSides: a LoRA projection's x·A, or dy·B backward, where
+ * the base GEMM already loads x): over segment `seg`'s K loop every workgroup also sums Σ_k A'[row, k]·P[k, j]
+ * for its BM rows and the r columns of P (from the A' tile it stages anyway; P's 16×r tile in workgroup memory,
+ * `Ps`), k in order 0..K−1 as P's own GEMM would; then `alpha`·sum goes to workgroup memory (`Xs`, [BM, r]),
+ * where another segment's A' loads it (`sideLoad`), and the first column tile of each row block stores it
+ * (`store`, absent where nothing else reads it). The K loop of `seg` runs first.
+ */
+export interface SideProduct {
+  seg: number;
+  r: number;
+  /** P[kb, j] as an f32 expression. */
+  p: (kb: string, j: string) => string;
+  alpha: number;
+  /** The statement storing value `v` (f32) of element (row, j) of x·P. */
+  store?: (row: string, j: string, v: string) => string;
+}
+
+/** A' of a segment that reads the side product: element (row, ka) of the [BM, r] block in workgroup memory. */
+export const sideLoad = (r: number) => (row: string, ka: string): string => `Xs[(${row} - row0) * ${r}u + ${ka}]`;
+
+/** Side-product elements a thread sums ([BM, r] over the workgroup's 256 threads). */
+const sideSlots = (BM: number, r: number): number => Math.ceil((BM * r) / (GEMM_TILE * GEMM_TILE));
+
+/** Workgroup memory (bytes) of a kernel with side products of rank up to `r` (Xs, Ps) besides the As/Bs tiles. */
+export function segmentedWorkgroupBytes(tile: GemmTile, r: number): number {
+  const T = GEMM_TILE, BM = T * tile.TM, BN = T * tile.TN;
+  return 4 * (BM * T + T * BN + (r ? BM * r + T * r : 0));
+}
+
+/** The Xs and Ps arrays of the problems' side products, once per kernel (sized for the largest rank). */
+function declareSide(k: KernelBuilder, problems: readonly (GemmProblem | SegmentedGemmProblem)[], BM: number): void {
+  const r = Math.max(0, ...problems.map((p) => ('side' in p && p.side ? p.side.r : 0)));
+  if (!r) return;
+  k.decl(`var<workgroup> Xs: array<f32, ${BM * r}>;`);
+  k.decl(`var<workgroup> Ps: array<f32, ${GEMM_TILE * r}>;`);
+}
+
+/**
+ * A segmented problem's accumulators and K loops (the side product's segment first, then the others in order:
+ * each sums into its own accumulator, so the order of the loops changes no result). Needs row0, col0, li, lid.
+ */
+function segmentLoops(k: KernelBuilder, o: { M: number; N: number; TM: number; TN: number }, g: SegmentedGemmProblem): string {
+  const T = GEMM_TILE, BM = T * o.TM, side = g.side;
+  const order = g.segments.map((_, q) => q);
+  if (side) order.sort((a, b) => (a === side.seg ? -1 : b === side.seg ? 1 : a - b));
+  const parts = g.segments.map((_, q) => `    var acc${q}: array<f32, ${o.TM * o.TN}>;`);
+  if (side) parts.push(`    var sacc: array<f32, ${sideSlots(BM, side.r)}>;`);
+  for (const q of order) {
+    const s = g.segments[q]!;
+    const mine = side && q === side.seg ? side : undefined;
+    parts.push(`    {
+    let K = ${k.param(s.K)};
+    ${kLoop({ ...o, acc: `acc${q}`, a: s.a, b: s.b, ...(mine ? { side: mine } : {}) })}
+    }`);
+    if (mine) {
+      const r = mine.r;
+      const v = mine.alpha === 1 ? 'sacc[q]' : `${lit(mine.alpha)} * sacc[q]`;
+      parts.push(`    for (var q = 0u; q < ${sideSlots(BM, r)}u; q = q + 1u) {
+      let e = li + q * ${T * T}u;
+      if (e < ${BM * r}u) {
+        let v = ${v};
+        Xs[e] = v;
+        let row = row0 + e / ${r}u;
+        let j = e % ${r}u;
+        ${mine.store ? `if (col0 == 0u && row < ${o.M}u) { ${mine.store('row', 'j', 'v')} }` : ''}
+      }
+    }
+    workgroupBarrier();`);
+    }
+  }
+  return parts.join('\n');
 }
 
 /** Output tiles of a problem (workgroups of the tiled kernel): [column tiles, row tiles]. */
@@ -304,6 +395,7 @@ export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly
   if (problems.length === 0) throw new Error(`${k.name}: a grouped GEMM needs at least one problem.`);
   k.decl(`var<workgroup> As: array<f32, ${BM * T}>;`);
   k.decl(`var<workgroup> Bs: array<f32, ${T * BN}>;`);
+  declareSide(k, problems, BM);
   let start = 0;
   const arms = problems.map((g) => {
     const [tn, tm] = gemmTiles(g, tile);
@@ -318,11 +410,7 @@ export function emitGroupedGemm(c: EmitCtx, k: KernelBuilder, problems: readonly
     if ('segments' in g) {
       // a chained GEMM: the loops of emitTiledGemmSegments, one accumulator per segment
       return `${head}
-${g.segments.map((_, q) => `    var acc${q}: array<f32, ${TM * TN}>;`).join('\n')}
-${g.segments.map((s, q) => `    {
-    let K = ${k.param(s.K)};
-    ${kLoop({ M, N, TM, TN, acc: `acc${q}`, a: s.a, b: s.b })}
-    }`).join('\n')}
+${segmentLoops(k, { M, N, TM, TN }, g)}
     ${storeLoop({ M, N, TM, TN }, (ij) => g.store('row', 'col', g.segments.map((_, q) => `acc${q}[${ij}]`)))}
   }`;
     }

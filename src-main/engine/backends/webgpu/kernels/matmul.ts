@@ -8,7 +8,7 @@
 import { num } from '../../../graph/ops/registry';
 import { KernelBuilder, coords, lit, stridesOf, type Ref } from '../wgsl';
 import { broadcastStrides, inShape, outShape, prod, shapeOf, type EmitCtx, type Emitter } from './context';
-import { emitGemm, emitTiledGemmSegments, narrowStorage, type GemmProblem, type SegmentedGemmProblem, type TiledGemm } from './gemm';
+import { emitGemm, emitTiledGemmSegments, narrowStorage, sideLoad, type GemmProblem, type SegmentedGemmProblem, type SideProduct, type TiledGemm } from './gemm';
 
 /** An operand: input `i` of the node, its buffer (null: folded, computed in the load: plan.ts), batch strides, row/column strides. */
 interface Operand { i: number; ref: Ref | null; batch: number[]; sRow: number; sCol: number }
@@ -61,6 +61,9 @@ function inPlaceC(c: EmitCtx, k: KernelBuilder, batch: number[], N: number, C: {
   return k.inout(C.ref);
 }
 
+/** Is input i of a chained Gemm the side product computed in its dispatch (plan.ts loraSides: never bound)? */
+const sideRead = (c: EmitCtx, i: number): boolean => i === 0 && !!c.chained?.side && c.node.inputs[0] === c.chained.side.node.outputs[0];
+
 /** Input i's buffer, or null where the plan folded it into this kernel's loads (`EmitCtx.load`). */
 const operand = (c: EmitCtx, i: number): Ref | null => (c.folded?.(i) ? null : c.in(i));
 
@@ -86,10 +89,10 @@ export const MATMUL: Record<string, Emitter> = {
   },
   Gemm: (c) => {
     // chained: C is the other Gemm's result, computed in this dispatch (never stored)
-    const g = gemmParts(c.node, (i) => (c.chained && i === 2 ? null : operand(c, i)));
+    const g = gemmParts(c.node, (i) => (c.chained && (i === 2 || sideRead(c, i)) ? null : operand(c, i)));
     if (c.chained) {
       const ch = c.chained;
-      chainedGemmKernel(c, g, gemmParts(ch.node, (i) => (ch.folded(i) ? null : ch.in(i))));
+      chainedGemmKernel(c, g, gemmParts(ch.node, (i) => (ch.folded(i) || (i === 0 && ch.node.inputs[0] === ch.side?.node.outputs[0]) ? null : ch.in(i))));
       return;
     }
     gemmKernel(c, 'Gemm', [], g.M, g.N, g.K, g.A, g.B, g.C, g.alpha, g.beta);
@@ -108,10 +111,10 @@ export function gemmProblem(c: EmitCtx, k: KernelBuilder): GemmProblem | Segment
     if (a.length !== 2) throw new Error(`MatMul: a grouped GEMM takes 2-D operands (got ${a.length}-D).`);
     return oneMatrix(gemmSpec(c, k, [], M, N, K, { i: 0, ref: operand(c, 0), batch: [], sRow: K, sCol: 1 }, { i: 1, ref: operand(c, 1), batch: [], sRow: N, sCol: 1 }, null, 1, 0));
   }
-  const g = gemmParts(c.node, (i) => (c.chained && i === 2 ? null : operand(c, i)));
+  const g = gemmParts(c.node, (i) => (c.chained && (i === 2 || sideRead(c, i)) ? null : operand(c, i)));
   if (c.chained) {
     const ch = c.chained;
-    return chainedSpec(c, k, g, gemmParts(ch.node, (i) => (ch.folded(i) ? null : ch.in(i))));
+    return chainedSpec(c, k, g, gemmParts(ch.node, (i) => (ch.folded(i) || (i === 0 && ch.node.inputs[0] === ch.side?.node.outputs[0]) ? null : ch.in(i))));
   }
   return oneMatrix(gemmSpec(c, k, [], g.M, g.N, g.K, g.A, g.B, g.C, g.alpha, g.beta));
 }
@@ -146,16 +149,22 @@ function gemmParts(node: EmitCtx['node'], ref: (i: number) => Ref | null): GemmP
  * not chain on the subgroup-matrix path).
  */
 function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts): void {
-  const k = new KernelBuilder(c.epilogue ? `Gemm+Gemm+${c.epilogue.name}` : 'Gemm+Gemm');
+  const base = c.chained?.side ? 'LoraGemm' : 'Gemm+Gemm';
+  const k = new KernelBuilder(c.epilogue ? `${base}+${c.epilogue.name}` : base);
   emitTiledGemmSegments(c, { k, ...chainedSpec(c, k, g2, g1) }, c.gemm?.tile);
 }
 
 /** `chainedGemmKernel`'s two K segments and store, declared in `k`. */
 function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts): SegmentedGemmProblem {
   const ch = c.chained!;
+  const side = ch.side;
+  // which of the pair reads the side product x·P as its A (2: this node, 1: the chained one, 0: none)
+  const y0 = side?.node.outputs[0];
+  const lora = !y0 ? 0 : c.node.inputs[0] === y0 ? 2 : ch.node.inputs[0] === y0 ? 1 : 0;
+  if (side && !lora) throw new Error(`${k.name}: neither chained Gemm reads the side product ${side.node} (plan.ts loraSides).`);
   const ld2 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
   const ld1 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : ch.load(o.i, k));
-  const a2 = ld2(g2.A), b2 = ld2(g2.B), a1 = ld1(g1.A), b1 = ld1(g1.B);
+  const a2 = lora === 2 ? '' : ld2(g2.A), b2 = ld2(g2.B), a1 = lora === 1 ? '' : ld1(g1.A), b1 = ld1(g1.B);
   const c1 = g1.C && g1.beta !== 0 ? ld1(g1.C) : '';
   const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
@@ -165,8 +174,24 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts)
     a: (row: string, ka: string) => `${la}(${mul(row, g.A.sRow)} + ${mul(ka, g.A.sCol)})`,
     b: (kb: string, col: string) => `${lb}(${mul(kb, g.B.sRow)} + ${mul(col, g.B.sCol)})`,
   });
+  const segments = [seg(g1, a1, b1), seg(g2, a2, b2)];
+  let sideProduct: SideProduct | undefined;
+  if (side) {
+    // x·P summed in the base's K loop (the other segment), its [BM, r] block the LoRA term's A
+    const gs = gemmParts(side.node, (i) => (side.folded(i) ? null : side.in(i)));
+    const r = gs.N;
+    const lp = gs.B.ref ? k.input(gs.B.ref) : side.load(1, k);
+    const out = side.out();
+    const st = out ? k.output(out) : '';
+    segments[lora - 1]!.a = sideLoad(r);
+    sideProduct = {
+      seg: 2 - lora, r, alpha: gs.alpha,
+      p: (kb, j) => `${lp}(${mul(kb, gs.B.sRow)} + ${mul(j, gs.B.sCol)})`,
+      ...(st ? { store: (row: string, j: string, v: string) => `${st}(${row} * ${r}u + ${j}, ${v});` } : {}),
+    };
+  }
   return {
-    M: g2.M, N: g2.N, segments: [seg(g1, a1, b1), seg(g2, a2, b2)],
+    M: g2.M, N: g2.N, segments, ...(sideProduct ? { side: sideProduct } : {}),
     store: (row, col, [acc1, acc2]) => {
       // G1's result as its own store computed it, then G2's epilogue over it
       const first = `${scaled(g1.alpha, acc1!)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;

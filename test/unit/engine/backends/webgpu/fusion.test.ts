@@ -8,7 +8,10 @@ import path from 'node:path';
 import { openModel, parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import { buildLoraLayout, initLoraParams } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
-import { hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { hostTensor, toNumbers, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { lowerGraph } from '../../../../../src-main/engine/backends/onnx/lower';
+import { runModel } from '../../../../../src-main/engine/backends/onnx/session';
+import { float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
 import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { GraphBuilder, type Value } from '../../../../../src-main/engine/graph/graph';
 import { GpuProgram, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
@@ -25,10 +28,12 @@ import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
  * Dispatches per transformer layer of the fused train step at Llama-3.2-1B's shapes, GEMMs one dispatch each
  * (`noGrouping`; 106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before
  * chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before
- * SwiGLU, 53 before the residual gradient sums in the norm backwards), and with the default grouped GEMM
- * dispatches (group.ts) under WebGPU's default 8 storage buffers a shader and under 16.
+ * SwiGLU, 53 before the residual gradient sums in the norm backwards, 51 before the LoRA side products: x·A and
+ * dy·B in the base GEMM's K loop), and with the default grouped GEMM dispatches (group.ts) under WebGPU's default
+ * 8 storage buffers a shader (37 before the side products, 35 before weight-gradient GEMMs delayed into later
+ * groups) and under 16 (28, 25).
  */
-const PER_LAYER = 51, PER_LAYER_GROUPED = 37, PER_LAYER_GROUPED_16 = 28;
+const PER_LAYER = 37, PER_LAYER_GROUPED = 30, PER_LAYER_GROUPED_16 = 21;
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -324,11 +329,14 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
       dy: hostTensor('float32', [9, 7], uniform(63, 27)),
     };
     const fusedPlan = planGraph(g, { noGrouping: true }); // (the fusions' own kernels: grouping left out)
+    // dy·B summed in dx's base K loop (plan.ts loraSides; never stored); x·A keeps its own dispatch: y's kernel with
+    // it would bind 9 buffers (x, w, bias, la, lb, r, y, xa, params), over WebGPU's default 8
     expect(fusedPlan.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1);
-    expect(fusedPlan.byKernel['Gemm+Gemm']).toBe(1);
-    expect(fusedPlan.dispatches.length).toBe(4); // xa, y, dy·B, dx
+    expect(fusedPlan.byKernel.LoraGemm).toBe(1);
+    expect(fusedPlan.dispatches.length).toBe(3); // xa, y, dx
     // the subgroup-matrix path would round the LoRA operands to f16 in a chained kernel: not chained there
-    expect(planGraph(g, { noGrouping: true, gemm: { path: 'subgroup-matrix', reason: 'test' } }).byKernel['Gemm+Gemm+Fused(Add)']).toBeUndefined();
+    const matrix = planGraph(g, { noGrouping: true, gemm: { path: 'subgroup-matrix', reason: 'test' } });
+    expect(matrix.byKernel['Gemm+Gemm+Fused(Add)'] ?? matrix.byKernel['LoraGemm+Fused(Add)']).toBeUndefined();
     const out: Record<string, HostTensor>[] = [];
     // fused with 16×16 tiles (this adapter), fused with 64×64 register-blocked tiles (wide-subgroup GPUs), unfused
     const wide = { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } };
@@ -343,6 +351,56 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
       expect(rel(out[1]![k]!.data as Float32Array, out[2]![k]!.data as Float32Array)).toBeLessThan(1e-6);
     }
   }, 300_000); // lavapipe compiles the 64×64 kernels slowly under load
+
+  it('LoRA side products: x·A and dy·B summed in the base GEMM\'s K loop, stored once for the weight gradients; = unfused plan = CPU EP (device)', async () => {
+    // M, K, N not multiples of the tiles (rows past M, a K tail, several column tiles even at 64×64); r = 5
+    const M = 37, K = 45, N = 70, R = 5;
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [M, K]);
+    const dy = g.input('dy', 'float32', [M, N]);
+    const w16 = g.weight('w', 'float16', [N, K], { kind: 'raw', bytes: new Uint8Array(Uint16Array.from(uniform(N * K, 31), float32ToFloat16Bits).buffer) });
+    const w = g.cast(w16, 'float32'); // a 16-bit base weight, unpacked in the tile load
+    const la = g.weight('la', 'float32', [R, K], { kind: 'raw', bytes: new Uint8Array(uniform(R * K, 32).buffer) });
+    const lb = g.weight('lb', 'float32', [N, R], { kind: 'raw', bytes: new Uint8Array(uniform(N * R, 33).buffer) });
+    // forward: y = x·Wᵀ + 2·(x·Aᵀ)·Bᵀ; xa also read by dB (a later GEMM: stored)
+    const xa = g.gemm(x, la, null, { transB: true });
+    g.output('y', g.gemm(xa, lb, g.gemm(x, w, null, { transB: true }), { transB: true, alpha: 2 }));
+    g.output('dB', g.gemm(dy, xa, null, { transA: true, alpha: 2 }));
+    // backward: dyb = 2·dy·B; dA (reads dyb) comes before dx in the graph's order: the plan runs it after dx
+    const dyb = g.gemm(dy, lb, null, { alpha: 2 });
+    const dA = g.gemm(dyb, x, null, { transA: true });
+    g.output('dA', dA);
+    const dx = g.gemm(dy, w, g.gemm(dyb, la));
+    g.output('dx', dx);
+    const outs = ['y', 'dB', 'dA', 'dx'];
+    const feeds = { x: hostTensor('float32', [M, K], uniform(M * K, 34)), dy: hostTensor('float32', [M, N], uniform(M * N, 35)) };
+    const p = planGraph(g, { noGrouping: true });
+    expect(p.byKernel).toEqual({ LoraGemm: 2, Gemm: 2 }); // y (with xa), dx (with dyb), then dB and dA
+    const at = (v: Value) => p.dispatches.findIndex((d) => d.node === String(v.node));
+    expect(at(dA)).toBeGreaterThan(at(dx));
+    const lora = p.dispatches.filter((d) => d.name === 'LoraGemm');
+    expect(lora.map((d) => d.bindings.filter((b) => b.write).length)).toEqual([2, 2]); // its result and the stored side product
+    const want = await runModel(lowerGraph(g).model, feeds);
+    const wide = { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } };
+    const runs: Record<string, number[]>[] = [];
+    const variants = [{ noFusion: true, noGrouping: true }, { noGrouping: true }, { maxStorageBuffers: 8 }, { maxStorageBuffers: 16 }, { noGrouping: true, gpu: wide }];
+    for (const opts of variants) {
+      const prog = await GpuProgram.create({ graph: g, state: [], fetch: outs }, opts);
+      try {
+        if (!opts.noFusion) expect(prog.plan.dispatches.some((d) => d.wgsl.includes('var<workgroup> Xs'))).toBe(true);
+        const o = await prog.step(feeds);
+        runs.push(Object.fromEntries(outs.map((k) => [k, toNumbers(o[k]!)])));
+      } finally {
+        await prog.dispose();
+      }
+    }
+    const [ref, ...fused] = runs as [Record<string, number[]>, ...Record<string, number[]>[]];
+    for (const k of outs) {
+      for (const r of fused) expect(rel(r[k]!, ref[k]!), `${k}: fused vs unfused`).toBeLessThan(1e-6);
+      expect(rel(ref[k]!, toNumbers(want[k]!)), `${k}: vs the CPU EP`).toBeLessThan(1e-6);
+      expect(rel(fused[0]![k]!, toNumbers(want[k]!)), `${k}: fused vs the CPU EP`).toBeLessThan(1e-6);
+    }
+  }, 300_000);
 
   for (const recompute of [false, true]) it(`tiny llama LoRA train step${recompute ? ' (recomputed blocks)' : ''}: loss, gradient and one AdamW step agree with the unfused plan`, async () => {
     const dir = path.join(tempDir('lathe-gpu-fusion-'), 'llama');

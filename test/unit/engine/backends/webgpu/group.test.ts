@@ -263,8 +263,9 @@ describe('grouped GEMM dispatches', () => {
     const { g, outs } = fusedMix();
     const off = planGraph(g, { noGrouping: true });
     // what the planner fusions made of these GEMMs, one dispatch each without grouping
-    expect(off.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1); // q: base + LoRA term chained, the residual add in the store
-    expect(off.byKernel['Gemm+Gemm']).toBe(1); // k: chained
+    // q: base + LoRA term chained, x·A summed in the base's K loop (plan.ts loraSides), the residual add in the store
+    expect(off.byKernel['LoraGemm+Fused(Add)']).toBe(1);
+    expect(off.byKernel.LoraGemm).toBe(1); // k: likewise
     expect(off.byKernel['MatMul']).toBe(1); // reading a folded Transpose
     expect(off.byKernel.Concat ?? 0).toBe(0); // dA-like pieces computed into the flat gradient
     for (const max of [8, 16]) {
@@ -279,12 +280,14 @@ describe('grouped GEMM dispatches', () => {
     const wide = planGraph(g, { maxStorageBuffers: 16 });
     const groups = wide.dispatches.filter((d) => d.name === 'GroupedGemm');
     // a chained pair is a problem of two K segments; the epilogue and the folded load are in the group's code
-    expect(groups.some((d) => d.wgsl.includes('var acc1'))).toBe(true);
+    expect(groups.some((d) => d.wgsl.includes('var acc1') && d.wgsl.includes('var<workgroup> Xs'))).toBe(true);
     expect(groups.some((d) => d.wgsl.includes('ep_acc'))).toBe(true);
     expect(groups.some((d) => /fn vl\d+/.test(d.wgsl))).toBe(true);
-    // the two flat-gradient pieces in one group write one binding of the Concat's buffer
+    // the flat-gradient pieces written into the Concat's buffer: bound once by each dispatch that writes them (two
+    // pieces in one group write through one binding: the f16 test below; here the pairs take most of the 16)
     const flat = wide.outputs.get('flat')!.ref.buf;
-    expect(wide.dispatches.filter((d) => d.bindings.some((b) => b.write && b.ref.buf === flat)).length).toBe(1);
+    for (const d of wide.dispatches) expect(d.bindings.filter((b) => b.ref.buf === flat).length).toBeLessThanOrEqual(1);
+    expect(wide.dispatches.filter((d) => d.bindings.some((b) => b.write && b.ref.buf === flat)).length).toBeGreaterThan(0);
     const want = await runModel(lowerGraph(g).model, fusedFeeds());
     const runs: Record<string, number[]>[] = [];
     for (const opts of [{ noGrouping: true }, { maxStorageBuffers: 8 }, { maxStorageBuffers: 16 }]) {
@@ -387,8 +390,9 @@ describe('grouped GEMM dispatches', () => {
           try {
             if (!opts.noGrouping) {
               expect(prog.info.byKernel.GroupedGemm).toBeGreaterThan(0);
-              // chained pairs grouped (two K segments in one problem; f32 results only: plan.ts chains no f16 GEMMs)
-              if (compute === 'float32') expect(prog.plan.dispatches.some((d) => d.name === 'GroupedGemm' && d.wgsl.includes('var acc1'))).toBe(true);
+              // chained pairs grouped (two K segments in one problem; f32 results only: plan.ts chains no f16 GEMMs), at the
+              // adapter's 16 bindings (at 8 a pair with its x·A or dy·B binds 7 or 8 buffers and keeps its own dispatch)
+              if (compute === 'float32' && opts.maxStorageBuffers === undefined) expect(prog.plan.dispatches.some((d) => d.name === 'GroupedGemm' && d.wgsl.includes('var acc1'))).toBe(true);
             }
             dispatches.push(prog.info.dispatches);
             await prog.init({ params: hostTensor('float32', [P], p0), m: z(), v: z(), gacc: z() });
