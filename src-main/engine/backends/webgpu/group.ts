@@ -74,7 +74,12 @@ export const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? 
  * chained pair: two) and the stored tensors it binds (operands, a folded operand's sources, an epilogue's
  * other tensors).
  */
-export interface GemmUnit { gemms: Node[]; reads: Value[] }
+export interface GemmUnit {
+  gemms: Node[];
+  reads: Value[];
+  /** Buffers its store writes (default 1; 2 where the store computes SwiGLUGrad's dgate and dup: plan.ts). */
+  writes?: number;
+}
 
 interface Group { members: Node[]; k?: GroupKernel; problems: (GemmProblem | SegmentedGemmProblem)[] }
 
@@ -144,11 +149,12 @@ export interface GroupOptions {
   unit?: (n: Node) => GemmUnit | undefined;
 }
 
-/** Storage bindings a set of GEMM units needs in one kernel: distinct inputs, one output each, the params buffer. */
+/** Storage bindings a set of GEMM units needs in one kernel: distinct inputs, their outputs (one each unless `writes`), the params buffer. */
 function bindingsNeeded(units: readonly GemmUnit[], bindingsOf: (v: Value) => number): number {
   const ins = new Set<Value>();
   for (const u of units) for (const x of u.reads) ins.add(x);
-  let b = 1 + units.length;
+  let b = 1;
+  for (const u of units) b += u.writes ?? 1;
   for (const x of ins) b += bindingsOf(x);
   return b;
 }

@@ -20,10 +20,11 @@ import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
 import { normAxis, sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
+import { swigluGradEpilogue, swigluLoad } from './kernels/swiglu';
 import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import type { GemmChoice } from './kernels/gemm';
-import { boundInputs, groupGemms, groupableGemm, type GemmUnit } from './group';
+import { DEFAULT_MAX_BINDINGS, MAX_GROUP_BINDINGS, boundInputs, groupGemms, groupableGemm, type GemmUnit } from './group';
 import { KernelBuilder, activationStorage, halfType, storageBytes, storageOf, withHalfType, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
@@ -179,6 +180,10 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const expand = new Set<Node>([...inlined, ...folded]); // nodes whose inputs their readers' kernels read
   const chains = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>() : gemmChains(order, remaining, pinned, epilogues, folded, inlined);
   for (const g1 of chains.values()) deferred.add(g1);
+  if (!opts.noFusion) {
+    const limit = Math.min(opts.maxStorageBuffers ?? DEFAULT_MAX_BINDINGS, MAX_GROUP_BINDINGS);
+    for (const [root, gm] of swigluGradEpilogues(order, remaining, pinned, epilogues, deferred, chains, folded, inlined, limit, opts.maxBinding)) { epilogues.set(root, gm); deferred.add(gm); }
+  }
   const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
   const accumulates = opts.noFusion ? new Map<Node, Node>() : normAccumulates(order, remaining, pinned, new Set([...expand, ...deferred, ...epilogues.keys()]));
   const accumulated = new Set<Node>(); // Adds a norm backward computed in its dx store
@@ -308,7 +313,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (!m || !folded.has(m)) return refOf.get(v)!;
     const make = VIEW_OPS.has(m.op) ? null
       : m.op === 'Transpose' ? transposeLoad(staticShape(v.shape, 'GPU plan'), staticShape(m.inputs[0]!.shape, 'GPU plan'), m.attrs.perm as number[], sourceOf(m.inputs[0]!), `vl${v.id}`)
-        : chainLoad(m, inlined, sourceOf, `vl${v.id}`);
+        : m.op === 'SwiGLU' ? swigluLoad(sourceOf(m.inputs[0]!), sourceOf(m.inputs[1]!), `vl${v.id}`, v.dtype === 'float16')
+          : chainLoad(m, inlined, sourceOf, `vl${v.id}`);
     if (!make) return sourceOf(m.inputs[0]!);
     return (k: KernelBuilder) => {
       let d = declared.get(k);
@@ -357,7 +363,10 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     const c: EmitCtx = {
       node: kn,
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
-      ...(gm ? { epilogue: gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)) } : {}),
+      ...(gm ? {
+        epilogue: node.op === 'SwiGLUGrad' ? swigluGradEpilogue(sourceOf(node.inputs[0]!), sourceOf(node.inputs[1]!), gm.outputs[0]!.dtype === 'float16', (i) => c.out(i), used)
+          : gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)),
+      } : {}),
       folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
       load: (i, k) => loadOf(kn.inputs[i]!, k),
       ...accumulateOf(accumulates.get(node), node, refOf, accumulated),
@@ -491,7 +500,7 @@ function gemmUnit(n: Node, epilogues: ReadonlyMap<Node, Node>, chains: ReadonlyM
   };
   for (const g of [kn, ...(h ? [h] : [])]) for (const x of boundInputs(g)) add(x);
   if (m) for (const x of n.inputs) add(x);
-  return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads] };
+  return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads], ...(m && n.op === 'SwiGLUGrad' ? { writes: n.outputs.length } : {}) };
 }
 
 /** A computed tensor's virtual buffer and the nodes (schedule indices, inclusive) it is live for. */
@@ -688,7 +697,8 @@ const MAX_FOLDED_LEAVES = 2;
  *    attention's q, k, v, o, dO or elementwise kernels: each reads the source through the permuted strides
  *    (a gather, nothing recomputed);
  *  - an f32 elementwise chain (not already a GEMM epilogue) whose one reader is a GEMM operand, reading at
- *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load.
+ *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load;
+ *  - a SwiGLU whose readers (any number) are all GEMM operands (swigluFoldable): recomputed in each tile load.
  * Returns the folded nodes (their views included).
  */
 function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>, epilogues: ReadonlyMap<Node, Node>): Set<Node> {
@@ -711,6 +721,7 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
   };
   for (const n of order) {
     const y = n.outputs[0];
+    if (n.op === 'SwiGLU' && y && !pinned.has(y) && swigluFoldable(n, readers, folded, inlined, epilogues)) folded.add(n);
     if (!y || n.outputs.length !== 1 || y.dtype !== 'float32' || pinned.has(y)) continue;
     if (n.op === 'Transpose') {
       const src = n.inputs[0]!;
@@ -728,12 +739,87 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
     // the GEMM's storage bindings: its operands (this chain's tensors instead of y), its epilogue's other tensors, output, params
     const r = rs[0]!;
     const root = [...epilogues].find(([, g]) => g === r)?.[0];
-    const bindings = r.inputs.reduce((a, x) => a + (!x ? 0 : x === y ? leaves.size : 1), 0) + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
+    const bindings = r.inputs.reduce((a, x) => a + (!x ? 0 : x === y ? leaves.size : foldedBindings(x, folded, inlined)), 0) + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
     if (bindings > MAX_BINDINGS) continue;
     if (leaves.size > MAX_FOLDED_LEAVES || [...leaves].some((x) => x.node && folded.has(x.node) && x.node.op !== 'Transpose' && !VIEW_OPS.has(x.node.op))) continue;
     folded.add(n);
   }
   return folded;
+}
+
+/** Storage bindings a GEMM operand takes: the stored tensors a folded operand reads (elementwise chain, SwiGLU), else one. */
+function foldedBindings(v: Value, folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>): number {
+  const m = v.node;
+  if (!m || !folded.has(m)) return 1;
+  if (m.op === 'SwiGLU') return new Set(m.inputs).size;
+  if (!fusibleExpr(m as never)) return 1; // a Transpose (a gather of one stored tensor) or a view
+  return chainLeaves(m, inlined).size;
+}
+
+/** The tensors an elementwise chain rooted at `n` reads (through its inlined producers). */
+function chainLeaves(n: Node, inlined: ReadonlySet<Node>, acc = new Set<Value>()): Set<Value> {
+  for (const x of n.inputs) if (x) { if (x.node && inlined.has(x.node)) chainLeaves(x.node, inlined, acc); else acc.add(x); }
+  return acc;
+}
+
+/**
+ * SwiGLU in its readers' tile loads: h = silu(gate)·up (f32, or 16-bit rounded in the load as its store would) whose readers are all GEMM operands (MatMul, Gemm,
+ * Nf4Gemm's x: the down projection's base GEMM and LoRA x·A, the backward's LoRA-A gradient hᵀ·G) is never
+ * stored; each reader recomputes it from gate and up where it loads it (kernels/swiglu.ts swigluLoad, the
+ * forward kernel's expression: the same values). gate and up live on for SwiGLUGrad anyway, so this frees h's
+ * [N, F] buffer (kept from the forward to the backward) and its dispatch. Each reader must stay within
+ * MAX_BINDINGS with gate and up bound instead of h.
+ */
+function swigluFoldable(n: Node, readers: ReadonlyMap<Value, Node[]>, folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>, epilogues: ReadonlyMap<Node, Node>): boolean {
+  const y = n.outputs[0]!;
+  const [gate, up] = n.inputs;
+  if (!gate || !up || n.inputs.length !== 2 || ![gate, up].every((x) => x.dtype === y.dtype && sameShape(x.shape, y.shape) && !(x.node && folded.has(x.node)))) return false;
+  if (y.dtype !== 'float32' && y.dtype !== 'float16') return false;
+  const rs = readers.get(y) ?? [];
+  if (rs.length === 0) return false;
+  const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
+  return rs.every((r) => {
+    const gemm = r.op === 'Gemm' || r.op === 'MatMul';
+    if (!gemm && !(r.op === 'Nf4Gemm' && r.inputs.every((x, i) => x !== y || i === 0))) return false;
+    const root = rootOf.get(r);
+    const extra = root ? chainLeaves(root, inlined).size - 1 : 0; // the epilogue's other tensors
+    const operands = r.inputs.reduce((a, x) => a + (!x || x === y ? 0 : foldedBindings(x, folded, inlined)), 0) + new Set([gate, up]).size;
+    return operands + extra + 2 <= MAX_BINDINGS; // + output, params
+  });
+}
+
+/**
+ * SwiGLUGrad in the store of the GEMM producing dh (kernels/swiglu.ts swigluGradEpilogue): a Gemm or MatMul
+ * (with the Gemm chained into it, if any: the down projection's dy·W + (dy·B)·A) whose result only a
+ * SwiGLUGrad reads, as its dh, computes dgate and dup in its store; dh is never stored and SwiGLUGrad has no
+ * dispatch. Decided after the chains, so the count is the whole kernel's: its operands (folded ones by what
+ * they read), gate and up, both outputs and the params buffer within `limit` (the adapter's storage buffers a
+ * shader, PlanOptions.maxStorageBuffers: 9 for the chained down projection, above WebGPU's default 8). The
+ * GEMM runs at the SwiGLUGrad's place (its inputs are live until then). Returns SwiGLUGrad -> GEMM.
+ */
+function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
+  deferred: ReadonlySet<Node>, chains: ReadonlyMap<Node, Node>, folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>, limit: number, maxBinding?: number): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  const taken = new Set([...epilogues.values()]);
+  for (const n of order) {
+    if (n.op !== 'SwiGLUGrad' || n.inputs.length !== 3) continue;
+    const [gate, up, dh] = n.inputs as [Value | null, Value | null, Value | null];
+    const m = dh?.node;
+    if (!gate || !up || !dh || !m || (m.op !== 'Gemm' && m.op !== 'MatMul') || m.outputs.length !== 1 || taken.has(m) || deferred.has(m) || out.has(m)) continue;
+    if (pinned.has(dh) || remaining.get(dh) !== 1 || dh === gate || dh === up) continue;
+    if (![gate, up, ...n.outputs].every((x) => x.dtype === dh.dtype && sameShape(x.shape, dh.shape)) || (dh.dtype !== 'float32' && dh.dtype !== 'float16')) continue;
+    if (m.op === 'MatMul' && (dh.shape as number[]).length !== 2) continue; // (a batched MatMul's store index is flat too, but keep to the 2-D case)
+    const g1 = chains.get(m);
+    const bound = new Set<Value>([gate, up]);
+    for (const x of [...m.inputs.filter((_, i) => !(g1 && i === 2)), ...(g1 ? g1.inputs : [])]) if (x) bound.add(x);
+    // (a constant above the binding limit is split into parts, one binding each: as gemmEpilogues counts them)
+    const parts = (x: Value) => (maxBinding === undefined || x.node ? 1 : Math.max(1, Math.ceil(((x.shape as number[]).reduce((a, b) => a * b, 1) * 4) / maxBinding) + 1));
+    const bindings = [...bound].reduce((a, x) => a + Math.max(foldedBindings(x, folded, inlined), parts(x)), 0) + n.outputs.length + 1;
+    if (bindings > limit) continue;
+    out.set(n, m);
+    taken.add(m);
+  }
+  return out;
 }
 
 /**
@@ -751,7 +837,7 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
     return acc;
   };
   // storage bindings a GEMM operand takes: a folded elementwise chain reads its tensors, anything else one
-  const cost = (v: Value | null): number => (!v ? 0 : v.node && folded.has(v.node) && fusibleExpr(v.node as never) ? leavesOf(v.node, new Set()).size : 1);
+  const cost = (v: Value | null): number => (!v ? 0 : foldedBindings(v, folded, inlined));
   const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
   for (const g2 of order) {
     const y1 = g2.inputs[2];
