@@ -82,7 +82,7 @@ describe('f16 compute: activation bytes and the trainer', () => {
     // about half: what stays f32 is the fused head's vocabulary-chunk scratch (LinearCrossEntropy computes a chunk's
     // logits in f32), the statistics and the loss (measured 0.587 at this shape after the planner fusions)
     expect(ratio).toBeGreaterThan(0.45);
-    expect(ratio).toBeLessThan(0.62);
+    expect(ratio).toBeLessThan(0.66); // 0.633 since SwiGLU folded into its readers' loads (h no longer stored: 4 bytes an element gone from f32, 2 from f16)
   }, 120_000);
 
   it('trains 3 steps with compute float16 on the GPU backend, close to the f32 run', async () => {
