@@ -74,7 +74,12 @@ export const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? 
  * chained pair: two) and the stored tensors it binds (operands, a folded operand's sources, an epilogue's
  * other tensors).
  */
-export interface GemmUnit { gemms: Node[]; reads: Value[]; /** Tensors it writes (default 1; a LoRA side product stored too: 2). */ writes?: number }
+export interface GemmUnit {
+  gemms: Node[];
+  reads: Value[];
+  /** Buffers its store writes (default 1; SwiGLUGrad's dgate and dup where it is the epilogue: 2; a LoRA side product stored too: one more). */
+  writes?: number;
+}
 
 interface Group { members: Node[]; k?: GroupKernel; problems: (GemmProblem | SegmentedGemmProblem)[] }
 
@@ -148,7 +153,7 @@ export interface GroupOptions {
   runsElsewhere?: (n: Node) => boolean;
 }
 
-/** Storage bindings a set of GEMM units needs in one kernel: distinct inputs, one output each, the params buffer. */
+/** Storage bindings a set of GEMM units needs in one kernel: distinct inputs, their outputs (one each unless `writes`), the params buffer. */
 function bindingsNeeded(units: readonly GemmUnit[], bindingsOf: (v: Value) => number): number {
   const ins = new Set<Value>();
   for (const u of units) for (const x of u.reads) ins.add(x);

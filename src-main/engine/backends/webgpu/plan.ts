@@ -20,10 +20,11 @@ import type { GraphBuilder, Node, Value } from '../../graph/graph';
 import type { OnnxTensorData } from '../../onnx/spec';
 import { normAxis, sameShape, shapeStr, staticShape, type DType } from '../../graph/types';
 import { KERNELS } from './kernels';
+import { swigluGradEpilogue, swigluLoad } from './kernels/swiglu';
 import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import { segmentedWorkgroupBytes, type GemmChoice, type GemmTile } from './kernels/gemm';
-import { boundInputs, groupGemms, groupableGemm, type GemmUnit } from './group';
+import { DEFAULT_MAX_BINDINGS, MAX_GROUP_BINDINGS, boundInputs, groupGemms, groupableGemm, type GemmUnit } from './group';
 import { KernelBuilder, activationStorage, halfType, storageBytes, storageOf, withHalfType, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
 export interface PlannedDispatch {
@@ -179,8 +180,13 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   const expand = new Set<Node>([...inlined, ...folded]); // nodes whose inputs their readers' kernels read
   const chains = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>() : gemmChains(order, remaining, pinned, epilogues, folded, inlined);
   for (const g1 of chains.values()) deferred.add(g1);
+  // storage buffers one fused GEMM kernel may bind: the adapter's, at most what a group binds
+  const limit = Math.min(opts.maxStorageBuffers ?? DEFAULT_MAX_BINDINGS, MAX_GROUP_BINDINGS);
+  if (!opts.noFusion) {
+    for (const [root, gm] of swigluGradEpilogues(order, remaining, pinned, epilogues, deferred, chains, folded, inlined, limit, opts.maxBinding)) { epilogues.set(root, gm); deferred.add(gm); }
+  }
   const sides = opts.noFusion || opts.gemm?.path === 'subgroup-matrix' ? new Map<Node, Node>()
-    : loraSides(order, chains, epilogues, remaining, pinned, expand, opts.gemm?.tile ?? { TM: 1, TN: 1 });
+    : loraSides(order, chains, epilogues, remaining, pinned, expand, opts.gemm?.tile ?? { TM: 1, TN: 1 }, limit);
   const schedule = sides.size ? sideSchedule(order, sides, chains, epilogues) : order; // (drops pairs it cannot order)
   for (const g0 of sides.values()) deferred.add(g0);
   const placed = opts.noFusion ? new Map<Value, Placement>() : concatPlacements(order, remaining, pinned, expand);
@@ -312,7 +318,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (!m || !folded.has(m)) return refOf.get(v)!;
     const make = VIEW_OPS.has(m.op) ? null
       : m.op === 'Transpose' ? transposeLoad(staticShape(v.shape, 'GPU plan'), staticShape(m.inputs[0]!.shape, 'GPU plan'), m.attrs.perm as number[], sourceOf(m.inputs[0]!), `vl${v.id}`)
-        : chainLoad(m, inlined, sourceOf, `vl${v.id}`);
+        : m.op === 'SwiGLU' ? swigluLoad(sourceOf(m.inputs[0]!), sourceOf(m.inputs[1]!), `vl${v.id}`, v.dtype === 'float16')
+          : chainLoad(m, inlined, sourceOf, `vl${v.id}`);
     if (!make) return sourceOf(m.inputs[0]!);
     return (k: KernelBuilder) => {
       let d = declared.get(k);
@@ -363,7 +370,10 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     const c: EmitCtx = {
       node: kn,
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
-      ...(gm ? { epilogue: gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)) } : {}),
+      ...(gm ? {
+        epilogue: node.op === 'SwiGLUGrad' ? swigluGradEpilogue(sourceOf(node.inputs[0]!), sourceOf(node.inputs[1]!), gm.outputs[0]!.dtype === 'float16', (i) => c.out(i), used)
+          : gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)),
+      } : {}),
       folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
       load: (i, k) => loadOf(kn.inputs[i]!, k),
       ...accumulateOf(accumulates.get(node), node, refOf, accumulated),
@@ -515,7 +525,9 @@ function gemmUnit(n: Node, epilogues: ReadonlyMap<Node, Node>, chains: ReadonlyM
   if (m) for (const x of n.inputs) add(x);
   const y0 = g0?.outputs[0];
   const stored = !!y0 && (pinned.has(y0) || (remaining.get(y0) ?? 0) > 1);
-  return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads], ...(stored ? { writes: 2 } : {}) };
+  // writes: the store's outputs (SwiGLUGrad's dgate and dup where it is the epilogue), plus a stored LoRA side product
+  const writes = (m && n.op === 'SwiGLUGrad' ? n.outputs.length : 1) + (stored ? 1 : 0);
+  return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads], ...(writes > 1 ? { writes } : {}) };
 }
 
 /** A computed tensor's virtual buffer and the nodes (schedule indices, inclusive) it is live for. */
@@ -712,7 +724,8 @@ const MAX_FOLDED_LEAVES = 2;
  *    attention's q, k, v, o, dO or elementwise kernels: each reads the source through the permuted strides
  *    (a gather, nothing recomputed);
  *  - an f32 elementwise chain (not already a GEMM epilogue) whose one reader is a GEMM operand, reading at
- *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load.
+ *    most MAX_FOLDED_LEAVES tensors: computed in the GEMM's tile load;
+ *  - a SwiGLU whose readers (any number) are all GEMM operands (swigluFoldable): recomputed in each tile load.
  * Returns the folded nodes (their views included).
  */
 function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>, epilogues: ReadonlyMap<Node, Node>): Set<Node> {
@@ -735,6 +748,7 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
   };
   for (const n of order) {
     const y = n.outputs[0];
+    if (n.op === 'SwiGLU' && y && !pinned.has(y) && swigluFoldable(n, readers, folded, inlined, epilogues)) folded.add(n);
     // (a Transpose moves values, so a 16-bit one folds too: its readers load exactly what it would store)
     if (!y || n.outputs.length !== 1 || !(y.dtype === 'float32' || (y.dtype === 'float16' && n.op === 'Transpose')) || pinned.has(y)) continue;
     if (n.op === 'Transpose') {
@@ -753,12 +767,87 @@ function foldedLoads(order: readonly Node[], pinned: ReadonlySet<Value>, inlined
     // the GEMM's storage bindings: its operands (this chain's tensors instead of y), its epilogue's other tensors, output, params
     const r = rs[0]!;
     const root = [...epilogues].find(([, g]) => g === r)?.[0];
-    const bindings = r.inputs.reduce((a, x) => a + (!x ? 0 : x === y ? leaves.size : 1), 0) + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
+    const bindings = r.inputs.reduce((a, x) => a + (!x ? 0 : x === y ? leaves.size : foldedBindings(x, folded, inlined)), 0) + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
     if (bindings > MAX_BINDINGS) continue;
     if (leaves.size > MAX_FOLDED_LEAVES || [...leaves].some((x) => x.node && folded.has(x.node) && x.node.op !== 'Transpose' && !VIEW_OPS.has(x.node.op))) continue;
     folded.add(n);
   }
   return folded;
+}
+
+/** Storage bindings a GEMM operand takes: the stored tensors a folded operand reads (elementwise chain, SwiGLU), else one. */
+function foldedBindings(v: Value, folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>): number {
+  const m = v.node;
+  if (!m || !folded.has(m)) return 1;
+  if (m.op === 'SwiGLU') return new Set(m.inputs).size;
+  if (!fusibleExpr(m as never)) return 1; // a Transpose (a gather of one stored tensor) or a view
+  return chainLeaves(m, inlined).size;
+}
+
+/** The tensors an elementwise chain rooted at `n` reads (through its inlined producers). */
+function chainLeaves(n: Node, inlined: ReadonlySet<Node>, acc = new Set<Value>()): Set<Value> {
+  for (const x of n.inputs) if (x) { if (x.node && inlined.has(x.node)) chainLeaves(x.node, inlined, acc); else acc.add(x); }
+  return acc;
+}
+
+/**
+ * SwiGLU in its readers' tile loads: h = silu(gate)·up (f32, or 16-bit rounded in the load as its store would) whose readers are all GEMM operands (MatMul, Gemm,
+ * Nf4Gemm's x: the down projection's base GEMM and LoRA x·A, the backward's LoRA-A gradient hᵀ·G) is never
+ * stored; each reader recomputes it from gate and up where it loads it (kernels/swiglu.ts swigluLoad, the
+ * forward kernel's expression: the same values). gate and up live on for SwiGLUGrad anyway, so this frees h's
+ * [N, F] buffer (kept from the forward to the backward) and its dispatch. Each reader must stay within
+ * MAX_BINDINGS with gate and up bound instead of h.
+ */
+function swigluFoldable(n: Node, readers: ReadonlyMap<Value, Node[]>, folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>, epilogues: ReadonlyMap<Node, Node>): boolean {
+  const y = n.outputs[0]!;
+  const [gate, up] = n.inputs;
+  if (!gate || !up || n.inputs.length !== 2 || ![gate, up].every((x) => x.dtype === y.dtype && sameShape(x.shape, y.shape) && !(x.node && folded.has(x.node)))) return false;
+  if (y.dtype !== 'float32' && y.dtype !== 'float16') return false;
+  const rs = readers.get(y) ?? [];
+  if (rs.length === 0) return false;
+  const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
+  return rs.every((r) => {
+    const gemm = r.op === 'Gemm' || r.op === 'MatMul';
+    if (!gemm && !(r.op === 'Nf4Gemm' && r.inputs.every((x, i) => x !== y || i === 0))) return false;
+    const root = rootOf.get(r);
+    const extra = root ? chainLeaves(root, inlined).size - 1 : 0; // the epilogue's other tensors
+    const operands = r.inputs.reduce((a, x) => a + (!x || x === y ? 0 : foldedBindings(x, folded, inlined)), 0) + new Set([gate, up]).size;
+    return operands + extra + 2 <= MAX_BINDINGS; // + output, params
+  });
+}
+
+/**
+ * SwiGLUGrad in the store of the GEMM producing dh (kernels/swiglu.ts swigluGradEpilogue): a Gemm or MatMul
+ * (with the Gemm chained into it, if any: the down projection's dy·W + (dy·B)·A) whose result only a
+ * SwiGLUGrad reads, as its dh, computes dgate and dup in its store; dh is never stored and SwiGLUGrad has no
+ * dispatch. Decided after the chains, so the count is the whole kernel's: its operands (folded ones by what
+ * they read), gate and up, both outputs and the params buffer within `limit` (the adapter's storage buffers a
+ * shader, PlanOptions.maxStorageBuffers: 9 for the chained down projection, above WebGPU's default 8). The
+ * GEMM runs at the SwiGLUGrad's place (its inputs are live until then). Returns SwiGLUGrad -> GEMM.
+ */
+function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
+  deferred: ReadonlySet<Node>, chains: ReadonlyMap<Node, Node>, folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>, limit: number, maxBinding?: number): Map<Node, Node> {
+  const out = new Map<Node, Node>();
+  const taken = new Set([...epilogues.values()]);
+  for (const n of order) {
+    if (n.op !== 'SwiGLUGrad' || n.inputs.length !== 3) continue;
+    const [gate, up, dh] = n.inputs as [Value | null, Value | null, Value | null];
+    const m = dh?.node;
+    if (!gate || !up || !dh || !m || (m.op !== 'Gemm' && m.op !== 'MatMul') || m.outputs.length !== 1 || taken.has(m) || deferred.has(m) || out.has(m)) continue;
+    if (pinned.has(dh) || remaining.get(dh) !== 1 || dh === gate || dh === up) continue;
+    if (![gate, up, ...n.outputs].every((x) => x.dtype === dh.dtype && sameShape(x.shape, dh.shape)) || (dh.dtype !== 'float32' && dh.dtype !== 'float16')) continue;
+    if (m.op === 'MatMul' && (dh.shape as number[]).length !== 2) continue; // (a batched MatMul's store index is flat too, but keep to the 2-D case)
+    const g1 = chains.get(m);
+    const bound = new Set<Value>([gate, up]);
+    for (const x of [...m.inputs.filter((_, i) => !(g1 && i === 2)), ...(g1 ? g1.inputs : [])]) if (x) bound.add(x);
+    // (a constant above the binding limit is split into parts, one binding each: as gemmEpilogues counts them)
+    const parts = (x: Value) => (maxBinding === undefined || x.node ? 1 : Math.max(1, Math.ceil(((x.shape as number[]).reduce((a, b) => a * b, 1) * 4) / maxBinding) + 1));
+    const bindings = [...bound].reduce((a, x) => a + Math.max(foldedBindings(x, folded, inlined), parts(x)), 0) + n.outputs.length + 1;
+    if (bindings > limit) continue;
+    out.set(n, m);
+    taken.add(m);
+  }
+  return out;
 }
 
 /**
@@ -776,7 +865,7 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
     return acc;
   };
   // storage bindings a GEMM operand takes: a folded elementwise chain reads its tensors, anything else one
-  const cost = (v: Value | null): number => (!v ? 0 : v.node && folded.has(v.node) && fusibleExpr(v.node as never) ? leavesOf(v.node, new Set()).size : 1);
+  const cost = (v: Value | null): number => (!v ? 0 : foldedBindings(v, folded, inlined));
   const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
   for (const g2 of order) {
     const y1 = g2.inputs[2];
@@ -812,7 +901,7 @@ const WORKGROUP_BYTES = 16384;
  * the pair's key (gemmChains' G2) -> G0.
  */
 function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epilogues: ReadonlyMap<Node, Node>, remaining: ReadonlyMap<Value, number>,
-  pinned: ReadonlySet<Value>, expand: ReadonlySet<Node>, tile: GemmTile): Map<Node, Node> {
+  pinned: ReadonlySet<Value>, expand: ReadonlySet<Node>, tile: GemmTile, limit: number): Map<Node, Node> {
   const out = new Map<Node, Node>();
   const taken = new Set<Node>([...chains.keys(), ...chains.values(), ...epilogues.values()]);
   const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
@@ -839,7 +928,8 @@ function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epil
       const root = rootOf.get(g2);
       if (root) for (const x of leavesOf(root, new Set())) if (x !== g2.outputs[0]) reads.add(x);
       const stored = pinned.has(y0) || (remaining.get(y0) ?? 0) > 1;
-      if (reads.size + 2 + (stored ? 1 : 0) > MAX_BINDINGS) continue;
+      const outs = root?.op === 'SwiGLUGrad' ? root.outputs.length : 1; // a SwiGLUGrad epilogue stores dgate and dup
+      if (reads.size + outs + 1 + (stored ? 1 : 0) > limit) continue;
       out.set(g2, g0);
       break;
     }

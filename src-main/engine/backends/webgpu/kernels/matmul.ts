@@ -18,7 +18,9 @@ function gemmKernel(c: EmitCtx, name: string, batch: number[], M: number, N: num
   A: Operand, B: Operand, C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null, alpha: number, beta: number): void {
   const k = new KernelBuilder(c.epilogue ? `${name}+${c.epilogue.name}` : name);
   // the weight (B, or A where B is the activation) decides whether the subgroup-matrix path may round to f16
-  emitGemm(c, gemmSpec(c, k, batch, M, N, K, A, B, C, alpha, beta), (!!A.ref && narrowStorage(A.ref)) || (!!B.ref && narrowStorage(B.ref)));
+  // (a folded operand by its type: a 16-bit SwiGLU computed in the load holds 16-bit values, as stored)
+  const narrow = (o: Operand) => (o.ref ? narrowStorage(o.ref) : c.node.inputs[o.i]?.dtype === 'float16');
+  emitGemm(c, gemmSpec(c, k, batch, M, N, K, A, B, C, alpha, beta), narrow(A) || narrow(B));
 }
 
 /** `gemmKernel`'s GEMM with its bindings declared in `k` (its own kernel's, or a grouped kernel's: group.ts). */

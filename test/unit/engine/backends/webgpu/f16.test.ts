@@ -88,7 +88,7 @@ describe('f16 compute: activation bytes and the trainer', () => {
     // about half: what stays f32 is the fused head's vocabulary-chunk scratch (LinearCrossEntropy computes a chunk's
     // logits in f32), the statistics and the loss (measured 0.587 at this shape after the planner fusions)
     expect(ratio).toBeGreaterThan(0.45);
-    expect(ratio).toBeLessThan(0.62);
+    expect(ratio).toBeLessThan(0.66); // 0.633 since SwiGLU folded into its readers' loads (h no longer stored: 4 bytes an element gone from f32, 2 from f16)
   }, 120_000);
 
   it('per layer (Llama-3.2-1B shapes, B1×T2048): the 16-bit steps Cast the LoRA masters once a step, no Cast, Concat or Transpose a layer', async () => {

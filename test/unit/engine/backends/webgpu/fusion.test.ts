@@ -29,11 +29,12 @@ import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
  * (`noGrouping`; 106 before Concat placement, 92 before GEMM epilogues, 86 before folded loads, 78 before
  * chained GEMMs, 64 before attention read through its Transposes, 62 before RoPE inside attention, 58 before
  * SwiGLU, 53 before the residual gradient sums in the norm backwards, 51 before the LoRA side products: x·A and
- * dy·B in the base GEMM's K loop), and with the default grouped GEMM dispatches (group.ts) under WebGPU's default
- * 8 storage buffers a shader (37 before the side products, 35 before weight-gradient GEMMs delayed into later
- * groups) and under 16 (28, 25).
+ * dy·B in the base GEMM's K loop, and SwiGLU in its readers' tile loads), and with the default grouped GEMM
+ * dispatches (group.ts) under WebGPU's default 8 storage buffers a shader (37 before the side products, 35 before
+ * weight-gradient GEMMs delayed into later groups) and under 16 (28, 25; 21 before SwiGLU in the loads and
+ * SwiGLUGrad in the dh GEMM's store, which need 9 bindings, as the down projection's side product then does).
  */
-const PER_LAYER = 37, PER_LAYER_GROUPED = 30, PER_LAYER_GROUPED_16 = 21;
+const PER_LAYER = 37, PER_LAYER_GROUPED = 30, PER_LAYER_GROUPED_16 = 19;
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -257,6 +258,83 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
     const out = await p.step(feeds);
     await p.dispose();
     for (const n of ['h', 'dg', 'du']) expect(rel(out[`${n}1`]!.data as Float32Array, out[`${n}2`]!.data as Float32Array)).toBeLessThan(1e-6);
+  }, 300_000);
+
+  it('folded loads: SwiGLU recomputed in the tile loads of its GEMM readers (down projection base + LoRA chain with a residual epilogue, LoRA-A gradient), never stored (device)', async () => {
+    const g = new GraphBuilder();
+    const M = 37, F = 29, D = 11, R = 3;
+    const [gate, up] = ['gate', 'up'].map((n) => g.input(n, 'float32', [M, F])) as [Value, Value];
+    const wd = g.input('wd', 'float32', [D, F]), la = g.input('la', 'float32', [R, F]), lb = g.input('lb', 'float32', [D, R]);
+    const r = g.input('r', 'float32', [M, D]), gb = g.input('gb', 'float32', [M, R]);
+    const h = g.apply('SwiGLU', [gate, up])[0]!;
+    const xa = g.gemm(h, la, null, { transB: true }); // h·Aᵀ [M, R]
+    const base = g.gemm(h, wd, null, { transB: true }); // h·Wᵀ [M, D], chained into the LoRA term's Gemm
+    g.output('y', g.add(r, g.gemm(xa, lb, base, { transB: true, alpha: 2 }))); // + residual: epilogue (8 bindings with gate, up)
+    g.output('da', g.gemm(gb, h, null, { transA: true })); // Gᵀ·h [R, F]: h read as a transposed-A GEMM's B
+    g.output('xa', xa);
+    const fusedPlan = planGraph(g, { noGrouping: true });
+    expect(fusedPlan.byKernel.SwiGLU ?? 0).toBe(0); // h never stored
+    expect(fusedPlan.byKernel['Gemm+Gemm+Fused(Add)']).toBe(1); // still chained with its epilogue
+    expect(fusedPlan.dispatches.length).toBe(3); // xa, y, da
+    expect(planGraph(g).byKernel.SwiGLU ?? 0).toBe(0); // grouped too
+    // a reader that is not a GEMM operand (h fetched as an output): stored by its kernel as before
+    const g2 = new GraphBuilder();
+    const [a2, b2] = ['gate', 'up'].map((n) => g2.input(n, 'float32', [M, F])) as [Value, Value];
+    const h2 = g2.apply('SwiGLU', [a2, b2])[0]!;
+    g2.output('h', h2);
+    g2.output('y', g2.gemm(h2, g2.input('wd', 'float32', [D, F]), null, { transB: true }));
+    expect(planGraph(g2, { noGrouping: true }).byKernel.SwiGLU).toBe(1);
+    const feeds = {
+      gate: hostTensor('float32', [M, F], uniform(M * F, 71, 4)), up: hostTensor('float32', [M, F], uniform(M * F, 72)),
+      wd: hostTensor('float32', [D, F], uniform(D * F, 73)), la: hostTensor('float32', [R, F], uniform(R * F, 74)), lb: hostTensor('float32', [D, R], uniform(D * R, 75)),
+      r: hostTensor('float32', [M, D], uniform(M * D, 76)), gb: hostTensor('float32', [M, R], uniform(M * R, 77)),
+    };
+    const out: Record<string, HostTensor>[] = [];
+    for (const [noFusion, noGrouping] of [[false, true], [false, false], [true, true]] as const) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['y', 'da', 'xa'] }, { noFusion, noGrouping });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    for (const k of ['y', 'da', 'xa']) {
+      expect(rel(out[0]![k]!.data as Float32Array, out[2]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+      expect(rel(out[1]![k]!.data as Float32Array, out[2]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+    }
+  }, 300_000);
+
+  it('SwiGLUGrad in the store of the chained GEMM producing dh (dy·W + (dy·B)·A): dgate and dup written there, dh never stored (device)', async () => {
+    const g = new GraphBuilder();
+    const M = 37, F = 29, D = 11, R = 3;
+    const [gate, up] = ['gate', 'up'].map((n) => g.input(n, 'float32', [M, F])) as [Value, Value];
+    const dy = g.input('dy', 'float32', [M, D]), wd = g.input('wd', 'float32', [D, F]), la = g.input('la', 'float32', [R, F]), lb = g.input('lb', 'float32', [D, R]);
+    const dyb = g.gemm(dy, lb, null, { alpha: 2 }); // [M, R]
+    g.output('dyb', dyb);
+    const dh = g.gemm(dy, wd, g.gemm(dyb, la)); // dy·W + (dy·B)·A: a chained pair
+    const [dg, du] = g.apply('SwiGLUGrad', [gate, up, dh]);
+    g.output('dg', dg!);
+    g.output('du', du!);
+    // 9 storage bindings (dy, W, dy·B, A, gate, up, dgate, dup, params): only where the adapter allows more than 8
+    expect(planGraph(g, { noGrouping: true }).byKernel.SwiGLUGrad).toBe(1);
+    const wide = planGraph(g, { noGrouping: true, maxStorageBuffers: 16 });
+    expect(wide.byKernel.SwiGLUGrad ?? 0).toBe(0);
+    expect(wide.byKernel['Gemm+Gemm+SwiGLUGrad']).toBe(1);
+    expect(wide.dispatches.length).toBe(2); // dy·B, dh with dgate and dup in its store
+    expect(Math.max(...wide.dispatches.map((d) => d.bindings.length))).toBe(9);
+    const feeds = {
+      gate: hostTensor('float32', [M, F], uniform(M * F, 81, 4)), up: hostTensor('float32', [M, F], uniform(M * F, 82)), dy: hostTensor('float32', [M, D], uniform(M * D, 83)),
+      wd: hostTensor('float32', [D, F], uniform(D * F, 84)), la: hostTensor('float32', [R, F], uniform(R * F, 85)), lb: hostTensor('float32', [D, R], uniform(D * R, 86)),
+    };
+    const out: Record<string, HostTensor>[] = [];
+    for (const [noFusion, noGrouping] of [[false, true], [false, false], [true, true]] as const) {
+      const p = await GpuProgram.create({ graph: g, state: [], fetch: ['dg', 'du', 'dyb'] }, { noFusion, noGrouping, maxStorageBuffers: 16 });
+      await p.init({});
+      out.push(await p.step(feeds));
+      await p.dispose();
+    }
+    for (const k of ['dg', 'du', 'dyb']) {
+      expect(rel(out[0]![k]!.data as Float32Array, out[2]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+      expect(rel(out[1]![k]!.data as Float32Array, out[2]![k]!.data as Float32Array)).toBeLessThan(1e-6);
+    }
   }, 300_000);
 
   it('residual gradient sums computed in the norm backwards\' dx stores (RMSNorm, LayerNorm) (device)', async () => {
