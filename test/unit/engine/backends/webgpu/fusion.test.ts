@@ -313,13 +313,16 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
     const [dg, du] = g.apply('SwiGLUGrad', [gate, up, dh]);
     g.output('dg', dg!);
     g.output('du', du!);
-    // 9 storage bindings (dy, W, dy·B, A, gate, up, dgate, dup, params): only where the adapter allows more than 8
-    expect(planGraph(g, { noGrouping: true }).byKernel.SwiGLUGrad).toBe(1);
+    // with dy·B also summed in the pair's K loop (a LoRA side product, stored for its reader 'dyb'): 10 storage
+    // bindings (dy, W, B, A, gate, up, dgate, dup, dy·B, params), only where the adapter allows more than 8
+    const narrow = planGraph(g, { noGrouping: true });
+    expect(narrow.byKernel.SwiGLUGrad).toBe(1);
+    expect(narrow.byKernel.LoraGemm).toBe(1);
     const wide = planGraph(g, { noGrouping: true, maxStorageBuffers: 16 });
     expect(wide.byKernel.SwiGLUGrad ?? 0).toBe(0);
-    expect(wide.byKernel['Gemm+Gemm+SwiGLUGrad']).toBe(1);
-    expect(wide.dispatches.length).toBe(2); // dy·B, dh with dgate and dup in its store
-    expect(Math.max(...wide.dispatches.map((d) => d.bindings.length))).toBe(9);
+    expect(wide.byKernel['LoraGemm+SwiGLUGrad']).toBe(1);
+    expect(wide.dispatches.length).toBe(1); // dh with dy·B in its K loop and dgate, dup in its store
+    expect(Math.max(...wide.dispatches.map((d) => d.bindings.length))).toBe(10);
     const feeds = {
       gate: hostTensor('float32', [M, F], uniform(M * F, 81, 4)), up: hostTensor('float32', [M, F], uniform(M * F, 82)), dy: hostTensor('float32', [M, D], uniform(M * D, 83)),
       wd: hostTensor('float32', [D, F], uniform(D * F, 84)), la: hostTensor('float32', [R, F], uniform(R * F, 85)), lb: hostTensor('float32', [D, R], uniform(D * R, 86)),
