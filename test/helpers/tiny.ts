@@ -9,6 +9,7 @@ import { trainDomainTokenizer, extendTokenizerDir } from '../../src-main/tokeniz
 import { readExtensionManifest } from '../../src-main/tokenizer/extend';
 import { loadTokenizerDir } from '../../src-main/data/tokenize';
 import { chatRendererForModel } from '../../src-main/templates/for-model';
+import { CancelledError } from '../../src-main/util/progress';
 import { tempDir } from './services';
 
 export async function tinyModel(arch = 'llama', seed = 1): Promise<string> {
@@ -89,4 +90,12 @@ export async function tinyExtendedTokenizer() {
   const dataset = path.join(base, 'ds');
   await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: tok, blockSize: 32, seed: 1, valFraction: 0.1 });
   return { model, base, corpus, tok, manifest, dataset };
+}
+
+/** A trainer pause hook that stops the run (like the Stop button) once `n` steps are done. */
+export function stopAfter(n: number): () => Promise<void> {
+  let calls = 0;
+  return async () => {
+    if (calls++ >= n) throw new CancelledError();
+  };
 }

@@ -367,6 +367,13 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     if (fused && lateNames.size) placeLate(node);
     if (!emit) throw new Error(`GPU backend: no kernel for op ${node.op} (${node}). Ops with kernels: ${Object.keys(KERNELS).sort().join(', ')}.`);
     const used = (i: number) => (remaining.get(node.outputs[i]!) ?? 0) > 0 || pinned.has(node.outputs[i]!);
+    // how a kernel reads a GEMM's operands: their refs, whether an operand is folded, and its load
+    const operandsOf = (m: Node) => ({
+      node: m,
+      in: (i: number) => refOf.get(m.inputs[i]!)!,
+      folded: (i: number) => { const x = m.inputs[i]?.node; return !!x && folded.has(x); },
+      load: (i: number, k: KernelBuilder) => loadOf(m.inputs[i]!, k),
+    });
     const c: EmitCtx = {
       node: kn,
       ...(opts.gemm ? { gemm: opts.gemm } : {}),
@@ -374,21 +381,15 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
         epilogue: node.op === 'SwiGLUGrad' ? swigluGradEpilogue(sourceOf(node.inputs[0]!), sourceOf(node.inputs[1]!), gm.outputs[0]!.dtype === 'float16', (i) => c.out(i), used)
           : gemmEpilogue(node, inlined, sourceOf, gm.outputs[0]!, () => c.out(0)),
       } : {}),
-      folded: (i) => { const m = kn.inputs[i]?.node; return !!m && folded.has(m); },
-      load: (i, k) => loadOf(kn.inputs[i]!, k),
+      folded: operandsOf(kn).folded,
+      load: operandsOf(kn).load,
       ...accumulateOf(accumulates.get(node), node, refOf, accumulated),
       ...(g1 ? {
         chained: {
-          node: g1,
-          in: (i: number) => refOf.get(g1.inputs[i]!)!,
-          folded: (i: number) => { const m = g1.inputs[i]?.node; return !!m && folded.has(m); },
-          load: (i: number, k: KernelBuilder) => loadOf(g1.inputs[i]!, k),
+          ...operandsOf(g1),
           ...(g0 ? {
             side: {
-              node: g0,
-              in: (i: number) => refOf.get(g0.inputs[i]!)!,
-              folded: (i: number) => { const m = g0.inputs[i]?.node; return !!m && folded.has(m); },
-              load: (i: number, k: KernelBuilder) => loadOf(g0.inputs[i]!, k),
+              ...operandsOf(g0),
               // stored where anything besides the pair reads it (the backward's weight gradients)
               out: () => {
                 const y0 = g0.outputs[0]!;

@@ -18,7 +18,7 @@ import { train } from '../../../../src-main/engine/train/trainer';
 import { MetricsLog } from '../../../../src-main/engine/train/metrics';
 import { CheckpointManager } from '../../../../src-main/engine/train/checkpoints';
 import { loraStart, loraStepFixture, stepFeeds, type StepRunner } from '../../../helpers/lora-step';
-import { tinyDataset, tinyModel } from '../../../helpers/tiny';
+import { stopAfter, tinyDataset, tinyModel } from '../../../helpers/tiny';
 import { tempDir } from '../../../helpers/services';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
@@ -159,14 +159,3 @@ describe('trainer with gradAccum 1 (no accumulator)', () => {
     expect(Buffer.from((await latest(mixed)).tensors.get('params')!.buffer).equals(Buffer.from(a.tensors.get('params')!.buffer))).toBe(true);
   }, 600_000);
 });
-
-/** A pause hook that stops the run (like the Stop button) once `n` steps are done. */
-function stopAfter(n: number): () => Promise<void> {
-  let calls = 0;
-  return async () => {
-    if (calls++ >= n) {
-      const { CancelledError } = await import('../../../../src-main/util/progress');
-      throw new CancelledError();
-    }
-  };
-}

@@ -8,7 +8,7 @@ import { adamwScalars } from '../../../../src-main/engine/nn/layers';
 import { train } from '../../../../src-main/engine/train/trainer';
 import { MetricsLog } from '../../../../src-main/engine/train/metrics';
 import { CheckpointManager } from '../../../../src-main/engine/train/checkpoints';
-import { tinyDataset, tinyModel } from '../../../helpers/tiny';
+import { stopAfter, tinyDataset, tinyModel } from '../../../helpers/tiny';
 import { tempDir } from '../../../helpers/services';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
@@ -97,17 +97,6 @@ describe('trainer', () => {
     await expect(train({ model: 'x', dataset: 'y', out: 'z', learningRate: 1 })).rejects.toMatchObject({ code: 'train.config' });
   });
 });
-
-/** A pause hook that stops the run (like the Stop button) once `n` steps are done. */
-function stopAfter(n: number): () => Promise<void> {
-  let calls = 0;
-  return async () => {
-    if (calls++ >= n) {
-      const { CancelledError } = await import('../../../../src-main/util/progress');
-      throw new CancelledError();
-    }
-  };
-}
 
 describe('trainer with paged optimizer states', () => {
   it('trains bit-identically to resident moments, and resumes across the two modes', async () => {
