@@ -116,7 +116,9 @@ describe('vocabulary matrices in row chunks', () => {
     const chunked = await step(dir, { ep: 'cpu', quantize: 'nf4', chunkRows: 9 });
     expect(chunked.vocabInits.length).toBeGreaterThan(2);
     expect(Math.abs(chunked.loss - whole.loss)).toBeLessThan(1e-6 * whole.loss);
-    expect(maxRel(chunked.params, whole.params)).toBeLessThan(1e-6);
+    // one AdamW step: lr·m/(√v + ε) turns float32 summation-order differences of near-zero gradients (the chunked
+    // head sums in another order) into whole steps' differences; 1.6e-6 on an AMD EPYC, below 1e-6 on Intel Xeons
+    expect(maxRel(chunked.params, whole.params)).toBeLessThan(5e-6);
   });
 
   it('WebGPU EP (lavapipe): the chunked QLoRA step runs fully on the GPU with the CPU EP\'s loss', async () => {
