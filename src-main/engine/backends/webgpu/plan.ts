@@ -393,7 +393,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
               // stored where anything besides the pair reads it (the backward's weight gradients)
               out: () => {
                 const y0 = g0.outputs[0]!;
-                if (!pinned.has(y0) && (remaining.get(y0) ?? 0) <= 1) return null;
+                if (!sideStored(y0, pinned, remaining)) return null;
                 return refOf.get(y0) ?? alloc(y0, `${g0.op}#${g0.id}`);
               },
             },
@@ -525,7 +525,7 @@ function gemmUnit(n: Node, epilogues: ReadonlyMap<Node, Node>, chains: ReadonlyM
   for (const g of [kn, ...(h ? [h] : []), ...(g0 ? [g0] : [])]) for (const x of boundInputs(g)) add(x);
   if (m) for (const x of n.inputs) add(x);
   const y0 = g0?.outputs[0];
-  const stored = !!y0 && (pinned.has(y0) || (remaining.get(y0) ?? 0) > 1);
+  const stored = !!y0 && sideStored(y0, pinned, remaining);
   // writes: the store's outputs (SwiGLUGrad's dgate and dup where it is the epilogue), plus a stored LoRA side product
   const writes = (m && n.op === 'SwiGLUGrad' ? n.outputs.length : 1) + (stored ? 1 : 0);
   return { gemms: [kn, ...(h ? [h] : [])], reads: [...reads], ...(writes > 1 ? { writes } : {}) };
@@ -888,6 +888,9 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
 /** Largest rank a LoRA side product may have (its [BM, r] block and P's 16×r tile live in workgroup memory). */
 const MAX_SIDE_RANK = 64;
 
+/** Whether a LoRA side product y0 is stored as well: something besides its pair reads it (the weight gradients) or it is an output. */
+const sideStored = (y0: Value, pinned: ReadonlySet<Value>, remaining: ReadonlyMap<Value, number>): boolean => pinned.has(y0) || (remaining.get(y0) ?? 0) > 1;
+
 /** Workgroup memory every adapter gives a compute shader (WebGPU's default maxComputeWorkgroupStorageSize). */
 const WORKGROUP_BYTES = 16384;
 
@@ -928,7 +931,7 @@ function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epil
       for (const g of [g2, g1, g0]) for (const x of g.inputs) if (x && x !== y0 && x !== g1.outputs[0]) { if (x.node && expand.has(x.node)) leavesOf(x.node, reads); else reads.add(x); }
       const root = rootOf.get(g2);
       if (root) for (const x of leavesOf(root, new Set())) if (x !== g2.outputs[0]) reads.add(x);
-      const stored = pinned.has(y0) || (remaining.get(y0) ?? 0) > 1;
+      const stored = sideStored(y0, pinned, remaining);
       const outs = root?.op === 'SwiGLUGrad' ? root.outputs.length : 1; // a SwiGLUGrad epilogue stores dgate and dup
       if (reads.size + outs + 1 + (stored ? 1 : 0) > limit) continue;
       out.set(g2, g0);
