@@ -634,8 +634,8 @@ const MAX_BINDINGS = 8;
  * result of a Gemm or MatMul which nothing else reads, of the chain's own shape, is computed in that GEMM's
  * store (kernels/elementwise.ts gemmEpilogue): the GEMM runs at the chain's place in the schedule (its
  * inputs are still live: their last reader has not run), the chain costs no dispatch and the GEMM's result
- * no buffer. f32 results only (a float16 graph rounds a stored result; the store would not). Returns chain
- * root -> GEMM node.
+ * no buffer. A 16-bit result (f16/bf16 compute) is rounded to the compute type in the store before the chain
+ * reads it, as its own store would round it (kernels/elementwise.ts gemmEpilogue). Returns chain root -> GEMM node.
  */
 function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, inlined: ReadonlySet<Node>, maxBinding?: number): Map<Node, Node> {
   const out = new Map<Node, Node>();
@@ -661,7 +661,7 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
     const acc = leaves.find((x) => {
       const m = x.node;
       return !!m && (m.op === 'Gemm' || m.op === 'MatMul') && m.outputs.length === 1 && !taken.has(m) && !pinned.has(x)
-        && remaining.get(x) === 1 && leaves.filter((z) => z === x).length === 1 && x.dtype === 'float32' && y.dtype !== 'float16' && sameShape(x.shape, y.shape);
+        && remaining.get(x) === 1 && leaves.filter((z) => z === x).length === 1 && (x.dtype === 'float32' || x.dtype === 'float16') && sameShape(x.shape, y.shape);
     });
     if (!acc) continue;
     const m = acc.node!;
@@ -854,8 +854,9 @@ function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Valu
 /**
  * Chained GEMMs: a Gemm G1 whose result nothing but another Gemm G2's C reads (same shape) runs inside G2's
  * dispatch as a second K segment (kernels/matmul.ts chainedGemmKernel): a LoRA projection's base GEMM and
- * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). Not on the subgroup-matrix
- * path (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
+ * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). A 16-bit G1 result (f16/bf16
+ * compute) is rounded to the compute type before G2 adds it, as its own store would round it. Not on the
+ * subgroup-matrix path (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
  */
 function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
   folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>): Map<Node, Node> {
@@ -872,7 +873,7 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
     const y1 = g2.inputs[2];
     const g1 = y1?.node;
     if (g2.op !== 'Gemm' || !y1 || !g1 || g1.op !== 'Gemm' || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
-    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || y1.dtype !== 'float32' || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
+    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || (y1.dtype !== 'float32' && y1.dtype !== 'float16') || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
     if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.attrs.beta as number) === 0) continue;
     const root = rootOf.get(g2);
     const bindings = cost(g2.inputs[0]!) + cost(g2.inputs[1]!) + g1.inputs.reduce((a, x) => a + cost(x), 0)
@@ -900,9 +901,10 @@ const WORKGROUP_BYTES = 16384;
  * [M, r] for a small rank r (x·A forward, dy·B backward), G0 is summed in the base's K loop from the x tiles
  * it stages anyway (kernels/gemm.ts SideProduct) and multiplied into the pair's result from workgroup memory:
  * a LoRA projection costs one dependency level instead of two. y0 is still stored (once per row block) where
- * anything else reads it (the weight gradients); those readers run after the pair (sideSchedule). f32 y0 only
- * (a stored 16-bit y0 would be rounded), not on the subgroup-matrix path (the caller; as for chains). Returns
- * the pair's key (gemmChains' G2) -> G0.
+ * anything else reads it (the weight gradients); those readers run after the pair (sideSchedule). A 16-bit y0
+ * (f16/bf16 compute) is rounded to the compute type where it is kept in workgroup memory and stored, as its own
+ * store would round it. Not on the subgroup-matrix path (the caller; as for chains). Returns the pair's key
+ * (gemmChains' G2) -> G0.
  */
 function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epilogues: ReadonlyMap<Node, Node>, remaining: ReadonlyMap<Value, number>,
   pinned: ReadonlySet<Value>, expand: ReadonlySet<Node>, tile: GemmTile, limit: number): Map<Node, Node> {
@@ -921,7 +923,7 @@ function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epil
       const y0 = lora.inputs[0], g0 = y0?.node;
       if (!y0 || !g0 || g0.op !== 'Gemm' || g0.outputs.length !== 1 || taken.has(g0) || expand.has(g0) || [...out.values()].includes(g0)) continue;
       if (!plainA(g0) || !plainA(base) || !plainA(lora) || g0.inputs[0] !== base.inputs[0] || (g0.inputs[2] && (g0.attrs.beta as number) !== 0)) continue;
-      if (lora.inputs.filter((x) => x === y0).length !== 1 || base.inputs.includes(y0) || y0.dtype !== 'float32') continue;
+      if (lora.inputs.filter((x) => x === y0).length !== 1 || base.inputs.includes(y0) || (y0.dtype !== 'float32' && y0.dtype !== 'float16')) continue;
       const r = (y0.shape as number[])[1]!;
       if (y0.rank !== 2 || typeof r !== 'number' || r > MAX_SIDE_RANK || segmentedWorkgroupBytes(tile, r) > WORKGROUP_BYTES) continue;
       // every other reader of y0 is a node the schedule may run after the pair (sideSchedule checks the order)

@@ -383,22 +383,27 @@ export function transposeLoad(shape: readonly number[], srcShape: readonly numbe
  * A GEMM epilogue that computes the elementwise chain `root` (with its `inlined` producers) over the GEMM's
  * result `acc` and stores the chain's output in `out`: the chain costs no dispatch and `acc` no buffer.
  * `acc` must have the chain's shape (no broadcast), so output element e of the GEMM is element e of the chain.
+ * A 16-bit `acc` (f16/bf16 compute) is rounded to the compute type first, as the GEMM's store would round it,
+ * and the chain's 16-bit intermediates as their kernels' stores would: the numbers of the unfused plan.
  */
 export function gemmEpilogue(root: EmitCtx['node'], inlined: ReadonlySet<unknown>, refOf: (v: Val) => Source, acc: Val, out: () => Ref): GemmEpilogue {
   const shape = root.outputs[0]!.shape as number[];
   const t = fusedTree(root, inlined, refOf, shape, acc);
   const own = stridesOf(shape);
   const contiguous = (st: readonly number[]) => st.every((x, d) => x === own[d] || shape[d] === 1);
+  // a 16-bit GEMM result is rounded to the compute type as its own store would round it (taken while the plan is made)
+  const r = acc.dtype === 'float16' ? roundHalf() : null;
   return {
     name: `Fused(${root.op})`,
     store: (k) => {
       for (const h of t.helpers) k.decl(h);
+      if (r) k.decl(r.decl);
       const lds = t.leaves.map((l) => loadFn(k, l.src));
       const st = k.output(out());
       return (idx, value) => {
         const vals = t.leaves.map((l, j) => `${lds[j]}(${contiguous(l.strides) ? 'ep_e' : affine(l.strides, 0, 'ep')})`);
         const sub = (x: string) => fillLeaves(x, vals).replace(/@ACC@/g, 'ep_acc');
-        return `{ let ep_e = ${idx}; ${coords('ep_e', shape, 'ep')} let ep_acc = ${value}; ${t.stmts.map(sub).join(' ')} ${st}(ep_e, ${sub(t.root)}); }`;
+        return `{ let ep_e = ${idx}; ${coords('ep_e', shape, 'ep')} let ep_acc = ${r ? `${r.fn}(${value})` : value}; ${t.stmts.map(sub).join(' ')} ${st}(ep_e, ${sub(t.root)}); }`;
       };
     },
   };

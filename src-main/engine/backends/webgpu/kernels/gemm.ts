@@ -314,6 +314,12 @@ export interface SideProduct {
   /** P[kb, j] as an f32 expression. */
   p: (kb: string, j: string) => string;
   alpha: number;
+  /**
+   * The WGSL function rounding alpha·sum to the compute type (roundF16 / roundBF16, declared by the caller) where x·P
+   * is a 16-bit tensor (f16/bf16 compute): the value kept in `Xs` and stored is then the one its own GEMM's store
+   * writes and the LoRA term's load reads back.
+   */
+  round?: string;
   /** The statement storing value `v` (f32) of element (row, j) of x·P. */
   store?: (row: string, j: string, v: string) => string;
 }
@@ -357,7 +363,8 @@ function segmentLoops(k: KernelBuilder, o: { M: number; N: number; TM: number; T
     }`);
     if (mine) {
       const r = mine.r;
-      const v = mine.alpha === 1 ? 'sacc[q]' : `${lit(mine.alpha)} * sacc[q]`;
+      const scaled = mine.alpha === 1 ? 'sacc[q]' : `${lit(mine.alpha)} * sacc[q]`;
+      const v = mine.round ? `${mine.round}(${scaled})` : scaled;
       parts.push(`    for (var q = 0u; q < ${sideSlots(BM, r)}u; q = q + 1u) {
       let e = li + q * ${T * T}u;
       if (e < ${BM * r}u) {

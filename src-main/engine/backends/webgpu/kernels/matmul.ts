@@ -6,7 +6,7 @@
  * Transposes are strides, never copies.
  */
 import { num } from '../../../graph/ops/registry';
-import { KernelBuilder, coords, lit, stridesOf, type Ref } from '../wgsl';
+import { KernelBuilder, coords, lit, roundHalf, stridesOf, type Ref } from '../wgsl';
 import { broadcastStrides, inShape, outShape, prod, shapeOf, type EmitCtx, type Emitter } from './context';
 import { emitGemm, emitTiledGemmSegments, narrowStorage, sideLoad, type GemmProblem, type SegmentedGemmProblem, type SideProduct, type TiledGemm } from './gemm';
 
@@ -147,7 +147,8 @@ function gemmParts(node: EmitCtx['node'], ref: (i: number) => Ref | null): GemmP
  * Two chained Gemms in one dispatch (plan.ts: the first's result is only the second's C, e.g. a base
  * projection and its LoRA term): out = α₂·(A₂B₂) + β₂·(α₁·(A₁B₁) + β₁·C₁), the two products summed into
  * separate accumulators over their own K (kernels/gemm.ts emitTiledGemmSegments), so each is the sum the
- * separate GEMM would form and the store rounds as the two stores did. Tiled f32 kernel only (the plan does
+ * separate GEMM would form and the store rounds as the two stores did (a 16-bit first result rounded to the
+ * compute type before it is added, where its own store would have). Tiled f32 kernel only (the plan does
  * not chain on the subgroup-matrix path).
  */
 function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts): void {
@@ -177,6 +178,9 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts)
     b: (kb: string, col: string) => `${lb}(${mul(kb, g.B.sRow)} + ${mul(col, g.B.sCol)})`,
   });
   const segments = [seg(g1, a1, b1), seg(g2, a2, b2)];
+  // a 16-bit G1 result (f16/bf16 compute) rounded to the compute type, as G1's own store rounds it (taken while the plan is made)
+  const r1 = ch.node.outputs[0]!.dtype === 'float16' ? roundHalf() : null;
+  if (r1) k.decl(r1.decl);
   let sideProduct: SideProduct | undefined;
   if (side) {
     // x·P summed in the base's K loop (the other segment), its [BM, r] block the LoRA term's A
@@ -186,8 +190,11 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts)
     const out = side.out();
     const st = out ? k.output(out) : '';
     segments[lora - 1]!.a = sideLoad(r);
+    // a 16-bit x·P (f16/bf16 compute) rounded to the compute type where it is kept and stored, as its own GEMM's store rounds it
+    const rs = side.node.outputs[0]!.dtype === 'float16' ? roundHalf() : null;
+    if (rs) k.decl(rs.decl);
     sideProduct = {
-      seg: 2 - lora, r, alpha: gs.alpha,
+      seg: 2 - lora, r, alpha: gs.alpha, ...(rs ? { round: rs.fn } : {}),
       p: (kb, j) => `${lp}(${mul(kb, gs.B.sRow)} + ${mul(j, gs.B.sCol)})`,
       ...(st ? { store: (row: string, j: string, v: string) => `${st}(${row} * ${r}u + ${j}, ${v});` } : {}),
     };
@@ -196,8 +203,9 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts)
     M: g2.M, N: g2.N, segments, ...(sideProduct ? { side: sideProduct } : {}),
     store: (row, col, [acc1, acc2]) => {
       // G1's result as its own store computed it, then G2's epilogue over it
-      const first = `${scaled(g1.alpha, acc1!)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;
-      return put(`${row} * ${g2.N}u + ${col}`, `${scaled(g2.alpha, acc2!)} + ${scaled(g2.beta, `(${first})`)}`);
+      const sum = `${scaled(g1.alpha, acc1!)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;
+      const first = r1 ? `${r1.fn}(${sum})` : `(${sum})`;
+      return put(`${row} * ${g2.N}u + ${col}`, `${scaled(g2.alpha, acc2!)} + ${scaled(g2.beta, first)}`);
     },
   };
 }

@@ -1,0 +1,92 @@
+/**
+ * The planner fusions on 16-bit results (f16 and bf16 compute): a GEMM's 16-bit value is rounded to the compute
+ * type where its store would have rounded it (a chained pair's first result before the second adds it, a LoRA side
+ * product x·A where it is kept in workgroup memory and stored, a GEMM result before its epilogue chain reads it), so
+ * the fused plan computes exactly what the unfused plan computes: compared bit for bit on the device, in both
+ * storages of each compute type (array<f16> with shader-f16, and f32 words holding 16-bit values), grouped and not.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { GraphBuilder, type Value } from '../../../../../src-main/engine/graph/graph';
+import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
+import { uniform } from '../../../../helpers/numeric';
+
+beforeAll(async () => { await openGpu(); }, 60_000);
+afterAll(() => closeGpu());
+
+// odd sizes, off the 16×16 tiles: M rows, K in, N out, R the LoRA rank, F the MLP width
+const M = 37, K = 29, N = 23, R = 5, F = 19;
+
+/**
+ * A LoRA projection forward and backward in the compute type (f32 feeds cast to float16, the IR's 16-bit type;
+ * outputs widened back: views): y = res + (0.7·(x·Aᵀ)·Bᵀ + 0.9·(x·Wᵀ + bias)) with x·Aᵀ also fetched (a stored
+ * side product), dx = dy·W + 1.3·(dy·B)·A (a side product nothing else reads), s = σ(0.5·x·Wᵀ)·(res + bias) (an
+ * epilogue with 16-bit intermediates), and dgate, dup = SwiGLUGrad(gate, up, dz·Wd + (dz·Bd)·Ad) (in the chained
+ * GEMM's store at 16 bindings).
+ */
+function graph(): { g: GraphBuilder; feeds: Record<string, HostTensor>; fetch: string[] } {
+  const g = new GraphBuilder();
+  const shapes: Record<string, number[]> = {
+    x: [M, K], w: [N, K], la: [R, K], lb: [N, R], bias: [N], res: [M, N], dy: [M, N],
+    gate: [M, F], up: [M, F], dz: [M, N], wd: [N, F], ad: [R, F], bd: [N, R],
+  };
+  const feeds: Record<string, HostTensor> = {};
+  const h: Record<string, Value> = {};
+  Object.entries(shapes).forEach(([name, shape], j) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    feeds[name] = hostTensor('float32', shape, uniform(n, 101 + j, name === 'gate' ? 4 : 1.7));
+    h[name] = g.cast(g.input(name, 'float32', shape), 'float16');
+  });
+  const out = (name: string, v: Value) => g.output(name, g.cast(v, 'float32'));
+  const xa = g.gemm(h.x!, h.la!, null, { transB: true });
+  const base = g.gemm(h.x!, h.w!, h.bias!, { transB: true });
+  out('y', g.add(h.res!, g.gemm(xa, h.lb!, base, { transB: true, alpha: 0.7, beta: 0.9 })));
+  out('xa', xa);
+  const dyb = g.gemm(h.dy!, h.lb!);
+  out('dx', g.gemm(h.dy!, h.w!, g.gemm(dyb, h.la!, null, { alpha: 1.3 })));
+  out('s', g.mul(g.sigmoid(g.gemm(h.x!, h.w!, null, { transB: true, alpha: 0.5 })), g.add(h.res!, h.bias!)));
+  const dh = g.gemm(h.dz!, h.wd!, g.gemm(g.gemm(h.dz!, h.bd!), h.ad!));
+  const [dg, du] = g.apply('SwiGLUGrad', [h.gate!, h.up!, dh]);
+  out('dgate', dg!);
+  out('dup', du!);
+  return { g, feeds, fetch: ['y', 'xa', 'dx', 's', 'dgate', 'dup'] };
+}
+
+describe('16-bit compute: GEMM epilogues, chained pairs and LoRA side products = the unfused plan, bit for bit', () => {
+  for (const halfType of ['float16', 'bfloat16'] as const) {
+    it(`${halfType === 'float16' ? 'f16' : 'bf16'} compute: the fused kernels are taken, and give the unfused numbers in both storages, grouped and not (device)`, async () => {
+      const { g, feeds, fetch } = graph();
+      const plan = planGraph(g, { noGrouping: true, maxStorageBuffers: 16, shaderF16: true, halfType });
+      expect(plan.byKernel['LoraGemm+Fused(Add)']).toBe(1); // y: chain + x·A side product (stored) + residual epilogue
+      expect(plan.byKernel.LoraGemm).toBe(1); // dx: chain + dy·B side product (not stored)
+      expect(plan.byKernel['Gemm+Fused(Mul)']).toBe(1); // s
+      expect(plan.byKernel['LoraGemm+SwiGLUGrad']).toBe(1); // dgate, dup
+      expect(plan.byKernel.Gemm ?? 0).toBe(0);
+      expect(plan.byKernel.SwiGLUGrad ?? 0).toBe(0);
+      const unfused = planGraph(g, { noFusion: true, noGrouping: true, shaderF16: true, halfType });
+      expect(unfused.byKernel.Gemm).toBe(10);
+      const results: { label: string; out: Record<string, HostTensor> }[] = [];
+      for (const shaderF16 of [true, false]) {
+        for (const [label, o] of [['unfused', { noFusion: true, noGrouping: true }], ['fused', { noGrouping: true }], ['fused, grouped', {}], ['fused, grouped at 8 bindings', { maxStorageBuffers: 8 }]] as const) {
+          const p = await GpuProgram.create({ graph: g, state: [], fetch }, { shaderF16, halfType, maxStorageBuffers: 16, ...o });
+          try {
+            const stored = new Set(p.plan.dispatches.flatMap((d) => d.bindings.filter((b) => b.write).map((b) => b.ref.storage)));
+            expect(stored.has(halfType === 'float16' ? (shaderF16 ? 'h16' : 'f16r') : (shaderF16 ? 'hb16' : 'b16r'))).toBe(true);
+            await p.init({});
+            results.push({ label: `${label}, ${shaderF16 ? 'array<f16>' : 'f32 words'}`, out: await p.step(feeds) });
+          } finally {
+            await p.dispose();
+          }
+        }
+      }
+      const want = results[0]!;
+      for (const r of results.slice(1)) {
+        for (const n of fetch) {
+          const a = Array.from(r.out[n]!.data as Float32Array), b = Array.from(want.out[n]!.data as Float32Array);
+          expect(b.every(Number.isFinite)).toBe(true);
+          expect(a, `${n}: ${r.label} vs ${want.label}`).toEqual(b);
+        }
+      }
+    }, 600_000);
+  }
+});
