@@ -235,6 +235,19 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     consts.push({ value: v, ref });
   }
 
+  // bf16 compute: a bf16 weight read in place is already the compute type, so its Cast is a view (kernels/elementwise.ts
+  // Cast), resolved here rather than at the Cast's place in the schedule: a grouped GEMM that moves up before that place
+  // (q/k/v, each weight's Cast just before its GEMM) reads the weight as the bound constant it is
+  const weightViews = new Set<Node>();
+  if (halfType() === 'bfloat16') {
+    for (const n of order) {
+      const w = n.inputs[0], y = n.outputs[0];
+      if (n.op !== 'Cast' || !w || w.node || !y || w.dtype !== 'float32' || y.dtype !== 'float16' || refOf.get(w)?.storage !== 'bf16') continue;
+      refOf.set(y, refOf.get(w)!);
+      weightViews.add(n);
+    }
+  }
+
   // ---- temporaries: one virtual buffer per computed tensor while scheduling; assignTemporaries maps them
   // onto shared buffers by lifetime once the schedule is complete ----
   let now = 0; // index of the node being scheduled
@@ -343,13 +356,18 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
   };
   const grouping = opts.noGrouping || opts.grouping === false ? null : groupGemms(schedule, {
     maxBindings: opts.maxStorageBuffers, gemm: opts.gemm, bindingsOf: (v) => refOf.get(v)?.parts?.bufs.length ?? 1,
-    unit: (n) => gemmUnit(n, epilogues, chains, deferred, expand, sides, pinned, remaining),
+    unit: (n) => {
+      const u = gemmUnit(n, epilogues, chains, deferred, expand, sides, pinned, remaining);
+      // (a weight's view resolved up front is the weight: bound once, there before any node)
+      return u && weightViews.size ? { ...u, reads: [...new Set(u.reads.map((x) => (x.node && weightViews.has(x.node) ? x.node.inputs[0]! : x)))] } : u;
+    },
     runsElsewhere: (n) => deferred.has(n) || expand.has(n),
   });
   for (const node of grouping?.order ?? schedule) {
     now++;
 
     if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
+    if (weightViews.has(node)) { consumed(node); continue; } // (a view, resolved up front)
     if (accumulated.has(node)) { // its sum was stored by the norm backward as its dx: the Add's output is that tensor
       const ref = refOf.get(node.inputs.find((x) => x?.node && accumulates.get(x.node) === node)!)!;
       refOf.set(node.outputs[0]!, ref);

@@ -91,7 +91,7 @@ describe('f16 compute: activation bytes and the trainer', () => {
     expect(ratio).toBeLessThan(0.66); // 0.633 since SwiGLU folded into its readers' loads (h no longer stored: 4 bytes an element gone from f32, 2 from f16)
   }, 120_000);
 
-  it('per layer (Llama-3.2-1B shapes, B1×T2048): the 16-bit steps Cast the LoRA masters once a step, no Cast, Concat or Transpose a layer', async () => {
+  it('per layer (Llama-3.2-1B shapes, B1×T2048): the 16-bit steps Cast the LoRA masters once a step, no Cast, Concat or Transpose a layer, the f32 step\'s kernels', async () => {
     // dispatches a layer = a 2-layer plan minus a 1-layer plan; f16 compute over f16 weights, bf16 compute over the bf16
     // weights in place, and f16 compute the previous way (a Cast per LoRA factor: castPerFactor) as the reference
     const plans = async (compute: 'float32' | 'float16' | 'bfloat16', castPerFactor: boolean, opts: { noGrouping?: boolean; maxStorageBuffers?: number }) => {
@@ -112,32 +112,24 @@ describe('f16 compute: activation bytes and the trainer', () => {
       return { perLayer: two.dispatches.length - one.dispatches.length, byKernel, step: two };
     };
     const lines: string[] = [];
-    // (gap: dispatches a layer over the f32 step's, f16 and bf16; the bf16 step groups fewer GEMMs, as before this change;
-    // the f32 step has the LoRA side products and SwiGLUGrad in the chained dh GEMM's store, f32-only, hence the gaps)
-    for (const [label, opts, gap] of [['ungrouped', { noGrouping: true }, [28, 28]], ['8 bindings', {}, [13, 14]], ['16 bindings', { maxStorageBuffers: 16 }, [16, 20]]] as const) {
+    for (const [label, opts] of [['ungrouped', { noGrouping: true }], ['8 bindings', {}], ['16 bindings', { maxStorageBuffers: 16 }]] as const) {
       const f32 = await plans('float32', false, opts), f16 = await plans('float16', false, opts), bf16 = await plans('bfloat16', false, opts);
       const before = await plans('float16', true, opts);
       lines.push(`${label}: f32 ${f32.perLayer}, f16 ${f16.perLayer}, bf16 ${bf16.perLayer}, f16 with a Cast per factor ${before.perLayer}`);
-      for (const [i, p] of [f16, bf16].entries()) {
+      for (const p of [f16, bf16]) {
         expect(p.byKernel.Cast ?? 0).toBe(0);
         expect(p.byKernel.Concat ?? 0).toBe(0);
         expect(p.byKernel.Transpose ?? 0).toBe(0);
         // one Cast of the flat master vector a step (bf16 weights' Casts are views), the gradient's Concat placed
         expect(p.step.byKernel.Cast).toBe(1);
         expect(p.step.byKernel.Concat ?? 0).toBe(0);
-        // what is left over the f32 step: the fusions the planner takes in f32 only (a 16-bit GEMM result is rounded
-        // where it is stored): the base + LoRA GEMM pairs chained in one dispatch with their side products (x·A, dy·B)
-        // and the residual Adds in GEMM epilogues
-        expect(p.perLayer - f32.perLayer).toBeLessThanOrEqual(gap[i]!);
-      }
-      // ungrouped, exactly those: every chained pair is two dispatches, a pair with its side product three, every
-      // epilogue Add one; and SwiGLUGrad, separate in f32 (with the chained LoRA term and its side product the dh GEMM
-      // would bind 10 buffers), is in the unchained f16 dh GEMM's store
-      if (label === 'ungrouped') {
-        const count = (prefix: string) => Object.entries(f32.byKernel).filter(([k]) => k.startsWith(prefix)).reduce((a, [, n]) => a + n, 0);
-        const swigluGrad = (f32.byKernel.SwiGLUGrad ?? 0) - (f16.byKernel.SwiGLUGrad ?? 0);
-        expect(f16.perLayer).toBe(f32.perLayer + count('Gemm+Gemm') + 2 * count('LoraGemm') + (f16.byKernel.Add ?? 0) - swigluGrad);
-        expect(bf16.perLayer).toBe(f16.perLayer);
+        // the planner fusions the f32 step takes, taken on 16-bit results too (the GEMM's value, a chained pair's first
+        // result and a LoRA side product rounded to the compute type where their stores would round them): the same
+        // kernels a layer as the f32 step (65 / 43 / 35 for f16 and 65 / 44 / 39 for bf16 while they were f32-only;
+        // bf16 grouped fewer at 16 bindings until its weights' Casts, views, were resolved before grouping)
+        expect(p.perLayer).toBe(f32.perLayer);
+        const nonzero = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).filter(([, n]) => n !== 0));
+        expect(nonzero(p.byKernel)).toEqual(nonzero(f32.byKernel));
       }
       // the previous formulation: a Cast of each LoRA factor and a Concat copy of each factor's gradient a layer (7 projections)
       expect(before.byKernel.Cast).toBe(14);
