@@ -6,7 +6,7 @@
  * Rows are the tensor's leading dims, D its last one.
  */
 import { num } from '../../../graph/ops/registry';
-import { KernelBuilder, grid, lit } from '../wgsl';
+import { KernelBuilder, grid, lit, roundHalf } from '../wgsl';
 import { ENTRY, dispatchPerElement, inShape, prod, type EmitCtx, type Emitter } from './context';
 
 const WG = 64;
@@ -50,6 +50,10 @@ function normGrad(centered: boolean): Emitter {
     const ldx = k.input(c.in(0)), lds = k.input(c.in(1)), ldg = k.input(c.in(2));
     const stx = c.used(0) ? k.output(c.out(0)) : null;
     const lda = c.accumulate ? k.input(c.accumulate) : null; // the residual stream's other gradient, added in the store
+    // (a 16-bit dx rounded to the compute type before the sum, as its own store would round it: the unfused Add's numbers)
+    const rdx = lda && c.node.outputs[0]!.dtype === 'float16' ? roundHalf() : null;
+    if (rdx) k.decl(rdx.decl);
+    const dxOf = (v: string) => (rdx ? `${rdx.fn}(${v})` : v);
     const stMu = centered && stat(nOut) ? k.output(c.out(nOut)) : null;
     const stR = stat(nOut + (centered ? 1 : 0)) ? k.output(c.out(nOut + (centered ? 1 : 0))) : null;
     const mu = centered ? 'mu' : '0.0';
@@ -63,7 +67,7 @@ function normGrad(centered: boolean): Emitter {
   ${stx ? `for (var j = li; j < D; j = j + ${WG}u) {
     let e = base + j;
     // dx = r (gx̂ − ${centered ? 'mean(gx̂) − ' : ''}x̂ · mean(gx̂ ⊙ x̂)),  gx̂ = gy ⊙ scale
-    ${stx}(e, ${lda ? `${lda}(e) + ` : ''}r * (${ldg}(e) * ${lds}(j)${centered ? ' - m1 / f32(D)' : ''} - (${ldx}(e) - ${mu}) * r * m2 / f32(D)));
+    ${stx}(e, ${lda ? `${lda}(e) + ` : ''}${dxOf(`r * (${ldg}(e) * ${lds}(j)${centered ? ' - m1 / f32(D)' : ''} - (${ldx}(e) - ${mu}) * r * m2 / f32(D))`)});
   }` : ''}`);
     if (!wantCols) return;
     // 2. per column: dscale[d] = Σ_rows gy · x̂ (dbias[d] = Σ_rows gy)
