@@ -880,8 +880,9 @@ function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Valu
 /**
  * Chained GEMMs: a Gemm G1 whose result nothing but another Gemm G2's C reads (same shape) runs inside G2's
  * dispatch as a second K segment (kernels/matmul.ts chainedGemmKernel): a LoRA projection's base GEMM and
- * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). Not on the subgroup-matrix
- * path (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
+ * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). G1 may be QLoRA's Nf4Gemm (its
+ * packed weight one binding: kernels/nf4.ts). Not on the subgroup-matrix path (its f16 tiles would round the LoRA
+ * operands). Returns G2 -> G1.
  */
 function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
   folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>): Map<Node, Node> {

@@ -12,6 +12,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import type { GraphBuilder } from '../../graph/graph';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../onnx/pack';
 import type { HostTensor, StateSlot } from '../../runtime/tensor';
@@ -183,15 +184,16 @@ export class GpuProgram {
     const toUpload: typeof this.plan.consts = [];
     const fresh: { key: string; slots: BufferSlot[] }[] = [];
     // a buffer holding several constants (a packed NF4 weight, plan.ts: its pieces at word offsets) is cached under
-    // the key of the piece at offset 0 with the others' keys (any of them in-graph: not cached); the pieces of a
-    // buffer taken from the cache are not uploaded again
+    // the key of the piece at offset 0 with the others' keys (an in-graph piece, scale2, offset, the dynamic map:
+    // by its bytes' digest, so the file-read codes stay shared); the pieces of a buffer taken from the cache are not
+    // uploaded again
     const pieces = new Map<BufferSlot, typeof this.plan.consts>();
     for (const c of this.plan.consts) if (!c.ref.parts) pieces.set(c.ref.buf, [...(pieces.get(c.ref.buf) ?? []), c]);
     const keyOf = (c: (typeof this.plan.consts)[number]): string | null => {
       const all = pieces.get(c.ref.buf);
       if (!all || all.length === 1) return weightKey(c, dir);
       if (c.ref.offset !== 0) return null;
-      const keys = [...all].sort((a, b) => a.ref.offset - b.ref.offset).map((x) => weightKey(x, dir));
+      const keys = [...all].sort((a, b) => a.ref.offset - b.ref.offset).map((x) => weightKey(x, dir) ?? rawKey(x));
       return keys.every((x) => x !== null) ? `${keys.join('&')}|${c.ref.buf.bytes}` : null;
     };
     const cachedSlots = new Set<BufferSlot>();
@@ -525,6 +527,13 @@ function weightKey(c: { value: { constData?: OnnxTensorData | undefined }; ref: 
   const d = c.data ?? c.value.constData; // (a node's payload: NF4 codes in the weight cache's files)
   if (!d || d.kind === 'raw' || !dir) return null;
   return [c.data ? 'payload' : 'value', path.resolve(dir, d.location), d.offset, d.length, c.ref.storage, c.ref.numel, c.ref.parts?.elems ?? 0].join('|');
+}
+
+/** The key of an in-graph constant's bytes (a piece of a packed NF4 weight): their digest and where it lies. */
+function rawKey(c: { value: { constData?: OnnxTensorData | undefined }; ref: Ref; data?: OnnxTensorData }): string | null {
+  const d = c.data ?? c.value.constData;
+  if (!d || d.kind !== 'raw') return null;
+  return ['raw', createHash('sha256').update(d.bytes).digest('hex'), c.ref.offset, c.ref.numel, c.ref.storage].join('|');
 }
 
 /** Raw constant bytes in the IR type -> the bytes stored on the GPU (int64 -> int32, bool -> u32). */

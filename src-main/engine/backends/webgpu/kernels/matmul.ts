@@ -157,8 +157,9 @@ function gemmParts(node: EmitCtx['node'], ref: (i: number) => Ref | null): GemmP
  * Two chained Gemms in one dispatch (plan.ts: the first's result is only the second's C, e.g. a base
  * projection and its LoRA term): out = α₂·(A₂B₂) + β₂·(α₁·(A₁B₁) + β₁·C₁), the two products summed into
  * separate accumulators over their own K (kernels/gemm.ts emitTiledGemmSegments), so each is the sum the
- * separate GEMM would form and the store rounds as the two stores did. Tiled f32 kernel only (the plan does
- * not chain on the subgroup-matrix path).
+ * separate GEMM would form and the store rounds as the two stores did. The first may be an Nf4Gemm (QLoRA's
+ * base GEMM, `g1` null: x·W_nf4 (+ bias) through kernels/nf4.ts's dequantizing load). Tiled f32 kernel only (the
+ * plan does not chain on the subgroup-matrix path).
  */
 function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts | null): void {
   const base = c.chained?.side ? 'LoraGemm' : 'Gemm+Gemm';
