@@ -35,7 +35,7 @@ import type { Node, Value } from '../../graph/graph';
 import type { Emitter } from './kernels/context';
 import { emitGroupedGemm, type GemmChoice, type GemmProblem, type SegmentedGemmProblem } from './kernels/gemm';
 import { gemmProblem } from './kernels/matmul';
-import { nf4Problem } from './kernels/nf4';
+import { nf4Packed, nf4Problem } from './kernels/nf4';
 import { KernelBuilder, storedValue, type BufferSlot, type Ref } from './wgsl';
 
 /** How far ahead (nodes of the schedule) a group looks for members: bounds how much earlier a GEMM may run. */
@@ -66,8 +66,12 @@ export function groupableGemm(n: Node): boolean {
   return false;
 }
 
-/** The inputs a GEMM's kernel binds (Nf4Gemm's input 5, the CPU lowering's pair table, is not read on the GPU). */
-export const boundInputs = (n: Node): (Value | null)[] => (n.op === 'Nf4Gemm' ? n.inputs.filter((_, i) => i !== 5) : [...n.inputs]);
+/**
+ * The inputs a GEMM's kernel binds, one a binding (Nf4Gemm's input 5, the CPU lowering's pair table, is not read on
+ * the GPU; a packed NF4 weight, kernels/nf4.ts nf4Packed, is one buffer: its codes stand for it).
+ */
+export const boundInputs = (n: Node): (Value | null)[] => (n.op !== 'Nf4Gemm' ? [...n.inputs]
+  : n.inputs.filter((_, i) => i !== 5 && !(nf4Packed(n) && i >= 2 && i <= 6)));
 
 /**
  * What one scheduled node's GEMM kernel is (plan.ts: after its fusions): the GEMM nodes it computes (a

@@ -24,6 +24,8 @@ import { swigluGradEpilogue, swigluLoad } from './kernels/swiglu';
 import { chainLoad, contiguousSlice, fusedElementwise, fusibleExpr, gemmEpilogue, transposeLoad, type Source } from './kernels/elementwise';
 import type { EmitCtx } from './kernels/context';
 import { segmentedWorkgroupBytes, type GemmChoice, type GemmTile } from './kernels/gemm';
+import { nf4PackLayout, nf4Packed } from './kernels/nf4';
+import { nf4ConstData } from '../../quant/graph';
 import { DEFAULT_MAX_BINDINGS, MAX_GROUP_BINDINGS, boundInputs, groupGemms, groupableGemm, type GemmUnit } from './group';
 import { KernelBuilder, activationStorage, halfType, storageBytes, storageOf, withHalfType, type Binding, type BufferKind, type BufferSlot, type Ref, type Storage } from './wgsl';
 
@@ -214,8 +216,30 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     refOf.set(v, ref);
     inputs.set(v.name!, { name: v.name!, dtype: v.dtype, shape, ref });
   }
+  // NF4 weights (QLoRA): one buffer each, its codes, absmax codes, scale2 and offset at word offsets (kernels/nf4.ts
+  // nf4PackLayout): an Nf4Gemm binds its weight once. The pieces stay constants of their own (uploaded at their offsets).
+  const packed = new Map<Value, Ref | null>();
+  for (const n of order) {
+    if (!nf4Packed(n) || packed.has(n.inputs[1]!)) continue;
+    const [, codes, abs, scale2, offset] = n.inputs as Value[];
+    const nb2 = (scale2.shape as number[]).reduce((a, b) => a * b, 1);
+    const lay = nf4PackLayout(nf4ConstData(codes.node!).bytes, nf4ConstData(abs.node!).bytes, nb2);
+    const buf = slot('weight', 4 * lay.words, `${String(codes.node!.attrs.key).replace(/\.nf4_codes$/, '')}.nf4`);
+    packed.set(codes, { buf, offset: lay.codes, numel: lay.abs - lay.codes, storage: 'u32' });
+    packed.set(abs, { buf, offset: lay.abs, numel: lay.scale2 - lay.abs, storage: 'u32' });
+    packed.set(scale2, { buf, offset: lay.scale2, numel: nb2, storage: 'f32' });
+    packed.set(offset, { buf, offset: lay.offset, numel: 1, storage: 'f32' });
+    const dyn = n.inputs[6]!; // (the graph's one dynamic map: a copy in every packed weight)
+    consts.push({ value: dyn, ref: { buf, offset: lay.dyn, numel: (dyn.shape as number[]).reduce((a, b) => a * b, 1), storage: 'f32' } });
+  }
+  // the dynamic map's own buffer only where an unpacked Nf4Gemm reads it
+  const unpackedDyn = new Set(order.filter((m) => m.op === 'Nf4Gemm' && !nf4Packed(m)).map((m) => m.inputs[6]));
+  for (const n of order) if (nf4Packed(n) && !unpackedDyn.has(n.inputs[6])) packed.set(n.inputs[6]!, null);
   for (const v of g.consts) {
     if (!seen.has(v)) continue;
+    const piece = packed.get(v);
+    if (piece === null) continue; // (copied into the packed weights)
+    if (piece) { refOf.set(v, piece); consts.push({ value: v, ref: piece }); continue; }
     const shape = staticShape(v.shape, `GPU plan: constant ${v}`);
     if (v.dtype === 'float64') throw new Error(`GPU plan: constant ${v} is float64; the GPU backend computes in float32.`);
     const n = shape.reduce((a, b) => a * b, 1);
@@ -446,6 +470,8 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       },
       constant: (i, data, bytes) => {
         const v = node.outputs[i]!;
+        const piece = packed.get(v); // (a piece of a packed NF4 weight)
+        if (piece) { refOf.set(v, piece); consts.push({ value: v, ref: piece, data }); return piece; }
         const words = Math.max(1, Math.ceil(bytes / 4));
         const r: Ref = { buf: slot('weight', 4 * words, `${node.op}#${node.id}`), offset: 0, numel: words, storage: 'u32' };
         refOf.set(v, r);
@@ -830,7 +856,7 @@ function swigluFoldable(n: Node, readers: ReadonlyMap<Value, Node[]>, folded: Re
     if (!gemm && !(r.op === 'Nf4Gemm' && r.inputs.every((x, i) => x !== y || i === 0))) return false;
     const root = rootOf.get(r);
     const extra = root ? chainLeaves(root, inlined).size - 1 : 0; // the epilogue's other tensors
-    const operands = r.inputs.reduce((a, x) => a + (!x || x === y ? 0 : foldedBindings(x, folded, inlined)), 0) + new Set([gate, up]).size;
+    const operands = boundInputs(r).reduce((a, x) => a + (!x || x === y ? 0 : foldedBindings(x, folded, inlined)), 0) + new Set([gate, up]).size;
     return operands + extra + 2 <= MAX_BINDINGS; // + output, params
   });
 }
@@ -873,8 +899,9 @@ function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Valu
  * Chained GEMMs: a Gemm G1 whose result nothing but another Gemm G2's C reads (same shape) runs inside G2's
  * dispatch as a second K segment (kernels/matmul.ts chainedGemmKernel): a LoRA projection's base GEMM and
  * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). A 16-bit G1 result (f16/bf16
- * compute) is rounded to the compute type before G2 adds it, as its own store would round it. Not on the
- * subgroup-matrix path (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
+ * compute) is rounded to the compute type before G2 adds it, as its own store would round it. G1 may be QLoRA's
+ * Nf4Gemm (its packed weight one binding: kernels/nf4.ts; f32 results only so far). Not on the subgroup-matrix path
+ * (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
  */
 function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
   folded: ReadonlySet<Node>, inlined: ReadonlySet<Node>): Map<Node, Node> {
@@ -890,11 +917,12 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
   for (const g2 of order) {
     const y1 = g2.inputs[2];
     const g1 = y1?.node;
-    if (g2.op !== 'Gemm' || !y1 || !g1 || g1.op !== 'Gemm' || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
-    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || (y1.dtype !== 'float32' && y1.dtype !== 'float16') || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
+    // (G1 may be QLoRA's Nf4Gemm: its dequantizing load is the first segment's B, kernels/matmul.ts chainedSpec)
+    if (g2.op !== 'Gemm' || !y1 || !g1 || !(g1.op === 'Gemm' || (g1.op === 'Nf4Gemm' && groupableGemm(g1))) || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
+    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || !(y1.dtype === 'float32' || (y1.dtype === 'float16' && g1.op === 'Gemm')) || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
     if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.attrs.beta as number) === 0) continue;
     const root = rootOf.get(g2);
-    const bindings = cost(g2.inputs[0]!) + cost(g2.inputs[1]!) + g1.inputs.reduce((a, x) => a + cost(x), 0)
+    const bindings = cost(g2.inputs[0]!) + cost(g2.inputs[1]!) + boundInputs(g1).reduce((a, x) => a + cost(x), 0)
       + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
     if (bindings > MAX_BINDINGS) continue;
     out.set(g2, g1);
@@ -932,6 +960,8 @@ function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epil
   const readers = new Map<Value, Node[]>();
   for (const n of order) for (const x of n.inputs) if (x) readers.set(x, [...(readers.get(x) ?? []), n]);
   const plainA = (g: Node) => g.op === 'Gemm' && !(g.attrs.transA as number);
+  // the base GEMM stages x as its A' tiles: a Gemm reading x untransposed, or QLoRA's Nf4Gemm (x is its input 0)
+  const baseA = (g: Node) => plainA(g) || g.op === 'Nf4Gemm';
   const leavesOf = (n: Node, acc: Set<Value>): Set<Value> => {
     for (const x of n.inputs) if (x) { if (x.node && expand.has(x.node) && !VIEW_OPS.has(x.node.op) && x.node.op !== 'Transpose') leavesOf(x.node, acc); else acc.add(x); }
     return acc;
@@ -940,7 +970,7 @@ function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epil
     for (const [base, lora] of [[g1, g2], [g2, g1]] as const) {
       const y0 = lora.inputs[0], g0 = y0?.node;
       if (!y0 || !g0 || g0.op !== 'Gemm' || g0.outputs.length !== 1 || taken.has(g0) || expand.has(g0) || [...out.values()].includes(g0)) continue;
-      if (!plainA(g0) || !plainA(base) || !plainA(lora) || g0.inputs[0] !== base.inputs[0] || (g0.inputs[2] && (g0.attrs.beta as number) !== 0)) continue;
+      if (!plainA(g0) || !baseA(base) || !plainA(lora) || g0.inputs[0] !== base.inputs[0] || (g0.inputs[2] && (g0.attrs.beta as number) !== 0)) continue;
       if (lora.inputs.filter((x) => x === y0).length !== 1 || base.inputs.includes(y0) || (y0.dtype !== 'float32' && y0.dtype !== 'float16')) continue;
       const r = (y0.shape as number[])[1]!;
       if (y0.rank !== 2 || typeof r !== 'number' || r > MAX_SIDE_RANK || segmentedWorkgroupBytes(tile, r) > WORKGROUP_BYTES) continue;
@@ -948,7 +978,7 @@ function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epil
       if ((readers.get(y0) ?? []).some((n) => n !== lora && expand.has(n))) continue;
       // storage bindings: the tensors the pair, G0 and the epilogue read (y0 not: it is computed here), output(s), params
       const reads = new Set<Value>();
-      for (const g of [g2, g1, g0]) for (const x of g.inputs) if (x && x !== y0 && x !== g1.outputs[0]) { if (x.node && expand.has(x.node)) leavesOf(x.node, reads); else reads.add(x); }
+      for (const g of [g2, g1, g0]) for (const x of boundInputs(g)) if (x && x !== y0 && x !== g1.outputs[0]) { if (x.node && expand.has(x.node)) leavesOf(x.node, reads); else reads.add(x); }
       const root = rootOf.get(g2);
       if (root) for (const x of leavesOf(root, new Set())) if (x !== g2.outputs[0]) reads.add(x);
       const stored = sideStored(y0, pinned, remaining);

@@ -12,6 +12,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import type { GraphBuilder } from '../../graph/graph';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../onnx/pack';
 import type { HostTensor, StateSlot } from '../../runtime/tensor';
@@ -182,8 +183,23 @@ export class GpuProgram {
     if (!cache) weightCache.set(device, cache = new Map());
     const toUpload: typeof this.plan.consts = [];
     const fresh: { key: string; slots: BufferSlot[] }[] = [];
+    // a buffer holding several constants (a packed NF4 weight, plan.ts: its pieces at word offsets) is cached under
+    // the key of the piece at offset 0 with the others' keys (an in-graph piece, scale2, offset, the dynamic map:
+    // by its bytes' digest, so the file-read codes stay shared); the pieces of a buffer taken from the cache are not
+    // uploaded again
+    const pieces = new Map<BufferSlot, typeof this.plan.consts>();
+    for (const c of this.plan.consts) if (!c.ref.parts) pieces.set(c.ref.buf, [...(pieces.get(c.ref.buf) ?? []), c]);
+    const keyOf = (c: (typeof this.plan.consts)[number]): string | null => {
+      const all = pieces.get(c.ref.buf);
+      if (!all || all.length === 1) return weightKey(c, dir);
+      if (c.ref.offset !== 0) return null;
+      const keys = [...all].sort((a, b) => a.ref.offset - b.ref.offset).map((x) => weightKey(x, dir) ?? rawKey(x));
+      return keys.every((x) => x !== null) ? `${keys.join('&')}|${c.ref.buf.bytes}` : null;
+    };
+    const cachedSlots = new Set<BufferSlot>();
     for (const c of this.plan.consts) {
-      const key = weightKey(c, dir);
+      if (cachedSlots.has(c.ref.buf)) continue;
+      const key = keyOf(c);
       const slots = c.ref.parts ? c.ref.parts.bufs : [c.ref.buf];
       const hit = key ? cache.get(key) : undefined;
       if (hit && hit.bufs.length === slots.length) {
@@ -191,6 +207,7 @@ export class GpuProgram {
         hit.users++;
         this.sharedKeys.push(key!);
         this.info.sharedWeightBytes += hit.bytes;
+        cachedSlots.add(c.ref.buf);
         continue;
       }
       toUpload.push(c);
@@ -204,7 +221,7 @@ export class GpuProgram {
       const t = this.plan.inputs.get(name)!;
       this.uploads.set(name, device.createBuffer({ size: t.ref.numel * 4, usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, label: `${name} (host upload)` }));
     }
-    for (const c of toUpload) this.uploadConst(c.value, c.ref, dir, c.data);
+    for (const c of toUpload) if (!cachedSlots.has(c.ref.buf)) this.uploadConst(c.value, c.ref, dir, c.data);
     for (const f of fresh) {
       cache.set(f.key, { bufs: f.slots.map((sl) => this.gpuBufs.get(sl)!), bytes: f.slots.reduce((a, sl) => a + sl.bytes, 0), users: 1 });
       f.slots.forEach((sl) => this.borrowed.add(sl));
@@ -253,9 +270,11 @@ export class GpuProgram {
     const pieces = ref.parts
       ? ref.parts.bufs.map((slot, p) => ({ buf: this.gpuBufs.get(slot)!, from: p * ref.parts!.elems * per, len: Math.min(ref.parts!.elems, ref.parts!.total - p * ref.parts!.elems) * per }))
       : [{ buf: this.gpuBufs.get(ref.buf)!, from: 0, len: Infinity }];
+    // (a piece of a buffer holding several constants, a packed NF4 weight: at its offset; 4-byte elements)
+    const at0 = ref.parts ? 0 : ref.offset * 4;
     if (d.kind === 'raw') {
       const all = bytes ? d.bytes : toStored(d.bytes, v.dtype);
-      for (const pc of pieces) q.writeBuffer(pc.buf, 0, pad4(all.subarray(pc.from, pc.from + Math.min(pc.len, all.byteLength - pc.from))));
+      for (const pc of pieces) q.writeBuffer(pc.buf, at0, pad4(all.subarray(pc.from, pc.from + Math.min(pc.len, all.byteLength - pc.from))));
       return;
     }
     if (!bytes && v.dtype !== 'float32' && v.dtype !== 'float16') throw new Error(`GPU backend: external weight ${v.name} is ${v.dtype}; only float32/float16 files are read in place.`);
@@ -271,7 +290,7 @@ export class GpuProgram {
           if (got !== n) throw new Error(`GPU backend: ${d.location} ended early reading weight ${v.name}.`);
           const m = Math.ceil(n / 4) * 4;
           chunk.fill(0, n, m);
-          q.writeBuffer(pc.buf, at, chunk, 0, m);
+          q.writeBuffer(pc.buf, at0 + at, chunk, 0, m);
         }
       }
     } finally {
@@ -508,6 +527,13 @@ function weightKey(c: { value: { constData?: OnnxTensorData | undefined }; ref: 
   const d = c.data ?? c.value.constData; // (a node's payload: NF4 codes in the weight cache's files)
   if (!d || d.kind === 'raw' || !dir) return null;
   return [c.data ? 'payload' : 'value', path.resolve(dir, d.location), d.offset, d.length, c.ref.storage, c.ref.numel, c.ref.parts?.elems ?? 0].join('|');
+}
+
+/** The key of an in-graph constant's bytes (a piece of a packed NF4 weight): their digest and where it lies. */
+function rawKey(c: { value: { constData?: OnnxTensorData | undefined }; ref: Ref; data?: OnnxTensorData }): string | null {
+  const d = c.data ?? c.value.constData;
+  if (!d || d.kind !== 'raw') return null;
+  return ['raw', createHash('sha256').update(d.bytes).digest('hex'), c.ref.offset, c.ref.numel, c.ref.storage].join('|');
 }
 
 /** Raw constant bytes in the IR type -> the bytes stored on the GPU (int64 -> int32, bool -> u32). */

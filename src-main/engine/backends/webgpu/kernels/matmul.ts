@@ -8,7 +8,8 @@
 import { num } from '../../../graph/ops/registry';
 import { KernelBuilder, coords, lit, roundHalf, stridesOf, type Ref } from '../wgsl';
 import { broadcastStrides, inShape, outShape, prod, shapeOf, type EmitCtx, type Emitter } from './context';
-import { emitGemm, emitTiledGemmSegments, narrowStorage, sideLoad, type GemmProblem, type SegmentedGemmProblem, type SideProduct, type TiledGemm } from './gemm';
+import { emitGemm, emitTiledGemmSegments, narrowStorage, sideLoad, type GemmProblem, type GemmSegment, type SegmentedGemmProblem, type SideProduct, type TiledGemm } from './gemm';
+import { nf4Problem } from './nf4';
 
 /** An operand: input `i` of the node, its buffer (null: folded, computed in the load: plan.ts), batch strides, row/column strides. */
 interface Operand { i: number; ref: Ref | null; batch: number[]; sRow: number; sCol: number }
@@ -94,7 +95,7 @@ export const MATMUL: Record<string, Emitter> = {
     const g = gemmParts(c.node, (i) => (c.chained && (i === 2 || sideRead(c, i)) ? null : operand(c, i)));
     if (c.chained) {
       const ch = c.chained;
-      chainedGemmKernel(c, g, gemmParts(ch.node, (i) => (ch.folded(i) || (i === 0 && ch.node.inputs[0] === ch.side?.node.outputs[0]) ? null : ch.in(i))));
+      chainedGemmKernel(c, g, chainedParts(ch));
       return;
     }
     gemmKernel(c, 'Gemm', [], g.M, g.N, g.K, g.A, g.B, g.C, g.alpha, g.beta);
@@ -116,13 +117,22 @@ export function gemmProblem(c: EmitCtx, k: KernelBuilder): GemmProblem | Segment
   const g = gemmParts(c.node, (i) => (c.chained && (i === 2 || sideRead(c, i)) ? null : operand(c, i)));
   if (c.chained) {
     const ch = c.chained;
-    return chainedSpec(c, k, g, gemmParts(ch.node, (i) => (ch.folded(i) || (i === 0 && ch.node.inputs[0] === ch.side?.node.outputs[0]) ? null : ch.in(i))));
+    return chainedSpec(c, k, g, chainedParts(ch));
   }
   return oneMatrix(gemmSpec(c, k, [], g.M, g.N, g.K, g.A, g.B, g.C, g.alpha, g.beta));
 }
 
 /** A one-matrix TiledGemm as a grouped problem (its kernel and batch count belong to the group). */
 export const oneMatrix = (t: TiledGemm): GemmProblem => ({ M: t.M, N: t.N, K: t.K, a: t.a, b: t.b, store: t.store, ...(t.prologue ? { prologue: t.prologue } : {}) });
+
+/** The chained GEMM's parts (null: an Nf4Gemm, QLoRA's base GEMM: chainedSpec builds its segment from kernels/nf4.ts). */
+function chainedParts(ch: NonNullable<EmitCtx['chained']>): GemmParts | null {
+  if (ch.node.op === 'Nf4Gemm') return null;
+  return gemmParts(ch.node, (i) => (ch.folded(i) || (i === 0 && ch.node.inputs[0] === ch.side?.node.outputs[0]) ? null : ch.in(i)));
+}
+
+/** Names of the chained NF4 loads declared in a kernel (a group holds several chained pairs). */
+const nf4Loads = new WeakMap<KernelBuilder, number>();
 
 interface GemmParts { M: number; N: number; K: number; A: Operand; B: Operand; C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null; alpha: number; beta: number }
 
@@ -148,17 +158,18 @@ function gemmParts(node: EmitCtx['node'], ref: (i: number) => Ref | null): GemmP
  * projection and its LoRA term): out = α₂·(A₂B₂) + β₂·(α₁·(A₁B₁) + β₁·C₁), the two products summed into
  * separate accumulators over their own K (kernels/gemm.ts emitTiledGemmSegments), so each is the sum the
  * separate GEMM would form and the store rounds as the two stores did (a 16-bit first result rounded to the
- * compute type before it is added, where its own store would have). Tiled f32 kernel only (the plan does
- * not chain on the subgroup-matrix path).
+ * compute type before it is added, where its own store would have). The first may be an Nf4Gemm (QLoRA's
+ * base GEMM, `g1` null: x·W_nf4 (+ bias) through kernels/nf4.ts's dequantizing load). Tiled f32 kernel only (the
+ * plan does not chain on the subgroup-matrix path).
  */
-function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts): void {
+function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts | null): void {
   const base = c.chained?.side ? 'LoraGemm' : 'Gemm+Gemm';
   const k = new KernelBuilder(c.epilogue ? `${base}+${c.epilogue.name}` : base);
   emitTiledGemmSegments(c, { k, ...chainedSpec(c, k, g2, g1) }, c.gemm?.tile);
 }
 
 /** `chainedGemmKernel`'s two K segments and store, declared in `k`. */
-function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts): SegmentedGemmProblem {
+function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts | null): SegmentedGemmProblem {
   const ch = c.chained!;
   const side = ch.side;
   // which of the pair reads the side product x·P as its A (2: this node, 1: the chained one, 0: none)
@@ -167,8 +178,7 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts)
   if (side && !lora) throw new Error(`${k.name}: neither chained Gemm reads the side product ${side.node} (plan.ts loraSides).`);
   const ld2 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
   const ld1 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : ch.load(o.i, k));
-  const a2 = lora === 2 ? '' : ld2(g2.A), b2 = ld2(g2.B), a1 = lora === 1 ? '' : ld1(g1.A), b1 = ld1(g1.B);
-  const c1 = g1.C && g1.beta !== 0 ? ld1(g1.C) : '';
+  const a2 = lora === 2 ? '' : ld2(g2.A), b2 = ld2(g2.B);
   const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
   const scaled = (f: number, e: string) => (f === 1 ? e : `${lit(f)} * ${e}`);
@@ -177,7 +187,24 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts)
     a: (row: string, ka: string) => `${la}(${mul(row, g.A.sRow)} + ${mul(ka, g.A.sCol)})`,
     b: (kb: string, col: string) => `${lb}(${mul(kb, g.B.sRow)} + ${mul(col, g.B.sCol)})`,
   });
-  const segments = [seg(g1, a1, b1), seg(g2, a2, b2)];
+  // G1's K segment and its result as its own store computes it (a Gemm: alpha·sum + beta·C; QLoRA's Nf4Gemm: the
+  // sum of its dequantizing load, + bias)
+  let seg1: GemmSegment, first: (row: string, col: string, acc: string) => string;
+  if (g1) {
+    const a1 = lora === 1 ? '' : ld1(g1.A), b1 = ld1(g1.B);
+    const c1 = g1.C && g1.beta !== 0 ? ld1(g1.C) : '';
+    seg1 = seg(g1, a1, b1);
+    first = (row, col, acc) => `${scaled(g1.alpha, acc)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;
+  } else {
+    if (lora === 1) throw new Error(`${k.name}: the chained Nf4Gemm ${ch.node} cannot read a side product.`);
+    const n = nf4Loads.get(k) ?? 0;
+    nf4Loads.set(k, n + 1);
+    const p = nf4Problem(c, k, `nf4c${n}`, ch);
+    if (p.M !== g2.M || p.N !== g2.N) throw new Error(`${k.name}: the chained Nf4Gemm ${ch.node} gives [${p.M}, ${p.N}], not [${g2.M}, ${g2.N}].`);
+    seg1 = { K: p.K, a: p.a, b: p.b };
+    first = (_row, col, acc) => p.value(col, acc);
+  }
+  const segments = [seg1, seg(g2, a2, b2)];
   // a 16-bit G1 result (f16/bf16 compute) rounded to the compute type, as G1's own store rounds it (taken while the plan is made)
   const r1 = ch.node.outputs[0]!.dtype === 'float16' ? roundHalf() : null;
   if (r1) k.decl(r1.decl);
@@ -203,9 +230,8 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts)
     M: g2.M, N: g2.N, segments, ...(sideProduct ? { side: sideProduct } : {}),
     store: (row, col, [acc1, acc2]) => {
       // G1's result as its own store computed it, then G2's epilogue over it
-      const sum = `${scaled(g1.alpha, acc1!)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;
-      const first = r1 ? `${r1.fn}(${sum})` : `(${sum})`;
-      return put(`${row} * ${g2.N}u + ${col}`, `${scaled(g2.alpha, acc2!)} + ${scaled(g2.beta, first)}`);
+      const sum = first(row, col, acc1!);
+      return put(`${row} * ${g2.N}u + ${col}`, `${scaled(g2.alpha, acc2!)} + ${scaled(g2.beta, r1 ? `${r1.fn}(${sum})` : `(${sum})`)}`);
     },
   };
 }

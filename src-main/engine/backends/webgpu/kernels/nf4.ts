@@ -13,8 +13,10 @@
  */
 import { nf4ConstData } from '../../../quant/graph';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES } from '../../../quant/nf4';
-import { KernelBuilder, lit, roundHalf } from '../wgsl';
-import { inShape, outShape, type EmitCtx, type Emitter } from './context';
+import type { Node } from '../../../graph/graph';
+import { sameShape } from '../../../graph/types';
+import { KernelBuilder, lit, roundHalf, type Ref } from '../wgsl';
+import { shapeOf, type EmitCtx, type Emitter } from './context';
 import { emitGemm, type GemmProblem } from './gemm';
 
 export const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
@@ -31,36 +33,85 @@ export const NF4: Record<string, Emitter> = {
 };
 
 /**
- * An Nf4Gemm's GEMM with its bindings declared in `k` (its own kernel's, or a grouped kernel's: group.ts, where
- * each NF4 problem names its dequantizing load `fn` apart).
+ * Is this Nf4Gemm's weight one packed buffer on the GPU (plan.ts packs it where the codes and absmax codes are
+ * Nf4Const nodes and scale2, offset constants: always, for the graphs quant/graph.ts builds)? Then its kernel
+ * binds the weight once: x, the packed weight (with its copy of the dynamic map), the bias if any.
  */
-export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string): GemmProblem {
-  const at = c.node.attrs;
+export function nf4Packed(n: Node): boolean {
+  const [, codes, abs, scale2, offset, , dyn] = n.inputs;
+  return n.op === 'Nf4Gemm' && codes?.node?.op === 'Nf4Const' && abs?.node?.op === 'Nf4Const' && !!scale2 && !scale2.node && !!offset && !offset.node
+    && !!dyn && !dyn.node && [scale2, offset, dyn].every((v) => v.dtype === 'float32') && sameShape(dyn.shape, [DYN_ENTRIES]);
+}
+
+/**
+ * The layout of one NF4 weight's packed buffer, in u32 words: the code bytes (8 codes a word), the absmax codes
+ * (4 a word), scale2 [nb2], the offset and the dynamic map [256] (f32 bits): what `nf4Problem` reads and program.ts
+ * uploads (each piece a constant of the plan at its word offset). The bytes of the four buffers it replaces plus a
+ * copy of the 1 KiB map (one binding less: the chained down projection with its residual epilogue fits 8).
+ */
+export function nf4PackLayout(codeBytes: number, absBytes: number, nb2: number): { codes: number; abs: number; scale2: number; offset: number; dyn: number; words: number } {
+  const cw = Math.max(1, Math.ceil(codeBytes / 4)), aw = Math.max(1, Math.ceil(absBytes / 4));
+  const offset = cw + aw + nb2;
+  return { codes: 0, abs: cw, scale2: cw + aw, offset, dyn: offset + 1, words: offset + 1 + DYN_ENTRIES };
+}
+
+/** Entries of the dynamic map the absmax codes index (quant/nf4.ts dynamicMap). */
+const DYN_ENTRIES = 256;
+
+/** How a kernel reads one GEMM node's inputs (its own, or those of the GEMM chained into it: plan.ts operandsOf). */
+export interface Nf4Operands { node: Node; in(i: number): Ref; folded?(i: number): boolean; load?(i: number, k: KernelBuilder): string }
+
+/**
+ * An Nf4Gemm's GEMM with its bindings declared in `k` (its own kernel's, or a grouped kernel's: group.ts, where
+ * each NF4 problem names its dequantizing load `fn` apart). `o`: whose inputs (default the node being emitted;
+ * kernels/matmul.ts passes the chained Nf4Gemm of a base + LoRA pair, whose result it takes from `value`, the
+ * stored value: the sum plus the bias).
+ */
+export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string, o: Nf4Operands = c): GemmProblem & { value: (col: string, acc: string) => string } {
+  const at = o.node.attrs;
   const rows = at.rows as number, cols = at.cols as number, transB = !!at.transB;
-  const [M, K] = inShape(c, 0) as [number, number];
-  const N = outShape(c)[1]!;
-  const ldx = c.folded?.(0) ? c.load!(0, k) : k.input(c.in(0)); // x may be a folded Transpose (plan.ts)
-  const ldq = k.input(c.in(1)), lda = k.input(c.in(2)), lds = k.input(c.in(3)), ldo = k.input(c.in(4));
-  const ldd = k.input(c.in(6));
-  const bias = c.node.inputs[7] ? k.input(c.in(7)) : null;
-  const st = k.output(c.out(0));
+  const [M, K] = shapeOf(o.node.inputs[0]!) as [number, number];
+  const N = shapeOf(o.node.outputs[0]!)[1]!;
+  const ldx = o.folded?.(0) ? o.load!(0, k) : k.input(o.in(0)); // x may be a folded Transpose or SwiGLU (plan.ts)
+  const bias = o.node.inputs[7] ? k.input(o.in(7)) : null;
+  let code: string, acode: string, scale2: string, offset: string, dyn: string;
+  if (nf4Packed(o.node)) {
+    // one binding: the packed weight's words, its pieces at their word offsets
+    const q = o.in(1);
+    const ldw = k.input({ buf: q.buf, offset: 0, numel: q.buf.bytes / 4, storage: 'u32' });
+    const off = (r: Ref) => (r.offset ? `${k.param(r.offset)} + ` : '');
+    code = `${ldw}(${off(q)}(e >> 3u))`;
+    acode = `${ldw}(${off(o.in(2))}(b >> 2u))`;
+    scale2 = `bitcast<f32>(${ldw}(${off(o.in(3))}b / ${ABSMAX_BLOCK}u))`;
+    offset = `bitcast<f32>(${ldw}(${k.param(o.in(4).offset)}))`;
+    dyn = `bitcast<f32>(${ldw}(${k.param(o.in(4).offset + 1)} + acode))`;
+  } else {
+    dyn = `${k.input(o.in(6))}(acode)`;
+    const ldq = k.input(o.in(1)), lda = k.input(o.in(2)), lds = k.input(o.in(3)), ldo = k.input(o.in(4));
+    code = `${ldq}(e >> 3u)`;
+    acode = `${lda}(b >> 2u)`;
+    scale2 = `${lds}(b / ${ABSMAX_BLOCK}u)`;
+    offset = `${ldo}(0u)`;
+  }
   k.decl(NF4_TABLE);
   // f16 compute: the weight rounded to f16 (as the ONNX lowering's Cast and bitsandbytes' dequantize into the
   // compute type), x and y in 16-bit storage, the products summed in f32
-  const half = c.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // (bf16 compute: rounded to bf16)
+  const half = o.node.inputs[0]!.dtype === 'float16' ? roundHalf() : null; // (bf16 compute: rounded to bf16)
   if (half) k.decl(half.decl);
   k.decl(`fn ${fn}(e: u32) -> f32 {
-  let code = (${ldq}(e >> 3u) >> ((e & 7u) * 4u)) & 15u;
+  let code = (${code} >> ((e & 7u) * 4u)) & 15u;
   let b = e / ${NF4_BLOCK}u;
-  let acode = (${lda}(b >> 2u) >> ((b & 3u) * 8u)) & 255u;
-  let absmax = ${ldd}(acode) * ${lds}(b / ${ABSMAX_BLOCK}u) + ${ldo}(0u);
+  let acode = (${acode} >> ((b & 3u) * 8u)) & 255u;
+  let absmax = ${dyn} * ${scale2} + ${offset};
   return ${half ? `${half.fn}(NF4[code] * absmax)` : 'NF4[code] * absmax'};
 }`);
   if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
+  const st = o === c ? k.output(c.out(0)) : '';
   return {
     M, N, K,
     a: (r, ka) => `${ldx}(${r} * ${K}u + ${ka})`,
     b: (kb, col) => (transB ? `${fn}(${col} * ${cols}u + ${kb})` : `${fn}(${kb} * ${cols}u + ${col})`),
+    value: (col, acc) => (bias ? `${acc} + ${bias}(${col})` : acc),
     store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${bias ? `${acc} + ${bias}(${col})` : acc});`,
   };
 }
