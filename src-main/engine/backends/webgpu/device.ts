@@ -3,7 +3,8 @@
  * Opens Dawn in Node (npm `webgpu`: a prebuilt dawn.node) and says what the adapter can do.
  *
  * The device is requested with every feature the backend can use that the adapter offers (shader-f16,
- * subgroups, chromium-experimental-subgroup-matrix behind the allow_unsafe_apis toggle) and with the
+ * subgroups, chromium-experimental-subgroup-matrix behind the allow_unsafe_apis toggle; shader-f16 on NVIDIA's
+ * Vulkan driver behind vulkan_enable_f16_on_nvidia: DAWN_TOGGLES) and with the
  * adapter's own storage limits (the defaults are far lower: 128 MiB bindings, 8 storage buffers). The
  * capability report names the GEMM path and the reason it was chosen, so a user (and a bench) can see
  * why a machine runs the kernels it does; nothing a machine can't run is skipped silently.
@@ -43,6 +44,14 @@ export interface GpuContext {
 }
 
 const WANTED = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
+
+/**
+ * Dawn toggles the instance is created with (dawn.node's `enable-dawn-features`, comma-separated):
+ * `allow_unsafe_apis` exposes chromium-experimental-subgroup-matrix; `vulkan_enable_f16_on_nvidia` lets Dawn offer
+ * shader-f16 on NVIDIA's Vulkan driver, where it withholds it by default (without it f16 compute there falls back
+ * to f32 words rounded to f16: twice the activation bytes). Both are ignored where they do not apply.
+ */
+export const DAWN_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'] as const;
 
 let opened: Promise<GpuContext> | undefined;
 
@@ -88,7 +97,7 @@ async function openDevice(): Promise<GpuContext> {
   }
   // GPUBufferUsage, GPUMapMode, ... as globals, as in a browser
   for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  const gpu = dawn.create(['enable-dawn-features=allow_unsafe_apis']);
+  const gpu = dawn.create([`enable-dawn-features=${DAWN_TOGGLES.join(',')}`]);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) {
     throw new Error('No WebGPU adapter: Dawn found no supported GPU driver. On Linux without a GPU, install Mesa 25 lavapipe '
@@ -140,7 +149,7 @@ export function capabilityReport(adapter: GpuReport['adapter'], software: boolea
   notes.push('f16 and bf16 weights are read in their stored type and unpacked to f32 in the kernels\' loads (unpack2x16float / bf16 = top half of an f32)');
   notes.push(has('shader-f16')
     ? 'f16 compute: activations stored as array<f16> (shader-f16; half the bytes), f32 math inside the kernels'
-    : 'f16 compute: activations stored as f32 words rounded to f16 (emulated: the adapter does not offer shader-f16), f32 math inside the kernels');
+    : `f16 compute: activations stored as f32 words rounded to f16 (emulated: the adapter does not offer shader-f16${/nvidia/i.test(adapter.vendor) ? ', even with Dawn\'s vulkan_enable_f16_on_nvidia toggle: a newer NVIDIA driver may offer it' : ''}), f32 math inside the kernels`);
   if (has('subgroups')) notes.push('subgroups are offered (not used by the kernels yet)');
   notes.push(`largest storage binding ${fmtBytes(limits.maxStorageBufferBindingSize)}, largest buffer ${fmtBytes(limits.maxBufferSize)}`);
   if (software) notes.push('software adapter: correct, but slower than the CPU EP (use for tests)');

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder, type Value } from '../../../../../src-main/engine/graph/graph';
 import { gradients } from '../../../../../src-main/engine/autodiff/grad';
 import { hostTensor, type HostTensor } from '../../../../../src-main/engine/runtime/tensor';
-import { GpuProgram, capabilityReport, closeGpu, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
+import { GpuProgram, capabilityReport, closeGpu, DAWN_TOGGLES, openGpu, planGraph, type GpuContext } from '../../../../../src-main/engine/backends/webgpu';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../../../../src-main/engine/onnx/pack';
 import { CASES, type Case, gen } from '../../autodiff-cases';
 import { compile, rng, type Feed } from '../../autodiff-run';
@@ -49,6 +49,10 @@ describe('GPU kernels with f16 storage vs the CPU EP\'s f16 graph (forward + bac
   it('the adapter offers shader-f16, and f16 plans use array<f16> (half the bytes of the f16r emulation)', () => {
     // lavapipe's Dawn offers it (docs: onnxruntime-node.md); without it plans fall back to f16r
     expect(gpu.report.features).toContain('shader-f16');
+    // Dawn parsed the comma-separated toggle list (DAWN_TOGGLES, with vulkan_enable_f16_on_nvidia): lavapipe offers
+    // this experimental feature only under allow_unsafe_apis, which the list carries beside the NVIDIA f16 toggle
+    expect(DAWN_TOGGLES).toContain('vulkan_enable_f16_on_nvidia');
+    expect(gpu.report.features).toContain('chromium-experimental-sampling-resource-table');
     const c = CASES.find((x) => x.op === 'MatMul')!;
     const g = build(c, 'float16');
     const outputs = g.outputs.map((o) => o.name);

@@ -119,4 +119,10 @@ describe('capability report', () => {
     expect(nv.gemm.reason).toMatch(/none of its configs \(f16 16x16x16\) multiplies f16 into f32/);
     expect(nv.software).toBe(false);
   });
+  it('says when an NVIDIA adapter offers no shader-f16 even with the toggle, and that f16 compute is emulated there', () => {
+    const nv = { ...adapter, vendor: 'nvidia', description: 'RTX' };
+    expect(capabilityReport(nv, false, [], limits, []).notes.join('\n')).toMatch(/emulated: .*vulkan_enable_f16_on_nvidia/);
+    expect(capabilityReport(nv, false, ['shader-f16'], limits, []).notes.join('\n')).toMatch(/array<f16>/);
+    expect(capabilityReport(adapter, true, [], limits, []).notes.join('\n')).not.toMatch(/vulkan_enable_f16_on_nvidia/);
+  });
 });
