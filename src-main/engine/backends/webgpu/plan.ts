@@ -900,7 +900,7 @@ function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Valu
  * dispatch as a second K segment (kernels/matmul.ts chainedGemmKernel): a LoRA projection's base GEMM and
  * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). A 16-bit G1 result (f16/bf16
  * compute) is rounded to the compute type before G2 adds it, as its own store would round it. G1 may be QLoRA's
- * Nf4Gemm (its packed weight one binding: kernels/nf4.ts; f32 results only so far). Not on the subgroup-matrix path
+ * Nf4Gemm (its packed weight one binding: kernels/nf4.ts; its value + bias rounded the same way). Not on the subgroup-matrix path
  * (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
  */
 function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
@@ -919,7 +919,7 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
     const g1 = y1?.node;
     // (G1 may be QLoRA's Nf4Gemm: its dequantizing load is the first segment's B, kernels/matmul.ts chainedSpec)
     if (g2.op !== 'Gemm' || !y1 || !g1 || !(g1.op === 'Gemm' || (g1.op === 'Nf4Gemm' && groupableGemm(g1))) || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
-    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || !(y1.dtype === 'float32' || (y1.dtype === 'float16' && g1.op === 'Gemm')) || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
+    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || (y1.dtype !== 'float32' && y1.dtype !== 'float16') || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
     if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.attrs.beta as number) === 0) continue;
     const root = rootOf.get(g2);
     const bindings = cost(g2.inputs[0]!) + cost(g2.inputs[1]!) + boundInputs(g1).reduce((a, x) => a + cost(x), 0)
