@@ -125,6 +125,38 @@ export async function gpuHalfAndEmulation(spec: GpuProgramSpec, opts: GpuProgram
   return { got, info };
 }
 
+/**
+ * Graph `g` (no state) run on the GPU backend in both 16-bit storages (array<f16> slots, then f32 words: `shaderF16`
+ * true, false) under each of `configs` (plan options added to `opts`; the first, e.g. the unfused plan, is the
+ * reference): every other run's `fetch` outputs must equal the reference's bit for bit (and the reference's be
+ * finite). `inspect` sees each program, with its run's label, before it runs.
+ */
+export async function expectSameOutputsAcrossPlans(g: GpuProgramSpec['graph'], fetch: string[], feeds: Record<string, HostTensor>,
+  configs: readonly (readonly [string, GpuProgramOptions])[], opts: GpuProgramOptions, inspect?: (p: GpuProgram, label: string) => void): Promise<void> {
+  const results: { label: string; out: Record<string, HostTensor> }[] = [];
+  for (const shaderF16 of [true, false]) {
+    for (const [name, o] of configs) {
+      const label = `${name}, ${shaderF16 ? 'array<f16>' : 'f32 words'}`;
+      const p = await GpuProgram.create({ graph: g, state: [], fetch }, { ...opts, shaderF16, ...o });
+      try {
+        inspect?.(p, label);
+        await p.init({});
+        results.push({ label, out: await p.step(feeds) });
+      } finally {
+        await p.dispose();
+      }
+    }
+  }
+  const want = results[0]!;
+  for (const r of results.slice(1)) {
+    for (const n of fetch) {
+      const a = Array.from(r.out[n]!.data as Float32Array), b = Array.from(want.out[n]!.data as Float32Array);
+      expect(b.every(Number.isFinite)).toBe(true);
+      expect(a, `${n}: ${r.label} vs ${want.label}`).toEqual(b);
+    }
+  }
+}
+
 /** Two runs computed the same numbers bit for bit: first loss, gradient, losses, grad norms and update. */
 export function expectSameRun(got: StepRun, want: StepRun): void {
   expect(got.first).toBe(want.first);

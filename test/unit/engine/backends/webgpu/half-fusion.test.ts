@@ -13,7 +13,7 @@ import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-mai
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { rel, uniform } from '../../../../helpers/numeric';
-import { expectSameRun, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
+import { expectSameOutputsAcrossPlans, expectSameRun, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -69,28 +69,13 @@ describe('16-bit compute: GEMM epilogues, chained pairs and LoRA side products =
       expect(plan.byKernel.SwiGLUGrad ?? 0).toBe(0);
       const unfused = planGraph(g, { noFusion: true, noGrouping: true, shaderF16: true, halfType });
       expect(unfused.byKernel.Gemm).toBe(10);
-      const results: { label: string; out: Record<string, HostTensor> }[] = [];
-      for (const shaderF16 of [true, false]) {
-        for (const [label, o] of [['unfused', { noFusion: true, noGrouping: true }], ['fused', { noGrouping: true }], ['fused, grouped', {}], ['fused, grouped at 8 bindings', { maxStorageBuffers: 8 }]] as const) {
-          const p = await GpuProgram.create({ graph: g, state: [], fetch }, { shaderF16, halfType, maxStorageBuffers: 16, ...o });
-          try {
-            const stored = new Set(p.plan.dispatches.flatMap((d) => d.bindings.filter((b) => b.write).map((b) => b.ref.storage)));
-            expect(stored.has(halfType === 'float16' ? (shaderF16 ? 'h16' : 'f16r') : (shaderF16 ? 'hb16' : 'b16r'))).toBe(true);
-            await p.init({});
-            results.push({ label: `${label}, ${shaderF16 ? 'array<f16>' : 'f32 words'}`, out: await p.step(feeds) });
-          } finally {
-            await p.dispose();
-          }
-        }
-      }
-      const want = results[0]!;
-      for (const r of results.slice(1)) {
-        for (const n of fetch) {
-          const a = Array.from(r.out[n]!.data as Float32Array), b = Array.from(want.out[n]!.data as Float32Array);
-          expect(b.every(Number.isFinite)).toBe(true);
-          expect(a, `${n}: ${r.label} vs ${want.label}`).toEqual(b);
-        }
-      }
+      await expectSameOutputsAcrossPlans(g, fetch, feeds,
+        [['unfused', { noFusion: true, noGrouping: true }], ['fused', { noGrouping: true }], ['fused, grouped', {}], ['fused, grouped at 8 bindings', { maxStorageBuffers: 8 }]],
+        { halfType, maxStorageBuffers: 16 }, (p, label) => {
+          const slots = label.endsWith('array<f16>'); // (the storage's half of the label)
+          const stored = new Set(p.plan.dispatches.flatMap((d) => d.bindings.filter((b) => b.write).map((b) => b.ref.storage)));
+          expect(stored.has(halfType === 'float16' ? (slots ? 'h16' : 'f16r') : (slots ? 'hb16' : 'b16r'))).toBe(true);
+        });
     }, 600_000);
   }
 });

@@ -20,7 +20,7 @@ import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/
 import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { REAL_SHAPES, layoutOnlyNf4CacheForTest, layoutOnlyWeights } from '../../../../bench/webgpu';
 import { rel, uniform as randn } from '../../../../helpers/numeric';
-import { expectSameRun, formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
+import { expectSameOutputsAcrossPlans, expectSameRun, formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -249,26 +249,11 @@ describe('QLoRA in the planner fusions: Nf4Gemm chained with its LoRA term, with
       expect(plan.byKernel.LoraGemm).toBe(2);
       expect(plan.byKernel.Nf4Gemm ?? 0).toBe(0);
       expect(plan.byKernel.Gemm ?? 0).toBe(0);
-      const results: { label: string; out: Record<string, HostTensor> }[] = [];
-      for (const shaderF16 of [true, false]) {
-        for (const [label, o] of [['unfused', { noFusion: true, noGrouping: true }], ['fused', { noGrouping: true }], ['fused, grouped at 8 bindings', { maxStorageBuffers: 8 }], ['fused, grouped at 16 bindings', { maxStorageBuffers: 16 }]] as const) {
-          const p = await GpuProgram.create({ graph: g, state: [], fetch }, { shaderF16, halfType, ...o });
-          try {
-            if (label !== 'unfused') expect(p.plan.dispatches.filter((d) => d.wgsl.includes('var<workgroup> Xs')).length).toBeGreaterThan(0);
-            results.push({ label: `${label}, ${shaderF16 ? 'array<f16>' : 'f32 words'}`, out: await p.step(feeds) });
-          } finally {
-            await p.dispose();
-          }
-        }
-      }
-      const want = results[0]!;
-      for (const r of results.slice(1)) {
-        for (const n of fetch) {
-          const a = Array.from(r.out[n]!.data as Float32Array), b = Array.from(want.out[n]!.data as Float32Array);
-          expect(b.every(Number.isFinite)).toBe(true);
-          expect(a, `${n}: ${r.label} vs ${want.label}`).toEqual(b);
-        }
-      }
+      await expectSameOutputsAcrossPlans(g, fetch, feeds,
+        [['unfused', { noFusion: true, noGrouping: true }], ['fused', { noGrouping: true }], ['fused, grouped at 8 bindings', { maxStorageBuffers: 8 }], ['fused, grouped at 16 bindings', { maxStorageBuffers: 16 }]],
+        { halfType }, (p, label) => {
+          if (!label.startsWith('unfused')) expect(p.plan.dispatches.filter((d) => d.wgsl.includes('var<workgroup> Xs')).length).toBeGreaterThan(0);
+        });
     }, 600_000);
   }
 });
