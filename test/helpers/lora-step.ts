@@ -10,7 +10,9 @@ import { buildLoraLayout, initLoraParams, type LoraLayout } from '../../src-main
 import { hostTensor, type HostTensor } from '../../src-main/engine/backends/onnx';
 import { adamwScalars } from '../../src-main/engine/nn/layers';
 import { train } from '../../src-main/engine/train/trainer';
-import { GpuProgram, type GpuProgramInfo, type GpuProgramOptions, type GpuProgramSpec } from '../../src-main/engine/backends/webgpu';
+import { GpuProgram, type GpuContext, type GpuProgramInfo, type GpuProgramOptions, type GpuProgramSpec } from '../../src-main/engine/backends/webgpu';
+import { chooseGemm } from '../../src-main/engine/backends/webgpu/kernels/gemm';
+import { toNumbers } from '../../src-main/engine/backends/onnx';
 import { expect } from 'vitest';
 import { rel, rel2 } from './numeric';
 import { tempDir } from './services';
@@ -155,6 +157,29 @@ export async function expectSameOutputsAcrossPlans(g: GpuProgramSpec['graph'], f
       expect(a, `${n}: ${r.label} vs ${want.label}`).toEqual(b);
     }
   }
+}
+
+/**
+ * Graph `g` (no state, f32) with LoRA side products run on the GPU backend unfused (the reference) and fused:
+ * ungrouped, grouped at 8 and 16 bindings, and ungrouped with the 64×64 register-blocked tiles of wide-subgroup GPUs.
+ * Every fused plan must hold a side product (its [BM, r] block `Xs` in workgroup memory). Returns each run's `outs`.
+ */
+export async function runSideProductPlans(g: GpuProgramSpec['graph'], outs: string[], feeds: Record<string, HostTensor>, gpu: GpuContext): Promise<{ ref: Record<string, number[]>; fused: Record<string, number[]>[] }> {
+  const wide = { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } };
+  const runs: Record<string, number[]>[] = [];
+  const variants: GpuProgramOptions[] = [{ noFusion: true, noGrouping: true }, { noGrouping: true }, { maxStorageBuffers: 8 }, { maxStorageBuffers: 16 }, { noGrouping: true, gpu: wide }];
+  for (const opts of variants) {
+    const prog = await GpuProgram.create({ graph: g, state: [], fetch: outs }, opts);
+    try {
+      if (!opts.noFusion) expect(prog.plan.dispatches.some((d) => d.wgsl.includes('var<workgroup> Xs'))).toBe(true);
+      const o = await prog.step(feeds);
+      runs.push(Object.fromEntries(outs.map((k) => [k, toNumbers(o[k]!)])));
+    } finally {
+      await prog.dispose();
+    }
+  }
+  const [ref, ...fused] = runs as [Record<string, number[]>, ...Record<string, number[]>[]];
+  return { ref, fused };
 }
 
 /** Two runs computed the same numbers bit for bit: first loss, gradient, losses, grad norms and update. */

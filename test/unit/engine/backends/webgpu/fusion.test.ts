@@ -22,6 +22,7 @@ import { createTinyModel } from '../../../../../src-main/engine/models/tiny';
 import { openWeightSource } from '../../../../../src-main/engine/weights/source';
 import { tempDir } from '../../../../helpers/services';
 import { rel, uniform } from '../../../../helpers/numeric';
+import { runSideProductPlans } from '../../../../helpers/lora-step';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
 
 /**
@@ -462,20 +463,7 @@ describe('GPU backend: the fused plan computes what the unfused plan computes', 
     const lora = p.dispatches.filter((d) => d.name === 'LoraGemm');
     expect(lora.map((d) => d.bindings.filter((b) => b.write).length)).toEqual([2, 2]); // its result and the stored side product
     const want = await runModel(lowerGraph(g).model, feeds);
-    const wide = { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } };
-    const runs: Record<string, number[]>[] = [];
-    const variants = [{ noFusion: true, noGrouping: true }, { noGrouping: true }, { maxStorageBuffers: 8 }, { maxStorageBuffers: 16 }, { noGrouping: true, gpu: wide }];
-    for (const opts of variants) {
-      const prog = await GpuProgram.create({ graph: g, state: [], fetch: outs }, opts);
-      try {
-        if (!opts.noFusion) expect(prog.plan.dispatches.some((d) => d.wgsl.includes('var<workgroup> Xs'))).toBe(true);
-        const o = await prog.step(feeds);
-        runs.push(Object.fromEntries(outs.map((k) => [k, toNumbers(o[k]!)])));
-      } finally {
-        await prog.dispose();
-      }
-    }
-    const [ref, ...fused] = runs as [Record<string, number[]>, ...Record<string, number[]>[]];
+    const { ref, fused } = await runSideProductPlans(g, outs, feeds, gpu);
     for (const k of outs) {
       for (const r of fused) expect(rel(r[k]!, ref[k]!), `${k}: fused vs unfused`).toBeLessThan(1e-6);
       expect(rel(ref[k]!, toNumbers(want[k]!)), `${k}: vs the CPU EP`).toBeLessThan(1e-6);

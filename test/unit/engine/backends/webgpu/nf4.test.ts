@@ -14,13 +14,12 @@ import { Program, hostTensor, toNumbers, type HostTensor } from '../../../../../
 import { quantizeNf4 } from '../../../../../src-main/engine/quant/nf4';
 import { nf4Gemm, placeNf4 } from '../../../../../src-main/engine/quant/graph';
 import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
-import { chooseGemm } from '../../../../../src-main/engine/backends/webgpu/kernels/gemm';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
 import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import { buildLoraLayout } from '../../../../../src-main/engine/llm/lora';
 import { REAL_SHAPES, layoutOnlyNf4CacheForTest, layoutOnlyWeights } from '../../../../bench/webgpu';
 import { rel, uniform as randn } from '../../../../helpers/numeric';
-import { expectSameOutputsAcrossPlans, expectSameRun, formatErrors, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
+import { expectSameOutputsAcrossPlans, expectSameRun, formatErrors, runSideProductPlans, gpuHalfAndEmulation, loraStart, loraStepFixture, runSteps, stepFeeds, stepState } from '../../../../helpers/lora-step';
 
 beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
@@ -199,21 +198,7 @@ describe('QLoRA in the planner fusions: Nf4Gemm chained with its LoRA term, with
       expect(lora.map((d) => d.bindings.length)).toEqual([8, 7]);
       expect(p.buffers.filter((b) => b.kind === 'weight' && b.label.startsWith('w'))).toHaveLength(1);
       const want = await runModel(lowerGraph(g).model, feeds);
-      const gpu = await openGpu();
-      const wide = { ...gpu, report: { ...gpu.report, gemm: chooseGemm([], [], 32) } };
-      const runs: Record<string, number[]>[] = [];
-      const variants = [{ noFusion: true, noGrouping: true }, { noGrouping: true }, { maxStorageBuffers: 8 }, { maxStorageBuffers: 16 }, { noGrouping: true, gpu: wide }];
-      for (const opts of variants) {
-        const prog = await GpuProgram.create({ graph: g, state: [], fetch: outs }, opts);
-        try {
-          if (!opts.noFusion) expect(prog.plan.dispatches.filter((d) => d.wgsl.includes('var<workgroup> Xs')).length).toBeGreaterThan(0);
-          const o = await prog.step(feeds);
-          runs.push(Object.fromEntries(outs.map((k) => [k, toNumbers(o[k]!)])));
-        } finally {
-          await prog.dispose();
-        }
-      }
-      const [ref, ...fused] = runs as [Record<string, number[]>, ...Record<string, number[]>[]];
+      const { ref, fused } = await runSideProductPlans(g, outs, feeds, await openGpu());
       for (const k of outs) {
         const e = rel(ref[k]!, toNumbers(want[k]!));
         console.log(`chained Nf4Gemm transB=${transB} ${k}: unfused vs CPU EP ${e.toExponential(1)}, fused vs unfused ${Math.max(...fused.map((r) => rel(r[k]!, ref[k]!))).toExponential(1)}`);
