@@ -109,20 +109,22 @@ export function grad(g: GraphBuilder, loss: Value, wrt: Value[]): GradResult {
 function materialize(g: GraphBuilder, v: Value, list: Contribution[] | undefined): Value | null {
   if (!list || list.length === 0) return null;
   if (list.length === 1 && !('kind' in list[0]!)) return list[0] as Value;
-  // A Gemm contribution without C that nothing else uses takes the running sum as its C:
-  // Gemm(a, b, C=sum) instead of Gemm + Add (fan-out of h into q/k/v and LoRA A saves an Add each).
-  const fusable = (c: Value): boolean =>
-    c.node?.op === 'Gemm' && c.node.inputs.length === 2 && c.uses === 0 && sameShape(c.shape, v.shape);
+  // A contribution whose op can add a sum in its own store (a Gemm without C, QLoRA's Nf4Gemm: OpDef.accumulate)
+  // and that nothing else uses takes the running sum: Gemm(a, b, C=sum) instead of Gemm + Add (fan-out of h into
+  // q/k/v and LoRA A saves an Add each). They arrive in reverse graph order (the walk goes backwards) and are summed
+  // in forward order: a LoRA projection's base GEMM (built before its LoRA term) takes the sum so far, and its LoRA
+  // term (dy·B)·A takes the base's result, the pair a GPU plan runs as one dispatch whatever the base is (a Gemm,
+  // QLoRA's Nf4Gemm: backends/webgpu/plan.ts gemmChains).
+  const fusable = (c: Value): boolean => {
+    const acc = c.node ? getOp(c.node.op).accumulate : undefined;
+    return !!acc && acc.can(c.node!) && c.uses === 0 && c.node!.outputs.length === 1 && sameShape(c.shape, v.shape);
+  };
   const dense = list.filter((c): c is Value => !('kind' in c));
   let sum: Value | null = null;
   for (const c of dense.filter((d) => !fusable(d))) sum = sum ? g.add(sum, c) : c;
-  for (const c of dense.filter(fusable)) {
-    if (!sum) {
-      sum = c;
-      continue;
-    }
+  for (const c of dense.filter(fusable).reverse()) {
     const n = c.node!;
-    sum = g.apply('Gemm', [n.inputs[0]!, n.inputs[1]!, sum], { ...n.attrs, beta: 1 })[0]!; // the old Gemm is pruned
+    sum = sum ? getOp(n.op).accumulate!.with(g, n, sum) : c; // the old node is pruned
   }
   let acc: Value | null = sum;
   for (const c of list) {

@@ -8,7 +8,9 @@
  *   Nf4Const  (source, nondiff): packed codes as an ONNX Constant node (uint8). The IR has no
  *             4/8-bit dtypes, so its IR value is typed 'int32' as a placeholder; only Nf4Gemm reads it.
  *             ORT turns Constant nodes into initializers at load.
- *   Nf4Gemm   y = x · W' (+ bias), W' = W or Wᵀ (transB), W dequantized in the lowering:
+ *   Nf4Gemm   y = x · W' (+ bias | + C), W' = W or Wᵀ (transB), W dequantized in the lowering; inputs
+ *             [x, codes, absmax codes, scale2, offset, pair table, dynamic map, bias?, C?] (C [N, out]: a gradient
+ *             sum the backward adds in the GEMM, OpDef.accumulate; never beside a bias):
  *
  *     codes uint8 [nb·32] (two 4-bit codes a byte) -DequantizeLinear(scale 1)-> f32 0..255 -Cast int32->
  *       Gather(pair table [256, 2]: byte -> its two NF4 values) -> [nb·32, 2]
@@ -68,18 +70,32 @@ function registerOnce(): void {
       const rows = a.rows as number, cols = a.cols as number;
       const [k, out] = a.transB ? [cols, rows] : [rows, cols];
       if (v.shape[1] !== k) throw new Error(`Nf4Gemm: input has ${v.shape[1]} features, the weight [${rows}, ${cols}] takes ${k}`);
-      return [{ dtype: v.dtype, shape: [v.shape[0]!, out] }];
+      const y = { dtype: v.dtype, shape: [v.shape[0]!, out] };
+      // input 8, C: a full [N, out] tensor added to the result (a gradient sum: accumulate below); no bias beside it
+      const cc = x[8];
+      if (cc) {
+        if (x[7]) throw new Error('Nf4Gemm takes a bias or a C input, not both.');
+        if (cc.dtype !== y.dtype || cc.rank !== 2 || cc.shape[0] !== y.shape[0] || cc.shape[1] !== y.shape[1]) {
+          throw new Error(`Nf4Gemm: C must be ${y.dtype}[${y.shape.join(', ')}] like its result, got ${cc.toString()}`);
+        }
+      }
+      return [y];
     },
     lower: lowerNf4Gemm,
     grad: (c) => {
       const gy = c.gy[0];
-      const none = c.x.map(() => null);
-      if (!gy || !c.needs(0)) return none;
-      // y = x·W' (+b)  =>  dx = gy · W'ᵀ: the same op with transB flipped, dequantizing W again
+      const none: (Value | null)[] = c.x.map(() => null);
+      if (!gy) return none;
+      // y = x·W' (+b) (+C)  =>  dx = gy · W'ᵀ: the same op with transB flipped, dequantizing W again; dC = gy
       const a = c.node.attrs;
       const [, ...q] = c.x as Value[];
-      const dx = c.g.apply('Nf4Gemm', [gy, ...q.slice(0, 6)], { ...a, transB: a.transB ? 0 : 1 })[0]!;
-      return [dx, ...none.slice(1)];
+      const dx = c.needs(0) ? c.g.apply('Nf4Gemm', [gy, ...q.slice(0, 6)], { ...a, transB: a.transB ? 0 : 1 })[0]! : null;
+      return [dx, ...none.slice(1, 8), ...(c.x.length > 8 ? [c.needs(8) ? gy : null] : [])];
+    },
+    // a bias-free Nf4Gemm takes a gradient sum as its C (QLoRA's dx of q/k/v and gate/up: one GEMM chain, no Adds)
+    accumulate: {
+      can: (n) => n.inputs.length === 7,
+      with: (g, n, sum) => g.apply('Nf4Gemm', [...n.inputs, null, sum], n.attrs)[0]!,
     },
   });
 }
@@ -126,8 +142,9 @@ function lowerNf4Gemm(c: LowerCtx): void {
   w = emit1('Reshape', [w, c.ints([rows, cols])], 'nf4_w');
   // f16 compute: W rounded to f16 once (bitsandbytes dequantizes into the compute type), the Gemm in f16
   if (c.node.inputs[0]!.dtype === 'float16') w = emit1('Cast', [w], 'nf4_wh', { to: { type: 'int', value: FLOAT16 } });
-  const bias = c.node.inputs.length > 7 && c.node.inputs[7] ? c.in(7) : null;
-  c.emit('Gemm', bias ? [c.in(0), w, bias] : [c.in(0), w], [c.out(0)], { transB: { type: 'int', value: a.transB ? 1 : 0 } });
+  // C: the bias [out] (broadcast), or a full [N, out] tensor added to the result (input 8)
+  const cIn = c.node.inputs[7] ? c.in(7) : c.node.inputs[8] ? c.in(8) : null;
+  c.emit('Gemm', cIn ? [c.in(0), w, cIn] : [c.in(0), w], [c.out(0)], { transB: { type: 'int', value: a.transB ? 1 : 0 } });
 }
 
 /** A packed uint8 constant (code bytes or absmax codes) carried by an Nf4Const node. */
@@ -185,13 +202,17 @@ export function placeNf4(g: GraphBuilder, name: string, q: Nf4Tensor | CachedNf4
   };
 }
 
-/** y [N, out] = x [N, in] · W' + bias, W' = Wᵀ when `transB` (nn.Linear [out, in]) else W (Conv1D [in, out]). */
-export function nf4Gemm(g: GraphBuilder, x: Value, w: Nf4Weight, bias: Value | null, transB: boolean): Value {
+/**
+ * y [N, out] = x [N, in] · W' + bias (+ C), W' = Wᵀ when `transB` (nn.Linear [out, in]) else W (Conv1D [in, out]);
+ * C [N, out] (optional, never with a bias) is added to the result in the GEMM (the backward's gradient sums).
+ */
+export function nf4Gemm(g: GraphBuilder, x: Value, w: Nf4Weight, bias: Value | null, transB: boolean, c: Value | null = null): Value {
   registerOnce();
   let t = tables.get(g);
   if (!t) tables.set(g, (t = { nf4: g.constant(pairTable(), 'float32', [256, 2]), dyn: g.constant(dynamicMap(), 'float32', [256]) }));
-  const inputs = [x, w.codes, w.absCodes, w.scale2, w.offset, t.nf4, t.dyn];
-  if (bias) inputs.push(bias);
+  const inputs: (Value | null)[] = [x, w.codes, w.absCodes, w.scale2, w.offset, t.nf4, t.dyn];
+  if (bias || c) inputs.push(bias);
+  if (c) inputs.push(c);
   return g.apply('Nf4Gemm', inputs, { rows: w.rows, cols: w.cols, nb: w.nb, nb2: w.nb2, transB: transB ? 1 : 0 })[0]!;
 }
 

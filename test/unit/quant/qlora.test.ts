@@ -68,6 +68,76 @@ describe('Nf4Gemm', () => {
   }
 });
 
+describe('Nf4Gemm with a C input (the backward\'s gradient sums)', () => {
+  const N = 5, IN = 64, OUT = 24;
+  const q = quantizeNf4(randn(IN * OUT, 12, 0.1), [OUT, IN]);
+  it('y = x·Wᵀ + C matches host arithmetic; dC = gy, dx as without C', async () => {
+    const W = dequantizeNf4(q);
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [N, IN]);
+    const c = g.input('c', 'float32', [N, OUT]);
+    const gy = g.input('gy', 'float32', [N, OUT]);
+    const y = nf4Gemm(g, x, placeNf4(g, 'w', q), null, true, c);
+    const { grads } = gradients(g, [[y, gy]], [x, c]);
+    expect(grads[1]).toBe(gy); // dC is the cotangent itself, no node
+    g.output('y', y);
+    g.output('dx', grads[0]!);
+    const xv = randn(N * IN, 5), cv = randn(N * OUT, 7), gv = randn(N * OUT, 6);
+    const o = await runModel(lowerGraph(g).model, { x: hostTensor('float32', [N, IN], xv), c: hostTensor('float32', [N, OUT], cv), gy: hostTensor('float32', [N, OUT], gv) });
+    const yv = toNumbers(o.y!), dxv = toNumbers(o.dx!);
+    let dy = 0, dd = 0;
+    for (let r = 0; r < N; r++) {
+      for (let o_ = 0; o_ < OUT; o_++) {
+        let s = cv[r * OUT + o_]!;
+        for (let i = 0; i < IN; i++) s += xv[r * IN + i]! * W[o_ * IN + i]!;
+        dy = Math.max(dy, Math.abs(s - yv[r * OUT + o_]!));
+      }
+      for (let i = 0; i < IN; i++) {
+        let s = 0;
+        for (let o_ = 0; o_ < OUT; o_++) s += gv[r * OUT + o_]! * W[o_ * IN + i]!;
+        dd = Math.max(dd, Math.abs(s - dxv[r * IN + i]!));
+      }
+    }
+    expect(dy).toBeLessThan(1e-5);
+    expect(dd).toBeLessThan(1e-5);
+  });
+
+  it('autodiff sums fan-out gradients through it: dx of x read by two NF4 projections is one Nf4Gemm taking the other as C, no Add', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [N, IN]);
+    const w1 = placeNf4(g, 'w1', q), w2 = placeNf4(g, 'w2', quantizeNf4(randn(IN * OUT, 13, 0.1), [OUT, IN]));
+    const g1 = g.input('g1', 'float32', [N, OUT]), g2 = g.input('g2', 'float32', [N, OUT]);
+    const y1 = nf4Gemm(g, x, w1, null, true), y2 = nf4Gemm(g, x, w2, null, true);
+    const { grads, forwardNodes } = gradients(g, [[y1, g1], [y2, g2]], [x]);
+    const back = g.nodes.slice(forwardNodes);
+    expect(back.filter((n) => n.op === 'Add')).toHaveLength(0);
+    const dx = grads[0]!.node!;
+    expect(dx.op).toBe('Nf4Gemm');
+    // summed in forward order: y1's dx first, then y2's Nf4Gemm takes it as C
+    expect(dx.inputs[0]).toBe(g2);
+    expect(dx.inputs[8]?.node?.op).toBe('Nf4Gemm');
+    expect(dx.inputs[8]?.node?.inputs[0]).toBe(g1);
+    // = the two gradients summed by an Add (the CPU EP runs both)
+    g.output('dx', grads[0]!);
+    const sep = g.add(nf4Gemm(g, g1, w1, null, false), nf4Gemm(g, g2, w2, null, false));
+    g.output('sep', sep);
+    const f = (n: number, s: number) => hostTensor('float32', [N, n], randn(N * n, s));
+    const o = await runModel(lowerGraph(g).model, { x: f(IN, 1), g1: f(OUT, 2), g2: f(OUT, 3) });
+    const a = toNumbers(o.dx!), b = toNumbers(o.sep!);
+    expect(Math.max(...a.map((v, i) => Math.abs(v - b[i]!)))).toBeLessThan(1e-5);
+  });
+
+  it('rejects a C beside a bias, and a C of another shape or type, naming the op', () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [N, IN]);
+    const w = placeNf4(g, 'w', q);
+    const b = g.input('b', 'float32', [OUT]);
+    expect(() => nf4Gemm(g, x, w, b, true, g.input('c', 'float32', [N, OUT]))).toThrow(/bias or a C input, not both/);
+    expect(() => nf4Gemm(g, x, w, null, true, g.input('c2', 'float32', [N, OUT + 1]))).toThrow(/Nf4Gemm: C must be float32\[5, 24\]/);
+    expect(() => nf4Gemm(g, x, w, null, true, g.input('c3', 'float16', [N, OUT]))).toThrow(/Nf4Gemm: C must be float32/);
+  });
+});
+
 describe('QLoRA vs LoRA on tiny models (CPU EP)', () => {
   const STEPS = 8;
   for (const arch of ['llama', 'qwen3', 'gpt2', 'phi3', 'olmo2']) {

@@ -24,7 +24,7 @@
  *    (plan.ts passes `unit`): a chained pair (base GEMM + LoRA term: two K segments), a GEMM computing an
  *    elementwise chain in its store (epilogue; the unit is then the chain's node, where the GEMM runs) and
  *    GEMMs loading a folded operand. Each problem is built by its own kernel's code (kernels/matmul.ts
- *    `gemmProblem`, kernels/nf4.ts `nf4Problem`) in the group's kernel, so loads, sums and stores are the
+ *    `gemmProblem`, with kernels/nf4.ts `nf4Problem` for NF4) in the group's kernel, so loads, sums and stores are the
  *    same. Not (yet): batched MatMul, and GEMMs the subgroup-matrix path takes (16-bit or NF4 weights on a
  *    device that has it).
  *  - The group's kernel binds each tensor once (`GroupKernel.input`) and each written buffer once (two
@@ -35,7 +35,7 @@ import type { Node, Value } from '../../graph/graph';
 import type { Emitter } from './kernels/context';
 import { emitGroupedGemm, type GemmChoice, type GemmProblem, type SegmentedGemmProblem } from './kernels/gemm';
 import { gemmProblem } from './kernels/matmul';
-import { nf4Packed, nf4Problem } from './kernels/nf4';
+import { nf4Packed } from './kernels/nf4';
 import { KernelBuilder, storedValue, type BufferSlot, type Ref } from './wgsl';
 
 /** How far ahead (nodes of the schedule) a group looks for members: bounds how much earlier a GEMM may run. */
@@ -263,7 +263,7 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
           g.problems = [];
         }
         const k = g.k!;
-        g.problems.push(c.node.op === 'Nf4Gemm' ? nf4Problem(c, k, `nf4w${g.problems.length}`) : gemmProblem(c, k));
+        g.problems.push(gemmProblem(c, k));
         if (g.members[g.members.length - 1] === n) emitGroupedGemm(c, k, g.problems, opts.gemm?.tile);
       };
     },

@@ -899,8 +899,9 @@ function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Valu
  * Chained GEMMs: a Gemm G1 whose result nothing but another Gemm G2's C reads (same shape) runs inside G2's
  * dispatch as a second K segment (kernels/matmul.ts chainedGemmKernel): a LoRA projection's base GEMM and
  * its rank-r term, forward (base·W + α·(xA)·B) and backward (dy·W + (dy·B)·A). A 16-bit G1 result (f16/bf16
- * compute) is rounded to the compute type before G2 adds it, as its own store would round it. G1 may be QLoRA's
- * Nf4Gemm (its packed weight one binding: kernels/nf4.ts; its value + bias rounded the same way). Not on the subgroup-matrix path
+ * compute) is rounded to the compute type before G2 adds it, as its own store would round it. Either may be QLoRA's
+ * Nf4Gemm (its packed weight one binding: kernels/nf4.ts; G1: its value + bias or C rounded the same way; G2: G1's
+ * result is its C input, the backward's dx sum in the other order). Not on the subgroup-matrix path
  * (its f16 tiles would round the LoRA operands). Returns G2 -> G1.
  */
 function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number>, pinned: ReadonlySet<Value>, epilogues: ReadonlyMap<Node, Node>,
@@ -914,15 +915,16 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
   // storage bindings a GEMM operand takes: a folded elementwise chain reads its tensors, anything else one
   const cost = (v: Value | null): number => (!v ? 0 : foldedBindings(v, folded, inlined));
   const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
+  // (either may be QLoRA's Nf4Gemm: its dequantizing load is its segment's B, its C input 8, kernels/matmul.ts chainedSpec)
+  const gemmLike = (n: Node) => n.op === 'Gemm' || (n.op === 'Nf4Gemm' && groupableGemm(n));
   for (const g2 of order) {
-    const y1 = g2.inputs[2];
+    const y1 = g2.inputs[g2.op === 'Nf4Gemm' ? 8 : 2];
     const g1 = y1?.node;
-    // (G1 may be QLoRA's Nf4Gemm: its dequantizing load is the first segment's B, kernels/matmul.ts chainedSpec)
-    if (g2.op !== 'Gemm' || !y1 || !g1 || !(g1.op === 'Gemm' || (g1.op === 'Nf4Gemm' && groupableGemm(g1))) || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
+    if (!gemmLike(g2) || !y1 || !g1 || !gemmLike(g1) || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
     if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || (y1.dtype !== 'float32' && y1.dtype !== 'float16') || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
-    if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.attrs.beta as number) === 0) continue;
+    if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.op === 'Gemm' && (g2.attrs.beta as number) === 0)) continue;
     const root = rootOf.get(g2);
-    const bindings = cost(g2.inputs[0]!) + cost(g2.inputs[1]!) + boundInputs(g1).reduce((a, x) => a + cost(x), 0)
+    const bindings = boundInputs(g2).reduce((a, x) => a + (x === y1 ? 0 : cost(x)), 0) + boundInputs(g1).reduce((a, x) => a + cost(x), 0)
       + (root ? leavesOf(root, new Set()).size - 1 : 0) + 2;
     if (bindings > MAX_BINDINGS) continue;
     out.set(g2, g1);

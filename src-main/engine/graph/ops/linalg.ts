@@ -84,4 +84,9 @@ def({
     const dc = c.needs(2) ? (beta === 1 ? gy : g.mul(gy, Math.fround(beta))) : null; // ONNX float attribute
     return [da, db, dc];
   },
+  // a Gemm without C takes a sum as its C: Gemm(a, b, C=sum) instead of Gemm + Add
+  accumulate: {
+    can: (n) => n.inputs.length === 2,
+    with: (g, n, sum) => g.apply('Gemm', [n.inputs[0]!, n.inputs[1]!, sum], { ...n.attrs, beta: 1 })[0]!,
+  },
 });

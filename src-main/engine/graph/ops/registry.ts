@@ -56,6 +56,12 @@ export interface OpDef {
   nondiff?: boolean;
   /** Outputs after the first may be left unnamed when nothing uses them. */
   optionalOutputs?: boolean;
+  /**
+   * Fan-out gradient sums (autodiff/grad.ts): where node `n`'s result can take a running sum into its own store
+   * (a GEMM's C), `can(n)` says so and `with(g, n, sum)` builds the same op with `sum` added to its result, in
+   * place of n + sum (one kernel fewer, one tensor less). `can` is false where n has such an input already.
+   */
+  accumulate?: { can(n: Node): boolean; with(g: GraphBuilder, n: Node, sum: Value): Value };
 }
 
 const REGISTRY = new Map<string, OpDef>();

@@ -100,6 +100,16 @@ export const MATMUL: Record<string, Emitter> = {
     }
     gemmKernel(c, 'Gemm', [], g.M, g.N, g.K, g.A, g.B, g.C, g.alpha, g.beta);
   },
+  // QLoRA's base GEMM (kernels/nf4.ts: the weight dequantized in the tile load); chained: its C (input 8) is the
+  // other GEMM's result, computed in this dispatch (the backward's dx sum: dy·W_nf4 + (dy·B)·A of the previous pair)
+  Nf4Gemm: (c) => {
+    if (c.chained) {
+      chainedGemmKernel(c, null, chainedParts(c.chained));
+      return;
+    }
+    const k = new KernelBuilder('Nf4Gemm');
+    emitGemm(c, { k, ...nf4Problem(c, k, 'nf4w') }, true);
+  },
 };
 
 /**
@@ -109,6 +119,7 @@ export const MATMUL: Record<string, Emitter> = {
  * (group.ts's kernel deduplicates `input`).
  */
 export function gemmProblem(c: EmitCtx, k: KernelBuilder): GemmProblem | SegmentedGemmProblem {
+  if (c.node.op === 'Nf4Gemm') return c.chained ? chainedSpec(c, k, null, chainedParts(c.chained)) : nf4Problem(c, k, nf4Name(k));
   if (c.node.op === 'MatMul') {
     const a = inShape(c, 0), [M, N] = outShape(c) as [number, number], K = a[1]!;
     if (a.length !== 2) throw new Error(`MatMul: a grouped GEMM takes 2-D operands (got ${a.length}-D).`);
@@ -131,8 +142,15 @@ function chainedParts(ch: NonNullable<EmitCtx['chained']>): GemmParts | null {
   return gemmParts(ch.node, (i) => (ch.folded(i) || (i === 0 && ch.node.inputs[0] === ch.side?.node.outputs[0]) ? null : ch.in(i)));
 }
 
-/** Names of the chained NF4 loads declared in a kernel (a group holds several chained pairs). */
+/** NF4 dequantizing loads declared in a kernel so far (a group holds several NF4 GEMMs, each its own load function). */
 const nf4Loads = new WeakMap<KernelBuilder, number>();
+
+/** A fresh name for one more NF4 load in `k`. */
+function nf4Name(k: KernelBuilder): string {
+  const n = nf4Loads.get(k) ?? 0;
+  nf4Loads.set(k, n + 1);
+  return `nf4w${n}`;
+}
 
 interface GemmParts { M: number; N: number; K: number; A: Operand; B: Operand; C: { i: number; ref: Ref | null; sRow: number; sCol: number } | null; alpha: number; beta: number }
 
@@ -162,23 +180,26 @@ function gemmParts(node: EmitCtx['node'], ref: (i: number) => Ref | null): GemmP
  * base GEMM, `g1` null: x·W_nf4 (+ bias) through kernels/nf4.ts's dequantizing load). Tiled f32 kernel only (the
  * plan does not chain on the subgroup-matrix path).
  */
-function chainedGemmKernel(c: EmitCtx, g2: GemmParts, g1: GemmParts | null): void {
+function chainedGemmKernel(c: EmitCtx, g2: GemmParts | null, g1: GemmParts | null): void {
   const base = c.chained?.side ? 'LoraGemm' : 'Gemm+Gemm';
   const k = new KernelBuilder(c.epilogue ? `${base}+${c.epilogue.name}` : base);
   emitTiledGemmSegments(c, { k, ...chainedSpec(c, k, g2, g1) }, c.gemm?.tile);
 }
 
-/** `chainedGemmKernel`'s two K segments and store, declared in `k`. */
-function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts | null): SegmentedGemmProblem {
+/**
+ * `chainedGemmKernel`'s two K segments and store, declared in `k`. `g2` null: this node (G2) is QLoRA's Nf4Gemm,
+ * its C (input 8) G1's result (the backward's dx sum, when G1 is the previous pair's LoRA term).
+ */
+function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts | null, g1: GemmParts | null): SegmentedGemmProblem {
   const ch = c.chained!;
   const side = ch.side;
   // which of the pair reads the side product x·P as its A (2: this node, 1: the chained one, 0: none)
   const y0 = side?.node.outputs[0];
   const lora = !y0 ? 0 : c.node.inputs[0] === y0 ? 2 : ch.node.inputs[0] === y0 ? 1 : 0;
   if (side && !lora) throw new Error(`${k.name}: neither chained Gemm reads the side product ${side.node} (plan.ts loraSides).`);
+  if (!g2 && lora === 2) throw new Error(`${k.name}: the Nf4Gemm ${c.node} cannot read a side product.`);
   const ld2 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : c.load!(o.i, k));
   const ld1 = (o: { i: number; ref: Ref | null }) => (o.ref ? k.input(o.ref) : ch.load(o.i, k));
-  const a2 = lora === 2 ? '' : ld2(g2.A), b2 = ld2(g2.B);
   const put = c.epilogue ? c.epilogue.store(k) : ((st: string) => (idx: string, v: string) => `${st}(${idx}, ${v});`)(k.output(c.out(0)));
   const mul = (v: string, s: number) => (s === 1 ? v : `${v} * ${s}u`);
   const scaled = (f: number, e: string) => (f === 1 ? e : `${lit(f)} * ${e}`);
@@ -187,8 +208,18 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts 
     a: (row: string, ka: string) => `${la}(${mul(row, g.A.sRow)} + ${mul(ka, g.A.sCol)})`,
     b: (kb: string, col: string) => `${lb}(${mul(kb, g.B.sRow)} + ${mul(col, g.B.sCol)})`,
   });
+  // G2's K segment, sizes and scales (an Nf4Gemm: its dequantizing load, its C left to the store below)
+  let seg2: GemmSegment, M: number, N: number, alpha2 = 1, beta2 = 1;
+  if (g2) {
+    seg2 = seg(g2, lora === 2 ? '' : ld2(g2.A), ld2(g2.B));
+    ({ M, N, alpha: alpha2, beta: beta2 } = g2);
+  } else {
+    const p = nf4Problem(c, k, nf4Name(k), { node: c.node, in: (i) => c.in(i), ...(c.folded ? { folded: c.folded } : {}), ...(c.load ? { load: c.load } : {}) }, true);
+    seg2 = { K: p.K, a: p.a, b: p.b };
+    ({ M, N } = p);
+  }
   // G1's K segment and its result as its own store computes it (a Gemm: alpha·sum + beta·C; QLoRA's Nf4Gemm: the
-  // sum of its dequantizing load, + bias)
+  // sum of its dequantizing load, + bias or + C)
   let seg1: GemmSegment, first: (row: string, col: string, acc: string) => string;
   if (g1) {
     const a1 = lora === 1 ? '' : ld1(g1.A), b1 = ld1(g1.B);
@@ -197,14 +228,12 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts 
     first = (row, col, acc) => `${scaled(g1.alpha, acc)}${c1 ? ` + ${scaled(g1.beta, `${c1}(${mul(row, g1.C!.sRow)} + ${mul(col, g1.C!.sCol)})`)}` : ''}`;
   } else {
     if (lora === 1) throw new Error(`${k.name}: the chained Nf4Gemm ${ch.node} cannot read a side product.`);
-    const n = nf4Loads.get(k) ?? 0;
-    nf4Loads.set(k, n + 1);
-    const p = nf4Problem(c, k, `nf4c${n}`, ch);
-    if (p.M !== g2.M || p.N !== g2.N) throw new Error(`${k.name}: the chained Nf4Gemm ${ch.node} gives [${p.M}, ${p.N}], not [${g2.M}, ${g2.N}].`);
+    const p = nf4Problem(c, k, nf4Name(k), ch);
+    if (p.M !== M || p.N !== N) throw new Error(`${k.name}: the chained Nf4Gemm ${ch.node} gives [${p.M}, ${p.N}], not [${M}, ${N}].`);
     seg1 = { K: p.K, a: p.a, b: p.b };
-    first = (_row, col, acc) => p.value(col, acc);
+    first = (row, col, acc) => p.value(row, col, acc);
   }
-  const segments = [seg1, seg(g2, a2, b2)];
+  const segments = [seg1, seg2];
   // a 16-bit G1 result (f16/bf16 compute) rounded to the compute type, as G1's own store rounds it (taken while the plan is made)
   const r1 = ch.node.outputs[0]!.dtype === 'float16' ? roundHalf() : null;
   if (r1) k.decl(r1.decl);
@@ -227,11 +256,11 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts, g1: GemmParts 
     };
   }
   return {
-    M: g2.M, N: g2.N, segments, ...(sideProduct ? { side: sideProduct } : {}),
+    M, N, segments, ...(sideProduct ? { side: sideProduct } : {}),
     store: (row, col, [acc1, acc2]) => {
-      // G1's result as its own store computed it, then G2's epilogue over it
+      // G1's result as its own store computed it, then G2's epilogue over it (an Nf4Gemm's: its sum + C)
       const sum = first(row, col, acc1!);
-      return put(`${row} * ${g2.N}u + ${col}`, `${scaled(g2.alpha, acc2!)} + ${scaled(g2.beta, r1 ? `${r1.fn}(${sum})` : `(${sum})`)}`);
+      return put(`${row} * ${N}u + ${col}`, `${scaled(alpha2, acc2!)} + ${scaled(beta2, r1 ? `${r1.fn}(${sum})` : `(${sum})`)}`);
     },
   };
 }

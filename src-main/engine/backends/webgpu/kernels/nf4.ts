@@ -5,7 +5,7 @@
  * quant/graph.ts materialises W per Gemm).
  *
  *   Nf4Const  the node's code bytes -> a weight buffer read as u32 words (4 bytes, 8 codes a word)
- *   Nf4Gemm   y [N, out] = x [N, in] · W' (+ bias), W' = Wᵀ (transB) or W; W [rows, cols] row-major:
+ *   Nf4Gemm   y [N, out] = x [N, in] · W' (+ bias | + C), W' = Wᵀ (transB) or W; W [rows, cols] row-major:
  *               w_e = NF4[code_e] · (DYN[acode_b] · scale2_{b/256} + offset),  b = e / 64
  *             code_e = nibble e of the code bytes (low nibble first), acode_b = byte b of the absmax codes.
  * The same arithmetic as quant/nf4.ts's dequantizeNf4 (f32 products, rounded once each). Under f16 compute
@@ -17,18 +17,15 @@ import type { Node } from '../../../graph/graph';
 import { sameShape } from '../../../graph/types';
 import { KernelBuilder, lit, roundHalf, type Ref } from '../wgsl';
 import { shapeOf, type EmitCtx, type Emitter } from './context';
-import { emitGemm, type GemmProblem } from './gemm';
+import type { GemmProblem } from './gemm';
 
 export const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
 
+/** (Nf4Gemm's own kernel, alone or chained with a LoRA term, is emitted in kernels/matmul.ts with the other GEMMs.) */
 export const NF4: Record<string, Emitter> = {
   Nf4Const: (c) => {
     const { data, bytes } = nf4ConstData(c.node);
     c.constant(0, data, bytes);
-  },
-  Nf4Gemm: (c) => {
-    const k = new KernelBuilder('Nf4Gemm');
-    emitGemm(c, { k, ...nf4Problem(c, k, 'nf4w') }, true);
   },
 };
 
@@ -65,15 +62,17 @@ export interface Nf4Operands { node: Node; in(i: number): Ref; folded?(i: number
  * An Nf4Gemm's GEMM with its bindings declared in `k` (its own kernel's, or a grouped kernel's: group.ts, where
  * each NF4 problem names its dequantizing load `fn` apart). `o`: whose inputs (default the node being emitted;
  * kernels/matmul.ts passes the chained Nf4Gemm of a base + LoRA pair, whose result it takes from `value`, the
- * stored value: the sum plus the bias).
+ * stored value: the sum plus the bias or C). `chainedC`: its C (input 8) is computed in the same dispatch (the
+ * Nf4Gemm is the second of a chained pair, kernels/matmul.ts chainedSpec): not bound, nor added by `value`/`store`.
  */
-export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string, o: Nf4Operands = c): GemmProblem & { value: (col: string, acc: string) => string } {
+export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string, o: Nf4Operands = c, chainedC = false): GemmProblem & { value: (row: string, col: string, acc: string) => string } {
   const at = o.node.attrs;
   const rows = at.rows as number, cols = at.cols as number, transB = !!at.transB;
   const [M, K] = shapeOf(o.node.inputs[0]!) as [number, number];
   const N = shapeOf(o.node.outputs[0]!)[1]!;
   const ldx = o.folded?.(0) ? o.load!(0, k) : k.input(o.in(0)); // x may be a folded Transpose or SwiGLU (plan.ts)
   const bias = o.node.inputs[7] ? k.input(o.in(7)) : null;
+  const ldc = o.node.inputs[8] && !chainedC ? k.input(o.in(8)) : null; // C [M, N] (a gradient sum: quant/graph.ts), never beside a bias
   let code: string, acode: string, scale2: string, offset: string, dyn: string;
   if (nf4Packed(o.node)) {
     // one binding: the packed weight's words, its pieces at their word offsets
@@ -107,11 +106,12 @@ export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string, o: Nf4Opera
 }`);
   if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
   const st = o === c ? k.output(c.out(0)) : '';
+  const value = (r: string, col: string, acc: string) => (bias ? `${acc} + ${bias}(${col})` : ldc ? `${acc} + ${ldc}(${r} * ${N}u + ${col})` : acc);
   return {
     M, N, K,
     a: (r, ka) => `${ldx}(${r} * ${K}u + ${ka})`,
     b: (kb, col) => (transB ? `${fn}(${col} * ${cols}u + ${kb})` : `${fn}(${kb} * ${cols}u + ${col})`),
-    value: (col, acc) => (bias ? `${acc} + ${bias}(${col})` : acc),
-    store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${bias ? `${acc} + ${bias}(${col})` : acc});`,
+    value,
+    store: (r, col, acc) => `${st}(${r} * ${N}u + ${col}, ${value(r, col, acc)});`,
   };
 }
