@@ -192,6 +192,9 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
     units.set(n, u);
   }
   const ok = (n: Node) => units.has(n);
+  // there before any node runs: inputs, constants, and an NF4 weight's code bytes (an Nf4Const node's output, uploaded
+  // with the weights: kernels/nf4.ts), wherever the schedule lists their node
+  const stored = (x: Value) => !x.node || x.node.op === 'Nf4Const';
   const pos = new Map<Node, number>();
   order.forEach((n, i) => pos.set(n, i));
   const runsElsewhere = opts.runsElsewhere ?? (() => false);
@@ -206,7 +209,7 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
     const lead = order[i]!;
     const largest = Math.max(...[...lead.inputs, ...lead.outputs].map((v) => (v ? numel(v) : 0)));
     return m.outputs.every((v) => (readers.get(v) ?? []).every((r) => !runsElsewhere(r) && (pos.get(r) ?? -1) > i))
-      && m.inputs.every((x) => !x?.node || numel(x) <= largest || (readers.get(x) ?? []).some((r) => r !== m && (pos.get(r) ?? -1) >= i));
+      && m.inputs.every((x) => !x || stored(x) || numel(x) <= largest || (readers.get(x) ?? []).some((r) => r !== m && (pos.get(r) ?? -1) >= i));
   };
 
   const groupOf = new Map<Node, Group>();
@@ -220,7 +223,7 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
       if (groupOf.has(m) || !ok(m)) continue;
       // every input computed before the group's place (inputs, constants, or a node scheduled earlier,
       // members of earlier groups at their group's place)
-      if (!units.get(m)!.reads.every((x) => !x.node || (pos.get(x.node) ?? Infinity) < i)) continue;
+      if (!units.get(m)!.reads.every((x) => stored(x) || (pos.get(x.node!) ?? Infinity) < i)) continue;
       if (bindingsNeeded([...members, m].map((x) => units.get(x)!), bindingsOf) > maxBindings) continue;
       members.push(m);
     }

@@ -259,6 +259,21 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     consts.push({ value: v, ref });
   }
 
+  // NF4 code bytes (Nf4Const nodes: constants the node carries) placed here, not at the node's place in the schedule,
+  // so a grouped GEMM moved up before that place (group.ts) binds them as the weights they are: a piece of the packed
+  // weight, or a buffer of their own (u32 words) uploaded once from the node's data as they are
+  const nodeConsts = new Set<Node>();
+  for (const n of order) {
+    if (n.op !== 'Nf4Const') continue;
+    const v = n.outputs[0]!, { data, bytes } = nf4ConstData(n);
+    const piece = packed.get(v);
+    const words = Math.max(1, Math.ceil(bytes / 4));
+    const ref: Ref = piece ?? { buf: slot('weight', 4 * words, `${n.op}#${n.id}`), offset: 0, numel: words, storage: 'u32' };
+    refOf.set(v, ref);
+    consts.push({ value: v, ref, data });
+    nodeConsts.add(n);
+  }
+
   // bf16 compute: a bf16 weight read in place is already the compute type, so its Cast is a view (kernels/elementwise.ts
   // Cast), resolved here rather than at the Cast's place in the schedule: a grouped GEMM that moves up before that place
   // (q/k/v, each weight's Cast just before its GEMM) reads the weight as the bound constant it is
@@ -391,7 +406,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
     now++;
 
     if (inlined.has(node) || deferred.has(node) || folded.has(node)) continue; // computed inside its reader's kernel
-    if (weightViews.has(node)) { consumed(node); continue; } // (a view, resolved up front)
+    if (weightViews.has(node) || nodeConsts.has(node)) { consumed(node); continue; } // (a view or a constant, resolved up front)
     if (accumulated.has(node)) { // its sum was stored by the norm backward as its dx: the Add's output is that tensor
       const ref = refOf.get(node.inputs.find((x) => x?.node && accumulates.get(x.node) === node)!)!;
       refOf.set(node.outputs[0]!, ref);
@@ -467,16 +482,6 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
           }
         }
         return alloc(v, `${node.op}#${node.id}`);
-      },
-      constant: (i, data, bytes) => {
-        const v = node.outputs[i]!;
-        const piece = packed.get(v); // (a piece of a packed NF4 weight)
-        if (piece) { refOf.set(v, piece); consts.push({ value: v, ref: piece, data }); return piece; }
-        const words = Math.max(1, Math.ceil(bytes / 4));
-        const r: Ref = { buf: slot('weight', 4 * words, `${node.op}#${node.id}`), offset: 0, numel: words, storage: 'u32' };
-        refOf.set(v, r);
-        consts.push({ value: v, ref: r, data });
-        return r;
       },
       scratch: (numel, label) => {
         const buf = take(storageBytes('f32', numel), 'temp', `${node.op}#${node.id} ${label}`);

@@ -3,7 +3,6 @@
  * references, and ways to produce its outputs (a fresh buffer from the plan, or a view of an input).
  */
 import type { Node, Value } from '../../../graph/graph';
-import type { OnnxTensorData } from '../../../onnx/spec';
 import { staticShape } from '../../../graph/types';
 import { grid, type KernelBuilder, type Ref } from '../wgsl';
 import type { GemmChoice } from './gemm';
@@ -20,11 +19,6 @@ export interface EmitCtx {
   gemm?: GemmChoice;
   /** Does anything read output i (optional outputs: norm statistics). */
   used(i: number): boolean;
-  /**
-   * Output i is a constant the node itself carries (packed NF4 codes): a weight buffer of `bytes` bytes
-   * uploaded once from `data` as they are, read by kernels as u32 words.
-   */
-  constant(i: number, data: OnnxTensorData, bytes: number): Ref;
   /**
    * Is this node the last reader of input i, alone in a temporary buffer of its own? Then an output may
    * take the buffer over (`view(o, in(i))`) and the kernel overwrite it in place (KernelBuilder.inout).

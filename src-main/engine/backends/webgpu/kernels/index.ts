@@ -1,10 +1,12 @@
-/** Every IR op's GPU kernel, one family per file next to this one. An op missing here has no GPU kernel. */
+/**
+ * Every IR op's GPU kernel, one family per file next to this one. An op missing here has no GPU kernel (Nf4Const has
+ * none: plan.ts places its code bytes as a weight; Nf4Gemm is matmul.ts's, its loads nf4.ts's).
+ */
 import type { Emitter } from './context';
 import { ELEMENTWISE } from './elementwise';
 import { MATMUL } from './matmul';
 import { REDUCE } from './reduce';
 import { INDEXING } from './indexing';
-import { NF4 } from './nf4';
 import { ADAMW } from './adamw';
 import { ATTENTION } from './attention';
 import { CROSS_ENTROPY } from './cross-entropy';
@@ -12,6 +14,6 @@ import { NORM } from './norm';
 import { LOGPROB } from './logprob';
 import { SWIGLU } from './swiglu';
 
-export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...NF4, ...ADAMW, ...ATTENTION, ...CROSS_ENTROPY, ...NORM, ...LOGPROB, ...SWIGLU };
+export const KERNELS: Readonly<Record<string, Emitter>> = { ...ELEMENTWISE, ...MATMUL, ...REDUCE, ...INDEXING, ...ADAMW, ...ATTENTION, ...CROSS_ENTROPY, ...NORM, ...LOGPROB, ...SWIGLU };
 
 export type { EmitCtx, Emitter } from './context';

@@ -4,30 +4,24 @@
  * no f32 copy of the weight exists on the GPU, not even a transient one (the ONNX lowering in
  * quant/graph.ts materialises W per Gemm).
  *
- *   Nf4Const  the node's code bytes -> a weight buffer read as u32 words (4 bytes, 8 codes a word)
+ *   Nf4Const  the node's code bytes -> a weight buffer read as u32 words (4 bytes, 8 codes a word), placed by
+ *             plan.ts before scheduling (no kernel: a constant, bound wherever a GEMM reading it runs)
  *   Nf4Gemm   y [N, out] = x [N, in] · W' (+ bias | + C), W' = Wᵀ (transB) or W; W [rows, cols] row-major:
  *               w_e = NF4[code_e] · (DYN[acode_b] · scale2_{b/256} + offset),  b = e / 64
  *             code_e = nibble e of the code bytes (low nibble first), acode_b = byte b of the absmax codes.
  * The same arithmetic as quant/nf4.ts's dequantizeNf4 (f32 products, rounded once each). Under f16 compute
- * (x float16) w_e is rounded to f16 as well, and x, y are 16-bit activations (h16 or f16r storage).
+ * (x float16) w_e is rounded to f16 as well, and x, y are 16-bit activations (h16 or f16r storage). Nf4Gemm's
+ * kernel, alone or chained with a LoRA term, is emitted in kernels/matmul.ts with the other GEMMs.
  */
-import { nf4ConstData } from '../../../quant/graph';
 import { ABSMAX_BLOCK, NF4_BLOCK, NF4_VALUES } from '../../../quant/nf4';
 import type { Node } from '../../../graph/graph';
 import { sameShape } from '../../../graph/types';
 import { KernelBuilder, lit, roundHalf, type Ref } from '../wgsl';
-import { shapeOf, type EmitCtx, type Emitter } from './context';
+import { shapeOf, type EmitCtx } from './context';
 import type { GemmProblem } from './gemm';
 
 export const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
 
-/** (Nf4Gemm's own kernel, alone or chained with a LoRA term, is emitted in kernels/matmul.ts with the other GEMMs.) */
-export const NF4: Record<string, Emitter> = {
-  Nf4Const: (c) => {
-    const { data, bytes } = nf4ConstData(c.node);
-    c.constant(0, data, bytes);
-  },
-};
 
 /**
  * Is this Nf4Gemm's weight one packed buffer on the GPU (plan.ts packs it where the codes and absmax codes are
