@@ -675,6 +675,12 @@ function readsBuffer(node: Node, buf: BufferSlot, expand: ReadonlySet<Node>, ref
   });
 }
 
+/**
+ * Is `v` of a type the planner fusions take: f32, or a 16-bit compute type (f16/bf16 compute, IR float16), which the
+ * fused kernels round where the unfused store would.
+ */
+const fusedDtype = (v: Value): boolean => v.dtype === 'float32' || v.dtype === 'float16';
+
 /** Most storage bindings a GEMM with a fused epilogue may use (the WebGPU default maxStorageBuffersPerShaderStage). */
 const MAX_BINDINGS = 8;
 
@@ -710,7 +716,7 @@ function gemmEpilogues(order: readonly Node[], remaining: ReadonlyMap<Value, num
     const acc = leaves.find((x) => {
       const m = x.node;
       return !!m && (m.op === 'Gemm' || m.op === 'MatMul') && m.outputs.length === 1 && !taken.has(m) && !pinned.has(x)
-        && remaining.get(x) === 1 && leaves.filter((z) => z === x).length === 1 && (x.dtype === 'float32' || x.dtype === 'float16') && sameShape(x.shape, y.shape);
+        && remaining.get(x) === 1 && leaves.filter((z) => z === x).length === 1 && fusedDtype(x) && sameShape(x.shape, y.shape);
     });
     if (!acc) continue;
     const m = acc.node!;
@@ -852,7 +858,7 @@ function swigluFoldable(n: Node, readers: ReadonlyMap<Value, Node[]>, folded: Re
   const y = n.outputs[0]!;
   const [gate, up] = n.inputs;
   if (!gate || !up || n.inputs.length !== 2 || ![gate, up].every((x) => x.dtype === y.dtype && sameShape(x.shape, y.shape) && !(x.node && folded.has(x.node)))) return false;
-  if (y.dtype !== 'float32' && y.dtype !== 'float16') return false;
+  if (!fusedDtype(y)) return false;
   const rs = readers.get(y) ?? [];
   if (rs.length === 0) return false;
   const rootOf = new Map([...epilogues].map(([root, g]) => [g, root] as const));
@@ -885,7 +891,7 @@ function swigluGradEpilogues(order: readonly Node[], remaining: ReadonlyMap<Valu
     const m = dh?.node;
     if (!gate || !up || !dh || !m || (m.op !== 'Gemm' && m.op !== 'MatMul') || m.outputs.length !== 1 || taken.has(m) || deferred.has(m) || out.has(m)) continue;
     if (pinned.has(dh) || remaining.get(dh) !== 1 || dh === gate || dh === up) continue;
-    if (![gate, up, ...n.outputs].every((x) => x.dtype === dh.dtype && sameShape(x.shape, dh.shape)) || (dh.dtype !== 'float32' && dh.dtype !== 'float16')) continue;
+    if (![gate, up, ...n.outputs].every((x) => x.dtype === dh.dtype && sameShape(x.shape, dh.shape)) || !fusedDtype(dh)) continue;
     if (m.op === 'MatMul' && (dh.shape as number[]).length !== 2) continue; // (a batched MatMul's store index is flat too, but keep to the 2-D case)
     const g1 = chains.get(m);
     const bound = new Set<Value>([gate, up]);
@@ -926,7 +932,7 @@ function gemmChains(order: readonly Node[], remaining: ReadonlyMap<Value, number
     const y1 = g2.inputs[g2.op === 'Nf4Gemm' ? 8 : 2];
     const g1 = y1?.node;
     if (!gemmLike(g2) || !y1 || !g1 || !gemmLike(g1) || g1.outputs.length !== 1 || used.has(g1) || used.has(g2) || out.has(g1)) continue;
-    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || (y1.dtype !== 'float32' && y1.dtype !== 'float16') || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
+    if (pinned.has(y1) || remaining.get(y1) !== 1 || folded.has(g1) || !fusedDtype(y1) || !sameShape(y1.shape, g2.outputs[0]!.shape)) continue;
     if (g2.inputs.filter((x) => x === y1).length !== 1 || (g2.op === 'Gemm' && (g2.attrs.beta as number) === 0)) continue;
     const root = rootOf.get(g2);
     const bindings = boundInputs(g2).reduce((a, x) => a + (x === y1 ? 0 : cost(x)), 0) + boundInputs(g1).reduce((a, x) => a + cost(x), 0)
@@ -978,7 +984,7 @@ function loraSides(order: readonly Node[], chains: ReadonlyMap<Node, Node>, epil
       const y0 = lora.inputs[0], g0 = y0?.node;
       if (!y0 || !g0 || g0.op !== 'Gemm' || g0.outputs.length !== 1 || taken.has(g0) || expand.has(g0) || [...out.values()].includes(g0)) continue;
       if (!plainA(g0) || !baseA(base) || !plainA(lora) || g0.inputs[0] !== base.inputs[0] || (g0.inputs[2] && (g0.attrs.beta as number) !== 0)) continue;
-      if (lora.inputs.filter((x) => x === y0).length !== 1 || base.inputs.includes(y0) || (y0.dtype !== 'float32' && y0.dtype !== 'float16')) continue;
+      if (lora.inputs.filter((x) => x === y0).length !== 1 || base.inputs.includes(y0) || !fusedDtype(y0)) continue;
       const r = (y0.shape as number[])[1]!;
       if (y0.rank !== 2 || typeof r !== 'number' || r > MAX_SIDE_RANK || segmentedWorkgroupBytes(tile, r) > WORKGROUP_BYTES) continue;
       // every other reader of y0 is a node the schedule may run after the pair (sideSchedule checks the order)
