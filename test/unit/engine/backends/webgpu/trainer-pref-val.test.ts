@@ -54,8 +54,13 @@ async function compare(extra: Record<string, unknown>, metrics: string[]): Promi
         continue;
       }
       expect(Number.isFinite(v), k).toBe(true);
+      // a DPO reward is β·(log-prob of the policy − of the reference), log-probs summed over a sequence (~ −117 here
+      // against a reward of 0.33): its rounding is that of β·the log-probs it subtracts (one f32 ulp of −117 is 7.6e-6);
       // a margin is a difference of rewards: its rounding is that of the rewards it subtracts
-      const scale = k === 'rewardMargin' ? Math.max(Math.abs(v), Math.abs(c['rewardsChosen'] as number), Math.abs(c['rewardsRejected'] as number)) : Math.abs(v);
+      const beta = (extra['preference'] as { beta?: number } | undefined)?.beta;
+      const reward = (side: 'Chosen' | 'Rejected') => Math.max(Math.abs(c[`rewards${side}`] as number), beta === undefined ? 0 : beta * Math.abs(c[`logps${side}`] as number));
+      const scale = k === 'rewardMargin' ? Math.max(Math.abs(v), reward('Chosen'), reward('Rejected'))
+        : k === 'rewardsChosen' ? reward('Chosen') : k === 'rewardsRejected' ? reward('Rejected') : Math.abs(v);
       expect(Math.abs((g[k] as number) - v) / Math.max(scale, 1e-3), `${k} at step ${c['step']}: gpu ${g[k]}, cpu ${v}`).toBeLessThan(1e-5);
       if (metrics.includes(k)) checked++;
     }
