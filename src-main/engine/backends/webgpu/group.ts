@@ -155,6 +155,11 @@ export interface GroupOptions {
    * is never delayed into a later group (its reader's place is not known here).
    */
   runsElsewhere?: (n: Node) => boolean;
+  /**
+   * Nodes the plan resolves before scheduling (plan.ts: NF4 code bytes, constants the node carries): their outputs
+   * are there before any node runs, wherever the schedule lists the node. Default: none.
+   */
+  upFront?: (n: Node) => boolean;
 }
 
 /** Storage bindings a set of GEMM units needs in one kernel: distinct inputs, their outputs (one each unless `writes`), the params buffer. */
@@ -192,9 +197,9 @@ export function groupGemms(order: readonly Node[], opts: GroupOptions = {}): Gem
     units.set(n, u);
   }
   const ok = (n: Node) => units.has(n);
-  // there before any node runs: inputs, constants, and an NF4 weight's code bytes (an Nf4Const node's output, uploaded
-  // with the weights: kernels/nf4.ts), wherever the schedule lists their node
-  const stored = (x: Value) => !x.node || x.node.op === 'Nf4Const';
+  // there before any node runs: inputs, constants, and the outputs of nodes the plan resolves up front
+  const upFront = opts.upFront ?? (() => false);
+  const stored = (x: Value) => !x.node || upFront(x.node);
   const pos = new Map<Node, number>();
   order.forEach((n, i) => pos.set(n, i));
   const runsElsewhere = opts.runsElsewhere ?? (() => false);

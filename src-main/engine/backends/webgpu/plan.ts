@@ -401,6 +401,7 @@ export function planGraph(g: GraphBuilder, opts: PlanOptions = {}): Plan {
       return u && weightViews.size ? { ...u, reads: [...new Set(u.reads.map((x) => (x.node && weightViews.has(x.node) ? x.node.inputs[0]! : x)))] } : u;
     },
     runsElsewhere: (n) => deferred.has(n) || expand.has(n),
+    upFront: (n) => nodeConsts.has(n),
   });
   for (const node of grouping?.order ?? schedule) {
     now++;

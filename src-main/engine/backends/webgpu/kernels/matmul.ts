@@ -214,7 +214,7 @@ function chainedSpec(c: EmitCtx, k: KernelBuilder, g2: GemmParts | null, g1: Gem
     seg2 = seg(g2, lora === 2 ? '' : ld2(g2.A), ld2(g2.B));
     ({ M, N, alpha: alpha2, beta: beta2 } = g2);
   } else {
-    const p = nf4Problem(c, k, nf4Name(k), { node: c.node, in: (i) => c.in(i), ...(c.folded ? { folded: c.folded } : {}), ...(c.load ? { load: c.load } : {}) }, true);
+    const p = nf4Problem(c, k, nf4Name(k), c, true);
     seg2 = { K: p.K, a: p.a, b: p.b };
     ({ M, N } = p);
   }

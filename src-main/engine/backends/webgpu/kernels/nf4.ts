@@ -22,7 +22,6 @@ import type { GemmProblem } from './gemm';
 
 export const NF4_TABLE = `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map((v) => lit(v)).join(', ')});`;
 
-
 /**
  * Is this Nf4Gemm's weight one packed buffer on the GPU (plan.ts packs it where the codes and absmax codes are
  * Nf4Const nodes and scale2, offset constants: always, for the graphs quant/graph.ts builds)? Then its kernel
@@ -56,8 +55,9 @@ export interface Nf4Operands { node: Node; in(i: number): Ref; folded?(i: number
  * An Nf4Gemm's GEMM with its bindings declared in `k` (its own kernel's, or a grouped kernel's: group.ts, where
  * each NF4 problem names its dequantizing load `fn` apart). `o`: whose inputs (default the node being emitted;
  * kernels/matmul.ts passes the chained Nf4Gemm of a base + LoRA pair, whose result it takes from `value`, the
- * stored value: the sum plus the bias or C). `chainedC`: its C (input 8) is computed in the same dispatch (the
- * Nf4Gemm is the second of a chained pair, kernels/matmul.ts chainedSpec): not bound, nor added by `value`/`store`.
+ * stored value: the sum plus the bias or C). `chainedC`: the Nf4Gemm is the second of a chained pair
+ * (kernels/matmul.ts chainedSpec), whose store is the chain's: its C (input 8, computed in the same dispatch) and its
+ * output are not bound, nor C added by `value`/`store`.
  */
 export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string, o: Nf4Operands = c, chainedC = false): GemmProblem & { value: (row: string, col: string, acc: string) => string } {
   const at = o.node.attrs;
@@ -99,7 +99,7 @@ export function nf4Problem(c: EmitCtx, k: KernelBuilder, fn: string, o: Nf4Opera
   return ${half ? `${half.fn}(NF4[code] * absmax)` : 'NF4[code] * absmax'};
 }`);
   if (transB ? cols !== K || rows !== N : rows !== K || cols !== N) throw new Error(`Nf4Gemm: weight [${rows}, ${cols}] does not fit x [${M}, ${K}] -> [${M}, ${N}].`);
-  const st = o === c ? k.output(c.out(0)) : '';
+  const st = o === c && !chainedC ? k.output(c.out(0)) : '';
   const value = (r: string, col: string, acc: string) => (bias ? `${acc} + ${bias}(${col})` : ldc ? `${acc} + ${ldc}(${r} * ${N}u + ${col})` : acc);
   return {
     M, N, K,
