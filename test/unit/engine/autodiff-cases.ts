@@ -250,6 +250,31 @@ export const CASES: Case[] = [
     },
   },
   {
+    // trainable new-token rows' form (forward.ts newRowsLoss): a column bias masking two columns (−1e9), targets
+    // outside W (a new row's class 42, an ignore label −100: no nll, only their lse), and the lse output itself
+    // differentiated (its gradient adds softmax · glse to the logits' gradient)
+    op: 'LinearCrossEntropy', label: 'column bias, differentiated lse, targets outside W', inputs: [f([5, 6])],
+    build: (g, [x]) => {
+      const lt = x!.dtype === 'float64' ? 'float64' : 'float32';
+      const w = g.constant(Array.from({ length: 40 * 6 }, (_, i) => Math.sin(0.41 * i + 0.3) * 1.2), x!.dtype, [40, 6]);
+      const bias = g.constant(Array.from({ length: 40 }, (_, i) => (i === 5 || i === 33 ? -1e9 : 0)), lt, [40]);
+      const t = g.constant([3, 42, 39, -100, 17], 'int64', [5, 1]);
+      const m = g.constant([0.5, 1, 1, 0.25, 1], 'float32', [5, 1]);
+      const [nll, lse] = g.apply('LinearCrossEntropy', [x!, w, t, m, bias], { scale: 0.8, softcap: 5, chunk: 16, rows: 1 });
+      return g.add(g.mul(nll!, g.constant([1, -2, 0.5, 3, -1], lt, [5, 1])), g.mul(lse!, g.constant([0.3, 1, -0.7, 2, 0.1], lt, [5, 1])));
+    },
+  },
+  {
+    // only the lse output used (the nll's gradient a zero)
+    op: 'LinearCrossEntropy', label: 'lse only', inputs: [f([3, 4])],
+    build: (g, [x]) => {
+      const w = g.constant(Array.from({ length: 20 * 4 }, (_, i) => Math.cos(0.29 * i + 0.5)), x!.dtype, [20, 4]);
+      const t = g.constant([1, 2, 3], 'int64', [3, 1]);
+      const m = g.constant([1, 1, 1], 'float32', [3, 1]);
+      return g.apply('LinearCrossEntropy', [x!, w, t, m], { scale: 1, softcap: 0, chunk: 8 })[1]!;
+    },
+  },
+  {
     op: 'RotaryEmbedding', dtype: 'float32', inputs: [f([2, 2, 3, 4]), idx([2, 3], [0, 1, 2, 3, 4, 5])],
     build: (g, [x, pos]) => {
       // cos/sin tables [6, 2] for 6 positions, theta 10000

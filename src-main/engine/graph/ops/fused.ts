@@ -316,7 +316,7 @@ function headLogitsOf(g: GraphBuilder, x: Value, w: Value, a: Attrs): Value {
 /** The loss is computed in f32 (float64 inputs, for the gradient checks, stay float64). */
 const lossType = (x: Value): DType => (x.dtype === 'float64' ? 'float64' : 'float32');
 
-function linearCeInfer(x: readonly (Value | null)[]): { N: number; C: number; V: number } {
+function linearCeInfer(x: readonly (Value | null)[], biasAt: number): { N: number; C: number; V: number } {
   const [h, w, t, wt] = need(x, 4);
   floatIn(h!);
   floatIn(w!);
@@ -324,56 +324,88 @@ function linearCeInfer(x: readonly (Value | null)[]): { N: number; C: number; V:
   if (h!.rank !== 2 || w!.rank !== 2 || w!.shape[1] !== C || t!.rank !== 2 || t!.shape[0] !== N || t!.shape[1] !== 1 || wt!.rank !== 2 || wt!.shape[0] !== N) {
     throw new Error(`expected x [N, C], lm_head [V, C], targets [N, 1], weights [N, 1]; got ${shapeStr(h!.shape)}, ${shapeStr(w!.shape)}, ${shapeStr(t!.shape)}, ${shapeStr(wt!.shape)}`);
   }
-  return { N: N!, C: C!, V: w!.shape[0] as number };
+  const V = w!.shape[0] as number;
+  const bias = x[biasAt];
+  if (bias && (bias.dtype !== lossType(h!) || bias.rank !== 1 || bias.shape[0] !== V)) {
+    throw new Error(`expected a column bias ${lossType(h!)} [${V}] (one value per lm_head row); got ${bias.dtype} ${shapeStr(bias.shape)}`);
+  }
+  return { N: N!, C: C!, V };
 }
+
+/**
+ * Targets outside [0, V) contribute nothing: `inRange` [N, 1] (1 or 0, of type `dt`) and the targets with those
+ * replaced by column 0 (`tc`: GatherElements / ScatterElements refuse an index out of range).
+ */
+function targetsIn(g: GraphBuilder, t: Value, V: number, dt: DType): { tc: Value; inRange: Value } {
+  const lo = g.greater(t, g.constant([-1], t.dtype, [])), hi = g.less(t, g.constant([V], t.dtype, []));
+  const zero = g.zerosLike(t);
+  return { tc: g.where(lo, g.where(hi, t, zero), zero), inRange: g.mul(g.cast(lo, dt), g.cast(hi, dt)) };
+}
+
+/** The logits with the optional column bias added after the soft-cap (a masked column: −1e9). */
+const biased = (g: GraphBuilder, l: Value, bias: Value | null): Value => (bias ? g.add(l, bias) : l);
 
 def({
   // The lm_head GEMM and the softmax cross-entropy in one op, so the GPU backend never holds the [N, V]
-  // logits: loss = Σ_i w_i (logsumexp(l_i) − l_i[t_i]) with l = head(x · Wᵀ) (headLogitsOf), lse [N, 1].
-  // inputs x [N, C], lm_head W [V, C] (frozen), targets int [N, 1], weights f32 [N, 1];
+  // logits: loss = Σ_i w_i (logsumexp(l_i) − l_i[t_i]) with l = head(x · Wᵀ) (headLogitsOf) + bias, lse [N, 1].
+  // inputs x [N, C], lm_head W [V, C] (frozen), targets int [N, 1], weights f32 [N, 1], optional bias f32 [V]
+  // (added to every row's logits after the soft-cap: −1e9 takes a column out of the softmax, as forward.ts
+  // masks the base columns of re-used token ids);
   // attrs scale, softcap (0: none), chunk (vocabulary rows per chunk on the GPU: kernels/cross-entropy.ts),
   // rows (1: the per-row nll w_i (lse_i − l_i[t_i]) [N, 1] instead of its sum, for the preference losses; the
-  // gradient then takes a per-row gy [N, 1])
+  // gradient then takes a per-row gy [N, 1]).
+  // A target outside [0, V) contributes nothing (weight 0): forward.ts's trainable new-token rows put their
+  // columns outside W and combine their logsumexp with this op's lse output, which therefore has a gradient
+  // (d lse_i / d l_i = softmax(l_i)).
   name: 'LinearCrossEntropy',
   optionalOutputs: true,
   infer: (x, a) => {
-    const { N } = linearCeInfer(x);
+    const { N } = linearCeInfer(x, 4);
     const dtype = lossType(x[0]!);
     return [{ dtype, shape: a.rows ? [N, 1] : [] }, { dtype, shape: [N, 1] }];
   },
-  lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt]) => {
-    const l = headLogitsOf(g, x!, w!, c.node.attrs);
+  lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt, bias]) => {
+    const V = w!.shape[0] as number;
+    const l = biased(g, headLogitsOf(g, x!, w!, c.node.attrs), bias ?? null);
     const lse = g.reduceLogSumExp(l, [1], true);
-    const nll = g.mul(g.sub(lse, g.gatherElements(l, t!, 1)), g.cast(wt!, l.dtype));
+    const { tc, inRange } = targetsIn(g, t!, V, l.dtype);
+    const nll = g.mul(g.mul(g.sub(lse, g.gatherElements(l, tc, 1)), g.cast(wt!, l.dtype)), inRange);
     return [c.node.attrs.rows ? nll : g.reduceSum(nll, [0, 1], false), lse];
   }),
   grad: (c) => {
-    const gy = c.gy[0];
-    if (c.gy[1]) throw new Error('LinearCrossEntropy: its logsumexp output has no gradient');
-    if (!gy) return [null, null, null, null];
-    if (c.needs(1)) throw new Error('LinearCrossEntropy: the lm_head weight is frozen here (trainable head rows use the unfused loss)');
-    if (c.needs(3)) throw new Error('LinearCrossEntropy: the loss weights have no gradient here');
-    const [x, w, t, wt] = c.x as Value[];
-    const dx = c.needs(0) ? c.g.apply('LinearCrossEntropyGrad', [x!, w!, t!, wt!, c.y[1]!, gy], c.node.attrs)[0]! : null;
-    return [dx, null, null, null];
+    const [gy, glse] = c.gy;
+    const none = c.x.map(() => null);
+    if (!gy && !glse) return none;
+    if (c.needs(1)) throw new Error('LinearCrossEntropy: the lm_head weight is frozen here (trainable head rows use their own GEMM: forward.ts)');
+    if (c.needs(3) || c.needs(4)) throw new Error('LinearCrossEntropy: the loss weights and the column bias have no gradient here');
+    const [x, w, t, wt, bias] = c.x as (Value | null)[];
+    const g0 = gy ?? c.g.scalar(0, c.y[0]!.dtype); // only the lse's gradient: the nll's part is 0
+    const dx = c.needs(0) ? c.g.apply('LinearCrossEntropyGrad', [x!, w!, t!, wt!, c.y[1]!, g0, glse ?? null, bias ?? null], c.node.attrs)[0]! : null;
+    return [dx, ...none.slice(1)];
   },
 });
 
 def({
-  // dx [N, C] of LinearCrossEntropy from x, W, targets, weights, lse, gy: dl = gy · w · (softmax(l) − onehot(t))
-  // through the soft-cap (1 − (l / cap)²) and the scale, then dx = dl · W; the GPU recomputes l one
-  // vocabulary chunk at a time
+  // dx [N, C] of LinearCrossEntropy from x, W, targets, weights, lse, gy, and optionally glse [N, 1] (the lse
+  // output's gradient) and the column bias [V]: dl = (gy · w + glse) · softmax(l) − gy · w · onehot(t) (no
+  // one-hot for a target outside [0, V)), through the soft-cap (1 − (l / cap)², l before the bias) and the
+  // scale, then dx = dl · W; the GPU recomputes l one vocabulary chunk at a time
   name: 'LinearCrossEntropyGrad',
   nondiff: true, // a backward op: no second-order gradients (nothing differentiates a gradient)
   infer: (x) => {
-    linearCeInfer(x);
+    linearCeInfer(x, 7);
     need(x, 6);
+    const glse = x[6];
+    if (glse && (glse.rank !== 2 || glse.shape[0] !== x[0]!.shape[0] || glse.shape[1] !== 1)) throw new Error(`expected the lse gradient [N, 1]; got ${shapeStr(glse.shape)}`);
     return [{ dtype: x[0]!.dtype, shape: [...x[0]!.shape] }];
   },
-  lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt, lse, gy]) => {
+  lower: (c) => lowerAsDecomposition(c, (g, [x, w, t, wt, lse, gy, glse, bias]) => {
+    const V = w!.shape[0] as number;
     const l = headLogitsOf(g, x!, w!, c.node.attrs);
-    const wg = g.mul(g.cast(wt!, l.dtype), gy!); // [N, 1]
-    let dl = g.scatterAdd(g.mul(g.exp(g.sub(l, lse!)), wg), t!, g.neg(wg), 1);
+    const { tc, inRange } = targetsIn(g, t!, V, l.dtype);
+    const wg = g.mul(g.mul(g.cast(wt!, l.dtype), gy!), inRange); // [N, 1]
+    const ws = glse ? g.add(wg, glse) : wg;
+    let dl = g.scatterAdd(g.mul(g.exp(g.sub(biased(g, l, bias ?? null), lse!)), ws), tc, g.neg(wg), 1);
     const scale = num(c.node.attrs, 'scale'), cap = num(c.node.attrs, 'softcap') || 0;
     if (cap) dl = g.mul(dl, g.sub(1, g.mul(g.div(l, cap), g.div(l, cap))));
     if (scale !== 1) dl = g.mul(dl, scale);

@@ -67,20 +67,22 @@ function chunksOf(c: EmitCtx, V: number): [number, number][] {
 
 /**
  * S [N, end − start] = the logits of vocabulary rows [start, end): head(x · W[start:end]ᵀ) (scale, then the
- * soft-cap), one GEMM whose epilogue finishes the logits.
+ * soft-cap, then the column bias when given), one GEMM whose epilogue finishes the logits.
  */
-function chunkLogits(c: EmitCtx, x: Ref, w: Ref, S: Ref, N: number, C: number, start: number, end: number): void {
+function chunkLogits(c: EmitCtx, x: Ref, w: Ref, S: Ref, N: number, C: number, start: number, end: number, bias: Ref | null): void {
   const Vk = end - start;
   const scale = num(c.node.attrs, 'scale'), cap = num(c.node.attrs, 'softcap') || 0;
   const k = new KernelBuilder('LinearCeLogits');
   const ldx = k.input(x), ldw = k.input({ ...w, offset: w.offset + start * C, numel: Vk * C }), st = k.output(S);
+  const ldb = bias ? k.input({ ...bias, offset: bias.offset + start, numel: Vk }) : '';
   let v = scale === 1 ? 'acc' : `${lit(scale)} * acc`;
   if (cap) v = `${lit(cap)} * tanh(${v} / ${lit(cap)})`;
+  if (bias) v = `${v} + ${ldb}(COL)`;
   emitGemm(c, {
     k, M: N, N: Vk, K: C,
     a: (row, ka) => `${ldx}(${row} * ${C}u + ${ka})`,
     b: (kb, col) => `${ldw}(${col} * ${C}u + ${kb})`,
-    store: (row, col, acc) => `${st}(${row} * ${Vk}u + ${col}, ${v.replace(/acc/g, acc)});`,
+    store: (row, col, acc) => `${st}(${row} * ${Vk}u + ${col}, ${v.replace(/acc/g, acc).replace(/COL/g, col)});`,
   }, narrowStorage(w));
 }
 
@@ -135,8 +137,9 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     const S = c.scratch!(N * (chunks[0]![1] - chunks[0]![0]), 'logits chunk');
     const picked = c.scratch!(N, 'target logits');
     const lse = c.out(1);
+    const bias = c.node.inputs[4] ? c.in(4) : null;
     chunks.forEach(([a, b], i) => {
-      chunkLogits(c, c.in(0), c.in(1), S, N, C, a, b);
+      chunkLogits(c, c.in(0), c.in(1), S, N, C, a, b, bias);
       const Vk = b - a;
       const k = new KernelBuilder('LinearCeLse');
       const lds = k.input(S), ldt = k.input(c.in(2));
@@ -169,7 +172,9 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
   /**
    * LinearCrossEntropyGrad: per vocabulary chunk, the chunk's logits again (GEMM), turned in place into
    * their gradient gy · w · (exp(l − lse) − onehot) (· (1 − (l / cap)²) · scale), then dx (+)= dl · W[chunk]
-   * (a second GEMM accumulating over the chunks).
+   * (a second GEMM accumulating over the chunks). With the lse's own gradient glse (input 6) the softmax term
+   * takes gy · w + glse; with a column bias (input 7) the softmax reads l + bias (the soft-cap's derivative
+   * the logit before it).
    */
   LinearCrossEntropyGrad: (c) => {
     const [N, C] = inShape(c, 0) as [number, number];
@@ -180,13 +185,16 @@ export const CROSS_ENTROPY: Record<string, Emitter> = {
     const dx = c.out(0);
     chunks.forEach(([a, b], i) => {
       const Vk = b - a;
-      chunkLogits(c, c.in(0), c.in(1), S, N, C, a, b);
+      chunkLogits(c, c.in(0), c.in(1), S, N, C, a, b, null);
       const k = new KernelBuilder('LinearCeGradChunk');
       const [lds, sts] = k.inout(S);
       const ldt = k.input(c.in(2)), ldw = k.input(c.in(3)), ldlse = k.input(c.in(4)), ldg = k.input(c.in(5));
+      const ldgl = c.node.inputs[6] ? k.input(c.in(6)) : '';
+      const ldb = c.node.inputs[7] ? k.input(c.in(7)) : '';
       const lo = k.param(a);
       const gyAt = prod(inShape(c, 5)) === 1 ? '0u' : 'row'; // per-row gy [N, 1] (attr rows) or the scalar's
-      let d = `wg * (exp(l - ${ldlse}(row)) - select(0.0, 1.0, col == t))`;
+      const lb = ldb ? `l + ${ldb}(col)` : 'l';
+      let d = ldgl ? `((wg + ${ldgl}(row)) * exp(${lb} - ${ldlse}(row)) - select(0.0, wg, col == t))` : `wg * (exp(${lb} - ${ldlse}(row)) - select(0.0, 1.0, col == t))`;
       if (cap) d = `${d} * (1.0 - (l / ${lit(cap)}) * (l / ${lit(cap)}))`;
       if (scale !== 1) d = `${d} * ${lit(scale)}`;
       dispatchPerElement(c, k, N * Vk, `  let row = i / ${Vk}u;
