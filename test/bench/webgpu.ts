@@ -18,7 +18,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
+import { addNewRows, buildLoraLayout, initLoraParams } from '../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../src-main/engine/llm/train-graph';
 import { createTinyModel, openModel, parseModelConfig, weightsLayout, type ModelConfig } from '../../src-main/engine/models';
 import type { ModelWeights } from '../../src-main/engine/safetensors';
@@ -181,6 +181,14 @@ export async function bench(report: (row: Record<string, unknown>) => void): Pro
       const sg = await buildStepGraph(cfg, lay, src, lr, { chunk, capacity: 2048, gpu: true });
       const plan = planGraph(sg.graph, { outputs: ['logits', ...sg.cache.map((c) => c.output), 'params_out'], state: [...sg.cache.map((c) => c.input), 'params'] });
       report(row(label, `generate Tc${chunk}, S2048`, plan, { graph: chunk === 1 ? 'decode' : 'prefill', 'cache + adapter GiB': (plan.bytes.state / GiB).toFixed(3) }));
+    }
+    // an extended tokenizer: 3 trainable new-token rows (one re-using id 7, two past the vocabulary), fused +
+    // recompute: the loss combines the frozen head's LinearCrossEntropy with the rows' [N, 3] logits (no [N, V + 3])
+    {
+      const V = cfg.vocabSize;
+      const g = await buildTrainGraph(cfg, lay, src, addNewRows(lr, cfg, [7, V, V + 1]), { batch: 1, seqLen: 2048, fused: true, recompute: true }, optim);
+      const plan = planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+      report(row(label, 'B1×T2048, 3 new-token rows', plan, { graph: 'fused + recompute' }));
     }
     // preference tuning (DPO: policy + reference forward), one pair = 2 rows of 1024 tokens, decomposed vs fused
     if (qlora) continue;

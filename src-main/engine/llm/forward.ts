@@ -103,8 +103,15 @@ export interface ForwardResult {
    * Fused graphs (the GPU backend) with a frozen lm_head in one piece: the head's input and weight, so the
    * loss can be LinearCrossEntropy (lossOf), which never holds the [N, V] logits. Absent: use `logits`.
    */
-  head?: { x: Value; w: Value; scale: number; softcap: number };
+  head?: FusedHead;
 }
+
+/**
+ * The head's input x [N, C], the frozen lm_head W [V, C], its scale and soft-cap; with trainable new-token rows
+ * also their finished f32 logits [N, r] (class V + j is row j) and the column bias masking the base columns of
+ * re-used ids (−1e9; null when no id < V is re-used): lossOf combines the two without the [N, V + r] logits.
+ */
+export interface FusedHead { x: Value; w: Value; scale: number; softcap: number; newRows?: { logits: Value; bias: Value | null } }
 
 /** Logits per vocabulary chunk of LinearCrossEntropy on the GPU: at most 64 MiB of f32 logits at a time. */
 const LOGITS_CHUNK_BYTES = 64 * 2 ** 20;
@@ -115,17 +122,41 @@ const LOGITS_CHUNK_BYTES = 64 * 2 ** 20;
  */
 export function lossOf(g: GraphBuilder, fwd: ForwardResult, targets: Value, mask: Value): Value {
   if (!fwd.head) return softmaxCrossEntropy(g, fwd.logits, targets, mask);
-  const N = fwd.head.x.shape[0] as number;
+  const h = fwd.head;
+  const N = h.x.shape[0] as number;
   const chunk = Math.max(16, Math.floor(LOGITS_CHUNK_BYTES / (4 * N)));
-  return g.apply('LinearCrossEntropy', [fwd.head.x, fwd.head.w, targets, mask], { scale: fwd.head.scale, softcap: fwd.head.softcap, chunk })[0]!;
+  if (!h.newRows) return g.apply('LinearCrossEntropy', [h.x, h.w, targets, mask], { scale: h.scale, softcap: h.softcap, chunk })[0]!;
+  return newRowsLoss(g, h, h.newRows, targets, mask, chunk);
+}
+
+/**
+ * Σ mask · nll over the V + r classes of a head with trainable new-token rows, never holding [N, V + r] logits:
+ * the frozen rows' LinearCrossEntropy (per-row nll of the rows whose target is a base column, and every row's
+ * lse_base over the base columns, re-used ids' masked by the bias), the new rows' lse_new over their [N, r]
+ * logits, lse = logsumexp(lse_base, lse_new), and per row
+ *   base target:  nll_base + (lse − lse_base)      new target V + j:  lse − l_new[j]
+ * (the first is lse − l[t]: nll_base = lse_base − l[t]); the gradient reaches x through lse_base as well.
+ */
+function newRowsLoss(g: GraphBuilder, h: FusedHead, nr: NonNullable<FusedHead['newRows']>, targets: Value, mask: Value, chunk: number): Value {
+  const V = h.w.shape[0] as number;
+  const isBase = g.less(targets, g.constant([V], targets.dtype, []));
+  const wBase = g.mul(mask, g.cast(isBase, 'float32')), wNew = g.sub(mask, wBase);
+  // a new target is out of W's range: LinearCrossEntropy gives it nothing but its lse
+  const [nllBase, lseBase] = g.apply('LinearCrossEntropy', [h.x, h.w, targets, wBase, nr.bias], { scale: h.scale, softcap: h.softcap, chunk, rows: 1 }) as [Value, Value];
+  const lseNew = g.reduceLogSumExp(nr.logits, [1], true);
+  const lse = g.reduceLogSumExp(g.concat([lseBase, lseNew], 1), [1], true);
+  const picked = g.gatherElements(nr.logits, g.where(isBase, g.zerosLike(targets), g.sub(targets, g.constant([V], targets.dtype, []))), 1);
+  const rows = g.add(g.add(nllBase, g.mul(wBase, g.sub(lse, lseBase))), g.mul(wNew, g.sub(lse, picked)));
+  return g.reduceSum(rows, [0, 1], false);
 }
 
 /**
  * The per-row nll w · (lse − l[t]) [N, 1] straight from the head's input (LinearCrossEntropy, attr rows), for
- * the preference losses' per-sequence log-probs; null when the forward has no fused head (use the logits).
+ * the preference losses' per-sequence log-probs; null when the forward has no fused head or its head has new-token
+ * rows (use the logits).
  */
 export function rowNllOf(g: GraphBuilder, fwd: ForwardResult, targets: Value, mask: Value): Value | null {
-  if (!fwd.head) return null;
+  if (!fwd.head || fwd.head.newRows) return null;
   const N = fwd.head.x.shape[0] as number;
   const chunk = Math.max(16, Math.floor(LOGITS_CHUNK_BYTES / (4 * N)));
   return g.apply('LinearCrossEntropy', [fwd.head.x, fwd.head.w, targets, mask], { scale: fwd.head.scale, softcap: fwd.head.softcap, chunk, rows: 1 })[0]!;
@@ -609,21 +640,26 @@ export async function buildForward(
   x = await norm(c, x, layout.finalNorm);
   const head = await vocabRows(g, src, layout.lmHead ?? layout.embed); // [V, C] (row chunks on GPU EPs)
   let logits = headLogits(g, x, head); // [N, V]
-  if (newRows) {
-    // V + r columns: the trainable rows' logits appended; base columns of re-used rows (id < V) masked out
-    logits = g.concat([logits, g.gemm(x, toDt(newRows.head), null, { transB: true })], 1); // [N, V + r]
-  }
-  logits = finishLogits(c, g.cast(logits, 'float32')); // the loss is always computed in f32
+  // the trainable rows' logits [N, r] (f32, scaled and soft-capped like the base ones); re-used ids (id < V) take
+  // their trainable row, so their base column is masked out (−1e9)
+  const newLogits = newRows ? finishLogits(c, g.cast(g.gemm(x, toDt(newRows.head), null, { transB: true }), 'float32')) : null;
+  let colMask: Value | null = null;
   if (newRows) {
     const V = newRows.layout.baseRows;
     const reused = newRows.layout.ids.filter((id) => id < V);
     if (reused.length) {
-      const colMask = new Float32Array(V + newRows.layout.ids.length);
-      for (const id of reused) colMask[id] = NEG_INF;
-      logits = g.add(logits, g.constant(colMask, 'float32', [V + newRows.layout.ids.length]));
+      const m = new Float32Array(V);
+      for (const id of reused) m[id] = NEG_INF;
+      colMask = g.constant(m, 'float32', [V]);
     }
   }
-  // fused graphs: the loss may skip the logits (lossOf); trainable head rows keep the logits path
-  const fusedHead = g.fused && !newRows && head.length === 1 ? { x, w: head[0]!.w, scale: cfg.logitScale, softcap: cfg.finalSoftcap ?? 0 } : undefined;
+  // [N, V + r] with new rows: the base logits, then the trainable rows' appended
+  logits = finishLogits(c, g.cast(logits, 'float32')); // the loss is always computed in f32
+  if (colMask) logits = g.add(logits, colMask);
+  if (newLogits) logits = g.concat([logits, newLogits], 1);
+  // fused graphs: the loss may skip the logits (lossOf), new-token rows included (their [N, r] logits beside)
+  const fusedHead: FusedHead | undefined = g.fused && head.length === 1
+    ? { x, w: head[0]!.w, scale: cfg.logitScale, softcap: cfg.finalSoftcap ?? 0, ...(newRows ? { newRows: { logits: newLogits!, bias: colMask } } : {}) }
+    : undefined;
   return { logits, nodes: g.nodes.length - start, blocks: { x: xs, rebuild: block, parts }, ...(fusedHead ? { head: fusedHead } : {}) };
 }

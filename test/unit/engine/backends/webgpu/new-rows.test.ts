@@ -1,0 +1,87 @@
+/**
+ * Trainable new-token rows (tokenizer extension) on Lathe's GPU backend: the fused graph's loss is the frozen
+ * rows' LinearCrossEntropy (a column bias masking re-used ids, its lse differentiated) combined with the new
+ * rows' [N, r] logits (forward.ts newRowsLoss), so no [N, V + r] logits exist; its loss, gradients and AdamW
+ * steps equal the CPU EP's plain graph (the logits path), tied and untied, with a re-used id and new ids.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
+import { addNewRows, buildLoraLayout, TokenRows } from '../../../../../src-main/engine/llm/lora';
+import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
+import { Program, hostTensor, type HostTensor } from '../../../../../src-main/engine/backends/onnx';
+import { GpuProgram, closeGpu, openGpu, planGraph } from '../../../../../src-main/engine/backends/webgpu';
+import { openWeightSource } from '../../../../../src-main/engine/weights/source';
+import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
+import { feedsOf, makeBatch } from '../../../../../src-main/engine/train/batch';
+import { rel } from '../../../../helpers/numeric';
+import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
+import { formatErrors, loraStart, loraStepFixture, runSteps, stepErrors, stepState } from '../../../../helpers/lora-step';
+
+const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
+
+beforeAll(async () => { await openGpu(); }, 60_000);
+afterAll(() => closeGpu());
+
+describe('GPU backend: trainable new-token rows', () => {
+  for (const arch of ['llama', 'gpt2']) {
+    it(`${arch}: the fused loss (no [N, V + r] logits) gives the CPU EP's loss, gradients and 2 AdamW steps (1e-5)`, async () => {
+      const { dir, config, layout, weights, lora: base } = await loraStepFixture(arch, { prefix: 'lathe-gpu-nr-' });
+      const V = config.vocabSize;
+      const lora = addNewRows(base, config, [5, V, V + 1]); // id 5 re-used: its base column is masked
+      const rows = new TokenRows(V, lora.newRows);
+      const B = 2, T = 8;
+      const src = openWeightSource(weights);
+      const cpu = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
+      const gpuGraph = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true }, optim);
+      const ops = new Set(gpuGraph.graph.nodes.map((n) => n.op));
+      expect(ops.has('LinearCrossEntropy')).toBe(true);
+      expect(ops.has('SoftmaxCrossEntropy')).toBe(false);
+      // ids: new tokens (V, V + 1), the re-used 5, and base ids; so targets fall on new columns, the re-used
+      // row's column V + 0 and base columns
+      const ids = Array.from({ length: B }, (_, b) => Uint32Array.from({ length: T }, (_, t) => (t % 3 === 0 ? V + ((b + t) % 2) : t % 4 === 1 ? 5 : (b * 13 + t * 7) % 40 + 6)));
+      const batch = makeBatch(ids, T, rows);
+      const targets = batch.targets;
+      expect(Array.from(targets).some((t) => Number(t) >= V)).toBe(true);
+      const feeds = (s: number, apply: boolean): Record<string, HostTensor> => ({
+        ...feedsOf(batch, B, T), apply: hostTensor('bool', [], new Uint8Array([apply ? 1 : 0])),
+        invCount: hostTensor('float32', [], new Float32Array([1 / B / T])), adam: hostTensor('float32', [3], Float32Array.from(adamwScalars(optim, s))),
+      });
+      const p0 = loraStart(lora);
+      for (let i = lora.newRows!.embedOffset; i < lora.size; i++) p0[i] = 0.05 * Math.cos(1.3 * i); // rows non-zero
+      const want = await runSteps(await Program.create({ model: cpu.model, state: cpu.state, fetch: cpu.fetch }, { ep: 'cpu', threads: 1, externalDataDir: src.dir }), stepState(p0), feeds, 2);
+      const got = await runSteps(await GpuProgram.create({ graph: gpuGraph.graph, state: gpuGraph.state, fetch: gpuGraph.fetch }, { externalDataDir: dir }), stepState(p0), feeds, 2);
+      await weights.close();
+      const e = stepErrors(got, want);
+      console.log(`${arch} new rows: ${formatErrors(e)}`);
+      expect(e.loss).toBeLessThan(1e-5);
+      const rowGrad = (g: Float32Array) => g.subarray(lora.newRows!.embedOffset);
+      expect(rowGrad(want.grad).some((x) => x !== 0)).toBe(true);
+      expect(e.grad).toBeLessThan(1e-5);
+      expect(rel(rowGrad(got.grad), rowGrad(want.grad))).toBeLessThan(1e-5);
+      expect(e.losses).toBeLessThan(1e-5);
+      // the update after AdamW as a whole (L2), as train-step.test.ts judges it (Adam's 1/√v magnifies rounding)
+      expect(e.update).toBeLessThan(1e-3);
+    }, 300_000);
+  }
+
+  it('plan (no device): Llama-3.2-1B at B1×T2048 with 3 new rows holds no [N, V] logits', async () => {
+    const cfg = parseModelConfig(REAL_SHAPES['Llama-3.2-1B']!);
+    const lay = weightsLayout(cfg);
+    const V = cfg.vocabSize, N = 2048;
+    const lora = addNewRows(buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 }), cfg, [7, V, V + 1]);
+    const src = { weights: layoutOnlyWeights(cfg), dir: '/nonexistent', bf16InPlace: true };
+    const planOf = async (l: typeof lora) => {
+      const g = await buildTrainGraph(cfg, lay, src, l, { batch: 1, seqLen: N, fused: true }, optim);
+      return planGraph(g.graph, { outputs: [...g.fetch, ...g.state.map((s) => s.output)], state: g.state.map((s) => s.input) });
+    };
+    const plan = await planOf(lora);
+    const act = plan.buffers.filter((b) => b.kind === 'temp' || b.kind === 'output');
+    // one vocabulary chunk of logits at a time (64 MiB), never the 1 GiB [N, V] f32 logits
+    expect(Math.max(...act.map((b) => b.bytes))).toBeLessThanOrEqual(64 * 2 ** 20);
+    // the same activations as without new rows but for the embedding's blend of new rows (x + isNew · (rows[idx] − x):
+    // [N, C] pieces) and the [N, r] / [N, 1] / [r, C] ones: megabytes, where the [N, V + r] logits were a gigabyte
+    const without = await planOf(buildLoraLayout(cfg, lay, { rank: 16, alpha: 32, dropout: 0, rslora: false, targets: 'all-linear', seed: 1 }));
+    console.log(`Llama-3.2-1B B1×T2048 temp bytes: ${plan.bytes.temp} with 3 new rows, ${without.bytes.temp} without`);
+    expect(plan.bytes.temp - without.bytes.temp).toBeLessThan(2 * N * cfg.hiddenSize * 4 + 16 * N * 4 + 8 * 3 * cfg.hiddenSize * 4 + 4 * V);
+  }, 120_000);
+});
