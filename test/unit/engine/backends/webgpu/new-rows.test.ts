@@ -23,15 +23,18 @@ beforeAll(async () => { await openGpu(); }, 60_000);
 afterAll(() => closeGpu());
 
 describe('GPU backend: trainable new-token rows', () => {
-  for (const arch of ['llama', 'gpt2']) {
-    it(`${arch}: the fused loss (no [N, V + r] logits) gives the CPU EP's loss, gradients and 2 AdamW steps (1e-5)`, async () => {
-      const { dir, config, layout, weights, lora: base } = await loraStepFixture(arch, { prefix: 'lathe-gpu-nr-' });
+  for (const [arch, half] of [['llama', false], ['gpt2', false], ['llama', true]] as const) {
+    it(`${arch}${half ? ' f16 compute' : ''}: the fused loss (no [N, V + r] logits) gives the CPU EP's loss, gradients and 2 AdamW steps`, async () => {
+      const { dir, config, layout, weights, lora: base } = await loraStepFixture(arch, { prefix: 'lathe-gpu-nr-', ...(half ? { dtype: 'f16' as const } : {}) });
       const V = config.vocabSize;
       const lora = addNewRows(base, config, [5, V, V + 1]); // id 5 re-used: its base column is masked
       const rows = new TokenRows(V, lora.newRows);
       const B = 2, T = 8;
-      const src = openWeightSource(weights);
-      const cpu = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T }, optim);
+      const src = openWeightSource(weights, half ? { compute: 'float16' } : {});
+      // the reference: the CPU EP's plain graph in f32 (its f16 graph cannot run new rows: onnxruntime's CPU EP has no
+      // f16 ScatterElements with add, which the rows' Gather gradient is)
+      const ref = half ? openWeightSource(weights) : src;
+      const cpu = await buildTrainGraph(config, layout, ref, lora, { batch: B, seqLen: T }, optim);
       const gpuGraph = await buildTrainGraph(config, layout, src, lora, { batch: B, seqLen: T, fused: true }, optim);
       const ops = new Set(gpuGraph.graph.nodes.map((n) => n.op));
       expect(ops.has('LinearCrossEntropy')).toBe(true);
@@ -52,15 +55,17 @@ describe('GPU backend: trainable new-token rows', () => {
       const got = await runSteps(await GpuProgram.create({ graph: gpuGraph.graph, state: gpuGraph.state, fetch: gpuGraph.fetch }, { externalDataDir: dir }), stepState(p0), feeds, 2);
       await weights.close();
       const e = stepErrors(got, want);
-      console.log(`${arch} new rows: ${formatErrors(e)}`);
-      expect(e.loss).toBeLessThan(1e-5);
+      console.log(`${arch}${half ? ' f16 compute' : ''} new rows: ${formatErrors(e)}`);
       const rowGrad = (g: Float32Array) => g.subarray(lora.newRows!.embedOffset);
       expect(rowGrad(want.grad).some((x) => x !== 0)).toBe(true);
-      expect(e.grad).toBeLessThan(1e-5);
-      expect(rel(rowGrad(got.grad), rowGrad(want.grad))).toBeLessThan(1e-5);
-      expect(e.losses).toBeLessThan(1e-5);
-      // the update after AdamW as a whole (L2), as train-step.test.ts judges it (Adam's 1/√v magnifies rounding)
-      expect(e.update).toBeLessThan(1e-3);
+      // f32: as train-step.test.ts (the update after AdamW as a whole, L2: Adam's 1/√v magnifies rounding); f16
+      // compute against f32: f16 precision (measured loss 1.2e-5, gradient 4.4e-3, update 4.5e-2)
+      const tol = half ? { loss: 1e-3, grad: 3e-2, update: 1e-1 } : { loss: 1e-5, grad: 1e-5, update: 1e-3 };
+      expect(e.loss).toBeLessThan(tol.loss);
+      expect(e.grad).toBeLessThan(tol.grad);
+      expect(rel(rowGrad(got.grad), rowGrad(want.grad))).toBeLessThan(tol.grad);
+      expect(e.losses).toBeLessThan(tol.loss);
+      expect(e.update).toBeLessThan(tol.update);
     }, 300_000);
   }
 
