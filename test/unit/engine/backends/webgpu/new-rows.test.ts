@@ -5,6 +5,8 @@
  * steps equal the CPU EP's plain graph (the logits path), tied and untied, with a re-used id and new ids.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseModelConfig, weightsLayout } from '../../../../../src-main/engine/models';
 import { addNewRows, buildLoraLayout, TokenRows } from '../../../../../src-main/engine/llm/lora';
 import { buildTrainGraph } from '../../../../../src-main/engine/llm/train-graph';
@@ -15,7 +17,10 @@ import { adamwScalars } from '../../../../../src-main/engine/nn/layers';
 import { feedsOf, makeBatch } from '../../../../../src-main/engine/train/batch';
 import { rel } from '../../../../helpers/numeric';
 import { REAL_SHAPES, layoutOnlyWeights } from '../../../../bench/webgpu';
-import { formatErrors, loraStart, loraStepFixture, runSteps, stepErrors, stepState } from '../../../../helpers/lora-step';
+import { formatErrors, loraStart, loraStepFixture, runSteps, shortRun, stepErrors, stepMetricErrors, stepState, trainCpuAndGpu } from '../../../../helpers/lora-step';
+import { tinyModel } from '../../../../helpers/tiny';
+import { tempDir } from '../../../../helpers/services';
+import { Rng } from '../../../../../src-main/engine/models/rng';
 
 const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
@@ -68,6 +73,31 @@ describe('GPU backend: trainable new-token rows', () => {
       expect(e.update).toBeLessThan(tol.update);
     }, 300_000);
   }
+
+  it('trainer: an extended tokenizer (8 new tokens) trains 3 steps on `--ep gpu` with the CPU EP\'s losses, grad norms and validation', async () => {
+    const { trainDomainTokenizer, extendTokenizerDir } = await import('../../../../../src-main/tokenizer/service');
+    const { prepareCorpus } = await import('../../../../../src-main/data/prepare');
+    const model = await tinyModel('llama');
+    const base = tempDir('lathe-gpu-nr-train-');
+    const corpus = path.join(base, 'corpus');
+    mkdirSync(corpus);
+    const rng = new Rng(5);
+    const words = ['spindle', 'tailstock', 'headstock', 'faceplate', 'chuck', 'gouge', 'skew', 'parting', 'tool', 'rest', 'the', 'a', 'turn'];
+    for (let d = 0; d < 12; d++) writeFileSync(path.join(corpus, `d${d}.txt`), Array.from({ length: 200 }, () => words[Math.floor(rng.next() * words.length)]).join(' ') + '.\n');
+    const ext = path.join(base, 'tok');
+    await extendTokenizerDir({ baseDir: model, candidates: await trainDomainTokenizer({ baseDir: model, corpus: [corpus], maxCandidates: 50 }), topN: 8, outDir: ext });
+    const dataset = path.join(base, 'ds');
+    await prepareCorpus({ inputs: [corpus], out: dataset, tokenizerDir: ext, blockSize: 32, seed: 1, valFraction: 0.1 });
+    const { cpu, gpu } = await trainCpuAndGpu({ ...shortRun(model, dataset, 3), tokenizer: ext });
+    expect(gpu.result.ep).toBe('gpu');
+    expect(gpu.steps.length).toBe(3);
+    const d = stepMetricErrors(gpu.steps, cpu.steps);
+    console.log(`extended tokenizer, 3 steps gpu vs cpu: loss ${d.loss.toExponential(1)}, grad norm ${d.gradNorm.toExponential(1)}`);
+    expect(d.loss).toBeLessThan(1e-5);
+    expect(d.gradNorm).toBeLessThan(1e-4);
+    expect(Object.keys(cpu.result.val).length).toBeGreaterThan(0);
+    for (const [k, v] of Object.entries(cpu.result.val)) expect(Math.abs(gpu.result.val[k]!.loss - v.loss) / v.loss).toBeLessThan(1e-5);
+  }, 600_000);
 
   it('plan (no device): Llama-3.2-1B at B1×T2048 with 3 new rows holds no [N, V] logits', async () => {
     const cfg = parseModelConfig(REAL_SHAPES['Llama-3.2-1B']!);
