@@ -139,13 +139,14 @@ export function lossOf(g: GraphBuilder, fwd: ForwardResult, targets: Value, mask
  */
 function newRowsLoss(g: GraphBuilder, h: FusedHead, nr: NonNullable<FusedHead['newRows']>, targets: Value, mask: Value, chunk: number): Value {
   const V = h.w.shape[0] as number;
-  const isBase = g.less(targets, g.constant([V], targets.dtype, []));
+  const vT = g.scalar(V, targets.dtype);
+  const isBase = g.less(targets, vT);
   const wBase = g.mul(mask, g.cast(isBase, 'float32')), wNew = g.sub(mask, wBase);
   // a new target is out of W's range: LinearCrossEntropy gives it nothing but its lse
   const [nllBase, lseBase] = g.apply('LinearCrossEntropy', [h.x, h.w, targets, wBase, nr.bias], { scale: h.scale, softcap: h.softcap, chunk, rows: 1 }) as [Value, Value];
   const lseNew = g.reduceLogSumExp(nr.logits, [1], true);
   const lse = g.reduceLogSumExp(g.concat([lseBase, lseNew], 1), [1], true);
-  const picked = g.gatherElements(nr.logits, g.where(isBase, g.zerosLike(targets), g.sub(targets, g.constant([V], targets.dtype, []))), 1);
+  const picked = g.gatherElements(nr.logits, g.where(isBase, g.zerosLike(targets), g.sub(targets, vT)), 1);
   const rows = g.add(g.add(nllBase, g.mul(wBase, g.sub(lse, lseBase))), g.mul(wNew, g.sub(lse, picked)));
   return g.reduceSum(rows, [0, 1], false);
 }

@@ -75,14 +75,16 @@ function chunkLogits(c: EmitCtx, x: Ref, w: Ref, S: Ref, N: number, C: number, s
   const k = new KernelBuilder('LinearCeLogits');
   const ldx = k.input(x), ldw = k.input({ ...w, offset: w.offset + start * C, numel: Vk * C }), st = k.output(S);
   const ldb = bias ? k.input({ ...bias, offset: bias.offset + start, numel: Vk }) : '';
-  let v = scale === 1 ? 'acc' : `${lit(scale)} * acc`;
-  if (cap) v = `${lit(cap)} * tanh(${v} / ${lit(cap)})`;
-  if (bias) v = `${v} + ${ldb}(COL)`;
+  const logit = (acc: string, col: string) => {
+    let v = scale === 1 ? acc : `${lit(scale)} * ${acc}`;
+    if (cap) v = `${lit(cap)} * tanh(${v} / ${lit(cap)})`;
+    return bias ? `${v} + ${ldb}(${col})` : v;
+  };
   emitGemm(c, {
     k, M: N, N: Vk, K: C,
     a: (row, ka) => `${ldx}(${row} * ${C}u + ${ka})`,
     b: (kb, col) => `${ldw}(${col} * ${C}u + ${kb})`,
-    store: (row, col, acc) => `${st}(${row} * ${Vk}u + ${col}, ${v.replace(/acc/g, acc).replace(/COL/g, col)});`,
+    store: (row, col, acc) => `${st}(${row} * ${Vk}u + ${col}, ${logit(acc, col)});`,
   }, narrowStorage(w));
 }
 
